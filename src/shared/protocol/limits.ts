@@ -1,0 +1,69 @@
+/**
+ * Protocol version and the hard limits every peer enforces at its boundary. Peers may configure
+ * tighter limits (see each component's options); none may accept more than these.
+ */
+
+/** The protocol version every frame and signed structure carries. */
+export const PROTOCOL_VERSION = 1;
+
+/** Protocol-wide ceilings. */
+export const LIMITS = {
+  /** Longest model id. */
+  maxModelIdLength: 128,
+  /** Models one agent may advertise in a bundle. */
+  maxModelsPerBundle: 16,
+  /** Recipients (candidate agents) one envelope may be wrapped for. */
+  maxRecipients: 8,
+  /** Candidates a client may ask the gateway for. */
+  maxCandidates: 8,
+  /** Smallest padded request plaintext; requests pad up to powers of two from here. */
+  minRequestBucketBytes: 1024,
+  /** Largest request ciphertext (padded plaintext plus the 16-byte tag). */
+  maxRequestBodyBytes: 4 * 1024 * 1024 + 16,
+  /** Reply chunk plaintexts pad up to a multiple of this. */
+  chunkPadBytes: 64,
+  /** Largest reply chunk ciphertext. */
+  maxChunkBytes: 64 * 1024,
+  /** Largest single WebSocket frame between agent and gateway. */
+  maxAgentFrameBytes: 6 * 1024 * 1024,
+  /** Messages in one conversation. */
+  maxMessages: 1024,
+  /** Tokens a request may ask for. */
+  maxTokens: 32768,
+  /** Stop sequences per request, and the longest one. */
+  maxStopSequences: 8,
+  maxStopLength: 256,
+  /** How far in the future a request's created time may be. */
+  maxClockSkewMs: 60_000,
+  /** How old a request may be when an agent opens it. */
+  maxRequestAgeMs: 5 * 60_000,
+  /** Longest error message carried in a frame. */
+  maxErrorMessageLength: 1024,
+  /** Longest enrollment token. */
+  maxTokenLength: 256,
+  /** Longest free-text field in a bundle (versions, chip names). */
+  maxLabelLength: 128,
+  /** Failover attempts per job. */
+  maxAttempts: 8,
+} as const;
+
+/**
+ * WebSocket close codes Nightjar uses besides the standard ones (RFC 6455 §7.4; 1009 is sent by
+ * ws itself for an oversized frame).
+ */
+export const CLOSE_CODES = {
+  /** Normal shutdown of the peer. */
+  goingAway: 1001,
+  /** A frame that is not valid protocol. */
+  badFrame: 4400,
+  /** The agent failed the challenge. */
+  authFailed: 4401,
+  /** The gateway refused the agent's enrollment token or binding. */
+  enrollRefused: 4403,
+  /** The handshake did not finish in time. */
+  authTimeout: 4408,
+  /** The same identity connected again; this session is replaced. */
+  replaced: 4409,
+  /** Unsupported protocol version. */
+  version: 4426,
+} as const;

@@ -1,0 +1,410 @@
+/**
+ * Run-time schemas for everything that crosses a boundary: signed structures (bundle, receipt),
+ * the envelope, the agent ↔ gateway frames and the client ↔ gateway events. Every schema is
+ * strict (unknown fields are errors) and every string and array has a bound.
+ */
+import { z } from 'zod';
+import { LIMITS, PROTOCOL_VERSION } from './limits.js';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
+
+/**
+ * Unpadded base64url of exactly `bytes` bytes, in its one canonical spelling: the unused low bits
+ * of a final partial group must be zero (as fromBase64Url requires), so an id such as a jobId
+ * cannot be written two ways.
+ */
+export function b64(bytes: number): z.ZodString {
+  const chars = Math.ceil((bytes * 4) / 3);
+  const last = bytes % 3 === 1 ? '[AQgw]' : bytes % 3 === 2 ? '[AEIMQUYcgkosw048]' : '[A-Za-z0-9_-]';
+  const pattern = chars === 0 ? '^$' : `^[A-Za-z0-9_-]{${chars - 1}}${last}$`;
+  return z.string().regex(new RegExp(pattern), `expected ${bytes} bytes of base64url`);
+}
+
+/** Unpadded base64url of at most `maxBytes` bytes. Decoding (fromBase64Url) checks it is canonical. */
+export function b64Max(maxBytes: number): z.ZodString {
+  const chars = Math.ceil((maxBytes * 4) / 3);
+  return z
+    .string()
+    .max(chars)
+    .regex(/^[A-Za-z0-9_-]*$/, 'expected base64url');
+}
+
+const version = z.literal(PROTOCOL_VERSION);
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 32 bytes of lower-case hex');
+const label = z.string().max(LIMITS.maxLabelLength);
+const timeMs = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
+const count = z.int().min(0).max(2 ** 32);
+
+/** A model id: lower-case letters, digits and `._:/-`, starting with a letter or digit. */
+export const modelIdSchema = z
+  .string()
+  .max(LIMITS.maxModelIdLength)
+  .regex(/^[a-z0-9][a-z0-9._:/-]*$/, 'model ids use a-z, 0-9 and ._:/-');
+
+/** 16 random bytes that name a job, chosen by the client. */
+export const jobIdSchema = b64(16);
+/** An agent id: hex of the first 16 bytes of a domain-separated hash of its identity key. */
+export const agentIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'expected an agent id');
+/** A box key id: hex of the first 8 bytes of a hash of the box public key. */
+export const boxKeyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'expected a box key id');
+/** Failover attempt number, 0 for the first agent tried. */
+export const attemptSchema = z.int().min(0).max(LIMITS.maxAttempts - 1);
+
+/** Trust levels, weakest first. */
+export const TRUST_LEVELS = ['signed', 'attested'] as const;
+export const trustSchema = z.enum(TRUST_LEVELS);
+/** How much the gateway trusts an agent. */
+export type Trust = z.infer<typeof trustSchema>;
+
+/** One model an agent serves, named with the sha256 of its GGUF file. */
+export const bundleModelSchema = z.strictObject({
+  id: modelIdSchema,
+  sha256: hex32,
+  /** True for files written by the synthetic generator: never offered as real models. */
+  synthetic: z.boolean(),
+  contextLength: z.int().min(1).max(2 ** 24),
+});
+export type BundleModel = z.infer<typeof bundleModelSchema>;
+
+export const platformSchema = z.strictObject({
+  os: label,
+  osVersion: label,
+  arch: label,
+  chip: label,
+  memoryBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+export type Platform = z.infer<typeof platformSchema>;
+
+/** What the agent can say about its own hardening; `null` where it cannot tell. */
+export const postureSchema = z.strictObject({
+  sip: z.boolean().nullable(),
+  hardenedRuntime: z.boolean().nullable(),
+  debuggerDenied: z.boolean().nullable(),
+  secureEnclave: z.boolean(),
+  appVersion: label,
+  appHash: hex32.nullable(),
+});
+export type Posture = z.infer<typeof postureSchema>;
+
+/** Secure Enclave co-signature (attested Macs only). */
+export const attestationSchema = z.strictObject({
+  /** Uncompressed P-256 public key, 65 bytes. */
+  enclaveKey: b64(65),
+  /** DER ECDSA signature over the bundle's signing bytes without this field. */
+  signature: b64Max(80),
+});
+
+/** The key bundle an agent publishes: what a client checks before it encrypts. */
+export const keyBundleSchema = z.strictObject({
+  v: version,
+  agentId: agentIdSchema,
+  identityKey: b64(32),
+  boxKey: b64(32),
+  boxKeyId: boxKeyIdSchema,
+  notBefore: timeMs,
+  notAfter: timeMs,
+  models: z.array(bundleModelSchema).min(1).max(LIMITS.maxModelsPerBundle),
+  capacity: z.strictObject({ slots: z.int().min(1).max(256) }),
+  platform: platformSchema,
+  posture: postureSchema,
+  attestation: attestationSchema.optional(),
+});
+export type KeyBundle = z.infer<typeof keyBundleSchema>;
+
+export const signedBundleSchema = z.strictObject({
+  bundle: keyBundleSchema,
+  signature: b64(64),
+});
+export type SignedBundle = z.infer<typeof signedBundleSchema>;
+
+/** Why generation ended. */
+export const finishReasonSchema = z.enum(['stop', 'length', 'cancelled']);
+export type FinishReason = z.infer<typeof finishReasonSchema>;
+
+/** The agent's signed statement of what it did for one job. */
+export const receiptSchema = z.strictObject({
+  v: version,
+  jobId: jobIdSchema,
+  attempt: attemptSchema,
+  agentId: agentIdSchema,
+  model: modelIdSchema,
+  modelSha256: hex32,
+  promptTokens: count,
+  completionTokens: count,
+  /** sha256 of the request ciphertext, base64url. */
+  requestDigest: b64(32),
+  /** sha256 over the reply chunk ciphertexts, each prefixed with its length, base64url. */
+  replyDigest: b64(32),
+  startedAt: timeMs,
+  endedAt: timeMs,
+  finishReason: finishReasonSchema,
+});
+export type Receipt = z.infer<typeof receiptSchema>;
+
+export const signedReceiptSchema = z.strictObject({
+  receipt: receiptSchema,
+  signature: b64(64),
+});
+export type SignedReceipt = z.infer<typeof signedReceiptSchema>;
+
+/** One wrapped copy of the content key, for one candidate agent. */
+export const recipientSchema = z.strictObject({
+  agentId: agentIdSchema,
+  boxKeyId: boxKeyIdSchema,
+  nonce: b64(24),
+  /** The 32-byte content key sealed with NaCl box: 48 bytes. */
+  wrappedKey: b64(48),
+});
+export type Recipient = z.infer<typeof recipientSchema>;
+
+/** The visible header: everything the gateway sees of a request. */
+export const envelopeHeaderSchema = z.strictObject({
+  v: version,
+  jobId: jobIdSchema,
+  model: modelIdSchema,
+  maxTokens: z.int().min(1).max(LIMITS.maxTokens),
+  ephemeralKey: b64(32),
+  recipients: z.array(recipientSchema).min(1).max(LIMITS.maxRecipients),
+  bodyNonce: b64(24),
+  bodyLength: z.int().min(LIMITS.minRequestBucketBytes + 16).max(LIMITS.maxRequestBodyBytes),
+});
+export type EnvelopeHeader = z.infer<typeof envelopeHeaderSchema>;
+
+export const envelopeSchema = z.strictObject({
+  header: envelopeHeaderSchema,
+  body: b64Max(LIMITS.maxRequestBodyBytes),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/** One message of a conversation. */
+export const chatMessageSchema = z.strictObject({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string(),
+});
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+/** Sampling parameters, as the client asked. */
+export const samplingSchema = z.strictObject({
+  maxTokens: z.int().min(1).max(LIMITS.maxTokens),
+  temperature: z.number().min(0).max(2).optional(),
+  topP: z.number().gt(0).max(1).optional(),
+  topK: z.int().min(1).max(1000).optional(),
+  seed: z.int().min(0).max(2 ** 32 - 1).optional(),
+  stop: z.array(z.string().min(1).max(LIMITS.maxStopLength)).max(LIMITS.maxStopSequences).optional(),
+});
+export type Sampling = z.infer<typeof samplingSchema>;
+
+/** What the body of an envelope decrypts to. */
+export const requestPayloadSchema = z.strictObject({
+  v: version,
+  jobId: jobIdSchema,
+  model: modelIdSchema,
+  /** Milliseconds since the epoch when the client sealed the request. */
+  created: timeMs,
+  /** base64url sha256 of the canonical visible header. */
+  headerDigest: b64(32),
+  messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
+  sampling: samplingSchema,
+});
+export type RequestPayload = z.infer<typeof requestPayloadSchema>;
+
+export const usageSchema = z.strictObject({ promptTokens: count, completionTokens: count });
+export type Usage = z.infer<typeof usageSchema>;
+
+/** What one reply chunk decrypts to. The final chunk carries the finish reason and usage. */
+export const chunkPayloadSchema = z.strictObject({
+  seq: z.int().min(0).max(2 ** 31),
+  delta: z.string(),
+  final: z
+    .strictObject({
+      finishReason: finishReasonSchema,
+      usage: usageSchema,
+      /** Which of the request's stop sequences ended the reply, when one did. Optional. */
+      stopSequence: z.string().min(1).max(LIMITS.maxStopLength).optional(),
+    })
+    .optional(),
+});
+export type ChunkPayload = z.infer<typeof chunkPayloadSchema>;
+
+const codeSchema = z
+  .string()
+  .max(64)
+  .refine((c): c is ErrorCode => Object.prototype.hasOwnProperty.call(ERROR_CODES, c), 'unknown error code')
+  .transform((c) => c as ErrorCode);
+const messageSchema = z.string().max(LIMITS.maxErrorMessageLength);
+
+/** Agent states, as DESIGN.md names them. */
+export const agentStateSchema = z.enum(['stopped', 'waiting', 'loading', 'serving', 'draining', 'paused', 'error']);
+export type AgentState = z.infer<typeof agentStateSchema>;
+
+// ---- agent → gateway ----
+
+const frame = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.strictObject({ v: version, type: z.literal(type), ...shape });
+
+export const helloFrame = frame('hello', {
+  bundle: signedBundleSchema,
+  enrollToken: z.string().min(1).max(LIMITS.maxTokenLength).optional(),
+});
+export const authFrame = frame('auth', { signature: b64(64) });
+export const statusFrame = frame('status', {
+  state: agentStateSchema,
+  model: modelIdSchema.nullable(),
+  freeSlots: z.int().min(0).max(256),
+  totalSlots: z.int().min(0).max(256),
+  tokensPerSecond: z.number().min(0).max(1e7),
+  ttftMs: z.number().min(0).max(1e7),
+  memoryPressure: z.enum(['normal', 'warn', 'critical']),
+  thermal: z.enum(['nominal', 'fair', 'serious', 'critical']),
+});
+export const acceptedFrame = frame('accepted', { jobId: jobIdSchema, attempt: attemptSchema, replySalt: b64(16) });
+export const declinedFrame = frame('declined', {
+  jobId: jobIdSchema,
+  attempt: attemptSchema,
+  code: codeSchema,
+  message: messageSchema,
+});
+export const chunkFrame = frame('chunk', {
+  jobId: jobIdSchema,
+  attempt: attemptSchema,
+  seq: z.int().min(0).max(2 ** 31),
+  data: b64Max(LIMITS.maxChunkBytes),
+});
+export const doneFrame = frame('done', { jobId: jobIdSchema, attempt: attemptSchema, receipt: signedReceiptSchema });
+export const failedFrame = frame('failed', {
+  jobId: jobIdSchema,
+  attempt: attemptSchema,
+  code: codeSchema,
+  message: messageSchema,
+});
+export const bundleFrame = frame('bundle', { bundle: signedBundleSchema });
+export const attestFrame = frame('attest', { nonce: b64(32), signature: b64(64) });
+export const goodbyeFrame = frame('goodbye', {
+  reason: z.enum(['paused', 'schedule', 'owner-active', 'quit', 'error']),
+});
+
+export const agentFrameSchema = z.discriminatedUnion('type', [
+  helloFrame,
+  authFrame,
+  statusFrame,
+  acceptedFrame,
+  declinedFrame,
+  chunkFrame,
+  doneFrame,
+  failedFrame,
+  bundleFrame,
+  attestFrame,
+  goodbyeFrame,
+]);
+/** Any frame an agent sends. */
+export type AgentFrame = z.infer<typeof agentFrameSchema>;
+
+// ---- gateway → agent ----
+
+export const challengeFrame = frame('challenge', { nonce: b64(32), time: timeMs, gatewayId: z.string().max(128) });
+export const welcomeFrame = frame('welcome', {
+  agentId: agentIdSchema,
+  trust: trustSchema,
+  heartbeatMs: z.int().min(100).max(3_600_000),
+  maxConcurrentJobs: z.int().min(1).max(256),
+  operator: z.string().max(128).nullable(),
+});
+export const rejectFrame = frame('reject', { code: codeSchema, message: messageSchema });
+export const jobFrame = frame('job', { jobId: jobIdSchema, attempt: attemptSchema, envelope: envelopeSchema });
+export const cancelFrame = frame('cancel', { jobId: jobIdSchema, attempt: attemptSchema, reason: messageSchema });
+export const errorFrame = frame('error', { code: codeSchema, message: messageSchema });
+
+export const gatewayFrameSchema = z.discriminatedUnion('type', [
+  challengeFrame,
+  welcomeFrame,
+  rejectFrame,
+  jobFrame,
+  cancelFrame,
+  errorFrame,
+]);
+/** Any frame the gateway sends to an agent. */
+export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
+
+// ---- client ↔ gateway (HTTP) ----
+
+/** POST /v1/jobs request body. */
+export const jobRequestSchema = z.strictObject({ v: version, envelope: envelopeSchema });
+export type JobRequest = z.infer<typeof jobRequestSchema>;
+
+/** One candidate agent, as the gateway offers it. */
+export const candidateSchema = z.strictObject({ bundle: signedBundleSchema, trust: trustSchema });
+export type Candidate = z.infer<typeof candidateSchema>;
+
+/** GET /v1/candidates answer. */
+export const candidatesResponseSchema = z.strictObject({
+  v: version,
+  model: modelIdSchema,
+  candidates: z.array(candidateSchema).max(LIMITS.maxCandidates),
+});
+export type CandidatesResponse = z.infer<typeof candidatesResponseSchema>;
+
+/**
+ * An amount of money: a non-negative integer count of micro-credits (1 credit = 1 000 000),
+ * written as a decimal string so amounts beyond 2^53 survive JSON.
+ */
+export const microCreditsSchema = z.string().regex(/^(0|[1-9][0-9]{0,18})$/, 'expected an integer count of micro-credits');
+
+/** A model's price, in micro-credits per million tokens. */
+export const modelPriceSchema = z.strictObject({
+  promptPerMTok: microCreditsSchema,
+  completionPerMTok: microCreditsSchema,
+});
+export type ModelPrice = z.infer<typeof modelPriceSchema>;
+
+/** GET /v1/models answer. */
+export const modelsResponseSchema = z.strictObject({
+  v: version,
+  models: z.array(
+    z.strictObject({
+      id: modelIdSchema,
+      synthetic: z.boolean(),
+      agents: z.int().min(0),
+      freeSlots: z.int().min(0),
+      /** What a job costs (absent from gateways that do not bill). Synthetic models are free. */
+      price: modelPriceSchema.optional(),
+    }),
+  ),
+});
+
+/** GET /v1/account answer: the calling API key and its balance. */
+export const accountResponseSchema = z.strictObject({
+  v: version,
+  keyId: z.string().max(64),
+  name: z.string().max(LIMITS.maxLabelLength),
+  balance: microCreditsSchema,
+  /** Part of the balance held for jobs running now. */
+  held: microCreditsSchema,
+});
+export type AccountResponse = z.infer<typeof accountResponseSchema>;
+export type ModelsResponse = z.infer<typeof modelsResponseSchema>;
+
+export const startEvent = z.strictObject({
+  type: z.literal('start'),
+  agentId: agentIdSchema,
+  attempt: attemptSchema,
+  replySalt: b64(16),
+});
+export const chunkEvent = z.strictObject({
+  type: z.literal('chunk'),
+  seq: z.int().min(0).max(2 ** 31),
+  data: b64Max(LIMITS.maxChunkBytes),
+});
+export const doneEvent = z.strictObject({ type: z.literal('done'), receipt: signedReceiptSchema });
+export const errorEvent = z.strictObject({
+  type: z.literal('error'),
+  code: codeSchema,
+  message: messageSchema,
+  retryAfterMs: z.int().min(0).optional(),
+});
+export const jobEventSchema = z.discriminatedUnion('type', [startEvent, chunkEvent, doneEvent, errorEvent]);
+/** One line of the POST /v1/jobs NDJSON stream. */
+export type JobEvent = z.infer<typeof jobEventSchema>;
+
+/** The body of every HTTP error answer. */
+export const httpErrorSchema = z.strictObject({
+  error: z.strictObject({ code: codeSchema, message: messageSchema, retryAfterMs: z.int().min(0).optional() }),
+});
