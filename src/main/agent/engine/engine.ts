@@ -1,0 +1,682 @@
+/**
+ * The inference engine on node-llama-cpp: one model, one context holding one sequence per slot,
+ * so concurrent jobs are decoded together in shared batches.
+ *
+ * Each job:
+ * 1. renders its conversation with the model's own chat template (the wrapper node-llama-cpp
+ *    resolves from the file's `tokenizer.chat_template`) and tokenises it; usage.promptTokens is
+ *    the number of those tokens actually evaluated;
+ * 2. is refused up front with NJ_CONTEXT_OVERFLOW if prompt + maxTokens cannot fit its sequence;
+ * 3. evaluates the prompt in batch-sized chunks (so a cancel during a long prompt takes effect
+ *    between chunks), then pulls generated tokens one at a time: nothing is decoded that was not
+ *    asked for, so an abort stops generation within the token in flight;
+ * 4. turns tokens into text, holding back incomplete UTF-8 and any tail that could still become a
+ *    stop sequence, and hands out deltas whose concatenation is exactly the final text;
+ * 5. clears its sequence before the slot is free again, so nothing of one job's conversation is
+ *    left in the KV cache for the next.
+ *
+ * Stop sequences: generation stops at the first occurrence of any stop sequence (the request's and
+ * the chat template's end-of-turn text); the text is cut just before it, so the stop text is never
+ * part of the reply (as in the OpenAI API). An end-of-generation token (EOS, EOT…) also finishes
+ * with 'stop'. Both count as completion tokens.
+ *
+ * Cancellation: the reply is what was streamed before the abort; tokens generated but still held
+ * back (an incomplete character, a possible stop-sequence start) count as completion tokens but
+ * are not sent; the token in flight when the abort came is dropped and not counted.
+ *
+ * Not handled (no use in Nightjar's protocol yet): function calling, grammars, and reasoning
+ * segments; a model that thinks aloud in `<think>` tags streams them as text.
+ */
+import { randomInt } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  getLlama,
+  LlamaLogLevel,
+  readGgufFileInfo,
+  resolveChatWrapper,
+  SpecialToken,
+  SpecialTokensText,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type ContextShiftOptions,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGpuType,
+  type LlamaModel,
+  type LlamaText,
+  type Token,
+} from 'node-llama-cpp';
+import {
+  chatMessageSchema,
+  NightjarError,
+  samplingSchema,
+  silentLogger,
+  type ChatMessage,
+  type FinishReason,
+  type Logger,
+  type Sampling,
+} from '../../../shared/index.js';
+import type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine } from './types.js';
+
+/** Which llama.cpp backend to use: `false` for CPU only, or a GPU type. */
+export type EngineGpu = false | 'auto' | Exclude<LlamaGpuType, false>;
+
+/** Options of {@link loadEngine}. */
+export interface EngineOptions {
+  /** Path of the GGUF model file. Required. */
+  modelPath: string;
+  /** Parallel sequences, one per concurrent job. Defaults to 4. */
+  slots?: number;
+  /**
+   * Context length of each sequence, in tokens (prompt plus reply). llama.cpp may round it up to
+   * a multiple of 256; {@link EngineModelInfo.contextLength} is what each sequence really got.
+   * Defaults to min(the model's training context, 4096).
+   */
+  contextLength?: number;
+  /**
+   * CPU threads for evaluation. Defaults to {@link defaultThreads}: the cores really available
+   * less one for the event loop. node-llama-cpp's own CPU default is at least 4, which on a
+   * 2-core machine oversubscribes and runs about 190× slower.
+   */
+  threads?: number;
+  /** Backend. Defaults to false (CPU) on Linux and 'auto' (Metal on a Mac) elsewhere. */
+  gpu?: EngineGpu;
+  /** Tokens evaluated per batch, across all sequences. Defaults to min(512, contextLength × slots). */
+  batchSize?: number;
+  /**
+   * A prompt is evaluated in pieces of at most this many tokens, and a cancel (the owner coming
+   * back) takes effect between pieces. Defaults to 64 on the CPU, where a 1B model evaluates a
+   * 512-token batch in seconds, and to the batch size on a GPU.
+   */
+  promptChunkTokens?: number;
+  /** Receives the engine's log lines and llama.cpp's warnings. Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+/**
+ * Sampling used when a request leaves a parameter out: llama.cpp's server defaults. A request
+ * with temperature 0 decodes greedily (and deterministically).
+ */
+export const DEFAULT_SAMPLING = { temperature: 0.8, topP: 0.95, topK: 40, minP: 0.05 } as const;
+
+/**
+ * The default threads: the cores this process may really use, less one for the event loop
+ * (relay, crypto, IPC). llama.cpp's threads wait for each other at every step, so one thread
+ * that shares its core stalls them all: on the 2-core development VM, 2 threads generate 20×
+ * slower than 1 (bench/RESULTS.md).
+ */
+export function defaultThreads(): number {
+  return Math.max(1, os.availableParallelism() - 1);
+}
+
+/** The default backend for this platform. */
+export function defaultGpu(): EngineGpu {
+  return process.platform === 'linux' ? false : 'auto';
+}
+
+// ---------------------------------------------------------------------------------------------
+// One llama.cpp binding per process (per backend), created on first use.
+
+const llamas = new Map<string, Promise<Llama>>();
+/** Loggers of the live engines (one entry per engine, even when engines share a logger). */
+const llamaLogSinks = new Set<{ readonly logger: Logger }>();
+
+function forwardLlamaLog(level: LlamaLogLevel, message: string): void {
+  const line = message.trim();
+  if (line === '') return;
+  for (const { logger } of llamaLogSinks) {
+    if (level === LlamaLogLevel.fatal || level === LlamaLogLevel.error) logger.error('llama.cpp', { detail: line });
+    else if (level === LlamaLogLevel.warn) logger.warn('llama.cpp', { detail: line });
+    else logger.debug('llama.cpp', { detail: line });
+  }
+}
+
+/**
+ * llama.cpp logs from its own threads; node-llama-cpp hands each line to JavaScript on a later
+ * turn of the event loop. Waiting one turn lets lines about a failed load reach the engine's
+ * logger before it is unregistered.
+ */
+function logsDelivered(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function sharedLlama(gpu: EngineGpu): Promise<Llama> {
+  const key = String(gpu);
+  let llama = llamas.get(key);
+  if (llama === undefined) {
+    // build 'never': use the prebuilt binary or fail; never download or compile at run time.
+    // maxThreads 0: no pool limit, so each context's `threads` is exactly what it uses.
+    llama = getLlama({ gpu, build: 'never', maxThreads: 0, logLevel: LlamaLogLevel.warn, logger: forwardLlamaLog, progressLogs: false });
+    llama.catch(() => llamas.delete(key));
+    llamas.set(key, llama);
+  }
+  return llama;
+}
+
+/**
+ * Loads llama.cpp's prebuilt binding for `gpu` (without a model) and says which backend it runs
+ * on: what `nightjar doctor` checks first. Throws NJ_MODEL_LOAD_FAILED if it cannot.
+ */
+export async function checkLlamaBinding(gpu: EngineGpu = defaultGpu()): Promise<{ gpu: string; cpuCores: number }> {
+  try {
+    const llama = await sharedLlama(gpu);
+    return { gpu: String(llama.gpu), cpuCores: llama.cpuMathCores };
+  } catch (error) {
+    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, { cause: error });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Never shift the context: overflow is refused up front, so a shift would be a bug. */
+const NO_CONTEXT_SHIFT: ContextShiftOptions = {
+  strategy: () => {
+    throw new Error('context shift attempted; the overflow check should have refused this job');
+  },
+};
+
+/** A generated-text tail shorter than this may still be an incomplete UTF-8 character. */
+const MAX_TOKENS_PER_CHARACTER = 4;
+
+function positiveInt(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1 || v > max) {
+    throw new NightjarError('NJ_CONFIG_INVALID', `Engine option ${name} must be an integer from 1 to ${max}; got ${String(value)}.`);
+  }
+  return v;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Loads a model and returns an engine serving `slots` generations at once. Throws NightjarError
+ * NJ_MODEL_FILE_INVALID when the file is missing or not GGUF, NJ_MODEL_LOAD_FAILED when llama.cpp
+ * cannot load it (or create its context), NJ_CONFIG_INVALID for bad options.
+ */
+export async function loadEngine(options: EngineOptions): Promise<InferenceEngine> {
+  const logger = options.logger ?? silentLogger;
+  const slots = positiveInt('slots', options.slots, 4, 256);
+  const threads = positiveInt('threads', options.threads, defaultThreads(), 1024);
+  const gpu = options.gpu ?? defaultGpu();
+  const requestedContext = options.contextLength === undefined ? undefined : positiveInt('contextLength', options.contextLength, 4096);
+  const batchSize = options.batchSize === undefined ? undefined : positiveInt('batchSize', options.batchSize, 512);
+  const promptChunkTokens =
+    options.promptChunkTokens === undefined ? undefined : positiveInt('promptChunkTokens', options.promptChunkTokens, 64);
+  const modelPath = path.resolve(options.modelPath);
+
+  const info = await stat(modelPath).catch((error: unknown) => {
+    throw new NightjarError('NJ_MODEL_FILE_INVALID', `No model file at ${modelPath} (${messageOf(error)}).`, { cause: error });
+  });
+  if (!info.isFile()) throw new NightjarError('NJ_MODEL_FILE_INVALID', `${modelPath} is not a file.`);
+  await readGgufFileInfo(modelPath, { sourceType: 'filesystem', readTensorInfo: false, logWarnings: false }).catch((error: unknown) => {
+    throw new NightjarError('NJ_MODEL_FILE_INVALID', `${modelPath} is not a readable GGUF file: ${messageOf(error)}`, { cause: error });
+  });
+
+  const llama = await sharedLlama(gpu).catch((error: unknown) => {
+    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, { cause: error });
+  });
+  const started = performance.now();
+  const sink = { logger };
+  llamaLogSinks.add(sink);
+  let model: LlamaModel | undefined;
+  try {
+    model = await llama.loadModel({ modelPath });
+    const train = model.trainContextSize;
+    const contextLength = requestedContext ?? Math.min(train > 0 ? train : 4096, 4096);
+    if (train > 0 && contextLength > train) {
+      logger.warn('context longer than the model was trained for', { contextLength, trainContextLength: train });
+    }
+    const context = await model
+      .createContext({
+        sequences: slots,
+        contextSize: contextLength,
+        threads,
+        ...(batchSize === undefined ? {} : { batchSize }),
+        failedCreationRemedy: false,
+      })
+      .catch((error: unknown) => {
+        if (error instanceof NightjarError) throw error;
+        throw new NightjarError('NJ_MODEL_LOAD_FAILED', `Could not create a context of ${slots} × ${contextLength} tokens for ${modelPath}: ${messageOf(error)}`, { cause: error });
+      });
+    const chatWrapper = resolveChatWrapper(model, { warningLogs: false });
+    const engine = new LlamaEngine({
+      model,
+      context,
+      chatWrapper,
+      slots,
+      logger,
+      sink,
+      modelPath,
+      trainContextLength: train,
+      promptChunkTokens: Math.min(context.batchSize, promptChunkTokens ?? (llama.gpu === false ? 64 : context.batchSize)),
+    });
+    logger.info('model loaded', {
+      model: path.basename(modelPath),
+      loadMs: Math.round(performance.now() - started),
+      slots,
+      contextLength: context.contextSize,
+      threads,
+      gpu: String(llama.gpu),
+      chatWrapper: chatWrapper.wrapperName,
+    });
+    return engine;
+  } catch (error) {
+    await model?.dispose().catch(() => undefined);
+    await logsDelivered();
+    llamaLogSinks.delete(sink);
+    if (error instanceof NightjarError) throw error;
+    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not load ${modelPath}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+interface EngineParts {
+  model: LlamaModel;
+  context: LlamaContext;
+  chatWrapper: ChatWrapper;
+  slots: number;
+  logger: Logger;
+  sink: { readonly logger: Logger };
+  modelPath: string;
+  trainContextLength: number;
+  promptChunkTokens: number;
+}
+
+/** A running job, as far as dispose() needs to know. */
+interface Job {
+  readonly cancel: AbortController;
+  done: Promise<unknown>;
+}
+
+/** A rendered prompt: its tokens and what ends the model's turn. */
+interface RenderedPrompt {
+  tokens: Token[];
+  /** Stop texts from the chat template (e.g. its end-of-turn marker). */
+  stopTexts: string[];
+  /** Stop token sequences from the chat template that involve control tokens. */
+  stopTokens: Token[][];
+}
+
+class LlamaEngine implements InferenceEngine {
+  readonly model: EngineModelInfo;
+  readonly totalSlots: number;
+  private readonly llamaModel: LlamaModel;
+  private readonly context: LlamaContext;
+  private readonly chatWrapper: ChatWrapper;
+  private readonly logger: Logger;
+  private readonly sink: { readonly logger: Logger };
+  private readonly free: LlamaContextSequence[] = [];
+  private readonly jobs = new Set<Job>();
+  private readonly promptChunkTokens: number;
+  private disposing: Promise<void> | undefined;
+
+  constructor(parts: EngineParts) {
+    this.promptChunkTokens = Math.max(1, parts.promptChunkTokens);
+    this.llamaModel = parts.model;
+    this.context = parts.context;
+    this.chatWrapper = parts.chatWrapper;
+    this.logger = parts.logger;
+    this.sink = parts.sink;
+    this.totalSlots = parts.slots;
+    for (let i = 0; i < parts.slots; i++) this.free.push(parts.context.getSequence({ contextShift: NO_CONTEXT_SHIFT }));
+    const metadata = parts.model.fileInfo.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
+    const name = metadata['general']?.['name'];
+    this.model = {
+      path: parts.modelPath,
+      trainContextLength: parts.trainContextLength,
+      contextLength: parts.context.contextSize,
+      synthetic: metadata['nightjar']?.['synthetic'] === true,
+      name: typeof name === 'string' ? name : null,
+    };
+  }
+
+  get freeSlots(): number {
+    return this.disposing === undefined ? this.free.length : 0;
+  }
+
+  async countPromptTokens(messages: readonly ChatMessage[]): Promise<number> {
+    this.assertUsable();
+    validateMessages(messages);
+    return this.render(messages).tokens.length;
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    this.assertUsable();
+    validateMessages(request.messages);
+    const parsed = samplingSchema.safeParse(request.sampling);
+    if (!parsed.success) {
+      throw new NightjarError('NJ_BAD_REQUEST', `Invalid sampling parameters: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'sampling'}: ${i.message}`).join('; ')}.`);
+    }
+    const started = performance.now();
+    if (request.signal?.aborted) {
+      return { text: '', finishReason: 'cancelled', usage: { promptTokens: 0, completionTokens: 0 }, timeToFirstTokenMs: 0, tokensPerSecond: 0 };
+    }
+    const sequence = this.free.pop();
+    if (sequence === undefined) {
+      throw new NightjarError('NJ_ENGINE_BUSY', `All ${this.totalSlots} sequences of this engine are generating; no slot is free.`);
+    }
+    const job: Job = { cancel: new AbortController(), done: Promise.resolve() };
+    const onAbort = (): void => job.cancel.abort();
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    const run = (async (): Promise<GenerateResult> => {
+      try {
+        return await this.run(sequence, request, parsed.data, job.cancel.signal, started);
+      } finally {
+        request.signal?.removeEventListener('abort', onAbort);
+        await this.release(sequence);
+      }
+    })();
+    job.done = run.catch(() => undefined);
+    this.jobs.add(job);
+    try {
+      return await run;
+    } finally {
+      this.jobs.delete(job);
+    }
+  }
+
+  dispose(): Promise<void> {
+    this.disposing ??= this.disposeNow();
+    return this.disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  private async disposeNow(): Promise<void> {
+    for (const job of this.jobs) job.cancel.abort();
+    await Promise.all([...this.jobs].map((job) => job.done));
+    this.free.length = 0;
+    try {
+      await this.context.dispose();
+      await this.llamaModel.dispose();
+    } finally {
+      await logsDelivered();
+      llamaLogSinks.delete(this.sink);
+      this.logger.info('model unloaded', { model: path.basename(this.model.path) });
+    }
+  }
+
+  private assertUsable(): void {
+    if (this.disposing !== undefined) {
+      throw new NightjarError('NJ_ENGINE_FAILED', `The engine for ${path.basename(this.model.path)} was disposed; load the model again to generate.`);
+    }
+  }
+
+  /** Clears the sequence (KV cache and token history) and returns it to the free list. */
+  private async release(sequence: LlamaContextSequence): Promise<void> {
+    try {
+      await sequence.clearHistory();
+    } catch (error) {
+      if (this.disposing === undefined) this.logger.error('could not clear a sequence; slot retired', { error: messageOf(error) });
+      return;
+    }
+    if (this.disposing === undefined) this.free.push(sequence);
+  }
+
+  /** Renders `messages` with the model's chat template and tokenises the result. */
+  private render(messages: readonly ChatMessage[]): RenderedPrompt {
+    const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
+      m.role === 'system' ? { type: 'system', text: m.content }
+      : m.role === 'user' ? { type: 'user', text: m.content }
+      : { type: 'model', response: [m.content] },
+    );
+    // A conversation that ends with an assistant message is continued (a prefill); otherwise the
+    // model starts a new assistant turn.
+    if (messages.at(-1)?.role !== 'assistant') history.push({ type: 'model', response: [] });
+    let state;
+    try {
+      state = this.chatWrapper.generateContextState({ chatHistory: history });
+    } catch (error) {
+      throw new NightjarError('NJ_BAD_REQUEST', `The model's chat template cannot render this conversation: ${messageOf(error)}`, { cause: error });
+    }
+    const tokens = state.contextText.tokenize(this.llamaModel.tokenizer);
+    if (tokens.length === 0) throw new NightjarError('NJ_BAD_REQUEST', 'The conversation renders to an empty prompt with this model.');
+    const stopTexts: string[] = [];
+    const stopTokens: Token[][] = [];
+    for (const trigger of state.stopGenerationTriggers) this.addStopTrigger(trigger, stopTexts, stopTokens);
+    return { tokens, stopTexts, stopTokens };
+  }
+
+  /**
+   * Sorts a chat template stop trigger: plain text (including "special" text that this vocabulary
+   * spells with ordinary tokens) is matched in the generated text; anything with a control token
+   * is matched on tokens. A lone end-of-generation token needs neither: llama.cpp ends on it.
+   */
+  private addStopTrigger(trigger: LlamaText, texts: string[], tokenSeqs: Token[][]): void {
+    const model = this.llamaModel;
+    const tokens = trigger.tokenize(model.tokenizer, 'trimLeadingSpace');
+    if (tokens.length === 0) return;
+    if (tokens.length === 1 && model.isEogToken(tokens[0])) return;
+    if (tokens.some((t) => model.getTokenAttributes(t).control)) {
+      tokenSeqs.push(tokens);
+      return;
+    }
+    let text = '';
+    for (const value of trigger.values) {
+      if (typeof value === 'string') text += value;
+      else if (value instanceof SpecialTokensText) text += value.value;
+      else if (value instanceof SpecialToken) return;
+    }
+    if (text !== '') texts.push(text);
+  }
+
+  private async run(sequence: LlamaContextSequence, request: GenerateRequest, sampling: Sampling, cancel: AbortSignal, started: number): Promise<GenerateResult> {
+    if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
+    const prompt = this.render(request.messages);
+    const promptLength = prompt.tokens.length;
+    const contextLength = sequence.contextSize;
+    if (promptLength + sampling.maxTokens > contextLength) {
+      throw new NightjarError(
+        'NJ_CONTEXT_OVERFLOW',
+        `The prompt takes ${promptLength} tokens and maxTokens is ${sampling.maxTokens}: ${promptLength + sampling.maxTokens} tokens do not fit the context of ${contextLength} tokens per sequence (at most ${Math.max(0, contextLength - promptLength)} tokens can be generated for this prompt).`,
+      );
+    }
+    const reply = new ReplyText(this.llamaModel, [...(sampling.stop ?? []), ...prompt.stopTexts], request.onDelta);
+    let promptTokens = 0;
+    let completionTokens = 0;
+    let firstTokenAt: number | undefined;
+    let lastTokenAt = 0;
+    let finishReason: FinishReason | undefined;
+    const generated: Token[] = [];
+
+    try {
+      // The prompt minus its last token, in pieces: a cancel lands between pieces.
+      const head = prompt.tokens.slice(0, -1);
+      const chunk = this.promptChunkTokens;
+      for (let i = 0; i < head.length && !cancel.aborted; i += chunk) {
+        const part = head.slice(i, i + chunk);
+        await sequence.evaluateWithoutGeneratingNewTokens(part, { contextShift: NO_CONTEXT_SHIFT });
+        promptTokens += part.length;
+      }
+      if (cancel.aborted) finishReason = 'cancelled';
+      else {
+        const temperature = sampling.temperature ?? DEFAULT_SAMPLING.temperature;
+        const tokens = sequence.evaluate(prompt.tokens.slice(-1), {
+          temperature,
+          topK: sampling.topK ?? DEFAULT_SAMPLING.topK,
+          topP: sampling.topP ?? DEFAULT_SAMPLING.topP,
+          minP: DEFAULT_SAMPLING.minP,
+          seed: sampling.seed ?? randomInt(0, 2 ** 32 - 1),
+          contextShift: NO_CONTEXT_SHIFT,
+          yieldEogToken: true,
+        });
+        try {
+          for (;;) {
+            // Pulling the next token is what makes llama.cpp decode it: stop pulling, it stops.
+            const next = await tokens.next();
+            const now = performance.now();
+            if (firstTokenAt === undefined) {
+              firstTokenAt = now;
+              promptTokens += 1;
+            }
+            if (cancel.aborted) {
+              finishReason = 'cancelled';
+              break;
+            }
+            if (next.done === true) {
+              finishReason = reply.finish() ?? 'stop';
+              break;
+            }
+            const token = next.value;
+            completionTokens += 1;
+            lastTokenAt = now;
+            generated.push(token);
+            if (this.llamaModel.isEogToken(token) || endsWithAny(generated, prompt.stopTokens)) {
+              reply.finish();
+              finishReason = 'stop';
+              break;
+            }
+            if (reply.push(token) === 'stop') {
+              finishReason = 'stop';
+              break;
+            }
+            if (cancel.aborted) {
+              finishReason = 'cancelled';
+              break;
+            }
+            if (completionTokens >= sampling.maxTokens) {
+              finishReason = reply.finish() ?? 'length';
+              break;
+            }
+          }
+        } finally {
+          await tokens.return();
+        }
+      }
+    } catch (error) {
+      if (error instanceof NightjarError) throw error;
+      if (this.disposing !== undefined && cancel.aborted) finishReason = 'cancelled';
+      else {
+        this.logger.error('generation failed', { error: messageOf(error), promptTokens, completionTokens });
+        throw new NightjarError('NJ_ENGINE_FAILED', `Generation failed after ${completionTokens} tokens: ${messageOf(error)}`, { cause: error });
+      }
+    }
+
+    const ttft = firstTokenAt === undefined ? performance.now() - started : firstTokenAt - started;
+    const decodeMs = firstTokenAt === undefined ? 0 : lastTokenAt - firstTokenAt;
+    const stopSequence = finishReason === 'stop' ? reply.matchedStop : undefined;
+    return {
+      text: reply.text,
+      finishReason: finishReason ?? 'cancelled',
+      ...(stopSequence === undefined ? {} : { stopSequence }),
+      usage: { promptTokens, completionTokens },
+      timeToFirstTokenMs: ttft,
+      tokensPerSecond: completionTokens >= 2 && decodeMs > 0 ? ((completionTokens - 1) * 1000) / decodeMs : 0,
+    };
+  }
+}
+
+function validateMessages(messages: readonly ChatMessage[]): void {
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw new NightjarError('NJ_BAD_REQUEST', 'A generation needs at least one message.');
+  }
+  messages.forEach((m, i) => {
+    if (!chatMessageSchema.safeParse(m).success) {
+      throw new NightjarError('NJ_BAD_REQUEST', `Message ${i} is not {role: 'system' | 'user' | 'assistant', content: string}.`);
+    }
+  });
+}
+
+function endsWithAny(tokens: readonly Token[], sequences: readonly Token[][]): boolean {
+  outer: for (const s of sequences) {
+    if (s.length > tokens.length) continue;
+    for (let i = 1; i <= s.length; i++) {
+      if (tokens[tokens.length - i] !== s[s.length - i]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * The reply as text: decodes tokens, finds stop sequences, and emits deltas. `text` is always
+ * exactly the concatenation of the deltas handed to `onDelta`.
+ */
+class ReplyText {
+  /** Everything emitted so far: the concatenation of the deltas. */
+  text = '';
+  /** Decoded text of the committed tokens; `text` is a prefix of it. */
+  private decoded = '';
+  private pending: Token[] = [];
+  private context: Token[] = [];
+  private stopped = false;
+  /** The stop sequence that ended the reply, if one did. */
+  matchedStop: string | undefined;
+  private readonly maxStop: number;
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly stops: readonly string[],
+    private readonly onDelta: ((text: string) => void) | undefined,
+  ) {
+    this.maxStop = stops.reduce((m, s) => Math.max(m, s.length), 0);
+  }
+
+  /** Adds a token; returns 'stop' if a stop sequence is now complete. */
+  push(token: Token): 'stop' | undefined {
+    this.pending.push(token);
+    const piece = this.model.detokenize(this.pending, false, this.context);
+    // A token may end inside a multi-byte character; wait for the rest of it.
+    if (piece.endsWith('\uFFFD') && this.pending.length < MAX_TOKENS_PER_CHARACTER) return undefined;
+    this.commit(piece);
+    return this.scan(false);
+  }
+
+  /**
+   * Ends the reply (at maxTokens or end of generation): decodes what is pending and emits the
+   * held-back tail, unless it completes a stop sequence. Returns 'stop' in that case.
+   */
+  finish(): 'stop' | undefined {
+    if (this.stopped) return 'stop';
+    if (this.pending.length > 0) this.commit(this.model.detokenize(this.pending, false, this.context));
+    return this.scan(true);
+  }
+
+  private commit(piece: string): void {
+    this.decoded += piece;
+    this.context = [...this.context, ...this.pending].slice(-8);
+    this.pending = [];
+  }
+
+  private scan(final: boolean): 'stop' | undefined {
+    const from = this.text.length;
+    let cut = -1;
+    for (const stop of this.stops) {
+      const at = this.decoded.indexOf(stop, from);
+      if (at >= 0 && (cut < 0 || at < cut)) {
+        cut = at;
+        this.matchedStop = stop;
+      }
+    }
+    if (cut >= 0) {
+      this.emit(this.decoded.slice(from, cut));
+      this.stopped = true;
+      return 'stop';
+    }
+    const end = final ? this.decoded.length : this.decoded.length - this.heldBack(from);
+    this.emit(this.decoded.slice(from, end));
+    return undefined;
+  }
+
+  /** Length of the longest tail (after `from`) that is a proper prefix of a stop sequence. */
+  private heldBack(from: number): number {
+    const limit = Math.min(this.maxStop - 1, this.decoded.length - from);
+    for (let k = limit; k > 0; k--) {
+      const tail = this.decoded.slice(this.decoded.length - k);
+      if (this.stops.some((s) => s.length > k && s.startsWith(tail))) return k;
+    }
+    return 0;
+  }
+
+  private emit(delta: string): void {
+    if (delta === '') return;
+    this.text += delta;
+    this.onDelta?.(delta);
+  }
+}

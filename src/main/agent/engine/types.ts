@@ -1,0 +1,66 @@
+/**
+ * The contract between the agent and its inference engine. The real implementation drives
+ * node-llama-cpp (./engine.ts); tests of the agent may hand in a small fake with the same shape.
+ */
+import type { ChatMessage, FinishReason, Sampling, Usage } from '../../../shared/index.js';
+
+/** What one generation needs. */
+export interface GenerateRequest {
+  /** The conversation, rendered with the model's own chat template. */
+  messages: readonly ChatMessage[];
+  /** Sampling parameters: maxTokens, temperature, topP, topK, seed, stop sequences. */
+  sampling: Sampling;
+  /** Aborting stops generation within one token; the result then has finishReason 'cancelled'. */
+  signal?: AbortSignal;
+  /** Receives each piece of text as it is generated, in order. */
+  onDelta?: (text: string) => void;
+}
+
+/** What one generation produced. */
+export interface GenerateResult {
+  /** The full reply text; equals the concatenation of every delta. */
+  text: string;
+  finishReason: FinishReason;
+  /** The stop sequence that ended the reply, when one did (finishReason 'stop'). */
+  stopSequence?: string;
+  /** promptTokens counted from the rendered prompt; completionTokens as generated. */
+  usage: Usage;
+  /** Milliseconds from the call to the first generated token. */
+  timeToFirstTokenMs: number;
+  /** Completion tokens per second over the generation phase. */
+  tokensPerSecond: number;
+}
+
+/** What the engine knows of the loaded model. */
+export interface EngineModelInfo {
+  /** Absolute path of the GGUF file. */
+  path: string;
+  /** Context length the model was trained for (from its metadata). */
+  trainContextLength: number;
+  /** Context length each sequence gets here. */
+  contextLength: number;
+  /** True if the file says it was written by Nightjar's synthetic generator. */
+  synthetic: boolean;
+  /** `general.name` from the file, if any. */
+  name: string | null;
+}
+
+/** A loaded model serving up to `totalSlots` generations at once. */
+export interface InferenceEngine extends AsyncDisposable {
+  readonly model: EngineModelInfo;
+  /** Parallel sequences. */
+  readonly totalSlots: number;
+  /** Sequences not generating right now. */
+  readonly freeSlots: number;
+  /**
+   * Generates a reply. Throws NightjarError NJ_ENGINE_BUSY when no slot is free,
+   * NJ_CONTEXT_OVERFLOW when the prompt plus maxTokens cannot fit the context,
+   * NJ_BAD_REQUEST when the messages or sampling parameters are malformed (or the chat template
+   * cannot render them), NJ_ENGINE_FAILED for anything else (including after dispose()).
+   */
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  /** Tokens the rendered prompt of `messages` takes. */
+  countPromptTokens(messages: readonly ChatMessage[]): Promise<number>;
+  /** Stops every generation and frees the model's memory. Idempotent. */
+  dispose(): Promise<void>;
+}

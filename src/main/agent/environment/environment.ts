@@ -1,0 +1,221 @@
+/**
+ * Where the policy's inputs come from: idle time, screen lock, power and heat, read through an
+ * {@link EnvironmentSource} handed to the runtime. The menu-bar app feeds Electron's powerMonitor
+ * into a {@link ManualEnvironmentSource}; a headless Mac asks `ioreg` and `pmset`
+ * ({@link MacEnvironmentSource}); Linux reads sysfs and has no idle signal
+ * ({@link LinuxEnvironmentSource}).
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { EnvironmentReading, ThermalState } from '../../../shared/index.js';
+
+/** One reading without its time (the runtime stamps it with its clock). */
+export type EnvironmentSample = Omit<EnvironmentReading, 'at'>;
+
+/** A source of readings. */
+export interface EnvironmentSource {
+  /** Reads the machine now. Throws if it cannot; the runtime then treats the reading as missing. */
+  read(): Promise<EnvironmentSample>;
+  /** Calls `listener` when the source knows something changed (a lock, a power change); returns an unsubscribe. Optional. */
+  subscribe?(listener: () => void): () => void;
+}
+
+/** What a source reports before anything is known. */
+export const UNKNOWN_SAMPLE: EnvironmentSample = { idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null };
+
+/**
+ * A source whose values are set from outside: the Electron app sets them from powerMonitor
+ * events (`lock-screen`, `on-battery`, `thermal-state-change`, `getSystemIdleTime()`), tests set
+ * them directly. Every `set` notifies subscribers, so the runtime re-decides at once.
+ */
+export class ManualEnvironmentSource implements EnvironmentSource {
+  #sample: EnvironmentSample;
+  readonly #listeners = new Set<() => void>();
+  /** When set, read() throws it (a source that fails). */
+  failWith: Error | null = null;
+
+  /** @param initial Starting values. Defaults to {@link UNKNOWN_SAMPLE}. */
+  constructor(initial: Partial<EnvironmentSample> = {}) {
+    this.#sample = { ...UNKNOWN_SAMPLE, ...initial };
+  }
+
+  /** The values read() returns. */
+  get sample(): EnvironmentSample {
+    return this.#sample;
+  }
+
+  /** Changes some values and tells subscribers. */
+  set(values: Partial<EnvironmentSample>): void {
+    this.#sample = { ...this.#sample, ...values };
+    for (const l of [...this.#listeners]) l();
+  }
+
+  async read(): Promise<EnvironmentSample> {
+    if (this.failWith) throw this.failWith;
+    return this.#sample;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+/** Runs a command and resolves with its standard output. */
+export type CommandRunner = (file: string, args: readonly string[]) => Promise<string>;
+
+/** Runs commands with execFile (no shell), a 5 s timeout and a 1 MiB output limit. */
+export const execCommand: CommandRunner = (file, args) =>
+  new Promise((resolve, reject) => {
+    execFile(file, [...args], { timeout: 5000, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+
+// ---- macOS -----------------------------------------------------------------------------------
+
+/** Seconds since the last keyboard or mouse input, from `ioreg -c IOHIDSystem` (HIDIdleTime is in ns). */
+export function parseHidIdleTime(output: string): number | null {
+  const m = /"HIDIdleTime"\s*=\s*(\d+)/.exec(output);
+  return m ? Number(BigInt(m[1]!) / 1_000_000n) / 1000 : null;
+}
+
+/** Whether the console session's screen is locked, from `ioreg -n Root -d1`. */
+export function parseScreenLocked(output: string): boolean {
+  return /"CGSSessionScreenIsLocked"\s*=\s*Yes/.test(output);
+}
+
+/** Power source and charge from `pmset -g batt`. A Mac without a battery reports AC and null. */
+export function parsePmsetBatt(output: string): { onAc: boolean | null; batteryPercent: number | null } {
+  const source = /Now drawing from '([^']+)'/.exec(output)?.[1];
+  const percent = /(\d{1,3})%/.exec(output)?.[1];
+  return {
+    onAc: source === undefined ? null : source !== 'Battery Power',
+    batteryPercent: percent === undefined ? null : Math.min(100, Number(percent)),
+  };
+}
+
+/**
+ * Thermal state from `pmset -g therm`: the CPU speed limit macOS applies when hot (100 = none).
+ * 100 → nominal, 80–99 → fair, 50–79 → serious, below 50 → critical; a recorded thermal warning
+ * level counts as at least serious. "No … has been recorded" (a cool Mac) → nominal. This is an
+ * approximation of NSProcessInfo.thermalState, which the app (Electron's powerMonitor) or the
+ * native addon report exactly.
+ */
+export function parsePmsetTherm(output: string): ThermalState {
+  const limit = /CPU_Speed_Limit\s*=\s*(\d+)/.exec(output);
+  let state: ThermalState = 'nominal';
+  if (limit) {
+    const n = Number(limit[1]);
+    state = n >= 100 ? 'nominal' : n >= 80 ? 'fair' : n >= 50 ? 'serious' : 'critical';
+  }
+  if (/thermal warning level/i.test(output) && !/No thermal warning level/i.test(output) && state !== 'critical') state = 'serious';
+  return state;
+}
+
+/** Options of {@link MacEnvironmentSource}. */
+export interface MacEnvironmentSourceOptions {
+  /** Runs ioreg and pmset. Defaults to {@link execCommand}. */
+  run?: CommandRunner;
+}
+
+/**
+ * A headless Mac: `ioreg -c IOHIDSystem` for idle time, `ioreg -n Root -d1` for the screen lock,
+ * `pmset -g batt` for power and `pmset -g therm` for heat. Idle time is required: if ioreg fails,
+ * read() throws and the runtime waits rather than serve on a guess.
+ */
+export class MacEnvironmentSource implements EnvironmentSource {
+  readonly #run: CommandRunner;
+
+  constructor(options: MacEnvironmentSourceOptions = {}) {
+    this.#run = options.run ?? execCommand;
+  }
+
+  async read(): Promise<EnvironmentSample> {
+    const [hid, root, batt, therm] = await Promise.all([
+      this.#run('/usr/sbin/ioreg', ['-c', 'IOHIDSystem', '-d', '4', '-r', '-k', 'HIDIdleTime']),
+      this.#run('/usr/sbin/ioreg', ['-n', 'Root', '-d1']).catch(() => null),
+      this.#run('/usr/bin/pmset', ['-g', 'batt']).catch(() => null),
+      this.#run('/usr/bin/pmset', ['-g', 'therm']).catch(() => null),
+    ]);
+    const idleSeconds = parseHidIdleTime(hid);
+    if (idleSeconds === null) throw new Error('ioreg reported no HIDIdleTime');
+    const power = batt === null ? { onAc: null, batteryPercent: null } : parsePmsetBatt(batt);
+    return {
+      idleSeconds,
+      screenLocked: root === null ? null : parseScreenLocked(root),
+      ...power,
+      thermal: therm === null ? null : parsePmsetTherm(therm),
+    };
+  }
+}
+
+// ---- Linux -----------------------------------------------------------------------------------
+
+/** Options of {@link LinuxEnvironmentSource}. */
+export interface LinuxEnvironmentSourceOptions {
+  /** Root of sysfs. Defaults to /sys. */
+  sysRoot?: string;
+}
+
+/** Thermal state from the hottest zone, in °C: < 80 nominal, < 90 fair, < 100 serious, else critical. */
+export function thermalFromCelsius(celsius: number | null): ThermalState | null {
+  if (celsius === null) return null;
+  return celsius < 80 ? 'nominal' : celsius < 90 ? 'fair' : celsius < 100 ? 'serious' : 'critical';
+}
+
+/**
+ * Linux fallback. Power from /sys/class/power_supply (a `Mains` supply that is online means AC; a
+ * battery's `capacity` and `status`), heat from the hottest /sys/class/thermal zone. Linux has no
+ * idle signal a headless process can read (X11 and Wayland keep it to the session), so idle time
+ * is reported as unknown (null), which the policy counts as away: a Linux agent serves whenever
+ * power, heat and schedule allow. Use the schedule and `nightjar pause` to keep it off a machine
+ * someone is using.
+ */
+export class LinuxEnvironmentSource implements EnvironmentSource {
+  readonly #sys: string;
+
+  constructor(options: LinuxEnvironmentSourceOptions = {}) {
+    this.#sys = options.sysRoot ?? '/sys';
+  }
+
+  async read(): Promise<EnvironmentSample> {
+    const [power, thermal] = await Promise.all([this.#power(), this.#thermal()]);
+    return { idleSeconds: null, screenLocked: null, ...power, thermal };
+  }
+
+  async #power(): Promise<{ onAc: boolean | null; batteryPercent: number | null }> {
+    const dir = path.join(this.#sys, 'class/power_supply');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    let mains: boolean | null = null;
+    let batteryPercent: number | null = null;
+    let discharging = false;
+    for (const name of names) {
+      const read = (f: string): Promise<string | null> => readFile(path.join(dir, name, f), 'utf8').then((t) => t.trim(), () => null);
+      const type = await read('type');
+      if (type === 'Mains') mains = (mains ?? false) || (await read('online')) === '1';
+      else if (type === 'Battery') {
+        const capacity = Number(await read('capacity'));
+        if (Number.isFinite(capacity)) batteryPercent = Math.min(batteryPercent ?? 100, Math.max(0, Math.min(100, capacity)));
+        if ((await read('status')) === 'Discharging') discharging = true;
+      }
+    }
+    const onAc = mains ?? (batteryPercent === null ? null : !discharging);
+    return { onAc, batteryPercent };
+  }
+
+  async #thermal(): Promise<ThermalState | null> {
+    const dir = path.join(this.#sys, 'class/thermal');
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith('thermal_zone'));
+    let hottest: number | null = null;
+    for (const name of names) {
+      const milli = Number(await readFile(path.join(dir, name, 'temp'), 'utf8').catch(() => 'x'));
+      if (Number.isFinite(milli)) hottest = Math.max(hottest ?? -Infinity, milli / 1000);
+    }
+    return thermalFromCelsius(hottest);
+  }
+}
+
+/** The source for this platform: ioreg/pmset on macOS, sysfs elsewhere. */
+export function defaultEnvironmentSource(platform: NodeJS.Platform = process.platform): EnvironmentSource {
+  return platform === 'darwin' ? new MacEnvironmentSource() : new LinuxEnvironmentSource();
+}

@@ -1,0 +1,104 @@
+/**
+ * src/main/agent: the headless core of the provider. Never imports 'electron', the gateway or
+ * the client.
+ *
+ * - {@link AgentService}: the whole agent (config, models, records, runtime, control methods).
+ * - {@link AgentRuntime}: the state machine that applies the policy with timers.
+ * - {@link Agent}: the gateway side (identity, box keys and bundle, link, jobs).
+ * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
+ */
+export { Agent, AGENT_VERSION, type AgentOptions, type DrainOutcome, type GoodbyeReason } from './agent.js';
+export { GatewayLink, backoffDelay, gatewaySocketUrl, type GatewayLinkOptions, type BackoffOptions, type LinkState, type StatusFields } from './gateway-link.js';
+export { JobRunner, type JobRunnerOptions, type ServedModel } from './job-runner.js';
+export { detectPlatform, unattestedPosture } from './platform.js';
+export { AgentService, type AgentServiceOptions } from './service.js';
+export { AgentRuntime, type AgentRuntimeEvents, type AgentRuntimeOptions, type ModelChoice } from './runtime/runtime.js';
+export { decide, describeDecision, effectiveManual, type DecisionInput } from './policy/policy.js';
+export { inSchedule, inWindow, minutesOf, systemTimeZone, wallClock, type WallClock } from './policy/schedule.js';
+export {
+  LinuxEnvironmentSource,
+  MacEnvironmentSource,
+  ManualEnvironmentSource,
+  UNKNOWN_SAMPLE,
+  defaultEnvironmentSource,
+  execCommand,
+  parseHidIdleTime,
+  parsePmsetBatt,
+  parsePmsetTherm,
+  parseScreenLocked,
+  thermalFromCelsius,
+  type CommandRunner,
+  type EnvironmentSample,
+  type EnvironmentSource,
+  type LinuxEnvironmentSourceOptions,
+  type MacEnvironmentSourceOptions,
+} from './environment/environment.js';
+export {
+  CaffeinateBlocker,
+  NoopPowerSaveBlocker,
+  defaultPowerSaveBlocker,
+  type CaffeinateBlockerOptions,
+  type PowerSaveBlocker,
+} from './environment/power-save.js';
+export { platformPaths, pathsIn, type AgentPaths, type PlatformPathsOptions } from './config/paths.js';
+export {
+  DEFAULT_CONFIG,
+  agentConfigSchema,
+  loadConfig,
+  loadStateFile,
+  parseConfig,
+  saveConfig,
+  saveStateFile,
+  updateConfig,
+  type AgentConfig,
+  type AgentStateFile,
+} from './config/config.js';
+export {
+  KeychainSecretStore,
+  PlaintextFileSecretStore,
+  importKeytar,
+  loadIdentity,
+  loadOrCreateIdentity,
+  type KeychainSecretStoreOptions,
+  type KeytarApi,
+  type SecretStore,
+  type StoredIdentity,
+} from './secrets/secret-store.js';
+export { BUILT_IN_CATALOG, loadCatalogFile, mergeCatalogs, parseCatalog } from './models/catalog.js';
+export { ModelStore, isSyntheticFile, trainContextLength, type ModelStoreOptions, type PullOptions } from './models/store.js';
+export { downloadFile, partialPaths, type DownloadOptions, type DownloadResult } from './models/download.js';
+export { modelChoice, plannedContextLength, type ModelChoiceOptions } from './models/choice.js';
+export {
+  checkMemoryFit,
+  defaultMemoryProbe,
+  parseMeminfo,
+  parseVmStat,
+  type MemoryFit,
+  type MemoryFitInput,
+  type MemoryInfo,
+  type MemoryProbe,
+  type MemoryProbeOptions,
+} from './models/memory.js';
+export { ReceiptLog, localDate, operatorMicroCredits, readReceiptLog, summarizeEarnings, type EarningsOptions, type ModelPrice, type ReceiptLogContents, type ReceiptLogOptions } from './records/receipt-log.js';
+export { startControlServer, DASHBOARD_CSP, DASHBOARD_SESSION_PATH, DASHBOARD_TICKET_PATH, type ControlFile, type ControlHandlers, type ControlServer, type ControlServerOptions } from './control/control-server.js';
+/** The engine contract, its node-llama-cpp implementation and its memory estimate. */
+export type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine } from './engine/types.js';
+export { loadEngine, checkLlamaBinding, defaultGpu, defaultThreads, DEFAULT_SAMPLING, type EngineGpu, type EngineOptions } from './engine/engine.js';
+export { probeGateway, type GatewayProbe, type GatewayProbeOptions } from './gateway-probe.js';
+export { estimateEngineMemory, type EngineMemoryEstimate, type EngineMemoryEstimateOptions } from './engine/estimate.js';
+export { sha256File, type Sha256FileOptions } from './models/hash.js';
+export {
+  writeSyntheticModel,
+  syntheticModelId,
+  syntheticParameterCount,
+  isSyntheticShapeName,
+  SYNTHETIC_SHAPES,
+  SYNTHETIC_CHAT_TEMPLATE,
+  SYNTHETIC_TOKENS,
+  SYNTHETIC_GENERATOR_VERSION,
+  type SyntheticModelFile,
+  type SyntheticModelOptions,
+  type SyntheticShape,
+  type SyntheticShapeName,
+  type SyntheticWeightType,
+} from './models/synthetic.js';

@@ -1,0 +1,244 @@
+/**
+ * Serves jobs: open the envelope (or decline with a code), generate on a free sequence, seal
+ * each piece of text as a reply chunk as it comes, seal the final chunk, sign the receipt.
+ */
+import {
+  NightjarError,
+  PROTOCOL_VERSION,
+  ReplayGuard,
+  ReplySealer,
+  deriveReplyKeys,
+  openRequest,
+  randomBytes,
+  signReceipt,
+  toBase64Url,
+  type AgentFrame,
+  type BoxKeyPair,
+  type Clock,
+  type FinishReason,
+  type ReplyFinal,
+  type GatewayFrame,
+  type IdentityKeyPair,
+  type Logger,
+  type SignedReceipt,
+  type Usage,
+} from '../../shared/index.js';
+import type { InferenceEngine } from './engine/types.js';
+
+/** The model this agent serves, as its bundle names it. */
+export interface ServedModel {
+  id: string;
+  /** sha256 of the GGUF file, lower-case hex. */
+  sha256: string;
+  synthetic: boolean;
+  contextLength: number;
+}
+
+/** Options of {@link JobRunner}. */
+export interface JobRunnerOptions {
+  identity: IdentityKeyPair;
+  /** Box keys held now, current first. */
+  boxKeys: () => readonly BoxKeyPair[];
+  /** The model served now, as the bundle names it. */
+  model: () => ServedModel;
+  /** The loaded engine, or null while none is loaded (jobs are then declined). */
+  engine: () => InferenceEngine | null;
+  clock: Clock;
+  logger: Logger;
+  /** Sends a frame to the gateway; false if the link is down. */
+  send: (frame: AgentFrame) => boolean;
+  /** Whether new jobs may start (false while waiting, draining or paused). Defaults to always. */
+  accepting?: () => boolean;
+  /**
+   * Receives every receipt this agent signs, for its own records, before it is sent; a promise
+   * returned is awaited (the receipt log fsyncs first). Defaults to none.
+   */
+  onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
+  /** Called when a job starts or ends. Defaults to none. */
+  onChange?: () => void;
+  /** Remembers served jobIds. Defaults to a new ReplayGuard. */
+  replay?: ReplayGuard;
+}
+
+interface Running {
+  readonly abort: AbortController;
+  readonly done: Promise<void>;
+}
+
+const EMA = 0.2;
+
+/** Runs jobs on the engine and keeps the figures heartbeats report. */
+export class JobRunner {
+  readonly #o: JobRunnerOptions;
+  readonly #replay: ReplayGuard;
+  readonly #running = new Map<string, Running>();
+  #tokensPerSecond = 0;
+  #ttftMs = 0;
+  #served = 0;
+
+  constructor(options: JobRunnerOptions) {
+    this.#o = options;
+    this.#replay = options.replay ?? new ReplayGuard();
+  }
+
+  /** Jobs generating now. */
+  get active(): number {
+    return this.#running.size;
+  }
+
+  /** Jobs that ended with a receipt. */
+  get served(): number {
+    return this.#served;
+  }
+
+  /** Smoothed completion tokens per second of recent jobs. */
+  get tokensPerSecond(): number {
+    return this.#tokensPerSecond;
+  }
+
+  /** Smoothed time to first token of recent jobs, ms. */
+  get ttftMs(): number {
+    return this.#ttftMs;
+  }
+
+  /** Handles a job frame from the gateway. */
+  handle(frame: Extract<GatewayFrame, { type: 'job' }>): void {
+    const key = `${frame.jobId}:${frame.attempt}`;
+    if (this.#running.has(key)) return;
+    const abort = new AbortController();
+    const done = this.#serve(frame, abort.signal)
+      .catch((err: unknown) => {
+        this.#o.logger.error('job crashed', { jobId: frame.jobId, err: err instanceof Error ? err.message : String(err) });
+      })
+      .finally(() => {
+        this.#running.delete(key);
+        this.#o.onChange?.();
+      });
+    this.#running.set(key, { abort, done });
+    this.#o.onChange?.();
+  }
+
+  /** Stops a job within a token; it still ends with a final chunk and a receipt. */
+  cancel(jobId: string, attempt: number): void {
+    this.#running.get(`${jobId}:${attempt}`)?.abort.abort();
+  }
+
+  /** Aborts every running job and waits for them to settle. */
+  async abortAll(): Promise<void> {
+    for (const r of this.#running.values()) r.abort.abort();
+    await this.drain();
+  }
+
+  /** Waits for every running job to finish. */
+  async drain(): Promise<void> {
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+  }
+
+  #decline(frame: { jobId: string; attempt: number }, error: NightjarError): void {
+    this.#o.logger.info('job declined', { jobId: frame.jobId, code: error.code });
+    this.#o.send({ v: PROTOCOL_VERSION, type: 'declined', jobId: frame.jobId, attempt: frame.attempt, code: error.code, message: error.message });
+  }
+
+  async #serve(frame: Extract<GatewayFrame, { type: 'job' }>, signal: AbortSignal): Promise<void> {
+    const { clock, identity, logger } = this.#o;
+    const { jobId, attempt } = frame;
+    const engine = this.#o.engine();
+    const model = this.#o.model();
+    const accepting = (): boolean => !this.#o.accepting || this.#o.accepting();
+    if (!accepting() || !engine) {
+      this.#decline(frame, new NightjarError('NJ_DECLINED', 'this agent is not taking jobs right now'));
+      return;
+    }
+    // Runs before this job is entered in #running: jobs still opening count against the slots too.
+    if (engine.freeSlots <= 0 || this.#running.size >= engine.totalSlots) {
+      this.#decline(frame, new NightjarError('NJ_ENGINE_BUSY', 'every sequence on this agent is busy', { retryAfterMs: 500 }));
+      return;
+    }
+    let opened;
+    try {
+      opened = await openRequest(frame.envelope, { agentId: identity.agentId, boxKeys: this.#o.boxKeys(), now: clock.now() });
+      if (opened.payload.model !== model.id) {
+        throw new NightjarError('NJ_MODEL_NOT_SERVED', `this agent serves ${model.id}, not ${opened.payload.model}`);
+      }
+      const promptTokens = await engine.countPromptTokens(opened.payload.messages);
+      if (promptTokens + opened.payload.sampling.maxTokens > engine.model.contextLength) {
+        throw new NightjarError(
+          'NJ_CONTEXT_OVERFLOW',
+          `the prompt takes ${promptTokens} tokens and ${opened.payload.sampling.maxTokens} more were asked for; the context holds ${engine.model.contextLength}`,
+        );
+      }
+      // The owner may have come back while the envelope was opening: no job starts after that.
+      if (!accepting() || signal.aborted) throw new NightjarError('NJ_DECLINED', 'this agent is not taking jobs right now');
+      this.#replay.check(jobId, opened.payload.created, clock.now());
+    } catch (err) {
+      this.#decline(frame, err instanceof NightjarError ? err : new NightjarError('NJ_DECRYPT_FAILED', 'the request could not be opened'));
+      return;
+    }
+
+    const replySalt = randomBytes(16);
+    const sealer = new ReplySealer(deriveReplyKeys(opened.contentKey, replySalt, identity.agentId));
+    opened.contentKey.fill(0);
+    const startedAt = clock.now();
+    this.#o.send({ v: PROTOCOL_VERSION, type: 'accepted', jobId, attempt, replySalt: toBase64Url(replySalt) });
+    logger.debug('job accepted', { jobId, attempt, messages: opened.payload.messages.length });
+
+    const sendChunk = (delta: string, final?: ReplyFinal): void => {
+      const { seq, data } = sealer.seal(delta, final);
+      this.#o.send({ v: PROTOCOL_VERSION, type: 'chunk', jobId, attempt, seq, data: toBase64Url(data) });
+    };
+
+    let finishReason: FinishReason;
+    let usage: Usage;
+    let stopSequence: string | undefined;
+    try {
+      const result = await engine.generate({
+        messages: opened.payload.messages,
+        sampling: opened.payload.sampling,
+        signal,
+        onDelta: (text) => {
+          if (text.length > 0) sendChunk(text);
+        },
+      });
+      finishReason = result.finishReason;
+      usage = result.usage;
+      stopSequence = result.stopSequence;
+      if (result.usage.completionTokens > 0) {
+        this.#tokensPerSecond = this.#tokensPerSecond ? this.#tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
+        this.#ttftMs = this.#ttftMs ? this.#ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
+      }
+    } catch (err) {
+      const e = err instanceof NightjarError ? err : new NightjarError('NJ_ENGINE_FAILED', 'generation failed');
+      logger.warn('job failed', { jobId, code: e.code });
+      this.#o.send({ v: PROTOCOL_VERSION, type: 'failed', jobId, attempt, code: e.code, message: e.message });
+      return;
+    }
+
+    sendChunk('', { finishReason, usage, ...(stopSequence === undefined ? {} : { stopSequence }) });
+    const receipt = await signReceipt(
+      {
+        v: PROTOCOL_VERSION,
+        jobId,
+        attempt,
+        agentId: identity.agentId,
+        model: model.id,
+        modelSha256: model.sha256,
+        promptTokens: usage.promptTokens,
+        completionTokens: usage.completionTokens,
+        requestDigest: toBase64Url(opened.requestDigest),
+        replyDigest: toBase64Url(sealer.digest()),
+        startedAt,
+        endedAt: Math.max(startedAt, clock.now()),
+        finishReason,
+      },
+      identity,
+    );
+    try {
+      await this.#o.onReceipt?.(receipt);
+    } catch (err) {
+      logger.error('could not record a receipt', { jobId, err: err instanceof Error ? err.message : String(err) });
+    }
+    this.#served++;
+    this.#o.send({ v: PROTOCOL_VERSION, type: 'done', jobId, attempt, receipt });
+    logger.info('job done', { jobId, attempt, finishReason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens });
+  }
+}

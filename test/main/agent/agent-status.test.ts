@@ -1,0 +1,40 @@
+/**
+ * The agent tells the gateway about its free slots when a job starts and ends, not only at the
+ * next heartbeat: a one-slot agent can take a job right after finishing one.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { NightjarClient } from '../../../src/client/index.js';
+import type { Agent } from '../../../src/main/agent/index.js';
+import type { Gateway } from '../../../src/gateway/index.js';
+import { FakeEngine } from '../../helpers/fake-engine.js';
+import { perTestFetch } from '../../helpers/http-client.js';
+import { FAKE_MODEL, startTestAgent, startTestGateway, waitFor } from '../../helpers/network.js';
+
+const http = perTestFetch();
+let gateway: Gateway | undefined;
+let agent: Agent | undefined;
+afterEach(async () => {
+  await agent?.stop(100);
+  await gateway?.close();
+  agent = gateway = undefined;
+});
+
+describe('free slots in heartbeats', () => {
+  // Fails if the agent stops beating when a job ends: the gateway would keep the "0 free" it
+  // heard when the job started until the next heartbeat, 15 s away, and refuse the second job.
+  it('a one-slot agent takes a second job as soon as the first ends', async () => {
+    // No queue, so a busy-looking agent means an immediate NJ_NO_CAPACITY.
+    gateway = await startTestGateway({ maxQueuePerModel: 0, heartbeatMs: 60_000 });
+    const engine = new FakeEngine({ slots: 1, tokenDelayMs: 5, words: ['a ', 'b ', 'c '] });
+    agent = await startTestAgent(gateway, { engine });
+    const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch, retry: false });
+    const ask = { model: FAKE_MODEL.id, messages: [{ role: 'user' as const, content: 'hi' }], maxTokens: 3 };
+    const stream = client.chat(ask);
+    await stream.served;
+    // While the job runs, the gateway has heard that no slot is free.
+    await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.freeSlots === 0, 2000, 'the busy heartbeat');
+    await stream.result;
+    await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.freeSlots === 1, 2000, 'the free heartbeat');
+    expect((await client.complete(ask)).text).toBe('a b c ');
+  });
+});

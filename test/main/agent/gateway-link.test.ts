@@ -1,0 +1,211 @@
+/**
+ * The agent's link to the gateway: reconnecting after the gateway dies, within the backoff bound
+ * (the delays are drawn on an injected clock, so "within the bound" is checked exactly, not
+ * timed); heartbeats with the measured figures; box-key rotation with a new signed bundle and a
+ * grace period for the old key.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, backoffDelay } from '../../../src/main/agent/index.js';
+import { NightjarClient } from '../../../src/client/index.js';
+import { generateIdentity } from '../../../src/shared/index.js';
+import { FakeEngine } from '../../helpers/fake-engine.js';
+import { perTestFetch } from '../../helpers/http-client.js';
+import { FAKE_MODEL, startTestGateway } from '../../helpers/network.js';
+import { ManualClock, tick, until } from '../support/manual-clock.js';
+import { startScriptedGateway, type ScriptedGateway } from '../support/scripted-gateway.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const http = perTestFetch();
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const ENTRY = path.join(ROOT, 'src/main/cli/run.ts');
+const ask = [{ role: 'user' as const, content: 'Hello' }];
+
+describe('backoff', () => {
+  it('draws each delay uniformly within min(max, initial × factor^failures)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 60 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (failures, r) => {
+        const bound = Math.min(2000, 100 * 2 ** Math.min(failures, 30));
+        const d = backoffDelay(failures, { initialMs: 100, maxMs: 2000 }, () => r);
+        return d >= 0 && d <= bound;
+      }),
+    );
+    expect(backoffDelay(3, { initialMs: 100, maxMs: 2000 }, () => 0.999999)).toBe(800);
+    expect(backoffDelay(30, { initialMs: 100, maxMs: 2000 }, () => 0.999999)).toBe(2000);
+  });
+});
+
+describe('gateway killed and restarted', () => {
+  /** `nightjar gateway` in its own process, so it can be killed with SIGKILL. */
+  async function gatewayProcess(port: number): Promise<{ url: string; child: ChildProcess }> {
+    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'gateway', '--port', String(port), '--memory', '--allow-synthetic', '--log-level', 'warn'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.resume();
+    await until(() => /gateway on (http:\/\/127\.0\.0\.1:\d+)/.test(out) || child.exitCode !== null, 'the gateway to start', 30_000);
+    const url = /gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    if (!url) throw new Error(`the gateway did not start: ${out}`);
+    return { url, child };
+  }
+
+  async function kill(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  it('after SIGKILL and a restart on the same port, the agent reconnects within the backoff bound and serves again', async () => {
+    const clock = new ManualClock();
+    const first = await gatewayProcess(0);
+    const port = Number(new URL(first.url).port);
+    let second: ChildProcess | null = null;
+    const engine = new FakeEngine({ slots: 2 });
+    const agent = await Agent.create({
+      gatewayUrl: `ws://127.0.0.1:${port}/v1/agent`,
+      identity: await generateIdentity(),
+      engine,
+      model: FAKE_MODEL,
+      clock,
+      backoff: { initialMs: 200, maxMs: 1000 },
+    });
+    cleanups.push(async () => {
+      await agent.stop(0);
+      await kill(first.child);
+      if (second) await kill(second);
+    });
+    agent.start();
+    await until(() => agent.linkState === 'connected', 'connected');
+
+    await kill(first.child);
+    // The gateway is gone; each attempt fails and waits at most its bound, never more than maxMs.
+    for (const bound of [400, 800, 1000, 1000]) {
+      await until(() => agent.linkState === 'waiting' && agent.link.retryDelayMs !== null, 'a pending retry');
+      const delay = agent.link.retryDelayMs!;
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThanOrEqual(bound);
+      clock.advance(delay);
+      await until(() => agent.linkState !== 'connecting', 'the attempt to fail');
+    }
+
+    // The gateway comes back on the same port: the next attempt, within the bound, connects.
+    const restarted = await gatewayProcess(port);
+    second = restarted.child;
+    await until(() => agent.link.retryDelayMs !== null, 'a pending retry');
+    expect(agent.link.retryDelayMs!).toBeLessThanOrEqual(1000);
+    clock.advance(agent.link.retryDelayMs!);
+    await until(() => agent.linkState === 'connected', 'reconnected');
+
+    const client = new NightjarClient({ gatewayUrl: restarted.url, trust: { allowSynthetic: true }, fetch: http.fetch });
+    let result;
+    for (let i = 0; ; i++) {
+      // The gateway lists the agent once its first heartbeat is in.
+      try {
+        result = await client.chat({ model: FAKE_MODEL.id, messages: ask, maxTokens: 6 }).result;
+        break;
+      } catch (err) {
+        if (i > 50) throw err;
+        await tick(20);
+      }
+    }
+    expect(result.text).toBe('Hello from a fake engine.');
+    expect(result.receipt.agentId).toBe(agent.agentId);
+  }, 60_000);
+
+  it('a rotated bundle is accepted by the real gateway and keeps the identity', async () => {
+    const gateway = await startTestGateway();
+    const agent = await Agent.create({ gatewayUrl: gateway.agentUrl, identity: await generateIdentity(), engine: new FakeEngine(), model: FAKE_MODEL });
+    cleanups.push(async () => {
+      await agent.stop(0);
+      await gateway.close();
+    });
+    agent.start();
+    await until(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 'registered');
+    const before = gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId;
+    await agent.rotateBoxKey();
+    await until(() => gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId !== before, 'the new bundle at the gateway');
+    expect(gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId).toBe(agent.bundle.bundle.boxKeyId);
+    const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
+    expect((await client.chat({ model: FAKE_MODEL.id, messages: ask, maxTokens: 3 }).result).usage.completionTokens).toBe(3);
+  });
+});
+
+async function scriptedAgent(clock: ManualClock, options: { heartbeatMs?: number } = {}): Promise<{ gw: ScriptedGateway; agent: Agent; engine: FakeEngine }> {
+  const gw = await startScriptedGateway({ now: () => clock.now(), ...options });
+  const engine = new FakeEngine({ slots: 3 });
+  const agent = await Agent.create({
+    gatewayUrl: gw.url,
+    identity: await generateIdentity(),
+    engine,
+    model: FAKE_MODEL,
+    clock,
+    boxKeyRotationMs: 3600_000,
+    previousBoxKeyGraceMs: 60_000,
+  });
+  cleanups.push(async () => {
+    await agent.stop(0);
+    await gw.close();
+  });
+  agent.start();
+  await until(() => gw.connected, 'connected');
+  return { gw, agent, engine };
+}
+
+describe('heartbeats', () => {
+  it('carry the state, free and total slots, and the measured tokens/s and time to first token', async () => {
+    const clock = new ManualClock();
+    const { gw } = await scriptedAgent(clock, { heartbeatMs: 1000 });
+    const first = await gw.waitForFrame((f) => f.type === 'status', 'the first heartbeat');
+    expect(first).toMatchObject({ state: 'serving', model: FAKE_MODEL.id, freeSlots: 3, totalSlots: 3, tokensPerSecond: 0, ttftMs: 0 });
+    const job = await gw.submit(ask, { maxTokens: 6, temperature: 0 });
+    await job.ended;
+    const from = gw.frames.length;
+    clock.advance(1000);
+    const beat = await gw.waitForFrame((f) => f.type === 'status', 'a heartbeat after the job', from);
+    expect(beat).toMatchObject({ state: 'serving', freeSlots: 3, totalSlots: 3, ttftMs: 1 });
+    expect((beat as { tokensPerSecond: number }).tokensPerSecond).toBeGreaterThan(0);
+  });
+});
+
+describe('box-key rotation', () => {
+  it('rotates on the clock with a new signed bundle; the old key opens envelopes for the grace period only', async () => {
+    const clock = new ManualClock();
+    const { gw, agent } = await scriptedAgent(clock);
+    const old = gw.bundle!;
+    const from = gw.frames.length;
+    clock.advance(3600_000);
+    await gw.waitForFrame((f) => f.type === 'bundle', 'the rotated bundle', from);
+    await until(() => gw.bundle!.bundle.boxKeyId !== old.bundle.boxKeyId, 'the new bundle verified');
+    const fresh = gw.bundle!;
+    expect(fresh.bundle.agentId).toBe(old.bundle.agentId);
+    expect(fresh.bundle.identityKey).toBe(old.bundle.identityKey);
+    expect(fresh.bundle.notAfter - fresh.bundle.notBefore).toBeGreaterThan(3600_000);
+    expect(agent.boxKeyIds).toEqual([fresh.bundle.boxKeyId, old.bundle.boxKeyId]);
+
+    // Sealed for the old key just before the rotation: still served.
+    const late = await gw.submit(ask, { maxTokens: 2 }, { bundle: old, created: clock.now() });
+    expect((await late.ended).receipt).not.toBeNull();
+    // After the grace period the old key is gone.
+    clock.advance(60_000);
+    expect(agent.boxKeyIds).toEqual([fresh.bundle.boxKeyId]);
+    const stale = await gw.submit(ask, { maxTokens: 2 }, { bundle: old, created: clock.now() });
+    expect((await stale.ended).declined).toMatchObject({ code: 'NJ_NOT_A_RECIPIENT' });
+    const current = await gw.submit(ask, { maxTokens: 2 }, { created: clock.now() });
+    expect((await current.ended).receipt).not.toBeNull();
+    // And it keeps rotating.
+    const again = gw.frames.length;
+    clock.advance(3600_000);
+    await gw.waitForFrame((f) => f.type === 'bundle', 'the second rotation', again);
+    await tick(5);
+  });
+});
