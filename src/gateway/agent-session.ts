@@ -1,0 +1,426 @@
+/**
+ * One agent's WebSocket, from handshake to close: hello (bundle, enrollment token) → challenge →
+ * auth → admission (operator binding) → welcome; then heartbeats, periodic challenges and job
+ * traffic. Job frames are handed to the listener registered for (jobId, attempt); chunk payloads
+ * stay opaque.
+ */
+import type { WebSocket } from 'ws';
+import {
+  CLOSE_CODES,
+  NightjarError,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  agentFrameSchema,
+  decodeMessage,
+  randomBytes,
+  toBase64Url,
+  verifyBundle,
+  verifyChallenge,
+  type AgentFrame,
+  type Clock,
+  type Envelope,
+  type GatewayFrame,
+  type Logger,
+  type TimerHandle,
+  type Trust,
+  type VerifiedBundle,
+} from '../shared/index.js';
+import { newHealth, type AgentHealth, type AgentStatus, type DirectoryEntry } from './directory.js';
+
+type FrameOf<T extends AgentFrame['type']> = Extract<AgentFrame, { type: T }>;
+
+/** Receives what an agent says about one dispatched job. */
+export interface JobListener {
+  accepted(frame: FrameOf<'accepted'>): void;
+  declined(frame: FrameOf<'declined'>): void;
+  /** `arrivedAt` is the clock reading when the frame arrived (for relay latency). */
+  chunk(frame: FrameOf<'chunk'>, arrivedAt: number): void;
+  done(frame: FrameOf<'done'>): void;
+  failed(frame: FrameOf<'failed'>): void;
+  /** The agent went away with the job open. */
+  lost(reason: string): void;
+}
+
+/** Options of {@link AgentSession}. */
+export interface AgentSessionOptions {
+  socket: WebSocket;
+  /** Names this gateway in challenges. */
+  gatewayId: string;
+  clock: Clock;
+  logger: Logger;
+  /** Time allowed from connect to a verified auth. Defaults to 10 000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Status heartbeat interval asked of the agent, and the ping interval. Defaults to 15 000 ms. */
+  heartbeatMs?: number;
+  /** Time between periodic challenges after the handshake. Defaults to 60 000 ms. */
+  challengeIntervalMs?: number;
+  /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
+  challengeTimeoutMs?: number;
+  /** Largest frame accepted. Defaults to LIMITS.maxAgentFrameBytes. */
+  maxFrameBytes: number;
+  /**
+   * Admits an agent that proved its identity: records it and resolves with its operator binding,
+   * using the enrollment token from its hello if any. Throws NJ_ENROLL_INVALID to refuse it.
+   * Defaults to admitting everyone unbound.
+   */
+  admit?(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }>;
+  /** Called once the agent is admitted. */
+  onAuthenticated(session: AgentSession): void;
+  /** Called when what the agent can take may have changed (status, a slot freed, a challenge). */
+  onCapacity?(session: AgentSession): void;
+  /** Called once when the socket closes, after an authenticated session. */
+  onClosed(session: AgentSession): void;
+  /** Called once when the socket closes, whatever the phase. */
+  onSocketClosed?(session: AgentSession): void;
+}
+
+type Phase = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
+
+/** A connected agent. Implements the directory's view of it once authenticated. */
+export class AgentSession implements DirectoryEntry {
+  agentId = '';
+  bundle!: VerifiedBundle;
+  /** `signed`: Secure Enclave attestation is not verified by this gateway, so nobody is `attested`. */
+  trust: Trust = 'signed';
+  status: AgentStatus | null = null;
+  inFlight = 0;
+  inFlightAtStatus = 0;
+  connectedAt: number;
+  lastSeenAt: number;
+  challengedAt = 0;
+  operatorId: string | null = null;
+  health: AgentHealth;
+  /** True after the agent said goodbye: it finishes its jobs but takes no more. */
+  leaving = false;
+  /** Periodic challenges sent, and how many the agent missed. */
+  challenges = { sent: 0, missed: 0 };
+
+  readonly #options: AgentSessionOptions;
+  readonly #socket: WebSocket;
+  readonly #log: Logger;
+  readonly #jobs = new Map<string, JobListener>();
+  #phase: Phase = 'hello';
+  #enrollToken: string | undefined;
+  #challenge: { nonce: string; time: number } | null = null;
+  #periodic: { nonce: string; time: number } | null = null;
+  #missed = false;
+  #handshakeTimer: TimerHandle | null;
+  #pingTimer: TimerHandle | null = null;
+  #challengeTimer: TimerHandle | null = null;
+  #deadlineTimer: TimerHandle | null = null;
+  #awaitingPong = false;
+
+  constructor(options: AgentSessionOptions) {
+    this.#options = options;
+    this.#socket = options.socket;
+    this.#log = options.logger;
+    this.connectedAt = this.lastSeenAt = options.clock.now();
+    this.health = newHealth(this.connectedAt);
+    this.#handshakeTimer = options.clock.setTimeout(() => {
+      this.#reject(new ProtocolError('NJ_AUTH_TIMEOUT', 'the handshake did not finish in time'), CLOSE_CODES.authTimeout);
+    }, options.handshakeTimeoutMs ?? 10_000);
+    this.#socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    this.#socket.on('close', (code) => this.#onClose(code));
+    this.#socket.on('error', (err) => this.#log.debug('agent socket error', { err: err.message }));
+    this.#socket.on('pong', () => {
+      this.#awaitingPong = false;
+      this.lastSeenAt = this.#options.clock.now();
+    });
+  }
+
+  /** The heartbeat interval agents are told to use. */
+  get heartbeatMs(): number {
+    return this.#options.heartbeatMs ?? 15_000;
+  }
+
+  /** True once admitted and until closed. */
+  get ready(): boolean {
+    return this.#phase === 'ready';
+  }
+
+  /** True while the handshake has not finished. */
+  get pending(): boolean {
+    return this.#phase === 'hello' || this.#phase === 'auth' || this.#phase === 'admitting';
+  }
+
+  /** True if the agent may be given new jobs (ready and not leaving). */
+  get accepting(): boolean {
+    return this.#phase === 'ready' && !this.leaving;
+  }
+
+  /** False once the agent missed a challenge, until it answers the next one in time. */
+  challengeFresh(now: number): boolean {
+    if (this.#missed) return false;
+    const p = this.#periodic;
+    return p === null || now - p.time <= this.#timeoutMs;
+  }
+
+  get #timeoutMs(): number {
+    return this.#options.challengeTimeoutMs ?? 10_000;
+  }
+
+  /** Sends a job to the agent; `listener` hears everything about (jobId, attempt). */
+  dispatch(jobId: string, attempt: number, envelope: Envelope, listener: JobListener): void {
+    if (this.#phase !== 'ready') throw new NightjarError('NJ_AGENT_FAILED', 'the agent is not connected');
+    this.#jobs.set(`${jobId}:${attempt}`, listener);
+    this.inFlight++;
+    this.#send({ v: PROTOCOL_VERSION, type: 'job', jobId, attempt, envelope });
+  }
+
+  /**
+   * Tells the agent to stop a job. The listener stays registered: the agent still ends the job
+   * with a final chunk and a receipt (or a failure), which the gateway settles on.
+   */
+  cancel(jobId: string, attempt: number, reason: string): void {
+    if (this.#jobs.has(`${jobId}:${attempt}`) && this.#phase === 'ready') {
+      this.#send({ v: PROTOCOL_VERSION, type: 'cancel', jobId, attempt, reason: reason.slice(0, 200) });
+    }
+  }
+
+  /** Forgets a job: its listener hears nothing more, and its slot counts as free again. */
+  forget(jobId: string, attempt: number): void {
+    if (this.#release(jobId, attempt)) this.#options.onCapacity?.(this);
+  }
+
+  /** Removes a job's listener. Returns false if it was not open. */
+  #release(jobId: string, attempt: number): boolean {
+    const existed = this.#jobs.delete(`${jobId}:${attempt}`);
+    if (existed) this.inFlight = Math.max(0, this.inFlight - 1);
+    return existed;
+  }
+
+  /** Closes the socket with `code`. */
+  close(code: number, reason: string): void {
+    if (this.#socket.readyState === this.#socket.OPEN || this.#socket.readyState === this.#socket.CONNECTING) {
+      this.#socket.close(code, reason.slice(0, 120));
+    }
+  }
+
+  #send(frame: GatewayFrame): void {
+    if (this.#socket.readyState === this.#socket.OPEN) this.#socket.send(JSON.stringify(frame));
+  }
+
+  #reject(error: NightjarError, closeCode: number): void {
+    if (this.#phase === 'closed') return;
+    this.#log.info('agent rejected', { code: error.code, agentId: this.agentId || null });
+    this.#send({ v: PROTOCOL_VERSION, type: 'reject', code: error.code, message: error.message });
+    this.close(closeCode, error.code);
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    const arrivedAt = this.#options.clock.now();
+    this.lastSeenAt = arrivedAt;
+    let frame: AgentFrame;
+    try {
+      if (isBinary) throw new ProtocolError('NJ_FRAME_INVALID', 'agent frames are JSON text');
+      frame = decodeMessage(agentFrameSchema, data, this.#options.maxFrameBytes, 'agent frame');
+    } catch (err) {
+      const e = err instanceof NightjarError ? err : new ProtocolError('NJ_FRAME_INVALID', 'unreadable frame');
+      this.#reject(e, e.code === 'NJ_PROTOCOL_VERSION' ? CLOSE_CODES.version : CLOSE_CODES.badFrame);
+      return;
+    }
+    this.#handle(frame, arrivedAt).catch((err: unknown) => {
+      const e = err instanceof NightjarError ? err : new NightjarError('NJ_FRAME_INVALID', 'frame could not be handled');
+      if (!(err instanceof NightjarError)) this.#log.error('agent frame handler failed', { err: String(err) });
+      const close =
+        e.code === 'NJ_AUTH_FAILED'
+          ? CLOSE_CODES.authFailed
+          : e.code === 'NJ_ENROLL_INVALID'
+            ? CLOSE_CODES.enrollRefused
+            : e.code === 'NJ_SHUTTING_DOWN'
+              ? CLOSE_CODES.goingAway
+              : CLOSE_CODES.badFrame;
+      this.#reject(e, close);
+    });
+  }
+
+  async #handle(frame: AgentFrame, arrivedAt: number): Promise<void> {
+    const clock = this.#options.clock;
+    if (this.#phase === 'hello') {
+      if (frame.type !== 'hello') throw new ProtocolError('NJ_FRAME_UNEXPECTED', `expected hello, got ${frame.type}`);
+      this.bundle = await verifyBundle(frame.bundle, { now: clock.now() });
+      this.agentId = this.bundle.bundle.agentId;
+      this.#enrollToken = frame.enrollToken;
+      this.#challenge = { nonce: toBase64Url(randomBytes(32)), time: clock.now() };
+      this.#phase = 'auth';
+      this.#send({ v: PROTOCOL_VERSION, type: 'challenge', gatewayId: this.#options.gatewayId, ...this.#challenge });
+      return;
+    }
+    if (this.#phase === 'auth') {
+      if (frame.type !== 'auth' || !this.#challenge) throw new ProtocolError('NJ_FRAME_UNEXPECTED', `expected auth, got ${frame.type}`);
+      const ok = await verifyChallenge(
+        { gatewayId: this.#options.gatewayId, ...this.#challenge, agentId: this.agentId },
+        frame.signature,
+        this.bundle.identityKey,
+      );
+      if (!ok) throw new NightjarError('NJ_AUTH_FAILED', 'the challenge signature does not verify');
+      this.#challenge = null;
+      this.#phase = 'admitting';
+      // The enrollment token binds only after the identity is proven, so a stolen bundle cannot
+      // spend someone else's token.
+      const { operatorId } = this.#options.admit ? await this.#options.admit(this, this.#enrollToken) : { operatorId: null };
+      this.#enrollToken = undefined;
+      if ((this.#phase as Phase) !== 'admitting') return;
+      if (this.#handshakeTimer) clock.clearTimeout(this.#handshakeTimer);
+      this.#handshakeTimer = null;
+      this.operatorId = operatorId;
+      this.challengedAt = clock.now();
+      this.#phase = 'ready';
+      this.#send({
+        v: PROTOCOL_VERSION,
+        type: 'welcome',
+        agentId: this.agentId,
+        trust: this.trust,
+        heartbeatMs: this.heartbeatMs,
+        maxConcurrentJobs: this.bundle.bundle.capacity.slots,
+        operator: operatorId,
+      });
+      this.#schedulePing();
+      this.#scheduleChallenge();
+      this.#options.onAuthenticated(this);
+      return;
+    }
+    if (this.#phase !== 'ready') return;
+    switch (frame.type) {
+      case 'status':
+        if (this.leaving) return;
+        this.status = {
+          state: frame.state,
+          model: frame.model,
+          freeSlots: frame.freeSlots,
+          totalSlots: frame.totalSlots,
+          tokensPerSecond: frame.tokensPerSecond,
+          ttftMs: frame.ttftMs,
+        };
+        this.inFlightAtStatus = this.inFlight;
+        this.#options.onCapacity?.(this);
+        return;
+      case 'accepted':
+        this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.accepted(frame);
+        return;
+      case 'chunk':
+        this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.chunk(frame, arrivedAt);
+        return;
+      case 'declined':
+      case 'done':
+      case 'failed': {
+        const listener = this.#jobs.get(`${frame.jobId}:${frame.attempt}`);
+        // A frame about a job this agent was never given (or has finished) moves nothing.
+        if (!listener) return;
+        this.#release(frame.jobId, frame.attempt);
+        if (frame.type === 'declined') listener.declined(frame);
+        else if (frame.type === 'done') listener.done(frame);
+        else listener.failed(frame);
+        this.#options.onCapacity?.(this);
+        return;
+      }
+      case 'bundle': {
+        const next = await verifyBundle(frame.bundle, { now: clock.now() });
+        if (next.bundle.agentId !== this.agentId) {
+          throw new ProtocolError('NJ_BUNDLE_INVALID', 'a rotated bundle must keep the same identity');
+        }
+        this.bundle = next;
+        return;
+      }
+      case 'goodbye':
+        this.leaving = true;
+        this.status = { ...(this.status ?? { model: null, freeSlots: 0, totalSlots: 0, tokensPerSecond: 0, ttftMs: 0 }), state: 'draining' };
+        this.#log.info('agent said goodbye', { agentId: this.agentId, reason: frame.reason });
+        return;
+      case 'attest':
+        await this.#attest(frame, arrivedAt);
+        return;
+      default:
+        throw new ProtocolError('NJ_FRAME_UNEXPECTED', `unexpected ${frame.type} after the handshake`);
+    }
+  }
+
+  /**
+   * A periodic challenge answer. It must name the outstanding nonce and arrive within the
+   * deadline (by the gateway's clock, from the time the challenge carried); a late or unknown
+   * nonce is ignored (the agent stays out of routing until it answers the next challenge). A bad
+   * signature ends the session.
+   */
+  async #attest(frame: FrameOf<'attest'>, arrivedAt: number): Promise<void> {
+    const p = this.#periodic;
+    if (!p || frame.nonce !== p.nonce) {
+      this.#log.debug('challenge answer for no outstanding challenge', { agentId: this.agentId });
+      return;
+    }
+    const ok = await verifyChallenge({ gatewayId: this.#options.gatewayId, ...p, agentId: this.agentId }, frame.signature, this.bundle.identityKey);
+    if (!ok) throw new NightjarError('NJ_AUTH_FAILED', 'the challenge answer does not verify');
+    if (this.#periodic !== p) return;
+    this.#periodic = null;
+    if (this.#deadlineTimer) this.#options.clock.clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = null;
+    if (arrivedAt - p.time > this.#timeoutMs) {
+      this.#markMissed('late');
+      return;
+    }
+    const wasMissed = this.#missed;
+    this.#missed = false;
+    this.challengedAt = arrivedAt;
+    if (wasMissed) this.#log.info('agent answered a challenge again; back in routing', { agentId: this.agentId });
+    this.#options.onCapacity?.(this);
+  }
+
+  #markMissed(why: string): void {
+    if (!this.#missed) this.#log.warn('agent missed a challenge; out of routing until it answers one', { agentId: this.agentId, why });
+    this.#missed = true;
+    this.challenges.missed++;
+  }
+
+  #scheduleChallenge(): void {
+    const clock = this.#options.clock;
+    this.#challengeTimer = clock.setTimeout(() => {
+      this.#challengeTimer = null;
+      if (this.#phase !== 'ready') return;
+      if (this.#periodic) {
+        // Still unanswered (its deadline is longer than the interval): it is missed now.
+        this.#markMissed('unanswered');
+      }
+      const p = { nonce: toBase64Url(randomBytes(32)), time: clock.now() };
+      this.#periodic = p;
+      this.challenges.sent++;
+      this.#send({ v: PROTOCOL_VERSION, type: 'challenge', gatewayId: this.#options.gatewayId, ...p });
+      if (this.#deadlineTimer) clock.clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = clock.setTimeout(() => {
+        this.#deadlineTimer = null;
+        if (this.#periodic !== p) return;
+        this.#periodic = null;
+        this.#markMissed('timeout');
+        this.#options.onCapacity?.(this);
+      }, this.#timeoutMs);
+      this.#scheduleChallenge();
+    }, this.#options.challengeIntervalMs ?? 60_000);
+  }
+
+  #schedulePing(): void {
+    const clock = this.#options.clock;
+    this.#pingTimer = clock.setTimeout(() => {
+      if (this.#phase !== 'ready') return;
+      if (this.#awaitingPong) {
+        this.#log.info('agent stopped answering pings', { agentId: this.agentId });
+        this.#socket.terminate();
+        return;
+      }
+      this.#awaitingPong = true;
+      this.#socket.ping();
+      this.#schedulePing();
+    }, this.heartbeatMs * 2);
+  }
+
+  #onClose(code: number): void {
+    const wasReady = this.#phase === 'ready';
+    this.#phase = 'closed';
+    const clock = this.#options.clock;
+    for (const t of [this.#handshakeTimer, this.#pingTimer, this.#challengeTimer, this.#deadlineTimer]) if (t) clock.clearTimeout(t);
+    this.#handshakeTimer = this.#pingTimer = this.#challengeTimer = this.#deadlineTimer = null;
+    const open = [...this.#jobs.values()];
+    this.#jobs.clear();
+    this.inFlight = 0;
+    for (const listener of open) listener.lost(`agent disconnected (${code})`);
+    if (wasReady) this.#options.onClosed(this);
+    this.#options.onSocketClosed?.(this);
+  }
+}

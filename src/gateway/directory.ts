@@ -1,0 +1,256 @@
+/**
+ * The directory: agents that are connected, authenticated and have a verified bundle, with what
+ * they last said about themselves, what the gateway measured of them, and whether they answered
+ * their last challenge. It filters and ranks them for the router. In the embedded default it
+ * lives in memory.
+ */
+import type { AgentState, Trust, VerifiedBundle } from '../shared/index.js';
+import { TRUST_LEVELS } from '../shared/index.js';
+
+/** What an agent's last heartbeat said. */
+export interface AgentStatus {
+  state: AgentState;
+  model: string | null;
+  freeSlots: number;
+  totalSlots: number;
+  tokensPerSecond: number;
+  ttftMs: number;
+}
+
+/** What the gateway measured of an agent itself (harder to game than what the agent reports). */
+export interface AgentHealth {
+  /** Recent failures, decaying with {@link DirectoryOptions.failureHalfLifeMs}. */
+  failureScore: number;
+  /** When failureScore was last updated. */
+  failureAt: number;
+  /** Smoothed time from dispatch to first chunk, ms; 0 until measured. */
+  ttftMs: number;
+  /** Jobs this session has finished with a verified receipt. */
+  jobsDone: number;
+  /** Attempts that failed on this agent. */
+  jobsFailed: number;
+}
+
+/** The part of a connected agent the router needs. */
+export interface DirectoryEntry {
+  readonly agentId: string;
+  bundle: VerifiedBundle;
+  trust: Trust;
+  status: AgentStatus | null;
+  /** Jobs this gateway has dispatched to the agent and not seen end. */
+  inFlight: number;
+  /** inFlight when the last status arrived (to correct the agent's freeSlots for jobs since). */
+  inFlightAtStatus: number;
+  connectedAt: number;
+  lastSeenAt: number;
+  /** When the agent last answered a challenge. */
+  challengedAt: number;
+  /** False once the agent missed a challenge, until it answers the next one. */
+  challengeFresh(now: number): boolean;
+  /** The operator the agent is bound to; null for an agent without an enrollment. */
+  operatorId: string | null;
+  /** True after the agent said goodbye, or while it is not ready. */
+  readonly accepting: boolean;
+  health: AgentHealth;
+}
+
+/** A model as clients see it. */
+export interface DirectoryModel {
+  id: string;
+  synthetic: boolean;
+  agents: number;
+  freeSlots: number;
+}
+
+/** What a job needs of an agent. */
+export interface EligibilityNeeds {
+  model: string;
+  /** Lowest trust accepted. Defaults to 'signed'. */
+  minTrust?: Trust;
+  /** The job costs money: only agents bound to an operator may serve it. Defaults to false. */
+  paid?: boolean;
+  now: number;
+}
+
+/** Options of {@link Directory}. */
+export interface DirectoryOptions {
+  /** Offer models from synthetic GGUF files to clients. Defaults to false. */
+  allowSynthetic?: boolean;
+  /** Ranking penalty per recent failure, ms of expected latency. Defaults to 5000. */
+  failurePenaltyMs?: number;
+  /** Half-life of the failure score. Defaults to 60 000 ms. */
+  failureHalfLifeMs?: number;
+  /** Generation speed assumed for an agent that has not measured its own yet. Defaults to 10 tokens/s. */
+  defaultTokensPerSecond?: number;
+  /** Completion length the ranking assumes for a job. Defaults to 256 tokens. */
+  typicalTokens?: number;
+}
+
+/** A fresh health record. */
+export function newHealth(now: number): AgentHealth {
+  return { failureScore: 0, failureAt: now, ttftMs: 0, jobsDone: 0, jobsFailed: 0 };
+}
+
+/** Connected agents, by id. */
+export class Directory<E extends DirectoryEntry = DirectoryEntry> {
+  readonly #agents = new Map<string, E>();
+  readonly #o: DirectoryOptions;
+
+  constructor(options: DirectoryOptions = {}) {
+    this.#o = options;
+  }
+
+  /** Adds or replaces an agent; returns the entry it replaced, if any. */
+  set(entry: E): E | undefined {
+    const previous = this.#agents.get(entry.agentId);
+    this.#agents.set(entry.agentId, entry);
+    return previous;
+  }
+
+  /** Removes `entry` if it is still the current one for its agent. */
+  delete(entry: E): void {
+    if (this.#agents.get(entry.agentId) === entry) this.#agents.delete(entry.agentId);
+  }
+
+  /** The connected agent with this id. */
+  get(agentId: string): E | undefined {
+    return this.#agents.get(agentId);
+  }
+
+  /** Every connected agent. */
+  all(): E[] {
+    return [...this.#agents.values()];
+  }
+
+  /** How many agents are connected. */
+  get size(): number {
+    return this.#agents.size;
+  }
+
+  /** True if `entry` serves `model` in a way clients may be offered. */
+  serves(entry: E, model: string): boolean {
+    return entry.bundle.bundle.models.some((m) => m.id === model && (this.#o.allowSynthetic || !m.synthetic));
+  }
+
+  /** True if every connected agent that serves `model` says its file is synthetic. */
+  isSynthetic(model: string): boolean {
+    const files = this.all().flatMap((e) => e.bundle.bundle.models.filter((m) => m.id === model));
+    return files.length > 0 && files.every((m) => m.synthetic);
+  }
+
+  /**
+   * Free slots as the gateway sees them: the agent's last figure, less the jobs dispatched since
+   * (plus those that ended since), never more than its slots less the jobs in flight.
+   */
+  freeSlots(entry: E): number {
+    const total = entry.status?.totalSlots || entry.bundle.bundle.capacity.slots;
+    const room = total - entry.inFlight;
+    if (!entry.status) return Math.max(0, room);
+    const corrected = entry.status.freeSlots - (entry.inFlight - entry.inFlightAtStatus);
+    return Math.max(0, Math.min(corrected, room));
+  }
+
+  /**
+   * True if `entry` may be given a job for `needs` at all (busy or not): it serves the model,
+   * meets the trust floor, is serving and accepting, answered its last challenge, its bundle has
+   * not expired, and — for a paid job — it is bound to an operator.
+   */
+  eligible(entry: E, needs: EligibilityNeeds): boolean {
+    const floor = TRUST_LEVELS.indexOf(needs.minTrust ?? 'signed');
+    return (
+      entry.accepting &&
+      entry.status?.state === 'serving' &&
+      this.serves(entry, needs.model) &&
+      TRUST_LEVELS.indexOf(entry.trust) >= floor &&
+      entry.challengeFresh(needs.now) &&
+      // An expired bundle would be refused by every client anyway (agents rotate well before).
+      entry.bundle.bundle.notAfter > needs.now &&
+      (!needs.paid || entry.operatorId !== null)
+    );
+  }
+
+  /** True if `entry` is eligible and has a free slot now. */
+  available(entry: E, needs: EligibilityNeeds): boolean {
+    return this.eligible(entry, needs) && this.freeSlots(entry) > 0;
+  }
+
+  /** The failure score now, after decay. */
+  failureScore(entry: E, now: number): number {
+    const halfLife = this.#o.failureHalfLifeMs ?? 60_000;
+    const h = entry.health;
+    return h.failureScore * 2 ** (-Math.max(0, now - h.failureAt) / halfLife);
+  }
+
+  /** Records a failed attempt on `entry`: it ranks lower for a while. */
+  recordFailure(entry: E, now: number): void {
+    entry.health.failureScore = this.failureScore(entry, now) + 1;
+    entry.health.failureAt = now;
+    entry.health.jobsFailed++;
+  }
+
+  /** Records a measured time to first chunk. */
+  recordFirstChunk(entry: E, ms: number): void {
+    const h = entry.health;
+    h.ttftMs = h.ttftMs === 0 ? ms : h.ttftMs * 0.8 + ms * 0.2;
+  }
+
+  /**
+   * Expected time, in ms, until a job of `tokens` completion tokens would see its first token on
+   * `entry`: the time to first token (measured by the gateway, else reported), plus, when no
+   * slot is free, the wait for one (a job's length at the measured speed, spread over the
+   * slots), plus the load slowing parallel sequences, plus a penalty per recent failure.
+   */
+  expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens ?? 256): number {
+    const tps = entry.status?.tokensPerSecond || this.#o.defaultTokensPerSecond || 10;
+    const ttft = entry.health.ttftMs || entry.status?.ttftMs || 0;
+    const total = Math.max(1, entry.status?.totalSlots || entry.bundle.bundle.capacity.slots);
+    const jobMs = ttft + (tokens / tps) * 1000;
+    const load = entry.inFlight / total;
+    const wait = this.freeSlots(entry) > 0 ? 0 : jobMs / total;
+    return ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000);
+  }
+
+  /**
+   * Up to `k` agents for `needs`, best first: those with a free slot before those without, then
+   * by expected latency. Busy agents are included (a job sealed for them waits in the queue).
+   */
+  candidates(needs: EligibilityNeeds, k: number): E[] {
+    return this.all()
+      .filter((e) => this.eligible(e, needs))
+      .sort((a, b) => Number(this.freeSlots(b) > 0) - Number(this.freeSlots(a) > 0) || this.compare(a, b, needs.now))
+      .slice(0, k);
+  }
+
+  /**
+   * Orders two agents for a job of `tokens` completion tokens: lower expected latency first;
+   * on a tie, more free slots (spreading load), then agentId so the order is stable.
+   */
+  compare(a: E, b: E, now: number, tokens?: number): number {
+    return (
+      this.expectedLatencyMs(a, now, tokens) - this.expectedLatencyMs(b, now, tokens) ||
+      this.freeSlots(b) - this.freeSlots(a) ||
+      a.agentId.localeCompare(b.agentId)
+    );
+  }
+
+  /** True if any connected agent serves `model`, busy or not. */
+  knows(model: string): boolean {
+    return this.all().some((e) => this.serves(e, model));
+  }
+
+  /** The models on offer, with how many agents serve each and their free slots. */
+  models(now: number): DirectoryModel[] {
+    const byId = new Map<string, DirectoryModel>();
+    for (const e of this.all()) {
+      for (const m of e.bundle.bundle.models) {
+        if (m.synthetic && !this.#o.allowSynthetic) continue;
+        const row = byId.get(m.id) ?? { id: m.id, synthetic: m.synthetic, agents: 0, freeSlots: 0 };
+        row.synthetic &&= m.synthetic;
+        row.agents++;
+        if (this.available(e, { model: m.id, now })) row.freeSlots += this.freeSlots(e);
+        byId.set(m.id, row);
+      }
+    }
+    return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * One client job at the gateway: dispatch to the best live candidate the client sealed the
+ * envelope for (or wait in the router's queue while they are all busy), fail over to the next
+ * before the first chunk (fresh attempt number, failed agent excluded and penalised), relay
+ * chunks unchanged after it, verify the receipt against the bytes relayed, bill it, and carry a
+ * client disconnect to the agent as cancel. The gateway never holds a key.
+ *
+ * Billing: exactly one of `settle` (on a verified receipt) or `release` (no verified receipt) is
+ * called per job. A cancelled job is still billed on the receipt the agent sends after the
+ * cancel, but for at most as many completion tokens as reply chunks had reached the client when
+ * it went away (each chunk carries at least one token): the client pays for the prompt it sent
+ * and the reply it was given, never for tokens generated after it left.
+ */
+import {
+  LIMITS,
+  NightjarError,
+  ReplyDigest,
+  fromBase64Url,
+  verifyReceipt,
+  type Clock,
+  type Envelope,
+  type ErrorCode,
+  type JobEvent,
+  type Logger,
+  type Receipt,
+  type SignedReceipt,
+  type TimerHandle,
+} from '../shared/index.js';
+import type { AgentSession, JobListener } from './agent-session.js';
+import type { Directory } from './directory.js';
+import type { QueueWaiter, Router } from './router.js';
+
+/** Where a job's events go: the client's response stream. */
+export interface JobSink {
+  /** Writes one event to the client. */
+  send(event: JobEvent): void;
+}
+
+/** How a job ended, as the client saw it. */
+export type JobOutcome =
+  | { status: 'done'; agentId: string; attempt: number; receipt: Receipt }
+  | { status: 'failed'; code: ErrorCode; agentId: string | null; delivered: boolean }
+  | { status: 'cancelled'; agentId: string | null; reason: string };
+
+/** A verified receipt, ready to bill. */
+export interface Settlement {
+  agentId: string;
+  operatorId: string | null;
+  attempt: number;
+  receipt: Receipt;
+  signed: SignedReceipt;
+  /** Completion tokens to bill: the receipt's, capped for a cancelled job (see the module comment). */
+  billedCompletionTokens: number;
+  outcome: 'done' | 'cancelled';
+}
+
+/** The ledger's side of a job. */
+export interface JobBilling {
+  /** Bills the job on its verified receipt. */
+  settle(settlement: Settlement): Promise<void>;
+  /** Gives the job's hold back: no verified receipt will come. */
+  release(outcome: string): Promise<void>;
+}
+
+/** Hooks for metrics. */
+export interface JobObserver {
+  /** The first chunk reached the client, `ms` after the job was admitted. */
+  firstChunk?(agentId: string, ms: number): void;
+  /** A chunk went out to the client `ms` after it arrived from the agent. */
+  relayed?(ms: number): void;
+  /** An attempt failed on an agent. */
+  attemptFailed?(agentId: string, code: ErrorCode): void;
+}
+
+/** Timing limits of a job. */
+export interface JobTimeouts {
+  /** From dispatch to the agent's accepted. Defaults to 10 000 ms. */
+  acceptMs?: number;
+  /** From accepted to the first chunk. Defaults to 60 000 ms. */
+  firstChunkMs?: number;
+  /** Longest silence between chunks. Defaults to 60 000 ms. */
+  idleMs?: number;
+  /** After a cancel, how long to wait for the agent's receipt before releasing the hold. Defaults to 10 000 ms. */
+  cancelReceiptMs?: number;
+}
+
+/** Options of {@link ClientJob}. */
+export interface ClientJobOptions {
+  envelope: Envelope;
+  /** sha256 of the request body ciphertext. */
+  requestDigest: Uint8Array;
+  directory: Directory<AgentSession>;
+  router: Router;
+  clock: Clock;
+  logger: Logger;
+  sink: JobSink;
+  /** The job costs money: only agents bound to an operator may serve it. Defaults to false. */
+  paid?: boolean;
+  /** Ledger hooks. Defaults to none (nothing is billed). */
+  billing?: JobBilling;
+  /** Metric hooks. Defaults to none. */
+  observer?: JobObserver;
+  /** Timeouts. Defaults as {@link JobTimeouts} says. */
+  timeouts?: JobTimeouts;
+  /** Attempts before giving up. Defaults to the number of recipients (at most LIMITS.maxAttempts). */
+  maxAttempts?: number;
+}
+
+interface Attempt {
+  readonly session: AgentSession;
+  readonly number: number;
+  readonly dispatchedAt: number;
+  readonly digest: ReplyDigest;
+  /** Chunks received from the agent, and the part of them written to the client. */
+  received: number;
+  delivered: number;
+  started: boolean;
+  replySalt: string | null;
+  timer: TimerHandle | null;
+  /** The client went away; the attempt lives on only to collect its receipt. */
+  cancelled: boolean;
+  /** The listener heard its last frame (or was dropped). */
+  closed: boolean;
+}
+
+/** Runs one job; await {@link ClientJob.finished} for its outcome and {@link ClientJob.billed} for the ledger. */
+export class ClientJob {
+  readonly jobId: string;
+  /** The outcome as the client saw it. */
+  readonly finished: Promise<JobOutcome>;
+  /** Settles once the job has been billed (settled or released). */
+  readonly billed: Promise<void>;
+  readonly #o: ClientJobOptions;
+  readonly #tried = new Set<string>();
+  readonly #admittedAt: number;
+  readonly #waiter: QueueWaiter;
+  #attempt: Attempt | null = null;
+  #next = 0;
+  #lastError: NightjarError | null = null;
+  #queued = false;
+  #ended = false;
+  #billing: 'open' | 'busy' | 'done' = 'open';
+  #resolve!: (o: JobOutcome) => void;
+  #resolveBilled!: () => void;
+
+  constructor(options: ClientJobOptions) {
+    this.#o = options;
+    this.jobId = options.envelope.header.jobId;
+    this.#admittedAt = options.clock.now();
+    this.finished = new Promise((r) => (this.#resolve = r));
+    this.billed = new Promise((r) => (this.#resolveBilled = r));
+    this.#waiter = {
+      model: options.envelope.header.model,
+      ready: () => this.#candidates().length > 0,
+      viable: () => this.#eligible().length > 0,
+      go: () => {
+        this.#queued = false;
+        this.#dispatchNext();
+      },
+      expire: (error) => {
+        this.#queued = false;
+        this.#fail(error, false);
+      },
+    };
+  }
+
+  /** Dispatches the first attempt (or queues the job). */
+  start(): void {
+    this.#dispatchNext();
+  }
+
+  /** True while the job waits in the queue. */
+  get queued(): boolean {
+    return this.#queued;
+  }
+
+  /** The client went away (or is too slow, or the gateway stops): tell the agent, send nothing more. */
+  cancel(reason: string): void {
+    if (this.#ended) return;
+    if (this.#queued) {
+      this.#o.router.remove(this.#waiter);
+      this.#queued = false;
+    }
+    const a = this.#attempt;
+    this.#finish({ status: 'cancelled', agentId: a?.session.agentId ?? null, reason });
+    if (!a || a.closed) {
+      void this.#release('cancelled');
+      return;
+    }
+    a.cancelled = true;
+    a.session.cancel(this.jobId, a.number, reason);
+    this.#arm(a, this.#o.timeouts?.cancelReceiptMs ?? 10_000, () => {
+      a.session.forget(this.jobId, a.number);
+      a.closed = true;
+      this.#log().info('no receipt after a cancel; releasing the hold', { jobId: this.jobId, agentId: a.session.agentId });
+      void this.#release('cancelled');
+    });
+  }
+
+  #log(): Logger {
+    return this.#o.logger;
+  }
+
+  #needs() {
+    return { model: this.#o.envelope.header.model, paid: this.#o.paid ?? false, now: this.#o.clock.now() };
+  }
+
+  /** Recipients that are not tried yet and may take the job, best first. */
+  #eligible(): AgentSession[] {
+    const { envelope, directory } = this.#o;
+    const needs = this.#needs();
+    return envelope.header.recipients
+      .map((r) => directory.get(r.agentId))
+      .filter((s): s is AgentSession => s !== undefined && !this.#tried.has(s.agentId) && directory.eligible(s, needs));
+  }
+
+  #candidates(): AgentSession[] {
+    const { directory, envelope } = this.#o;
+    const now = this.#o.clock.now();
+    return this.#eligible()
+      .filter((s) => directory.freeSlots(s) > 0)
+      .sort((a, b) => directory.compare(a, b, now, envelope.header.maxTokens));
+  }
+
+  #dispatchNext(): void {
+    if (this.#ended) return;
+    const { envelope, directory } = this.#o;
+    const max = Math.min(this.#o.maxAttempts ?? envelope.header.recipients.length, envelope.header.recipients.length, LIMITS.maxAttempts);
+    if (this.#next >= max) {
+      this.#fail(this.#lastError ?? new NightjarError('NJ_NO_CAPACITY', 'every agent this request was sealed for was tried', { retryAfterMs: 1000 }), false);
+      return;
+    }
+    const session = this.#candidates()[0];
+    if (!session) {
+      if (this.#eligible().length > 0) {
+        // Its agents are busy, not gone: wait for a slot.
+        try {
+          this.#o.router.enqueue(this.#waiter);
+          this.#queued = true;
+          this.#log().debug('job queued', { jobId: this.jobId, model: envelope.header.model });
+        } catch (err) {
+          this.#fail(err as NightjarError, false);
+        }
+        return;
+      }
+      const model = envelope.header.model;
+      const error =
+        this.#lastError ??
+        (directory.knows(model)
+          ? new NightjarError('NJ_NO_CAPACITY', 'no agent this request was sealed for can take it now', { retryAfterMs: this.#o.router.retryAfterMs(model) })
+          : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`));
+      this.#fail(error, false);
+      return;
+    }
+    this.#tried.add(session.agentId);
+    const attempt: Attempt = {
+      session,
+      number: this.#next++,
+      dispatchedAt: this.#o.clock.now(),
+      digest: new ReplyDigest(),
+      received: 0,
+      delivered: 0,
+      started: false,
+      replySalt: null,
+      timer: null,
+      cancelled: false,
+      closed: false,
+    };
+    this.#attempt = attempt;
+    this.#armFailure(attempt, this.#o.timeouts?.acceptMs ?? 10_000, 'NJ_JOB_TIMEOUT', 'the agent did not accept in time');
+    this.#log().debug('job dispatched', { jobId: this.jobId, agentId: session.agentId, attempt: attempt.number });
+    session.dispatch(this.jobId, attempt.number, envelope, this.#listener(attempt));
+  }
+
+  #listener(a: Attempt): JobListener {
+    const live = (): boolean => this.#attempt === a && !a.closed;
+    const closed = (): void => {
+      a.closed = true;
+      this.#disarm(a);
+    };
+    return {
+      accepted: (frame) => {
+        if (!live() || a.cancelled) return;
+        a.replySalt = frame.replySalt;
+        this.#armFailure(a, this.#o.timeouts?.firstChunkMs ?? 60_000, 'NJ_JOB_TIMEOUT', 'the agent produced nothing in time');
+      },
+      declined: (frame) => {
+        if (!live()) return;
+        closed();
+        if (a.cancelled) void this.#release('cancelled');
+        else this.#attemptFailed(a, new NightjarError(frame.code, frame.message));
+      },
+      chunk: (frame, arrivedAt) => {
+        if (!live()) return;
+        a.received++;
+        a.digest.add(fromBase64Url(frame.data));
+        if (a.cancelled) return;
+        if (!a.replySalt) {
+          a.session.cancel(this.jobId, a.number, 'a chunk arrived before the job was accepted');
+          a.session.forget(this.jobId, a.number);
+          closed();
+          this.#attemptFailed(a, new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the job was accepted'));
+          return;
+        }
+        if (!a.started) {
+          a.started = true;
+          const now = this.#o.clock.now();
+          this.#o.directory.recordFirstChunk(a.session, now - a.dispatchedAt);
+          this.#o.observer?.firstChunk?.(a.session.agentId, now - this.#admittedAt);
+          this.#o.sink.send({ type: 'start', agentId: a.session.agentId, attempt: a.number, replySalt: a.replySalt });
+        }
+        this.#armFailure(a, this.#o.timeouts?.idleMs ?? 60_000, 'NJ_JOB_TIMEOUT', 'the agent went silent mid-reply');
+        this.#o.sink.send({ type: 'chunk', seq: frame.seq, data: frame.data });
+        if (!this.#ended) a.delivered++;
+        this.#o.observer?.relayed?.(this.#o.clock.now() - arrivedAt);
+      },
+      done: (frame) => {
+        if (!live()) return;
+        closed();
+        void this.#receipt(a, frame.receipt);
+      },
+      failed: (frame) => {
+        if (!live()) return;
+        closed();
+        if (a.cancelled) void this.#release('cancelled');
+        else this.#attemptFailed(a, new NightjarError(frame.code, frame.message));
+      },
+      lost: (reason) => {
+        if (!live()) return;
+        closed();
+        if (a.cancelled) void this.#release('cancelled');
+        else this.#attemptFailed(a, new NightjarError('NJ_AGENT_FAILED', reason));
+      },
+    };
+  }
+
+  /** Verifies a receipt against what the gateway relayed, bills it, and (unless cancelled) tells the client. */
+  async #receipt(a: Attempt, signed: SignedReceipt): Promise<void> {
+    const { header } = this.#o.envelope;
+    let receipt: Receipt;
+    try {
+      if (a.received === 0) throw new NightjarError('NJ_RECEIPT_INVALID', 'the job ended without a reply');
+      receipt = await verifyReceipt(signed, {
+        identityKey: a.session.bundle.identityKey,
+        agentId: a.session.agentId,
+        jobId: this.jobId,
+        attempt: a.number,
+        model: header.model,
+        requestDigest: this.#o.requestDigest,
+        replyDigest: a.digest.digest(),
+      });
+      const served = a.session.bundle.bundle.models.some((m) => m.id === receipt.model && m.sha256 === receipt.modelSha256);
+      if (!served) throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt names a model file the agent does not serve');
+      if (receipt.completionTokens > header.maxTokens) {
+        throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt claims more tokens than the request allowed');
+      }
+    } catch (err) {
+      const e = err instanceof NightjarError ? err : new NightjarError('NJ_RECEIPT_INVALID', 'the receipt could not be checked');
+      this.#log().warn('receipt rejected; nobody is credited', { jobId: this.jobId, agentId: a.session.agentId, code: e.code, reason: e.message });
+      this.#o.directory.recordFailure(a.session, this.#o.clock.now());
+      this.#o.observer?.attemptFailed?.(a.session.agentId, e.code);
+      await this.#release('receipt-invalid');
+      this.#fail(e, a.started);
+      return;
+    }
+    a.session.health.jobsDone++;
+    const billed = a.cancelled ? Math.min(receipt.completionTokens, a.delivered) : receipt.completionTokens;
+    await this.#settle({
+      agentId: a.session.agentId,
+      operatorId: a.session.operatorId,
+      attempt: a.number,
+      receipt,
+      signed,
+      billedCompletionTokens: billed,
+      outcome: a.cancelled ? 'cancelled' : 'done',
+    });
+    if (this.#ended) return;
+    this.#o.sink.send({ type: 'done', receipt: signed });
+    this.#finish({ status: 'done', agentId: a.session.agentId, attempt: a.number, receipt });
+  }
+
+  #attemptFailed(a: Attempt, error: NightjarError): void {
+    this.#disarm(a);
+    this.#o.directory.recordFailure(a.session, this.#o.clock.now());
+    this.#o.observer?.attemptFailed?.(a.session.agentId, error.code);
+    this.#log().info('attempt failed', { jobId: this.jobId, agentId: a.session.agentId, attempt: a.number, code: error.code });
+    if (a.started) {
+      // Text already reached the client: another agent's reply cannot be spliced in.
+      this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${error.code}); retry the request`), true);
+      return;
+    }
+    this.#lastError = error;
+    this.#dispatchNext();
+  }
+
+  #arm(a: Attempt, ms: number, fn: () => void): void {
+    this.#disarm(a);
+    a.timer = this.#o.clock.setTimeout(() => {
+      a.timer = null;
+      if (this.#attempt !== a || a.closed) return;
+      fn();
+    }, ms);
+  }
+
+  #armFailure(a: Attempt, ms: number, code: ErrorCode, message: string): void {
+    this.#arm(a, ms, () => {
+      if (a.cancelled) return;
+      a.session.cancel(this.jobId, a.number, 'timed out at the gateway');
+      a.session.forget(this.jobId, a.number);
+      a.closed = true;
+      this.#attemptFailed(a, new NightjarError(code, message));
+    });
+  }
+
+  #disarm(a: Attempt): void {
+    if (a.timer) this.#o.clock.clearTimeout(a.timer);
+    a.timer = null;
+  }
+
+  #fail(error: NightjarError, delivered: boolean): void {
+    if (this.#ended) return;
+    this.#o.sink.send({
+      type: 'error',
+      code: error.code,
+      message: error.message.slice(0, 1000),
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+    });
+    this.#finish({ status: 'failed', code: error.code, agentId: this.#attempt?.session.agentId ?? null, delivered });
+    const a = this.#attempt;
+    if (!a || a.closed) void this.#release('failed');
+  }
+
+  async #settle(s: Settlement): Promise<void> {
+    if (this.#billing !== 'open') return;
+    this.#billing = 'busy';
+    try {
+      await this.#o.billing?.settle(s);
+    } catch (err) {
+      this.#log().error('settlement failed; releasing the hold', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
+      await this.#o.billing?.release('settle-failed').catch(() => undefined);
+    } finally {
+      this.#billing = 'done';
+      this.#resolveBilled();
+    }
+  }
+
+  async #release(outcome: string): Promise<void> {
+    if (this.#billing !== 'open') return;
+    this.#billing = 'busy';
+    try {
+      await this.#o.billing?.release(outcome);
+    } catch (err) {
+      this.#log().error('release failed', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
+    } finally {
+      this.#billing = 'done';
+      this.#resolveBilled();
+    }
+  }
+
+  #finish(outcome: JobOutcome): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const a = this.#attempt;
+    if (a && !a.cancelled) this.#disarm(a);
+    this.#resolve(outcome);
+  }
+}

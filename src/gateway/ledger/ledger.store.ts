@@ -1,0 +1,517 @@
+/**
+ * The ledger: double-entry bookkeeping in integer micro-credits (1 credit = 1 000 000).
+ *
+ * Every movement is one transfer row (debit account, credit account, positive amount) and the
+ * matching change to both accounts' cached balances, in one transaction. Accounts:
+ * `client:<keyId>`, `operator:<id>`, `platform:revenue`, `holds` (money reserved for running
+ * jobs) and `external` (the outside world: top-ups come from it, payouts go to it; its balance is
+ * minus the money inside the system, so all balances always sum to zero).
+ *
+ * A job moves money at most three times, each a transfer kind unique per job (a database
+ * constraint), so it can never be charged twice:
+ *   hold            client → holds    the worst case, at admission
+ *   settle-operator holds → operator  the operator's share of the charge, on a verified receipt
+ *   settle-platform holds → platform  the rest of the charge
+ *   release         holds → client    whatever was held and not charged
+ * A job is `held` until exactly one of settle (on its verified receipt) or release (no receipt)
+ * moves it to `settled` or `released`; both are idempotent.
+ */
+import { NightjarError, randomBytes, toHex } from '../../shared/index.js';
+import { bigOf, intOf, intOrNull, textOrNull, type SqlDriver, type SqlExecutor, type SqlRow } from '../store/sql.js';
+import type { Price } from '../accounts/account.store.js';
+
+/** Micro-credits in one credit. */
+export const MICRO_PER_CREDIT = 1_000_000n;
+/** Tokens a price is quoted for. */
+const PER_MTOK = 1_000_000n;
+
+/** The well-known accounts. */
+export const ACCOUNTS = {
+  holds: 'holds',
+  platform: 'platform:revenue',
+  external: 'external',
+  client: (keyId: string) => `client:${keyId}`,
+  operator: (operatorId: string) => `operator:${operatorId}`,
+} as const;
+
+/**
+ * The most a job can cost: every byte of the padded request body counted as a prompt token (a
+ * token is at least one byte of text, and the body also holds the JSON and padding around it),
+ * plus maxTokens of completion. Rounded up to a whole micro-credit.
+ */
+export function holdAmount(price: Price, bodyLength: number, maxTokens: number): bigint {
+  return costOf(price, bodyLength, maxTokens);
+}
+
+/** What `promptTokens` and `completionTokens` cost at `price`, rounded up to a micro-credit. */
+export function costOf(price: Price, promptTokens: number, completionTokens: number): bigint {
+  const total = BigInt(promptTokens) * price.promptPerMTok + BigInt(completionTokens) * price.completionPerMTok;
+  return (total + PER_MTOK - 1n) / PER_MTOK;
+}
+
+/** The operator's part of `charged` at `shareBps` basis points, rounded down; the platform keeps the rest. */
+export function operatorShare(charged: bigint, shareBps: number): bigint {
+  return (charged * BigInt(shareBps)) / 10_000n;
+}
+
+/** What the gateway knows when it admits a job. */
+export interface HoldRequest {
+  jobId: string;
+  /** The paying API key; null for an anonymous job, which must cost nothing. */
+  keyId: string | null;
+  model: string;
+  price: Price;
+  /** Operator share in basis points (9500 = 95 %). */
+  operatorShareBps: number;
+  /** Padded request ciphertext length: the bound on prompt tokens. */
+  bodyLength: number;
+  maxTokens: number;
+  now: number;
+}
+
+/** What a verified receipt says, as the gateway will bill it. */
+export interface SettleRequest {
+  jobId: string;
+  attempt: number;
+  agentId: string;
+  /** The agent's operator; with none, nothing is charged. */
+  operatorId: string | null;
+  promptTokens: number;
+  /** Completion tokens to bill (for a cancelled job, already capped at what was delivered). */
+  completionTokens: number;
+  finishReason: string;
+  /** 'done' or 'cancelled'. */
+  outcome: string;
+  /** The signed receipt, as JSON, kept for the operator's export. */
+  receipt: string;
+  now: number;
+}
+
+/** How a settle call ended. */
+export type SettleResult =
+  | { status: 'settled'; duplicate: boolean; charged: bigint; operatorAmount: bigint; platformAmount: bigint; released: bigint }
+  | { status: 'released'; duplicate: true }
+  | { status: 'unknown' };
+
+/** How a release call ended. */
+export type ReleaseResult = { status: 'released'; duplicate: boolean; amount: bigint } | { status: 'settled'; duplicate: true } | { status: 'unknown' };
+
+/** One job as the ledger records it. */
+export interface JobRecord {
+  jobId: string;
+  keyId: string | null;
+  model: string;
+  status: 'held' | 'settled' | 'released';
+  holdAmount: bigint;
+  promptPerMTok: bigint;
+  completionPerMTok: bigint;
+  operatorShareBps: number;
+  bodyLength: number;
+  maxTokens: number;
+  createdAt: number;
+  endedAt: number | null;
+  outcome: string | null;
+  agentId: string | null;
+  operatorId: string | null;
+  attempt: number | null;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  charged: bigint | null;
+  operatorAmount: bigint | null;
+  platformAmount: bigint | null;
+  finishReason: string | null;
+  receipt: string | null;
+}
+
+/** One row of an operator's earnings: a UTC day and a model. */
+export interface EarningsRow {
+  /** UTC day, as YYYY-MM-DD. */
+  day: string;
+  model: string;
+  jobs: number;
+  promptTokens: number;
+  completionTokens: number;
+  earned: bigint;
+}
+
+/** A ledger account and its balance. */
+export interface AccountBalance {
+  id: string;
+  kind: string;
+  balance: bigint;
+}
+
+/** Storage of money. Implemented on SQL by {@link SqlLedgerStore}. */
+export interface LedgerStore {
+  /** Credits a client key from outside (an admin top-up); resolves with the new balance. */
+  topUp(keyId: string, amount: bigint, now: number, memo?: string): Promise<bigint>;
+  /** Records money paid out to an operator; resolves with the operator's new balance. */
+  payout(operatorId: string, amount: bigint, now: number, memo?: string): Promise<bigint>;
+  /**
+   * Admits a job: records it and moves its worst case from the client to holds. Throws
+   * NJ_DUPLICATE_JOB for a jobId seen before and NJ_INSUFFICIENT_FUNDS if the balance is short.
+   */
+  hold(request: HoldRequest): Promise<{ amount: bigint }>;
+  /** Bills a held job on its verified receipt; idempotent per jobId. */
+  settle(request: SettleRequest): Promise<SettleResult>;
+  /** Gives a held job's money back; idempotent per jobId. */
+  release(jobId: string, outcome: string, now: number): Promise<ReleaseResult>;
+  /** Releases every held job (after a crash, no stream is running); resolves with how many. */
+  releaseAllHeld(outcome: string, now: number): Promise<number>;
+  /** An account's balance (0 for an account never used). */
+  balance(accountId: string): Promise<bigint>;
+  /** A key's balance and the part of it held by running jobs. */
+  clientBalance(keyId: string): Promise<{ balance: bigint; held: bigint }>;
+  /** Every ledger account with its balance. */
+  accounts(): Promise<AccountBalance[]>;
+  /** One job as the ledger recorded it, or null. */
+  job(jobId: string): Promise<JobRecord | null>;
+  /** Settled jobs on `operatorId`'s agents that ended in [since, until), summed by UTC day and model. */
+  earnings(operatorId: string, since: number, until: number): Promise<EarningsRow[]>;
+  /** Settled jobs on `operatorId`'s agents, newest first, optionally before a cursor. */
+  receipts(operatorId: string, options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number }): Promise<JobRecord[]>;
+  /** Every violated invariant, described; empty when the books balance. */
+  checkInvariants(): Promise<string[]>;
+}
+
+const jobOf = (r: SqlRow): JobRecord => ({
+  jobId: String(r.job_id),
+  keyId: textOrNull(r.client_key_id),
+  model: String(r.model),
+  status: String(r.status) as JobRecord['status'],
+  holdAmount: bigOf(r.hold_amount),
+  promptPerMTok: bigOf(r.prompt_price),
+  completionPerMTok: bigOf(r.completion_price),
+  operatorShareBps: intOf(r.operator_share_bps),
+  bodyLength: intOf(r.body_length),
+  maxTokens: intOf(r.max_tokens),
+  createdAt: intOf(r.created_at),
+  endedAt: intOrNull(r.ended_at),
+  outcome: textOrNull(r.outcome),
+  agentId: textOrNull(r.agent_id),
+  operatorId: textOrNull(r.operator_id),
+  attempt: intOrNull(r.attempt),
+  promptTokens: intOrNull(r.prompt_tokens),
+  completionTokens: intOrNull(r.completion_tokens),
+  charged: r.charged === null || r.charged === undefined ? null : bigOf(r.charged),
+  operatorAmount: r.operator_amount === null || r.operator_amount === undefined ? null : bigOf(r.operator_amount),
+  platformAmount: r.platform_amount === null || r.platform_amount === undefined ? null : bigOf(r.platform_amount),
+  finishReason: textOrNull(r.finish_reason),
+  receipt: textOrNull(r.receipt),
+});
+
+const KIND_OF = (id: string): string =>
+  id === ACCOUNTS.holds ? 'holds' : id === ACCOUNTS.external ? 'external' : id.startsWith('client:') ? 'client' : id.startsWith('operator:') ? 'operator' : 'platform';
+
+const DAY_MS = 86_400_000;
+
+function dayString(day: number): string {
+  return new Date(day * DAY_MS).toISOString().slice(0, 10);
+}
+
+/** {@link LedgerStore} on a SQL driver (SQLite or PostgreSQL). */
+export class SqlLedgerStore implements LedgerStore {
+  readonly #db: SqlDriver;
+
+  constructor(driver: SqlDriver) {
+    this.#db = driver;
+  }
+
+  async #account(tx: SqlExecutor, id: string, now: number): Promise<void> {
+    await tx.run('INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING', [id, KIND_OF(id), now]);
+  }
+
+  /**
+   * Moves `amount` from `debit` to `credit`. With `guard`, the debit only happens if the debited
+   * balance covers it (else NJ_INSUFFICIENT_FUNDS): the CHECK constraint would refuse a negative
+   * balance anyway, this says why.
+   */
+  async #transfer(
+    tx: SqlExecutor,
+    t: { jobId: string | null; kind: string; debit: string; credit: string; amount: bigint; now: number; memo?: string },
+  ): Promise<void> {
+    if (t.amount <= 0n) return;
+    const guarded = KIND_OF(t.debit) !== 'external';
+    const changed = await tx.run(
+      guarded
+        ? 'UPDATE ledger_accounts SET balance = balance - ? WHERE id = ? AND balance >= ?'
+        : 'UPDATE ledger_accounts SET balance = balance - ? WHERE id = ?',
+      guarded ? [t.amount, t.debit, t.amount] : [t.amount, t.debit],
+    );
+    if (changed !== 1) throw new NightjarError('NJ_INSUFFICIENT_FUNDS', `the balance of ${t.debit.split(':')[0]} account cannot cover ${t.amount} micro-credits`);
+    await tx.run('UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?', [t.amount, t.credit]);
+    await tx.run('INSERT INTO ledger_transfers (id, job_id, kind, debit, credit, amount, created_at, memo) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      toHex(randomBytes(16)),
+      t.jobId,
+      t.kind,
+      t.debit,
+      t.credit,
+      t.amount,
+      t.now,
+      t.memo ?? null,
+    ]);
+  }
+
+  async topUp(keyId: string, amount: bigint, now: number, memo?: string): Promise<bigint> {
+    if (amount <= 0n) throw new NightjarError('NJ_USAGE', 'a top-up must be a positive amount');
+    return this.#db.transaction(async (tx) => {
+      if (!(await tx.get('SELECT id FROM api_keys WHERE id = ?', [keyId]))) throw new NightjarError('NJ_NOT_FOUND', `no API key ${keyId}`);
+      const account = ACCOUNTS.client(keyId);
+      await this.#account(tx, account, now);
+      await this.#account(tx, ACCOUNTS.external, now);
+      await this.#transfer(tx, { jobId: null, kind: 'topup', debit: ACCOUNTS.external, credit: account, amount, now, ...(memo ? { memo } : {}) });
+      return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
+    });
+  }
+
+  async payout(operatorId: string, amount: bigint, now: number, memo?: string): Promise<bigint> {
+    if (amount <= 0n) throw new NightjarError('NJ_USAGE', 'a payout must be a positive amount');
+    return this.#db.transaction(async (tx) => {
+      if (!(await tx.get('SELECT id FROM operators WHERE id = ?', [operatorId]))) throw new NightjarError('NJ_NOT_FOUND', `no operator ${operatorId}`);
+      const account = ACCOUNTS.operator(operatorId);
+      await this.#account(tx, account, now);
+      await this.#account(tx, ACCOUNTS.external, now);
+      await this.#transfer(tx, { jobId: null, kind: 'payout', debit: account, credit: ACCOUNTS.external, amount, now, ...(memo ? { memo } : {}) });
+      return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
+    });
+  }
+
+  async hold(r: HoldRequest): Promise<{ amount: bigint }> {
+    const amount = holdAmount(r.price, r.bodyLength, r.maxTokens);
+    if (r.keyId === null && amount > 0n) throw new NightjarError('NJ_UNAUTHORIZED', 'this model is not free: send an API key');
+    if (!Number.isInteger(r.operatorShareBps) || r.operatorShareBps < 0 || r.operatorShareBps > 10_000) {
+      throw new NightjarError('NJ_CONFIG_INVALID', 'the operator share must be 0–10000 basis points');
+    }
+    return this.#db.transaction(async (tx) => {
+      const inserted = await tx.run(
+        `INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, operator_share_bps, body_length, max_tokens, created_at)
+         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        [r.jobId, r.keyId, r.model, amount, r.price.promptPerMTok, r.price.completionPerMTok, r.operatorShareBps, r.bodyLength, r.maxTokens, r.now],
+      );
+      if (inserted !== 1) throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
+      if (amount > 0n && r.keyId !== null) {
+        await this.#account(tx, ACCOUNTS.client(r.keyId), r.now);
+        await this.#account(tx, ACCOUNTS.holds, r.now);
+        try {
+          await this.#transfer(tx, { jobId: r.jobId, kind: 'hold', debit: ACCOUNTS.client(r.keyId), credit: ACCOUNTS.holds, amount, now: r.now });
+        } catch (err) {
+          if (err instanceof NightjarError && err.code === 'NJ_INSUFFICIENT_FUNDS') {
+            throw new NightjarError('NJ_INSUFFICIENT_FUNDS', `this request may cost up to ${amount} micro-credits, more than the key's balance`);
+          }
+          throw err;
+        }
+      }
+      return { amount };
+    });
+  }
+
+  async settle(r: SettleRequest): Promise<SettleResult> {
+    return this.#db.transaction(async (tx): Promise<SettleResult> => {
+      const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]);
+      if (!row) return { status: 'unknown' };
+      const job = jobOf(row);
+      if (job.status === 'released') return { status: 'released', duplicate: true };
+      if (job.status === 'settled') {
+        return {
+          status: 'settled',
+          duplicate: true,
+          charged: job.charged ?? 0n,
+          operatorAmount: job.operatorAmount ?? 0n,
+          platformAmount: job.platformAmount ?? 0n,
+          released: job.holdAmount - (job.charged ?? 0n),
+        };
+      }
+      const prompt = Math.max(0, Math.min(r.promptTokens, job.bodyLength));
+      const completion = Math.max(0, Math.min(r.completionTokens, job.maxTokens));
+      const cost = costOf({ promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok }, prompt, completion);
+      // Never more than was held; nothing at all without an operator to pay.
+      const charged = r.operatorId === null || job.keyId === null ? 0n : cost < job.holdAmount ? cost : job.holdAmount;
+      const operatorAmount = operatorShare(charged, job.operatorShareBps);
+      const platformAmount = charged - operatorAmount;
+      const released = job.holdAmount - charged;
+      const changed = await tx.run(
+        `UPDATE jobs SET status = 'settled', ended_at = ?, outcome = ?, agent_id = ?, operator_id = ?, attempt = ?, prompt_tokens = ?,
+           completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?
+         WHERE job_id = ? AND status = 'held'`,
+        [r.now, r.outcome, r.agentId, r.operatorId, r.attempt, prompt, completion, charged, operatorAmount, platformAmount, r.finishReason, r.receipt, r.jobId],
+      );
+      if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its settlement');
+      if (operatorAmount > 0n && r.operatorId !== null) {
+        await this.#account(tx, ACCOUNTS.operator(r.operatorId), r.now);
+        await this.#transfer(tx, { jobId: r.jobId, kind: 'settle-operator', debit: ACCOUNTS.holds, credit: ACCOUNTS.operator(r.operatorId), amount: operatorAmount, now: r.now });
+      }
+      if (platformAmount > 0n) {
+        await this.#account(tx, ACCOUNTS.platform, r.now);
+        await this.#transfer(tx, { jobId: r.jobId, kind: 'settle-platform', debit: ACCOUNTS.holds, credit: ACCOUNTS.platform, amount: platformAmount, now: r.now });
+      }
+      if (released > 0n && job.keyId !== null) {
+        await this.#transfer(tx, { jobId: r.jobId, kind: 'release', debit: ACCOUNTS.holds, credit: ACCOUNTS.client(job.keyId), amount: released, now: r.now });
+      }
+      return { status: 'settled', duplicate: false, charged, operatorAmount, platformAmount, released };
+    });
+  }
+
+  async release(jobId: string, outcome: string, now: number): Promise<ReleaseResult> {
+    return this.#db.transaction((tx) => this.#release(tx, jobId, outcome, now));
+  }
+
+  async #release(tx: SqlExecutor, jobId: string, outcome: string, now: number): Promise<ReleaseResult> {
+    const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [jobId]);
+    if (!row) return { status: 'unknown' };
+    const job = jobOf(row);
+    if (job.status === 'settled') return { status: 'settled', duplicate: true };
+    if (job.status === 'released') return { status: 'released', duplicate: true, amount: job.holdAmount };
+    const changed = await tx.run("UPDATE jobs SET status = 'released', ended_at = ?, outcome = ? WHERE job_id = ? AND status = 'held'", [now, outcome, jobId]);
+    if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its release');
+    if (job.holdAmount > 0n && job.keyId !== null) {
+      await this.#transfer(tx, { jobId, kind: 'release', debit: ACCOUNTS.holds, credit: ACCOUNTS.client(job.keyId), amount: job.holdAmount, now });
+    }
+    return { status: 'released', duplicate: false, amount: job.holdAmount };
+  }
+
+  async releaseAllHeld(outcome: string, now: number): Promise<number> {
+    const held = await this.#db.all("SELECT job_id FROM jobs WHERE status = 'held'");
+    let n = 0;
+    for (const r of held) {
+      const result = await this.release(String(r.job_id), outcome, now);
+      if (result.status === 'released' && !result.duplicate) n++;
+    }
+    return n;
+  }
+
+  async balance(accountId: string): Promise<bigint> {
+    return bigOf((await this.#db.get('SELECT balance FROM ledger_accounts WHERE id = ?', [accountId]))?.balance);
+  }
+
+  async clientBalance(keyId: string): Promise<{ balance: bigint; held: bigint }> {
+    const balance = await this.balance(ACCOUNTS.client(keyId));
+    const held = bigOf((await this.#db.get("SELECT COALESCE(SUM(hold_amount), 0) AS held FROM jobs WHERE client_key_id = ? AND status = 'held'", [keyId]))?.held);
+    return { balance, held };
+  }
+
+  async accounts(): Promise<AccountBalance[]> {
+    return (await this.#db.all('SELECT id, kind, balance FROM ledger_accounts ORDER BY id')).map((r) => ({
+      id: String(r.id),
+      kind: String(r.kind),
+      balance: bigOf(r.balance),
+    }));
+  }
+
+  async job(jobId: string): Promise<JobRecord | null> {
+    const row = await this.#db.get('SELECT * FROM jobs WHERE job_id = ?', [jobId]);
+    return row ? jobOf(row) : null;
+  }
+
+  async earnings(operatorId: string, since: number, until: number): Promise<EarningsRow[]> {
+    const rows = await this.#db.all(
+      `SELECT ended_at / ${DAY_MS} AS day, model, COUNT(*) AS jobs, SUM(prompt_tokens) AS prompt_tokens,
+              SUM(completion_tokens) AS completion_tokens, SUM(operator_amount) AS earned
+         FROM jobs
+        WHERE operator_id = ? AND status = 'settled' AND ended_at >= ? AND ended_at < ?
+        GROUP BY ended_at / ${DAY_MS}, model
+        ORDER BY day, model`,
+      [operatorId, since, until],
+    );
+    return rows.map((r) => ({
+      day: dayString(intOf(r.day)),
+      model: String(r.model),
+      jobs: intOf(r.jobs),
+      promptTokens: intOf(r.prompt_tokens),
+      completionTokens: intOf(r.completion_tokens),
+      earned: bigOf(r.earned),
+    }));
+  }
+
+  async receipts(operatorId: string, options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number }): Promise<JobRecord[]> {
+    const limit = Math.max(1, Math.min(10_000, Math.floor(options.limit)));
+    const params: (string | number)[] = [operatorId, options.since ?? 0];
+    let cursor = '';
+    if (options.before) {
+      cursor = 'AND (ended_at < ? OR (ended_at = ? AND job_id < ?))';
+      params.push(options.before.endedAt, options.before.endedAt, options.before.jobId);
+    }
+    params.push(limit);
+    const rows = await this.#db.all(
+      `SELECT * FROM jobs WHERE operator_id = ? AND status = 'settled' AND ended_at >= ? ${cursor} ORDER BY ended_at DESC, job_id DESC LIMIT ?`,
+      params,
+    );
+    return rows.map(jobOf);
+  }
+
+  async checkInvariants(): Promise<string[]> {
+    const problems: string[] = [];
+    // 1. Each cached balance equals its transfers.
+    const drift = await this.#db.all(
+      `SELECT a.id, a.balance, COALESCE(c.s, 0) AS credits, COALESCE(d.s, 0) AS debits
+         FROM ledger_accounts a
+         LEFT JOIN (SELECT credit AS id, SUM(amount) AS s FROM ledger_transfers GROUP BY credit) c ON c.id = a.id
+         LEFT JOIN (SELECT debit AS id, SUM(amount) AS s FROM ledger_transfers GROUP BY debit) d ON d.id = a.id`,
+    );
+    let total = 0n;
+    for (const r of drift) {
+      const balance = bigOf(r.balance);
+      total += balance;
+      const computed = bigOf(r.credits) - bigOf(r.debits);
+      if (balance !== computed) problems.push(`account ${String(r.id)} holds ${balance} but its transfers sum to ${computed}`);
+      if (balance < 0n && String(r.id) !== ACCOUNTS.external) problems.push(`account ${String(r.id)} is negative (${balance})`);
+    }
+    // 2. Money is neither made nor lost: every balance, the outside world's included, sums to zero.
+    if (total !== 0n) problems.push(`balances sum to ${total}, not 0`);
+    // 3. Every transfer touches known accounts (double entry; the foreign keys say so too).
+    const orphans = await this.#db.get(
+      'SELECT COUNT(*) AS n FROM ledger_transfers t WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.debit) OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.credit)',
+    );
+    if (intOf(orphans?.n) !== 0) problems.push(`${intOf(orphans?.n)} transfers name unknown accounts`);
+    // 4. Per job: at most one transfer of each kind, and the amounts its status implies.
+    const perJob = await this.#db.all(
+      `SELECT j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount,
+              COUNT(t.id) AS n,
+              COUNT(DISTINCT t.kind) AS kinds,
+              COALESCE(SUM(CASE WHEN t.kind = 'hold' THEN t.amount ELSE 0 END), 0) AS held,
+              COALESCE(SUM(CASE WHEN t.kind = 'settle-operator' THEN t.amount ELSE 0 END), 0) AS op,
+              COALESCE(SUM(CASE WHEN t.kind = 'settle-platform' THEN t.amount ELSE 0 END), 0) AS plat,
+              COALESCE(SUM(CASE WHEN t.kind = 'release' THEN t.amount ELSE 0 END), 0) AS rel,
+              COALESCE(SUM(CASE WHEN t.kind = 'hold' AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payer,
+              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payee
+         FROM jobs j LEFT JOIN ledger_transfers t ON t.job_id = j.job_id
+        GROUP BY j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount`,
+    );
+    let heldTotal = 0n;
+    for (const r of perJob) {
+      const id = String(r.job_id);
+      const hold = bigOf(r.hold_amount);
+      const held = bigOf(r.held);
+      const op = bigOf(r.op);
+      const plat = bigOf(r.plat);
+      const rel = bigOf(r.rel);
+      const status = String(r.status);
+      if (intOf(r.n) !== intOf(r.kinds)) problems.push(`job ${id} has two transfers of one kind (charged twice?)`);
+      if (intOf(r.wrong_payer) + intOf(r.wrong_payee) > 0) problems.push(`job ${id} moved money from or to another client than its own`);
+      if (held !== hold) problems.push(`job ${id} held ${held}, recorded ${hold}`);
+      if (status === 'held') {
+        heldTotal += hold;
+        if (op + plat + rel !== 0n) problems.push(`job ${id} is still held but money left the hold`);
+      } else if (status === 'released') {
+        if (op + plat !== 0n) problems.push(`job ${id} was released but someone was paid`);
+        if (rel !== hold) problems.push(`job ${id} was released with ${rel} of ${hold} returned`);
+      } else {
+        const charged = bigOf(r.charged);
+        if (op !== bigOf(r.operator_amount) || plat !== bigOf(r.platform_amount)) problems.push(`job ${id}: the payouts differ from the recorded shares`);
+        if (op + plat !== charged) problems.push(`job ${id}: the shares do not add up to the charge`);
+        if (charged > hold) problems.push(`job ${id} charged ${charged}, more than its hold ${hold}`);
+        if (op + plat + rel !== hold) problems.push(`job ${id}: its hold is not fully accounted for (a leak)`);
+      }
+    }
+    // 5. The holds account holds exactly what running jobs reserved: no hold leaks.
+    const holds = await this.balance(ACCOUNTS.holds);
+    if (holds !== heldTotal) problems.push(`the holds account has ${holds}, running jobs reserved ${heldTotal}`);
+    // 6. Transfers outside jobs are only top-ups and payouts, with the outside world.
+    const stray = await this.#db.get(
+      `SELECT COUNT(*) AS n FROM ledger_transfers WHERE (job_id IS NULL AND kind NOT IN ('topup', 'payout'))
+          OR (job_id IS NOT NULL AND kind IN ('topup', 'payout'))
+          OR (kind = 'topup' AND debit <> 'external') OR (kind = 'payout' AND credit <> 'external')`,
+    );
+    if (intOf(stray?.n) !== 0) problems.push(`${intOf(stray?.n)} transfers are of the wrong kind for their place`);
+    return problems;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The router's queue: a job whose candidate agents are all busy waits here, per model, for a
+ * free slot among them, instead of failing at once. The queue is bounded (a full queue answers
+ * NJ_NO_CAPACITY with a retry hint) and every wait has a deadline. Whenever capacity may have
+ * changed (a heartbeat, a finished job, an agent connecting or answering its challenge) the
+ * queue is pumped in arrival order; a job whose agents are still busy does not hold up the
+ * ones behind it.
+ */
+import { NightjarError, type Clock, type TimerHandle } from '../shared/index.js';
+
+/** A job waiting for a slot. */
+export interface QueueWaiter {
+  readonly model: string;
+  /** True if one of its agents can take it now. */
+  ready(): boolean;
+  /** Called (once, after removal) when it may dispatch. */
+  go(): void;
+  /** Called (once, after removal) when its wait ends without a slot. */
+  expire(error: NightjarError): void;
+  /** False once no agent it could use is connected any more (it is then expired at once). Defaults to always true. */
+  viable?(): boolean;
+}
+
+/** Options of {@link Router}. */
+export interface RouterOptions {
+  clock: Clock;
+  /** Jobs that may wait per model. Defaults to 64. */
+  maxQueuePerModel?: number;
+  /** Longest wait for a slot. Defaults to 30 000 ms. */
+  queueTimeoutMs?: number;
+  /** Retry hint for a full queue, given the model; defaults to 1000 ms. */
+  retryAfterMs?(model: string): number;
+}
+
+interface Entry {
+  readonly waiter: QueueWaiter;
+  readonly timer: TimerHandle;
+}
+
+/** Per-model bounded FIFO queues of jobs waiting for a slot. */
+export class Router {
+  readonly #o: RouterOptions;
+  readonly #queues = new Map<string, Entry[]>();
+  #pumping = false;
+  #again = false;
+
+  constructor(options: RouterOptions) {
+    this.#o = options;
+  }
+
+  /** The retry hint for `model`. */
+  retryAfterMs(model: string): number {
+    return Math.round(this.#o.retryAfterMs?.(model) ?? 1000);
+  }
+
+  /** Jobs waiting for `model`, or for every model. */
+  depth(model?: string): number {
+    if (model !== undefined) return this.#queues.get(model)?.length ?? 0;
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  /** True if another job for `model` may wait. */
+  hasRoom(model: string): boolean {
+    return this.depth(model) < (this.#o.maxQueuePerModel ?? 64);
+  }
+
+  /** Queues `waiter`; throws NJ_NO_CAPACITY (with a retry hint) if the model's queue is full. */
+  enqueue(waiter: QueueWaiter): void {
+    if (!this.hasRoom(waiter.model)) {
+      throw new NightjarError('NJ_NO_CAPACITY', `every agent for ${waiter.model} is busy and its queue is full`, {
+        retryAfterMs: this.retryAfterMs(waiter.model),
+      });
+    }
+    const timeout = this.#o.queueTimeoutMs ?? 30_000;
+    const timer = this.#o.clock.setTimeout(() => {
+      if (!this.remove(waiter)) return;
+      waiter.expire(
+        new NightjarError('NJ_NO_CAPACITY', `no agent for ${waiter.model} freed a slot within ${timeout} ms`, {
+          retryAfterMs: this.retryAfterMs(waiter.model),
+        }),
+      );
+    }, timeout);
+    const q = this.#queues.get(waiter.model) ?? [];
+    q.push({ waiter, timer });
+    this.#queues.set(waiter.model, q);
+  }
+
+  /** Takes `waiter` out of its queue (a client that went away); false if it was not queued. */
+  remove(waiter: QueueWaiter): boolean {
+    const q = this.#queues.get(waiter.model);
+    const i = q?.findIndex((e) => e.waiter === waiter) ?? -1;
+    if (!q || i < 0) return false;
+    this.#o.clock.clearTimeout(q[i]!.timer);
+    q.splice(i, 1);
+    if (q.length === 0) this.#queues.delete(waiter.model);
+    return true;
+  }
+
+  /** Dispatches every waiting job that can go now, oldest first. */
+  pump(): void {
+    // go() dispatches, which may change capacity and call pump() again: run once more instead.
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#again = false;
+        for (const q of [...this.#queues.values()]) {
+          for (const e of [...q]) {
+            if (e.waiter.viable && !e.waiter.viable()) {
+              if (this.remove(e.waiter)) {
+                e.waiter.expire(
+                  new NightjarError('NJ_NO_CAPACITY', 'the agents this request was sealed for went away; ask for new candidates', {
+                    retryAfterMs: this.retryAfterMs(e.waiter.model),
+                  }),
+                );
+              }
+              continue;
+            }
+            if (!e.waiter.ready()) continue;
+            if (this.remove(e.waiter)) e.waiter.go();
+          }
+        }
+      } while (this.#again);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Ends every wait with `error` (shutdown). */
+  clear(error: NightjarError): void {
+    for (const q of [...this.#queues.values()]) {
+      for (const e of [...q]) if (this.remove(e.waiter)) e.waiter.expire(error);
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The gateway's schema, as numbered migrations in the SQL that SQLite and PostgreSQL both
+ * accept: TEXT, INTEGER and BIGINT columns, CHECK, UNIQUE and REFERENCES constraints, plain
+ * indexes; ids are text chosen by the gateway (no AUTOINCREMENT / SERIAL, which differ);
+ * times are BIGINT milliseconds; money is BIGINT micro-credits. A test applies these to a real
+ * PostgreSQL (test/gateway/store.services.test.ts).
+ *
+ * Append only: a released migration is never edited; change the schema with a new one.
+ */
+import type { SqlDriver } from './sql.js';
+
+/** One schema step. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+/** Every migration, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'accounts, agents, prices, jobs and the double-entry ledger',
+    sql: `
+CREATE TABLE operators (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL
+);
+
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  key_hash TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  operator_id TEXT NOT NULL REFERENCES operators (id),
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT,
+  used_by TEXT
+);
+
+CREATE TABLE agents (
+  agent_id TEXT PRIMARY KEY,
+  identity_key TEXT NOT NULL,
+  operator_id TEXT REFERENCES operators (id),
+  enrollment_id TEXT REFERENCES enrollment_tokens (id),
+  bound_at BIGINT,
+  first_seen_at BIGINT NOT NULL,
+  last_seen_at BIGINT NOT NULL,
+  model TEXT
+);
+CREATE INDEX agents_operator ON agents (operator_id);
+
+CREATE TABLE prices (
+  model TEXT PRIMARY KEY,
+  prompt_per_mtok BIGINT NOT NULL CHECK (prompt_per_mtok >= 0),
+  completion_per_mtok BIGINT NOT NULL CHECK (completion_per_mtok >= 0),
+  updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE ledger_accounts (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('client', 'operator', 'platform', 'holds', 'external')),
+  balance BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  CHECK (kind = 'external' OR balance >= 0)
+);
+
+CREATE TABLE jobs (
+  job_id TEXT PRIMARY KEY,
+  client_key_id TEXT REFERENCES api_keys (id),
+  model TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('held', 'settled', 'released')),
+  hold_amount BIGINT NOT NULL CHECK (hold_amount >= 0),
+  prompt_price BIGINT NOT NULL,
+  completion_price BIGINT NOT NULL,
+  operator_share_bps INTEGER NOT NULL CHECK (operator_share_bps BETWEEN 0 AND 10000),
+  body_length INTEGER NOT NULL,
+  max_tokens INTEGER NOT NULL,
+  created_at BIGINT NOT NULL,
+  ended_at BIGINT,
+  outcome TEXT,
+  agent_id TEXT,
+  operator_id TEXT REFERENCES operators (id),
+  attempt INTEGER,
+  prompt_tokens BIGINT,
+  completion_tokens BIGINT,
+  charged BIGINT,
+  operator_amount BIGINT,
+  platform_amount BIGINT,
+  finish_reason TEXT,
+  receipt TEXT
+);
+CREATE INDEX jobs_status ON jobs (status);
+CREATE INDEX jobs_operator_ended ON jobs (operator_id, ended_at);
+CREATE INDEX jobs_client ON jobs (client_key_id, status);
+
+CREATE TABLE ledger_transfers (
+  id TEXT PRIMARY KEY,
+  job_id TEXT REFERENCES jobs (job_id),
+  kind TEXT NOT NULL CHECK (kind IN ('topup', 'hold', 'settle-operator', 'settle-platform', 'release', 'payout')),
+  debit TEXT NOT NULL REFERENCES ledger_accounts (id),
+  credit TEXT NOT NULL REFERENCES ledger_accounts (id),
+  amount BIGINT NOT NULL CHECK (amount > 0),
+  created_at BIGINT NOT NULL,
+  memo TEXT,
+  CHECK (debit <> credit),
+  UNIQUE (job_id, kind)
+);
+CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit);
+CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit);
+`,
+  },
+];
+
+/** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */
+export async function migrate(driver: SqlDriver, now: number): Promise<number[]> {
+  await driver.script(`CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+);`);
+  const done = new Set((await driver.all('SELECT version FROM schema_migrations')).map((r) => Number(r.version)));
+  const applied: number[] = [];
+  for (const m of MIGRATIONS) {
+    if (done.has(m.version)) continue;
+    try {
+      // Version and name are ours, not input: safe to inline, and a script cannot bind parameters.
+      await driver.script(`${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`);
+    } catch (err) {
+      // Another process (an admin command next to a starting gateway) may have applied it first.
+      const row = await driver.get('SELECT version FROM schema_migrations WHERE version = ?', [m.version]);
+      if (row) continue;
+      throw err;
+    }
+    applied.push(m.version);
+  }
+  return applied;
+}

@@ -1,0 +1,106 @@
+/**
+ * The embedded default's database: one SQLite file through better-sqlite3.
+ *
+ * - WAL journal: readers (an admin command in another process, the dashboard) never block the
+ *   writer, and a crash never corrupts the file.
+ * - synchronous=FULL: every commit is on disk before the call returns. With NORMAL, WAL mode
+ *   keeps the file consistent but may lose the last commits on power loss; for a ledger that
+ *   could forget a top-up or a settlement the client was already told about. One fsync per
+ *   commit is cheap at an embedded gateway's rate of jobs.
+ * - foreign_keys=ON and a busy timeout so the gateway and an admin command can share the file.
+ * - Integers come back as bigint (safe integers), so money never passes through a double.
+ *
+ * better-sqlite3 is synchronous; an async mutex keeps one transaction (or statement) at a time on
+ * the connection, so transactions never interleave at an await.
+ */
+import Database from 'better-sqlite3';
+import { NightjarError } from '../../shared/index.js';
+import { Mutex, type SqlDriver, type SqlExecutor, type SqlRow, type SqlValue } from './sql.js';
+
+/** Options of {@link openSqliteDriver}. */
+export interface SqliteDriverOptions {
+  /** File path, or ':memory:' for a database that lives as long as the driver. */
+  path: string;
+  /** SQLite synchronous level. Defaults to 'FULL' (see the module comment). */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long to wait for another process's write lock. Defaults to 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+/** Opens (creating if needed) a SQLite database. */
+export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
+  let db: Database.Database;
+  try {
+    db = new Database(options.path);
+  } catch (cause) {
+    throw new NightjarError('NJ_CONFIG_INVALID', `cannot open the database file ${options.path}: ${(cause as Error).message}`, { cause });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+  db.defaultSafeIntegers(true);
+  const cache = new Map<string, Statement>();
+  const mutex = new Mutex();
+  let closed = false;
+
+  const prepare = (sql: string): Statement => {
+    if (closed) throw new NightjarError('NJ_SHUTTING_DOWN', 'the database is closed');
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = db.prepare(sql);
+      cache.set(sql, stmt);
+    }
+    return stmt;
+  };
+  const bind = (params: readonly SqlValue[] = []): SqlValue[] => [...params];
+  const direct: SqlExecutor = {
+    all: async (sql, params) => prepare(sql).all(...bind(params)) as SqlRow[],
+    get: async (sql, params) => prepare(sql).get(...bind(params)) as SqlRow | undefined,
+    run: async (sql, params) => prepare(sql).run(...bind(params)).changes,
+  };
+
+  const driver: SqlDriver = {
+    dialect: 'sqlite',
+    all: (sql, params) => mutex.run(() => direct.all(sql, params)),
+    get: (sql, params) => mutex.run(() => direct.get(sql, params)),
+    run: (sql, params) => mutex.run(() => direct.run(sql, params)),
+    transaction: (fn) =>
+      mutex.run(async () => {
+        prepare('BEGIN IMMEDIATE').run();
+        try {
+          const result = await fn(direct);
+          prepare('COMMIT').run();
+          return result;
+        } catch (err) {
+          if (db.inTransaction) prepare('ROLLBACK').run();
+          throw err;
+        }
+      }),
+    script: (sql) =>
+      mutex.run(async () => {
+        if (closed) throw new NightjarError('NJ_SHUTTING_DOWN', 'the database is closed');
+        db.exec('BEGIN IMMEDIATE');
+        try {
+          db.exec(sql);
+          db.exec('COMMIT');
+        } catch (err) {
+          if (db.inTransaction) db.exec('ROLLBACK');
+          throw err;
+        }
+      }),
+    dispose: () =>
+      mutex.run(async () => {
+        if (closed) return;
+        closed = true;
+        cache.clear();
+        db.close();
+      }),
+    [Symbol.asyncDispose]() {
+      return driver.dispose();
+    },
+  };
+  return driver;
+}

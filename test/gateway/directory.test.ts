@@ -1,0 +1,75 @@
+/**
+ * The directory's arithmetic, on plain entries: free slots corrected for jobs since the last
+ * heartbeat, eligibility (model, trust, state, challenge, binding for paid jobs), ranking by
+ * expected latency, and failure penalties that fade with their half-life.
+ */
+import { describe, expect, it } from 'vitest';
+import { Directory, newHealth, type DirectoryEntry } from '../../src/gateway/index.js';
+import type { VerifiedBundle } from '../../src/shared/index.js';
+
+function entry(id: string, over: Partial<DirectoryEntry> & { fresh?: boolean; synthetic?: boolean } = {}): DirectoryEntry {
+  const bundle = { bundle: { agentId: id, notAfter: 1_000_000, models: [{ id: 'm', sha256: 'a'.repeat(64), synthetic: over.synthetic ?? false, contextLength: 1 }], capacity: { slots: 4 } } } as unknown as VerifiedBundle;
+  return {
+    agentId: id,
+    bundle,
+    trust: 'signed',
+    status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 20, ttftMs: 100 },
+    inFlight: 0,
+    inFlightAtStatus: 0,
+    connectedAt: 0,
+    lastSeenAt: 0,
+    challengedAt: 0,
+    challengeFresh: () => over.fresh ?? true,
+    operatorId: 'op',
+    accepting: true,
+    health: newHealth(0),
+    ...over,
+  };
+}
+
+describe('directory', () => {
+  it('corrects the last heartbeat for jobs dispatched and ended since', () => {
+    const d = new Directory();
+    const e = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 1, totalSlots: 4, tokensPerSecond: 20, ttftMs: 100 }, inFlight: 3, inFlightAtStatus: 3 });
+    d.set(e);
+    expect(d.freeSlots(e)).toBe(1);
+    e.inFlight = 1; // two ended since the heartbeat
+    expect(d.freeSlots(e)).toBe(3);
+    e.inFlight = 4; // one more dispatched than the agent had free
+    expect(d.freeSlots(e)).toBe(0);
+  });
+
+  it('admits only serving, fresh, accepting agents of the model, and only bound ones for paid jobs', () => {
+    const d = new Directory();
+    const needs = { model: 'm', now: 0 };
+    expect(d.eligible(entry('a'), needs)).toBe(true);
+    expect(d.eligible(entry('a', { fresh: false }), needs)).toBe(false);
+    expect(d.eligible(entry('a', { accepting: false }), needs)).toBe(false);
+    expect(d.eligible(entry('a', { status: { state: 'draining', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 1, ttftMs: 1 } }), needs)).toBe(false);
+    expect(d.eligible(entry('a'), { ...needs, model: 'other' })).toBe(false);
+    expect(d.eligible(entry('a'), { ...needs, minTrust: 'attested' })).toBe(false);
+    expect(d.eligible(entry('a', { operatorId: null }), { ...needs, paid: true })).toBe(false);
+    expect(d.eligible(entry('a', { operatorId: null }), needs)).toBe(true);
+    expect(d.eligible(entry('a'), { ...needs, now: 1_000_000 })).toBe(false); // its bundle expired
+    expect(d.eligible(entry('a', { synthetic: true }), needs)).toBe(false);
+    expect(new Directory({ allowSynthetic: true }).eligible(entry('a', { synthetic: true }), needs)).toBe(true);
+  });
+
+  it('ranks free before busy, then by expected latency; a failure ranks an agent lower until it fades', () => {
+    const d = new Directory({ failurePenaltyMs: 5000, failureHalfLifeMs: 60_000 });
+    const fast = entry('b', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 100, ttftMs: 50 } });
+    const slow = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 5, ttftMs: 900 } });
+    const busy = entry('c', { status: { state: 'serving', model: 'm', freeSlots: 0, totalSlots: 4, tokensPerSecond: 500, ttftMs: 1 }, inFlight: 4, inFlightAtStatus: 4 });
+    for (const e of [fast, slow, busy]) d.set(e);
+    const order = (now: number): string[] => d.candidates({ model: 'm', now }, 3).map((e) => e.agentId);
+    expect(order(0)).toEqual(['b', 'a', 'c']);
+    d.recordFailure(fast, 0);
+    expect(d.failureScore(fast, 0)).toBe(1);
+    expect(order(0)).toEqual(['a', 'b', 'c']);
+    expect(d.failureScore(fast, 60_000)).toBeCloseTo(0.5);
+    expect(order(10 * 60_000)).toEqual(['b', 'a', 'c']);
+    // The gateway's own measurement of time to first chunk outranks what the agent reports.
+    d.recordFirstChunk(slow, 10);
+    expect(d.expectedLatencyMs(slow, 0)).toBeLessThan(d.expectedLatencyMs(entry('x', { status: slow.status }), 0));
+  });
+});

@@ -1,0 +1,289 @@
+/**
+ * Ledger cases shared by the SQLite suite (ledger.store.test.ts) and the PostgreSQL suite
+ * (store.services.test.ts): the same behaviour and the same invariants on both databases.
+ */
+import fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { NightjarError, randomBytes, toBase64Url } from '../../../src/shared/index.js';
+import { ACCOUNTS, costOf, holdAmount, operatorShare, type GatewayStore, type Price } from '../../../src/gateway/index.js';
+
+/** Opens a fresh, empty, migrated store; `reopen` opens the same database again (a restart). */
+export interface StoreFactory {
+  open(): Promise<{ store: GatewayStore; reopen(): Promise<GatewayStore> }>;
+}
+
+const PRICES: Price[] = [
+  { promptPerMTok: 0n, completionPerMTok: 0n },
+  { promptPerMTok: 1n, completionPerMTok: 3n },
+  { promptPerMTok: 250_000n, completionPerMTok: 1_000_000n },
+  { promptPerMTok: 1_000_000_000_000n, completionPerMTok: 999_999_999_999n },
+];
+
+const jobId = (): string => toBase64Url(randomBytes(16));
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    if (err instanceof NightjarError) return err.code;
+    throw err;
+  }
+}
+
+/** Registers the ledger cases against `factory`. */
+export function ledgerCases(factory: StoreFactory, options: { runs: number }): void {
+  it('holds the worst case, settles at the price, pays the operator share and releases the rest', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'client', now: 1 });
+      const op = await accounts.createOperator({ name: 'op', now: 1 });
+      await ledger.topUp(key.id, 10_000_000n, 2);
+      const price: Price = { promptPerMTok: 500_000n, completionPerMTok: 1_500_000n };
+      const id = jobId();
+      const { amount } = await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price, operatorShareBps: 9500, bodyLength: 2064, maxTokens: 100, now: 3 });
+      // 2064 × 0.5 + 100 × 1.5 = 1182 micro-credits, exactly.
+      expect(amount).toBe(1182n);
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - 1182n, held: 1182n });
+      const settled = await ledger.settle({ jobId: id, attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, promptTokens: 21, completionTokens: 40, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 4 });
+      // 21 × 0.5 + 40 × 1.5 = 70.5 → 71 (rounded up); 95 % of 71 = 67.45 → 67 to the operator.
+      expect(settled).toEqual({ status: 'settled', duplicate: false, charged: 71n, operatorAmount: 67n, platformAmount: 4n, released: 1111n });
+      expect(await ledger.balance(ACCOUNTS.client(key.id))).toBe(10_000_000n - 71n);
+      expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(67n);
+      expect(await ledger.balance(ACCOUNTS.platform)).toBe(4n);
+      expect(await ledger.balance(ACCOUNTS.holds)).toBe(0n);
+      expect(await ledger.checkInvariants()).toEqual([]);
+      // The same receipt again, or another attempt's: nothing moves.
+      const again = await ledger.settle({ jobId: id, attempt: 1, agentId: 'b'.repeat(32), operatorId: op.id, promptTokens: 999, completionTokens: 100, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 5 });
+      expect(again).toMatchObject({ status: 'settled', duplicate: true, charged: 71n });
+      expect(await ledger.release(id, 'failed', 6)).toEqual({ status: 'settled', duplicate: true });
+      expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(67n);
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('refuses a job the balance cannot cover, a reused jobId, and a paid job without a key', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'poor', now: 1 });
+      await ledger.topUp(key.id, 100n, 1);
+      const price: Price = { promptPerMTok: 1_000_000n, completionPerMTok: 1_000_000n };
+      const base = { model: 'm', price, operatorShareBps: 9500, now: 2 };
+      const err = await ledger.hold({ ...base, jobId: jobId(), keyId: key.id, bodyLength: 1040, maxTokens: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NightjarError);
+      expect((err as NightjarError).code).toBe('NJ_INSUFFICIENT_FUNDS');
+      expect((err as NightjarError).message).toBe("this request may cost up to 1041 micro-credits, more than the key's balance");
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 100n, held: 0n });
+      const id = jobId();
+      await ledger.hold({ ...base, price: PRICES[0]!, jobId: id, keyId: key.id, bodyLength: 1040, maxTokens: 1 });
+      expect(await codeOf(ledger.hold({ ...base, price: PRICES[0]!, jobId: id, keyId: key.id, bodyLength: 1040, maxTokens: 1 }))).toBe('NJ_DUPLICATE_JOB');
+      expect(await codeOf(ledger.hold({ ...base, jobId: jobId(), keyId: null, bodyLength: 1040, maxTokens: 1 }))).toBe('NJ_UNAUTHORIZED');
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('credits nobody for a job it never held, and nothing when the agent has no operator', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'c', now: 1 });
+      const op = await accounts.createOperator({ name: 'o', now: 1 });
+      await ledger.topUp(key.id, 1_000_000n, 1);
+      const settle = { attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, promptTokens: 10, completionTokens: 10, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 3 };
+      expect(await ledger.settle({ ...settle, jobId: jobId() })).toEqual({ status: 'unknown' });
+      const id = jobId();
+      await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price: PRICES[2]!, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: 2 });
+      expect(await ledger.settle({ ...settle, jobId: id, operatorId: null })).toMatchObject({ status: 'settled', charged: 0n });
+      expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(0n);
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 1_000_000n, held: 0n });
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('detects a broken book: the invariant check is not vacuous', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger, driver } = store;
+      const key = await accounts.createApiKey({ name: 'c', now: 1 });
+      await ledger.topUp(key.id, 1000n, 1);
+      const id = jobId();
+      // 1040 × 0.25 + 10 × 1 = 270 micro-credits held.
+      await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price: PRICES[2]!, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: 2 });
+      expect(await ledger.checkInvariants()).toEqual([]);
+      // A balance edited without its transfer, and a hold that leaks.
+      await driver.run('UPDATE ledger_accounts SET balance = balance + 5 WHERE id = ?', [ACCOUNTS.client(key.id)]);
+      await driver.run("UPDATE jobs SET status = 'released' WHERE job_id = ?", [id]);
+      const problems = await ledger.checkInvariants();
+      expect(problems).toContain(`account client:${key.id} holds 735 but its transfers sum to 730`);
+      expect(problems).toContain('balances sum to 5, not 0');
+      expect(problems).toContain(`job ${id} was released with 0 of 270 returned`);
+      expect(problems).toContain('the holds account has 270, running jobs reserved 0');
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  type Cmd =
+    | { t: 'topup'; client: number; amount: number }
+    | { t: 'hold'; job: number; client: number | null; price: number; body: number; maxTokens: number }
+    | { t: 'settle'; job: number; attempt: number; operator: number | null; prompt: number; completion: number }
+    | { t: 'release'; job: number }
+    | { t: 'restart' };
+
+  const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('topup' as const), client: fc.nat(2), amount: fc.integer({ min: 1, max: 20_000_000 }) }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        t: fc.constant('hold' as const),
+        job: fc.nat(5),
+        client: fc.option(fc.nat(2), { freq: 5 }),
+        price: fc.nat(PRICES.length - 1),
+        body: fc.constantFrom(1040, 2064, 4112, 4 * 1024 * 1024 + 16),
+        maxTokens: fc.integer({ min: 1, max: 32768 }),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        t: fc.constant('settle' as const),
+        job: fc.nat(7),
+        attempt: fc.nat(3),
+        operator: fc.option(fc.nat(1), { freq: 6 }),
+        prompt: fc.nat(5_000_000),
+        completion: fc.nat(40_000),
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), job: fc.nat(7) }) },
+    { weight: 1, arbitrary: fc.constant({ t: 'restart' as const }) },
+  );
+
+  it('keeps every invariant over random holds, settlements, failures, retries, duplicate receipts and restarts', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(cmd, { minLength: 5, maxLength: 60, size: 'max' }), async (cmds) => {
+        const opened = await factory.open();
+        let store = opened.store;
+        try {
+          const clients = await Promise.all([0, 1, 2].map((i) => store.accounts.createApiKey({ name: `c${i}`, now: 1 })));
+          const operators = await Promise.all([0, 1].map((i) => store.accounts.createOperator({ name: `o${i}`, now: 1 })));
+          const jobIds = Array.from({ length: 8 }, jobId);
+          // The model: what each balance must be, and what each job did.
+          const balance = [0n, 0n, 0n];
+          const earned = [0n, 0n];
+          let platform = 0n;
+          const jobs = new Map<number, { client: number | null; hold: bigint; price: Price; body: number; maxTokens: number; status: 'held' | 'settled' | 'released' }>();
+          for (const c of cmds) {
+            switch (c.t) {
+              case 'topup':
+                expect(await store.ledger.topUp(clients[c.client]!.id, BigInt(c.amount), 2)).toBe(balance[c.client]! + BigInt(c.amount));
+                balance[c.client]! += BigInt(c.amount);
+                break;
+              case 'hold': {
+                const price = PRICES[c.price]!;
+                const amount = holdAmount(price, c.body, c.maxTokens);
+                // A paid job without a key is refused before the database is asked.
+                const expected =
+                  c.client === null && amount > 0n
+                    ? 'NJ_UNAUTHORIZED'
+                    : jobs.has(c.job)
+                      ? 'NJ_DUPLICATE_JOB'
+                      : c.client !== null && amount > balance[c.client]!
+                        ? 'NJ_INSUFFICIENT_FUNDS'
+                        : 'ok';
+                const got = await codeOf(
+                  store.ledger.hold({
+                    jobId: jobIds[c.job]!,
+                    keyId: c.client === null ? null : clients[c.client]!.id,
+                    model: 'm',
+                    price,
+                    operatorShareBps: 9500,
+                    bodyLength: c.body,
+                    maxTokens: c.maxTokens,
+                    now: 3,
+                  }),
+                );
+                expect(got).toBe(expected);
+                if (got === 'ok') {
+                  jobs.set(c.job, { client: c.client, hold: amount, price, body: c.body, maxTokens: c.maxTokens, status: 'held' });
+                  if (c.client !== null) balance[c.client]! -= amount;
+                }
+                break;
+              }
+              case 'settle': {
+                const result = await store.ledger.settle({
+                  jobId: jobIds[c.job]!,
+                  attempt: c.attempt,
+                  agentId: 'a'.repeat(32),
+                  operatorId: c.operator === null ? null : operators[c.operator]!.id,
+                  promptTokens: c.prompt,
+                  completionTokens: c.completion,
+                  finishReason: 'stop',
+                  outcome: 'done',
+                  receipt: '{}',
+                  now: 4,
+                });
+                const job = jobs.get(c.job);
+                if (!job) {
+                  expect(result).toEqual({ status: 'unknown' });
+                  break;
+                }
+                if (job.status !== 'held') {
+                  expect(result).toMatchObject({ status: job.status, duplicate: true });
+                  break;
+                }
+                const cost = costOf(job.price, Math.min(c.prompt, job.body), Math.min(c.completion, job.maxTokens));
+                const charged = c.operator === null || job.client === null ? 0n : cost < job.hold ? cost : job.hold;
+                const op = operatorShare(charged, 9500);
+                expect(result).toEqual({ status: 'settled', duplicate: false, charged, operatorAmount: op, platformAmount: charged - op, released: job.hold - charged });
+                if (job.client !== null) balance[job.client]! += job.hold - charged;
+                if (c.operator !== null) earned[c.operator]! += op;
+                platform += charged - op;
+                job.status = 'settled';
+                break;
+              }
+              case 'release': {
+                const result = await store.ledger.release(jobIds[c.job]!, 'failed', 5);
+                const job = jobs.get(c.job);
+                if (!job) expect(result).toEqual({ status: 'unknown' });
+                else if (job.status === 'settled') expect(result).toEqual({ status: 'settled', duplicate: true });
+                else if (job.status === 'released') expect(result).toMatchObject({ status: 'released', duplicate: true });
+                else {
+                  expect(result).toEqual({ status: 'released', duplicate: false, amount: job.hold });
+                  if (job.client !== null) balance[job.client]! += job.hold;
+                  job.status = 'released';
+                }
+                break;
+              }
+              case 'restart':
+                await store.dispose();
+                store = await opened.reopen();
+                break;
+            }
+          }
+          expect(await store.ledger.checkInvariants()).toEqual([]);
+          for (let i = 0; i < 3; i++) {
+            const held = [...jobs.values()].filter((j) => j.client === i && j.status === 'held').reduce((s, j) => s + j.hold, 0n);
+            expect(await store.ledger.clientBalance(clients[i]!.id)).toEqual({ balance: balance[i], held });
+          }
+          for (let i = 0; i < 2; i++) expect(await store.ledger.balance(ACCOUNTS.operator(operators[i]!.id))).toBe(earned[i]);
+          expect(await store.ledger.balance(ACCOUNTS.platform)).toBe(platform);
+          // After a crash nothing is running: releasing every hold leaves no money stranded.
+          await store.ledger.releaseAllHeld('gateway restarted', 6);
+          expect(await store.ledger.balance(ACCOUNTS.holds)).toBe(0n);
+          expect(await store.ledger.checkInvariants()).toEqual([]);
+        } finally {
+          await store.dispose();
+        }
+      }),
+      { numRuns: options.runs },
+    );
+  });
+}
