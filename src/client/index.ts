@@ -1,0 +1,17 @@
+/**
+ * src/client: the SDK (browser-safe, ./sdk), the client commands (`nightjar chat`, `models
+ * offered`, `receipts --client`, `proxy`), the OpenAI/Anthropic-compatible proxy, the client's
+ * local files (pins, receipt log) and the builder of the browser chat page.
+ */
+export * from './sdk/index.js';
+export { chatCommand, CHAT_USAGE, type ChatCommandIo } from './cli/chat.js';
+export { runRepl, REPL_HELP, type ReplOptions } from './cli/repl.js';
+export { modelsOfferedCommand, MODELS_OFFERED_USAGE } from './cli/models-offered.js';
+export { clientReceiptsCommand, CLIENT_RECEIPTS_USAGE } from './cli/client-receipts.js';
+export { proxyCommand, PROXY_USAGE, type ProxyCommandIo } from './cli/proxy-command.js';
+export { commandClient, DEFAULT_GATEWAY, type ClientCommandIo, type CommandClient } from './cli/common.js';
+export { startProxy, isLoopbackHost, type CompatProxy, type CompatProxyOptions } from './proxy/proxy.js';
+export { clientDataDir, type ClientDataDirOptions } from './store/data-dir.js';
+export { FilePinStore, PIN_FILE_NAME, type FilePinStoreOptions, type PinFile } from './store/pin-file.js';
+export { ReceiptLog, RECEIPT_LOG_NAME, type ReceiptLogEntry, type ReceiptLogContents, type ReceiptLogOptions } from './store/receipt-log.js';
+export { buildChatPage, CHAT_PAGE_HTML, CHAT_PAGE_CSS, CHAT_PAGE_ICON, type BuildChatPageOptions, type BuiltChatPage } from './chat-page.js';

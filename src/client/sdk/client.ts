@@ -1,0 +1,558 @@
+/**
+ * The client SDK: ask the gateway for candidate agents, verify their bundles against a trust
+ * policy, seal the request for them, stream and open the reply, verify the receipt. Runs in Node
+ * and in the browser (fetch, WebCrypto, no Node built-ins).
+ */
+import { z } from 'zod';
+import {
+  LIMITS,
+  NightjarError,
+  PROTOCOL_VERSION,
+  ReplyOpener,
+  TRUST_LEVELS,
+  candidatesResponseSchema,
+  chatMessageSchema,
+  deriveReplyKeys,
+  describeIssues,
+  errorFromPayload,
+  fromBase64Url,
+  httpErrorSchema,
+  jobEventSchema,
+  modelIdSchema,
+  modelsResponseSchema,
+  samplingSchema,
+  sealRequest,
+  systemClock,
+  toBase64Url,
+  validate,
+  verifyBundle,
+  verifyReceipt,
+  type ChatMessage,
+  type Clock,
+  type FinishReason,
+  type JobEvent,
+  type ModelsResponse,
+  type Receipt,
+  type Sampling,
+  type SealedRequest,
+  type SignedBundle,
+  type SignedReceipt,
+  type Trust,
+  type Usage,
+  type VerifiedBundle,
+} from '../../shared/index.js';
+import { readNdjson } from './ndjson.js';
+import type { PinStore } from './pins.js';
+import { resolveRetryPolicy, retryDelay, sleep, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+
+/** Which agents the client accepts. */
+export interface TrustPolicy {
+  /** Lowest trust level accepted. Defaults to 'signed'. */
+  minTrust?: Trust;
+  /** Accept models from synthetic GGUF files (development networks). Defaults to false. */
+  allowSynthetic?: boolean;
+  /**
+   * Pinned identity keys: agents accepted are pinned on first use, and an agent presenting
+   * another key than its pin is a hard error (NJ_PINNED_KEY_CHANGED). Defaults to no pinning.
+   */
+  pins?: PinStore;
+  /** Use only agents already in `pins`: the gateway cannot steer the client to new agents. Defaults to false. */
+  onlyPinned?: boolean;
+}
+
+/** Options of {@link NightjarClient}. */
+export interface NightjarClientOptions {
+  /** Base URL of the gateway's HTTP API, e.g. http://127.0.0.1:8787. Required. */
+  gatewayUrl: string;
+  /** Client API key, sent as a bearer token. Defaults to none. */
+  apiKey?: string;
+  /** Trust policy. Defaults as TrustPolicy says. */
+  trust?: TrustPolicy;
+  /** Candidates to seal each request for (the gateway fails over between them). Defaults to 3. */
+  candidates?: number;
+  /**
+   * How long verified candidates for a model are reused by further requests, saving a round
+   * trip to the gateway. Any failure before a reply starts drops them, and a retry always asks
+   * afresh. 0 asks for every request. Defaults to 5000 ms.
+   */
+  candidatesTtlMs?: number;
+  /** When to send a request again; `false` never. Defaults as RetryPolicy says. */
+  retry?: RetryPolicy | false;
+  /** fetch implementation. Defaults to globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** Time and timers (bundle validity, request time, retry waits). Defaults to the system clock. */
+  clock?: Clock;
+  /** Seals a request. Defaults to the real envelope; tests may substitute to prove a point. */
+  seal?: typeof sealRequest;
+  /**
+   * Called with every verified result before it is handed out (to keep a receipt log). A
+   * rejection is ignored: the result stays valid; the callback reports its own failures.
+   * Defaults to none.
+   */
+  onReceipt?: (result: ChatResult) => void | Promise<void>;
+}
+
+/** One chat completion request. */
+export interface ChatRequest {
+  /** A model id the gateway offers. Required. */
+  model: string;
+  /** The conversation, oldest first. Required, at least one message. */
+  messages: ChatMessage[];
+  /** Most tokens to generate. Defaults to 256. */
+  maxTokens?: number;
+  /** Sampling temperature, 0 for greedy. Defaults to the agent's default. */
+  temperature?: number;
+  /** Nucleus sampling. Defaults to the agent's default. */
+  topP?: number;
+  /** Top-k sampling. Defaults to the agent's default. */
+  topK?: number;
+  /** Sampling seed. Defaults to a random one at the agent. */
+  seed?: number;
+  /** Stop sequences; the reply ends before the first one. Defaults to none. */
+  stop?: string[];
+  /** Aborting cancels the job at the agent. Defaults to none. */
+  signal?: AbortSignal;
+  /** Told before each retry. Defaults to none. */
+  onRetry?: (info: RetryInfo) => void;
+}
+
+/** What the SDK tells {@link ChatRequest.onRetry} before it sends a request again. */
+export interface RetryInfo {
+  /** Why the last send failed. */
+  error: NightjarError;
+  /** Sends so far. */
+  sent: number;
+  /** Wait before the next send. */
+  delayMs: number;
+}
+
+/** Who serves a reply: known once its first chunk arrives. */
+export interface ServedBy {
+  /** The job that produced the reply (each send has a fresh jobId). */
+  jobId: string;
+  agentId: string;
+  /** The trust this client grants the agent ('signed' until attestation can be checked). */
+  trust: Trust;
+  /** The gateway's attempt number for this job (0 for the first agent tried). */
+  attempt: number;
+  /** Sends of the request so far, 1 unless the SDK retried. */
+  sends: number;
+}
+
+/** A verified, finished completion. */
+export interface ChatResult extends ServedBy {
+  model: string;
+  text: string;
+  finishReason: FinishReason;
+  /** Which stop sequence ended the reply, when the agent says so. */
+  stopSequence?: string;
+  usage: Usage;
+  /** The agent's receipt, verified against what was sent and received. */
+  receipt: Receipt;
+  /** The receipt as signed, for records that are checked again later. */
+  signedReceipt: SignedReceipt;
+  /** The agent's identity key (base64url) that signed the receipt. */
+  identityKey: string;
+}
+
+/** A streaming completion: iterate for text deltas; `result` settles at the end. */
+export interface ChatStream extends AsyncIterable<string> {
+  /** The jobId of the job that serves the reply; settles with the first chunk. */
+  readonly jobId: Promise<string>;
+  /** Who serves the reply; settles with the first chunk. */
+  readonly served: Promise<ServedBy>;
+  /** The verified result, or the error that ended the request. */
+  readonly result: Promise<ChatResult>;
+  /** Cancels the request (and the job at the agent). Breaking out of iteration does the same. */
+  cancel(): void;
+}
+
+/**
+ * A reply that broke off after some of its text was delivered. The text so far is in
+ * `partialText`; it is not a complete answer, and no receipt covers it. The code is the cause's
+ * (usually NJ_AGENT_FAILED).
+ */
+export class IncompleteReplyError extends NightjarError {
+  /** The text delivered before the reply broke off. */
+  readonly partialText: string;
+  /** Who was serving it. */
+  readonly servedBy: ServedBy;
+
+  constructor(cause: NightjarError, partialText: string, servedBy: ServedBy) {
+    super(cause.code, `the reply broke off after ${partialText.length} characters: ${cause.message}`, {
+      cause,
+      ...(cause.retryAfterMs === undefined ? {} : { retryAfterMs: cause.retryAfterMs }),
+    });
+    this.partialText = partialText;
+    this.servedBy = servedBy;
+  }
+}
+
+/** The longest NDJSON line accepted from the gateway. */
+const MAX_EVENT_LINE = Math.ceil((LIMITS.maxChunkBytes * 4) / 3) + 4096;
+
+const requestSchema = z.object({
+  model: modelIdSchema,
+  messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
+  sampling: samplingSchema,
+});
+
+interface Sink {
+  delta(text: string): void;
+  start(served: ServedBy): void;
+}
+
+interface Candidate {
+  verified: VerifiedBundle;
+  trust: Trust;
+}
+
+/** A client of one gateway. Holds no sockets of its own (fetch pools belong to the fetch). */
+export class NightjarClient {
+  readonly #o: NightjarClientOptions;
+  readonly #fetch: typeof fetch;
+  readonly #clock: Clock;
+  readonly #base: string;
+  readonly #retry: ResolvedRetryPolicy;
+  readonly #recent = new Map<string, { at: number; candidates: Candidate[] }>();
+
+  constructor(options: NightjarClientOptions) {
+    this.#o = options;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#clock = options.clock ?? systemClock;
+    this.#base = options.gatewayUrl.replace(/\/+$/, '');
+    this.#retry = resolveRetryPolicy(options.retry);
+    const k = options.candidates ?? 3;
+    if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxCandidates) {
+      throw new NightjarError('NJ_CONFIG_INVALID', `candidates must be an integer from 1 to ${LIMITS.maxCandidates}`);
+    }
+  }
+
+  /** The gateway's base URL. */
+  get gatewayUrl(): string {
+    return this.#base;
+  }
+
+  /** Models the gateway offers. */
+  async models(signal?: AbortSignal): Promise<ModelsResponse['models']> {
+    const res = await this.#get('/v1/models', signal);
+    return validate(modelsResponseSchema, await this.#json(res, signal), 'models answer').models;
+  }
+
+  /** Streams a completion. */
+  chat(request: ChatRequest): ChatStream {
+    const queue: string[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    const controller = new AbortController();
+    const outer = request.signal;
+    const onOuterAbort = (): void => controller.abort(outer?.reason);
+    if (outer?.aborted) controller.abort(outer.reason);
+    else outer?.addEventListener('abort', onOuterAbort, { once: true });
+
+    let resolveServed!: (s: ServedBy) => void;
+    let rejectServed!: (e: unknown) => void;
+    const served = new Promise<ServedBy>((res, rej) => {
+      resolveServed = res;
+      rejectServed = rej;
+    });
+    const result = this.#run(request, controller.signal, {
+      delta(text) {
+        queue.push(text);
+        wake?.();
+      },
+      start: resolveServed,
+    }).finally(() => {
+      finished = true;
+      outer?.removeEventListener('abort', onOuterAbort);
+      wake?.();
+    });
+    result.catch(rejectServed);
+    served.catch(() => undefined);
+    const jobId = served.then((s) => s.jobId);
+    jobId.catch(() => undefined);
+    return {
+      jobId,
+      served,
+      result,
+      cancel: () => controller.abort(),
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            while (queue.length > 0) yield queue.shift()!;
+            if (finished) {
+              await result;
+              return;
+            }
+            await new Promise<void>((r) => (wake = r));
+            wake = null;
+          }
+        } finally {
+          // A consumer that stops reading early (break, throw) cancels the job.
+          if (!finished) controller.abort();
+        }
+      },
+    };
+  }
+
+  /** A completion, whole. */
+  complete(request: ChatRequest): Promise<ChatResult> {
+    return this.chat(request).result;
+  }
+
+  /** Candidate bundles for `model` that pass the trust policy, verified, best first. */
+  async candidates(model: string, signal?: AbortSignal): Promise<Candidate[]> {
+    const policy = this.#o.trust ?? {};
+    const k = this.#o.candidates ?? 3;
+    const minTrust = policy.minTrust ?? 'signed';
+    const res = await this.#get(`/v1/candidates?model=${encodeURIComponent(model)}&k=${k}&minTrust=${minTrust}`, signal);
+    const answer = validate(candidatesResponseSchema, await this.#json(res, signal), 'candidates answer');
+    const reasons: string[] = [];
+    // Each candidate is checked on its own, all at once; a pinned key that changed ends it all.
+    const checked = await Promise.all(
+      answer.candidates.map((c) =>
+        this.#checkCandidate(c.bundle, model, policy, minTrust).catch((err: unknown) => {
+          if (err instanceof NightjarError && err.code === 'NJ_PINNED_KEY_CHANGED') throw err;
+          reasons.push(err instanceof Error ? err.message : String(err));
+          return null;
+        }),
+      ),
+    );
+    const accepted = checked.filter((c): c is Candidate => c !== null);
+    if (accepted.length === 0) {
+      const why = reasons.length ? `: ${[...new Set(reasons)].join('; ')}` : '';
+      throw new NightjarError('NJ_TRUST_POLICY', `no candidate for ${model} meets the trust policy${why}`);
+    }
+    for (const a of accepted) await policy.pins?.set(a.verified.bundle.agentId, a.verified.identityKey);
+    return accepted;
+  }
+
+  /** Candidates for `model`: recent verified ones while they are fresh and valid, else asked for. */
+  async #candidatesFor(model: string, signal: AbortSignal, fresh: boolean): Promise<Candidate[]> {
+    const ttl = this.#o.candidatesTtlMs ?? 5000;
+    const now = this.#clock.now();
+    const hit = this.#recent.get(model);
+    if (!fresh && hit && now - hit.at < ttl && hit.candidates.every((c) => c.verified.bundle.notAfter > now)) return hit.candidates;
+    const candidates = await this.candidates(model, signal);
+    if (ttl > 0) this.#recent.set(model, { at: now, candidates });
+    return candidates;
+  }
+
+  /** Verifies one candidate's bundle against the trust policy; throws why it is refused. */
+  async #checkCandidate(signed: SignedBundle, model: string, policy: TrustPolicy, minTrust: Trust): Promise<Candidate> {
+    const pinned = await policy.pins?.get(signed.bundle.agentId);
+    if (policy.onlyPinned && !pinned) {
+      throw new NightjarError('NJ_TRUST_POLICY', `agent ${signed.bundle.agentId.slice(0, 8)} is not pinned and only pinned agents are allowed`);
+    }
+    const verified = await verifyBundle(signed, { now: this.#clock.now(), ...(pinned ? { pinnedIdentityKey: pinned } : {}) });
+    const entry = verified.bundle.models.find((m) => m.id === model);
+    if (!entry) throw new NightjarError('NJ_TRUST_POLICY', 'the bundle does not list the model');
+    if (entry.synthetic && !policy.allowSynthetic) {
+      throw new NightjarError('NJ_TRUST_POLICY', `${model} is a synthetic model (random weights); allow synthetic models to use it`);
+    }
+    // Attestation needs the Secure Enclave check, which this client cannot perform: a gateway's
+    // word alone never lifts an agent above `signed`.
+    const trust: Trust = 'signed';
+    if (TRUST_LEVELS.indexOf(trust) < TRUST_LEVELS.indexOf(minTrust)) {
+      throw new NightjarError('NJ_TRUST_POLICY', `the agent is ${trust}; the policy asks for ${minTrust}`);
+    }
+    return { verified, trust };
+  }
+
+  async #run(request: ChatRequest, signal: AbortSignal, sink: Sink): Promise<ChatResult> {
+    const sampling = this.#check(request);
+    for (let sends = 1; ; sends++) {
+      const state: { served: ServedBy | null; text: string } = { served: null, text: '' };
+      try {
+        const result = await this.#send(request, sampling, signal, sink, sends, state);
+        if (this.#o.onReceipt) await Promise.resolve(this.#o.onReceipt(result)).catch(() => undefined);
+        return result;
+      } catch (err) {
+        const error = signal.aborted
+          ? new NightjarError('NJ_CANCELLED', 'the request was cancelled', { cause: err })
+          : err instanceof NightjarError
+            ? err
+            : new NightjarError('NJ_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+        this.#recent.delete(request.model);
+        if (state.served) {
+          if (error.code === 'NJ_CANCELLED') throw error;
+          throw new IncompleteReplyError(error, state.text, state.served);
+        }
+        const delay = signal.aborted ? null : retryDelay(this.#retry, error, sends);
+        if (delay === null) throw error;
+        request.onRetry?.({ error, sent: sends, delayMs: delay });
+        await sleep(this.#clock, delay, signal);
+      }
+    }
+  }
+
+  #check(request: ChatRequest): Sampling {
+    const sampling: Sampling = {
+      maxTokens: request.maxTokens ?? 256,
+      ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+      ...(request.topP === undefined ? {} : { topP: request.topP }),
+      ...(request.topK === undefined ? {} : { topK: request.topK }),
+      ...(request.seed === undefined ? {} : { seed: request.seed }),
+      ...(request.stop === undefined || request.stop.length === 0 ? {} : { stop: request.stop }),
+    };
+    const checked = requestSchema.safeParse({ model: request.model, messages: request.messages, sampling });
+    if (!checked.success) throw new NightjarError('NJ_BAD_REQUEST', `the request is invalid at ${describeIssues(checked.error)}`);
+    return sampling;
+  }
+
+  async #send(
+    request: ChatRequest,
+    sampling: Sampling,
+    signal: AbortSignal,
+    sink: Sink,
+    sends: number,
+    state: { served: ServedBy | null; text: string },
+  ): Promise<ChatResult> {
+    const candidates = await this.#candidatesFor(request.model, signal, sends > 1);
+    const sealed: SealedRequest = await (this.#o.seal ?? sealRequest)({
+      model: request.model,
+      messages: request.messages,
+      sampling,
+      recipients: candidates.map((c) => c.verified),
+      now: this.#clock.now(),
+    });
+    try {
+      let res: Response;
+      try {
+        res = await this.#fetch(`${this.#base}/v1/jobs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...this.#auth() },
+          body: JSON.stringify({ v: PROTOCOL_VERSION, envelope: sealed.envelope }),
+          signal,
+        });
+      } catch (cause) {
+        throw this.#transportError(cause);
+      }
+      if (!res.ok) throw await this.#httpError(res);
+      if (!res.body) throw new NightjarError('NJ_STREAM_TRUNCATED', 'the gateway sent no reply body');
+
+      let opener: ReplyOpener | null = null;
+      let agent: Candidate | null = null;
+      try {
+        for await (const line of readNdjson(res.body, MAX_EVENT_LINE)) {
+          const event: JobEvent = validate(jobEventSchema, JSON.parse(line), 'job event');
+          switch (event.type) {
+            case 'start': {
+              if (opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the gateway started the reply twice');
+              agent = candidates.find((x) => x.verified.bundle.agentId === event.agentId) ?? null;
+              if (!agent) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the reply comes from an agent the request was not sealed for');
+              opener = new ReplyOpener(deriveReplyKeys(sealed.contentKey, fromBase64Url(event.replySalt), event.agentId));
+              state.served = { jobId: sealed.jobId, agentId: event.agentId, trust: agent.trust, attempt: event.attempt, sends };
+              sink.start(state.served);
+              break;
+            }
+            case 'chunk': {
+              if (!opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the reply started');
+              const chunk = opener.open(event.seq, fromBase64Url(event.data));
+              if (chunk.delta) {
+                state.text += chunk.delta;
+                sink.delta(chunk.delta);
+              }
+              break;
+            }
+            case 'done': {
+              if (!opener || !agent || !state.served) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
+              return await this.#finish(request, sealed, opener, agent, state.served, state.text, event.receipt);
+            }
+            case 'error':
+              throw errorFromPayload(event);
+          }
+        }
+      } catch (err) {
+        if (err instanceof NightjarError) throw err;
+        if (err instanceof SyntaxError) throw new NightjarError('NJ_FRAME_INVALID', 'the gateway sent a line that is not JSON');
+        throw this.#transportError(err);
+      }
+      if (opener) opener.finish();
+      throw new NightjarError('NJ_STREAM_TRUNCATED', 'the gateway closed the reply before it was done');
+    } finally {
+      sealed.contentKey.fill(0);
+    }
+  }
+
+  async #finish(
+    request: ChatRequest,
+    sealed: SealedRequest,
+    opener: ReplyOpener,
+    agent: Candidate,
+    served: ServedBy,
+    text: string,
+    signed: SignedReceipt,
+  ): Promise<ChatResult> {
+    const final = opener.finish();
+    const receipt = await verifyReceipt(signed, {
+      identityKey: agent.verified.identityKey,
+      agentId: agent.verified.bundle.agentId,
+      jobId: sealed.jobId,
+      attempt: served.attempt,
+      model: request.model,
+      requestDigest: sealed.requestDigest,
+      replyDigest: opener.digest(),
+      promptTokens: final.usage.promptTokens,
+      completionTokens: final.usage.completionTokens,
+    });
+    const file = agent.verified.bundle.models.find((m) => m.id === request.model);
+    if (receipt.finishReason !== final.finishReason || file?.sha256 !== receipt.modelSha256) {
+      throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt disagrees with the reply it covers');
+    }
+    const stopSequence =
+      final.finishReason === 'stop' && final.stopSequence !== undefined && request.stop?.includes(final.stopSequence)
+        ? final.stopSequence
+        : undefined;
+    return {
+      ...served,
+      model: request.model,
+      text,
+      finishReason: final.finishReason,
+      ...(stopSequence === undefined ? {} : { stopSequence }),
+      usage: final.usage,
+      receipt,
+      signedReceipt: signed,
+      identityKey: toBase64Url(agent.verified.identityKey),
+    };
+  }
+
+  #auth(): Record<string, string> {
+    return this.#o.apiKey ? { authorization: `Bearer ${this.#o.apiKey}` } : {};
+  }
+
+  async #get(path: string, signal?: AbortSignal): Promise<Response> {
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.#base}${path}`, { headers: this.#auth(), ...(signal ? { signal } : {}) });
+    } catch (cause) {
+      throw this.#transportError(cause, signal);
+    }
+    if (!res.ok) throw await this.#httpError(res);
+    return res;
+  }
+
+  async #json(res: Response, signal?: AbortSignal): Promise<unknown> {
+    try {
+      return await res.json();
+    } catch (cause) {
+      if (signal?.aborted) throw this.#transportError(cause, signal);
+      throw new NightjarError('NJ_FRAME_INVALID', 'the gateway answered with something that is not JSON', { cause });
+    }
+  }
+
+  #transportError(cause: unknown, signal?: AbortSignal): NightjarError {
+    if (signal?.aborted) return new NightjarError('NJ_CANCELLED', 'the request was cancelled', { cause });
+    return new NightjarError('NJ_GATEWAY_UNREACHABLE', `cannot reach the gateway at ${this.#base}`, { cause });
+  }
+
+  async #httpError(res: Response): Promise<NightjarError> {
+    try {
+      const body = httpErrorSchema.safeParse(await res.json());
+      if (body.success) return errorFromPayload(body.data.error);
+    } catch {
+      // Not a Nightjar error body: fall through.
+    }
+    return new NightjarError('NJ_GATEWAY_UNREACHABLE', `${this.#base} answered HTTP ${res.status}; is it a Nightjar gateway?`);
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * The client SDK's front door; runs in Node and in the browser (fetch and WebCrypto only).
+ */
+export {
+  NightjarClient,
+  IncompleteReplyError,
+  type NightjarClientOptions,
+  type ChatRequest,
+  type ChatResult,
+  type ChatStream,
+  type RetryInfo,
+  type ServedBy,
+  type TrustPolicy,
+} from './client.js';
+export { MemoryPinStore, type PinStore } from './pins.js';
+export { DEFAULT_RETRY_ON, resolveRetryPolicy, retryDelay, type RetryPolicy, type ResolvedRetryPolicy } from './retry.js';
+export { readNdjson } from './ndjson.js';

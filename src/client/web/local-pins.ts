@@ -1,0 +1,65 @@
+/**
+ * A PinStore kept in the page's localStorage: the browser remembers the agents it has used.
+ */
+import { fromBase64Url, toBase64Url } from '../../shared/index.js';
+import type { PinStore } from '../sdk/index.js';
+
+const KEY = 'nightjar.pins.v1';
+
+/** Options of {@link LocalStoragePinStore}. */
+export interface LocalStoragePinStoreOptions {
+  /** The storage. Defaults to window.localStorage (null when the browser refuses it). */
+  storage?: Storage | null;
+  /** Most agents pinned. Defaults to 1 000. */
+  maxPins?: number;
+}
+
+/** Pins in localStorage; falls back to memory when storage is unavailable. */
+export class LocalStoragePinStore implements PinStore {
+  readonly #storage: Storage | null;
+  readonly #max: number;
+  #memory: Record<string, string> = {};
+
+  constructor(options: LocalStoragePinStoreOptions = {}) {
+    let storage: Storage | null;
+    try {
+      storage = options.storage === undefined ? window.localStorage : options.storage;
+    } catch {
+      storage = null;
+    }
+    this.#storage = storage;
+    this.#max = options.maxPins ?? 1000;
+  }
+
+  #read(): Record<string, string> {
+    if (!this.#storage) return this.#memory;
+    try {
+      const parsed: unknown = JSON.parse(this.#storage.getItem(KEY) ?? '{}');
+      return parsed && typeof parsed === 'object' ? (parsed as Record<string, string>) : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** {@inheritDoc PinStore.get} */
+  get(agentId: string): Uint8Array | undefined {
+    const key = this.#read()[agentId];
+    return typeof key === 'string' ? fromBase64Url(key) : undefined;
+  }
+
+  /** {@inheritDoc PinStore.set} */
+  set(agentId: string, identityKey: Uint8Array): void {
+    const pins = this.#read();
+    if (pins[agentId] || Object.keys(pins).length >= this.#max) return;
+    pins[agentId] = toBase64Url(identityKey);
+    if (!this.#storage) {
+      this.#memory = pins;
+      return;
+    }
+    try {
+      this.#storage.setItem(KEY, JSON.stringify(pins));
+    } catch {
+      this.#memory = pins;
+    }
+  }
+}

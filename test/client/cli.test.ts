@@ -1,0 +1,234 @@
+/**
+ * The client commands, driven in-process against a real gateway and real agents (FakeEngine:
+ * the moment text arrives matters here, not the text): `nightjar chat` one-shot and
+ * interactive (piped input, and a terminal with Ctrl-C), `models offered`, `receipts --client`.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chatCommand, clientReceiptsCommand, modelsOfferedCommand, type ClientCommandIo } from '../../src/client/index.js';
+import { FakeEngine } from '../helpers/fake-engine.js';
+import { perTestFetch } from '../helpers/http-client.js';
+import { RecordingEngine } from './support/engines.js';
+import { FAKE_MODEL, startNet, waitFor, type TestNet } from './support/net.js';
+
+let net: TestNet | undefined;
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'nightjar-cli-'));
+});
+afterEach(async () => {
+  await net?.close();
+  net = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+// After the network's afterEach, so the client's sockets close before the gateway does.
+const http = perTestFetch();
+
+interface Run {
+  io: ClientCommandIo;
+  out: () => string;
+  err: () => string;
+}
+
+function io(stdin: ClientCommandIo['stdin'], extra: Partial<ClientCommandIo> = {}): Run {
+  let out = '';
+  let err = '';
+  return {
+    io: {
+      stdout: { write: (t: string) => (out += t) },
+      stderr: { write: (t: string) => (err += t) },
+      stdin,
+      env: { NIGHTJAR_CLIENT_DATA_DIR: dir },
+      fetch: http.fetch,
+      ...extra,
+    },
+    out: () => out,
+    err: () => err,
+  };
+}
+
+const noInput = (): Readable => Readable.from([]);
+
+describe('nightjar chat, one-shot', () => {
+  it('keeps the pin and the verified receipt, which receipts --client lists and re-verifies', async () => {
+    net = await startNet();
+    const a = await net.addAgent(new FakeEngine({ words: ['Hi', '!'] }));
+    const run = io(noInput());
+    const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', 'Hello'], run.io);
+    expect(run.err()).toMatch(new RegExp(`^\\[synthetic-fake · agent ${a.agentId.slice(0, 8)} \\(signed\\) · \\d+ prompt \\+ 2 completion tokens · finish: stop · receipt verified\\]\\n$`));
+    expect(code).toBe(0);
+    expect(run.out()).toBe('Hi!\n');
+    expect(Object.keys(JSON.parse(await readFile(path.join(dir, 'pins.json'), 'utf8')).pins)).toEqual([a.agentId]);
+
+    const list = io(noInput());
+    expect(await clientReceiptsCommand(['--client', '--verify'], list.io)).toBe(0);
+    const [header, row] = list.out().trimEnd().split('\n');
+    expect(header).toMatch(/^SAVED \(UTC\)\s+JOB\s+MODEL\s+AGENT\s+PROMPT\s+COMPLETION\s+FINISH\s+SIGNATURE$/);
+    expect(row).toMatch(new RegExp(`synthetic-fake\\s+${a.agentId.slice(0, 8)}\\s+\\d+\\s+2\\s+stop\\s+ok$`));
+    expect(list.err()).toMatch(/^1 of 1 receipts · \d+ prompt \+ 2 completion tokens · /);
+    const log = await readFile(path.join(dir, 'receipts.jsonl'), 'utf8');
+    expect(log).not.toContain('Hi!');
+    expect(log).not.toContain('Hello');
+
+    const json = io(noInput());
+    expect(await clientReceiptsCommand(['--client', '--json'], json.io)).toBe(0);
+    expect(JSON.parse(json.out())).toMatchObject({ agentId: a.agentId, receipt: { receipt: { agentId: a.agentId, completionTokens: 2 } } });
+  });
+
+  // Security: fails if clientReceiptsCommand stops checking signatures under --verify.
+  it('receipts --client --verify flags a receipt altered in the log', async () => {
+    net = await startNet();
+    await net.addAgent(new FakeEngine({ words: ['Hi'] }));
+    expect(await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', 'Hello'], io(noInput()).io)).toBe(0);
+    const file = path.join(dir, 'receipts.jsonl');
+    await writeFile(file, (await readFile(file, 'utf8')).replace('"completionTokens":1', '"completionTokens":100'));
+    const run = io(noInput());
+    expect(await clientReceiptsCommand(['--client', '--verify'], run.io)).toBe(1);
+    expect(run.out()).toMatch(/\s100\s+stop\s+INVALID\n$/);
+    expect(run.err()).toContain('error NJ_RECEIPT_INVALID: a receipt in the log does not verify under its agent key');
+  });
+
+  it('Ctrl-C stops the reply and the generation at the agent (exit 130)', async () => {
+    net = await startNet();
+    const engine = new FakeEngine({ tokenDelayMs: 2, words: ['tick '] });
+    const a = await net.addAgent(engine);
+    const controller = new AbortController();
+    let out = '';
+    const run = io(noInput(), {
+      signal: controller.signal,
+      stdout: {
+        write: (t: string) => {
+          out += t;
+          if (out.includes('tick tick')) controller.abort();
+        },
+      },
+    });
+    const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--max-tokens', '4000', 'Count'], run.io);
+    expect(code).toBe(130);
+    expect(run.err()).toContain('error NJ_CANCELLED: the request was cancelled');
+    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
+    expect(a.receipts[0]!.receipt.completionTokens).toBeLessThan(4000);
+    expect(engine.busy).toBe(0);
+  });
+
+  it('a reply that breaks off is printed as far as it came and flagged incomplete (exit 1)', async () => {
+    net = await startNet();
+    await net.addAgent(new FakeEngine({ failAfter: 1, words: ['Partial', ' text'] }));
+    const run = io(noInput());
+    const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', 'Go'], run.io);
+    expect(code).toBe(1);
+    expect(run.out()).toBe('Partial\n');
+    expect(run.err()).toMatch(/^\[the reply above is incomplete: no receipt covers it\]\nerror NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply/);
+  });
+});
+
+describe('nightjar chat, interactive', () => {
+  it('keeps the conversation across turns; /reset starts over; the system message stays', async () => {
+    net = await startNet();
+    const engine = new RecordingEngine({ words: ['Sure', '.'] });
+    await net.addAgent(engine);
+    const run = io(Readable.from(['first\nsecond\n/reset\nthird\n']));
+    const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '-i', '--system', 'Be brief.'], run.io);
+    expect(run.err()).toBe('[new conversation]\n');
+    expect(code).toBe(0);
+    expect(run.out()).toBe('Sure.\nSure.\nSure.\n');
+    const system = { role: 'system', content: 'Be brief.' };
+    expect(engine.conversations).toEqual([
+      [system, { role: 'user', content: 'first' }],
+      [system, { role: 'user', content: 'first' }, { role: 'assistant', content: 'Sure.' }, { role: 'user', content: 'second' }],
+      [system, { role: 'user', content: 'third' }],
+    ]);
+  });
+
+  it('/exit quits before the remaining input', async () => {
+    net = await startNet();
+    const engine = new RecordingEngine();
+    await net.addAgent(engine);
+    const run = io(Readable.from(['one\n/exit\ntwo\n']));
+    expect(await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '--interactive'], run.io)).toBe(0);
+    expect(engine.conversations).toHaveLength(1);
+  });
+
+  it('on a terminal, Ctrl-C stops the reply (the agent stops too) and it leaves the history; two more quit', async () => {
+    net = await startNet();
+    const engine = new RecordingEngine({ tokenDelayMs: 2, words: ['la '] });
+    const a = await net.addAgent(engine);
+    const stdin = Object.assign(new PassThrough(), { isTTY: true });
+    const stdout = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
+    let screen = '';
+    stdout.on('data', (d: Buffer) => (screen += d.toString()));
+    const run = io(stdin, { stdout });
+    const done = chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '--max-tokens', '4000'], run.io);
+
+    stdin.write('sing\r');
+    await waitFor(() => screen.includes('la la'), 5000, 'the reply to stream');
+    stdin.write('\x03');
+    await waitFor(() => run.err().includes('[reply stopped; it is not part of the conversation]'), 5000, 'the reply to stop');
+    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
+    expect(engine.busy).toBe(0);
+
+    // The stopped turn is not part of the conversation.
+    const shortEngineWords = engine.conversations.length;
+    stdin.write('again\r');
+    await waitFor(() => engine.conversations.length === shortEngineWords + 1, 5000, 'the second request');
+    expect(engine.conversations.at(-1)).toEqual([{ role: 'user', content: 'again' }]);
+    await waitFor(() => screen.includes('la la'), 5000, 'the second reply');
+    stdin.write('\x03');
+    await waitFor(() => run.err().split('[reply stopped').length === 3, 5000, 'the second reply to stop');
+    await waitFor(() => a.receipts.length === 2, 5000, 'the second job to end');
+
+    // Ctrl-C at an empty prompt right after stopping a reply quits.
+    stdin.write('\x03');
+    expect(await done).toBe(0);
+  });
+
+  it('the command\'s signal (SIGTERM, or Ctrl-C without a terminal) ends the conversation and the job (exit 130)', async () => {
+    net = await startNet();
+    const engine = new FakeEngine({ tokenDelayMs: 2, words: ['hum '] });
+    const a = await net.addAgent(engine);
+    const stdin = new PassThrough();
+    const controller = new AbortController();
+    let out = '';
+    const run = io(stdin, {
+      signal: controller.signal,
+      stdout: {
+        write: (t: string) => {
+          out += t;
+          if (out.includes('hum hum')) controller.abort();
+        },
+      },
+    });
+    const done = chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '-i', '--max-tokens', '4000'], run.io);
+    stdin.write('hum\n');
+    expect(await done).toBe(130);
+    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
+    stdin.end();
+  });
+});
+
+describe('nightjar models offered', () => {
+  it('lists what the gateway offers, synthetic models marked', async () => {
+    net = await startNet();
+    await net.addAgent(new FakeEngine({ slots: 2 }));
+    const run = io(noInput());
+    expect(await modelsOfferedCommand(['offered', '--gateway', net.gateway.url], run.io)).toBe(0);
+    expect(run.out()).toBe('MODEL           AGENTS  FREE SLOTS\nsynthetic-fake  1       2           synthetic (random weights)\n');
+    const json = io(noInput());
+    expect(await modelsOfferedCommand(['--gateway', net.gateway.url, '--json'], json.io)).toBe(0);
+    expect(JSON.parse(json.out())).toEqual([
+      { id: FAKE_MODEL.id, synthetic: true, agents: 1, freeSlots: 2, price: { promptPerMTok: '0', completionPerMTok: '0' } },
+    ]);
+  });
+
+  it('says what to do when the gateway cannot be reached', async () => {
+    const run = io(noInput());
+    expect(await modelsOfferedCommand(['--gateway', 'http://127.0.0.1:9'], run.io)).toBe(1);
+    expect(run.err()).toBe('error NJ_GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:9\n  Check the gateway URL and that the gateway is running.\n');
+  });
+});
