@@ -1,0 +1,276 @@
+/**
+ * The agent's commands as a person types them, in-process through main() with NIGHTJAR_HOME in a
+ * temporary directory (no keychain here: the plaintext key file is opted into), and
+ * `nightjar serve` in its own process against a real gateway, stopped with Ctrl-C.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../../src/main/cli/main.js';
+import type { CliIo } from '../../../src/main/cli/io.js';
+import { doctorCommand } from '../../../src/main/cli/doctor.js';
+import { AgentService, ManualEnvironmentSource, loadConfig, loadStateFile, pathsIn, readReceiptLog } from '../../../src/main/agent/index.js';
+import { NightjarClient } from '../../../src/client/index.js';
+import { createLogger, generateIdentity } from '../../../src/shared/index.js';
+import { FakeEngine } from '../../helpers/fake-engine.js';
+import { perTestFetch } from '../../helpers/http-client.js';
+import { startTestGateway } from '../../helpers/network.js';
+import { until } from '../support/manual-clock.js';
+import { startScriptedGateway } from '../support/scripted-gateway.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const http = perTestFetch();
+let tmp: string;
+let n = 0;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'nightjar-cli-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function home(): string {
+  return path.join(tmp, `home-${++n}`);
+}
+
+async function nightjar(nightjarHome: string, ...argv: string[]): Promise<Run> {
+  let out = '';
+  let err = '';
+  const io: CliIo = {
+    stdout: { write: (t: string) => (out += t) },
+    stderr: { write: (t: string) => (err += t) },
+    stdin: (async function* () {})(),
+    env: { NIGHTJAR_HOME: nightjarHome, HOME: tmp },
+    cwd: tmp,
+    signal: new AbortController().signal,
+  };
+  const code = await main(argv, io);
+  return { code, out, err };
+}
+
+describe('models, keys and the offline commands', () => {
+  it('synth installs a model, select writes the config, list shows both and the catalog', async () => {
+    const h = home();
+    const synth = await nightjar(h, 'models', 'synth', '--shape', 'tiny');
+    expect(synth.code).toBe(0);
+    expect(synth.out).toContain('installed; serve it with `nightjar models select synthetic-tiny`');
+    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({ code: 0, out: expect.stringContaining('Selected synthetic-tiny') });
+    expect((await loadConfig(path.join(h, 'config/config.json'))).model.selected).toBe('synthetic-tiny');
+    const list = await nightjar(h, 'models', 'list');
+    expect(list.out).toMatch(/^ \*\s+synthetic-tiny\s+437\.8 kB/m);
+    expect(list.out).toMatch(/llama-3\.2-1b-instruct-q4_k_m\s+Q4_K_M .*needs --sha256/);
+    const json = JSON.parse((await nightjar(h, 'models', 'list', '--json')).out) as { selected: string; installed: { id: string }[] };
+    expect(json).toMatchObject({ selected: 'synthetic-tiny', installed: [{ id: 'synthetic-tiny' }] });
+    expect(await nightjar(h, 'models', 'rm', 'synthetic-tiny')).toMatchObject({ code: 0 });
+    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({ code: 1, err: expect.stringContaining('error NJ_MODEL_NOT_INSTALLED') });
+  });
+
+  it('a pull of an unverified catalog entry without --sha256 says where to find the hash', async () => {
+    const r = await nightjar(home(), 'models', 'pull', 'qwen2.5-0.5b-instruct-q4_k_m');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('error NJ_USAGE');
+    expect(r.err).toContain('https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/blob/main/qwen2.5-0.5b-instruct-q4_k_m.gguf');
+  });
+
+  it('keys: the opt-in key file is created once, shown, and deleted only with --yes', async () => {
+    const h = home();
+    const keyFile = path.join(h, 'identity.plaintext');
+    expect((await nightjar(h, 'keys', '--key-file', keyFile)).out).toContain('No identity yet');
+    const created = await nightjar(h, 'keys', 'create', '--key-file', keyFile);
+    const id = /agent ([0-9a-f]{32})/.exec(created.out)?.[1];
+    expect(id).toBeDefined();
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect((await nightjar(h, 'keys', 'show', '--key-file', keyFile)).out).toContain(`agent id      ${id}`);
+    expect((await nightjar(h, 'keys', 'delete', '--key-file', keyFile)).code).toBe(2);
+    expect((await nightjar(h, 'keys', 'delete', '--yes', '--key-file', keyFile)).out).toContain('Deleted');
+  });
+
+  it('without a keychain and without opting in, keys fails with a clear error', async () => {
+    // No D-Bus session here: keytar loads but the Secret Service cannot be reached.
+    const r = await nightjar(home(), 'keys');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^error NJ_KEYCHAIN_UNAVAILABLE: /);
+    expect(r.err).toContain('--key-file');
+  });
+
+  it('pause and resume with no agent running set what the next start does; status and serve-now say none runs', async () => {
+    const h = home();
+    expect((await nightjar(h, 'pause', '--for', '2h')).out).toContain('the next `nightjar serve` starts paused until');
+    const state = await loadStateFile(path.join(h, 'config/state.json'));
+    expect(state.manual.mode).toBe('paused');
+    expect(state.manual.until! - Date.now()).toBeGreaterThan(7_100_000);
+    expect((await nightjar(h, 'resume')).out).toContain('following the policy');
+    expect((await loadStateFile(path.join(h, 'config/state.json'))).manual).toEqual({ mode: 'auto', until: null });
+    const status = await nightjar(h, 'status');
+    expect(status).toMatchObject({ code: 1, err: expect.stringContaining('error NJ_AGENT_NOT_RUNNING') });
+    expect(status.err).toContain('nightjar serve');
+    expect((await nightjar(h, 'serve-now')).code).toBe(1);
+    expect((await nightjar(h, 'pause', '--for', 'soon')).code).toBe(2);
+  });
+
+  it('serve refuses to start without a gateway address, naming where to put one', async () => {
+    const h = home();
+    const r = await nightjar(h, 'serve', '--key-file', path.join(h, 'k'));
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(path.join(h, 'config/config.json'));
+  });
+
+  it('a bad config field is named', async () => {
+    const h = home();
+    await nightjar(h, 'models', 'synth');
+    await mkdir(path.join(h, 'config'), { recursive: true });
+    await writeFile(path.join(h, 'config/config.json'), JSON.stringify({ policy: { graceMs: 'soon' } }));
+    const r = await nightjar(h, 'models', 'list');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/error NJ_CONFIG_INVALID: .*config\.json: policy\.graceMs/);
+  });
+});
+
+describe('talking to a running agent', () => {
+  it('status, pause, resume, earnings and receipts go through the control API', async () => {
+    const h = home();
+    await nightjar(h, 'models', 'synth');
+    await nightjar(h, 'models', 'select', 'synthetic-tiny');
+    const gw = await startScriptedGateway();
+    const paths = pathsIn(path.join(h, 'config'), path.join(h, 'data'));
+    const service = await AgentService.start({
+      paths,
+      config: await loadConfig(paths.configFile),
+      gatewayUrl: gw.url,
+      identity: await generateIdentity(),
+      environment: new ManualEnvironmentSource({ idleSeconds: 1000, onAc: true }),
+      loadEngine: async () => new FakeEngine(),
+      memoryProbe: async () => ({ totalBytes: 8e9, availableBytes: 4e9, swapFreeBytes: 0 }),
+    });
+    try {
+      await until(() => service.runtime.state === 'serving', 'serving');
+      const status = await nightjar(h, 'status');
+      expect(status.out).toMatch(/^Agent [0-9a-f]{12}… serving · synthetic-tiny \(loaded\)/);
+      expect(status.out).toContain('The owner is away; serving.');
+      expect(status.out).toMatch(/machine +idle 16m 40s · on AC/);
+      expect(JSON.parse((await nightjar(h, 'status', '--json')).out)).toMatchObject({ state: 'serving' });
+
+      await (await gw.submit([{ role: 'user', content: 'hi' }], { maxTokens: 4 })).ended;
+      expect((await nightjar(h, 'receipts')).out).toMatch(/synthetic-tiny\s+\d+\s+4\s+length/);
+      expect((await nightjar(h, 'earnings')).out).toMatch(/total\s+1\s+\d+\s+4\s+—/);
+
+      expect((await nightjar(h, 'pause')).code).toBe(0);
+      await until(() => service.runtime.state === 'paused', 'paused');
+      expect((await nightjar(h, 'status')).out).toContain('override  paused until resumed');
+      await nightjar(h, 'resume');
+      await until(() => service.runtime.state === 'serving', 'serving again');
+    } finally {
+      await service.stop();
+      await gw.close();
+    }
+    // With the agent gone, the receipts are read from the log, signatures unchecked without the key.
+    const offline = await nightjar(h, 'receipts');
+    expect(offline.out).toContain('1 of 1 receipts');
+    expect((await readReceiptLog(paths.receiptsFile)).receipts).toHaveLength(1);
+  });
+});
+
+describe('doctor', () => {
+  it('passes on a healthy setup and names what to fix otherwise', async () => {
+    const h = home();
+    const keyFile = path.join(h, 'key');
+    const bad = await nightjar(h, 'doctor', '--key-file', keyFile);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain('✗ model     no model is selected');
+    expect(bad.out).toContain('→ Run `nightjar models list`, `nightjar models pull ID`, then `nightjar models select ID`.');
+    expect(bad.out).toContain('✗ gateway   no gateway address');
+
+    await nightjar(h, 'models', 'synth');
+    await nightjar(h, 'models', 'select', 'synthetic-tiny');
+    const gateway = await startTestGateway();
+    try {
+      let out = '';
+      const io: CliIo = {
+        stdout: { write: (t: string) => (out += t) },
+        stderr: { write: () => true },
+        stdin: (async function* () {})(),
+        env: { NIGHTJAR_HOME: h, HOME: tmp },
+        cwd: tmp,
+        signal: new AbortController().signal,
+      };
+      const code = await doctorCommand(['--gateway', gateway.url, '--key-file', keyFile], io, {
+        environment: new ManualEnvironmentSource({ idleSeconds: 5, onAc: true, thermal: 'nominal' }),
+        freeBytes: async () => 50e9,
+      });
+      expect(out).toContain('✓ model     synthetic-tiny: 437.8 kB, sha256 matches');
+      expect(out).toMatch(/✓ gateway {3}ws:\/\/127\.0\.0\.1:\d+\/v1\/agent answers/);
+      expect(out).toMatch(/✓ clock {5}this clock is \d+ ms (behind|ahead of) the gateway's/);
+      expect(out).toContain('✓ llama.cpp prebuilt binding loads');
+      expect(out).toContain('Everything checks out.');
+      expect(code).toBe(0);
+
+      // A tampered model file and a full disk are named, each with what to do.
+      const file = path.join(h, 'data/models/synthetic-tiny.gguf');
+      const handle = await open(file, 'r+');
+      await handle.write(Buffer.from([9]), 0, 1, 3000);
+      await handle.close();
+      out = '';
+      expect(await doctorCommand(['--gateway', gateway.url, '--key-file', keyFile], io, { freeBytes: async () => 1e9 })).toBe(1);
+      expect(out).toContain('✗ model     NJ_MODEL_FILE_INVALID');
+      expect(out).toContain('→ Run `nightjar models rm synthetic-tiny` and `nightjar models pull synthetic-tiny`.');
+      expect(out).toContain('✗ disk      1.00 GB free for models');
+    } finally {
+      await gateway.close();
+    }
+  });
+});
+
+describe('nightjar serve in its own process', () => {
+  it('serves through a real gateway, answers status, records the receipt, and stops on Ctrl-C with a goodbye', async () => {
+    const h = home();
+    await nightjar(h, 'models', 'synth');
+    await nightjar(h, 'models', 'select', 'synthetic-tiny');
+    const gatewayLog: string[] = [];
+    const gateway = await startTestGateway({ logger: createLogger({ level: 'info', write: (l) => gatewayLog.push(l) }) });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main/cli/run.ts'), 'serve', '--gateway', gateway.url, '--key-file', path.join(h, 'key'), '--slots', '2', '--threads', '1'], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_OPTIONS: '', NIGHTJAR_HOME: h },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await until(() => /Created the agent identity ([0-9a-f]{32})/.test(out) || child.exitCode !== null, 'the agent to start', 60_000);
+      const agentId = /Created the agent identity ([0-9a-f]{32})/.exec(out)?.[1];
+      expect(agentId, err).toBeDefined();
+      await until(() => gateway.directory.get(agentId!)?.status?.state === 'serving', 'serving at the gateway', 60_000);
+      expect((await nightjar(h, 'status')).out).toContain('serving · synthetic-tiny (loaded)');
+
+      const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
+      const result = await client.chat({ model: 'synthetic-tiny', messages: [{ role: 'user', content: 'Hello' }], maxTokens: 8, temperature: 0 }).result;
+      expect(result.usage.completionTokens).toBe(8);
+      const log = await readFile(path.join(h, 'data/receipts.jsonl'), 'utf8');
+      expect((JSON.parse(log.trim()) as { receipt: { jobId: string } }).receipt.jobId).toBe(result.receipt.jobId);
+
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(err).toMatch(/agent runtime stopped/);
+      await expect(stat(path.join(h, 'config/control.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+      await until(() => gateway.directory.get(agentId!) === undefined, 'the gateway to drop the agent');
+      expect(gatewayLog.some((l) => l.includes('agent said goodbye') && l.includes('"reason":"quit"'))).toBe(true);
+    } finally {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      await gateway.close();
+    }
+  }, 120_000);
+});
