@@ -1,0 +1,134 @@
+/**
+ * Electron's powerMonitor feeding the agent's policy: idle time, screen lock, AC or battery,
+ * battery charge and thermal state, set on a {@link ManualEnvironmentSource} the agent's runtime
+ * reads. Every change re-decides at once (the runtime subscribes to the source), so the agent
+ * stops taking jobs the moment the owner touches the keyboard.
+ */
+import { silentLogger, systemClock, type Clock, type Logger, type ThermalState, type TimerHandle } from '../../shared/index.js';
+import type { EnvironmentSample, ManualEnvironmentSource } from '../agent/index.js';
+import type { ElectronThermalState, PowerMonitorLike } from './electron-like.js';
+
+/** Electron's thermal state as the policy names it; 'unknown' is no reading. */
+export function thermalFromElectron(state: ElectronThermalState): ThermalState | null {
+  return state === 'unknown' ? null : state;
+}
+
+/** One full reading of powerMonitor (battery charge aside, which powerMonitor does not give). */
+export function readPowerMonitor(pm: PowerMonitorLike): Omit<EnvironmentSample, 'batteryPercent'> {
+  return {
+    idleSeconds: pm.getSystemIdleTime(),
+    // getSystemIdleState answers 'locked' whatever the threshold when the screen is locked.
+    screenLocked: pm.getSystemIdleState(1) === 'locked',
+    onAc: !pm.isOnBatteryPower(),
+    thermal: thermalFromElectron(pm.getCurrentThermalState()),
+  };
+}
+
+/** Options of {@link PowerMonitorFeed}. */
+export interface PowerMonitorFeedOptions {
+  /** electron.powerMonitor. Required. */
+  powerMonitor: PowerMonitorLike;
+  /** The source the agent's runtime reads. Required. */
+  source: ManualEnvironmentSource;
+  /** Battery charge in percent, null if there is no battery (main.ts: `pmset -g batt`). Defaults to always null. */
+  batteryPercent?: () => Promise<number | null>;
+  /** How often idle time is read. Defaults to 1000 ms. */
+  idlePollMs?: number;
+  /** How often the battery charge is read while on battery. Defaults to 60 000 ms. */
+  batteryPollMs?: number;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+/** Feeds powerMonitor into the agent's environment source until disposed. */
+export class PowerMonitorFeed {
+  readonly #o: PowerMonitorFeedOptions;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #off: (() => void)[] = [];
+  #idleTimer: TimerHandle | null = null;
+  #batteryTimer: TimerHandle | null = null;
+  #disposed = false;
+
+  constructor(options: PowerMonitorFeedOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.logger ?? silentLogger;
+    const pm = options.powerMonitor;
+    const src = options.source;
+    const onLock = (): void => src.set({ screenLocked: true });
+    const onUnlock = (): void => src.set({ screenLocked: false, idleSeconds: pm.getSystemIdleTime() });
+    const onAc = (): void => {
+      src.set({ onAc: true });
+      void this.#readBattery();
+    };
+    const onBattery = (): void => {
+      src.set({ onAc: false });
+      void this.#readBattery();
+    };
+    const onThermal = (details: { state: ElectronThermalState }): void => src.set({ thermal: thermalFromElectron(details.state) });
+    // After sleep everything may have changed: read it all again.
+    const onResume = (): void => this.readAll();
+    pm.on('lock-screen', onLock);
+    pm.on('unlock-screen', onUnlock);
+    pm.on('on-ac', onAc);
+    pm.on('on-battery', onBattery);
+    pm.on('thermal-state-change', onThermal);
+    pm.on('resume', onResume);
+    this.#off.push(
+      () => pm.removeListener('lock-screen', onLock),
+      () => pm.removeListener('unlock-screen', onUnlock),
+      () => pm.removeListener('on-ac', onAc),
+      () => pm.removeListener('on-battery', onBattery),
+      () => pm.removeListener('thermal-state-change', onThermal),
+      () => pm.removeListener('resume', onResume),
+    );
+    this.readAll();
+    this.#scheduleIdle();
+  }
+
+  /** Reads everything now and sets it. */
+  readAll(): void {
+    if (this.#disposed) return;
+    this.#o.source.set(readPowerMonitor(this.#o.powerMonitor));
+    void this.#readBattery();
+  }
+
+  async #readBattery(): Promise<void> {
+    if (!this.#o.batteryPercent) return;
+    let percent: number | null;
+    try {
+      percent = await this.#o.batteryPercent();
+    } catch (err) {
+      this.#log.warn('could not read the battery charge', { err: err instanceof Error ? err.message : String(err) });
+      percent = null;
+    }
+    if (this.#disposed) return;
+    if (percent !== this.#o.source.sample.batteryPercent) this.#o.source.set({ batteryPercent: percent });
+    if (this.#batteryTimer) this.#clock.clearTimeout(this.#batteryTimer);
+    this.#batteryTimer = null;
+    if (this.#o.source.sample.onAc === false) {
+      this.#batteryTimer = this.#clock.setTimeout(() => void this.#readBattery(), this.#o.batteryPollMs ?? 60_000);
+    }
+  }
+
+  #scheduleIdle(): void {
+    this.#idleTimer = this.#clock.setTimeout(() => {
+      this.#idleTimer = null;
+      if (this.#disposed) return;
+      const idle = this.#o.powerMonitor.getSystemIdleTime();
+      if (idle !== this.#o.source.sample.idleSeconds) this.#o.source.set({ idleSeconds: idle });
+      this.#scheduleIdle();
+    }, this.#o.idlePollMs ?? 1000);
+  }
+
+  /** Stops listening and polling. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const off of this.#off) off();
+    for (const t of [this.#idleTimer, this.#batteryTimer]) if (t) this.#clock.clearTimeout(t);
+  }
+}
