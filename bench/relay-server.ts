@@ -1,0 +1,146 @@
+/**
+ * The relay under test, in its own process: `node relay-server.js gateway` runs the real
+ * gateway; `node relay-server.js forwarder` runs the baseline, a bare forwarder with the very same
+ * transports and wire format (agents on a WebSocket, clients on HTTP with an NDJSON reply) and
+ * nothing else: no handshake crypto, no validation, no digests, no timers, no receipt checks —
+ * parse the frame, find the job, write the line.
+ *
+ * It tells its parent where it listens over IPC and answers memory questions (after two full GCs;
+ * start it with --expose-gc).
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { startGateway } from '../src/gateway/index.js';
+import { BENCH_GATEWAY_LIMITS } from './stats.js';
+
+/** Messages from the parent. */
+export type RelayServerRequest = { type: 'memory' } | { type: 'cpu' } | { type: 'close' };
+
+/** Messages to the parent. */
+export type RelayServerMessage =
+  | { type: 'ready'; url: string; agentUrl: string }
+  | { type: 'memory'; rss: number; heapUsed: number; external: number; arrayBuffers: number; agents: number }
+  /** CPU time this process has used, user + system, in microseconds. */
+  | { type: 'cpu'; micros: number };
+
+interface Relay {
+  url: string;
+  agentUrl: string;
+  agents(): number;
+  close(): Promise<void>;
+}
+
+async function gateway(): Promise<Relay> {
+  const g = await startGateway({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS });
+  return { url: g.url, agentUrl: g.agentUrl, agents: () => g.directory.size, close: () => g.close() };
+}
+
+interface ForwardedJob {
+  res: http.ServerResponse;
+  agentId: string;
+  replySalt: string | null;
+  started: boolean;
+}
+
+async function forwarder(): Promise<Relay> {
+  const producers = new Map<string, WebSocket>();
+  const jobs = new Map<string, ForwardedJob>();
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'POST' || req.url !== '/v1/jobs') {
+      res.writeHead(404).end();
+      return;
+    }
+    const parts: Buffer[] = [];
+    req.on('data', (b: Buffer) => parts.push(b));
+    req.on('end', () => {
+      const { envelope } = JSON.parse(Buffer.concat(parts).toString('utf8')) as { envelope: { header: { jobId: string; recipients: { agentId: string }[] } } };
+      const jobId = envelope.header.jobId;
+      const agentId = envelope.header.recipients[0]!.agentId;
+      const producer = producers.get(agentId);
+      if (!producer) {
+        res.writeHead(503).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      jobs.set(jobId, { res, agentId, replySalt: null, started: false });
+      res.on('close', () => jobs.delete(jobId));
+      producer.send(JSON.stringify({ v: 1, type: 'job', jobId, attempt: 0, envelope }));
+    });
+  });
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  wss.on('connection', (socket) => {
+    let agentId: string | null = null;
+    socket.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; jobId?: string; seq?: number; data?: string; replySalt?: string; receipt?: unknown; bundle?: { bundle: { agentId: string; capacity: { slots: number } } } };
+      if (frame.type === 'hello' && frame.bundle) {
+        agentId = frame.bundle.bundle.agentId;
+        producers.set(agentId, socket);
+        socket.send(JSON.stringify({ v: 1, type: 'welcome', agentId, trust: 'signed', heartbeatMs: 15_000, maxConcurrentJobs: frame.bundle.bundle.capacity.slots, operator: null }));
+        return;
+      }
+      const job = frame.jobId === undefined ? undefined : jobs.get(frame.jobId);
+      if (!job) return;
+      if (frame.type === 'accepted') job.replySalt = frame.replySalt ?? null;
+      else if (frame.type === 'chunk') {
+        if (!job.started) {
+          job.started = true;
+          job.res.write(JSON.stringify({ type: 'start', agentId: job.agentId, attempt: 0, replySalt: job.replySalt }) + '\n');
+        }
+        job.res.write(JSON.stringify({ type: 'chunk', seq: frame.seq, data: frame.data }) + '\n');
+      } else if (frame.type === 'done') {
+        job.res.end(JSON.stringify({ type: 'done', receipt: frame.receipt }) + '\n');
+        jobs.delete(frame.jobId!);
+      }
+    });
+    socket.on('close', () => {
+      if (agentId !== null && producers.get(agentId) === socket) producers.delete(agentId);
+    });
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new Error('no address');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    agentUrl: `ws://127.0.0.1:${address.port}/v1/agent`,
+    agents: () => producers.size,
+    async close() {
+      for (const ws of wss.clients) ws.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const kind = process.argv[2];
+  if (kind !== 'gateway' && kind !== 'forwarder') throw new Error('usage: relay-server.js gateway|forwarder');
+  const relay = kind === 'gateway' ? await gateway() : await forwarder();
+  const send = (m: RelayServerMessage): void => {
+    process.send!(m);
+  };
+  process.on('message', (m: RelayServerRequest) => {
+    if (m.type === 'memory') {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      gc?.();
+      const u = process.memoryUsage();
+      send({ type: 'memory', rss: u.rss, heapUsed: u.heapUsed, external: u.external, arrayBuffers: u.arrayBuffers, agents: relay.agents() });
+    } else if (m.type === 'cpu') {
+      const u = process.cpuUsage();
+      send({ type: 'cpu', micros: u.user + u.system });
+    } else if (m.type === 'close') {
+      void relay.close().finally(() => process.exit(0));
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+  send({ type: 'ready', url: relay.url, agentUrl: relay.agentUrl });
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
