@@ -150,9 +150,12 @@ describe('talking to a running agent', () => {
       environment: new ManualEnvironmentSource({ idleSeconds: 1000, onAc: true }),
       loadEngine: async () => new FakeEngine(),
       memoryProbe: async () => ({ totalBytes: 8e9, availableBytes: 4e9, swapFreeBytes: 0 }),
+      // A fixed estimate: node-llama-cpp's would load its binary, which this test does not need
+      // and which takes seconds on a busy machine.
+      estimate: async () => ({ modelBytes: 1e6, contextBytes: 1e6, totalBytes: 2.2e6 }),
     });
     try {
-      await until(() => service.runtime.state === 'serving', 'serving');
+      await until(() => service.runtime.state === 'serving', 'serving', 30_000);
       const status = await nightjar(h, 'status');
       expect(status.out).toMatch(/^Agent [0-9a-f]{12}… serving · synthetic-tiny \(loaded\)/);
       expect(status.out).toContain('The owner is away; serving.');
