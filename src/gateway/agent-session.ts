@@ -291,6 +291,7 @@ export class AgentSession implements DirectoryEntry {
           totalSlots: frame.totalSlots,
           tokensPerSecond: frame.tokensPerSecond,
           ttftMs: frame.ttftMs,
+          memoryPressure: frame.memoryPressure,
         };
         this.inFlightAtStatus = this.inFlight;
         this.#options.onCapacity?.(this);

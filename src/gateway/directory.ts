@@ -4,7 +4,7 @@
  * their last challenge. It filters and ranks them for the router. In the embedded default it
  * lives in memory.
  */
-import type { AgentState, Trust, VerifiedBundle } from '../shared/index.js';
+import type { AgentState, MemoryPressure, Trust, VerifiedBundle } from '../shared/index.js';
 import { TRUST_LEVELS } from '../shared/index.js';
 
 /** What an agent's last heartbeat said. */
@@ -15,6 +15,8 @@ export interface AgentStatus {
   totalSlots: number;
   tokensPerSecond: number;
   ttftMs: number;
+  /** The machine's memory pressure; absent counts as normal. */
+  memoryPressure?: MemoryPressure;
 }
 
 /** What the gateway measured of an agent itself (harder to game than what the agent reports). */
@@ -78,6 +80,12 @@ export interface DirectoryOptions {
   allowSynthetic?: boolean;
   /** Ranking penalty per recent failure, ms of expected latency. Defaults to 5000. */
   failurePenaltyMs?: number;
+  /**
+   * Ranking penalty for an agent whose machine reports critical memory pressure (a tenth of it
+   * for 'warn'), ms of expected latency: such a machine swaps, and another job makes it worse.
+   * Defaults to 10 000.
+   */
+  pressurePenaltyMs?: number;
   /** Half-life of the failure score. Defaults to 60 000 ms. */
   failureHalfLifeMs?: number;
   /** Generation speed assumed for an agent that has not measured its own yet. Defaults to 10 tokens/s. */
@@ -198,7 +206,8 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
    * Expected time, in ms, until a job of `tokens` completion tokens would see its first token on
    * `entry`: the time to first token (measured by the gateway, else reported), plus, when no
    * slot is free, the wait for one (a job's length at the measured speed, spread over the
-   * slots), plus the load slowing parallel sequences, plus a penalty per recent failure.
+   * slots), plus the load slowing parallel sequences, plus a penalty per recent failure and one
+   * for memory pressure.
    */
   expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens ?? 256): number {
     const tps = entry.status?.tokensPerSecond || this.#o.defaultTokensPerSecond || 10;
@@ -207,7 +216,10 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
     const jobMs = ttft + (tokens / tps) * 1000;
     const load = entry.inFlight / total;
     const wait = this.freeSlots(entry) > 0 ? 0 : jobMs / total;
-    return ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000);
+    const pressure = entry.status?.memoryPressure === 'critical' ? 1 : entry.status?.memoryPressure === 'warn' ? 0.1 : 0;
+    return (
+      ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000) + pressure * (this.#o.pressurePenaltyMs ?? 10_000)
+    );
   }
 
   /**

@@ -72,4 +72,18 @@ describe('directory', () => {
     d.recordFirstChunk(slow, 10);
     expect(d.expectedLatencyMs(slow, 0)).toBeLessThan(d.expectedLatencyMs(entry('x', { status: slow.status }), 0));
   });
+
+  it('ranks an agent whose machine is short of memory below an equal one that is not', () => {
+    const d = new Directory({ pressurePenaltyMs: 10_000 });
+    const status = { state: 'serving' as const, model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 20, ttftMs: 100 };
+    const calm = entry('b', { status: { ...status, memoryPressure: 'normal' } });
+    const tight = entry('a', { status: { ...status, memoryPressure: 'warn' } });
+    const swapping = entry('0', { status: { ...status, memoryPressure: 'critical' } });
+    for (const e of [swapping, tight, calm]) d.set(e);
+    expect(d.candidates({ model: 'm', now: 0 }, 3).map((e) => e.agentId)).toEqual(['b', 'a', '0']);
+    expect(d.expectedLatencyMs(swapping, 0) - d.expectedLatencyMs(calm, 0)).toBe(10_000);
+    expect(d.expectedLatencyMs(tight, 0) - d.expectedLatencyMs(calm, 0)).toBe(1000);
+    // Still a candidate: pressure ranks, it does not exclude.
+    expect(d.eligible(swapping, { model: 'm', now: 0 })).toBe(true);
+  });
 });

@@ -25,6 +25,7 @@ import {
   type Clock,
   type IdentityKeyPair,
   type Logger,
+  type MemoryPressure,
   type Platform,
   type Posture,
   type SignedBundle,
@@ -82,6 +83,8 @@ export interface AgentOptions {
   onReject?: (rejected: { code: string; message: string }) => void;
   /** The thermal state heartbeats report. Defaults to 'nominal'. */
   thermal?: () => ThermalState;
+  /** The memory pressure heartbeats report. Defaults to 'normal'. */
+  memoryPressure?: () => MemoryPressure;
   /** Time between box key rotations. Defaults to 24 hours. */
   boxKeyRotationMs?: number;
   /**
@@ -160,7 +163,7 @@ export class Agent implements AsyncDisposable {
         totalSlots: this.#engine?.totalSlots ?? 0,
         tokensPerSecond: this.#runner.tokensPerSecond,
         ttftMs: this.#runner.ttftMs,
-        memoryPressure: 'normal',
+        memoryPressure: options.memoryPressure?.() ?? 'normal',
         thermal: options.thermal?.() ?? 'nominal',
       }),
       clock: this.#clock,

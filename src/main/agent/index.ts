@@ -21,18 +21,24 @@ export {
   ManualEnvironmentSource,
   UNKNOWN_SAMPLE,
   defaultEnvironmentSource,
-  execCommand,
   parseHidIdleTime,
   parsePmsetBatt,
   parsePmsetTherm,
   parseScreenLocked,
   thermalFromCelsius,
-  type CommandRunner,
   type EnvironmentSample,
   type EnvironmentSource,
   type LinuxEnvironmentSourceOptions,
   type MacEnvironmentSourceOptions,
 } from './environment/environment.js';
+export { execCommand, type CommandRunner } from './environment/command.js';
+export {
+  parseVmPressureLevel,
+  pressureFromMeminfo,
+  pressureFromPsi,
+  readMemoryPressure,
+  type MemoryPressureOptions,
+} from './environment/memory-pressure.js';
 export {
   CaffeinateBlocker,
   NoopPowerSaveBlocker,

@@ -42,7 +42,7 @@ export function describeStatus(s: AgentStatusSnapshot, now = Date.now()): string
   if (e) {
     const idle = e.idleSeconds === null ? 'idle time unknown' : `idle ${formatDuration(e.idleSeconds * 1000)}`;
     const power = e.onAc === null ? 'power unknown' : e.onAc ? 'on AC' : `on battery${e.batteryPercent === null ? '' : ` ${Math.round(e.batteryPercent)}%`}`;
-    lines.push(`  machine   ${idle}${e.screenLocked ? ' · screen locked' : ''} · ${power} · thermal ${e.thermal ?? 'unknown'}`);
+    lines.push(`  machine   ${idle}${e.screenLocked ? ' · screen locked' : ''} · ${power} · thermal ${e.thermal ?? 'unknown'} · memory pressure ${e.memoryPressure ?? 'unknown'}`);
   }
   lines.push(`  override  ${describeManual(s.manual)}`);
   return lines.join('\n') + '\n';

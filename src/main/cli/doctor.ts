@@ -156,7 +156,7 @@ async function checkEnvironment(results: CheckResult[], parts: DoctorParts): Pro
     const r = await (parts.environment ?? defaultEnvironmentSource()).read();
     const idle = r.idleSeconds === null ? 'no idle signal (serves whenever power, heat and schedule allow)' : `idle ${Math.round(r.idleSeconds)} s`;
     const power = r.onAc === null ? 'power unknown' : r.onAc ? 'on AC' : `on battery ${r.batteryPercent ?? '?'}%`;
-    results.push({ name: 'machine', ok: true, detail: `${idle}; ${power}; thermal ${r.thermal ?? 'unknown'}` });
+    results.push({ name: 'machine', ok: true, detail: `${idle}; ${power}; thermal ${r.thermal ?? 'unknown'}; memory pressure ${r.memoryPressure ?? 'unknown'}` });
   } catch (err) {
     results.push(fail('machine', err, 'The agent cannot read idle time (ioreg on macOS); it will not serve until it can. Check that /usr/sbin/ioreg runs.'));
   }

@@ -20,6 +20,7 @@ import {
   loadOrCreateIdentity,
   parsePmsetBatt,
   platformPaths,
+  readMemoryPressure,
 } from '../agent/index.js';
 import { DASHBOARD_SCHEME_PRIVILEGES, serveDashboard } from './app-protocol.js';
 import { ElectronPowerSaveBlocker } from './power-save.js';
@@ -53,6 +54,7 @@ async function run(): Promise<void> {
     source,
     logger,
     batteryPercent: async () => (process.platform === 'darwin' ? parsePmsetBatt(await execCommand('/usr/bin/pmset', ['-g', 'batt'])).batteryPercent : null),
+    memoryPressure: () => readMemoryPressure(),
   });
 
   const paths = platformPaths();

@@ -1,10 +1,10 @@
 /**
  * Electron's powerMonitor feeding the agent's policy: idle time, screen lock, AC or battery,
- * battery charge and thermal state, set on a {@link ManualEnvironmentSource} the agent's runtime
- * reads. Every change re-decides at once (the runtime subscribes to the source), so the agent
+ * battery charge and thermal state (and, polled beside it, the memory pressure heartbeats report),
+ * set on a {@link ManualEnvironmentSource} the agent's runtime reads. Every change re-decides at once (the runtime subscribes to the source), so the agent
  * stops taking jobs the moment the owner touches the keyboard.
  */
-import { silentLogger, systemClock, type Clock, type Logger, type ThermalState, type TimerHandle } from '../../shared/index.js';
+import { silentLogger, systemClock, type Clock, type Logger, type MemoryPressure, type ThermalState, type TimerHandle } from '../../shared/index.js';
 import type { EnvironmentSample, ManualEnvironmentSource } from '../agent/index.js';
 import type { ElectronThermalState, PowerMonitorLike } from './electron-like.js';
 
@@ -13,8 +13,8 @@ export function thermalFromElectron(state: ElectronThermalState): ThermalState |
   return state === 'unknown' ? null : state;
 }
 
-/** One full reading of powerMonitor (battery charge aside, which powerMonitor does not give). */
-export function readPowerMonitor(pm: PowerMonitorLike): Omit<EnvironmentSample, 'batteryPercent'> {
+/** One full reading of powerMonitor (battery charge and memory pressure aside: powerMonitor gives neither). */
+export function readPowerMonitor(pm: PowerMonitorLike): Omit<EnvironmentSample, 'batteryPercent' | 'memoryPressure'> {
   return {
     idleSeconds: pm.getSystemIdleTime(),
     // getSystemIdleState answers 'locked' whatever the threshold when the screen is locked.
@@ -32,6 +32,10 @@ export interface PowerMonitorFeedOptions {
   source: ManualEnvironmentSource;
   /** Battery charge in percent, null if there is no battery (main.ts: `pmset -g batt`). Defaults to always null. */
   batteryPercent?: () => Promise<number | null>;
+  /** Memory pressure, null if unknown (main.ts: `sysctl kern.memorystatus_vm_pressure_level`). Defaults to always null. */
+  memoryPressure?: () => Promise<MemoryPressure | null>;
+  /** How often the memory pressure is read. Defaults to 10 000 ms. */
+  memoryPollMs?: number;
   /** How often idle time is read. Defaults to 1000 ms. */
   idlePollMs?: number;
   /** How often the battery charge is read while on battery. Defaults to 60 000 ms. */
@@ -50,6 +54,7 @@ export class PowerMonitorFeed {
   readonly #off: (() => void)[] = [];
   #idleTimer: TimerHandle | null = null;
   #batteryTimer: TimerHandle | null = null;
+  #memoryTimer: TimerHandle | null = null;
   #disposed = false;
 
   constructor(options: PowerMonitorFeedOptions) {
@@ -87,6 +92,7 @@ export class PowerMonitorFeed {
     );
     this.readAll();
     this.#scheduleIdle();
+    void this.#readMemory();
   }
 
   /** Reads everything now and sets it. */
@@ -114,6 +120,23 @@ export class PowerMonitorFeed {
     }
   }
 
+  async #readMemory(): Promise<void> {
+    if (!this.#o.memoryPressure) return;
+    let pressure: MemoryPressure | null;
+    try {
+      pressure = await this.#o.memoryPressure();
+    } catch (err) {
+      this.#log.warn('could not read the memory pressure', { err: err instanceof Error ? err.message : String(err) });
+      pressure = null;
+    }
+    if (this.#disposed) return;
+    if (pressure !== this.#o.source.sample.memoryPressure) this.#o.source.set({ memoryPressure: pressure });
+    this.#memoryTimer = this.#clock.setTimeout(() => {
+      this.#memoryTimer = null;
+      void this.#readMemory();
+    }, this.#o.memoryPollMs ?? 10_000);
+  }
+
   #scheduleIdle(): void {
     this.#idleTimer = this.#clock.setTimeout(() => {
       this.#idleTimer = null;
@@ -129,6 +152,6 @@ export class PowerMonitorFeed {
     if (this.#disposed) return;
     this.#disposed = true;
     for (const off of this.#off) off();
-    for (const t of [this.#idleTimer, this.#batteryTimer]) if (t) this.#clock.clearTimeout(t);
+    for (const t of [this.#idleTimer, this.#batteryTimer, this.#memoryTimer]) if (t) this.#clock.clearTimeout(t);
   }
 }

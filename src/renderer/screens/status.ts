@@ -34,7 +34,7 @@ export function statusScreen(ctx: AppContext): Screen {
           { class: 'grid' },
           section('Serving', {}, rate, facts([['Model', 'model', ''], ['Jobs running', 'active-jobs', ''], ['Jobs served', 'jobs-served', ''], ['Slots free', 'slots', ''], ['Time to first token', 'ttft', ''], ['Earned today', 'today', '']])),
           section('Gateway', {}, facts([['Link', 'link', ''], ['Gateway', 'gateway-url', ''], ['Operator', 'operator', ''], ['Trust', 'trust', '']])),
-          section('This Mac', {}, facts([['Idle for', 'idle', ''], ['Screen', 'screen', ''], ['Power', 'power', ''], ['Heat', 'thermal', '']])),
+          section('This Mac', {}, facts([['Idle for', 'idle', ''], ['Screen', 'screen', ''], ['Power', 'power', ''], ['Heat', 'thermal', ''], ['Memory pressure', 'memory-pressure', '']])),
         ),
       );
     },
@@ -79,6 +79,7 @@ export function statusScreen(ctx: AppContext): Screen {
       setField(root, 'screen', r?.screenLocked == null ? 'unknown' : r.screenLocked ? 'locked' : 'unlocked');
       setField(root, 'power', r?.onAc == null ? 'unknown' : r.onAc ? 'on AC power' : `on battery${r.batteryPercent == null ? '' : ` (${Math.round(r.batteryPercent)} %)`}`);
       setField(root, 'thermal', r?.thermal ?? 'unknown');
+      setField(root, 'memory-pressure', r?.memoryPressure ?? 'unknown');
     },
   };
 }

@@ -13,6 +13,7 @@ import {
   agentIdSchema,
   agentStateSchema,
   finishReasonSchema,
+  memoryPressureSchema,
   modelIdSchema,
   platformSchema,
   postureSchema,
@@ -135,6 +136,8 @@ export const environmentReadingSchema = z.strictObject({
   onAc: z.boolean().nullable(),
   batteryPercent: z.number().min(0).max(100).nullable(),
   thermal: thermalStateSchema.nullable(),
+  /** Reported to the gateway and shown to the owner; not a policy input. */
+  memoryPressure: memoryPressureSchema.nullable(),
 });
 /** One reading of the machine. */
 export type EnvironmentReading = z.infer<typeof environmentReadingSchema>;

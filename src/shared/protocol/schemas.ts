@@ -234,6 +234,10 @@ const messageSchema = z.string().max(LIMITS.maxErrorMessageLength);
 
 /** Agent states, as DESIGN.md names them. */
 export const agentStateSchema = z.enum(['stopped', 'waiting', 'loading', 'serving', 'draining', 'paused', 'error']);
+/** How hard the agent's machine is pressed for memory (macOS's levels; Linux maps PSI onto them). */
+export const memoryPressureSchema = z.enum(['normal', 'warn', 'critical']);
+/** How hard the agent's machine is pressed for memory. */
+export type MemoryPressure = z.infer<typeof memoryPressureSchema>;
 export type AgentState = z.infer<typeof agentStateSchema>;
 
 // ---- agent → gateway ----
@@ -253,7 +257,7 @@ export const statusFrame = frame('status', {
   totalSlots: z.int().min(0).max(256),
   tokensPerSecond: z.number().min(0).max(1e7),
   ttftMs: z.number().min(0).max(1e7),
-  memoryPressure: z.enum(['normal', 'warn', 'critical']),
+  memoryPressure: memoryPressureSchema,
   thermal: z.enum(['nominal', 'fair', 'serious', 'critical']),
 });
 export const acceptedFrame = frame('accepted', { jobId: jobIdSchema, attempt: attemptSchema, replySalt: b64(16) });

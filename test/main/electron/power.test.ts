@@ -40,9 +40,23 @@ describe('readings', () => {
     const pm = new FakePowerMonitor();
     const source = new ManualEnvironmentSource();
     let battery: number | null = 80;
-    const feed = new PowerMonitorFeed({ powerMonitor: pm, source, clock, batteryPercent: async () => battery, idlePollMs: 1000, batteryPollMs: 60_000 });
+    let pressure: 'normal' | 'critical' = 'normal';
+    const feed = new PowerMonitorFeed({
+      powerMonitor: pm,
+      source,
+      clock,
+      batteryPercent: async () => battery,
+      memoryPressure: async () => pressure,
+      idlePollMs: 1000,
+      batteryPollMs: 60_000,
+      memoryPollMs: 10_000,
+    });
     await tick();
-    expect(source.sample).toEqual({ idleSeconds: 0, screenLocked: false, onAc: true, batteryPercent: 80, thermal: 'nominal' });
+    expect(source.sample).toEqual({ idleSeconds: 0, screenLocked: false, onAc: true, batteryPercent: 80, thermal: 'nominal', memoryPressure: 'normal' });
+    pressure = 'critical';
+    clock.advance(10_000); // memory pressure is polled every 10 s
+    await tick();
+    expect(source.sample.memoryPressure).toBe('critical');
     pm.emit('lock-screen');
     expect(source.sample.screenLocked).toBe(true);
     pm.idleTime = 7;
@@ -62,6 +76,7 @@ describe('readings', () => {
     pm.idleTime = 12;
     clock.advance(1000);
     expect(source.sample.idleSeconds).toBe(12);
+    await tick();
     // After sleep, everything is read again.
     pm.onBattery = false;
     pm.thermal = 'nominal';

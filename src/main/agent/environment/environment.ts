@@ -1,14 +1,15 @@
 /**
- * Where the policy's inputs come from: idle time, screen lock, power and heat, read through an
- * {@link EnvironmentSource} handed to the runtime. The menu-bar app feeds Electron's powerMonitor
+ * Where the policy's inputs come from: idle time, screen lock, power and heat (and the memory
+ * pressure heartbeats report), read through an {@link EnvironmentSource} handed to the runtime. The menu-bar app feeds Electron's powerMonitor
  * into a {@link ManualEnvironmentSource}; a headless Mac asks `ioreg` and `pmset`
  * ({@link MacEnvironmentSource}); Linux reads sysfs and has no idle signal
  * ({@link LinuxEnvironmentSource}).
  */
-import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EnvironmentReading, ThermalState } from '../../../shared/index.js';
+import { execCommand, type CommandRunner } from './command.js';
+import { readMemoryPressure } from './memory-pressure.js';
 
 /** One reading without its time (the runtime stamps it with its clock). */
 export type EnvironmentSample = Omit<EnvironmentReading, 'at'>;
@@ -22,7 +23,7 @@ export interface EnvironmentSource {
 }
 
 /** What a source reports before anything is known. */
-export const UNKNOWN_SAMPLE: EnvironmentSample = { idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null };
+export const UNKNOWN_SAMPLE: EnvironmentSample = { idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null };
 
 /**
  * A source whose values are set from outside: the Electron app sets them from powerMonitor
@@ -61,15 +62,6 @@ export class ManualEnvironmentSource implements EnvironmentSource {
     return () => this.#listeners.delete(listener);
   }
 }
-
-/** Runs a command and resolves with its standard output. */
-export type CommandRunner = (file: string, args: readonly string[]) => Promise<string>;
-
-/** Runs commands with execFile (no shell), a 5 s timeout and a 1 MiB output limit. */
-export const execCommand: CommandRunner = (file, args) =>
-  new Promise((resolve, reject) => {
-    execFile(file, [...args], { timeout: 5000, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
-  });
 
 // ---- macOS -----------------------------------------------------------------------------------
 
@@ -114,13 +106,13 @@ export function parsePmsetTherm(output: string): ThermalState {
 
 /** Options of {@link MacEnvironmentSource}. */
 export interface MacEnvironmentSourceOptions {
-  /** Runs ioreg and pmset. Defaults to {@link execCommand}. */
+  /** Runs ioreg, pmset and sysctl. Defaults to {@link execCommand}. */
   run?: CommandRunner;
 }
 
 /**
  * A headless Mac: `ioreg -c IOHIDSystem` for idle time, `ioreg -n Root -d1` for the screen lock,
- * `pmset -g batt` for power and `pmset -g therm` for heat. Idle time is required: if ioreg fails,
+ * `pmset -g batt` for power, `pmset -g therm` for heat and `sysctl` for memory pressure. Idle time is required: if ioreg fails,
  * read() throws and the runtime waits rather than serve on a guess.
  */
 export class MacEnvironmentSource implements EnvironmentSource {
@@ -131,11 +123,12 @@ export class MacEnvironmentSource implements EnvironmentSource {
   }
 
   async read(): Promise<EnvironmentSample> {
-    const [hid, root, batt, therm] = await Promise.all([
+    const [hid, root, batt, therm, memoryPressure] = await Promise.all([
       this.#run('/usr/sbin/ioreg', ['-c', 'IOHIDSystem', '-d', '4', '-r', '-k', 'HIDIdleTime']),
       this.#run('/usr/sbin/ioreg', ['-n', 'Root', '-d1']).catch(() => null),
       this.#run('/usr/bin/pmset', ['-g', 'batt']).catch(() => null),
       this.#run('/usr/bin/pmset', ['-g', 'therm']).catch(() => null),
+      readMemoryPressure({ platform: 'darwin', run: this.#run }),
     ]);
     const idleSeconds = parseHidIdleTime(hid);
     if (idleSeconds === null) throw new Error('ioreg reported no HIDIdleTime');
@@ -145,6 +138,7 @@ export class MacEnvironmentSource implements EnvironmentSource {
       screenLocked: root === null ? null : parseScreenLocked(root),
       ...power,
       thermal: therm === null ? null : parsePmsetTherm(therm),
+      memoryPressure,
     };
   }
 }
@@ -155,6 +149,8 @@ export class MacEnvironmentSource implements EnvironmentSource {
 export interface LinuxEnvironmentSourceOptions {
   /** Root of sysfs. Defaults to /sys. */
   sysRoot?: string;
+  /** Root of procfs (memory pressure). Defaults to /proc. */
+  procRoot?: string;
 }
 
 /** Thermal state from the hottest zone, in °C: < 80 nominal, < 90 fair, < 100 serious, else critical. */
@@ -165,7 +161,8 @@ export function thermalFromCelsius(celsius: number | null): ThermalState | null 
 
 /**
  * Linux fallback. Power from /sys/class/power_supply (a `Mains` supply that is online means AC; a
- * battery's `capacity` and `status`), heat from the hottest /sys/class/thermal zone. Linux has no
+ * battery's `capacity` and `status`), heat from the hottest /sys/class/thermal zone, memory
+ * pressure from /proc (see memory-pressure.ts). Linux has no
  * idle signal a headless process can read (X11 and Wayland keep it to the session), so idle time
  * is reported as unknown (null), which the policy counts as away: a Linux agent serves whenever
  * power, heat and schedule allow. Use the schedule and `nightjar pause` to keep it off a machine
@@ -173,14 +170,20 @@ export function thermalFromCelsius(celsius: number | null): ThermalState | null 
  */
 export class LinuxEnvironmentSource implements EnvironmentSource {
   readonly #sys: string;
+  readonly #proc: string;
 
   constructor(options: LinuxEnvironmentSourceOptions = {}) {
     this.#sys = options.sysRoot ?? '/sys';
+    this.#proc = options.procRoot ?? '/proc';
   }
 
   async read(): Promise<EnvironmentSample> {
-    const [power, thermal] = await Promise.all([this.#power(), this.#thermal()]);
-    return { idleSeconds: null, screenLocked: null, ...power, thermal };
+    const [power, thermal, memoryPressure] = await Promise.all([
+      this.#power(),
+      this.#thermal(),
+      readMemoryPressure({ platform: 'linux', procRoot: this.#proc }),
+    ]);
+    return { idleSeconds: null, screenLocked: null, ...power, thermal, memoryPressure };
   }
 
   async #power(): Promise<{ onAc: boolean | null; batteryPercent: number | null }> {

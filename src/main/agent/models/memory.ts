@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { execCommand, type CommandRunner } from '../environment/environment.js';
+import { execCommand, type CommandRunner } from '../environment/command.js';
 
 /** The machine's memory now. */
 export interface MemoryInfo {

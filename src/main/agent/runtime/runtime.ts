@@ -603,6 +603,7 @@ export class AgentRuntime implements AsyncDisposable {
         }
       },
       thermal: () => this.#reading?.thermal ?? 'nominal',
+      memoryPressure: () => this.#reading?.memoryPressure ?? 'normal',
     });
     if (this.#stopping) return null;
     const link = this.#agent.linkState;

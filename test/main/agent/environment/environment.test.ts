@@ -20,6 +20,7 @@ import {
   parseScreenLocked,
   thermalFromCelsius,
 } from '../../../../src/main/agent/environment/environment.js';
+import { parseVmPressureLevel, pressureFromMeminfo, pressureFromPsi, readMemoryPressure } from '../../../../src/main/agent/environment/memory-pressure.js';
 import { CaffeinateBlocker } from '../../../../src/main/agent/environment/power-save.js';
 
 const IOREG_HID = `+-o IOHIDSystem  <class IOHIDSystem, id 0x100000421, registered, matched, active, busy 0 (0 ms), retain 24>
@@ -36,6 +37,8 @@ const PMSET_BATTERY = "Now drawing from 'Battery Power'\n -InternalBattery-0 (id
 const PMSET_DESKTOP = "Now drawing from 'AC Power'\n";
 const THERM_COOL = 'Note: No thermal warning level has been recorded\nNote: No performance warning level has been recorded\nNote: No CPU power status has been recorded\n';
 const THERM_LIMITED = 'CPU_Power_notify: CPU_Scheduler_Limit \t= 100\n CPU_Available_CPUs \t= 8\n CPU_Speed_Limit \t= 70\n';
+const psi = (some: number, full: number): string => `some avg10=${some.toFixed(2)} avg60=0.00 avg300=0.00 total=1234\nfull avg10=${full.toFixed(2)} avg60=0.00 avg300=0.00 total=99\n`;
+const meminfo = (totalKib: number, availableKib: number): string => `MemTotal:       ${totalKib} kB\nMemFree:          1000 kB\nMemAvailable:   ${availableKib} kB\nBuffers:            0 kB\n`;
 
 describe('macOS readings', () => {
   it('parses idle time, lock, power and heat', () => {
@@ -59,6 +62,7 @@ describe('macOS readings', () => {
       '/usr/sbin/ioreg -n Root -d1': IOREG_ROOT_LOCKED,
       '/usr/bin/pmset -g batt': PMSET_BATTERY,
       '/usr/bin/pmset -g therm': THERM_COOL,
+      '/usr/sbin/sysctl -n kern.memorystatus_vm_pressure_level': '2\n',
     };
     const source = new MacEnvironmentSource({
       run: async (file, args) => {
@@ -67,7 +71,7 @@ describe('macOS readings', () => {
         return outputs[key]!;
       },
     });
-    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: true, onAc: false, batteryPercent: 42, thermal: 'nominal' });
+    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: true, onAc: false, batteryPercent: 42, thermal: 'nominal', memoryPressure: 'warn' });
     expect(calls.sort()).toEqual(Object.keys(outputs).sort());
   });
 
@@ -78,7 +82,11 @@ describe('macOS readings', () => {
 
   it('reports unknown for the optional parts that fail', async () => {
     const source = new MacEnvironmentSource({ run: async (file, args) => (args.includes('IOHIDSystem') ? IOREG_HID : Promise.reject(new Error('x'))) });
-    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: null, onAc: null, batteryPercent: null, thermal: null });
+    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null });
+  });
+
+  it('maps the kernel\'s memory pressure level: 1 normal, 2 warn, 4 critical', () => {
+    expect(['1', '2', '4\n', '0', '', 'x'].map(parseVmPressureLevel)).toEqual(['normal', 'warn', 'critical', null, null, null]);
   });
 });
 
@@ -104,19 +112,45 @@ describe('Linux readings', () => {
     await put('class/power_supply/BAT0/status', 'Discharging');
     await put('class/thermal/thermal_zone0/temp', '45000');
     await put('class/thermal/thermal_zone1/temp', '91500');
-    expect(await new LinuxEnvironmentSource({ sysRoot: sys }).read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: false, batteryPercent: 37, thermal: 'serious' });
+    await put('proc/pressure/memory', psi(12, 0.5));
+    const linux = new LinuxEnvironmentSource({ sysRoot: sys, procRoot: path.join(sys, 'proc') });
+    expect(await linux.read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: false, batteryPercent: 37, thermal: 'serious', memoryPressure: 'warn' });
     await put('class/power_supply/AC/online', '1');
     expect(await new LinuxEnvironmentSource({ sysRoot: sys }).read()).toMatchObject({ onAc: true });
   });
 
   it('a server with no power supplies and no zones reports unknowns', async () => {
-    expect(await new LinuxEnvironmentSource({ sysRoot: path.join(sys, 'nothing') }).read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null });
+    const bare = new LinuxEnvironmentSource({ sysRoot: path.join(sys, 'nothing'), procRoot: path.join(sys, 'nothing') });
+    expect(await bare.read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null });
     expect([thermalFromCelsius(79.9), thermalFromCelsius(80), thermalFromCelsius(99), thermalFromCelsius(100)]).toEqual(['nominal', 'fair', 'serious', 'critical']);
+  });
+
+  it('memory pressure from PSI: stalls over the last 10 s; from MemAvailable where PSI is missing', async () => {
+    expect([psi(0, 0), psi(9.99, 0), psi(10, 0), psi(39, 9), psi(40, 0), psi(5, 10)].map(pressureFromPsi)).toEqual([
+      'normal',
+      'normal',
+      'warn',
+      'warn',
+      'critical',
+      'critical',
+    ]);
+    expect(pressureFromPsi('garbage')).toBeNull();
+    expect([meminfo(1000, 500), meminfo(1000, 149), meminfo(1000, 49)].map(pressureFromMeminfo)).toEqual(['normal', 'warn', 'critical']);
+    expect(pressureFromMeminfo('MemTotal: 0 kB')).toBeNull();
+    const proc = path.join(sys, 'proc-nopsi');
+    await put('proc-nopsi/meminfo', meminfo(16_000_000, 400_000));
+    expect(await readMemoryPressure({ platform: 'linux', procRoot: proc })).toBe('critical');
+    // PSI wins where present.
+    await put('proc-nopsi/pressure/memory', psi(0.1, 0));
+    expect(await readMemoryPressure({ platform: 'linux', procRoot: proc })).toBe('normal');
+    expect(await readMemoryPressure({ platform: 'win32' })).toBeNull();
   });
 
   it('reads this machine without failing', async () => {
     const reading = await new LinuxEnvironmentSource().read();
     expect(reading.idleSeconds).toBeNull();
+    // This machine has /proc/meminfo at least.
+    expect(['normal', 'warn', 'critical']).toContain(reading.memoryPressure);
   });
 });
 

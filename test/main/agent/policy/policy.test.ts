@@ -14,7 +14,7 @@ const TZ = 'America/New_York';
 const MAX_AGE = 10_000;
 const AUTO: Manual = { mode: 'auto', until: null };
 
-const away: EnvironmentReading = { at: NOW, idleSeconds: 600, screenLocked: false, onAc: true, batteryPercent: 100, thermal: 'nominal' };
+const away: EnvironmentReading = { at: NOW, idleSeconds: 600, screenLocked: false, onAc: true, batteryPercent: 100, thermal: 'nominal', memoryPressure: null };
 
 interface Row {
   name: string;
