@@ -96,3 +96,32 @@ export function residentMemory(): ResidentMemory {
     return { rss, anon: null, file: null };
   }
 }
+
+/** CPU time counters of the whole machine (Linux /proc/stat, in clock ticks); null elsewhere. */
+export interface CpuTimes {
+  readonly total: number;
+  /** Time the hypervisor gave this VM's CPUs to someone else. */
+  readonly steal: number;
+  readonly idle: number;
+}
+
+/** Reads the machine's CPU counters now. */
+export function cpuTimes(): CpuTimes | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    if (f.length < 8 || f.some((n) => !Number.isFinite(n))) return null;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { total, steal: f[7]!, idle: f[3]! + f[4]! };
+  } catch {
+    return null;
+  }
+}
+
+/** Share of CPU time between two readings that was stolen by the hypervisor, and that was busy; null if unknown. */
+export function cpuShares(from: CpuTimes | null, to: CpuTimes | null): { steal: number; busy: number } | null {
+  if (!from || !to || to.total <= from.total) return null;
+  const total = to.total - from.total;
+  return { steal: (to.steal - from.steal) / total, busy: (total - (to.idle - from.idle) - (to.steal - from.steal)) / total };
+}

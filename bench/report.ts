@@ -82,11 +82,25 @@ export interface SuiteResult {
   readonly machine: MachineInfo;
   /** Load average (1 min) when the run started and ended: how busy the machine was. */
   readonly loadAverage: { readonly start: number; readonly end: number };
+  /**
+   * Shares of the machine's CPU time over the run (Linux /proc/stat): stolen by the hypervisor
+   * (a VM's CPUs lent to other guests), and busy; null where unknown. Steal per area too.
+   */
+  readonly cpu: { readonly steal: number | null; readonly busy: number | null; readonly stealByArea: Readonly<Partial<Record<AreaName, number>>> };
   /** Free text given with --note. */
   readonly note: string | null;
   /** True when vitest's include patterns cover only test/ (so nothing in bench/ runs under npm test). */
   readonly benchOutsideTests: boolean;
   readonly results: readonly AreaResult[];
+}
+
+/** The steal line of the machine table: over the run, then per area. */
+function describeSteal(suite: SuiteResult): string {
+  const { steal, stealByArea } = suite.cpu;
+  if (steal === null) return 'unknown on this OS';
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+  const areas = Object.entries(stealByArea).map(([area, s]) => `${area} ${pct(s)}`);
+  return `${pct(steal)} of all CPU time over the run${areas.length ? ` (${areas.join(', ')})` : ''}: time this VM's cores ran other guests' work; the areas' ratios hold their two sides to the same conditions, but absolute figures shrink with it`;
 }
 
 /** A target line: `status` is met when `ok`. */
@@ -136,6 +150,7 @@ export function renderMarkdown(suite: SuiteResult): string {
         ['node-llama-cpp', `${m.nodeLlamaCpp}${m.llamaCppRelease ? ` (its binary reports llama.cpp release "${m.llamaCppRelease}")` : ''}`],
         ['Commit', m.gitCommit],
         ['Load average (1 min)', `${suite.loadAverage.start.toFixed(2)} at the start, ${suite.loadAverage.end.toFixed(2)} at the end`],
+        ['CPU time stolen by the hypervisor', describeSteal(suite)],
       ],
     }),
   );

@@ -10,7 +10,7 @@ import { fork } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadAverage, machineInfo } from './machine.js';
+import { cpuShares, cpuTimes, loadAverage, machineInfo } from './machine.js';
 import { AREA_NAMES, isAreaName, renderMarkdown, type AreaName, type AreaReport, type AreaResult, type BenchContext, type SuiteResult } from './report.js';
 import { now } from './stats.js';
 
@@ -143,18 +143,24 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const started = now();
   const loadStart = loadAverage();
+  const cpuStart = cpuTimes();
   const machine = machineInfo();
   console.log(`Nightjar benchmarks${args.quick ? ' (quick)' : ''}: ${areas.join(', ')}`);
   console.log(`${machine.cpuModel}, ${machine.availableParallelism} cores available, load average ${loadStart.toFixed(2)}`);
   const results: AreaResult[] = [];
+  const stealByArea: Partial<Record<AreaName, number>> = {};
   for (const area of areas) {
     const t = now();
+    const cpuBefore = cpuTimes();
     console.log(`\n== ${area}`);
     const result = await spawnArea(area, args.quick);
     results.push(result);
+    const shares = cpuShares(cpuBefore, cpuTimes());
+    if (shares) stealByArea[area] = shares.steal;
     const release = result.data?.['llamaCppRelease'];
     if (typeof release === 'string') machine.llamaCppRelease = release;
-    console.log(`== ${area}: ${result.error ? `FAILED (${result.error})` : 'done'} in ${((now() - t) / 1000).toFixed(1)} s`);
+    const stolen = stealByArea[area] === undefined ? '' : `, ${(stealByArea[area] * 100).toFixed(1)}% of CPU time stolen by the hypervisor`;
+    console.log(`== ${area}: ${result.error ? `FAILED (${result.error})` : 'done'} in ${((now() - t) / 1000).toFixed(1)} s${stolen}`);
     for (const tg of result.targets ?? []) console.log(`   ${tg.status.padEnd(8)} ${tg.name}: ${tg.figure} (target ${tg.target})`);
   }
   const suite: SuiteResult = {
@@ -165,6 +171,7 @@ async function main(): Promise<void> {
     areas,
     machine,
     loadAverage: { start: loadStart, end: loadAverage() },
+    cpu: { ...(cpuShares(cpuStart, cpuTimes()) ?? { steal: null, busy: null }), stealByArea },
     note: args.note,
     benchOutsideTests: await benchOutsideTests(),
     results,
