@@ -82,7 +82,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   // second and third equally often over six rounds. On a slow machine a shape stops after
   // MIN_ROUNDS once its rounds have taken the budget, so the area ends within the suite's bound.
   const rounds = ctx.quick ? 3 : 6;
-  const roundBudgetMs = ctx.quick ? 45_000 : 100_000;
+  const roundBudgetMs = ctx.quick ? 45_000 : 75_000;
 
   ctx.log('memory bandwidth');
   const bw = await measureBandwidth(ctx.quick ? 3 : 5);
