@@ -302,7 +302,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets,
     notes: [
-      `The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (\`candidatesTtlMs\`), as a client sending requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request after a pause adds the candidates round trip${fetchedRuns > 0 ? ' shown in the breakdown' : ' (about 2 ms on loopback on the quieter machine of an earlier run)'}.`,
+      `The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (\`candidatesTtlMs\`), as a client sending requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request after a pause adds the candidates round trip${fetchedRuns > 0 ? ', shown in the breakdown' : ', which no measured run paid'}.`,
       'The gateway routes on the free slots of the agent\'s last status frame. The agent sends one as each job starts and ends, but a client that asks again the moment its reply ends may get there before the frame does; with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).',
     ],
     data: { ttftRuns, rounds, maxTokens, ttft: { direct: directTtft, path: pathTtft, added, engineOwn, parts, fetchedRuns }, throughput: { engine: engineTp.map(decodeRate), path: pathTp.map(decodeRate), control: controlTp.map(decodeRate) } },
