@@ -102,15 +102,19 @@ export class PowerMonitorFeed {
     void this.#readBattery();
   }
 
+  /** Calls `read`; a failure is logged and counts as unknown (null). */
+  async #tryRead<T>(read: () => Promise<T | null>, what: string): Promise<T | null> {
+    try {
+      return await read();
+    } catch (err) {
+      this.#log.warn(`could not read ${what}`, { err: err instanceof Error ? err.message : String(err) });
+      return null;
+    }
+  }
+
   async #readBattery(): Promise<void> {
     if (!this.#o.batteryPercent) return;
-    let percent: number | null;
-    try {
-      percent = await this.#o.batteryPercent();
-    } catch (err) {
-      this.#log.warn('could not read the battery charge', { err: err instanceof Error ? err.message : String(err) });
-      percent = null;
-    }
+    const percent = await this.#tryRead(this.#o.batteryPercent, 'the battery charge');
     if (this.#disposed) return;
     if (percent !== this.#o.source.sample.batteryPercent) this.#o.source.set({ batteryPercent: percent });
     if (this.#batteryTimer) this.#clock.clearTimeout(this.#batteryTimer);
@@ -122,13 +126,7 @@ export class PowerMonitorFeed {
 
   async #readMemory(): Promise<void> {
     if (!this.#o.memoryPressure) return;
-    let pressure: MemoryPressure | null;
-    try {
-      pressure = await this.#o.memoryPressure();
-    } catch (err) {
-      this.#log.warn('could not read the memory pressure', { err: err instanceof Error ? err.message : String(err) });
-      pressure = null;
-    }
+    const pressure = await this.#tryRead(this.#o.memoryPressure, 'the memory pressure');
     if (this.#disposed) return;
     if (pressure !== this.#o.source.sample.memoryPressure) this.#o.source.set({ memoryPressure: pressure });
     this.#memoryTimer = this.#clock.setTimeout(() => {
