@@ -294,11 +294,11 @@ interface Job {
 
 /** A rendered prompt: its tokens and what ends the model's turn. */
 interface RenderedPrompt {
-  tokens: Token[];
+  readonly tokens: readonly Token[];
   /** Stop texts from the chat template (e.g. its end-of-turn marker). */
-  stopTexts: string[];
+  readonly stopTexts: readonly string[];
   /** Stop token sequences from the chat template that involve control tokens. */
-  stopTokens: Token[][];
+  readonly stopTokens: readonly (readonly Token[])[];
 }
 
 class LlamaEngine implements InferenceEngine {
@@ -307,6 +307,12 @@ class LlamaEngine implements InferenceEngine {
   private readonly llamaModel: LlamaModel;
   private readonly context: LlamaContext;
   private readonly chatWrapper: ChatWrapper;
+  /**
+   * The last renderings, by the messages array they came from: the agent counts a prompt's
+   * tokens before it accepts a job and then generates from the same array, so the chat template
+   * and the tokenizer run once per job. Messages are treated as immutable.
+   */
+  private readonly rendered = new WeakMap<readonly ChatMessage[], RenderedPrompt>();
   private readonly logger: Logger;
   private readonly sink: { readonly logger: Logger };
   private readonly free: LlamaContextSequence[] = [];
@@ -421,6 +427,8 @@ class LlamaEngine implements InferenceEngine {
 
   /** Renders `messages` with the model's chat template and tokenises the result. */
   private render(messages: readonly ChatMessage[]): RenderedPrompt {
+    const cached = this.rendered.get(messages);
+    if (cached) return cached;
     const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
       m.role === 'system' ? { type: 'system', text: m.content }
       : m.role === 'user' ? { type: 'user', text: m.content }
@@ -440,7 +448,9 @@ class LlamaEngine implements InferenceEngine {
     const stopTexts: string[] = [];
     const stopTokens: Token[][] = [];
     for (const trigger of state.stopGenerationTriggers) this.addStopTrigger(trigger, stopTexts, stopTokens);
-    return { tokens, stopTexts, stopTokens };
+    const rendered: RenderedPrompt = { tokens, stopTexts, stopTokens };
+    this.rendered.set(messages, rendered);
+    return rendered;
   }
 
   /**
@@ -583,7 +593,7 @@ function validateMessages(messages: readonly ChatMessage[]): void {
   });
 }
 
-function endsWithAny(tokens: readonly Token[], sequences: readonly Token[][]): boolean {
+function endsWithAny(tokens: readonly Token[], sequences: readonly (readonly Token[])[]): boolean {
   outer: for (const s of sequences) {
     if (s.length > tokens.length) continue;
     for (let i = 1; i <= s.length; i++) {
