@@ -189,9 +189,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   const fetchedRuns = path.filter(fetchedCandidates).length;
   const addedWhen = (fetched: boolean): number[] => path.filter((o) => fetchedCandidates(o) === fetched).map((o) => o.deltaTimes[0]! - o.startedAt - o.engine.timeToFirstTokenMs);
   // Where the added time goes, per run, from timestamps on one clock (everything is in this process).
-  const parts = {
-    [`client: GET /v1/candidates round trip (the ${fetchedRuns} runs that fetched them)`]: path.filter(fetchedCandidates).map(getMs),
-    'client: the rest before the POST (verify fetched bundles, seal)': path.map((o) => o.postAt - o.startedAt - getMs(o)),
+  const parts: Record<string, number[]> = {
+    // Listed only when some run fetched candidates.
+    ...(fetchedRuns > 0 ? { [`client: GET /v1/candidates round trip (the ${fetchedRuns} runs that fetched them)`]: path.filter(fetchedCandidates).map(getMs) } : {}),
+    [fetchedRuns > 0 ? 'client: the rest before the POST (verify fetched bundles, seal)' : 'client: before the POST (candidates reused; seal)']: path.map((o) => o.postAt - o.startedAt - getMs(o)),
     'POST → engine call (gateway relay, agent opens and checks the envelope, counts prompt tokens)': path.map((o) => o.engineCalledAt - o.postAt),
     'engine: call to first token (its own TTFT) and first delta': path.map((o) => o.engineFirstDeltaAt - o.engineCalledAt),
     'agent → gateway → client: seal, relay, open': path.map((o) => o.deltaTimes[0]! - o.engineFirstDeltaAt),
