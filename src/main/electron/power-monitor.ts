@@ -1,8 +1,9 @@
 /**
  * Electron's powerMonitor feeding the agent's policy: idle time, screen lock, AC or battery,
  * battery charge and thermal state (and, polled beside it, the memory pressure heartbeats report),
- * set on a {@link ManualEnvironmentSource} the agent's runtime reads. Every change re-decides at once (the runtime subscribes to the source), so the agent
- * stops taking jobs the moment the owner touches the keyboard.
+ * set on a {@link ManualEnvironmentSource} the agent's runtime reads. Every change re-decides at
+ * once (the runtime subscribes to the source), so the agent stops taking jobs the moment the
+ * owner touches the keyboard.
  */
 import { silentLogger, systemClock, type Clock, type Logger, type MemoryPressure, type ThermalState, type TimerHandle } from '../../shared/index.js';
 import type { EnvironmentSample, ManualEnvironmentSource } from '../agent/index.js';

@@ -1,9 +1,9 @@
 /**
  * Where the policy's inputs come from: idle time, screen lock, power and heat (and the memory
- * pressure heartbeats report), read through an {@link EnvironmentSource} handed to the runtime. The menu-bar app feeds Electron's powerMonitor
- * into a {@link ManualEnvironmentSource}; a headless Mac asks `ioreg` and `pmset`
- * ({@link MacEnvironmentSource}); Linux reads sysfs and has no idle signal
- * ({@link LinuxEnvironmentSource}).
+ * pressure heartbeats report), read through an {@link EnvironmentSource} handed to the runtime.
+ * The menu-bar app feeds Electron's powerMonitor into a {@link ManualEnvironmentSource}; a
+ * headless Mac asks `ioreg`, `pmset` and `sysctl` ({@link MacEnvironmentSource}); Linux reads
+ * sysfs and procfs and has no idle signal ({@link LinuxEnvironmentSource}).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -112,8 +112,9 @@ export interface MacEnvironmentSourceOptions {
 
 /**
  * A headless Mac: `ioreg -c IOHIDSystem` for idle time, `ioreg -n Root -d1` for the screen lock,
- * `pmset -g batt` for power, `pmset -g therm` for heat and `sysctl` for memory pressure. Idle time is required: if ioreg fails,
- * read() throws and the runtime waits rather than serve on a guess.
+ * `pmset -g batt` for power, `pmset -g therm` for heat and `sysctl` for memory pressure. Idle
+ * time is required: if ioreg fails, read() throws and the runtime waits rather than serve on a
+ * guess.
  */
 export class MacEnvironmentSource implements EnvironmentSource {
   readonly #run: CommandRunner;
