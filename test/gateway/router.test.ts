@@ -21,11 +21,11 @@ import {
   type ReplyFinal,
 } from '../../src/shared/index.js';
 import type { Agent, GenerateRequest, GenerateResult } from '../../src/main/agent/index.js';
-import type { Gateway } from '../../src/gateway/index.js';
+import type { Gateway, GatewayOptions } from '../../src/gateway/index.js';
 import { FakeEngine, type FakeEngineOptions } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
-import { REAL_MODEL, billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
+import { REAL_MODEL, billed, clientOf, startAgent, startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
 
 const http = perTestFetch();
@@ -38,6 +38,18 @@ afterEach(async () => {
   gateway = undefined;
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+
+/** A billed network of the test's own with one scripted agent serving REAL_MODEL; cleaned up after the test. */
+async function billedWithRawAgent(options: GatewayOptions = {}): Promise<{ net: BilledNetwork; raw: RawAgent }> {
+  const tmp = await tempDir();
+  cleanups.push(() => tmp.remove());
+  const net = await startBilledNetwork(tmp.dir, options);
+  cleanups.push(() => net.close());
+  const raw = await RawAgent.connect({ url: net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await net.enrollToken() });
+  cleanups.push(() => raw.close());
+  await waitFor(() => net.gateway.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'raw agent');
+  return { net, raw };
+}
 
 /** A FakeEngine that counts the jobs it was given. */
 class CountingEngine extends FakeEngine {
@@ -212,13 +224,7 @@ describe('cancel', () => {
   });
 
   it('releases the hold of a cancelled job whose agent sends no receipt within cancelReceiptMs', async () => {
-    const tmp = await tempDir();
-    cleanups.push(() => tmp.remove());
-    const net = await startBilledNetwork(tmp.dir, { jobTimeouts: { cancelReceiptMs: 200 } });
-    cleanups.push(() => net.close());
-    const raw = await RawAgent.connect({ url: net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await net.enrollToken() });
-    cleanups.push(() => raw.close());
-    await waitFor(() => net.gateway.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'raw agent');
+    const { net, raw } = await billedWithRawAgent({ jobTimeouts: { cancelReceiptMs: 200 } });
     const isBilled = billed(net.gateway);
     const abort = new AbortController();
     const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 8, signal: abort.signal });
@@ -236,13 +242,7 @@ describe('cancel', () => {
   // Fails if a cancelled job were billed on the receipt's own count (drop the min() with
   // `delivered` in ClientJob's #receipt): the client would pay for the 5 tokens generated after it left.
   it('bills a cancelled job for the prompt and the chunks the client received, not for tokens generated after', async () => {
-    const tmp = await tempDir();
-    cleanups.push(() => tmp.remove());
-    const net = await startBilledNetwork(tmp.dir);
-    cleanups.push(() => net.close());
-    const raw = await RawAgent.connect({ url: net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await net.enrollToken() });
-    cleanups.push(() => raw.close());
-    await waitFor(() => net.gateway.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'raw agent');
+    const { net, raw } = await billedWithRawAgent();
     const isBilled = billed(net.gateway);
     const abort = new AbortController();
     const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 64, signal: abort.signal });

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
 import { NightjarClient, type NightjarClientOptions } from '../../../src/client/index.js';
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
 import { openSqliteStore, startGateway, type Gateway, type GatewayOptions, type GatewayStore } from '../../../src/gateway/index.js';
@@ -97,4 +98,45 @@ export function billed(gateway: Gateway): (jobId: string) => Promise<void> {
   const done = new Set<string>();
   gateway.onJobBilled((id) => done.add(id));
   return (jobId) => waitFor(() => done.has(jobId), 10_000, `job ${jobId} to be billed`);
+}
+
+/** What {@link billedNetworkPerTest} hands a test file. */
+export interface BilledNetworkFixture {
+  /** This test's network. */
+  readonly net: BilledNetwork;
+  /** Agents to stop after the test. */
+  readonly agents: Agent[];
+  /** Scripted agents (RawAgent) to close after the test. */
+  readonly raws: { close(): Promise<unknown> }[];
+}
+
+/**
+ * A fresh billed network in a temp folder for every test of the file (vitest hooks); after each
+ * test its agents are stopped, its raw agents closed, the network closed and the folder removed.
+ */
+export function billedNetworkPerTest(): BilledNetworkFixture {
+  let tmp: Awaited<ReturnType<typeof tempDir>> | null = null;
+  let net: BilledNetwork | null = null;
+  const agents: Agent[] = [];
+  const raws: { close(): Promise<unknown> }[] = [];
+  beforeEach(async () => {
+    tmp = await tempDir();
+    net = await startBilledNetwork(tmp.dir);
+  });
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+    await Promise.all(raws.splice(0).map((r) => r.close()));
+    await net?.close();
+    await tmp?.remove();
+    net = null;
+    tmp = null;
+  });
+  return {
+    get net(): BilledNetwork {
+      if (!net) throw new Error('the billed network exists only inside a test');
+      return net;
+    },
+    agents,
+    raws,
+  };
 }
