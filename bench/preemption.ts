@@ -95,8 +95,8 @@ async function engineCall(engine: TimedEngine, index: number): Promise<EngineCal
 }
 
 /**
- * Sets the owner-active reading at `at()` (a time chosen by the caller once the job is where it
- * wants it) and times what follows, on one clock.
+ * Sets the owner-active reading now (the caller has brought the job where it wants it) and times
+ * what follows, on one clock.
  */
 async function ownerBack(b: Bench, call: EngineCall, client: Promise<{ at: number; outcome: string }>, tokenMs: number): Promise<Preempted> {
   const before = b.preemptions.length;
@@ -235,26 +235,25 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     const loaded = engineOf(b);
     const rssBusyBefore = residentMemory().rss;
     const threshold = memBefore.rss + 0.1 * (rssBusyBefore - memBefore.rss);
-    let rssDroppedAt = Number.NaN;
-    const t0Ref = { t: Number.NaN };
-    const sampler = setInterval(() => {
-      if (!Number.isNaN(t0Ref.t) && Number.isNaN(rssDroppedAt) && process.memoryUsage.rss() <= threshold) rssDroppedAt = now();
-    }, 1);
     const unloadIndex = loaded.calls.length;
     const deltas: number[] = [];
     const unloadClient = chat(b, MESSAGES, 256, deltas);
     const unloadCall = await engineCall(loaded, unloadIndex);
     await waitUntil(() => deltas.length >= 9, 30_000, 'nine tokens', 1);
     const rssBusy = process.memoryUsage.rss();
-    t0Ref.t = now();
+    const t0 = now();
+    let rssDroppedAt = Number.NaN;
+    const sampler = setInterval(() => {
+      if (Number.isNaN(rssDroppedAt) && process.memoryUsage.rss() <= threshold) rssDroppedAt = now();
+    }, 1);
     const unloadRun = await ownerBack(b, unloadCall, unloadClient, (deltas[8]! - deltas[0]!) / 8);
     await waitUntil(() => loaded.disposedAt !== null, 30_000, 'the model to be unloaded', 1);
     const settle = now();
     while (Number.isNaN(rssDroppedAt) && now() - settle < 5000) await sleep(5);
     clearInterval(sampler);
-    const disposeCalledMs = loaded.disposeCalledAt! - t0Ref.t;
-    const disposedMs = loaded.disposedAt! - t0Ref.t;
-    const rssDownMs = rssDroppedAt - t0Ref.t;
+    const disposeCalledMs = loaded.disposeCalledAt! - t0;
+    const disposedMs = loaded.disposedAt! - t0;
+    const rssDownMs = rssDroppedAt - t0;
     const memAfter = residentMemory();
     const released = rssBusy - memAfter.rss;
     const added = rssBusy - memBefore.rss;
