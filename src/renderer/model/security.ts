@@ -19,15 +19,22 @@ export interface SecurityCheck {
   action: string | null;
 }
 
+const NATIVE_MISSING = 'Not checked: this needs Nightjar’s native macOS addon, which this build does not include.';
+
 function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
 
 /** The checks, in the order the screen shows them. */
+/** A check only the native addon can make: unknown without it (null), else ok or fail. */
+function nativeCheck(id: string, title: string, value: boolean | null, okDetail: string, fail: { detail: string; action: string }): SecurityCheck {
+  if (value === null) return { id, title, result: 'unknown', detail: NATIVE_MISSING, action: null };
+  return value ? { id, title, result: 'ok', detail: okDetail, action: null } : { id, title, result: 'fail', ...fail };
+}
+
 export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
   const { posture } = status.security;
   const checks: SecurityCheck[] = [];
-  const nativeMissing = 'Not checked: this needs Nightjar’s native macOS addon, which this build does not include.';
 
   // The link to the gateway.
   if (status.gatewayUrl === null) {
@@ -72,25 +79,18 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
   );
 
   checks.push(
-    posture.sip === null
-      ? { id: 'sip', title: 'System Integrity Protection', result: 'unknown', detail: nativeMissing, action: null }
-      : posture.sip
-        ? { id: 'sip', title: 'System Integrity Protection', result: 'ok', detail: 'On.', action: null }
-        : { id: 'sip', title: 'System Integrity Protection', result: 'fail', detail: 'Off: other software can read the memory of the running model.', action: 'Turn it back on: start the Mac in Recovery, open Terminal, run `csrutil enable`, restart.' },
-  );
-  checks.push(
-    posture.hardenedRuntime === null
-      ? { id: 'hardened-runtime', title: 'Hardened runtime', result: 'unknown', detail: nativeMissing, action: null }
-      : posture.hardenedRuntime
-        ? { id: 'hardened-runtime', title: 'Hardened runtime', result: 'ok', detail: 'The app runs with the hardened runtime.', action: null }
-        : { id: 'hardened-runtime', title: 'Hardened runtime', result: 'fail', detail: 'This copy of the app does not run with the hardened runtime.', action: 'Install the released, signed Nightjar app.' },
-  );
-  checks.push(
-    posture.debuggerDenied === null
-      ? { id: 'debugger', title: 'Debuggers refused', result: 'unknown', detail: nativeMissing, action: null }
-      : posture.debuggerDenied
-        ? { id: 'debugger', title: 'Debuggers refused', result: 'ok', detail: 'The agent refuses debugger attachment (PT_DENY_ATTACH).', action: null }
-        : { id: 'debugger', title: 'Debuggers refused', result: 'fail', detail: 'A debugger could attach to the agent and read prompts.', action: 'Install the released, signed Nightjar app.' },
+    nativeCheck('sip', 'System Integrity Protection', posture.sip, 'On.', {
+      detail: 'Off: other software can read the memory of the running model.',
+      action: 'Turn it back on: start the Mac in Recovery, open Terminal, run `csrutil enable`, restart.',
+    }),
+    nativeCheck('hardened-runtime', 'Hardened runtime', posture.hardenedRuntime, 'The app runs with the hardened runtime.', {
+      detail: 'This copy of the app does not run with the hardened runtime.',
+      action: 'Install the released, signed Nightjar app.',
+    }),
+    nativeCheck('debugger', 'Debuggers refused', posture.debuggerDenied, 'The agent refuses debugger attachment (PT_DENY_ATTACH).', {
+      detail: 'A debugger could attach to the agent and read prompts.',
+      action: 'Install the released, signed Nightjar app.',
+    }),
   );
   checks.push(
     posture.secureEnclave
