@@ -17,6 +17,7 @@ import {
   headerDigest,
   openRequest,
   pad,
+  prepareEphemeral,
   sealRequest,
   secretSeal,
   sha256,
@@ -129,6 +130,42 @@ describe('sealing and opening', () => {
     expect(one.envelope.header.ephemeralKey).not.toBe(two.envelope.header.ephemeralKey);
     expect(one.envelope.header.bodyNonce).not.toBe(two.envelope.header.bodyNonce);
     expect(one.envelope.header.recipients[0]!.nonce).not.toBe(two.envelope.header.recipients[0]!.nonce);
+  });
+
+  it('seals with a key prepared for exactly these recipients, once, and opens as any other', async () => {
+    const options = { model: MODEL.id, messages: MESSAGES, sampling: SAMPLING, recipients: [A.verified, B.verified], now: NOW };
+    const prepared = await prepareEphemeral([A.verified, B.verified]);
+    const withIt = await sealRequest({ ...options, prepared });
+    expect(prepared.usable).toBe(false);
+    // Spent: a second seal draws its own key, so the gateway cannot link the two requests by it.
+    const again = await sealRequest({ ...options, prepared });
+    const fresh = await sealRequest(options);
+    const keys = [withIt, again, fresh].map((x) => x.envelope.header.ephemeralKey);
+    expect(new Set(keys).size).toBe(3);
+    for (const agent of [A, B]) {
+      const opened = await openAs(agent, withIt.envelope);
+      expect(opened.contentKey).toEqual(withIt.contentKey);
+      expect(opened.payload.messages).toEqual(MESSAGES);
+    }
+  });
+
+  it('does not use a key prepared for other recipients or another order, nor one discarded', async () => {
+    const forA = await prepareEphemeral([A.verified]);
+    const forAB = await prepareEphemeral([A.verified, B.verified]);
+    const options = { model: MODEL.id, messages: MESSAGES, sampling: SAMPLING, now: NOW };
+    await sealRequest({ ...options, recipients: [B.verified], prepared: forA });
+    await sealRequest({ ...options, recipients: [B.verified, A.verified], prepared: forAB });
+    expect(forA.usable).toBe(true);
+    expect(forAB.usable).toBe(true);
+    expect(forA.fits([A.boxKey.publicKey])).toBe(true);
+    const taken = forA.take([A.boxKey.publicKey]);
+    expect(taken?.boxKeys).toHaveLength(1);
+    expect(forA.take([A.boxKey.publicKey])).toBeNull();
+    expect(forAB.take([A.boxKey.publicKey, B.boxKey.publicKey])?.boxKeys).toHaveLength(2);
+    const spare = await prepareEphemeral([C.verified]);
+    spare.discard();
+    expect(spare.usable).toBe(false);
+    expect(spare.take([C.boxKey.publicKey])).toBeNull();
   });
 
   it('pads the body to a power-of-two bucket, so similar requests have equal lengths', async () => {

@@ -5,7 +5,7 @@
  * visible header by a digest inside the ciphertext.
  */
 import { CryptoError, NightjarError } from '../errors.js';
-import { fromBase64Url, fromUtf8, signingBytes, toBase64Url, utf8 } from '../encoding.js';
+import { bytesEqual, fromBase64Url, fromUtf8, signingBytes, toBase64Url, utf8 } from '../encoding.js';
 import { validate } from '../protocol/codec.js';
 import { LIMITS, PROTOCOL_VERSION } from '../protocol/limits.js';
 import {
@@ -45,6 +45,12 @@ export interface SealRequestOptions {
    * ({@link randomBytes}). Only tests that reproduce frozen vectors replace it.
    */
   random?: (length: number) => Uint8Array;
+  /**
+   * An ephemeral key agreed ahead of time ({@link prepareEphemeral}). Used, and spent, only when
+   * it was agreed with exactly these recipients' box keys, in this order; otherwise a fresh one is
+   * drawn. Ignored when `random` is given.
+   */
+  prepared?: PreparedEphemeral;
 }
 
 /** A sealed request and the secrets the client keeps to read the reply. */
@@ -60,6 +66,56 @@ export interface SealedRequest {
 /** base64url sha256 of the canonical header. */
 export function headerDigest(header: EnvelopeHeader): string {
   return toBase64Url(sha256(signingBytes(HEADER_DOMAIN, header)));
+}
+
+/**
+ * An ephemeral X25519 key and the NaCl box keys it shares with some recipients, made before the
+ * request they will seal exists, so that drawing the key and the agreements (several round trips
+ * to WebCrypto's thread pool) is not paid while the user waits. Seals one envelope at most: the
+ * ephemeral public key would otherwise link two requests. Its secret never leaves the backend.
+ */
+export class PreparedEphemeral {
+  readonly #publicKey: Uint8Array;
+  readonly #theirs: readonly Uint8Array[];
+  #boxKeys: Uint8Array[] | null;
+
+  /** Use {@link prepareEphemeral}. */
+  constructor(publicKey: Uint8Array, theirPublics: readonly Uint8Array[], boxKeys: Uint8Array[]) {
+    this.#publicKey = publicKey;
+    this.#theirs = theirPublics.map((k) => k.slice());
+    this.#boxKeys = boxKeys;
+  }
+
+  /** False once it has sealed an envelope or was discarded. */
+  get usable(): boolean {
+    return this.#boxKeys !== null;
+  }
+
+  /** Whether it was agreed with exactly these box keys, in this order. */
+  fits(theirPublics: readonly Uint8Array[]): boolean {
+    return theirPublics.length === this.#theirs.length && theirPublics.every((k, i) => bytesEqual(k, this.#theirs[i]!));
+  }
+
+  /** Hands its keys to one seal and is spent; null if it is spent or does not fit. */
+  take(theirPublics: readonly Uint8Array[]): { publicKey: Uint8Array; boxKeys: Uint8Array[] } | null {
+    if (!this.#boxKeys || !this.fits(theirPublics)) return null;
+    const boxKeys = this.#boxKeys;
+    this.#boxKeys = null;
+    return { publicKey: this.#publicKey, boxKeys };
+  }
+
+  /** Wipes the box keys unused. */
+  discard(): void {
+    for (const key of this.#boxKeys ?? []) key.fill(0);
+    this.#boxKeys = null;
+  }
+}
+
+/** Draws an ephemeral key and agrees box keys with `recipients` ahead of a seal. */
+export async function prepareEphemeral(recipients: readonly VerifiedBundle[]): Promise<PreparedEphemeral> {
+  const theirs = recipients.map((r) => r.boxKey);
+  const { publicKey, boxKeys } = await (await cryptoBackend()).ephemeralBoxKeys(theirs);
+  return new PreparedEphemeral(publicKey, theirs, boxKeys);
 }
 
 /** Seals a request for every recipient. */
@@ -81,7 +137,8 @@ export async function sealRequest(options: SealRequestOptions): Promise<SealedRe
     boxKeys = await Promise.all(options.recipients.map((r) => backend.boxKey(r.boxKey, ephemeralSecret)));
     ephemeralSecret.fill(0);
   } else {
-    ({ publicKey: ephemeralKey, boxKeys } = await backend.ephemeralBoxKeys(options.recipients.map((r) => r.boxKey)));
+    const theirs = options.recipients.map((r) => r.boxKey);
+    ({ publicKey: ephemeralKey, boxKeys } = options.prepared?.take(theirs) ?? (await backend.ephemeralBoxKeys(theirs)));
   }
   const recipients = options.recipients.map((r, i) => {
     const nonce = random(24);
