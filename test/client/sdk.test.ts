@@ -76,6 +76,30 @@ describe('candidates', () => {
   });
 });
 
+describe('ephemeral keys', () => {
+  it('agrees the next request\'s key after each reply, seals the next turn with it, and never uses one twice', async () => {
+    net = await startNet();
+    await net.addAgent(new FakeEngine({ words: ['ok'] }));
+    const seen: { prepared: string; ephemeralKey: string }[] = [];
+    const prepared = new Set<unknown>();
+    const seal: typeof sealRequest = async (o) => {
+      const p = o.prepared;
+      const fits = p?.fits(o.recipients.map((r) => r.boxKey));
+      const sealed = await sealRequest(o);
+      if (p) prepared.add(p);
+      // 'spent': the seal took the prepared key (before the SDK discards whatever it was handed).
+      seen.push({ prepared: !p ? 'none' : fits && !p.usable ? 'spent' : 'unused', ephemeralKey: sealed.envelope.header.ephemeralKey });
+      return sealed;
+    };
+    const c = client(net, { seal });
+    for (let i = 0; i < 3; i++) await c.complete(ask);
+    // The first request has nothing prepared; each later one is sealed with the key agreed after the last reply.
+    expect(seen.map((s) => s.prepared)).toEqual(['none', 'spent', 'spent']);
+    expect(prepared.size).toBe(2);
+    expect(new Set(seen.map((s) => s.ephemeralKey)).size).toBe(3);
+  });
+});
+
 describe('failover', () => {
   it('the first candidate fails before its first chunk: the reply arrives from the second', async () => {
     net = await startNet();

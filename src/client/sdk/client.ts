@@ -10,6 +10,7 @@ import {
   PROTOCOL_VERSION,
   ReplyOpener,
   TRUST_LEVELS,
+  prepareEphemeral,
   candidatesResponseSchema,
   chatMessageSchema,
   deriveReplyKeys,
@@ -32,6 +33,7 @@ import {
   type FinishReason,
   type JobEvent,
   type ModelsResponse,
+  type PreparedEphemeral,
   type Receipt,
   type Sampling,
   type SealedRequest,
@@ -215,6 +217,11 @@ export class NightjarClient {
   readonly #base: string;
   readonly #retry: ResolvedRetryPolicy;
   readonly #recent = new Map<string, { at: number; candidates: Candidate[] }>();
+  /**
+   * An ephemeral key agreed, after a reply, with the agents that sent it: the next request to
+   * them (a conversation's next turn) seals without waiting for WebCrypto. Used once.
+   */
+  #spare: Promise<PreparedEphemeral | null> | null = null;
 
   constructor(options: NightjarClientOptions) {
     this.#o = options;
@@ -409,13 +416,22 @@ export class NightjarClient {
     state: { served: ServedBy | null; text: string },
   ): Promise<ChatResult> {
     const candidates = await this.#candidatesFor(request.model, signal, sends > 1);
-    const sealed: SealedRequest = await (this.#o.seal ?? sealRequest)({
-      model: request.model,
-      messages: request.messages,
-      sampling,
-      recipients: candidates.map((c) => c.verified),
-      now: this.#clock.now(),
-    });
+    const recipients = candidates.map((c) => c.verified);
+    const prepared = await this.#takeSpare();
+    let sealed: SealedRequest;
+    try {
+      sealed = await (this.#o.seal ?? sealRequest)({
+        model: request.model,
+        messages: request.messages,
+        sampling,
+        recipients,
+        now: this.#clock.now(),
+        ...(prepared ? { prepared } : {}),
+      });
+    } finally {
+      // Spent by the seal, or agreed with other agents: either way never used again.
+      prepared?.discard();
+    }
     try {
       let res: Response;
       try {
@@ -457,7 +473,9 @@ export class NightjarClient {
             }
             case 'done': {
               if (!opener || !agent || !state.served) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
-              return await this.#finish(request, sealed, opener, agent, state.served, state.text, event.receipt);
+              const result = await this.#finish(request, sealed, opener, agent, state.served, state.text, event.receipt);
+              this.#prepareSpare(recipients);
+              return result;
             }
             case 'error':
               throw errorFromPayload(event);
@@ -515,6 +533,21 @@ export class NightjarClient {
       signedReceipt: signed,
       identityKey: toBase64Url(agent.verified.identityKey),
     };
+  }
+
+  /** The spare ephemeral key, if one was prepared (it may not fit this request's recipients). */
+  async #takeSpare(): Promise<PreparedEphemeral | null> {
+    const spare = this.#spare;
+    this.#spare = null;
+    return spare ? await spare : null;
+  }
+
+  /** Agrees a spare ephemeral key with `recipients` in the background, replacing any other. */
+  #prepareSpare(recipients: readonly VerifiedBundle[]): void {
+    const previous = this.#spare;
+    // A failure here costs only the head start: the next seal draws its own key.
+    this.#spare = prepareEphemeral(recipients).catch(() => null);
+    void previous?.then((p) => p?.discard());
   }
 
   #auth(): Record<string, string> {
