@@ -145,7 +145,8 @@ export class Agent implements AsyncDisposable {
       accepting: () => this.#state === 'serving',
       ...(options.onReceipt ? { onReceipt: options.onReceipt } : {}),
       // The gateway routes on the free slots the last heartbeat reported: tell it at once when
-      // a job starts or ends, not at the next beat (up to 15 s later).
+      // a job starts generating or ends, not at the next beat (up to 15 s later). It counts the
+      // jobs it dispatched since that beat itself, so the start can wait for the engine.
       onChange: () => {
         this.#link.beat();
         options.onJobsChange?.();

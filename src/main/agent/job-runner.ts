@@ -54,7 +54,10 @@ export interface JobRunnerOptions {
    * returned is awaited (the receipt log fsyncs first). Defaults to none.
    */
   onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
-  /** Called when a job starts or ends. Defaults to none. */
+  /**
+   * Called when a job starts generating (not before: telling anyone sooner would only delay its
+   * first token) and when a job ends, declined or not. Defaults to none.
+   */
   onChange?: () => void;
   /** Remembers served jobIds. Defaults to a new ReplayGuard. */
   replay?: ReplayGuard;
@@ -115,7 +118,6 @@ export class JobRunner {
         this.#o.onChange?.();
       });
     this.#running.set(key, { abort, done });
-    this.#o.onChange?.();
   }
 
   /** Stops a job within a token; it still ends with a final chunk and a receipt. */
@@ -191,7 +193,7 @@ export class JobRunner {
     let usage: Usage;
     let stopSequence: string | undefined;
     try {
-      const result = await engine.generate({
+      const generation = engine.generate({
         messages: opened.payload.messages,
         sampling: opened.payload.sampling,
         signal,
@@ -199,6 +201,8 @@ export class JobRunner {
           if (text.length > 0) sendChunk(text);
         },
       });
+      this.#o.onChange?.();
+      const result = await generation;
       finishReason = result.finishReason;
       usage = result.usage;
       stopSequence = result.stopSequence;

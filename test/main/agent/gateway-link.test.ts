@@ -177,6 +177,24 @@ describe('heartbeats', () => {
   });
 });
 
+describe('beats when a job starts and ends', () => {
+  // Fails if the agent beats as soon as the job frame arrives: that beat would come before the
+  // accepted frame, costing the job's first token the time to build and send it.
+  it('tells the gateway of the taken slot once the job is generating, and of the free one when it ends', async () => {
+    const clock = new ManualClock();
+    const { gw } = await scriptedAgent(clock, { heartbeatMs: 60_000 });
+    await gw.waitForFrame((f) => f.type === 'status', 'the first heartbeat');
+    const from = gw.frames.length;
+    const job = await gw.submit(ask, { maxTokens: 6, temperature: 0 });
+    await job.ended;
+    await gw.waitForFrame((f) => f.type === 'status' && f.freeSlots === 3, 'the beat after the job', from);
+    const seen = gw.frames.slice(from).map((f) => (f.type === 'status' ? `status ${f.freeSlots}` : f.type));
+    expect(seen.filter((t) => t.startsWith('status'))).toEqual(['status 2', 'status 3']);
+    expect(seen.indexOf('status 2')).toBeGreaterThan(seen.indexOf('accepted'));
+    expect(seen.indexOf('status 3')).toBeGreaterThan(seen.indexOf('done'));
+  });
+});
+
 describe('box-key rotation', () => {
   it('rotates on the clock with a new signed bundle; the old key opens envelopes for the grace period only', async () => {
     const clock = new ManualClock();
