@@ -4,6 +4,7 @@
  * local files (pins, receipt log) and the builder of the browser chat page.
  */
 export * from './sdk/index.js';
+export { createNodeFetch, nodeFetch, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';
 export { chatCommand, CHAT_USAGE, type ChatCommandIo } from './cli/chat.js';
 export { runRepl, REPL_HELP, type ReplOptions } from './cli/repl.js';
 export { modelsOfferedCommand, MODELS_OFFERED_USAGE } from './cli/models-offered.js';

@@ -23,7 +23,8 @@ afterEach(async () => {
 });
 // Registered after the cleanup above, so these pools close first (hooks run in reverse).
 const http = perTestFetch();
-const upstream = perTestFetch();
+// The proxy's connections to the gateway: node:http, as `nightjar proxy` makes them.
+const upstream = perTestFetch('node');
 
 async function setUp(gateway: GatewayOptions = {}): Promise<{ net: TestNet; proxy: CompatProxy }> {
   net = await startNet(gateway);

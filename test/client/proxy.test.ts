@@ -49,8 +49,8 @@ afterAll(async () => {
 
 /** The test's connections to the proxy. */
 const http = perTestFetch();
-/** The proxy's connections to the gateway: closed after each test too. */
-const upstream = perTestFetch();
+/** The proxy's connections to the gateway (node:http, as `nightjar proxy` makes them): closed after each test too. */
+const upstream = perTestFetch('node');
 const openai = (p: CompatProxy = proxy, apiKey = 'unused'): OpenAI => new OpenAI({ apiKey, baseURL: `${p.url}/v1`, fetch: http.fetch, maxRetries: 0 });
 const anthropic = (p: CompatProxy = proxy, apiKey = 'unused'): Anthropic => new Anthropic({ apiKey, baseURL: p.url, fetch: http.fetch, maxRetries: 0 });
 

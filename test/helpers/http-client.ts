@@ -4,13 +4,24 @@
  */
 import { afterAll, afterEach } from 'vitest';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { createNodeFetch } from '../../src/client/index.js';
 
 export interface ClosableFetch {
   readonly fetch: typeof fetch;
   close(): Promise<void>;
 }
 
-export function closableFetch(): ClosableFetch {
+/**
+ * `undici`: the global fetch's implementation, with a pool of its own. `node`: the client's
+ * fetch over node:http, which the CLI and the proxy use.
+ */
+export type FetchKind = 'undici' | 'node';
+
+export function closableFetch(kind: FetchKind = 'undici'): ClosableFetch {
+  if (kind === 'node') {
+    const node = createNodeFetch();
+    return { fetch: node.fetch, close: async () => node.close() };
+  }
   const dispatcher = new Agent({ keepAliveTimeout: 1000 });
   const f = ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
     undiciFetch(input as never, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
@@ -21,11 +32,11 @@ export function closableFetch(): ClosableFetch {
  * A fetch whose pool is closed after every test (register at file level): keep-alive sockets
  * otherwise outlive the test and the leak checker rightly flags them.
  */
-export function perTestFetch(): { readonly fetch: typeof fetch } {
-  let current = closableFetch();
+export function perTestFetch(kind: FetchKind = 'undici'): { readonly fetch: typeof fetch } {
+  let current = closableFetch(kind);
   afterEach(async () => {
     await current.close();
-    current = closableFetch();
+    current = closableFetch(kind);
   });
   afterAll(() => current.close());
   return {

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { NightjarError, TRUST_LEVELS, type Trust } from '../../shared/index.js';
 import { IncompleteReplyError, NightjarClient, type ChatResult, type NightjarClientOptions } from '../sdk/index.js';
+import { nodeFetch } from '../node-fetch.js';
 import { clientDataDir } from '../store/data-dir.js';
 import { FilePinStore, PIN_FILE_NAME } from '../store/pin-file.js';
 import { RECEIPT_LOG_NAME, ReceiptLog } from '../store/receipt-log.js';
@@ -17,7 +18,7 @@ export interface ClientCommandIo {
   env: Readonly<Record<string, string | undefined>>;
   /** Aborted on Ctrl-C / SIGTERM. Defaults to never. */
   signal?: AbortSignal;
-  /** fetch to use. Defaults to globalThis.fetch. */
+  /** fetch to use. Defaults to {@link nodeFetch} (node:http; faster than the global fetch). */
   fetch?: typeof fetch;
 }
 
@@ -110,7 +111,7 @@ export function commandClient(
       ...(pins ? { pins } : {}),
       onlyPinned: values['only-pinned'] ?? false,
     },
-    ...(io.fetch ? { fetch: io.fetch } : {}),
+    fetch: io.fetch ?? nodeFetch,
     ...(receipts
       ? {
           onReceipt: (result) =>
