@@ -8,7 +8,7 @@
  * powerMonitor), set while a job streams.
  */
 import { AgentRuntime, ManualEnvironmentSource, defaultThreads, loadEngine, sha256File, type ModelChoice } from '../src/main/agent/index.js';
-import { NightjarClient } from '../src/client/index.js';
+import { NightjarClient, nodeFetch } from '../src/client/index.js';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { DEFAULT_POLICY, NightjarError, generateIdentity, type ChatMessage, type Policy, type Preemption } from '../src/shared/index.js';
 import { residentMemory, type ResidentMemory } from './machine.js';
@@ -156,7 +156,7 @@ async function startBench(modelPath: string, modelId: string, policy: Policy): P
     },
   };
   const runtime = new AgentRuntime({ gatewayUrl: gateway.agentUrl, identity: await generateIdentity(), environment: env, model: () => choice, policy });
-  const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1 });
+  const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: nodeFetch });
   const b: Bench = { gateway, runtime, env, client, modelId, engines, loadMs, preemptions: [] };
   runtime.on('preempted', (p) => {
     // The runtime reports a preemption when the jobs settle, and again when the model is unloaded.

@@ -11,7 +11,7 @@ import {
   type GenerateResult,
   type SyntheticShapeName,
 } from '../src/main/agent/index.js';
-import { NightjarClient } from '../src/client/index.js';
+import { NightjarClient, nodeFetch } from '../src/client/index.js';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { generateIdentity, type ChatMessage } from '../src/shared/index.js';
 import { steadyRate } from './llama-direct.js';
@@ -54,6 +54,8 @@ interface Network {
   modelId: string;
   /** When the SDK's fetch sent each request, and when its answer's headers came back. */
   fetches: { method: string; sentAt: number; answeredAt: number }[];
+  /** A new client on the same gateway and fetch: no candidates and no prepared key yet. */
+  freshClient(): NightjarClient;
   close(): Promise<void>;
 }
 
@@ -76,15 +78,16 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
   const timedFetch: typeof fetch = async (input, init) => {
     const entry = { method: init?.method ?? 'GET', sentAt: now(), answeredAt: Number.NaN };
     fetches.push(entry);
-    const res = await fetch(input, init);
+    const res = await nodeFetch(input, init);
     entry.answeredAt = now();
     return res;
   };
-  const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: timedFetch });
+  const freshClient = (): NightjarClient => new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: timedFetch });
   return {
     gateway,
     agent,
-    client,
+    client: freshClient(),
+    freshClient,
     engine,
     modelId,
     fetches,
@@ -112,13 +115,13 @@ async function viaEngine(net: Network, maxTokens: number): Promise<Observed> {
   return { startedAt, deltaTimes, deltaSizes, endedAt: now(), completionTokens: r.usage.completionTokens, engine: r, engineCalledAt: call.calledAt, engineFirstDeltaAt: call.firstDeltaAt ?? Number.NaN, candidatesAt: Number.NaN, candidatesAnsweredAt: Number.NaN, postAt: Number.NaN };
 }
 
-async function viaPath(net: Network, maxTokens: number): Promise<Observed> {
+async function viaPath(net: Network, maxTokens: number, client = net.client): Promise<Observed> {
   const deltaTimes: number[] = [];
   const deltaSizes: number[] = [];
   const before = net.engine.calls.length;
   const fetchesBefore = net.fetches.length;
   const startedAt = now();
-  const stream = net.client.chat({ model: net.modelId, messages: MESSAGES, maxTokens, temperature: 0 });
+  const stream = client.chat({ model: net.modelId, messages: MESSAGES, maxTokens, temperature: 0 });
   for await (const delta of stream) {
     deltaTimes.push(now());
     deltaSizes.push(delta.length);
@@ -153,6 +156,10 @@ async function ensure(ctx: BenchContext, shape: SyntheticShapeName): Promise<{ p
 /** Runs the whole-path area: added TTFT on the tiny model, tokens/s through the network on 1b-q4_0. */
 export async function run(ctx: BenchContext): Promise<AreaReport> {
   const ttftRuns = ctx.quick ? 10 : 40;
+  const firstRuns = ctx.quick ? 4 : 10;
+  const httpRuns = ctx.quick ? 50 : 200;
+  const transports = [['fetch', fetch], ['nodeFetch', nodeFetch]] as const;
+  const http: Record<(typeof transports)[number][0], number[]> = { fetch: [], nodeFetch: [] };
   const rounds = ctx.quick ? 3 : 6;
   const maxTokens = ctx.quick ? 12 : 20;
   const targets: Target[] = [];
@@ -162,6 +169,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   const tinyNet = await startNetwork(tiny.path, tiny.modelId);
   const direct: Observed[] = [];
   const path: Observed[] = [];
+  const first: Observed[] = [];
   try {
     for (let i = 0; i < 3; i++) {
       await viaEngine(tinyNet, 8);
@@ -176,9 +184,29 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         direct.push(await viaEngine(tinyNet, 8));
       }
     }
+    // The HTTP transport alone, through Node's global fetch and through the client's node:http
+    // fetch, alternating: a POST /v1/jobs of a sealed request's size whose envelope is malformed,
+    // so the gateway parses it and answers 400 without a job.
+    const malformed = JSON.stringify({ v: 1, envelope: { header: { padding: 'x'.repeat(700) }, body: 'y'.repeat(1400) } });
+    for (let i = 0; i < httpRuns; i++) {
+      for (const [name, f] of i % 2 === 0 ? transports : [...transports].reverse()) {
+        const t0 = now();
+        const res = await f(`${tinyNet.gateway.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: malformed });
+        await res.arrayBuffer();
+        if (res.status !== 400) throw new Error(`the malformed job got HTTP ${res.status}, not 400`);
+        http[name].push(now() - t0);
+      }
+    }
+    // A client's first request: it fetches candidates and has no key agreed in advance.
+    // (A pause first, so the key the last client agrees after its reply is not in the way.)
+    for (let i = 0; i < firstRuns; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      first.push(await viaPath(tinyNet, 8, tinyNet.freshClient()));
+    }
   } finally {
     await tinyNet.close();
   }
+  const firstAdded = first.map((o) => o.deltaTimes[0]! - o.startedAt - o.engine.timeToFirstTokenMs);
   const pathTtft = path.map((o) => o.deltaTimes[0]! - o.startedAt);
   const added = path.map((o) => o.deltaTimes[0]! - o.startedAt - o.engine.timeToFirstTokenMs);
   const directTtft = direct.map((o) => o.deltaTimes[0]! - o.startedAt);
@@ -192,7 +220,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   const parts: Record<string, number[]> = {
     // Listed only when some run fetched candidates.
     ...(fetchedRuns > 0 ? { [`client: GET /v1/candidates round trip (the ${fetchedRuns} runs that fetched them)`]: path.filter(fetchedCandidates).map(getMs) } : {}),
-    [fetchedRuns > 0 ? 'client: the rest before the POST (verify fetched bundles, seal)' : 'client: before the POST (candidates reused; seal)']: path.map((o) => o.postAt - o.startedAt - getMs(o)),
+    [fetchedRuns > 0 ? 'client: the rest before the POST (verify fetched bundles, seal)' : 'client: before the POST (candidates reused; seal with the key agreed after the last reply)']: path.map((o) => o.postAt - o.startedAt - getMs(o)),
     'POST → engine call (gateway relay, agent opens and checks the envelope, counts prompt tokens)': path.map((o) => o.engineCalledAt - o.postAt),
     'engine: call to first token (its own TTFT) and first delta': path.map((o) => o.engineFirstDeltaAt - o.engineCalledAt),
     'agent → gateway → client: seal, relay, open': path.map((o) => o.deltaTimes[0]! - o.engineFirstDeltaAt),
@@ -268,7 +296,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     title: 'Whole path: client → gateway → agent → back, against the engine alone',
     method: [
       'Everything in one process on loopback: a real gateway (`startGateway`, port 0), a real `Agent` connected over its WebSocket, the SDK (`NightjarClient`, one candidate, trust policy allowing synthetic models) over HTTP. The agent serves the very engine the baseline calls directly (default threads, context 1,024, two slots of which one is used at a time), wrapped only to note when each call arrives and when its first delta leaves.',
-      `Time to first token on the tiny model: ${ttftRuns} runs of each side, alternating, after 3 warm-up pairs, 8 greedy tokens. Path TTFT = first delta at the client − the moment \`client.chat\` was called (it includes fetching candidates when the SDK has none fresh, checking the bundle, sealing, the POST, opening at the agent and the reply's way back). Added TTFT = path TTFT − the engine's own TTFT for that same job (\`timeToFirstTokenMs\`). The breakdown uses timestamps on one clock, from a \`fetch\` handed to the SDK that notes when each request left and its answer's headers came back, and from the engine wrapper.`,
+      `Time to first token on the tiny model: ${ttftRuns} runs of each side, alternating, after 3 warm-up pairs, 8 greedy tokens. Path TTFT = first delta at the client − the moment \`client.chat\` was called (it includes fetching candidates when the SDK has none fresh, checking the bundle, sealing, the POST, opening at the agent and the reply's way back). Added TTFT = path TTFT − the engine's own TTFT for that same job (\`timeToFirstTokenMs\`). The SDK speaks HTTP through the client's node:http \`fetch\` (\`nodeFetch\`, what \`nightjar chat\` and \`nightjar proxy\` use), wrapped to note when each request left and its answer's headers came back; with the engine wrapper's, these timestamps on one clock give the breakdown. After the measured runs, ${firstRuns} requests each from a new client show what a client's first request adds (candidates fetched, its ephemeral key drawn while it waits).`,
       `Tokens/s on 1b-q4_0: ${rounds} rounds of ${maxTokens} greedy tokens; each round runs the engine alone, the whole path, and the engine alone again as an A/A control (it measures the machine's noise), back to back, in one of the six orders. Both sides are measured the same way, from delta arrival times — at the client for the path, in \`onDelta\` for the engine alone: 1 ÷ the median time per token between deltas (a synthetic greedy token is one character), as in the engine area. The figure is the median over rounds of path ÷ engine within the round; the whole-call column is completion tokens ÷ (result − call).`,
     ],
     tables: [
@@ -284,7 +312,13 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           ...(fetchedRuns > 0 && fetchedRuns < path.length
             ? [row(`… in the ${fetchedRuns} runs that fetched candidates`, addedWhen(true)), row(`… in the ${path.length - fetchedRuns} runs that reused them`, addedWhen(false))]
             : []),
+          row(`added by the path to a new client’s first request (${firstRuns} runs; not held to the target)`, firstAdded),
         ],
+      },
+      {
+        title: `HTTP round trip to the gateway: a POST /v1/jobs of a sealed request's size, malformed so it is answered 400 (${httpRuns} each, alternating; ms)`,
+        columns: ['transport', 'median', 'p90', 'min'],
+        rows: [row('Node’s global fetch (undici)', http.fetch), row('the client’s `nodeFetch` (node:http, keep-alive)', http.nodeFetch)],
       },
       {
         title: 'Where the path’s time to first token goes (ms, per-run medians)',
@@ -304,8 +338,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     targets,
     notes: [
       `The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (\`candidatesTtlMs\`), as a client sending requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request after a pause adds the candidates round trip${fetchedRuns > 0 ? ', shown in the breakdown' : ', which no measured run paid'}.`,
+      'After each reply the SDK draws the next request’s ephemeral key and agrees it with the agents that replied, in the background (`prepareEphemeral`): each WebCrypto step is a round trip to the thread pool, and a request in a conversation then seals without one. A key is used once; a request to other agents draws its own. A new client’s first request pays both this and the candidates round trip: the last row of the first table.',
       'The gateway routes on the free slots of the agent\'s last status frame. The agent sends one as each job starts and ends, but a client that asks again the moment its reply ends may get there before the frame does; with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).',
     ],
-    data: { ttftRuns, rounds, maxTokens, ttft: { direct: directTtft, path: pathTtft, added, engineOwn, parts, fetchedRuns }, throughput: { engine: engineTp.map(decodeRate), path: pathTp.map(decodeRate), control: controlTp.map(decodeRate) } },
+    data: { ttftRuns, rounds, maxTokens, ttft: { direct: directTtft, path: pathTtft, added, engineOwn, parts, fetchedRuns, firstAdded }, http, throughput: { engine: engineTp.map(decodeRate), path: pathTp.map(decodeRate), control: controlTp.map(decodeRate) } },
   };
 }
