@@ -3,7 +3,8 @@
  * Node's global fetch (undici) builds a Request, guarded Headers and body streams per call, and
  * a chat's time to first token pays for them going and coming back; this one is quicker both ways
  * (bench/RESULTS.md, whole path). The SDK sends a URL string, a method, a record of headers, a
- * string body and an AbortSignal; anything else is handed to globalThis.fetch unchanged.
+ * string body and an AbortSignal; anything else is handed to globalThis.fetch unchanged. Unlike
+ * fetch it does not follow redirects (a 3xx comes back as it is: the SDK reports the status).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -42,6 +43,12 @@ export interface NodeFetchOptions {
    * gateway with a private CA. Defaults to Node's. Certificates are always verified.
    */
   ca?: string | readonly string[];
+  /**
+   * How long the connection may stay silent while a request waits for its answer or reads its
+   * body before the request fails (as undici's headers and body timeouts do). Defaults to
+   * 300 000 ms, undici's.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Builds a fetch with its own connection pools (one per scheme; idle connections do not keep the process alive). */
@@ -51,7 +58,9 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
     'https:': new https.Agent({ keepAlive: true, ...(options.ca === undefined ? {} : { ca: typeof options.ca === 'string' ? options.ca : [...options.ca] }) }),
   } as const;
 
-  const nodeFetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+  const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
+
+  const nodeFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? new URL(input) : input instanceof URL ? input : null;
     const headers = plainHeaders(init?.headers);
     const body = init?.body;
@@ -65,7 +74,7 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
       return globalThis.fetch(input, init);
     }
     const signal = init?.signal ?? undefined;
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    if (signal?.aborted) throw abortReason(signal);
     if (typeof body === 'string' && !Object.keys(headers).some((k) => k.toLowerCase() === 'content-length')) {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
@@ -98,6 +107,11 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         req.on('close', () => signal?.removeEventListener('abort', onAbort));
+        req.setTimeout(idleTimeoutMs, () => {
+          const silent = Object.assign(new Error(`the server sent nothing for ${idleTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+          response?.destroy(silent);
+          req.destroy(silent);
+        });
         req.on('error', (err: NodeJS.ErrnoException) => {
           if (signal?.aborted) reject(abortReason(signal));
           // A pooled connection the server closed as this request went out on it: nothing was

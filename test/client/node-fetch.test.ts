@@ -128,6 +128,21 @@ describe('createNodeFetch', () => {
     expect((error as TypeError).cause).toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it('fails a request whose server goes silent, before its answer or in the middle of its body', async () => {
+    const { url } = await serve((seen, res) => {
+      if (seen.url === '/partly') res.writeHead(200).write('some');
+      // Otherwise: never answers.
+    });
+    const f = createNodeFetch({ idleTimeoutMs: 200 });
+    const error = await f(`${url}/never`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as TypeError).cause).toMatchObject({ code: 'ETIMEDOUT' });
+    const res = await f(`${url}/partly`);
+    const reader = res.body!.getReader();
+    await reader.read();
+    await expect(reader.read()).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+  });
+
   it('speaks HTTPS, verifying the certificate: refused unless its authority is trusted', async () => {
     const { url, seen } = await serve((_, res) => res.end('secret'), true);
     const error = await createNodeFetch()(url).catch((e: unknown) => e);
