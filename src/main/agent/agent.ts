@@ -73,7 +73,7 @@ export interface AgentOptions {
   enrollToken?: string;
   /** Receives every receipt signed, before it is sent (awaited). Defaults to none. */
   onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
-  /** Called when a job starts or ends. Defaults to none. */
+  /** Called when a job starts generating or ends. Defaults to none. */
   onJobsChange?: () => void;
   /** Called when the link's state changes. Defaults to none. */
   onLinkState?: (state: LinkState) => void;
