@@ -18,7 +18,7 @@ import { steadyRate } from './llama-direct.js';
 import { ensureModel } from './models.js';
 import { target, type AreaReport, type BenchContext, type Target } from './report.js';
 import { TimedEngine } from './timed-engine.js';
-import { BENCH_GATEWAY_LIMITS, fmt, fmtRatio, median, now, percentile, range, waitUntil } from './stats.js';
+import { BENCH_GATEWAY_LIMITS, fmt, fmtRatio, median, now, percentile, range, sleep, waitUntil } from './stats.js';
 
 const MESSAGES: ChatMessage[] = [{ role: 'user', content: 'Tell me about nightjars.' }];
 
@@ -200,7 +200,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     // A client's first request: it fetches candidates and has no key agreed in advance.
     // (A pause first, so the key the last client agrees after its reply is not in the way.)
     for (let i = 0; i < firstRuns; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       first.push(await viaPath(tinyNet, 8, tinyNet.freshClient()));
     }
   } finally {
