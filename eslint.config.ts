@@ -24,7 +24,12 @@ export default tseslint.config(
   {
     files: ['src/shared/**'],
     rules: {
-      'no-restricted-globals': ['error', ...DOM_GLOBALS.map((name) => ({ name, message: 'src/shared runs in Node too: no DOM.' })), { name: 'Buffer', message: 'src/shared runs in the browser too: use Uint8Array.' }, { name: 'process', message: 'src/shared runs in the browser too.' }],
+      'no-restricted-globals': [
+        'error',
+        ...DOM_GLOBALS.map((name) => ({ name, message: 'src/shared runs in Node too: no DOM.' })),
+        { name: 'Buffer', message: 'src/shared runs in the browser too: use Uint8Array.' },
+        { name: 'process', message: 'src/shared runs in the browser too.' },
+      ],
     },
   },
   {

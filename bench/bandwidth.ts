@@ -83,5 +83,12 @@ export async function measureBandwidth(passes = 5, bufferBytes = 128 << 20): Pro
   } else {
     all.push(...single);
   }
-  return { singleThread: Math.max(...single), allThreads: Math.max(...all), threads, singleThreadPasses: single, allThreadsPasses: all, bytesPerPass };
+  return {
+    singleThread: Math.max(...single),
+    allThreads: Math.max(...all),
+    threads,
+    singleThreadPasses: single,
+    allThreadsPasses: all,
+    bytesPerPass,
+  };
 }

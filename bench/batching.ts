@@ -84,7 +84,15 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     tables: [
       {
-        columns: ['jobs at once', 'aggregate tok/s', 'vs 1 job', 'per-job decode tok/s (median)', 'Σ per-job decode tok/s', 'TTFT ms (median)', 'wall s'],
+        columns: [
+          'jobs at once',
+          'aggregate tok/s',
+          'vs 1 job',
+          'per-job decode tok/s (median)',
+          'Σ per-job decode tok/s',
+          'TTFT ms (median)',
+          'wall s',
+        ],
         rows,
       },
     ],

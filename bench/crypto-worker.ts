@@ -40,8 +40,7 @@ export interface CryptoWorkerInput {
 
 /** What a worker says: once ready, the operations it can run; then one result per request. */
 export type CryptoWorkerMessage =
-  | { type: 'ready'; backend: string; operations: string[] }
-  | { type: 'result'; operation: string; opsPerSecond: number };
+  { type: 'ready'; backend: string; operations: string[] } | { type: 'result'; operation: string; opsPerSecond: number };
 
 /** What the parent asks: run one operation once. */
 export interface CryptoWorkerRequest {
@@ -66,7 +65,13 @@ async function main(): Promise<void> {
   const agents = [await benchAgentKeys(), await benchAgentKeys(), await benchAgentKeys()];
   const me = agents[0]!;
   const seal = (n: number): Promise<{ envelope: Envelope }> =>
-    sealRequest({ model: BENCH_MODEL.id, messages: PROMPT, sampling: { maxTokens: 256 }, recipients: agents.slice(0, n).map((a) => a.verified), now: Date.now() });
+    sealRequest({
+      model: BENCH_MODEL.id,
+      messages: PROMPT,
+      sampling: { maxTokens: 256 },
+      recipients: agents.slice(0, n).map((a) => a.verified),
+      now: Date.now(),
+    });
 
   /** Each operation: the call to time, and how many calls it may make per run (a pool's share). */
   const operations = new Map<string, { op: () => unknown; maxCalls?: number }>();
@@ -127,13 +132,17 @@ async function main(): Promise<void> {
   };
   const signed = await signReceipt(receipt, me.identity);
   operations.set('sign receipt', { op: () => signReceipt(receipt, me.identity) });
-  operations.set('verify receipt', { op: () => verifyReceipt(signed, { identityKey: me.identity.publicKey, agentId: me.identity.agentId, jobId: receipt.jobId }) });
+  operations.set('verify receipt', {
+    op: () => verifyReceipt(signed, { identityKey: me.identity.publicKey, agentId: me.identity.agentId, jobId: receipt.jobId }),
+  });
 
   const message = randomBytes(200);
   const signature = await backend.sign(me.identity.seed, message);
   operations.set('primitive: Ed25519 sign', { op: () => backend.sign(me.identity.seed, message) });
   operations.set('primitive: Ed25519 verify', { op: () => backend.verify(me.identity.publicKey, message, signature) });
-  operations.set('primitive: X25519 + HSalsa20 box key (fresh secret each time)', { op: () => backend.boxKey(me.boxKey.publicKey, randomBytes(32)) });
+  operations.set('primitive: X25519 + HSalsa20 box key (fresh secret each time)', {
+    op: () => backend.boxKey(me.boxKey.publicKey, randomBytes(32)),
+  });
 
   const port = parentPort!;
   port.on('message', (request: CryptoWorkerRequest) => {

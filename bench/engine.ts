@@ -124,7 +124,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       const roundsStarted = now();
       for (let r = 0; r < rounds; r++) {
         if (r >= MIN_ROUNDS && now() - roundsStarted > roundBudgetMs) {
-          ctx.log(`${shape}: ${r} rounds took ${fmt((now() - roundsStarted) / 1000)} s, over the ${roundBudgetMs / 1000} s budget; stopping there`);
+          ctx.log(
+            `${shape}: ${r} rounds took ${fmt((now() - roundsStarted) / 1000)} s, over the ${roundBudgetMs / 1000} s budget; stopping there`,
+          );
           break;
         }
         const got: Partial<Record<keyof typeof parties, RunFigures>> = {};
@@ -138,10 +140,13 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         figures.ratios.push(e.steadyTokensPerSecond / d.steadyTokensPerSecond);
         figures.controlRatios.push(c.steadyTokensPerSecond / d.steadyTokensPerSecond);
         if (e.text !== d.text || e.completionTokens !== d.completionTokens) figures.sameText = false;
-        ctx.log(`${shape} round ${r + 1}: engine ${fmt(e.steadyTokensPerSecond)} tok/s, direct ${fmt(d.steadyTokensPerSecond)} tok/s, control ${fmt(c.steadyTokensPerSecond)} tok/s`);
+        ctx.log(
+          `${shape} round ${r + 1}: engine ${fmt(e.steadyTokensPerSecond)} tok/s, direct ${fmt(d.steadyTokensPerSecond)} tok/s, control ${fmt(c.steadyTokensPerSecond)} tok/s`,
+        );
       }
       figures.ratio = median(figures.ratios);
-      figures.ratioOfBests = Math.max(...figures.engine.map((f) => f.steadyTokensPerSecond)) / Math.max(...figures.direct.map((f) => f.steadyTokensPerSecond));
+      figures.ratioOfBests =
+        Math.max(...figures.engine.map((f) => f.steadyTokensPerSecond)) / Math.max(...figures.direct.map((f) => f.steadyTokensPerSecond));
       const usage = await engine.generate({ messages: MESSAGES, sampling: { maxTokens: 1, temperature: 0 } });
       figures.promptTokens.engine = usage.usage.promptTokens;
       shapes.push(figures);
@@ -199,7 +204,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       `${fmtRatio(controlMedian)} (${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)})`,
       fmtRatio(s.ratioOfBests),
       fmt(median(s.engine.map((f) => f.ttftMs))) + ' / ' + fmt(median(s.direct.map((f) => f.ttftMs))),
-      s.sameText && s.promptTokens.engine === s.promptTokens.direct ? 'yes' : `no (prompt ${s.promptTokens.engine} vs ${s.promptTokens.direct} tokens)`,
+      s.sameText && s.promptTokens.engine === s.promptTokens.direct
+        ? 'yes'
+        : `no (prompt ${s.promptTokens.engine} vs ${s.promptTokens.direct} tokens)`,
     ]);
     // Per-token times at the medians over rounds: what a typical round saw on each side.
     const perTokenEngine = 1000 / median(s.engine.map((f) => f.steadyTokensPerSecond));
@@ -247,7 +254,19 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     tables: [
       {
         title: 'Engine vs node-llama-cpp directly',
-        columns: ['shape', 'threads', 'rounds', 'engine tok/s (best)', 'direct tok/s (best)', 'engine ÷ direct (median of rounds)', 'per-round range', 'A/A control: direct ÷ direct (range)', 'ratio of the bests', 'TTFT ms engine / direct', 'same prompt tokens and text'],
+        columns: [
+          'shape',
+          'threads',
+          'rounds',
+          'engine tok/s (best)',
+          'direct tok/s (best)',
+          'engine ÷ direct (median of rounds)',
+          'per-round range',
+          'A/A control: direct ÷ direct (range)',
+          'ratio of the bests',
+          'TTFT ms engine / direct',
+          'same prompt tokens and text',
+        ],
         rows,
       },
       {

@@ -104,7 +104,11 @@ export async function openDirect(options: DirectOptions): Promise<Direct> {
     sequence,
     prompt(messages) {
       const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
-        m.role === 'system' ? { type: 'system', text: m.content } : m.role === 'user' ? { type: 'user', text: m.content } : { type: 'model', response: [m.content] },
+        m.role === 'system'
+          ? { type: 'system', text: m.content }
+          : m.role === 'user'
+            ? { type: 'user', text: m.content }
+            : { type: 'model', response: [m.content] },
       );
       history.push({ type: 'model', response: [] });
       return wrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);

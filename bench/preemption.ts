@@ -7,7 +7,14 @@
  * owner-active reading from the injected environment source (what the app feeds from
  * powerMonitor), set while a job streams.
  */
-import { AgentRuntime, ManualEnvironmentSource, defaultThreads, loadEngine, sha256File, type ModelChoice } from '../src/main/agent/index.js';
+import {
+  AgentRuntime,
+  ManualEnvironmentSource,
+  defaultThreads,
+  loadEngine,
+  sha256File,
+  type ModelChoice,
+} from '../src/main/agent/index.js';
 import { NightjarClient, nodeFetch } from '../src/client/index.js';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { DEFAULT_POLICY, NightjarError, generateIdentity, type ChatMessage, type Policy, type Preemption } from '../src/shared/index.js';
@@ -98,7 +105,12 @@ async function engineCall(engine: TimedEngine, index: number): Promise<EngineCal
  * Sets the owner-active reading now (the caller has brought the job where it wants it) and times
  * what follows, on one clock.
  */
-async function ownerBack(b: Bench, call: EngineCall, client: Promise<{ at: number; outcome: string }>, tokenMs: number): Promise<Preempted> {
+async function ownerBack(
+  b: Bench,
+  call: EngineCall,
+  client: Promise<{ at: number; outcome: string }>,
+  tokenMs: number,
+): Promise<Preempted> {
   const before = b.preemptions.length;
   let drainingAt = Number.NaN;
   let gatewayAt = Number.NaN;
@@ -111,7 +123,12 @@ async function ownerBack(b: Bench, call: EngineCall, client: Promise<{ at: numbe
   const t0 = now();
   b.env.set(OWNER_BACK);
   const ended = await client;
-  await waitUntil(() => call.settledAt !== null && !Number.isNaN(gatewayAt) && b.preemptions.length > before, 30_000, 'the preemption to settle', 1);
+  await waitUntil(
+    () => call.settledAt !== null && !Number.isNaN(gatewayAt) && b.preemptions.length > before,
+    30_000,
+    'the preemption to settle',
+    1,
+  );
   clearInterval(sampler);
   off();
   return {
@@ -155,7 +172,13 @@ async function startBench(modelPath: string, modelId: string, policy: Policy): P
       return engine;
     },
   };
-  const runtime = new AgentRuntime({ gatewayUrl: gateway.agentUrl, identity: await generateIdentity(), environment: env, model: () => choice, policy });
+  const runtime = new AgentRuntime({
+    gatewayUrl: gateway.agentUrl,
+    identity: await generateIdentity(),
+    environment: env,
+    model: () => choice,
+    policy,
+  });
   const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: nodeFetch });
   const b: Bench = { gateway, runtime, env, client, modelId, engines, loadMs, preemptions: [] };
   runtime.on('preempted', (p) => {
@@ -258,7 +281,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     const released = rssBusy - memAfter.rss;
     const added = rssBusy - memBefore.rss;
     const loadMs = b.loadMs[0]!;
-    ctx.log(`unload delay ${UNLOAD_DELAY_MS} ms: dispose called at ${fmt(disposeCalledMs)} ms, resolved at ${fmt(disposedMs)} ms, RSS down at ${fmt(rssDownMs)} ms`);
+    ctx.log(
+      `unload delay ${UNLOAD_DELAY_MS} ms: dispose called at ${fmt(disposeCalledMs)} ms, resolved at ${fmt(disposedMs)} ms, RSS down at ${fmt(rssDownMs)} ms`,
+    );
 
     const split = (x: ResidentMemory, y: ResidentMemory, key: 'anon' | 'file'): string => {
       const a = x[key];
@@ -281,26 +306,95 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           title: 'Owner back mid-generation (grace 0)',
           columns: ['from the owner-active reading to', 'median', 'slowest', 'baseline', 'median ÷ baseline'],
           rows: [
-            ['runtime draining (takes no job)', `${fmt(median(stops.map((p) => p.drainingMs)))} ms`, `${fmt(Math.max(...stops.map((p) => p.drainingMs)))} ms`, '', ''],
-            ['gateway stops routing to the agent', `${fmt(median(stops.map((p) => p.gatewayMs)))} ms`, `${fmt(Math.max(...stops.map((p) => p.gatewayMs)))} ms`, '', ''],
-            ['generation stopped (engine call settled)', `${fmt(stopMs)} ms`, `${fmt(slowestStop)} ms`, `${fmt(tokenMs)} ms per token`, `${fmtRatio(stopMs / tokenMs)} a token`],
-            [`client's stream ended (${outcomes})`, `${fmt(median(stops.map((p) => p.clientMs)))} ms`, `${fmt(Math.max(...stops.map((p) => p.clientMs)))} ms`, '', ''],
-            ['the runtime\'s own report: jobs settled', `${fmt(runtimeSettled)} ms`, '', '', ''],
+            [
+              'runtime draining (takes no job)',
+              `${fmt(median(stops.map((p) => p.drainingMs)))} ms`,
+              `${fmt(Math.max(...stops.map((p) => p.drainingMs)))} ms`,
+              '',
+              '',
+            ],
+            [
+              'gateway stops routing to the agent',
+              `${fmt(median(stops.map((p) => p.gatewayMs)))} ms`,
+              `${fmt(Math.max(...stops.map((p) => p.gatewayMs)))} ms`,
+              '',
+              '',
+            ],
+            [
+              'generation stopped (engine call settled)',
+              `${fmt(stopMs)} ms`,
+              `${fmt(slowestStop)} ms`,
+              `${fmt(tokenMs)} ms per token`,
+              `${fmtRatio(stopMs / tokenMs)} a token`,
+            ],
+            [
+              `client's stream ended (${outcomes})`,
+              `${fmt(median(stops.map((p) => p.clientMs)))} ms`,
+              `${fmt(Math.max(...stops.map((p) => p.clientMs)))} ms`,
+              '',
+              '',
+            ],
+            ["the runtime's own report: jobs settled", `${fmt(runtimeSettled)} ms`, '', '', ''],
           ],
         },
         {
           title: 'Owner back during prompt processing, with a grace, and unloading',
           columns: ['', 'measured', 'baseline', 'ratio'],
           rows: [
-            ['prompt processing: generation stopped', `${fmt(promptStop.stoppedMs)} ms`, `${fmt(chunkMs)} ms per ${chunkTokens}-token chunk (${fmt(promptRate)} tokens/s)`, `${fmtRatio(promptStop.stoppedMs / chunkMs)} a chunk`],
-            [`grace ${fmt(GRACE_MS)} ms: generation stopped after the grace`, `+${fmt(gracedOver)} ms`, `${fmt(median(graced.map((p) => p.tokenMs)))} ms per token`, `${fmtRatio(gracedOver / median(graced.map((p) => p.tokenMs)))} a token`],
-            ['unload: generation stopped', `${fmt(unloadRun.stoppedMs)} ms`, `${fmt(unloadRun.tokenMs)} ms per token`, fmtRatio(unloadRun.stoppedMs / unloadRun.tokenMs)],
-            [`unload: dispose called (delay ${fmt(UNLOAD_DELAY_MS)} ms)`, `${fmt(disposeCalledMs)} ms`, `${fmt(UNLOAD_DELAY_MS)} ms configured`, `+${fmt(disposeCalledMs - UNLOAD_DELAY_MS)} ms`],
-            ['unload: dispose resolved', `${fmt(disposedMs)} ms`, `${fmt(loadMs)} ms to load`, `${fmtRatio((disposedMs - disposeCalledMs) / loadMs)} (dispose alone)`],
-            ['unload: RSS down by 90% of the model', `${fmt(rssDownMs)} ms`, `${fmt(loadMs)} ms to load`, `${fmtRatio((rssDownMs - disposeCalledMs) / loadMs)} (after dispose was called)`],
-            ['memory released', fmtBytes(released), `${fmtBytes(added)} added by the model (file ${fmtBytes(file.bytes)})`, fmtRatio(released / added)],
-            ['… of which anonymous (copies, KV cache, buffers)', split(memLoaded, memAfter, 'anon'), `${split(memLoaded, memBefore, 'anon')} added`, ''],
-            ['… of which file-backed (the mapped model file)', split(memLoaded, memAfter, 'file'), `${split(memLoaded, memBefore, 'file')} added`, ''],
+            [
+              'prompt processing: generation stopped',
+              `${fmt(promptStop.stoppedMs)} ms`,
+              `${fmt(chunkMs)} ms per ${chunkTokens}-token chunk (${fmt(promptRate)} tokens/s)`,
+              `${fmtRatio(promptStop.stoppedMs / chunkMs)} a chunk`,
+            ],
+            [
+              `grace ${fmt(GRACE_MS)} ms: generation stopped after the grace`,
+              `+${fmt(gracedOver)} ms`,
+              `${fmt(median(graced.map((p) => p.tokenMs)))} ms per token`,
+              `${fmtRatio(gracedOver / median(graced.map((p) => p.tokenMs)))} a token`,
+            ],
+            [
+              'unload: generation stopped',
+              `${fmt(unloadRun.stoppedMs)} ms`,
+              `${fmt(unloadRun.tokenMs)} ms per token`,
+              fmtRatio(unloadRun.stoppedMs / unloadRun.tokenMs),
+            ],
+            [
+              `unload: dispose called (delay ${fmt(UNLOAD_DELAY_MS)} ms)`,
+              `${fmt(disposeCalledMs)} ms`,
+              `${fmt(UNLOAD_DELAY_MS)} ms configured`,
+              `+${fmt(disposeCalledMs - UNLOAD_DELAY_MS)} ms`,
+            ],
+            [
+              'unload: dispose resolved',
+              `${fmt(disposedMs)} ms`,
+              `${fmt(loadMs)} ms to load`,
+              `${fmtRatio((disposedMs - disposeCalledMs) / loadMs)} (dispose alone)`,
+            ],
+            [
+              'unload: RSS down by 90% of the model',
+              `${fmt(rssDownMs)} ms`,
+              `${fmt(loadMs)} ms to load`,
+              `${fmtRatio((rssDownMs - disposeCalledMs) / loadMs)} (after dispose was called)`,
+            ],
+            [
+              'memory released',
+              fmtBytes(released),
+              `${fmtBytes(added)} added by the model (file ${fmtBytes(file.bytes)})`,
+              fmtRatio(released / added),
+            ],
+            [
+              '… of which anonymous (copies, KV cache, buffers)',
+              split(memLoaded, memAfter, 'anon'),
+              `${split(memLoaded, memBefore, 'anon')} added`,
+              '',
+            ],
+            [
+              '… of which file-backed (the mapped model file)',
+              split(memLoaded, memAfter, 'file'),
+              `${split(memLoaded, memBefore, 'file')} added`,
+              '',
+            ],
           ],
         },
       ],
@@ -309,7 +403,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         `The issue sets no target here. DESIGN.md asks that generation stop within a token of the owner's return: with grace 0 the slowest of ${reps} stops took ${fmtRatio(slowestStop / tokenMs)} of a token's time, which includes reading the environment, the policy's decision and the drain. The runtime turns 'draining' synchronously with the decision, before any job is aborted, so no new job starts after it.`,
         `The client's reply ended with ${outcomes} in the stop runs: the agent ends a preempted job with a final chunk and a signed receipt for the tokens it produced, so the client can tell a cut reply from a whole one, and the gateway charges only those tokens.`,
         `During prompt processing an abort waits for the chunk being evaluated: ${fmt(chunkMs)} ms for ${chunkTokens} tokens at this machine's prompt rate.`,
-        'On Linux llama.cpp maps the model file; for Q4_0 its CPU backend also keeps a repacked copy of most weights in anonymous memory, and the KV cache and compute buffers are anonymous too. Disposing frees the copies and unmaps the file; the file\'s pages stay in the page cache as reclaimable cache (a reload is then warm). On a Mac with Metal the weights sit in GPU-visible buffers; the same measurement there is what the owner feels.',
+        "On Linux llama.cpp maps the model file; for Q4_0 its CPU backend also keeps a repacked copy of most weights in anonymous memory, and the KV cache and compute buffers are anonymous too. Disposing frees the copies and unmaps the file; the file's pages stay in the page cache as reclaimable cache (a reload is then warm). On a Mac with Metal the weights sit in GPU-visible buffers; the same measurement there is what the owner feels.",
       ],
       data: {
         shape: SHAPE,

@@ -73,7 +73,12 @@ export class FakeAgent {
       socket.on('message', (data) => {
         const frame = JSON.parse(String(data)) as { type: string; [k: string]: unknown };
         if (frame.type === 'challenge') {
-          const fields = { gatewayId: String(frame['gatewayId']), nonce: String(frame['nonce']), time: Number(frame['time']), agentId: this.agentId };
+          const fields = {
+            gatewayId: String(frame['gatewayId']),
+            nonce: String(frame['nonce']),
+            time: Number(frame['time']),
+            agentId: this.agentId,
+          };
           void signChallenge(fields, this.#keys.identity).then((signature) => this.#send({ v: PROTOCOL_VERSION, type: 'auth', signature }));
         } else if (frame.type === 'welcome') {
           this.#send({
@@ -100,7 +105,13 @@ export class FakeAgent {
             seq: 0,
           };
           this.jobs.set(job.jobId, job);
-          this.#send({ v: PROTOCOL_VERSION, type: 'accepted', jobId: job.jobId, attempt: job.attempt, replySalt: toBase64Url(randomBytes(16)) });
+          this.#send({
+            v: PROTOCOL_VERSION,
+            type: 'accepted',
+            jobId: job.jobId,
+            attempt: job.attempt,
+            replySalt: toBase64Url(randomBytes(16)),
+          });
           this.onJob?.(job);
         } else if (frame.type === 'reject') {
           reject(new Error(`the relay rejected the fake agent: ${String(frame['code'])}`));
@@ -173,7 +184,14 @@ export class RelayStream {
     const body = JSON.stringify({ v: PROTOCOL_VERSION, envelope });
     const url = new URL('/v1/jobs', baseUrl);
     const req = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: pool, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        agent: pool,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         if (res.statusCode !== 200) {
           res.resume();

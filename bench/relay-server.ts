@@ -54,7 +54,9 @@ async function forwarder(): Promise<Relay> {
     const parts: Buffer[] = [];
     req.on('data', (b: Buffer) => parts.push(b));
     req.on('end', () => {
-      const { envelope } = JSON.parse(Buffer.concat(parts).toString('utf8')) as { envelope: { header: { jobId: string; recipients: { agentId: string }[] } } };
+      const { envelope } = JSON.parse(Buffer.concat(parts).toString('utf8')) as {
+        envelope: { header: { jobId: string; recipients: { agentId: string }[] } };
+      };
       const jobId = envelope.header.jobId;
       const agentId = envelope.header.recipients[0]!.agentId;
       const producer = producers.get(agentId);
@@ -72,11 +74,29 @@ async function forwarder(): Promise<Relay> {
   wss.on('connection', (socket) => {
     let agentId: string | null = null;
     socket.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; jobId?: string; seq?: number; data?: string; replySalt?: string; receipt?: unknown; bundle?: { bundle: { agentId: string; capacity: { slots: number } } } };
+      const frame = JSON.parse(String(data)) as {
+        type: string;
+        jobId?: string;
+        seq?: number;
+        data?: string;
+        replySalt?: string;
+        receipt?: unknown;
+        bundle?: { bundle: { agentId: string; capacity: { slots: number } } };
+      };
       if (frame.type === 'hello' && frame.bundle) {
         agentId = frame.bundle.bundle.agentId;
         producers.set(agentId, socket);
-        socket.send(JSON.stringify({ v: 1, type: 'welcome', agentId, trust: 'signed', heartbeatMs: 15_000, maxConcurrentJobs: frame.bundle.bundle.capacity.slots, operator: null }));
+        socket.send(
+          JSON.stringify({
+            v: 1,
+            type: 'welcome',
+            agentId,
+            trust: 'signed',
+            heartbeatMs: 15_000,
+            maxConcurrentJobs: frame.bundle.bundle.capacity.slots,
+            operator: null,
+          }),
+        );
         return;
       }
       const job = frame.jobId === undefined ? undefined : jobs.get(frame.jobId);
@@ -128,7 +148,14 @@ async function main(): Promise<void> {
       gc?.();
       gc?.();
       const u = process.memoryUsage();
-      send({ type: 'memory', rss: u.rss, heapUsed: u.heapUsed, external: u.external, arrayBuffers: u.arrayBuffers, agents: relay.agents() });
+      send({
+        type: 'memory',
+        rss: u.rss,
+        heapUsed: u.heapUsed,
+        external: u.external,
+        arrayBuffers: u.arrayBuffers,
+        agents: relay.agents(),
+      });
     } else if (m.type === 'cpu') {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system });

@@ -120,10 +120,7 @@ async function openSession(relay: RelayProcess, agents: readonly FakeAgent[], n:
 async function closeSession(session: Session): Promise<{ completed: number; errors: string[] }> {
   for (const s of session.streams) s.onChunk = null;
   for (const s of session.streams) await s.agent.finish(session.jobs.get(s.jobId)!);
-  const ends = await Promise.race([
-    Promise.all(session.streams.map((s) => s.ended)),
-    sleep(30_000).then(() => null),
-  ]);
+  const ends = await Promise.race([Promise.all(session.streams.map((s) => s.ended)), sleep(30_000).then(() => null)]);
   for (const s of session.streams) s.abort();
   session.pool.destroy();
   if (!ends) return { completed: 0, errors: ['streams did not end within 30 s'] };
@@ -205,7 +202,10 @@ async function latency(session: Session, rate: number, durationMs: number): Prom
 }
 
 /** Memory per idle, authenticated agent connection, from the relay process's own figures. */
-async function idleMemory(kind: RelayKind, keys: readonly BenchAgentKeys[]): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number }> {
+async function idleMemory(
+  kind: RelayKind,
+  keys: readonly BenchAgentKeys[],
+): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number }> {
   const relay = await RelayProcess.start(kind);
   try {
     const before = await relay.memory();
@@ -219,7 +219,11 @@ async function idleMemory(kind: RelayKind, keys: readonly BenchAgentKeys[]): Pro
     await sleep(500);
     after = await relay.memory();
     for (const a of agents) a.close();
-    return { rssPerConnection: (after.rss - before.rss) / after.agents, heapPerConnection: (after.heapUsed - before.heapUsed) / after.agents, connections: after.agents };
+    return {
+      rssPerConnection: (after.rss - before.rss) / after.agents,
+      heapPerConnection: (after.heapUsed - before.heapUsed) / after.agents,
+      connections: after.agents,
+    };
   } finally {
     await relay.close();
   }
@@ -243,7 +247,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   ctx.log(`making ${AGENTS} + ${idleConnections} agent identities`);
   const keys: BenchAgentKeys[] = [];
   for (let i = 0; i < AGENTS; i++) keys.push(await benchAgentKeys(SLOTS));
-  const relays: Record<RelayKind, RelayProcess> = { gateway: await RelayProcess.start('gateway'), forwarder: await RelayProcess.start('forwarder') };
+  const relays: Record<RelayKind, RelayProcess> = {
+    gateway: await RelayProcess.start('gateway'),
+    forwarder: await RelayProcess.start('forwarder'),
+  };
   const figures: StreamFigures[] = [];
   try {
     const agents: Record<RelayKind, FakeAgent[]> = {
@@ -268,7 +275,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         const t = await throughput(sessions[kind], phaseMs);
         f.chunksPerSecond[kind] = t.chunksPerSecond;
         f.cpuMicrosPerChunk[kind] = t.cpuMicrosPerChunk;
-        ctx.log(`${n} stream${n === 1 ? '' : 's'}, ${kind}: ${fmt(t.chunksPerSecond)} chunks/s, ${fmt(t.cpuMicrosPerChunk)} µs of relay CPU per chunk`);
+        ctx.log(
+          `${n} stream${n === 1 ? '' : 's'}, ${kind}: ${fmt(t.chunksPerSecond)} chunks/s, ${fmt(t.cpuMicrosPerChunk)} µs of relay CPU per chunk`,
+        );
       }
       // The same offered load on both: STREAM_RATE chunks/s per stream, capped at half of what the slower
       // relay carried, so neither is measured while saturated.
@@ -276,7 +285,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       for (const kind of order) {
         const samples = await latency(sessions[kind], f.offeredRate, phaseMs);
         f.latency[kind] = { p50: percentile(samples, 50), p99: percentile(samples, 99), samples: samples.length };
-        ctx.log(`${n} stream${n === 1 ? '' : 's'}, ${kind}: p50 ${fmt(f.latency[kind].p50)} ms, p99 ${fmt(f.latency[kind].p99)} ms at ${fmt(f.offeredRate)} chunks/s`);
+        ctx.log(
+          `${n} stream${n === 1 ? '' : 's'}, ${kind}: p50 ${fmt(f.latency[kind].p50)} ms, p99 ${fmt(f.latency[kind].p99)} ms at ${fmt(f.offeredRate)} chunks/s`,
+        );
       }
       for (const kind of order) {
         const closed = await closeSession(sessions[kind]);
@@ -299,7 +310,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   for (const f of figures) {
     for (const kind of KINDS) {
       if (f.completed[kind] !== f.streams || f.errors[kind].length > 0) {
-        notes.push(`${f.streams} streams through the ${kind}: ${f.completed[kind]} of ${f.streams} ended with a verified done event; errors: ${f.errors[kind].slice(0, 3).join(', ') || 'none'}.`);
+        notes.push(
+          `${f.streams} streams through the ${kind}: ${f.completed[kind]} of ${f.streams} ended with a verified done event; errors: ${f.errors[kind].slice(0, 3).join(', ') || 'none'}.`,
+        );
       }
     }
   }
@@ -318,7 +331,15 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     tables: [
       {
         title: 'Throughput (closed loop)',
-        columns: ['streams', 'gateway chunks/s', 'bare forwarder chunks/s', 'gateway ÷ forwarder', 'relay CPU µs per chunk: gateway / forwarder', 'CPU per chunk, gateway ÷ forwarder', 'one core’s worth of chunks/s: gateway / forwarder'],
+        columns: [
+          'streams',
+          'gateway chunks/s',
+          'bare forwarder chunks/s',
+          'gateway ÷ forwarder',
+          'relay CPU µs per chunk: gateway / forwarder',
+          'CPU per chunk, gateway ÷ forwarder',
+          'one core’s worth of chunks/s: gateway / forwarder',
+        ],
         rows: figures.map((f) => [
           fmtInt(f.streams),
           fmt(f.chunksPerSecond.gateway),
@@ -331,7 +352,14 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       },
       {
         title: 'Latency, agent send → client receive (open loop, ms)',
-        columns: ['streams', 'offered chunks/s', 'relay CPU busy at that rate: gateway / forwarder', 'gateway p50 / p99', 'bare forwarder p50 / p99', 'added by the gateway p50 / p99'],
+        columns: [
+          'streams',
+          'offered chunks/s',
+          'relay CPU busy at that rate: gateway / forwarder',
+          'gateway p50 / p99',
+          'bare forwarder p50 / p99',
+          'added by the gateway p50 / p99',
+        ],
         rows: figures.map((f) => [
           fmtInt(f.streams),
           fmt(f.offeredRate),
@@ -347,7 +375,11 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         rows: [
           ['gateway', kb(memory.gateway.rssPerConnection), kb(memory.gateway.heapPerConnection)],
           ['bare forwarder (a bare ws connection)', kb(memory.forwarder.rssPerConnection), kb(memory.forwarder.heapPerConnection)],
-          ['gateway ÷ forwarder', fmtRatio(memory.gateway.rssPerConnection / memory.forwarder.rssPerConnection), fmtRatio(memory.gateway.heapPerConnection / memory.forwarder.heapPerConnection)],
+          [
+            'gateway ÷ forwarder',
+            fmtRatio(memory.gateway.rssPerConnection / memory.forwarder.rssPerConnection),
+            fmtRatio(memory.gateway.heapPerConnection / memory.forwarder.heapPerConnection),
+          ],
         ],
       },
     ],

@@ -86,7 +86,11 @@ export interface SuiteResult {
    * Shares of the machine's CPU time over the run (Linux /proc/stat): stolen by the hypervisor
    * (a VM's CPUs lent to other guests), and busy; null where unknown. Steal per area too.
    */
-  readonly cpu: { readonly steal: number | null; readonly busy: number | null; readonly stealByArea: Readonly<Partial<Record<AreaName, number>>> };
+  readonly cpu: {
+    readonly steal: number | null;
+    readonly busy: number | null;
+    readonly stealByArea: Readonly<Partial<Record<AreaName, number>>>;
+  };
   /** Free text given with --note. */
   readonly note: string | null;
   /** True when vitest's include patterns cover only test/ (so nothing in bench/ runs under npm test). */
@@ -166,7 +170,15 @@ export function renderMarkdown(suite: SuiteResult): string {
   for (const r of suite.results) {
     const targets = r.targets ?? [];
     if (r.error && targets.length === 0) targetRows.push([r.area, '(area failed)', '–', '–', 'not measured', r.error]);
-    for (const t of targets) targetRows.push([r.area, t.name, t.figure, t.target, t.status === 'met' ? '**met**' : t.status === 'not met' ? '**not met**' : 'not measured', t.limitedBy ?? '']);
+    for (const t of targets)
+      targetRows.push([
+        r.area,
+        t.name,
+        t.figure,
+        t.target,
+        t.status === 'met' ? '**met**' : t.status === 'not met' ? '**not met**' : 'not measured',
+        t.limitedBy ?? '',
+      ]);
   }
   const complete = !suite.quick && suite.areas.length === AREA_NAMES.length;
   const inTime = suite.wallMs < 10 * 60_000;
@@ -176,7 +188,13 @@ export function renderMarkdown(suite: SuiteResult): string {
     minutes(suite.wallMs),
     '< 10 min on 2 cores',
     complete ? (inTime ? '**met**' : '**not met**') : 'not measured (quick or partial run)',
-    complete && !inTime ? `the slowest areas: ${[...suite.results].sort((a, b) => b.durationMs - a.durationMs).slice(0, 3).map((r) => `${r.area} ${(r.durationMs / 1000).toFixed(0)} s`).join(', ')}` : '',
+    complete && !inTime
+      ? `the slowest areas: ${[...suite.results]
+          .sort((a, b) => b.durationMs - a.durationMs)
+          .slice(0, 3)
+          .map((r) => `${r.area} ${(r.durationMs / 1000).toFixed(0)} s`)
+          .join(', ')}`
+      : '',
   ]);
   targetRows.push([
     'suite',

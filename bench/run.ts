@@ -11,7 +11,16 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuShares, cpuTimes, loadAverage, machineInfo } from './machine.js';
-import { AREA_NAMES, isAreaName, renderMarkdown, type AreaName, type AreaReport, type AreaResult, type BenchContext, type SuiteResult } from './report.js';
+import {
+  AREA_NAMES,
+  isAreaName,
+  renderMarkdown,
+  type AreaName,
+  type AreaReport,
+  type AreaResult,
+  type BenchContext,
+  type SuiteResult,
+} from './report.js';
 import { now } from './stats.js';
 
 /** The repository root (this file runs from dist/bench/). */
@@ -42,7 +51,10 @@ function parseArgs(argv: readonly string[]): Args {
     };
     if (a === '--quick') args.quick = true;
     else if (a === '--only') {
-      const names = value().split(',').map((s) => s.trim()).filter(Boolean);
+      const names = value()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       for (const n of names) if (!isAreaName(n)) throw new Error(`unknown area "${n}"\n${USAGE}`);
       args.only = names as AreaName[];
     } else if (a === '--note') args.note = value();
@@ -115,7 +127,9 @@ function spawnArea(area: AreaName, quick: boolean): Promise<AreaResult> {
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      resolve(result ?? { area, durationMs: now() - started, error: `the area's process exited (${signal ?? `code ${code}`}) without a report` });
+      resolve(
+        result ?? { area, durationMs: now() - started, error: `the area's process exited (${signal ?? `code ${code}`}) without a report` },
+      );
     });
   });
 }
@@ -181,7 +195,9 @@ async function main(): Promise<void> {
   await writeFile(path.join(OUT, 'results.json'), JSON.stringify(suite, null, 2) + '\n');
   const md = full ? path.join(ROOT, 'bench', 'RESULTS.md') : path.join(OUT, 'RESULTS.md');
   await writeFile(md, renderMarkdown(suite));
-  console.log(`\nWall time ${(suite.wallMs / 1000).toFixed(1)} s. Wrote ${path.relative(ROOT, path.join(OUT, 'results.json'))} and ${path.relative(ROOT, md)}.`);
+  console.log(
+    `\nWall time ${(suite.wallMs / 1000).toFixed(1)} s. Wrote ${path.relative(ROOT, path.join(OUT, 'results.json'))} and ${path.relative(ROOT, md)}.`,
+  );
   if (!full) console.log('(A quick or partial run leaves bench/RESULTS.md alone: it always holds a full run.)');
 }
 

@@ -56,7 +56,11 @@ export function fmtRatio(value: number, decimals = 2): string {
 
 /** Formats bytes as MB (10^6) or GB (10^9). */
 export function fmtBytes(bytes: number): string {
-  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`;
+  return bytes >= 1e9
+    ? `${(bytes / 1e9).toFixed(2)} GB`
+    : bytes >= 1e6
+      ? `${(bytes / 1e6).toFixed(1)} MB`
+      : `${(bytes / 1e3).toFixed(1)} kB`;
 }
 
 /** Resolves after `ms` milliseconds. */

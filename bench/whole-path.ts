@@ -3,14 +3,7 @@
  * against the very same engine called directly. Tokens/s on a 1B shape; added time to first
  * token on the tiny model, whose own TTFT is a few milliseconds, so the path's share is visible.
  */
-import {
-  Agent,
-  defaultThreads,
-  loadEngine,
-  sha256File,
-  type GenerateResult,
-  type SyntheticShapeName,
-} from '../src/main/agent/index.js';
+import { Agent, defaultThreads, loadEngine, sha256File, type GenerateResult, type SyntheticShapeName } from '../src/main/agent/index.js';
 import { NightjarClient, nodeFetch } from '../src/client/index.js';
 import { startGateway, type Gateway } from '../src/gateway/index.js';
 import { generateIdentity, type ChatMessage } from '../src/shared/index.js';
@@ -82,7 +75,8 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
     entry.answeredAt = now();
     return res;
   };
-  const freshClient = (): NightjarClient => new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: timedFetch });
+  const freshClient = (): NightjarClient =>
+    new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: timedFetch });
   return {
     gateway,
     agent,
@@ -112,7 +106,19 @@ async function viaEngine(net: Network, maxTokens: number): Promise<Observed> {
     },
   });
   const call = net.engine.calls.at(-1)!;
-  return { startedAt, deltaTimes, deltaSizes, endedAt: now(), completionTokens: r.usage.completionTokens, engine: r, engineCalledAt: call.calledAt, engineFirstDeltaAt: call.firstDeltaAt ?? Number.NaN, candidatesAt: Number.NaN, candidatesAnsweredAt: Number.NaN, postAt: Number.NaN };
+  return {
+    startedAt,
+    deltaTimes,
+    deltaSizes,
+    endedAt: now(),
+    completionTokens: r.usage.completionTokens,
+    engine: r,
+    engineCalledAt: call.calledAt,
+    engineFirstDeltaAt: call.firstDeltaAt ?? Number.NaN,
+    candidatesAt: Number.NaN,
+    candidatesAnsweredAt: Number.NaN,
+    postAt: Number.NaN,
+  };
 }
 
 async function viaPath(net: Network, maxTokens: number, client = net.client): Promise<Observed> {
@@ -158,7 +164,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   const ttftRuns = ctx.quick ? 10 : 40;
   const firstRuns = ctx.quick ? 4 : 10;
   const httpRuns = ctx.quick ? 50 : 200;
-  const transports = [['fetch', fetch], ['nodeFetch', nodeFetch]] as const;
+  const transports = [
+    ['fetch', fetch],
+    ['nodeFetch', nodeFetch],
+  ] as const;
   const http: Record<(typeof transports)[number][0], number[]> = { fetch: [], nodeFetch: [] };
   const rounds = ctx.quick ? 3 : 6;
   const maxTokens = ctx.quick ? 12 : 20;
@@ -191,7 +200,11 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     for (let i = 0; i < httpRuns; i++) {
       for (const [name, f] of i % 2 === 0 ? transports : [...transports].reverse()) {
         const t0 = now();
-        const res = await f(`${tinyNet.gateway.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: malformed });
+        const res = await f(`${tinyNet.gateway.url}/v1/jobs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: malformed,
+        });
         await res.arrayBuffer();
         if (res.status !== 400) throw new Error(`the malformed job got HTTP ${res.status}, not 400`);
         http[name].push(now() - t0);
@@ -215,13 +228,22 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   const fetchedCandidates = (o: Observed): boolean => !Number.isNaN(o.candidatesAt);
   const getMs = (o: Observed): number => (fetchedCandidates(o) ? o.candidatesAnsweredAt - o.candidatesAt : 0);
   const fetchedRuns = path.filter(fetchedCandidates).length;
-  const addedWhen = (fetched: boolean): number[] => path.filter((o) => fetchedCandidates(o) === fetched).map((o) => o.deltaTimes[0]! - o.startedAt - o.engine.timeToFirstTokenMs);
+  const addedWhen = (fetched: boolean): number[] =>
+    path.filter((o) => fetchedCandidates(o) === fetched).map((o) => o.deltaTimes[0]! - o.startedAt - o.engine.timeToFirstTokenMs);
   // Where the added time goes, per run, from timestamps on one clock (everything is in this process).
   const parts: Record<string, number[]> = {
     // Listed only when some run fetched candidates.
-    ...(fetchedRuns > 0 ? { [`client: GET /v1/candidates round trip (the ${fetchedRuns} runs that fetched them)`]: path.filter(fetchedCandidates).map(getMs) } : {}),
-    [fetchedRuns > 0 ? 'client: the rest before the POST (verify fetched bundles, seal)' : 'client: before the POST (candidates reused; seal with the key agreed after the last reply)']: path.map((o) => o.postAt - o.startedAt - getMs(o)),
-    'POST → engine call (gateway relay, agent opens and checks the envelope, counts prompt tokens)': path.map((o) => o.engineCalledAt - o.postAt),
+    ...(fetchedRuns > 0
+      ? { [`client: GET /v1/candidates round trip (the ${fetchedRuns} runs that fetched them)`]: path.filter(fetchedCandidates).map(getMs) }
+      : {}),
+    [fetchedRuns > 0
+      ? 'client: the rest before the POST (verify fetched bundles, seal)'
+      : 'client: before the POST (candidates reused; seal with the key agreed after the last reply)']: path.map(
+      (o) => o.postAt - o.startedAt - getMs(o),
+    ),
+    'POST → engine call (gateway relay, agent opens and checks the envelope, counts prompt tokens)': path.map(
+      (o) => o.engineCalledAt - o.postAt,
+    ),
     'engine: call to first token (its own TTFT) and first delta': path.map((o) => o.engineFirstDeltaAt - o.engineCalledAt),
     'agent → gateway → client: seal, relay, open': path.map((o) => o.deltaTimes[0]! - o.engineFirstDeltaAt),
   };
@@ -264,7 +286,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         if (party === 'path') pathTp.push(await viaPath(bigNet, maxTokens));
         else (party === 'engine' ? engineTp : controlTp).push(await viaEngine(bigNet, maxTokens));
       }
-      ctx.log(`1b-q4_0 round ${r + 1}: engine ${fmt(decodeRate(engineTp.at(-1)!))} tok/s, whole path ${fmt(decodeRate(pathTp.at(-1)!))} tok/s, control ${fmt(decodeRate(controlTp.at(-1)!))} tok/s`);
+      ctx.log(
+        `1b-q4_0 round ${r + 1}: engine ${fmt(decodeRate(engineTp.at(-1)!))} tok/s, whole path ${fmt(decodeRate(pathTp.at(-1)!))} tok/s, control ${fmt(decodeRate(controlTp.at(-1)!))} tok/s`,
+      );
     }
   } finally {
     await bigNet.close();
@@ -310,7 +334,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           row('added by the path (path − engine’s own)', added),
           // Split only when some runs fetched and some reused: otherwise it repeats the row above.
           ...(fetchedRuns > 0 && fetchedRuns < path.length
-            ? [row(`… in the ${fetchedRuns} runs that fetched candidates`, addedWhen(true)), row(`… in the ${path.length - fetchedRuns} runs that reused them`, addedWhen(false))]
+            ? [
+                row(`… in the ${fetchedRuns} runs that fetched candidates`, addedWhen(true)),
+                row(`… in the ${path.length - fetchedRuns} runs that reused them`, addedWhen(false)),
+              ]
             : []),
           row(`added by the path to a new client’s first request (${firstRuns} runs; not held to the target)`, firstAdded),
         ],
@@ -327,11 +354,32 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       },
       {
         title: 'Tokens/s, 1b-q4_0',
-        columns: ['', 'tok/s (best)', 'whole call tok/s (best)', '÷ engine alone (median of rounds)', 'per-round range', 'ratio of the bests'],
+        columns: [
+          '',
+          'tok/s (best)',
+          'whole call tok/s (best)',
+          '÷ engine alone (median of rounds)',
+          'per-round range',
+          'ratio of the bests',
+        ],
         rows: [
           ['engine alone', fmt(eBest), fmt(Math.max(...engineTp.map(whole))), '1.00×', '', ''],
-          ['whole path', fmt(pBest), fmt(Math.max(...pathTp.map(whole))), fmtRatio(tpRatio), `${spread.min.toFixed(2)}–${spread.max.toFixed(2)}`, fmtRatio(pBest / eBest)],
-          ['A/A control: engine alone again', fmt(Math.max(...controlTp.map(decodeRate))), fmt(Math.max(...controlTp.map(whole))), fmtRatio(controlMedian), `${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)}`, fmtRatio(Math.max(...controlTp.map(decodeRate)) / eBest)],
+          [
+            'whole path',
+            fmt(pBest),
+            fmt(Math.max(...pathTp.map(whole))),
+            fmtRatio(tpRatio),
+            `${spread.min.toFixed(2)}–${spread.max.toFixed(2)}`,
+            fmtRatio(pBest / eBest),
+          ],
+          [
+            'A/A control: engine alone again',
+            fmt(Math.max(...controlTp.map(decodeRate))),
+            fmt(Math.max(...controlTp.map(whole))),
+            fmtRatio(controlMedian),
+            `${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)}`,
+            fmtRatio(Math.max(...controlTp.map(decodeRate)) / eBest),
+          ],
         ],
       },
     ],
@@ -339,8 +387,15 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     notes: [
       `The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (\`candidatesTtlMs\`), as a client sending requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request after a pause adds the candidates round trip${fetchedRuns > 0 ? ', shown in the breakdown' : ', which no measured run paid'}.`,
       'After each reply the SDK draws the next request’s ephemeral key and agrees it with the agents that replied, in the background (`prepareEphemeral`): each WebCrypto step is a round trip to the thread pool, and a request in a conversation then seals without one. A key is used once; a request to other agents draws its own. A new client’s first request pays both this and the candidates round trip: the last row of the first table.',
-      'The gateway routes on the free slots of the agent\'s last status frame. The agent sends one as each job starts generating and as it ends, but a client that asks again the moment its reply ends may get there before the frame does; with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).',
+      "The gateway routes on the free slots of the agent's last status frame. The agent sends one as each job starts generating and as it ends, but a client that asks again the moment its reply ends may get there before the frame does; with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).",
     ],
-    data: { ttftRuns, rounds, maxTokens, ttft: { direct: directTtft, path: pathTtft, added, engineOwn, parts, fetchedRuns, firstAdded }, http, throughput: { engine: engineTp.map(decodeRate), path: pathTp.map(decodeRate), control: controlTp.map(decodeRate) } },
+    data: {
+      ttftRuns,
+      rounds,
+      maxTokens,
+      ttft: { direct: directTtft, path: pathTtft, added, engineOwn, parts, fetchedRuns, firstAdded },
+      http,
+      throughput: { engine: engineTp.map(decodeRate), path: pathTp.map(decodeRate), control: controlTp.map(decodeRate) },
+    },
   };
 }

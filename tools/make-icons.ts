@@ -49,13 +49,21 @@ export function encodePng(width: number, height: number, rgba: Uint8Array): Buff
     raw[y * (1 + width * 4)] = 0; // filter: none
     Buffer.from(rgba.buffer, rgba.byteOffset + y * width * 4, width * 4).copy(raw, y * (1 + width * 4) + 1);
   }
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', new Uint8Array(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw, { level: 9 })),
+    chunk('IEND', new Uint8Array(0)),
+  ]);
 }
 
 /** A shape on the unit square: true where (x, y) is inside. */
 type Shape = (x: number, y: number) => boolean;
 
-const inCircle = (cx: number, cy: number, r: number): Shape => (x, y) => (x - cx) ** 2 + (y - cy) ** 2 <= r * r;
+const inCircle =
+  (cx: number, cy: number, r: number): Shape =>
+  (x, y) =>
+    (x - cx) ** 2 + (y - cy) ** 2 <= r * r;
 
 /** The crescent: a disc with a smaller disc taken out towards the upper right. */
 const crescent: Shape = (x, y) => inCircle(0.47, 0.53, 0.4)(x, y) && !inCircle(0.66, 0.36, 0.33)(x, y);
@@ -98,12 +106,14 @@ const roundedSquare: Shape = (x, y) => {
   return (x - cx) ** 2 + (y - cy) ** 2 <= r * r;
 };
 
-const star = (cx: number, cy: number, r: number): Shape => (x, y) => {
-  // A four-pointed star: |dx|^0.5 + |dy|^0.5 <= r^0.5.
-  const dx = Math.abs(x - cx);
-  const dy = Math.abs(y - cy);
-  return Math.sqrt(dx) + Math.sqrt(dy) <= Math.sqrt(r);
-};
+const star =
+  (cx: number, cy: number, r: number): Shape =>
+  (x, y) => {
+    // A four-pointed star: |dx|^0.5 + |dy|^0.5 <= r^0.5.
+    const dx = Math.abs(x - cx);
+    const dy = Math.abs(y - cy);
+    return Math.sqrt(dx) + Math.sqrt(dy) <= Math.sqrt(r);
+  };
 
 /** The app icon, `size`×`size`. */
 export function appIcon(size: number): Buffer {

@@ -14,5 +14,18 @@ export { commandClient, DEFAULT_GATEWAY, type ClientCommandIo, type CommandClien
 export { startProxy, isLoopbackHost, type CompatProxy, type CompatProxyOptions } from './proxy/proxy.js';
 export { clientDataDir, type ClientDataDirOptions } from './store/data-dir.js';
 export { FilePinStore, PIN_FILE_NAME, type FilePinStoreOptions, type PinFile } from './store/pin-file.js';
-export { ReceiptLog, RECEIPT_LOG_NAME, type ReceiptLogEntry, type ReceiptLogContents, type ReceiptLogOptions } from './store/receipt-log.js';
-export { buildChatPage, CHAT_PAGE_HTML, CHAT_PAGE_CSS, CHAT_PAGE_ICON, type BuildChatPageOptions, type BuiltChatPage } from './chat-page.js';
+export {
+  ReceiptLog,
+  RECEIPT_LOG_NAME,
+  type ReceiptLogEntry,
+  type ReceiptLogContents,
+  type ReceiptLogOptions,
+} from './store/receipt-log.js';
+export {
+  buildChatPage,
+  CHAT_PAGE_HTML,
+  CHAT_PAGE_CSS,
+  CHAT_PAGE_ICON,
+  type BuildChatPageOptions,
+  type BuiltChatPage,
+} from './chat-page.js';

@@ -55,7 +55,10 @@ export interface NodeFetchOptions {
 export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
   const agents = {
     'http:': new http.Agent({ keepAlive: true }),
-    'https:': new https.Agent({ keepAlive: true, ...(options.ca === undefined ? {} : { ca: typeof options.ca === 'string' ? options.ca : [...options.ca] }) }),
+    'https:': new https.Agent({
+      keepAlive: true,
+      ...(options.ca === undefined ? {} : { ca: typeof options.ca === 'string' ? options.ca : [...options.ca] }),
+    }),
   } as const;
 
   const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;

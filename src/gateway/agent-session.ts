@@ -325,7 +325,10 @@ export class AgentSession implements DirectoryEntry {
       }
       case 'goodbye':
         this.leaving = true;
-        this.status = { ...(this.status ?? { model: null, freeSlots: 0, totalSlots: 0, tokensPerSecond: 0, ttftMs: 0 }), state: 'draining' };
+        this.status = {
+          ...(this.status ?? { model: null, freeSlots: 0, totalSlots: 0, tokensPerSecond: 0, ttftMs: 0 }),
+          state: 'draining',
+        };
         this.#log.info('agent said goodbye', { agentId: this.agentId, reason: frame.reason });
         return;
       case 'attest':
@@ -348,7 +351,11 @@ export class AgentSession implements DirectoryEntry {
       this.#log.debug('challenge answer for no outstanding challenge', { agentId: this.agentId });
       return;
     }
-    const ok = await verifyChallenge({ gatewayId: this.#options.gatewayId, ...p, agentId: this.agentId }, frame.signature, this.bundle.identityKey);
+    const ok = await verifyChallenge(
+      { gatewayId: this.#options.gatewayId, ...p, agentId: this.agentId },
+      frame.signature,
+      this.bundle.identityKey,
+    );
     if (!ok) throw new NightjarError('NJ_AUTH_FAILED', 'the challenge answer does not verify');
     if (this.#periodic !== p) return;
     this.#periodic = null;

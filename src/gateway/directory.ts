@@ -218,7 +218,11 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
     const wait = this.freeSlots(entry) > 0 ? 0 : jobMs / total;
     const pressure = entry.status?.memoryPressure === 'critical' ? 1 : entry.status?.memoryPressure === 'warn' ? 0.1 : 0;
     return (
-      ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000) + pressure * (this.#o.pressurePenaltyMs ?? 10_000)
+      ttft +
+      load * jobMs * 0.5 +
+      wait +
+      this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000) +
+      pressure * (this.#o.pressurePenaltyMs ?? 10_000)
     );
   }
 

@@ -249,7 +249,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (options.metricsToken !== undefined && req.headers.authorization !== `Bearer ${options.metricsToken}`) {
       return httpError(reply, new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token'));
     }
-    return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').header('cache-control', 'no-store').send(metrics.render());
+    return reply
+      .header('content-type', 'text/plain; version=0.0.4; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(metrics.render());
   });
 
   /** Who is calling: an API key, or (in open mode) nobody in particular. Applies the rate limit. */
@@ -316,11 +319,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     const needs = { model: model.data, minTrust, paid: !free, now: clock.now() };
     const chosen = directory.candidates(needs, k);
     if (chosen.length === 0 && minTrust !== 'signed' && directory.candidates({ ...needs, minTrust: 'signed' }, 1).length > 0) {
-      throw new NightjarError('NJ_TRUST_POLICY', `no agent serving ${model.data} is ${minTrust}; this gateway verifies no attestation, so every agent is signed`);
+      throw new NightjarError(
+        'NJ_TRUST_POLICY',
+        `no agent serving ${model.data} is ${minTrust}; this gateway verifies no attestation, so every agent is signed`,
+      );
     }
     const anyFree = chosen.some((e) => directory.freeSlots(e) > 0);
     if (chosen.length === 0 || (!anyFree && !router.hasRoom(model.data))) {
-      const why = chosen.length === 0 ? `no agent serving ${model.data} at trust ${minTrust} can take jobs now` : `every agent serving ${model.data} is busy and the queue is full`;
+      const why =
+        chosen.length === 0
+          ? `no agent serving ${model.data} at trust ${minTrust} can take jobs now`
+          : `every agent serving ${model.data} is busy and the queue is full`;
       throw new NightjarError('NJ_NO_CAPACITY', why, { retryAfterMs: router.retryAfterMs(model.data) });
     }
     const answer: CandidatesResponse = {
@@ -345,7 +354,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (jobs.has(jobId)) throw new NightjarError('NJ_DUPLICATE_JOB', 'a job with this jobId is running');
     if ((streams.get(caller) ?? 0) >= maxStreams) {
       metrics.rejected.inc({ limit: 'streams' });
-      throw new NightjarError('NJ_RATE_LIMITED', `this key already has ${maxStreams} ${maxStreams === 1 ? 'reply' : 'replies'} streaming, its limit`, { retryAfterMs: 1000 });
+      throw new NightjarError(
+        'NJ_RATE_LIMITED',
+        `this key already has ${maxStreams} ${maxStreams === 1 ? 'reply' : 'replies'} streaming, its limit`,
+        { retryAfterMs: 1000 },
+      );
     }
     if (!directory.knows(header.model)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${header.model}`);
     const { price, free } = await priceOf(header.model);
@@ -382,12 +395,23 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           if (!headSent && event.type === 'error') {
             // Nothing streamed yet: a plain HTTP error, with its status and Retry-After.
             headSent = true;
-            rawHttpError(res, new NightjarError(event.code, event.message, event.retryAfterMs === undefined ? undefined : { retryAfterMs: event.retryAfterMs }));
+            rawHttpError(
+              res,
+              new NightjarError(
+                event.code,
+                event.message,
+                event.retryAfterMs === undefined ? undefined : { retryAfterMs: event.retryAfterMs },
+              ),
+            );
             return;
           }
           if (!headSent) {
             headSent = true;
-            res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+            res.writeHead(200, {
+              'content-type': 'application/x-ndjson',
+              'cache-control': 'no-store',
+              'x-content-type-options': 'nosniff',
+            });
           }
           res.write(JSON.stringify(event) + '\n');
           if (res.writableLength > maxBuffered) {
@@ -416,7 +440,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           metrics.tokens.inc({ kind: 'prompt' }, s.receipt.promptTokens);
           metrics.tokens.inc({ kind: 'completion' }, s.receipt.completionTokens);
           if (result.status === 'settled') {
-            log.info('job settled', { jobId, agentId: s.agentId, charged: result.charged.toString(), operatorAmount: result.operatorAmount.toString(), outcome: s.outcome });
+            log.info('job settled', {
+              jobId,
+              agentId: s.agentId,
+              charged: result.charged.toString(),
+              operatorAmount: result.operatorAmount.toString(),
+              outcome: s.outcome,
+            });
           }
         },
         release: async (outcome) => {
@@ -559,7 +589,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   function refuseUpgrade(socket: Duplex, status: string, error: NightjarError): void {
     const body = JSON.stringify({ error: error.toJSON() });
     const retry = error.retryAfterMs === undefined ? '' : `Retry-After: ${Math.max(1, Math.ceil(error.retryAfterMs / 1000))}\r\n`;
-    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`,
+    );
   }
 
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -570,7 +602,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       return;
     }
     if (closing) {
-      refuseUpgrade(socket, '503 Service Unavailable', new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterMs: 2000 }));
+      refuseUpgrade(
+        socket,
+        '503 Service Unavailable',
+        new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterMs: 2000 }),
+      );
       return;
     }
     const ip = req.socket.remoteAddress ?? 'unknown';
@@ -602,7 +638,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     if (ownsStore) await store.dispose();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      throw new NightjarError('NJ_CONFIG_INVALID', `cannot listen on ${host}:${port} (${code}); choose another address or port`, { cause: err });
+      throw new NightjarError('NJ_CONFIG_INVALID', `cannot listen on ${host}:${port} (${code}); choose another address or port`, {
+        cause: err,
+      });
     }
     throw err;
   }
@@ -659,7 +697,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         // Agents are gone: their open jobs were just lost and released; this settles the rest.
         const settledBy = Date.now() + 5000;
         while (billing.size > 0 && Date.now() < settledBy) await Promise.race([...billing, sleep(100)]);
-        await ledger.releaseAllHeld('gateway stopped', clock.now()).catch((err: unknown) => log.error('could not release holds', { err: String(err) }));
+        await ledger
+          .releaseAllHeld('gateway stopped', clock.now())
+          .catch((err: unknown) => log.error('could not release holds', { err: String(err) }));
         if (ownsStore) await store.dispose();
         log.info('gateway stopped');
       })();

@@ -14,20 +14,30 @@ export {
   type EligibilityNeeds,
 } from './directory.js';
 export { AgentSession, type AgentSessionOptions, type JobListener } from './agent-session.js';
-export { ClientJob, type ClientJobOptions, type JobOutcome, type JobTimeouts, type JobBilling, type JobObserver, type JobSink, type Settlement } from './job.js';
+export {
+  ClientJob,
+  type ClientJobOptions,
+  type JobOutcome,
+  type JobTimeouts,
+  type JobBilling,
+  type JobObserver,
+  type JobSink,
+  type Settlement,
+} from './job.js';
 export { Router, type RouterOptions, type QueueWaiter } from './router.js';
 export { RateLimiter, type RateLimiterOptions } from './rate-limit.js';
 export { GatewayMetrics, Counter, Gauge, Histogram } from './metrics.js';
-export { registerOperatorRoutes, csvCell, SESSION_COOKIE, type OperatorRoutesOptions, type OperatorAgentView } from './operator/operator-routes.js';
+export {
+  registerOperatorRoutes,
+  csvCell,
+  SESSION_COOKIE,
+  type OperatorRoutesOptions,
+  type OperatorAgentView,
+} from './operator/operator-routes.js';
 export { gatewayCommand, GATEWAY_USAGE, type GatewayCommandContext } from './cli/gateway-command.js';
 export { ADMIN_COMMANDS } from './cli/admin-commands.js';
 export { registerStaticSites, PAGE_CSP, type StaticSite } from './static-sites.js';
-export {
-  openSqliteStore,
-  openPostgresStore,
-  storeOn,
-  type GatewayStore,
-} from './store/gateway-store.js';
+export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from './store/gateway-store.js';
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';
 export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions } from './store/pg.driver.js';
 export { MIGRATIONS, migrate, type Migration } from './store/migrations.js';
@@ -48,7 +58,6 @@ export { issueSecret, hashSecret, secretId, type SecretKind, type IssuedSecret }
 export {
   SqlLedgerStore,
   ACCOUNTS,
-  MICRO_PER_CREDIT,
   costOf,
   holdAmount,
   operatorShare,
@@ -61,4 +70,4 @@ export {
   type EarningsRow,
   type AccountBalance,
 } from './ledger/ledger.store.js';
-export { adminCommand, parseCredits, formatCredits, parseDuration, ADMIN_USAGE, DEFAULT_DB, type AdminContext } from './cli/admin-commands.js';
+export { adminCommand, ADMIN_USAGE, DEFAULT_DB, type AdminContext } from './cli/admin-commands.js';

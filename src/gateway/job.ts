@@ -227,7 +227,10 @@ export class ClientJob {
     const { envelope, directory } = this.#o;
     const max = Math.min(this.#o.maxAttempts ?? envelope.header.recipients.length, envelope.header.recipients.length, LIMITS.maxAttempts);
     if (this.#next >= max) {
-      this.#fail(this.#lastError ?? new NightjarError('NJ_NO_CAPACITY', 'every agent this request was sealed for was tried', { retryAfterMs: 1000 }), false);
+      this.#fail(
+        this.#lastError ?? new NightjarError('NJ_NO_CAPACITY', 'every agent this request was sealed for was tried', { retryAfterMs: 1000 }),
+        false,
+      );
       return;
     }
     const session = this.#candidates()[0];
@@ -247,7 +250,9 @@ export class ClientJob {
       const error =
         this.#lastError ??
         (directory.knows(model)
-          ? new NightjarError('NJ_NO_CAPACITY', 'no agent this request was sealed for can take it now', { retryAfterMs: this.#o.router.retryAfterMs(model) })
+          ? new NightjarError('NJ_NO_CAPACITY', 'no agent this request was sealed for can take it now', {
+              retryAfterMs: this.#o.router.retryAfterMs(model),
+            })
           : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`));
       this.#fail(error, false);
       return;
@@ -356,7 +361,12 @@ export class ClientJob {
       }
     } catch (err) {
       const e = err instanceof NightjarError ? err : new NightjarError('NJ_RECEIPT_INVALID', 'the receipt could not be checked');
-      this.#log().warn('receipt rejected; nobody is credited', { jobId: this.jobId, agentId: a.session.agentId, code: e.code, reason: e.message });
+      this.#log().warn('receipt rejected; nobody is credited', {
+        jobId: this.jobId,
+        agentId: a.session.agentId,
+        code: e.code,
+        reason: e.message,
+      });
       this.#o.directory.recordFailure(a.session, this.#o.clock.now());
       this.#o.observer?.attemptFailed?.(a.session.agentId, e.code);
       await this.#release('receipt-invalid');
@@ -436,7 +446,10 @@ export class ClientJob {
     try {
       await this.#o.billing?.settle(s);
     } catch (err) {
-      this.#log().error('settlement failed; releasing the hold', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
+      this.#log().error('settlement failed; releasing the hold', {
+        jobId: this.jobId,
+        err: err instanceof Error ? err.message : String(err),
+      });
       await this.#o.billing?.release('settle-failed').catch(() => undefined);
     } finally {
       this.#billing = 'done';

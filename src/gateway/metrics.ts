@@ -110,12 +110,16 @@ export class GatewayMetrics {
   readonly attemptsFailed = new Counter('nightjar_attempts_failed_total', 'Attempts that failed on an agent, by code.');
   readonly settlements = new Counter('nightjar_settlements_total', 'Ledger outcomes of jobs (settled, released, duplicate).');
   readonly rejected = new Counter('nightjar_rejected_total', 'Requests and connections refused at a limit, by limit.');
-  readonly ttft = new Histogram('nightjar_time_to_first_token_seconds', 'From job admission to its first reply chunk reaching the client.', [
-    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-  ]);
-  readonly relay = new Histogram('nightjar_relay_latency_seconds', 'From a reply chunk arriving from the agent to its write to the client.', [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
-  ]);
+  readonly ttft = new Histogram(
+    'nightjar_time_to_first_token_seconds',
+    'From job admission to its first reply chunk reaching the client.',
+    [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  );
+  readonly relay = new Histogram(
+    'nightjar_relay_latency_seconds',
+    'From a reply chunk arriving from the agent to its write to the client.',
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+  );
   readonly #gauges: Gauge[] = [];
 
   /** Adds a gauge read at scrape time. */
@@ -125,7 +129,16 @@ export class GatewayMetrics {
 
   /** Every metric in the text exposition format. */
   render(): string {
-    const all: Metric[] = [this.jobs, this.tokens, this.attemptsFailed, this.settlements, this.rejected, this.ttft, this.relay, ...this.#gauges];
+    const all: Metric[] = [
+      this.jobs,
+      this.tokens,
+      this.attemptsFailed,
+      this.settlements,
+      this.rejected,
+      this.ttft,
+      this.relay,
+      ...this.#gauges,
+    ];
     return all.map((m) => m.render()).join('\n') + '\n';
   }
 }

@@ -83,7 +83,16 @@ const HISTORY = 60;
 
 /** The dashboard application. */
 export class App {
-  readonly state: AppState = { status: null, models: null, policy: null, earnings: null, receipts: null, downloads: new Map(), tokensPerSecond: [], selectWhenDownloaded: new Set() };
+  readonly state: AppState = {
+    status: null,
+    models: null,
+    policy: null,
+    earnings: null,
+    receipts: null,
+    downloads: new Map(),
+    tokensPerSecond: [],
+    selectWhenDownloaded: new Set(),
+  };
   readonly #o: AppOptions;
   readonly #doc: Document;
   readonly #ctx: AppContext;
@@ -246,7 +255,15 @@ export class App {
         void this.refresh('status');
         break;
       case 'jobs':
-        if (s) Object.assign(s, { activeJobs: e.activeJobs, jobsServed: e.jobsServed, freeSlots: e.freeSlots, totalSlots: e.totalSlots, tokensPerSecond: e.tokensPerSecond, ttftMs: e.ttftMs });
+        if (s)
+          Object.assign(s, {
+            activeJobs: e.activeJobs,
+            jobsServed: e.jobsServed,
+            freeSlots: e.freeSlots,
+            totalSlots: e.totalSlots,
+            tokensPerSecond: e.tokensPerSecond,
+            ttftMs: e.ttftMs,
+          });
         this.#pushRate(e.tokensPerSecond);
         break;
       case 'receipt':

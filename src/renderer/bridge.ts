@@ -111,7 +111,10 @@ export async function connectFromLocation(location: PageLocation, fetchImpl: typ
   const ticket = ticketFromHash(location.hash);
   if (ticket) location.replaceHash('');
   if (!ticket) {
-    throw new NightjarError('NJ_DASHBOARD_TICKET', 'This page was opened without a dashboard ticket, or reloaded (the key it held lives in memory only).');
+    throw new NightjarError(
+      'NJ_DASHBOARD_TICKET',
+      'This page was opened without a dashboard ticket, or reloaded (the key it held lives in memory only).',
+    );
   }
   const response = await fetchImpl(new URL('/v1/dashboard/session', location.origin), {
     method: 'POST',

@@ -47,7 +47,12 @@ export function replaceChildren(el: Element, ...children: Child[]): void {
 }
 
 /** A button that runs `action`, disabled while it runs; errors go to `onError`. */
-export function actionButton(label: string, attrs: Attrs, action: () => Promise<unknown>, onError: (err: unknown) => void): HTMLButtonElement {
+export function actionButton(
+  label: string,
+  attrs: Attrs,
+  action: () => Promise<unknown>,
+  onError: (err: unknown) => void,
+): HTMLButtonElement {
   const b = h('button', { type: 'button', ...attrs }, label);
   b.addEventListener('click', () => {
     b.disabled = true;

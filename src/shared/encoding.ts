@@ -15,8 +15,7 @@ export function toBase64Url(bytes: Uint8Array): string {
   let i = 0;
   for (; i + 2 < n; i += 3) {
     const v = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out +=
-      B64_ALPHABET[v >>> 18]! + B64_ALPHABET[(v >>> 12) & 63]! + B64_ALPHABET[(v >>> 6) & 63]! + B64_ALPHABET[v & 63]!;
+    out += B64_ALPHABET[v >>> 18]! + B64_ALPHABET[(v >>> 12) & 63]! + B64_ALPHABET[(v >>> 6) & 63]! + B64_ALPHABET[v & 63]!;
   }
   if (i < n) {
     const rest = n - i;
@@ -130,12 +129,7 @@ export function u32be(value: number): Uint8Array {
 
 /** A JSON value that has exactly one canonical encoding: no floats, no undefined. */
 export type CanonicalValue =
-  | string
-  | number
-  | boolean
-  | null
-  | readonly CanonicalValue[]
-  | { readonly [key: string]: CanonicalValue | undefined };
+  string | number | boolean | null | readonly CanonicalValue[] | { readonly [key: string]: CanonicalValue | undefined };
 
 /**
  * Canonical JSON: object keys sorted by UTF-16 code unit (as RFC 8785 does), no whitespace,

@@ -85,15 +85,27 @@ export const ERROR_CODES = {
   // Gateway
   NJ_UNAUTHORIZED: { status: 401, hint: 'Send a valid key or token as Authorization: Bearer …; the gateway operator issues them.' },
   NJ_RATE_LIMITED: { status: 429, hint: 'Slow down and retry after the hinted delay, or ask the gateway operator for a higher limit.' },
-  NJ_INSUFFICIENT_FUNDS: { status: 402, hint: 'The balance cannot cover this request at its worst case; top up the key or ask for fewer tokens.' },
-  NJ_MODEL_UNPRICED: { status: 403, hint: 'The gateway has no price for this model; its operator sets one with `nightjar gateway prices set`.' },
+  NJ_INSUFFICIENT_FUNDS: {
+    status: 402,
+    hint: 'The balance cannot cover this request at its worst case; top up the key or ask for fewer tokens.',
+  },
+  NJ_MODEL_UNPRICED: {
+    status: 403,
+    hint: 'The gateway has no price for this model; its operator sets one with `nightjar gateway prices set`.',
+  },
   NJ_ENROLL_INVALID: { status: 401, hint: 'The enrollment token is unknown, expired or already used; ask the operator for a new one.' },
   NJ_NOT_FOUND: { status: 404, hint: 'Check the path or id: no such endpoint, key, operator, token or agent exists.' },
 
   // App
   NJ_NOT_LINKED: { status: 409, hint: 'Link this Mac to a gateway: open the dashboard (or run `nightjar serve --gateway URL`).' },
-  NJ_IPC_FORBIDDEN: { status: 403, hint: 'Only the dashboard window of the Nightjar app may call the agent; this is a bug or an attack, report it.' },
+  NJ_IPC_FORBIDDEN: {
+    status: 403,
+    hint: 'Only the dashboard window of the Nightjar app may call the agent; this is a bug or an attack, report it.',
+  },
   NJ_DASHBOARD_TICKET: { status: 401, hint: 'Open the dashboard again with `nightjar dashboard`; each link works once, within a minute.' },
+
+  // Waits
+  NJ_TIMEOUT: { status: 504, hint: 'Something Nightjar waited for did not happen in time; check what the message names, then retry.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** A stable error code. */
@@ -152,9 +164,5 @@ export interface ErrorPayload {
 /** Rebuilds an error received from a peer; unknown codes become NJ_FRAME_INVALID. */
 export function errorFromPayload(payload: { code: string; message: string; retryAfterMs?: number }): NightjarError {
   const code: ErrorCode = isErrorCode(payload.code) ? payload.code : 'NJ_FRAME_INVALID';
-  return new NightjarError(
-    code,
-    payload.message,
-    payload.retryAfterMs === undefined ? undefined : { retryAfterMs: payload.retryAfterMs },
-  );
+  return new NightjarError(code, payload.message, payload.retryAfterMs === undefined ? undefined : { retryAfterMs: payload.retryAfterMs });
 }

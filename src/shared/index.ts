@@ -4,6 +4,7 @@
  */
 export * from './errors.js';
 export * from './encoding.js';
+export * from './format.js';
 export * from './log.js';
 export * from './clock.js';
 export * from './protocol/limits.js';

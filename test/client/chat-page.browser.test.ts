@@ -62,7 +62,14 @@ beforeEach(async () => {
   await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent');
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }, 60_000);
 
@@ -141,7 +148,11 @@ describe('the browser chat page', () => {
     // Control: had the page sent the canary in the clear, this capture and search would show it.
     const leak = `CANARY-LEAK-${toHex(randomBytes(12))}`;
     await page.evaluate(async (text) => {
-      await fetch('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ v: 1, prompt: text }) });
+      await fetch('/v1/jobs', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ v: 1, prompt: text }),
+      });
     }, leak);
     expect(tracesOf(leak, wire.capture()).length).toBeGreaterThan(0);
     await context.close();
@@ -149,7 +160,12 @@ describe('the browser chat page', () => {
 
   it('Stop cancels the reply in the page and at the agent; it does not join the conversation', async () => {
     const slow = new RecordingEngine({ tokenDelayMs: 10, words: ['la '] });
-    const slowAgent = await Agent.create({ gatewayUrl: gateway.agentUrl, identity: await generateIdentity(), engine: slow, model: { ...FAKE_MODEL, id: 'synthetic-slow' } });
+    const slowAgent = await Agent.create({
+      gatewayUrl: gateway.agentUrl,
+      identity: await generateIdentity(),
+      engine: slow,
+      model: { ...FAKE_MODEL, id: 'synthetic-slow' },
+    });
     slowAgent.start();
     try {
       await waitFor(() => gateway.directory.get(slowAgent.agentId)?.status?.state === 'serving', 10_000, 'slow agent');

@@ -58,7 +58,11 @@ describe('nightjar chat, one-shot', () => {
     const a = await net.addAgent(new FakeEngine({ words: ['Hi', '!'] }));
     const run = io(noInput());
     const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', 'Hello'], run.io);
-    expect(run.err()).toMatch(new RegExp(`^\\[synthetic-fake · agent ${a.agentId.slice(0, 8)} \\(signed\\) · \\d+ prompt \\+ 2 completion tokens · finish: stop · receipt verified\\]\\n$`));
+    expect(run.err()).toMatch(
+      new RegExp(
+        `^\\[synthetic-fake · agent ${a.agentId.slice(0, 8)} \\(signed\\) · \\d+ prompt \\+ 2 completion tokens · finish: stop · receipt verified\\]\\n$`,
+      ),
+    );
     expect(code).toBe(0);
     expect(run.out()).toBe('Hi!\n');
     expect(Object.keys(JSON.parse(await readFile(path.join(dir, 'pins.json'), 'utf8')).pins)).toEqual([a.agentId]);
@@ -122,7 +126,9 @@ describe('nightjar chat, one-shot', () => {
     const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', 'Go'], run.io);
     expect(code).toBe(1);
     expect(run.out()).toBe('Partial\n');
-    expect(run.err()).toMatch(/^\[the reply above is incomplete: no receipt covers it\]\nerror NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply/);
+    expect(run.err()).toMatch(
+      /^\[the reply above is incomplete: no receipt covers it\]\nerror NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply/,
+    );
   });
 });
 
@@ -187,7 +193,7 @@ describe('nightjar chat, interactive', () => {
     expect(await done).toBe(0);
   });
 
-  it('the command\'s signal (SIGTERM, or Ctrl-C without a terminal) ends the conversation and the job (exit 130)', async () => {
+  it("the command's signal (SIGTERM, or Ctrl-C without a terminal) ends the conversation and the job (exit 130)", async () => {
     net = await startNet();
     const engine = new FakeEngine({ tokenDelayMs: 2, words: ['hum '] });
     const a = await net.addAgent(engine);
@@ -229,6 +235,8 @@ describe('nightjar models offered', () => {
   it('says what to do when the gateway cannot be reached', async () => {
     const run = io(noInput());
     expect(await modelsOfferedCommand(['--gateway', 'http://127.0.0.1:9'], run.io)).toBe(1);
-    expect(run.err()).toBe('error NJ_GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:9\n  Check the gateway URL and that the gateway is running.\n');
+    expect(run.err()).toBe(
+      'error NJ_GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:9\n  Check the gateway URL and that the gateway is running.\n',
+    );
   });
 });

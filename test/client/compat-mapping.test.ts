@@ -19,7 +19,13 @@ describe('OpenAI requests', () => {
         model: 'm',
         messages: [
           { role: 'developer', content: 'rules' },
-          { role: 'system', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+          {
+            role: 'system',
+            content: [
+              { type: 'text', text: 'a' },
+              { type: 'text', text: 'b' },
+            ],
+          },
           { role: 'user', content: 'q', name: 'ann' },
           { role: 'assistant', content: 'r', refusal: null },
         ],
@@ -63,7 +69,10 @@ describe('OpenAI requests', () => {
     [{ frequency_penalty: 0.5 }, 'presence_penalty and frequency_penalty is not supported'],
     [{ logit_bias: { '1': 2 } }, 'logit_bias is not supported'],
     [{ messages: [{ role: 'tool', content: 'x', tool_call_id: 'a' }] }, 'messages[0] with role "tool" is not supported'],
-    [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0] content of type "image_url" (only text) is not supported'],
+    [
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+      'messages[0] content of type "image_url" (only text) is not supported',
+    ],
   ])('refuses %j', (extra, message) => {
     const error = (() => {
       try {
@@ -77,8 +86,12 @@ describe('OpenAI requests', () => {
   });
 
   it('says which field is malformed', () => {
-    expect(() => parseOpenAiRequest({ model: 'm', messages: [] })).toThrow(expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('messages') }));
-    expect(() => parseOpenAiRequest({ messages: [user] })).toThrow(expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('model') }));
+    expect(() => parseOpenAiRequest({ model: 'm', messages: [] })).toThrow(
+      expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('messages') }),
+    );
+    expect(() => parseOpenAiRequest({ messages: [user] })).toThrow(
+      expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('model') }),
+    );
   });
 
   it('maps finish reasons; a reply the agent cut short has none', () => {
@@ -122,11 +135,15 @@ describe('Anthropic requests', () => {
   it('refuses tools, thinking and non-text blocks, and a missing max_tokens', () => {
     const base = { model: 'm', max_tokens: 5, messages: [user] };
     expect(() => parseAnthropicRequest({ ...base, tools: [{ name: 't' }] })).toThrow('tools is not supported');
-    expect(() => parseAnthropicRequest({ ...base, thinking: { type: 'enabled', budget_tokens: 10 } })).toThrow('extended thinking is not supported');
+    expect(() => parseAnthropicRequest({ ...base, thinking: { type: 'enabled', budget_tokens: 10 } })).toThrow(
+      'extended thinking is not supported',
+    );
     expect(() => parseAnthropicRequest({ ...base, messages: [{ role: 'user', content: [{ type: 'document' }] }] })).toThrow(
       'messages[0] content of type "document" (only text) is not supported',
     );
-    expect(() => parseAnthropicRequest({ model: 'm', messages: [user] })).toThrow(expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('max_tokens') }));
+    expect(() => parseAnthropicRequest({ model: 'm', messages: [user] })).toThrow(
+      expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('max_tokens') }),
+    );
   });
 
   it('reports stop_sequence when the agent names the stop sequence that fired', () => {
@@ -146,8 +163,15 @@ describe('Anthropic requests', () => {
       stopSequence: 'END',
       usage: { promptTokens: 3, completionTokens: 1 },
     } as ChatResult;
-    expect(messageBody(result)).toMatchObject({ id: 'msg_J', stop_reason: 'stop_sequence', stop_sequence: 'END', usage: { input_tokens: 3, output_tokens: 1 } });
-    expect(anthropicEvents.end(result, 'stop_sequence')[1]!.data).toMatchObject({ delta: { stop_reason: 'stop_sequence', stop_sequence: 'END' } });
+    expect(messageBody(result)).toMatchObject({
+      id: 'msg_J',
+      stop_reason: 'stop_sequence',
+      stop_sequence: 'END',
+      usage: { input_tokens: 3, output_tokens: 1 },
+    });
+    expect(anthropicEvents.end(result, 'stop_sequence')[1]!.data).toMatchObject({
+      delta: { stop_reason: 'stop_sequence', stop_sequence: 'END' },
+    });
   });
 });
 
@@ -162,7 +186,10 @@ describe('errors', () => {
       const answer = errorAnswer(error, flavor, 'req_1');
       expect(answer.headers).toMatchObject({ 'retry-after-ms': '1500', 'retry-after': '2', 'request-id': 'req_1' });
       expect(answer.headers['x-should-retry']).toMatch(/^(true|false)$/);
-      const object = flavor === 'openai' ? (answer.body as { error: Record<string, unknown> }).error : (answer.body as { error: Record<string, unknown> }).error;
+      const object =
+        flavor === 'openai'
+          ? (answer.body as { error: Record<string, unknown> }).error
+          : (answer.body as { error: Record<string, unknown> }).error;
       expect(object.message).toBe(`${code}: particulars. ${ERROR_CODES[code].hint}`);
       expect(typeof object.type).toBe('string');
     }
@@ -171,7 +198,11 @@ describe('errors', () => {
   it('uses the statuses the APIs use where they differ from the registry', () => {
     const overloaded = new NightjarError('NJ_NO_CAPACITY', 'busy');
     expect([statusFor(overloaded, 'openai'), statusFor(overloaded, 'anthropic')]).toEqual([503, 529]);
-    expect(errorAnswer(overloaded, 'anthropic', 'r').body).toMatchObject({ type: 'error', error: { type: 'overloaded_error' }, request_id: 'r' });
+    expect(errorAnswer(overloaded, 'anthropic', 'r').body).toMatchObject({
+      type: 'error',
+      error: { type: 'overloaded_error' },
+      request_id: 'r',
+    });
     expect(statusFor(new NightjarError('NJ_CONTEXT_OVERFLOW', 'x'), 'anthropic')).toBe(400);
     expect(statusFor(new NightjarError('NJ_PROTOCOL_VERSION', 'x'), 'openai')).toBe(502);
     expect(errorAnswer(new NightjarError('NJ_TRUST_POLICY', 'x'), 'openai', 'r').headers['x-should-retry']).toBe('false');

@@ -57,10 +57,16 @@ async function serve(handler: (seen: Seen, res: http.ServerResponse) => void, se
 
 describe('createNodeFetch', () => {
   it('sends the method, headers and a string body with its length, and reuses the connection', async () => {
-    const { url, seen } = await serve((_, res) => res.writeHead(201, { 'content-type': 'application/json', 'x-two': 'b' }).end('{"ok":true}'));
+    const { url, seen } = await serve((_, res) =>
+      res.writeHead(201, { 'content-type': 'application/json', 'x-two': 'b' }).end('{"ok":true}'),
+    );
     const f = createNodeFetch();
     const body = JSON.stringify({ text: 'héllo' });
-    const res = await f(`${url}/v1/jobs?x=1`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer k' }, body });
+    const res = await f(`${url}/v1/jobs?x=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer k' },
+      body,
+    });
     expect(res.status).toBe(201);
     expect(res.ok).toBe(true);
     expect(res.headers.get('x-two')).toBe('b');
@@ -109,7 +115,11 @@ describe('createNodeFetch', () => {
   });
 
   it('fails as fetch does when nothing listens, and gives bodiless statuses no body', async () => {
-    const { url } = await serve((s, res) => res.writeHead(s.url === '/empty' ? 204 : 503, { 'content-type': 'application/json' }).end(s.url === '/empty' ? undefined : '{"error":{}}'));
+    const { url } = await serve((s, res) =>
+      res
+        .writeHead(s.url === '/empty' ? 204 : 503, { 'content-type': 'application/json' })
+        .end(s.url === '/empty' ? undefined : '{"error":{}}'),
+    );
     const f = createNodeFetch();
     const empty = await f(`${url}/empty`);
     expect(empty.status).toBe(204);

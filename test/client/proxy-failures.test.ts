@@ -42,7 +42,9 @@ describe('failover through the proxy', () => {
     const { net, proxy } = await setUp();
     await net.addAgent(new FakeEngine({ slots: 4, failAfter: 0 }));
     const second = await net.addAgent(new FakeEngine({ slots: 1, words: ['Second', ' agent'] }));
-    const { data: stream, response } = await openai(proxy).chat.completions.create({ model: FAKE_MODEL.id, messages, stream: true }).withResponse();
+    const { data: stream, response } = await openai(proxy)
+      .chat.completions.create({ model: FAKE_MODEL.id, messages, stream: true })
+      .withResponse();
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
     expect(text).toBe('Second agent');
@@ -73,14 +75,19 @@ describe('failover through the proxy', () => {
       for await (const event of stream) types.push(event.type);
     })().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Anthropic.APIError);
-    expect((error as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringMatching(/^NJ_AGENT_FAILED: /) } });
+    expect((error as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
+      type: 'error',
+      error: { type: 'api_error', message: expect.stringMatching(/^NJ_AGENT_FAILED: /) },
+    });
     expect(types).toEqual(['message_start', 'content_block_start', 'content_block_delta']);
   });
 
   it('a non-streaming request whose reply breaks off gets an error, not the partial text', async () => {
     const { net, proxy } = await setUp();
     await net.addAgent(new FakeEngine({ failAfter: 1, words: ['Partial'] }));
-    const error = await openai(proxy).chat.completions.create({ model: FAKE_MODEL.id, messages }).catch((e: unknown) => e);
+    const error = await openai(proxy)
+      .chat.completions.create({ model: FAKE_MODEL.id, messages })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
     expect(error).toMatchObject({ status: 502, code: 'NJ_AGENT_FAILED' });
   });
@@ -92,12 +99,17 @@ describe('failover through the proxy', () => {
     await net.addAgent(engine);
     const hog = openai(proxy).chat.completions.create({ model: FAKE_MODEL.id, messages, max_tokens: 4000, stream: true });
     const hogStream = await hog;
-    const o = await openai(proxy).chat.completions.create({ model: FAKE_MODEL.id, messages }).withResponse().catch((e: unknown) => e);
+    const o = await openai(proxy)
+      .chat.completions.create({ model: FAKE_MODEL.id, messages })
+      .withResponse()
+      .catch((e: unknown) => e);
     expect(o).toBeInstanceOf(OpenAI.InternalServerError);
     expect(o).toMatchObject({ status: 503, code: 'NJ_NO_CAPACITY' });
     expect((o as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after-ms')).toMatch(/^[1-9]\d*$/);
     expect((o as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('true');
-    const a = await anthropic(proxy).messages.create({ model: FAKE_MODEL.id, messages, max_tokens: 8 }).catch((e: unknown) => e);
+    const a = await anthropic(proxy)
+      .messages.create({ model: FAKE_MODEL.id, messages, max_tokens: 8 })
+      .catch((e: unknown) => e);
     expect(a).toMatchObject({ status: 529, error: { error: { type: 'overloaded_error' } } });
     hogStream.controller.abort();
   });

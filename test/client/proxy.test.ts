@@ -51,8 +51,10 @@ afterAll(async () => {
 const http = perTestFetch();
 /** The proxy's connections to the gateway (node:http, as `nightjar proxy` makes them): closed after each test too. */
 const upstream = perTestFetch('node');
-const openai = (p: CompatProxy = proxy, apiKey = 'unused'): OpenAI => new OpenAI({ apiKey, baseURL: `${p.url}/v1`, fetch: http.fetch, maxRetries: 0 });
-const anthropic = (p: CompatProxy = proxy, apiKey = 'unused'): Anthropic => new Anthropic({ apiKey, baseURL: p.url, fetch: http.fetch, maxRetries: 0 });
+const openai = (p: CompatProxy = proxy, apiKey = 'unused'): OpenAI =>
+  new OpenAI({ apiKey, baseURL: `${p.url}/v1`, fetch: http.fetch, maxRetries: 0 });
+const anthropic = (p: CompatProxy = proxy, apiKey = 'unused'): Anthropic =>
+  new Anthropic({ apiKey, baseURL: p.url, fetch: http.fetch, maxRetries: 0 });
 
 async function direct(messages: ChatMessage[], sampling: Sampling) {
   return engine.generate({ messages, sampling });
@@ -69,8 +71,14 @@ function greedy<T extends object>(params: T): T {
 }
 
 describe('OpenAI Chat Completions through the proxy (official openai package)', () => {
-  it('answers without streaming: the engine\'s exact text, usage and finish_reason, and who served it', async () => {
-    const want = await direct([{ role: 'system', content: 'Be terse.' }, { role: 'user', content: QUESTION }], { maxTokens: 24, temperature: 0 });
+  it("answers without streaming: the engine's exact text, usage and finish_reason, and who served it", async () => {
+    const want = await direct(
+      [
+        { role: 'system', content: 'Be terse.' },
+        { role: 'user', content: QUESTION },
+      ],
+      { maxTokens: 24, temperature: 0 },
+    );
     const { data, response } = await openai()
       .chat.completions.create({
         model: model.id,
@@ -94,7 +102,11 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
     });
     expect(response.headers.get('x-nightjar-agent')).toBe(agent.agentId);
     expect(response.headers.get('x-nightjar-trust')).toBe('signed');
-    expect((data as unknown as { nightjar: unknown }).nightjar).toMatchObject({ agent_id: agent.agentId, trust: 'signed', receipt_verified: true });
+    expect((data as unknown as { nightjar: unknown }).nightjar).toMatchObject({
+      agent_id: agent.agentId,
+      trust: 'signed',
+      receipt_verified: true,
+    });
     expect(data.id).toBe(`chatcmpl-${(data as unknown as { nightjar: { job_id: string } }).nightjar.job_id}`);
   });
 
@@ -120,17 +132,32 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
     expect(withReason[0]!.choices[0]!.finish_reason).toBe('length');
     const last = chunks.at(-1)!;
     expect(last.choices).toEqual([]);
-    expect(last.usage).toEqual({ prompt_tokens: want.usage.promptTokens, completion_tokens: 20, total_tokens: want.usage.promptTokens + 20 });
+    expect(last.usage).toEqual({
+      prompt_tokens: want.usage.promptTokens,
+      completion_tokens: 20,
+      total_tokens: want.usage.promptTokens + 20,
+    });
     expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
   });
 
   it('streams without a usage chunk unless asked, and the stream helper assembles the completion', async () => {
     const want = await direct([{ role: 'user', content: 'Hello?' }], { maxTokens: 12, temperature: 0 });
-    const plain = await openai().chat.completions.create({ model: model.id, messages: [{ role: 'user', content: 'Hello?' }], max_tokens: 12, temperature: 0, stream: true });
+    const plain = await openai().chat.completions.create({
+      model: model.id,
+      messages: [{ role: 'user', content: 'Hello?' }],
+      max_tokens: 12,
+      temperature: 0,
+      stream: true,
+    });
     const chunks = [];
     for await (const chunk of plain) chunks.push(chunk);
     expect(chunks.every((c) => c.choices.length === 1 && c.usage === undefined)).toBe(true);
-    const helper = openai().chat.completions.stream({ model: model.id, messages: [{ role: 'user', content: 'Hello?' }], max_tokens: 12, temperature: 0 });
+    const helper = openai().chat.completions.stream({
+      model: model.id,
+      messages: [{ role: 'user', content: 'Hello?' }],
+      max_tokens: 12,
+      temperature: 0,
+    });
     const final = await helper.finalChatCompletion();
     expect(final.choices[0]!.message.content).toBe(want.text);
     expect(final.choices[0]!.finish_reason).toBe('length');
@@ -142,7 +169,13 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
     const at = free.text.length >> 1;
     const stop = free.text.slice(at, at + 3);
     const cut = free.text.slice(0, free.text.indexOf(stop));
-    const stopped = await openai().chat.completions.create({ model: model.id, messages: [{ role: 'user', content: QUESTION }], max_tokens: 40, temperature: 0, stop });
+    const stopped = await openai().chat.completions.create({
+      model: model.id,
+      messages: [{ role: 'user', content: QUESTION }],
+      max_tokens: 40,
+      temperature: 0,
+      stop,
+    });
     expect(stopped.choices[0]!.message.content).toBe(cut);
     expect(stopped.choices[0]!.finish_reason).toBe('stop');
 
@@ -165,13 +198,15 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
     expect((await openai().models.retrieve(model.id)).id).toBe(model.id);
   });
 
-  it('reports errors in OpenAI\'s shape, with statuses its SDK maps to the right classes', async () => {
+  it("reports errors in OpenAI's shape, with statuses its SDK maps to the right classes", async () => {
     const unknown = await openai()
       .chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })
       .catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
     expect(unknown).toMatchObject({ status: 404, code: 'model_not_found', type: 'invalid_request_error' });
-    expect((unknown as Error).message).toMatch(/^404 NJ_MODEL_UNKNOWN: no connected agent serves no-such-model\. No agent serves this model/);
+    expect((unknown as Error).message).toMatch(
+      /^404 NJ_MODEL_UNKNOWN: no connected agent serves no-such-model\. No agent serves this model/,
+    );
 
     const tools = await openai()
       .chat.completions.create({
@@ -200,19 +235,29 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
 
   // Security: fails if the token check in the proxy's gate is removed.
   it('a proxy started with a token refuses callers without it', async () => {
-    const denied = await openai(guarded, 'wrong').models.list().catch((e: unknown) => e);
+    const denied = await openai(guarded, 'wrong')
+      .models.list()
+      .catch((e: unknown) => e);
     expect(denied).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(denied).toMatchObject({ status: 401, code: 'invalid_api_key' });
     expect((await openai(guarded, TOKEN).models.list()).data).toHaveLength(1);
     expect((await anthropic(guarded, TOKEN).models.list()).data).toHaveLength(1);
-    const anthropicDenied = await anthropic(guarded, 'wrong').models.list().catch((e: unknown) => e);
+    const anthropicDenied = await anthropic(guarded, 'wrong')
+      .models.list()
+      .catch((e: unknown) => e);
     expect(anthropicDenied).toBeInstanceOf(Anthropic.AuthenticationError);
   });
 });
 
 describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk package)', () => {
   it('answers without streaming: text, usage and stop_reason', async () => {
-    const want = await direct([{ role: 'system', content: 'Be terse.' }, { role: 'user', content: QUESTION }], { maxTokens: 24, temperature: 0 });
+    const want = await direct(
+      [
+        { role: 'system', content: 'Be terse.' },
+        { role: 'user', content: QUESTION },
+      ],
+      { maxTokens: 24, temperature: 0 },
+    );
     const message = await anthropic().messages.create(
       greedy({ model: model.id, system: 'Be terse.', messages: [{ role: 'user', content: QUESTION }], max_tokens: 24 }),
     );
@@ -224,7 +269,12 @@ describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk packa
   it('streams events in the Messages API order', async () => {
     const want = await direct([{ role: 'user', content: QUESTION }], { maxTokens: 16, temperature: 0 });
     const stream = await anthropic().messages.create(
-      greedy({ model: model.id, messages: [{ role: 'user', content: [{ type: 'text', text: QUESTION }] }], max_tokens: 16, stream: true as const }),
+      greedy({
+        model: model.id,
+        messages: [{ role: 'user', content: [{ type: 'text', text: QUESTION }] }],
+        max_tokens: 16,
+        stream: true as const,
+      }),
     );
     const events = [];
     for await (const event of stream) events.push(event);
@@ -235,7 +285,10 @@ describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk packa
     const text = events.map((e) => (e.type === 'content_block_delta' && e.delta.type === 'text_delta' ? e.delta.text : '')).join('');
     expect(text).toBe(want.text);
     const delta = events.find((e) => e.type === 'message_delta');
-    expect(delta).toMatchObject({ delta: { stop_reason: 'max_tokens', stop_sequence: null }, usage: { output_tokens: 16, input_tokens: want.usage.promptTokens } });
+    expect(delta).toMatchObject({
+      delta: { stop_reason: 'max_tokens', stop_sequence: null },
+      usage: { output_tokens: 16, input_tokens: want.usage.promptTokens },
+    });
   });
 
   it('the stream helper assembles the final message; a stop sequence ends the turn as stop_sequence', async () => {
@@ -252,7 +305,7 @@ describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk packa
     expect(final.usage.input_tokens).toBe(free.usage.promptTokens);
   });
 
-  it('reports errors in Anthropic\'s shape', async () => {
+  it("reports errors in Anthropic's shape", async () => {
     const unknown = await anthropic()
       .messages.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 8 })
       .catch((e: unknown) => e);
@@ -269,7 +322,10 @@ describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk packa
     expect(image).toBeInstanceOf(Anthropic.BadRequestError);
     expect((image as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
       type: 'error',
-      error: { type: 'invalid_request_error', message: expect.stringContaining('NJ_UNSUPPORTED_FEATURE: messages[0] content of type "image" (only text) is not supported') },
+      error: {
+        type: 'invalid_request_error',
+        message: expect.stringContaining('NJ_UNSUPPORTED_FEATURE: messages[0] content of type "image" (only text) is not supported'),
+      },
     });
   });
 
@@ -292,8 +348,13 @@ describe('the proxy answers local programs only', () => {
   it('refuses requests from web pages of other origins', async () => {
     const res = await post(proxy, { origin: 'https://evil.example' });
     expect(res.status).toBe(403);
-    expect(await res.json()).toMatchObject({ error: { code: 'NJ_PROXY_FORBIDDEN', message: expect.stringContaining('requests from web pages of other origins are refused') } });
-    const preflight = await http.fetch(`${proxy.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'https://evil.example' } });
+    expect(await res.json()).toMatchObject({
+      error: { code: 'NJ_PROXY_FORBIDDEN', message: expect.stringContaining('requests from web pages of other origins are refused') },
+    });
+    const preflight = await http.fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example' },
+    });
     expect(preflight.status).toBe(403);
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
   });
@@ -302,25 +363,27 @@ describe('the proxy answers local programs only', () => {
   it('refuses a Host header that does not name a loopback address', async () => {
     // fetch will not send another Host header; a DNS-rebinding page's browser would.
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        `${proxy.url}/v1/models`,
-        { headers: { host: 'rebind.evil.example:8788', connection: 'close' } },
-        (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
+      const req = request(`${proxy.url}/v1/models`, { headers: { host: 'rebind.evil.example:8788', connection: 'close' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
       req.on('error', reject);
       req.end();
     });
     expect(answer.status).toBe(403);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'NJ_PROXY_FORBIDDEN', message: expect.stringContaining('the Host header does not name a loopback address') } });
+    expect(JSON.parse(answer.body)).toMatchObject({
+      error: { code: 'NJ_PROXY_FORBIDDEN', message: expect.stringContaining('the Host header does not name a loopback address') },
+    });
   });
 
   // Security: fails if the content-type check is removed (a form post needs no CORS preflight).
   it('refuses bodies that are not application/json', async () => {
-    const res = await http.fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' });
+    const res = await http.fetch(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: '{}',
+    });
     expect(res.status).toBe(403);
   });
 

@@ -45,8 +45,14 @@ describe('NightjarClient', () => {
   it('refuses a malformed request before it reaches the gateway', async () => {
     net = await startNet();
     const c = client(net);
-    await expect(c.complete({ ...ask, messages: [] })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringMatching(/messages/) });
-    await expect(c.complete({ ...ask, temperature: 5 })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringMatching(/temperature/) });
+    await expect(c.complete({ ...ask, messages: [] })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringMatching(/messages/),
+    });
+    await expect(c.complete({ ...ask, temperature: 5 })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringMatching(/temperature/),
+    });
   });
 });
 
@@ -77,7 +83,7 @@ describe('candidates', () => {
 });
 
 describe('ephemeral keys', () => {
-  it('agrees the next request\'s key after each reply, seals the next turn with it, and never uses one twice', async () => {
+  it("agrees the next request's key after each reply, seals the next turn with it, and never uses one twice", async () => {
     net = await startNet();
     await net.addAgent(new FakeEngine({ words: ['ok'] }));
     const seen: { prepared: string; ephemeralKey: string }[] = [];
@@ -149,7 +155,12 @@ describe('failover', () => {
     // No receipt reached anyone, no other agent was asked, and the gateway knows text was delivered.
     expect(first.receipts).toEqual([]);
     expect(second.receipts).toEqual([]);
-    expect(net.outcomes.get(e.servedBy.jobId)).toEqual({ status: 'failed', code: 'NJ_AGENT_FAILED', agentId: first.agentId, delivered: true });
+    expect(net.outcomes.get(e.servedBy.jobId)).toEqual({
+      status: 'failed',
+      code: 'NJ_AGENT_FAILED',
+      agentId: first.agentId,
+      delivered: true,
+    });
   });
 
   it('after the first chunk the agent dying is the same clear error, and the SDK does not resend', async () => {
@@ -159,7 +170,10 @@ describe('failover', () => {
     await net.addAgent(new FakeEngine({ slots: 1 }));
     const stream = client(net).chat(ask);
     let text = '';
-    stream.served.then(() => undefined, () => undefined);
+    stream.served.then(
+      () => undefined,
+      () => undefined,
+    );
     dying.onStalled = () => {
       // Cut the agent off once its two chunks are on their way to the client.
       void waitFor(() => text === 'Only this', 5000, 'the partial reply').then(() => first.relay!.close());
@@ -304,7 +318,9 @@ describe('pinning', () => {
     const other = await generateIdentity();
     const pins = new MemoryPinStore();
     pins.set(a.agentId, other.publicKey);
-    const error = await client(net, { trust: { allowSynthetic: true, pins } }).complete(ask).catch((e: unknown) => e);
+    const error = await client(net, { trust: { allowSynthetic: true, pins } })
+      .complete(ask)
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({
       code: 'NJ_PINNED_KEY_CHANGED',
       message: `agent ${a.agentId} presented an identity key other than the pinned one`,
@@ -322,8 +338,13 @@ describe('pinning', () => {
     await known.agent.stop(0);
     await waitFor(() => !net!.gateway.directory.get(known.agentId), 5000, 'the known agent to leave');
     const stranger = await net.addAgent(new FakeEngine());
-    const error = await client(net, { trust: { allowSynthetic: true, pins, onlyPinned: true } }).complete(ask).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'NJ_TRUST_POLICY', message: expect.stringMatching(/is not pinned and only pinned agents are allowed/) });
+    const error = await client(net, { trust: { allowSynthetic: true, pins, onlyPinned: true } })
+      .complete(ask)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'NJ_TRUST_POLICY',
+      message: expect.stringMatching(/is not pinned and only pinned agents are allowed/),
+    });
     expect(stranger.receipts).toEqual([]);
   });
 });

@@ -50,7 +50,10 @@ describe('FilePinStore', () => {
     expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
     const again = new FilePinStore({ file });
     expect(await again.get(ID_A)).toEqual(KEY_A);
-    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ v: 1, pins: { [ID_A]: { identityKey: 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE', firstSeen: 1234 } } });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      v: 1,
+      pins: { [ID_A]: { identityKey: 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE', firstSeen: 1234 } },
+    });
   });
 
   it('merges pins two processes add, losing neither', async () => {

@@ -31,7 +31,11 @@ beforeAll(async () => {
   const file = await writeSyntheticModel({ path: path.join(dir, 'synthetic-tiny.gguf'), shape: 'tiny' });
   engine = await loadEngine({ modelPath: file.path, threads: 1, slots: 4 });
   model = { id: file.modelId, sha256: await sha256File(file.path), synthetic: true, contextLength: engine.model.contextLength };
-  gateway = await startGateway({ port: 0, allowSynthetic: true, logger: createLogger({ level: 'debug', write: (l) => gatewayLog.push(l) }) });
+  gateway = await startGateway({
+    port: 0,
+    allowSynthetic: true,
+    logger: createLogger({ level: 'debug', write: (l) => gatewayLog.push(l) }),
+  });
   proxy = await startRecordingProxy(Number(new URL(gateway.url).port));
   agent = await Agent.create({ gatewayUrl: `ws://127.0.0.1:${proxy.port}/v1/agent`, identity: await generateIdentity(), engine, model });
   agent.start();
@@ -81,7 +85,9 @@ describe('end to end on node-llama-cpp', () => {
     for (const m of prompts) alone.push(await engine.generate({ messages: m, sampling: { maxTokens: 40, temperature: 0 } }));
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, agent.activeJobs)), 1);
-    const together = await Promise.all(prompts.map((m) => client().complete({ model: model.id, messages: m, maxTokens: 40, temperature: 0 })));
+    const together = await Promise.all(
+      prompts.map((m) => client().complete({ model: model.id, messages: m, maxTokens: 40, temperature: 0 })),
+    );
     clearInterval(sampler);
     // Each job continues its own prompt, as it does alone (see test/helpers/batching.ts).
     expect(batchedPrefixes(together.map((r) => r.text))).toEqual(batchedPrefixes(alone.map((r) => r.text)));

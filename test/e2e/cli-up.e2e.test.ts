@@ -14,7 +14,11 @@ const root = path.resolve(import.meta.dirname, '../..');
 const entry = path.join(root, 'src/main/cli/run.ts');
 
 function nightjar(args: string[], cwd: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
 }
 
 function collect(child: ChildProcess): { out: () => string; err: () => string; exit: Promise<number | null> } {

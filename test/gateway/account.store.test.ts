@@ -33,7 +33,8 @@ describe('secrets', () => {
     const row = await store.driver.get('SELECT key_hash FROM api_keys WHERE id = ?', [key.id]);
     expect(row?.key_hash).toBe(toHex(sha256(utf8(key.key))));
     await store.dispose();
-    const bytes = (await readFile(file)).toString('latin1') + (await readFile(`${file}-wal`).catch(() => Buffer.alloc(0))).toString('latin1');
+    const bytes =
+      (await readFile(file)).toString('latin1') + (await readFile(`${file}-wal`).catch(() => Buffer.alloc(0))).toString('latin1');
     for (const secret of [key.key, op.token, en.token]) {
       // The random part is the last 43 characters (it may itself contain "_").
       const random = secret.slice(-43);
@@ -68,7 +69,9 @@ describe('secrets', () => {
       expect(err).toBeInstanceOf(NightjarError);
       expect((err as NightjarError).code).toBe('NJ_USAGE');
     }
-    const err = await store.accounts.setPrice('m', { promptPerMTok: 1_000_000_000_001n, completionPerMTok: 0n }, 1).catch((e: unknown) => e);
+    const err = await store.accounts
+      .setPrice('m', { promptPerMTok: 1_000_000_000_001n, completionPerMTok: 0n }, 1)
+      .catch((e: unknown) => e);
     expect((err as NightjarError).message).toBe('a price must be 0 to 1000000000000 micro-credits per million tokens');
     await store.accounts.setPrice('m', { promptPerMTok: 5n, completionPerMTok: 7n }, 1);
     await store.accounts.setPrice('m', { promptPerMTok: 6n, completionPerMTok: 8n }, 2);

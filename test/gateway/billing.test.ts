@@ -45,7 +45,15 @@ describe('billing a paid job', () => {
     const job = (await fx.net.store.ledger.job(jobId))!;
     expect(job.holdAmount).toBe(BigInt(job.bodyLength) + 32n);
     // 6 × 1 + 6 × 2 = 18 micro-credits; 95 % = 17.1 → 17 to the operator, 1 to the platform.
-    expect({ status: job.status, charged: job.charged, operator: job.operatorAmount, platform: job.platformAmount, agentId: job.agentId, operatorId: job.operatorId, outcome: job.outcome }).toEqual({
+    expect({
+      status: job.status,
+      charged: job.charged,
+      operator: job.operatorAmount,
+      platform: job.platformAmount,
+      agentId: job.agentId,
+      operatorId: job.operatorId,
+      outcome: job.outcome,
+    }).toEqual({
       status: 'settled',
       charged: 18n,
       operator: 17n,
@@ -54,11 +62,15 @@ describe('billing a paid job', () => {
       operatorId: fx.net.operator.id,
       outcome: 'done',
     });
-    expect(JSON.parse(job.receipt!)).toEqual(JSON.parse(JSON.stringify({ receipt: result.receipt, signature: JSON.parse(job.receipt!).signature })));
+    expect(JSON.parse(job.receipt!)).toEqual(
+      JSON.parse(JSON.stringify({ receipt: result.receipt, signature: JSON.parse(job.receipt!).signature })),
+    );
     expect(await fx.net.store.ledger.clientBalance(fx.net.key.id)).toEqual({ balance: 10_000_000n - 18n, held: 0n });
     expect(await fx.net.store.ledger.balance(ACCOUNTS.operator(fx.net.operator.id))).toBe(17n);
     expect(await fx.net.store.ledger.checkInvariants()).toEqual([]);
-    const account = await (await http.fetch(`${fx.net.gateway.url}/v1/account`, { headers: { authorization: `Bearer ${fx.net.key.key}` } })).json();
+    const account = await (
+      await http.fetch(`${fx.net.gateway.url}/v1/account`, { headers: { authorization: `Bearer ${fx.net.key.key}` } })
+    ).json();
     expect(account).toEqual({ v: 1, keyId: fx.net.key.id, name: 'client', balance: '9999982', held: '0' });
   });
 
@@ -73,7 +85,11 @@ describe('billing a paid job', () => {
     expect(err.code).toBe('NJ_AGENT_FAILED');
     await isBilled(jobId);
     const job = (await fx.net.store.ledger.job(jobId))!;
-    expect({ status: job.status, charged: job.charged, operator: job.operatorAmount }).toEqual({ status: 'released', charged: null, operator: null });
+    expect({ status: job.status, charged: job.charged, operator: job.operatorAmount }).toEqual({
+      status: 'released',
+      charged: null,
+      operator: null,
+    });
     expect(await fx.net.store.ledger.clientBalance(fx.net.key.id)).toEqual({ balance: 10_000_000n, held: 0n });
     expect(await fx.net.store.ledger.balance(ACCOUNTS.operator(fx.net.operator.id))).toBe(0n);
     expect(await fx.net.store.ledger.checkInvariants()).toEqual([]);
@@ -96,8 +112,13 @@ describe('billing a paid job', () => {
 
     await fx.net.store.accounts.removePrice(REAL_MODEL.id);
     const unpriced = await errorOf(clientOf(fx.net.gateway, http.fetch, fx.net.key.key).complete(ask));
-    expect({ code: unpriced.code, message: unpriced.message }).toEqual({ code: 'NJ_MODEL_UNPRICED', message: `the gateway has no price for ${REAL_MODEL.id}` });
-    const models = await (await http.fetch(`${fx.net.gateway.url}/v1/models`, { headers: { authorization: `Bearer ${fx.net.key.key}` } })).json();
+    expect({ code: unpriced.code, message: unpriced.message }).toEqual({
+      code: 'NJ_MODEL_UNPRICED',
+      message: `the gateway has no price for ${REAL_MODEL.id}`,
+    });
+    const models = await (
+      await http.fetch(`${fx.net.gateway.url}/v1/models`, { headers: { authorization: `Bearer ${fx.net.key.key}` } })
+    ).json();
     expect(models.models).toEqual([]);
     expect(await fx.net.store.ledger.checkInvariants()).toEqual([]);
   });
@@ -105,7 +126,10 @@ describe('billing a paid job', () => {
   it('routes paid jobs only to agents bound to an operator; an unbound agent serves free models', async () => {
     fx.agents.push(await startAgent(fx.net.gateway, { engine: new FakeEngine() }));
     const err = await errorOf(clientOf(fx.net.gateway, http.fetch, fx.net.key.key).complete(ask));
-    expect({ code: err.code, message: err.message }).toEqual({ code: 'NJ_NO_CAPACITY', message: `no agent serving ${REAL_MODEL.id} at trust signed can take jobs now` });
+    expect({ code: err.code, message: err.message }).toEqual({
+      code: 'NJ_NO_CAPACITY',
+      message: `no agent serving ${REAL_MODEL.id} at trust signed can take jobs now`,
+    });
     const free = { id: 'synthetic-free', sha256: 'ef'.repeat(32), synthetic: true, contextLength: 4096 };
     fx.agents.push(await startAgent(fx.net.gateway, { engine: new FakeEngine(), model: free }));
     const isBilled = billed(fx.net.gateway);
@@ -113,7 +137,12 @@ describe('billing a paid job', () => {
     expect(result.text).toBe('Hello from a fake engine.');
     await isBilled(result.jobId);
     const job = await fx.net.store.ledger.job(result.jobId);
-    expect(job && { status: job.status, charged: job.charged, hold: job.holdAmount, operatorId: job.operatorId }).toEqual({ status: 'settled', charged: 0n, hold: 0n, operatorId: null });
+    expect(job && { status: job.status, charged: job.charged, hold: job.holdAmount, operatorId: job.operatorId }).toEqual({
+      status: 'settled',
+      charged: 0n,
+      hold: 0n,
+      operatorId: null,
+    });
   });
 });
 
@@ -203,7 +232,13 @@ describe('receipts that must credit nobody', () => {
     b.send({ v: PROTOCOL_VERSION, type: 'done', jobId: job.jobId, attempt: job.attempt, receipt: claim });
     // And a receipt for a job nobody ever sent.
     const ghost = toBase64Url(randomBytes(16));
-    b.send({ v: PROTOCOL_VERSION, type: 'done', jobId: ghost, attempt: 0, receipt: { ...claim, receipt: { ...claim.receipt, jobId: ghost } } });
+    b.send({
+      v: PROTOCOL_VERSION,
+      type: 'done',
+      jobId: ghost,
+      attempt: 0,
+      receipt: { ...claim, receipt: { ...claim.receipt, jobId: ghost } },
+    });
     const served = await a.serve(job, ['Hi']);
     served.finish();
     served.finish(); // the same receipt twice

@@ -63,9 +63,19 @@ describe('periodic challenges', () => {
     expect(metrics).toContain('\nnightjar_routable_agents 0\n');
 
     // A late answer to the missed challenge, and an answer naming a nonce never sent: neither counts.
-    raw.send({ v: PROTOCOL_VERSION, type: 'attest', nonce: first.nonce, signature: await signChallenge({ ...first, agentId: raw.agentId }, raw.identity) });
+    raw.send({
+      v: PROTOCOL_VERSION,
+      type: 'attest',
+      nonce: first.nonce,
+      signature: await signChallenge({ ...first, agentId: raw.agentId }, raw.identity),
+    });
     const made = { ...first, nonce: toBase64Url(randomBytes(32)) };
-    raw.send({ v: PROTOCOL_VERSION, type: 'attest', nonce: made.nonce, signature: await signChallenge({ ...made, agentId: raw.agentId }, raw.identity) });
+    raw.send({
+      v: PROTOCOL_VERSION,
+      type: 'attest',
+      nonce: made.nonce,
+      signature: await signChallenge({ ...made, agentId: raw.agentId }, raw.identity),
+    });
     raw.status(); // a frame after them, to know they were handled
     await new Promise((r) => setTimeout(r, 100));
     expect(await routable(gw)).toEqual(['NJ_NO_CAPACITY']);
@@ -91,7 +101,12 @@ describe('periodic challenges', () => {
     const c = await challenge;
     const impostor = await generateIdentity();
     const reject = raw.next('reject');
-    raw.send({ v: PROTOCOL_VERSION, type: 'attest', nonce: c.nonce, signature: await signChallenge({ ...c, agentId: raw.agentId }, impostor) });
+    raw.send({
+      v: PROTOCOL_VERSION,
+      type: 'attest',
+      nonce: c.nonce,
+      signature: await signChallenge({ ...c, agentId: raw.agentId }, impostor),
+    });
     expect(await reject).toMatchObject({ code: 'NJ_AUTH_FAILED', message: 'the challenge answer does not verify' });
     expect((await raw.closed).code).toBe(CLOSE_CODES.authFailed);
     await waitFor(() => gw.directory.size === 0, 2000, 'the agent to leave the directory');

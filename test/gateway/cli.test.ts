@@ -6,7 +6,8 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NightjarError, silentLogger } from '../../src/shared/index.js';
-import { formatCredits, gatewayCommand, parseCredits, type Gateway } from '../../src/gateway/index.js';
+import { gatewayCommand, type Gateway } from '../../src/gateway/index.js';
+import { formatCredits, parseCredits } from '../../src/shared/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { tempDir } from './support/net.js';
 
@@ -23,7 +24,11 @@ afterEach(async () => {
 
 async function run(...argv: string[]): Promise<{ code: number; out: string }> {
   let out = '';
-  const code = await gatewayCommand([...argv, '--db', db], { stdout: { write: (t: string) => (out += t) }, logger: () => silentLogger, stopped: Promise.resolve() });
+  const code = await gatewayCommand([...argv, '--db', db], {
+    stdout: { write: (t: string) => (out += t) },
+    logger: () => silentLogger,
+    stopped: Promise.resolve(),
+  });
   return { code, out };
 }
 
@@ -65,7 +70,9 @@ describe('nightjar gateway admin commands', () => {
     expect((await run('operators', 'list')).out).toMatch(new RegExp(`^${id}  Ada Lovelace  0\\s+0\\s+\\S+$`, 'm'));
     const enroll = await run('enroll', '--operator', id, '--ttl', '2h');
     const en = secretIn(enroll.out, 'njen');
-    expect(enroll.out).toMatch(new RegExp(`^Enrollment token ${en.split('_')[1]} for operator ${id}, valid until \\S+Z, for one agent\\.$`, 'm'));
+    expect(enroll.out).toMatch(
+      new RegExp(`^Enrollment token ${en.split('_')[1]} for operator ${id}, valid until \\S+Z, for one agent\\.$`, 'm'),
+    );
     expect((await run('enroll', 'list', '--operator', id)).out).toMatch(new RegExp(`^${en.split('_')[1]}  ${id}  \\S+Z  -\\s+-$`, 'm'));
     expect((await fails('enroll', '--operator', 'nobody')).code).toBe('NJ_NOT_FOUND');
     expect((await fails('enroll', '--operator', id, '--ttl', 'soon')).message).toBe('a duration looks like 30m, 12h or 7d, not "soon"');
@@ -109,7 +116,9 @@ describe('nightjar gateway', () => {
       onListening: (g) => (gateway = g),
     });
     while (!gateway) await new Promise((r) => setTimeout(r, 10));
-    expect(out).toBe(`Nightjar gateway on ${gateway.url} (agents connect to ${gateway.agentUrl}); ledger in ${db}; operator dashboard at ${gateway.url}/dashboard/. Ctrl-C stops it.\n`);
+    expect(out).toBe(
+      `Nightjar gateway on ${gateway.url} (agents connect to ${gateway.agentUrl}); ledger in ${db}; operator dashboard at ${gateway.url}/dashboard/. Ctrl-C stops it.\n`,
+    );
     const account = await http.fetch(`${gateway.url}/v1/account`, { headers: { authorization: `Bearer ${key}` } });
     expect(await account.json()).toMatchObject({ balance: '1000000', held: '0' });
     // Keys are required on a gateway with a database (no --open).
@@ -120,7 +129,11 @@ describe('nightjar gateway', () => {
 
   it('prints its usage, with the admin commands', async () => {
     let out = '';
-    await gatewayCommand(['--help'], { stdout: { write: (t: string) => (out += t) }, logger: () => silentLogger, stopped: Promise.resolve() });
+    await gatewayCommand(['--help'], {
+      stdout: { write: (t: string) => (out += t) },
+      logger: () => silentLogger,
+      stopped: Promise.resolve(),
+    });
     expect(out).toContain('--open');
     expect(out).toContain('nightjar gateway prices set MODEL --prompt P --completion C');
   });

@@ -8,7 +8,14 @@ import { Directory, newHealth, type DirectoryEntry } from '../../src/gateway/ind
 import type { VerifiedBundle } from '../../src/shared/index.js';
 
 function entry(id: string, over: Partial<DirectoryEntry> & { fresh?: boolean; synthetic?: boolean } = {}): DirectoryEntry {
-  const bundle = { bundle: { agentId: id, notAfter: 1_000_000, models: [{ id: 'm', sha256: 'a'.repeat(64), synthetic: over.synthetic ?? false, contextLength: 1 }], capacity: { slots: 4 } } } as unknown as VerifiedBundle;
+  const bundle = {
+    bundle: {
+      agentId: id,
+      notAfter: 1_000_000,
+      models: [{ id: 'm', sha256: 'a'.repeat(64), synthetic: over.synthetic ?? false, contextLength: 1 }],
+      capacity: { slots: 4 },
+    },
+  } as unknown as VerifiedBundle;
   return {
     agentId: id,
     bundle,
@@ -30,7 +37,11 @@ function entry(id: string, over: Partial<DirectoryEntry> & { fresh?: boolean; sy
 describe('directory', () => {
   it('corrects the last heartbeat for jobs dispatched and ended since', () => {
     const d = new Directory();
-    const e = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 1, totalSlots: 4, tokensPerSecond: 20, ttftMs: 100 }, inFlight: 3, inFlightAtStatus: 3 });
+    const e = entry('a', {
+      status: { state: 'serving', model: 'm', freeSlots: 1, totalSlots: 4, tokensPerSecond: 20, ttftMs: 100 },
+      inFlight: 3,
+      inFlightAtStatus: 3,
+    });
     d.set(e);
     expect(d.freeSlots(e)).toBe(1);
     e.inFlight = 1; // two ended since the heartbeat
@@ -45,7 +56,12 @@ describe('directory', () => {
     expect(d.eligible(entry('a'), needs)).toBe(true);
     expect(d.eligible(entry('a', { fresh: false }), needs)).toBe(false);
     expect(d.eligible(entry('a', { accepting: false }), needs)).toBe(false);
-    expect(d.eligible(entry('a', { status: { state: 'draining', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 1, ttftMs: 1 } }), needs)).toBe(false);
+    expect(
+      d.eligible(
+        entry('a', { status: { state: 'draining', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 1, ttftMs: 1 } }),
+        needs,
+      ),
+    ).toBe(false);
     expect(d.eligible(entry('a'), { ...needs, model: 'other' })).toBe(false);
     expect(d.eligible(entry('a'), { ...needs, minTrust: 'attested' })).toBe(false);
     expect(d.eligible(entry('a', { operatorId: null }), { ...needs, paid: true })).toBe(false);
@@ -59,7 +75,11 @@ describe('directory', () => {
     const d = new Directory({ failurePenaltyMs: 5000, failureHalfLifeMs: 60_000 });
     const fast = entry('b', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 100, ttftMs: 50 } });
     const slow = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 5, ttftMs: 900 } });
-    const busy = entry('c', { status: { state: 'serving', model: 'm', freeSlots: 0, totalSlots: 4, tokensPerSecond: 500, ttftMs: 1 }, inFlight: 4, inFlightAtStatus: 4 });
+    const busy = entry('c', {
+      status: { state: 'serving', model: 'm', freeSlots: 0, totalSlots: 4, tokensPerSecond: 500, ttftMs: 1 },
+      inFlight: 4,
+      inFlightAtStatus: 4,
+    });
     for (const e of [fast, slow, busy]) d.set(e);
     const order = (now: number): string[] => d.candidates({ model: 'm', now }, 3).map((e) => e.agentId);
     expect(order(0)).toEqual(['b', 'a', 'c']);

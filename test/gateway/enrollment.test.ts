@@ -32,7 +32,10 @@ describe('enrollment', () => {
     fx.agents.push(agent);
     expect(fx.net.gateway.directory.get(agent.agentId)?.operatorId).toBe(fx.net.operator.id);
     const record = await fx.net.store.accounts.getAgent(agent.agentId);
-    expect({ operatorId: record?.operatorId, identityKey: record?.identityKey }).toEqual({ operatorId: fx.net.operator.id, identityKey: agent.bundle.bundle.identityKey });
+    expect({ operatorId: record?.operatorId, identityKey: record?.identityKey }).toEqual({
+      operatorId: fx.net.operator.id,
+      identityKey: agent.bundle.bundle.identityKey,
+    });
     const [used] = (await fx.net.store.accounts.listEnrollmentTokens(fx.net.operator.id)).filter((t) => t.usedBy !== null);
     expect(used?.usedBy).toBe(agent.agentId);
 
@@ -57,13 +60,27 @@ describe('enrollment', () => {
     expect(first.frames.find((f) => f.type === 'welcome')).toMatchObject({ operator: fx.net.operator.id });
 
     const reused = await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: token });
-    expect(reused).toMatchObject({ code: 'NJ_ENROLL_INVALID', close: 4403, message: 'NJ_ENROLL_INVALID: the enrollment token was already used by another agent' });
+    expect(reused).toMatchObject({
+      code: 'NJ_ENROLL_INVALID',
+      close: 4403,
+      message: 'NJ_ENROLL_INVALID: the enrollment token was already used by another agent',
+    });
 
-    const unknown = await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: `njen_${'0'.repeat(12)}_${'A'.repeat(43)}` });
+    const unknown = await refused({
+      url: fx.net.gateway.agentUrl,
+      model: REAL_MODEL,
+      enrollToken: `njen_${'0'.repeat(12)}_${'A'.repeat(43)}`,
+    });
     expect(unknown.message).toBe('NJ_ENROLL_INVALID: the enrollment token is not known to this gateway');
 
-    const stale = await fx.net.store.accounts.createEnrollmentToken({ operatorId: fx.net.operator.id, now: Date.now() - 2 * 3600_000, ttlMs: 3600_000 });
-    expect((await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: stale.token })).message).toBe('NJ_ENROLL_INVALID: the enrollment token has expired');
+    const stale = await fx.net.store.accounts.createEnrollmentToken({
+      operatorId: fx.net.operator.id,
+      now: Date.now() - 2 * 3600_000,
+      ttlMs: 3600_000,
+    });
+    expect((await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: stale.token })).message).toBe(
+      'NJ_ENROLL_INVALID: the enrollment token has expired',
+    );
 
     const other = await fx.net.store.accounts.createOperator({ name: 'Other', now: Date.now() });
     const theirs = await fx.net.store.accounts.createEnrollmentToken({ operatorId: other.id, now: Date.now(), ttlMs: 3600_000 });
@@ -74,7 +91,10 @@ describe('enrollment', () => {
 
   it('closes a refused agent with 4403 after the reject frame', async () => {
     const stale = `njen_${'1'.repeat(12)}_${'B'.repeat(43)}`;
-    expect(await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: stale })).toMatchObject({ code: 'NJ_ENROLL_INVALID', close: CLOSE_CODES.enrollRefused });
+    expect(await refused({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: stale })).toMatchObject({
+      code: 'NJ_ENROLL_INVALID',
+      close: CLOSE_CODES.enrollRefused,
+    });
     // The refused socket is gone from the gateway's count: a proper agent still gets in.
     await waitFor(() => fx.net.gateway.directory.size === 0, 1000, 'directory');
     const ok = await RawAgent.connect({ url: fx.net.gateway.agentUrl, model: REAL_MODEL });

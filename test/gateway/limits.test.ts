@@ -41,7 +41,11 @@ async function withSlowAgent(options: GatewayOptions = {}): Promise<Gateway> {
  * then checks it ended whole, and that it was still running when the limit was hit.
  */
 async function carryOn(gw: Gateway, apiKey?: string): Promise<{ done(): Promise<void> }> {
-  const stream = clientOf(gw, http.fetch, apiKey).chat({ model: FAKE_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 30 });
+  const stream = clientOf(gw, http.fetch, apiKey).chat({
+    model: FAKE_MODEL.id,
+    messages: [{ role: 'user', content: 'hi' }],
+    maxTokens: 30,
+  });
   const it = stream[Symbol.asyncIterator]();
   const first = await it.next();
   let ended = false;
@@ -88,15 +92,19 @@ describe('agent connections', () => {
     const results = await Promise.all(
       sockets.map(
         (s) =>
-          new Promise<{ open: true; closed: Promise<number> } | { open: false; status: number; retryAfter: string | null; body: string }>((resolve) => {
-            s.on('error', () => undefined);
-            s.on('open', () => resolve({ open: true, closed: new Promise((r) => s.on('close', (code) => r(code))) }));
-            s.on('unexpected-response', (_req, res) => {
-              let body = '';
-              res.on('data', (d: Buffer) => (body += d.toString()));
-              res.on('end', () => resolve({ open: false, status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, body }));
-            });
-          }),
+          new Promise<{ open: true; closed: Promise<number> } | { open: false; status: number; retryAfter: string | null; body: string }>(
+            (resolve) => {
+              s.on('error', () => undefined);
+              s.on('open', () => resolve({ open: true, closed: new Promise((r) => s.on('close', (code) => r(code))) }));
+              s.on('unexpected-response', (_req, res) => {
+                let body = '';
+                res.on('data', (d: Buffer) => (body += d.toString()));
+                res.on('end', () =>
+                  resolve({ open: false, status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, body }),
+                );
+              });
+            },
+          ),
       ),
     );
     const opened = results.filter((r) => r.open);
@@ -154,7 +162,10 @@ describe('agent connection caps', () => {
     const fourth = await bareSocket(gw.agentUrl);
     expect(fourth.status).toBe(101);
     const overAddress = await bareSocket(gw.agentUrl);
-    expect({ status: overAddress.status, message: JSON.parse(overAddress.body).error.message }).toEqual({ status: 429, message: 'this address already has 4 agent connections' });
+    expect({ status: overAddress.status, message: JSON.parse(overAddress.body).error.message }).toEqual({
+      status: 429,
+      message: 'this address already has 4 agent connections',
+    });
     expect(gw.metrics.rejected.get({ limit: 'agent-connections' })).toBe(2);
     await first.close();
     await third.close();
@@ -229,20 +240,47 @@ describe('clients', () => {
     cleanups.push(() => net.close());
     agents.push(await startAgent(net.gateway, { engine: new FakeEngine({ slots: 4, tokenDelayMs: 40, words: WORDS }), model: FAKE_MODEL }));
     const first = await carryOn(net.gateway, net.key.key);
-    const err = await errorOf(clientOf(net.gateway, http.fetch, net.key.key).complete({ model: FAKE_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 2 }));
-    expect({ code: err.code, message: err.message, retry: err.retryAfterMs }).toEqual({ code: 'NJ_RATE_LIMITED', message: 'this key already has 1 reply streaming, its limit', retry: 1000 });
+    const err = await errorOf(
+      clientOf(net.gateway, http.fetch, net.key.key).complete({
+        model: FAKE_MODEL.id,
+        messages: [{ role: 'user', content: 'hi' }],
+        maxTokens: 2,
+      }),
+    );
+    expect({ code: err.code, message: err.message, retry: err.retryAfterMs }).toEqual({
+      code: 'NJ_RATE_LIMITED',
+      message: 'this key already has 1 reply streaming, its limit',
+      retry: 1000,
+    });
     const other = await net.store.accounts.createApiKey({ name: 'other', now: Date.now() });
-    expect((await clientOf(net.gateway, http.fetch, other.key).complete({ model: FAKE_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 2 })).text).toBe('w0 w1 ');
+    expect(
+      (
+        await clientOf(net.gateway, http.fetch, other.key).complete({
+          model: FAKE_MODEL.id,
+          messages: [{ role: 'user', content: 'hi' }],
+          maxTokens: 2,
+        })
+      ).text,
+    ).toBe('w0 w1 ');
     await first.done();
   });
 
   it('answers an oversized request with 413 NJ_PAYLOAD_TOO_LARGE', async () => {
     const gw = await withSlowAgent({ maxRequestBodyBytes: 2048 + 16 });
     const other = await carryOn(gw);
-    const err = await errorOf(clientOf(gw, http.fetch).complete({ model: FAKE_MODEL.id, messages: [{ role: 'user', content: 'x'.repeat(3000) }], maxTokens: 2 }));
+    const err = await errorOf(
+      clientOf(gw, http.fetch).complete({ model: FAKE_MODEL.id, messages: [{ role: 'user', content: 'x'.repeat(3000) }], maxTokens: 2 }),
+    );
     expect({ code: err.code, message: err.message }).toEqual({ code: 'NJ_PAYLOAD_TOO_LARGE', message: 'the body exceeds 2064 bytes' });
-    const res = await http.fetch(`${gw.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pad: 'y'.repeat(200_000) }) });
-    expect({ status: res.status, body: await res.json() }).toEqual({ status: 413, body: { error: { code: 'NJ_PAYLOAD_TOO_LARGE', message: 'the request body exceeds the gateway limit' } } });
+    const res = await http.fetch(`${gw.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pad: 'y'.repeat(200_000) }),
+    });
+    expect({ status: res.status, body: await res.json() }).toEqual({
+      status: 413,
+      body: { error: { code: 'NJ_PAYLOAD_TOO_LARGE', message: 'the request body exceeds the gateway limit' } },
+    });
     await other.done();
   });
 });

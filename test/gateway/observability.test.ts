@@ -34,7 +34,9 @@ describe('metrics', () => {
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const text = await res.text();
     for (const line of text.trimEnd().split('\n')) {
-      expect(line).toMatch(/^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+|[a-z_]+_bucket\{le="\+Inf"\} \d+)$/);
+      expect(line).toMatch(
+        /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+|[a-z_]+_bucket\{le="\+Inf"\} \d+)$/,
+      );
     }
     expect(text).toContain('\nnightjar_jobs_total{code="",outcome="done"} 1\n');
     expect(text).toContain('\nnightjar_tokens_total{kind="prompt"} 6\n');
@@ -60,7 +62,13 @@ describe('metrics', () => {
     expect(c.render()).toBe('# HELP x_total help\n# TYPE x_total counter\nx_total{code="a\\"b\\\\c\\nd"} 2');
     const h = new Histogram('h_seconds', 'help', [0.1, 1]);
     for (const v of [0.05, 0.5, 5]) h.observe(v);
-    expect(h.render().split('\n').slice(2)).toEqual(['h_seconds_bucket{le="0.1"} 1', 'h_seconds_bucket{le="1"} 2', 'h_seconds_bucket{le="+Inf"} 3', 'h_seconds_sum 5.55', 'h_seconds_count 3']);
+    expect(h.render().split('\n').slice(2)).toEqual([
+      'h_seconds_bucket{le="0.1"} 1',
+      'h_seconds_bucket{le="1"} 2',
+      'h_seconds_bucket{le="+Inf"} 3',
+      'h_seconds_sum 5.55',
+      'h_seconds_count 3',
+    ]);
   });
 });
 

@@ -14,7 +14,11 @@ const http = perTestFetch();
 const fx = billedNetworkPerTest();
 
 async function signIn(token: string): Promise<string> {
-  const res = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+  const res = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token }),
+  });
   expect(res.status).toBe(200);
   const cookie = res.headers.get('set-cookie')!;
   expect(cookie).toMatch(/^nj_operator=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
@@ -24,7 +28,11 @@ async function signIn(token: string): Promise<string> {
 
 const get = async (path: string, headers: Record<string, string>) => {
   const res = await http.fetch(`${fx.net.gateway.url}${path}`, { headers });
-  return { status: res.status, type: res.headers.get('content-type'), body: res.headers.get('content-type')?.startsWith('application/json') ? await res.json() : await res.text() };
+  return {
+    status: res.status,
+    type: res.headers.get('content-type'),
+    body: res.headers.get('content-type')?.startsWith('application/json') ? await res.json() : await res.text(),
+  };
 };
 
 describe('operator API', () => {
@@ -44,7 +52,18 @@ describe('operator API', () => {
     expect((await get('/v1/operator/me', cookie)).body).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' }, balance: '34' });
     const { agents: list } = (await get('/v1/operator/agents', cookie)).body;
     expect(list).toHaveLength(1);
-    expect(list[0]).toMatchObject({ agentId: agent.agentId, connected: true, state: 'serving', trust: 'signed', model: REAL_MODEL.id, routable: true, challengeFresh: true, jobsDone: 2, jobsFailed: 0, slots: 2 });
+    expect(list[0]).toMatchObject({
+      agentId: agent.agentId,
+      connected: true,
+      state: 'serving',
+      trust: 'signed',
+      model: REAL_MODEL.id,
+      routable: true,
+      challengeFresh: true,
+      jobsDone: 2,
+      jobsFailed: 0,
+      slots: 2,
+    });
     expect(list[0].uptimeMs).toBeGreaterThanOrEqual(0);
 
     const earnings = (await get('/v1/operator/earnings?days=7', cookie)).body;
@@ -59,18 +78,31 @@ describe('operator API', () => {
     expect(page1.next).toMatch(/^\d+:[A-Za-z0-9_-]{22}$/);
     const page2 = (await get(`/v1/operator/receipts?limit=1&before=${page1.next}`, cookie)).body;
     expect([page1.receipts[0].jobId, page2.receipts[0].jobId].sort()).toEqual(results.map((r) => r.jobId).sort());
-    expect(page2.receipts[0]).toMatchObject({ agentId: agent.agentId, model: REAL_MODEL.id, promptTokens: 6, completionTokens: 6, finishReason: 'stop', outcome: 'done', charged: '18', earned: '17' });
+    expect(page2.receipts[0]).toMatchObject({
+      agentId: agent.agentId,
+      model: REAL_MODEL.id,
+      promptTokens: 6,
+      completionTokens: 6,
+      finishReason: 'stop',
+      outcome: 'done',
+      charged: '18',
+      earned: '17',
+    });
 
     const csv = await http.fetch(`${fx.net.gateway.url}/v1/operator/receipts.csv`, { headers: cookie });
     expect(csv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     expect(csv.headers.get('content-disposition')).toMatch(/^attachment; filename="nightjar-receipts-\d{4}-\d{2}-\d{2}\.csv"$/);
     const lines = (await csv.text()).trimEnd().split('\r\n');
-    expect(lines[0]).toBe('job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt');
+    expect(lines[0]).toBe(
+      'job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt',
+    );
     expect(lines).toHaveLength(3);
     // A jobId that starts with "-" is written "'-…" so that a spreadsheet does not run it.
     const id = results[0]!.jobId.startsWith('-') ? `'${results[0]!.jobId}` : results[0]!.jobId;
     const row = lines.find((l) => l.startsWith(id))!;
-    expect(row).toMatch(new RegExp(`^${id},\\d{4}-\\d{2}-\\d{2}T[^,]+,${REAL_MODEL.id},${agent.agentId},0,6,6,stop,done,18,17,"\\{""receipt"":`));
+    expect(row).toMatch(
+      new RegExp(`^${id},\\d{4}-\\d{2}-\\d{2}T[^,]+,${REAL_MODEL.id},${agent.agentId},0,6,6,stop,done,18,17,"\\{""receipt"":`),
+    );
 
     // Offline agents stay listed, with when they were last seen.
     await agent.stop(100);
@@ -81,15 +113,30 @@ describe('operator API', () => {
   });
 
   it('refuses without a valid session or token, and shows each operator only their own', async () => {
-    const attempts: Record<string, string>[] = [{}, { cookie: 'nj_operator=forged' }, { authorization: 'Bearer njop_000000000000_' + 'A'.repeat(43) }];
+    const attempts: Record<string, string>[] = [
+      {},
+      { cookie: 'nj_operator=forged' },
+      { authorization: 'Bearer njop_000000000000_' + 'A'.repeat(43) },
+    ];
     for (const headers of attempts) {
       const res = await get('/v1/operator/agents', headers);
-      expect({ status: res.status, body: res.body }).toEqual({ status: 401, body: { error: { code: 'NJ_UNAUTHORIZED', message: 'sign in with an operator token' } } });
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 401,
+        body: { error: { code: 'NJ_UNAUTHORIZED', message: 'sign in with an operator token' } },
+      });
     }
-    const bad = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'guess' }) });
+    const bad = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: 'guess' }),
+    });
     expect(bad.status).toBe(401);
     // A cross-site form cannot sign anyone in: only JSON is read.
-    const form = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${fx.net.operator.token}` });
+    const form = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${fx.net.operator.token}`,
+    });
     expect({ status: form.status, cookie: form.headers.get('set-cookie') }).toEqual({ status: 400, cookie: null });
 
     fx.agents.push(await startAgent(fx.net.gateway, { engine: new FakeEngine(), enrollToken: await fx.net.enrollToken() }));

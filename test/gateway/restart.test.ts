@@ -35,7 +35,16 @@ describe('gateway restart', () => {
     await first.gateway.close();
     // A job admitted and never finished, as a crash leaves it: its worst case is still held.
     const stranded = toBase64Url(randomBytes(16));
-    await first.store.ledger.hold({ jobId: stranded, keyId: first.key.id, model: REAL_MODEL.id, price: REAL_PRICE, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: Date.now() });
+    await first.store.ledger.hold({
+      jobId: stranded,
+      keyId: first.key.id,
+      model: REAL_MODEL.id,
+      price: REAL_PRICE,
+      operatorShareBps: 9500,
+      bodyLength: 1040,
+      maxTokens: 10,
+      now: Date.now(),
+    });
     expect((await first.store.ledger.clientBalance(first.key.id)).held).toBe(1060n);
     await first.store.dispose();
     expect(agent.linkState === 'waiting' || agent.linkState === 'connecting').toBe(true);
@@ -59,7 +68,9 @@ describe('gateway restart', () => {
     expect(two.agentId).toBe(agent.agentId);
     expect(await store.ledger.balance(ACCOUNTS.operator(first.operator.id))).toBe(34n);
     expect(await store.ledger.clientBalance(first.key.id)).toEqual({ balance: 10_000_000n - 36n, held: 0n });
-    expect((await store.ledger.receipts(first.operator.id, { limit: 10 })).map((r) => r.jobId).sort()).toEqual([one.jobId, two.jobId].sort());
+    expect((await store.ledger.receipts(first.operator.id, { limit: 10 })).map((r) => r.jobId).sort()).toEqual(
+      [one.jobId, two.jobId].sort(),
+    );
     expect(await store.ledger.checkInvariants()).toEqual([]);
   });
 });

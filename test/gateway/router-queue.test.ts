@@ -32,7 +32,11 @@ describe('router queue', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(NightjarError);
-    expect({ code: (err as NightjarError).code, message: (err as NightjarError).message, retry: (err as NightjarError).retryAfterMs }).toEqual({
+    expect({
+      code: (err as NightjarError).code,
+      message: (err as NightjarError).message,
+      retry: (err as NightjarError).retryAfterMs,
+    }).toEqual({
       code: 'NJ_NO_CAPACITY',
       message: 'every agent for m is busy and its queue is full',
       retry: 1234,

@@ -92,7 +92,10 @@ describe('failover', () => {
     agents.push(await startAgent(gateway, { engine: failing, model: FAKE_MODEL, identity: first }));
     agents.push(await startAgent(gateway, { engine: healthy, model: FAKE_MODEL, identity: second }));
     const before = await (await http.fetch(`${gateway.url}/v1/candidates?model=${FAKE_MODEL.id}&k=2`)).json();
-    expect(before.candidates.map((c: { bundle: { bundle: { agentId: string } } }) => c.bundle.bundle.agentId)).toEqual([first.agentId, second.agentId]);
+    expect(before.candidates.map((c: { bundle: { bundle: { agentId: string } } }) => c.bundle.bundle.agentId)).toEqual([
+      first.agentId,
+      second.agentId,
+    ]);
 
     const result = await clientOf(gateway, http.fetch, undefined, { candidates: 2 }).complete(ask());
     expect(result.text).toBe('Hello from a fake engine.');
@@ -102,7 +105,10 @@ describe('failover', () => {
     const attested = await http.fetch(`${gateway.url}/v1/candidates?model=${FAKE_MODEL.id}&minTrust=attested`);
     expect({ status: attested.status, code: (await attested.json()).error.code }).toEqual({ status: 503, code: 'NJ_TRUST_POLICY' });
     const after = await (await http.fetch(`${gateway.url}/v1/candidates?model=${FAKE_MODEL.id}&k=2`)).json();
-    expect(after.candidates.map((c: { bundle: { bundle: { agentId: string } } }) => c.bundle.bundle.agentId)).toEqual([second.agentId, first.agentId]);
+    expect(after.candidates.map((c: { bundle: { bundle: { agentId: string } } }) => c.bundle.bundle.agentId)).toEqual([
+      second.agentId,
+      first.agentId,
+    ]);
   });
 
   it('never tries a failed agent twice for one job: when every candidate fails, the client gets the last error', async () => {
@@ -131,7 +137,9 @@ describe('failover', () => {
     expect({ code: err.code, message: err.message }).toEqual({
       code: 'NJ_AGENT_FAILED',
       // The SDK reports a failure after text arrived as an incomplete reply, naming how much came.
-      message: expect.stringMatching(/^the reply broke off after \d+ characters: the agent failed mid-reply \(NJ_ENGINE_FAILED\); retry the request$/),
+      message: expect.stringMatching(
+        /^the reply broke off after \d+ characters: the agent failed mid-reply \(NJ_ENGINE_FAILED\); retry the request$/,
+      ),
     });
     expect(deltas).toEqual(['one', ' two']);
     expect(spare.calls).toBe(0);
@@ -218,7 +226,11 @@ describe('cancel', () => {
     expect(stoppedAt).toBeLessThan(200);
     await isBilled(jobId);
     const job = (await gw.store.ledger.job(jobId))!;
-    expect({ status: job.status, outcome: job.outcome, finish: job.finishReason }).toEqual({ status: 'settled', outcome: 'cancelled', finish: 'cancelled' });
+    expect({ status: job.status, outcome: job.outcome, finish: job.finishReason }).toEqual({
+      status: 'settled',
+      outcome: 'cancelled',
+      finish: 'cancelled',
+    });
     await new Promise((r) => setTimeout(r, 50));
     expect(engine.generated).toBe(stoppedAt);
   });
@@ -227,7 +239,12 @@ describe('cancel', () => {
     const { net, raw } = await billedWithRawAgent({ jobTimeouts: { cancelReceiptMs: 200 } });
     const isBilled = billed(net.gateway);
     const abort = new AbortController();
-    const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 8, signal: abort.signal });
+    const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({
+      model: REAL_MODEL.id,
+      messages: [{ role: 'user', content: 'hi' }],
+      maxTokens: 8,
+      signal: abort.signal,
+    });
     const job = await raw.next('job');
     abort.abort();
     await errorOf(stream.result);
@@ -245,7 +262,12 @@ describe('cancel', () => {
     const { net, raw } = await billedWithRawAgent();
     const isBilled = billed(net.gateway);
     const abort = new AbortController();
-    const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 64, signal: abort.signal });
+    const stream = clientOf(net.gateway, http.fetch, net.key.key).chat({
+      model: REAL_MODEL.id,
+      messages: [{ role: 'user', content: 'hi' }],
+      maxTokens: 64,
+      signal: abort.signal,
+    });
     const job = await raw.next('job');
     // The agent streams three words; the client reads them and leaves.
     const opened = await openRequest(job.envelope, { agentId: raw.agentId, boxKeys: [raw.boxKey], now: Date.now() });
@@ -291,7 +313,13 @@ describe('cancel', () => {
     await isBilled(job.jobId);
     const rec = (await net.store.ledger.job(job.jobId))!;
     // 10 prompt tokens × 1 + 3 delivered completion tokens × 2 = 16 micro-credits.
-    expect({ status: rec.status, outcome: rec.outcome, prompt: rec.promptTokens, completion: rec.completionTokens, charged: rec.charged }).toEqual({
+    expect({
+      status: rec.status,
+      outcome: rec.outcome,
+      prompt: rec.promptTokens,
+      completion: rec.completionTokens,
+      charged: rec.charged,
+    }).toEqual({
       status: 'settled',
       outcome: 'cancelled',
       prompt: 10,

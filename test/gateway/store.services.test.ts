@@ -37,8 +37,20 @@ describe('the schema on PostgreSQL', () => {
     try {
       expect(await migrate(driver, 1)).toEqual(MIGRATIONS.map((m) => m.version));
       expect(await migrate(driver, 2)).toEqual([]);
-      const tables = (await driver.all("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")).map((r) => r.table_name);
-      expect(tables).toEqual(['agents', 'api_keys', 'enrollment_tokens', 'jobs', 'ledger_accounts', 'ledger_transfers', 'operators', 'prices', 'schema_migrations']);
+      const tables = (
+        await driver.all('SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name')
+      ).map((r) => r.table_name);
+      expect(tables).toEqual([
+        'agents',
+        'api_keys',
+        'enrollment_tokens',
+        'jobs',
+        'ledger_accounts',
+        'ledger_transfers',
+        'operators',
+        'prices',
+        'schema_migrations',
+      ]);
     } finally {
       await driver.dispose();
     }
@@ -60,8 +72,14 @@ describe('accounts and reports on PostgreSQL', () => {
       expect((await accounts.authenticateOperator(await accounts.rotateOperatorToken(op.id)))?.id).toBe(op.id);
       const token = await accounts.createEnrollmentToken({ operatorId: op.id, now: 1, ttlMs: 3600_000 });
       const agentId = 'a'.repeat(32);
-      expect(await accounts.admitAgent({ agentId, identityKey: 'key', enrollToken: token.token, model: 'm', now: 2 })).toEqual({ operatorId: op.id, boundNow: true });
-      expect(await accounts.admitAgent({ agentId, identityKey: 'key', enrollToken: token.token, model: 'm', now: 3 })).toEqual({ operatorId: op.id, boundNow: false });
+      expect(await accounts.admitAgent({ agentId, identityKey: 'key', enrollToken: token.token, model: 'm', now: 2 })).toEqual({
+        operatorId: op.id,
+        boundNow: true,
+      });
+      expect(await accounts.admitAgent({ agentId, identityKey: 'key', enrollToken: token.token, model: 'm', now: 3 })).toEqual({
+        operatorId: op.id,
+        boundNow: false,
+      });
       expect((await accounts.listAgents(op.id)).map((a) => a.agentId)).toEqual([agentId]);
       await accounts.setPrice('m', { promptPerMTok: 1_000_000n, completionPerMTok: 2_000_000n }, 1);
       await accounts.setPrice('m', { promptPerMTok: 1_000_000n, completionPerMTok: 3_000_000n }, 2);
@@ -71,8 +89,21 @@ describe('accounts and reports on PostgreSQL', () => {
       const day = 86_400_000 * 20_000;
       const jobId = toBase64Url(randomBytes(16));
       await ledger.hold({ jobId, keyId: key.id, model: 'm', price, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: day });
-      await ledger.settle({ jobId, attempt: 0, agentId, operatorId: op.id, promptTokens: 10, completionTokens: 10, finishReason: 'stop', outcome: 'done', receipt: '{}', now: day + 5 });
-      expect(await ledger.earnings(op.id, day, day + 86_400_000)).toEqual([{ day: '2024-10-04', model: 'm', jobs: 1, promptTokens: 10, completionTokens: 10, earned: 38n }]);
+      await ledger.settle({
+        jobId,
+        attempt: 0,
+        agentId,
+        operatorId: op.id,
+        promptTokens: 10,
+        completionTokens: 10,
+        finishReason: 'stop',
+        outcome: 'done',
+        receipt: '{}',
+        now: day + 5,
+      });
+      expect(await ledger.earnings(op.id, day, day + 86_400_000)).toEqual([
+        { day: '2024-10-04', model: 'm', jobs: 1, promptTokens: 10, completionTokens: 10, earned: 38n },
+      ]);
       expect((await ledger.receipts(op.id, { limit: 5, before: { endedAt: day + 6, jobId: '~' } })).map((r) => r.jobId)).toEqual([jobId]);
       expect(await ledger.checkInvariants()).toEqual([]);
     } finally {

@@ -28,7 +28,13 @@ export class FakeEngine implements InferenceEngine {
   constructor(options: FakeEngineOptions = {}) {
     this.#o = options;
     this.totalSlots = options.slots ?? 2;
-    this.model = { path: '/fake.gguf', trainContextLength: 4096, contextLength: options.contextLength ?? 4096, synthetic: true, name: 'fake' };
+    this.model = {
+      path: '/fake.gguf',
+      trainContextLength: 4096,
+      contextLength: options.contextLength ?? 4096,
+      synthetic: true,
+      name: 'fake',
+    };
   }
 
   get freeSlots(): number {

@@ -9,16 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
 import { Agent } from '../../src/main/agent/index.js';
 import { startGateway, type Gateway } from '../../src/gateway/index.js';
-import {
-  createLogger,
-  generateIdentity,
-  pad,
-  randomBytes,
-  sealRequest,
-  toBase64Url,
-  toHex,
-  utf8,
-} from '../../src/shared/index.js';
+import { createLogger, generateIdentity, pad, randomBytes, sealRequest, toBase64Url, toHex, utf8 } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { FAKE_MODEL, waitFor } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';

@@ -42,13 +42,22 @@ describe('the browser bridge', () => {
     const requests: { url: string; headers: Record<string, string>; body: string | undefined; hashesSoFar: number }[] = [];
     const loc = location(`#ticket=${TICKET}`);
     const fetchImpl = (async (input: URL | string, init?: RequestInit) => {
-      requests.push({ url: String(input), headers: { ...(init?.headers as Record<string, string>) }, body: init?.body as string | undefined, hashesSoFar: loc.hashes.length });
+      requests.push({
+        url: String(input),
+        headers: { ...(init?.headers as Record<string, string>) },
+        body: init?.body as string | undefined,
+        hashesSoFar: loc.hashes.length,
+      });
       if (String(input).endsWith('/v1/dashboard/session')) return new Response(JSON.stringify({ token: 'secret-token' }), { status: 200 });
       return new Response(JSON.stringify({ error: { code: 'NJ_NOT_LINKED', message: 'not linked' } }), { status: 409 });
     }) as typeof fetch;
     const bridge = await connectFromLocation(loc, fetchImpl);
     expect(loc.hashes).toEqual(['']);
-    expect(requests[0]).toMatchObject({ url: 'http://127.0.0.1:4000/v1/dashboard/session', body: JSON.stringify({ ticket: TICKET }), hashesSoFar: 1 });
+    expect(requests[0]).toMatchObject({
+      url: 'http://127.0.0.1:4000/v1/dashboard/session',
+      body: JSON.stringify({ ticket: TICKET }),
+      hashesSoFar: 1,
+    });
     await expect(bridge.status({})).rejects.toMatchObject({ code: 'NJ_NOT_LINKED' });
     expect(requests[1]).toMatchObject({ url: 'http://127.0.0.1:4000/v1/status', headers: { authorization: 'Bearer secret-token' } });
     expect(requests.every((r) => !r.url.includes('secret-token') && !r.url.includes(TICKET))).toBe(true);
@@ -67,8 +76,15 @@ describe('the browser bridge', () => {
   });
 
   it('a refused ticket is the agent’s error', async () => {
-    const refused = (async () => new Response(JSON.stringify({ error: { code: 'NJ_DASHBOARD_TICKET', message: 'This dashboard link was already used or has expired.' } }), { status: 401 })) as typeof fetch;
-    await expect(connectFromLocation(location(`#ticket=${TICKET}`), refused)).rejects.toMatchObject({ code: 'NJ_DASHBOARD_TICKET', message: 'This dashboard link was already used or has expired.' });
+    const refused = (async () =>
+      new Response(
+        JSON.stringify({ error: { code: 'NJ_DASHBOARD_TICKET', message: 'This dashboard link was already used or has expired.' } }),
+        { status: 401 },
+      )) as typeof fetch;
+    await expect(connectFromLocation(location(`#ticket=${TICKET}`), refused)).rejects.toMatchObject({
+      code: 'NJ_DASHBOARD_TICKET',
+      message: 'This dashboard link was already used or has expired.',
+    });
     const down = (async () => {
       throw new TypeError('fetch failed');
     }) as typeof fetch;

@@ -48,7 +48,14 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 });
 
@@ -64,7 +71,9 @@ async function watch(page: Page): Promise<string[]> {
     if (m.type() === 'error') problems.push(`console: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`page: ${e.message}`));
-  await page.exposeFunction('__cspViolation', (directive: string, blocked: string) => problems.push(`csp: ${directive} blocked ${blocked}`));
+  await page.exposeFunction('__cspViolation', (directive: string, blocked: string) =>
+    problems.push(`csp: ${directive} blocked ${blocked}`),
+  );
   await page.addInitScript(() => {
     document.addEventListener('securitypolicyviolation', (e) => {
       (window as unknown as { __cspViolation: (d: string, b: string) => void }).__cspViolation(e.violatedDirective, e.blockedURI);
@@ -94,207 +103,262 @@ async function shoot(page: Page, name: string): Promise<void> {
 }
 
 describe('the dashboard in Chromium against a real agent and gateway', () => {
-  it('onboards, downloads with progress, pauses and resumes, shows earnings after jobs, edits availability', { timeout: 240_000 }, async () => {
-    const http = closableFetch();
-    const gateway = await startGateway({ port: 0, allowSynthetic: true });
-    const files = await startGatedFileServer(modelFile);
-    const operator = await gateway.store.accounts.createOperator({ name: 'Ada', now: Date.now() });
-    const { token: enrollToken } = await gateway.store.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 });
-    const catalogFile = path.join(tmp, 'catalog.json');
-    const sha256 = createHash('sha256').update(modelFile).digest('hex');
-    await writeFile(
-      catalogFile,
-      JSON.stringify({
-        v: 1,
-        models: [
-          { id: MODEL_ID, name: 'Nightjar tiny (synthetic)', url: files.url, sha256, bytes: modelFile.length, quantization: 'F32', contextLength: 512, minMemoryBytes: 256 * 1024 ** 2, license: 'MIT', verified: true },
-          { id: 'huge-405b', name: 'Huge 405B (Q4_K_M)', url: 'https://models.example/huge.gguf', sha256: 'ab'.repeat(32), bytes: 240 * GiB, quantization: 'Q4_K_M', contextLength: 131072, minMemoryBytes: 256 * GiB, license: 'Llama 3.1', verified: true },
-        ],
-      }),
-    );
-    const home = path.join(tmp, 'home');
-    const service = await AgentService.start({
-      paths: pathsIn(path.join(home, 'config'), path.join(home, 'data')),
-      config: {
-        ...DEFAULT_CONFIG,
+  it(
+    'onboards, downloads with progress, pauses and resumes, shows earnings after jobs, edits availability',
+    { timeout: 240_000 },
+    async () => {
+      const http = closableFetch();
+      const gateway = await startGateway({ port: 0, allowSynthetic: true });
+      const files = await startGatedFileServer(modelFile);
+      const operator = await gateway.store.accounts.createOperator({ name: 'Ada', now: Date.now() });
+      const { token: enrollToken } = await gateway.store.accounts.createEnrollmentToken({
+        operatorId: operator.id,
+        now: Date.now(),
+        ttlMs: 3600_000,
+      });
+      const catalogFile = path.join(tmp, 'catalog.json');
+      const sha256 = createHash('sha256').update(modelFile).digest('hex');
+      await writeFile(
         catalogFile,
-        model: { ...DEFAULT_CONFIG.model, slots: 2, threads: 1, contextLength: 512 },
-        earnings: { operatorShare: 0.95, prices: { [MODEL_ID]: { promptPerMTok: '2000000', completionPerMTok: '6000000' } } },
-      },
-      gatewayUrl: null,
-      identity: await generateIdentity(),
-      environment: new ManualEnvironmentSource({ idleSeconds: 900, screenLocked: false, onAc: true, batteryPercent: null, thermal: 'nominal' }),
-      memoryProbe: async () => ({ totalBytes: 16 * GiB, availableBytes: 10 * GiB, swapFreeBytes: 0 }),
-      backoff: { initialMs: 50, maxMs: 500 },
-      fetch: http.fetch,
-      dashboardDir,
-    });
-    const context = await browser.newContext({ viewport: { width: 1180, height: 900 } });
-    try {
-      const page = await context.newPage();
-      const problems = await watch(page);
-      const dashboardUrl = service.control!.dashboardUrl();
-      await page.goto(dashboardUrl);
-      await page.locator('body[data-ready="true"]').waitFor();
+        JSON.stringify({
+          v: 1,
+          models: [
+            {
+              id: MODEL_ID,
+              name: 'Nightjar tiny (synthetic)',
+              url: files.url,
+              sha256,
+              bytes: modelFile.length,
+              quantization: 'F32',
+              contextLength: 512,
+              minMemoryBytes: 256 * 1024 ** 2,
+              license: 'MIT',
+              verified: true,
+            },
+            {
+              id: 'huge-405b',
+              name: 'Huge 405B (Q4_K_M)',
+              url: 'https://models.example/huge.gguf',
+              sha256: 'ab'.repeat(32),
+              bytes: 240 * GiB,
+              quantization: 'Q4_K_M',
+              contextLength: 131072,
+              minMemoryBytes: 256 * GiB,
+              license: 'Llama 3.1',
+              verified: true,
+            },
+          ],
+        }),
+      );
+      const home = path.join(tmp, 'home');
+      const service = await AgentService.start({
+        paths: pathsIn(path.join(home, 'config'), path.join(home, 'data')),
+        config: {
+          ...DEFAULT_CONFIG,
+          catalogFile,
+          model: { ...DEFAULT_CONFIG.model, slots: 2, threads: 1, contextLength: 512 },
+          earnings: { operatorShare: 0.95, prices: { [MODEL_ID]: { promptPerMTok: '2000000', completionPerMTok: '6000000' } } },
+        },
+        gatewayUrl: null,
+        identity: await generateIdentity(),
+        environment: new ManualEnvironmentSource({
+          idleSeconds: 900,
+          screenLocked: false,
+          onAc: true,
+          batteryPercent: null,
+          thermal: 'nominal',
+        }),
+        memoryProbe: async () => ({ totalBytes: 16 * GiB, availableBytes: 10 * GiB, swapFreeBytes: 0 }),
+        backoff: { initialMs: 50, maxMs: 500 },
+        fetch: http.fetch,
+        dashboardDir,
+      });
+      const context = await browser.newContext({ viewport: { width: 1180, height: 900 } });
+      try {
+        const page = await context.newPage();
+        const problems = await watch(page);
+        const dashboardUrl = service.control!.dashboardUrl();
+        await page.goto(dashboardUrl);
+        await page.locator('body[data-ready="true"]').waitFor();
 
-      // The ticket left the address bar before anything else happened, and the page is served strictly.
-      expect(new URL(page.url()).hash).not.toContain('ticket');
-      expect(await page.evaluate(() => document.body.dataset.transport)).toBe('http');
+        // The ticket left the address bar before anything else happened, and the page is served strictly.
+        expect(new URL(page.url()).hash).not.toContain('ticket');
+        expect(await page.evaluate(() => document.body.dataset.transport)).toBe('http');
 
-      // ---- Onboarding: an unlinked agent opens on Set up, and says why it cannot serve.
-      await page.locator('#main[data-screen="setup"]').waitFor();
-      expect(await page.textContent('#state-pill')).toBe('Needs attention');
-      expect(await page.textContent('#step-link .link-state')).toBe('Not linked yet.');
-      expect(await page.getAttribute(`li[data-model="${MODEL_ID}"]`, 'data-fit')).toBe('fits');
-      expect(await page.getAttribute('li[data-model="huge-405b"]', 'data-fit')).toBe('too-big');
-      expect(await page.locator('li[data-model="huge-405b"] [data-action="download"]').isDisabled()).toBe(true);
-      expect(await page.textContent('[data-field="memory"]')).toBe('This Mac has 16 GB of memory, 10 GB free now.');
-      await shoot(page, '1-setup');
+        // ---- Onboarding: an unlinked agent opens on Set up, and says why it cannot serve.
+        await page.locator('#main[data-screen="setup"]').waitFor();
+        expect(await page.textContent('#state-pill')).toBe('Needs attention');
+        expect(await page.textContent('#step-link .link-state')).toBe('Not linked yet.');
+        expect(await page.getAttribute(`li[data-model="${MODEL_ID}"]`, 'data-fit')).toBe('fits');
+        expect(await page.getAttribute('li[data-model="huge-405b"]', 'data-fit')).toBe('too-big');
+        expect(await page.locator('li[data-model="huge-405b"] [data-action="download"]').isDisabled()).toBe(true);
+        expect(await page.textContent('[data-field="memory"]')).toBe('This Mac has 16 GB of memory, 10 GB free now.');
+        await shoot(page, '1-setup');
 
-      // A wrong address is refused with what to do; nothing is saved.
-      await page.fill('#gateway-url', 'not a url');
-      await page.click('#link');
-      await poll(() => page.textContent('#toast')).toContain('must be a URL');
-      problems.splice(0); // the 400 behind that message is logged by the browser as a failed request
+        // A wrong address is refused with what to do; nothing is saved.
+        await page.fill('#gateway-url', 'not a url');
+        await page.click('#link');
+        await poll(() => page.textContent('#toast')).toContain('must be a URL');
+        problems.splice(0); // the 400 behind that message is logged by the browser as a failed request
 
-      await page.fill('#gateway-url', gateway.url);
-      await page.fill('#enroll-token', enrollToken);
-      await page.click('#link');
-      await poll(() => page.textContent('#step-link .link-state')).toContain(`Linked to ${gateway.agentUrl}`);
-      expect(await page.inputValue('#enroll-token')).toBe(''); // the token does not linger in the page
+        await page.fill('#gateway-url', gateway.url);
+        await page.fill('#enroll-token', enrollToken);
+        await page.click('#link');
+        await poll(() => page.textContent('#step-link .link-state')).toContain(`Linked to ${gateway.agentUrl}`);
+        expect(await page.inputValue('#enroll-token')).toBe(''); // the token does not linger in the page
 
-      // Pick the model that fits: the download holds half-way, so its progress is on screen.
-      await page.click(`li[data-model="${MODEL_ID}"] [data-action="download"]`);
-      const bar = page.locator(`.download[data-model="${MODEL_ID}"][data-phase="downloading"] progress`);
-      await bar.waitFor();
-      await poll(async () => Number(await bar.getAttribute('value') ?? (await bar.evaluate((b: HTMLProgressElement) => b.value)))).toBeGreaterThan(0);
-      const value = await bar.evaluate((b: HTMLProgressElement) => b.value);
-      expect(value).toBeLessThan(modelFile.length);
-      expect(await bar.evaluate((b: HTMLProgressElement) => b.max)).toBe(modelFile.length);
-      await shoot(page, '2-setup-downloading');
-      files.release();
+        // Pick the model that fits: the download holds half-way, so its progress is on screen.
+        await page.click(`li[data-model="${MODEL_ID}"] [data-action="download"]`);
+        const bar = page.locator(`.download[data-model="${MODEL_ID}"][data-phase="downloading"] progress`);
+        await bar.waitFor();
+        await poll(async () =>
+          Number((await bar.getAttribute('value')) ?? (await bar.evaluate((b: HTMLProgressElement) => b.value))),
+        ).toBeGreaterThan(0);
+        const value = await bar.evaluate((b: HTMLProgressElement) => b.value);
+        expect(value).toBeLessThan(modelFile.length);
+        expect(await bar.evaluate((b: HTMLProgressElement) => b.max)).toBe(modelFile.length);
+        await shoot(page, '2-setup-downloading');
+        files.release();
 
-      // Downloaded, verified, selected ("Download and use"); the agent loads it, connects and is welcomed.
-      await page.locator(`#main li[data-model="${MODEL_ID}"][data-selected="true"]`).waitFor({ timeout: 60_000 });
-      await waitFor(() => service.runtime.state === 'serving' && service.runtime.status().gateway.trust !== null, 60_000, 'the agent to serve');
-      await poll(() => page.textContent('#step-link .link-state')).toContain(`operator ${operator.id}, trusted as signed`);
-      await page.locator('[data-field="ready"]').waitFor();
-      expect(await page.textContent('#state-pill')).toBe('Serving');
-      await shoot(page, '3-setup-done');
+        // Downloaded, verified, selected ("Download and use"); the agent loads it, connects and is welcomed.
+        await page.locator(`#main li[data-model="${MODEL_ID}"][data-selected="true"]`).waitFor({ timeout: 60_000 });
+        await waitFor(
+          () => service.runtime.state === 'serving' && service.runtime.status().gateway.trust !== null,
+          60_000,
+          'the agent to serve',
+        );
+        await poll(() => page.textContent('#step-link .link-state')).toContain(`operator ${operator.id}, trusted as signed`);
+        await page.locator('[data-field="ready"]').waitFor();
+        expect(await page.textContent('#state-pill')).toBe('Serving');
+        await shoot(page, '3-setup-done');
 
-      // ---- Status: pause and resume from the dashboard reach the agent.
-      await page.click('#to-status');
-      await page.locator('#main[data-screen="status"]').waitFor();
-      expect(await page.textContent('[data-field="model"]')).toBe(`${MODEL_ID} · synthetic`);
-      expect(await page.textContent('[data-field="link"]')).toBe('connected');
-      await page.click('#pause');
-      await waitFor(() => service.runtime.state === 'paused', 20_000, 'paused');
-      await poll(() => page.textContent('#state-pill')).toBe('Paused');
-      expect(await page.textContent('[data-field="reason"]')).toBe(service.runtime.reason!.message);
-      await shoot(page, '4-status-paused');
-      await page.click('#resume');
-      await waitFor(() => service.runtime.state === 'serving', 30_000, 'serving again');
-      // Serve now overrides the schedule until the owner goes back to it.
-      await page.click('#serve-now');
-      await waitFor(() => service.runtime.manual.mode === 'serve-now', 10_000, 'serve-now');
-      await page.click('#back-to-schedule');
-      await waitFor(() => service.runtime.manual.mode === 'auto', 10_000, 'back to the schedule');
-      await page.locator('#pause').waitFor();
-      await waitFor(() => gateway.directory.get(service.runtime.agentId)?.status?.state === 'serving', 10_000, 'the gateway to route to it');
-      await poll(() => page.textContent('#state-pill')).toBe('Serving');
+        // ---- Status: pause and resume from the dashboard reach the agent.
+        await page.click('#to-status');
+        await page.locator('#main[data-screen="status"]').waitFor();
+        expect(await page.textContent('[data-field="model"]')).toBe(`${MODEL_ID} · synthetic`);
+        expect(await page.textContent('[data-field="link"]')).toBe('connected');
+        await page.click('#pause');
+        await waitFor(() => service.runtime.state === 'paused', 20_000, 'paused');
+        await poll(() => page.textContent('#state-pill')).toBe('Paused');
+        expect(await page.textContent('[data-field="reason"]')).toBe(service.runtime.reason!.message);
+        await shoot(page, '4-status-paused');
+        await page.click('#resume');
+        await waitFor(() => service.runtime.state === 'serving', 30_000, 'serving again');
+        // Serve now overrides the schedule until the owner goes back to it.
+        await page.click('#serve-now');
+        await waitFor(() => service.runtime.manual.mode === 'serve-now', 10_000, 'serve-now');
+        await page.click('#back-to-schedule');
+        await waitFor(() => service.runtime.manual.mode === 'auto', 10_000, 'back to the schedule');
+        await page.locator('#pause').waitFor();
+        await waitFor(
+          () => gateway.directory.get(service.runtime.agentId)?.status?.state === 'serving',
+          10_000,
+          'the gateway to route to it',
+        );
+        await poll(() => page.textContent('#state-pill')).toBe('Serving');
 
-      // ---- Jobs through the gateway with the client SDK: earnings and receipts appear.
-      const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
-      const jobs = 3;
-      for (let i = 0; i < jobs; i++) {
-        const r = await client.complete({ model: MODEL_ID, messages: [{ role: 'user', content: `Say something, ${i}` }], maxTokens: 12, temperature: 0 });
-        expect(r.receipt.model).toBe(MODEL_ID);
+        // ---- Jobs through the gateway with the client SDK: earnings and receipts appear.
+        const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
+        const jobs = 3;
+        for (let i = 0; i < jobs; i++) {
+          const r = await client.complete({
+            model: MODEL_ID,
+            messages: [{ role: 'user', content: `Say something, ${i}` }],
+            maxTokens: 12,
+            temperature: 0,
+          });
+          expect(r.receipt.model).toBe(MODEL_ID);
+        }
+        await waitFor(() => service.receipts.receipts.length === jobs, 10_000, 'the receipts');
+        await poll(() => page.textContent('[data-field="jobs-served"]')).toBe(String(jobs));
+        expect(Number(await page.textContent('[data-field="tokens-per-second"]'))).toBeGreaterThan(0);
+        const summary = await service.handlers.earnings({ days: 31 });
+        expect(summary.totals.jobs).toBe(jobs);
+        await poll(() => page.textContent('[data-field="today"]')).toBe(`${formatCredits(summary.totals.microCredits)} credits`);
+        await shoot(page, '5-status-serving');
+
+        await show(page, 'earnings');
+        await poll(() => page.locator('#receipts tbody tr').count()).toBe(jobs);
+        expect(await page.textContent('#today [data-field="credits"]')).toBe(formatCredits(summary.totals.microCredits));
+        expect(await page.textContent('#today [data-field="jobs"]')).toBe(String(jobs));
+        expect(await page.textContent('#month [data-field="credits"]')).toBe(formatCredits(summary.totals.microCredits));
+        const today = summary.rows[0]!.date;
+        expect(await page.locator(`#chart rect[data-day="${today}"][data-model="${MODEL_ID}"]`).count()).toBe(1);
+        expect(await page.textContent(`#by-model tr[data-model="${MODEL_ID}"] td:nth-of-type(1)`)).toBe(String(jobs));
+        const newest = service.receipts.receipts.at(-1)!.receipt;
+        expect(await page.locator(`#receipts tr[data-job="${newest.jobId}"]`).count()).toBe(1);
+        await shoot(page, '6-earnings');
+
+        // ---- Models.
+        await show(page, 'models');
+        await page.locator(`#installed li[data-model="${MODEL_ID}"][data-selected="true"]`).waitFor();
+        await shoot(page, '7-models');
+
+        // ---- Availability: add an overnight window, save, read it back from the agent; then remove it.
+        await show(page, 'availability');
+        await page.locator('#policy-form').waitFor();
+        await page.locator('[data-field="any-time"]').waitFor();
+        await page.click('#add-window');
+        const row = page.locator('fieldset.window').first();
+        await row.locator('[data-day="sat"]').check();
+        await row.locator('[data-day="sun"]').check();
+        await row.locator('[data-field="start"]').fill('23:30');
+        await row.locator('[data-field="end"]').fill('06:45');
+        expect(await row.locator('[data-field="window-text"]').textContent()).toBe('Every day 23:30 → 06:45 the next day');
+        expect(await row.getAttribute('data-overnight')).toBe('true');
+        await page.fill('#idle-minutes', '10');
+        await page.selectOption('#max-thermal', 'nominal');
+        await shoot(page, '8-availability');
+        await page.click('#save-policy');
+        await poll(() => page.textContent('#toast')).toBe('Availability saved.');
+        expect(await service.handlers.getPolicy({})).toMatchObject({
+          idleSeconds: 600,
+          maxThermal: 'nominal',
+          schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: '23:30', end: '06:45' }],
+        });
+        // A bad value is caught in the page, with the field named.
+        await page.uncheck('#require-ac');
+        await page.fill('#min-battery', '120');
+        await page.click('#save-policy');
+        expect(await page.textContent('#policy-problems')).toBe('Battery floor: enter a number from 0 to 100.');
+        await page.fill('#min-battery', '40');
+        await page.check('#require-ac');
+        await row.locator('[data-action="remove-window"]').click();
+        await page.click('#save-policy');
+        await poll(async () => (await service.handlers.getPolicy({})).schedule).toEqual([]);
+
+        // ---- Security.
+        await show(page, 'security');
+        expect(await page.textContent('[data-field="trust-level"]')).toBe('Signed');
+        expect(await page.getAttribute('li[data-check="gateway-tls"]', 'data-result')).toBe('ok');
+        expect(await page.getAttribute('li[data-check="gateway-admission"]', 'data-result')).toBe('ok');
+        expect(await page.getAttribute('li[data-check="model"]', 'data-result')).toBe('warn');
+        expect(await page.textContent('li[data-check="model"] .action')).toBe('What to do: Pick a real model on the Models screen.');
+        await shoot(page, '9-security');
+
+        // Keyboard: the navigation is reachable and moves focus to the screen's heading.
+        await page.focus('#nav a[data-screen="status"]');
+        await page.keyboard.press('Enter');
+        await page.locator('#main[data-screen="status"]').waitFor();
+        expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('H1');
+
+        // A used ticket opens nothing: the page says what to do.
+        const again = await context.newPage();
+        const againProblems = await watch(again);
+        await again.goto(dashboardUrl);
+        await again.locator('body[data-ready="error"]').waitFor();
+        expect(await again.textContent('[data-field="fatal"]')).toBe('This dashboard link was already used or has expired.');
+        await shoot(again, '0-used-ticket');
+        expect(againProblems.filter((p) => !p.includes('401'))).toEqual([]);
+
+        expect(problems).toEqual([]);
+      } finally {
+        await context.close();
+        await service.stop();
+        await gateway.close();
+        await files.close();
+        await http.close();
       }
-      await waitFor(() => service.receipts.receipts.length === jobs, 10_000, 'the receipts');
-      await poll(() => page.textContent('[data-field="jobs-served"]')).toBe(String(jobs));
-      expect(Number(await page.textContent('[data-field="tokens-per-second"]'))).toBeGreaterThan(0);
-      const summary = await service.handlers.earnings({ days: 31 });
-      expect(summary.totals.jobs).toBe(jobs);
-      await poll(() => page.textContent('[data-field="today"]')).toBe(`${formatCredits(summary.totals.microCredits)} credits`);
-      await shoot(page, '5-status-serving');
-
-      await show(page, 'earnings');
-      await poll(() => page.locator('#receipts tbody tr').count()).toBe(jobs);
-      expect(await page.textContent('#today [data-field="credits"]')).toBe(formatCredits(summary.totals.microCredits));
-      expect(await page.textContent('#today [data-field="jobs"]')).toBe(String(jobs));
-      expect(await page.textContent('#month [data-field="credits"]')).toBe(formatCredits(summary.totals.microCredits));
-      const today = summary.rows[0]!.date;
-      expect(await page.locator(`#chart rect[data-day="${today}"][data-model="${MODEL_ID}"]`).count()).toBe(1);
-      expect(await page.textContent(`#by-model tr[data-model="${MODEL_ID}"] td:nth-of-type(1)`)).toBe(String(jobs));
-      const newest = service.receipts.receipts.at(-1)!.receipt;
-      expect(await page.locator(`#receipts tr[data-job="${newest.jobId}"]`).count()).toBe(1);
-      await shoot(page, '6-earnings');
-
-      // ---- Models.
-      await show(page, 'models');
-      await page.locator(`#installed li[data-model="${MODEL_ID}"][data-selected="true"]`).waitFor();
-      await shoot(page, '7-models');
-
-      // ---- Availability: add an overnight window, save, read it back from the agent; then remove it.
-      await show(page, 'availability');
-      await page.locator('#policy-form').waitFor();
-      await page.locator('[data-field="any-time"]').waitFor();
-      await page.click('#add-window');
-      const row = page.locator('fieldset.window').first();
-      await row.locator('[data-day="sat"]').check();
-      await row.locator('[data-day="sun"]').check();
-      await row.locator('[data-field="start"]').fill('23:30');
-      await row.locator('[data-field="end"]').fill('06:45');
-      expect(await row.locator('[data-field="window-text"]').textContent()).toBe('Every day 23:30 → 06:45 the next day');
-      expect(await row.getAttribute('data-overnight')).toBe('true');
-      await page.fill('#idle-minutes', '10');
-      await page.selectOption('#max-thermal', 'nominal');
-      await shoot(page, '8-availability');
-      await page.click('#save-policy');
-      await poll(() => page.textContent('#toast')).toBe('Availability saved.');
-      expect(await service.handlers.getPolicy({})).toMatchObject({ idleSeconds: 600, maxThermal: 'nominal', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: '23:30', end: '06:45' }] });
-      // A bad value is caught in the page, with the field named.
-      await page.uncheck('#require-ac');
-      await page.fill('#min-battery', '120');
-      await page.click('#save-policy');
-      expect(await page.textContent('#policy-problems')).toBe('Battery floor: enter a number from 0 to 100.');
-      await page.fill('#min-battery', '40');
-      await page.check('#require-ac');
-      await row.locator('[data-action="remove-window"]').click();
-      await page.click('#save-policy');
-      await poll(async () => (await service.handlers.getPolicy({})).schedule).toEqual([]);
-
-      // ---- Security.
-      await show(page, 'security');
-      expect(await page.textContent('[data-field="trust-level"]')).toBe('Signed');
-      expect(await page.getAttribute('li[data-check="gateway-tls"]', 'data-result')).toBe('ok');
-      expect(await page.getAttribute('li[data-check="gateway-admission"]', 'data-result')).toBe('ok');
-      expect(await page.getAttribute('li[data-check="model"]', 'data-result')).toBe('warn');
-      expect(await page.textContent('li[data-check="model"] .action')).toBe('What to do: Pick a real model on the Models screen.');
-      await shoot(page, '9-security');
-
-      // Keyboard: the navigation is reachable and moves focus to the screen's heading.
-      await page.focus('#nav a[data-screen="status"]');
-      await page.keyboard.press('Enter');
-      await page.locator('#main[data-screen="status"]').waitFor();
-      expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('H1');
-
-      // A used ticket opens nothing: the page says what to do.
-      const again = await context.newPage();
-      const againProblems = await watch(again);
-      await again.goto(dashboardUrl);
-      await again.locator('body[data-ready="error"]').waitFor();
-      expect(await again.textContent('[data-field="fatal"]')).toBe('This dashboard link was already used or has expired.');
-      await shoot(again, '0-used-ticket');
-      expect(againProblems.filter((p) => !p.includes('401'))).toEqual([]);
-
-      expect(problems).toEqual([]);
-    } finally {
-      await context.close();
-      await service.stop();
-      await gateway.close();
-      await files.close();
-      await http.close();
-    }
-  });
+    },
+  );
 });

@@ -14,7 +14,7 @@ import {
   earningsByModel,
   earningsPeriods,
   formatCredits,
-  formatSize,
+  formatBytes,
   formatTokens,
   modelFit,
   type AgentStatusSnapshot,
@@ -36,7 +36,12 @@ describe('credits and sizes', () => {
 
   it('tokens and bytes', () => {
     expect([formatTokens(950), formatTokens(4200), formatTokens(12_345), formatTokens(4_100_000)]).toEqual(['950', '4.2k', '12k', '4.1M']);
-    expect([formatSize(512), formatSize(428 * 1024), formatSize(7.5 * 1024 ** 3), formatSize(16 * 1024 ** 3)]).toEqual(['512 B', '428 KB', '7.5 GB', '16 GB']);
+    expect([formatBytes(512), formatBytes(428 * 1024), formatBytes(7.5 * 1024 ** 3), formatBytes(16 * 1024 ** 3)]).toEqual([
+      '512 B',
+      '428 KB',
+      '7.5 GB',
+      '16 GB',
+    ]);
   });
 });
 
@@ -48,11 +53,25 @@ const summary = (rows: EarningsSummary['rows'], timeZone = 'UTC'): EarningsSumma
   totals: { jobs: 0, promptTokens: 0, completionTokens: 0, microCredits: null },
   rejectedLines: 0,
 });
-const row = (date: string, model: string, jobs: number, microCredits: string | null, completionTokens = 10 * jobs) => ({ date, model, jobs, promptTokens: 5 * jobs, completionTokens, microCredits });
+const row = (date: string, model: string, jobs: number, microCredits: string | null, completionTokens = 10 * jobs) => ({
+  date,
+  model,
+  jobs,
+  promptTokens: 5 * jobs,
+  completionTokens,
+  microCredits,
+});
 
 describe('earnings', () => {
   const now = Date.parse('2026-03-31T10:00:00Z');
-  const s = summary([row('2026-03-31', 'a', 2, '200'), row('2026-03-31', 'b', 1, '50'), row('2026-03-25', 'a', 4, '400'), row('2026-03-24', 'a', 1, '100'), row('2026-03-02', 'b', 3, '300'), row('2026-02-28', 'b', 9, '900')]);
+  const s = summary([
+    row('2026-03-31', 'a', 2, '200'),
+    row('2026-03-31', 'b', 1, '50'),
+    row('2026-03-25', 'a', 4, '400'),
+    row('2026-03-24', 'a', 1, '100'),
+    row('2026-03-02', 'b', 3, '300'),
+    row('2026-02-28', 'b', 9, '900'),
+  ]);
 
   it('today, the last 7 days and the last 30 days include today', () => {
     const p = earningsPeriods(s, now);
@@ -73,7 +92,15 @@ describe('earnings', () => {
     expect(daysBefore('2026-03-30', 1)).toBe('2026-03-29');
     expect(daysBefore('2026-03-01', 1)).toBe('2026-02-28');
     const days = earningsByDay(s, 7, now);
-    expect(days.map((d) => d.date)).toEqual(['2026-03-25', '2026-03-26', '2026-03-27', '2026-03-28', '2026-03-29', '2026-03-30', '2026-03-31']);
+    expect(days.map((d) => d.date)).toEqual([
+      '2026-03-25',
+      '2026-03-26',
+      '2026-03-27',
+      '2026-03-28',
+      '2026-03-29',
+      '2026-03-30',
+      '2026-03-31',
+    ]);
     expect(days[6]!.byModel).toEqual({ a: 200n, b: 50n });
     expect(days[1]!.byModel).toEqual({});
   });
@@ -96,7 +123,9 @@ describe('chart', () => {
 
   it('stacks models per day, in credits when priced and in tokens when not', () => {
     const now = Date.parse('2026-03-31T10:00:00Z');
-    const priced = layoutChart(earningsByDay(summary([row('2026-03-31', 'a', 2, '2000000'), row('2026-03-31', 'b', 1, '1000000')]), 3, now));
+    const priced = layoutChart(
+      earningsByDay(summary([row('2026-03-31', 'a', 2, '2000000'), row('2026-03-31', 'b', 1, '1000000')]), 3, now),
+    );
     expect(priced.unit).toBe('credits');
     expect(priced.models).toEqual(['a', 'b']);
     const [a, b] = priced.segments;
@@ -125,7 +154,9 @@ describe('schedule', () => {
     expect(describeDays(['mon', 'tue', 'wed', 'thu', 'fri'])).toBe('Mon–Fri');
     expect(describeDays(['sat', 'sun'])).toBe('Sat, Sun');
     expect(describeDays(['mon', 'wed', 'thu', 'fri'])).toBe('Mon, Wed–Fri');
-    expect(describeWindow({ days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '22:00', end: '07:00' })).toBe('Mon–Fri 22:00 → 07:00 the next day');
+    expect(describeWindow({ days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '22:00', end: '07:00' })).toBe(
+      'Mon–Fri 22:00 → 07:00 the next day',
+    );
     expect(describeWindow({ days: ['sat'], start: '09:00', end: '17:30' })).toBe('Sat 09:00 → 17:30');
     expect(describeWindow({ days: ['sun'], start: '00:00', end: '00:00' })).toBe('Sun, all day');
     expect(isOvernight({ start: '23:30', end: '06:45' })).toBe(true);
@@ -133,10 +164,17 @@ describe('schedule', () => {
   });
 
   it('checks a draft before it is sent, naming the window', () => {
-    expect(checkSchedule([{ days: ['sun', 'mon'], start: '22:00', end: '07:00' }])).toEqual({ ok: true, schedule: [{ days: ['mon', 'sun'], start: '22:00', end: '07:00' }] });
+    expect(checkSchedule([{ days: ['sun', 'mon'], start: '22:00', end: '07:00' }])).toEqual({
+      ok: true,
+      schedule: [{ days: ['mon', 'sun'], start: '22:00', end: '07:00' }],
+    });
     expect(checkSchedule([{ days: [], start: '25:00', end: '' }])).toEqual({
       ok: false,
-      problems: ['Window 1: pick at least one day.', 'Window 1: the start must be a time such as 22:00.', 'Window 1: the end must be a time such as 07:00.'],
+      problems: [
+        'Window 1: pick at least one day.',
+        'Window 1: the start must be a time such as 22:00.',
+        'Window 1: the end must be a time such as 07:00.',
+      ],
     });
   });
 });
@@ -161,7 +199,11 @@ function status(extra: Partial<AgentStatusSnapshot> = {}): AgentStatusSnapshot {
     tokensPerSecond: 0,
     ttftMs: 0,
     environment: null,
-    security: { keyStore: 'keychain', platform: { os: 'darwin', osVersion: '25', arch: 'arm64', chip: 'Apple M3', memoryBytes: 1 }, posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: '0.1.0', appHash: null } },
+    security: {
+      keyStore: 'keychain',
+      platform: { os: 'darwin', osVersion: '25', arch: 'arm64', chip: 'Apple M3', memoryBytes: 1 },
+      posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: '0.1.0', appHash: null },
+    },
     ...extra,
   };
 }
@@ -188,21 +230,35 @@ describe('security checks', () => {
   it('every failing item says what to do', () => {
     const bad = status({
       gatewayUrl: 'ws://gw.example/v1/agent',
-      gateway: { enrollToken: true, operator: null, trust: null, rejected: { code: 'NJ_ENROLL_INVALID', message: 'the enrollment token has expired' } },
+      gateway: {
+        enrollToken: true,
+        operator: null,
+        trust: null,
+        rejected: { code: 'NJ_ENROLL_INVALID', message: 'the enrollment token has expired' },
+      },
       model: { id: 'synthetic-tiny', sha256: 'ab'.repeat(32), synthetic: true, loaded: true },
-      security: { keyStore: 'plaintext-file', platform: status().security.platform, posture: { sip: false, hardenedRuntime: false, debuggerDenied: false, secureEnclave: false, appVersion: '0.1.0', appHash: null } },
+      security: {
+        keyStore: 'plaintext-file',
+        platform: status().security.platform,
+        posture: { sip: false, hardenedRuntime: false, debuggerDenied: false, secureEnclave: false, appVersion: '0.1.0', appHash: null },
+      },
     });
     const checks = securityChecks(bad);
     for (const c of checks.filter((x) => x.result === 'fail' || x.result === 'warn')) expect(c.action, c.id).toMatch(/\S/);
     const c = byId(bad);
     expect(c['gateway-tls']).toMatchObject({ result: 'fail', action: 'Link again with the gateway’s https:// address.' });
-    expect(c['gateway-admission']).toMatchObject({ result: 'fail', detail: 'The gateway refused this Mac: the enrollment token has expired' });
+    expect(c['gateway-admission']).toMatchObject({
+      result: 'fail',
+      detail: 'The gateway refused this Mac: the enrollment token has expired',
+    });
     expect(c.sip).toMatchObject({ result: 'fail', action: expect.stringContaining('csrutil enable') });
     expect(c['key-store']!.result).toBe('warn');
     expect(c.model!.result).toBe('warn');
     // A gateway on this machine needs no TLS; an unbound agent is told it earns nothing.
     expect(byId(status({ gatewayUrl: 'ws://127.0.0.1:8787/v1/agent' }))['gateway-tls']!.result).toBe('ok');
-    expect(byId(status({ gateway: { enrollToken: false, operator: null, trust: 'signed', rejected: null } }))['gateway-admission']).toMatchObject({ result: 'warn', detail: expect.stringContaining('earns nothing') });
+    expect(
+      byId(status({ gateway: { enrollToken: false, operator: null, trust: 'signed', rejected: null } }))['gateway-admission'],
+    ).toMatchObject({ result: 'warn', detail: expect.stringContaining('earns nothing') });
     expect(byId(status({ gatewayUrl: null }))['gateway-tls']!.result).toBe('unknown');
   });
 });

@@ -7,7 +7,6 @@
 const WATCHED = new Set(['TCPServerWrap', 'TCPSocketWrap', 'Timeout', 'ProcessWrap', 'FileHandle', 'UDPWrap']);
 const GRACE_MS = 2000;
 
-
 export function snapshot(): Map<string, number> {
   const counts = new Map<string, number>();
   for (const type of process.getActiveResourcesInfo()) {
@@ -34,4 +33,3 @@ export async function expectNoGrowth(before: Map<string, number>, where: string,
   }
   if (extra.length > 0) throw new Error(`${where} left handles open: ${extra.join(', ')}`);
 }
-

@@ -108,7 +108,12 @@ describe('Ed25519', () => {
       expect(await backend.verify(publicKey, message, signature.subarray(0, 63))).toBe(false);
       expect(await backend.verify(new Uint8Array(0), message, new Uint8Array(0))).toBe(false);
       await expectNjError(() => backend.sign(seed.subarray(0, 31), message), CryptoError, 'NJ_BAD_KEY', 'an Ed25519 seed must be 32 bytes');
-      await expectNjError(() => backend.ed25519PublicKey(new Uint8Array(33)), CryptoError, 'NJ_BAD_KEY', 'an Ed25519 seed must be 32 bytes');
+      await expectNjError(
+        () => backend.ed25519PublicKey(new Uint8Array(33)),
+        CryptoError,
+        'NJ_BAD_KEY',
+        'an Ed25519 seed must be 32 bytes',
+      );
     }
   });
 });
@@ -176,7 +181,12 @@ describe('X25519 and the NaCl box key', () => {
     expect(toHex(nacl.scalarMult(secret, point)), 'the point really is of low order').toBe('00'.repeat(32));
     await expectNjError(() => naclBackend.boxKey(point, secret), CryptoError, 'NJ_BAD_KEY', 'the public key is a low-order point');
     // OpenSSL refuses the point itself; were it to return zeros, the zero check would refuse it.
-    await expectNjError(() => web.boxKey(point, secret), CryptoError, 'NJ_BAD_KEY', /^the public key is (not a usable X25519 point|a low-order point)$/);
+    await expectNjError(
+      () => web.boxKey(point, secret),
+      CryptoError,
+      'NJ_BAD_KEY',
+      /^the public key is (not a usable X25519 point|a low-order point)$/,
+    );
   });
 
   it('ephemeral box keys: each equals what the recipient derives from the ephemeral public key, under either backend', async () => {
@@ -189,15 +199,26 @@ describe('X25519 and the NaCl box key', () => {
       for (const [i, r] of recipients.entries()) {
         const expected = toHex(nacl.box.before(a.publicKey, r.secret));
         expect(toHex(a.boxKeys[i]!), backend.name).toBe(expected);
-        for (const other of BACKENDS) expect(toHex(await other.boxKey(a.publicKey, r.secret)), `${backend.name} → ${other.name}`).toBe(expected);
+        for (const other of BACKENDS)
+          expect(toHex(await other.boxKey(a.publicKey, r.secret)), `${backend.name} → ${other.name}`).toBe(expected);
       }
     }
   });
 
   it('ephemeral box keys refuse a low-order or short recipient key', async () => {
     for (const backend of BACKENDS) {
-      await expectNjError(() => backend.ephemeralBoxKeys([new Uint8Array(32)]), CryptoError, 'NJ_BAD_KEY', /low-order|not a usable X25519 point/);
-      await expectNjError(() => backend.ephemeralBoxKeys([new Uint8Array(31)]), CryptoError, 'NJ_BAD_KEY', 'an X25519 public key must be 32 bytes');
+      await expectNjError(
+        () => backend.ephemeralBoxKeys([new Uint8Array(32)]),
+        CryptoError,
+        'NJ_BAD_KEY',
+        /low-order|not a usable X25519 point/,
+      );
+      await expectNjError(
+        () => backend.ephemeralBoxKeys([new Uint8Array(31)]),
+        CryptoError,
+        'NJ_BAD_KEY',
+        'an X25519 public key must be 32 bytes',
+      );
     }
   });
 
@@ -205,9 +226,24 @@ describe('X25519 and the NaCl box key', () => {
     const secret = X_SECRETS[0]!;
     const peer = nacl.box.keyPair.fromSecretKey(X_SECRETS[1]!).publicKey;
     for (const backend of BACKENDS) {
-      await expectNjError(() => backend.boxKey(peer.subarray(0, 31), secret), CryptoError, 'NJ_BAD_KEY', 'an X25519 public key must be 32 bytes');
-      await expectNjError(() => backend.boxKey(peer, new Uint8Array(33)), CryptoError, 'NJ_BAD_KEY', 'an X25519 secret key must be 32 bytes');
-      await expectNjError(() => backend.x25519PublicKey(new Uint8Array(16)), CryptoError, 'NJ_BAD_KEY', 'an X25519 secret key must be 32 bytes');
+      await expectNjError(
+        () => backend.boxKey(peer.subarray(0, 31), secret),
+        CryptoError,
+        'NJ_BAD_KEY',
+        'an X25519 public key must be 32 bytes',
+      );
+      await expectNjError(
+        () => backend.boxKey(peer, new Uint8Array(33)),
+        CryptoError,
+        'NJ_BAD_KEY',
+        'an X25519 secret key must be 32 bytes',
+      );
+      await expectNjError(
+        () => backend.x25519PublicKey(new Uint8Array(16)),
+        CryptoError,
+        'NJ_BAD_KEY',
+        'an X25519 secret key must be 32 bytes',
+      );
     }
   });
 });

@@ -98,13 +98,23 @@ describe('tamper matrix: every field altered', () => {
     ['posture.secureEnclave', (s) => void (s.bundle.posture.secureEnclave = false)],
     ['posture.appVersion', (s) => void (s.bundle.posture.appVersion = '0.1.1')],
     ['posture.appHash', (s) => void (s.bundle.posture.appHash = 'ab'.repeat(32))],
-    ['attestation, added', (s) => void (s.bundle.attestation = { enclaveKey: toBase64Url(new Uint8Array(65).fill(4)), signature: toBase64Url(new Uint8Array(70)) })],
+    [
+      'attestation, added',
+      (s) =>
+        void (s.bundle.attestation = { enclaveKey: toBase64Url(new Uint8Array(65).fill(4)), signature: toBase64Url(new Uint8Array(70)) }),
+    ],
     ['signature, bit 0 flipped', (s) => void (s.signature = flipB64(s.signature, 0))],
     ['signature, bit 511 flipped', (s) => void (s.signature = flipB64(s.signature, 511))],
     // The attack the signature exists for: the gateway substitutes its own keys, with ids derived
     // correctly so every other check passes.
-    ['identityKey and agentId, both swapped for the attacker’s', (s) => void Object.assign(s.bundle, { identityKey: toBase64Url(M.identity.publicKey), agentId: M.identity.agentId })],
-    ['boxKey and boxKeyId, both swapped for the attacker’s', (s) => void Object.assign(s.bundle, { boxKey: toBase64Url(M.boxKey.publicKey), boxKeyId: M.boxKey.keyId })],
+    [
+      'identityKey and agentId, both swapped for the attacker’s',
+      (s) => void Object.assign(s.bundle, { identityKey: toBase64Url(M.identity.publicKey), agentId: M.identity.agentId }),
+    ],
+    [
+      'boxKey and boxKeyId, both swapped for the attacker’s',
+      (s) => void Object.assign(s.bundle, { boxKey: toBase64Url(M.boxKey.publicKey), boxKeyId: M.boxKey.keyId }),
+    ],
   ])('%s → NJ_BUNDLE_INVALID (signature)', async (_what, mutate) => {
     const tampered = clone(A.signed);
     mutate(tampered);
@@ -125,9 +135,17 @@ describe('tamper matrix: every field altered', () => {
 
   it.each<[string, (s: SignedBundle) => void, string]>([
     ['v', (s) => void ((s.bundle as { v: number }).v = 2), 'bundle is invalid at bundle.v: Invalid input: expected 1'],
-    ['signature, truncated', (s) => void (s.signature = toBase64Url(fromBase64Url(s.signature).subarray(0, 63))), 'bundle is invalid at signature: expected 64 bytes of base64url'],
+    [
+      'signature, truncated',
+      (s) => void (s.signature = toBase64Url(fromBase64Url(s.signature).subarray(0, 63))),
+      'bundle is invalid at signature: expected 64 bytes of base64url',
+    ],
     ['an extra field', (s) => void Object.assign(s.bundle, { region: 'eu' }), 'bundle is invalid at bundle: Unrecognized key: "region"'],
-    ['models, emptied', (s) => void (s.bundle.models = []), 'bundle is invalid at bundle.models: Too small: expected array to have >=1 items'],
+    [
+      'models, emptied',
+      (s) => void (s.bundle.models = []),
+      'bundle is invalid at bundle.models: Too small: expected array to have >=1 items',
+    ],
   ])('%s → NJ_BUNDLE_INVALID (schema)', async (_what, mutate, message) => {
     const tampered = clone(A.signed);
     mutate(tampered);
@@ -135,7 +153,12 @@ describe('tamper matrix: every field altered', () => {
   });
 
   it('something that is not a bundle at all → NJ_BUNDLE_INVALID', async () => {
-    await expectNjError(() => verify('bundle'), CryptoError, 'NJ_BUNDLE_INVALID', 'bundle is invalid at (root): Invalid input: expected object, received string');
+    await expectNjError(
+      () => verify('bundle'),
+      CryptoError,
+      'NJ_BUNDLE_INVALID',
+      'bundle is invalid at (root): Invalid input: expected object, received string',
+    );
   });
 });
 
@@ -168,7 +191,12 @@ describe('weak identity keys', () => {
     const forged: SignedBundle = { bundle, signature: toBase64Url(new Uint8Array([...basePoint, ...scalarOne])) };
     const { naclBackend } = await import('../../src/shared/index.js');
     expect(await naclBackend.verify(neutral, signingBytes(BUNDLE_DOMAIN, bundle), fromBase64Url(forged.signature))).toBe(true);
-    await expectNjError(() => verify(forged), CryptoError, 'NJ_BUNDLE_INVALID', 'bundle identity key is a weak (small-order or non-canonical) point');
+    await expectNjError(
+      () => verify(forged),
+      CryptoError,
+      'NJ_BUNDLE_INVALID',
+      'bundle identity key is a weak (small-order or non-canonical) point',
+    );
   });
 
   it.each([
@@ -180,12 +208,27 @@ describe('weak identity keys', () => {
   ])('refuses an identity key of %s', async (_what, key) => {
     const weak = hex(key);
     const signed = await signBundle({ ...A.signed.bundle, identityKey: toBase64Url(weak), agentId: agentIdFor(weak) }, A.identity);
-    await expectNjError(() => verify(signed), CryptoError, 'NJ_BUNDLE_INVALID', 'bundle identity key is a weak (small-order or non-canonical) point');
+    await expectNjError(
+      () => verify(signed),
+      CryptoError,
+      'NJ_BUNDLE_INVALID',
+      'bundle identity key is a weak (small-order or non-canonical) point',
+    );
   });
 });
 
 describe('the validity window', () => {
-  const make = (validityMs: number, now = NOW) => createBundle({ identity: A.identity, boxKey: A.boxKey, models: [MODEL], slots: 1, platform: PLATFORM, posture: POSTURE, now, validityMs });
+  const make = (validityMs: number, now = NOW) =>
+    createBundle({
+      identity: A.identity,
+      boxKey: A.boxKey,
+      models: [MODEL],
+      slots: 1,
+      platform: PLATFORM,
+      posture: POSTURE,
+      now,
+      validityMs,
+    });
 
   // Fails if verifyBundle stops checking notAfter.
   it('is valid up to notAfter and expired one millisecond later', async () => {

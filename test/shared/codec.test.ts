@@ -41,7 +41,12 @@ describe('size comes first', () => {
   it('refuses an oversized frame before parsing it', async () => {
     const parse = vi.spyOn(JSON, 'parse');
     await expectNjError(() => decodeAgent('x'.repeat(11), 10), ProtocolError, 'NJ_FRAME_TOO_LARGE', 'frame is 11 bytes; the limit is 10');
-    await expectNjError(() => decodeAgent(new Uint8Array(11), 10), ProtocolError, 'NJ_FRAME_TOO_LARGE', 'frame is 11 bytes; the limit is 10');
+    await expectNjError(
+      () => decodeAgent(new Uint8Array(11), 10),
+      ProtocolError,
+      'NJ_FRAME_TOO_LARGE',
+      'frame is 11 bytes; the limit is 10',
+    );
     expect(parse).not.toHaveBeenCalled();
   });
 
@@ -75,10 +80,13 @@ describe('size comes first', () => {
   // surrogate with whatever follows it.
   it('byteLengthUtf8 agrees with TextEncoder on any sequence of UTF-16 code units', () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })), { maxLength: 40 }), (units) => {
-        const text = String.fromCharCode(...units);
-        expect(byteLengthUtf8(text)).toBe(encoder.encode(text).length);
-      }),
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })), { maxLength: 40 }),
+        (units) => {
+          const text = String.fromCharCode(...units);
+          expect(byteLengthUtf8(text)).toBe(encoder.encode(text).length);
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -87,7 +95,12 @@ describe('size comes first', () => {
     // Built by hand: JSON.stringify would escape the lone surrogates.
     const text = `{"v":1,"type":"goodbye","reason":"${'\ud800\u4e00'.repeat(10)}"}`;
     const size = encoder.encode(text).length;
-    await expectNjError(() => decodeAgent(text, size - 1), ProtocolError, 'NJ_FRAME_TOO_LARGE', `frame is ${size} bytes; the limit is ${size - 1}`);
+    await expectNjError(
+      () => decodeAgent(text, size - 1),
+      ProtocolError,
+      'NJ_FRAME_TOO_LARGE',
+      `frame is ${size} bytes; the limit is ${size - 1}`,
+    );
   });
 });
 
@@ -99,7 +112,11 @@ describe('then JSON, then version, then schema', () => {
 
   // Fails if decodeMessage goes back to a lenient decoder, which turns bad bytes into U+FFFD.
   it('refuses bytes that are not UTF-8 rather than repairing them', async () => {
-    const bytes = new Uint8Array([...encoder.encode('{"v":1,"type":"failed","jobId":"AAAAAAAAAAAAAAAAAAAAAA","attempt":0,"code":"NJ_AGENT_FAILED","message":"bo'), 0xff, ...encoder.encode('om"}')]);
+    const bytes = new Uint8Array([
+      ...encoder.encode('{"v":1,"type":"failed","jobId":"AAAAAAAAAAAAAAAAAAAAAA","attempt":0,"code":"NJ_AGENT_FAILED","message":"bo'),
+      0xff,
+      ...encoder.encode('om"}'),
+    ]);
     await expectNjError(() => decodeAgent(bytes), ProtocolError, 'NJ_FRAME_INVALID', 'frame is not JSON');
     expect(decodeAgent(bytes.map((b) => (b === 0xff ? 0x4f : b))).type).toBe('failed');
   });
@@ -116,28 +133,69 @@ describe('then JSON, then version, then schema', () => {
   });
 
   it('refuses a frame with no version', async () => {
-    await expectNjError(() => decodeAgent('{"type":"goodbye","reason":"quit"}'), ProtocolError, 'NJ_FRAME_INVALID', 'frame is invalid at v: Invalid input: expected 1');
+    await expectNjError(
+      () => decodeAgent('{"type":"goodbye","reason":"quit"}'),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'frame is invalid at v: Invalid input: expected 1',
+    );
   });
 
   it('refuses an unknown frame type', async () => {
-    await expectNjError(() => decodeAgent('{"v":1,"type":"telepathy"}'), ProtocolError, 'NJ_FRAME_INVALID', /^frame is invalid at type: Invalid discriminator value/);
+    await expectNjError(
+      () => decodeAgent('{"v":1,"type":"telepathy"}'),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      /^frame is invalid at type: Invalid discriminator value/,
+    );
   });
 
   it.each(['[]', 'null', '1', '"goodbye"'])('refuses the non-object %s', async (text) => {
-    await expectNjError(() => decodeAgent(text), ProtocolError, 'NJ_FRAME_INVALID', /^frame is invalid at \(root\): Invalid input: expected object, received /);
+    await expectNjError(
+      () => decodeAgent(text),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      /^frame is invalid at \(root\): Invalid input: expected object, received /,
+    );
   });
 
   it('refuses unknown fields, at the top and nested', async () => {
-    await expectNjError(() => decodeAgent(JSON.stringify({ ...GOODBYE, extra: 1 })), ProtocolError, 'NJ_FRAME_INVALID', 'frame is invalid at (root): Unrecognized key: "extra"');
-    const status = { v: 1, type: 'status', state: 'serving', model: null, freeSlots: 1, totalSlots: 2, tokensPerSecond: 30, ttftMs: 120, memoryPressure: 'normal', thermal: 'nominal' };
+    await expectNjError(
+      () => decodeAgent(JSON.stringify({ ...GOODBYE, extra: 1 })),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'frame is invalid at (root): Unrecognized key: "extra"',
+    );
+    const status = {
+      v: 1,
+      type: 'status',
+      state: 'serving',
+      model: null,
+      freeSlots: 1,
+      totalSlots: 2,
+      tokensPerSecond: 30,
+      ttftMs: 120,
+      memoryPressure: 'normal',
+      thermal: 'nominal',
+    };
     expect(decodeAgent(JSON.stringify(status))).toEqual(status);
     const agent = await makeAgent('codec-agent');
     const hello = { v: 1, type: 'hello', bundle: { ...agent.signed, bundle: { ...agent.signed.bundle, extra: true } } };
-    await expectNjError(() => decodeAgent(JSON.stringify(hello)), ProtocolError, 'NJ_FRAME_INVALID', 'frame is invalid at bundle.bundle: Unrecognized key: "extra"');
+    await expectNjError(
+      () => decodeAgent(JSON.stringify(hello)),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'frame is invalid at bundle.bundle: Unrecognized key: "extra"',
+    );
   });
 
   it('validate() names the structure and the first failing path', async () => {
-    await expectNjError(() => validate(jobIdSchema, 'short', 'job id'), ProtocolError, 'NJ_FRAME_INVALID', 'job id is invalid at (root): expected 16 bytes of base64url');
+    await expectNjError(
+      () => validate(jobIdSchema, 'short', 'job id'),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'job id is invalid at (root): expected 16 bytes of base64url',
+    );
   });
 });
 
@@ -153,7 +211,21 @@ describe('errors never echo a value', () => {
     ['an error code', { v: 1, type: 'failed', jobId: JOB, attempt: 0, code: CANARY, message: 'x' }],
     ['an over-long message', { v: 1, type: 'failed', jobId: JOB, attempt: 0, code: 'NJ_AGENT_FAILED', message: CANARY.repeat(100) }],
     ['a number field', { v: 1, type: 'accepted', jobId: JOB, attempt: CANARY, replySalt: toBase64Url(new Uint8Array(16)) }],
-    ['a model id', { v: 1, type: 'status', state: 'serving', model: CANARY, freeSlots: 1, totalSlots: 1, tokensPerSecond: 1, ttftMs: 1, memoryPressure: 'normal', thermal: 'nominal' }],
+    [
+      'a model id',
+      {
+        v: 1,
+        type: 'status',
+        state: 'serving',
+        model: CANARY,
+        freeSlots: 1,
+        totalSlots: 1,
+        tokensPerSecond: 1,
+        ttftMs: 1,
+        memoryPressure: 'normal',
+        thermal: 'nominal',
+      },
+    ],
     ['an unknown field’s value', { ...GOODBYE, note: CANARY }],
     ['an array element', { v: 1, type: 'chunk', jobId: JOB, attempt: 0, seq: 0, data: [CANARY] }],
     ['several fields at once', { v: 1, type: 'declined', jobId: CANARY, attempt: CANARY, code: CANARY, message: 5 }],
@@ -185,7 +257,12 @@ describe('errors never echo a value', () => {
   // name, so the message stays short enough to go back in an error frame. Fails if describeIssues
   // stops bounding what it returns.
   it('names an unknown field, within the error-message limit however long its name', async () => {
-    const error = await expectNjError(() => decodeAgent(JSON.stringify({ ...GOODBYE, ['k'.repeat(50_000)]: 1 })), ProtocolError, 'NJ_FRAME_INVALID', /^frame is invalid at \(root\): Unrecognized key: "kkkk/);
+    const error = await expectNjError(
+      () => decodeAgent(JSON.stringify({ ...GOODBYE, ['k'.repeat(50_000)]: 1 })),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      /^frame is invalid at \(root\): Unrecognized key: "kkkk/,
+    );
     expect(error.message.length).toBeLessThanOrEqual(LIMITS.maxErrorMessageLength);
     expect(error.message.endsWith('…')).toBe(true);
   });
@@ -221,7 +298,17 @@ describe('schemas', () => {
     const agentFrames: Record<string, unknown>[] = [
       { type: 'hello', bundle: agent.signed, enrollToken: 'enroll-123' },
       { type: 'auth', signature: sig },
-      { type: 'status', state: 'serving', model: MODEL.id, freeSlots: 1, totalSlots: 2, tokensPerSecond: 40.5, ttftMs: 90, memoryPressure: 'warn', thermal: 'fair' },
+      {
+        type: 'status',
+        state: 'serving',
+        model: MODEL.id,
+        freeSlots: 1,
+        totalSlots: 2,
+        tokensPerSecond: 40.5,
+        ttftMs: 90,
+        memoryPressure: 'warn',
+        thermal: 'fair',
+      },
       { type: 'accepted', ...job, replySalt: toBase64Url(new Uint8Array(16)) },
       { type: 'declined', ...job, code: 'NJ_ENGINE_BUSY', message: 'busy' },
       { type: 'chunk', ...job, seq: 0, data: toBase64Url(new Uint8Array(80)) },
@@ -243,9 +330,17 @@ describe('schemas', () => {
     for (const f of gatewayFrames) samples.push([`gateway frame "${String(f.type)}"`, gatewayFrameSchema, { v: 1, ...f }]);
     samples.push(
       ['job request', jobRequestSchema, { v: 1, envelope: sealed.envelope }],
-      ['candidates response', candidatesResponseSchema, { v: 1, model: MODEL.id, candidates: [{ bundle: agent.signed, trust: 'attested' }] }],
+      [
+        'candidates response',
+        candidatesResponseSchema,
+        { v: 1, model: MODEL.id, candidates: [{ bundle: agent.signed, trust: 'attested' }] },
+      ],
       ['models response', modelsResponseSchema, { v: 1, models: [{ id: MODEL.id, synthetic: false, agents: 3, freeSlots: 4 }] }],
-      ['job event "start"', jobEventSchema, { type: 'start', agentId: agent.identity.agentId, attempt: 0, replySalt: toBase64Url(new Uint8Array(16)) }],
+      [
+        'job event "start"',
+        jobEventSchema,
+        { type: 'start', agentId: agent.identity.agentId, attempt: 0, replySalt: toBase64Url(new Uint8Array(16)) },
+      ],
       ['job event "done"', jobEventSchema, { type: 'done', receipt }],
       ['job event "error"', jobEventSchema, { type: 'error', code: 'NJ_NO_CAPACITY', message: 'later', retryAfterMs: 500 }],
       ['HTTP error', httpErrorSchema, { error: { code: 'NJ_NO_CAPACITY', message: 'later' } }],
@@ -271,7 +366,9 @@ describe('schemas', () => {
   it('refuse another version in every frame that carries one', () => {
     for (const [what, schema, sample] of samples) {
       if (!('v' in sample)) continue;
-      expect(() => decodeMessage(schema, JSON.stringify({ ...sample, v: 2 }), LIMITS.maxAgentFrameBytes, what), what).toThrow(`${what} speaks protocol 2; this side speaks 1`);
+      expect(() => decodeMessage(schema, JSON.stringify({ ...sample, v: 2 }), LIMITS.maxAgentFrameBytes, what), what).toThrow(
+        `${what} speaks protocol 2; this side speaks 1`,
+      );
     }
   });
 

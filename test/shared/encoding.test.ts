@@ -66,7 +66,12 @@ describe('base64url', () => {
     ['Zm\u00e99', 'a non-ASCII letter'],
     ['Zm\u01009', 'a character above U+00FF'],
   ])('rejects %j (%s) as outside the alphabet', async (text) => {
-    await expectNjError(() => fromBase64Url(text), ProtocolError, 'NJ_FRAME_INVALID', 'base64url text has a character outside its alphabet');
+    await expectNjError(
+      () => fromBase64Url(text),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'base64url text has a character outside its alphabet',
+    );
   });
 
   it.each(['Z', 'Zm9vY', 'Zm9v=', 'Zm9vYmFy\n'])('rejects %j: no byte string encodes to that length', async (text) => {
@@ -155,12 +160,24 @@ describe('canonical JSON', () => {
   it.each<[string, CanonicalValue, string]>([
     ['sorts keys', { b: 1, a: 2 }, '{"a":2,"b":1}'],
     ['sorts by code unit, not locale: upper case before "_" before lower case', { b: 1, _: 2, B: 3 }, '{"B":3,"_":2,"b":1}'],
-    ['sorts nested objects and keeps array order', { z: { y: 1, x: [3, { b: true, a: null }] }, a: 's' }, '{"a":"s","z":{"x":[3,{"a":null,"b":true}],"y":1}}'],
+    [
+      'sorts nested objects and keeps array order',
+      { z: { y: 1, x: [3, { b: true, a: null }] }, a: 's' },
+      '{"a":"s","z":{"x":[3,{"a":null,"b":true}],"y":1}}',
+    ],
     ['omits undefined members at every depth', { a: undefined, b: [1, 2], c: { d: undefined } }, '{"b":[1,2],"c":{}}'],
-    ['prints integers plainly, including the largest safe one', [0, -12, 9007199254740991, -9007199254740991], '[0,-12,9007199254740991,-9007199254740991]'],
+    [
+      'prints integers plainly, including the largest safe one',
+      [0, -12, 9007199254740991, -9007199254740991],
+      '[0,-12,9007199254740991,-9007199254740991]',
+    ],
     ['writes -0 as 0', -0, '0'],
     ['writes literals and empties', [null, true, false, [], {}], '[null,true,false,[],{}]'],
-    ['escapes quote, backslash and control characters, and nothing else', 'a"b\\c\n\t\u0001\u001f\u007f/é', '"a\\"b\\\\c\\n\\t\\u0001\\u001f\u007f/é"'],
+    [
+      'escapes quote, backslash and control characters, and nothing else',
+      'a"b\\c\n\t\u0001\u001f\u007f/é',
+      '"a\\"b\\\\c\\n\\t\\u0001\\u001f\u007f/é"',
+    ],
     ['escapes a lone surrogate rather than writing invalid UTF-8', '\ud800x', '"\\ud800x"'],
     [
       // RFC 8785 §3.2.3: property names sort by their UTF-16 code units, so the emoji (D83D)
@@ -197,7 +214,12 @@ describe('canonical JSON', () => {
     [Symbol('s'), 'symbol'],
     [undefined, 'undefined'],
   ])('refuses a %s value', async (value, type) => {
-    await expectNjError(() => canonicalJson([value as unknown as CanonicalValue]), ProtocolError, 'NJ_BAD_REQUEST', `canonical JSON cannot hold a ${type}`);
+    await expectNjError(
+      () => canonicalJson([value as unknown as CanonicalValue]),
+      ProtocolError,
+      'NJ_BAD_REQUEST',
+      `canonical JSON cannot hold a ${type}`,
+    );
   });
 
   it('does not depend on the order keys were inserted in', () => {

@@ -105,7 +105,14 @@ describe('sealing and opening', () => {
     for (const opened of [byA, byB]) {
       expect(opened.contentKey).toEqual(sealed.contentKey);
       expect(opened.requestDigest).toEqual(sealed.requestDigest);
-      expect(opened.payload).toMatchObject({ v: 1, jobId: sealed.jobId, model: MODEL.id, created: NOW, messages: MESSAGES, sampling: SAMPLING });
+      expect(opened.payload).toMatchObject({
+        v: 1,
+        jobId: sealed.jobId,
+        model: MODEL.id,
+        created: NOW,
+        messages: MESSAGES,
+        sampling: SAMPLING,
+      });
       expect(opened.payload.headerDigest).toBe(headerDigest(sealed.envelope.header));
     }
     expect(sealed.requestDigest).toEqual(sha256(fromBase64Url(sealed.envelope.body)));
@@ -113,7 +120,16 @@ describe('sealing and opening', () => {
 
   it('shows the gateway only the header fields DESIGN.md lists, and no plaintext', () => {
     const { header } = sealed.envelope;
-    expect(Object.keys(header).sort()).toEqual(['bodyLength', 'bodyNonce', 'ephemeralKey', 'jobId', 'maxTokens', 'model', 'recipients', 'v']);
+    expect(Object.keys(header).sort()).toEqual([
+      'bodyLength',
+      'bodyNonce',
+      'ephemeralKey',
+      'jobId',
+      'maxTokens',
+      'model',
+      'recipients',
+      'v',
+    ]);
     expect(header.recipients.map((r) => Object.keys(r).sort())).toEqual([
       ['agentId', 'boxKeyId', 'nonce', 'wrappedKey'],
       ['agentId', 'boxKeyId', 'nonce', 'wrappedKey'],
@@ -170,7 +186,13 @@ describe('sealing and opening', () => {
 
   it('pads the body to a power-of-two bucket, so similar requests have equal lengths', async () => {
     const lengthFor = async (content: string) => {
-      const s = await sealRequest({ model: MODEL.id, messages: [{ role: 'user', content }], sampling: SAMPLING, recipients: [A.verified], now: NOW });
+      const s = await sealRequest({
+        model: MODEL.id,
+        messages: [{ role: 'user', content }],
+        sampling: SAMPLING,
+        recipients: [A.verified],
+        now: NOW,
+      });
       expect(fromBase64Url(s.envelope.body)).toHaveLength(s.envelope.header.bodyLength);
       return s.envelope.header.bodyLength;
     };
@@ -224,9 +246,15 @@ describe('tamper matrix: each header field, flipped, truncated and extended', ()
     // X25519 ignores the top bit of a public key, so this flip unwraps fine: only the digest sees it.
     ['ephemeralKey, top bit (255) flipped', (e) => void (e.header.ephemeralKey = flipB64(e.header.ephemeralKey, 255))],
     ["the other recipient's agentId, flipped", (e) => void (e.header.recipients[1]!.agentId = flipHex(e.header.recipients[1]!.agentId, 0))],
-    ["the other recipient's boxKeyId, flipped", (e) => void (e.header.recipients[1]!.boxKeyId = flipHex(e.header.recipients[1]!.boxKeyId, 15))],
+    [
+      "the other recipient's boxKeyId, flipped",
+      (e) => void (e.header.recipients[1]!.boxKeyId = flipHex(e.header.recipients[1]!.boxKeyId, 15)),
+    ],
     ["the other recipient's nonce, flipped", (e) => void (e.header.recipients[1]!.nonce = flipB64(e.header.recipients[1]!.nonce, 0))],
-    ["the other recipient's wrappedKey, flipped", (e) => void (e.header.recipients[1]!.wrappedKey = flipB64(e.header.recipients[1]!.wrappedKey, 383))],
+    [
+      "the other recipient's wrappedKey, flipped",
+      (e) => void (e.header.recipients[1]!.wrappedKey = flipB64(e.header.recipients[1]!.wrappedKey, 383)),
+    ],
     ['recipients, reordered', (e) => void e.header.recipients.reverse()],
     ['recipients, the other one removed', (e) => void e.header.recipients.splice(1, 1)],
     ["recipients, the opener's entry added twice", (e) => void e.header.recipients.push(clone(e.header.recipients[0]!))],
@@ -237,15 +265,35 @@ describe('tamper matrix: each header field, flipped, truncated and extended', ()
   // The opener's own entry: which key to use and how it was wrapped. Fails if openRequest stops
   // matching the entry by agentId and boxKeyId, or stops authenticating the wrapped key.
   it.each<[string, Mutation, Expectation]>([
-    ['own agentId, flipped', (e) => void (e.header.recipients[0]!.agentId = flipHex(e.header.recipients[0]!.agentId, 31)), [CryptoError, 'NJ_NOT_A_RECIPIENT', MSG.notRecipient]],
-    ['own boxKeyId, flipped', (e) => void (e.header.recipients[0]!.boxKeyId = flipHex(e.header.recipients[0]!.boxKeyId, 0)), [CryptoError, 'NJ_NOT_A_RECIPIENT', MSG.oldBoxKey]],
+    [
+      'own agentId, flipped',
+      (e) => void (e.header.recipients[0]!.agentId = flipHex(e.header.recipients[0]!.agentId, 31)),
+      [CryptoError, 'NJ_NOT_A_RECIPIENT', MSG.notRecipient],
+    ],
+    [
+      'own boxKeyId, flipped',
+      (e) => void (e.header.recipients[0]!.boxKeyId = flipHex(e.header.recipients[0]!.boxKeyId, 0)),
+      [CryptoError, 'NJ_NOT_A_RECIPIENT', MSG.oldBoxKey],
+    ],
     ['own nonce, bit 0 flipped', (e) => void (e.header.recipients[0]!.nonce = flipB64(e.header.recipients[0]!.nonce, 0)), WRAPPED],
     ['own nonce, bit 191 flipped', (e) => void (e.header.recipients[0]!.nonce = flipB64(e.header.recipients[0]!.nonce, 191)), WRAPPED],
-    ['own wrappedKey, bit 0 flipped (the tag)', (e) => void (e.header.recipients[0]!.wrappedKey = flipB64(e.header.recipients[0]!.wrappedKey, 0)), WRAPPED],
-    ['own wrappedKey, bit 383 flipped (the key)', (e) => void (e.header.recipients[0]!.wrappedKey = flipB64(e.header.recipients[0]!.wrappedKey, 383)), WRAPPED],
+    [
+      'own wrappedKey, bit 0 flipped (the tag)',
+      (e) => void (e.header.recipients[0]!.wrappedKey = flipB64(e.header.recipients[0]!.wrappedKey, 0)),
+      WRAPPED,
+    ],
+    [
+      'own wrappedKey, bit 383 flipped (the key)',
+      (e) => void (e.header.recipients[0]!.wrappedKey = flipB64(e.header.recipients[0]!.wrappedKey, 383)),
+      WRAPPED,
+    ],
     ['ephemeralKey, bit 0 flipped', (e) => void (e.header.ephemeralKey = flipB64(e.header.ephemeralKey, 0)), WRAPPED],
     ['ephemeralKey, bit 200 flipped', (e) => void (e.header.ephemeralKey = flipB64(e.header.ephemeralKey, 200)), WRAPPED],
-    ['ephemeralKey, replaced by a low-order point', (e) => void (e.header.ephemeralKey = toBase64Url(new Uint8Array(32))), [CryptoError, 'NJ_BAD_KEY', /^the public key is /]],
+    [
+      'ephemeralKey, replaced by a low-order point',
+      (e) => void (e.header.ephemeralKey = toBase64Url(new Uint8Array(32))),
+      [CryptoError, 'NJ_BAD_KEY', /^the public key is /],
+    ],
     ['bodyNonce, bit 0 flipped', (e) => void (e.header.bodyNonce = flipB64(e.header.bodyNonce, 0)), BODY],
     ['bodyNonce, bit 191 flipped', (e) => void (e.header.bodyNonce = flipB64(e.header.bodyNonce, 191)), BODY],
   ])('%s', async (_what, mutate, expected) => {
@@ -275,16 +323,48 @@ describe('tamper matrix: each header field, flipped, truncated and extended', ()
     ['maxTokens, above the protocol limit', (e) => void (e.header.maxTokens = LIMITS.maxTokens + 1), 'header.maxTokens'],
     ['ephemeralKey, truncated', (e) => void (e.header.ephemeralKey = truncB64(e.header.ephemeralKey)), 'header.ephemeralKey'],
     ['ephemeralKey, extended', (e) => void (e.header.ephemeralKey = extendB64(e.header.ephemeralKey)), 'header.ephemeralKey'],
-    ['own agentId, truncated', (e) => void (e.header.recipients[0]!.agentId = e.header.recipients[0]!.agentId.slice(0, -1)), 'header.recipients.0.agentId'],
+    [
+      'own agentId, truncated',
+      (e) => void (e.header.recipients[0]!.agentId = e.header.recipients[0]!.agentId.slice(0, -1)),
+      'header.recipients.0.agentId',
+    ],
     ['own agentId, extended', (e) => void (e.header.recipients[0]!.agentId += '0'), 'header.recipients.0.agentId'],
-    ['own boxKeyId, truncated', (e) => void (e.header.recipients[0]!.boxKeyId = e.header.recipients[0]!.boxKeyId.slice(0, -1)), 'header.recipients.0.boxKeyId'],
+    [
+      'own boxKeyId, truncated',
+      (e) => void (e.header.recipients[0]!.boxKeyId = e.header.recipients[0]!.boxKeyId.slice(0, -1)),
+      'header.recipients.0.boxKeyId',
+    ],
     ['own boxKeyId, extended', (e) => void (e.header.recipients[0]!.boxKeyId += '0'), 'header.recipients.0.boxKeyId'],
-    ['own nonce, truncated', (e) => void (e.header.recipients[0]!.nonce = truncB64(e.header.recipients[0]!.nonce)), 'header.recipients.0.nonce'],
-    ['own nonce, extended', (e) => void (e.header.recipients[0]!.nonce = extendB64(e.header.recipients[0]!.nonce)), 'header.recipients.0.nonce'],
-    ['own wrappedKey, truncated', (e) => void (e.header.recipients[0]!.wrappedKey = truncB64(e.header.recipients[0]!.wrappedKey)), 'header.recipients.0.wrappedKey'],
-    ['own wrappedKey, extended', (e) => void (e.header.recipients[0]!.wrappedKey = extendB64(e.header.recipients[0]!.wrappedKey)), 'header.recipients.0.wrappedKey'],
-    ["the other recipient's nonce, truncated", (e) => void (e.header.recipients[1]!.nonce = truncB64(e.header.recipients[1]!.nonce)), 'header.recipients.1.nonce'],
-    ["the other recipient's wrappedKey, extended", (e) => void (e.header.recipients[1]!.wrappedKey = extendB64(e.header.recipients[1]!.wrappedKey)), 'header.recipients.1.wrappedKey'],
+    [
+      'own nonce, truncated',
+      (e) => void (e.header.recipients[0]!.nonce = truncB64(e.header.recipients[0]!.nonce)),
+      'header.recipients.0.nonce',
+    ],
+    [
+      'own nonce, extended',
+      (e) => void (e.header.recipients[0]!.nonce = extendB64(e.header.recipients[0]!.nonce)),
+      'header.recipients.0.nonce',
+    ],
+    [
+      'own wrappedKey, truncated',
+      (e) => void (e.header.recipients[0]!.wrappedKey = truncB64(e.header.recipients[0]!.wrappedKey)),
+      'header.recipients.0.wrappedKey',
+    ],
+    [
+      'own wrappedKey, extended',
+      (e) => void (e.header.recipients[0]!.wrappedKey = extendB64(e.header.recipients[0]!.wrappedKey)),
+      'header.recipients.0.wrappedKey',
+    ],
+    [
+      "the other recipient's nonce, truncated",
+      (e) => void (e.header.recipients[1]!.nonce = truncB64(e.header.recipients[1]!.nonce)),
+      'header.recipients.1.nonce',
+    ],
+    [
+      "the other recipient's wrappedKey, extended",
+      (e) => void (e.header.recipients[1]!.wrappedKey = extendB64(e.header.recipients[1]!.wrappedKey)),
+      'header.recipients.1.wrappedKey',
+    ],
     ['recipients, emptied', (e) => void (e.header.recipients = []), 'header.recipients'],
     ['bodyNonce, truncated', (e) => void (e.header.bodyNonce = truncB64(e.header.bodyNonce)), 'header.bodyNonce'],
     ['bodyNonce, extended', (e) => void (e.header.bodyNonce = extendB64(e.header.bodyNonce)), 'header.bodyNonce'],
@@ -329,13 +409,22 @@ describe('tamper matrix: the body', () => {
   });
 
   it('swapped for the body of another request to the same agents → NJ_DECRYPT_FAILED', async () => {
-    const other = await sealRequest({ model: MODEL.id, messages: MESSAGES, sampling: SAMPLING, recipients: [A.verified, B.verified], now: NOW });
+    const other = await sealRequest({
+      model: MODEL.id,
+      messages: MESSAGES,
+      sampling: SAMPLING,
+      recipients: [A.verified, B.verified],
+      now: NOW,
+    });
     await expectTamperRefused((e) => void (e.body = other.envelope.body), BODY);
   });
 
   it('written as non-canonical base64url → NJ_FRAME_INVALID', async () => {
     // 1040 bytes leave two spare bits in the last character; setting one is a second spelling.
-    await expectTamperRefused((e) => void (e.body = nonCanonical(e.body)), [ProtocolError, 'NJ_FRAME_INVALID', 'base64url text is not canonical']);
+    await expectTamperRefused(
+      (e) => void (e.body = nonCanonical(e.body)),
+      [ProtocolError, 'NJ_FRAME_INVALID', 'base64url text is not canonical'],
+    );
   });
 });
 
@@ -344,10 +433,26 @@ describe('tamper matrix: every bit of every binary field', () => {
   it('refuses each single-bit flip with the check responsible for that field', async () => {
     const fields: [string, (e: Envelope) => { get: () => string; set: (v: string) => void }, ErrorCode][] = [
       ['jobId', (e) => ({ get: () => e.header.jobId, set: (v) => void (e.header.jobId = v) }), 'NJ_HEADER_MISMATCH'],
-      ['own nonce', (e) => ({ get: () => e.header.recipients[0]!.nonce, set: (v) => void (e.header.recipients[0]!.nonce = v) }), 'NJ_DECRYPT_FAILED'],
-      ['own wrappedKey', (e) => ({ get: () => e.header.recipients[0]!.wrappedKey, set: (v) => void (e.header.recipients[0]!.wrappedKey = v) }), 'NJ_DECRYPT_FAILED'],
-      ['other nonce', (e) => ({ get: () => e.header.recipients[1]!.nonce, set: (v) => void (e.header.recipients[1]!.nonce = v) }), 'NJ_HEADER_MISMATCH'],
-      ['other wrappedKey', (e) => ({ get: () => e.header.recipients[1]!.wrappedKey, set: (v) => void (e.header.recipients[1]!.wrappedKey = v) }), 'NJ_HEADER_MISMATCH'],
+      [
+        'own nonce',
+        (e) => ({ get: () => e.header.recipients[0]!.nonce, set: (v) => void (e.header.recipients[0]!.nonce = v) }),
+        'NJ_DECRYPT_FAILED',
+      ],
+      [
+        'own wrappedKey',
+        (e) => ({ get: () => e.header.recipients[0]!.wrappedKey, set: (v) => void (e.header.recipients[0]!.wrappedKey = v) }),
+        'NJ_DECRYPT_FAILED',
+      ],
+      [
+        'other nonce',
+        (e) => ({ get: () => e.header.recipients[1]!.nonce, set: (v) => void (e.header.recipients[1]!.nonce = v) }),
+        'NJ_HEADER_MISMATCH',
+      ],
+      [
+        'other wrappedKey',
+        (e) => ({ get: () => e.header.recipients[1]!.wrappedKey, set: (v) => void (e.header.recipients[1]!.wrappedKey = v) }),
+        'NJ_HEADER_MISMATCH',
+      ],
       ['bodyNonce', (e) => ({ get: () => e.header.bodyNonce, set: (v) => void (e.header.bodyNonce = v) }), 'NJ_DECRYPT_FAILED'],
       ['ephemeralKey', (e) => ({ get: () => e.header.ephemeralKey, set: (v) => void (e.header.ephemeralKey = v) }), 'NJ_DECRYPT_FAILED'],
     ];
@@ -409,7 +514,10 @@ describe('recipients and keys', () => {
     await expectTamperRefused(
       (e) => {
         const [a, b] = e.header.recipients;
-        e.header.recipients = [{ ...b!, agentId: a!.agentId }, { ...a!, agentId: b!.agentId }];
+        e.header.recipients = [
+          { ...b!, agentId: a!.agentId },
+          { ...a!, agentId: b!.agentId },
+        ];
       },
       [CryptoError, 'NJ_NOT_A_RECIPIENT', MSG.oldBoxKey],
       B,
@@ -466,7 +574,12 @@ describe('freshness and replay', () => {
     const opened = await openAs(A, sealed.envelope);
     guard.check(opened.payload.jobId, opened.payload.created, NOW);
     const again = await openAs(A, clone(sealed.envelope));
-    await expectNjError(() => guard.check(again.payload.jobId, again.payload.created, NOW + 1000), CryptoError, 'NJ_REPLAY', 'this jobId was already served');
+    await expectNjError(
+      () => guard.check(again.payload.jobId, again.payload.created, NOW + 1000),
+      CryptoError,
+      'NJ_REPLAY',
+      'this jobId was already served',
+    );
     expect(() => guard.check(toBase64Url(testBytes('another job', 16)), NOW, NOW)).not.toThrow();
     expect(guard.size).toBe(2);
   });
@@ -485,7 +598,12 @@ describe('freshness and replay', () => {
     const guard = new ReplayGuard({ maxEntries: 2, horizonMs: 1000 });
     guard.check('a', NOW, NOW);
     guard.check('b', NOW + 500, NOW + 500);
-    const busy = await expectNjError(() => guard.check('c', NOW + 600, NOW + 600), NightjarError, 'NJ_ENGINE_BUSY', 'too many recent jobs to remember; try again shortly');
+    const busy = await expectNjError(
+      () => guard.check('c', NOW + 600, NOW + 600),
+      NightjarError,
+      'NJ_ENGINE_BUSY',
+      'too many recent jobs to remember; try again shortly',
+    );
     expect(busy.retryAfterMs).toBe(1000);
     // 'a' expires at NOW + 1000: at NOW + 1001 it is pruned to make room, 'b' is still held.
     guard.check('c', NOW + 1001, NOW + 1001);
@@ -495,7 +613,10 @@ describe('freshness and replay', () => {
 
 describe('a client that seals something inconsistent', () => {
   /** Builds an envelope by hand from the primitives, so the sealed payload can disagree with it. */
-  async function craft(recipient: TestAgent, edit: { payload?: (p: Record<string, unknown>) => void; padded?: (plaintext: Uint8Array) => Uint8Array }): Promise<Envelope> {
+  async function craft(
+    recipient: TestAgent,
+    edit: { payload?: (p: Record<string, unknown>) => void; padded?: (plaintext: Uint8Array) => Uint8Array },
+  ): Promise<Envelope> {
     const contentKey = testBytes('craft/content-key', 32);
     const ephemeralSecret = testBytes('craft/ephemeral', 32);
     const nonce = testBytes('craft/nonce', 24);
@@ -518,7 +639,15 @@ describe('a client that seals something inconsistent', () => {
       bodyNonce: toBase64Url(bodyNonce),
       bodyLength: LIMITS.minRequestBucketBytes + 16,
     };
-    const payload: Record<string, unknown> = { v: 1, jobId, model: MODEL.id, created: NOW, headerDigest: headerDigest(header), messages: MESSAGES, sampling: SAMPLING };
+    const payload: Record<string, unknown> = {
+      v: 1,
+      jobId,
+      model: MODEL.id,
+      created: NOW,
+      headerDigest: headerDigest(header),
+      messages: MESSAGES,
+      sampling: SAMPLING,
+    };
     edit.payload?.(payload);
     const plaintext = utf8(JSON.stringify(payload));
     const padded = edit.padded ? edit.padded(plaintext) : pad(plaintext, LIMITS.minRequestBucketBytes);
@@ -546,7 +675,12 @@ describe('a client that seals something inconsistent', () => {
 
   it('a sealed payload that breaks the schema → NJ_FRAME_INVALID naming the field', async () => {
     const edit = (p: Record<string, unknown>) => void delete p.messages;
-    await expectNjError(async () => openAs(A, await craft(A, { payload: edit })), ProtocolError, 'NJ_FRAME_INVALID', /^request is invalid at messages: /);
+    await expectNjError(
+      async () => openAs(A, await craft(A, { payload: edit })),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      /^request is invalid at messages: /,
+    );
   });
 
   it('an impossible padding length → NJ_DECRYPT_FAILED', async () => {
@@ -555,7 +689,12 @@ describe('a client that seals something inconsistent', () => {
       new DataView(out.buffer).setUint32(0, LIMITS.minRequestBucketBytes - 3);
       return out;
     };
-    await expectNjError(async () => openAs(A, await craft(A, { padded })), CryptoError, 'NJ_DECRYPT_FAILED', 'padded message has an impossible length');
+    await expectNjError(
+      async () => openAs(A, await craft(A, { padded })),
+      CryptoError,
+      'NJ_DECRYPT_FAILED',
+      'padded message has an impossible length',
+    );
   });
 
   // The plaintext is a prompt: an error about it must not carry it, not even in `cause`, where a

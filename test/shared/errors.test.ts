@@ -24,7 +24,10 @@ function documentedRows(): { code: string; status: number; when: string; what: s
   return DOC.split('\n')
     .filter((line) => line.startsWith('| `NJ_'))
     .map((line) => {
-      const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+      const cells = line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim());
       expect(cells, line).toHaveLength(4);
       return { code: cells[0]!.replace(/`/g, ''), status: Number(cells[1]), when: cells[2]!, what: cells[3]! };
     });
@@ -43,25 +46,72 @@ describe('the registry', () => {
   // Add new codes to this list; never remove one.
   it('still holds every code ever released', () => {
     const released = [
-      'NJ_PROTOCOL_VERSION', 'NJ_FRAME_INVALID', 'NJ_FRAME_TOO_LARGE', 'NJ_FRAME_UNEXPECTED', 'NJ_BAD_REQUEST',
-      'NJ_PAYLOAD_TOO_LARGE', 'NJ_DECRYPT_FAILED', 'NJ_BAD_SIGNATURE', 'NJ_BAD_KEY', 'NJ_BUNDLE_INVALID',
-      'NJ_NOT_A_RECIPIENT', 'NJ_HEADER_MISMATCH', 'NJ_STALE_REQUEST', 'NJ_REPLAY', 'NJ_CHUNK_SEQUENCE',
-      'NJ_STREAM_TRUNCATED', 'NJ_RECEIPT_INVALID', 'NJ_TRUST_POLICY', 'NJ_PINNED_KEY_CHANGED', 'NJ_AUTH_FAILED',
-      'NJ_AUTH_TIMEOUT', 'NJ_AGENT_REPLACED', 'NJ_MODEL_UNKNOWN', 'NJ_NO_CAPACITY', 'NJ_DUPLICATE_JOB',
-      'NJ_AGENT_FAILED', 'NJ_JOB_TIMEOUT', 'NJ_CANCELLED', 'NJ_DECLINED', 'NJ_GATEWAY_UNREACHABLE',
-      'NJ_SHUTTING_DOWN', 'NJ_MODEL_NOT_SERVED', 'NJ_MODEL_LOAD_FAILED', 'NJ_MODEL_FILE_INVALID',
-      'NJ_CONTEXT_OVERFLOW', 'NJ_ENGINE_BUSY', 'NJ_ENGINE_FAILED', 'NJ_CONFIG_INVALID', 'NJ_USAGE',
-      'NJ_INTERNAL', 'NJ_PROXY_UNAUTHORIZED', 'NJ_PROXY_FORBIDDEN', 'NJ_UNSUPPORTED_FEATURE', 'NJ_KEYCHAIN_UNAVAILABLE',
-      'NJ_KEY_FILE_INSECURE', 'NJ_MODEL_NOT_INSTALLED', 'NJ_MODEL_DOES_NOT_FIT', 'NJ_DISK_FULL', 'NJ_DOWNLOAD_FAILED',
-      'NJ_CONTROL_UNAUTHORIZED', 'NJ_CONTROL_FORBIDDEN', 'NJ_AGENT_NOT_RUNNING', 'NJ_UNAUTHORIZED', 'NJ_RATE_LIMITED',
-      'NJ_INSUFFICIENT_FUNDS', 'NJ_MODEL_UNPRICED', 'NJ_ENROLL_INVALID', 'NJ_NOT_FOUND',
+      'NJ_PROTOCOL_VERSION',
+      'NJ_FRAME_INVALID',
+      'NJ_FRAME_TOO_LARGE',
+      'NJ_FRAME_UNEXPECTED',
+      'NJ_BAD_REQUEST',
+      'NJ_PAYLOAD_TOO_LARGE',
+      'NJ_DECRYPT_FAILED',
+      'NJ_BAD_SIGNATURE',
+      'NJ_BAD_KEY',
+      'NJ_BUNDLE_INVALID',
+      'NJ_NOT_A_RECIPIENT',
+      'NJ_HEADER_MISMATCH',
+      'NJ_STALE_REQUEST',
+      'NJ_REPLAY',
+      'NJ_CHUNK_SEQUENCE',
+      'NJ_STREAM_TRUNCATED',
+      'NJ_RECEIPT_INVALID',
+      'NJ_TRUST_POLICY',
+      'NJ_PINNED_KEY_CHANGED',
+      'NJ_AUTH_FAILED',
+      'NJ_AUTH_TIMEOUT',
+      'NJ_AGENT_REPLACED',
+      'NJ_MODEL_UNKNOWN',
+      'NJ_NO_CAPACITY',
+      'NJ_DUPLICATE_JOB',
+      'NJ_AGENT_FAILED',
+      'NJ_JOB_TIMEOUT',
+      'NJ_CANCELLED',
+      'NJ_DECLINED',
+      'NJ_GATEWAY_UNREACHABLE',
+      'NJ_SHUTTING_DOWN',
+      'NJ_MODEL_NOT_SERVED',
+      'NJ_MODEL_LOAD_FAILED',
+      'NJ_MODEL_FILE_INVALID',
+      'NJ_CONTEXT_OVERFLOW',
+      'NJ_ENGINE_BUSY',
+      'NJ_ENGINE_FAILED',
+      'NJ_CONFIG_INVALID',
+      'NJ_USAGE',
+      'NJ_INTERNAL',
+      'NJ_PROXY_UNAUTHORIZED',
+      'NJ_PROXY_FORBIDDEN',
+      'NJ_UNSUPPORTED_FEATURE',
+      'NJ_KEYCHAIN_UNAVAILABLE',
+      'NJ_KEY_FILE_INSECURE',
+      'NJ_MODEL_NOT_INSTALLED',
+      'NJ_MODEL_DOES_NOT_FIT',
+      'NJ_DISK_FULL',
+      'NJ_DOWNLOAD_FAILED',
+      'NJ_CONTROL_UNAUTHORIZED',
+      'NJ_CONTROL_FORBIDDEN',
+      'NJ_AGENT_NOT_RUNNING',
+      'NJ_UNAUTHORIZED',
+      'NJ_RATE_LIMITED',
+      'NJ_INSUFFICIENT_FUNDS',
+      'NJ_MODEL_UNPRICED',
+      'NJ_ENROLL_INVALID',
+      'NJ_NOT_FOUND',
     ];
     for (const code of released) expect(CODES, code).toContain(code);
   });
 
   it('isErrorCode accepts registered codes only, not inherited property names', () => {
     for (const code of CODES) expect(isErrorCode(code)).toBe(true);
-    for (const other of ['NJ_NOPE', 'toString', '__proto__', 'constructor', '', 42, null, undefined]) expect(isErrorCode(other)).toBe(false);
+    for (const other of ['NJ_NOPE', 'toString', '__proto__', 'constructor', '', 42, null, undefined])
+      expect(isErrorCode(other)).toBe(false);
   });
 });
 
@@ -91,7 +141,9 @@ describe('NightjarError', () => {
     expect(error.cause).toBe(cause);
     expect(error.toJSON()).toEqual({ code: 'NJ_DECRYPT_FAILED', message: 'the request body does not decrypt', retryAfterMs: 250 });
     expect(JSON.stringify(error)).not.toContain('CANARY');
-    expect(JSON.stringify({ error })).toBe('{"error":{"code":"NJ_DECRYPT_FAILED","message":"the request body does not decrypt","retryAfterMs":250}}');
+    expect(JSON.stringify({ error })).toBe(
+      '{"error":{"code":"NJ_DECRYPT_FAILED","message":"the request body does not decrypt","retryAfterMs":250}}',
+    );
     expect(new NightjarError('NJ_REPLAY', 'seen').toJSON()).toEqual({ code: 'NJ_REPLAY', message: 'seen' });
     expect('cause' in new NightjarError('NJ_REPLAY', 'seen')).toBe(false);
   });
@@ -106,7 +158,11 @@ describe('NightjarError', () => {
       status: 503,
     });
     const unknown = errorFromPayload({ code: 'NJ_FROM_THE_FUTURE', message: 'new' });
-    expect({ code: unknown.code, message: unknown.message, retryAfterMs: unknown.retryAfterMs }).toEqual({ code: 'NJ_FRAME_INVALID', message: 'new', retryAfterMs: undefined });
+    expect({ code: unknown.code, message: unknown.message, retryAfterMs: unknown.retryAfterMs }).toEqual({
+      code: 'NJ_FRAME_INVALID',
+      message: 'new',
+      retryAfterMs: undefined,
+    });
   });
 });
 

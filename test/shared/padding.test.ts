@@ -34,8 +34,18 @@ describe('padding', () => {
 
   it('refuses a padded buffer that is too short or claims more than it holds', async () => {
     await expectNjError(() => unpad(new Uint8Array(3)), CryptoError, 'NJ_DECRYPT_FAILED', 'padded message is too short');
-    await expectNjError(() => unpad(new Uint8Array([0, 0, 0, 13, ...new Uint8Array(12)])), CryptoError, 'NJ_DECRYPT_FAILED', 'padded message has an impossible length');
+    await expectNjError(
+      () => unpad(new Uint8Array([0, 0, 0, 13, ...new Uint8Array(12)])),
+      CryptoError,
+      'NJ_DECRYPT_FAILED',
+      'padded message has an impossible length',
+    );
     expect(unpad(new Uint8Array([0, 0, 0, 12, ...new Uint8Array(12)]))).toHaveLength(12);
-    await expectNjError(() => unpad(new Uint8Array([255, 255, 255, 255, 0, 0])), CryptoError, 'NJ_DECRYPT_FAILED', 'padded message has an impossible length');
+    await expectNjError(
+      () => unpad(new Uint8Array([255, 255, 255, 255, 0, 0])),
+      CryptoError,
+      'NJ_DECRYPT_FAILED',
+      'padded message has an impossible length',
+    );
   });
 });

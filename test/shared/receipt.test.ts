@@ -111,9 +111,17 @@ describe('tamper matrix: every field altered', () => {
 
   it.each<[string, (s: SignedReceipt) => void, string]>([
     ['v', (s) => void ((s.receipt as { v: number }).v = 2), 'receipt is invalid at receipt.v: Invalid input: expected 1'],
-    ['signature, truncated', (s) => void (s.signature = s.signature.slice(0, -2)), 'receipt is invalid at signature: expected 64 bytes of base64url'],
+    [
+      'signature, truncated',
+      (s) => void (s.signature = s.signature.slice(0, -2)),
+      'receipt is invalid at signature: expected 64 bytes of base64url',
+    ],
     ['an extra field', (s) => void Object.assign(s.receipt, { bonus: 1 }), 'receipt is invalid at receipt: Unrecognized key: "bonus"'],
-    ['negative tokens', (s) => void (s.receipt.promptTokens = -1), 'receipt is invalid at receipt.promptTokens: Too small: expected number to be >=0'],
+    [
+      'negative tokens',
+      (s) => void (s.receipt.promptTokens = -1),
+      'receipt is invalid at receipt.promptTokens: Too small: expected number to be >=0',
+    ],
   ])('%s → NJ_RECEIPT_INVALID (schema)', async (_what, mutate, message) => {
     const tampered = clone(signed);
     mutate(tampered);
@@ -123,7 +131,12 @@ describe('tamper matrix: every field altered', () => {
 
 describe('the signer', () => {
   it('verified against another agent’s key → NJ_RECEIPT_INVALID', async () => {
-    await expectNjError(() => verifyReceipt(signed, { ...expectations, identityKey: B.identity.publicKey }), CryptoError, 'NJ_RECEIPT_INVALID', SIGNATURE);
+    await expectNjError(
+      () => verifyReceipt(signed, { ...expectations, identityKey: B.identity.publicKey }),
+      CryptoError,
+      'NJ_RECEIPT_INVALID',
+      SIGNATURE,
+    );
   });
 
   // Agent A signs a receipt that names agent B, hoping whoever pays by agentId credits B.
@@ -142,8 +155,18 @@ describe('the signer', () => {
   });
 
   it('signReceipt refuses to sign for another agent, or a malformed receipt', async () => {
-    await expectNjError(() => signReceipt({ ...receipt, agentId: B.identity.agentId }, A.identity), CryptoError, 'NJ_BAD_KEY', 'a receipt must name the agent that signs it');
-    await expectNjError(() => signReceipt({ ...receipt, completionTokens: 1.5 }, A.identity), ProtocolError, 'NJ_FRAME_INVALID', /^receipt is invalid at completionTokens: /);
+    await expectNjError(
+      () => signReceipt({ ...receipt, agentId: B.identity.agentId }, A.identity),
+      CryptoError,
+      'NJ_BAD_KEY',
+      'a receipt must name the agent that signs it',
+    );
+    await expectNjError(
+      () => signReceipt({ ...receipt, completionTokens: 1.5 }, A.identity),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      /^receipt is invalid at completionTokens: /,
+    );
   });
 });
 
@@ -161,12 +184,22 @@ describe('expectations', () => {
   ])('%s differs → NJ_RECEIPT_INVALID', async (field, change) => {
     const expected = { ...expectations };
     change(expected);
-    await expectNjError(() => verifyReceipt(signed, expected), CryptoError, 'NJ_RECEIPT_INVALID', `receipt ${field} does not match the job`);
+    await expectNjError(
+      () => verifyReceipt(signed, expected),
+      CryptoError,
+      'NJ_RECEIPT_INVALID',
+      `receipt ${field} does not match the job`,
+    );
   });
 
   // Fails if verifyReceipt stops checking that the job ended after it started.
   it('a job that ended before it started → NJ_RECEIPT_INVALID', async () => {
     const backwards = await signReceipt({ ...receipt, endedAt: receipt.startedAt - 1 }, A.identity);
-    await expectNjError(() => verifyReceipt(backwards, expectations), CryptoError, 'NJ_RECEIPT_INVALID', 'receipt time span does not match the job');
+    await expectNjError(
+      () => verifyReceipt(backwards, expectations),
+      CryptoError,
+      'NJ_RECEIPT_INVALID',
+      'receipt time span does not match the job',
+    );
   });
 });

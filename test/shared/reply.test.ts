@@ -55,7 +55,10 @@ describe('keys, nonces and the stream digest', () => {
   it('seals chunk n as secretbox(pad(json), prefix ‖ 0⁴ ‖ u32be(n), key)', () => {
     const sealer = new ReplySealer(KEYS);
     const chunks = [sealer.seal('hi'), sealer.seal('!', FINAL)];
-    const payloads = [{ seq: 0, delta: 'hi' }, { seq: 1, delta: '!', final: FINAL }];
+    const payloads = [
+      { seq: 0, delta: 'hi' },
+      { seq: 1, delta: '!', final: FINAL },
+    ];
     chunks.forEach((chunk, i) => {
       const json = utf8(JSON.stringify(payloads[i]));
       const size = Math.ceil((json.length + 4) / LIMITS.chunkPadBytes) * LIMITS.chunkPadBytes;
@@ -101,7 +104,12 @@ describe('keys, nonces and the stream digest', () => {
   });
 
   it('refuses a salt that is not 16 bytes', async () => {
-    await expectNjError(() => deriveReplyKeys(CONTENT_KEY, SALT.subarray(0, 15), AGENT), CryptoError, 'NJ_BAD_KEY', 'a reply salt must be 16 bytes');
+    await expectNjError(
+      () => deriveReplyKeys(CONTENT_KEY, SALT.subarray(0, 15), AGENT),
+      CryptoError,
+      'NJ_BAD_KEY',
+      'a reply salt must be 16 bytes',
+    );
   });
 });
 
@@ -164,7 +172,12 @@ describe('tamper matrix: the order of chunks', () => {
   it('duplicated: chunk 0 twice → NJ_CHUNK_SEQUENCE', async () => {
     const opener = new ReplyOpener(KEYS);
     opener.open(0, STREAM[0]!.data);
-    await expectNjError(() => opener.open(0, STREAM[0]!.data), CryptoError, 'NJ_CHUNK_SEQUENCE', 'a duplicate or reordered chunk: expected 1, got 0');
+    await expectNjError(
+      () => opener.open(0, STREAM[0]!.data),
+      CryptoError,
+      'NJ_CHUNK_SEQUENCE',
+      'a duplicate or reordered chunk: expected 1, got 0',
+    );
   });
 
   it('missing: chunk 1 skipped → NJ_CHUNK_SEQUENCE', async () => {
@@ -199,11 +212,21 @@ describe('tamper matrix: the order of chunks', () => {
   // Fails if finish() stops requiring the final chunk.
   it('a stream that ends without its final chunk → NJ_STREAM_TRUNCATED', async () => {
     const opener = new ReplyOpener(KEYS);
-    await expectNjError(() => opener.finish(), CryptoError, 'NJ_STREAM_TRUNCATED', 'the reply ended after 0 chunks without its final chunk');
+    await expectNjError(
+      () => opener.finish(),
+      CryptoError,
+      'NJ_STREAM_TRUNCATED',
+      'the reply ended after 0 chunks without its final chunk',
+    );
     opener.open(0, STREAM[0]!.data);
     opener.open(1, STREAM[1]!.data);
     expect(opener.finished).toBe(false);
-    await expectNjError(() => opener.finish(), CryptoError, 'NJ_STREAM_TRUNCATED', 'the reply ended after 2 chunks without its final chunk');
+    await expectNjError(
+      () => opener.finish(),
+      CryptoError,
+      'NJ_STREAM_TRUNCATED',
+      'the reply ended after 2 chunks without its final chunk',
+    );
   });
 
   it('a stream spliced from two attempts → NJ_DECRYPT_FAILED at the splice', async () => {
@@ -215,7 +238,8 @@ describe('tamper matrix: the order of chunks', () => {
 });
 
 describe('an agent that seals something inconsistent', () => {
-  const sealRaw = (seq: number, plaintext: Uint8Array): Uint8Array => secretSeal(pad(plaintext, 64), nonceFor(KEYS.noncePrefix, seq), KEYS.key);
+  const sealRaw = (seq: number, plaintext: Uint8Array): Uint8Array =>
+    secretSeal(pad(plaintext, 64), nonceFor(KEYS.noncePrefix, seq), KEYS.key);
 
   // The nonce already binds the counter; the sealed seq is checked too, in depth.
   // Fails if ReplyOpener stops comparing the sealed seq with the frame's.
@@ -227,14 +251,24 @@ describe('an agent that seals something inconsistent', () => {
 
   it('a chunk that is not JSON → NJ_DECRYPT_FAILED, without echoing its text', async () => {
     const opener = new ReplyOpener(KEYS);
-    const error = await expectNjError(() => opener.open(0, sealRaw(0, utf8('CANARY reply text'))), CryptoError, 'NJ_DECRYPT_FAILED', 'reply chunk 0 is not JSON');
+    const error = await expectNjError(
+      () => opener.open(0, sealRaw(0, utf8('CANARY reply text'))),
+      CryptoError,
+      'NJ_DECRYPT_FAILED',
+      'reply chunk 0 is not JSON',
+    );
     expect(errorChainText(error)).not.toContain('CANARY');
   });
 
   it('a chunk with an unknown field → NJ_FRAME_INVALID', async () => {
     const opener = new ReplyOpener(KEYS);
     const data = sealRaw(0, utf8(JSON.stringify({ seq: 0, delta: 'x', tool: 'y' })));
-    await expectNjError(() => opener.open(0, data), ProtocolError, 'NJ_FRAME_INVALID', 'reply chunk is invalid at (root): Unrecognized key: "tool"');
+    await expectNjError(
+      () => opener.open(0, data),
+      ProtocolError,
+      'NJ_FRAME_INVALID',
+      'reply chunk is invalid at (root): Unrecognized key: "tool"',
+    );
   });
 
   it('an impossible padding length → NJ_DECRYPT_FAILED', async () => {
@@ -255,6 +289,11 @@ describe('the sealer', () => {
 
   it('refuses a chunk larger than the protocol allows', async () => {
     const sealer = new ReplySealer(KEYS);
-    await expectNjError(() => sealer.seal('x'.repeat(LIMITS.maxChunkBytes)), CryptoError, 'NJ_FRAME_TOO_LARGE', 'a reply chunk is too large');
+    await expectNjError(
+      () => sealer.seal('x'.repeat(LIMITS.maxChunkBytes)),
+      CryptoError,
+      'NJ_FRAME_TOO_LARGE',
+      'a reply chunk is too large',
+    );
   });
 });

@@ -12,7 +12,9 @@ const eslint = new ESLint({ cwd: root });
 
 async function lint(file: string, code: string): Promise<string[]> {
   const [result] = await eslint.lintText(code, { filePath: path.join(root, file) });
-  return (result?.messages ?? []).filter((m) => m.ruleId === 'nightjar/layers' || m.ruleId === 'no-restricted-globals').map((m) => m.message);
+  return (result?.messages ?? [])
+    .filter((m) => m.ruleId === 'nightjar/layers' || m.ruleId === 'no-restricted-globals')
+    .map((m) => m.message);
 }
 
 describe('nightjar/layers', () => {
@@ -38,14 +40,20 @@ describe('nightjar/layers', () => {
     ['src/gateway/x.ts', "export async function f() { return import('../main/agent/index.js'); }", /gateway may not import agent/],
   ])('%s: rejects %s', async (file, code, message) => {
     const messages = await lint(file, code);
-    expect(messages.some((m) => message.test(m)), messages.join('\n')).toBe(true);
+    expect(
+      messages.some((m) => message.test(m)),
+      messages.join('\n'),
+    ).toBe(true);
   });
 
   it.each([
     ['src/shared/x.ts', "import { z } from 'zod';\nexport const a = z;"],
     ['src/main/agent/x.ts', "import fs from 'node:fs';\nimport { a } from '../../shared/index.js';\nexport const b = [fs, a];"],
     ['src/main/electron/x.ts', "import { app } from 'electron';\nimport { a } from '../agent/index.js';\nexport const b = [app, a];"],
-    ['src/main/cli/x.ts', "import { a } from '../../gateway/index.js';\nimport { b } from '../../client/index.js';\nexport const c = [a, b];"],
+    [
+      'src/main/cli/x.ts',
+      "import { a } from '../../gateway/index.js';\nimport { b } from '../../client/index.js';\nexport const c = [a, b];",
+    ],
     ['src/gateway/x.ts', "import { a } from '../shared/index.js';\nimport { b } from './relay.js';\nexport const c = [a, b];"],
     ['src/client/web/x.ts', "import { a } from '../sdk/index.js';\nexport const b = a;"],
   ])('%s: allows %s', async (file, code) => {

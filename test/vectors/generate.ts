@@ -74,15 +74,31 @@ const RFC8032_TEST2_SECRET = '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da
 const RFC7748_BOB_PRIVATE = '5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb';
 const RFC7748_ALICE_PRIVATE = '77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a';
 
-const MODEL: BundleModel = { id: 'llama-3.2-1b-instruct-q4_0', sha256: toHex(fixed('model/sha256', 32)), synthetic: false, contextLength: 131072 };
+const MODEL: BundleModel = {
+  id: 'llama-3.2-1b-instruct-q4_0',
+  sha256: toHex(fixed('model/sha256', 32)),
+  synthetic: false,
+  contextLength: 131072,
+};
 const PLATFORM: Platform = { os: 'macOS', osVersion: '15.2', arch: 'arm64', chip: 'Apple M3 Pro', memoryBytes: 36 * 1024 ** 3 };
-const POSTURE: Posture = { sip: true, hardenedRuntime: true, debuggerDenied: true, secureEnclave: true, appVersion: '0.1.0', appHash: toHex(fixed('app/hash', 32)) };
+const POSTURE: Posture = {
+  sip: true,
+  hardenedRuntime: true,
+  debuggerDenied: true,
+  secureEnclave: true,
+  appVersion: '0.1.0',
+  appHash: toHex(fixed('app/hash', 32)),
+};
 const MESSAGES: ChatMessage[] = [
   { role: 'system', content: 'Answer in one word.' },
   { role: 'user', content: 'Which bird sings at dusk? ☾ "quoted", \\ and a newline:\n' },
 ];
 const SAMPLING: Sampling = { maxTokens: 32, temperature: 0.7, topP: 0.9, seed: 42, stop: ['\n\n'] };
-const DELTAS: [string, ReplyFinal?][] = [['The'], [' nightjar'], ['.', { finishReason: 'stop', usage: { promptTokens: 31, completionTokens: 3 } }]];
+const DELTAS: [string, ReplyFinal?][] = [
+  ['The'],
+  [' nightjar'],
+  ['.', { finishReason: 'stop', usage: { promptTokens: 31, completionTokens: 3 } }],
+];
 
 /** The draws sealRequest makes, in its documented order (no jobId is given, so it draws one). */
 const DRAWS: [string, Uint8Array][] = [
@@ -137,7 +153,12 @@ async function build(commit: string): Promise<Record<string, Vectors>> {
     bundles,
   };
 
-  const challengeFields = { gatewayId: 'gw-vectors-1', nonce: toBase64Url(fixed('challenge/nonce', 32)), time: NOW + 1000, agentId: identities.agentA.agentId };
+  const challengeFields = {
+    gatewayId: 'gw-vectors-1',
+    nonce: toBase64Url(fixed('challenge/nonce', 32)),
+    time: NOW + 1000,
+    agentId: identities.agentA.agentId,
+  };
   const challenge = {
     source: from("agent A answers a challenge; the nonce is fixed('challenge/nonce', 32)"),
     identity: 'agentA',
@@ -184,8 +205,15 @@ async function build(commit: string): Promise<Record<string, Vectors>> {
   });
   const replyDigest = sealer.digest();
   const reply = {
-    source: from("agent A replies to the request of nightjar-envelope.json in three chunks, the last final; its reply salt is fixed('reply/salt', 16)"),
-    inputs: { contentKey: toHex(sealed.contentKey), replySalt: toHex(salt), agentId: identities.agentA.agentId, deltas: DELTAS.map(([delta, final]) => (final ? { delta, final } : { delta })) },
+    source: from(
+      "agent A replies to the request of nightjar-envelope.json in three chunks, the last final; its reply salt is fixed('reply/salt', 16)",
+    ),
+    inputs: {
+      contentKey: toHex(sealed.contentKey),
+      replySalt: toHex(salt),
+      agentId: identities.agentA.agentId,
+      deltas: DELTAS.map(([delta, final]) => (final ? { delta, final } : { delta })),
+    },
     keys: { key: toHex(replyKeys.key), noncePrefix: toHex(replyKeys.noncePrefix) },
     chunks,
     replyDigest: toBase64Url(replyDigest),
@@ -263,7 +291,9 @@ async function main(): Promise<void> {
     }
   }
   if (differ > 0) {
-    console.log(mode === 'check' ? 'Vectors differ.' : 'Refusing to change frozen vectors; rerun with --force only for a deliberate wire change.');
+    console.log(
+      mode === 'check' ? 'Vectors differ.' : 'Refusing to change frozen vectors; rerun with --force only for a deliberate wire change.',
+    );
     process.exitCode = 1;
   }
 }

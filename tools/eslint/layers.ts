@@ -78,8 +78,7 @@ const rule: Rule.RuleModule = {
       node: '{{layer}} must run outside Node: it may not import the Node built-in "{{spec}}".',
       electron: 'Only src/main/electron may import "electron" ({{layer}} does).',
       crossLayer: '{{layer}} may not import {{target}} ("{{spec}}").',
-      frontDoor:
-        'Import {{target}} through its front door ({{dir}}/index.ts), not "{{spec}}".',
+      frontDoor: 'Import {{target}} through its front door ({{dir}}/index.ts), not "{{spec}}".',
     },
   },
   create(context) {
@@ -138,13 +137,7 @@ const rule: Rule.RuleModule = {
       CallExpression(node) {
         const callee = node.callee;
         const arg = node.arguments[0];
-        if (
-          callee.type === 'Identifier' &&
-          callee.name === 'require' &&
-          arg &&
-          arg.type === 'Literal' &&
-          typeof arg.value === 'string'
-        ) {
+        if (callee.type === 'Identifier' && callee.name === 'require' && arg && arg.type === 'Literal' && typeof arg.value === 'string') {
           check(node, arg.value);
         }
       },

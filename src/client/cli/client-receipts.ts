@@ -88,7 +88,13 @@ export async function clientReceiptsCommand(argv: string[], io: ClientCommandIo)
       });
       const all = [header, ...rows];
       const widths = header.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-      for (const r of all) io.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+      for (const r of all)
+        io.stdout.write(
+          r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd() + '\n',
+        );
       const totalPrompt = shown.reduce((n, e) => n + e.receipt.receipt.promptTokens, 0);
       const totalCompletion = shown.reduce((n, e) => n + e.receipt.receipt.completionTokens, 0);
       io.stderr.write(

@@ -75,11 +75,7 @@ export function dataDirFrom(values: ClientFlagValues, io: Pick<ClientCommandIo, 
 }
 
 /** Builds the client a command uses from its flags. */
-export function commandClient(
-  values: ClientFlagValues,
-  io: ClientCommandIo,
-  extra: Partial<NightjarClientOptions> = {},
-): CommandClient {
+export function commandClient(values: ClientFlagValues, io: ClientCommandIo, extra: Partial<NightjarClientOptions> = {}): CommandClient {
   const gatewayUrl = values.gateway ?? io.env.NIGHTJAR_GATEWAY ?? DEFAULT_GATEWAY;
   let url: URL;
   try {
@@ -126,7 +122,12 @@ export function commandClient(
 }
 
 /** Picks `wanted`, or the first model the gateway offers that the trust policy allows. */
-export async function pickModel(client: NightjarClient, wanted: string | undefined, allowSynthetic: boolean, signal?: AbortSignal): Promise<string> {
+export async function pickModel(
+  client: NightjarClient,
+  wanted: string | undefined,
+  allowSynthetic: boolean,
+  signal?: AbortSignal,
+): Promise<string> {
   if (wanted) return wanted;
   const models = await client.models(signal);
   const usable = models.filter((m) => allowSynthetic || !m.synthetic);

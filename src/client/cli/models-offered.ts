@@ -50,9 +50,18 @@ export async function modelsOfferedCommand(argv: string[], io: ClientCommandIo):
       io.stdout.write(`${gatewayUrl} offers no models right now (no agent is connected).\n`);
       return 0;
     }
-    const rows = [['MODEL', 'AGENTS', 'FREE SLOTS', ''], ...models.map((m) => [m.id, String(m.agents), String(m.freeSlots), m.synthetic ? 'synthetic (random weights)' : ''])];
+    const rows = [
+      ['MODEL', 'AGENTS', 'FREE SLOTS', ''],
+      ...models.map((m) => [m.id, String(m.agents), String(m.freeSlots), m.synthetic ? 'synthetic (random weights)' : '']),
+    ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) io.stdout.write(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    for (const r of rows)
+      io.stdout.write(
+        r
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd() + '\n',
+      );
     return 0;
   } catch (err) {
     return reportError(io, err);

@@ -71,7 +71,10 @@ export async function proxyCommand(argv: string[], io: ProxyCommandIo): Promise<
     const token = values.token ?? io.env.NIGHTJAR_PROXY_TOKEN;
     const logger =
       io.logger?.(level) ??
-      createLogger({ level: (level as 'debug' | 'info' | 'warn' | 'error' | undefined) ?? 'info', write: (line) => io.stderr.write(line + '\n') });
+      createLogger({
+        level: (level as 'debug' | 'info' | 'warn' | 'error' | undefined) ?? 'info',
+        write: (line) => io.stderr.write(line + '\n'),
+      });
     const proxy = await startProxy({
       client,
       port,
@@ -86,7 +89,9 @@ export async function proxyCommand(argv: string[], io: ProxyCommandIo): Promise<
       `Nightjar proxy on ${proxy.url}, sealing requests for agents behind ${gatewayUrl}\n` +
         `  OpenAI clients:    OPENAI_BASE_URL=${proxy.url}/v1\n` +
         `  Anthropic clients: ANTHROPIC_BASE_URL=${proxy.url}\n` +
-        (token ? '  API key: the token you gave (--token / NIGHTJAR_PROXY_TOKEN)\n' : '  API key: any (no --token given; only programs on this machine can reach it)\n') +
+        (token
+          ? '  API key: the token you gave (--token / NIGHTJAR_PROXY_TOKEN)\n'
+          : '  API key: any (no --token given; only programs on this machine can reach it)\n') +
         (dataDir ? `  pins and receipts: ${dataDir}\n` : '') +
         'Ctrl-C stops it.\n',
     );

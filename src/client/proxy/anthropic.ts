@@ -76,7 +76,10 @@ export function parseAnthropicRequest(body: unknown): AnthropicRequest {
 }
 
 /** Anthropic's stop_reason for a Nightjar finish; null for a reply the agent cut short. */
-export function anthropicStopReason(reason: FinishReason, stopSequence: string | undefined): 'end_turn' | 'max_tokens' | 'stop_sequence' | null {
+export function anthropicStopReason(
+  reason: FinishReason,
+  stopSequence: string | undefined,
+): 'end_turn' | 'max_tokens' | 'stop_sequence' | null {
   if (reason === 'length') return 'max_tokens';
   if (reason === 'stop') return stopSequence === undefined ? 'end_turn' : 'stop_sequence';
   return null;
@@ -150,7 +153,10 @@ export const anthropicEvents = {
           },
         },
       },
-      { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: null } } },
+      {
+        event: 'content_block_start',
+        data: { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: null } },
+      },
       { event: 'ping', data: { type: 'ping' } },
     ];
   },

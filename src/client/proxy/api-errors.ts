@@ -17,7 +17,13 @@ export interface ApiErrorAnswer {
 }
 
 /** Codes a client may usefully send again as they are (after a wait). */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NJ_NO_CAPACITY', 'NJ_SHUTTING_DOWN', 'NJ_AGENT_FAILED', 'NJ_JOB_TIMEOUT', 'NJ_GATEWAY_UNREACHABLE']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'NJ_NO_CAPACITY',
+  'NJ_SHUTTING_DOWN',
+  'NJ_AGENT_FAILED',
+  'NJ_JOB_TIMEOUT',
+  'NJ_GATEWAY_UNREACHABLE',
+]);
 
 /** The HTTP status a compatible client gets for `error` in `flavor`. */
 export function statusFor(error: NightjarError, flavor: ApiFlavor): number {

@@ -59,7 +59,8 @@ function text(content: z.infer<typeof messageSchema>['content'], index: number):
   if (typeof content === 'string') return content;
   return content
     .map((part) => {
-      if (part.type !== 'text' || part.text === undefined) throw unsupported(`messages[${index}] content of type "${part.type}" (only text)`);
+      if (part.type !== 'text' || part.text === undefined)
+        throw unsupported(`messages[${index}] content of type "${part.type}" (only text)`);
       return part.text;
     })
     .join('');
@@ -92,7 +93,8 @@ export function parseOpenAiRequest(body: unknown): OpenAiRequest {
     const role = m.role === 'developer' ? 'system' : m.role;
     return { role, content: text(m.content, i) };
   });
-  const stop = b.stop === undefined || b.stop === null ? undefined : (typeof b.stop === 'string' ? [b.stop] : b.stop).filter((s) => s !== '');
+  const stop =
+    b.stop === undefined || b.stop === null ? undefined : (typeof b.stop === 'string' ? [b.stop] : b.stop).filter((s) => s !== '');
   return {
     model: b.model,
     messages,

@@ -7,14 +7,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  LIMITS,
-  NightjarError,
-  silentLogger,
-  systemClock,
-  type Clock,
-  type Logger,
-} from '../../shared/index.js';
+import { LIMITS, NightjarError, silentLogger, systemClock, type Clock, type Logger } from '../../shared/index.js';
 import type { ChatRequest, ChatResult, ChatStream, NightjarClient } from '../sdk/index.js';
 import { anthropicEvents, anthropicStopReason, messageBody, parseAnthropicRequest, type AnthropicEvent } from './anthropic.js';
 import { asNightjarError, errorAnswer, errorObject, type ApiFlavor } from './api-errors.js';
@@ -170,7 +163,13 @@ export async function startProxy(options: CompatProxyOptions): Promise<CompatPro
     }
   }
 
-  async function listModels(req: IncomingMessage, res: ServerResponse, flavor: ApiFlavor, one: string | null, requestId: string): Promise<void> {
+  async function listModels(
+    req: IncomingMessage,
+    res: ServerResponse,
+    flavor: ApiFlavor,
+    one: string | null,
+    requestId: string,
+  ): Promise<void> {
     const models = (await client.models()).filter((m) => options.listSynthetic || !m.synthetic);
     const shown = one === null ? models : models.filter((m) => m.id === one);
     if (one !== null && shown.length === 0) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${one}`);
@@ -302,7 +301,10 @@ export async function startProxy(options: CompatProxyOptions): Promise<CompatPro
       if (controller.signal.aborted) return;
       // The stream ends with an error event and no finish: the text so far is not a complete answer.
       const object = errorObject(error, flavor);
-      await writeSse(res, flavor === 'openai' ? data({ error: object }) : event({ event: 'error', data: { type: 'error', error: object } }));
+      await writeSse(
+        res,
+        flavor === 'openai' ? data({ error: object }) : event({ event: 'error', data: { type: 'error', error: object } }),
+      );
     }
     res.end();
   }
@@ -322,16 +324,30 @@ export async function startProxy(options: CompatProxyOptions): Promise<CompatPro
         res.writeHead(204, {
           ...corsHeaders(req),
           'access-control-allow-methods': 'GET, POST, OPTIONS',
-          'access-control-allow-headers': 'authorization, x-api-key, content-type, anthropic-version, anthropic-beta, openai-organization, openai-project, x-stainless-retry-count, x-stainless-timeout',
+          'access-control-allow-headers':
+            'authorization, x-api-key, content-type, anthropic-version, anthropic-beta, openai-organization, openai-project, x-stainless-retry-count, x-stainless-timeout',
           'access-control-max-age': '600',
         });
         res.end();
         return;
       }
-      return sendError(req, res, new NightjarError('NJ_PROXY_FORBIDDEN', 'requests from web pages of other origins are refused'), flavor, requestId);
+      return sendError(
+        req,
+        res,
+        new NightjarError('NJ_PROXY_FORBIDDEN', 'requests from web pages of other origins are refused'),
+        flavor,
+        requestId,
+      );
     }
     if (refused) return sendError(req, res, refused, flavor, requestId);
-    if (closing) return sendError(req, res, new NightjarError('NJ_SHUTTING_DOWN', 'the proxy is shutting down', { retryAfterMs: 1000 }), flavor, requestId);
+    if (closing)
+      return sendError(
+        req,
+        res,
+        new NightjarError('NJ_SHUTTING_DOWN', 'the proxy is shutting down', { retryAfterMs: 1000 }),
+        flavor,
+        requestId,
+      );
 
     if (req.method === 'GET' && path === '/healthz') return send(req, res, 200, { ok: true });
     if (req.method === 'GET' && (path === '/v1/models' || path.startsWith('/v1/models/'))) {
@@ -386,7 +402,9 @@ export async function startProxy(options: CompatProxyOptions): Promise<CompatPro
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new NightjarError('NJ_CONFIG_INVALID', `cannot listen on ${host}:${port} (${code ?? 'error'}); choose another address or port`, { cause: err });
+    throw new NightjarError('NJ_CONFIG_INVALID', `cannot listen on ${host}:${port} (${code ?? 'error'}); choose another address or port`, {
+      cause: err,
+    });
   }
   const address = server.address() as AddressInfo;
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;

@@ -349,7 +349,10 @@ export class NightjarClient {
   async #checkCandidate(signed: SignedBundle, model: string, policy: TrustPolicy, minTrust: Trust): Promise<Candidate> {
     const pinned = await policy.pins?.get(signed.bundle.agentId);
     if (policy.onlyPinned && !pinned) {
-      throw new NightjarError('NJ_TRUST_POLICY', `agent ${signed.bundle.agentId.slice(0, 8)} is not pinned and only pinned agents are allowed`);
+      throw new NightjarError(
+        'NJ_TRUST_POLICY',
+        `agent ${signed.bundle.agentId.slice(0, 8)} is not pinned and only pinned agents are allowed`,
+      );
     }
     const verified = await verifyBundle(signed, { now: this.#clock.now(), ...(pinned ? { pinnedIdentityKey: pinned } : {}) });
     const entry = verified.bundle.models.find((m) => m.id === model);
@@ -472,7 +475,8 @@ export class NightjarClient {
               break;
             }
             case 'done': {
-              if (!opener || !agent || !state.served) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
+              if (!opener || !agent || !state.served)
+                throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
               const result = await this.#finish(request, sealed, opener, agent, state.served, state.text, event.receipt);
               this.#prepareSpare(recipients);
               return result;

@@ -186,7 +186,10 @@ export class SqlAccountStore implements AccountStore {
         input.now,
       ]);
       if (n === 1) {
-        await tx.run("INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, 'client', 0, ?) ON CONFLICT DO NOTHING", [`client:${s.id}`, input.now]);
+        await tx.run("INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, 'client', 0, ?) ON CONFLICT DO NOTHING", [
+          `client:${s.id}`,
+          input.now,
+        ]);
       }
       return n;
     });
@@ -228,7 +231,10 @@ export class SqlAccountStore implements AccountStore {
         input.now,
       ]);
       if (n === 1) {
-        await tx.run("INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, 'operator', 0, ?) ON CONFLICT DO NOTHING", [`operator:${s.id}`, input.now]);
+        await tx.run("INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, 'operator', 0, ?) ON CONFLICT DO NOTHING", [
+          `operator:${s.id}`,
+          input.now,
+        ]);
       }
       return n;
     });
@@ -261,16 +267,14 @@ export class SqlAccountStore implements AccountStore {
 
   async createEnrollmentToken(input: { operatorId: string; now: number; ttlMs: number }): Promise<EnrollmentInfo & { token: string }> {
     if (!(await this.getOperator(input.operatorId))) throw new NightjarError('NJ_NOT_FOUND', `no operator ${input.operatorId}`);
-    if (!Number.isInteger(input.ttlMs) || input.ttlMs < 60_000) throw new NightjarError('NJ_USAGE', 'an enrollment token must live at least a minute');
+    if (!Number.isInteger(input.ttlMs) || input.ttlMs < 60_000)
+      throw new NightjarError('NJ_USAGE', 'an enrollment token must live at least a minute');
     const expiresAt = input.now + input.ttlMs;
     const s = await this.#insertSecret('njen', (tx, s) =>
-      tx.run('INSERT INTO enrollment_tokens (id, token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING', [
-        s.id,
-        s.hash,
-        input.operatorId,
-        input.now,
-        expiresAt,
-      ]),
+      tx.run(
+        'INSERT INTO enrollment_tokens (id, token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        [s.id, s.hash, input.operatorId, input.now, expiresAt],
+      ),
     );
     return { id: s.id, operatorId: input.operatorId, createdAt: input.now, expiresAt, usedAt: null, usedBy: null, token: s.secret };
   }
@@ -314,10 +318,16 @@ export class SqlAccountStore implements AccountStore {
       if (token.usedBy === agentId) return { operatorId, boundNow: false };
       if (token.usedAt !== null) return invalid('was already used by another agent');
       if (now > token.expiresAt) return invalid('has expired');
-      if (operatorId !== null && operatorId !== token.operatorId) return invalid('is for another operator than the one this agent is bound to');
+      if (operatorId !== null && operatorId !== token.operatorId)
+        return invalid('is for another operator than the one this agent is bound to');
       await tx.run('UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL', [now, agentId, token.id]);
       operatorId = token.operatorId;
-      await tx.run('UPDATE agents SET operator_id = ?, enrollment_id = ?, bound_at = ? WHERE agent_id = ?', [operatorId, token.id, now, agentId]);
+      await tx.run('UPDATE agents SET operator_id = ?, enrollment_id = ?, bound_at = ? WHERE agent_id = ?', [
+        operatorId,
+        token.id,
+        now,
+        agentId,
+      ]);
       return { operatorId, boundNow: true };
     });
   }
@@ -336,12 +346,17 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async unbindAgent(agentId: string): Promise<boolean> {
-    return (await this.#db.run('UPDATE agents SET operator_id = NULL, bound_at = NULL WHERE agent_id = ? AND operator_id IS NOT NULL', [agentId])) === 1;
+    return (
+      (await this.#db.run('UPDATE agents SET operator_id = NULL, bound_at = NULL WHERE agent_id = ? AND operator_id IS NOT NULL', [
+        agentId,
+      ])) === 1
+    );
   }
 
   async setPrice(model: string, price: Price, now: number): Promise<void> {
     for (const v of [price.promptPerMTok, price.completionPerMTok]) {
-      if (v < 0n || v > MAX_PRICE_PER_MTOK) throw new NightjarError('NJ_USAGE', `a price must be 0 to ${MAX_PRICE_PER_MTOK} micro-credits per million tokens`);
+      if (v < 0n || v > MAX_PRICE_PER_MTOK)
+        throw new NightjarError('NJ_USAGE', `a price must be 0 to ${MAX_PRICE_PER_MTOK} micro-credits per million tokens`);
     }
     await this.#db.run(
       `INSERT INTO prices (model, prompt_per_mtok, completion_per_mtok, updated_at) VALUES (?, ?, ?, ?)

@@ -5,8 +5,8 @@
  * are made, and never again: only their hashes are stored.
  */
 import { parseArgs } from 'node:util';
-import { NightjarError, modelIdSchema, type Clock } from '../../shared/index.js';
-import { ACCOUNTS, MICRO_PER_CREDIT } from '../ledger/ledger.store.js';
+import { NightjarError, formatCredits, modelIdSchema, parseCredits, parseDuration, type Clock } from '../../shared/index.js';
+import { ACCOUNTS } from '../ledger/ledger.store.js';
 import { openSqliteStore, type GatewayStore } from '../store/gateway-store.js';
 
 /** Default database file of `nightjar gateway`, relative to the working directory. */
@@ -41,28 +41,6 @@ export interface AdminContext {
   stdout: { write(text: string): unknown };
   /** Defaults to the system clock's time. */
   clock?: Pick<Clock, 'now'>;
-}
-
-/** Parses a credit amount ("12", "0.5", "1.000001") into micro-credits. */
-export function parseCredits(text: string, what: string): bigint {
-  const m = /^(\d{1,13})(?:\.(\d{1,6}))?$/.exec(text.trim());
-  if (!m) throw new NightjarError('NJ_USAGE', `${what} must be a number of credits with at most six decimals, not "${text}"`);
-  return BigInt(m[1]!) * MICRO_PER_CREDIT + BigInt((m[2] ?? '').padEnd(6, '0'));
-}
-
-/** Micro-credits as credits, e.g. 1500000n → "1.5". */
-export function formatCredits(micro: bigint): string {
-  const neg = micro < 0n;
-  const abs = neg ? -micro : micro;
-  const frac = (abs % MICRO_PER_CREDIT).toString().padStart(6, '0').replace(/0+$/, '');
-  return `${neg ? '-' : ''}${abs / MICRO_PER_CREDIT}${frac ? '.' + frac : ''}`;
-}
-
-/** Parses a duration such as 30m, 12h, 7d. */
-export function parseDuration(text: string): number {
-  const m = /^(\d{1,6})(m|h|d)$/.exec(text);
-  if (!m) throw new NightjarError('NJ_USAGE', `a duration looks like 30m, 12h or 7d, not "${text}"`);
-  return Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
 }
 
 function table(rows: string[][]): string {
@@ -146,7 +124,13 @@ export async function adminCommand(argv: string[], ctx: AdminContext): Promise<n
         const rows = [['ID', 'NAME', 'BALANCE', 'AGENTS', 'CREATED']];
         for (const op of await accounts.listOperators()) {
           const agents = await accounts.listAgents(op.id);
-          rows.push([op.id, op.name, formatCredits(await ledger.balance(ACCOUNTS.operator(op.id))), String(agents.length), time(op.createdAt)]);
+          rows.push([
+            op.id,
+            op.name,
+            formatCredits(await ledger.balance(ACCOUNTS.operator(op.id))),
+            String(agents.length),
+            time(op.createdAt),
+          ]);
         }
         out(table(rows));
         return 0;
@@ -165,14 +149,15 @@ export async function adminCommand(argv: string[], ctx: AdminContext): Promise<n
       }
       case 'enroll create': {
         const operatorId = need(values.operator, '--operator');
-        const token = await accounts.createEnrollmentToken({ operatorId, now, ttlMs: parseDuration(values.ttl ?? '7d') });
+        const token = await accounts.createEnrollmentToken({ operatorId, now, ttlMs: parseDuration(values.ttl ?? '7d', '--ttl') });
         out(`Enrollment token ${token.id} for operator ${operatorId}, valid until ${time(token.expiresAt)}, for one agent.\n`);
         out(`Start the agent with it (shown once):\n\n  ${token.token}\n\n`);
         return 0;
       }
       case 'enroll list': {
         const rows = [['ID', 'OPERATOR', 'EXPIRES', 'USED', 'AGENT']];
-        for (const t of await accounts.listEnrollmentTokens(values.operator)) rows.push([t.id, t.operatorId, time(t.expiresAt), time(t.usedAt), t.usedBy ?? '-']);
+        for (const t of await accounts.listEnrollmentTokens(values.operator))
+          rows.push([t.id, t.operatorId, time(t.expiresAt), time(t.usedAt), t.usedBy ?? '-']);
         out(table(rows));
         return 0;
       }
@@ -185,14 +170,20 @@ export async function adminCommand(argv: string[], ctx: AdminContext): Promise<n
       case 'prices set': {
         const model = modelIdSchema.safeParse(arg(0, 'a model id'));
         if (!model.success) throw new NightjarError('NJ_USAGE', 'a model id uses a-z, 0-9 and ._:/-');
-        const price = { promptPerMTok: parseCredits(need(values.prompt, '--prompt'), '--prompt'), completionPerMTok: parseCredits(need(values.completion, '--completion'), '--completion') };
+        const price = {
+          promptPerMTok: parseCredits(need(values.prompt, '--prompt'), '--prompt'),
+          completionPerMTok: parseCredits(need(values.completion, '--completion'), '--completion'),
+        };
         await accounts.setPrice(model.data, price, now);
-        out(`${model.data}: ${formatCredits(price.promptPerMTok)} credits per million prompt tokens, ${formatCredits(price.completionPerMTok)} per million completion tokens.\n`);
+        out(
+          `${model.data}: ${formatCredits(price.promptPerMTok)} credits per million prompt tokens, ${formatCredits(price.completionPerMTok)} per million completion tokens.\n`,
+        );
         return 0;
       }
       case 'prices list': {
         const rows = [['MODEL', 'PROMPT/MTOK', 'COMPLETION/MTOK', 'UPDATED']];
-        for (const p of await accounts.listPrices()) rows.push([p.model, formatCredits(p.promptPerMTok), formatCredits(p.completionPerMTok), time(p.updatedAt)]);
+        for (const p of await accounts.listPrices())
+          rows.push([p.model, formatCredits(p.promptPerMTok), formatCredits(p.completionPerMTok), time(p.updatedAt)]);
         out(table(rows));
         return 0;
       }

@@ -52,7 +52,8 @@ export interface GatewayCommandContext {
 function shareBps(text: string): number {
   const m = /^(\d{1,3})(?:\.(\d{1,2}))?$/.exec(text);
   const bps = m ? Number(m[1]) * 100 + Number((m[2] ?? '').padEnd(2, '0')) : NaN;
-  if (!(bps >= 0 && bps <= 10_000)) throw new NightjarError('NJ_USAGE', `--operator-share must be a percentage from 0 to 100, not "${text}"`);
+  if (!(bps >= 0 && bps <= 10_000))
+    throw new NightjarError('NJ_USAGE', `--operator-share must be a percentage from 0 to 100, not "${text}"`);
   return bps;
 }
 
@@ -85,7 +86,8 @@ export async function gatewayCommand(argv: string[], ctx: GatewayCommandContext)
     return 0;
   }
   const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NightjarError('NJ_USAGE', `--port must be 0–65535, not "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new NightjarError('NJ_USAGE', `--port must be 0–65535, not "${values.port}"`);
   if (values.memory && values.db !== undefined) throw new NightjarError('NJ_USAGE', '--memory and --db exclude each other');
   const logger = ctx.logger({ level: values['log-level'], json: values['log-json'] ?? false });
   const dbPath = values.memory ? null : path.resolve(values.db ?? DEFAULT_DB);

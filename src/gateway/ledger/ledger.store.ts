@@ -16,12 +16,11 @@
  * A job is `held` until exactly one of settle (on its verified receipt) or release (no receipt)
  * moves it to `settled` or `released`; both are idempotent.
  */
-import { NightjarError, randomBytes, toHex } from '../../shared/index.js';
+import { MICRO_PER_CREDIT, NightjarError, randomBytes, toHex } from '../../shared/index.js';
 import { bigOf, intOf, intOrNull, textOrNull, type SqlDriver, type SqlExecutor, type SqlRow } from '../store/sql.js';
 import type { Price } from '../accounts/account.store.js';
 
 /** Micro-credits in one credit. */
-export const MICRO_PER_CREDIT = 1_000_000n;
 /** Tokens a price is quoted for. */
 const PER_MTOK = 1_000_000n;
 
@@ -94,7 +93,8 @@ export type SettleResult =
   | { status: 'unknown' };
 
 /** How a release call ended. */
-export type ReleaseResult = { status: 'released'; duplicate: boolean; amount: bigint } | { status: 'settled'; duplicate: true } | { status: 'unknown' };
+export type ReleaseResult =
+  { status: 'released'; duplicate: boolean; amount: bigint } | { status: 'settled'; duplicate: true } | { status: 'unknown' };
 
 /** One job as the ledger records it. */
 export interface JobRecord {
@@ -169,7 +169,10 @@ export interface LedgerStore {
   /** Settled jobs on `operatorId`'s agents that ended in [since, until), summed by UTC day and model. */
   earnings(operatorId: string, since: number, until: number): Promise<EarningsRow[]>;
   /** Settled jobs on `operatorId`'s agents, newest first, optionally before a cursor. */
-  receipts(operatorId: string, options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number }): Promise<JobRecord[]>;
+  receipts(
+    operatorId: string,
+    options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number },
+  ): Promise<JobRecord[]>;
   /** Every violated invariant, described; empty when the books balance. */
   checkInvariants(): Promise<string[]>;
 }
@@ -201,7 +204,15 @@ const jobOf = (r: SqlRow): JobRecord => ({
 });
 
 const KIND_OF = (id: string): string =>
-  id === ACCOUNTS.holds ? 'holds' : id === ACCOUNTS.external ? 'external' : id.startsWith('client:') ? 'client' : id.startsWith('operator:') ? 'operator' : 'platform';
+  id === ACCOUNTS.holds
+    ? 'holds'
+    : id === ACCOUNTS.external
+      ? 'external'
+      : id.startsWith('client:')
+        ? 'client'
+        : id.startsWith('operator:')
+          ? 'operator'
+          : 'platform';
 
 const DAY_MS = 86_400_000;
 
@@ -218,7 +229,11 @@ export class SqlLedgerStore implements LedgerStore {
   }
 
   async #account(tx: SqlExecutor, id: string, now: number): Promise<void> {
-    await tx.run('INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING', [id, KIND_OF(id), now]);
+    await tx.run('INSERT INTO ledger_accounts (id, kind, balance, created_at) VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING', [
+      id,
+      KIND_OF(id),
+      now,
+    ]);
   }
 
   /**
@@ -238,18 +253,16 @@ export class SqlLedgerStore implements LedgerStore {
         : 'UPDATE ledger_accounts SET balance = balance - ? WHERE id = ?',
       guarded ? [t.amount, t.debit, t.amount] : [t.amount, t.debit],
     );
-    if (changed !== 1) throw new NightjarError('NJ_INSUFFICIENT_FUNDS', `the balance of ${t.debit.split(':')[0]} account cannot cover ${t.amount} micro-credits`);
+    if (changed !== 1)
+      throw new NightjarError(
+        'NJ_INSUFFICIENT_FUNDS',
+        `the balance of ${t.debit.split(':')[0]} account cannot cover ${t.amount} micro-credits`,
+      );
     await tx.run('UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?', [t.amount, t.credit]);
-    await tx.run('INSERT INTO ledger_transfers (id, job_id, kind, debit, credit, amount, created_at, memo) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-      toHex(randomBytes(16)),
-      t.jobId,
-      t.kind,
-      t.debit,
-      t.credit,
-      t.amount,
-      t.now,
-      t.memo ?? null,
-    ]);
+    await tx.run(
+      'INSERT INTO ledger_transfers (id, job_id, kind, debit, credit, amount, created_at, memo) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      [toHex(randomBytes(16)), t.jobId, t.kind, t.debit, t.credit, t.amount, t.now, t.memo ?? null],
+    );
   }
 
   async topUp(keyId: string, amount: bigint, now: number, memo?: string): Promise<bigint> {
@@ -259,7 +272,15 @@ export class SqlLedgerStore implements LedgerStore {
       const account = ACCOUNTS.client(keyId);
       await this.#account(tx, account, now);
       await this.#account(tx, ACCOUNTS.external, now);
-      await this.#transfer(tx, { jobId: null, kind: 'topup', debit: ACCOUNTS.external, credit: account, amount, now, ...(memo ? { memo } : {}) });
+      await this.#transfer(tx, {
+        jobId: null,
+        kind: 'topup',
+        debit: ACCOUNTS.external,
+        credit: account,
+        amount,
+        now,
+        ...(memo ? { memo } : {}),
+      });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
   }
@@ -267,11 +288,20 @@ export class SqlLedgerStore implements LedgerStore {
   async payout(operatorId: string, amount: bigint, now: number, memo?: string): Promise<bigint> {
     if (amount <= 0n) throw new NightjarError('NJ_USAGE', 'a payout must be a positive amount');
     return this.#db.transaction(async (tx) => {
-      if (!(await tx.get('SELECT id FROM operators WHERE id = ?', [operatorId]))) throw new NightjarError('NJ_NOT_FOUND', `no operator ${operatorId}`);
+      if (!(await tx.get('SELECT id FROM operators WHERE id = ?', [operatorId])))
+        throw new NightjarError('NJ_NOT_FOUND', `no operator ${operatorId}`);
       const account = ACCOUNTS.operator(operatorId);
       await this.#account(tx, account, now);
       await this.#account(tx, ACCOUNTS.external, now);
-      await this.#transfer(tx, { jobId: null, kind: 'payout', debit: account, credit: ACCOUNTS.external, amount, now, ...(memo ? { memo } : {}) });
+      await this.#transfer(tx, {
+        jobId: null,
+        kind: 'payout',
+        debit: account,
+        credit: ACCOUNTS.external,
+        amount,
+        now,
+        ...(memo ? { memo } : {}),
+      });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
   }
@@ -286,17 +316,38 @@ export class SqlLedgerStore implements LedgerStore {
       const inserted = await tx.run(
         `INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, operator_share_bps, body_length, max_tokens, created_at)
          VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-        [r.jobId, r.keyId, r.model, amount, r.price.promptPerMTok, r.price.completionPerMTok, r.operatorShareBps, r.bodyLength, r.maxTokens, r.now],
+        [
+          r.jobId,
+          r.keyId,
+          r.model,
+          amount,
+          r.price.promptPerMTok,
+          r.price.completionPerMTok,
+          r.operatorShareBps,
+          r.bodyLength,
+          r.maxTokens,
+          r.now,
+        ],
       );
       if (inserted !== 1) throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
       if (amount > 0n && r.keyId !== null) {
         await this.#account(tx, ACCOUNTS.client(r.keyId), r.now);
         await this.#account(tx, ACCOUNTS.holds, r.now);
         try {
-          await this.#transfer(tx, { jobId: r.jobId, kind: 'hold', debit: ACCOUNTS.client(r.keyId), credit: ACCOUNTS.holds, amount, now: r.now });
+          await this.#transfer(tx, {
+            jobId: r.jobId,
+            kind: 'hold',
+            debit: ACCOUNTS.client(r.keyId),
+            credit: ACCOUNTS.holds,
+            amount,
+            now: r.now,
+          });
         } catch (err) {
           if (err instanceof NightjarError && err.code === 'NJ_INSUFFICIENT_FUNDS') {
-            throw new NightjarError('NJ_INSUFFICIENT_FUNDS', `this request may cost up to ${amount} micro-credits, more than the key's balance`);
+            throw new NightjarError(
+              'NJ_INSUFFICIENT_FUNDS',
+              `this request may cost up to ${amount} micro-credits, more than the key's balance`,
+            );
           }
           throw err;
         }
@@ -333,19 +384,54 @@ export class SqlLedgerStore implements LedgerStore {
         `UPDATE jobs SET status = 'settled', ended_at = ?, outcome = ?, agent_id = ?, operator_id = ?, attempt = ?, prompt_tokens = ?,
            completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?
          WHERE job_id = ? AND status = 'held'`,
-        [r.now, r.outcome, r.agentId, r.operatorId, r.attempt, prompt, completion, charged, operatorAmount, platformAmount, r.finishReason, r.receipt, r.jobId],
+        [
+          r.now,
+          r.outcome,
+          r.agentId,
+          r.operatorId,
+          r.attempt,
+          prompt,
+          completion,
+          charged,
+          operatorAmount,
+          platformAmount,
+          r.finishReason,
+          r.receipt,
+          r.jobId,
+        ],
       );
       if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its settlement');
       if (operatorAmount > 0n && r.operatorId !== null) {
         await this.#account(tx, ACCOUNTS.operator(r.operatorId), r.now);
-        await this.#transfer(tx, { jobId: r.jobId, kind: 'settle-operator', debit: ACCOUNTS.holds, credit: ACCOUNTS.operator(r.operatorId), amount: operatorAmount, now: r.now });
+        await this.#transfer(tx, {
+          jobId: r.jobId,
+          kind: 'settle-operator',
+          debit: ACCOUNTS.holds,
+          credit: ACCOUNTS.operator(r.operatorId),
+          amount: operatorAmount,
+          now: r.now,
+        });
       }
       if (platformAmount > 0n) {
         await this.#account(tx, ACCOUNTS.platform, r.now);
-        await this.#transfer(tx, { jobId: r.jobId, kind: 'settle-platform', debit: ACCOUNTS.holds, credit: ACCOUNTS.platform, amount: platformAmount, now: r.now });
+        await this.#transfer(tx, {
+          jobId: r.jobId,
+          kind: 'settle-platform',
+          debit: ACCOUNTS.holds,
+          credit: ACCOUNTS.platform,
+          amount: platformAmount,
+          now: r.now,
+        });
       }
       if (released > 0n && job.keyId !== null) {
-        await this.#transfer(tx, { jobId: r.jobId, kind: 'release', debit: ACCOUNTS.holds, credit: ACCOUNTS.client(job.keyId), amount: released, now: r.now });
+        await this.#transfer(tx, {
+          jobId: r.jobId,
+          kind: 'release',
+          debit: ACCOUNTS.holds,
+          credit: ACCOUNTS.client(job.keyId),
+          amount: released,
+          now: r.now,
+        });
       }
       return { status: 'settled', duplicate: false, charged, operatorAmount, platformAmount, released };
     });
@@ -361,10 +447,21 @@ export class SqlLedgerStore implements LedgerStore {
     const job = jobOf(row);
     if (job.status === 'settled') return { status: 'settled', duplicate: true };
     if (job.status === 'released') return { status: 'released', duplicate: true, amount: job.holdAmount };
-    const changed = await tx.run("UPDATE jobs SET status = 'released', ended_at = ?, outcome = ? WHERE job_id = ? AND status = 'held'", [now, outcome, jobId]);
+    const changed = await tx.run("UPDATE jobs SET status = 'released', ended_at = ?, outcome = ? WHERE job_id = ? AND status = 'held'", [
+      now,
+      outcome,
+      jobId,
+    ]);
     if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its release');
     if (job.holdAmount > 0n && job.keyId !== null) {
-      await this.#transfer(tx, { jobId, kind: 'release', debit: ACCOUNTS.holds, credit: ACCOUNTS.client(job.keyId), amount: job.holdAmount, now });
+      await this.#transfer(tx, {
+        jobId,
+        kind: 'release',
+        debit: ACCOUNTS.holds,
+        credit: ACCOUNTS.client(job.keyId),
+        amount: job.holdAmount,
+        now,
+      });
     }
     return { status: 'released', duplicate: false, amount: job.holdAmount };
   }
@@ -385,7 +482,10 @@ export class SqlLedgerStore implements LedgerStore {
 
   async clientBalance(keyId: string): Promise<{ balance: bigint; held: bigint }> {
     const balance = await this.balance(ACCOUNTS.client(keyId));
-    const held = bigOf((await this.#db.get("SELECT COALESCE(SUM(hold_amount), 0) AS held FROM jobs WHERE client_key_id = ? AND status = 'held'", [keyId]))?.held);
+    const held = bigOf(
+      (await this.#db.get("SELECT COALESCE(SUM(hold_amount), 0) AS held FROM jobs WHERE client_key_id = ? AND status = 'held'", [keyId]))
+        ?.held,
+    );
     return { balance, held };
   }
 
@@ -422,7 +522,10 @@ export class SqlLedgerStore implements LedgerStore {
     }));
   }
 
-  async receipts(operatorId: string, options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number }): Promise<JobRecord[]> {
+  async receipts(
+    operatorId: string,
+    options: { limit: number; before?: { endedAt: number; jobId: string }; since?: number },
+  ): Promise<JobRecord[]> {
     const limit = Math.max(1, Math.min(10_000, Math.floor(options.limit)));
     const params: (string | number)[] = [operatorId, options.since ?? 0];
     let cursor = '';
@@ -496,7 +599,8 @@ export class SqlLedgerStore implements LedgerStore {
         if (rel !== hold) problems.push(`job ${id} was released with ${rel} of ${hold} returned`);
       } else {
         const charged = bigOf(r.charged);
-        if (op !== bigOf(r.operator_amount) || plat !== bigOf(r.platform_amount)) problems.push(`job ${id}: the payouts differ from the recorded shares`);
+        if (op !== bigOf(r.operator_amount) || plat !== bigOf(r.platform_amount))
+          problems.push(`job ${id}: the payouts differ from the recorded shares`);
         if (op + plat !== charged) problems.push(`job ${id}: the shares do not add up to the charge`);
         if (charged > hold) problems.push(`job ${id} charged ${charged}, more than its hold ${hold}`);
         if (op + plat + rel !== hold) problems.push(`job ${id}: its hold is not fully accounted for (a leak)`);

@@ -170,7 +170,10 @@ export async function registerOperatorRoutes(app: FastifyInstance, options: Oper
     const id = toBase64Url(randomBytes(32));
     sessions.set(id, { operatorId: op.id, expiresAt: now + ttl });
     options.logger.info('operator signed in', { operatorId: op.id });
-    return reply.header('set-cookie', cookie(id, Math.floor(ttl / 1000))).header('cache-control', 'no-store').send({ operator: { id: op.id, name: op.name } });
+    return reply
+      .header('set-cookie', cookie(id, Math.floor(ttl / 1000)))
+      .header('cache-control', 'no-store')
+      .send({ operator: { id: op.id, name: op.name } });
   });
 
   app.delete('/v1/operator/session', async (req, reply) => {
@@ -234,7 +237,8 @@ export async function registerOperatorRoutes(app: FastifyInstance, options: Oper
 
   const daysOf = (q: Record<string, string | undefined>, fallback: number): number => {
     const days = q.days === undefined ? fallback : Number(q.days);
-    if (!Number.isInteger(days) || days < 1 || days > 366) throw new NightjarError('NJ_BAD_REQUEST', 'days must be an integer from 1 to 366');
+    if (!Number.isInteger(days) || days < 1 || days > 366)
+      throw new NightjarError('NJ_BAD_REQUEST', 'days must be an integer from 1 to 366');
     return days;
   };
 
@@ -258,7 +262,8 @@ export async function registerOperatorRoutes(app: FastifyInstance, options: Oper
     const op = await operator(req);
     const q = req.query;
     const limitN = q.limit === undefined ? 50 : Number(q.limit);
-    if (!Number.isInteger(limitN) || limitN < 1 || limitN > 500) throw new NightjarError('NJ_BAD_REQUEST', 'limit must be an integer from 1 to 500');
+    if (!Number.isInteger(limitN) || limitN < 1 || limitN > 500)
+      throw new NightjarError('NJ_BAD_REQUEST', 'limit must be an integer from 1 to 500');
     let before: { endedAt: number; jobId: string } | undefined;
     if (q.before !== undefined) {
       const m = /^(\d{1,16}):([A-Za-z0-9_-]{22})$/.exec(q.before);
@@ -274,7 +279,9 @@ export async function registerOperatorRoutes(app: FastifyInstance, options: Oper
     const op = await operator(req);
     const days = daysOf(req.query, 90);
     const since = clock.now() - days * DAY_MS;
-    const lines = ['job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt'];
+    const lines = [
+      'job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt',
+    ];
     let before: { endedAt: number; jobId: string } | undefined;
     for (;;) {
       const page = await store.ledger.receipts(op.id, { limit: 1000, since, ...(before ? { before } : {}) });

@@ -134,7 +134,9 @@ export async function migrate(driver: SqlDriver, now: number): Promise<number[]>
     if (done.has(m.version)) continue;
     try {
       // Version and name are ours, not input: safe to inline, and a script cannot bind parameters.
-      await driver.script(`${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`);
+      await driver.script(
+        `${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`,
+      );
     } catch (err) {
       // Another process (an admin command next to a starting gateway) may have applied it first.
       const row = await driver.get('SELECT version FROM schema_migrations WHERE version = ?', [m.version]);

@@ -51,7 +51,8 @@ function executor(client: pg.Pool | pg.PoolClient): SqlExecutor {
 /** Connects to PostgreSQL and makes sure the schema exists. */
 export async function openPostgresDriver(options: PostgresDriverOptions): Promise<SqlDriver> {
   const schema = options.schema ?? 'public';
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new NightjarError('NJ_CONFIG_INVALID', 'the PostgreSQL schema name must be a plain lower-case identifier');
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
+    throw new NightjarError('NJ_CONFIG_INVALID', 'the PostgreSQL schema name must be a plain lower-case identifier');
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.maxConnections ?? 4,

@@ -78,9 +78,13 @@ export function gatewaySocketUrl(address: string): string {
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   else if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new NightjarError('NJ_BAD_REQUEST', `The gateway address must use https (or http, ws, wss), not ${url.protocol.replace(':', '')}.`);
+    throw new NightjarError(
+      'NJ_BAD_REQUEST',
+      `The gateway address must use https (or http, ws, wss), not ${url.protocol.replace(':', '')}.`,
+    );
   }
-  if (url.username || url.password) throw new NightjarError('NJ_BAD_REQUEST', 'The gateway address must not carry a user name or password.');
+  if (url.username || url.password)
+    throw new NightjarError('NJ_BAD_REQUEST', 'The gateway address must not carry a user name or password.');
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/agent';
   url.hash = '';
   return url.toString();

@@ -54,7 +54,11 @@ export async function probeGateway(options: GatewayProbeOptions): Promise<Gatewa
     now: now(),
   });
   return new Promise<GatewayProbe>((resolve, reject) => {
-    const socket = new WebSocket(options.url, { maxPayload: LIMITS.maxAgentFrameBytes, perMessageDeflate: false, handshakeTimeout: options.timeoutMs ?? 5000 });
+    const socket = new WebSocket(options.url, {
+      maxPayload: LIMITS.maxAgentFrameBytes,
+      perMessageDeflate: false,
+      handshakeTimeout: options.timeoutMs ?? 5000,
+    });
     let sentAt = 0;
     let settled = false;
     const finish = (fn: () => void): void => {
@@ -65,7 +69,15 @@ export async function probeGateway(options: GatewayProbeOptions): Promise<Gatewa
       socket.close();
     };
     const timer = setTimeout(
-      () => finish(() => reject(new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} did not answer within ${options.timeoutMs ?? 5000} ms.`))),
+      () =>
+        finish(() =>
+          reject(
+            new NightjarError(
+              'NJ_GATEWAY_UNREACHABLE',
+              `The gateway at ${options.url} did not answer within ${options.timeoutMs ?? 5000} ms.`,
+            ),
+          ),
+        ),
       options.timeoutMs ?? 5000,
     );
     socket.on('open', () => {
@@ -87,7 +99,17 @@ export async function probeGateway(options: GatewayProbeOptions): Promise<Gatewa
         return finish(() => reject(new NightjarError(frame.code, frame.message)));
       }
     });
-    socket.on('error', (err) => finish(() => reject(new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} cannot be reached: ${err.message}`, { cause: err }))));
-    socket.on('close', () => finish(() => reject(new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} closed the connection before its challenge.`))));
+    socket.on('error', (err) =>
+      finish(() =>
+        reject(
+          new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} cannot be reached: ${err.message}`, { cause: err }),
+        ),
+      ),
+    );
+    socket.on('close', () =>
+      finish(() =>
+        reject(new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} closed the connection before its challenge.`)),
+      ),
+    );
   });
 }

@@ -8,7 +8,15 @@
  * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
  */
 export { Agent, AGENT_VERSION, type AgentOptions, type DrainOutcome, type GoodbyeReason } from './agent.js';
-export { GatewayLink, backoffDelay, gatewaySocketUrl, type GatewayLinkOptions, type BackoffOptions, type LinkState, type StatusFields } from './gateway-link.js';
+export {
+  GatewayLink,
+  backoffDelay,
+  gatewaySocketUrl,
+  type GatewayLinkOptions,
+  type BackoffOptions,
+  type LinkState,
+  type StatusFields,
+} from './gateway-link.js';
 export { JobRunner, type JobRunnerOptions, type ServedModel } from './job-runner.js';
 export { detectPlatform, unattestedPosture } from './platform.js';
 export { AgentService, type AgentServiceOptions } from './service.js';
@@ -85,11 +93,38 @@ export {
   type MemoryProbe,
   type MemoryProbeOptions,
 } from './models/memory.js';
-export { ReceiptLog, localDate, operatorMicroCredits, readReceiptLog, summarizeEarnings, type EarningsOptions, type ModelPrice, type ReceiptLogContents, type ReceiptLogOptions } from './records/receipt-log.js';
-export { startControlServer, DASHBOARD_CSP, DASHBOARD_SESSION_PATH, DASHBOARD_TICKET_PATH, type ControlFile, type ControlHandlers, type ControlServer, type ControlServerOptions } from './control/control-server.js';
+export {
+  ReceiptLog,
+  localDate,
+  operatorMicroCredits,
+  readReceiptLog,
+  summarizeEarnings,
+  type EarningsOptions,
+  type ModelPrice,
+  type ReceiptLogContents,
+  type ReceiptLogOptions,
+} from './records/receipt-log.js';
+export {
+  startControlServer,
+  DASHBOARD_CSP,
+  DASHBOARD_SESSION_PATH,
+  DASHBOARD_TICKET_PATH,
+  type ControlFile,
+  type ControlHandlers,
+  type ControlServer,
+  type ControlServerOptions,
+} from './control/control-server.js';
 /** The engine contract, its node-llama-cpp implementation and its memory estimate. */
 export type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine } from './engine/types.js';
-export { loadEngine, checkLlamaBinding, defaultGpu, defaultThreads, DEFAULT_SAMPLING, type EngineGpu, type EngineOptions } from './engine/engine.js';
+export {
+  loadEngine,
+  checkLlamaBinding,
+  defaultGpu,
+  defaultThreads,
+  DEFAULT_SAMPLING,
+  type EngineGpu,
+  type EngineOptions,
+} from './engine/engine.js';
 export { probeGateway, type GatewayProbe, type GatewayProbeOptions } from './gateway-probe.js';
 export { estimateEngineMemory, type EngineMemoryEstimate, type EngineMemoryEstimateOptions } from './engine/estimate.js';
 export { sha256File, type Sha256FileOptions } from './models/hash.js';

@@ -138,7 +138,14 @@ export class JobRunner {
 
   #decline(frame: { jobId: string; attempt: number }, error: NightjarError): void {
     this.#o.logger.info('job declined', { jobId: frame.jobId, code: error.code });
-    this.#o.send({ v: PROTOCOL_VERSION, type: 'declined', jobId: frame.jobId, attempt: frame.attempt, code: error.code, message: error.message });
+    this.#o.send({
+      v: PROTOCOL_VERSION,
+      type: 'declined',
+      jobId: frame.jobId,
+      attempt: frame.attempt,
+      code: error.code,
+      message: error.message,
+    });
   }
 
   async #serve(frame: Extract<GatewayFrame, { type: 'job' }>, signal: AbortSignal): Promise<void> {
@@ -207,7 +214,9 @@ export class JobRunner {
       usage = result.usage;
       stopSequence = result.stopSequence;
       if (result.usage.completionTokens > 0) {
-        this.#tokensPerSecond = this.#tokensPerSecond ? this.#tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
+        this.#tokensPerSecond = this.#tokensPerSecond
+          ? this.#tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA
+          : result.tokensPerSecond;
         this.#ttftMs = this.#ttftMs ? this.#ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
       }
     } catch (err) {

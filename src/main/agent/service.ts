@@ -146,7 +146,15 @@ export class AgentService implements AsyncDisposable {
     this.runtime.on('preempted', (preemption) => this.#emit({ type: 'preempted', preemption }));
     this.runtime.on('environment', (reading) => this.#emit({ type: 'environment', reading }));
     this.runtime.on('receipt', ({ receipt: r }) =>
-      this.#emit({ type: 'receipt', jobId: r.jobId, model: r.model, promptTokens: r.promptTokens, completionTokens: r.completionTokens, finishReason: r.finishReason, endedAt: r.endedAt }),
+      this.#emit({
+        type: 'receipt',
+        jobId: r.jobId,
+        model: r.model,
+        promptTokens: r.promptTokens,
+        completionTokens: r.completionTokens,
+        finishReason: r.finishReason,
+        endedAt: r.endedAt,
+      }),
     );
     this.handlers = this.#handlers();
   }
@@ -204,7 +212,15 @@ export class AgentService implements AsyncDisposable {
 
   #jobsEvent(): ControlEvent {
     const s = this.runtime.status();
-    return { type: 'jobs', activeJobs: s.activeJobs, jobsServed: s.jobsServed, freeSlots: s.freeSlots, totalSlots: s.totalSlots, tokensPerSecond: s.tokensPerSecond, ttftMs: s.ttftMs };
+    return {
+      type: 'jobs',
+      activeJobs: s.activeJobs,
+      jobsServed: s.jobsServed,
+      freeSlots: s.freeSlots,
+      totalSlots: s.totalSlots,
+      tokensPerSecond: s.tokensPerSecond,
+      ttftMs: s.ttftMs,
+    };
   }
 
   /** The model the runtime should serve now. */
@@ -284,7 +300,15 @@ export class AgentService implements AsyncDisposable {
     }
     const abort = new AbortController();
     const record = {
-      progress: { modelId: id, phase: 'starting', receivedBytes: 0, totalBytes: entry.bytes, resumedFromBytes: 0, bytesPerSecond: 0, error: null } as DownloadProgress,
+      progress: {
+        modelId: id,
+        phase: 'starting',
+        receivedBytes: 0,
+        totalBytes: entry.bytes,
+        resumedFromBytes: 0,
+        bytesPerSecond: 0,
+        error: null,
+      } as DownloadProgress,
       abort,
       done: Promise.resolve(),
     };
@@ -307,7 +331,8 @@ export class AgentService implements AsyncDisposable {
           this.#emit({ type: 'download', progress: { ...record.progress, phase: 'done' } });
         },
         (err: unknown) => {
-          if (!abort.signal.aborted) this.#log.warn('download failed', { model: id, code: err instanceof NightjarError ? err.code : 'NJ_INTERNAL' });
+          if (!abort.signal.aborted)
+            this.#log.warn('download failed', { model: id, code: err instanceof NightjarError ? err.code : 'NJ_INTERNAL' });
         },
       )
       .finally(() => this.#downloads.delete(id));
@@ -343,7 +368,8 @@ export class AgentService implements AsyncDisposable {
       },
       selectModel: async ({ id }) => {
         await this.store.require(id);
-        if (this.#o.model) throw new NightjarError('NJ_BAD_REQUEST', 'This agent was started with --model; restart it without to select models.');
+        if (this.#o.model)
+          throw new NightjarError('NJ_BAD_REQUEST', 'This agent was started with --model; restart it without to select models.');
         await this.#saveConfig({ ...this.#config, model: { ...this.#config.model, selected: id } });
         this.runtime.reloadModel();
         return this.#models();
@@ -351,7 +377,8 @@ export class AgentService implements AsyncDisposable {
       removeModel: async ({ id }) => {
         const selected = this.#o.model?.served.id ?? this.#config.model.selected;
         if (id === selected) throw new NightjarError('NJ_BAD_REQUEST', `${id} is the model this agent serves; select another one first.`);
-        if (!(await this.store.remove(id))) throw new NightjarError('NJ_MODEL_NOT_INSTALLED', `The model ${id} is not installed on this machine.`);
+        if (!(await this.store.remove(id)))
+          throw new NightjarError('NJ_MODEL_NOT_INSTALLED', `The model ${id} is not installed on this machine.`);
         return this.#models();
       },
       earnings: ({ days }) =>

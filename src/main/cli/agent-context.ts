@@ -62,40 +62,6 @@ export async function requireRunningAgent(paths: AgentPaths, fetchFn?: typeof fe
   return client;
 }
 
-/** Parses a duration such as 90s, 30m, 2h or 1d into milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(text.trim());
-  if (!m) throw new NightjarError('NJ_USAGE', `${flag} takes a duration such as 30m, 2h or 1d, not "${text}"`);
-  const unit = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-/** A byte count for people: 1.2 GB. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-/** A duration for people: 3m 05s. */
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
-}
-
-/** A time of day (local) for people. */
-export function formatTime(ms: number): string {
-  return new Date(ms).toLocaleString('en-GB', { hour12: false });
-}
-
 /** Prefixes every line of `text` (a block ending in a newline) with `prefix`. */
 export function indent(text: string, prefix: string): string {
   return text.replace(/^(?=.)/gm, prefix);
@@ -105,5 +71,14 @@ export function indent(text: string, prefix: string): string {
 export function table(rows: string[][]): string {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }

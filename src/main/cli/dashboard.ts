@@ -41,7 +41,11 @@ export async function buildDashboard(outDir: string, options: BuildDashboardOpti
   try {
     esbuild = await import('esbuild');
   } catch (cause) {
-    throw new NightjarError('NJ_CONFIG_INVALID', 'building the dashboard needs esbuild (a development dependency); run npm ci, or npm run build for a prebuilt one', { cause });
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'building the dashboard needs esbuild (a development dependency); run npm ci, or npm run build for a prebuilt one',
+      { cause },
+    );
   }
   const src = options.sourceDir ?? path.join(packageRoot(), 'src/renderer');
   const entry = path.join(src, 'main.ts');
@@ -80,7 +84,9 @@ export interface DashboardFolder {
  */
 export async function locateDashboard(options: { build: boolean; root?: string }): Promise<DashboardFolder | null> {
   const root = options.root ?? packageRoot();
-  const fromDist = fileURLToPath(import.meta.url).split(path.sep).includes('dist');
+  const fromDist = fileURLToPath(import.meta.url)
+    .split(path.sep)
+    .includes('dist');
   const prebuilt = path.join(root, 'dist/app/renderer');
   if (fromDist && existsSync(path.join(prebuilt, 'index.html'))) return { dir: prebuilt, dispose: async () => undefined };
   if (!options.build) return null;
@@ -133,9 +139,11 @@ export async function dashboardCommand(argv: string[], io: CliIo): Promise<numbe
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: '{}',
   });
-  if (response.status === 404) throw new NightjarError('NJ_NOT_FOUND', 'The running agent serves no dashboard; restart it with `nightjar serve --dashboard`.');
+  if (response.status === 404)
+    throw new NightjarError('NJ_NOT_FOUND', 'The running agent serves no dashboard; restart it with `nightjar serve --dashboard`.');
   const body = (await response.json()) as { url?: string };
-  if (!response.ok || typeof body.url !== 'string') throw new NightjarError('NJ_INTERNAL', `the agent answered HTTP ${response.status} for a dashboard ticket`);
+  if (!response.ok || typeof body.url !== 'string')
+    throw new NightjarError('NJ_INTERNAL', `the agent answered HTTP ${response.status} for a dashboard ticket`);
   await presentDashboard(body.url, io);
   return 0;
 }

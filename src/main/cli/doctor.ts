@@ -4,7 +4,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { NightjarError, type InstalledModel } from '../../shared/index.js';
+import { NightjarError, formatBytes, type InstalledModel } from '../../shared/index.js';
 import {
   AGENT_VERSION,
   ModelStore,
@@ -23,7 +23,7 @@ import {
   type EnvironmentSource,
   type MemoryProbe,
 } from '../agent/index.js';
-import { cliConfig, cliPaths, formatBytes, secretStore } from './agent-context.js';
+import { cliConfig, cliPaths, secretStore } from './agent-context.js';
 import type { CliIo } from './io.js';
 import { agentSocketUrl } from './serve.js';
 
@@ -61,10 +61,18 @@ const fail = (name: string, err: unknown, fix: string): CheckResult => ({
 });
 
 /** Runs every check. */
-export async function runChecks(io: CliIo, options: { gateway?: string; keyFile?: string }, parts: DoctorParts = {}): Promise<CheckResult[]> {
+export async function runChecks(
+  io: CliIo,
+  options: { gateway?: string; keyFile?: string },
+  parts: DoctorParts = {},
+): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const paths = cliPaths(io);
-  results.push({ name: 'files', ok: true, detail: `config ${paths.configFile}; models ${paths.modelsDir}; receipts ${paths.receiptsFile}` });
+  results.push({
+    name: 'files',
+    ok: true,
+    detail: `config ${paths.configFile}; models ${paths.modelsDir}; receipts ${paths.receiptsFile}`,
+  });
 
   let config: AgentConfig | null = null;
   try {
@@ -78,7 +86,7 @@ export async function runChecks(io: CliIo, options: { gateway?: string; keyFile?
     const binding = await checkLlamaBinding();
     results.push({ name: 'llama.cpp', ok: true, detail: `prebuilt binding loads (gpu: ${binding.gpu}, ${binding.cpuCores} math cores)` });
   } catch (err) {
-    results.push(fail('llama.cpp', err, 'Reinstall Nightjar (npm ci) so node-llama-cpp\'s prebuilt binary for this platform is present.'));
+    results.push(fail('llama.cpp', err, "Reinstall Nightjar (npm ci) so node-llama-cpp's prebuilt binary for this platform is present."));
   }
 
   const model = config ? await checkModel(results, paths, config, parts) : null;
@@ -89,16 +97,31 @@ export async function runChecks(io: CliIo, options: { gateway?: string; keyFile?
   return results;
 }
 
-async function checkModel(results: CheckResult[], paths: AgentPaths, config: AgentConfig, parts: DoctorParts): Promise<InstalledModel | null> {
+async function checkModel(
+  results: CheckResult[],
+  paths: AgentPaths,
+  config: AgentConfig,
+  parts: DoctorParts,
+): Promise<InstalledModel | null> {
   const id = config.model.selected;
   if (!id) {
-    results.push({ name: 'model', ok: false, detail: 'no model is selected', fix: 'Run `nightjar models list`, `nightjar models pull ID`, then `nightjar models select ID`.' });
+    results.push({
+      name: 'model',
+      ok: false,
+      detail: 'no model is selected',
+      fix: 'Run `nightjar models list`, `nightjar models pull ID`, then `nightjar models select ID`.',
+    });
     return null;
   }
   const store = new ModelStore({ dir: paths.modelsDir });
   const model = await store.get(id);
   if (!model) {
-    results.push({ name: 'model', ok: false, detail: `the selected model ${id} is not installed`, fix: `Run \`nightjar models pull ${id}\` (or select another with \`nightjar models select ID\`).` });
+    results.push({
+      name: 'model',
+      ok: false,
+      detail: `the selected model ${id} is not installed`,
+      fix: `Run \`nightjar models pull ${id}\` (or select another with \`nightjar models select ID\`).`,
+    });
     return null;
   }
   try {
@@ -109,13 +132,31 @@ async function checkModel(results: CheckResult[], paths: AgentPaths, config: Age
     return null;
   }
   try {
-    const estimate = await estimateEngineMemory({ modelPath: store.pathOf(model), slots: config.model.slots, contextLength: config.model.contextLength });
+    const estimate = await estimateEngineMemory({
+      modelPath: store.pathOf(model),
+      slots: config.model.slots,
+      contextLength: config.model.contextLength,
+    });
     const info = await (parts.memoryProbe ?? defaultMemoryProbe())();
     const fit = checkMemoryFit({ requiredBytes: estimate.totalBytes, minMemoryBytes: model.minMemoryBytes, info });
     const ctx = plannedContextLength(model, config.model.contextLength);
-    if (fit.verdict === 'fits') results.push({ name: 'memory', ok: true, detail: `${fit.message} (${config.model.slots} slots × ${ctx} tokens)` });
-    else if (fit.verdict === 'needs-swap' && config.model.allowSwap) results.push({ name: 'memory', ok: true, warn: true, detail: fit.message, fix: 'It will swap: expect this Mac to slow down while serving.' });
-    else results.push({ name: 'memory', ok: false, detail: fit.message, fix: 'Close apps, lower model.slots or model.contextLength in config.json, or pick a smaller model.' });
+    if (fit.verdict === 'fits')
+      results.push({ name: 'memory', ok: true, detail: `${fit.message} (${config.model.slots} slots × ${ctx} tokens)` });
+    else if (fit.verdict === 'needs-swap' && config.model.allowSwap)
+      results.push({
+        name: 'memory',
+        ok: true,
+        warn: true,
+        detail: fit.message,
+        fix: 'It will swap: expect this Mac to slow down while serving.',
+      });
+    else
+      results.push({
+        name: 'memory',
+        ok: false,
+        detail: fit.message,
+        fix: 'Close apps, lower model.slots or model.contextLength in config.json, or pick a smaller model.',
+      });
   } catch (err) {
     results.push(fail('memory', err, 'Check the model file with `nightjar models list`.'));
   }
@@ -127,26 +168,46 @@ async function checkDisk(results: CheckResult[], paths: AgentPaths, parts: Docto
     const probe =
       parts.freeBytes ??
       (async (dir: string) => {
-        const s = await statfs(dir).catch(() => statfs(paths.dataDir)).catch(() => statfs('/'));
+        const s = await statfs(dir)
+          .catch(() => statfs(paths.dataDir))
+          .catch(() => statfs('/'));
         return s.bavail * s.bsize;
       });
     const free = await probe(paths.modelsDir);
     const low = free < 2 * 1024 ** 3;
-    results.push({ name: 'disk', ok: !low, detail: `${formatBytes(free)} free for models`, ...(low ? { fix: 'Free disk space (models are 0.5–5 GB each), or remove one with `nightjar models rm ID`.' } : {}) });
+    results.push({
+      name: 'disk',
+      ok: !low,
+      detail: `${formatBytes(free)} free for models`,
+      ...(low ? { fix: 'Free disk space (models are 0.5–5 GB each), or remove one with `nightjar models rm ID`.' } : {}),
+    });
   } catch (err) {
     results.push(fail('disk', err, `Make sure ${paths.dataDir} can be created.`));
   }
 }
 
-async function checkKeys(results: CheckResult[], io: CliIo, paths: AgentPaths, config: AgentConfig, keyFile: string | undefined): Promise<void> {
+async function checkKeys(
+  results: CheckResult[],
+  io: CliIo,
+  paths: AgentPaths,
+  config: AgentConfig,
+  keyFile: string | undefined,
+): Promise<void> {
   const store = secretStore(io, paths, config, keyFile);
   try {
     const identity = await loadIdentity(store);
-    results.push({ name: 'keys', ok: true, detail: identity ? `agent ${identity.agentId} in ${store.description}` : `${store.description} is reachable; the identity is created on first \`nightjar serve\`` });
+    results.push({
+      name: 'keys',
+      ok: true,
+      detail: identity
+        ? `agent ${identity.agentId} in ${store.description}`
+        : `${store.description} is reachable; the identity is created on first \`nightjar serve\``,
+    });
   } catch (err) {
     const fix =
-      err instanceof NightjarError && err.code === 'NJ_KEY_FILE_INSECURE' ? err.hint
-      : 'Unlock the keychain (or start a Secret Service on Linux), or opt in to a plaintext key file with --key-file FILE.';
+      err instanceof NightjarError && err.code === 'NJ_KEY_FILE_INSECURE'
+        ? err.hint
+        : 'Unlock the keychain (or start a Secret Service on Linux), or opt in to a plaintext key file with --key-file FILE.';
     results.push(fail('keys', err, fix));
   }
 }
@@ -154,25 +215,54 @@ async function checkKeys(results: CheckResult[], io: CliIo, paths: AgentPaths, c
 async function checkEnvironment(results: CheckResult[], parts: DoctorParts): Promise<void> {
   try {
     const r = await (parts.environment ?? defaultEnvironmentSource()).read();
-    const idle = r.idleSeconds === null ? 'no idle signal (serves whenever power, heat and schedule allow)' : `idle ${Math.round(r.idleSeconds)} s`;
+    const idle =
+      r.idleSeconds === null ? 'no idle signal (serves whenever power, heat and schedule allow)' : `idle ${Math.round(r.idleSeconds)} s`;
     const power = r.onAc === null ? 'power unknown' : r.onAc ? 'on AC' : `on battery ${r.batteryPercent ?? '?'}%`;
-    results.push({ name: 'machine', ok: true, detail: `${idle}; ${power}; thermal ${r.thermal ?? 'unknown'}; memory pressure ${r.memoryPressure ?? 'unknown'}` });
+    results.push({
+      name: 'machine',
+      ok: true,
+      detail: `${idle}; ${power}; thermal ${r.thermal ?? 'unknown'}; memory pressure ${r.memoryPressure ?? 'unknown'}`,
+    });
   } catch (err) {
-    results.push(fail('machine', err, 'The agent cannot read idle time (ioreg on macOS); it will not serve until it can. Check that /usr/sbin/ioreg runs.'));
+    results.push(
+      fail(
+        'machine',
+        err,
+        'The agent cannot read idle time (ioreg on macOS); it will not serve until it can. Check that /usr/sbin/ioreg runs.',
+      ),
+    );
   }
 }
 
-async function checkGateway(results: CheckResult[], io: CliIo, config: AgentConfig, gateway: string | undefined, model: InstalledModel | null): Promise<void> {
+async function checkGateway(
+  results: CheckResult[],
+  io: CliIo,
+  config: AgentConfig,
+  gateway: string | undefined,
+  model: InstalledModel | null,
+): Promise<void> {
   const address = gateway ?? io.env.NIGHTJAR_GATEWAY ?? config.gateway.url;
   if (!address) {
-    results.push({ name: 'gateway', ok: false, detail: 'no gateway address', fix: 'Set gateway.url in config.json (or pass --gateway URL).' });
+    results.push({
+      name: 'gateway',
+      ok: false,
+      detail: 'no gateway address',
+      fix: 'Set gateway.url in config.json (or pass --gateway URL).',
+    });
     return;
   }
   try {
     const url = agentSocketUrl(address);
     const probe = await probeGateway({
       url,
-      model: model ? { id: model.id, sha256: model.sha256, synthetic: model.synthetic, contextLength: plannedContextLength(model, config.model.contextLength) } : { id: 'doctor-probe', sha256: '0'.repeat(64), synthetic: true, contextLength: 4096 },
+      model: model
+        ? {
+            id: model.id,
+            sha256: model.sha256,
+            synthetic: model.synthetic,
+            contextLength: plannedContextLength(model, config.model.contextLength),
+          }
+        : { id: 'doctor-probe', sha256: '0'.repeat(64), synthetic: true, contextLength: 4096 },
       platform: detectPlatform(),
       posture: unattestedPosture(AGENT_VERSION),
     });
@@ -183,7 +273,11 @@ async function checkGateway(results: CheckResult[], io: CliIo, config: AgentConf
       name: 'clock',
       ok: !bad,
       detail: `this clock is ${Math.abs(skew)} ms ${skew > 0 ? 'behind' : 'ahead of'} the gateway's`,
-      ...(bad ? { fix: 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): requests are refused when clocks differ by a minute.' } : {}),
+      ...(bad
+        ? {
+            fix: 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): requests are refused when clocks differ by a minute.',
+          }
+        : {}),
     });
   } catch (err) {
     results.push(fail('gateway', err, 'Check the gateway URL and the network; `nightjar serve` keeps retrying with backoff meanwhile.'));
@@ -192,12 +286,19 @@ async function checkGateway(results: CheckResult[], io: CliIo, config: AgentConf
 
 /** Runs `nightjar doctor`. */
 export async function doctorCommand(argv: string[], io: CliIo, parts: DoctorParts = {}): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { gateway: { type: 'string' }, 'key-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { gateway: { type: 'string' }, 'key-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     io.stdout.write(DOCTOR_USAGE);
     return 0;
   }
-  const results = await runChecks(io, { ...(values.gateway ? { gateway: values.gateway } : {}), ...(values['key-file'] ? { keyFile: values['key-file'] } : {}) }, parts);
+  const results = await runChecks(
+    io,
+    { ...(values.gateway ? { gateway: values.gateway } : {}), ...(values['key-file'] ? { keyFile: values['key-file'] } : {}) },
+    parts,
+  );
   for (const r of results) {
     io.stdout.write(`${r.ok ? (r.warn ? '!' : '✓') : '✗'} ${r.name.padEnd(9)} ${r.detail}\n`);
     if (r.fix && (!r.ok || r.warn)) io.stdout.write(`  → ${r.fix}\n`);

@@ -42,7 +42,9 @@ export async function keysCommand(argv: string[], io: CliIo): Promise<number> {
         io.stdout.write(`No identity yet in ${store.description}; \`nightjar serve\` (or \`nightjar keys create\`) creates it.\n`);
         return 0;
       }
-      io.stdout.write(`agent id      ${identity.agentId}\npublic key    ${toBase64Url(identity.publicKey)}\nkept in       ${store.description}\n`);
+      io.stdout.write(
+        `agent id      ${identity.agentId}\npublic key    ${toBase64Url(identity.publicKey)}\nkept in       ${store.description}\n`,
+      );
       return 0;
     }
     case 'create': {
@@ -51,8 +53,11 @@ export async function keysCommand(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     case 'delete': {
-      if (!values.yes) throw new NightjarError('NJ_USAGE', 'keys delete removes the identity the gateway credits; add --yes if you mean it');
-      io.stdout.write((await store.delete()) ? `Deleted the identity in ${store.description}.\n` : `There was no identity in ${store.description}.\n`);
+      if (!values.yes)
+        throw new NightjarError('NJ_USAGE', 'keys delete removes the identity the gateway credits; add --yes if you mean it');
+      io.stdout.write(
+        (await store.delete()) ? `Deleted the identity in ${store.description}.\n` : `There was no identity in ${store.description}.\n`,
+      );
       return 0;
     }
     default:

@@ -54,7 +54,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           stdout: io.stdout,
           logger: ({ level, json }) => terminalLogger(io, { level: logLevel(level), json }),
           stopped: untilAborted(io.signal),
-          sites: (ADMIN_COMMANDS as readonly string[]).includes(rest[0] ?? '') ? [] : await chatPageSites(terminalLogger(io, { level: 'warn' })),
+          sites: (ADMIN_COMMANDS as readonly string[]).includes(rest[0] ?? '')
+            ? []
+            : await chatPageSites(terminalLogger(io, { level: 'warn' })),
         });
       case 'chat':
         return await chatCommand(rest, io);

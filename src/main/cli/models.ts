@@ -16,7 +16,8 @@ import {
   updateConfig,
   writeSyntheticModel,
 } from '../agent/index.js';
-import { cliConfig, cliPaths, formatBytes, formatDuration, indent, runningAgent, table } from './agent-context.js';
+import { formatBytes, formatDuration } from '../../shared/index.js';
+import { cliConfig, cliPaths, indent, runningAgent, table } from './agent-context.js';
 import type { CliIo } from './io.js';
 
 /** Usage text of `nightjar models`. */
@@ -62,11 +63,18 @@ export async function modelsCommand(argv: string[], io: CliIo): Promise<number> 
   }
 }
 
-async function context(io: CliIo): Promise<{ store: ModelStore; catalog: ReturnType<typeof mergeCatalogs>; selected: string | null; paths: ReturnType<typeof cliPaths> }> {
+async function context(
+  io: CliIo,
+): Promise<{ store: ModelStore; catalog: ReturnType<typeof mergeCatalogs>; selected: string | null; paths: ReturnType<typeof cliPaths> }> {
   const paths = cliPaths(io);
   const config = await cliConfig(paths);
   const extra = config.catalogFile ? await loadCatalogFile(config.catalogFile) : null;
-  return { paths, store: new ModelStore({ dir: paths.modelsDir }), catalog: mergeCatalogs(BUILT_IN_CATALOG, extra), selected: config.model.selected };
+  return {
+    paths,
+    store: new ModelStore({ dir: paths.modelsDir }),
+    catalog: mergeCatalogs(BUILT_IN_CATALOG, extra),
+    selected: config.model.selected,
+  };
 }
 
 function oneId(rest: string[], what: string): string {
@@ -87,13 +95,25 @@ async function list(rest: string[], io: CliIo): Promise<number> {
   io.stdout.write(`Installed in ${store.dir}:\n`);
   if (installed.length === 0) io.stdout.write('  none — `nightjar models pull ID` downloads one\n');
   else {
-    const rows = installed.map((m) => [m.id === selected ? '*' : ' ', m.id, formatBytes(m.bytes), m.sha256.slice(0, 12), m.synthetic ? 'synthetic' : (m.license ?? '')]);
+    const rows = installed.map((m) => [
+      m.id === selected ? '*' : ' ',
+      m.id,
+      formatBytes(m.bytes),
+      m.sha256.slice(0, 12),
+      m.synthetic ? 'synthetic' : (m.license ?? ''),
+    ]);
     io.stdout.write(indent(table(rows), ' '));
   }
   if (selected && !installed.some((m) => m.id === selected)) io.stdout.write(`  (the selected model ${selected} is not installed)\n`);
   for (const p of partials) io.stdout.write(`  partial download: ${p.file} (${formatBytes(p.bytes)}) — pull again to resume\n`);
   io.stdout.write('\nCatalog:\n');
-  const rows = catalog.map((m) => [m.id, m.quantization, `${m.contextLength} ctx`, m.license, m.sha256 ? (m.verified ? 'verified' : 'hash known') : 'needs --sha256']);
+  const rows = catalog.map((m) => [
+    m.id,
+    m.quantization,
+    `${m.contextLength} ctx`,
+    m.license,
+    m.sha256 ? (m.verified ? 'verified' : 'hash known') : 'needs --sha256',
+  ]);
   io.stdout.write(indent(table(rows), '  '));
   return 0;
 }
@@ -118,7 +138,9 @@ function progressPrinter(io: CliIo, id: string): { update(p: DownloadProgress): 
       if (tty) {
         const width = 30;
         const filled = Math.round(fraction * width);
-        io.stderr.write(`\r${id} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(p.receivedBytes)}${total ? ' of ' + formatBytes(total) : ''} ${rate}${eta}   `);
+        io.stderr.write(
+          `\r${id} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(p.receivedBytes)}${total ? ' of ' + formatBytes(total) : ''} ${rate}${eta}   `,
+        );
         drew = true;
       } else {
         const tenth = Math.floor(fraction * 10);
@@ -144,11 +166,17 @@ async function pull(rest: string[], io: CliIo): Promise<number> {
   const progress = progressPrinter(io, id);
   let installed;
   try {
-    installed = await store.pull(entry, { ...(values.sha256 ? { sha256: values.sha256 } : {}), signal: io.signal, onProgress: (p) => progress.update(p) });
+    installed = await store.pull(entry, {
+      ...(values.sha256 ? { sha256: values.sha256 } : {}),
+      signal: io.signal,
+      onProgress: (p) => progress.update(p),
+    });
   } finally {
     progress.done();
   }
-  io.stdout.write(`Installed ${installed.id}: ${formatBytes(installed.bytes)}, sha256 ${installed.sha256}.\nServe it with \`nightjar models select ${installed.id}\`.\n`);
+  io.stdout.write(
+    `Installed ${installed.id}: ${formatBytes(installed.bytes)}, sha256 ${installed.sha256}.\nServe it with \`nightjar models select ${installed.id}\`.\n`,
+  );
   return 0;
 }
 
@@ -157,7 +185,8 @@ async function remove(rest: string[], io: CliIo): Promise<number> {
   const { store, paths } = await context(io);
   const client = await runningAgent(paths);
   if (client) await client.call('removeModel', { id });
-  else if (!(await store.remove(id))) throw new NightjarError('NJ_MODEL_NOT_INSTALLED', `The model ${id} is not installed on this machine.`);
+  else if (!(await store.remove(id)))
+    throw new NightjarError('NJ_MODEL_NOT_INSTALLED', `The model ${id} is not installed on this machine.`);
   io.stdout.write(`Removed ${id}.\n`);
   return 0;
 }
@@ -187,7 +216,8 @@ async function synth(rest: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const shape = values.shape ?? 'tiny';
-  if (!isSyntheticShapeName(shape)) throw new NightjarError('NJ_USAGE', `unknown shape "${shape}"; choose one of ${Object.keys(SYNTHETIC_SHAPES).join(', ')}`);
+  if (!isSyntheticShapeName(shape))
+    throw new NightjarError('NJ_USAGE', `unknown shape "${shape}"; choose one of ${Object.keys(SYNTHETIC_SHAPES).join(', ')}`);
   const seed = values.seed === undefined ? 0 : Number(values.seed);
   if (!Number.isInteger(seed) || seed < 0) throw new NightjarError('NJ_USAGE', '--seed must be a non-negative integer');
   const store = values.out ? null : (await context(io)).store;

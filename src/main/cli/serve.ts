@@ -165,17 +165,33 @@ export async function serveCommand(argv: string[], io: CliIo, logger: (level: st
     if (await store.get(values.model)) config.model.selected = values.model;
     else {
       const file = path.resolve(io.cwd, values.model);
-      if (!(await stat(file).then((s) => s.isFile(), () => false))) {
+      if (
+        !(await stat(file).then(
+          (s) => s.isFile(),
+          () => false,
+        ))
+      ) {
         throw new NightjarError('NJ_USAGE', `--model: "${values.model}" is neither an installed model (nightjar models list) nor a file`);
       }
       log.info('hashing model file', { file: path.basename(file) });
       const external = await ModelStore.forFile(file, { id: values['model-id'] ?? modelIdForFile(file), logger: log });
-      model = modelChoice({ ...external, slots: config.model.slots, contextLength: config.model.contextLength, threads: config.model.threads, allowSwap: config.model.allowSwap, logger: log });
+      model = modelChoice({
+        ...external,
+        slots: config.model.slots,
+        contextLength: config.model.contextLength,
+        threads: config.model.threads,
+        allowSwap: config.model.allowSwap,
+        logger: log,
+      });
     }
   }
 
   const control = !values['no-control'] && config.control.enabled;
-  if (values.dashboard && !control) throw new NightjarError('NJ_USAGE', '--dashboard needs the control API: leave out --no-control (and set control.enabled in config.json)');
+  if (values.dashboard && !control)
+    throw new NightjarError(
+      'NJ_USAGE',
+      '--dashboard needs the control API: leave out --no-control (and set control.enabled in config.json)',
+    );
   const dashboard = control ? await locateDashboard({ build: values.dashboard === true }) : null;
   let service: AgentService;
   try {

@@ -43,7 +43,8 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
     return 0;
   }
   const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NightjarError('NJ_USAGE', `--port must be 0–65535, not "${values.port}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new NightjarError('NJ_USAGE', `--port must be 0–65535, not "${values.port}"`);
   const slots = values.slots === undefined ? 4 : Number(values.slots);
   if (!Number.isInteger(slots) || slots < 1) throw new NightjarError('NJ_USAGE', `--slots must be a positive integer`);
   const dir = path.resolve(io.cwd, values.dir ?? '.nightjar-dev');

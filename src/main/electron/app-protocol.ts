@@ -17,7 +17,15 @@ import { APP_CSP } from './window.js';
 /** What protocol.registerSchemesAsPrivileged is given (before the app is ready). */
 export const DASHBOARD_SCHEME_PRIVILEGES = {
   scheme: DASHBOARD_SCHEME,
-  privileges: { standard: true, secure: true, supportFetchAPI: false, corsEnabled: false, stream: false, bypassCSP: false, allowServiceWorkers: false },
+  privileges: {
+    standard: true,
+    secure: true,
+    supportFetchAPI: false,
+    corsEnabled: false,
+    stream: false,
+    bypassCSP: false,
+    allowServiceWorkers: false,
+  },
 } as const;
 
 const TYPES: Readonly<Record<string, string>> = {
@@ -51,10 +59,18 @@ export function dashboardFile(url: string, root: string): string | null {
 }
 
 /** Answers one app:// request from the dashboard folder `root`. */
-export async function dashboardResponse(request: Request, root: string, read: (file: string) => Promise<Uint8Array> = readFile): Promise<Response> {
+export async function dashboardResponse(
+  request: Request,
+  root: string,
+  read: (file: string) => Promise<Uint8Array> = readFile,
+): Promise<Response> {
   const file = request.method === 'GET' ? dashboardFile(request.url, root) : null;
   const body = file ? await read(file).catch(() => null) : null;
-  if (!file || !body) return new Response('Not found', { status: 404, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-security-policy': APP_CSP } });
+  if (!file || !body)
+    return new Response('Not found', {
+      status: 404,
+      headers: { 'content-type': 'text/plain; charset=utf-8', 'content-security-policy': APP_CSP },
+    });
   return new Response(body as Uint8Array<ArrayBuffer>, {
     status: 200,
     headers: {

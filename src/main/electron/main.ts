@@ -53,13 +53,17 @@ async function run(): Promise<void> {
     powerMonitor,
     source,
     logger,
-    batteryPercent: async () => (process.platform === 'darwin' ? parsePmsetBatt(await execCommand('/usr/bin/pmset', ['-g', 'batt'])).batteryPercent : null),
+    batteryPercent: async () =>
+      process.platform === 'darwin' ? parsePmsetBatt(await execCommand('/usr/bin/pmset', ['-g', 'batt'])).batteryPercent : null,
     memoryPressure: () => readMemoryPressure(),
   });
 
   const paths = platformPaths();
   const config = await loadConfig(paths.configFile);
-  const secrets = config.keys.store === 'plaintext-file' ? new PlaintextFileSecretStore(config.keys.file ?? paths.defaultKeyFile) : new KeychainSecretStore();
+  const secrets =
+    config.keys.store === 'plaintext-file'
+      ? new PlaintextFileSecretStore(config.keys.file ?? paths.defaultKeyFile)
+      : new KeychainSecretStore();
   const { identity } = await loadOrCreateIdentity(secrets);
   const agent = await AgentService.start({
     paths,

@@ -5,7 +5,15 @@
  * once (the runtime subscribes to the source), so the agent stops taking jobs the moment the
  * owner touches the keyboard.
  */
-import { silentLogger, systemClock, type Clock, type Logger, type MemoryPressure, type ThermalState, type TimerHandle } from '../../shared/index.js';
+import {
+  silentLogger,
+  systemClock,
+  type Clock,
+  type Logger,
+  type MemoryPressure,
+  type ThermalState,
+  type TimerHandle,
+} from '../../shared/index.js';
 import type { EnvironmentSample, ManualEnvironmentSource } from '../agent/index.js';
 import type { ElectronThermalState, PowerMonitorLike } from './electron-like.js';
 

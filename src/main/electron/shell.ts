@@ -53,7 +53,12 @@ export class MenuBarShell {
     const { app } = options;
     this.loginItem = new LoginItem(app);
     this.window = new DashboardWindow({ create: options.createWindow, preload: options.preload, devTools: !app.isPackaged, logger: log });
-    this.#ipc = registerControlIpc({ ipcMain: options.ipcMain, handlers: options.agent.handlers, isDashboard: (id) => this.window.owns(id), logger: log });
+    this.#ipc = registerControlIpc({
+      ipcMain: options.ipcMain,
+      handlers: options.agent.handlers,
+      isDashboard: (id) => this.window.owns(id),
+      logger: log,
+    });
     this.#unsubscribe = options.agent.onEvent((event: ControlEvent) => this.window.send(EVENT_CHANNEL, event));
     this.tray = new TrayController({
       tray: options.tray,
@@ -61,7 +66,10 @@ export class MenuBarShell {
       agent: options.agent,
       logger: log,
       actions: {
-        openDashboard: (screen) => void this.window.open(screen).catch((err: unknown) => log.error('could not open the dashboard', { err: err instanceof Error ? err.message : String(err) })),
+        openDashboard: (screen) =>
+          void this.window
+            .open(screen)
+            .catch((err: unknown) => log.error('could not open the dashboard', { err: err instanceof Error ? err.message : String(err) })),
         launchAtLogin: () => this.loginItem.enabled,
         setLaunchAtLogin: (on) => this.loginItem.set(on),
         quit: () => app.quit(),

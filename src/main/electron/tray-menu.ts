@@ -2,7 +2,14 @@
  * What the menu-bar item says: its title (a state mark and today's earnings) and its menu, as
  * pure functions of the agent's status. tray.ts turns them into Electron calls.
  */
-import { STATE_LABELS, formatCredits, formatTokens, type AgentState, type AgentStatusSnapshot, type EarningsTotal } from '../../shared/index.js';
+import {
+  STATE_LABELS,
+  formatCredits,
+  formatTokens,
+  type AgentState,
+  type AgentStatusSnapshot,
+  type EarningsTotal,
+} from '../../shared/index.js';
 
 /** What a menu item does when chosen. */
 export type TrayAction = 'pause' | 'resume' | 'serve-now' | 'open-dashboard' | 'preferences' | 'toggle-login' | 'quit';
@@ -76,7 +83,8 @@ export function trayMenu(input: TrayInput): TrayMenuItem[] {
     const reason = s.state === 'serving' ? null : s.reason?.message;
     items.push(info('state', reason ? `${STATE_LABELS[s.state]} — ${reason}` : STATE_LABELS[s.state]));
     items.push(info('model', s.model ? `Model: ${s.model.id}${s.model.synthetic ? ' (synthetic)' : ''}` : 'No model selected'));
-    if (s.state === 'serving' || s.state === 'draining') items.push(info('rate', `${s.activeJobs} job${s.activeJobs === 1 ? '' : 's'} · ${s.tokensPerSecond.toFixed(1)} tokens/s`));
+    if (s.state === 'serving' || s.state === 'draining')
+      items.push(info('rate', `${s.activeJobs} job${s.activeJobs === 1 ? '' : 's'} · ${s.tokensPerSecond.toFixed(1)} tokens/s`));
   }
   const today = input.today;
   items.push(
@@ -103,9 +111,29 @@ export function trayMenu(input: TrayInput): TrayMenuItem[] {
     items.push({ id: 'serve-now', type: 'normal', label: 'Serve Now', enabled: ready && s.gatewayUrl !== null, action: 'serve-now' });
   }
   items.push(separator(2));
-  items.push({ id: 'open-dashboard', type: 'normal', label: s?.gatewayUrl === null ? 'Set Up Nightjar…' : 'Open Dashboard…', enabled: true, action: 'open-dashboard' });
-  items.push({ id: 'preferences', type: 'normal', label: 'Preferences…', enabled: true, accelerator: 'CommandOrControl+,', action: 'preferences' });
-  items.push({ id: 'launch-at-login', type: 'checkbox', label: 'Launch at Login', enabled: true, checked: input.launchAtLogin, action: 'toggle-login' });
+  items.push({
+    id: 'open-dashboard',
+    type: 'normal',
+    label: s?.gatewayUrl === null ? 'Set Up Nightjar…' : 'Open Dashboard…',
+    enabled: true,
+    action: 'open-dashboard',
+  });
+  items.push({
+    id: 'preferences',
+    type: 'normal',
+    label: 'Preferences…',
+    enabled: true,
+    accelerator: 'CommandOrControl+,',
+    action: 'preferences',
+  });
+  items.push({
+    id: 'launch-at-login',
+    type: 'checkbox',
+    label: 'Launch at Login',
+    enabled: true,
+    checked: input.launchAtLogin,
+    action: 'toggle-login',
+  });
   items.push(separator(3));
   items.push({ id: 'quit', type: 'normal', label: 'Quit Nightjar', enabled: true, accelerator: 'CommandOrControl+Q', action: 'quit' });
   return items;

@@ -2,7 +2,17 @@
  * The menu-bar item: keeps its title, tooltip and menu in step with the agent (its events, and
  * a slow refresh so today's earnings roll over at midnight), and runs what the owner picks.
  */
-import { earningsPeriods, silentLogger, systemClock, type AgentStatusSnapshot, type Clock, type ControlEvent, type EarningsTotal, type Logger, type TimerHandle } from '../../shared/index.js';
+import {
+  earningsPeriods,
+  silentLogger,
+  systemClock,
+  type AgentStatusSnapshot,
+  type Clock,
+  type ControlEvent,
+  type EarningsTotal,
+  type Logger,
+  type TimerHandle,
+} from '../../shared/index.js';
 import type { MenuFactoryLike, MenuItemTemplate, TrayLike } from './electron-like.js';
 import type { AgentLike } from './agent-like.js';
 import { trayMenu, trayTitle, trayToolTip, type TrayAction, type TrayMenuItem } from './tray-menu.js';
@@ -104,7 +114,13 @@ export class TrayController {
   #onEvent(e: ControlEvent): void {
     if (e.type === 'state' || e.type === 'link' || e.type === 'receipt') void this.refresh();
     else if (e.type === 'jobs' && this.#status) {
-      Object.assign(this.#status, { activeJobs: e.activeJobs, tokensPerSecond: e.tokensPerSecond, freeSlots: e.freeSlots, totalSlots: e.totalSlots, jobsServed: e.jobsServed });
+      Object.assign(this.#status, {
+        activeJobs: e.activeJobs,
+        tokensPerSecond: e.tokensPerSecond,
+        freeSlots: e.freeSlots,
+        totalSlots: e.totalSlots,
+        jobsServed: e.jobsServed,
+      });
       this.#render();
     }
   }

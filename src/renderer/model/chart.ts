@@ -46,7 +46,10 @@ export interface ChartLayout {
  * Lays out stacked bars, one per day, segments per model. Credits when any day has credits
  * (micro-credits converted to credits), completion tokens otherwise.
  */
-export function layoutChart(days: readonly EarningsDay[], size: { width: number; height: number } = { width: 640, height: 220 }): ChartLayout {
+export function layoutChart(
+  days: readonly EarningsDay[],
+  size: { width: number; height: number } = { width: 640, height: 220 },
+): ChartLayout {
   const priced = days.some((d) => Object.values(d.byModel).some((v) => v > 0n));
   const unit = priced ? 'credits' : 'tokens';
   const valueOf = (d: EarningsDay, m: string): number => (priced ? Number(d.byModel[m] ?? 0n) / 1e6 : (d.tokensByModel[m] ?? 0));

@@ -5,7 +5,15 @@
 import { WEEKDAYS, type ScheduleWindow, type Weekday } from '../../shared/index.js';
 
 /** Short day names as the editor shows them. */
-export const DAY_LABELS: Readonly<Record<Weekday, string>> = { mon: 'Mon', tue: 'Tue', wed: 'Wed', thu: 'Thu', fri: 'Fri', sat: 'Sat', sun: 'Sun' };
+export const DAY_LABELS: Readonly<Record<Weekday, string>> = {
+  mon: 'Mon',
+  tue: 'Tue',
+  wed: 'Wed',
+  thu: 'Thu',
+  fri: 'Fri',
+  sat: 'Sat',
+  sun: 'Sun',
+};
 
 /** True if the window runs past midnight into the next day (end not after start; equal is a whole day). */
 export function isOvernight(w: Pick<ScheduleWindow, 'start' | 'end'>): boolean {
@@ -18,7 +26,7 @@ export function describeDays(days: readonly Weekday[]): string {
   if (set.size === 7) return 'Every day';
   const idx = WEEKDAYS.map((d, i) => (set.has(d) ? i : -1)).filter((i) => i >= 0);
   const runs: string[] = [];
-  for (let k = 0; k < idx.length; ) {
+  for (let k = 0; k < idx.length;) {
     let j = k;
     while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
     const a = DAY_LABELS[WEEKDAYS[idx[k]!]!];
@@ -45,7 +53,9 @@ export interface WindowDraft {
 const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
 
 /** Checks a draft schedule; the problems are addressed to the person editing (row numbers from 1). */
-export function checkSchedule(drafts: readonly WindowDraft[]): { ok: true; schedule: ScheduleWindow[] } | { ok: false; problems: string[] } {
+export function checkSchedule(
+  drafts: readonly WindowDraft[],
+): { ok: true; schedule: ScheduleWindow[] } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   drafts.forEach((d, i) => {
     if (d.days.length === 0) problems.push(`Window ${i + 1}: pick at least one day.`);

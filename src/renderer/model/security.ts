@@ -27,7 +27,13 @@ function isLoopback(host: string): boolean {
 
 /** The checks, in the order the screen shows them. */
 /** A check only the native addon can make: unknown without it (null), else ok or fail. */
-function nativeCheck(id: string, title: string, value: boolean | null, okDetail: string, fail: { detail: string; action: string }): SecurityCheck {
+function nativeCheck(
+  id: string,
+  title: string,
+  value: boolean | null,
+  okDetail: string,
+  fail: { detail: string; action: string },
+): SecurityCheck {
   if (value === null) return { id, title, result: 'unknown', detail: NATIVE_MISSING, action: null };
   return value ? { id, title, result: 'ok', detail: okDetail, action: null } : { id, title, result: 'fail', ...fail };
 }
@@ -38,7 +44,13 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
 
   // The link to the gateway.
   if (status.gatewayUrl === null) {
-    checks.push({ id: 'gateway-tls', title: 'Encrypted link to the gateway', result: 'unknown', detail: 'This Mac is not linked to a gateway yet.', action: 'Link it on the Set up screen.' });
+    checks.push({
+      id: 'gateway-tls',
+      title: 'Encrypted link to the gateway',
+      result: 'unknown',
+      detail: 'This Mac is not linked to a gateway yet.',
+      action: 'Link it on the Set up screen.',
+    });
   } else {
     const url = new URL(status.gatewayUrl);
     const tls = url.protocol === 'wss:';
@@ -46,34 +58,59 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
       id: 'gateway-tls',
       title: 'Encrypted link to the gateway',
       result: tls || isLoopback(url.hostname) ? 'ok' : 'fail',
-      detail: tls ? `TLS to ${url.host}.` : isLoopback(url.hostname) ? `A gateway on this machine (${url.host}); nothing leaves it.` : `${url.host} is reached without TLS: prompts stay sealed, but job metadata and the enrollment token cross the network in the clear.`,
+      detail: tls
+        ? `TLS to ${url.host}.`
+        : isLoopback(url.hostname)
+          ? `A gateway on this machine (${url.host}); nothing leaves it.`
+          : `${url.host} is reached without TLS: prompts stay sealed, but job metadata and the enrollment token cross the network in the clear.`,
       action: tls || isLoopback(url.hostname) ? null : 'Link again with the gateway’s https:// address.',
     });
   }
 
   const g = status.gateway;
   if (g.rejected) {
-    checks.push({ id: 'gateway-admission', title: 'Admitted by the gateway', result: 'fail', detail: `The gateway refused this Mac: ${g.rejected.message}`, action: 'Ask your operator for a new enrollment token and link again on the Set up screen.' });
+    checks.push({
+      id: 'gateway-admission',
+      title: 'Admitted by the gateway',
+      result: 'fail',
+      detail: `The gateway refused this Mac: ${g.rejected.message}`,
+      action: 'Ask your operator for a new enrollment token and link again on the Set up screen.',
+    });
   } else if (g.trust) {
     checks.push({
       id: 'gateway-admission',
       title: 'Admitted by the gateway',
       result: g.operator ? 'ok' : 'warn',
-      detail: g.operator ? `Bound to operator ${g.operator}.` : 'Connected, but bound to no operator: this Mac serves free jobs only and earns nothing.',
+      detail: g.operator
+        ? `Bound to operator ${g.operator}.`
+        : 'Connected, but bound to no operator: this Mac serves free jobs only and earns nothing.',
       action: g.operator ? null : 'Link again with an enrollment token from your operator.',
     });
   } else {
-    checks.push({ id: 'gateway-admission', title: 'Admitted by the gateway', result: 'unknown', detail: 'Not connected to the gateway yet.', action: null });
+    checks.push({
+      id: 'gateway-admission',
+      title: 'Admitted by the gateway',
+      result: 'unknown',
+      detail: 'Not connected to the gateway yet.',
+      action: null,
+    });
   }
 
   checks.push(
     status.security.keyStore === 'keychain'
-      ? { id: 'key-store', title: 'Identity key in the Keychain', result: 'ok', detail: 'The private key that signs bundles and receipts is kept by the OS keychain.', action: null }
+      ? {
+          id: 'key-store',
+          title: 'Identity key in the Keychain',
+          result: 'ok',
+          detail: 'The private key that signs bundles and receipts is kept by the OS keychain.',
+          action: null,
+        }
       : {
           id: 'key-store',
           title: 'Identity key in the Keychain',
           result: 'warn',
-          detail: 'The identity key is in a plaintext file (opted in with --key-file): anyone who can read that file can impersonate this Mac.',
+          detail:
+            'The identity key is in a plaintext file (opted in with --key-file): anyone who can read that file can impersonate this Mac.',
           action: 'Run the agent without --key-file (keys.store "keychain") and enroll the new identity with your operator.',
         },
   );
@@ -94,19 +131,56 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
   );
   checks.push(
     posture.secureEnclave
-      ? { id: 'secure-enclave', title: 'Secure Enclave attestation', result: 'ok', detail: 'A Secure Enclave key co-signs this Mac’s bundle.', action: null }
-      : { id: 'secure-enclave', title: 'Secure Enclave attestation', result: 'unknown', detail: 'Not available in this build, so the gateway can trust this Mac as “signed”, not “attested”. Clients that require attested Macs will not choose it.', action: null },
+      ? {
+          id: 'secure-enclave',
+          title: 'Secure Enclave attestation',
+          result: 'ok',
+          detail: 'A Secure Enclave key co-signs this Mac’s bundle.',
+          action: null,
+        }
+      : {
+          id: 'secure-enclave',
+          title: 'Secure Enclave attestation',
+          result: 'unknown',
+          detail:
+            'Not available in this build, so the gateway can trust this Mac as “signed”, not “attested”. Clients that require attested Macs will not choose it.',
+          action: null,
+        },
   );
   checks.push(
     posture.appHash
-      ? { id: 'app-hash', title: 'Released app', result: 'ok', detail: `App ${posture.appVersion}, hash ${posture.appHash.slice(0, 12)}…`, action: null }
-      : { id: 'app-hash', title: 'Released app', result: 'warn', detail: `Version ${posture.appVersion}, not a released build (no app hash).`, action: 'Install the released Nightjar app to be eligible for attestation.' },
+      ? {
+          id: 'app-hash',
+          title: 'Released app',
+          result: 'ok',
+          detail: `App ${posture.appVersion}, hash ${posture.appHash.slice(0, 12)}…`,
+          action: null,
+        }
+      : {
+          id: 'app-hash',
+          title: 'Released app',
+          result: 'warn',
+          detail: `Version ${posture.appVersion}, not a released build (no app hash).`,
+          action: 'Install the released Nightjar app to be eligible for attestation.',
+        },
   );
 
   if (status.model?.synthetic) {
-    checks.push({ id: 'model', title: 'Real model', result: 'warn', detail: `${status.model.id} is a synthetic model (random weights): clients refuse it unless they allow synthetic models.`, action: 'Pick a real model on the Models screen.' });
+    checks.push({
+      id: 'model',
+      title: 'Real model',
+      result: 'warn',
+      detail: `${status.model.id} is a synthetic model (random weights): clients refuse it unless they allow synthetic models.`,
+      action: 'Pick a real model on the Models screen.',
+    });
   } else if (status.model) {
-    checks.push({ id: 'model', title: 'Real model', result: 'ok', detail: `${status.model.id}, sha256 ${status.model.sha256.slice(0, 12)}… checked before every load.`, action: null });
+    checks.push({
+      id: 'model',
+      title: 'Real model',
+      result: 'ok',
+      detail: `${status.model.id}, sha256 ${status.model.sha256.slice(0, 12)}… checked before every load.`,
+      action: null,
+    });
   }
   return checks;
 }
@@ -115,9 +189,16 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
 export function trustSummary(status: AgentStatusSnapshot): { level: string; detail: string } {
   switch (status.gateway.trust) {
     case 'attested':
-      return { level: 'Attested', detail: 'The gateway verified a Secure Enclave co-signature over a hardened posture from a released app.' };
+      return {
+        level: 'Attested',
+        detail: 'The gateway verified a Secure Enclave co-signature over a hardened posture from a released app.',
+      };
     case 'signed':
-      return { level: 'Signed', detail: 'The gateway verified this Mac’s bundle signature and it answers every challenge. Clients asking for “attested” Macs will not choose it.' };
+      return {
+        level: 'Signed',
+        detail:
+          'The gateway verified this Mac’s bundle signature and it answers every challenge. Clients asking for “attested” Macs will not choose it.',
+      };
     default:
       return { level: 'Not known yet', detail: 'The gateway says how far it trusts this Mac when it connects.' };
   }

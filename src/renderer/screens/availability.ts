@@ -12,12 +12,27 @@ function field(label: string, input: HTMLElement, help?: string): HTMLElement {
   const id = input.id || uid('f');
   input.id = id;
   if (help) input.setAttribute('aria-describedby', `${id}-help`);
-  return h('div', { class: 'field' }, h('label', { for: id }, label), input, help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null);
+  return h(
+    'div',
+    { class: 'field' },
+    h('label', { for: id }, label),
+    input,
+    help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null,
+  );
 }
 
 function checkbox(id: string, label: string, checked: boolean, help?: string): { row: HTMLElement; input: HTMLInputElement } {
   const input = h('input', { id, type: 'checkbox', checked, ...(help ? { 'aria-describedby': `${id}-help` } : {}) });
-  return { input, row: h('div', { class: 'field check' }, input, h('label', { for: id }, label), help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null) };
+  return {
+    input,
+    row: h(
+      'div',
+      { class: 'field check' },
+      input,
+      h('label', { for: id }, label),
+      help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null,
+    ),
+  };
 }
 
 function numberInput(id: string, value: number, min: number, max: number, step: number | 'any' = 1): HTMLInputElement {
@@ -33,7 +48,11 @@ export function availabilityScreen(ctx: AppContext): Screen {
   const problems = h('div', { id: 'policy-problems', class: 'error', role: 'alert' });
 
   function windowRow(d: WindowDraft, index: number): HTMLElement {
-    const describe = h('p', { class: 'muted', 'data-field': 'window-text' }, d.days.length ? describeWindow(d) : 'Pick the days it starts on.');
+    const describe = h(
+      'p',
+      { class: 'muted', 'data-field': 'window-text' },
+      d.days.length ? describeWindow(d) : 'Pick the days it starts on.',
+    );
     const refresh = (): void => {
       describe.textContent = d.days.length ? describeWindow(d) : 'Pick the days it starts on.';
       row.dataset.overnight = String(isOvernight(d));
@@ -79,7 +98,9 @@ export function availabilityScreen(ctx: AppContext): Screen {
   function drawWindows(): void {
     replaceChildren(
       windows,
-      drafts.length === 0 ? h('p', { class: 'muted', 'data-field': 'any-time' }, 'No windows: this Mac may serve at any time (when idle, on power and cool).') : null,
+      drafts.length === 0
+        ? h('p', { class: 'muted', 'data-field': 'any-time' }, 'No windows: this Mac may serve at any time (when idle, on power and cool).')
+        : null,
       ...drafts.map((d, i) => windowRow(d, i)),
     );
   }
@@ -103,7 +124,15 @@ export function availabilityScreen(ctx: AppContext): Screen {
     const zones = h('datalist', { id: 'time-zones' });
     const supported = (Intl as { supportedValuesOf?: (key: string) => string[] }).supportedValuesOf?.('timeZone') ?? [];
     for (const z of supported) zones.append(h('option', { value: z }));
-    const zone = h('input', { id: 'time-zone', type: 'text', list: 'time-zones', value: policy.timeZone ?? '', placeholder: `System (${Intl.DateTimeFormat().resolvedOptions().timeZone})`, autocomplete: 'off', spellcheck: 'false' });
+    const zone = h('input', {
+      id: 'time-zone',
+      type: 'text',
+      list: 'time-zones',
+      value: policy.timeZone ?? '',
+      placeholder: `System (${Intl.DateTimeFormat().resolvedOptions().timeZone})`,
+      autocomplete: 'off',
+      spellcheck: 'false',
+    });
     const grace = numberInput('grace-seconds', policy.graceMs / 1000, 0, 600, 'any');
     const unload = numberInput('unload-minutes', policy.unloadDelayMs / 60_000, 0, 1440, 'any');
     const add = h('button', { type: 'button', id: 'add-window' }, 'Add a window');
@@ -135,7 +164,11 @@ export function availabilityScreen(ctx: AppContext): Screen {
         'section',
         { class: 'card', 'aria-labelledby': 'schedule-h' },
         h('h2', { id: 'schedule-h' }, 'Schedule'),
-        h('p', { class: 'muted' }, 'Serve only inside these windows. A window that ends before it starts runs overnight into the next day (22:00 → 07:00).'),
+        h(
+          'p',
+          { class: 'muted' },
+          'Serve only inside these windows. A window that ends before it starts runs overnight into the next day (22:00 → 07:00).',
+        ),
         windows,
         add,
         zones,
@@ -198,7 +231,10 @@ export function availabilityScreen(ctx: AppContext): Screen {
     title: 'Availability',
     mount(el) {
       root = el;
-      el.append(h('h1', {}, 'Availability'), h('p', { class: 'lead' }, 'Nightjar gives the Mac back the moment you return; these settings say when it may borrow it.'));
+      el.append(
+        h('h1', {}, 'Availability'),
+        h('p', { class: 'lead' }, 'Nightjar gives the Mac back the moment you return; these settings say when it may borrow it.'),
+      );
       if (ctx.state.policy) build(ctx.state.policy);
     },
     update() {

@@ -37,17 +37,3 @@ export function sparkline(values: readonly number[], label: string): SVGSVGEleme
     values.length > 1 ? svg('polyline', { points, fill: 'none' }) : null,
   );
 }
-
-/** A duration for people: 45 s, 3 min, 2 h 05 min. */
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
-  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
-}
-
-/** A time for people, in this browser's locale. */
-export function formatTime(ms: number): string {
-  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}

@@ -21,7 +21,11 @@ export function modelsScreen(ctx: AppContext): Screen {
           'section',
           { class: 'card', 'aria-labelledby': 'catalog-h' },
           h('h2', { id: 'catalog-h' }, 'Catalog'),
-          h('p', { class: 'muted' }, 'Every file is checked against its sha256 while it downloads and again before each load; a file that does not match is never served.'),
+          h(
+            'p',
+            { class: 'muted' },
+            'Every file is checked against its sha256 while it downloads and again before each load; a file that does not match is never served.',
+          ),
           catalog,
         ),
       );

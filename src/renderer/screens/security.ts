@@ -1,5 +1,5 @@
 /** Security: the trust level the gateway grants, and each protection with what to do if it falls short. */
-import { formatSize } from '../../shared/index.js';
+import { formatBytes } from '../../shared/index.js';
 import type { AppContext, Screen } from '../app.js';
 import { h, replaceChildren } from '../dom.js';
 import { securityChecks, trustSummary, type CheckResult } from '../model/security.js';
@@ -16,7 +16,11 @@ export function securityScreen(ctx: AppContext): Screen {
     mount(el) {
       el.append(
         h('h1', {}, 'Security'),
-        h('p', { class: 'lead' }, 'Clients seal each request for this Mac alone; the gateway relays ciphertext. What follows is how well this Mac keeps its side.'),
+        h(
+          'p',
+          { class: 'lead' },
+          'Clients seal each request for this Mac alone; the gateway relays ciphertext. What follows is how well this Mac keeps its side.',
+        ),
         body,
       );
     },
@@ -50,7 +54,13 @@ export function securityScreen(ctx: AppContext): Screen {
                 'li',
                 { 'data-check': c.id, 'data-result': c.result },
                 h('span', { class: `result ${c.result}` }, RESULT_TEXT[c.result]),
-                h('div', {}, h('strong', {}, c.title), h('p', {}, c.detail), c.action ? h('p', { class: 'action' }, h('span', { class: 'visually-hidden' }, 'What to do: '), c.action) : null),
+                h(
+                  'div',
+                  {},
+                  h('strong', {}, c.title),
+                  h('p', {}, c.detail),
+                  c.action ? h('p', { class: 'action' }, h('span', { class: 'visually-hidden' }, 'What to do: '), c.action) : null,
+                ),
               ),
             ),
           ),
@@ -64,7 +74,7 @@ export function securityScreen(ctx: AppContext): Screen {
             ['Agent id', 'agent-id', s.agentId],
             ['System', 'os', `${p.os} ${p.osVersion} (${p.arch})`],
             ['Chip', 'chip', p.chip],
-            ['Memory', 'memory', formatSize(p.memoryBytes)],
+            ['Memory', 'memory', formatBytes(p.memoryBytes)],
             ['App version', 'app-version', s.security.posture.appVersion],
           ]),
         ),

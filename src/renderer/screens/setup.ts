@@ -12,8 +12,24 @@ export function setupScreen(ctx: AppContext): Screen {
   const models = h('div', { class: 'step-body' });
   const memory = h('p', { class: 'muted', 'data-field': 'memory' });
   const done = h('section', { class: 'card step', id: 'step-done', 'aria-labelledby': 'step-done-h' });
-  const url = h('input', { id: 'gateway-url', name: 'gateway-url', type: 'url', required: true, autocomplete: 'url', spellcheck: 'false', placeholder: 'https://gateway.example' });
-  const token = h('input', { id: 'enroll-token', name: 'enroll-token', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'njen_…', 'aria-describedby': 'enroll-help' });
+  const url = h('input', {
+    id: 'gateway-url',
+    name: 'gateway-url',
+    type: 'url',
+    required: true,
+    autocomplete: 'url',
+    spellcheck: 'false',
+    placeholder: 'https://gateway.example',
+  });
+  const token = h('input', {
+    id: 'enroll-token',
+    name: 'enroll-token',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'njen_…',
+    'aria-describedby': 'enroll-help',
+  });
   const submit = h('button', { type: 'submit', class: 'primary', id: 'link' }, 'Link this Mac');
   const form = h(
     'form',
@@ -24,7 +40,11 @@ export function setupScreen(ctx: AppContext): Screen {
       { class: 'field' },
       h('label', { for: 'enroll-token' }, 'Enrollment token'),
       token,
-      h('small', { id: 'enroll-help', class: 'muted' }, 'From your operator (`nightjar gateway enroll`). It binds this Mac to their account once, so your earnings reach it.'),
+      h(
+        'small',
+        { id: 'enroll-help', class: 'muted' },
+        'From your operator (`nightjar gateway enroll`). It binds this Mac to their account once, so your earnings reach it.',
+      ),
     ),
     h('div', { class: 'row-actions' }, submit),
   );
@@ -61,9 +81,25 @@ export function setupScreen(ctx: AppContext): Screen {
     mount(el) {
       el.append(
         h('h1', {}, 'Set up this Mac'),
-        h('p', { class: 'lead' }, 'Nightjar serves encrypted chat requests with your Mac’s spare time and pays your operator account. Three steps:'),
-        h('section', { class: 'card step', id: 'step-link', 'aria-labelledby': 'step-link-h' }, h('h2', { id: 'step-link-h' }, '1. Link it to a gateway'), linkState, form),
-        h('section', { class: 'card step', id: 'step-model', 'aria-labelledby': 'step-model-h' }, h('h2', { id: 'step-model-h', tabindex: '-1' }, '2. Pick a model that fits'), memory, models),
+        h(
+          'p',
+          { class: 'lead' },
+          'Nightjar serves encrypted chat requests with your Mac’s spare time and pays your operator account. Three steps:',
+        ),
+        h(
+          'section',
+          { class: 'card step', id: 'step-link', 'aria-labelledby': 'step-link-h' },
+          h('h2', { id: 'step-link-h' }, '1. Link it to a gateway'),
+          linkState,
+          form,
+        ),
+        h(
+          'section',
+          { class: 'card step', id: 'step-model', 'aria-labelledby': 'step-model-h' },
+          h('h2', { id: 'step-model-h', tabindex: '-1' }, '2. Pick a model that fits'),
+          memory,
+          models,
+        ),
         done,
       );
     },
@@ -71,7 +107,8 @@ export function setupScreen(ctx: AppContext): Screen {
       const s = ctx.state.status;
       const m = ctx.state.models;
       if (s) {
-        if (!url.value && s.gatewayUrl && document.activeElement !== url) url.value = s.gatewayUrl.replace(/^ws(s?):/, 'http$1:').replace(/\/v1\/agent$/, '');
+        if (!url.value && s.gatewayUrl && document.activeElement !== url)
+          url.value = s.gatewayUrl.replace(/^ws(s?):/, 'http$1:').replace(/\/v1\/agent$/, '');
         const g = s.gateway;
         replaceChildren(
           linkState,
@@ -86,18 +123,33 @@ export function setupScreen(ctx: AppContext): Screen {
                 g.trust ? `, trusted as ${g.trust}` : '',
                 '.',
               ),
-          g.rejected ? h('p', { class: 'error', 'data-field': 'rejected' }, `The gateway refused this Mac: ${g.rejected.message} Ask your operator for a new enrollment token.`) : null,
+          g.rejected
+            ? h(
+                'p',
+                { class: 'error', 'data-field': 'rejected' },
+                `The gateway refused this Mac: ${g.rejected.message} Ask your operator for a new enrollment token.`,
+              )
+            : null,
         );
       }
       memory.textContent = memoryLine(ctx);
       // Rebuild the lists only when what they show changes (not on every tokens/s tick).
-      modelsKey = refreshModelLists(ctx, models, modelsKey, () => [h('h3', {}, 'On this Mac'), installedList(ctx), h('h3', {}, 'Download'), catalogList(ctx, { selectAfterDownload: true })]);
+      modelsKey = refreshModelLists(ctx, models, modelsKey, () => [
+        h('h3', {}, 'On this Mac'),
+        installedList(ctx),
+        h('h3', {}, 'Download'),
+        catalogList(ctx, { selectAfterDownload: true }),
+      ]);
       const ready = s !== null && s.gatewayUrl !== null && m?.selected != null && !s.gateway.rejected;
       replaceChildren(
         done,
         h('h2', { id: 'step-done-h' }, '3. Done'),
         ready
-          ? h('p', { 'data-field': 'ready' }, 'This Mac serves while you are away, on AC power and cool enough. Change when on the Availability screen.')
+          ? h(
+              'p',
+              { 'data-field': 'ready' },
+              'This Mac serves while you are away, on AC power and cool enough. Change when on the Availability screen.',
+            )
           : h('p', { class: 'muted' }, 'Finish the steps above.'),
         ready ? h('button', { type: 'button', class: 'primary', id: 'to-status' }, 'Go to Status') : null,
       );

@@ -6,7 +6,8 @@
 import type { ControlEvent, ControlInput, ControlMethod, ControlOutput } from './contract.js';
 
 /** What one bridged call answers: the method's output, or the agent's error (code and message). */
-export type BridgeResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
+export type BridgeResult<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
 
 /**
  * What the preload script exposes as `window.nightjar`: one function per control method, each

@@ -217,9 +217,7 @@ export const statusSchema = z.strictObject({
   /** The gateway's agent WebSocket URL; null until this machine is linked to a gateway. */
   gatewayUrl: text(2048).nullable(),
   gateway: gatewayStandingSchema,
-  model: z
-    .strictObject({ id: modelIdSchema, sha256: hex32, synthetic: z.boolean(), loaded: z.boolean() })
-    .nullable(),
+  model: z.strictObject({ id: modelIdSchema, sha256: hex32, synthetic: z.boolean(), loaded: z.boolean() }).nullable(),
   totalSlots: count,
   freeSlots: count,
   activeJobs: count,
@@ -248,7 +246,10 @@ export const catalogEntrySchema = z.strictObject({
   /** Quantization, e.g. Q4_K_M. */
   quantization: text(32),
   /** Context length the model was trained for, in tokens. */
-  contextLength: z.int().min(1).max(2 ** 24),
+  contextLength: z
+    .int()
+    .min(1)
+    .max(2 ** 24),
   /** Least total memory a machine should have to serve it, in bytes. */
   minMemoryBytes: count,
   /** SPDX id or license name. */
@@ -278,7 +279,11 @@ export const installedModelSchema = z.strictObject({
   source: text(2048).nullable(),
   synthetic: z.boolean(),
   installedAt: timeMs,
-  contextLength: z.int().min(1).max(2 ** 24).nullable(),
+  contextLength: z
+    .int()
+    .min(1)
+    .max(2 ** 24)
+    .nullable(),
   minMemoryBytes: count.nullable(),
   license: text(128).nullable(),
 });
@@ -363,7 +368,13 @@ export const linkInputSchema = z.strictObject({
   /** The gateway, http(s):// or ws(s)://; a bare origin means its agent endpoint (/v1/agent). */
   gatewayUrl: z.string().min(1).max(2048),
   /** One-time token from the operator (`nightjar gateway enroll`); null or absent keeps none. */
-  enrollToken: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'expected a token without spaces').nullable().optional(),
+  enrollToken: z
+    .string()
+    .min(1)
+    .max(256)
+    .regex(/^[\x21-\x7e]+$/, 'expected a token without spaces')
+    .nullable()
+    .optional(),
 });
 /** What the link method takes. */
 export type LinkInput = z.infer<typeof linkInputSchema>;

@@ -17,53 +17,6 @@ export const STATE_LABELS: Readonly<Record<AgentState, string>> = {
   error: 'Needs attention',
 };
 
-const MICRO = 1_000_000n;
-
-/**
- * Micro-credits (a decimal string) as credits. `exact` (the default) keeps all six decimals
- * without trailing zeros ("0.000051", "12.5"); `compact` rounds down to two decimals below 1000
- * and to whole credits above ("0.00", "12.50", "1,204"). Null (no price configured) is "—".
- */
-export function formatCredits(micro: string | bigint | null, style: 'exact' | 'compact' = 'exact'): string {
-  if (micro === null) return '—';
-  const v = typeof micro === 'bigint' ? micro : BigInt(micro);
-  const negative = v < 0n;
-  const abs = negative ? -v : v;
-  const whole = abs / MICRO;
-  const frac = abs % MICRO;
-  let text: string;
-  if (style === 'compact') {
-    text = whole >= 1000n ? groupThousands(whole.toString()) : `${whole}.${(frac / 10_000n).toString().padStart(2, '0')}`;
-  } else {
-    const decimals = frac.toString().padStart(6, '0').replace(/0+$/, '');
-    text = decimals ? `${groupThousands(whole.toString())}.${decimals}` : groupThousands(whole.toString());
-  }
-  return negative ? `-${text}` : text;
-}
-
-function groupThousands(digits: string): string {
-  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-}
-
-/** A token count for people: 950, 12.3k, 4.1M. */
-export function formatTokens(n: number): string {
-  if (n < 1000) return String(n);
-  if (n < 1_000_000) return `${(n / 1000).toFixed(n < 10_000 ? 1 : 0)}k`;
-  return `${(n / 1_000_000).toFixed(n < 10_000_000 ? 1 : 0)}M`;
-}
-
-/** A byte count for people, in powers of 1024 as memory is sold: 512 MB, 7.5 GB. */
-export function formatSize(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
-
 /** YYYY-MM-DD of `ms` in `timeZone` (as the agent counts earnings days). */
 export function dayIn(ms: number, timeZone: string): string {
   return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(ms);
@@ -97,7 +50,10 @@ function total(rows: EarningsSummary['rows']): EarningsTotal {
 }
 
 /** Today, the last 7 days and the last 30 days (today included), in the summary's time zone. */
-export function earningsPeriods(summary: EarningsSummary, now: number): { today: EarningsTotal; week: EarningsTotal; month: EarningsTotal } {
+export function earningsPeriods(
+  summary: EarningsSummary,
+  now: number,
+): { today: EarningsTotal; week: EarningsTotal; month: EarningsTotal } {
   const today = dayIn(now, summary.timeZone);
   const since = (n: number): EarningsSummary['rows'] => summary.rows.filter((r) => r.date >= daysBefore(today, n - 1) && r.date <= today);
   return { today: total(since(1)), week: total(since(7)), month: total(since(30)) };
@@ -130,7 +86,9 @@ export function earningsByDay(summary: EarningsSummary, days: number, now: numbe
 /** Totals per model over the whole summary, most jobs first. */
 export function earningsByModel(summary: EarningsSummary): (EarningsTotal & { model: string })[] {
   const models = [...new Set(summary.rows.map((r) => r.model))];
-  return models.map((model) => ({ model, ...total(summary.rows.filter((r) => r.model === model)) })).sort((a, b) => b.jobs - a.jobs || a.model.localeCompare(b.model));
+  return models
+    .map((model) => ({ model, ...total(summary.rows.filter((r) => r.model === model)) }))
+    .sort((a, b) => b.jobs - a.jobs || a.model.localeCompare(b.model));
 }
 
 /** Whether a model fits this machine: by its stated minimum, or its file size plus a fifth. */
@@ -141,7 +99,11 @@ export type ModelFit = 'fits' | 'tight' | 'too-big' | 'unknown';
  * with `memory`: 'too-big' if it needs more than the machine has, 'tight' if more than is free
  * now (it may load once other apps give memory back), 'fits' otherwise.
  */
-export function modelFit(minMemoryBytes: number | null, fileBytes: number | null, memory: { totalBytes: number; availableBytes: number } | null): ModelFit {
+export function modelFit(
+  minMemoryBytes: number | null,
+  fileBytes: number | null,
+  memory: { totalBytes: number; availableBytes: number } | null,
+): ModelFit {
   const need = minMemoryBytes ?? (fileBytes === null ? null : Math.ceil(fileBytes * 1.2));
   if (memory === null || need === null) return 'unknown';
   if (need > memory.totalBytes) return 'too-big';

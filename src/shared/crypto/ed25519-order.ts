@@ -49,7 +49,7 @@ function decode(bytes: Uint8Array): [bigint, bigint] | null {
 function double([x, y]: [bigint, bigint]): [bigint, bigint] {
   // Complete twisted Edwards addition (a = −1) of the point with itself.
   const t = mod(D * x * x * y * y);
-  return [mod((2n * x * y) * inv(1n + t)), mod((y * y + x * x) * inv(1n - t))];
+  return [mod(2n * x * y * inv(1n + t)), mod((y * y + x * x) * inv(1n - t))];
 }
 
 const cache = new Map<string, boolean>();

@@ -60,12 +60,7 @@ export function generateBoxKey(): Promise<BoxKeyPair> {
 }
 
 /** NaCl box: seals `message` for `theirPublic` from `mySecret` (XSalsa20-Poly1305). */
-export async function boxSeal(
-  message: Uint8Array,
-  nonce: Uint8Array,
-  theirPublic: Uint8Array,
-  mySecret: Uint8Array,
-): Promise<Uint8Array> {
+export async function boxSeal(message: Uint8Array, nonce: Uint8Array, theirPublic: Uint8Array, mySecret: Uint8Array): Promise<Uint8Array> {
   const key = await (await cryptoBackend()).boxKey(theirPublic, mySecret);
   return nacl.secretbox(message, nonce, key);
 }

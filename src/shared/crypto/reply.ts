@@ -136,7 +136,8 @@ export class ReplyOpener {
 
   /** The final chunk's content; throws NJ_STREAM_TRUNCATED if the stream has not finished. */
   finish(): ReplyFinal {
-    if (!this.#final) throw new CryptoError('NJ_STREAM_TRUNCATED', `the reply ended after ${this.#expected} chunks without its final chunk`);
+    if (!this.#final)
+      throw new CryptoError('NJ_STREAM_TRUNCATED', `the reply ended after ${this.#expected} chunks without its final chunk`);
     return this.#final;
   }
 

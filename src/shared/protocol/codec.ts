@@ -41,12 +41,7 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
  * JSON or not matching `schema` (NJ_FRAME_INVALID), or if its `v` is not this protocol's
  * version (NJ_PROTOCOL_VERSION).
  */
-export function decodeMessage<S extends z.ZodType>(
-  schema: S,
-  data: string | Uint8Array,
-  maxBytes: number,
-  what: string,
-): z.output<S> {
+export function decodeMessage<S extends z.ZodType>(schema: S, data: string | Uint8Array, maxBytes: number, what: string): z.output<S> {
   const size = typeof data === 'string' ? byteLengthUtf8(data) : data.byteLength;
   if (size > maxBytes) {
     throw new ProtocolError('NJ_FRAME_TOO_LARGE', `${what} is ${size} bytes; the limit is ${maxBytes}`);

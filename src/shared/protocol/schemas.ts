@@ -32,7 +32,10 @@ const version = z.literal(PROTOCOL_VERSION);
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 32 bytes of lower-case hex');
 const label = z.string().max(LIMITS.maxLabelLength);
 const timeMs = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
-const count = z.int().min(0).max(2 ** 32);
+const count = z
+  .int()
+  .min(0)
+  .max(2 ** 32);
 
 /** A model id: lower-case letters, digits and `._:/-`, starting with a letter or digit. */
 export const modelIdSchema = z
@@ -47,7 +50,10 @@ export const agentIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'expected an age
 /** A box key id: hex of the first 8 bytes of a hash of the box public key. */
 export const boxKeyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'expected a box key id');
 /** Failover attempt number, 0 for the first agent tried. */
-export const attemptSchema = z.int().min(0).max(LIMITS.maxAttempts - 1);
+export const attemptSchema = z
+  .int()
+  .min(0)
+  .max(LIMITS.maxAttempts - 1);
 
 /** Trust levels, weakest first. */
 export const TRUST_LEVELS = ['signed', 'attested'] as const;
@@ -61,7 +67,10 @@ export const bundleModelSchema = z.strictObject({
   sha256: hex32,
   /** True for files written by the synthetic generator: never offered as real models. */
   synthetic: z.boolean(),
-  contextLength: z.int().min(1).max(2 ** 24),
+  contextLength: z
+    .int()
+    .min(1)
+    .max(2 ** 24),
 });
 export type BundleModel = z.infer<typeof bundleModelSchema>;
 
@@ -165,7 +174,10 @@ export const envelopeHeaderSchema = z.strictObject({
   ephemeralKey: b64(32),
   recipients: z.array(recipientSchema).min(1).max(LIMITS.maxRecipients),
   bodyNonce: b64(24),
-  bodyLength: z.int().min(LIMITS.minRequestBucketBytes + 16).max(LIMITS.maxRequestBodyBytes),
+  bodyLength: z
+    .int()
+    .min(LIMITS.minRequestBucketBytes + 16)
+    .max(LIMITS.maxRequestBodyBytes),
 });
 export type EnvelopeHeader = z.infer<typeof envelopeHeaderSchema>;
 
@@ -188,7 +200,11 @@ export const samplingSchema = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
   topP: z.number().gt(0).max(1).optional(),
   topK: z.int().min(1).max(1000).optional(),
-  seed: z.int().min(0).max(2 ** 32 - 1).optional(),
+  seed: z
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
   stop: z.array(z.string().min(1).max(LIMITS.maxStopLength)).max(LIMITS.maxStopSequences).optional(),
 });
 export type Sampling = z.infer<typeof samplingSchema>;
@@ -212,7 +228,10 @@ export type Usage = z.infer<typeof usageSchema>;
 
 /** What one reply chunk decrypts to. The final chunk carries the finish reason and usage. */
 export const chunkPayloadSchema = z.strictObject({
-  seq: z.int().min(0).max(2 ** 31),
+  seq: z
+    .int()
+    .min(0)
+    .max(2 ** 31),
   delta: z.string(),
   final: z
     .strictObject({
@@ -270,7 +289,10 @@ export const declinedFrame = frame('declined', {
 export const chunkFrame = frame('chunk', {
   jobId: jobIdSchema,
   attempt: attemptSchema,
-  seq: z.int().min(0).max(2 ** 31),
+  seq: z
+    .int()
+    .min(0)
+    .max(2 ** 31),
   data: b64Max(LIMITS.maxChunkBytes),
 });
 export const doneFrame = frame('done', { jobId: jobIdSchema, attempt: attemptSchema, receipt: signedReceiptSchema });
@@ -394,7 +416,10 @@ export const startEvent = z.strictObject({
 });
 export const chunkEvent = z.strictObject({
   type: z.literal('chunk'),
-  seq: z.int().min(0).max(2 ** 31),
+  seq: z
+    .int()
+    .min(0)
+    .max(2 ** 31),
   data: b64Max(LIMITS.maxChunkBytes),
 });
 export const doneEvent = z.strictObject({ type: z.literal('done'), receipt: signedReceiptSchema });

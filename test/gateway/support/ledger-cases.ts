@@ -42,20 +42,58 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       await ledger.topUp(key.id, 10_000_000n, 2);
       const price: Price = { promptPerMTok: 500_000n, completionPerMTok: 1_500_000n };
       const id = jobId();
-      const { amount } = await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price, operatorShareBps: 9500, bodyLength: 2064, maxTokens: 100, now: 3 });
+      const { amount } = await ledger.hold({
+        jobId: id,
+        keyId: key.id,
+        model: 'm',
+        price,
+        operatorShareBps: 9500,
+        bodyLength: 2064,
+        maxTokens: 100,
+        now: 3,
+      });
       // 2064 × 0.5 + 100 × 1.5 = 1182 micro-credits, exactly.
       expect(amount).toBe(1182n);
       expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - 1182n, held: 1182n });
-      const settled = await ledger.settle({ jobId: id, attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, promptTokens: 21, completionTokens: 40, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 4 });
+      const settled = await ledger.settle({
+        jobId: id,
+        attempt: 0,
+        agentId: 'a'.repeat(32),
+        operatorId: op.id,
+        promptTokens: 21,
+        completionTokens: 40,
+        finishReason: 'stop',
+        outcome: 'done',
+        receipt: '{}',
+        now: 4,
+      });
       // 21 × 0.5 + 40 × 1.5 = 70.5 → 71 (rounded up); 95 % of 71 = 67.45 → 67 to the operator.
-      expect(settled).toEqual({ status: 'settled', duplicate: false, charged: 71n, operatorAmount: 67n, platformAmount: 4n, released: 1111n });
+      expect(settled).toEqual({
+        status: 'settled',
+        duplicate: false,
+        charged: 71n,
+        operatorAmount: 67n,
+        platformAmount: 4n,
+        released: 1111n,
+      });
       expect(await ledger.balance(ACCOUNTS.client(key.id))).toBe(10_000_000n - 71n);
       expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(67n);
       expect(await ledger.balance(ACCOUNTS.platform)).toBe(4n);
       expect(await ledger.balance(ACCOUNTS.holds)).toBe(0n);
       expect(await ledger.checkInvariants()).toEqual([]);
       // The same receipt again, or another attempt's: nothing moves.
-      const again = await ledger.settle({ jobId: id, attempt: 1, agentId: 'b'.repeat(32), operatorId: op.id, promptTokens: 999, completionTokens: 100, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 5 });
+      const again = await ledger.settle({
+        jobId: id,
+        attempt: 1,
+        agentId: 'b'.repeat(32),
+        operatorId: op.id,
+        promptTokens: 999,
+        completionTokens: 100,
+        finishReason: 'stop',
+        outcome: 'done',
+        receipt: '{}',
+        now: 5,
+      });
       expect(again).toMatchObject({ status: 'settled', duplicate: true, charged: 71n });
       expect(await ledger.release(id, 'failed', 6)).toEqual({ status: 'settled', duplicate: true });
       expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(67n);
@@ -80,7 +118,9 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       expect(await ledger.clientBalance(key.id)).toEqual({ balance: 100n, held: 0n });
       const id = jobId();
       await ledger.hold({ ...base, price: PRICES[0]!, jobId: id, keyId: key.id, bodyLength: 1040, maxTokens: 1 });
-      expect(await codeOf(ledger.hold({ ...base, price: PRICES[0]!, jobId: id, keyId: key.id, bodyLength: 1040, maxTokens: 1 }))).toBe('NJ_DUPLICATE_JOB');
+      expect(await codeOf(ledger.hold({ ...base, price: PRICES[0]!, jobId: id, keyId: key.id, bodyLength: 1040, maxTokens: 1 }))).toBe(
+        'NJ_DUPLICATE_JOB',
+      );
       expect(await codeOf(ledger.hold({ ...base, jobId: jobId(), keyId: null, bodyLength: 1040, maxTokens: 1 }))).toBe('NJ_UNAUTHORIZED');
       expect(await ledger.checkInvariants()).toEqual([]);
     } finally {
@@ -95,10 +135,29 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       const key = await accounts.createApiKey({ name: 'c', now: 1 });
       const op = await accounts.createOperator({ name: 'o', now: 1 });
       await ledger.topUp(key.id, 1_000_000n, 1);
-      const settle = { attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, promptTokens: 10, completionTokens: 10, finishReason: 'stop', outcome: 'done', receipt: '{}', now: 3 };
+      const settle = {
+        attempt: 0,
+        agentId: 'a'.repeat(32),
+        operatorId: op.id,
+        promptTokens: 10,
+        completionTokens: 10,
+        finishReason: 'stop',
+        outcome: 'done',
+        receipt: '{}',
+        now: 3,
+      };
       expect(await ledger.settle({ ...settle, jobId: jobId() })).toEqual({ status: 'unknown' });
       const id = jobId();
-      await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price: PRICES[2]!, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: 2 });
+      await ledger.hold({
+        jobId: id,
+        keyId: key.id,
+        model: 'm',
+        price: PRICES[2]!,
+        operatorShareBps: 9500,
+        bodyLength: 1040,
+        maxTokens: 10,
+        now: 2,
+      });
       expect(await ledger.settle({ ...settle, jobId: id, operatorId: null })).toMatchObject({ status: 'settled', charged: 0n });
       expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(0n);
       expect(await ledger.clientBalance(key.id)).toEqual({ balance: 1_000_000n, held: 0n });
@@ -116,7 +175,16 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       await ledger.topUp(key.id, 1000n, 1);
       const id = jobId();
       // 1040 × 0.25 + 10 × 1 = 270 micro-credits held.
-      await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price: PRICES[2]!, operatorShareBps: 9500, bodyLength: 1040, maxTokens: 10, now: 2 });
+      await ledger.hold({
+        jobId: id,
+        keyId: key.id,
+        model: 'm',
+        price: PRICES[2]!,
+        operatorShareBps: 9500,
+        bodyLength: 1040,
+        maxTokens: 10,
+        now: 2,
+      });
       expect(await ledger.checkInvariants()).toEqual([]);
       // A balance edited without its transfer, and a hold that leaks.
       await driver.run('UPDATE ledger_accounts SET balance = balance + 5 WHERE id = ?', [ACCOUNTS.client(key.id)]);
@@ -139,7 +207,10 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     | { t: 'restart' };
 
   const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('topup' as const), client: fc.nat(2), amount: fc.integer({ min: 1, max: 20_000_000 }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({ t: fc.constant('topup' as const), client: fc.nat(2), amount: fc.integer({ min: 1, max: 20_000_000 }) }),
+    },
     {
       weight: 4,
       arbitrary: fc.record({
@@ -179,7 +250,10 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
           const balance = [0n, 0n, 0n];
           const earned = [0n, 0n];
           let platform = 0n;
-          const jobs = new Map<number, { client: number | null; hold: bigint; price: Price; body: number; maxTokens: number; status: 'held' | 'settled' | 'released' }>();
+          const jobs = new Map<
+            number,
+            { client: number | null; hold: bigint; price: Price; body: number; maxTokens: number; status: 'held' | 'settled' | 'released' }
+          >();
           for (const c of cmds) {
             switch (c.t) {
               case 'topup':
@@ -242,7 +316,14 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 const cost = costOf(job.price, Math.min(c.prompt, job.body), Math.min(c.completion, job.maxTokens));
                 const charged = c.operator === null || job.client === null ? 0n : cost < job.hold ? cost : job.hold;
                 const op = operatorShare(charged, 9500);
-                expect(result).toEqual({ status: 'settled', duplicate: false, charged, operatorAmount: op, platformAmount: charged - op, released: job.hold - charged });
+                expect(result).toEqual({
+                  status: 'settled',
+                  duplicate: false,
+                  charged,
+                  operatorAmount: op,
+                  platformAmount: charged - op,
+                  released: job.hold - charged,
+                });
                 if (job.client !== null) balance[job.client]! += job.hold - charged;
                 if (c.operator !== null) earned[c.operator]! += op;
                 platform += charged - op;

@@ -37,7 +37,11 @@ export interface BilledNetwork {
 }
 
 /** Starts a gateway on a SQLite file (created in `dir`), prices REAL_MODEL, makes an operator and a funded key. */
-export async function startBilledNetwork(dir: string, options: GatewayOptions = {}, file = path.join(dir, 'gateway.db')): Promise<BilledNetwork> {
+export async function startBilledNetwork(
+  dir: string,
+  options: GatewayOptions = {},
+  file = path.join(dir, 'gateway.db'),
+): Promise<BilledNetwork> {
   const store = await openSqliteStore({ path: file });
   const now = Date.now();
   await store.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
@@ -51,7 +55,8 @@ export async function startBilledNetwork(dir: string, options: GatewayOptions = 
     file,
     operator: { id: operator.id, token: operator.token },
     key: { id: key.id, key: key.key },
-    enrollToken: async () => (await store.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 })).token,
+    enrollToken: async () =>
+      (await store.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 })).token,
     async close() {
       await gateway.close();
       await store.dispose();
@@ -90,7 +95,13 @@ export function clientOf(
   apiKey?: string,
   extra: Pick<NightjarClientOptions, 'candidates' | 'seal'> = {},
 ): NightjarClient {
-  return new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: fetchImpl, ...(apiKey ? { apiKey } : {}), ...extra });
+  return new NightjarClient({
+    gatewayUrl: gateway.url,
+    trust: { allowSynthetic: true },
+    fetch: fetchImpl,
+    ...(apiKey ? { apiKey } : {}),
+    ...extra,
+  });
 }
 
 /** Resolves once the gateway has billed `jobId` (settled or released). */

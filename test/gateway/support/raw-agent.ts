@@ -84,7 +84,9 @@ export class RawAgent {
     const agent = new RawAgent(socket, identity, boxKey, options);
     let authenticated = false;
     const welcome = new Promise<RawAgent>((resolve, reject) => {
-      socket.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+      socket.on('unexpected-response', (_req, res) =>
+        reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })),
+      );
       socket.on('error', reject);
       socket.on('message', (data) => {
         const frame = decodeMessage(gatewayFrameSchema, data as Buffer, 8 * 1024 * 1024, 'gateway frame');
@@ -92,7 +94,11 @@ export class RawAgent {
         if (frame.type === 'challenge' && (!authenticated || agent.answerChallenges)) {
           const periodic = authenticated;
           void signChallenge({ ...frame, agentId: identity.agentId }, identity).then((signature) =>
-            agent.send(periodic ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature } : { v: PROTOCOL_VERSION, type: 'auth', signature }),
+            agent.send(
+              periodic
+                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature }
+                : { v: PROTOCOL_VERSION, type: 'auth', signature },
+            ),
           );
         } else if (frame.type === 'welcome') {
           authenticated = true;
@@ -154,7 +160,11 @@ export class RawAgent {
    * Serves a job honestly up to the receipt: accepted, one chunk per word, the final chunk.
    * Returns the receipt it would sign; `finish` sends the done frame (a test may alter it first).
    */
-  async serve(job: FrameOf<'job'>, words: string[], usage = { promptTokens: 12, completionTokens: words.length }): Promise<ServedJob & { finish(signed?: SignedReceipt): void }> {
+  async serve(
+    job: FrameOf<'job'>,
+    words: string[],
+    usage = { promptTokens: 12, completionTokens: words.length },
+  ): Promise<ServedJob & { finish(signed?: SignedReceipt): void }> {
     const opened = await openRequest(job.envelope, { agentId: this.agentId, boxKeys: [this.boxKey], now: Date.now() });
     const replySalt = randomBytes(16);
     const sealer = new ReplySealer(deriveReplyKeys(opened.contentKey, replySalt, this.agentId));

@@ -44,11 +44,15 @@ describe('backoff', () => {
 describe('gateway killed and restarted', () => {
   /** `nightjar gateway` in its own process, so it can be killed with SIGKILL. */
   async function gatewayProcess(port: number): Promise<{ url: string; child: ChildProcess }> {
-    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'gateway', '--port', String(port), '--memory', '--allow-synthetic', '--log-level', 'warn'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', ENTRY, 'gateway', '--port', String(port), '--memory', '--allow-synthetic', '--log-level', 'warn'],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NODE_OPTIONS: '' },
+      },
+    );
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.resume();
@@ -124,7 +128,12 @@ describe('gateway killed and restarted', () => {
 
   it('a rotated bundle is accepted by the real gateway and keeps the identity', async () => {
     const gateway = await startTestGateway();
-    const agent = await Agent.create({ gatewayUrl: gateway.agentUrl, identity: await generateIdentity(), engine: new FakeEngine(), model: FAKE_MODEL });
+    const agent = await Agent.create({
+      gatewayUrl: gateway.agentUrl,
+      identity: await generateIdentity(),
+      engine: new FakeEngine(),
+      model: FAKE_MODEL,
+    });
     cleanups.push(async () => {
       await agent.stop(0);
       await gateway.close();
@@ -140,7 +149,10 @@ describe('gateway killed and restarted', () => {
   });
 });
 
-async function scriptedAgent(clock: ManualClock, options: { heartbeatMs?: number } = {}): Promise<{ gw: ScriptedGateway; agent: Agent; engine: FakeEngine }> {
+async function scriptedAgent(
+  clock: ManualClock,
+  options: { heartbeatMs?: number } = {},
+): Promise<{ gw: ScriptedGateway; agent: Agent; engine: FakeEngine }> {
   const gw = await startScriptedGateway({ now: () => clock.now(), ...options });
   const engine = new FakeEngine({ slots: 3 });
   const agent = await Agent.create({

@@ -11,7 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/main/cli/main.js';
 import type { CliIo } from '../../../src/main/cli/io.js';
 import { doctorCommand } from '../../../src/main/cli/doctor.js';
-import { AgentService, ManualEnvironmentSource, loadConfig, loadStateFile, pathsIn, readReceiptLog } from '../../../src/main/agent/index.js';
+import {
+  AgentService,
+  ManualEnvironmentSource,
+  loadConfig,
+  loadStateFile,
+  pathsIn,
+  readReceiptLog,
+} from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
 import { createLogger, generateIdentity } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
@@ -63,7 +70,10 @@ describe('models, keys and the offline commands', () => {
     const synth = await nightjar(h, 'models', 'synth', '--shape', 'tiny');
     expect(synth.code).toBe(0);
     expect(synth.out).toContain('installed; serve it with `nightjar models select synthetic-tiny`');
-    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({ code: 0, out: expect.stringContaining('Selected synthetic-tiny') });
+    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({
+      code: 0,
+      out: expect.stringContaining('Selected synthetic-tiny'),
+    });
     expect((await loadConfig(path.join(h, 'config/config.json'))).model.selected).toBe('synthetic-tiny');
     const list = await nightjar(h, 'models', 'list');
     expect(list.out).toMatch(/^ \*\s+synthetic-tiny\s+437\.8 kB/m);
@@ -71,7 +81,10 @@ describe('models, keys and the offline commands', () => {
     const json = JSON.parse((await nightjar(h, 'models', 'list', '--json')).out) as { selected: string; installed: { id: string }[] };
     expect(json).toMatchObject({ selected: 'synthetic-tiny', installed: [{ id: 'synthetic-tiny' }] });
     expect(await nightjar(h, 'models', 'rm', 'synthetic-tiny')).toMatchObject({ code: 0 });
-    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({ code: 1, err: expect.stringContaining('error NJ_MODEL_NOT_INSTALLED') });
+    expect(await nightjar(h, 'models', 'select', 'synthetic-tiny')).toMatchObject({
+      code: 1,
+      err: expect.stringContaining('error NJ_MODEL_NOT_INSTALLED'),
+    });
   });
 
   it('a pull of an unverified catalog entry without --sha256 says where to find the hash', async () => {
@@ -162,7 +175,9 @@ describe('talking to a running agent', () => {
       expect(status.out).toMatch(/machine +idle 16m 40s · on AC/);
       expect(JSON.parse((await nightjar(h, 'status', '--json')).out)).toMatchObject({ state: 'serving' });
 
-      await (await gw.submit([{ role: 'user', content: 'hi' }], { maxTokens: 4 })).ended;
+      await (
+        await gw.submit([{ role: 'user', content: 'hi' }], { maxTokens: 4 })
+      ).ended;
       expect((await nightjar(h, 'receipts')).out).toMatch(/synthetic-tiny\s+\d+\s+4\s+length/);
       expect((await nightjar(h, 'earnings')).out).toMatch(/total\s+1\s+\d+\s+4\s+—/);
 
@@ -239,11 +254,28 @@ describe('nightjar serve in its own process', () => {
     await nightjar(h, 'models', 'select', 'synthetic-tiny');
     const gatewayLog: string[] = [];
     const gateway = await startTestGateway({ logger: createLogger({ level: 'info', write: (l) => gatewayLog.push(l) }) });
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main/cli/run.ts'), 'serve', '--gateway', gateway.url, '--key-file', path.join(h, 'key'), '--slots', '2', '--threads', '1'], {
-      cwd: ROOT,
-      env: { ...process.env, NODE_OPTIONS: '', NIGHTJAR_HOME: h },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(ROOT, 'src/main/cli/run.ts'),
+        'serve',
+        '--gateway',
+        gateway.url,
+        '--key-file',
+        path.join(h, 'key'),
+        '--slots',
+        '2',
+        '--threads',
+        '1',
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, NODE_OPTIONS: '', NIGHTJAR_HOME: h },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -257,7 +289,12 @@ describe('nightjar serve in its own process', () => {
       expect((await nightjar(h, 'status')).out).toContain('serving · synthetic-tiny (loaded)');
 
       const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
-      const result = await client.chat({ model: 'synthetic-tiny', messages: [{ role: 'user', content: 'Hello' }], maxTokens: 8, temperature: 0 }).result;
+      const result = await client.chat({
+        model: 'synthetic-tiny',
+        messages: [{ role: 'user', content: 'Hello' }],
+        maxTokens: 8,
+        temperature: 0,
+      }).result;
       expect(result.usage.completionTokens).toBe(8);
       const log = await readFile(path.join(h, 'data/receipts.jsonl'), 'utf8');
       expect((JSON.parse(log.trim()) as { receipt: { jobId: string } }).receipt.jobId).toBe(result.receipt.jobId);

@@ -53,7 +53,10 @@ describe('who may call', () => {
   it('answers the top frame of the dashboard window at app://dashboard', async () => {
     const { ipc, calls } = setup();
     expect(await ipc.invoke('nightjar:status', ipcEvent(WINDOW, DASHBOARD), {})).toEqual({ ok: true, value: { answered: 'status' } });
-    expect(await ipc.invoke('nightjar:pause', ipcEvent(WINDOW, 'app://dashboard/index.html#/status'), { until: 123 })).toEqual({ ok: true, value: { answered: 'pause' } });
+    expect(await ipc.invoke('nightjar:pause', ipcEvent(WINDOW, 'app://dashboard/index.html#/status'), { until: 123 })).toEqual({
+      ok: true,
+      value: { answered: 'pause' },
+    });
     expect(calls).toEqual([
       { method: 'status', input: {} },
       { method: 'pause', input: { until: 123 } },
@@ -111,7 +114,10 @@ describe('payloads', () => {
 describe('errors', () => {
   it('cross as {code, message}; an unexpected one says NJ_INTERNAL without its details', async () => {
     const { ipc } = setup();
-    expect(await ipc.invoke('nightjar:receipts', ipcEvent(WINDOW, DASHBOARD), {})).toEqual({ ok: false, error: { code: 'NJ_MODEL_NOT_INSTALLED', message: 'a known failure' } });
+    expect(await ipc.invoke('nightjar:receipts', ipcEvent(WINDOW, DASHBOARD), {})).toEqual({
+      ok: false,
+      error: { code: 'NJ_MODEL_NOT_INSTALLED', message: 'a known failure' },
+    });
     const internal = await ipc.invoke('nightjar:earnings', ipcEvent(WINDOW, DASHBOARD), {});
     expect(internal).toEqual({ ok: false, error: { code: 'NJ_INTERNAL', message: 'The control method failed; see the agent log.' } });
     expect(JSON.stringify(internal)).not.toContain('secret-path');
@@ -143,10 +149,16 @@ describe('with a real agent', () => {
     try {
       expect(await ipc.invoke('nightjar:pause', ipcEvent(WINDOW, 'https://attacker.example/'), {})).toMatchObject({ ok: false });
       expect(service.runtime.manual.mode).toBe('auto');
-      const answer = (await ipc.invoke('nightjar:pause', ipcEvent(WINDOW, DASHBOARD), {})) as { ok: true; value: { manual: { mode: string } } };
+      const answer = (await ipc.invoke('nightjar:pause', ipcEvent(WINDOW, DASHBOARD), {})) as {
+        ok: true;
+        value: { manual: { mode: string } };
+      };
       expect(answer.value.manual.mode).toBe('paused');
       expect(service.runtime.manual.mode).toBe('paused');
-      const status = (await ipc.invoke('nightjar:status', ipcEvent(WINDOW, DASHBOARD), {})) as { ok: true; value: { gatewayUrl: string | null } };
+      const status = (await ipc.invoke('nightjar:status', ipcEvent(WINDOW, DASHBOARD), {})) as {
+        ok: true;
+        value: { gatewayUrl: string | null };
+      };
       expect(status.value.gatewayUrl).toBeNull();
     } finally {
       reg.dispose();

@@ -54,7 +54,9 @@ describe('electron-builder.yml', () => {
       { target: 'zip', arch: ['arm64'] },
     ]);
     expect(c.extraMetadata.main).toBe('dist/src/main/electron/main.js');
-    expect(c.files[0]!.filter).toEqual(expect.arrayContaining(['dist/src/main/electron/**', 'dist/app/**', 'assets/trayTemplate.png', 'assets/trayTemplate@2x.png']));
+    expect(c.files[0]!.filter).toEqual(
+      expect.arrayContaining(['dist/src/main/electron/**', 'dist/app/**', 'assets/trayTemplate.png', 'assets/trayTemplate@2x.png']),
+    );
     // The gateway, the client and the CLI are not part of the app.
     expect(c.files[0]!.filter.filter((f) => /gateway|client|cli/.test(f))).toEqual([]);
     expect(c.mac.icon).toBe('assets/icon.png');
@@ -80,7 +82,12 @@ describe('electron-builder.yml', () => {
   it('unpacks the native binaries (node-llama-cpp, keytar) so they load and are signed', async () => {
     const c = await loadConfig();
     // node-llama-cpp's own Electron template (templates/packed/electron-typescript-react.json) unpacks these.
-    expect(c.asarUnpack).toEqual(['node_modules/node-llama-cpp/bins', 'node_modules/node-llama-cpp/llama/localBuilds', 'node_modules/@node-llama-cpp/*', 'node_modules/keytar/**/*.node']);
+    expect(c.asarUnpack).toEqual([
+      'node_modules/node-llama-cpp/bins',
+      'node_modules/node-llama-cpp/llama/localBuilds',
+      'node_modules/@node-llama-cpp/*',
+      'node_modules/keytar/**/*.node',
+    ]);
   });
 
   it('entitles V8’s JIT and nothing else: no get-task-allow, no library-validation or DYLD exceptions', async () => {
@@ -127,7 +134,10 @@ function decodePng(bytes: Buffer): Png {
 
 describe('icons', () => {
   it('are template images for the tray (16 and 32 px, black + alpha) and a 1024 px app icon', async () => {
-    for (const [name, size] of [['trayTemplate.png', 16], ['trayTemplate@2x.png', 32]] as const) {
+    for (const [name, size] of [
+      ['trayTemplate.png', 16],
+      ['trayTemplate@2x.png', 32],
+    ] as const) {
       const png = decodePng(await readFile(path.join(ROOT, 'assets', name)));
       expect([png.width, png.height], name).toEqual([size, size]);
       const alphas = new Set<number>();

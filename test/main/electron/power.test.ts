@@ -52,7 +52,14 @@ describe('readings', () => {
       memoryPollMs: 10_000,
     });
     await tick();
-    expect(source.sample).toEqual({ idleSeconds: 0, screenLocked: false, onAc: true, batteryPercent: 80, thermal: 'nominal', memoryPressure: 'normal' });
+    expect(source.sample).toEqual({
+      idleSeconds: 0,
+      screenLocked: false,
+      onAc: true,
+      batteryPercent: 80,
+      thermal: 'nominal',
+      memoryPressure: 'normal',
+    });
     pressure = 'critical';
     clock.advance(10_000); // memory pressure is polled every 10 s
     await tick();
@@ -84,7 +91,8 @@ describe('readings', () => {
     expect(source.sample).toMatchObject({ onAc: true, thermal: 'nominal' });
 
     feed.dispose();
-    for (const event of ['lock-screen', 'unlock-screen', 'on-ac', 'on-battery', 'thermal-state-change', 'resume']) expect(pm.listenerCount(event), event).toBe(0);
+    for (const event of ['lock-screen', 'unlock-screen', 'on-ac', 'on-battery', 'thermal-state-change', 'resume'])
+      expect(pm.listenerCount(event), event).toBe(0);
     expect(clock.pending()).toHaveLength(0);
     pm.idleTime = 99;
     clock.advance(5000);
@@ -93,7 +101,14 @@ describe('readings', () => {
 });
 
 describe('events reaching the policy', () => {
-  async function harness(): Promise<{ clock: ManualClock; pm: FakePowerMonitor; runtime: AgentRuntime; blocker: FakePowerSaveBlocker; gw: ScriptedGateway; battery: { percent: number | null } }> {
+  async function harness(): Promise<{
+    clock: ManualClock;
+    pm: FakePowerMonitor;
+    runtime: AgentRuntime;
+    blocker: FakePowerSaveBlocker;
+    gw: ScriptedGateway;
+    battery: { percent: number | null };
+  }> {
     const clock = new ManualClock();
     const pm = new FakePowerMonitor();
     pm.idleTime = 900;

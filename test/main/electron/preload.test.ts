@@ -83,7 +83,21 @@ function load(): Loaded {
 
 describe('the bridge surface', () => {
   it('is pinned: one function per control method, in the contract’s order, on nightjar:<method>', () => {
-    expect(BRIDGE_METHODS).toEqual(['status', 'pause', 'resume', 'serveNow', 'getPolicy', 'setPolicy', 'listModels', 'downloadModel', 'selectModel', 'removeModel', 'earnings', 'receipts', 'link']);
+    expect(BRIDGE_METHODS).toEqual([
+      'status',
+      'pause',
+      'resume',
+      'serveNow',
+      'getPolicy',
+      'setPolicy',
+      'listModels',
+      'downloadModel',
+      'selectModel',
+      'removeModel',
+      'earnings',
+      'receipts',
+      'link',
+    ]);
     expect([...BRIDGE_METHODS]).toEqual(Object.keys(CONTROL_METHODS));
     expect(BRIDGE_METHODS.map(ipcChannel)).toEqual(BRIDGE_METHODS.map((m) => `nightjar:${m}`));
     expect(EVENT_CHANNEL).toBe('nightjar:event');

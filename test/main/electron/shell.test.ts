@@ -8,7 +8,16 @@ import { describe, expect, it } from 'vitest';
 import type { ControlHandlers } from '../../../src/main/agent/index.js';
 import { ElectronPowerSaveBlocker, LoginItem, MenuBarShell, type AgentLike } from '../../../src/main/electron/index.js';
 import type { ControlEvent } from '../../../src/shared/index.js';
-import { FakeApp, FakeBrowserWindow, FakeEvent, FakeIpcMain, FakeMenuFactory, FakePowerSaveBlocker, FakeTray, ipcEvent } from './support/fakes.js';
+import {
+  FakeApp,
+  FakeBrowserWindow,
+  FakeEvent,
+  FakeIpcMain,
+  FakeMenuFactory,
+  FakePowerSaveBlocker,
+  FakeTray,
+  ipcEvent,
+} from './support/fakes.js';
 
 /** An agent whose stop() the test finishes by hand. */
 class SlowAgent implements AgentLike {
@@ -34,7 +43,15 @@ class SlowAgent implements AgentLike {
   }
 }
 
-function setup(): { app: FakeApp; ipc: FakeIpcMain; tray: FakeTray; agent: SlowAgent; windows: FakeBrowserWindow[]; shell: MenuBarShell; quitHooks: string[] } {
+function setup(): {
+  app: FakeApp;
+  ipc: FakeIpcMain;
+  tray: FakeTray;
+  agent: SlowAgent;
+  windows: FakeBrowserWindow[];
+  shell: MenuBarShell;
+  quitHooks: string[];
+} {
   const app = new FakeApp();
   const ipc = new FakeIpcMain();
   const tray = new FakeTray();
@@ -59,8 +76,14 @@ describe('the shell', () => {
     const { ipc, agent, windows, shell } = setup();
     await shell.window.open();
     const win = windows[0]!;
-    expect(await ipc.invoke('nightjar:pause', ipcEvent(win.webContents.id, 'app://dashboard/index.html'), {})).toEqual({ ok: true, value: { paused: true } });
-    expect(await ipc.invoke('nightjar:pause', ipcEvent(999, 'app://dashboard/index.html'), {})).toMatchObject({ ok: false, error: { code: 'NJ_IPC_FORBIDDEN' } });
+    expect(await ipc.invoke('nightjar:pause', ipcEvent(win.webContents.id, 'app://dashboard/index.html'), {})).toEqual({
+      ok: true,
+      value: { paused: true },
+    });
+    expect(await ipc.invoke('nightjar:pause', ipcEvent(999, 'app://dashboard/index.html'), {})).toMatchObject({
+      ok: false,
+      error: { code: 'NJ_IPC_FORBIDDEN' },
+    });
     for (const l of agent.listeners) l({ type: 'link', link: 'connected' });
     expect(win.webContents.sent).toEqual([{ channel: 'nightjar:event', args: [{ type: 'link', link: 'connected' }] }]);
     // Closed: its id no longer calls.

@@ -5,8 +5,23 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ControlHandlers } from '../../../src/main/agent/index.js';
-import { TrayController, trayMenu, trayTitle, trayToolTip, type AgentLike, type TrayInput, type TrayMenuItem } from '../../../src/main/electron/index.js';
-import { DEFAULT_POLICY, type AgentState, type AgentStatusSnapshot, type ControlEvent, type EarningsSummary, type Manual } from '../../../src/shared/index.js';
+import {
+  TrayController,
+  trayMenu,
+  trayTitle,
+  trayToolTip,
+  type AgentLike,
+  type TrayInput,
+  type TrayMenuItem,
+} from '../../../src/main/electron/index.js';
+import {
+  DEFAULT_POLICY,
+  type AgentState,
+  type AgentStatusSnapshot,
+  type ControlEvent,
+  type EarningsSummary,
+  type Manual,
+} from '../../../src/shared/index.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { FakeMenuFactory, FakeTray } from './support/fakes.js';
 
@@ -18,7 +33,12 @@ function status(state: AgentState, extra: Partial<AgentStatusSnapshot> = {}): Ag
     agentId: 'a'.repeat(32),
     state,
     since: NOW - 60_000,
-    reason: state === 'waiting' ? { code: 'owner-active', message: 'You are using this Mac.', hint: null } : state === 'serving' ? { code: 'idle', message: 'The owner is away; serving.', hint: null } : null,
+    reason:
+      state === 'waiting'
+        ? { code: 'owner-active', message: 'You are using this Mac.', hint: null }
+        : state === 'serving'
+          ? { code: 'idle', message: 'The owner is away; serving.', hint: null }
+          : null,
     decision: null,
     manual: { mode: 'auto', until: null },
     link: state === 'serving' ? 'connected' : 'idle',
@@ -32,7 +52,11 @@ function status(state: AgentState, extra: Partial<AgentStatusSnapshot> = {}): Ag
     tokensPerSecond: 41.25,
     ttftMs: 180,
     environment: null,
-    security: { keyStore: 'keychain', platform: { os: 'darwin', osVersion: '25.1', arch: 'arm64', chip: 'Apple M3', memoryBytes: 16 * 1024 ** 3 }, posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: '0.1.0', appHash: null } },
+    security: {
+      keyStore: 'keychain',
+      platform: { os: 'darwin', osVersion: '25.1', arch: 'arm64', chip: 'Apple M3', memoryBytes: 16 * 1024 ** 3 },
+      posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: '0.1.0', appHash: null },
+    },
     ...extra,
   };
 }
@@ -41,7 +65,9 @@ const TODAY = { jobs: 12, promptTokens: 3000, completionTokens: 4200, microCredi
 
 /** The menu as label lines: "label" for items, "---" for separators, with [x]/[ ] for checkboxes and (off) for disabled. */
 function lines(items: TrayMenuItem[]): string[] {
-  return items.map((i) => (i.type === 'separator' ? '---' : `${i.type === 'checkbox' ? (i.checked ? '[x] ' : '[ ] ') : ''}${i.label}${i.enabled ? '' : ' (off)'}`));
+  return items.map((i) =>
+    i.type === 'separator' ? '---' : `${i.type === 'checkbox' ? (i.checked ? '[x] ' : '[ ] ') : ''}${i.label}${i.enabled ? '' : ' (off)'}`,
+  );
 }
 
 function input(s: AgentStatusSnapshot | null, today: TrayInput['today'] = TODAY, launchAtLogin = true): TrayInput {
@@ -68,8 +94,15 @@ describe('the tray menu, per state', () => {
   });
 
   it('waiting says why; paused offers resume; serve-now offers the way back to the schedule', () => {
-    expect(lines(trayMenu(input(status('waiting')))).slice(0, 3)).toEqual(['Waiting — You are using this Mac. (off)', 'Model: qwen2.5-1.5b-instruct-q4_k_m (off)', 'Earned today: 0.123456 credits (off)']);
-    const paused = status('paused', { manual: { mode: 'paused', until: null } as Manual, reason: { code: 'paused', message: 'Paused by the owner.', hint: null } });
+    expect(lines(trayMenu(input(status('waiting')))).slice(0, 3)).toEqual([
+      'Waiting — You are using this Mac. (off)',
+      'Model: qwen2.5-1.5b-instruct-q4_k_m (off)',
+      'Earned today: 0.123456 credits (off)',
+    ]);
+    const paused = status('paused', {
+      manual: { mode: 'paused', until: null } as Manual,
+      reason: { code: 'paused', message: 'Paused by the owner.', hint: null },
+    });
     expect(lines(trayMenu(input(paused))).slice(4, 6)).toEqual(['Resume', 'Serve Now']);
     expect(trayMenu(input(paused)).find((i) => i.id === 'resume')?.action).toBe('resume');
     const now = status('serving', { manual: { mode: 'serve-now', until: null } });
@@ -77,7 +110,11 @@ describe('the tray menu, per state', () => {
   });
 
   it('not linked: the error reason, serving disabled, and the dashboard item sets up', () => {
-    const s = status('error', { gatewayUrl: null, model: null, reason: { code: 'NJ_NOT_LINKED', message: 'This machine is not linked to a gateway yet.', hint: 'Link it.' } });
+    const s = status('error', {
+      gatewayUrl: null,
+      model: null,
+      reason: { code: 'NJ_NOT_LINKED', message: 'This machine is not linked to a gateway yet.', hint: 'Link it.' },
+    });
     expect(lines(trayMenu(input(s, null, false)))).toEqual([
       'Needs attention — This machine is not linked to a gateway yet. (off)',
       'No model selected (off)',
@@ -95,7 +132,13 @@ describe('the tray menu, per state', () => {
   });
 
   it('before the agent answers: starting, controls off', () => {
-    expect(lines(trayMenu(input(null, null))).slice(0, 5)).toEqual(['Starting… (off)', 'Earned today: nothing yet (off)', '---', 'Pause (off)', 'Serve Now (off)']);
+    expect(lines(trayMenu(input(null, null))).slice(0, 5)).toEqual([
+      'Starting… (off)',
+      'Earned today: nothing yet (off)',
+      '---',
+      'Pause (off)',
+      'Serve Now (off)',
+    ]);
   });
 
   it('unpriced earnings are counted in tokens', () => {
@@ -143,7 +186,16 @@ class FakeAgent implements AgentLike {
       v: 1,
       timeZone: 'UTC',
       priceSource: 'config',
-      rows: [{ date: new Date(NOW).toISOString().slice(0, 10), model: 'm', jobs: 2, promptTokens: 10, completionTokens: 20, microCredits: this.earnedMicro }],
+      rows: [
+        {
+          date: new Date(NOW).toISOString().slice(0, 10),
+          model: 'm',
+          jobs: 2,
+          promptTokens: 10,
+          completionTokens: 20,
+          microCredits: this.earnedMicro,
+        },
+      ],
       totals: { jobs: 2, promptTokens: 10, completionTokens: 20, microCredits: this.earnedMicro },
       rejectedLines: 0,
     }),
@@ -168,7 +220,14 @@ describe('the tray controller', () => {
     controller = null;
   });
 
-  function setup(): { tray: FakeTray; menu: FakeMenuFactory; agent: FakeAgent; clock: ManualClock; actions: string[]; login: { on: boolean } } {
+  function setup(): {
+    tray: FakeTray;
+    menu: FakeMenuFactory;
+    agent: FakeAgent;
+    clock: ManualClock;
+    actions: string[];
+    login: { on: boolean };
+  } {
     const tray = new FakeTray();
     const menu = new FakeMenuFactory();
     const agent = new FakeAgent();

@@ -49,7 +49,9 @@ describe('window options', () => {
 
 describe('content security policy', () => {
   it('allows only the page’s own scripts, styles and images; no network in the app, its own origin in a browser', () => {
-    expect(APP_CSP).toBe("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    expect(APP_CSP).toBe(
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
     expect(DASHBOARD_CSP).toBe(APP_CSP.replace("connect-src 'none'", "connect-src 'self'"));
     for (const csp of [APP_CSP, DASHBOARD_CSP]) expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|\*|http:|https:/);
   });
@@ -67,7 +69,12 @@ describe('guards', () => {
     }
     expect(contents.openHandler!({ url: 'https://attacker.example/' })).toEqual({ action: 'deny' });
     expect(contents.openHandler!({ url: DASHBOARD_URL })).toEqual({ action: 'deny' });
-    const attach = { prevented: false, preventDefault() { this.prevented = true; } };
+    const attach = {
+      prevented: false,
+      preventDefault() {
+        this.prevented = true;
+      },
+    };
     contents.emit('will-attach-webview', attach);
     expect(attach.prevented).toBe(true);
   });
@@ -84,7 +91,8 @@ describe('guards', () => {
       session.beforeRequest!({ url }, (r) => (cancel = r.cancel));
       return cancel;
     };
-    for (const url of ['https://cdn.example/lib.js', 'http://127.0.0.1:8787/', 'ws://127.0.0.1:1/', 'file:///etc/hosts']) expect(decide(url), url).toBe(true);
+    for (const url of ['https://cdn.example/lib.js', 'http://127.0.0.1:8787/', 'ws://127.0.0.1:1/', 'file:///etc/hosts'])
+      expect(decide(url), url).toBe(true);
     for (const url of ['app://dashboard/app.js', 'data:image/png;base64,AAAA']) expect(decide(url), url).toBe(false);
     expect(isAllowedRequest('appx://dashboard/')).toBe(false);
   });
@@ -93,7 +101,10 @@ describe('guards', () => {
 describe('the dashboard window', () => {
   it('opens once with the safe options and guards, comes to front when opened again, and forgets itself when closed', async () => {
     const created: FakeBrowserWindow[] = [];
-    const win = new DashboardWindow({ create: (o) => (created.push(new FakeBrowserWindow(o, 40 + created.length)), created.at(-1)!), preload: '/p.cjs' });
+    const win = new DashboardWindow({
+      create: (o) => (created.push(new FakeBrowserWindow(o, 40 + created.length)), created.at(-1)!),
+      preload: '/p.cjs',
+    });
     await win.open();
     expect(created).toHaveLength(1);
     const first = created[0]!;
@@ -138,7 +149,15 @@ describe('app://dashboard', () => {
   it('is a privileged standard, secure scheme that does not bypass CSP', () => {
     expect(DASHBOARD_SCHEME_PRIVILEGES).toEqual({
       scheme: 'app',
-      privileges: { standard: true, secure: true, supportFetchAPI: false, corsEnabled: false, stream: false, bypassCSP: false, allowServiceWorkers: false },
+      privileges: {
+        standard: true,
+        secure: true,
+        supportFetchAPI: false,
+        corsEnabled: false,
+        stream: false,
+        bypassCSP: false,
+        allowServiceWorkers: false,
+      },
     });
   });
 
@@ -167,8 +186,16 @@ describe('app://dashboard', () => {
     const ok = await dashboardResponse(new Request('app://dashboard/app.js'), root);
     expect(ok.status).toBe(200);
     expect(await ok.text()).toBe('export {};');
-    expect(Object.fromEntries(ok.headers)).toMatchObject({ 'content-type': 'text/javascript; charset=utf-8', 'content-security-policy': APP_CSP, 'x-content-type-options': 'nosniff' });
-    for (const req of [new Request('app://dashboard/missing.js'), new Request('app://dashboard/../x.js'), new Request('app://dashboard/app.js', { method: 'POST', body: 'x' })]) {
+    expect(Object.fromEntries(ok.headers)).toMatchObject({
+      'content-type': 'text/javascript; charset=utf-8',
+      'content-security-policy': APP_CSP,
+      'x-content-type-options': 'nosniff',
+    });
+    for (const req of [
+      new Request('app://dashboard/missing.js'),
+      new Request('app://dashboard/../x.js'),
+      new Request('app://dashboard/app.js', { method: 'POST', body: 'x' }),
+    ]) {
       const r = await dashboardResponse(req, root);
       expect(r.status, req.url).toBe(404);
       expect(r.headers.get('content-security-policy')).toBe(APP_CSP);

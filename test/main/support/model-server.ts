@@ -61,7 +61,12 @@ export async function startModelServer(file: Buffer, initial: ModelServerOptions
     }
     const body = Buffer.from(file.subarray(start));
     if (o.corruptAt !== undefined && o.corruptAt >= start) body[o.corruptAt - start]! ^= 0xff;
-    const headers: http.OutgoingHttpHeaders = { 'content-length': body.length, etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    const headers: http.OutgoingHttpHeaders = {
+      'content-length': body.length,
+      etag,
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
     if (status === 206) headers['content-range'] = `bytes ${start}-${file.length - 1}/${file.length}`;
     res.writeHead(status, headers);
     const dropAt = o.dropAfterBytes !== undefined && drops < (o.dropTimes ?? 1) ? o.dropAfterBytes : null;

@@ -69,7 +69,9 @@ export interface ScriptedGateway {
   close(): Promise<void>;
 }
 
-export async function startScriptedGateway(options: { port?: number; heartbeatMs?: number; now?: () => number } = {}): Promise<ScriptedGateway> {
+export async function startScriptedGateway(
+  options: { port?: number; heartbeatMs?: number; now?: () => number } = {},
+): Promise<ScriptedGateway> {
   const now = options.now ?? Date.now;
   const wss = new WebSocketServer({ host: '127.0.0.1', port: options.port ?? 0, path: '/v1/agent' });
   await new Promise<void>((resolve, reject) => {
@@ -78,7 +80,10 @@ export async function startScriptedGateway(options: { port?: number; heartbeatMs
   });
   const port = (wss.address() as { port: number }).port;
   const frames: AgentFrame[] = [];
-  const jobs = new Map<string, { outcome: JobOutcome; contentKey: Uint8Array; opener: ReplyOpener | null; resolve: (o: JobOutcome) => void }>();
+  const jobs = new Map<
+    string,
+    { outcome: JobOutcome; contentKey: Uint8Array; opener: ReplyOpener | null; resolve: (o: JobOutcome) => void }
+  >();
   let socket: WebSocket | null = null;
   let connections = 0;
   let bundle: VerifiedBundle | null = null;
@@ -97,7 +102,11 @@ export async function startScriptedGateway(options: { port?: number; heartbeatMs
           return;
         }
         if (frame.type === 'auth' && challenge && bundle) {
-          const ok = await verifyChallenge({ gatewayId: 'scripted', ...challenge, agentId: bundle.bundle.agentId }, frame.signature, bundle.identityKey);
+          const ok = await verifyChallenge(
+            { gatewayId: 'scripted', ...challenge, agentId: bundle.bundle.agentId },
+            frame.signature,
+            bundle.identityKey,
+          );
           if (!ok) return ws.close(4401, 'NJ_AUTH_FAILED');
           ready = true;
           socket = ws;
@@ -117,7 +126,13 @@ export async function startScriptedGateway(options: { port?: number; heartbeatMs
         }
         if (!ready) return;
         if (frame.type === 'bundle') bundle = await verifyBundle(frame.bundle, { now: now() });
-        if (frame.type === 'accepted' || frame.type === 'declined' || frame.type === 'chunk' || frame.type === 'done' || frame.type === 'failed') {
+        if (
+          frame.type === 'accepted' ||
+          frame.type === 'declined' ||
+          frame.type === 'chunk' ||
+          frame.type === 'done' ||
+          frame.type === 'failed'
+        ) {
           const job = jobs.get(frame.jobId);
           if (!job) return;
           const o = job.outcome;
@@ -164,8 +179,23 @@ export async function startScriptedGateway(options: { port?: number; heartbeatMs
     async submit(messages, sampling, opts = {}) {
       const target = opts.bundle ?? bundle;
       if (!target) throw new Error('no agent bundle yet');
-      const sealed = await sealRequest({ model: target.bundle.models[0]!.id, messages, sampling, recipients: [target], now: opts.created ?? now() });
-      const outcome: JobOutcome = { jobId: sealed.jobId, accepted: false, declined: null, failed: null, text: '', chunks: 0, final: null, receipt: null };
+      const sealed = await sealRequest({
+        model: target.bundle.models[0]!.id,
+        messages,
+        sampling,
+        recipients: [target],
+        now: opts.created ?? now(),
+      });
+      const outcome: JobOutcome = {
+        jobId: sealed.jobId,
+        accepted: false,
+        declined: null,
+        failed: null,
+        text: '',
+        chunks: 0,
+        final: null,
+        receipt: null,
+      };
       let resolve!: (o: JobOutcome) => void;
       const ended = new Promise<JobOutcome>((r) => (resolve = r));
       jobs.set(sealed.jobId, { outcome, contentKey: sealed.contentKey, opener: null, resolve });

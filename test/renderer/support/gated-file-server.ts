@@ -15,7 +15,10 @@ export interface GatedFileServer {
   close(): Promise<void>;
 }
 
-export async function startGatedFileServer(file: Buffer, options: { holdAt?: number; chunkBytes?: number; intervalMs?: number } = {}): Promise<GatedFileServer> {
+export async function startGatedFileServer(
+  file: Buffer,
+  options: { holdAt?: number; chunkBytes?: number; intervalMs?: number } = {},
+): Promise<GatedFileServer> {
   const holdAt = options.holdAt ?? Math.floor(file.length / 2);
   const chunk = options.chunkBytes ?? 8192;
   let released = false;
@@ -24,7 +27,12 @@ export async function startGatedFileServer(file: Buffer, options: { holdAt?: num
   const server = http.createServer((req, res) => {
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = m ? Math.min(Number(m[1]), file.length) : 0;
-    const headers: http.OutgoingHttpHeaders = { 'content-length': file.length - start, etag: '"gated-v1"', 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    const headers: http.OutgoingHttpHeaders = {
+      'content-length': file.length - start,
+      etag: '"gated-v1"',
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
     if (m) headers['content-range'] = `bytes ${start}-${file.length - 1}/${file.length}`;
     res.writeHead(m ? 206 : 200, headers);
     let sent = start;
@@ -38,10 +46,13 @@ export async function startGatedFileServer(file: Buffer, options: { holdAt?: num
       const end = Math.min(file.length, sent + chunk, released ? file.length : Math.max(holdAt, sent + 1));
       res.write(file.subarray(sent, end));
       sent = end;
-      const t = setTimeout(() => {
-        timers.delete(t);
-        pump();
-      }, released ? 0 : (options.intervalMs ?? 25));
+      const t = setTimeout(
+        () => {
+          timers.delete(t);
+          pump();
+        },
+        released ? 0 : (options.intervalMs ?? 25),
+      );
       timers.add(t);
     };
     pump();

@@ -13,12 +13,7 @@ export type ErrorClass = abstract new (...args: never[]) => NightjarError;
  * Runs `fn` (sync or async) and asserts that it throws an instance of exactly `cls` with `code`
  * and a message equal to `message` (or matching it, for a RegExp). Returns the error.
  */
-export async function expectNjError(
-  fn: () => unknown,
-  cls: ErrorClass,
-  code: ErrorCode,
-  message: string | RegExp,
-): Promise<NightjarError> {
+export async function expectNjError(fn: () => unknown, cls: ErrorClass, code: ErrorCode, message: string | RegExp): Promise<NightjarError> {
   let thrown: unknown = undefined;
   let threw = false;
   try {

@@ -140,7 +140,12 @@ function niceCeiling(v: number): number {
 
 /** An axis value in credits, without float noise or exponents. */
 function axisLabel(v: number): string {
-  return v === 0 ? '0' : v.toFixed(Math.min(6, Math.max(0, 1 - Math.floor(Math.log10(v))))).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
+  return v === 0
+    ? '0'
+    : v
+        .toFixed(Math.min(6, Math.max(0, 1 - Math.floor(Math.log10(v)))))
+        .replace(/(\.\d*?)0+$/, '$1')
+        .replace(/\.$/, '');
 }
 
 function renderChart(e: EarningsView): void {
@@ -174,7 +179,16 @@ function renderChart(e: EarningsView): void {
       if (v <= 0) return;
       const h = Math.max(1, (v / max) * plotH);
       y -= h;
-      const rect = svg('rect', { x: left + i * step + step * 0.15, y, width: step * 0.7, height: h, fill: COLORS[mi % COLORS.length]!, rx: 2, 'data-day': day, 'data-model': model });
+      const rect = svg('rect', {
+        x: left + i * step + step * 0.15,
+        y,
+        width: step * 0.7,
+        height: h,
+        fill: COLORS[mi % COLORS.length]!,
+        rx: 2,
+        'data-day': day,
+        'data-model': model,
+      });
       const title = svg('title', {});
       title.textContent = `${day} · ${model}: ${v.toFixed(6)} credits`;
       rect.append(title);
@@ -265,7 +279,11 @@ function start(): void {
     const input = $<HTMLInputElement>('token');
     const error = $('sign-in-error');
     error.hidden = true;
-    api('/v1/operator/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: input.value }) })
+    api('/v1/operator/session', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: input.value }),
+    })
       .then(() => {
         input.value = '';
         return refresh();

@@ -34,7 +34,11 @@ const modelSection = z.strictObject({
   /** Jobs served at once, one sequence each. */
   slots: z.int().min(1).max(64),
   /** Context length per sequence in tokens; null for min(the model's, 4096). */
-  contextLength: z.int().min(256).max(1 << 20).nullable(),
+  contextLength: z
+    .int()
+    .min(256)
+    .max(1 << 20)
+    .nullable(),
   /** CPU threads; null for the cores available less one. */
   threads: z.int().min(1).max(256).nullable(),
   /** Load a model that fits only with swap. */

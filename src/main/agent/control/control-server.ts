@@ -146,7 +146,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
       if (entry.isFile() && STATIC_TYPES[path.extname(entry.name)]) pages.set(`/${entry.name}`, path.join(dir, entry.name));
     }
     const index = pages.get('/index.html');
-    if (!index) throw new NightjarError('NJ_CONFIG_INVALID', `the dashboard folder ${dir} has no index.html; rebuild it (npm run build:renderer)`);
+    if (!index)
+      throw new NightjarError('NJ_CONFIG_INVALID', `the dashboard folder ${dir} has no index.html; rebuild it (npm run build:renderer)`);
     pages.set('/', index);
   }
 
@@ -178,7 +179,10 @@ export async function startControlServer(options: ControlServerOptions): Promise
     if (error instanceof NightjarError) return sendError(reply, error);
     const status = (error as { statusCode?: number }).statusCode;
     if (status !== undefined && status >= 400 && status < 500) {
-      return sendError(reply, new NightjarError(status === 413 ? 'NJ_PAYLOAD_TOO_LARGE' : 'NJ_BAD_REQUEST', 'The request body must be a JSON object.'));
+      return sendError(
+        reply,
+        new NightjarError(status === 413 ? 'NJ_PAYLOAD_TOO_LARGE' : 'NJ_BAD_REQUEST', 'The request body must be a JSON object.'),
+      );
     }
     log.error('control method failed', { err: error instanceof Error ? error.message : String(error) });
     return sendError(reply, new NightjarError('NJ_INTERNAL', 'The control method failed; see the agent log.'));
@@ -251,7 +255,12 @@ export async function startControlServer(options: ControlServerOptions): Promise
   app.get(CONTROL_EVENTS_PATH, (request, reply) => {
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', connection: 'keep-alive' });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      connection: 'keep-alive',
+    });
     const send = (event: ControlEvent): void => {
       if (!res.writableEnded) res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     };

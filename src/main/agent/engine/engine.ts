@@ -165,7 +165,9 @@ export async function checkLlamaBinding(gpu: EngineGpu = defaultGpu()): Promise<
     const llama = await sharedLlama(gpu);
     return { gpu: String(llama.gpu), cpuCores: llama.cpuMathCores };
   } catch (error) {
-    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, { cause: error });
+    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -218,7 +220,9 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
   });
 
   const llama = await sharedLlama(gpu).catch((error: unknown) => {
-    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, { cause: error });
+    throw new NightjarError('NJ_MODEL_LOAD_FAILED', `llama.cpp could not start (gpu: ${String(gpu)}): ${messageOf(error)}`, {
+      cause: error,
+    });
   });
   const started = performance.now();
   const sink = { logger };
@@ -241,7 +245,11 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
       })
       .catch((error: unknown) => {
         if (error instanceof NightjarError) throw error;
-        throw new NightjarError('NJ_MODEL_LOAD_FAILED', `Could not create a context of ${slots} × ${contextLength} tokens for ${modelPath}: ${messageOf(error)}`, { cause: error });
+        throw new NightjarError(
+          'NJ_MODEL_LOAD_FAILED',
+          `Could not create a context of ${slots} × ${contextLength} tokens for ${modelPath}: ${messageOf(error)}`,
+          { cause: error },
+        );
       });
     const chatWrapper = resolveChatWrapper(model, { warningLogs: false });
     const engine = new LlamaEngine({
@@ -355,11 +363,20 @@ class LlamaEngine implements InferenceEngine {
     validateMessages(request.messages);
     const parsed = samplingSchema.safeParse(request.sampling);
     if (!parsed.success) {
-      throw new NightjarError('NJ_BAD_REQUEST', `Invalid sampling parameters: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'sampling'}: ${i.message}`).join('; ')}.`);
+      throw new NightjarError(
+        'NJ_BAD_REQUEST',
+        `Invalid sampling parameters: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'sampling'}: ${i.message}`).join('; ')}.`,
+      );
     }
     const started = performance.now();
     if (request.signal?.aborted) {
-      return { text: '', finishReason: 'cancelled', usage: { promptTokens: 0, completionTokens: 0 }, timeToFirstTokenMs: 0, tokensPerSecond: 0 };
+      return {
+        text: '',
+        finishReason: 'cancelled',
+        usage: { promptTokens: 0, completionTokens: 0 },
+        timeToFirstTokenMs: 0,
+        tokensPerSecond: 0,
+      };
     }
     const sequence = this.free.pop();
     if (sequence === undefined) {
@@ -410,7 +427,10 @@ class LlamaEngine implements InferenceEngine {
 
   private assertUsable(): void {
     if (this.disposing !== undefined) {
-      throw new NightjarError('NJ_ENGINE_FAILED', `The engine for ${path.basename(this.model.path)} was disposed; load the model again to generate.`);
+      throw new NightjarError(
+        'NJ_ENGINE_FAILED',
+        `The engine for ${path.basename(this.model.path)} was disposed; load the model again to generate.`,
+      );
     }
   }
 
@@ -430,9 +450,11 @@ class LlamaEngine implements InferenceEngine {
     const cached = this.rendered.get(messages);
     if (cached) return cached;
     const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
-      m.role === 'system' ? { type: 'system', text: m.content }
-      : m.role === 'user' ? { type: 'user', text: m.content }
-      : { type: 'model', response: [m.content] },
+      m.role === 'system'
+        ? { type: 'system', text: m.content }
+        : m.role === 'user'
+          ? { type: 'user', text: m.content }
+          : { type: 'model', response: [m.content] },
     );
     // A conversation that ends with an assistant message is continued (a prefill); otherwise the
     // model starts a new assistant turn.
@@ -441,7 +463,9 @@ class LlamaEngine implements InferenceEngine {
     try {
       state = this.chatWrapper.generateContextState({ chatHistory: history });
     } catch (error) {
-      throw new NightjarError('NJ_BAD_REQUEST', `The model's chat template cannot render this conversation: ${messageOf(error)}`, { cause: error });
+      throw new NightjarError('NJ_BAD_REQUEST', `The model's chat template cannot render this conversation: ${messageOf(error)}`, {
+        cause: error,
+      });
     }
     const tokens = state.contextText.tokenize(this.llamaModel.tokenizer);
     if (tokens.length === 0) throw new NightjarError('NJ_BAD_REQUEST', 'The conversation renders to an empty prompt with this model.');
@@ -476,7 +500,13 @@ class LlamaEngine implements InferenceEngine {
     if (text !== '') texts.push(text);
   }
 
-  private async run(sequence: LlamaContextSequence, request: GenerateRequest, sampling: Sampling, cancel: AbortSignal, started: number): Promise<GenerateResult> {
+  private async run(
+    sequence: LlamaContextSequence,
+    request: GenerateRequest,
+    sampling: Sampling,
+    cancel: AbortSignal,
+    started: number,
+  ): Promise<GenerateResult> {
     if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
     const prompt = this.render(request.messages);
     const promptLength = prompt.tokens.length;
@@ -564,7 +594,9 @@ class LlamaEngine implements InferenceEngine {
       if (this.disposing !== undefined && cancel.aborted) finishReason = 'cancelled';
       else {
         this.logger.error('generation failed', { error: messageOf(error), promptTokens, completionTokens });
-        throw new NightjarError('NJ_ENGINE_FAILED', `Generation failed after ${completionTokens} tokens: ${messageOf(error)}`, { cause: error });
+        throw new NightjarError('NJ_ENGINE_FAILED', `Generation failed after ${completionTokens} tokens: ${messageOf(error)}`, {
+          cause: error,
+        });
       }
     }
 

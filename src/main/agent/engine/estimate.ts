@@ -32,7 +32,9 @@ export async function estimateEngineMemory(options: EngineMemoryEstimateOptions)
     const info = await readGgufFileInfo(options.modelPath, { sourceType: 'filesystem', readTensorInfo: true, logWarnings: false });
     insights = await GgufInsights.from(info);
   } catch (cause) {
-    throw new NightjarError('NJ_MODEL_FILE_INVALID', `${options.modelPath} is not a readable GGUF file: ${(cause as Error).message}`, { cause });
+    throw new NightjarError('NJ_MODEL_FILE_INVALID', `${options.modelPath} is not a readable GGUF file: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   const train = insights.trainContextSize ?? 4096;
   const contextSize = options.contextLength ?? Math.min(train > 0 ? train : 4096, 4096);

@@ -10,5 +10,7 @@ export type CommandRunner = (file: string, args: readonly string[]) => Promise<s
 /** Runs commands with execFile (no shell), a 5 s timeout and a 1 MiB output limit. */
 export const execCommand: CommandRunner = (file, args) =>
   new Promise((resolve, reject) => {
-    execFile(file, [...args], { timeout: 5000, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    execFile(file, [...args], { timeout: 5000, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
   });

@@ -23,7 +23,14 @@ export interface EnvironmentSource {
 }
 
 /** What a source reports before anything is known. */
-export const UNKNOWN_SAMPLE: EnvironmentSample = { idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null };
+export const UNKNOWN_SAMPLE: EnvironmentSample = {
+  idleSeconds: null,
+  screenLocked: null,
+  onAc: null,
+  batteryPercent: null,
+  thermal: null,
+  memoryPressure: null,
+};
 
 /**
  * A source whose values are set from outside: the Electron app sets them from powerMonitor
@@ -194,7 +201,11 @@ export class LinuxEnvironmentSource implements EnvironmentSource {
     let batteryPercent: number | null = null;
     let discharging = false;
     for (const name of names) {
-      const read = (f: string): Promise<string | null> => readFile(path.join(dir, name, f), 'utf8').then((t) => t.trim(), () => null);
+      const read = (f: string): Promise<string | null> =>
+        readFile(path.join(dir, name, f), 'utf8').then(
+          (t) => t.trim(),
+          () => null,
+        );
       const type = await read('type');
       if (type === 'Mains') mains = (mains ?? false) || (await read('online')) === '1';
       else if (type === 'Battery') {

@@ -54,10 +54,19 @@ export function modelChoice(options: ModelChoiceOptions): ModelChoice {
       const estimate = await (options.estimate ?? estimateEngineMemory)({ modelPath: file, slots, contextLength });
       const info = await (options.memoryProbe ?? defaultMemoryProbe())();
       const fit = checkMemoryFit({ requiredBytes: estimate.totalBytes, minMemoryBytes: model.minMemoryBytes, info });
-      log.info('memory check', { model: model.id, verdict: fit.verdict, requiredBytes: fit.requiredBytes, availableBytes: info.availableBytes, swapFreeBytes: info.swapFreeBytes });
+      log.info('memory check', {
+        model: model.id,
+        verdict: fit.verdict,
+        requiredBytes: fit.requiredBytes,
+        availableBytes: info.availableBytes,
+        swapFreeBytes: info.swapFreeBytes,
+      });
       if (fit.verdict === 'does-not-fit') throw new NightjarError('NJ_MODEL_DOES_NOT_FIT', `${model.id}: ${fit.message}`);
       if (fit.verdict === 'needs-swap' && !options.allowSwap) {
-        throw new NightjarError('NJ_MODEL_DOES_NOT_FIT', `${model.id}: ${fit.message} Set model.allowSwap in config.json to load it anyway.`);
+        throw new NightjarError(
+          'NJ_MODEL_DOES_NOT_FIT',
+          `${model.id}: ${fit.message} Set model.allowSwap in config.json to load it anyway.`,
+        );
       }
       return (options.loadEngine ?? realLoadEngine)({
         modelPath: file,

@@ -196,7 +196,15 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
   }
 
   const saveState = async (durable: number): Promise<void> => {
-    state = { v: 1, url: options.url, sha256, bytes: total, etag: state?.etag ?? null, lastModified: state?.lastModified ?? null, durableBytes: durable };
+    state = {
+      v: 1,
+      url: options.url,
+      sha256,
+      bytes: total,
+      etag: state?.etag ?? null,
+      lastModified: state?.lastModified ?? null,
+      durableBytes: durable,
+    };
     await writeFileAtomic(stateFile, JSON.stringify(state));
   };
 
@@ -215,7 +223,10 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       }
       failures++;
       if (failures > retries) {
-        const e = new NightjarError('NJ_DOWNLOAD_FAILED', `Downloading ${options.modelId} failed ${failures} times (last: ${err.message}); ${position} bytes are kept for a resume.`);
+        const e = new NightjarError(
+          'NJ_DOWNLOAD_FAILED',
+          `Downloading ${options.modelId} failed ${failures} times (last: ${err.message}); ${position} bytes are kept for a resume.`,
+        );
         emit('failed', true, { code: e.code, message: e.message });
         throw e;
       }
@@ -233,7 +244,10 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     await rm(part, { force: true });
     await rm(stateFile, { force: true });
     const what = total !== null && size !== total ? `is ${size} bytes, not ${total}` : `has sha256 ${digest}, not the expected ${sha256}`;
-    const e = new NightjarError('NJ_MODEL_FILE_INVALID', `The download of ${options.modelId} ${what}; it was deleted. Pull it again, and check the expected hash if it keeps failing.`);
+    const e = new NightjarError(
+      'NJ_MODEL_FILE_INVALID',
+      `The download of ${options.modelId} ${what}; it was deleted. Pull it again, and check the expected hash if it keeps failing.`,
+    );
     emit('failed', true, { code: e.code, message: e.message });
     throw e;
   }
@@ -297,14 +311,20 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     }
     if (expectedBytes !== null && offered !== null && offered !== expectedBytes) {
       await response.body?.cancel();
-      throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server offers ${offered} bytes for ${options.modelId}; the catalog says ${expectedBytes}. The catalog entry or the URL is wrong.`);
+      throw new NightjarError(
+        'NJ_DOWNLOAD_FAILED',
+        `The server offers ${offered} bytes for ${options.modelId}; the catalog says ${expectedBytes}. The catalog entry or the URL is wrong.`,
+      );
     }
     total = offered ?? total;
     const needed = (total ?? position) - position + reserve;
     const free = await freeBytes(options.dir);
     if (total !== null && free < needed) {
       await response.body?.cancel();
-      throw new NightjarError('NJ_DISK_FULL', `Downloading ${options.modelId} needs ${total - position} more bytes plus ${reserve} spare; the disk has ${free} free.`);
+      throw new NightjarError(
+        'NJ_DISK_FULL',
+        `Downloading ${options.modelId} needs ${total - position} more bytes plus ${reserve} spare; the disk has ${free} free.`,
+      );
     }
     const etag = response.headers.get('etag');
     const lastModified = response.headers.get('last-modified');
@@ -329,7 +349,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
         }
         if (chunk.done) break;
         const bytes = chunk.value;
-        if (total !== null && position + bytes.length > total) throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server sent more than ${total} bytes for ${options.modelId}.`);
+        if (total !== null && position + bytes.length > total)
+          throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server sent more than ${total} bytes for ${options.modelId}.`);
         await handle.write(bytes);
         hash.update(bytes);
         position += bytes.length;

@@ -103,7 +103,10 @@ export function tensorByteSize(type: GgmlTensorType, dims: readonly number[]): n
   const block = GGML_BLOCK[type];
   const rowLength = dims[0] ?? 1;
   if (rowLength % block.elements !== 0) {
-    throw new NightjarError('NJ_BAD_REQUEST', `A ${type} tensor needs a row length that is a multiple of ${block.elements}; got ${rowLength}.`);
+    throw new NightjarError(
+      'NJ_BAD_REQUEST',
+      `A ${type} tensor needs a row length that is a multiple of ${block.elements}; got ${rowLength}.`,
+    );
   }
   const elements = dims.reduce((a, b) => a * b, 1);
   return (elements / block.elements) * block.bytes;
@@ -114,10 +117,24 @@ function alignUp(n: number, alignment: number): number {
 }
 
 const NUMBER_KIND_ID: Readonly<Record<GgufNumberKind, number>> = {
-  uint8: 0, int8: 1, uint16: 2, int16: 3, uint32: 4, int32: 5, float32: 6, float64: 12,
+  uint8: 0,
+  int8: 1,
+  uint16: 2,
+  int16: 3,
+  uint32: 4,
+  int32: 5,
+  float32: 6,
+  float64: 12,
 };
 const NUMBER_KIND_SIZE: Readonly<Record<GgufNumberKind, number>> = {
-  uint8: 1, int8: 1, uint16: 2, int16: 2, uint32: 4, int32: 4, float32: 4, float64: 8,
+  uint8: 1,
+  int8: 1,
+  uint16: 2,
+  int16: 2,
+  uint32: 4,
+  int32: 4,
+  float32: 4,
+  float64: 8,
 };
 const KIND_ID = { bool: 7, string: 8, array: 9, uint64: 10, int64: 11 } as const;
 
@@ -158,14 +175,30 @@ class ByteBuilder {
     this.reserve(8);
     const b = this.buf;
     switch (kind) {
-      case 'uint8': this.len = b.writeUInt8(v, this.len); break;
-      case 'int8': this.len = b.writeInt8(v, this.len); break;
-      case 'uint16': this.len = b.writeUInt16LE(v, this.len); break;
-      case 'int16': this.len = b.writeInt16LE(v, this.len); break;
-      case 'uint32': this.len = b.writeUInt32LE(v, this.len); break;
-      case 'int32': this.len = b.writeInt32LE(v, this.len); break;
-      case 'float32': this.len = b.writeFloatLE(v, this.len); break;
-      case 'float64': this.len = b.writeDoubleLE(v, this.len); break;
+      case 'uint8':
+        this.len = b.writeUInt8(v, this.len);
+        break;
+      case 'int8':
+        this.len = b.writeInt8(v, this.len);
+        break;
+      case 'uint16':
+        this.len = b.writeUInt16LE(v, this.len);
+        break;
+      case 'int16':
+        this.len = b.writeInt16LE(v, this.len);
+        break;
+      case 'uint32':
+        this.len = b.writeUInt32LE(v, this.len);
+        break;
+      case 'int32':
+        this.len = b.writeInt32LE(v, this.len);
+        break;
+      case 'float32':
+        this.len = b.writeFloatLE(v, this.len);
+        break;
+      case 'float64':
+        this.len = b.writeDoubleLE(v, this.len);
+        break;
     }
   }
 
@@ -226,7 +259,11 @@ class ByteBuilder {
 }
 
 /** Serialises everything before the tensor data, padded to the alignment. */
-function buildHeader(metadata: ReadonlyArray<readonly [string, GgufValue]>, tensors: readonly GgufTensorSpec[], alignment: number): { header: Buffer; sizes: number[]; dataBytes: number } {
+function buildHeader(
+  metadata: ReadonlyArray<readonly [string, GgufValue]>,
+  tensors: readonly GgufTensorSpec[],
+  alignment: number,
+): { header: Buffer; sizes: number[]; dataBytes: number } {
   const b = new ByteBuilder();
   // magic "GGUF" read as a little-endian u32
   b.u32(0x46554747);
@@ -373,7 +410,12 @@ export function float16BitsToFloat32(bits: number): number {
  * bytes being elements 0–15 and the high nibbles elements 16–31 (ggml's `dequantize_row_q4_0`).
  * Blocks for which `isZero(blockIndex)` is true are cleared to zero values.
  */
-export function fillQuantBlocks(type: 'q8_0' | 'q4_0', random: Uint8Array, scale: number, isZero?: (blockIndex: number) => boolean): Uint8Array {
+export function fillQuantBlocks(
+  type: 'q8_0' | 'q4_0',
+  random: Uint8Array,
+  scale: number,
+  isZero?: (blockIndex: number) => boolean,
+): Uint8Array {
   const blockBytes = GGML_BLOCK[type].bytes;
   if (random.length % blockBytes !== 0) {
     throw new NightjarError('NJ_BAD_REQUEST', `${random.length} bytes is not a whole number of ${type} blocks.`);

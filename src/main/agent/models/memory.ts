@@ -56,7 +56,8 @@ export function defaultMemoryProbe(options: MemoryProbeOptions = {}): MemoryProb
   const platform = options.platform ?? process.platform;
   const run = options.run ?? execCommand;
   if (platform === 'darwin') {
-    return async () => parseVmStat(await run('/usr/bin/vm_stat', []), await run('/usr/sbin/sysctl', ['vm.swapusage']).catch(() => ''), os.totalmem());
+    return async () =>
+      parseVmStat(await run('/usr/bin/vm_stat', []), await run('/usr/sbin/sysctl', ['vm.swapusage']).catch(() => ''), os.totalmem());
   }
   if (platform === 'linux') {
     const read = options.readMeminfo ?? (() => readFile('/proc/meminfo', 'utf8'));
@@ -95,7 +96,12 @@ export function checkMemoryFit(input: MemoryFitInput): MemoryFit {
   const { requiredBytes, info } = input;
   const figures = `needs about ${gib(requiredBytes)}; ${gib(info.availableBytes)} of ${gib(info.totalBytes)} memory is free, ${gib(info.swapFreeBytes)} swap`;
   if (input.minMemoryBytes !== null && info.totalBytes < input.minMemoryBytes) {
-    return { verdict: 'does-not-fit', requiredBytes, info, message: `This machine has ${gib(info.totalBytes)} of memory; the model asks for at least ${gib(input.minMemoryBytes)}.` };
+    return {
+      verdict: 'does-not-fit',
+      requiredBytes,
+      info,
+      message: `This machine has ${gib(info.totalBytes)} of memory; the model asks for at least ${gib(input.minMemoryBytes)}.`,
+    };
   }
   if (requiredBytes <= info.availableBytes) return { verdict: 'fits', requiredBytes, info, message: `The model fits: it ${figures}.` };
   if (requiredBytes <= info.availableBytes + info.swapFreeBytes) {

@@ -67,7 +67,11 @@ export class ModelStore {
     options: { id: string; synthetic?: boolean; clock?: Clock; logger?: Logger; onProgress?: (hashed: number, total: number) => void },
   ): Promise<{ store: ModelStore; model: InstalledModel }> {
     const absolute = path.resolve(file);
-    const store = new ModelStore({ dir: path.dirname(absolute), ...(options.clock ? { clock: options.clock } : {}), ...(options.logger ? { logger: options.logger } : {}) });
+    const store = new ModelStore({
+      dir: path.dirname(absolute),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
     let info;
     try {
       info = await stat(absolute);
@@ -228,7 +232,6 @@ export class ModelStore {
     });
   }
 
-
   async #install(model: InstalledModel): Promise<InstalledModel> {
     const checked = installedModelSchema.parse(model);
     await writeFileAtomic(this.#manifestPath(model.id), JSON.stringify(checked, null, 2) + '\n', 0o644);
@@ -242,7 +245,10 @@ export class ModelStore {
    * Checks that the model's file still has the sha256 it was installed with. Hashes it unless
    * this process already did and stat shows the same file. Throws NJ_MODEL_FILE_INVALID.
    */
-  async verify(model: InstalledModel, options: { onProgress?: (hashed: number, total: number) => void; signal?: AbortSignal } = {}): Promise<void> {
+  async verify(
+    model: InstalledModel,
+    options: { onProgress?: (hashed: number, total: number) => void; signal?: AbortSignal } = {},
+  ): Promise<void> {
     const file = this.pathOf(model);
     let info;
     try {
@@ -251,7 +257,8 @@ export class ModelStore {
       throw new NightjarError('NJ_MODEL_FILE_INVALID', `The file of ${model.id} is missing (${file}); pull it again.`, { cause });
     }
     const known = this.#verified.get(file);
-    if (known && known.size === info.size && known.mtimeMs === info.mtimeMs && known.ino === info.ino && known.sha256 === model.sha256) return;
+    if (known && known.size === info.size && known.mtimeMs === info.mtimeMs && known.ino === info.ino && known.sha256 === model.sha256)
+      return;
     this.#log.info('checking model file', { model: model.id, bytes: info.size });
     const actual = await sha256File(file, options);
     if (actual !== model.sha256) {

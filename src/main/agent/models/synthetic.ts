@@ -235,7 +235,13 @@ class KeyStream {
 const CHUNK_BYTES = 4 << 20;
 
 /** Random F32 values, uniform with standard deviation `std`. */
-function* randomF32(stream: KeyStream, elements: number, std: number, rowLength: number, zeroRow: ((row: number) => boolean) | undefined): Generator<Uint8Array> {
+function* randomF32(
+  stream: KeyStream,
+  elements: number,
+  std: number,
+  rowLength: number,
+  zeroRow: ((row: number) => boolean) | undefined,
+): Generator<Uint8Array> {
   const half = std * Math.sqrt(3);
   const perChunk = Math.max(rowLength, Math.floor(CHUNK_BYTES / 4 / rowLength) * rowLength);
   for (let start = 0; start < elements; start += perChunk) {
@@ -254,7 +260,15 @@ function* randomF32(stream: KeyStream, elements: number, std: number, rowLength:
 }
 
 /** Random Q8_0 / Q4_0 blocks with a scale that gives values of standard deviation `std`. */
-function* randomBlocks(type: 'q8_0' | 'q4_0', stream: KeyStream, elements: number, std: number, rowLength: number, zeroRow: ((row: number) => boolean) | undefined, asF32: boolean): Generator<Uint8Array> {
+function* randomBlocks(
+  type: 'q8_0' | 'q4_0',
+  stream: KeyStream,
+  elements: number,
+  std: number,
+  rowLength: number,
+  zeroRow: ((row: number) => boolean) | undefined,
+  asF32: boolean,
+): Generator<Uint8Array> {
   const { bytes: blockBytes, elements: perBlock } = GGML_BLOCK[type];
   const blocks = elements / perBlock;
   const blocksPerRow = rowLength / perBlock;
@@ -304,11 +318,15 @@ function vocabulary(shape: SyntheticShape): { tokens: string[]; scores: Float32A
   const types = new Int32Array(shape.vocabSize);
   for (let i = 0; i < shape.vocabSize; i++) {
     types[i] =
-      i === SYNTHETIC_TOKENS.unk ? 2
-      : i === SYNTHETIC_TOKENS.bos || i === SYNTHETIC_TOKENS.eos ? 3
-      : i < SYNTHETIC_TOKENS.space ? 6
-      : i === SYNTHETIC_TOKENS.space ? 1
-      : 5;
+      i === SYNTHETIC_TOKENS.unk
+        ? 2
+        : i === SYNTHETIC_TOKENS.bos || i === SYNTHETIC_TOKENS.eos
+          ? 3
+          : i < SYNTHETIC_TOKENS.space
+            ? 6
+            : i === SYNTHETIC_TOKENS.space
+              ? 1
+              : 5;
   }
   return { tokens, scores: new Float32Array(shape.vocabSize), types };
 }
@@ -425,7 +443,10 @@ export function syntheticParameterCount(shape: SyntheticShape): number {
  */
 export async function writeSyntheticModel(options: SyntheticModelOptions): Promise<SyntheticModelFile> {
   if (!isSyntheticShapeName(options.shape)) {
-    throw new NightjarError('NJ_BAD_REQUEST', `Unknown synthetic shape "${String(options.shape)}"; use one of ${Object.keys(SYNTHETIC_SHAPES).join(', ')}.`);
+    throw new NightjarError(
+      'NJ_BAD_REQUEST',
+      `Unknown synthetic shape "${String(options.shape)}"; use one of ${Object.keys(SYNTHETIC_SHAPES).join(', ')}.`,
+    );
   }
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
@@ -440,5 +461,12 @@ export async function writeSyntheticModel(options: SyntheticModelOptions): Promi
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
-  return { path: written.path, bytes: written.bytes, sha256: written.sha256, shape: shape.name, modelId: syntheticModelId(shape.name), seed };
+  return {
+    path: written.path,
+    bytes: written.bytes,
+    sha256: written.sha256,
+    shape: shape.name,
+    modelId: syntheticModelId(shape.name),
+    seed,
+  };
 }

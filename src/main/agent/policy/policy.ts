@@ -17,7 +17,14 @@
  *    (idle-unknown; only sources with no idle signal at all report that); idle at least
  *    `idleSeconds` → serve (idle); otherwise wait (owner-active).
  */
-import { THERMAL_STATES, type Decision, type EnvironmentReading, type Manual, type Policy, type ThermalState } from '../../../shared/index.js';
+import {
+  THERMAL_STATES,
+  type Decision,
+  type EnvironmentReading,
+  type Manual,
+  type Policy,
+  type ThermalState,
+} from '../../../shared/index.js';
 import { inSchedule } from './schedule.js';
 
 /** What one decision is made from. */
@@ -84,7 +91,10 @@ export function describeDecision(decision: Decision): { message: string; hint: s
     case 'owner-active':
       return { message: 'The owner is using this machine; waiting until they are away.', hint: null };
     case 'on-battery':
-      return { message: 'On battery power; waiting for AC power.', hint: 'Plug in, or allow serving on battery (policy.requireAc: false).' };
+      return {
+        message: 'On battery power; waiting for AC power.',
+        hint: 'Plug in, or allow serving on battery (policy.requireAc: false).',
+      };
     case 'battery-low':
       return { message: 'The battery is below the policy minimum; waiting.', hint: 'Plug in, or lower policy.minBatteryPercent.' };
     case 'too-hot':

@@ -450,7 +450,8 @@ export class AgentRuntime implements AsyncDisposable {
           this.#readFailing = false;
           this.#emit('environment', this.#reading);
         } catch (err) {
-          if (!this.#readFailing) this.#log.warn('could not read idle time, power or heat', { err: err instanceof Error ? err.message : String(err) });
+          if (!this.#readFailing)
+            this.#log.warn('could not read idle time, power or heat', { err: err instanceof Error ? err.message : String(err) });
           this.#readFailing = true;
         }
         if (!this.#stopping) this.#apply();
@@ -654,7 +655,12 @@ export class AgentRuntime implements AsyncDisposable {
     if (p) {
       p.jobsAborted = result.aborted;
       p.settledMs = this.#clock.now() - p.detectedAt;
-      this.#log.info('jobs settled after preemption', { reason: p.reason, jobs: p.jobsAtDetection, aborted: p.jobsAborted, settledMs: p.settledMs });
+      this.#log.info('jobs settled after preemption', {
+        reason: p.reason,
+        jobs: p.jobsAtDetection,
+        aborted: p.jobsAborted,
+        settledMs: p.settledMs,
+      });
       this.#emit('preempted', { ...p });
     }
     this.#blocker.release();
@@ -716,7 +722,9 @@ export class AgentRuntime implements AsyncDisposable {
   /** Enters (or stays in) the error state: no jobs, no link, no model in memory. */
   async #fail(err: unknown): Promise<void> {
     const error =
-      err instanceof NightjarError ? err : new NightjarError('NJ_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+      err instanceof NightjarError
+        ? err
+        : new NightjarError('NJ_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
     const retryAt = RETRYABLE.has(error.code) ? this.#clock.now() + (this.#o.errorRetryMs ?? 300_000) : null;
     this.#error = { error, retryAt };
     this.#log.error('agent cannot serve', { code: error.code, reason: error.message, retryAt });

@@ -188,7 +188,10 @@ export async function loadOrCreateIdentity(store: SecretStore): Promise<StoredId
   const stored = await store.get();
   if (stored !== null) {
     if (!/^[0-9a-f]{64}$/.test(stored)) {
-      throw new NightjarError('NJ_CONFIG_INVALID', `${store.description} does not hold a 32-byte hex identity seed; fix or delete it (\`nightjar keys delete\`).`);
+      throw new NightjarError(
+        'NJ_CONFIG_INVALID',
+        `${store.description} does not hold a 32-byte hex identity seed; fix or delete it (\`nightjar keys delete\`).`,
+      );
     }
     return { identity: await identityFromSeed(fromHex(stored)), created: false };
   }
@@ -201,6 +204,7 @@ export async function loadOrCreateIdentity(store: SecretStore): Promise<StoredId
 export async function loadIdentity(store: SecretStore): Promise<IdentityKeyPair | null> {
   const stored = await store.get();
   if (stored === null) return null;
-  if (!/^[0-9a-f]{64}$/.test(stored)) throw new NightjarError('NJ_CONFIG_INVALID', `${store.description} does not hold a 32-byte hex identity seed.`);
+  if (!/^[0-9a-f]{64}$/.test(stored))
+    throw new NightjarError('NJ_CONFIG_INVALID', `${store.description} does not hold a 32-byte hex identity seed.`);
   return identityFromSeed(fromHex(stored));
 }

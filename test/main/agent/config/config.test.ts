@@ -6,7 +6,15 @@ import { mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, loadConfig, loadStateFile, parseConfig, saveConfig, saveStateFile, updateConfig } from '../../../../src/main/agent/config/config.js';
+import {
+  DEFAULT_CONFIG,
+  loadConfig,
+  loadStateFile,
+  parseConfig,
+  saveConfig,
+  saveStateFile,
+  updateConfig,
+} from '../../../../src/main/agent/config/config.js';
 import { platformPaths } from '../../../../src/main/agent/config/paths.js';
 import { NightjarError } from '../../../../src/shared/index.js';
 
@@ -33,12 +41,16 @@ describe('where the files go', () => {
       modelsDir: '/home/ada/.local/share/nightjar/models',
       receiptsFile: '/home/ada/.local/share/nightjar/receipts.jsonl',
     });
-    expect(platformPaths({ platform: 'linux', env: { XDG_CONFIG_HOME: '/cfg', XDG_DATA_HOME: '/data' }, home: '/home/ada' })).toMatchObject({
-      configFile: '/cfg/nightjar/config.json',
-      modelsDir: '/data/nightjar/models',
-    });
+    expect(platformPaths({ platform: 'linux', env: { XDG_CONFIG_HOME: '/cfg', XDG_DATA_HOME: '/data' }, home: '/home/ada' })).toMatchObject(
+      {
+        configFile: '/cfg/nightjar/config.json',
+        modelsDir: '/data/nightjar/models',
+      },
+    );
     // A relative XDG path is invalid by the spec and ignored.
-    expect(platformPaths({ platform: 'linux', env: { XDG_CONFIG_HOME: 'rel' }, home: '/home/ada' }).configDir).toBe('/home/ada/.config/nightjar');
+    expect(platformPaths({ platform: 'linux', env: { XDG_CONFIG_HOME: 'rel' }, home: '/home/ada' }).configDir).toBe(
+      '/home/ada/.config/nightjar',
+    );
   });
 
   it('NIGHTJAR_HOME puts config and data under one directory', () => {
@@ -88,7 +100,10 @@ describe('the config file', () => {
   it('says which file is not JSON', async () => {
     const file = path.join(dir, 'bad.json');
     await writeFile(file, '{ "policy": ');
-    await expect(loadConfig(file)).rejects.toMatchObject({ code: 'NJ_CONFIG_INVALID', message: expect.stringContaining(`${file} is not valid JSON`) });
+    await expect(loadConfig(file)).rejects.toMatchObject({
+      code: 'NJ_CONFIG_INVALID',
+      message: expect.stringContaining(`${file} is not valid JSON`),
+    });
   });
 
   it('saves atomically with mode 0600 and reads back what it saved', async () => {

@@ -56,13 +56,23 @@ async function start(config: Partial<AgentConfig> = {}): Promise<{ service: Agen
   await writeSyntheticModel({ path: path.join(store.dir, store.fileNameFor('synthetic-tiny')), shape: 'tiny' });
   await store.adopt('synthetic-tiny', { synthetic: true });
   gw = await startScriptedGateway();
-  const full: AgentConfig = { ...DEFAULT_CONFIG, ...config, model: { ...DEFAULT_CONFIG.model, selected: 'synthetic-tiny', slots: 2, ...config.model } };
+  const full: AgentConfig = {
+    ...DEFAULT_CONFIG,
+    ...config,
+    model: { ...DEFAULT_CONFIG.model, selected: 'synthetic-tiny', slots: 2, ...config.model },
+  };
   service = await AgentService.start({
     paths,
     config: full,
     gatewayUrl: gw.url,
     identity: await generateIdentity(),
-    environment: new ManualEnvironmentSource({ idleSeconds: 900, onAc: true, thermal: 'nominal', screenLocked: false, batteryPercent: null }),
+    environment: new ManualEnvironmentSource({
+      idleSeconds: 900,
+      onAc: true,
+      thermal: 'nominal',
+      screenLocked: false,
+      batteryPercent: null,
+    }),
     loadEngine: async () => new FakeEngine({ slots: 2 }),
     memoryProbe: async () => ({ totalBytes: 64 * 1024 ** 3, availableBytes: 32 * 1024 ** 3, swapFreeBytes: 0 }),
     fetch: fetcher.fetch,
@@ -72,13 +82,26 @@ async function start(config: Partial<AgentConfig> = {}): Promise<{ service: Agen
 }
 
 /** A raw request, so Host, Origin and content type can be anything. */
-function raw(port: number, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+function raw(
+  port: number,
+  options: { method?: string; path?: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: options.method ?? 'POST', path: options.path ?? '/v1/status', headers: options.headers, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'POST',
+        path: options.path ?? '/v1/status',
+        headers: options.headers,
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
     req.on('error', reject);
     req.end(options.method === 'GET' || options.method === 'OPTIONS' ? undefined : (options.body ?? '{}'));
   });
@@ -101,10 +124,20 @@ describe('methods', () => {
   it('status, pause, resume and serve-now', async () => {
     const { service: s, client } = await start();
     await until(() => s.runtime.state === 'serving', 'serving');
-    expect(await client.call('status', {})).toMatchObject({ v: 1, state: 'serving', model: { id: 'synthetic-tiny', loaded: true }, totalSlots: 2, link: 'connected' });
+    expect(await client.call('status', {})).toMatchObject({
+      v: 1,
+      state: 'serving',
+      model: { id: 'synthetic-tiny', loaded: true },
+      totalSlots: 2,
+      link: 'connected',
+    });
     await client.call('pause', {});
     await until(() => s.runtime.state === 'paused', 'paused');
-    expect(await client.call('status', {})).toMatchObject({ state: 'paused', manual: { mode: 'paused', until: null }, reason: { code: 'paused' } });
+    expect(await client.call('status', {})).toMatchObject({
+      state: 'paused',
+      manual: { mode: 'paused', until: null },
+      reason: { code: 'paused' },
+    });
     await client.call('resume', {});
     await until(() => s.runtime.state === 'serving', 'serving again');
     expect((await client.call('serveNow', { until: Date.now() + 60_000 })).manual).toMatchObject({ mode: 'serve-now' });
@@ -116,7 +149,10 @@ describe('methods', () => {
     const next = await client.call('setPolicy', { idleSeconds: 60, schedule: [{ days: ['sat', 'sun'], start: '00:00', end: '00:00' }] });
     expect(next).toMatchObject({ idleSeconds: 60, requireAc: true });
     expect((await loadConfig(paths.configFile)).policy).toEqual(next);
-    await expect(client.call('setPolicy', { idleSeconds: -5 })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('setPolicy: idleSeconds') });
+    await expect(client.call('setPolicy', { idleSeconds: -5 })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringContaining('setPolicy: idleSeconds'),
+    });
   });
 
   it('models: list, select, remove, with errors a person can act on', async () => {
@@ -126,7 +162,10 @@ describe('methods', () => {
     expect(models.installed.map((m) => m.id)).toEqual(['synthetic-tiny']);
     expect(models.catalog.length).toBeGreaterThan(3);
     await expect(client.call('selectModel', { id: 'nope' })).rejects.toMatchObject({ code: 'NJ_MODEL_NOT_INSTALLED' });
-    await expect(client.call('removeModel', { id: 'synthetic-tiny' })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('select another one first') });
+    await expect(client.call('removeModel', { id: 'synthetic-tiny' })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringContaining('select another one first'),
+    });
     // A second model, selected: the agent drains, unloads and loads it.
     await writeSyntheticModel({ path: path.join(s.store.dir, s.store.fileNameFor('synthetic-tiny-2')), shape: 'tiny', seed: 2 });
     await s.store.adopt('synthetic-tiny-2', { synthetic: true });
@@ -138,7 +177,13 @@ describe('methods', () => {
   });
 
   it('earnings and receipts from the agent’s own log', async () => {
-    const { client, service: s, paths } = await start({ earnings: { operatorShare: 0.5, prices: { 'synthetic-tiny': { promptPerMTok: '1000000', completionPerMTok: '2000000' } } } });
+    const {
+      client,
+      service: s,
+      paths,
+    } = await start({
+      earnings: { operatorShare: 0.5, prices: { 'synthetic-tiny': { promptPerMTok: '1000000', completionPerMTok: '2000000' } } },
+    });
     await until(() => s.runtime.state === 'serving' && gw!.bundle !== null, 'serving');
     const job = await gw!.submit([{ role: 'user', content: 'hi' }], { maxTokens: 4 });
     const outcome = await job.ended;
@@ -147,7 +192,12 @@ describe('methods', () => {
     expect(page.receipts[0]).toEqual(outcome.receipt);
     const earnings = await client.call('earnings', { days: 7 });
     const { promptTokens, completionTokens } = outcome.receipt!.receipt;
-    expect(earnings.totals).toEqual({ jobs: 1, promptTokens, completionTokens, microCredits: String(Math.floor((promptTokens * 1 + completionTokens * 2) * 0.5)) });
+    expect(earnings.totals).toEqual({
+      jobs: 1,
+      promptTokens,
+      completionTokens,
+      microCredits: String(Math.floor((promptTokens * 1 + completionTokens * 2) * 0.5)),
+    });
     expect(earnings.priceSource).toBe('config');
     // Recorded (and fsync'd) before the gateway heard of it.
     expect((await readFile(paths.receiptsFile, 'utf8')).trim()).toBe(JSON.stringify(outcome.receipt));
@@ -155,8 +205,14 @@ describe('methods', () => {
 
   it('refuses malformed input and unknown methods', async () => {
     const { client, service: s } = await start();
-    await expect(client.call('receipts', { limit: 0 })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('receipts: limit') });
-    const r = await raw(s.control!.port, { path: '/v1/format-disk', headers: { authorization: `Bearer ${s.control!.token}`, 'content-type': 'application/json', host: `127.0.0.1:${s.control!.port}` } });
+    await expect(client.call('receipts', { limit: 0 })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringContaining('receipts: limit'),
+    });
+    const r = await raw(s.control!.port, {
+      path: '/v1/format-disk',
+      headers: { authorization: `Bearer ${s.control!.token}`, 'content-type': 'application/json', host: `127.0.0.1:${s.control!.port}` },
+    });
     expect(r.status).toBe(400);
     expect(JSON.parse(r.body)).toEqual({ error: { code: 'NJ_BAD_REQUEST', message: 'No such control method.' } });
   });
@@ -173,9 +229,15 @@ describe('events', () => {
     })();
     await until(() => events.some((e) => e.type === 'state'), 'the initial state');
     expect(events[0]).toMatchObject({ type: 'state', state: 'serving' });
-    await (await gw!.submit([{ role: 'user', content: 'hi' }], { maxTokens: 3 })).ended;
+    await (
+      await gw!.submit([{ role: 'user', content: 'hi' }], { maxTokens: 3 })
+    ).ended;
     await until(() => events.some((e) => e.type === 'receipt'), 'a receipt event');
-    expect(events.find((e) => e.type === 'receipt')).toMatchObject({ model: 'synthetic-tiny', completionTokens: 3, finishReason: 'length' });
+    expect(events.find((e) => e.type === 'receipt')).toMatchObject({
+      model: 'synthetic-tiny',
+      completionTokens: 3,
+      finishReason: 'length',
+    });
     expect(events.some((e) => e.type === 'jobs' && e.activeJobs === 1)).toBe(true);
     await client.call('pause', {});
     await until(() => events.some((e) => e.type === 'state' && e.state === 'paused'), 'a paused event');
@@ -189,7 +251,23 @@ describe('events', () => {
     const catalogFile = path.join(root, `catalog-${++n}.json`);
     await writeFile(
       catalogFile,
-      JSON.stringify({ v: 1, models: [{ id: 'local-tiny', name: 'Local tiny', url: modelServer.url, sha256, bytes: modelFile.length, quantization: 'F32', contextLength: 4096, minMemoryBytes: 0, license: 'MIT', verified: true }] }),
+      JSON.stringify({
+        v: 1,
+        models: [
+          {
+            id: 'local-tiny',
+            name: 'Local tiny',
+            url: modelServer.url,
+            sha256,
+            bytes: modelFile.length,
+            quantization: 'F32',
+            contextLength: 4096,
+            minMemoryBytes: 0,
+            license: 'MIT',
+            verified: true,
+          },
+        ],
+      }),
     );
     const { client, service: s } = await start({ catalogFile });
     const abort = new AbortController();
@@ -205,7 +283,10 @@ describe('events', () => {
     expect(phases).toContain('verifying');
     await until(() => s.runtime.state !== 'loading', 'settled');
     expect((await client.call('listModels', {})).installed.map((m) => m.id)).toContain('local-tiny');
-    await expect(client.call('downloadModel', { id: 'qwen2.5-0.5b-instruct-q4_k_m' })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('no sha256') });
+    await expect(client.call('downloadModel', { id: 'qwen2.5-0.5b-instruct-q4_k_m' })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringContaining('no sha256'),
+    });
     abort.abort();
     await reading;
   });
@@ -240,7 +321,10 @@ describe('who may call', () => {
       expect(JSON.parse(r.body).error.code).toBe('NJ_CONTROL_FORBIDDEN');
     }
     for (const host of [`localhost:${port}`, `[::1]:${port}`]) {
-      expect((await raw(port, { headers: { host, authorization: `Bearer ${token}`, 'content-type': 'application/json' } })).status, host).toBe(200);
+      expect(
+        (await raw(port, { headers: { host, authorization: `Bearer ${token}`, 'content-type': 'application/json' } })).status,
+        host,
+      ).toBe(200);
     }
   });
 
@@ -256,7 +340,10 @@ describe('who may call', () => {
     }
     expect((await raw(port, { headers: { ...headers, origin: `http://127.0.0.1:${port}` } })).status).toBe(200);
     // A CORS preflight is never approved.
-    const preflight = await raw(port, { method: 'OPTIONS', headers: { host: headers.host, origin: 'https://attacker.example', 'access-control-request-method': 'POST' } });
+    const preflight = await raw(port, {
+      method: 'OPTIONS',
+      headers: { host: headers.host, origin: 'https://attacker.example', 'access-control-request-method': 'POST' },
+    });
     expect(preflight.status).toBeGreaterThanOrEqual(400);
     expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
   });
@@ -264,7 +351,11 @@ describe('who may call', () => {
   it('takes JSON only: a form post (what a page could send without a preflight) is refused', async () => {
     const { service: s } = await start();
     const { port, token } = s.control!;
-    const r = await raw(port, { path: '/v1/pause', headers: { host: `127.0.0.1:${port}`, authorization: `Bearer ${token}`, 'content-type': 'text/plain' }, body: '{}' });
+    const r = await raw(port, {
+      path: '/v1/pause',
+      headers: { host: `127.0.0.1:${port}`, authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+      body: '{}',
+    });
     expect(r.status).toBeGreaterThanOrEqual(400);
     expect(s.runtime.manual.mode).toBe('auto');
   });

@@ -74,7 +74,13 @@ async function start(options: StartOptions = {}): Promise<{ service: AgentServic
     config: { ...DEFAULT_CONFIG, ...options.config, model: { ...DEFAULT_CONFIG.model, selected: 'synthetic-tiny', slots: 2 } },
     gatewayUrl: options.gatewayUrl === undefined ? null : options.gatewayUrl,
     identity: await generateIdentity(),
-    environment: new ManualEnvironmentSource({ idleSeconds: 900, onAc: true, thermal: 'nominal', screenLocked: false, batteryPercent: null }),
+    environment: new ManualEnvironmentSource({
+      idleSeconds: 900,
+      onAc: true,
+      thermal: 'nominal',
+      screenLocked: false,
+      batteryPercent: null,
+    }),
     loadEngine: async () => new FakeEngine({ slots: 2 }),
     memoryProbe: async () => ({ totalBytes: 16 * 1024 ** 3, availableBytes: 9 * 1024 ** 3, swapFreeBytes: 0 }),
     backoff: { initialMs: 50, maxMs: 200 },
@@ -83,7 +89,11 @@ async function start(options: StartOptions = {}): Promise<{ service: AgentServic
     ...(options.skew ? { clock: { ...systemClock, now: () => Date.now() + options.skew!.ms } } : {}),
   });
   const file = JSON.parse(await readFile(paths.controlFile, 'utf8')) as { url: string; token: string };
-  return { service, client: new ControlClient({ baseUrl: file.url, token: file.token, fetch: fetcher.fetch }), configFile: paths.configFile };
+  return {
+    service,
+    client: new ControlClient({ baseUrl: file.url, token: file.token, fetch: fetcher.fetch }),
+    configFile: paths.configFile,
+  };
 }
 
 async function enrollToken(g: Gateway): Promise<{ token: string; operatorId: string }> {
@@ -92,13 +102,26 @@ async function enrollToken(g: Gateway): Promise<{ token: string; operatorId: str
   return { token, operatorId: operator.id };
 }
 
-function raw(port: number, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+function raw(
+  port: number,
+  options: { method?: string; path?: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path ?? '/', headers: { host: `127.0.0.1:${port}`, ...options.headers }, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'GET',
+        path: options.path ?? '/',
+        headers: { host: `127.0.0.1:${port}`, ...options.headers },
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
     req.on('error', reject);
     req.end(options.body);
   });
@@ -125,7 +148,11 @@ describe('linking', () => {
     expect(before).toMatchObject({
       state: 'error',
       gatewayUrl: null,
-      reason: { code: 'NJ_NOT_LINKED', message: 'This machine is not linked to a gateway yet.', hint: expect.stringContaining('Link this Mac') },
+      reason: {
+        code: 'NJ_NOT_LINKED',
+        message: 'This machine is not linked to a gateway yet.',
+        hint: expect.stringContaining('Link this Mac'),
+      },
       gateway: { enrollToken: false, operator: null, trust: null, rejected: null },
     });
 
@@ -157,13 +184,18 @@ describe('linking', () => {
 
   it('refuses an address that is not a URL, and one where no gateway answers, saving nothing', async () => {
     const { client, configFile, service: s } = await start();
-    await expect(client.call('link', { gatewayUrl: 'gateway.example' })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('must be a URL') });
+    await expect(client.call('link', { gatewayUrl: 'gateway.example' })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringContaining('must be a URL'),
+    });
     const closed = http.createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as { port: number }).port;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
     await expect(client.call('link', { gatewayUrl: `http://127.0.0.1:${port}` })).rejects.toMatchObject({ code: 'NJ_GATEWAY_UNREACHABLE' });
-    await expect(client.call('link', { gatewayUrl: 'https://gw.example', enrollToken: 'has space' })).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST' });
+    await expect(client.call('link', { gatewayUrl: 'https://gw.example', enrollToken: 'has space' })).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+    });
     expect((await loadConfig(configFile)).gateway.url).toBeNull();
     expect(s.runtime.gatewayUrl).toBeNull();
   });
@@ -189,11 +221,36 @@ describe('downloads', () => {
     try {
       const catalogFile = path.join(root, `catalog-${n}.json`);
       const sha256 = createHash('sha256').update(file).digest('hex');
-      await writeFile(catalogFile, JSON.stringify({ v: 1, models: [{ id: 'local-tiny', name: 'Local tiny', url: server.url, sha256, bytes: file.length, quantization: 'F32', contextLength: 4096, minMemoryBytes: 0, license: 'MIT', verified: true }] }));
+      await writeFile(
+        catalogFile,
+        JSON.stringify({
+          v: 1,
+          models: [
+            {
+              id: 'local-tiny',
+              name: 'Local tiny',
+              url: server.url,
+              sha256,
+              bytes: file.length,
+              quantization: 'F32',
+              contextLength: 4096,
+              minMemoryBytes: 0,
+              license: 'MIT',
+              verified: true,
+            },
+          ],
+        }),
+      );
       const { service: s } = await start({ config: { catalogFile } });
       const selected = new Promise<unknown>((resolve) => {
         s.onEvent((e) => {
-          if (e.type === 'download' && e.progress.phase === 'done') resolve(Promise.resolve(s.handlers.selectModel({ id: 'local-tiny' })).then((m) => m.selected, (err: unknown) => err));
+          if (e.type === 'download' && e.progress.phase === 'done')
+            resolve(
+              Promise.resolve(s.handlers.selectModel({ id: 'local-tiny' })).then(
+                (m) => m.selected,
+                (err: unknown) => err,
+              ),
+            );
         });
       });
       s.download('local-tiny');
@@ -217,7 +274,12 @@ describe('the dashboard on the control server', () => {
       const r = await raw(port, { path: p });
       expect(r.status, p).toBe(200);
       expect(r.headers['content-security-policy']).toBe(DASHBOARD_CSP);
-      expect(r.headers).toMatchObject({ 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff', 'cross-origin-resource-policy': 'same-origin', 'referrer-policy': 'no-referrer' });
+      expect(r.headers).toMatchObject({
+        'x-frame-options': 'DENY',
+        'x-content-type-options': 'nosniff',
+        'cross-origin-resource-policy': 'same-origin',
+        'referrer-policy': 'no-referrer',
+      });
     }
     expect((await raw(port, { path: '/' })).headers['content-type']).toBe('text/html; charset=utf-8');
     expect((await raw(port, { path: '/app.js' })).headers['content-type']).toBe('text/javascript; charset=utf-8');
@@ -236,7 +298,12 @@ describe('the dashboard on the control server', () => {
     const { port, token } = s.control!;
     const origin = `http://127.0.0.1:${port}`;
     const redeem = (ticket: string, extra: Record<string, string> = { origin }) =>
-      raw(port, { method: 'POST', path: '/v1/dashboard/session', headers: { 'content-type': 'application/json', ...extra }, body: JSON.stringify({ ticket }) });
+      raw(port, {
+        method: 'POST',
+        path: '/v1/dashboard/session',
+        headers: { 'content-type': 'application/json', ...extra },
+        body: JSON.stringify({ ticket }),
+      });
     const ticketOf = (url: string): string => {
       expect(url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/#ticket=[A-Za-z0-9_-]{43}$`));
       return url.split('#ticket=')[1]!;
@@ -258,10 +325,18 @@ describe('the dashboard on the control server', () => {
     expect((await redeem('made-up')).status).toBe(401);
 
     // A holder of the token (the CLI) may ask for a fresh URL.
-    const fresh = await raw(port, { method: 'POST', path: '/v1/dashboard/ticket', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' });
+    const fresh = await raw(port, {
+      method: 'POST',
+      path: '/v1/dashboard/ticket',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: '{}',
+    });
     expect(fresh.status).toBe(200);
     expect((await redeem(ticketOf((JSON.parse(fresh.body) as { url: string }).url))).status).toBe(200);
-    expect((await raw(port, { method: 'POST', path: '/v1/dashboard/ticket', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(401);
+    expect(
+      (await raw(port, { method: 'POST', path: '/v1/dashboard/ticket', headers: { 'content-type': 'application/json' }, body: '{}' }))
+        .status,
+    ).toBe(401);
   });
 
   it('an agent without a dashboard has no ticket to give', async () => {
@@ -269,7 +344,12 @@ describe('the dashboard on the control server', () => {
     expect(() => s.control!.dashboardUrl()).toThrow(expect.objectContaining({ code: 'NJ_NOT_FOUND' }));
     expect((await raw(s.control!.port, { path: '/' })).status).toBe(401);
     const { port, token } = s.control!;
-    const r = await raw(port, { method: 'POST', path: '/v1/dashboard/ticket', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' });
+    const r = await raw(port, {
+      method: 'POST',
+      path: '/v1/dashboard/ticket',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: '{}',
+    });
     expect(r.status).toBe(404);
     expect(JSON.parse(r.body).error.code).toBe('NJ_NOT_FOUND');
   });

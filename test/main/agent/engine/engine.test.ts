@@ -65,17 +65,31 @@ async function expectError(promise: Promise<unknown>, code: string, message: str
 
 describe('loading', () => {
   it('reports the model as the file describes it', () => {
-    expect(engine.model).toEqual({ path: modelPath, trainContextLength: 4096, contextLength: 4096, synthetic: true, name: 'Nightjar synthetic tiny' });
+    expect(engine.model).toEqual({
+      path: modelPath,
+      trainContextLength: 4096,
+      contextLength: 4096,
+      synthetic: true,
+      name: 'Nightjar synthetic tiny',
+    });
     expect(engine.totalSlots).toBe(4);
     expect(engine.freeSlots).toBe(4);
   });
 
   it('refuses a missing file and a file that is not GGUF with NJ_MODEL_FILE_INVALID', async () => {
     const missing = path.join(dir, 'missing.gguf');
-    await expectError(loadEngine({ modelPath: missing, threads: 1 }), 'NJ_MODEL_FILE_INVALID', new RegExp(`^No model file at ${missing} \\(ENOENT`));
+    await expectError(
+      loadEngine({ modelPath: missing, threads: 1 }),
+      'NJ_MODEL_FILE_INVALID',
+      new RegExp(`^No model file at ${missing} \\(ENOENT`),
+    );
     const junk = path.join(dir, 'junk.gguf');
     await writeFile(junk, randomBytes(4096));
-    await expectError(loadEngine({ modelPath: junk, threads: 1 }), 'NJ_MODEL_FILE_INVALID', new RegExp(`^${junk} is not a readable GGUF file: `));
+    await expectError(
+      loadEngine({ modelPath: junk, threads: 1 }),
+      'NJ_MODEL_FILE_INVALID',
+      new RegExp(`^${junk} is not a readable GGUF file: `),
+    );
     await expectError(loadEngine({ modelPath: dir, threads: 1 }), 'NJ_MODEL_FILE_INVALID', `${dir} is not a file.`);
   });
 
@@ -85,14 +99,28 @@ describe('loading', () => {
     await writeFile(cut, bytes.subarray(0, bytes.length - 4096));
     const lines: string[] = [];
     const logger = createLogger({ write: (line) => lines.push(line), level: 'debug' });
-    await expectError(loadEngine({ modelPath: cut, threads: 1, logger }), 'NJ_MODEL_LOAD_FAILED', new RegExp(`^llama.cpp could not load ${cut}: `));
+    await expectError(
+      loadEngine({ modelPath: cut, threads: 1, logger }),
+      'NJ_MODEL_LOAD_FAILED',
+      new RegExp(`^llama.cpp could not load ${cut}: `),
+    );
     // llama.cpp's own complaint went to the injected logger, not to the console.
-    expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string })).toContainEqual(expect.objectContaining({ level: 'error', msg: 'llama.cpp' }));
+    expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string })).toContainEqual(
+      expect.objectContaining({ level: 'error', msg: 'llama.cpp' }),
+    );
   });
 
   it('refuses bad options with NJ_CONFIG_INVALID before loading anything', async () => {
-    await expectError(loadEngine({ modelPath, slots: 0 }), 'NJ_CONFIG_INVALID', 'Engine option slots must be an integer from 1 to 256; got 0.');
-    await expectError(loadEngine({ modelPath, threads: 1.5 }), 'NJ_CONFIG_INVALID', 'Engine option threads must be an integer from 1 to 1024; got 1.5.');
+    await expectError(
+      loadEngine({ modelPath, slots: 0 }),
+      'NJ_CONFIG_INVALID',
+      'Engine option slots must be an integer from 1 to 256; got 0.',
+    );
+    await expectError(
+      loadEngine({ modelPath, threads: 1.5 }),
+      'NJ_CONFIG_INVALID',
+      'Engine option threads must be an integer from 1 to 1024; got 1.5.',
+    );
     await expectError(loadEngine({ modelPath, contextLength: -1 }), 'NJ_CONFIG_INVALID', /^Engine option contextLength must be an integer/);
   });
 });
@@ -100,7 +128,12 @@ describe('loading', () => {
 describe('generation', () => {
   it('logs metadata only: neither the prompt nor the reply appears in any log line', async () => {
     const lines: string[] = [];
-    const logged = await loadEngine({ modelPath, threads: 1, slots: 1, logger: createLogger({ write: (line) => lines.push(line), level: 'debug' }) });
+    const logged = await loadEngine({
+      modelPath,
+      threads: 1,
+      slots: 1,
+      logger: createLogger({ write: (line) => lines.push(line), level: 'debug' }),
+    });
     try {
       const result = await greedy(ask('my secret plan'), 30, logged);
       await expectError(greedy(ask('another secret'), 5000, logged), 'NJ_CONTEXT_OVERFLOW', /^The prompt takes/);
@@ -117,7 +150,11 @@ describe('generation', () => {
 
   it('streams deltas that concatenate to exactly the text, in printable ASCII', async () => {
     const deltas: string[] = [];
-    const result = await engine.generate({ messages: ask('Tell me about nightjars.'), sampling: { maxTokens: 50, temperature: 0 }, onDelta: (d) => deltas.push(d) });
+    const result = await engine.generate({
+      messages: ask('Tell me about nightjars.'),
+      sampling: { maxTokens: 50, temperature: 0 },
+      onDelta: (d) => deltas.push(d),
+    });
     expect(deltas.length).toBeGreaterThan(1);
     expect(deltas.join('')).toBe(result.text);
     expect(result.text).toMatch(/^[\x20-\x7e]{50}$/);
@@ -176,7 +213,11 @@ describe('generation', () => {
     // Starts like the output at position 10 but ends in a byte greedy decoding never emits.
     const stop = `${base.slice(10, 14)}\u0001`;
     const deltas: string[] = [];
-    const result = await engine.generate({ messages: ask('Say something.'), sampling: { maxTokens: 60, temperature: 0, stop: [stop] }, onDelta: (d) => deltas.push(d) });
+    const result = await engine.generate({
+      messages: ask('Say something.'),
+      sampling: { maxTokens: 60, temperature: 0, stop: [stop] },
+      onDelta: (d) => deltas.push(d),
+    });
     expect(result).toMatchObject({ text: base, finishReason: 'length' });
     expect(result.stopSequence).toBeUndefined();
     expect(deltas.join('')).toBe(base);
@@ -213,7 +254,11 @@ describe('generation', () => {
     let minFree = engine.totalSlots;
     const together = await Promise.all(
       prompts.map((p) =>
-        engine.generate({ messages: ask(p), sampling: { maxTokens: 60, temperature: 0 }, onDelta: () => (minFree = Math.min(minFree, engine.freeSlots)) }),
+        engine.generate({
+          messages: ask(p),
+          sampling: { maxTokens: 60, temperature: 0 },
+          onDelta: () => (minFree = Math.min(minFree, engine.freeSlots)),
+        }),
       ),
     );
     expect(minFree).toBe(0);
@@ -224,7 +269,8 @@ describe('generation', () => {
   });
 
   it('samples reproducibly with a seed at temperature > 0', async () => {
-    const run = (seed: number): Promise<GenerateResult> => engine.generate({ messages: ask('Improvise.'), sampling: { maxTokens: 100, temperature: 1, topK: 50, topP: 1, seed } });
+    const run = (seed: number): Promise<GenerateResult> =>
+      engine.generate({ messages: ask('Improvise.'), sampling: { maxTokens: 100, temperature: 1, topK: 50, topP: 1, seed } });
     const a = await run(42);
     expect((await run(42)).text).toBe(a.text);
     expect((await run(43)).text).not.toBe(a.text);
@@ -234,7 +280,9 @@ describe('generation', () => {
 describe('limits and errors', () => {
   it('refuses a job with NJ_ENGINE_BUSY when every slot is generating', async () => {
     const controller = new AbortController();
-    const running = Array.from({ length: 4 }, (_, i) => engine.generate({ messages: ask(`Busy ${i}`), sampling: { maxTokens: 4000, temperature: 0 }, signal: controller.signal }));
+    const running = Array.from({ length: 4 }, (_, i) =>
+      engine.generate({ messages: ask(`Busy ${i}`), sampling: { maxTokens: 4000, temperature: 0 }, signal: controller.signal }),
+    );
     expect(engine.freeSlots).toBe(0);
     await expectError(greedy(ask('One more'), 5), 'NJ_ENGINE_BUSY', 'All 4 sequences of this engine are generating; no slot is free.');
     controller.abort();
@@ -255,7 +303,11 @@ describe('limits and errors', () => {
     expect(engine.freeSlots).toBe(4);
     const long = ask('x'.repeat(5000));
     const q = renderedTokens(long);
-    await expectError(greedy(long, 1), 'NJ_CONTEXT_OVERFLOW', `The prompt takes ${q} tokens and maxTokens is 1: ${q + 1} tokens do not fit the context of 4096 tokens per sequence (at most 0 tokens can be generated for this prompt).`);
+    await expectError(
+      greedy(long, 1),
+      'NJ_CONTEXT_OVERFLOW',
+      `The prompt takes ${q} tokens and maxTokens is 1: ${q + 1} tokens do not fit the context of 4096 tokens per sequence (at most 0 tokens can be generated for this prompt).`,
+    );
   });
 
   it('fills a small context exactly to its end, and not one token further', async () => {
@@ -266,7 +318,11 @@ describe('limits and errors', () => {
       const room = 256 - renderedTokens(messages);
       const full = await greedy(messages, room, small);
       expect(full).toMatchObject({ finishReason: 'length', usage: { completionTokens: room } });
-      await expectError(greedy(messages, room + 1, small), 'NJ_CONTEXT_OVERFLOW', /do not fit the context of 256 tokens per sequence \(at most \d+ tokens can be generated/);
+      await expectError(
+        greedy(messages, room + 1, small),
+        'NJ_CONTEXT_OVERFLOW',
+        /do not fit the context of 256 tokens per sequence \(at most \d+ tokens can be generated/,
+      );
     } finally {
       await small.dispose();
     }
@@ -274,9 +330,17 @@ describe('limits and errors', () => {
 
   it('refuses malformed requests with NJ_BAD_REQUEST', async () => {
     await expectError(greedy([], 5), 'NJ_BAD_REQUEST', 'A generation needs at least one message.');
-    await expectError(greedy([{ role: 'tool', content: 'x' } as unknown as ChatMessage], 5), 'NJ_BAD_REQUEST', "Message 0 is not {role: 'system' | 'user' | 'assistant', content: string}.");
+    await expectError(
+      greedy([{ role: 'tool', content: 'x' } as unknown as ChatMessage], 5),
+      'NJ_BAD_REQUEST',
+      "Message 0 is not {role: 'system' | 'user' | 'assistant', content: string}.",
+    );
     await expectError(greedy(ask('x'), 0), 'NJ_BAD_REQUEST', /^Invalid sampling parameters: maxTokens: /);
-    await expectError(engine.generate({ messages: ask('x'), sampling: { maxTokens: 5, temperature: 3 } }), 'NJ_BAD_REQUEST', /^Invalid sampling parameters: temperature: /);
+    await expectError(
+      engine.generate({ messages: ask('x'), sampling: { maxTokens: 5, temperature: 3 } }),
+      'NJ_BAD_REQUEST',
+      /^Invalid sampling parameters: temperature: /,
+    );
     expect(engine.freeSlots).toBe(4);
   });
 
@@ -374,7 +438,12 @@ describe('cancellation', () => {
 
   it('returns cancelled at once, with no usage, for a signal aborted before the call', async () => {
     const deltas: string[] = [];
-    const result = await engine.generate({ messages: ask('x'), sampling: { maxTokens: 10 }, signal: AbortSignal.abort(), onDelta: (d) => deltas.push(d) });
+    const result = await engine.generate({
+      messages: ask('x'),
+      sampling: { maxTokens: 10 },
+      signal: AbortSignal.abort(),
+      onDelta: (d) => deltas.push(d),
+    });
     expect(result).toMatchObject({ finishReason: 'cancelled', text: '', usage: { promptTokens: 0, completionTokens: 0 } });
     expect(deltas).toEqual([]);
   });

@@ -20,7 +20,12 @@ import {
   parseScreenLocked,
   thermalFromCelsius,
 } from '../../../../src/main/agent/environment/environment.js';
-import { parseVmPressureLevel, pressureFromMeminfo, pressureFromPsi, readMemoryPressure } from '../../../../src/main/agent/environment/memory-pressure.js';
+import {
+  parseVmPressureLevel,
+  pressureFromMeminfo,
+  pressureFromPsi,
+  readMemoryPressure,
+} from '../../../../src/main/agent/environment/memory-pressure.js';
 import { CaffeinateBlocker } from '../../../../src/main/agent/environment/power-save.js';
 
 const IOREG_HID = `+-o IOHIDSystem  <class IOHIDSystem, id 0x100000421, registered, matched, active, busy 0 (0 ms), retain 24>
@@ -33,12 +38,16 @@ const IOREG_ROOT_LOCKED = `+-o Root  <class IORegistryEntry, id 0x100000100, ret
       "IOConsoleUsers" = ({"kCGSSessionOnConsoleKey"=Yes,"kCGSessionLoginDoneKey"=Yes,"CGSSessionScreenIsLocked"=Yes,"kCGSSessionUserNameKey"="ada"})
     }`;
 const PMSET_AC = "Now drawing from 'AC Power'\n -InternalBattery-0 (id=1234567)\t100%; charged; 0:00 remaining present: true\n";
-const PMSET_BATTERY = "Now drawing from 'Battery Power'\n -InternalBattery-0 (id=1234567)\t42%; discharging; 3:10 remaining present: true\n";
+const PMSET_BATTERY =
+  "Now drawing from 'Battery Power'\n -InternalBattery-0 (id=1234567)\t42%; discharging; 3:10 remaining present: true\n";
 const PMSET_DESKTOP = "Now drawing from 'AC Power'\n";
-const THERM_COOL = 'Note: No thermal warning level has been recorded\nNote: No performance warning level has been recorded\nNote: No CPU power status has been recorded\n';
+const THERM_COOL =
+  'Note: No thermal warning level has been recorded\nNote: No performance warning level has been recorded\nNote: No CPU power status has been recorded\n';
 const THERM_LIMITED = 'CPU_Power_notify: CPU_Scheduler_Limit \t= 100\n CPU_Available_CPUs \t= 8\n CPU_Speed_Limit \t= 70\n';
-const psi = (some: number, full: number): string => `some avg10=${some.toFixed(2)} avg60=0.00 avg300=0.00 total=1234\nfull avg10=${full.toFixed(2)} avg60=0.00 avg300=0.00 total=99\n`;
-const meminfo = (totalKib: number, availableKib: number): string => `MemTotal:       ${totalKib} kB\nMemFree:          1000 kB\nMemAvailable:   ${availableKib} kB\nBuffers:            0 kB\n`;
+const psi = (some: number, full: number): string =>
+  `some avg10=${some.toFixed(2)} avg60=0.00 avg300=0.00 total=1234\nfull avg10=${full.toFixed(2)} avg60=0.00 avg300=0.00 total=99\n`;
+const meminfo = (totalKib: number, availableKib: number): string =>
+  `MemTotal:       ${totalKib} kB\nMemFree:          1000 kB\nMemAvailable:   ${availableKib} kB\nBuffers:            0 kB\n`;
 
 describe('macOS readings', () => {
   it('parses idle time, lock, power and heat', () => {
@@ -71,7 +80,14 @@ describe('macOS readings', () => {
         return outputs[key]!;
       },
     });
-    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: true, onAc: false, batteryPercent: 42, thermal: 'nominal', memoryPressure: 'warn' });
+    expect(await source.read()).toEqual({
+      idleSeconds: 123.456,
+      screenLocked: true,
+      onAc: false,
+      batteryPercent: 42,
+      thermal: 'nominal',
+      memoryPressure: 'warn',
+    });
     expect(calls.sort()).toEqual(Object.keys(outputs).sort());
   });
 
@@ -81,11 +97,20 @@ describe('macOS readings', () => {
   });
 
   it('reports unknown for the optional parts that fail', async () => {
-    const source = new MacEnvironmentSource({ run: async (file, args) => (args.includes('IOHIDSystem') ? IOREG_HID : Promise.reject(new Error('x'))) });
-    expect(await source.read()).toEqual({ idleSeconds: 123.456, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null });
+    const source = new MacEnvironmentSource({
+      run: async (file, args) => (args.includes('IOHIDSystem') ? IOREG_HID : Promise.reject(new Error('x'))),
+    });
+    expect(await source.read()).toEqual({
+      idleSeconds: 123.456,
+      screenLocked: null,
+      onAc: null,
+      batteryPercent: null,
+      thermal: null,
+      memoryPressure: null,
+    });
   });
 
-  it('maps the kernel\'s memory pressure level: 1 normal, 2 warn, 4 critical', () => {
+  it("maps the kernel's memory pressure level: 1 normal, 2 warn, 4 critical", () => {
     expect(['1', '2', '4\n', '0', '', 'x'].map(parseVmPressureLevel)).toEqual(['normal', 'warn', 'critical', null, null, null]);
   });
 });
@@ -114,15 +139,34 @@ describe('Linux readings', () => {
     await put('class/thermal/thermal_zone1/temp', '91500');
     await put('proc/pressure/memory', psi(12, 0.5));
     const linux = new LinuxEnvironmentSource({ sysRoot: sys, procRoot: path.join(sys, 'proc') });
-    expect(await linux.read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: false, batteryPercent: 37, thermal: 'serious', memoryPressure: 'warn' });
+    expect(await linux.read()).toEqual({
+      idleSeconds: null,
+      screenLocked: null,
+      onAc: false,
+      batteryPercent: 37,
+      thermal: 'serious',
+      memoryPressure: 'warn',
+    });
     await put('class/power_supply/AC/online', '1');
     expect(await new LinuxEnvironmentSource({ sysRoot: sys }).read()).toMatchObject({ onAc: true });
   });
 
   it('a server with no power supplies and no zones reports unknowns', async () => {
     const bare = new LinuxEnvironmentSource({ sysRoot: path.join(sys, 'nothing'), procRoot: path.join(sys, 'nothing') });
-    expect(await bare.read()).toEqual({ idleSeconds: null, screenLocked: null, onAc: null, batteryPercent: null, thermal: null, memoryPressure: null });
-    expect([thermalFromCelsius(79.9), thermalFromCelsius(80), thermalFromCelsius(99), thermalFromCelsius(100)]).toEqual(['nominal', 'fair', 'serious', 'critical']);
+    expect(await bare.read()).toEqual({
+      idleSeconds: null,
+      screenLocked: null,
+      onAc: null,
+      batteryPercent: null,
+      thermal: null,
+      memoryPressure: null,
+    });
+    expect([thermalFromCelsius(79.9), thermalFromCelsius(80), thermalFromCelsius(99), thermalFromCelsius(100)]).toEqual([
+      'nominal',
+      'fair',
+      'serious',
+      'critical',
+    ]);
   });
 
   it('memory pressure from PSI: stalls over the last 10 s; from MemAvailable where PSI is missing', async () => {

@@ -116,7 +116,9 @@ describe('downloads', () => {
     // Not a model: nothing lists it and nothing can load it.
     expect(await store.list()).toEqual([]);
     await expect(store.require(entry.id)).rejects.toMatchObject({ code: 'NJ_MODEL_NOT_INSTALLED' });
-    const kept = (JSON.parse(await readFile(partialPaths(store.dir, store.fileNameFor(entry.id)).state, 'utf8')) as { durableBytes: number }).durableBytes;
+    const kept = (
+      JSON.parse(await readFile(partialPaths(store.dir, store.fileNameFor(entry.id)).state, 'utf8')) as { durableBytes: number }
+    ).durableBytes;
     expect(kept).toBeGreaterThan(0);
 
     const installed = await store.pull(entry, quick);
@@ -130,7 +132,10 @@ describe('downloads', () => {
     const { store, entry } = setup(server.url);
     const progress: DownloadProgress[] = [];
     const error = await store.pull(entry, { ...quick, onProgress: (p) => progress.push(p) }).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'NJ_MODEL_FILE_INVALID', message: expect.stringMatching(/has sha256 [0-9a-f]{64}, not the expected .*; it was deleted/) });
+    expect(error).toMatchObject({
+      code: 'NJ_MODEL_FILE_INVALID',
+      message: expect.stringMatching(/has sha256 [0-9a-f]{64}, not the expected .*; it was deleted/),
+    });
     expect(await files(store.dir)).toEqual([]);
     expect(await store.list()).toEqual([]);
     expect(progress.at(-1)).toMatchObject({ phase: 'failed', error: { code: 'NJ_MODEL_FILE_INVALID' } });
@@ -175,13 +180,19 @@ describe('downloads', () => {
   it('refuses a server that offers another size than the catalog says', async () => {
     server = await startModelServer(file);
     const { store, entry } = setup(server.url, { bytes: file.length + 1 });
-    await expect(store.pull(entry, quick)).rejects.toMatchObject({ code: 'NJ_DOWNLOAD_FAILED', message: expect.stringContaining('the catalog says') });
+    await expect(store.pull(entry, quick)).rejects.toMatchObject({
+      code: 'NJ_DOWNLOAD_FAILED',
+      message: expect.stringContaining('the catalog says'),
+    });
   });
 
   it('does not retry a 404, and says to check the URL', async () => {
     server = await startModelServer(file, { status: 404 });
     const { store, entry } = setup(server.url);
-    await expect(store.pull(entry, quick)).rejects.toMatchObject({ code: 'NJ_DOWNLOAD_FAILED', message: expect.stringContaining('HTTP 404') });
+    await expect(store.pull(entry, quick)).rejects.toMatchObject({
+      code: 'NJ_DOWNLOAD_FAILED',
+      message: expect.stringContaining('HTTP 404'),
+    });
     expect(server.requests).toHaveLength(1);
   });
 
@@ -211,7 +222,12 @@ describe('downloads', () => {
     const { store, entry } = setup(server.url);
     const abort = new AbortController();
     let seen = 0;
-    const pulling = store.pull(entry, { ...quick, checkpointBytes: 16_384, signal: abort.signal, onProgress: (p) => (seen = p.receivedBytes) });
+    const pulling = store.pull(entry, {
+      ...quick,
+      checkpointBytes: 16_384,
+      signal: abort.signal,
+      onProgress: (p) => (seen = p.receivedBytes),
+    });
     await until(() => seen >= 50_000, 'half-way');
     abort.abort(new Error('stop'));
     await expect(pulling).rejects.toThrow('stop');
@@ -227,16 +243,27 @@ describe('a download killed with SIGKILL', () => {
     server = await startModelServer(file, { throttle: { chunkBytes: 4096, intervalMs: 10 } });
     const { store, entry } = setup(server.url);
     const fileName = store.fileNameFor(entry.id);
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/main/support/pull-child.ts'), server.url, store.dir, fileName, sha256, entry.id], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'test/main/support/pull-child.ts'), server.url, store.dir, fileName, sha256, entry.id],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NODE_OPTIONS: '' },
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.resume();
     const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
-    const received = (): number => Math.max(0, ...out.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { receivedBytes?: number }).receivedBytes ?? 0));
+    const received = (): number =>
+      Math.max(
+        0,
+        ...out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => (JSON.parse(l) as { receivedBytes?: number }).receivedBytes ?? 0),
+      );
     await until(() => received() > file.length / 2, 'the child half-way', 30_000);
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
@@ -275,7 +302,15 @@ describe('downloading through plain fetch', () => {
     server = await startModelServer(file);
     const { entry } = setup(server.url);
     const target = path.join(dir, `plain-${++n}`);
-    const r = await downloadFile({ url: entry.url, dir: target, fileName: 'x.gguf', sha256, modelId: entry.id, reserveBytes: 0, fetch: http.fetch });
+    const r = await downloadFile({
+      url: entry.url,
+      dir: target,
+      fileName: 'x.gguf',
+      sha256,
+      modelId: entry.id,
+      reserveBytes: 0,
+      fetch: http.fetch,
+    });
     expect(r).toMatchObject({ bytes: file.length, resumedFromBytes: 0, requests: 1 });
   });
 });

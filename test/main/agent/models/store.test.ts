@@ -122,13 +122,31 @@ describe('loading an installed model', () => {
     const tight: MemoryInfo = { totalBytes: 8 * GiB, availableBytes: 1000, swapFreeBytes: 0 };
     const swappy: MemoryInfo = { totalBytes: 8 * GiB, availableBytes: 1000, swapFreeBytes: 8 * GiB };
     const load = async (): Promise<InferenceEngine> => new FakeEngine();
-    await expect(modelChoice({ store, model, memoryProbe: async () => tight, loadEngine: load }).load()).rejects.toMatchObject({ code: 'NJ_MODEL_DOES_NOT_FIT', message: expect.stringContaining('does not fit') });
-    await expect(modelChoice({ store, model, memoryProbe: async () => swappy, loadEngine: load }).load()).rejects.toMatchObject({ code: 'NJ_MODEL_DOES_NOT_FIT', message: expect.stringContaining('allowSwap') });
-    await expect(modelChoice({ store, model, memoryProbe: async () => swappy, allowSwap: true, loadEngine: load }).load()).resolves.toBeInstanceOf(FakeEngine);
+    await expect(modelChoice({ store, model, memoryProbe: async () => tight, loadEngine: load }).load()).rejects.toMatchObject({
+      code: 'NJ_MODEL_DOES_NOT_FIT',
+      message: expect.stringContaining('does not fit'),
+    });
+    await expect(modelChoice({ store, model, memoryProbe: async () => swappy, loadEngine: load }).load()).rejects.toMatchObject({
+      code: 'NJ_MODEL_DOES_NOT_FIT',
+      message: expect.stringContaining('allowSwap'),
+    });
+    await expect(
+      modelChoice({ store, model, memoryProbe: async () => swappy, allowSwap: true, loadEngine: load }).load(),
+    ).resolves.toBeInstanceOf(FakeEngine);
   });
 
   it('plans the context the engine will use', () => {
-    const base = { id: 'm', file: 'm.gguf', sha256: 'a'.repeat(64), bytes: 1, source: null, synthetic: false, installedAt: 0, minMemoryBytes: null, license: null };
+    const base = {
+      id: 'm',
+      file: 'm.gguf',
+      sha256: 'a'.repeat(64),
+      bytes: 1,
+      source: null,
+      synthetic: false,
+      installedAt: 0,
+      minMemoryBytes: null,
+      license: null,
+    };
     expect(plannedContextLength({ ...base, contextLength: 131072 }, null)).toBe(4096);
     expect(plannedContextLength({ ...base, contextLength: 2048 }, null)).toBe(2048);
     expect(plannedContextLength({ ...base, contextLength: null }, 8192)).toBe(8192);
@@ -147,7 +165,8 @@ describe('loading an installed model', () => {
 
 describe('memory', () => {
   it('reads Linux MemAvailable and SwapFree', () => {
-    const text = 'MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    9000000 kB\nSwapTotal: 2000000 kB\nSwapFree:        1500000 kB\n';
+    const text =
+      'MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    9000000 kB\nSwapTotal: 2000000 kB\nSwapFree:        1500000 kB\n';
     expect(parseMeminfo(text)).toEqual({ totalBytes: 16000000 * 1024, availableBytes: 9000000 * 1024, swapFreeBytes: 1500000 * 1024 });
   });
 
@@ -165,7 +184,11 @@ describe('memory', () => {
       'Pages purgeable:                           2000.',
     ].join('\n');
     const swap = 'vm.swapusage: total = 2048.00M  used = 512.00M  free = 1536.00M  (encrypted)';
-    expect(parseVmStat(vmStat, swap, 16 * GiB)).toEqual({ totalBytes: 16 * GiB, availableBytes: 67000 * 16384, swapFreeBytes: 1536 * 1024 ** 2 });
+    expect(parseVmStat(vmStat, swap, 16 * GiB)).toEqual({
+      totalBytes: 16 * GiB,
+      availableBytes: 67000 * 16384,
+      swapFreeBytes: 1536 * 1024 ** 2,
+    });
   });
 
   it('judges fit against free memory, swap and the catalog minimum', () => {
@@ -173,7 +196,10 @@ describe('memory', () => {
     expect(checkMemoryFit({ requiredBytes: 5 * GiB, minMemoryBytes: null, info }).verdict).toBe('fits');
     expect(checkMemoryFit({ requiredBytes: 6 * GiB, minMemoryBytes: null, info }).verdict).toBe('fits');
     expect(checkMemoryFit({ requiredBytes: 7 * GiB, minMemoryBytes: null, info }).verdict).toBe('needs-swap');
-    expect(checkMemoryFit({ requiredBytes: 9 * GiB, minMemoryBytes: null, info })).toMatchObject({ verdict: 'does-not-fit', message: 'The model does not fit: it needs about 9.0 GiB; 6.0 GiB of 16.0 GiB memory is free, 2.0 GiB swap.' });
+    expect(checkMemoryFit({ requiredBytes: 9 * GiB, minMemoryBytes: null, info })).toMatchObject({
+      verdict: 'does-not-fit',
+      message: 'The model does not fit: it needs about 9.0 GiB; 6.0 GiB of 16.0 GiB memory is free, 2.0 GiB swap.',
+    });
     expect(checkMemoryFit({ requiredBytes: 1, minMemoryBytes: 32 * GiB, info }).verdict).toBe('does-not-fit');
   });
 });
@@ -190,7 +216,9 @@ describe('the catalog', () => {
 
   it('names the bad field of a catalog file, and refuses duplicates and a verified entry without a hash', async () => {
     const entry = { ...BUILT_IN_CATALOG.models[0]!, id: 'extra-model' };
-    expect(() => parseCatalog({ v: 1, models: [{ ...entry, contextLength: 0 }] }, 'cat.json')).toThrow(/cat\.json: models\.0\.contextLength/);
+    expect(() => parseCatalog({ v: 1, models: [{ ...entry, contextLength: 0 }] }, 'cat.json')).toThrow(
+      /cat\.json: models\.0\.contextLength/,
+    );
     expect(() => parseCatalog({ v: 1, models: [entry, entry] }, 'cat.json')).toThrow(/appears twice/);
     expect(() => parseCatalog({ v: 1, models: [{ ...entry, verified: true }] }, 'cat.json')).toThrow(/marked verified but has no sha256/);
     expect(() => parseCatalog({ v: 1, models: [{ ...entry, url: 'ftp://x/y.gguf' }] }, 'cat.json')).toThrow(/models\.0\.url/);

@@ -20,7 +20,14 @@ import {
   writeSyntheticModel,
 } from '../../../../src/main/agent/index.js';
 import { dequantizeBlocks } from '../../../../src/main/agent/models/synthetic.js';
-import { fillQuantBlocks, float16BitsToFloat32, float32ToFloat16Bits, tensorByteSize, writeGgufFile, gguf } from '../../../../src/main/agent/models/gguf-writer.js';
+import {
+  fillQuantBlocks,
+  float16BitsToFloat32,
+  float32ToFloat16Bits,
+  tensorByteSize,
+  writeGgufFile,
+  gguf,
+} from '../../../../src/main/agent/models/gguf-writer.js';
 import { NightjarError } from '../../../../src/shared/index.js';
 
 let dir: string;
@@ -61,8 +68,16 @@ function referenceDecode(type: 'q8_0' | 'q4_0', bytes: Uint8Array): number[] {
 describe('half precision', () => {
   it('converts exactly representable values both ways and rounds to nearest even', () => {
     const cases: Array<[number, number]> = [
-      [0, 0x0000], [1, 0x3c00], [-2, 0xc000], [0.5, 0x3800], [65504, 0x7bff], [2 ** -24, 0x0001], [2 ** -14, 0x0400],
-      [Infinity, 0x7c00], [1e6, 0x7c00], [-1e6, 0xfc00],
+      [0, 0x0000],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [0.5, 0x3800],
+      [65504, 0x7bff],
+      [2 ** -24, 0x0001],
+      [2 ** -14, 0x0400],
+      [Infinity, 0x7c00],
+      [1e6, 0x7c00],
+      [-1e6, 0xfc00],
       // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to the even mantissa (1).
       [1 + 2 ** -11, 0x3c00],
       [1 + 3 * 2 ** -11, 0x3c02],
@@ -88,7 +103,7 @@ describe('quantised block writers', () => {
     for (let b = 0; b < 5; b++) {
       for (let j = 0; j < 32; j++) {
         let code: number;
-        if (type === 'q8_0') code = ((codes[b * 34 + 2 + j]! << 24) >> 24);
+        if (type === 'q8_0') code = (codes[b * 34 + 2 + j]! << 24) >> 24;
         else code = j < 16 ? (codes[b * 18 + 2 + j]! & 15) - 8 : (codes[b * 18 + 2 + j - 16]! >> 4) - 8;
         // (+ 0 folds −0, which a zeroed Q4_0 block decodes to as 0 × (0 − 8), into 0.)
         expect(decoded[b * 32 + j]! + 0, `block ${b} element ${j}`).toBe(b === 3 ? 0 : d * code);
@@ -184,15 +199,29 @@ describe('writeSyntheticModel', () => {
   it('rejects an unknown shape and a bad seed with NJ_BAD_REQUEST', async () => {
     const bad = writeSyntheticModel({ path: path.join(dir, 'x.gguf'), shape: 'huge' as 'tiny' });
     await expect(bad).rejects.toBeInstanceOf(NightjarError);
-    await expect(bad).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: expect.stringMatching(/^Unknown synthetic shape "huge"; use one of tiny, mini-q8_0/) });
+    await expect(bad).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: expect.stringMatching(/^Unknown synthetic shape "huge"; use one of tiny, mini-q8_0/),
+    });
     const seed = writeSyntheticModel({ path: path.join(dir, 'x.gguf'), shape: 'tiny', seed: -1 });
-    await expect(seed).rejects.toMatchObject({ code: 'NJ_BAD_REQUEST', message: 'The seed must be an integer from 0 to 4294967295; got -1.' });
+    await expect(seed).rejects.toMatchObject({
+      code: 'NJ_BAD_REQUEST',
+      message: 'The seed must be an integer from 0 to 4294967295; got -1.',
+    });
   });
 
   it('has ~1B-parameter shapes in the shape of Llama 3.2 1B (sizes computed, not written here)', () => {
     const q8 = SYNTHETIC_SHAPES['1b-q8_0'];
     expect(syntheticParameterCount(q8)).toBe(1_235_814_400);
-    expect(q8).toMatchObject({ embeddingLength: 2048, blockCount: 16, headCount: 32, headCountKv: 8, feedForwardLength: 8192, vocabSize: 128256, tiedEmbeddings: true });
+    expect(q8).toMatchObject({
+      embeddingLength: 2048,
+      blockCount: 16,
+      headCount: 32,
+      headCountKv: 8,
+      feedForwardLength: 8192,
+      vocabSize: 128256,
+      tiedEmbeddings: true,
+    });
     // Weights alone: Q8_0 is 34 bytes per 32 values, Q4_0 18.
     const matrices = syntheticParameterCount(q8) - (2 * 16 + 1) * 2048;
     expect((matrices / 32) * 34).toBeGreaterThan(1.3e9);
@@ -253,22 +282,25 @@ describe('quantised shapes in llama.cpp', () => {
     return ab / Math.sqrt(aa * bb);
   }
 
-  it.each(['mini-q8_0', 'mini-q4_0'] as const)('%s: llama.cpp reads our blocks as we meant them (same logits as the same values stored as F32)', async (shape) => {
-    const quant = await writeSyntheticModel({ path: path.join(dir, `${shape}.gguf`), shape, seed: 11 });
-    const asF32 = await writeSyntheticModel({ path: path.join(dir, `${shape}-f32.gguf`), shape, seed: 11, storeAsF32: true });
-    const prompt = 'The quick brown fox';
-    const q = await printableLogits(quant.path, prompt);
-    const f = await printableLogits(asF32.path, prompt);
-    expect(q.every(Number.isFinite)).toBe(true);
-    // Only the activations' own Q8 rounding separates the two: the logits agree closely.
-    // Measured 0.9999 for both shapes. Shown once: decoding Q4_0 with the nibbles interleaved
-    // (element 2j low, 2j+1 high) instead of ggml's halves drops this to 0.49 and fails here.
-    expect(correlation(q, f)).toBeGreaterThan(0.99);
-    // Negative control: a wrong layout (here, other weights altogether) gives unrelated logits,
-    // so the check above has teeth.
-    const other = await writeSyntheticModel({ path: path.join(dir, `${shape}-other.gguf`), shape, seed: 12, storeAsF32: true });
-    expect(Math.abs(correlation(q, await printableLogits(other.path, prompt)))).toBeLessThan(0.5);
-  });
+  it.each(['mini-q8_0', 'mini-q4_0'] as const)(
+    '%s: llama.cpp reads our blocks as we meant them (same logits as the same values stored as F32)',
+    async (shape) => {
+      const quant = await writeSyntheticModel({ path: path.join(dir, `${shape}.gguf`), shape, seed: 11 });
+      const asF32 = await writeSyntheticModel({ path: path.join(dir, `${shape}-f32.gguf`), shape, seed: 11, storeAsF32: true });
+      const prompt = 'The quick brown fox';
+      const q = await printableLogits(quant.path, prompt);
+      const f = await printableLogits(asF32.path, prompt);
+      expect(q.every(Number.isFinite)).toBe(true);
+      // Only the activations' own Q8 rounding separates the two: the logits agree closely.
+      // Measured 0.9999 for both shapes. Shown once: decoding Q4_0 with the nibbles interleaved
+      // (element 2j low, 2j+1 high) instead of ggml's halves drops this to 0.49 and fails here.
+      expect(correlation(q, f)).toBeGreaterThan(0.99);
+      // Negative control: a wrong layout (here, other weights altogether) gives unrelated logits,
+      // so the check above has teeth.
+      const other = await writeSyntheticModel({ path: path.join(dir, `${shape}-other.gguf`), shape, seed: 12, storeAsF32: true });
+      expect(Math.abs(correlation(q, await printableLogits(other.path, prompt)))).toBeLessThan(0.5);
+    },
+  );
 
   it('the printable-output rule holds: greedy decoding of a quantised shape emits printable ASCII and never stops early', async () => {
     const file = await writeSyntheticModel({ path: path.join(dir, 'mini-gen.gguf'), shape: 'mini-q4_0', seed: 1 });

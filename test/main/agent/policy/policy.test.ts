@@ -7,14 +7,29 @@
 import { describe, expect, it } from 'vitest';
 import { decide, effectiveManual } from '../../../../src/main/agent/policy/policy.js';
 import { inSchedule, inWindow, wallClock } from '../../../../src/main/agent/policy/schedule.js';
-import { DEFAULT_POLICY, type Decision, type EnvironmentReading, type Manual, type Policy, type ScheduleWindow } from '../../../../src/shared/index.js';
+import {
+  DEFAULT_POLICY,
+  type Decision,
+  type EnvironmentReading,
+  type Manual,
+  type Policy,
+  type ScheduleWindow,
+} from '../../../../src/shared/index.js';
 
 const NOW = Date.UTC(2026, 10, 18, 15, 0, 0); // Wednesday 10:00 in New York
 const TZ = 'America/New_York';
 const MAX_AGE = 10_000;
 const AUTO: Manual = { mode: 'auto', until: null };
 
-const away: EnvironmentReading = { at: NOW, idleSeconds: 600, screenLocked: false, onAc: true, batteryPercent: 100, thermal: 'nominal', memoryPressure: null };
+const away: EnvironmentReading = {
+  at: NOW,
+  idleSeconds: 600,
+  screenLocked: false,
+  onAc: true,
+  batteryPercent: 100,
+  thermal: 'nominal',
+  memoryPressure: null,
+};
 
 interface Row {
   name: string;
@@ -34,56 +49,184 @@ const rows: Row[] = [
   { name: 'idle one tick short of the threshold', reading: { idleSeconds: 299.9 }, expect: { action: 'wait', reason: 'owner-active' } },
   { name: 'idle exactly the threshold', reading: { idleSeconds: 300 }, expect: { action: 'serve', reason: 'idle' } },
   { name: 'idle long past the threshold', expect: { action: 'serve', reason: 'idle' } },
-  { name: 'a threshold of 0 serves at once', reading: { idleSeconds: 0 }, policy: { idleSeconds: 0 }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'screen locked, input a second ago', reading: { idleSeconds: 1, screenLocked: true }, expect: { action: 'serve', reason: 'screen-locked' } },
-  { name: 'screen locked, but a lock does not count', reading: { idleSeconds: 1, screenLocked: true }, policy: { lockedCountsAsIdle: false }, expect: { action: 'wait', reason: 'owner-active' } },
-  { name: 'no idle signal (headless Linux)', reading: { idleSeconds: null, screenLocked: null }, expect: { action: 'serve', reason: 'idle-unknown' } },
+  {
+    name: 'a threshold of 0 serves at once',
+    reading: { idleSeconds: 0 },
+    policy: { idleSeconds: 0 },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'screen locked, input a second ago',
+    reading: { idleSeconds: 1, screenLocked: true },
+    expect: { action: 'serve', reason: 'screen-locked' },
+  },
+  {
+    name: 'screen locked, but a lock does not count',
+    reading: { idleSeconds: 1, screenLocked: true },
+    policy: { lockedCountsAsIdle: false },
+    expect: { action: 'wait', reason: 'owner-active' },
+  },
+  {
+    name: 'no idle signal (headless Linux)',
+    reading: { idleSeconds: null, screenLocked: null },
+    expect: { action: 'serve', reason: 'idle-unknown' },
+  },
   // power
   { name: 'on battery with AC required', reading: { onAc: false, batteryPercent: 95 }, expect: { action: 'wait', reason: 'on-battery' } },
-  { name: 'on battery allowed, charge above the minimum', reading: { onAc: false, batteryPercent: 80 }, policy: { requireAc: false }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'on battery allowed, charge at the minimum', reading: { onAc: false, batteryPercent: 50 }, policy: { requireAc: false }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'on battery allowed, charge below the minimum', reading: { onAc: false, batteryPercent: 49 }, policy: { requireAc: false }, expect: { action: 'wait', reason: 'battery-low' } },
+  {
+    name: 'on battery allowed, charge above the minimum',
+    reading: { onAc: false, batteryPercent: 80 },
+    policy: { requireAc: false },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'on battery allowed, charge at the minimum',
+    reading: { onAc: false, batteryPercent: 50 },
+    policy: { requireAc: false },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'on battery allowed, charge below the minimum',
+    reading: { onAc: false, batteryPercent: 49 },
+    policy: { requireAc: false },
+    expect: { action: 'wait', reason: 'battery-low' },
+  },
   { name: 'low battery but charging on AC', reading: { onAc: true, batteryPercent: 10 }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'a desktop: no power source reported', reading: { onAc: null, batteryPercent: null }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'on battery with an unknown charge, battery allowed', reading: { onAc: false, batteryPercent: null }, policy: { requireAc: false }, expect: { action: 'serve', reason: 'idle' } },
+  {
+    name: 'a desktop: no power source reported',
+    reading: { onAc: null, batteryPercent: null },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'on battery with an unknown charge, battery allowed',
+    reading: { onAc: false, batteryPercent: null },
+    policy: { requireAc: false },
+    expect: { action: 'serve', reason: 'idle' },
+  },
   // heat
   { name: 'fair with the default maximum (fair)', reading: { thermal: 'fair' }, expect: { action: 'serve', reason: 'idle' } },
   { name: 'serious with the default maximum', reading: { thermal: 'serious' }, expect: { action: 'wait', reason: 'too-hot' } },
   { name: 'critical', reading: { thermal: 'critical' }, policy: { maxThermal: 'serious' }, expect: { action: 'wait', reason: 'too-hot' } },
-  { name: 'fair when only nominal is allowed', reading: { thermal: 'fair' }, policy: { maxThermal: 'nominal' }, expect: { action: 'wait', reason: 'too-hot' } },
-  { name: 'unknown heat counts as nominal', reading: { thermal: null }, policy: { maxThermal: 'nominal' }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'too hot and on battery: heat is named first', reading: { thermal: 'critical', onAc: false }, expect: { action: 'wait', reason: 'too-hot' } },
+  {
+    name: 'fair when only nominal is allowed',
+    reading: { thermal: 'fair' },
+    policy: { maxThermal: 'nominal' },
+    expect: { action: 'wait', reason: 'too-hot' },
+  },
+  {
+    name: 'unknown heat counts as nominal',
+    reading: { thermal: null },
+    policy: { maxThermal: 'nominal' },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'too hot and on battery: heat is named first',
+    reading: { thermal: 'critical', onAc: false },
+    expect: { action: 'wait', reason: 'too-hot' },
+  },
   // readings
   { name: 'no reading yet', reading: null, expect: { action: 'wait', reason: 'no-reading' } },
   { name: 'a reading exactly at the age limit', reading: { at: NOW - MAX_AGE }, expect: { action: 'serve', reason: 'idle' } },
   { name: 'a reading just past the age limit', reading: { at: NOW - MAX_AGE - 1 }, expect: { action: 'wait', reason: 'no-reading' } },
-  { name: 'woke from an 8-hour sleep: the last reading is from before it', reading: { at: NOW - 8 * 3600_000 }, expect: { action: 'wait', reason: 'no-reading' } },
-  { name: 'clock set back an hour: the reading is from the future', reading: { at: NOW + 3600_000 }, expect: { action: 'wait', reason: 'no-reading' } },
+  {
+    name: 'woke from an 8-hour sleep: the last reading is from before it',
+    reading: { at: NOW - 8 * 3600_000 },
+    expect: { action: 'wait', reason: 'no-reading' },
+  },
+  {
+    name: 'clock set back an hour: the reading is from the future',
+    reading: { at: NOW + 3600_000 },
+    expect: { action: 'wait', reason: 'no-reading' },
+  },
   // schedule
   { name: 'inside the weekday window', policy: { schedule: weekdaysNineToFive }, expect: { action: 'serve', reason: 'idle' } },
   { name: 'outside every window, even when idle', policy: { schedule: nightsOnly }, expect: { action: 'off', reason: 'outside-schedule' } },
-  { name: 'outside the window and the owner active: off wins', reading: { idleSeconds: 1 }, policy: { schedule: nightsOnly }, expect: { action: 'off', reason: 'outside-schedule' } },
-  { name: 'inside a night window at 03:00', now: Date.UTC(2026, 10, 18, 8, 0, 0), reading: { at: Date.UTC(2026, 10, 18, 8, 0, 0) }, policy: { schedule: nightsOnly }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'the schedule is read in the policy time zone, not UTC', policy: { schedule: [{ days: ['wed'], start: '15:00', end: '16:00' }] }, expect: { action: 'off', reason: 'outside-schedule' } },
+  {
+    name: 'outside the window and the owner active: off wins',
+    reading: { idleSeconds: 1 },
+    policy: { schedule: nightsOnly },
+    expect: { action: 'off', reason: 'outside-schedule' },
+  },
+  {
+    name: 'inside a night window at 03:00',
+    now: Date.UTC(2026, 10, 18, 8, 0, 0),
+    reading: { at: Date.UTC(2026, 10, 18, 8, 0, 0) },
+    policy: { schedule: nightsOnly },
+    expect: { action: 'serve', reason: 'idle' },
+  },
+  {
+    name: 'the schedule is read in the policy time zone, not UTC',
+    policy: { schedule: [{ days: ['wed'], start: '15:00', end: '16:00' }] },
+    expect: { action: 'off', reason: 'outside-schedule' },
+  },
   // manual overrides
   { name: 'paused while idle', manual: { mode: 'paused', until: null }, expect: { action: 'off', reason: 'paused' } },
-  { name: 'paused outside the schedule: the pause is named', manual: { mode: 'paused', until: null }, policy: { schedule: nightsOnly }, expect: { action: 'off', reason: 'paused' } },
+  {
+    name: 'paused outside the schedule: the pause is named',
+    manual: { mode: 'paused', until: null },
+    policy: { schedule: nightsOnly },
+    expect: { action: 'off', reason: 'paused' },
+  },
   { name: 'a pause until later still holds', manual: { mode: 'paused', until: NOW + 1 }, expect: { action: 'off', reason: 'paused' } },
   { name: 'a pause that has ended', manual: { mode: 'paused', until: NOW }, expect: { action: 'serve', reason: 'idle' } },
-  { name: 'serve-now while the owner types', reading: { idleSeconds: 0 }, manual: { mode: 'serve-now', until: null }, expect: { action: 'serve', reason: 'serve-now' } },
-  { name: 'serve-now outside the schedule', policy: { schedule: nightsOnly }, manual: { mode: 'serve-now', until: null }, expect: { action: 'serve', reason: 'serve-now' } },
-  { name: 'serve-now on battery with AC required and a good charge', reading: { onAc: false, batteryPercent: 90 }, manual: { mode: 'serve-now', until: null }, expect: { action: 'serve', reason: 'serve-now' } },
-  { name: 'serve-now with no reading at all', reading: null, manual: { mode: 'serve-now', until: null }, expect: { action: 'serve', reason: 'serve-now' } },
-  { name: 'serve-now does not override serious heat', reading: { thermal: 'serious' }, manual: { mode: 'serve-now', until: null }, expect: { action: 'wait', reason: 'too-hot' } },
-  { name: 'serve-now does not override a low battery', reading: { onAc: false, batteryPercent: 20 }, manual: { mode: 'serve-now', until: null }, expect: { action: 'wait', reason: 'battery-low' } },
-  { name: 'serve-now that has ended', reading: { idleSeconds: 0 }, manual: { mode: 'serve-now', until: NOW - 1 }, expect: { action: 'wait', reason: 'owner-active' } },
+  {
+    name: 'serve-now while the owner types',
+    reading: { idleSeconds: 0 },
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'serve', reason: 'serve-now' },
+  },
+  {
+    name: 'serve-now outside the schedule',
+    policy: { schedule: nightsOnly },
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'serve', reason: 'serve-now' },
+  },
+  {
+    name: 'serve-now on battery with AC required and a good charge',
+    reading: { onAc: false, batteryPercent: 90 },
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'serve', reason: 'serve-now' },
+  },
+  {
+    name: 'serve-now with no reading at all',
+    reading: null,
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'serve', reason: 'serve-now' },
+  },
+  {
+    name: 'serve-now does not override serious heat',
+    reading: { thermal: 'serious' },
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'wait', reason: 'too-hot' },
+  },
+  {
+    name: 'serve-now does not override a low battery',
+    reading: { onAc: false, batteryPercent: 20 },
+    manual: { mode: 'serve-now', until: null },
+    expect: { action: 'wait', reason: 'battery-low' },
+  },
+  {
+    name: 'serve-now that has ended',
+    reading: { idleSeconds: 0 },
+    manual: { mode: 'serve-now', until: NOW - 1 },
+    expect: { action: 'wait', reason: 'owner-active' },
+  },
 ];
 
 describe('decide', () => {
   it.each(rows)('$name', (row) => {
     const now = row.now ?? NOW;
     const reading = row.reading === null ? null : { ...away, ...row.reading };
-    expect(decide({ reading, policy: { ...DEFAULT_POLICY, ...row.policy }, manual: row.manual ?? AUTO, now, timeZone: TZ, maxReadingAgeMs: MAX_AGE })).toEqual(row.expect);
+    expect(
+      decide({
+        reading,
+        policy: { ...DEFAULT_POLICY, ...row.policy },
+        manual: row.manual ?? AUTO,
+        now,
+        timeZone: TZ,
+        maxReadingAgeMs: MAX_AGE,
+      }),
+    ).toEqual(row.expect);
   });
 
   it('ends an override exactly at its until time', () => {

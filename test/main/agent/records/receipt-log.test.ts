@@ -6,8 +6,21 @@ import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/prom
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReceiptLog, localDate, operatorMicroCredits, readReceiptLog, summarizeEarnings } from '../../../../src/main/agent/records/receipt-log.js';
-import { generateIdentity, randomBytes, signReceipt, toBase64Url, type IdentityKeyPair, type SignedReceipt } from '../../../../src/shared/index.js';
+import {
+  ReceiptLog,
+  localDate,
+  operatorMicroCredits,
+  readReceiptLog,
+  summarizeEarnings,
+} from '../../../../src/main/agent/records/receipt-log.js';
+import {
+  generateIdentity,
+  randomBytes,
+  signReceipt,
+  toBase64Url,
+  type IdentityKeyPair,
+  type SignedReceipt,
+} from '../../../../src/shared/index.js';
 
 let dir: string;
 let me: IdentityKeyPair;
@@ -95,7 +108,11 @@ describe('earnings', () => {
   it('sums tokens per day (in the owner’s time zone) and model, newest day first', async () => {
     // 23:30 New York on 19 Nov is already 20 Nov in UTC.
     const late = Date.UTC(2026, 10, 20, 4, 30);
-    const receipts = [await receipt(late, 'a-model', [10, 100]), await receipt(Date.UTC(2026, 10, 20, 15), 'a-model', [5, 50]), await receipt(Date.UTC(2026, 10, 20, 16), 'b-model', [1, 2])];
+    const receipts = [
+      await receipt(late, 'a-model', [10, 100]),
+      await receipt(Date.UTC(2026, 10, 20, 15), 'a-model', [5, 50]),
+      await receipt(Date.UTC(2026, 10, 20, 16), 'b-model', [1, 2]),
+    ];
     const s = summarizeEarnings({ receipts, rejectedLines: 0, timeZone: 'America/New_York', prices: {}, operatorShare: 0.95 });
     expect(s.rows).toEqual([
       { date: '2026-11-20', model: 'a-model', jobs: 1, promptTokens: 5, completionTokens: 50, microCredits: null },
@@ -110,19 +127,29 @@ describe('earnings', () => {
 
   it('prices rows from the config, with the operator share, in exact integers', async () => {
     const receipts = [await receipt(Date.UTC(2026, 10, 20, 10), 'a-model', [1_000_000, 2_000_000])];
-    const s = summarizeEarnings({ receipts, rejectedLines: 0, timeZone: 'UTC', prices: { 'a-model': { promptPerMTok: '100', completionPerMTok: '300' } }, operatorShare: 0.95 });
+    const s = summarizeEarnings({
+      receipts,
+      rejectedLines: 0,
+      timeZone: 'UTC',
+      prices: { 'a-model': { promptPerMTok: '100', completionPerMTok: '300' } },
+      operatorShare: 0.95,
+    });
     // (1 × 100 + 2 × 300) × 0.95 = 665 micro-credits.
     expect(s.rows[0]!.microCredits).toBe('665');
     expect(s.totals.microCredits).toBe('665');
     expect(s.priceSource).toBe('config');
     // Beyond 2^53, still exact.
-    expect(operatorMicroCredits(2 ** 40, 2 ** 40, { promptPerMTok: '1000000000000', completionPerMTok: '1000000000000' }, 1)).toBe((2n ** 41n * 10n ** 12n) / 10n ** 6n);
+    expect(operatorMicroCredits(2 ** 40, 2 ** 40, { promptPerMTok: '1000000000000', completionPerMTok: '1000000000000' }, 1)).toBe(
+      (2n ** 41n * 10n ** 12n) / 10n ** 6n,
+    );
   });
 
   it('limits to the last N days', async () => {
     const now = Date.UTC(2026, 10, 21, 12);
     const receipts = [await receipt(now - 10 * 86_400_000), await receipt(now - 3600_000)];
-    expect(summarizeEarnings({ receipts, rejectedLines: 0, timeZone: 'UTC', prices: {}, operatorShare: 1, days: 7, now }).totals.jobs).toBe(1);
+    expect(summarizeEarnings({ receipts, rejectedLines: 0, timeZone: 'UTC', prices: {}, operatorShare: 1, days: 7, now }).totals.jobs).toBe(
+      1,
+    );
     expect(localDate(now, 'Asia/Tokyo')).toBe('2026-11-21');
   });
 

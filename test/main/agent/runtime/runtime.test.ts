@@ -66,7 +66,9 @@ interface Harness {
 
 let current: Harness | null = null;
 
-async function harness(options: { policy?: Partial<Policy>; env?: object; choice?: ModelChoice | null; engine?: () => InferenceEngine } = {}): Promise<Harness> {
+async function harness(
+  options: { policy?: Partial<Policy>; env?: object; choice?: ModelChoice | null; engine?: () => InferenceEngine } = {},
+): Promise<Harness> {
   const clock = new ManualClock();
   const env = new ManualEnvironmentSource({ ...AWAY, ...options.env });
   const gw = await startScriptedGateway({ now: () => clock.now() });
@@ -145,7 +147,12 @@ describe('states', () => {
     // The machine's memory pressure travels in the heartbeat (the gateway ranks on it).
     expect(beat).toMatchObject({ freeSlots: 2, totalSlots: 2, memoryPressure: 'warn' });
     expect(h.blocker.held).toBe(true);
-    expect(h.runtime.status()).toMatchObject({ state: 'serving', link: 'connected', model: { id: FAKE_MODEL.id, loaded: true }, totalSlots: 2 });
+    expect(h.runtime.status()).toMatchObject({
+      state: 'serving',
+      link: 'connected',
+      model: { id: FAKE_MODEL.id, loaded: true },
+      totalSlots: 2,
+    });
   });
 
   it('polls the machine on the clock: the owner leaving is noticed without any push from the source', async () => {
@@ -199,7 +206,14 @@ describe('preemption', () => {
     expect(engine.generated).toBe(generated);
 
     await until(() => h.runtime.state === 'waiting', 'waiting');
-    expect(h.preemptions[0]).toEqual({ reason: 'owner-active', detectedAt: expect.any(Number), jobsAtDetection: 2, jobsAborted: 2, settledMs: GRACE, unloadedMs: null });
+    expect(h.preemptions[0]).toEqual({
+      reason: 'owner-active',
+      detectedAt: expect.any(Number),
+      jobsAtDetection: 2,
+      jobsAborted: 2,
+      settledMs: GRACE,
+      unloadedMs: null,
+    });
     expect(h.blocker.log).toEqual(['acquire', 'release']);
     // The model stays loaded for the unload delay (the owner might leave again), then goes.
     h.clock.advance(UNLOAD - 1);
@@ -309,7 +323,12 @@ describe('pause, schedule and the link', () => {
     const start = new Date(Date.now());
     const hhmm = (d: Date): string => `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`;
     const end = new Date(start.getTime() + 30 * 60_000);
-    const h = await harness({ policy: { timeZone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: hhmm(start), end: hhmm(end) }] } });
+    const h = await harness({
+      policy: {
+        timeZone: 'UTC',
+        schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: hhmm(start), end: hhmm(end) }],
+      },
+    });
     await serving(h);
     const from = h.gw.frames.length;
     h.clock.advance(31 * 60_000);
@@ -352,7 +371,11 @@ describe('errors a person can act on', () => {
     const h = await harness({ choice: null });
     await h.runtime.start();
     await until(() => h.runtime.state === 'error', 'error');
-    expect(h.runtime.reason).toMatchObject({ code: 'NJ_MODEL_NOT_INSTALLED', message: 'No model is selected for this agent.', hint: expect.stringContaining('nightjar models pull') });
+    expect(h.runtime.reason).toMatchObject({
+      code: 'NJ_MODEL_NOT_INSTALLED',
+      message: 'No model is selected for this agent.',
+      hint: expect.stringContaining('nightjar models pull'),
+    });
     expect(h.gw.connections).toBe(0);
   });
 
@@ -412,7 +435,11 @@ describe('on node-llama-cpp', { timeout: 90_000 }, () => {
     await serving(h, 60_000);
     const engine = loaded[0]!;
     const short = { maxTokens: 40, temperature: 0 };
-    const jobs = [await h.gw.submit(ask, short), await h.gw.submit([{ role: 'user', content: 'And owls?' }], short), await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 })];
+    const jobs = [
+      await h.gw.submit(ask, short),
+      await h.gw.submit([{ role: 'user', content: 'And owls?' }], short),
+      await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 }),
+    ];
     const long = jobs[2]!;
     await until(() => long.outcome.chunks >= 1, 'the long job streaming');
     h.gw.cancel(long.jobId);
@@ -479,7 +506,10 @@ describe('on node-llama-cpp', { timeout: 90_000 }, () => {
     await h.runtime.start();
     await until(() => h.runtime.state === 'error', 'error');
     expect(loads).toBe(0);
-    expect(h.runtime.reason).toMatchObject({ code: 'NJ_MODEL_FILE_INVALID', message: expect.stringContaining('nightjar models rm synthetic-tiny') });
+    expect(h.runtime.reason).toMatchObject({
+      code: 'NJ_MODEL_FILE_INVALID',
+      message: expect.stringContaining('nightjar models rm synthetic-tiny'),
+    });
     // Not retried by itself: the owner has to act.
     h.clock.advance(3_600_000);
     await tick(20);

@@ -71,7 +71,9 @@ describe('the keychain store', () => {
   it('refuses a stored value that is not a seed rather than replacing the identity', async () => {
     const keytar = memoryKeytar();
     keytar.items.set('Nightjar/agent-identity', 'not a seed');
-    await expect(loadOrCreateIdentity(new KeychainSecretStore({ load: async () => keytar }))).rejects.toMatchObject({ code: 'NJ_CONFIG_INVALID' });
+    await expect(loadOrCreateIdentity(new KeychainSecretStore({ load: async () => keytar }))).rejects.toMatchObject({
+      code: 'NJ_CONFIG_INVALID',
+    });
     expect(keytar.items.get('Nightjar/agent-identity')).toBe('not a seed');
   });
 });
@@ -95,7 +97,10 @@ describe('the plaintext file store (opt-in)', () => {
     const file = path.join(dir, `k${++n}.key`);
     await writeFile(file, 'ab'.repeat(32) + '\n', { mode: 0o644 });
     await chmod(file, 0o644);
-    await expect(new PlaintextFileSecretStore(file).get()).rejects.toMatchObject({ code: 'NJ_KEY_FILE_INSECURE', message: expect.stringContaining('mode 644') });
+    await expect(new PlaintextFileSecretStore(file).get()).rejects.toMatchObject({
+      code: 'NJ_KEY_FILE_INSECURE',
+      message: expect.stringContaining('mode 644'),
+    });
     await chmod(file, 0o640);
     await expect(new PlaintextFileSecretStore(file).get()).rejects.toMatchObject({ code: 'NJ_KEY_FILE_INSECURE' });
     await chmod(file, 0o600);
@@ -108,7 +113,10 @@ describe('the plaintext file store (opt-in)', () => {
     await writeFile(target, 'cd'.repeat(32), { mode: 0o600 });
     const link = path.join(dir, `k${n}.link`);
     await symlink(target, link);
-    await expect(new PlaintextFileSecretStore(link).get()).rejects.toMatchObject({ code: 'NJ_KEY_FILE_INSECURE', message: expect.stringContaining('symbolic link') });
+    await expect(new PlaintextFileSecretStore(link).get()).rejects.toMatchObject({
+      code: 'NJ_KEY_FILE_INSECURE',
+      message: expect.stringContaining('symbolic link'),
+    });
   });
 
   it('reports no secret for a missing file, and deletes', async () => {

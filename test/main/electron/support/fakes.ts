@@ -252,7 +252,9 @@ export class FakeSession implements SessionLike {
       this.beforeRequest = listener;
     },
   };
-  setPermissionRequestHandler(handler: ((webContents: unknown, permission: string, callback: (granted: boolean) => void) => void) | null): void {
+  setPermissionRequestHandler(
+    handler: ((webContents: unknown, permission: string, callback: (granted: boolean) => void) => void) | null,
+  ): void {
     this.requestHandler = handler;
   }
   setPermissionCheckHandler(handler: ((webContents: unknown, permission: string) => boolean) | null): void {
