@@ -15,7 +15,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { buildChatPage } from '../../src/client/index.js';
 import { startGateway, type Gateway } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
-import { createLogger, generateIdentity, randomBytes, toHex } from '../../src/shared/index.js';
+import { createLogger } from '../../src/node/index.js';
+import { generateIdentity, randomBytes, toHex } from '../../src/shared/index.js';
 import { FAKE_MODEL, waitFor } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { RecordingEngine } from './support/engines.js';

@@ -75,7 +75,9 @@ describe('nightjar gateway admin commands', () => {
     );
     expect((await run('enroll', 'list', '--operator', id)).out).toMatch(new RegExp(`^${en.split('_')[1]}  ${id}  \\S+Z  -\\s+-$`, 'm'));
     expect((await fails('enroll', '--operator', 'nobody')).code).toBe('NJ_NOT_FOUND');
-    expect((await fails('enroll', '--operator', id, '--ttl', 'soon')).message).toBe('a duration looks like 30m, 12h or 7d, not "soon"');
+    expect((await fails('enroll', '--operator', id, '--ttl', 'soon')).message).toBe(
+      '--ttl takes a duration such as 90s, 30m, 2h or 7d, not "soon"',
+    );
     expect((await fails('enroll', 'unbind', 'a'.repeat(32))).code).toBe('NJ_NOT_FOUND');
     const payout = await fails('operators', 'payout', id, '1');
     expect(payout.code).toBe('NJ_INSUFFICIENT_FUNDS');

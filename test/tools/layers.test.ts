@@ -38,6 +38,11 @@ describe('nightjar/layers', () => {
     ['src/gateway/x.ts', "import { a } from './web/page.js';\nexport const b = a;", /gateway may not import gateway\/web/],
     ['src/main/cli/x.ts', "import { a } from '../../gateway/directory.js';\nexport const b = a;", /through its front door/],
     ['src/gateway/x.ts', "export async function f() { return import('../main/agent/index.js'); }", /gateway may not import agent/],
+    ['src/node/x.ts', "import { a } from '../gateway/index.js';\nexport const b = a;", /node may not import gateway/],
+    ['src/node/x.ts', "import { a } from '../main/agent/index.js';\nexport const b = a;", /node may not import agent/],
+    ['src/renderer/x.ts', "import { a } from '../node/index.js';\nexport const b = a;", /renderer may not import node/],
+    ['src/client/sdk/x.ts', "import { a } from '../../node/index.js';\nexport const b = a;", /client\/sdk may not import node/],
+    ['src/gateway/x.ts', "import { a } from '../node/web.js';\nexport const b = a;", /through its front door/],
   ])('%s: rejects %s', async (file, code, message) => {
     const messages = await lint(file, code);
     expect(
@@ -56,6 +61,9 @@ describe('nightjar/layers', () => {
     ],
     ['src/gateway/x.ts', "import { a } from '../shared/index.js';\nimport { b } from './relay.js';\nexport const c = [a, b];"],
     ['src/client/web/x.ts', "import { a } from '../sdk/index.js';\nexport const b = a;"],
+    ['src/gateway/x.ts', "import { a } from '../node/index.js';\nexport const b = a;"],
+    ['src/main/agent/x.ts', "import { a } from '../../node/index.js';\nexport const b = a;"],
+    ['src/node/x.ts', "import fs from 'node:fs';\nimport { a } from '../shared/index.js';\nexport const b = [fs, a];"],
   ])('%s: allows %s', async (file, code) => {
     expect(await lint(file, code)).toEqual([]);
   });

@@ -4,6 +4,9 @@
  *
  * - `src/shared` imports no Node built-in, no `electron` and no other layer: it runs unchanged in
  *   Node, Electron and the browser.
+ * - `src/node` (what the Node-side layers share: logger, folders, fastify plugins) imports only
+ *   `src/shared`; the agent, the Electron shell, the gateway, the client's Node half and the CLI
+ *   may import it.
  * - Only `src/main/electron` imports `electron`.
  * - `src/main/agent` never imports the gateway, the client, the Electron shell or the CLI.
  * - `src/gateway` and `src/client` never import `src/main` (nor each other).
@@ -32,18 +35,19 @@ export const LAYERS: readonly Layer[] = [
   { name: 'client/sdk', dir: 'src/client/sdk', mayImport: ['shared'], forbidNode: true },
   { name: 'client/web', dir: 'src/client/web', mayImport: ['shared', 'client/sdk'], forbidNode: true },
   { name: 'shared', dir: 'src/shared', mayImport: [], forbidNode: true },
-  { name: 'agent', dir: 'src/main/agent', mayImport: ['shared'], forbidNode: false },
-  { name: 'electron', dir: 'src/main/electron', mayImport: ['shared', 'agent'], forbidNode: false },
+  { name: 'node', dir: 'src/node', mayImport: ['shared'], forbidNode: false },
+  { name: 'agent', dir: 'src/main/agent', mayImport: ['shared', 'node'], forbidNode: false },
+  { name: 'electron', dir: 'src/main/electron', mayImport: ['shared', 'node', 'agent'], forbidNode: false },
   {
     name: 'cli',
     dir: 'src/main/cli',
-    mayImport: ['shared', 'agent', 'gateway', 'client'],
+    mayImport: ['shared', 'node', 'agent', 'gateway', 'client'],
     forbidNode: false,
   },
   { name: 'renderer', dir: 'src/renderer', mayImport: ['shared'], forbidNode: true },
   { name: 'gateway/web', dir: 'src/gateway/web', mayImport: ['shared'], forbidNode: true },
-  { name: 'gateway', dir: 'src/gateway', mayImport: ['shared'], forbidNode: false },
-  { name: 'client', dir: 'src/client', mayImport: ['shared', 'client/sdk'], forbidNode: false },
+  { name: 'gateway', dir: 'src/gateway', mayImport: ['shared', 'node'], forbidNode: false },
+  { name: 'client', dir: 'src/client', mayImport: ['shared', 'node', 'client/sdk'], forbidNode: false },
 ];
 
 const NODE_BUILTINS = new Set(builtinModules);

@@ -2,7 +2,8 @@
  * `nightjar proxy`: runs the OpenAI/Anthropic-compatible proxy on loopback until stopped.
  */
 import { parseArgs } from 'node:util';
-import { NightjarError, createLogger, type Logger } from '../../shared/index.js';
+import { createLogger } from '../../node/index.js';
+import { NightjarError, type Logger } from '../../shared/index.js';
 import { startProxy } from '../proxy/proxy.js';
 import { CLIENT_FLAGS, CLIENT_FLAGS_USAGE, commandClient, numberFlag, reportError, type ClientCommandIo } from './common.js';
 

@@ -16,7 +16,7 @@
  * A job is `held` until exactly one of settle (on its verified receipt) or release (no receipt)
  * moves it to `settled` or `released`; both are idempotent.
  */
-import { MICRO_PER_CREDIT, NightjarError, randomBytes, toHex } from '../../shared/index.js';
+import { NightjarError, randomBytes, toHex } from '../../shared/index.js';
 import { bigOf, intOf, intOrNull, textOrNull, type SqlDriver, type SqlExecutor, type SqlRow } from '../store/sql.js';
 import type { Price } from '../accounts/account.store.js';
 

@@ -8,7 +8,8 @@
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { BrowserWindow, Menu, Tray, app, dialog, ipcMain, nativeImage, powerMonitor, powerSaveBlocker, protocol, session } from 'electron';
-import { NightjarError, createLogger } from '../../shared/index.js';
+import { createLogger } from '../../node/index.js';
+import { NightjarError } from '../../shared/index.js';
 import {
   AgentService,
   KeychainSecretStore,

@@ -20,7 +20,8 @@ import {
   readReceiptLog,
 } from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
-import { createLogger, generateIdentity } from '../../../src/shared/index.js';
+import { createLogger } from '../../../src/node/index.js';
+import { generateIdentity } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { startTestGateway } from '../../helpers/network.js';
@@ -76,7 +77,7 @@ describe('models, keys and the offline commands', () => {
     });
     expect((await loadConfig(path.join(h, 'config/config.json'))).model.selected).toBe('synthetic-tiny');
     const list = await nightjar(h, 'models', 'list');
-    expect(list.out).toMatch(/^ \*\s+synthetic-tiny\s+437\.8 kB/m);
+    expect(list.out).toMatch(/^ \*\s+synthetic-tiny\s+428 KB/m);
     expect(list.out).toMatch(/llama-3\.2-1b-instruct-q4_k_m\s+Q4_K_M .*needs --sha256/);
     const json = JSON.parse((await nightjar(h, 'models', 'list', '--json')).out) as { selected: string; installed: { id: string }[] };
     expect(json).toMatchObject({ selected: 'synthetic-tiny', installed: [{ id: 'synthetic-tiny' }] });
@@ -224,7 +225,7 @@ describe('doctor', () => {
         environment: new ManualEnvironmentSource({ idleSeconds: 5, onAc: true, thermal: 'nominal' }),
         freeBytes: async () => 50e9,
       });
-      expect(out).toContain('✓ model     synthetic-tiny: 437.8 kB, sha256 matches');
+      expect(out).toContain('✓ model     synthetic-tiny: 428 KB, sha256 matches');
       expect(out).toMatch(/✓ gateway {3}ws:\/\/127\.0\.0\.1:\d+\/v1\/agent answers/);
       expect(out).toMatch(/✓ clock {5}this clock is \d+ ms (behind|ahead of) the gateway's/);
       expect(out).toContain('✓ llama.cpp prebuilt binding loads');
@@ -240,7 +241,7 @@ describe('doctor', () => {
       expect(await doctorCommand(['--gateway', gateway.url, '--key-file', keyFile], io, { freeBytes: async () => 1e9 })).toBe(1);
       expect(out).toContain('✗ model     NJ_MODEL_FILE_INVALID');
       expect(out).toContain('→ Run `nightjar models rm synthetic-tiny` and `nightjar models pull synthetic-tiny`.');
-      expect(out).toContain('✗ disk      1.00 GB free for models');
+      expect(out).toContain('✗ disk      954 MB free for models');
     } finally {
       await gateway.close();
     }

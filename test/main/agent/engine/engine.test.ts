@@ -16,7 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine, writeSyntheticModel, type GenerateResult, type InferenceEngine } from '../../../../src/main/agent/index.js';
-import { createLogger, NightjarError, type ChatMessage } from '../../../../src/shared/index.js';
+import { createLogger } from '../../../../src/node/index.js';
+import { NightjarError, type ChatMessage } from '../../../../src/shared/index.js';
 import { batchedPrefixes } from '../../../helpers/batching.js';
 
 let dir: string;
