@@ -4,22 +4,25 @@
  * local files (pins, receipt log) and the builder of the browser chat page.
  */
 export * from './sdk/index.js';
-export { createNodeFetch, nodeFetch, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';
+export { createNodeFetch, nodeFetch, NODE_FETCH_DEFAULTS, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';
 export { chatCommand, CHAT_USAGE, type ChatCommandIo } from './cli/chat.js';
 export { runRepl, REPL_HELP, type ReplOptions } from './cli/repl.js';
 export { modelsOfferedCommand, MODELS_OFFERED_USAGE } from './cli/models-offered.js';
 export { clientReceiptsCommand, CLIENT_RECEIPTS_USAGE } from './cli/client-receipts.js';
 export { proxyCommand, PROXY_USAGE, type ProxyCommandIo } from './cli/proxy-command.js';
 export { commandClient, DEFAULT_GATEWAY, type ClientCommandIo, type CommandClient } from './cli/common.js';
-export { startProxy, isLoopbackHost, type CompatProxy, type CompatProxyOptions } from './proxy/proxy.js';
+export { CompatProxy } from './proxy/proxy.js';
+export { PROXY_DEFAULTS, isLoopbackHost, type CompatProxyOptions } from './proxy/proxy-options.js';
+export type { ProxyRequestFinished } from './proxy/active-requests.js';
 export { clientDataDir, type ClientDataDirOptions } from './store/data-dir.js';
-export { FilePinStore, PIN_FILE_NAME, type FilePinStoreOptions, type PinFile } from './store/pin-file.js';
+export { FilePinStore, PIN_FILE_DEFAULTS, PIN_FILE_NAME, type FilePinStoreOptions, type PinFile } from './store/pin-file.js';
 export {
-  ReceiptLog,
+  VerifiedReceiptLog,
+  RECEIPT_LOG_DEFAULTS,
   RECEIPT_LOG_NAME,
-  type ReceiptLogEntry,
-  type ReceiptLogContents,
-  type ReceiptLogOptions,
+  type VerifiedReceiptLogEntry,
+  type VerifiedReceiptLogContents,
+  type VerifiedReceiptLogOptions,
 } from './store/receipt-log.js';
 export {
   buildChatPage,

@@ -9,6 +9,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { withDefaults, type AsyncResource } from '../shared/index.js';
 
 /** Statuses whose response has no body (the Response constructor refuses one). */
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
@@ -29,11 +30,11 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
-/** A fetch with its own connection pools, and a way to close them. */
-export interface NodeFetch {
+/** A fetch with its own connection pools; disposing it closes them. */
+export interface NodeFetch extends AsyncResource {
   readonly fetch: typeof fetch;
-  /** Closes every pooled connection, idle or in use. */
-  close(): void;
+  /** Closes every pooled connection, idle or in use. Later requests get fresh connections. */
+  dispose(): Promise<void>;
 }
 
 /** Options of {@link createNodeFetch}. */
@@ -51,17 +52,20 @@ export interface NodeFetchOptions {
   idleTimeoutMs?: number;
 }
 
+/** The defaults of {@link NodeFetchOptions}. */
+export const NODE_FETCH_DEFAULTS: Readonly<Required<Omit<NodeFetchOptions, 'ca'>>> & Pick<NodeFetchOptions, 'ca'> = {
+  ca: undefined,
+  idleTimeoutMs: 300_000,
+};
+
 /** Builds a fetch with its own connection pools (one per scheme; idle connections do not keep the process alive). */
 export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
+  const { ca, idleTimeoutMs } = withDefaults(NODE_FETCH_DEFAULTS, options);
   const agents = {
     'http:': new http.Agent({ keepAlive: true }),
-    'https:': new https.Agent({
-      keepAlive: true,
-      ...(options.ca === undefined ? {} : { ca: typeof options.ca === 'string' ? options.ca : [...options.ca] }),
-    }),
+    // No ca: Node's bundled authorities.
+    'https:': new https.Agent({ keepAlive: true, ca: typeof ca === 'string' || ca === undefined ? ca : [...ca] }),
   } as const;
-
-  const idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
 
   const nodeFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = typeof input === 'string' ? new URL(input) : input instanceof URL ? input : null;
@@ -126,13 +130,11 @@ export function createNodeFetch(options: NodeFetchOptions = {}): NodeFetch {
       });
     return send(false);
   };
-  return {
-    fetch: nodeFetch,
-    close() {
-      agents['http:'].destroy();
-      agents['https:'].destroy();
-    },
+  const dispose = async (): Promise<void> => {
+    agents['http:'].destroy();
+    agents['https:'].destroy();
   };
+  return { fetch: nodeFetch, dispose, [Symbol.asyncDispose]: dispose };
 }
 
 /** The process's shared instance. */

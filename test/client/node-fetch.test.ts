@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNodeFetch as create, type NodeFetch, type NodeFetchOptions } from '../../src/client/index.js';
 
@@ -28,7 +28,7 @@ function createNodeFetch(options?: NodeFetchOptions): typeof fetch {
 }
 afterEach(async () => {
   vi.restoreAllMocks();
-  for (const f of made.splice(0)) f.close();
+  for (const f of made.splice(0)) await f.dispose();
   server?.closeAllConnections();
   await new Promise((r) => server?.close(r) ?? r(undefined));
   server = undefined;
@@ -96,9 +96,9 @@ describe('createNodeFetch', () => {
   });
 
   it('aborting during a reply errors its body and closes the connection; aborting before sends nothing', async () => {
-    let closed = false;
+    let closed!: Promise<void>;
     const { url, seen } = await serve((_, res) => {
-      res.on('close', () => (closed = true));
+      closed = new Promise((resolve) => res.on('close', () => resolve()));
       res.writeHead(200).write('started\n');
     });
     const f = createNodeFetch();
@@ -108,10 +108,25 @@ describe('createNodeFetch', () => {
     await reader.read();
     controller.abort();
     await expect(reader.read()).rejects.toMatchObject({ name: 'AbortError' });
-    await vi.waitFor(() => expect(closed).toBe(true));
+    // The server sees the connection close (the test times out otherwise).
+    await closed;
 
     await expect(f(url, { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
     expect(seen).toHaveLength(1);
+  });
+
+  it('dispose() (and Symbol.asyncDispose) closes its pooled connections', async () => {
+    const { url } = await serve((_, res) => res.end('ok'));
+    const closed: Promise<void>[] = [];
+    server!.on('connection', (socket: Socket) => closed.push(new Promise((r) => socket.on('close', () => r()))));
+    const pool = create();
+    expect(await (await pool.fetch(url)).text()).toBe('ok');
+    expect(await (await pool.fetch(url)).text()).toBe('ok');
+    // One kept-alive connection served both, and it is still open.
+    expect(closed).toHaveLength(1);
+    await pool[Symbol.asyncDispose]();
+    await closed[0];
+    await pool.dispose();
   });
 
   it('fails as fetch does when nothing listens, and gives bodiless statuses no body', async () => {

@@ -7,7 +7,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NightjarClient, startProxy, type CompatProxy } from '../../src/client/index.js';
+import { CompatProxy, NightjarClient } from '../../src/client/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import type { GatewayOptions } from '../../src/gateway/index.js';
@@ -16,7 +16,7 @@ import { FAKE_MODEL, startNet, waitFor, type TestNet } from './support/net.js';
 let net: TestNet | undefined;
 let proxy: CompatProxy | undefined;
 afterEach(async () => {
-  await proxy?.close();
+  await proxy?.dispose();
   await net?.close();
   net = undefined;
   proxy = undefined;
@@ -29,7 +29,7 @@ const upstream = perTestFetch('node');
 async function setUp(gateway: GatewayOptions = {}): Promise<{ net: TestNet; proxy: CompatProxy }> {
   net = await startNet(gateway);
   const client = new NightjarClient({ gatewayUrl: net.gateway.url, trust: { allowSynthetic: true }, fetch: upstream.fetch, retry: false });
-  proxy = await startProxy({ client, port: 0, listSynthetic: true });
+  proxy = await CompatProxy.start({ client, port: 0, listSynthetic: true });
   return { net, proxy };
 }
 

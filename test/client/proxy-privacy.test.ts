@@ -8,7 +8,7 @@
  */
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NightjarClient, startProxy, type CompatProxy } from '../../src/client/index.js';
+import { CompatProxy, NightjarClient } from '../../src/client/index.js';
 import { startGateway, type Gateway } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
 import { createLogger } from '../../src/node/index.js';
@@ -30,7 +30,7 @@ let wire: RecordingProxy | undefined;
 let agent: Agent | undefined;
 let proxy: CompatProxy | undefined;
 afterEach(async () => {
-  await proxy?.close();
+  await proxy?.dispose();
   await agent?.stop(100);
   await gateway?.close();
   await wire?.close();
@@ -61,7 +61,7 @@ async function scenario(seal?: typeof sealRequest) {
     retry: false,
     ...(seal ? { seal } : {}),
   });
-  proxy = await startProxy({ client, port: 0, logger });
+  proxy = await CompatProxy.start({ client, port: 0, logger });
   const openai = new OpenAI({ apiKey: 'x', baseURL: `${proxy.url}/v1`, fetch: http.fetch, maxRetries: 0 });
   const outcome = await openai.chat.completions
     .create({

@@ -12,7 +12,7 @@ import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NightjarClient, startProxy, type CompatProxy } from '../../src/client/index.js';
+import { CompatProxy, NightjarClient } from '../../src/client/index.js';
 import { loadEngine, sha256File, writeSyntheticModel, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
 import type { ChatMessage, Sampling } from '../../src/shared/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
@@ -35,13 +35,13 @@ beforeAll(async () => {
   net = await startNet();
   agent = await net.addAgent(engine, { model });
   const client = new NightjarClient({ gatewayUrl: net.gateway.url, trust: { allowSynthetic: true }, fetch: upstream.fetch });
-  proxy = await startProxy({ client, port: 0, listSynthetic: true });
-  guarded = await startProxy({ client, port: 0, token: TOKEN, listSynthetic: true });
+  proxy = await CompatProxy.start({ client, port: 0, listSynthetic: true });
+  guarded = await CompatProxy.start({ client, port: 0, token: TOKEN, listSynthetic: true });
 }, 60_000);
 
 afterAll(async () => {
-  await proxy?.close();
-  await guarded?.close();
+  await proxy?.dispose();
+  await guarded?.dispose();
   await net?.close();
   await engine?.dispose();
   await rm(dir, { recursive: true, force: true });
@@ -389,7 +389,7 @@ describe('the proxy answers local programs only', () => {
 
   it('will not listen beyond loopback without a token', async () => {
     const client = new NightjarClient({ gatewayUrl: net.gateway.url });
-    await expect(startProxy({ client, host: '0.0.0.0', port: 0 })).rejects.toMatchObject({
+    await expect(CompatProxy.start({ client, host: '0.0.0.0', port: 0 })).rejects.toMatchObject({
       code: 'NJ_CONFIG_INVALID',
       message: 'listening on 0.0.0.0 (not loopback) needs a token; pass one with --token',
     });

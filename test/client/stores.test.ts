@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FilePinStore, ReceiptLog, clientDataDir, type ChatResult } from '../../src/client/index.js';
+import { FilePinStore, VerifiedReceiptLog, clientDataDir, type ChatResult } from '../../src/client/index.js';
 import { NightjarError } from '../../src/shared/index.js';
 
 let dir: string;
@@ -24,10 +24,23 @@ describe('clientDataDir', () => {
     [{ HOME: '/home/ann', XDG_DATA_HOME: 'relative' }, 'linux', '/home/ann/.local/share/nightjar/client'],
     [{ HOME: '/Users/ann' }, 'darwin', '/Users/ann/Library/Application Support/Nightjar/client'],
     [{ HOME: '/Users/ann', XDG_DATA_HOME: '/data' }, 'darwin', '/Users/ann/Library/Application Support/Nightjar/client'],
-    [{ APPDATA: 'C:\\Users\\ann\\AppData\\Roaming' }, 'win32', path.join('C:\\Users\\ann\\AppData\\Roaming', 'Nightjar', 'client')],
+    // Windows paths are joined with Windows separators (nightjarDirs), and the home folder is USERPROFILE.
+    [
+      { USERPROFILE: 'C:\\Users\\ann', APPDATA: 'C:\\Users\\ann\\AppData\\Roaming' },
+      'win32',
+      'C:\\Users\\ann\\AppData\\Roaming\\Nightjar\\client',
+    ],
+    [{ USERPROFILE: 'C:\\Users\\ann' }, 'win32', 'C:\\Users\\ann\\AppData\\Roaming\\Nightjar\\client'],
+    // NIGHTJAR_HOME (one folder for everything, as the agent reads it) holds the client's files too.
+    [{ HOME: '/home/ann', NIGHTJAR_HOME: '/nj' }, 'linux', '/nj/data/client'],
+    [{ NIGHTJAR_HOME: '/nj' }, 'darwin', '/nj/data/client'],
+    [{ NIGHTJAR_HOME: '/nj', NIGHTJAR_CLIENT_DATA_DIR: '/elsewhere' }, 'linux', '/elsewhere'],
     [{ HOME: '/home/ann', NIGHTJAR_CLIENT_DATA_DIR: '/elsewhere' }, 'linux', '/elsewhere'],
     [{}, 'linux', null],
     [{}, 'darwin', null],
+    // No home folder named: nothing is kept, whatever else the environment says.
+    [{ XDG_DATA_HOME: '/data' }, 'linux', null],
+    [{ APPDATA: 'C:\\Users\\ann\\AppData\\Roaming' }, 'win32', null],
   ] as const)('%j on %s → %s', (env, platform, expected) => {
     expect(clientDataDir({ env, platform })).toBe(expected);
   });
@@ -113,10 +126,10 @@ function result(n: number): ChatResult {
   };
 }
 
-describe('ReceiptLog', () => {
+describe('VerifiedReceiptLog', () => {
   it('appends entries without the reply text, reads them back, and skips torn lines', async () => {
     const file = path.join(dir, 'receipts.jsonl');
-    const log = new ReceiptLog({ file, now: () => 99 });
+    const log = new VerifiedReceiptLog({ file, now: () => 99 });
     await Promise.all([log.append(result(1), 'http://gw'), log.append(result(2), 'http://gw')]);
     await writeFile(file, (await readFile(file, 'utf8')) + '{"torn":\n');
     const { entries, unreadable } = await log.read();
@@ -129,14 +142,14 @@ describe('ReceiptLog', () => {
 
   it('moves a full log aside before the next append', async () => {
     const file = path.join(dir, 'receipts.jsonl');
-    const log = new ReceiptLog({ file, maxBytes: 100 });
+    const log = new VerifiedReceiptLog({ file, maxBytes: 100 });
     await log.append(result(1), 'http://gw');
     await log.append(result(2), 'http://gw');
     expect((await log.read()).entries.map((e) => e.receipt.receipt.promptTokens)).toEqual([2]);
-    expect((await new ReceiptLog({ file: `${file}.1` }).read()).entries).toHaveLength(1);
+    expect((await new VerifiedReceiptLog({ file: `${file}.1` }).read()).entries).toHaveLength(1);
   });
 
   it('reads a missing log as empty', async () => {
-    expect(await new ReceiptLog({ file: path.join(dir, 'none.jsonl') }).read()).toEqual({ entries: [], unreadable: 0 });
+    expect(await new VerifiedReceiptLog({ file: path.join(dir, 'none.jsonl') }).read()).toEqual({ entries: [], unreadable: 0 });
   });
 });

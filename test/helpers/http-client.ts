@@ -20,7 +20,7 @@ export type FetchKind = 'undici' | 'node';
 export function closableFetch(kind: FetchKind = 'undici'): ClosableFetch {
   if (kind === 'node') {
     const node = createNodeFetch();
-    return { fetch: node.fetch, close: async () => node.close() };
+    return { fetch: node.fetch, close: () => node.dispose() };
   }
   const dispatcher = new Agent({ keepAliveTimeout: 1000 });
   const f = ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>

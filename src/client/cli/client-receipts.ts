@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, fromBase64Url, verifyReceipt } from '../../shared/index.js';
-import { RECEIPT_LOG_NAME, ReceiptLog, type ReceiptLogEntry } from '../store/receipt-log.js';
+import { RECEIPT_LOG_NAME, VerifiedReceiptLog, type VerifiedReceiptLogEntry } from '../store/receipt-log.js';
 import { dataDirFrom, numberFlag, reportError, type ClientCommandIo } from './common.js';
 
 /** Usage text of `nightjar receipts --client`. */
@@ -26,7 +26,7 @@ function time(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
 }
 
-async function signatureOk(entry: ReceiptLogEntry): Promise<boolean> {
+async function signatureOk(entry: VerifiedReceiptLogEntry): Promise<boolean> {
   try {
     await verifyReceipt(entry.receipt, { identityKey: fromBase64Url(entry.identityKey), agentId: entry.agentId });
     return true;
@@ -63,7 +63,7 @@ export async function clientReceiptsCommand(argv: string[], io: ClientCommandIo)
     if (limit < 0) throw new NightjarError('NJ_USAGE', '--limit must be 0 or more');
     const dir = dataDirFrom(values, io);
     if (!dir) throw new NightjarError('NJ_USAGE', 'no home folder in the environment; pass --data-dir');
-    const log = new ReceiptLog({ file: path.join(dir, RECEIPT_LOG_NAME) });
+    const log = new VerifiedReceiptLog({ file: path.join(dir, RECEIPT_LOG_NAME) });
     const { entries, unreadable } = await log.read();
     const shown = limit === 0 ? entries : entries.slice(-limit);
     const checks = values.verify ? await Promise.all(shown.map(signatureOk)) : null;

@@ -8,7 +8,7 @@ import { IncompleteReplyError, NightjarClient, type ChatResult, type NightjarCli
 import { nodeFetch } from '../node-fetch.js';
 import { clientDataDir } from '../store/data-dir.js';
 import { FilePinStore, PIN_FILE_NAME } from '../store/pin-file.js';
-import { RECEIPT_LOG_NAME, ReceiptLog } from '../store/receipt-log.js';
+import { RECEIPT_LOG_NAME, VerifiedReceiptLog } from '../store/receipt-log.js';
 
 /** Where a client command reads and writes; handed in so tests can drive it in-process. */
 export interface ClientCommandIo {
@@ -65,7 +65,7 @@ export interface CommandClient {
   /** The data folder, or null when nothing is kept (--no-pin, or no home folder). */
   dataDir: string | null;
   pins: FilePinStore | null;
-  receipts: ReceiptLog | null;
+  receipts: VerifiedReceiptLog | null;
 }
 
 /** The data folder the flags and environment name, or null. */
@@ -95,7 +95,7 @@ export function commandClient(values: ClientFlagValues, io: ClientCommandIo, ext
     throw new NightjarError('NJ_USAGE', '--only-pinned needs a data folder; pass --data-dir');
   }
   const pins = dataDir ? new FilePinStore({ file: path.join(dataDir, PIN_FILE_NAME) }) : null;
-  const receipts = dataDir ? new ReceiptLog({ file: path.join(dataDir, RECEIPT_LOG_NAME) }) : null;
+  const receipts = dataDir ? new VerifiedReceiptLog({ file: path.join(dataDir, RECEIPT_LOG_NAME) }) : null;
   const apiKey = values['api-key'] ?? io.env.NIGHTJAR_API_KEY;
   const allowSynthetic = values['allow-synthetic'] ?? false;
   const client = new NightjarClient({

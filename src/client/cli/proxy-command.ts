@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../node/index.js';
 import { NightjarError, type Logger } from '../../shared/index.js';
-import { startProxy } from '../proxy/proxy.js';
+import { CompatProxy } from '../proxy/proxy.js';
 import { CLIENT_FLAGS, CLIENT_FLAGS_USAGE, commandClient, numberFlag, reportError, type ClientCommandIo } from './common.js';
 
 /** Usage text of `nightjar proxy`. */
@@ -76,7 +76,7 @@ export async function proxyCommand(argv: string[], io: ProxyCommandIo): Promise<
         level: (level as 'debug' | 'info' | 'warn' | 'error' | undefined) ?? 'info',
         write: (line) => io.stderr.write(line + '\n'),
       });
-    const proxy = await startProxy({
+    const proxy = await CompatProxy.start({
       client,
       port,
       ...(values.host ? { host: values.host } : {}),
@@ -101,7 +101,7 @@ export async function proxyCommand(argv: string[], io: ProxyCommandIo): Promise<
       if (!io.signal || io.signal.aborted) return resolve();
       io.signal.addEventListener('abort', () => resolve(), { once: true });
     });
-    await proxy.close();
+    await proxy.dispose();
     return 0;
   } catch (err) {
     return reportError(io, err);

@@ -27,6 +27,8 @@ import {
   toBase64Url,
   validate,
   verifyBundle,
+  withDefaults,
+  delay,
   verifyReceipt,
   type ChatMessage,
   type Clock,
@@ -45,7 +47,7 @@ import {
 } from '../../shared/index.js';
 import { readNdjson } from './ndjson.js';
 import type { PinStore } from './pins.js';
-import { resolveRetryPolicy, retryDelay, sleep, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
+import { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
 
 /** Which agents the client accepts. */
 export interface TrustPolicy {
@@ -84,6 +86,8 @@ export interface NightjarClientOptions {
   fetch?: typeof fetch;
   /** Time and timers (bundle validity, request time, retry waits). Defaults to the system clock. */
   clock?: Clock;
+  /** Numbers in [0, 1) for the jitter of retry waits. Defaults to Math.random. */
+  random?: () => number;
   /** Seals a request. Defaults to the real envelope; tests may substitute to prove a point. */
   seal?: typeof sealRequest;
   /**
@@ -183,7 +187,7 @@ export class IncompleteReplyError extends NightjarError {
   constructor(cause: NightjarError, partialText: string, servedBy: ServedBy) {
     super(cause.code, `the reply broke off after ${partialText.length} characters: ${cause.message}`, {
       cause,
-      ...(cause.retryAfterMs === undefined ? {} : { retryAfterMs: cause.retryAfterMs }),
+      retryAfterMs: cause.retryAfterMs,
     });
     this.partialText = partialText;
     this.servedBy = servedBy;
@@ -209,13 +213,42 @@ interface Candidate {
   trust: Trust;
 }
 
+/** The defaults of {@link TrustPolicy}. */
+export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins'>>> & Pick<TrustPolicy, 'pins'> = {
+  minTrust: 'signed',
+  allowSynthetic: false,
+  pins: undefined,
+  onlyPinned: false,
+};
+
+/** The defaults of {@link NightjarClientOptions} (trust and retry have their own). */
+export const CLIENT_DEFAULTS: Readonly<
+  Required<Pick<NightjarClientOptions, 'candidates' | 'candidatesTtlMs' | 'fetch' | 'clock' | 'random' | 'seal'>>
+> = {
+  candidates: 3,
+  candidatesTtlMs: 5000,
+  // Called through globalThis at each use: a browser refuses fetch called on another object.
+  fetch: (input, init) => globalThis.fetch(input, init),
+  clock: systemClock,
+  random: () => Math.random(),
+  seal: sealRequest,
+};
+
+/** {@link NightjarClientOptions} resolved once, when the client is built. */
+interface ResolvedClientOptions extends Readonly<Required<Omit<NightjarClientOptions, 'apiKey' | 'onReceipt' | 'trust' | 'retry'>>> {
+  readonly apiKey: string | undefined;
+  readonly onReceipt: NightjarClientOptions['onReceipt'];
+  readonly trust: typeof TRUST_DEFAULTS;
+  readonly retry: ResolvedRetryPolicy;
+}
+
+/** The most tokens a request that names none asks for. */
+const DEFAULT_MAX_TOKENS = 256;
+
 /** A client of one gateway. Holds no sockets of its own (fetch pools belong to the fetch). */
 export class NightjarClient {
-  readonly #o: NightjarClientOptions;
-  readonly #fetch: typeof fetch;
-  readonly #clock: Clock;
+  readonly #o: ResolvedClientOptions;
   readonly #base: string;
-  readonly #retry: ResolvedRetryPolicy;
   readonly #recent = new Map<string, { at: number; candidates: Candidate[] }>();
   /**
    * An ephemeral key agreed, after a reply, with the agents that sent it: the next request to
@@ -224,12 +257,15 @@ export class NightjarClient {
   #spare: Promise<PreparedEphemeral | null> | null = null;
 
   constructor(options: NightjarClientOptions) {
-    this.#o = options;
-    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.#clock = options.clock ?? systemClock;
+    this.#o = {
+      ...withDefaults(CLIENT_DEFAULTS, options),
+      apiKey: options.apiKey,
+      onReceipt: options.onReceipt,
+      trust: withDefaults(TRUST_DEFAULTS, options.trust),
+      retry: resolveRetryPolicy(options.retry),
+    };
     this.#base = options.gatewayUrl.replace(/\/+$/, '');
-    this.#retry = resolveRetryPolicy(options.retry);
-    const k = options.candidates ?? 3;
+    const k = this.#o.candidates;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxCandidates) {
       throw new NightjarError('NJ_CONFIG_INVALID', `candidates must be an integer from 1 to ${LIMITS.maxCandidates}`);
     }
@@ -309,9 +345,9 @@ export class NightjarClient {
 
   /** Candidate bundles for `model` that pass the trust policy, verified, best first. */
   async candidates(model: string, signal?: AbortSignal): Promise<Candidate[]> {
-    const policy = this.#o.trust ?? {};
-    const k = this.#o.candidates ?? 3;
-    const minTrust = policy.minTrust ?? 'signed';
+    const policy = this.#o.trust;
+    const k = this.#o.candidates;
+    const minTrust = policy.minTrust;
     const res = await this.#get(`/v1/candidates?model=${encodeURIComponent(model)}&k=${k}&minTrust=${minTrust}`, signal);
     const answer = validate(candidatesResponseSchema, await this.#json(res, signal), 'candidates answer');
     const reasons: string[] = [];
@@ -336,8 +372,8 @@ export class NightjarClient {
 
   /** Candidates for `model`: recent verified ones while they are fresh and valid, else asked for. */
   async #candidatesFor(model: string, signal: AbortSignal, fresh: boolean): Promise<Candidate[]> {
-    const ttl = this.#o.candidatesTtlMs ?? 5000;
-    const now = this.#clock.now();
+    const ttl = this.#o.candidatesTtlMs;
+    const now = this.#o.clock.now();
     const hit = this.#recent.get(model);
     if (!fresh && hit && now - hit.at < ttl && hit.candidates.every((c) => c.verified.bundle.notAfter > now)) return hit.candidates;
     const candidates = await this.candidates(model, signal);
@@ -346,7 +382,7 @@ export class NightjarClient {
   }
 
   /** Verifies one candidate's bundle against the trust policy; throws why it is refused. */
-  async #checkCandidate(signed: SignedBundle, model: string, policy: TrustPolicy, minTrust: Trust): Promise<Candidate> {
+  async #checkCandidate(signed: SignedBundle, model: string, policy: typeof TRUST_DEFAULTS, minTrust: Trust): Promise<Candidate> {
     const pinned = await policy.pins?.get(signed.bundle.agentId);
     if (policy.onlyPinned && !pinned) {
       throw new NightjarError(
@@ -354,7 +390,7 @@ export class NightjarClient {
         `agent ${signed.bundle.agentId.slice(0, 8)} is not pinned and only pinned agents are allowed`,
       );
     }
-    const verified = await verifyBundle(signed, { now: this.#clock.now(), ...(pinned ? { pinnedIdentityKey: pinned } : {}) });
+    const verified = await verifyBundle(signed, { now: this.#o.clock.now(), pinnedIdentityKey: pinned });
     const entry = verified.bundle.models.find((m) => m.id === model);
     if (!entry) throw new NightjarError('NJ_TRUST_POLICY', 'the bundle does not list the model');
     if (entry.synthetic && !policy.allowSynthetic) {
@@ -388,22 +424,25 @@ export class NightjarClient {
           if (error.code === 'NJ_CANCELLED') throw error;
           throw new IncompleteReplyError(error, state.text, state.served);
         }
-        const delay = signal.aborted ? null : retryDelay(this.#retry, error, sends);
-        if (delay === null) throw error;
-        request.onRetry?.({ error, sent: sends, delayMs: delay });
-        await sleep(this.#clock, delay, signal);
+        const wait = signal.aborted ? null : retryDelay(this.#o.retry, error, sends, this.#o.random);
+        if (wait === null) throw error;
+        request.onRetry?.({ error, sent: sends, delayMs: wait });
+        await delay(this.#o.clock, wait, signal).catch((cause: unknown) => {
+          throw new NightjarError('NJ_CANCELLED', 'the request was cancelled', { cause });
+        });
       }
     }
   }
 
   #check(request: ChatRequest): Sampling {
+    // Fields left undefined are absent from the sealed JSON (JSON.stringify drops them).
     const sampling: Sampling = {
-      maxTokens: request.maxTokens ?? 256,
-      ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-      ...(request.topP === undefined ? {} : { topP: request.topP }),
-      ...(request.topK === undefined ? {} : { topK: request.topK }),
-      ...(request.seed === undefined ? {} : { seed: request.seed }),
-      ...(request.stop === undefined || request.stop.length === 0 ? {} : { stop: request.stop }),
+      maxTokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
+      temperature: request.temperature,
+      topP: request.topP,
+      topK: request.topK,
+      seed: request.seed,
+      stop: request.stop?.length ? request.stop : undefined,
     };
     const checked = requestSchema.safeParse({ model: request.model, messages: request.messages, sampling });
     if (!checked.success) throw new NightjarError('NJ_BAD_REQUEST', `the request is invalid at ${describeIssues(checked.error)}`);
@@ -423,13 +462,13 @@ export class NightjarClient {
     const prepared = await this.#takeSpare();
     let sealed: SealedRequest;
     try {
-      sealed = await (this.#o.seal ?? sealRequest)({
+      sealed = await this.#o.seal({
         model: request.model,
         messages: request.messages,
         sampling,
         recipients,
-        now: this.#clock.now(),
-        ...(prepared ? { prepared } : {}),
+        now: this.#o.clock.now(),
+        prepared,
       });
     } finally {
       // Spent by the seal, or agreed with other agents: either way never used again.
@@ -438,7 +477,7 @@ export class NightjarClient {
     try {
       let res: Response;
       try {
-        res = await this.#fetch(`${this.#base}/v1/jobs`, {
+        res = await this.#o.fetch(`${this.#base}/v1/jobs`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...this.#auth() },
           body: JSON.stringify({ v: PROTOCOL_VERSION, envelope: sealed.envelope }),
@@ -531,7 +570,7 @@ export class NightjarClient {
       model: request.model,
       text,
       finishReason: final.finishReason,
-      ...(stopSequence === undefined ? {} : { stopSequence }),
+      stopSequence,
       usage: final.usage,
       receipt,
       signedReceipt: signed,
@@ -540,10 +579,10 @@ export class NightjarClient {
   }
 
   /** The spare ephemeral key, if one was prepared (it may not fit this request's recipients). */
-  async #takeSpare(): Promise<PreparedEphemeral | null> {
+  async #takeSpare(): Promise<PreparedEphemeral | undefined> {
     const spare = this.#spare;
     this.#spare = null;
-    return spare ? await spare : null;
+    return (await spare) ?? undefined;
   }
 
   /** Agrees a spare ephemeral key with `recipients` in the background, replacing any other. */
@@ -561,7 +600,7 @@ export class NightjarClient {
   async #get(path: string, signal?: AbortSignal): Promise<Response> {
     let res: Response;
     try {
-      res = await this.#fetch(`${this.#base}${path}`, { headers: this.#auth(), ...(signal ? { signal } : {}) });
+      res = await this.#o.fetch(`${this.#base}${path}`, { headers: this.#auth(), signal });
     } catch (cause) {
       throw this.#transportError(cause, signal);
     }

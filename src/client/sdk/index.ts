@@ -4,6 +4,8 @@
 export {
   NightjarClient,
   IncompleteReplyError,
+  CLIENT_DEFAULTS,
+  TRUST_DEFAULTS,
   type NightjarClientOptions,
   type ChatRequest,
   type ChatResult,
@@ -13,5 +15,5 @@ export {
   type TrustPolicy,
 } from './client.js';
 export { MemoryPinStore, type PinStore } from './pins.js';
-export { DEFAULT_RETRY_ON, resolveRetryPolicy, retryDelay, type RetryPolicy, type ResolvedRetryPolicy } from './retry.js';
+export { DEFAULT_RETRY_ON, RETRY_DEFAULTS, resolveRetryPolicy, retryDelay, type RetryPolicy, type ResolvedRetryPolicy } from './retry.js';
 export { readNdjson } from './ndjson.js';

@@ -1,9 +1,10 @@
 /**
  * The SDK's retry policy: which failures are worth sending the request again, and how long to
  * wait first. A retry only ever happens before the first chunk of a reply reached the client —
- * once text has been delivered, another agent's reply cannot be spliced onto it.
+ * once text has been delivered, another agent's reply cannot be spliced onto it. The wait is the
+ * gateway's hint when it gives one, else Nightjar's one backoff (full jitter, src/shared).
  */
-import { NightjarError, type Clock, type ErrorCode } from '../../shared/index.js';
+import { NightjarError, backoffDelay, resolveBackoff, withDefaults, type ErrorCode, type ResolvedBackoff } from '../../shared/index.js';
 
 /**
  * When the client sends a request again. Each retry asks the gateway for fresh candidates,
@@ -12,7 +13,10 @@ import { NightjarError, type Clock, type ErrorCode } from '../../shared/index.js
 export interface RetryPolicy {
   /** Sends of one request, the first included; 1 turns retries off. Defaults to 3. */
   maxAttempts?: number;
-  /** Wait before the first retry when the gateway gives no hint; doubles each time. Defaults to 250 ms. */
+  /**
+   * Ceiling of the wait before the first retry when the gateway gives no hint; the ceiling
+   * doubles each time and the wait is drawn below it (full jitter). Defaults to 250 ms.
+   */
   baseDelayMs?: number;
   /**
    * Longest wait. A gateway hint (retryAfterMs) longer than this is not waited for: the error
@@ -41,50 +45,43 @@ export const DEFAULT_RETRY_ON: readonly ErrorCode[] = [
   'NJ_AGENT_FAILED',
 ];
 
-/** A retry policy with every default filled in. */
-export type ResolvedRetryPolicy = Required<RetryPolicy>;
+/** The defaults of {@link RetryPolicy}. */
+export const RETRY_DEFAULTS: Readonly<Required<RetryPolicy>> = {
+  maxAttempts: 3,
+  baseDelayMs: 250,
+  maxDelayMs: 5000,
+  retryOn: DEFAULT_RETRY_ON,
+};
 
-/** Fills in the defaults of `policy`; `false` means no retries. */
+/** A retry policy with every default filled in, and the backoff it draws waits from. */
+export interface ResolvedRetryPolicy extends Readonly<Required<RetryPolicy>> {
+  /** baseDelayMs and maxDelayMs as the shared backoff's timing (factor 2). */
+  readonly backoff: ResolvedBackoff;
+}
+
+/** Fills in the defaults of `policy`, once; `false` means no retries. */
 export function resolveRetryPolicy(policy: RetryPolicy | false | undefined): ResolvedRetryPolicy {
-  if (policy === false) return { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0, retryOn: [] };
-  const maxAttempts = policy?.maxAttempts ?? 3;
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 20) {
+  const o = policy === false ? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0, retryOn: [] } : withDefaults(RETRY_DEFAULTS, policy);
+  if (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1 || o.maxAttempts > 20) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'retry.maxAttempts must be an integer from 1 to 20');
   }
-  return {
-    maxAttempts,
-    baseDelayMs: Math.max(0, policy?.baseDelayMs ?? 250),
-    maxDelayMs: Math.max(0, policy?.maxDelayMs ?? 5000),
-    retryOn: policy?.retryOn ?? DEFAULT_RETRY_ON,
-  };
+  const backoff = resolveBackoff({ initialMs: o.baseDelayMs, maxMs: o.maxDelayMs, factor: 2 });
+  return { maxAttempts: o.maxAttempts, baseDelayMs: backoff.initialMs, maxDelayMs: backoff.maxMs, retryOn: o.retryOn, backoff };
 }
 
 /**
  * How long to wait before send number `sent + 1` after `error`, or null if the request must not
- * be sent again (code not retryable, attempts used up, or a hint beyond maxDelayMs).
+ * be sent again (code not retryable, attempts used up, or a hint beyond maxDelayMs). Without a
+ * hint the wait is a uniform draw from [0, min(maxDelayMs, baseDelayMs·2^(sent−1))]; `random`
+ * returns a number in [0, 1).
  */
-export function retryDelay(policy: ResolvedRetryPolicy, error: NightjarError, sent: number): number | null {
+export function retryDelay(
+  policy: ResolvedRetryPolicy,
+  error: NightjarError,
+  sent: number,
+  random: () => number = Math.random,
+): number | null {
   if (sent >= policy.maxAttempts || !policy.retryOn.includes(error.code)) return null;
   if (error.retryAfterMs !== undefined) return error.retryAfterMs <= policy.maxDelayMs ? error.retryAfterMs : null;
-  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (sent - 1));
-}
-
-/** Resolves after `ms` on `clock`; rejects with NJ_CANCELLED as soon as `signal` aborts. */
-export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cancelled = (): NightjarError => new NightjarError('NJ_CANCELLED', 'the request was cancelled');
-    if (signal.aborted) {
-      reject(cancelled());
-      return;
-    }
-    const onAbort = (): void => {
-      clock.clearTimeout(timer);
-      reject(cancelled());
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+  return backoffDelay(sent - 1, policy.backoff, random);
 }

@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { NightjarError, agentIdSchema, b64, fromBase64Url, toBase64Url } from '../../shared/index.js';
+import { NightjarError, agentIdSchema, b64, fromBase64Url, toBase64Url, withDefaults } from '../../shared/index.js';
 import type { PinStore } from '../sdk/index.js';
 
 /** The pin file's name inside the data folder. */
@@ -29,18 +29,24 @@ export interface FilePinStoreOptions {
   maxPins?: number;
 }
 
+/** The defaults of {@link FilePinStoreOptions}. */
+export const PIN_FILE_DEFAULTS: Readonly<Required<Omit<FilePinStoreOptions, 'file'>>> = {
+  now: () => Date.now(),
+  maxPins: 10_000,
+};
+
 /**
  * Pins kept in a file. The file is read once, on first use; each new pin re-reads it, merges
  * and replaces it atomically (write to a temporary file, rename), so two processes sharing it
  * lose nothing but a race on the very same agent. Existing pins are never replaced.
  */
 export class FilePinStore implements PinStore {
-  readonly #o: FilePinStoreOptions;
+  readonly #o: Readonly<Required<FilePinStoreOptions>>;
   #pins: PinFile['pins'] | null = null;
   #writing: Promise<void> = Promise.resolve();
 
   constructor(options: FilePinStoreOptions) {
-    this.#o = options;
+    this.#o = withDefaults(PIN_FILE_DEFAULTS, options);
   }
 
   /** The file's path. */
@@ -59,8 +65,8 @@ export class FilePinStore implements PinStore {
   async set(agentId: string, identityKey: Uint8Array): Promise<void> {
     const pins = await this.#load();
     if (pins[agentId]) return;
-    if (Object.keys(pins).length >= (this.#o.maxPins ?? 10_000)) return;
-    const entry = { identityKey: toBase64Url(identityKey), firstSeen: (this.#o.now ?? Date.now)() };
+    if (Object.keys(pins).length >= this.#o.maxPins) return;
+    const entry = { identityKey: toBase64Url(identityKey), firstSeen: this.#o.now() };
     pins[agentId] = entry;
     const write = this.#writing.then(async () => {
       const current = await readPinFile(this.#o.file);

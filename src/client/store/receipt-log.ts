@@ -1,11 +1,21 @@
 /**
  * The client's receipt log: one JSON line per receipt the client verified, in its data folder
- * (mode 0600). Receipts hold digests and token counts only — never prompt or reply text.
+ * (mode 0600). Receipts hold digests and token counts only — never prompt or reply text. (The
+ * agent keeps its own log of the receipts it signed: SignedReceiptLog in src/main/agent.)
  */
 import { appendFile, chmod, mkdir, readFile, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { agentIdSchema, b64, modelIdSchema, signedReceiptSchema, trustSchema, type SignedReceipt, type Trust } from '../../shared/index.js';
+import {
+  agentIdSchema,
+  b64,
+  modelIdSchema,
+  signedReceiptSchema,
+  trustSchema,
+  withDefaults,
+  type SignedReceipt,
+  type Trust,
+} from '../../shared/index.js';
 import type { ChatResult } from '../sdk/index.js';
 
 /** The log's file name inside the data folder. */
@@ -24,7 +34,7 @@ const entrySchema = z.strictObject({
 });
 
 /** One line of the receipt log. */
-export interface ReceiptLogEntry {
+export interface VerifiedReceiptLogEntry {
   v: 1;
   /** When the client verified and saved it, ms since the epoch. */
   savedAt: number;
@@ -38,15 +48,15 @@ export interface ReceiptLogEntry {
 }
 
 /** What reading the log found. */
-export interface ReceiptLogContents {
+export interface VerifiedReceiptLogContents {
   /** Entries, oldest first. */
-  entries: ReceiptLogEntry[];
+  entries: VerifiedReceiptLogEntry[];
   /** Lines that could not be read as entries (a torn write, an edit). */
   unreadable: number;
 }
 
-/** Options of {@link ReceiptLog}. */
-export interface ReceiptLogOptions {
+/** Options of {@link VerifiedReceiptLog}. */
+export interface VerifiedReceiptLogOptions {
   /** The log file. Required; usually `<client data dir>/receipts.jsonl`. */
   file: string;
   /** Milliseconds since the epoch, for savedAt. Defaults to Date.now. */
@@ -58,13 +68,19 @@ export interface ReceiptLogOptions {
   maxBytes?: number;
 }
 
-/** An append-only log of verified receipts. */
-export class ReceiptLog {
-  readonly #o: ReceiptLogOptions;
+/** The defaults of {@link VerifiedReceiptLogOptions}. */
+export const RECEIPT_LOG_DEFAULTS: Readonly<Required<Omit<VerifiedReceiptLogOptions, 'file'>>> = {
+  now: () => Date.now(),
+  maxBytes: 16 * 1024 * 1024,
+};
+
+/** An append-only log of the receipts this client verified. Holds no file open between appends. */
+export class VerifiedReceiptLog {
+  readonly #o: Readonly<Required<VerifiedReceiptLogOptions>>;
   #tail: Promise<void> = Promise.resolve();
 
-  constructor(options: ReceiptLogOptions) {
-    this.#o = options;
+  constructor(options: VerifiedReceiptLogOptions) {
+    this.#o = withDefaults(RECEIPT_LOG_DEFAULTS, options);
   }
 
   /** The log file's path. */
@@ -74,9 +90,9 @@ export class ReceiptLog {
 
   /** Appends the receipt of a verified result. */
   append(result: ChatResult, gateway: string): Promise<void> {
-    const entry: ReceiptLogEntry = {
+    const entry: VerifiedReceiptLogEntry = {
       v: 1,
-      savedAt: (this.#o.now ?? Date.now)(),
+      savedAt: this.#o.now(),
       gateway,
       model: result.model,
       agentId: result.agentId,
@@ -90,7 +106,7 @@ export class ReceiptLog {
   }
 
   /** Reads every entry. A missing log reads as empty. */
-  async read(): Promise<ReceiptLogContents> {
+  async read(): Promise<VerifiedReceiptLogContents> {
     let text: string;
     try {
       text = await readFile(this.#o.file, 'utf8');
@@ -98,7 +114,7 @@ export class ReceiptLog {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], unreadable: 0 };
       throw err;
     }
-    const entries: ReceiptLogEntry[] = [];
+    const entries: VerifiedReceiptLogEntry[] = [];
     let unreadable = 0;
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
@@ -120,7 +136,7 @@ export class ReceiptLog {
       (s) => s.size,
       () => -1,
     );
-    if (size >= (this.#o.maxBytes ?? 16 * 1024 * 1024)) await rename(file, `${file}.1`);
+    if (size >= this.#o.maxBytes) await rename(file, `${file}.1`);
     await appendFile(file, line, { mode: 0o600 });
     if (size <= 0) await chmod(file, 0o600);
   }
