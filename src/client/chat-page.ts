@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as EsbuildModule from 'esbuild';
-import { NightjarError } from '../shared/index.js';
+import { NightjarError, withDefaults } from '../shared/index.js';
 
 type Esbuild = typeof EsbuildModule;
 
@@ -20,6 +20,9 @@ export interface BuildChatPageOptions {
   /** Write chat.js.map next to it. Defaults to false. */
   sourcemap?: boolean;
 }
+
+/** The defaults of {@link BuildChatPageOptions}. */
+export const CHAT_PAGE_DEFAULTS: Readonly<Required<BuildChatPageOptions>> = { minify: true, sourcemap: false };
 
 /** What {@link buildChatPage} wrote. */
 export interface BuiltChatPage {
@@ -119,9 +122,9 @@ export async function buildChatPage(outDir: string, options: BuildChatPageOption
   } catch (cause) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'building the chat page needs esbuild (a development dependency); run npm ci', { cause });
   }
+  const { minify, sourcemap } = withDefaults(CHAT_PAGE_DEFAULTS, options);
   const dir = path.resolve(outDir);
   await mkdir(dir, { recursive: true });
-  const sourcemap = options.sourcemap ?? false;
   await esbuild.build({
     entryPoints: [entryPoint()],
     outfile: path.join(dir, 'chat.js'),
@@ -129,7 +132,7 @@ export async function buildChatPage(outDir: string, options: BuildChatPageOption
     format: 'esm',
     platform: 'browser',
     target: ['chrome120', 'firefox121', 'safari17'],
-    minify: options.minify ?? true,
+    minify,
     sourcemap,
     legalComments: 'none',
     logLevel: 'silent',

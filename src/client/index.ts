@@ -26,6 +26,7 @@ export {
 } from './store/receipt-log.js';
 export {
   buildChatPage,
+  CHAT_PAGE_DEFAULTS,
   CHAT_PAGE_HTML,
   CHAT_PAGE_CSS,
   CHAT_PAGE_ICON,

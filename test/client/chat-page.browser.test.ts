@@ -20,6 +20,7 @@ import { generateIdentity, randomBytes, toHex } from '../../src/shared/index.js'
 import { FAKE_MODEL, waitFor } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { RecordingEngine } from './support/engines.js';
+import { onceTrue } from './support/events.js';
 
 const SCREENSHOTS = path.resolve(import.meta.dirname, '../../test-results');
 const promptCanary = `CANARY-PROMPT-${toHex(randomBytes(12))}`;
@@ -183,14 +184,14 @@ describe('the browser chat page', () => {
       await page.click('#stop');
       await page.waitForSelector('.message.assistant.failed');
       expect(await page.textContent('.message.assistant .meta')).toBe('stopped — not part of the conversation');
-      await waitFor(() => slow.busy === 0, 5000, 'the engine to stop');
+      await onceTrue(slow.onEnded, () => slow.busy === 0, 'the engine to stop');
       // Stopped well before the page's 512-token limit.
       expect(slow.generated).toBeLessThan(512);
       await page.screenshot({ path: path.join(SCREENSHOTS, 'chat-page-stopped.png'), fullPage: true });
       // The next request carries no trace of the stopped turn.
       await page.fill('#prompt', 'Something else.');
       await page.press('#prompt', 'Enter');
-      await waitFor(() => slow.conversations.length === 2, 5000, 'the next request');
+      await onceTrue(slow.onStarted, () => slow.conversations.length === 2, 'the next request');
       expect(slow.conversations[1]).toEqual([{ role: 'user', content: 'Something else.' }]);
       await page.click('#stop');
       expect(problems).toEqual([]);

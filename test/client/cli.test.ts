@@ -11,8 +11,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chatCommand, clientReceiptsCommand, modelsOfferedCommand, type ClientCommandIo } from '../../src/client/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
+import { Emitter, type Event } from '../../src/shared/index.js';
 import { RecordingEngine } from './support/engines.js';
-import { FAKE_MODEL, startNet, waitFor, type TestNet } from './support/net.js';
+import { onceTrue } from './support/events.js';
+import { FAKE_MODEL, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;
 let dir: string;
@@ -31,15 +33,28 @@ interface Run {
   io: ClientCommandIo;
   out: () => string;
   err: () => string;
+  /** Fires after each write to stderr (or to stdout, unless the test hands in its own). */
+  onWrite: Event<void>;
 }
 
 function io(stdin: ClientCommandIo['stdin'], extra: Partial<ClientCommandIo> = {}): Run {
   let out = '';
   let err = '';
+  const written = new Emitter<void>();
   return {
     io: {
-      stdout: { write: (t: string) => (out += t) },
-      stderr: { write: (t: string) => (err += t) },
+      stdout: {
+        write: (t: string) => {
+          out += t;
+          written.fire();
+        },
+      },
+      stderr: {
+        write: (t: string) => {
+          err += t;
+          written.fire();
+        },
+      },
       stdin,
       env: { NIGHTJAR_CLIENT_DATA_DIR: dir },
       fetch: http.fetch,
@@ -47,6 +62,7 @@ function io(stdin: ClientCommandIo['stdin'], extra: Partial<ClientCommandIo> = {
     },
     out: () => out,
     err: () => err,
+    onWrite: written.event,
   };
 }
 
@@ -113,7 +129,7 @@ describe('nightjar chat, one-shot', () => {
     const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--max-tokens', '4000', 'Count'], run.io);
     expect(code).toBe(130);
     expect(run.err()).toContain('error NJ_CANCELLED: the request was cancelled');
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(a.receipts[0]!.receipt.completionTokens).toBeLessThan(4000);
     expect(engine.busy).toBe(0);
@@ -166,27 +182,31 @@ describe('nightjar chat, interactive', () => {
     const stdin = Object.assign(new PassThrough(), { isTTY: true });
     const stdout = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
     let screen = '';
-    stdout.on('data', (d: Buffer) => (screen += d.toString()));
+    const shown = new Emitter<void>();
+    stdout.on('data', (d: Buffer) => {
+      screen += d.toString();
+      shown.fire();
+    });
     const run = io(stdin, { stdout });
     const done = chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '--max-tokens', '4000'], run.io);
 
     stdin.write('sing\r');
-    await waitFor(() => screen.includes('la la'), 5000, 'the reply to stream');
+    await onceTrue(shown.event, () => screen.includes('la la'), 'the reply to stream');
     stdin.write('\x03');
-    await waitFor(() => run.err().includes('[reply stopped; it is not part of the conversation]'), 5000, 'the reply to stop');
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await onceTrue(run.onWrite, () => run.err().includes('[reply stopped; it is not part of the conversation]'), 'the reply to stop');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(engine.busy).toBe(0);
 
     // The stopped turn is not part of the conversation.
     const shortEngineWords = engine.conversations.length;
     stdin.write('again\r');
-    await waitFor(() => engine.conversations.length === shortEngineWords + 1, 5000, 'the second request');
+    await onceTrue(engine.onStarted, () => engine.conversations.length === shortEngineWords + 1, 'the second request');
     expect(engine.conversations.at(-1)).toEqual([{ role: 'user', content: 'again' }]);
-    await waitFor(() => screen.includes('la la'), 5000, 'the second reply');
+    await onceTrue(shown.event, () => screen.includes('la la'), 'the second reply');
     stdin.write('\x03');
-    await waitFor(() => run.err().split('[reply stopped').length === 3, 5000, 'the second reply to stop');
-    await waitFor(() => a.receipts.length === 2, 5000, 'the second job to end');
+    await onceTrue(run.onWrite, () => run.err().split('[reply stopped').length === 3, 'the second reply to stop');
+    await a.receiptsSigned(2);
 
     // Ctrl-C at an empty prompt right after stopping a reply quits.
     stdin.write('\x03');
@@ -212,7 +232,7 @@ describe('nightjar chat, interactive', () => {
     const done = chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '-i', '--max-tokens', '4000'], run.io);
     stdin.write('hum\n');
     expect(await done).toBe(130);
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     stdin.end();
   });

@@ -11,7 +11,9 @@ import { CompatProxy, NightjarClient } from '../../src/client/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import type { GatewayOptions } from '../../src/gateway/index.js';
-import { FAKE_MODEL, startNet, waitFor, type TestNet } from './support/net.js';
+import { ObservedEngine } from './support/engines.js';
+import { onceTrue } from './support/events.js';
+import { FAKE_MODEL, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;
 let proxy: CompatProxy | undefined;
@@ -123,11 +125,11 @@ describe('cancellation through the proxy', () => {
     const stream = await openai(proxy).chat.completions.create({ model: FAKE_MODEL.id, messages, max_tokens: 4000, stream: true });
     let n = 0;
     for await (const _ of stream) if (++n === 3) stream.controller.abort();
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(a.receipts[0]!.receipt.completionTokens).toBeLessThan(4000);
     expect(engine.busy).toBe(0);
-    await waitFor(() => proxy.activeRequests === 0, 5000, 'the proxy to let go of the request');
+    await onceTrue(proxy.onRequestFinished, () => proxy.activeRequests === 0, 'the proxy to let go of the request');
   });
 
   it('an Anthropic client breaking out of its stream does the same', async () => {
@@ -136,23 +138,23 @@ describe('cancellation through the proxy', () => {
     const a = await net.addAgent(engine);
     const stream = await anthropic(proxy).messages.create({ model: FAKE_MODEL.id, messages, max_tokens: 4000, stream: true });
     for await (const event of stream) if (event.type === 'content_block_delta') break;
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(engine.busy).toBe(0);
   });
 
   it('a caller hanging up on a non-streaming request stops it too', async () => {
     const { net, proxy } = await setUp();
-    const engine = new FakeEngine({ tokenDelayMs: 2, words: ['hum '] });
+    const engine = new ObservedEngine({ tokenDelayMs: 2, words: ['hum '] });
     const a = await net.addAgent(engine);
     const controller = new AbortController();
     const pending = openai(proxy)
       .chat.completions.create({ model: FAKE_MODEL.id, messages, max_tokens: 4000 }, { signal: controller.signal })
       .catch((e: unknown) => e);
-    await waitFor(() => engine.generated >= 3, 5000, 'generation to start');
+    await onceTrue(engine.onToken, () => engine.generated >= 3, 'generation to start');
     controller.abort();
     expect(await pending).toBeInstanceOf(OpenAI.APIUserAbortError);
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(engine.busy).toBe(0);
   });

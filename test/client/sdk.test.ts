@@ -126,7 +126,7 @@ describe('failover', () => {
     const dying = new StallingEngine([], { slots: 4 });
     const first = await net.addAgent(dying, { relay: true });
     const second = await net.addAgent(new FakeEngine({ slots: 1, words: ['Still', ' here', '.'] }));
-    dying.onStalled = () => void first.relay!.close();
+    dying.onStalled(() => void first.relay!.close());
     const result = await client(net).complete(ask);
     expect(dying.started).toBe(1);
     expect(result).toMatchObject({ text: 'Still here.', agentId: second.agentId, attempt: 1 });
@@ -174,12 +174,12 @@ describe('failover', () => {
       () => undefined,
       () => undefined,
     );
-    dying.onStalled = () => {
-      // Cut the agent off once its two chunks are on their way to the client.
-      void waitFor(() => text === 'Only this', 5000, 'the partial reply').then(() => first.relay!.close());
-    };
     const error = await (async () => {
-      for await (const d of stream) text += d;
+      for await (const d of stream) {
+        text += d;
+        // Cut the agent off once its two chunks reached the client (the engine has stalled by then).
+        if (text === 'Only this') void first.relay!.close();
+      }
     })().catch((err: unknown) => err);
     expect(error).toBeInstanceOf(IncompleteReplyError);
     expect(error).toMatchObject({ code: 'NJ_AGENT_FAILED', partialText: 'Only this' });
@@ -212,7 +212,8 @@ describe('retries', () => {
 
     hog.abort();
     await expect(long.result).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
-    await waitFor(() => a.receipts.length === 1 && engine.busy === 0, 5000, 'the long job to end');
+    await a.receiptsSigned(1);
+    expect(engine.busy).toBe(0);
     clock.fire();
     const result = await pending;
     expect(result).toMatchObject({ sends: 2, agentId: a.agentId });
@@ -279,7 +280,7 @@ describe('cancellation', () => {
     expect(error).toMatchObject({ code: 'NJ_CANCELLED' });
     expect(error).not.toBeInstanceOf(IncompleteReplyError);
     // The agent ends the job as cancelled, far short of maxTokens, and the engine is idle.
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(a.receipts[0]!.receipt.completionTokens).toBeLessThan(4000);
     expect(engine.busy).toBe(0);
@@ -294,7 +295,7 @@ describe('cancellation', () => {
     const stream = client(net).chat({ ...ask, maxTokens: 4000 });
     for await (const _ of stream) break;
     await expect(stream.result).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
-    await waitFor(() => a.receipts.length === 1, 5000, 'the agent to end the job');
+    await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(engine.busy).toBe(0);
   });

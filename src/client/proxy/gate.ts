@@ -3,7 +3,8 @@
  * visits must not be able to spend their credits through it, so the gate refuses
  * - a Host header that names anything but loopback (a DNS-rebinding page), when the proxy
  *   listens on loopback;
- * - an Origin that is not allowed, and a preflight without one;
+ * - an Origin that is not allowed, and an OPTIONS request CORS did not answer (a preflight of an
+ *   allowed origin is answered before the gate, since it carries no token);
  * - a body that is not application/json (a form post needs no CORS preflight);
  * - a missing or wrong local token, when one is set: `Authorization: Bearer <token>` or
  *   `x-api-key: <token>`, compared in constant time.
@@ -58,8 +59,8 @@ function refusal(request: FastifyRequest, o: ProxyGateOptions, tokenDigest: Buff
   }
   const origin = request.headers.origin;
   if (origin !== undefined && !o.allowOrigins.has(origin)) return forbidden(OTHER_ORIGINS);
-  // A preflight carries neither token nor body; CORS answers it next.
-  if (request.method === 'OPTIONS') return origin === undefined ? forbidden(OTHER_ORIGINS) : null;
+  // CORS answered the preflights of allowed origins before the gate: what OPTIONS is left has none.
+  if (request.method === 'OPTIONS') return forbidden(OTHER_ORIGINS);
   if (request.method === 'POST' && !isJson(request.headers['content-type'])) return forbidden('the body must be sent as application/json');
   if (tokenDigest) {
     const given = givenToken(request);

@@ -4,8 +4,8 @@
  * through the SDK — sealed end to end for agents the client verified, the reply opened and its
  * receipt checked here, on the caller's machine. Nothing leaves it in the clear.
  *
- * Plugins by concern, in the order they see a request: security headers, the gate (gate.ts),
- * CORS for the allowed origins only, the shutdown refusal, errors in each API's shape
+ * Plugins by concern, in the order they see a request: security headers, CORS for the allowed
+ * origins only, the gate (gate.ts), the shutdown refusal, errors in each API's shape
  * (error-replies.ts), then the routes (models-routes.ts, openai-routes.ts, anthropic-routes.ts).
  */
 import type { AddressInfo } from 'node:net';
@@ -57,13 +57,16 @@ async function buildApp(ctx: ProxyContext): Promise<FastifyInstance> {
   // JSON bodies only (the gate refuses the rest before they are read).
   app.removeContentTypeParser('text/plain');
   await app.register(securityHeaders);
-  await app.register(proxyGate, { loopbackOnly: isLoopbackHost(o.host), token: o.token, allowOrigins });
+  // CORS first: an allowed origin's preflight is answered here (it carries no token), and its
+  // page can read every later answer, refusals included. Any other origin gets no CORS headers.
   await app.register(cors, {
     origin: (origin, cb) => cb(null, origin !== undefined && allowOrigins.has(origin)),
     methods: ['GET', 'POST', 'OPTIONS'],
     allowedHeaders: CORS_HEADERS,
     maxAge: 600,
+    strictPreflight: false,
   });
+  await app.register(proxyGate, { loopbackOnly: isLoopbackHost(o.host), token: o.token, allowOrigins });
   app.addHook('onRequest', async () => {
     if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the proxy is shutting down', { retryAfterMs: 1000 });
   });

@@ -1,7 +1,7 @@
 /**
  * A PinStore kept in the page's localStorage: the browser remembers the agents it has used.
  */
-import { fromBase64Url, toBase64Url } from '../../shared/index.js';
+import { fromBase64Url, toBase64Url, withDefaults } from '../../shared/index.js';
 import type { PinStore } from '../sdk/index.js';
 
 const KEY = 'nightjar.pins.v1';
@@ -14,6 +14,9 @@ export interface LocalStoragePinStoreOptions {
   maxPins?: number;
 }
 
+/** The defaults of {@link LocalStoragePinStoreOptions} (storage's is read when a store is built). */
+export const LOCAL_PINS_DEFAULTS: Readonly<Required<Omit<LocalStoragePinStoreOptions, 'storage'>>> = { maxPins: 1000 };
+
 /** Pins in localStorage; falls back to memory when storage is unavailable. */
 export class LocalStoragePinStore implements PinStore {
   readonly #storage: Storage | null;
@@ -21,14 +24,16 @@ export class LocalStoragePinStore implements PinStore {
   #memory: Record<string, string> = {};
 
   constructor(options: LocalStoragePinStoreOptions = {}) {
+    const o = withDefaults(LOCAL_PINS_DEFAULTS, options);
     let storage: Storage | null;
     try {
-      storage = options.storage === undefined ? window.localStorage : options.storage;
+      // Read here, not in the defaults: touching window.localStorage may throw (a sandboxed frame).
+      storage = o.storage === undefined ? window.localStorage : o.storage;
     } catch {
       storage = null;
     }
     this.#storage = storage;
-    this.#max = options.maxPins ?? 1000;
+    this.#max = o.maxPins;
   }
 
   #read(): Record<string, string> {

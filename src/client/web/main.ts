@@ -49,7 +49,7 @@ function client(): NightjarClient {
   const apiKey = ui.apiKey.value.trim();
   return new NightjarClient({
     gatewayUrl: window.location.origin,
-    ...(apiKey ? { apiKey } : {}),
+    apiKey: apiKey || undefined,
     trust: { allowSynthetic: ui.synthetic.checked, pins },
   });
 }

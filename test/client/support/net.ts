@@ -4,15 +4,18 @@
  */
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
 import { startGateway, type Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gateway/index.js';
-import { generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
+import { Emitter, generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
 import { FAKE_MODEL, waitFor } from '../../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../../helpers/recording-proxy.js';
+import { onceTrue } from './events.js';
 
 export interface TestAgent {
   readonly agent: Agent;
   readonly agentId: string;
   /** Receipts the agent signed, in order. */
   readonly receipts: SignedReceipt[];
+  /** Resolves once the agent has signed `count` receipts (each job it ends signs one). */
+  receiptsSigned(count: number): Promise<void>;
   /** The relay between agent and gateway, when asked for: close it to cut the agent off. */
   readonly relay: RecordingProxy | null;
 }
@@ -38,6 +41,7 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
     async addAgent(engine, o = {}) {
       const relay = o.relay ? await startRecordingProxy(Number(new URL(gateway.url).port)) : null;
       const receipts: SignedReceipt[] = [];
+      const signed = new Emitter<void>();
       const agent = await Agent.create({
         gatewayUrl: relay ? `ws://127.0.0.1:${relay.port}/v1/agent` : gateway.agentUrl,
         identity: await generateIdentity(),
@@ -46,11 +50,18 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
         backoff: { initialMs: 50, maxMs: 200 },
         onReceipt: (r) => {
           receipts.push(r);
+          signed.fire();
         },
       });
       agent.start();
       await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent to register');
-      const entry = { agent, agentId: agent.agentId, receipts, relay };
+      const entry: TestAgent = {
+        agent,
+        agentId: agent.agentId,
+        receipts,
+        relay,
+        receiptsSigned: (count) => onceTrue(signed.event, () => receipts.length >= count, `the agent to sign ${count} receipt(s)`),
+      };
       agents.push(entry);
       return entry;
     },
@@ -65,6 +76,7 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
 /** A clock whose time is real (plus what `advance` added) but whose timers fire only when the test says so. */
 export class ManualClock implements Clock {
   readonly timers: { fn: () => void; ms: number; handle: TimerHandle }[] = [];
+  readonly #scheduled = new Emitter<void>();
   #offset = 0;
 
   now(): number {
@@ -79,6 +91,7 @@ export class ManualClock implements Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const handle = {};
     this.timers.push({ fn, ms, handle });
+    this.#scheduled.fire();
     return handle;
   }
 
@@ -87,9 +100,9 @@ export class ManualClock implements Clock {
     if (i >= 0) this.timers.splice(i, 1);
   }
 
-  /** Waits until a timer is pending, then returns its delay. */
+  /** Resolves, once a timer is pending, with its delay. */
   async nextTimer(): Promise<number> {
-    await waitFor(() => this.timers.length > 0, 10_000, 'a timer');
+    await onceTrue(this.#scheduled.event, () => this.timers.length > 0, 'a timer', 10_000);
     return this.timers[0]!.ms;
   }
 
