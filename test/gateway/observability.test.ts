@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/main/agent/index.js';
-import { Counter, Histogram, type Gateway } from '../../src/gateway/index.js';
+import { GatewayMetrics, type Gateway } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
@@ -16,7 +16,7 @@ let gateway: Gateway | undefined;
 const agents: Agent[] = [];
 afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.stop(100)));
-  await gateway?.close();
+  await gateway?.dispose();
   gateway = undefined;
 });
 
@@ -33,7 +33,11 @@ describe('metrics', () => {
     const res = await http.fetch(`${gw.url}/metrics`);
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const text = await res.text();
-    for (const line of text.trimEnd().split('\n')) {
+    // prom-client separates metric families with a blank line, which the format allows.
+    for (const line of text
+      .trimEnd()
+      .split('\n')
+      .filter((l) => l !== '')) {
       expect(line).toMatch(
         /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+|[a-z_]+_bucket\{le="\+Inf"\} \d+)$/,
       );
@@ -56,19 +60,39 @@ describe('metrics', () => {
     expect((await http.fetch(`${gateway.url}/metrics`, { headers: { authorization: 'Bearer scrape-me' } })).status).toBe(200);
   });
 
-  it('escapes label values and fills histogram buckets cumulatively', () => {
-    const c = new Counter('x_total', 'help');
-    c.inc({ code: 'a"b\\c\nd' }, 2);
-    expect(c.render()).toBe('# HELP x_total help\n# TYPE x_total counter\nx_total{code="a\\"b\\\\c\\nd"} 2');
-    const h = new Histogram('h_seconds', 'help', [0.1, 1]);
-    for (const v of [0.05, 0.5, 5]) h.observe(v);
-    expect(h.render().split('\n').slice(2)).toEqual([
-      'h_seconds_bucket{le="0.1"} 1',
-      'h_seconds_bucket{le="1"} 2',
-      'h_seconds_bucket{le="+Inf"} 3',
-      'h_seconds_sum 5.55',
-      'h_seconds_count 3',
+  it('escapes label values and fills histogram buckets cumulatively', async () => {
+    const metrics = new GatewayMetrics();
+    metrics.attemptsFailed.inc({ code: 'a"b\\c\nd' }, 2);
+    for (const v of [0.05, 0.5, 5]) metrics.ttft.observe(v);
+    const lines = (await metrics.render()).split('\n');
+    expect(lines).toContain('nightjar_attempts_failed_total{code="a\\"b\\\\c\\nd"} 2');
+    expect(await metrics.value(metrics.attemptsFailed, { code: 'a"b\\c\nd' })).toBe(2);
+    const buckets = lines.filter((l) => l.startsWith('nightjar_time_to_first_token_seconds'));
+    expect(buckets).toEqual([
+      'nightjar_time_to_first_token_seconds_bucket{le="0.025"} 0',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.05"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.1"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.25"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.5"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="1"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="2.5"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="5"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="10"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="30"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="60"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="+Inf"} 3',
+      'nightjar_time_to_first_token_seconds_sum 5.55',
+      'nightjar_time_to_first_token_seconds_count 3',
     ]);
+  });
+
+  it("keeps each gateway's figures in a registry of its own", async () => {
+    const a = new GatewayMetrics();
+    const b = new GatewayMetrics();
+    a.jobs.inc({ code: '', outcome: 'done' });
+    expect(await a.value(a.jobs, { code: '', outcome: 'done' })).toBe(1);
+    expect(await b.value(b.jobs, { code: '', outcome: 'done' })).toBe(0);
+    expect(await b.render()).not.toContain('process_cpu');
   });
 });
 
@@ -84,7 +108,7 @@ describe('health, readiness and shutdown', () => {
     const stream = clientOf(gw, http.fetch).chat(ask(25));
     const it = stream[Symbol.asyncIterator]();
     await it.next();
-    const closing = gw.close();
+    const closing = gw.dispose();
     const ready = await http.fetch(`${gw.url}/readyz`);
     expect({ status: ready.status, body: await ready.json() }).toEqual({
       status: 503,
