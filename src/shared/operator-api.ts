@@ -10,7 +10,7 @@
  * - `GET /v1/operator/agents` → {@link OperatorAgentsResponse}
  * - `GET /v1/operator/earnings?days=N` ({@link operatorEarningsQuerySchema}) → {@link OperatorEarningsResponse}
  * - `GET /v1/operator/receipts?limit=N&before=CURSOR` ({@link operatorReceiptsQuerySchema}) → {@link OperatorReceiptsResponse}
- * - `GET /v1/operator/receipts.csv?days=N` → text/csv
+ * - `GET /v1/operator/receipts.csv?days=N` ({@link operatorReceiptsCsvQuerySchema}) → text/csv
  */
 import { z } from 'zod';
 import { agentIdSchema, agentStateSchema, modelIdSchema, trustSchema } from './protocol/schemas.js';
@@ -79,8 +79,11 @@ export const operatorAgentsResponseSchema = z.strictObject({ agents: z.array(ope
 /** The operator's agents. */
 export type OperatorAgentsResponse = z.infer<typeof operatorAgentsResponseSchema>;
 
-/** The query of the earnings and the CSV export: how many UTC days back (1–366). */
-export const operatorEarningsQuerySchema = z.object({ days: queryInt('days', 1, 366).optional() });
+/** The query of the earnings: how many UTC days back (1–366, default 30). */
+export const operatorEarningsQuerySchema = z.object({ days: queryInt('days', 1, 366).default(30) });
+
+/** The query of the CSV export: how many days back (1–366, default 90). */
+export const operatorReceiptsCsvQuerySchema = z.object({ days: queryInt('days', 1, 366).default(90) });
 
 /** One UTC day and model of earnings. */
 export const operatorEarningsRowSchema = z.strictObject({
@@ -116,7 +119,7 @@ export const receiptCursorSchema = z
 
 /** The query of a receipts page: its size (1–500, default 50) and where it starts. */
 export const operatorReceiptsQuerySchema = z.object({
-  limit: queryInt('limit', 1, 500).optional(),
+  limit: queryInt('limit', 1, 500).default(50),
   before: receiptCursorSchema.optional(),
 });
 

@@ -4,12 +4,14 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/main/agent/index.js';
-import { GatewayMetrics, type Gateway } from '../../src/gateway/index.js';
+import { CLOSE_CODES, PROTOCOL_VERSION, randomBytes, toBase64Url } from '../../src/shared/index.js';
+import { Gateway, GatewayMetrics } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing, startTestGateway, waitFor } from '../helpers/network.js';
+import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
-import { clientOf, startAgent } from './support/net.js';
+import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -121,5 +123,55 @@ describe('health, readiness and shutdown', () => {
     expect((await stream.result).text).toBe(words.join(''));
     await closing;
     await waitFor(() => agents[0]!.linkState !== 'connected', 2000, 'the agent to notice');
+  });
+
+  // Every wait of the shutdown runs on the gateway's clock: with a fake clock that stands still,
+  // a stream that never ends holds dispose() until the clock passes shutdownGraceMs, however long
+  // that takes in real time (a Date.now() deadline would cut it after 10 s of real time instead).
+  it('lets a stuck stream run for shutdownGraceMs on its own clock, then cancels it, cuts the agent and releases the hold', async () => {
+    const clock = new FakeClock();
+    const tmp = await tempDir();
+    const net = await startBilledNetwork(tmp.dir, {
+      clock,
+      heartbeatMs: 3_600_000,
+      challengeIntervalMs: 3_600_000,
+      jobTimeouts: { acceptMs: 600_000 },
+    });
+    try {
+      const gw = net.gateway;
+      const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL });
+      await agentServing(gw, raw.agentId);
+      const isBilled = billed(gw);
+      const jobFrame = raw.next('job');
+      const stream = clientOf(gw, http.fetch, net.key.key).chat(ask());
+      stream.result.catch(() => undefined);
+      const job = await jobFrame;
+      raw.send({ v: PROTOCOL_VERSION, type: 'accepted', jobId: job.jobId, attempt: job.attempt, replySalt: toBase64Url(randomBytes(16)) });
+      const cancel = raw.next('cancel');
+      const closing = gw.dispose();
+      clock.advance(9_999);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(gw.activeJobs).toBe(1);
+      clock.advance(1);
+      expect(await cancel).toMatchObject({ jobId: job.jobId, reason: 'the gateway is shutting down' });
+      clock.advance(2000); // the wait for the cancelled job's receipt, which never comes
+      await closing;
+      expect((await raw.closed).code).toBe(CLOSE_CODES.goingAway);
+      await isBilled(job.jobId);
+      expect(await net.store.ledger.job(job.jobId)).toMatchObject({ status: 'released' });
+      // The store was handed in: it outlives the gateway.
+      await expect(net.store.ping()).resolves.toBeUndefined();
+    } finally {
+      await net.close();
+      await tmp.remove();
+    }
+  });
+
+  it('disposes the store it opened itself', async () => {
+    const own = await Gateway.start({ port: 0 });
+    const store = own.store;
+    await expect(store.ping()).resolves.toBeUndefined();
+    await own.dispose();
+    await expect(store.ping()).rejects.toThrow();
   });
 });

@@ -15,6 +15,7 @@ import type { z } from 'zod';
 import {
   NightjarError,
   operatorEarningsQuerySchema,
+  operatorReceiptsCsvQuerySchema,
   operatorReceiptsQuerySchema,
   operatorSessionRequestSchema,
   type OperatorAgentView,
@@ -118,10 +119,9 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
   app.get('/v1/operator/receipts', async (req: Query): Promise<OperatorReceiptsResponse> => {
     const op = await operator(req);
     const q = parseQuery(operatorReceiptsQuerySchema, req.query);
-    const limitN = q.limit ?? 50;
-    const rows = await ctx.store.ledger.receipts(op.id, { limit: limitN, before: q.before });
+    const rows = await ctx.store.ledger.receipts(op.id, { limit: q.limit, before: q.before });
     const last = rows.at(-1);
-    return { receipts: rows.map(receiptView), next: rows.length === limitN && last ? `${last.endedAt}:${last.jobId}` : null };
+    return { receipts: rows.map(receiptView), next: rows.length === q.limit && last ? `${last.endedAt}:${last.jobId}` : null };
   });
 
   app.get('/v1/operator/receipts.csv', async (req: Query, reply) => receiptsCsv(ctx, (await operator(req)).id, req.query, reply));
@@ -174,7 +174,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
 
 /** Earnings by UTC day and model over the last `days` days (30 by default), every day listed. */
 async function earnings(ctx: GatewayContext, operatorId: string, query: unknown): Promise<OperatorEarningsResponse> {
-  const days = parseQuery(operatorEarningsQuerySchema, query).days ?? 30;
+  const { days } = parseQuery(operatorEarningsQuerySchema, query);
   const now = ctx.clock.now();
   const since = Math.floor(now / DAY_MS) * DAY_MS - (days - 1) * DAY_MS;
   const rows = await ctx.store.ledger.earnings(operatorId, since, now + 1);
@@ -205,7 +205,7 @@ function receiptView(j: JobRecord): OperatorReceiptView {
 
 /** Every receipt of the last `days` days (90 by default) as CSV, read from the ledger a page at a time. */
 async function receiptsCsv(ctx: GatewayContext, operatorId: string, query: unknown, reply: FastifyReply): Promise<FastifyReply> {
-  const days = parseQuery(operatorEarningsQuerySchema, query).days ?? 90;
+  const { days } = parseQuery(operatorReceiptsCsvQuerySchema, query);
   const since = ctx.clock.now() - days * DAY_MS;
   const lines = [CSV_HEADER];
   let before: { endedAt: number; jobId: string } | undefined;

@@ -279,7 +279,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: account,
         amount,
         now,
-        ...(memo ? { memo } : {}),
+        memo: memo || undefined,
       });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
@@ -300,7 +300,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: ACCOUNTS.external,
         amount,
         now,
-        ...(memo ? { memo } : {}),
+        memo: memo || undefined,
       });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
