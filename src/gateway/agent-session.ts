@@ -21,6 +21,7 @@ import {
   verifyChallenge,
   withDefaults,
   type AgentFrame,
+  type AsyncResource,
   type Clock,
   type Envelope,
   type Event,
@@ -80,7 +81,7 @@ type Phase = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
  * A connected agent. Implements the directory's view of it once authenticated, and the
  * transport's handle to it ({@link AgentChannel}) on this node.
  */
-export class AgentSession implements DirectoryEntry, AgentChannel {
+export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource {
   agentId = '';
   bundle!: VerifiedBundle;
   /** `signed`: Secure Enclave attestation is not verified by this gateway, so nobody is `attested`. */
@@ -125,6 +126,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel {
   #challengeTimer: TimerHandle | null = null;
   #deadlineTimer: TimerHandle | null = null;
   #awaitingPong = false;
+  #closedPromise: Promise<void> | null = null;
 
   constructor(options: AgentSessionOptions) {
     const o = withDefaults(AGENT_SESSION_DEFAULTS, options);
@@ -215,11 +217,30 @@ export class AgentSession implements DirectoryEntry, AgentChannel {
     return existed;
   }
 
-  /** Closes the socket with `code`. */
+  /** Starts closing the socket with `code` (the protocol's close codes: replaced, going away, …). */
   close(code: number, reason: string): void {
     if (this.#socket.readyState === this.#socket.OPEN || this.#socket.readyState === this.#socket.CONNECTING) {
       this.#socket.close(code, reason.slice(0, 120));
     }
+  }
+
+  /** Says goodbye (close 1001) and resolves once the socket has closed; cut it with {@link AgentSession.terminate} if it never does. */
+  dispose(): Promise<void> {
+    this.#closedPromise ??= new Promise((resolve) => {
+      if (this.#phase === 'closed') return resolve();
+      this.#socketClosed.event(() => resolve());
+      this.close(CLOSE_CODES.goingAway, 'gateway shutting down');
+    });
+    return this.#closedPromise;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  /** Drops the connection at once, without a closing handshake. */
+  terminate(): void {
+    this.#socket.terminate();
   }
 
   #send(frame: GatewayFrame): void {

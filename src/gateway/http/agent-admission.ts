@@ -35,6 +35,7 @@ export class AgentAdmission {
   readonly #onCapacity: () => void;
   readonly #wss: WebSocketServer;
   readonly #perIp = new Map<string, AddressCounts>();
+  readonly #sessions = new Set<AgentSession>();
   #pendingTotal = 0;
   #disposed: Promise<void> | null = null;
 
@@ -106,6 +107,7 @@ export class AgentAdmission {
       challengeTimeoutMs: options.challengeTimeoutMs,
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
     });
+    this.#sessions.add(session);
     session.onAuthenticated((s) => {
       handshakeOver();
       const previous = directory.set(s);
@@ -128,7 +130,8 @@ export class AgentAdmission {
       store.accounts.touchAgent(s.agentId, clock.now()).catch(() => undefined);
       this.#onCapacity();
     });
-    session.onSocketClosed(() => {
+    session.onSocketClosed((s) => {
+      this.#sessions.delete(s);
       handshakeOver();
       counts.open--;
       if (counts.open === 0) this.#perIp.delete(ip);
@@ -155,21 +158,17 @@ export class AgentAdmission {
    */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
-      const clients = [...this.#wss.clients];
-      const closed = Promise.all(clients.map((ws) => socketClosed(ws)));
-      for (const ws of clients) ws.close(CLOSE_CODES.goingAway, 'gateway shutting down');
-      const waited = await raceClock(this.#ctx.clock, CLOSE_WAIT_MS, closed);
-      if (!waited.done) for (const ws of this.#wss.clients) ws.terminate();
+      const sessions = [...this.#sessions];
+      const waited = await raceClock(this.#ctx.clock, CLOSE_WAIT_MS, Promise.all(sessions.map((s) => s.dispose())));
+      if (!waited.done) for (const s of this.#sessions) s.terminate();
       await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     })();
     return this.#disposed;
   }
-}
 
-/** Resolves once `ws` has closed. */
-function socketClosed(ws: WebSocket): Promise<void> {
-  if (ws.readyState === ws.CLOSED) return Promise.resolve();
-  return new Promise((resolve) => ws.once('close', () => resolve()));
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
 }
 
 /** Answers a refused upgrade with a status line and Nightjar's JSON error, then closes the socket. */

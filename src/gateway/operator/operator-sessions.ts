@@ -29,7 +29,7 @@ export class OperatorSessions {
     return Math.floor(this.#o.ttlMs / 1000);
   }
 
-  /** Signs `operatorId` in; resolves with the new session's id. */
+  /** Signs `operatorId` in; returns the new session's id. */
   create(operatorId: string): string {
     const now = this.#o.clock.now();
     for (const [id, s] of this.#sessions) if (s.expiresAt <= now) this.#sessions.delete(id);
