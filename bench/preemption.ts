@@ -16,7 +16,7 @@ import {
   type ModelChoice,
 } from '../src/main/agent/index.js';
 import { NightjarClient, nodeFetch } from '../src/client/index.js';
-import { startGateway, type Gateway } from '../src/gateway/index.js';
+import { Gateway } from '../src/gateway/index.js';
 import { DEFAULT_POLICY, NightjarError, generateIdentity, type ChatMessage, type Policy, type Preemption } from '../src/shared/index.js';
 import { residentMemory, type ResidentMemory } from './machine.js';
 import { ensureModel } from './models.js';
@@ -158,7 +158,7 @@ async function preemptMidGeneration(b: Bench): Promise<Preempted> {
 
 async function startBench(modelPath: string, modelId: string, policy: Policy): Promise<Bench> {
   const threads = defaultThreads();
-  const gateway = await startGateway({ port: 0, allowSynthetic: true, ...BENCH_GATEWAY_LIMITS });
+  const gateway = await Gateway.start({ port: 0, allowSynthetic: true, ...BENCH_GATEWAY_LIMITS });
   const env = new ManualEnvironmentSource(AWAY);
   const engines: TimedEngine[] = [];
   const loadMs: number[] = [];
@@ -420,6 +420,6 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     };
   } finally {
     await b.runtime.stop();
-    await b.gateway.close();
+    await b.gateway.dispose();
   }
 }

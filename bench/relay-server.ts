@@ -11,7 +11,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { startGateway } from '../src/gateway/index.js';
+import { Gateway } from '../src/gateway/index.js';
 import { BENCH_GATEWAY_LIMITS } from './stats.js';
 
 /** Messages from the parent. */
@@ -32,8 +32,8 @@ interface Relay {
 }
 
 async function gateway(): Promise<Relay> {
-  const g = await startGateway({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS });
-  return { url: g.url, agentUrl: g.agentUrl, agents: () => g.directory.size, close: () => g.close() };
+  const g = await Gateway.start({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS });
+  return { url: g.url, agentUrl: g.agentUrl, agents: () => g.directory.size, close: () => g.dispose() };
 }
 
 interface ForwardedJob {

@@ -5,7 +5,7 @@
  */
 import { Agent, defaultThreads, loadEngine, sha256File, type GenerateResult, type SyntheticShapeName } from '../src/main/agent/index.js';
 import { NightjarClient, nodeFetch } from '../src/client/index.js';
-import { startGateway, type Gateway } from '../src/gateway/index.js';
+import { Gateway } from '../src/gateway/index.js';
 import { generateIdentity, type ChatMessage } from '../src/shared/index.js';
 import { steadyRate } from './llama-direct.js';
 import { ensureModel } from './models.js';
@@ -58,7 +58,7 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
   // last status frame. The agent sends one as each job ends, but the client may ask again before
   // that frame has reached the gateway; with one slot, that request would get NJ_NO_CAPACITY.
   const engine = new TimedEngine(await loadEngine({ modelPath, threads, slots: 2, contextLength: 1024, batchSize: 512 }));
-  const gateway = await startGateway({ port: 0, allowSynthetic: true, ...BENCH_GATEWAY_LIMITS });
+  const gateway = await Gateway.start({ port: 0, allowSynthetic: true, ...BENCH_GATEWAY_LIMITS });
   const agent = await Agent.create({
     gatewayUrl: gateway.agentUrl,
     identity: await generateIdentity(),
@@ -87,7 +87,7 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
     fetches,
     async close() {
       await agent.stop(1000);
-      await gateway.close();
+      await gateway.dispose();
       await engine.dispose();
     },
   };
@@ -319,7 +319,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Whole path: client → gateway → agent → back, against the engine alone',
     method: [
-      'Everything in one process on loopback: a real gateway (`startGateway`, port 0), a real `Agent` connected over its WebSocket, the SDK (`NightjarClient`, one candidate, trust policy allowing synthetic models) over HTTP. The agent serves the very engine the baseline calls directly (default threads, context 1,024, two slots of which one is used at a time), wrapped only to note when each call arrives and when its first delta leaves.',
+      'Everything in one process on loopback: a real gateway (`Gateway.start`, port 0), a real `Agent` connected over its WebSocket, the SDK (`NightjarClient`, one candidate, trust policy allowing synthetic models) over HTTP. The agent serves the very engine the baseline calls directly (default threads, context 1,024, two slots of which one is used at a time), wrapped only to note when each call arrives and when its first delta leaves.',
       `Time to first token on the tiny model: ${ttftRuns} runs of each side, alternating, after 3 warm-up pairs, 8 greedy tokens. Path TTFT = first delta at the client − the moment \`client.chat\` was called (it includes fetching candidates when the SDK has none fresh, checking the bundle, sealing, the POST, opening at the agent and the reply's way back). Added TTFT = path TTFT − the engine's own TTFT for that same job (\`timeToFirstTokenMs\`). The SDK speaks HTTP through the client's node:http \`fetch\` (\`nodeFetch\`, what \`nightjar chat\` and \`nightjar proxy\` use), wrapped to note when each request left and its answer's headers came back; with the engine wrapper's, these timestamps on one clock give the breakdown. After the measured runs, ${firstRuns} requests each from a new client show what a client's first request adds (candidates fetched, its ephemeral key drawn while it waits).`,
       `Tokens/s on 1b-q4_0: ${rounds} rounds of ${maxTokens} greedy tokens; each round runs the engine alone, the whole path, and the engine alone again as an A/A control (it measures the machine's noise), back to back, in one of the six orders. Both sides are measured the same way, from delta arrival times — at the client for the path, in \`onDelta\` for the engine alone: 1 ÷ the median time per token between deltas (a synthetic greedy token is one character), as in the engine area. The figure is the median over rounds of path ÷ engine within the round; the whole-call column is completion tokens ÷ (result − call).`,
     ],

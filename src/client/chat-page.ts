@@ -1,6 +1,6 @@
 /**
  * Builds the browser chat page into a folder the gateway serves as a static site
- * (`startGateway({ sites: [{ prefix: '/chat/', dir }] })`): index.html, chat.css and chat.js,
+ * (`Gateway.start({ sites: [{ prefix: '/chat/', dir }] })`): index.html, chat.css and chat.js,
  * the page's TypeScript (src/client/web) bundled with the SDK by esbuild. No inline script or
  * style anywhere, so the page runs under the gateway's strict Content Security Policy.
  */

@@ -7,18 +7,24 @@
 import type { WebSocket } from 'ws';
 import {
   CLOSE_CODES,
+  Emitter,
+  LIMITS,
   NightjarError,
   PROTOCOL_VERSION,
   ProtocolError,
   agentFrameSchema,
   decodeMessage,
   randomBytes,
+  silentLogger,
   toBase64Url,
   verifyBundle,
   verifyChallenge,
+  withDefaults,
   type AgentFrame,
+  type AsyncResource,
   type Clock,
   type Envelope,
+  type Event,
   type GatewayFrame,
   type Logger,
   type TimerHandle,
@@ -26,28 +32,20 @@ import {
   type VerifiedBundle,
 } from '../shared/index.js';
 import { newHealth, type AgentHealth, type AgentStatus, type DirectoryEntry } from './directory.js';
+import type { AgentChannel, AttemptListener } from './transport.js';
 
 type FrameOf<T extends AgentFrame['type']> = Extract<AgentFrame, { type: T }>;
 
-/** Receives what an agent says about one dispatched job. */
-export interface JobListener {
-  accepted(frame: FrameOf<'accepted'>): void;
-  declined(frame: FrameOf<'declined'>): void;
-  /** `arrivedAt` is the clock reading when the frame arrived (for relay latency). */
-  chunk(frame: FrameOf<'chunk'>, arrivedAt: number): void;
-  done(frame: FrameOf<'done'>): void;
-  failed(frame: FrameOf<'failed'>): void;
-  /** The agent went away with the job open. */
-  lost(reason: string): void;
-}
-
 /** Options of {@link AgentSession}. */
 export interface AgentSessionOptions {
+  /** The agent's accepted WebSocket. Required. */
   socket: WebSocket;
-  /** Names this gateway in challenges. */
+  /** Names this gateway in challenges. Required. */
   gatewayId: string;
+  /** Time source of the handshake, pings and challenges. Required. */
   clock: Clock;
-  logger: Logger;
+  /** Where the session logs (never a frame's payload). Defaults to a silent logger. */
+  logger?: Logger;
   /** Time allowed from connect to a verified auth. Defaults to 10 000 ms. */
   handshakeTimeoutMs?: number;
   /** Status heartbeat interval asked of the agent, and the ping interval. Defaults to 15 000 ms. */
@@ -57,27 +55,33 @@ export interface AgentSessionOptions {
   /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
   challengeTimeoutMs?: number;
   /** Largest frame accepted. Defaults to LIMITS.maxAgentFrameBytes. */
-  maxFrameBytes: number;
+  maxFrameBytes?: number;
   /**
    * Admits an agent that proved its identity: records it and resolves with its operator binding,
    * using the enrollment token from its hello if any. Throws NJ_ENROLL_INVALID to refuse it.
    * Defaults to admitting everyone unbound.
    */
   admit?(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }>;
-  /** Called once the agent is admitted. */
-  onAuthenticated(session: AgentSession): void;
-  /** Called when what the agent can take may have changed (status, a slot freed, a challenge). */
-  onCapacity?(session: AgentSession): void;
-  /** Called once when the socket closes, after an authenticated session. */
-  onClosed(session: AgentSession): void;
-  /** Called once when the socket closes, whatever the phase. */
-  onSocketClosed?(session: AgentSession): void;
 }
+
+/** The defaults of {@link AgentSessionOptions}. */
+export const AGENT_SESSION_DEFAULTS: Required<Omit<AgentSessionOptions, 'socket' | 'gatewayId' | 'clock'>> = {
+  logger: silentLogger,
+  handshakeTimeoutMs: 10_000,
+  heartbeatMs: 15_000,
+  challengeIntervalMs: 60_000,
+  challengeTimeoutMs: 10_000,
+  maxFrameBytes: LIMITS.maxAgentFrameBytes,
+  admit: async () => ({ operatorId: null }),
+};
 
 type Phase = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
 
-/** A connected agent. Implements the directory's view of it once authenticated. */
-export class AgentSession implements DirectoryEntry {
+/**
+ * A connected agent. Implements the directory's view of it once authenticated, and the
+ * transport's handle to it ({@link AgentChannel}) on this node.
+ */
+export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource {
   agentId = '';
   bundle!: VerifiedBundle;
   /** `signed`: Secure Enclave attestation is not verified by this gateway, so nobody is `attested`. */
@@ -95,10 +99,23 @@ export class AgentSession implements DirectoryEntry {
   /** Periodic challenges sent, and how many the agent missed. */
   challenges = { sent: 0, missed: 0 };
 
-  readonly #options: AgentSessionOptions;
+  /** The agent is admitted (fires once). */
+  readonly onAuthenticated: Event<AgentSession>;
+  /** What the agent can take may have changed: a status, a slot freed, a challenge answered or missed. */
+  readonly onCapacity: Event<AgentSession>;
+  /** The socket of an admitted agent closed (fires once, before {@link AgentSession.onSocketClosed}). */
+  readonly onClosed: Event<AgentSession>;
+  /** The socket closed, whatever the phase (fires once, last). */
+  readonly onSocketClosed: Event<AgentSession>;
+
+  readonly #options: Required<AgentSessionOptions>;
   readonly #socket: WebSocket;
   readonly #log: Logger;
-  readonly #jobs = new Map<string, JobListener>();
+  readonly #jobs = new Map<string, AttemptListener>();
+  readonly #authenticated: Emitter<AgentSession>;
+  readonly #capacity: Emitter<AgentSession>;
+  readonly #closed: Emitter<AgentSession>;
+  readonly #socketClosed: Emitter<AgentSession>;
   #phase: Phase = 'hello';
   #enrollToken: string | undefined;
   #challenge: { nonce: string; time: number } | null = null;
@@ -109,16 +126,27 @@ export class AgentSession implements DirectoryEntry {
   #challengeTimer: TimerHandle | null = null;
   #deadlineTimer: TimerHandle | null = null;
   #awaitingPong = false;
+  #closedPromise: Promise<void> | null = null;
 
   constructor(options: AgentSessionOptions) {
-    this.#options = options;
-    this.#socket = options.socket;
-    this.#log = options.logger;
-    this.connectedAt = this.lastSeenAt = options.clock.now();
+    const o = withDefaults(AGENT_SESSION_DEFAULTS, options);
+    this.#options = o;
+    this.#socket = o.socket;
+    this.#log = o.logger;
+    const onListenerError = (err: unknown): void => this.#log.error('an agent session listener failed', { err: String(err) });
+    this.#authenticated = new Emitter({ onListenerError });
+    this.#capacity = new Emitter({ onListenerError });
+    this.#closed = new Emitter({ onListenerError });
+    this.#socketClosed = new Emitter({ onListenerError });
+    this.onAuthenticated = this.#authenticated.event;
+    this.onCapacity = this.#capacity.event;
+    this.onClosed = this.#closed.event;
+    this.onSocketClosed = this.#socketClosed.event;
+    this.connectedAt = this.lastSeenAt = o.clock.now();
     this.health = newHealth(this.connectedAt);
-    this.#handshakeTimer = options.clock.setTimeout(() => {
+    this.#handshakeTimer = o.clock.setTimeout(() => {
       this.#reject(new ProtocolError('NJ_AUTH_TIMEOUT', 'the handshake did not finish in time'), CLOSE_CODES.authTimeout);
-    }, options.handshakeTimeoutMs ?? 10_000);
+    }, o.handshakeTimeoutMs);
     this.#socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     this.#socket.on('close', (code) => this.#onClose(code));
     this.#socket.on('error', (err) => this.#log.debug('agent socket error', { err: err.message }));
@@ -130,7 +158,7 @@ export class AgentSession implements DirectoryEntry {
 
   /** The heartbeat interval agents are told to use. */
   get heartbeatMs(): number {
-    return this.#options.heartbeatMs ?? 15_000;
+    return this.#options.heartbeatMs;
   }
 
   /** True once admitted and until closed. */
@@ -156,11 +184,11 @@ export class AgentSession implements DirectoryEntry {
   }
 
   get #timeoutMs(): number {
-    return this.#options.challengeTimeoutMs ?? 10_000;
+    return this.#options.challengeTimeoutMs;
   }
 
   /** Sends a job to the agent; `listener` hears everything about (jobId, attempt). */
-  dispatch(jobId: string, attempt: number, envelope: Envelope, listener: JobListener): void {
+  dispatch(jobId: string, attempt: number, envelope: Envelope, listener: AttemptListener): void {
     if (this.#phase !== 'ready') throw new NightjarError('NJ_AGENT_FAILED', 'the agent is not connected');
     this.#jobs.set(`${jobId}:${attempt}`, listener);
     this.inFlight++;
@@ -179,7 +207,7 @@ export class AgentSession implements DirectoryEntry {
 
   /** Forgets a job: its listener hears nothing more, and its slot counts as free again. */
   forget(jobId: string, attempt: number): void {
-    if (this.#release(jobId, attempt)) this.#options.onCapacity?.(this);
+    if (this.#release(jobId, attempt)) this.#capacity.fire(this);
   }
 
   /** Removes a job's listener. Returns false if it was not open. */
@@ -189,11 +217,30 @@ export class AgentSession implements DirectoryEntry {
     return existed;
   }
 
-  /** Closes the socket with `code`. */
+  /** Starts closing the socket with `code` (the protocol's close codes: replaced, going away, …). */
   close(code: number, reason: string): void {
     if (this.#socket.readyState === this.#socket.OPEN || this.#socket.readyState === this.#socket.CONNECTING) {
       this.#socket.close(code, reason.slice(0, 120));
     }
+  }
+
+  /** Says goodbye (close 1001) and resolves once the socket has closed; cut it with {@link AgentSession.terminate} if it never does. */
+  dispose(): Promise<void> {
+    this.#closedPromise ??= new Promise((resolve) => {
+      if (this.#phase === 'closed') return resolve();
+      this.#socketClosed.event(() => resolve());
+      this.close(CLOSE_CODES.goingAway, 'gateway shutting down');
+    });
+    return this.#closedPromise;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  /** Drops the connection at once, without a closing handshake. */
+  terminate(): void {
+    this.#socket.terminate();
   }
 
   #send(frame: GatewayFrame): void {
@@ -258,7 +305,7 @@ export class AgentSession implements DirectoryEntry {
       this.#phase = 'admitting';
       // The enrollment token binds only after the identity is proven, so a stolen bundle cannot
       // spend someone else's token.
-      const { operatorId } = this.#options.admit ? await this.#options.admit(this, this.#enrollToken) : { operatorId: null };
+      const { operatorId } = await this.#options.admit(this, this.#enrollToken);
       this.#enrollToken = undefined;
       if ((this.#phase as Phase) !== 'admitting') return;
       if (this.#handshakeTimer) clock.clearTimeout(this.#handshakeTimer);
@@ -277,7 +324,7 @@ export class AgentSession implements DirectoryEntry {
       });
       this.#schedulePing();
       this.#scheduleChallenge();
-      this.#options.onAuthenticated(this);
+      this.#authenticated.fire(this);
       return;
     }
     if (this.#phase !== 'ready') return;
@@ -294,7 +341,7 @@ export class AgentSession implements DirectoryEntry {
           memoryPressure: frame.memoryPressure,
         };
         this.inFlightAtStatus = this.inFlight;
-        this.#options.onCapacity?.(this);
+        this.#capacity.fire(this);
         return;
       case 'accepted':
         this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.accepted(frame);
@@ -312,7 +359,7 @@ export class AgentSession implements DirectoryEntry {
         if (frame.type === 'declined') listener.declined(frame);
         else if (frame.type === 'done') listener.done(frame);
         else listener.failed(frame);
-        this.#options.onCapacity?.(this);
+        this.#capacity.fire(this);
         return;
       }
       case 'bundle': {
@@ -369,7 +416,7 @@ export class AgentSession implements DirectoryEntry {
     this.#missed = false;
     this.challengedAt = arrivedAt;
     if (wasMissed) this.#log.info('agent answered a challenge again; back in routing', { agentId: this.agentId });
-    this.#options.onCapacity?.(this);
+    this.#capacity.fire(this);
   }
 
   #markMissed(why: string): void {
@@ -397,10 +444,10 @@ export class AgentSession implements DirectoryEntry {
         if (this.#periodic !== p) return;
         this.#periodic = null;
         this.#markMissed('timeout');
-        this.#options.onCapacity?.(this);
+        this.#capacity.fire(this);
       }, this.#timeoutMs);
       this.#scheduleChallenge();
-    }, this.#options.challengeIntervalMs ?? 60_000);
+    }, this.#options.challengeIntervalMs);
   }
 
   #schedulePing(): void {
@@ -428,7 +475,8 @@ export class AgentSession implements DirectoryEntry {
     this.#jobs.clear();
     this.inFlight = 0;
     for (const listener of open) listener.lost(`agent disconnected (${code})`);
-    if (wasReady) this.#options.onClosed(this);
-    this.#options.onSocketClosed?.(this);
+    if (wasReady) this.#closed.fire(this);
+    this.#socketClosed.fire(this);
+    for (const emitter of [this.#authenticated, this.#capacity, this.#closed, this.#socketClosed]) emitter.dispose();
   }
 }

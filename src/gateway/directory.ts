@@ -4,8 +4,19 @@
  * their last challenge. It filters and ranks them for the router. In the embedded default it
  * lives in memory.
  */
-import type { AgentState, MemoryPressure, Trust, VerifiedBundle } from '../shared/index.js';
-import { TRUST_LEVELS } from '../shared/index.js';
+import {
+  Emitter,
+  TRUST_LEVELS,
+  silentLogger,
+  withDefaults,
+  type AgentState,
+  type Disposable,
+  type Event,
+  type Logger,
+  type MemoryPressure,
+  type Trust,
+  type VerifiedBundle,
+} from '../shared/index.js';
 
 /** What an agent's last heartbeat said. */
 export interface AgentStatus {
@@ -92,32 +103,80 @@ export interface DirectoryOptions {
   defaultTokensPerSecond?: number;
   /** Completion length the ranking assumes for a job. Defaults to 256 tokens. */
   typicalTokens?: number;
+  /** Where a throwing event listener is logged. Defaults to a silent logger. */
+  logger?: Logger;
 }
+
+/** The defaults of {@link DirectoryOptions}. */
+export const DIRECTORY_DEFAULTS: Required<DirectoryOptions> = {
+  allowSynthetic: false,
+  failurePenaltyMs: 5000,
+  pressurePenaltyMs: 10_000,
+  failureHalfLifeMs: 60_000,
+  defaultTokensPerSecond: 10,
+  typicalTokens: 256,
+  logger: silentLogger,
+};
 
 /** A fresh health record. */
 export function newHealth(now: number): AgentHealth {
   return { failureScore: 0, failureAt: now, ttftMs: 0, jobsDone: 0, jobsFailed: 0 };
 }
 
-/** Connected agents, by id. */
-export class Directory<E extends DirectoryEntry = DirectoryEntry> {
+/**
+ * Connected agents, by id. Its events let callers await an agent's arrival, a change in what it
+ * said or can take, and its departure instead of polling.
+ */
+export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Disposable {
   readonly #agents = new Map<string, E>();
-  readonly #o: DirectoryOptions;
+  readonly #o: Required<DirectoryOptions>;
+  readonly #connected: Emitter<E>;
+  readonly #changed: Emitter<E>;
+  readonly #disconnected: Emitter<E>;
+  /** An agent joined (or a new connection replaced its old one). */
+  readonly onAgentConnected: Event<E>;
+  /** What a listed agent said about itself or can take may have changed (a heartbeat, a job ending, a challenge). */
+  readonly onAgentChanged: Event<E>;
+  /** An agent left: its last connection closed. */
+  readonly onAgentDisconnected: Event<E>;
 
   constructor(options: DirectoryOptions = {}) {
-    this.#o = options;
+    this.#o = withDefaults(DIRECTORY_DEFAULTS, options);
+    const log = this.#o.logger;
+    const onListenerError = (err: unknown): void => log.error('a directory listener failed', { err: String(err) });
+    this.#connected = new Emitter<E>({ onListenerError });
+    this.#changed = new Emitter<E>({ onListenerError });
+    this.#disconnected = new Emitter<E>({ onListenerError });
+    this.onAgentConnected = this.#connected.event;
+    this.onAgentChanged = this.#changed.event;
+    this.onAgentDisconnected = this.#disconnected.event;
   }
 
   /** Adds or replaces an agent; returns the entry it replaced, if any. */
   set(entry: E): E | undefined {
     const previous = this.#agents.get(entry.agentId);
     this.#agents.set(entry.agentId, entry);
+    this.#connected.fire(entry);
     return previous;
   }
 
   /** Removes `entry` if it is still the current one for its agent. */
   delete(entry: E): void {
-    if (this.#agents.get(entry.agentId) === entry) this.#agents.delete(entry.agentId);
+    if (this.#agents.get(entry.agentId) !== entry) return;
+    this.#agents.delete(entry.agentId);
+    this.#disconnected.fire(entry);
+  }
+
+  /** Says that what `entry` reported or can take may have changed (fires {@link Directory.onAgentChanged}). */
+  changed(entry: E): void {
+    if (this.#agents.get(entry.agentId) === entry) this.#changed.fire(entry);
+  }
+
+  /** Drops every listener. */
+  dispose(): void {
+    this.#connected.dispose();
+    this.#changed.dispose();
+    this.#disconnected.dispose();
   }
 
   /** The connected agent with this id. */
@@ -184,7 +243,7 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
 
   /** The failure score now, after decay. */
   failureScore(entry: E, now: number): number {
-    const halfLife = this.#o.failureHalfLifeMs ?? 60_000;
+    const halfLife = this.#o.failureHalfLifeMs;
     const h = entry.health;
     return h.failureScore * 2 ** (-Math.max(0, now - h.failureAt) / halfLife);
   }
@@ -209,8 +268,8 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
    * slots), plus the load slowing parallel sequences, plus a penalty per recent failure and one
    * for memory pressure.
    */
-  expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens ?? 256): number {
-    const tps = entry.status?.tokensPerSecond || this.#o.defaultTokensPerSecond || 10;
+  expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens): number {
+    const tps = entry.status?.tokensPerSecond || this.#o.defaultTokensPerSecond;
     const ttft = entry.health.ttftMs || entry.status?.ttftMs || 0;
     const total = Math.max(1, entry.status?.totalSlots || entry.bundle.bundle.capacity.slots);
     const jobMs = ttft + (tokens / tps) * 1000;
@@ -218,11 +277,7 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> {
     const wait = this.freeSlots(entry) > 0 ? 0 : jobMs / total;
     const pressure = entry.status?.memoryPressure === 'critical' ? 1 : entry.status?.memoryPressure === 'warn' ? 0.1 : 0;
     return (
-      ttft +
-      load * jobMs * 0.5 +
-      wait +
-      this.failureScore(entry, now) * (this.#o.failurePenaltyMs ?? 5000) +
-      pressure * (this.#o.pressurePenaltyMs ?? 10_000)
+      ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * this.#o.failurePenaltyMs + pressure * this.#o.pressurePenaltyMs
     );
   }
 

@@ -2,9 +2,24 @@
  * src/gateway: relay, directory, router and HTTP/WebSocket API. Never imports agent or client
  * code; speaks the protocol in src/shared.
  */
-export { startGateway, type Gateway, type GatewayOptions } from './gateway.js';
+export { Gateway, type AgentServingOptions } from './gateway.js';
+export { GATEWAY_DEFAULTS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
+export type { GatewayContext, GatewayPluginOptions } from './http/context.js';
+export {
+  LocalTransport,
+  type AgentChannel,
+  type AttemptListener,
+  type AttemptReport,
+  type JobCandidate,
+  type JobNeeds,
+  type JobTransport,
+  type LocalTransportOptions,
+} from './transport.js';
+export { Billing, type BillingOptions, type HoldFor, type JobBilled } from './billing.js';
+export { RunningJobs, type JobFinished } from './running-jobs.js';
 export {
   Directory,
+  DIRECTORY_DEFAULTS,
   newHealth,
   type DirectoryEntry,
   type DirectoryModel,
@@ -13,9 +28,11 @@ export {
   type DirectoryOptions,
   type EligibilityNeeds,
 } from './directory.js';
-export { AgentSession, type AgentSessionOptions, type JobListener } from './agent-session.js';
+export { AgentSession, AGENT_SESSION_DEFAULTS, type AgentSessionOptions } from './agent-session.js';
 export {
   ClientJob,
+  CLIENT_JOB_DEFAULTS,
+  JOB_TIMEOUT_DEFAULTS,
   type ClientJobOptions,
   type JobOutcome,
   type JobTimeouts,
@@ -24,19 +41,25 @@ export {
   type JobSink,
   type Settlement,
 } from './job.js';
-export { Router, type RouterOptions, type QueueWaiter } from './router.js';
-export { RateLimiter, type RateLimiterOptions } from './rate-limit.js';
-export { GatewayMetrics, Counter, Gauge, Histogram } from './metrics.js';
+export { Router, ROUTER_DEFAULTS, type RouterOptions, type QueueWaiter, type QueueChange } from './router.js';
+export { RateLimiter, RATE_LIMITER_DEFAULTS, type RateLimiterOptions } from './rate-limit.js';
+export { GatewayMetrics, type GatewayMetricsOptions } from './metrics.js';
+export { operatorApiRoutes, csvCell, SESSION_COOKIE } from './http/operator-api.js';
+export { OperatorSessions, type OperatorSessionsOptions } from './operator/operator-sessions.js';
 export {
-  registerOperatorRoutes,
-  csvCell,
-  SESSION_COOKIE,
-  type OperatorRoutesOptions,
-  type OperatorAgentView,
-} from './operator/operator-routes.js';
+  AgentAdmission,
+  agentAdmissionRoutes,
+  type AgentAdmissionOptions,
+  type AgentAdmissionPluginOptions,
+} from './http/agent-admission.js';
+export { healthRoutes } from './http/health.js';
+export { clientApiRoutes } from './http/client-api.js';
+export { jobRoutes } from './http/jobs.js';
+export { pageRoutes, createDashboardSite, type DashboardSite, type PagesPluginOptions } from './http/pages.js';
+export { authenticateClient, priceOf, type Caller } from './http/callers.js';
 export { gatewayCommand, GATEWAY_USAGE, type GatewayCommandContext } from './cli/gateway-command.js';
 export { ADMIN_COMMANDS } from './cli/admin-commands.js';
-export { registerStaticSites, PAGE_CSP, type StaticSite } from './static-sites.js';
+export type { StaticSite } from '../node/index.js';
 export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from './store/gateway-store.js';
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';
 export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions } from './store/pg.driver.js';
@@ -67,7 +90,7 @@ export {
   type SettleResult,
   type ReleaseResult,
   type JobRecord,
-  type EarningsRow,
+  type LedgerEarningsRow,
   type AccountBalance,
 } from './ledger/ledger.store.js';
 export { adminCommand, ADMIN_USAGE, DEFAULT_DB, type AdminContext } from './cli/admin-commands.js';

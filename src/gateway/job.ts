@@ -3,7 +3,9 @@
  * envelope for (or wait in the router's queue while they are all busy), fail over to the next
  * before the first chunk (fresh attempt number, failed agent excluded and penalised), relay
  * chunks unchanged after it, verify the receipt against the bytes relayed, bill it, and carry a
- * client disconnect to the agent as cancel. The gateway never holds a key.
+ * client disconnect to the agent as cancel. The gateway never holds a key. The job reaches agents
+ * only through a {@link JobTransport} (see transport.ts for the contract), so the agent's socket
+ * may be on this gateway node or another; the receipt is always verified here, on the job's node.
  *
  * Billing: exactly one of `settle` (on a verified receipt) or `release` (no verified receipt) is
  * called per job. A cancelled job is still billed on the receipt the agent sends after the
@@ -25,10 +27,10 @@ import {
   type Receipt,
   type SignedReceipt,
   type TimerHandle,
+  withDefaults,
 } from '../shared/index.js';
-import type { AgentSession, JobListener } from './agent-session.js';
-import type { Directory } from './directory.js';
 import type { QueueWaiter, Router } from './router.js';
+import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport } from './transport.js';
 
 /** Where a job's events go: the client's response stream. */
 export interface JobSink {
@@ -62,14 +64,17 @@ export interface JobBilling {
   release(outcome: string): Promise<void>;
 }
 
-/** Hooks for metrics. */
+/**
+ * What the job measures, for metrics. A port with one implementer (the gateway's metrics), not a
+ * listener list: it is called for every chunk on the relay's hot path.
+ */
 export interface JobObserver {
   /** The first chunk reached the client, `ms` after the job was admitted. */
-  firstChunk?(agentId: string, ms: number): void;
+  firstChunk(agentId: string, ms: number): void;
   /** A chunk went out to the client `ms` after it arrived from the agent. */
-  relayed?(ms: number): void;
+  relayed(ms: number): void;
   /** An attempt failed on an agent. */
-  attemptFailed?(agentId: string, code: ErrorCode): void;
+  attemptFailed(agentId: string, code: ErrorCode): void;
 }
 
 /** Timing limits of a job. */
@@ -84,30 +89,57 @@ export interface JobTimeouts {
   cancelReceiptMs?: number;
 }
 
+/** The defaults of {@link JobTimeouts}. */
+export const JOB_TIMEOUT_DEFAULTS: Required<JobTimeouts> = {
+  acceptMs: 10_000,
+  firstChunkMs: 60_000,
+  idleMs: 60_000,
+  cancelReceiptMs: 10_000,
+};
+
 /** Options of {@link ClientJob}. */
 export interface ClientJobOptions {
+  /** The sealed request. Required. */
   envelope: Envelope;
-  /** sha256 of the request body ciphertext. */
+  /** sha256 of the request body ciphertext. Required. */
   requestDigest: Uint8Array;
-  directory: Directory<AgentSession>;
+  /** How the job reaches agents. Required. */
+  transport: JobTransport;
+  /** The queue the job waits in while its agents are busy. Required. */
   router: Router;
+  /** Time source of the job's timeouts. Required. */
   clock: Clock;
+  /** Where the job logs (metadata only, never a payload). Required. */
   logger: Logger;
+  /** The client's stream. Required. */
   sink: JobSink;
   /** The job costs money: only agents bound to an operator may serve it. Defaults to false. */
   paid?: boolean;
-  /** Ledger hooks. Defaults to none (nothing is billed). */
+  /** The ledger's side of the job. Defaults to billing nothing. */
   billing?: JobBilling;
-  /** Metric hooks. Defaults to none. */
+  /** Metrics. Defaults to measuring nothing. */
   observer?: JobObserver;
-  /** Timeouts. Defaults as {@link JobTimeouts} says. */
+  /** Timeouts, each resolved against {@link JOB_TIMEOUT_DEFAULTS}. Defaults to those. */
   timeouts?: JobTimeouts;
-  /** Attempts before giving up. Defaults to the number of recipients (at most LIMITS.maxAttempts). */
+  /** Attempts before giving up. Defaults to the number of recipients (at most LIMITS.maxAttempts either way). */
   maxAttempts?: number;
 }
 
+const NO_BILLING: JobBilling = { settle: async () => undefined, release: async () => undefined };
+const NO_OBSERVER: JobObserver = { firstChunk: () => undefined, relayed: () => undefined, attemptFailed: () => undefined };
+
+/** The defaults of {@link ClientJobOptions} (its timeouts default to {@link JOB_TIMEOUT_DEFAULTS}). */
+export const CLIENT_JOB_DEFAULTS: Required<Pick<ClientJobOptions, 'paid' | 'billing' | 'observer' | 'maxAttempts'>> = {
+  paid: false,
+  billing: NO_BILLING,
+  observer: NO_OBSERVER,
+  maxAttempts: LIMITS.maxAttempts,
+};
+
+type ResolvedJobOptions = Required<Omit<ClientJobOptions, 'timeouts'>> & { timeouts: Required<JobTimeouts> };
+
 interface Attempt {
-  readonly session: AgentSession;
+  readonly channel: AgentChannel;
   readonly number: number;
   readonly dispatchedAt: number;
   readonly digest: ReplyDigest;
@@ -130,7 +162,8 @@ export class ClientJob {
   readonly finished: Promise<JobOutcome>;
   /** Settles once the job has been billed (settled or released). */
   readonly billed: Promise<void>;
-  readonly #o: ClientJobOptions;
+  readonly #o: ResolvedJobOptions;
+  readonly #needs: JobNeeds;
   readonly #tried = new Set<string>();
   readonly #admittedAt: number;
   readonly #waiter: QueueWaiter;
@@ -144,15 +177,18 @@ export class ClientJob {
   #resolveBilled!: () => void;
 
   constructor(options: ClientJobOptions) {
-    this.#o = options;
-    this.jobId = options.envelope.header.jobId;
+    const { timeouts, ...rest } = options;
+    this.#o = { ...withDefaults(CLIENT_JOB_DEFAULTS, rest), timeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, timeouts) };
+    const { header } = options.envelope;
+    this.#needs = { model: header.model, paid: this.#o.paid, maxTokens: header.maxTokens };
+    this.jobId = header.jobId;
     this.#admittedAt = options.clock.now();
     this.finished = new Promise((r) => (this.#resolve = r));
     this.billed = new Promise((r) => (this.#resolveBilled = r));
     this.#waiter = {
       model: options.envelope.header.model,
-      ready: () => this.#candidates().length > 0,
-      viable: () => this.#eligible().length > 0,
+      ready: () => this.#candidates().some((c) => c.free),
+      viable: () => this.#candidates().length > 0,
       go: () => {
         this.#queued = false;
         this.#dispatchNext();
@@ -182,17 +218,17 @@ export class ClientJob {
       this.#queued = false;
     }
     const a = this.#attempt;
-    this.#finish({ status: 'cancelled', agentId: a?.session.agentId ?? null, reason });
+    this.#finish({ status: 'cancelled', agentId: a?.channel.agentId ?? null, reason });
     if (!a || a.closed) {
       void this.#release('cancelled');
       return;
     }
     a.cancelled = true;
-    a.session.cancel(this.jobId, a.number, reason);
-    this.#arm(a, this.#o.timeouts?.cancelReceiptMs ?? 10_000, () => {
-      a.session.forget(this.jobId, a.number);
+    a.channel.cancel(this.jobId, a.number, reason);
+    this.#arm(a, this.#o.timeouts.cancelReceiptMs, () => {
+      a.channel.forget(this.jobId, a.number);
       a.closed = true;
-      this.#log().info('no receipt after a cancel; releasing the hold', { jobId: this.jobId, agentId: a.session.agentId });
+      this.#log().info('no receipt after a cancel; releasing the hold', { jobId: this.jobId, agentId: a.channel.agentId });
       void this.#release('cancelled');
     });
   }
@@ -201,31 +237,16 @@ export class ClientJob {
     return this.#o.logger;
   }
 
-  #needs() {
-    return { model: this.#o.envelope.header.model, paid: this.#o.paid ?? false, now: this.#o.clock.now() };
-  }
-
-  /** Recipients that are not tried yet and may take the job, best first. */
-  #eligible(): AgentSession[] {
-    const { envelope, directory } = this.#o;
-    const needs = this.#needs();
-    return envelope.header.recipients
-      .map((r) => directory.get(r.agentId))
-      .filter((s): s is AgentSession => s !== undefined && !this.#tried.has(s.agentId) && directory.eligible(s, needs));
-  }
-
-  #candidates(): AgentSession[] {
-    const { directory, envelope } = this.#o;
-    const now = this.#o.clock.now();
-    return this.#eligible()
-      .filter((s) => directory.freeSlots(s) > 0)
-      .sort((a, b) => directory.compare(a, b, now, envelope.header.maxTokens));
+  /** The recipients not tried yet that may take the job, those with a free slot first, best first. */
+  #candidates(): JobCandidate[] {
+    const untried = this.#o.envelope.header.recipients.map((r) => r.agentId).filter((id) => !this.#tried.has(id));
+    return untried.length === 0 ? [] : this.#o.transport.candidates(untried, this.#needs);
   }
 
   #dispatchNext(): void {
     if (this.#ended) return;
-    const { envelope, directory } = this.#o;
-    const max = Math.min(this.#o.maxAttempts ?? envelope.header.recipients.length, envelope.header.recipients.length, LIMITS.maxAttempts);
+    const { envelope, transport } = this.#o;
+    const max = Math.min(this.#o.maxAttempts, envelope.header.recipients.length, LIMITS.maxAttempts);
     if (this.#next >= max) {
       this.#fail(
         this.#lastError ?? new NightjarError('NJ_NO_CAPACITY', 'every agent this request was sealed for was tried', { retryAfterMs: 1000 }),
@@ -233,9 +254,10 @@ export class ClientJob {
       );
       return;
     }
-    const session = this.#candidates()[0];
-    if (!session) {
-      if (this.#eligible().length > 0) {
+    const candidates = this.#candidates();
+    const best = candidates[0];
+    if (!best?.free) {
+      if (best) {
         // Its agents are busy, not gone: wait for a slot.
         try {
           this.#o.router.enqueue(this.#waiter);
@@ -249,7 +271,7 @@ export class ClientJob {
       const model = envelope.header.model;
       const error =
         this.#lastError ??
-        (directory.knows(model)
+        (transport.knows(model)
           ? new NightjarError('NJ_NO_CAPACITY', 'no agent this request was sealed for can take it now', {
               retryAfterMs: this.#o.router.retryAfterMs(model),
             })
@@ -257,9 +279,10 @@ export class ClientJob {
       this.#fail(error, false);
       return;
     }
-    this.#tried.add(session.agentId);
+    const channel = best.channel;
+    this.#tried.add(channel.agentId);
     const attempt: Attempt = {
-      session,
+      channel,
       number: this.#next++,
       dispatchedAt: this.#o.clock.now(),
       digest: new ReplyDigest(),
@@ -272,12 +295,18 @@ export class ClientJob {
       closed: false,
     };
     this.#attempt = attempt;
-    this.#armFailure(attempt, this.#o.timeouts?.acceptMs ?? 10_000, 'NJ_JOB_TIMEOUT', 'the agent did not accept in time');
-    this.#log().debug('job dispatched', { jobId: this.jobId, agentId: session.agentId, attempt: attempt.number });
-    session.dispatch(this.jobId, attempt.number, envelope, this.#listener(attempt));
+    this.#armFailure(attempt, this.#o.timeouts.acceptMs, 'NJ_JOB_TIMEOUT', 'the agent did not accept in time');
+    this.#log().debug('job dispatched', { jobId: this.jobId, agentId: channel.agentId, attempt: attempt.number });
+    try {
+      channel.dispatch(this.jobId, attempt.number, envelope, this.#listener(attempt));
+    } catch (err) {
+      // The agent went away between the pick and the dispatch: fail over as for any lost attempt.
+      attempt.closed = true;
+      this.#attemptFailed(attempt, err instanceof NightjarError ? err : new NightjarError('NJ_AGENT_FAILED', 'the agent is not connected'));
+    }
   }
 
-  #listener(a: Attempt): JobListener {
+  #listener(a: Attempt): AttemptListener {
     const live = (): boolean => this.#attempt === a && !a.closed;
     const closed = (): void => {
       a.closed = true;
@@ -287,7 +316,7 @@ export class ClientJob {
       accepted: (frame) => {
         if (!live() || a.cancelled) return;
         a.replySalt = frame.replySalt;
-        this.#armFailure(a, this.#o.timeouts?.firstChunkMs ?? 60_000, 'NJ_JOB_TIMEOUT', 'the agent produced nothing in time');
+        this.#armFailure(a, this.#o.timeouts.firstChunkMs, 'NJ_JOB_TIMEOUT', 'the agent produced nothing in time');
       },
       declined: (frame) => {
         if (!live()) return;
@@ -301,8 +330,8 @@ export class ClientJob {
         a.digest.add(fromBase64Url(frame.data));
         if (a.cancelled) return;
         if (!a.replySalt) {
-          a.session.cancel(this.jobId, a.number, 'a chunk arrived before the job was accepted');
-          a.session.forget(this.jobId, a.number);
+          a.channel.cancel(this.jobId, a.number, 'a chunk arrived before the job was accepted');
+          a.channel.forget(this.jobId, a.number);
           closed();
           this.#attemptFailed(a, new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the job was accepted'));
           return;
@@ -310,14 +339,14 @@ export class ClientJob {
         if (!a.started) {
           a.started = true;
           const now = this.#o.clock.now();
-          this.#o.directory.recordFirstChunk(a.session, now - a.dispatchedAt);
-          this.#o.observer?.firstChunk?.(a.session.agentId, now - this.#admittedAt);
-          this.#o.sink.send({ type: 'start', agentId: a.session.agentId, attempt: a.number, replySalt: a.replySalt });
+          this.#o.transport.report(a.channel, { type: 'first-chunk', ms: now - a.dispatchedAt });
+          this.#o.observer.firstChunk(a.channel.agentId, now - this.#admittedAt);
+          this.#o.sink.send({ type: 'start', agentId: a.channel.agentId, attempt: a.number, replySalt: a.replySalt });
         }
-        this.#armFailure(a, this.#o.timeouts?.idleMs ?? 60_000, 'NJ_JOB_TIMEOUT', 'the agent went silent mid-reply');
+        this.#armFailure(a, this.#o.timeouts.idleMs, 'NJ_JOB_TIMEOUT', 'the agent went silent mid-reply');
         this.#o.sink.send({ type: 'chunk', seq: frame.seq, data: frame.data });
         if (!this.#ended) a.delivered++;
-        this.#o.observer?.relayed?.(this.#o.clock.now() - arrivedAt);
+        this.#o.observer.relayed(this.#o.clock.now() - arrivedAt);
       },
       done: (frame) => {
         if (!live()) return;
@@ -346,15 +375,15 @@ export class ClientJob {
     try {
       if (a.received === 0) throw new NightjarError('NJ_RECEIPT_INVALID', 'the job ended without a reply');
       receipt = await verifyReceipt(signed, {
-        identityKey: a.session.bundle.identityKey,
-        agentId: a.session.agentId,
+        identityKey: a.channel.bundle.identityKey,
+        agentId: a.channel.agentId,
         jobId: this.jobId,
         attempt: a.number,
         model: header.model,
         requestDigest: this.#o.requestDigest,
         replyDigest: a.digest.digest(),
       });
-      const served = a.session.bundle.bundle.models.some((m) => m.id === receipt.model && m.sha256 === receipt.modelSha256);
+      const served = a.channel.bundle.bundle.models.some((m) => m.id === receipt.model && m.sha256 === receipt.modelSha256);
       if (!served) throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt names a model file the agent does not serve');
       if (receipt.completionTokens > header.maxTokens) {
         throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt claims more tokens than the request allowed');
@@ -363,21 +392,21 @@ export class ClientJob {
       const e = err instanceof NightjarError ? err : new NightjarError('NJ_RECEIPT_INVALID', 'the receipt could not be checked');
       this.#log().warn('receipt rejected; nobody is credited', {
         jobId: this.jobId,
-        agentId: a.session.agentId,
+        agentId: a.channel.agentId,
         code: e.code,
         reason: e.message,
       });
-      this.#o.directory.recordFailure(a.session, this.#o.clock.now());
-      this.#o.observer?.attemptFailed?.(a.session.agentId, e.code);
+      this.#o.transport.report(a.channel, { type: 'failed' });
+      this.#o.observer.attemptFailed(a.channel.agentId, e.code);
       await this.#release('receipt-invalid');
       this.#fail(e, a.started);
       return;
     }
-    a.session.health.jobsDone++;
+    this.#o.transport.report(a.channel, { type: 'done' });
     const billed = a.cancelled ? Math.min(receipt.completionTokens, a.delivered) : receipt.completionTokens;
     await this.#settle({
-      agentId: a.session.agentId,
-      operatorId: a.session.operatorId,
+      agentId: a.channel.agentId,
+      operatorId: a.channel.operatorId,
       attempt: a.number,
       receipt,
       signed,
@@ -386,14 +415,14 @@ export class ClientJob {
     });
     if (this.#ended) return;
     this.#o.sink.send({ type: 'done', receipt: signed });
-    this.#finish({ status: 'done', agentId: a.session.agentId, attempt: a.number, receipt });
+    this.#finish({ status: 'done', agentId: a.channel.agentId, attempt: a.number, receipt });
   }
 
   #attemptFailed(a: Attempt, error: NightjarError): void {
     this.#disarm(a);
-    this.#o.directory.recordFailure(a.session, this.#o.clock.now());
-    this.#o.observer?.attemptFailed?.(a.session.agentId, error.code);
-    this.#log().info('attempt failed', { jobId: this.jobId, agentId: a.session.agentId, attempt: a.number, code: error.code });
+    this.#o.transport.report(a.channel, { type: 'failed' });
+    this.#o.observer.attemptFailed(a.channel.agentId, error.code);
+    this.#log().info('attempt failed', { jobId: this.jobId, agentId: a.channel.agentId, attempt: a.number, code: error.code });
     if (a.started) {
       // Text already reached the client: another agent's reply cannot be spliced in.
       this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${error.code}); retry the request`), true);
@@ -415,8 +444,8 @@ export class ClientJob {
   #armFailure(a: Attempt, ms: number, code: ErrorCode, message: string): void {
     this.#arm(a, ms, () => {
       if (a.cancelled) return;
-      a.session.cancel(this.jobId, a.number, 'timed out at the gateway');
-      a.session.forget(this.jobId, a.number);
+      a.channel.cancel(this.jobId, a.number, 'timed out at the gateway');
+      a.channel.forget(this.jobId, a.number);
       a.closed = true;
       this.#attemptFailed(a, new NightjarError(code, message));
     });
@@ -435,7 +464,7 @@ export class ClientJob {
       message: error.message.slice(0, 1000),
       ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
     });
-    this.#finish({ status: 'failed', code: error.code, agentId: this.#attempt?.session.agentId ?? null, delivered });
+    this.#finish({ status: 'failed', code: error.code, agentId: this.#attempt?.channel.agentId ?? null, delivered });
     const a = this.#attempt;
     if (!a || a.closed) void this.#release('failed');
   }
@@ -444,13 +473,13 @@ export class ClientJob {
     if (this.#billing !== 'open') return;
     this.#billing = 'busy';
     try {
-      await this.#o.billing?.settle(s);
+      await this.#o.billing.settle(s);
     } catch (err) {
       this.#log().error('settlement failed; releasing the hold', {
         jobId: this.jobId,
         err: err instanceof Error ? err.message : String(err),
       });
-      await this.#o.billing?.release('settle-failed').catch(() => undefined);
+      await this.#o.billing.release('settle-failed').catch(() => undefined);
     } finally {
       this.#billing = 'done';
       this.#resolveBilled();
@@ -461,7 +490,7 @@ export class ClientJob {
     if (this.#billing !== 'open') return;
     this.#billing = 'busy';
     try {
-      await this.#o.billing?.release(outcome);
+      await this.#o.billing.release(outcome);
     } catch (err) {
       this.#log().error('release failed', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
     } finally {

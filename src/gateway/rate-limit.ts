@@ -4,26 +4,30 @@
  * entries idle longest are dropped (a dropped entry starts again full, which only ever favours
  * the caller).
  */
-import type { Clock } from '../shared/index.js';
+import { withDefaults, type Clock } from '../shared/index.js';
 
 /** Options of {@link RateLimiter}. */
 export interface RateLimiterOptions {
+  /** Time source of the refill. Required. */
   clock: Clock;
-  /** Sustained requests per second. */
-  perSecond: number;
-  /** Requests allowed at once after a quiet spell. */
-  burst: number;
+  /** Sustained requests per second. Defaults to 10. */
+  perSecond?: number;
+  /** Requests allowed at once after a quiet spell. Defaults to 40. */
+  burst?: number;
   /** Callers tracked at once. Defaults to 10 000. */
   maxEntries?: number;
 }
 
+/** The defaults of {@link RateLimiterOptions}. */
+export const RATE_LIMITER_DEFAULTS: Required<Omit<RateLimiterOptions, 'clock'>> = { perSecond: 10, burst: 40, maxEntries: 10_000 };
+
 /** Per-caller token buckets. */
 export class RateLimiter {
-  readonly #o: RateLimiterOptions;
+  readonly #o: Required<RateLimiterOptions>;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(options: RateLimiterOptions) {
-    this.#o = options;
+    this.#o = withDefaults(RATE_LIMITER_DEFAULTS, options);
   }
 
   /** Takes one token for `key`: ok, or how long until one is there. */
@@ -45,7 +49,7 @@ export class RateLimiter {
   }
 
   #trim(): void {
-    const max = this.#o.maxEntries ?? 10_000;
+    const max = this.#o.maxEntries;
     for (const key of this.#buckets.keys()) {
       if (this.#buckets.size <= max) break;
       this.#buckets.delete(key);

@@ -6,7 +6,17 @@
  * queue is pumped in arrival order; a job whose agents are still busy does not hold up the
  * ones behind it.
  */
-import { NightjarError, type Clock, type TimerHandle } from '../shared/index.js';
+import {
+  Emitter,
+  NightjarError,
+  silentLogger,
+  withDefaults,
+  type Clock,
+  type Disposable,
+  type Event,
+  type Logger,
+  type TimerHandle,
+} from '../shared/index.js';
 
 /** A job waiting for a slot. */
 export interface QueueWaiter {
@@ -23,13 +33,31 @@ export interface QueueWaiter {
 
 /** Options of {@link Router}. */
 export interface RouterOptions {
+  /** Time source of the queue's deadlines. Required. */
   clock: Clock;
   /** Jobs that may wait per model. Defaults to 64. */
   maxQueuePerModel?: number;
   /** Longest wait for a slot. Defaults to 30 000 ms. */
   queueTimeoutMs?: number;
-  /** Retry hint for a full queue, given the model; defaults to 1000 ms. */
+  /** Retry hint for a full queue, given the model. Defaults to 1000 ms whatever the model. */
   retryAfterMs?(model: string): number;
+  /** Where a throwing event listener is logged. Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+/** The defaults of {@link RouterOptions}. */
+export const ROUTER_DEFAULTS: Required<Omit<RouterOptions, 'clock'>> = {
+  maxQueuePerModel: 64,
+  queueTimeoutMs: 30_000,
+  retryAfterMs: () => 1000,
+  logger: silentLogger,
+};
+
+/** A change in the depth of one model's queue. */
+export interface QueueChange {
+  readonly model: string;
+  /** Jobs waiting for the model now. */
+  readonly depth: number;
 }
 
 interface Entry {
@@ -38,19 +66,25 @@ interface Entry {
 }
 
 /** Per-model bounded FIFO queues of jobs waiting for a slot. */
-export class Router {
-  readonly #o: RouterOptions;
+export class Router implements Disposable {
+  readonly #o: Required<RouterOptions>;
   readonly #queues = new Map<string, Entry[]>();
+  readonly #changes: Emitter<QueueChange>;
+  /** A job joined or left a queue. */
+  readonly onDepthChanged: Event<QueueChange>;
   #pumping = false;
   #again = false;
 
   constructor(options: RouterOptions) {
-    this.#o = options;
+    this.#o = withDefaults(ROUTER_DEFAULTS, options);
+    const log = this.#o.logger;
+    this.#changes = new Emitter({ onListenerError: (err) => log.error('a queue listener failed', { err: String(err) }) });
+    this.onDepthChanged = this.#changes.event;
   }
 
   /** The retry hint for `model`. */
   retryAfterMs(model: string): number {
-    return Math.round(this.#o.retryAfterMs?.(model) ?? 1000);
+    return Math.round(this.#o.retryAfterMs(model));
   }
 
   /** Jobs waiting for `model`, or for every model. */
@@ -63,7 +97,7 @@ export class Router {
 
   /** True if another job for `model` may wait. */
   hasRoom(model: string): boolean {
-    return this.depth(model) < (this.#o.maxQueuePerModel ?? 64);
+    return this.depth(model) < this.#o.maxQueuePerModel;
   }
 
   /** Queues `waiter`; throws NJ_NO_CAPACITY (with a retry hint) if the model's queue is full. */
@@ -73,7 +107,7 @@ export class Router {
         retryAfterMs: this.retryAfterMs(waiter.model),
       });
     }
-    const timeout = this.#o.queueTimeoutMs ?? 30_000;
+    const timeout = this.#o.queueTimeoutMs;
     const timer = this.#o.clock.setTimeout(() => {
       if (!this.remove(waiter)) return;
       waiter.expire(
@@ -85,6 +119,7 @@ export class Router {
     const q = this.#queues.get(waiter.model) ?? [];
     q.push({ waiter, timer });
     this.#queues.set(waiter.model, q);
+    this.#changes.fire({ model: waiter.model, depth: q.length });
   }
 
   /** Takes `waiter` out of its queue (a client that went away); false if it was not queued. */
@@ -95,6 +130,7 @@ export class Router {
     this.#o.clock.clearTimeout(q[i]!.timer);
     q.splice(i, 1);
     if (q.length === 0) this.#queues.delete(waiter.model);
+    this.#changes.fire({ model: waiter.model, depth: q.length });
     return true;
   }
 
@@ -136,5 +172,10 @@ export class Router {
     for (const q of [...this.#queues.values()]) {
       for (const e of [...q]) if (this.remove(e.waiter)) e.waiter.expire(error);
     }
+  }
+
+  /** Drops every listener of {@link Router.onDepthChanged}. */
+  dispose(): void {
+    this.#changes.dispose();
   }
 }

@@ -28,3 +28,4 @@ export * from './control/contract.js';
 export { ControlClient, parseSseBlock, type ControlClientOptions } from './control/client.js';
 export type { BridgeResult, NightjarBridge, PreloadApi } from './control/bridge.js';
 export * from './control/view.js';
+export * from './operator-api.js';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildChatPage } from '../../src/client/index.js';
-import { startGateway, type Gateway } from '../../src/gateway/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
 import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, randomBytes, toHex } from '../../src/shared/index.js';
@@ -46,7 +46,7 @@ afterAll(async () => {
 // A fresh network and browser per test: the browser's keep-alive connections end with them.
 beforeEach(async () => {
   gatewayLog.length = 0;
-  gateway = await startGateway({
+  gateway = await Gateway.start({
     port: 0,
     allowSynthetic: true,
     sites: [{ prefix: '/chat/', dir: path.join(dir, 'chat') }],
@@ -79,7 +79,7 @@ afterEach(async () => {
   await browser?.close();
   await agent?.stop(100);
   await wire?.close();
-  await gateway?.close();
+  await gateway?.dispose();
 });
 
 /** Console errors and CSP violations the page reports. */

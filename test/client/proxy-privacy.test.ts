@@ -9,7 +9,7 @@
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CompatProxy, NightjarClient } from '../../src/client/index.js';
-import { startGateway, type Gateway } from '../../src/gateway/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
 import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, pad, randomBytes, sealRequest, toBase64Url, toHex, utf8 } from '../../src/shared/index.js';
@@ -32,7 +32,7 @@ let proxy: CompatProxy | undefined;
 afterEach(async () => {
   await proxy?.dispose();
   await agent?.stop(100);
-  await gateway?.close();
+  await gateway?.dispose();
   await wire?.close();
   gateway = wire = agent = proxy = undefined;
 });
@@ -44,7 +44,7 @@ async function scenario(seal?: typeof sealRequest) {
   const replyCanary = `CANARY-REPLY-${toHex(randomBytes(12))}`;
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug', write: (l) => logs.push(l) });
-  gateway = await startGateway({ port: 0, allowSynthetic: true, logger });
+  gateway = await Gateway.start({ port: 0, allowSynthetic: true, logger });
   wire = await startRecordingProxy(Number(new URL(gateway.url).port));
   agent = await Agent.create({
     gatewayUrl: `ws://127.0.0.1:${wire.port}/v1/agent`,

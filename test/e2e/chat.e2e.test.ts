@@ -11,12 +11,12 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NightjarClient, chatCommand } from '../../src/client/index.js';
 import { Agent, loadEngine, sha256File, writeSyntheticModel, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
-import { startGateway, type Gateway } from '../../src/gateway/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, randomBytes, toHex, type ChatMessage } from '../../src/shared/index.js';
 import { batchedPrefixes } from '../helpers/batching.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { waitFor } from '../helpers/network.js';
+import { agentServing } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 
 let dir: string;
@@ -32,7 +32,7 @@ beforeAll(async () => {
   const file = await writeSyntheticModel({ path: path.join(dir, 'synthetic-tiny.gguf'), shape: 'tiny' });
   engine = await loadEngine({ modelPath: file.path, threads: 1, slots: 4 });
   model = { id: file.modelId, sha256: await sha256File(file.path), synthetic: true, contextLength: engine.model.contextLength };
-  gateway = await startGateway({
+  gateway = await Gateway.start({
     port: 0,
     allowSynthetic: true,
     logger: createLogger({ level: 'debug', write: (l) => gatewayLog.push(l) }),
@@ -40,12 +40,12 @@ beforeAll(async () => {
   proxy = await startRecordingProxy(Number(new URL(gateway.url).port));
   agent = await Agent.create({ gatewayUrl: `ws://127.0.0.1:${proxy.port}/v1/agent`, identity: await generateIdentity(), engine, model });
   agent.start();
-  await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent');
+  await agentServing(gateway, agent.agentId, 10_000);
 }, 60_000);
 
 afterAll(async () => {
   await agent?.stop(1000);
-  await gateway?.close();
+  await gateway?.dispose();
   await proxy?.close();
   await engine?.dispose();
   await rm(dir, { recursive: true, force: true });

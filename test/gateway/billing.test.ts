@@ -9,7 +9,7 @@ import { NightjarError, PROTOCOL_VERSION, toBase64Url, randomBytes } from '../..
 import { ACCOUNTS } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { waitFor } from '../helpers/network.js';
+import { agentServing } from '../helpers/network.js';
 import { REAL_MODEL, billed, billedNetworkPerTest, clientOf, startAgent } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
 
@@ -150,7 +150,7 @@ describe('receipts that must credit nobody', () => {
   async function rawEnrolled(): Promise<RawAgent> {
     const raw = await RawAgent.connect({ url: fx.net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await fx.net.enrollToken() });
     fx.raws.push(raw);
-    await waitFor(() => fx.net.gateway.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'raw agent');
+    await agentServing(fx.net.gateway, raw.agentId, 2000);
     return raw;
   }
 

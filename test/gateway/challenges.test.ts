@@ -9,9 +9,10 @@ import type { Agent } from '../../src/main/agent/index.js';
 import type { Gateway } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, startTestAgent, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing, startTestAgent, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
+import { whenEvent } from './support/events.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -20,7 +21,7 @@ const agents: Agent[] = [];
 afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.stop(100)));
   await Promise.all(raws.splice(0).map((r) => r.close()));
-  await gateway?.close();
+  await gateway?.dispose();
   gateway = undefined;
 });
 
@@ -45,7 +46,7 @@ describe('periodic challenges', () => {
     const gw = await setup(clock);
     const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL, answerChallenges: false });
     raws.push(raw);
-    await waitFor(() => gw.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'agent');
+    await agentServing(gw, raw.agentId, 2000);
     expect(await routable(gw)).toEqual([raw.agentId]);
 
     const challenge = raw.next('challenge');
@@ -84,7 +85,8 @@ describe('periodic challenges', () => {
     const next = raw.next('challenge');
     clock.advance(INTERVAL - DEADLINE - 1);
     await next;
-    await waitFor(() => gw.directory.get(raw.agentId)!.challengeFresh(clock.now()), 2000, 'the answer');
+    const session = gw.directory.get(raw.agentId)!;
+    await whenEvent(gw.directory.onAgentChanged, () => session.challengeFresh(clock.now()), 'the answer', 2000);
     expect(await routable(gw)).toEqual([raw.agentId]);
     expect(gw.directory.get(raw.agentId)?.challenges).toEqual({ sent: 2, missed: 1 });
   });
@@ -109,7 +111,7 @@ describe('periodic challenges', () => {
     });
     expect(await reject).toMatchObject({ code: 'NJ_AUTH_FAILED', message: 'the challenge answer does not verify' });
     expect((await raw.closed).code).toBe(CLOSE_CODES.authFailed);
-    await waitFor(() => gw.directory.size === 0, 2000, 'the agent to leave the directory');
+    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave the directory', 2000);
   });
 
   it('keeps a real agent, which answers every challenge, in routing', async () => {
@@ -121,7 +123,7 @@ describe('periodic challenges', () => {
     clock.advance(INTERVAL);
     for (let i = 1; i <= 3; i++) {
       // Time stands still at the challenge until the answer is in; then past its deadline.
-      await waitFor(() => session.challengedAt === clock.now(), 2000, `answer ${i}`);
+      await whenEvent(gw.directory.onAgentChanged, () => session.challengedAt === clock.now(), `answer ${i}`, 2000);
       clock.advance(DEADLINE + 1);
       expect(await routable(gw)).toEqual([agent.agentId]);
       if (i < 3) clock.advance(INTERVAL - DEADLINE - 1);

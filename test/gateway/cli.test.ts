@@ -110,14 +110,15 @@ describe('nightjar gateway', () => {
     let out = '';
     let stop!: () => void;
     const stopped = new Promise<void>((r) => (stop = r));
-    let gateway: Gateway | undefined;
+    let listening!: (g: Gateway) => void;
+    const started = new Promise<Gateway>((r) => (listening = r));
     const running = gatewayCommand(['--db', db, '--port', '0'], {
       stdout: { write: (t: string) => (out += t) },
       logger: () => silentLogger,
       stopped,
-      onListening: (g) => (gateway = g),
+      onListening: (g) => listening(g),
     });
-    while (!gateway) await new Promise((r) => setTimeout(r, 10));
+    const gateway = await started;
     expect(out).toBe(
       `Nightjar gateway on ${gateway.url} (agents connect to ${gateway.agentUrl}); ledger in ${db}; operator dashboard at ${gateway.url}/dashboard/. Ctrl-C stops it.\n`,
     );

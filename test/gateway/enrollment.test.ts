@@ -7,9 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { CLOSE_CODES, generateIdentity } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
-import { waitFor } from '../helpers/network.js';
 import { REAL_MODEL, billedNetworkPerTest, startAgent } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
+import { whenEvent } from './support/events.js';
 
 const fx = billedNetworkPerTest();
 
@@ -96,7 +96,8 @@ describe('enrollment', () => {
       close: CLOSE_CODES.enrollRefused,
     });
     // The refused socket is gone from the gateway's count: a proper agent still gets in.
-    await waitFor(() => fx.net.gateway.directory.size === 0, 1000, 'directory');
+    const gw = fx.net.gateway;
+    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the directory to empty', 1000);
     const ok = await RawAgent.connect({ url: fx.net.gateway.agentUrl, model: REAL_MODEL });
     fx.raws.push(ok);
   });

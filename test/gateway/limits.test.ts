@@ -11,9 +11,10 @@ import type { Agent } from '../../src/main/agent/index.js';
 import type { Gateway, GatewayOptions, JobOutcome } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
-import { clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
+import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
+import { whenEvent } from './support/events.js';
 import { RawAgent } from './support/raw-agent.js';
 
 const http = perTestFetch();
@@ -23,7 +24,7 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
   await Promise.all(agents.splice(0).map((a) => a.stop(100)));
-  await gateway?.close();
+  await gateway?.dispose();
   gateway = undefined;
 });
 
@@ -123,7 +124,7 @@ describe('agent connections', () => {
     // The handshakes are over: an agent gets in again.
     const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL });
     await raw.close();
-    expect(gw.metrics.rejected.get({ limit: 'agent-connections' })).toBe(6);
+    expect(await gw.metrics.value(gw.metrics.rejected, { limit: 'agent-connections' })).toBe(6);
   });
 });
 
@@ -156,7 +157,7 @@ describe('agent connection caps', () => {
       body: { code: 'NJ_RATE_LIMITED', message: 'the gateway already has 1 unfinished handshake', retryAfterMs: 1000 },
     });
     pending.socket.terminate();
-    await waitFor(() => gw.directory.size === 2, 1000, 'agents');
+    await whenEvent(gw.onAgentConnected, () => gw.directory.size === 2, 'the second agent', 1000);
     await new Promise((r) => setTimeout(r, 50));
     const third = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL });
     const fourth = await bareSocket(gw.agentUrl);
@@ -166,7 +167,7 @@ describe('agent connection caps', () => {
       status: 429,
       message: 'this address already has 4 agent connections',
     });
-    expect(gw.metrics.rejected.get({ limit: 'agent-connections' })).toBe(2);
+    expect(await gw.metrics.value(gw.metrics.rejected, { limit: 'agent-connections' })).toBe(2);
     await first.close();
     await third.close();
     await other.done();
@@ -182,7 +183,8 @@ describe('clients', () => {
     agents.push(await startAgent(gw, { engine: hog, model: { ...FAKE_MODEL, id: 'synthetic-big' } }));
     agents.push(await startAgent(gw, { engine: new FakeEngine({ slots: 2, tokenDelayMs: 40, words: WORDS }), model: FAKE_MODEL }));
     const outcomes = new Map<string, JobOutcome>();
-    gw.onJobFinished((id, o) => outcomes.set(id, o));
+    gw.onJobFinished(({ jobId, outcome }) => outcomes.set(jobId, outcome));
+    const isBilled = billed(gw);
     const other = await carryOn(gw);
 
     const [candidate] = await clientOf(gw, http.fetch).candidates('synthetic-big');
@@ -200,10 +202,12 @@ describe('clients', () => {
     });
     expect(res.status).toBe(200);
     // Never read the body.
-    await waitFor(() => outcomes.has(sealed.jobId), 20_000, 'the slow client to be cut off');
+    await whenEvent(gw.onJobFinished, () => outcomes.has(sealed.jobId), 'the slow client to be cut off', 20_000);
     expect(outcomes.get(sealed.jobId)).toMatchObject({ status: 'cancelled', reason: 'the client is not reading its reply' });
-    expect(gw.metrics.rejected.get({ limit: 'slow-client' })).toBe(1);
-    await waitFor(() => hog.busy === 0, 5000, 'the agent to stop');
+    expect(await gw.metrics.value(gw.metrics.rejected, { limit: 'slow-client' })).toBe(1);
+    // The agent stops, then signs for what it generated: once that is billed, it has stopped.
+    await isBilled(sealed.jobId);
+    expect(hog.busy).toBe(0);
     expect(hog.generated).toBeLessThan(1000);
     await res.body?.cancel().catch(() => undefined);
     await other.done();
@@ -279,7 +283,7 @@ describe('clients', () => {
     });
     expect({ status: res.status, body: await res.json() }).toEqual({
       status: 413,
-      body: { error: { code: 'NJ_PAYLOAD_TOO_LARGE', message: 'the request body exceeds the gateway limit' } },
+      body: { error: { code: 'NJ_PAYLOAD_TOO_LARGE', message: 'the request body exceeds the limit' } },
     });
     await other.done();
   });

@@ -4,19 +4,21 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/main/agent/index.js';
-import { Counter, Histogram, type Gateway } from '../../src/gateway/index.js';
+import { CLOSE_CODES, PROTOCOL_VERSION, randomBytes, toBase64Url } from '../../src/shared/index.js';
+import { Gateway, GatewayMetrics } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing, startTestGateway, waitFor } from '../helpers/network.js';
+import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
-import { clientOf, startAgent } from './support/net.js';
+import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
 const agents: Agent[] = [];
 afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.stop(100)));
-  await gateway?.close();
+  await gateway?.dispose();
   gateway = undefined;
 });
 
@@ -33,7 +35,11 @@ describe('metrics', () => {
     const res = await http.fetch(`${gw.url}/metrics`);
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const text = await res.text();
-    for (const line of text.trimEnd().split('\n')) {
+    // prom-client separates metric families with a blank line, which the format allows.
+    for (const line of text
+      .trimEnd()
+      .split('\n')
+      .filter((l) => l !== '')) {
       expect(line).toMatch(
         /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+|[a-z_]+_bucket\{le="\+Inf"\} \d+)$/,
       );
@@ -56,19 +62,39 @@ describe('metrics', () => {
     expect((await http.fetch(`${gateway.url}/metrics`, { headers: { authorization: 'Bearer scrape-me' } })).status).toBe(200);
   });
 
-  it('escapes label values and fills histogram buckets cumulatively', () => {
-    const c = new Counter('x_total', 'help');
-    c.inc({ code: 'a"b\\c\nd' }, 2);
-    expect(c.render()).toBe('# HELP x_total help\n# TYPE x_total counter\nx_total{code="a\\"b\\\\c\\nd"} 2');
-    const h = new Histogram('h_seconds', 'help', [0.1, 1]);
-    for (const v of [0.05, 0.5, 5]) h.observe(v);
-    expect(h.render().split('\n').slice(2)).toEqual([
-      'h_seconds_bucket{le="0.1"} 1',
-      'h_seconds_bucket{le="1"} 2',
-      'h_seconds_bucket{le="+Inf"} 3',
-      'h_seconds_sum 5.55',
-      'h_seconds_count 3',
+  it('escapes label values and fills histogram buckets cumulatively', async () => {
+    const metrics = new GatewayMetrics();
+    metrics.attemptsFailed.inc({ code: 'a"b\\c\nd' }, 2);
+    for (const v of [0.05, 0.5, 5]) metrics.ttft.observe(v);
+    const lines = (await metrics.render()).split('\n');
+    expect(lines).toContain('nightjar_attempts_failed_total{code="a\\"b\\\\c\\nd"} 2');
+    expect(await metrics.value(metrics.attemptsFailed, { code: 'a"b\\c\nd' })).toBe(2);
+    const buckets = lines.filter((l) => l.startsWith('nightjar_time_to_first_token_seconds'));
+    expect(buckets).toEqual([
+      'nightjar_time_to_first_token_seconds_bucket{le="0.025"} 0',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.05"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.1"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.25"} 1',
+      'nightjar_time_to_first_token_seconds_bucket{le="0.5"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="1"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="2.5"} 2',
+      'nightjar_time_to_first_token_seconds_bucket{le="5"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="10"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="30"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="60"} 3',
+      'nightjar_time_to_first_token_seconds_bucket{le="+Inf"} 3',
+      'nightjar_time_to_first_token_seconds_sum 5.55',
+      'nightjar_time_to_first_token_seconds_count 3',
     ]);
+  });
+
+  it("keeps each gateway's figures in a registry of its own", async () => {
+    const a = new GatewayMetrics();
+    const b = new GatewayMetrics();
+    a.jobs.inc({ code: '', outcome: 'done' });
+    expect(await a.value(a.jobs, { code: '', outcome: 'done' })).toBe(1);
+    expect(await b.value(b.jobs, { code: '', outcome: 'done' })).toBe(0);
+    expect(await b.render()).not.toContain('process_cpu');
   });
 });
 
@@ -84,7 +110,7 @@ describe('health, readiness and shutdown', () => {
     const stream = clientOf(gw, http.fetch).chat(ask(25));
     const it = stream[Symbol.asyncIterator]();
     await it.next();
-    const closing = gw.close();
+    const closing = gw.dispose();
     const ready = await http.fetch(`${gw.url}/readyz`);
     expect({ status: ready.status, body: await ready.json() }).toEqual({
       status: 503,
@@ -97,5 +123,55 @@ describe('health, readiness and shutdown', () => {
     expect((await stream.result).text).toBe(words.join(''));
     await closing;
     await waitFor(() => agents[0]!.linkState !== 'connected', 2000, 'the agent to notice');
+  });
+
+  // Every wait of the shutdown runs on the gateway's clock: with a fake clock that stands still,
+  // a stream that never ends holds dispose() until the clock passes shutdownGraceMs, however long
+  // that takes in real time (a Date.now() deadline would cut it after 10 s of real time instead).
+  it('lets a stuck stream run for shutdownGraceMs on its own clock, then cancels it, cuts the agent and releases the hold', async () => {
+    const clock = new FakeClock();
+    const tmp = await tempDir();
+    const net = await startBilledNetwork(tmp.dir, {
+      clock,
+      heartbeatMs: 3_600_000,
+      challengeIntervalMs: 3_600_000,
+      jobTimeouts: { acceptMs: 600_000 },
+    });
+    try {
+      const gw = net.gateway;
+      const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL });
+      await agentServing(gw, raw.agentId);
+      const isBilled = billed(gw);
+      const jobFrame = raw.next('job');
+      const stream = clientOf(gw, http.fetch, net.key.key).chat(ask());
+      stream.result.catch(() => undefined);
+      const job = await jobFrame;
+      raw.send({ v: PROTOCOL_VERSION, type: 'accepted', jobId: job.jobId, attempt: job.attempt, replySalt: toBase64Url(randomBytes(16)) });
+      const cancel = raw.next('cancel');
+      const closing = gw.dispose();
+      clock.advance(9_999);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(gw.activeJobs).toBe(1);
+      clock.advance(1);
+      expect(await cancel).toMatchObject({ jobId: job.jobId, reason: 'the gateway is shutting down' });
+      clock.advance(2000); // the wait for the cancelled job's receipt, which never comes
+      await closing;
+      expect((await raw.closed).code).toBe(CLOSE_CODES.goingAway);
+      await isBilled(job.jobId);
+      expect(await net.store.ledger.job(job.jobId)).toMatchObject({ status: 'released' });
+      // The store was handed in: it outlives the gateway.
+      await expect(net.store.ping()).resolves.toBeUndefined();
+    } finally {
+      await net.close();
+      await tmp.remove();
+    }
+  });
+
+  it('disposes the store it opened itself', async () => {
+    const own = await Gateway.start({ port: 0 });
+    const store = own.store;
+    await expect(store.ping()).resolves.toBeUndefined();
+    await own.dispose();
+    await expect(store.ping()).rejects.toThrow();
   });
 });

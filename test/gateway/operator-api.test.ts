@@ -5,10 +5,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import { csvCell } from '../../src/gateway/index.js';
+import {
+  PAGE_CSP,
+  operatorAgentsResponseSchema,
+  operatorEarningsResponseSchema,
+  operatorMeResponseSchema,
+  operatorReceiptsResponseSchema,
+  operatorSessionResponseSchema,
+} from '../../src/shared/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { waitFor } from '../helpers/network.js';
 import { REAL_MODEL, billed, billedNetworkPerTest, clientOf, startAgent } from './support/net.js';
+import { whenEvent } from './support/events.js';
 
 const http = perTestFetch();
 const fx = billedNetworkPerTest();
@@ -21,8 +30,10 @@ async function signIn(token: string): Promise<string> {
   });
   expect(res.status).toBe(200);
   const cookie = res.headers.get('set-cookie')!;
-  expect(cookie).toMatch(/^nj_operator=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
-  expect(await res.json()).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' } });
+  const [pair, ...attributes] = cookie.split('; ');
+  expect(pair).toMatch(/^nj_operator=[A-Za-z0-9_-]{43}$/);
+  expect(attributes.sort()).toEqual(['HttpOnly', 'Max-Age=43200', 'Path=/', 'SameSite=Strict']);
+  expect(operatorSessionResponseSchema.parse(await res.json())).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' } });
   return cookie.split(';')[0]!;
 }
 
@@ -49,8 +60,10 @@ describe('operator API', () => {
     }
     const cookie = { cookie: await signIn(fx.net.operator.token) };
 
-    expect((await get('/v1/operator/me', cookie)).body).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' }, balance: '34' });
-    const { agents: list } = (await get('/v1/operator/agents', cookie)).body;
+    // Every answer has the shape src/shared/operator-api.ts gives it (which the dashboard reads).
+    const me = operatorMeResponseSchema.parse((await get('/v1/operator/me', cookie)).body);
+    expect(me).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' }, balance: '34' });
+    const { agents: list } = operatorAgentsResponseSchema.parse((await get('/v1/operator/agents', cookie)).body);
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({
       agentId: agent.agentId,
@@ -64,20 +77,29 @@ describe('operator API', () => {
       jobsFailed: 0,
       slots: 2,
     });
-    expect(list[0].uptimeMs).toBeGreaterThanOrEqual(0);
+    expect(list[0]!.uptimeMs).toBeGreaterThanOrEqual(0);
 
-    const earnings = (await get('/v1/operator/earnings?days=7', cookie)).body;
+    const earnings = operatorEarningsResponseSchema.parse((await get('/v1/operator/earnings?days=7', cookie)).body);
     const today = new Date().toISOString().slice(0, 10);
     expect(earnings.days).toHaveLength(7);
     expect(earnings.days.at(-1)).toBe(today);
     expect(earnings.rows).toEqual([{ day: today, model: REAL_MODEL.id, jobs: 2, promptTokens: 12, completionTokens: 12, earned: '34' }]);
     expect({ models: earnings.models, total: earnings.total }).toEqual({ models: [REAL_MODEL.id], total: '34' });
 
-    const page1 = (await get('/v1/operator/receipts?limit=1', cookie)).body;
+    const page1 = operatorReceiptsResponseSchema.parse((await get('/v1/operator/receipts?limit=1', cookie)).body);
     expect(page1.receipts).toHaveLength(1);
     expect(page1.next).toMatch(/^\d+:[A-Za-z0-9_-]{22}$/);
-    const page2 = (await get(`/v1/operator/receipts?limit=1&before=${page1.next}`, cookie)).body;
-    expect([page1.receipts[0].jobId, page2.receipts[0].jobId].sort()).toEqual(results.map((r) => r.jobId).sort());
+    const page2 = operatorReceiptsResponseSchema.parse((await get(`/v1/operator/receipts?limit=1&before=${page1.next}`, cookie)).body);
+    for (const [query, message] of [
+      ['earnings?days=0', 'days must be an integer from 1 to 366'],
+      ['earnings?days=1.5', 'days must be an integer from 1 to 366'],
+      ['receipts?limit=501', 'limit must be an integer from 1 to 500'],
+      ['receipts?before=yesterday', 'before must be a cursor from a previous page'],
+      ['receipts.csv?days=367', 'days must be an integer from 1 to 366'],
+    ]) {
+      expect((await get(`/v1/operator/${query}`, cookie)).body, query).toEqual({ error: { code: 'NJ_BAD_REQUEST', message } });
+    }
+    expect([page1.receipts[0]!.jobId, page2.receipts[0]!.jobId].sort()).toEqual(results.map((r) => r.jobId).sort());
     expect(page2.receipts[0]).toMatchObject({
       agentId: agent.agentId,
       model: REAL_MODEL.id,
@@ -107,7 +129,8 @@ describe('operator API', () => {
     // Offline agents stay listed, with when they were last seen.
     await agent.stop(100);
     fx.agents.pop();
-    await waitFor(() => fx.net.gateway.directory.size === 0, 2000, 'agent to leave');
+    const gw = fx.net.gateway;
+    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave', 2000);
     const offline = (await get('/v1/operator/agents', cookie)).body.agents[0];
     expect(offline).toMatchObject({ agentId: agent.agentId, connected: false, state: 'offline', routable: false, uptimeMs: null });
   });
@@ -148,21 +171,40 @@ describe('operator API', () => {
     const cookie = { cookie: await signIn(fx.net.operator.token) };
     expect((await get('/v1/operator/agents', cookie)).body.agents).toHaveLength(1);
     const out = await http.fetch(`${fx.net.gateway.url}/v1/operator/session`, { method: 'DELETE', headers: cookie });
-    expect(out.headers.get('set-cookie')).toMatch(/^nj_operator=; .*Max-Age=0$/);
+    expect(out.headers.get('set-cookie')).toMatch(/^nj_operator=; (.*; )?Max-Age=0(;|$)/);
     expect((await get('/v1/operator/agents', cookie)).status).toBe(401);
   });
 
   it('serves the dashboard under the strict CSP', async () => {
     for (const [path, type] of [
-      ['/dashboard/', 'text/html; charset=utf-8'],
-      ['/dashboard/app.js', 'text/javascript; charset=utf-8'],
-      ['/dashboard/app.css', 'text/css; charset=utf-8'],
+      ['/dashboard/', /^text\/html; charset=utf-8$/],
+      ['/dashboard/app.js', /^(text|application)\/javascript; charset=utf-8$/],
+      ['/dashboard/app.css', /^text\/css; charset=utf-8$/],
     ] as const) {
       const res = await http.fetch(`${fx.net.gateway.url}${path}`);
-      expect({ path, status: res.status, type: res.headers.get('content-type') }).toEqual({ path, status: 200, type });
+      expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      expect(res.headers.get('content-type'), path).toMatch(type);
+      // The one page policy of every Nightjar page.
+      expect(res.headers.get('content-security-policy')).toBe(PAGE_CSP);
       expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
       const body = await res.text();
       if (path === '/dashboard/') expect(body).not.toMatch(/<script>|\sstyle=|\son[a-z]+=/);
+    }
+  });
+
+  it('marks the session cookie Secure when secureCookies is set', async () => {
+    const gateway = await Gateway.start({ port: 0, secureCookies: true, operatorSessionTtlMs: 60_000 });
+    try {
+      const op = await gateway.store.accounts.createOperator({ name: 'Lin', now: Date.now() });
+      const res = await http.fetch(`${gateway.url}/v1/operator/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token: op.token }),
+      });
+      const [, ...attributes] = res.headers.get('set-cookie')!.split('; ');
+      expect(attributes.sort()).toEqual(['HttpOnly', 'Max-Age=60', 'Path=/', 'SameSite=Strict', 'Secure']);
+    } finally {
+      await gateway.dispose();
     }
   });
 

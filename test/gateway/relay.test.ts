@@ -11,7 +11,7 @@ describe('gateway relay with a fake engine', () => {
   const agents: Agent[] = [];
   afterEach(async () => {
     await Promise.all(agents.splice(0).map((a) => a.stop(100)));
-    await gateway?.close();
+    await gateway?.dispose();
   });
 
   it('carries an encrypted chat end to end and verifies the receipt', async () => {

@@ -6,10 +6,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes, toBase64Url } from '../../src/shared/index.js';
 import type { Agent } from '../../src/main/agent/index.js';
-import { ACCOUNTS, openSqliteStore, startGateway } from '../../src/gateway/index.js';
+import { ACCOUNTS, Gateway, openSqliteStore } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { waitFor } from '../helpers/network.js';
+import { agentServing } from '../helpers/network.js';
 import { REAL_MODEL, REAL_PRICE, billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
@@ -32,7 +32,7 @@ describe('gateway restart', () => {
     const one = await clientOf(first.gateway, http.fetch, first.key.key).complete(ask);
     await isBilled(one.jobId);
     expect(await first.store.ledger.balance(ACCOUNTS.operator(first.operator.id))).toBe(17n);
-    await first.gateway.close();
+    await first.gateway.dispose();
     // A job admitted and never finished, as a crash leaves it: its worst case is still held.
     const stranded = toBase64Url(randomBytes(16));
     await first.store.ledger.hold({
@@ -50,14 +50,14 @@ describe('gateway restart', () => {
     expect(agent.linkState === 'waiting' || agent.linkState === 'connecting').toBe(true);
 
     const store = await openSqliteStore({ path: first.file });
-    const gateway = await startGateway({ port, store, allowSynthetic: true });
+    const gateway = await Gateway.start({ port, store, allowSynthetic: true });
     cleanups.push(async () => {
       await agent?.stop(100);
       agent = undefined;
-      await gateway.close();
+      await gateway.dispose();
       await store.dispose();
     });
-    await waitFor(() => gateway.directory.get(agent!.agentId)?.status?.state === 'serving', 5000, 'the agent to reconnect');
+    await agentServing(gateway, agent.agentId, 5000);
     expect(gateway.directory.get(agent.agentId)?.operatorId).toBe(first.operator.id);
     expect(await store.ledger.job(stranded)).toMatchObject({ status: 'released', outcome: 'gateway restarted' });
     expect(await store.ledger.clientBalance(first.key.id)).toEqual({ balance: 10_000_000n - 18n, held: 0n });

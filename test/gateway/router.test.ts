@@ -24,9 +24,10 @@ import type { Agent, GenerateRequest, GenerateResult } from '../../src/main/agen
 import type { Gateway, GatewayOptions } from '../../src/gateway/index.js';
 import { FakeEngine, type FakeEngineOptions } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing, startTestGateway } from '../helpers/network.js';
 import { REAL_MODEL, billed, clientOf, startAgent, startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
+import { whenEvent } from './support/events.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -34,7 +35,7 @@ const agents: Agent[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.stop(100)));
-  await gateway?.close();
+  await gateway?.dispose();
   gateway = undefined;
   for (const c of cleanups.splice(0).reverse()) await c();
 });
@@ -47,7 +48,7 @@ async function billedWithRawAgent(options: GatewayOptions = {}): Promise<{ net: 
   cleanups.push(() => net.close());
   const raw = await RawAgent.connect({ url: net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await net.enrollToken() });
   cleanups.push(() => raw.close());
-  await waitFor(() => net.gateway.directory.get(raw.agentId)?.status?.state === 'serving', 2000, 'raw agent');
+  await agentServing(net.gateway, raw.agentId, 2000);
   return { net, raw };
 }
 
@@ -153,10 +154,13 @@ describe('the queue', () => {
     agents.push(await startAgent(gateway, { engine, model: FAKE_MODEL }));
     const gw = gateway;
     const first = clientOf(gw, http.fetch).chat(ask(12));
-    await waitFor(() => engine.busy === 1, 2000, 'first job to run');
+    await first.jobId; // its reply started: the agent's one slot is taken
+    expect(engine.busy).toBe(1);
     // This client's POST is held back until the second job has taken the queue's one place.
     const heldBack: typeof fetch = async (input, init) => {
-      if (String(input).endsWith('/v1/jobs')) await waitFor(() => gw.router.depth(FAKE_MODEL.id) === 1, 5000, 'second job to queue');
+      if (String(input).endsWith('/v1/jobs')) {
+        await whenEvent(gw.router.onDepthChanged, () => gw.router.depth(FAKE_MODEL.id) === 1, 'the second job to queue');
+      }
       return http.fetch(input, init);
     };
     const third = clientOf(gw, heldBack).complete(ask(12));
@@ -182,8 +186,9 @@ describe('the queue', () => {
     const engine = new CountingEngine({ slots: 1, tokenDelayMs: 15, words: Array.from({ length: 10 }, (_, i) => `w${i} `) });
     agents.push(await startAgent(gateway, { engine, model: FAKE_MODEL }));
     const gw = gateway;
-    const first = clientOf(gw, http.fetch).complete(ask(10));
-    await waitFor(() => engine.busy === 1, 2000, 'first job to run');
+    const first = clientOf(gw, http.fetch).chat(ask(10));
+    await first.jobId; // its reply started: the agent's one slot is taken
+    expect(engine.busy).toBe(1);
     const abort = new AbortController();
     // The SDK names a job once its reply starts; this one never starts, so take its id at sealing.
     let jobId = '';
@@ -193,14 +198,14 @@ describe('the queue', () => {
       return sealed;
     };
     const queued = clientOf(gw, http.fetch, undefined, { seal }).chat({ ...ask(10), signal: abort.signal });
-    await waitFor(() => gw.router.depth() === 1, 2000, 'second job to queue');
+    await whenEvent(gw.router.onDepthChanged, () => gw.router.depth() === 1, 'the second job to queue', 2000);
     const isBilled = billed(gw);
     abort.abort();
     expect((await errorOf(queued.result)).code).toBe('NJ_CANCELLED');
-    await waitFor(() => gw.router.depth() === 0, 2000, 'queue to empty');
+    await whenEvent(gw.router.onDepthChanged, () => gw.router.depth() === 0, 'the queue to empty', 2000);
     await isBilled(jobId);
     expect((await gw.store.ledger.job(jobId))?.status).toBe('released');
-    await first;
+    await first.result;
     expect(engine.calls).toBe(1);
   });
 });
@@ -221,10 +226,11 @@ describe('cancel', () => {
       })(),
     );
     const jobId = await stream.jobId;
-    await waitFor(() => engine.aborted === 1 && engine.busy === 0, 2000, 'the agent to stop');
+    // The agent stops, then signs for what it generated: once that is billed, it has stopped.
+    await isBilled(jobId);
+    expect({ aborted: engine.aborted, busy: engine.busy }).toEqual({ aborted: 1, busy: 0 });
     const stoppedAt = engine.generated;
     expect(stoppedAt).toBeLessThan(200);
-    await isBilled(jobId);
     const job = (await gw.store.ledger.job(jobId))!;
     expect({ status: job.status, outcome: job.outcome, finish: job.finishReason }).toEqual({
       status: 'settled',

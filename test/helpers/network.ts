@@ -2,13 +2,13 @@
  * Starts a local network for a test: a gateway on port 0 and agents connected to it.
  */
 import { Agent, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
-import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
-import { generateIdentity, type Logger } from '../../src/shared/index.js';
+import { Gateway, type GatewayOptions } from '../../src/gateway/index.js';
+import { generateIdentity, systemClock, type Logger } from '../../src/shared/index.js';
 
 export const FAKE_MODEL: ServedModel = { id: 'synthetic-fake', sha256: 'ab'.repeat(32), synthetic: true, contextLength: 4096 };
 
 export async function startTestGateway(options: GatewayOptions = {}): Promise<Gateway> {
-  return startGateway({ port: 0, allowSynthetic: true, ...options });
+  return Gateway.start({ port: 0, allowSynthetic: true, ...options });
 }
 
 export interface TestAgentOptions {
@@ -28,8 +28,13 @@ export async function startTestAgent(gateway: Gateway, options: TestAgentOptions
     ...(options.logger ? { logger: options.logger } : {}),
   });
   agent.start();
-  await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 5000, 'agent to register');
+  await agentServing(gateway, agent.agentId);
   return agent;
+}
+
+/** Resolves once the gateway lists `agentId` as serving (awaiting its directory's events, on the real clock). */
+export async function agentServing(gateway: Gateway, agentId: string, timeoutMs = 5000): Promise<void> {
+  await gateway.agentServing(agentId, { timeoutMs, clock: systemClock });
 }
 
 export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {

@@ -8,11 +8,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
 import { Agent } from '../../src/main/agent/index.js';
-import { startGateway, type Gateway } from '../../src/gateway/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, pad, randomBytes, sealRequest, toBase64Url, toHex, utf8 } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
-import { FAKE_MODEL, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 
 /** A client that "forgets" to encrypt: same header, the request in the clear as its body. */
@@ -28,7 +28,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
   let agent: Agent | undefined;
   afterEach(async () => {
     await agent?.stop(100);
-    await gateway?.close();
+    await gateway?.dispose();
     await proxy?.close();
     agent = gateway = proxy = undefined;
   });
@@ -38,7 +38,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
     const replyCanary = `CANARY-REPLY-${toHex(randomBytes(12))}`;
     const gatewayLog: string[] = [];
     const agentLog: string[] = [];
-    gateway = await startGateway({
+    gateway = await Gateway.start({
       port: 0,
       allowSynthetic: true,
       logger: createLogger({ level: 'debug', write: (l) => gatewayLog.push(l) }),
@@ -52,7 +52,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
       logger: createLogger({ level: 'debug', write: (l) => agentLog.push(l) }),
     });
     agent.start();
-    await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.state === 'serving', 5000, 'agent');
+    await agentServing(gateway, agent.agentId, 5000);
     const client = new NightjarClient({
       gatewayUrl: `http://127.0.0.1:${proxy.port}`,
       trust: { allowSynthetic: true },

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
-import { startGateway } from '../../src/gateway/index.js';
+import { Gateway } from '../../src/gateway/index.js';
 import { buildDashboard } from '../../src/main/cli/dashboard.js';
 import { AgentService, DEFAULT_CONFIG, ManualEnvironmentSource, pathsIn, writeSyntheticModel } from '../../src/main/agent/index.js';
 import { formatCredits, generateIdentity } from '../../src/shared/index.js';
@@ -108,7 +108,7 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
     { timeout: 240_000 },
     async () => {
       const http = closableFetch();
-      const gateway = await startGateway({ port: 0, allowSynthetic: true });
+      const gateway = await Gateway.start({ port: 0, allowSynthetic: true });
       const files = await startGatedFileServer(modelFile);
       const operator = await gateway.store.accounts.createOperator({ name: 'Ada', now: Date.now() });
       const { token: enrollToken } = await gateway.store.accounts.createEnrollmentToken({
@@ -355,7 +355,7 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
       } finally {
         await context.close();
         await service.stop();
-        await gateway.close();
+        await gateway.dispose();
         await files.close();
         await http.close();
       }

@@ -5,8 +5,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, type Clock, type Logger } from '../../shared/index.js';
-import type { StaticSite } from '../static-sites.js';
-import { startGateway, type Gateway } from '../gateway.js';
+import type { StaticSite } from '../../node/index.js';
+import { Gateway } from '../gateway.js';
 import { openSqliteStore } from '../store/gateway-store.js';
 import { ADMIN_COMMANDS, ADMIN_USAGE, DEFAULT_DB, adminCommand } from './admin-commands.js';
 
@@ -94,7 +94,7 @@ export async function gatewayCommand(argv: string[], ctx: GatewayCommandContext)
   const store = dbPath ? await openSqliteStore({ path: dbPath, ...(ctx.clock ? { now: ctx.clock.now() } : {}) }) : undefined;
   let gateway: Gateway;
   try {
-    gateway = await startGateway({
+    gateway = await Gateway.start({
       host: values.host ?? '127.0.0.1',
       port,
       allowSynthetic: values['allow-synthetic'] ?? false,
@@ -117,7 +117,7 @@ export async function gatewayCommand(argv: string[], ctx: GatewayCommandContext)
   ctx.onListening?.(gateway);
   await ctx.stopped;
   logger.info('shutting down: letting running streams finish');
-  await gateway.close();
+  await gateway.dispose();
   await store?.dispose();
   return 0;
 }

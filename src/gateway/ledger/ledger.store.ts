@@ -124,7 +124,7 @@ export interface JobRecord {
 }
 
 /** One row of an operator's earnings: a UTC day and a model. */
-export interface EarningsRow {
+export interface LedgerEarningsRow {
   /** UTC day, as YYYY-MM-DD. */
   day: string;
   model: string;
@@ -167,7 +167,7 @@ export interface LedgerStore {
   /** One job as the ledger recorded it, or null. */
   job(jobId: string): Promise<JobRecord | null>;
   /** Settled jobs on `operatorId`'s agents that ended in [since, until), summed by UTC day and model. */
-  earnings(operatorId: string, since: number, until: number): Promise<EarningsRow[]>;
+  earnings(operatorId: string, since: number, until: number): Promise<LedgerEarningsRow[]>;
   /** Settled jobs on `operatorId`'s agents, newest first, optionally before a cursor. */
   receipts(
     operatorId: string,
@@ -279,7 +279,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: account,
         amount,
         now,
-        ...(memo ? { memo } : {}),
+        memo: memo || undefined,
       });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
@@ -300,7 +300,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: ACCOUNTS.external,
         amount,
         now,
-        ...(memo ? { memo } : {}),
+        memo: memo || undefined,
       });
       return bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [account]))?.balance);
     });
@@ -502,7 +502,7 @@ export class SqlLedgerStore implements LedgerStore {
     return row ? jobOf(row) : null;
   }
 
-  async earnings(operatorId: string, since: number, until: number): Promise<EarningsRow[]> {
+  async earnings(operatorId: string, since: number, until: number): Promise<LedgerEarningsRow[]> {
     const rows = await this.#db.all(
       `SELECT ended_at / ${DAY_MS} AS day, model, COUNT(*) AS jobs, SUM(prompt_tokens) AS prompt_tokens,
               SUM(completion_tokens) AS completion_tokens, SUM(operator_amount) AS earned

@@ -1,7 +1,44 @@
 /**
- * The operator dashboard's page and style sheet. The page loads one script (web/dashboard/app.ts)
- * from this origin; there is no inline script or style, as the Content-Security-Policy demands.
+ * The operator dashboard's page, style sheet and script, written to a folder that the one
+ * static-pages plugin serves under the one page policy (PAGE_CSP). The page loads one script
+ * (web/dashboard/app.ts) from this origin; there is no inline script or style, as the policy
+ * demands. The script is the compiled copy next to this module (dist) or, running from source,
+ * the TypeScript transpiled once per process with esbuild (a development dependency).
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+// A cache of a pure function of the source files, not state: every gateway in the process
+// serves the same script.
+let script: Promise<string> | null = null;
+
+/** The dashboard's script as the browser runs it. */
+export function dashboardScript(): Promise<string> {
+  script ??= loadScript().catch((err: unknown) => {
+    script = null;
+    throw err;
+  });
+  return script;
+}
+
+async function loadScript(): Promise<string> {
+  try {
+    return await readFile(new URL('../web/dashboard/app.js', import.meta.url), 'utf8');
+  } catch {
+    const source = await readFile(new URL('../web/dashboard/app.ts', import.meta.url), 'utf8');
+    const esbuild = await import('esbuild');
+    return (await esbuild.transform(source, { loader: 'ts', format: 'esm', target: 'es2022' })).code;
+  }
+}
+
+/** Writes index.html, app.css and app.js of the dashboard into `dir` (which must exist). */
+export async function writeDashboardPage(dir: string): Promise<void> {
+  await Promise.all([
+    writeFile(path.join(dir, 'index.html'), DASHBOARD_HTML),
+    writeFile(path.join(dir, 'app.css'), DASHBOARD_CSS),
+    writeFile(path.join(dir, 'app.js'), await dashboardScript()),
+  ]);
+}
 
 /** /dashboard/ */
 export const DASHBOARD_HTML = `<!doctype html>

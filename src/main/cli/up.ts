@@ -6,7 +6,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, generateIdentity, type Logger } from '../../shared/index.js';
-import { openSqliteStore, startGateway, type Gateway } from '../../gateway/index.js';
+import { Gateway, openSqliteStore } from '../../gateway/index.js';
 import { Agent, writeSyntheticModel } from '../agent/index.js';
 import { untilAborted, type CliIo } from './io.js';
 import { loadModel } from './serve.js';
@@ -70,7 +70,7 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
   const sites = await chatPageSites(gatewayLog);
   let gateway: Gateway;
   try {
-    gateway = await startGateway({ port, allowSynthetic: true, allowAnonymous: true, store, sites, logger: gatewayLog });
+    gateway = await Gateway.start({ port, allowSynthetic: true, allowAnonymous: true, store, sites, logger: gatewayLog });
   } catch (err) {
     await store.dispose();
     throw err;
@@ -88,11 +88,13 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
       enrollToken: enrollment.token,
     });
     agent.start();
-    const deadline = Date.now() + 10_000;
-    while (gateway.directory.get(agent.agentId)?.status?.state !== 'serving') {
-      if (Date.now() > deadline) throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway');
-      if (io.signal.aborted) break;
-      await new Promise((r) => setTimeout(r, 20));
+    try {
+      await gateway.agentServing(agent.agentId, { timeoutMs: 10_000, signal: io.signal });
+    } catch (err) {
+      if (err instanceof NightjarError && err.code === 'NJ_TIMEOUT') {
+        throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway');
+      }
+      if (!io.signal.aborted) throw err;
     }
     const cmd = 'node bin/nightjar.js';
     const via = gateway.url === 'http://127.0.0.1:8787' ? '' : ` --gateway ${gateway.url}`;
@@ -119,7 +121,7 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
     await untilAborted(io.signal);
   } finally {
     await agent?.stop();
-    await gateway.close();
+    await gateway.dispose();
     await store.dispose();
   }
   return 0;

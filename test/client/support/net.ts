@@ -3,9 +3,9 @@
  * optionally reached through a TCP relay the test can cut (an agent that "dies").
  */
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
-import { startGateway, type Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gateway/index.js';
+import { Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gateway/index.js';
 import { Emitter, generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
-import { FAKE_MODEL, waitFor } from '../../helpers/network.js';
+import { FAKE_MODEL, agentServing, waitFor } from '../../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../../helpers/recording-proxy.js';
 import { onceTrue } from './events.js';
 
@@ -30,9 +30,9 @@ export interface TestNet {
 }
 
 export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
-  const gateway = await startGateway({ port: 0, allowSynthetic: true, ...options });
+  const gateway = await Gateway.start({ port: 0, allowSynthetic: true, ...options });
   const outcomes = new Map<string, JobOutcome>();
-  gateway.onJobFinished((jobId, outcome) => outcomes.set(jobId, outcome));
+  gateway.onJobFinished(({ jobId, outcome }) => outcomes.set(jobId, outcome));
   const agents: TestAgent[] = [];
   return {
     gateway,
@@ -54,7 +54,7 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
         },
       });
       agent.start();
-      await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent to register');
+      await agentServing(gateway, agent.agentId, 10_000);
       const entry: TestAgent = {
         agent,
         agentId: agent.agentId,
@@ -67,7 +67,7 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
     },
     async close() {
       await Promise.all(agents.map((a) => a.agent.stop(200)));
-      await gateway.close();
+      await gateway.dispose();
       await Promise.all(agents.map((a) => a.relay?.close()));
     },
   };

@@ -9,9 +9,10 @@ import path from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { NightjarClient, type NightjarClientOptions } from '../../../src/client/index.js';
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
-import { openSqliteStore, startGateway, type Gateway, type GatewayOptions, type GatewayStore } from '../../../src/gateway/index.js';
+import { Gateway, openSqliteStore, type GatewayOptions, type GatewayStore } from '../../../src/gateway/index.js';
 import { generateIdentity, type IdentityKeyPair, type Logger } from '../../../src/shared/index.js';
-import { waitFor } from '../../helpers/network.js';
+import { agentServing } from '../../helpers/network.js';
+import { whenEvent } from './events.js';
 
 /** A model the gateway treats as real (prices apply). */
 export const REAL_MODEL: ServedModel = { id: 'fake-real-1b', sha256: 'cd'.repeat(32), synthetic: false, contextLength: 4096 };
@@ -48,7 +49,7 @@ export async function startBilledNetwork(
   const operator = await store.accounts.createOperator({ name: 'Ada', now });
   const key = await store.accounts.createApiKey({ name: 'client', now });
   await store.ledger.topUp(key.id, 10_000_000n, now);
-  const gateway = await startGateway({ port: 0, allowSynthetic: true, store, ...options });
+  const gateway = await Gateway.start({ port: 0, allowSynthetic: true, store, ...options });
   return {
     gateway,
     store,
@@ -58,7 +59,7 @@ export async function startBilledNetwork(
     enrollToken: async () =>
       (await store.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 })).token,
     async close() {
-      await gateway.close();
+      await gateway.dispose();
       await store.dispose();
     },
   };
@@ -84,7 +85,7 @@ export async function startAgent(gateway: Gateway, options: AgentOptions): Promi
     ...(options.logger ? { logger: options.logger } : {}),
   });
   agent.start();
-  await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 5000, 'agent to register');
+  await agentServing(gateway, agent.agentId);
   return agent;
 }
 
@@ -104,11 +105,14 @@ export function clientOf(
   });
 }
 
-/** Resolves once the gateway has billed `jobId` (settled or released). */
+/**
+ * Starts listening for billed jobs now; the function returned resolves once the gateway has
+ * billed `jobId` (settled or released), even if that happened before it was called.
+ */
 export function billed(gateway: Gateway): (jobId: string) => Promise<void> {
   const done = new Set<string>();
-  gateway.onJobBilled((id) => done.add(id));
-  return (jobId) => waitFor(() => done.has(jobId), 10_000, `job ${jobId} to be billed`);
+  gateway.onJobBilled(({ jobId }) => done.add(jobId));
+  return (jobId) => whenEvent(gateway.onJobBilled, () => done.has(jobId), `job ${jobId} to be billed`, 10_000);
 }
 
 /** What {@link billedNetworkPerTest} hands a test file. */

@@ -15,7 +15,7 @@ let gateway: Gateway | undefined;
 let agent: Agent | undefined;
 afterEach(async () => {
   await agent?.stop(100);
-  await gateway?.close();
+  await gateway?.dispose();
   agent = gateway = undefined;
 });
 

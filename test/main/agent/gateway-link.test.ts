@@ -136,7 +136,7 @@ describe('gateway killed and restarted', () => {
     });
     cleanups.push(async () => {
       await agent.stop(0);
-      await gateway.close();
+      await gateway.dispose();
     });
     agent.start();
     await until(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 'registered');

@@ -243,7 +243,7 @@ describe('doctor', () => {
       expect(out).toContain('→ Run `nightjar models rm synthetic-tiny` and `nightjar models pull synthetic-tiny`.');
       expect(out).toContain('✗ disk      954 MB free for models');
     } finally {
-      await gateway.close();
+      await gateway.dispose();
     }
   });
 });
@@ -311,7 +311,7 @@ describe('nightjar serve in its own process', () => {
         child.kill('SIGKILL');
         await exited;
       }
-      await gateway.close();
+      await gateway.dispose();
     }
   }, 120_000);
 });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/main/cli/main.js';
 import type { CliIo } from '../../../src/main/cli/io.js';
 import { pathsIn } from '../../../src/main/agent/index.js';
-import { startGateway } from '../../../src/gateway/index.js';
+import { Gateway } from '../../../src/gateway/index.js';
 import { waitFor } from '../../helpers/network.js';
 
 let tmp: string;
@@ -64,7 +64,7 @@ describe('nightjar serve --dashboard', () => {
     'serves the built dashboard, opens it through a one-time ticket, and `nightjar dashboard` opens it again',
     { timeout: 60_000 },
     async () => {
-      const gateway = await startGateway({ port: 0 });
+      const gateway = await Gateway.start({ port: 0 });
       const home = path.join(tmp, 'home');
       const stop = new AbortController();
       const opened: string[] = [];
@@ -110,7 +110,7 @@ describe('nightjar serve --dashboard', () => {
       } finally {
         stop.abort();
         expect(await serving).toBe(0);
-        await gateway.close();
+        await gateway.dispose();
       }
     },
   );

@@ -1,44 +1,18 @@
 /**
  * The operator dashboard, in the browser: sign in with an operator token (the gateway answers
  * with an HttpOnly session cookie), then show the operator's agents, earnings by day and model
- * as an SVG chart, and receipts with a CSV export. Self-contained (no imports) so the gateway can
- * serve it as one module; DOM only, no inline code (the page's CSP forbids it).
+ * as an SVG chart, and receipts with a CSV export. Its only imports are types (the operator API's
+ * shapes, from src/shared), erased when it is compiled, so the gateway serves it as one module;
+ * DOM only, no inline code (the page's CSP forbids it).
  */
-
-interface AgentView {
-  agentId: string;
-  connected: boolean;
-  state: string;
-  trust: string | null;
-  model: string | null;
-  tokensPerSecond: number | null;
-  slots: number | null;
-  freeSlots: number | null;
-  routable: boolean;
-  challengeFresh: boolean | null;
-  uptimeMs: number | null;
-  lastSeenAt: number;
-  jobsDone: number | null;
-}
-
-interface EarningsView {
-  days: string[];
-  models: string[];
-  rows: { day: string; model: string; jobs: number; earned: string }[];
-  total: string;
-}
-
-interface ReceiptView {
-  jobId: string;
-  endedAt: number;
-  model: string;
-  agentId: string;
-  promptTokens: number;
-  completionTokens: number;
-  finishReason: string;
-  outcome: string;
-  earned: string;
-}
+import type {
+  OperatorAgentView,
+  OperatorAgentsResponse,
+  OperatorEarningsResponse,
+  OperatorMeResponse,
+  OperatorReceiptView,
+  OperatorReceiptsResponse,
+} from '../../../shared/index.js';
 
 class SignedOut extends Error {}
 
@@ -95,7 +69,7 @@ function pill(text: string, kind: string): HTMLTableCellElement {
   return td;
 }
 
-function renderAgents(agents: AgentView[]): void {
+function renderAgents(agents: OperatorAgentView[]): void {
   const body = $('agents').querySelector('tbody')!;
   body.replaceChildren(
     ...agents.map((a) => {
@@ -148,7 +122,7 @@ function axisLabel(v: number): string {
         .replace(/\.$/, '');
 }
 
-function renderChart(e: EarningsView): void {
+function renderChart(e: OperatorEarningsResponse): void {
   const W = 760;
   const H = 240;
   const left = 64;
@@ -216,20 +190,20 @@ function renderChart(e: EarningsView): void {
   $('earned').textContent = credits(e.total);
 }
 
-function renderReceipts(receipts: ReceiptView[]): void {
+function renderReceipts(receipts: OperatorReceiptView[]): void {
   $('receipts')
     .querySelector('tbody')!
     .replaceChildren(
       ...receipts.map((r) => {
         const tr = document.createElement('tr');
         tr.append(
-          cell(new Date(r.endedAt).toLocaleString()),
+          cell(r.endedAt === null ? '–' : new Date(r.endedAt).toLocaleString()),
           cell(r.jobId.slice(0, 10), 'mono'),
-          cell(r.agentId.slice(0, 12), 'mono'),
+          cell((r.agentId ?? '–').slice(0, 12), 'mono'),
           cell(r.model),
-          cell(String(r.promptTokens), 'num'),
-          cell(String(r.completionTokens), 'num'),
-          cell(r.outcome === 'cancelled' ? 'cancelled' : r.finishReason),
+          cell(String(r.promptTokens ?? 0), 'num'),
+          cell(String(r.completionTokens ?? 0), 'num'),
+          cell(r.outcome === 'cancelled' ? 'cancelled' : (r.finishReason ?? '–')),
           cell(credits(r.earned), 'num'),
         );
         return tr;
@@ -253,10 +227,10 @@ function show(signedIn: boolean): void {
 async function refresh(): Promise<void> {
   try {
     const [me, agents, earnings, receipts] = await Promise.all([
-      api<{ operator: { id: string; name: string }; balance: string }>('/v1/operator/me'),
-      api<{ agents: AgentView[] }>('/v1/operator/agents'),
-      api<EarningsView>('/v1/operator/earnings?days=14'),
-      api<{ receipts: ReceiptView[] }>('/v1/operator/receipts?limit=50'),
+      api<OperatorMeResponse>('/v1/operator/me'),
+      api<OperatorAgentsResponse>('/v1/operator/agents'),
+      api<OperatorEarningsResponse>('/v1/operator/earnings?days=14'),
+      api<OperatorReceiptsResponse>('/v1/operator/receipts?limit=50'),
     ]);
     $('operator-name').textContent = me.operator.name;
     $('balance').textContent = credits(me.balance);

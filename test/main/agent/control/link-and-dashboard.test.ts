@@ -24,7 +24,7 @@ import {
   writeSyntheticModel,
   type AgentConfig,
 } from '../../../../src/main/agent/index.js';
-import { startGateway, type Gateway } from '../../../../src/gateway/index.js';
+import { Gateway } from '../../../../src/gateway/index.js';
 import { ControlClient, generateIdentity, systemClock } from '../../../../src/shared/index.js';
 import { FakeEngine } from '../../../helpers/fake-engine.js';
 import { startModelServer } from '../../support/model-server.js';
@@ -51,7 +51,7 @@ afterAll(async () => {
 });
 afterEach(async () => {
   await service?.stop();
-  await gateway?.close();
+  await gateway?.dispose();
   service = gateway = null;
 });
 
@@ -140,7 +140,7 @@ describe('gatewaySocketUrl', () => {
 
 describe('linking', () => {
   it('an unlinked agent waits in error NJ_NOT_LINKED with what to do, then links with an enrollment token', async () => {
-    gateway = await startGateway({ port: 0, allowSynthetic: true });
+    gateway = await Gateway.start({ port: 0, allowSynthetic: true });
     const { token, operatorId } = await enrollToken(gateway);
     const { service: s, client, configFile } = await start();
     await until(() => s.runtime.state === 'error', 'the unlinked error');
@@ -166,7 +166,7 @@ describe('linking', () => {
   });
 
   it('a refused enrollment token: status.gateway.rejected, the agent in error saying what to do; relinking with a good one serves', async () => {
-    gateway = await startGateway({ port: 0, allowSynthetic: true });
+    gateway = await Gateway.start({ port: 0, allowSynthetic: true });
     const { service: s, client } = await start();
     await client.call('link', { gatewayUrl: gateway.url, enrollToken: 'njen_000000000000_' + 'A'.repeat(43) });
     await until(() => s.runtime.status().gateway.rejected !== null, 'the refusal');

@@ -1,0 +1,196 @@
+/**
+ * Agent admission: the WebSocket upgrade at /v1/agent, refused (429, with Retry-After) past the
+ * per-address connection cap, the per-address and global caps on unfinished handshakes, and
+ * while shutting down (503); each accepted socket becomes an {@link AgentSession}, which joins
+ * the directory once it proved its identity and was admitted (operator binding).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyPluginAsync } from 'fastify';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CLOSE_CODES, NightjarError, raceClock, toBase64Url } from '../../shared/index.js';
+import { AgentSession } from '../agent-session.js';
+import type { GatewayContext, GatewayPluginOptions } from './context.js';
+
+/** How long dispose() waits for agents to close their sockets before it cuts them. */
+const CLOSE_WAIT_MS = 2000;
+
+/** Open connections and unfinished handshakes of one address. */
+interface AddressCounts {
+  open: number;
+  pending: number;
+}
+
+/** Options of {@link AgentAdmission}. */
+export interface AgentAdmissionOptions {
+  /** The gateway's shared state. Required. */
+  ctx: GatewayContext;
+  /** Called whenever what some agent can take may have changed. Required. */
+  onCapacity: () => void;
+}
+
+/** Takes agents' WebSocket upgrades and runs their sessions. */
+export class AgentAdmission {
+  readonly #ctx: GatewayContext;
+  readonly #onCapacity: () => void;
+  readonly #wss: WebSocketServer;
+  readonly #perIp = new Map<string, AddressCounts>();
+  readonly #sessions = new Set<AgentSession>();
+  #pendingTotal = 0;
+  #disposed: Promise<void> | null = null;
+
+  constructor(options: AgentAdmissionOptions) {
+    this.#ctx = options.ctx;
+    this.#onCapacity = options.onCapacity;
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#ctx.options.maxAgentFrameBytes, perMessageDeflate: false });
+  }
+
+  /** Handles an HTTP upgrade: refuses it with a status, or hands the socket to a new session. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/v1/agent') {
+      refuseUpgrade(socket, '404 Not Found', new NightjarError('NJ_NOT_FOUND', 'agents connect to /v1/agent'));
+      return;
+    }
+    if (this.#ctx.closing() || this.#disposed) {
+      const error = new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterMs: 2000 });
+      refuseUpgrade(socket, '503 Service Unavailable', error);
+      return;
+    }
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const over = this.#overLimit(ip);
+    if (over) {
+      this.#ctx.metrics.rejected.inc({ limit: 'agent-connections' });
+      this.#ctx.log.warn('agent connection refused', { ip, reason: over });
+      refuseUpgrade(socket, '429 Too Many Requests', new NightjarError('NJ_RATE_LIMITED', over, { retryAfterMs: 1000 }));
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, ip));
+  }
+
+  /** Which cap a new connection from `ip` would pass, said as the refusal's message; null if none. */
+  #overLimit(ip: string): string | null {
+    const { maxAgentConnectionsPerIp, maxPendingHandshakesPerIp, maxPendingHandshakes } = this.#ctx.options;
+    const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
+    const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
+    if (counts.open >= maxAgentConnectionsPerIp) return `this address already has ${n(maxAgentConnectionsPerIp, 'agent connection')}`;
+    if (counts.pending >= maxPendingHandshakesPerIp)
+      return `this address already has ${n(maxPendingHandshakesPerIp, 'unfinished handshake')}`;
+    if (this.#pendingTotal >= maxPendingHandshakes) return `the gateway already has ${n(maxPendingHandshakes, 'unfinished handshake')}`;
+    return null;
+  }
+
+  #accept(socket: WebSocket, ip: string): void {
+    const { options, clock, log, directory, store } = this.#ctx;
+    const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
+    this.#perIp.set(ip, counts);
+    counts.open++;
+    counts.pending++;
+    this.#pendingTotal++;
+    let pending = true;
+    const handshakeOver = (): void => {
+      if (!pending) return;
+      pending = false;
+      counts.pending--;
+      this.#pendingTotal--;
+    };
+    const session = new AgentSession({
+      socket,
+      gatewayId: options.gatewayId,
+      clock,
+      logger: log,
+      maxFrameBytes: options.maxAgentFrameBytes,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      heartbeatMs: options.heartbeatMs,
+      challengeIntervalMs: options.challengeIntervalMs,
+      challengeTimeoutMs: options.challengeTimeoutMs,
+      admit: (s, enrollToken) => this.#admit(s, enrollToken),
+    });
+    this.#sessions.add(session);
+    session.onAuthenticated((s) => {
+      handshakeOver();
+      const previous = directory.set(s);
+      if (previous) previous.close(CLOSE_CODES.replaced, 'NJ_AGENT_REPLACED');
+      log.info('agent connected', {
+        agentId: s.agentId,
+        operatorId: s.operatorId,
+        models: s.bundle.bundle.models.map((m) => m.id).join(','),
+        slots: s.bundle.bundle.capacity.slots,
+      });
+      this.#onCapacity();
+    });
+    session.onCapacity((s) => {
+      directory.changed(s);
+      this.#onCapacity();
+    });
+    session.onClosed((s) => {
+      directory.delete(s);
+      log.info('agent disconnected', { agentId: s.agentId });
+      store.accounts.touchAgent(s.agentId, clock.now()).catch(() => undefined);
+      this.#onCapacity();
+    });
+    session.onSocketClosed((s) => {
+      this.#sessions.delete(s);
+      handshakeOver();
+      counts.open--;
+      if (counts.open === 0) this.#perIp.delete(ip);
+    });
+  }
+
+  async #admit(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }> {
+    const { clock, log, store } = this.#ctx;
+    if (this.#ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down');
+    const result = await store.accounts.admitAgent({
+      agentId: session.agentId,
+      identityKey: toBase64Url(session.bundle.identityKey),
+      enrollToken,
+      model: session.bundle.bundle.models[0]?.id ?? null,
+      now: clock.now(),
+    });
+    if (result.boundNow) log.info('agent enrolled', { agentId: session.agentId, operatorId: result.operatorId });
+    return result;
+  }
+
+  /**
+   * Says goodbye to every agent (close 1001), waits up to 2 s on the injected clock for their
+   * sockets to close, cuts the rest, and stops taking upgrades.
+   */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      const sessions = [...this.#sessions];
+      const waited = await raceClock(this.#ctx.clock, CLOSE_WAIT_MS, Promise.all(sessions.map((s) => s.dispose())));
+      if (!waited.done) for (const s of this.#sessions) s.terminate();
+      await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    })();
+    return this.#disposed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}
+
+/** Answers a refused upgrade with a status line and Nightjar's JSON error, then closes the socket. */
+function refuseUpgrade(socket: Duplex, status: string, error: NightjarError): void {
+  const body = JSON.stringify({ error: error.toJSON() });
+  const retry = error.retryAfterMs === undefined ? '' : `Retry-After: ${Math.max(1, Math.ceil(error.retryAfterMs / 1000))}\r\n`;
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`,
+  );
+}
+
+/** Options of {@link agentAdmissionRoutes}. */
+export interface AgentAdmissionPluginOptions extends GatewayPluginOptions {
+  /** The admission that handles the upgrades. */
+  admission: AgentAdmission;
+}
+
+/** Routes the server's WebSocket upgrades to the admission. */
+export const agentAdmissionRoutes: FastifyPluginAsync<AgentAdmissionPluginOptions> = async (app, { admission }) => {
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => admission.handleUpgrade(req, socket, head);
+  app.server.on('upgrade', onUpgrade);
+  app.addHook('onClose', async () => {
+    app.server.off('upgrade', onUpgrade);
+  });
+};

@@ -1,0 +1,80 @@
+/**
+ * The client API besides jobs: the models on offer with their prices (/v1/models), the caller's
+ * balance (/v1/account), and candidate bundles for a model (/v1/candidates), which the client
+ * verifies and seals its request for.
+ */
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import {
+  LIMITS,
+  NightjarError,
+  PROTOCOL_VERSION,
+  TRUST_LEVELS,
+  describeIssues,
+  modelIdSchema,
+  type AccountResponse,
+  type CandidatesResponse,
+  type ModelsResponse,
+  type Trust,
+} from '../../shared/index.js';
+import { FREE, authenticateClient, priceOf } from './callers.js';
+import type { GatewayContext, GatewayPluginOptions } from './context.js';
+
+type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>;
+
+/** Registers /v1/models, /v1/account and /v1/candidates. */
+export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
+  app.get('/v1/models', async (req): Promise<ModelsResponse> => {
+    await authenticateClient(ctx, req);
+    const prices = new Map((await ctx.store.accounts.listPrices()).map((p) => [p.model, p]));
+    const models: ModelsResponse['models'] = [];
+    for (const m of ctx.directory.models(ctx.clock.now())) {
+      const p = m.synthetic ? FREE : prices.get(m.id);
+      if (!p) continue; // unpriced real models are not on offer
+      models.push({ ...m, price: { promptPerMTok: p.promptPerMTok.toString(), completionPerMTok: p.completionPerMTok.toString() } });
+    }
+    return { v: PROTOCOL_VERSION, models };
+  });
+
+  app.get('/v1/account', async (req): Promise<AccountResponse> => {
+    const { key } = await authenticateClient(ctx, req, true);
+    const { balance, held } = await ctx.store.ledger.clientBalance(key!.id);
+    return { v: PROTOCOL_VERSION, keyId: key!.id, name: key!.name, balance: balance.toString(), held: held.toString() };
+  });
+
+  app.get('/v1/candidates', async (req: Query) => candidates(ctx, req));
+};
+
+/** The candidates answer, or the error that says why there are none. */
+async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesResponse> {
+  const { directory, router } = ctx;
+  const { key } = await authenticateClient(ctx, req);
+  const q = req.query;
+  const model = modelIdSchema.safeParse(q.model);
+  if (!model.success) throw new NightjarError('NJ_BAD_REQUEST', `model: ${describeIssues(model.error)}`);
+  const k = q.k === undefined ? ctx.options.defaultCandidates : Number(q.k);
+  if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxCandidates) {
+    throw new NightjarError('NJ_BAD_REQUEST', `k must be an integer from 1 to ${LIMITS.maxCandidates}`);
+  }
+  const minTrust = (q.minTrust ?? 'signed') as Trust;
+  if (!TRUST_LEVELS.includes(minTrust)) throw new NightjarError('NJ_BAD_REQUEST', `minTrust must be one of ${TRUST_LEVELS.join(', ')}`);
+  if (!directory.knows(model.data)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model.data}`);
+  const { free } = await priceOf(ctx, model.data);
+  if (!free && !key) throw new NightjarError('NJ_UNAUTHORIZED', `${model.data} is not free: send an API key`);
+  const needs = { model: model.data, minTrust, paid: !free, now: ctx.clock.now() };
+  const chosen = directory.candidates(needs, k);
+  if (chosen.length === 0 && minTrust !== 'signed' && directory.candidates({ ...needs, minTrust: 'signed' }, 1).length > 0) {
+    throw new NightjarError(
+      'NJ_TRUST_POLICY',
+      `no agent serving ${model.data} is ${minTrust}; this gateway verifies no attestation, so every agent is signed`,
+    );
+  }
+  const anyFree = chosen.some((e) => directory.freeSlots(e) > 0);
+  if (chosen.length === 0 || (!anyFree && !router.hasRoom(model.data))) {
+    const why =
+      chosen.length === 0
+        ? `no agent serving ${model.data} at trust ${minTrust} can take jobs now`
+        : `every agent serving ${model.data} is busy and the queue is full`;
+    throw new NightjarError('NJ_NO_CAPACITY', why, { retryAfterMs: router.retryAfterMs(model.data) });
+  }
+  return { v: PROTOCOL_VERSION, model: model.data, candidates: chosen.map((e) => ({ bundle: e.bundle.signed, trust: e.trust })) };
+}

@@ -1,0 +1,48 @@
+/**
+ * What the gateway's fastify plugins share: one typed context object, built once by
+ * {@link Gateway.start} and handed to each plugin as its options. Nothing is kept at module level.
+ */
+import type { Clock, Logger } from '../../shared/index.js';
+import type { AgentSession } from '../agent-session.js';
+import type { Billing } from '../billing.js';
+import type { Directory } from '../directory.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { ResolvedGatewayOptions } from '../options.js';
+import type { RateLimiter } from '../rate-limit.js';
+import type { Router } from '../router.js';
+import type { RunningJobs } from '../running-jobs.js';
+import type { GatewayStore } from '../store/gateway-store.js';
+import type { JobTransport } from '../transport.js';
+
+/** The state the plugins share. */
+export interface GatewayContext {
+  /** The gateway's options, resolved once. */
+  readonly options: ResolvedGatewayOptions;
+  /** The injected clock (options.clock). */
+  readonly clock: Clock;
+  /** The gateway's logger (options.logger). */
+  readonly log: Logger;
+  /** Accounts and ledger. */
+  readonly store: GatewayStore;
+  /** This node's connected agents. */
+  readonly directory: Directory<AgentSession>;
+  /** The queue of jobs waiting for a slot. */
+  readonly router: Router;
+  /** How jobs reach agents. */
+  readonly transport: JobTransport;
+  /** The gateway's metrics. */
+  readonly metrics: GatewayMetrics;
+  /** Per-caller request rate limits (client API and operator API). */
+  readonly limiter: RateLimiter;
+  /** The ledger's side of jobs. */
+  readonly billing: Billing;
+  /** The jobs running on this node. */
+  readonly jobs: RunningJobs;
+  /** True once shutdown has begun: new work is refused. */
+  closing(): boolean;
+}
+
+/** The options every gateway plugin takes. */
+export interface GatewayPluginOptions {
+  ctx: GatewayContext;
+}

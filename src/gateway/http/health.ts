@@ -1,0 +1,33 @@
+/**
+ * Health and metrics: /healthz (the process answers), /readyz (not shutting down, and the
+ * database answers) and /metrics (Prometheus text format, behind the metrics token if one is set).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { NightjarError } from '../../shared/index.js';
+import type { GatewayPluginOptions } from './context.js';
+
+/** Registers /healthz, /readyz and /metrics. */
+export const healthRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
+  app.get('/healthz', async () => ({ ok: true }));
+
+  app.get('/readyz', async () => {
+    if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterMs: 2000 });
+    try {
+      await ctx.store.ping();
+    } catch {
+      throw new NightjarError('NJ_INTERNAL', 'the database does not answer');
+    }
+    return { ok: true, agents: ctx.directory.size };
+  });
+
+  app.get('/metrics', async (req, reply) => {
+    const token = ctx.options.metricsToken;
+    if (token !== null && req.headers.authorization !== `Bearer ${token}`) {
+      throw new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token');
+    }
+    return reply
+      .header('content-type', ctx.metrics.contentType)
+      .header('cache-control', 'no-store')
+      .send(await ctx.metrics.render());
+  });
+};

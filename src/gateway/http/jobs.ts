@@ -1,0 +1,188 @@
+/**
+ * POST /v1/jobs: admit a sealed job (caller, limits, price, hold), then stream its events to the
+ * client as NDJSON while a {@link ClientJob} relays it. A job that fails before anything streamed
+ * is answered as a plain HTTP error with its status and Retry-After; a client that does not read
+ * its reply is cut off (its job cancelled) once it leaves more than maxBufferedBytesPerClient
+ * unread; a client that goes away cancels its job.
+ */
+import type { ServerResponse } from 'node:http';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  NightjarError,
+  describeIssues,
+  fromBase64Url,
+  jobRequestSchema,
+  sha256,
+  type Envelope,
+  type JobEvent,
+} from '../../shared/index.js';
+import { ClientJob, type JobOutcome, type JobSink } from '../job.js';
+import { authenticateClient, priceOf, type Caller } from './callers.js';
+import type { GatewayContext, GatewayPluginOptions } from './context.js';
+
+/** A job admitted and held, ready to stream. */
+interface Admitted {
+  readonly caller: Caller;
+  readonly envelope: Envelope;
+  readonly body: Uint8Array;
+  readonly free: boolean;
+  readonly admittedAt: number;
+}
+
+/** Registers POST /v1/jobs. */
+export const jobRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
+  app.post('/v1/jobs', async (req, reply) => {
+    const admitted = await admit(ctx, req);
+    await stream(ctx, admitted, reply);
+  });
+};
+
+/** Checks the request against every limit and places the job's hold; throws the error to answer. */
+async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted> {
+  const { options, jobs, metrics, directory } = ctx;
+  if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down; retry shortly', { retryAfterMs: 2000 });
+  const caller = await authenticateClient(ctx, req);
+  const parsed = jobRequestSchema.safeParse(req.body);
+  if (!parsed.success) throw new NightjarError('NJ_BAD_REQUEST', `job request: ${describeIssues(parsed.error)}`);
+  const { envelope } = parsed.data;
+  const { header } = envelope;
+  const body = fromBase64Url(envelope.body);
+  const maxBody = options.maxRequestBodyBytes;
+  if (body.length !== header.bodyLength) throw new NightjarError('NJ_BAD_REQUEST', 'the body length differs from the header');
+  if (body.length > maxBody) throw new NightjarError('NJ_PAYLOAD_TOO_LARGE', `the body exceeds ${maxBody} bytes`);
+  if (jobs.has(header.jobId)) throw new NightjarError('NJ_DUPLICATE_JOB', 'a job with this jobId is running');
+  const maxStreams = options.maxStreamsPerKey;
+  if (jobs.streamsOf(caller.id) >= maxStreams) {
+    metrics.rejected.inc({ limit: 'streams' });
+    throw new NightjarError(
+      'NJ_RATE_LIMITED',
+      `this key already has ${maxStreams} ${maxStreams === 1 ? 'reply' : 'replies'} streaming, its limit`,
+      { retryAfterMs: 1000 },
+    );
+  }
+  if (!directory.knows(header.model)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${header.model}`);
+  const { price, free } = await priceOf(ctx, header.model);
+  if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
+  const admittedAt = ctx.clock.now();
+  await ctx.billing.hold({
+    jobId: header.jobId,
+    keyId: caller.key?.id ?? null,
+    model: header.model,
+    price,
+    bodyLength: header.bodyLength,
+    maxTokens: header.maxTokens,
+  });
+  return { caller, envelope, body, free, admittedAt };
+}
+
+/** Runs the admitted job and streams its events to the client; resolves when the job is over. */
+async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyReply): Promise<void> {
+  const { envelope, caller } = admitted;
+  const jobId = envelope.header.jobId;
+  reply.hijack();
+  const res = reply.raw;
+  let finished = false;
+  const sink = new NdjsonSink(res, ctx.options.maxBufferedBytesPerClient, () => {
+    ctx.log.warn('client too slow; cancelling its job', { jobId });
+    ctx.metrics.rejected.inc({ limit: 'slow-client' });
+    job.cancel('the client is not reading its reply');
+  });
+  const job: ClientJob = new ClientJob({
+    envelope,
+    requestDigest: sha256(admitted.body),
+    transport: ctx.transport,
+    router: ctx.router,
+    clock: ctx.clock,
+    logger: ctx.log,
+    paid: !admitted.free,
+    timeouts: ctx.options.jobTimeouts,
+    sink,
+    billing: ctx.billing.forJob(jobId),
+    observer: {
+      firstChunk: (_agentId, ms) => ctx.metrics.ttft.observe(ms / 1000),
+      relayed: (ms) => ctx.metrics.relay.observe(ms / 1000),
+      attemptFailed: (_agentId, code) => ctx.metrics.attemptsFailed.inc({ code }),
+    },
+  });
+  ctx.jobs.add(job, caller.id);
+  ctx.billing.track(jobId, job.billed);
+  res.on('close', () => {
+    if (!finished) job.cancel('the client disconnected');
+  });
+  job.start();
+  const outcome = await job.finished;
+  finished = true;
+  sink.end();
+  ctx.metrics.jobs.inc({ code: outcome.status === 'failed' ? outcome.code : '', outcome: outcome.status });
+  logOutcome(ctx, jobId, outcome, ctx.clock.now() - admitted.admittedAt);
+  ctx.jobs.finish(job, caller.id, outcome);
+}
+
+/** One line per job outcome: ids, counts and timings only. */
+function logOutcome(ctx: GatewayContext, jobId: string, outcome: JobOutcome, ms: number): void {
+  if (outcome.status === 'done') {
+    ctx.log.info('job done', {
+      jobId,
+      agentId: outcome.agentId,
+      attempt: outcome.attempt,
+      model: outcome.receipt.model,
+      promptTokens: outcome.receipt.promptTokens,
+      completionTokens: outcome.receipt.completionTokens,
+      ms,
+    });
+  } else if (outcome.status === 'failed') {
+    ctx.log.info('job failed', { jobId, agentId: outcome.agentId, code: outcome.code, delivered: outcome.delivered, ms });
+  } else {
+    ctx.log.info('job cancelled', { jobId, agentId: outcome.agentId, reason: outcome.reason, ms });
+  }
+}
+
+/**
+ * The client's side of a job on the raw response: NDJSON lines after a 200, or — when the first
+ * event is an error — a plain HTTP error with its status and Retry-After.
+ */
+class NdjsonSink implements JobSink {
+  #headSent = false;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly maxBuffered: number,
+    readonly onTooSlow: () => void,
+  ) {}
+
+  send(event: JobEvent): void {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    if (!this.#headSent && event.type === 'error') {
+      this.#headSent = true;
+      const opts = event.retryAfterMs === undefined ? undefined : { retryAfterMs: event.retryAfterMs };
+      writeError(res, new NightjarError(event.code, event.message, opts));
+      return;
+    }
+    if (!this.#headSent) {
+      this.#headSent = true;
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    }
+    res.write(JSON.stringify(event) + '\n');
+    if (res.writableLength > this.maxBuffered) {
+      this.onTooSlow();
+      res.destroy();
+    }
+  }
+
+  /** Ends the response (an empty 200 if nothing was sent). */
+  end(): void {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    if (!this.#headSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    res.end();
+  }
+}
+
+/** Nightjar's error shape on a raw response (the reply was hijacked to stream). */
+function writeError(res: ServerResponse, error: NightjarError): void {
+  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+  if (error.retryAfterMs !== undefined) headers['retry-after'] = Math.max(1, Math.ceil(error.retryAfterMs / 1000));
+  res.writeHead(error.status, headers);
+  res.end(JSON.stringify({ error: error.toJSON() }));
+}

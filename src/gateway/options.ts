@@ -1,0 +1,157 @@
+/**
+ * The gateway's options: {@link GatewayOptions} as callers pass them, {@link GATEWAY_DEFAULTS},
+ * and {@link resolveGatewayOptions}, which merges and validates them once, where the gateway is
+ * built. Everything after that reads the resolved object; nothing re-applies a default.
+ */
+import type { StaticSite } from '../node/index.js';
+import { LIMITS, NightjarError, silentLogger, systemClock, withDefaults, type Clock, type Logger } from '../shared/index.js';
+import { JOB_TIMEOUT_DEFAULTS, type JobTimeouts } from './job.js';
+import type { GatewayStore } from './store/gateway-store.js';
+
+/** Options of {@link Gateway.start}. */
+export interface GatewayOptions {
+  /** Interface to listen on. Defaults to '127.0.0.1'. */
+  host?: string;
+  /** TCP port; 0 picks a free one. Defaults to 8787. */
+  port?: number;
+  /** Name signed into agent challenges. Defaults to 'nightjar-gateway'. */
+  gatewayId?: string;
+  /** Where log lines go. Defaults to a silent logger. */
+  logger?: Logger;
+  /** Time source. Defaults to the system clock. */
+  clock?: Clock;
+  /**
+   * Accounts and ledger. Defaults to an in-memory SQLite store that lives and dies with the
+   * gateway (a development network); a store handed in is not disposed with the gateway.
+   */
+  store?: GatewayStore;
+  /**
+   * Let clients without an API key run jobs that cost nothing (synthetic or zero-priced models).
+   * Defaults to true when no store is handed in (an in-memory development gateway, as
+   * `nightjar up` runs), false when one is.
+   */
+  allowAnonymous?: boolean;
+  /** Offer synthetic models to clients (development networks). Defaults to false. */
+  allowSynthetic?: boolean;
+  /** Operator share of each charge, in basis points (an integer from 0 to 10 000). Defaults to 9500 (95 %). */
+  operatorShareBps?: number;
+  /** Largest agent WebSocket frame, at most LIMITS.maxAgentFrameBytes. Defaults to LIMITS.maxAgentFrameBytes (6 MiB). */
+  maxAgentFrameBytes?: number;
+  /** Largest request ciphertext a client may send, at most LIMITS.maxRequestBodyBytes. Defaults to LIMITS.maxRequestBodyBytes. */
+  maxRequestBodyBytes?: number;
+  /** Time from agent connect to verified auth. Defaults to 10 000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Agent status heartbeat interval. Defaults to 15 000 ms. */
+  heartbeatMs?: number;
+  /** Time between periodic challenges to each agent. Defaults to 60 000 ms. */
+  challengeIntervalMs?: number;
+  /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
+  challengeTimeoutMs?: number;
+  /** Candidates handed to a client when it asks for none in particular. Defaults to 3. */
+  defaultCandidates?: number;
+  /** Per-job timeouts, each field defaulted on its own. Defaults as {@link JobTimeouts} says. */
+  jobTimeouts?: JobTimeouts;
+  /** Jobs that may wait for a slot, per model. Defaults to 64. */
+  maxQueuePerModel?: number;
+  /** Longest wait in the queue. Defaults to 30 000 ms. */
+  queueTimeoutMs?: number;
+  /** Requests per API key (or address, in open mode): sustained rate and burst, each defaulted on its own. Defaults to 10/s, burst 40. */
+  rateLimit?: { perSecond?: number; burst?: number };
+  /** Reply streams one API key (or address) may hold open at once. Defaults to 16. */
+  maxStreamsPerKey?: number;
+  /** Agent connections still in their handshake, in all. Defaults to 128. */
+  maxPendingHandshakes?: number;
+  /** Agent connections still in their handshake, per address. Defaults to 16. */
+  maxPendingHandshakesPerIp?: number;
+  /** Agent connections per address, in any phase. Defaults to 256. */
+  maxAgentConnectionsPerIp?: number;
+  /** Time a client has to send its whole request (headers and body). Defaults to 30 000 ms. */
+  requestTimeoutMs?: number;
+  /** Bytes a slow client may leave unread before its job is cancelled. Defaults to 8 MiB. */
+  maxBufferedBytesPerClient?: number;
+  /** How long dispose() lets running streams finish before it cancels them. Defaults to 10 000 ms. */
+  shutdownGraceMs?: number;
+  /** Bearer token /metrics requires. Defaults to none (metrics are public). */
+  metricsToken?: string;
+  /** Also export prom-client's default process metrics at /metrics. Defaults to false. */
+  processMetrics?: boolean;
+  /** Serve the operator dashboard at /dashboard/ and the operator API. Defaults to true. */
+  dashboard?: boolean;
+  /** Lifetime of a dashboard sign-in. Defaults to 12 hours. */
+  operatorSessionTtlMs?: number;
+  /** Dashboard sign-ins kept at once; the oldest go first. Defaults to 10 000. */
+  maxOperatorSessions?: number;
+  /** Mark the dashboard session cookie Secure (behind TLS). Defaults to false. */
+  secureCookies?: boolean;
+  /** Release holds left by a previous run (no stream survives a restart). Defaults to true. */
+  releaseHeldOnStart?: boolean;
+  /** Static web pages to serve (the chat page). Defaults to none. */
+  sites?: readonly StaticSite[];
+}
+
+/** {@link GatewayOptions} once resolved: every field set, nested ones too. */
+export interface ResolvedGatewayOptions extends Required<Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'jobTimeouts'>> {
+  /** Null when /metrics is public. */
+  metricsToken: string | null;
+  rateLimit: { perSecond: number; burst: number };
+  jobTimeouts: Required<JobTimeouts>;
+}
+
+/** The defaults of {@link GatewayOptions} (allowAnonymous is true instead when no store is handed in). */
+export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
+  host: '127.0.0.1',
+  port: 8787,
+  gatewayId: 'nightjar-gateway',
+  logger: silentLogger,
+  clock: systemClock,
+  allowAnonymous: false,
+  allowSynthetic: false,
+  operatorShareBps: 9500,
+  maxAgentFrameBytes: LIMITS.maxAgentFrameBytes,
+  maxRequestBodyBytes: LIMITS.maxRequestBodyBytes,
+  handshakeTimeoutMs: 10_000,
+  heartbeatMs: 15_000,
+  challengeIntervalMs: 60_000,
+  challengeTimeoutMs: 10_000,
+  defaultCandidates: 3,
+  jobTimeouts: JOB_TIMEOUT_DEFAULTS,
+  maxQueuePerModel: 64,
+  queueTimeoutMs: 30_000,
+  rateLimit: { perSecond: 10, burst: 40 },
+  maxStreamsPerKey: 16,
+  maxPendingHandshakes: 128,
+  maxPendingHandshakesPerIp: 16,
+  maxAgentConnectionsPerIp: 256,
+  requestTimeoutMs: 30_000,
+  maxBufferedBytesPerClient: 8 * 1024 * 1024,
+  shutdownGraceMs: 10_000,
+  metricsToken: null,
+  processMetrics: false,
+  dashboard: true,
+  operatorSessionTtlMs: 12 * 3600_000,
+  maxOperatorSessions: 10_000,
+  secureCookies: false,
+  releaseHeldOnStart: true,
+  sites: [],
+};
+
+/**
+ * Merges `options` over {@link GATEWAY_DEFAULTS} and validates them: the operator share must be
+ * an integer from 0 to 10 000 basis points (NJ_CONFIG_INVALID otherwise); frame and body limits
+ * are clamped to the protocol's LIMITS.
+ */
+export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGatewayOptions {
+  const { store, metricsToken, rateLimit, jobTimeouts, ...rest } = options;
+  const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: store === undefined }, rest);
+  if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'operatorShareBps must be an integer from 0 to 10000');
+  }
+  return {
+    ...o,
+    maxAgentFrameBytes: Math.min(o.maxAgentFrameBytes, LIMITS.maxAgentFrameBytes),
+    maxRequestBodyBytes: Math.min(o.maxRequestBodyBytes, LIMITS.maxRequestBodyBytes),
+    metricsToken: metricsToken ?? null,
+    rateLimit: withDefaults(GATEWAY_DEFAULTS.rateLimit, rateLimit),
+    jobTimeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, jobTimeouts),
+  };
+}
