@@ -34,8 +34,6 @@ export {
   type OperatorRoutesOptions,
   type OperatorAgentView,
 } from './operator/operator-routes.js';
-export { gatewayCommand, GATEWAY_USAGE, type GatewayCommandContext } from './cli/gateway-command.js';
-export { ADMIN_COMMANDS } from './cli/admin-commands.js';
 export { registerStaticSites, PAGE_CSP, type StaticSite } from './static-sites.js';
 export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from './store/gateway-store.js';
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';
@@ -70,4 +68,3 @@ export {
   type EarningsRow,
   type AccountBalance,
 } from './ledger/ledger.store.js';
-export { adminCommand, ADMIN_USAGE, DEFAULT_DB, type AdminContext } from './cli/admin-commands.js';
