@@ -37,7 +37,7 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', URL: 'readonly' } },
   },
   {
-    files: ['test/**', 'bench/**', 'tools/**', 'src/main/cli/**', 'src/client/cli/**'],
+    files: ['test/**', 'bench/**', 'tools/**', 'src/cli/**'],
     rules: { 'no-console': 'off' },
   },
 );

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const entry = new URL('../dist/src/main/cli/run.js', import.meta.url);
+const entry = new URL('../dist/src/cli/run.js', import.meta.url);
 if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write('nightjar: not built yet. Run `npm run build` (or `npm start`) in the repository first.\n');
   process.exit(1);

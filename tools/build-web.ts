@@ -12,8 +12,8 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { buildDashboard, packageRoot } from '../src/main/cli/dashboard.js';
-import { buildWebPages } from '../src/main/cli/web-pages.js';
+import { buildDashboard, packageRoot } from '../src/cli/agent/dashboard.js';
+import { buildWebPages } from '../src/cli/web-pages.js';
 
 /** Builds the renderer and the preload into `outDir`; returns the files written, relative to it. */
 export async function buildApp(outDir: string): Promise<string[]> {

@@ -5,12 +5,6 @@
  */
 export * from './sdk/index.js';
 export { createNodeFetch, nodeFetch, NODE_FETCH_DEFAULTS, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';
-export { chatCommand, CHAT_USAGE, type ChatCommandIo } from './cli/chat.js';
-export { runRepl, REPL_HELP, type ReplOptions } from './cli/repl.js';
-export { modelsOfferedCommand, MODELS_OFFERED_USAGE } from './cli/models-offered.js';
-export { clientReceiptsCommand, CLIENT_RECEIPTS_USAGE } from './cli/client-receipts.js';
-export { proxyCommand, PROXY_USAGE, type ProxyCommandIo } from './cli/proxy-command.js';
-export { commandClient, DEFAULT_GATEWAY, type ClientCommandIo, type CommandClient } from './cli/common.js';
 export { CompatProxy } from './proxy/proxy.js';
 export { PROXY_DEFAULTS, isLoopbackHost, type CompatProxyOptions } from './proxy/proxy-options.js';
 export type { ProxyRequestFinished } from './proxy/active-requests.js';

@@ -57,8 +57,6 @@ export { clientApiRoutes } from './http/client-api.js';
 export { jobRoutes } from './http/jobs.js';
 export { pageRoutes, createDashboardSite, type DashboardSite, type PagesPluginOptions } from './http/pages.js';
 export { authenticateClient, priceOf, type Caller } from './http/callers.js';
-export { gatewayCommand, GATEWAY_USAGE, type GatewayCommandContext } from './cli/gateway-command.js';
-export { ADMIN_COMMANDS } from './cli/admin-commands.js';
 export type { StaticSite } from '../node/index.js';
 export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from './store/gateway-store.js';
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';
@@ -93,4 +91,3 @@ export {
   type LedgerEarningsRow,
   type AccountBalance,
 } from './ledger/ledger.store.js';
-export { adminCommand, ADMIN_USAGE, DEFAULT_DB, type AdminContext } from './cli/admin-commands.js';

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { perTestFetch } from '../helpers/http-client.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const entry = path.join(root, 'src/main/cli/run.ts');
+const entry = path.join(root, 'src/cli/run.ts');
 
 function nightjar(args: string[], cwd: string): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', entry, ...args], {

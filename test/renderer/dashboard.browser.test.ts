@@ -23,7 +23,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
 import { Gateway } from '../../src/gateway/index.js';
-import { buildDashboard } from '../../src/main/cli/dashboard.js';
+import { buildDashboard } from '../../src/cli/agent/dashboard.js';
 import { AgentService, DEFAULT_CONFIG, ManualEnvironmentSource, pathsIn, writeSyntheticModel } from '../../src/main/agent/index.js';
 import { formatCredits, generateIdentity } from '../../src/shared/index.js';
 import { closableFetch } from '../helpers/http-client.js';

@@ -24,7 +24,7 @@ afterEach(async () => {
 
 const http = perTestFetch();
 const ROOT = path.resolve(import.meta.dirname, '../../..');
-const ENTRY = path.join(ROOT, 'src/main/cli/run.ts');
+const ENTRY = path.join(ROOT, 'src/cli/run.ts');
 const ask = [{ role: 'user' as const, content: 'Hello' }];
 
 describe('backoff', () => {

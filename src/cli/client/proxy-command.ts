@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../node/index.js';
 import { NightjarError, type Logger } from '../../shared/index.js';
-import { CompatProxy } from '../proxy/proxy.js';
+import { CompatProxy } from '../../client/index.js';
 import { CLIENT_FLAGS, CLIENT_FLAGS_USAGE, commandClient, numberFlag, reportError, type ClientCommandIo } from './common.js';
 
 /** Usage text of `nightjar proxy`. */

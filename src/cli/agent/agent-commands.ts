@@ -14,9 +14,9 @@ import {
   type Manual,
   type ReceiptsPage,
 } from '../../shared/index.js';
-import { loadIdentity, readReceiptLog, saveStateFile, summarizeEarnings, systemTimeZone } from '../agent/index.js';
+import { loadIdentity, readReceiptLog, saveStateFile, summarizeEarnings, systemTimeZone } from '../../main/agent/index.js';
 import { cliConfig, cliPaths, requireRunningAgent, runningAgent, secretStore, table } from './agent-context.js';
-import type { CliIo } from './io.js';
+import type { CliIo } from '../io.js';
 
 /** Usage of the commands in this file. */
 export const AGENT_COMMANDS_USAGE = `Usage:

@@ -2,18 +2,22 @@
  * The `nightjar` command: dispatches to the agent, gateway and client commands. This is the
  * composition root, so it may import every layer's front door.
  */
-import { NightjarError } from '../../shared/index.js';
-import { ADMIN_COMMANDS, GATEWAY_USAGE, gatewayCommand } from '../../gateway/index.js';
-import { chatCommand, clientReceiptsCommand, modelsOfferedCommand, proxyCommand } from '../../client/index.js';
-import { AGENT_VERSION } from '../agent/index.js';
+import { NightjarError } from '../shared/index.js';
+import { ADMIN_COMMANDS } from './gateway/admin-commands.js';
+import { GATEWAY_USAGE, gatewayCommand } from './gateway/gateway-command.js';
+import { chatCommand } from './client/chat.js';
+import { clientReceiptsCommand } from './client/client-receipts.js';
+import { modelsOfferedCommand } from './client/models-offered.js';
+import { proxyCommand } from './client/proxy-command.js';
+import { AGENT_VERSION } from '../main/agent/index.js';
 import { logLevel, terminalLogger, untilAborted, type CliIo } from './io.js';
-import { earningsCommand, manualCommand, receiptsCommand, statusCommand } from './agent-commands.js';
-import { dashboardCommand } from './dashboard.js';
-import { doctorCommand } from './doctor.js';
-import { keysCommand } from './keys.js';
-import { modelsCommand } from './models.js';
-import { serveCommand } from './serve.js';
-import { upCommand } from './up.js';
+import { earningsCommand, manualCommand, receiptsCommand, statusCommand } from './agent/agent-commands.js';
+import { dashboardCommand } from './agent/dashboard.js';
+import { doctorCommand } from './agent/doctor.js';
+import { keysCommand } from './agent/keys.js';
+import { modelsCommand } from './agent/models.js';
+import { serveCommand } from './agent/serve.js';
+import { upCommand } from './agent/up.js';
 import { chatPageSites } from './web-pages.js';
 
 /** Top-level usage. */

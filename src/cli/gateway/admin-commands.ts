@@ -6,8 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { NightjarError, formatCredits, modelIdSchema, parseCredits, parseDuration, type Clock } from '../../shared/index.js';
-import { ACCOUNTS } from '../ledger/ledger.store.js';
-import { openSqliteStore, type GatewayStore } from '../store/gateway-store.js';
+import { ACCOUNTS, openSqliteStore, type GatewayStore } from '../../gateway/index.js';
 
 /** Default database file of `nightjar gateway`, relative to the working directory. */
 export const DEFAULT_DB = 'nightjar-gateway.db';

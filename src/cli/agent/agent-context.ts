@@ -14,8 +14,8 @@ import {
   type AgentPaths,
   type ControlFile,
   type SecretStore,
-} from '../agent/index.js';
-import type { CliIo } from './io.js';
+} from '../../main/agent/index.js';
+import type { CliIo } from '../io.js';
 
 /** The agent's files, for this environment (NIGHTJAR_HOME, XDG_*, HOME). */
 export function cliPaths(io: CliIo): AgentPaths {

@@ -5,10 +5,10 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { buildChatPage } from '../../client/index.js';
-import type { StaticSite } from '../../gateway/index.js';
-import type { Logger } from '../../shared/index.js';
-import { packageRoot } from './dashboard.js';
+import { buildChatPage } from '../client/index.js';
+import type { StaticSite } from '../gateway/index.js';
+import type { Logger } from '../shared/index.js';
+import { packageRoot } from './agent/dashboard.js';
 
 /** Where the built chat page lives. */
 export function chatPageDir(): string {

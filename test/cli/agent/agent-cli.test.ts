@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../../src/main/cli/main.js';
-import type { CliIo } from '../../../src/main/cli/io.js';
-import { doctorCommand } from '../../../src/main/cli/doctor.js';
+import { main } from '../../../src/cli/main.js';
+import type { CliIo } from '../../../src/cli/io.js';
+import { doctorCommand } from '../../../src/cli/agent/doctor.js';
 import {
   AgentService,
   ManualEnvironmentSource,
@@ -25,8 +25,8 @@ import { generateIdentity } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { startTestGateway } from '../../helpers/network.js';
-import { until } from '../support/manual-clock.js';
-import { startScriptedGateway } from '../support/scripted-gateway.js';
+import { until } from '../../main/support/manual-clock.js';
+import { startScriptedGateway } from '../../main/support/scripted-gateway.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const http = perTestFetch();
@@ -260,7 +260,7 @@ describe('nightjar serve in its own process', () => {
       [
         '--import',
         'tsx',
-        path.join(ROOT, 'src/main/cli/run.ts'),
+        path.join(ROOT, 'src/cli/run.ts'),
         'serve',
         '--gateway',
         gateway.url,

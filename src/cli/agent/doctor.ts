@@ -22,9 +22,9 @@ import {
   type AgentPaths,
   type EnvironmentSource,
   type MemoryProbe,
-} from '../agent/index.js';
+} from '../../main/agent/index.js';
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
-import type { CliIo } from './io.js';
+import type { CliIo } from '../io.js';
 import { agentSocketUrl } from './serve.js';
 
 /** Usage text of `nightjar doctor`. */

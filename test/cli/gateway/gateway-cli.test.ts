@@ -5,11 +5,12 @@
  */
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NightjarError, silentLogger } from '../../src/shared/index.js';
-import { gatewayCommand, type Gateway } from '../../src/gateway/index.js';
-import { formatCredits, parseCredits } from '../../src/shared/index.js';
-import { perTestFetch } from '../helpers/http-client.js';
-import { tempDir } from './support/net.js';
+import { NightjarError, silentLogger } from '../../../src/shared/index.js';
+import { gatewayCommand } from '../../../src/cli/gateway/gateway-command.js';
+import type { Gateway } from '../../../src/gateway/index.js';
+import { formatCredits, parseCredits } from '../../../src/shared/index.js';
+import { perTestFetch } from '../../helpers/http-client.js';
+import { tempDir } from '../../gateway/support/net.js';
 
 const http = perTestFetch();
 let tmp: Awaited<ReturnType<typeof tempDir>>;

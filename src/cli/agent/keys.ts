@@ -4,9 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 import { NightjarError, toBase64Url } from '../../shared/index.js';
-import { loadIdentity, loadOrCreateIdentity } from '../agent/index.js';
+import { loadIdentity, loadOrCreateIdentity } from '../../main/agent/index.js';
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
-import type { CliIo } from './io.js';
+import type { CliIo } from '../io.js';
 
 /** Usage text of `nightjar keys`. */
 export const KEYS_USAGE = `Usage:

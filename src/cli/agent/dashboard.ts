@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type * as EsbuildModule from 'esbuild';
 import { NightjarError } from '../../shared/index.js';
-import { DASHBOARD_TICKET_PATH, type ControlFile } from '../agent/index.js';
+import { DASHBOARD_TICKET_PATH, type ControlFile } from '../../main/agent/index.js';
 import { cliPaths, requireRunningAgent } from './agent-context.js';
-import type { CliIo } from './io.js';
+import type { CliIo } from '../io.js';
 
 /** The repository (or installed package) root, from this file's place in src/ or dist/src/. */
 export function packageRoot(): string {

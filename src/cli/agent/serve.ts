@@ -17,10 +17,10 @@ import {
   type InferenceEngine,
   type ModelChoice,
   type ServedModel,
-} from '../agent/index.js';
+} from '../../main/agent/index.js';
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
 import { locateDashboard, presentDashboard } from './dashboard.js';
-import { untilAborted, type CliIo } from './io.js';
+import { untilAborted, type CliIo } from '../io.js';
 
 /** Usage text of `nightjar serve`. */
 export const SERVE_USAGE = `Usage: nightjar serve [options]

@@ -6,7 +6,7 @@
 import readline from 'node:readline';
 import { Readable, type Writable } from 'node:stream';
 import { NightjarError, type ChatMessage } from '../../shared/index.js';
-import { IncompleteReplyError, type ChatRequest, type ChatStream, type NightjarClient } from '../sdk/index.js';
+import { IncompleteReplyError, type ChatRequest, type ChatStream, type NightjarClient } from '../../client/index.js';
 import { reportReplyError, summaryLine, type ClientCommandIo } from './common.js';
 
 /** Options of {@link runRepl}. */

@@ -15,10 +15,10 @@ import {
   syntheticModelId,
   updateConfig,
   writeSyntheticModel,
-} from '../agent/index.js';
+} from '../../main/agent/index.js';
 import { formatBytes, formatDuration } from '../../shared/index.js';
 import { cliConfig, cliPaths, indent, runningAgent, table } from './agent-context.js';
-import type { CliIo } from './io.js';
+import type { CliIo } from '../io.js';
 
 /** Usage text of `nightjar models`. */
 export const MODELS_USAGE = `Usage:

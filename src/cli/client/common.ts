@@ -4,11 +4,18 @@
  */
 import path from 'node:path';
 import { NightjarError, TRUST_LEVELS, type Trust } from '../../shared/index.js';
-import { IncompleteReplyError, NightjarClient, type ChatResult, type NightjarClientOptions } from '../sdk/index.js';
-import { nodeFetch } from '../node-fetch.js';
-import { clientDataDir } from '../store/data-dir.js';
-import { FilePinStore, PIN_FILE_NAME } from '../store/pin-file.js';
-import { RECEIPT_LOG_NAME, VerifiedReceiptLog } from '../store/receipt-log.js';
+import {
+  FilePinStore,
+  IncompleteReplyError,
+  NightjarClient,
+  PIN_FILE_NAME,
+  RECEIPT_LOG_NAME,
+  VerifiedReceiptLog,
+  clientDataDir,
+  nodeFetch,
+  type ChatResult,
+  type NightjarClientOptions,
+} from '../../client/index.js';
 
 /** Where a client command reads and writes; handed in so tests can drive it in-process. */
 export interface ClientCommandIo {

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, fromBase64Url, verifyReceipt } from '../../shared/index.js';
-import { RECEIPT_LOG_NAME, VerifiedReceiptLog, type VerifiedReceiptLogEntry } from '../store/receipt-log.js';
+import { RECEIPT_LOG_NAME, VerifiedReceiptLog, type VerifiedReceiptLogEntry } from '../../client/index.js';
 import { dataDirFrom, numberFlag, reportError, type ClientCommandIo } from './common.js';
 
 /** Usage text of `nightjar receipts --client`. */

@@ -1,8 +1,8 @@
 /**
  * What a command may touch, handed in so tests can drive commands in-process.
  */
-import { createLogger } from '../../node/index.js';
-import type { LogLevel, Logger } from '../../shared/index.js';
+import { createLogger } from '../node/index.js';
+import type { LogLevel, Logger } from '../shared/index.js';
 
 /** Standard streams, environment and the stop signal of one command run. */
 export interface CliIo {

@@ -5,9 +5,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, type Clock, type Logger } from '../../shared/index.js';
-import type { StaticSite } from '../../node/index.js';
-import { Gateway } from '../gateway.js';
-import { openSqliteStore } from '../store/gateway-store.js';
+import { Gateway, openSqliteStore, type StaticSite } from '../../gateway/index.js';
 import { ADMIN_COMMANDS, ADMIN_USAGE, DEFAULT_DB, adminCommand } from './admin-commands.js';
 
 /** Usage text of `nightjar gateway`. */

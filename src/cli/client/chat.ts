@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { NightjarError, type ChatMessage } from '../../shared/index.js';
-import type { ChatRequest } from '../sdk/index.js';
+import type { ChatRequest } from '../../client/index.js';
 import {
   CLIENT_FLAGS,
   CLIENT_FLAGS_USAGE,

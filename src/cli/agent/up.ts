@@ -7,10 +7,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NightjarError, generateIdentity, type Logger } from '../../shared/index.js';
 import { Gateway, openSqliteStore } from '../../gateway/index.js';
-import { Agent, writeSyntheticModel } from '../agent/index.js';
-import { untilAborted, type CliIo } from './io.js';
+import { Agent, writeSyntheticModel } from '../../main/agent/index.js';
+import { untilAborted, type CliIo } from '../io.js';
 import { loadModel } from './serve.js';
-import { chatPageSites } from './web-pages.js';
+import { chatPageSites } from '../web-pages.js';
 
 /** Usage text of `nightjar up`. */
 export const UP_USAGE = `Usage: nightjar up [options]
