@@ -81,13 +81,20 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'CLI startup: `nightjar --help` and `nightjar version` against `node -e 0`',
     method: [
-      `Each figure is the wall time of a fresh process, from spawn to exit (\`spawnSync\` of \`${path.basename(process.execPath)} bin/nightjar.js …\`, output piped, \`NODE_OPTIONS\` empty), as a person runs the command from a build. ${rounds} rounds after ${warmup} warm-up rounds; in each round the three run once each, in an order that rotates from round to round, so a busy moment of the machine falls on all three alike.`,
+      `Each figure is the wall time of a fresh process, from spawn to exit (\`spawnSync\` of ` +
+        `\`${path.basename(process.execPath)} bin/nightjar.js …\`, output piped, \`NODE_OPTIONS\` empty), as ` +
+        `a person runs the command from a build. ${rounds} rounds after ${warmup} warm-up rounds; in each ` +
+        `round the three run once each, in an order that rotates from round to round, so a busy moment of the ` +
+        `machine falls on all three alike.`,
       'The baseline is a bare `node -e 0`: Node starting and exiting with nothing to load.',
     ],
     tables: [{ columns: ['command', 'median, ms', 'range, ms', 'median ÷ node -e 0'], rows }],
     targets,
     notes: [
-      'Before issue 11 every command loaded every layer (node-llama-cpp, fastify, the gateway, the client, zod) on start, and `nightjar --help` took 1.4 s against 0.11 s for `node -e 0` (NOTES.md). Now run.ts and main.ts load commander and the command table only; each command imports its layer when its action runs, and `version` reads package.json.',
+      'Before issue 11 every command loaded every layer (node-llama-cpp, fastify, the gateway, the client, ' +
+        'zod) on start, and `nightjar --help` took 1.4 s against 0.11 s for `node -e 0` (NOTES.md). Now ' +
+        'run.ts and main.ts load commander and the command table only; each command imports its layer when ' +
+        'its action runs, and `version` reads package.json.',
     ],
     data: { rounds, warmup, samples: Object.fromEntries(samples) },
   };

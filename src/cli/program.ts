@@ -38,7 +38,8 @@ function inheritedOptions(cmd: Command): Option[] {
 export function nightjarProgram(io: Pick<CommandIo, 'stdout' | 'stderr'>, launch: Launch): Command {
   const program = new Command('nightjar')
     .description(
-      'Nightjar: a private inference network on idle Macs. Requests are sealed for the Mac that serves them; the gateway relays ciphertext.',
+      'Nightjar: a private inference network on idle Macs. Requests are sealed for the Mac that serves ' +
+        'them; the gateway relays ciphertext.',
     )
     .exitOverride()
     .configureOutput({

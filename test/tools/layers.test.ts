@@ -70,12 +70,14 @@ describe('nightjar/layers', () => {
     ['src/main/electron/x.ts', "import { app } from 'electron';\nimport { a } from '../agent/index.js';\nexport const b = [app, a];"],
     [
       'src/cli/x.ts',
-      "import { a } from '../gateway/index.js';\nimport { b } from '../client/index.js';\nimport { c } from '../main/agent/index.js';\nexport const d = [a, b, c];",
+      "import { a } from '../gateway/index.js';\nimport { b } from '../client/index.js';\n" +
+        "import { c } from '../main/agent/index.js';\nexport const d = [a, b, c];",
     ],
     ['src/cli/agent/x.ts', "export async function f() { return [await import('../../main/agent/index.js'), await import('./y.js')]; }"],
     [
       'src/cli/x.ts',
-      "import { a } from '../node/index.js';\nimport { b } from '../shared/index.js';\nimport { c } from './agent/y.js';\nexport const d = [a, b, c];",
+      "import { a } from '../node/index.js';\nimport { b } from '../shared/index.js';\n" +
+        "import { c } from './agent/y.js';\nexport const d = [a, b, c];",
     ],
     ['src/gateway/x.ts', "import { a } from '../shared/index.js';\nimport { b } from './relay.js';\nexport const c = [a, b];"],
     ['src/client/web/x.ts', "import { a } from '../sdk/index.js';\nexport const b = a;"],

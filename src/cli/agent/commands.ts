@@ -20,7 +20,8 @@ function defineUp(program: Command, launch: Launch): void {
     .command('up')
     .summary('run a local network: gateway + agent on a synthetic model (what npm start runs)')
     .description(
-      'Starts a local Nightjar network: a gateway and one agent serving a synthetic model (random weights, written on first run), then prints how to chat through it. Ctrl-C stops everything.',
+      'Starts a local Nightjar network: a gateway and one agent serving a synthetic model (random weights, ' +
+        'written on first run), then prints how to chat through it. Ctrl-C stops everything.',
     )
     .addOption(new Option('--port <n>', 'gateway port').argParser(port).default(8787))
     .option('--dir <dir>', 'where the synthetic model is kept', '.nightjar-dev')
@@ -33,7 +34,10 @@ function defineServe(program: Command, launch: Launch): void {
     .command('serve')
     .summary('run the provider agent: serve the selected model while this machine is idle')
     .description(
-      'Runs the provider agent headless, for months: it serves the selected model through the gateway while this machine is idle, on AC power and cool enough (the policy in config.json), stops taking jobs the moment the owner is back, and unloads the model after a delay. Ctrl-C drains running jobs, says goodbye and stops.',
+      'Runs the provider agent headless, for months: it serves the selected model through the gateway while ' +
+        'this machine is idle, on AC power and cool enough (the policy in config.json), stops taking jobs the ' +
+        'moment the owner is back, and unloads the model after a delay. Ctrl-C drains running jobs, says ' +
+        'goodbye and stops.',
     )
     .option('--gateway <url>', 'gateway address, http(s):// or ws(s):// (env NIGHTJAR_GATEWAY, or gateway.url in config.json)')
     .option(
@@ -57,7 +61,8 @@ function defineServe(program: Command, launch: Launch): void {
     .addHelpText(
       'after',
       helpAfter(
-        'Files: config.json, the models and the receipt log live in the platform’s place (run `nightjar doctor` to see where), or under NIGHTJAR_HOME when it is set.',
+        'Files: config.json, the models and the receipt log live in the platform’s place (run `nightjar ' +
+          'doctor` to see where), or under NIGHTJAR_HOME when it is set.',
       ),
     )
     .action((flags: ServeFlags, cmd: Command) => launch(cmd, async (ctx) => (await import('./serve.js')).serveCommand(flags, ctx)));
@@ -75,7 +80,9 @@ function defineControl(program: Command, launch: Launch): void {
     .command('dashboard')
     .summary('open the running agent’s dashboard in your browser')
     .description(
-      'Opens the running agent’s dashboard in your browser, signed in through a one-time link (the agent must run with its control API and a dashboard: `nightjar serve` from a build, or `nightjar serve --dashboard`).',
+      'Opens the running agent’s dashboard in your browser, signed in through a one-time link (the agent ' +
+        'must run with its control API and a dashboard: `nightjar serve` from a build, or `nightjar serve ' +
+        '--dashboard`).',
     )
     .action((_flags: object, cmd: Command) => launch(cmd, async (ctx) => (await import('./dashboard.js')).dashboardCommand(ctx)));
   const note = 'Works with no agent running too: it sets what the next `nightjar serve` does.';
@@ -119,7 +126,10 @@ function defineRecords(program: Command, launch: Launch): void {
     .command('receipts')
     .summary('the receipts this agent signed (--client: those this machine verified as a client)')
     .description(
-      'Lists the receipts this agent signed, newest first. With --client, the receipts this machine verified as a client (newest last), from receipts.jsonl in the client data folder. A receipt is the agent’s signed statement of one job: tokens, model file, digests of the request and reply ciphertexts — never their text.',
+      'Lists the receipts this agent signed, newest first. With --client, the receipts this machine ' +
+        'verified as a client (newest last), from receipts.jsonl in the client data folder. A receipt is the ' +
+        'agent’s signed statement of one job: tokens, model file, digests of the request and reply ' +
+        'ciphertexts — never their text.',
     )
     .option('--client', 'the receipts this machine verified as a client')
     .addOption(new Option('--limit <n>', 'show N receipts (with --client, 0 for all)').argParser(integer(0)).default(20))
@@ -144,7 +154,10 @@ function defineKeys(program: Command, launch: Launch): void {
     .command('keys')
     .summary('the agent’s identity key')
     .description(
-      'The agent’s identity key: where it lives, the agent id and public key (show, the default); create it, or delete it. The key lives in the OS keychain (service Nightjar, account agent-identity). --key-file FILE, or keys.store "plaintext-file" in config.json, keeps it in a plaintext file (mode 0600) instead, for machines without a keychain.',
+      'The agent’s identity key: where it lives, the agent id and public key (show, the default); create ' +
+        'it, or delete it. The key lives in the OS keychain (service Nightjar, account agent-identity). ' +
+        '--key-file FILE, or keys.store "plaintext-file" in config.json, keeps it in a plaintext file (mode ' +
+        '0600) instead, for machines without a keychain.',
     )
     .option('--key-file <file>', 'keep the identity key in this plaintext file instead of the OS keychain');
   const run = (sub: 'show' | 'create' | 'delete') => (_flags: KeysFlags, cmd: Command) =>
@@ -168,7 +181,8 @@ function defineModels(program: Command, launch: Launch): Command {
     .command('models')
     .summary('list, pull, rm, select, synth (this machine); offered (what a gateway offers)')
     .description(
-      'The models on this machine and the catalog. Downloads check the file’s sha256 while it streams and install nothing that does not match.',
+      'The models on this machine and the catalog. Downloads check the file’s sha256 while it streams and ' +
+        'install nothing that does not match.',
     )
     .action((_flags: object, cmd: Command) => {
       noOperands(cmd);
@@ -223,7 +237,9 @@ export function defineAgentCommands(program: Command, launch: Launch): { models:
     .command('doctor')
     .summary('check everything the agent needs, and say what to fix')
     .description(
-      'Checks what the agent needs, and says what to do about each problem: the config, llama.cpp, the selected model (present, sha256 intact, fits in memory), disk space, the keychain, the idle and power readings, the gateway (reachable, and whether the clocks agree). Exits 1 if a check failed.',
+      'Checks what the agent needs, and says what to do about each problem: the config, llama.cpp, the ' +
+        'selected model (present, sha256 intact, fits in memory), disk space, the keychain, the idle and ' +
+        'power readings, the gateway (reachable, and whether the clocks agree). Exits 1 if a check failed.',
     )
     .option('--gateway <url>', 'the gateway to check (default: NIGHTJAR_GATEWAY, or gateway.url in config.json)')
     .option('--key-file <file>', 'the identity key’s plaintext file, if it is kept in one')

@@ -30,7 +30,10 @@ function defineChat(program: Command, launch: Launch): void {
     .command('chat')
     .summary('send an end-to-end encrypted prompt and stream the reply (or talk, interactively)')
     .description(
-      'Sends an end-to-end encrypted prompt through a Nightjar gateway and streams the reply. With a prompt (or "-" for standard input), answers once. With no prompt on a terminal, or with --interactive, holds a conversation: /reset starts over, /exit (or Ctrl-D) quits, Ctrl-C stops the reply being written and a second Ctrl-C quits.',
+      'Sends an end-to-end encrypted prompt through a Nightjar gateway and streams the reply. With a prompt ' +
+        '(or "-" for standard input), answers once. With no prompt on a terminal, or with --interactive, ' +
+        'holds a conversation: /reset starts over, /exit (or Ctrl-D) quits, Ctrl-C stops the reply being ' +
+        'written and a second Ctrl-C quits.',
     )
     .argument('[prompt...]', 'the prompt; "-" or none reads it from standard input')
     .option('--model <id>', 'model to use (default: the first model the gateway offers)')
@@ -48,7 +51,8 @@ function defineChat(program: Command, launch: Launch): void {
     .addHelpText(
       'after',
       helpAfter(
-        'Examples:\n  nightjar chat --allow-synthetic "Hello, Nightjar"\n  echo "Tell me a story" | nightjar chat --model llama-3.2-1b-instruct-q4_k_m\n  nightjar chat -i --system "Be brief."',
+        'Examples:\n  nightjar chat --allow-synthetic "Hello, Nightjar"\n  echo "Tell me a story" | nightjar ' +
+          'chat --model llama-3.2-1b-instruct-q4_k_m\n  nightjar chat -i --system "Be brief."',
       ),
     )
     .action((prompt: string[], flags: ChatFlags, cmd: Command) =>
@@ -61,7 +65,10 @@ function defineProxy(program: Command, launch: Launch): void {
     .command('proxy')
     .summary('a local OpenAI- and Anthropic-compatible endpoint that encrypts end to end')
     .description(
-      'Serves the OpenAI Chat Completions API (/v1/chat/completions, /v1/models) and the Anthropic Messages API (/v1/messages) on a loopback port, for any unmodified client. Every request is sealed end to end here, for agents this machine verified; replies are opened and their receipts checked here. The gateway sees ciphertext only; no prompt or reply is ever logged.',
+      'Serves the OpenAI Chat Completions API (/v1/chat/completions, /v1/models) and the Anthropic Messages ' +
+        'API (/v1/messages) on a loopback port, for any unmodified client. Every request is sealed end to end ' +
+        'here, for agents this machine verified; replies are opened and their receipts checked here. The ' +
+        'gateway sees ciphertext only; no prompt or reply is ever logged.',
     )
     .addOption(new Option('--port <n>', 'port to listen on (0 picks a free one)').argParser(port).default(8788))
     .option('--host <addr>', 'address to listen on (default 127.0.0.1; anything else needs --token)')
@@ -88,7 +95,8 @@ export function defineClientCommands(program: Command, launch: Launch, models: C
     .allowExcessArguments(false)
     .summary('the models a gateway offers clients right now')
     .description(
-      'Lists the models a gateway offers clients, with how many agents serve each and their free slots. Synthetic development models (random weights) are marked; clients refuse them unless allowed.',
+      'Lists the models a gateway offers clients, with how many agents serve each and their free slots. ' +
+        'Synthetic development models (random weights) are marked; clients refuse them unless allowed.',
     )
     .option('--gateway <url>', GATEWAY_HELP)
     .option('--api-key <key>', API_KEY_HELP)

@@ -105,7 +105,10 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .command('gateway')
     .summary('run a gateway (keys, operators, enroll, prices, ledger: administer its database)')
     .description(
-      'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite file; operators watch their agents and earnings at /dashboard/. The administration commands are safe to run while it runs.',
+      'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It ' +
+        'relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite ' +
+        'file; operators watch their agents and earnings at /dashboard/. The administration commands are safe ' +
+        'to run while it runs.',
     )
     // Its flags come before an administration command's name; each of those takes its own --db.
     .enablePositionalOptions()
@@ -119,7 +122,9 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .addHelpText(
       'after',
       helpAfter(
-        'Amounts are in credits with up to six decimals (1 credit = 1 000 000 micro-credits). Secrets (API keys, operator tokens, enrollment tokens) are printed once, when they are made; only their hashes are stored.',
+        'Amounts are in credits with up to six decimals (1 credit = 1 000 000 micro-credits). Secrets (API ' +
+          'keys, operator tokens, enrollment tokens) are printed once, when they are made; only their hashes ' +
+          'are stored.',
       ),
     )
     .action((flags: GatewayFlags, cmd: Command) => {

@@ -147,7 +147,8 @@ describe('nightjar gateway', () => {
     const out = await started;
     const url = /^Nightjar gateway on (http:\/\/127\.0\.0\.1:\d+) /.exec(out)?.[1];
     expect(out).toBe(
-      `Nightjar gateway on ${url} (agents connect to ${url!.replace('http', 'ws')}/v1/agent); ledger in ${db}; operator dashboard at ${url}/dashboard/; chat page at ${url}/chat/. Ctrl-C stops it.\n`,
+      `Nightjar gateway on ${url} (agents connect to ${url!.replace('http', 'ws')}/v1/agent); ledger in ${db}; ` +
+        `operator dashboard at ${url}/dashboard/; chat page at ${url}/chat/. Ctrl-C stops it.\n`,
     );
     const account = await http.fetch(`${url}/v1/account`, { headers: { authorization: `Bearer ${key}` } });
     expect(await account.json()).toMatchObject({ balance: '1000000', held: '0' });
