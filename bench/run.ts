@@ -80,6 +80,7 @@ const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   crypto: () => import('./crypto.js'),
   preemption: () => import('./preemption.js'),
   'cold-start': () => import('./cold-start.js'),
+  'cli-startup': () => import('./cli-startup.js'),
 };
 
 function messageOf(error: unknown): string {

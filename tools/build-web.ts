@@ -12,7 +12,8 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { buildDashboard, packageRoot } from '../src/cli/agent/dashboard.js';
+import { buildDashboard } from '../src/cli/agent/dashboard.js';
+import { packageRoot } from '../src/cli/package-info.js';
 import { buildWebPages } from '../src/cli/web-pages.js';
 
 /** Builds the renderer and the preload into `outDir`; returns the files written, relative to it. */

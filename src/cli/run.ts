@@ -1,6 +1,6 @@
 /**
- * Process entry of the `nightjar` command: wires the real streams and signals into main().
- * First Ctrl-C stops gracefully; a second one exits at once.
+ * Process entry of the `nightjar` command: wires the real streams, environment and signals into
+ * main(). First Ctrl-C stops gracefully; a second one exits at once.
  */
 import { main } from './main.js';
 

@@ -5,10 +5,9 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { buildChatPage } from '../client/index.js';
 import type { StaticSite } from '../gateway/index.js';
 import type { Logger } from '../shared/index.js';
-import { packageRoot } from './agent/dashboard.js';
+import { packageRoot } from './package-info.js';
 
 /** Where the built chat page lives. */
 export function chatPageDir(): string {
@@ -18,6 +17,8 @@ export function chatPageDir(): string {
 /** Builds the chat page into dist/web/chat. */
 export async function buildWebPages(): Promise<string> {
   const dir = chatPageDir();
+  // The client's builder loads only when a build is needed: a built gateway never loads the client.
+  const { buildChatPage } = await import('../client/index.js');
   await buildChatPage(dir);
   return dir;
 }

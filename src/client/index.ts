@@ -1,7 +1,7 @@
 /**
- * src/client: the SDK (browser-safe, ./sdk), the client commands (`nightjar chat`, `models
- * offered`, `receipts --client`, `proxy`), the OpenAI/Anthropic-compatible proxy, the client's
- * local files (pins, receipt log) and the builder of the browser chat page.
+ * src/client: the SDK (browser-safe, ./sdk), the OpenAI/Anthropic-compatible proxy, the client's
+ * local files (pins, receipt log) and the builder of the browser chat page. The client's commands
+ * (`nightjar chat`, `proxy`, `models offered`, `receipts --client`) live in src/cli/client.
  */
 export * from './sdk/index.js';
 export { createNodeFetch, nodeFetch, NODE_FETCH_DEFAULTS, type NodeFetch, type NodeFetchOptions } from './node-fetch.js';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chatCommand } from '../../src/cli/client/chat.js';
+import { main } from '../../src/cli/main.js';
 import { NightjarClient } from '../../src/client/index.js';
 import { Agent, loadEngine, sha256File, writeSyntheticModel, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
 import { Gateway } from '../../src/gateway/index.js';
@@ -102,13 +102,15 @@ describe('end to end on node-llama-cpp', () => {
     const direct = await engine.generate({ messages: [{ role: 'user', content: prompt }], sampling: { maxTokens: 32, temperature: 0 } });
     let out = '';
     let err = '';
-    const code = await chatCommand(
-      ['--gateway', `http://127.0.0.1:${proxy.port}`, '--allow-synthetic', '--max-tokens', '32', '--temperature', '0'],
+    const code = await main(
+      ['chat', '--gateway', `http://127.0.0.1:${proxy.port}`, '--allow-synthetic', '--max-tokens', '32', '--temperature', '0'],
       {
         stdout: { write: (t: string) => (out += t) },
         stderr: { write: (t: string) => (err += t) },
         stdin: Readable.from([Buffer.from(prompt + '\n')]),
         env: {},
+        cwd: process.cwd(),
+        signal: new AbortController().signal,
         fetch: http.fetch,
       },
     );

@@ -8,6 +8,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Output } from '../cli/support/output.js';
 import { perTestFetch } from '../helpers/http-client.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -21,13 +22,12 @@ function nightjar(args: string[], cwd: string): ChildProcess {
   });
 }
 
-function collect(child: ChildProcess): { out: () => string; err: () => string; exit: Promise<number | null> } {
-  let out = '';
+function collect(child: ChildProcess): { out: () => string; err: () => string; stdout: Output; exit: Promise<number | null> } {
+  const stdout = Output.of(child.stdout!);
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exit = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  return { out: () => out, err: () => err, exit };
+  return { out: () => stdout.text, err: () => err, stdout, exit };
 }
 
 const http = perTestFetch();
@@ -43,11 +43,9 @@ describe('nightjar up', () => {
   it('runs a local network, serves a chat from another process, and stops on Ctrl-C', async () => {
     const up = nightjar(['up', '--port', '0', '--dir', path.join(dir, 'dev')], root);
     const upOut = collect(up);
-    const deadline = Date.now() + 60_000;
-    while (!/Press Ctrl-C to stop/.test(upOut.out())) {
-      if (Date.now() > deadline || up.exitCode !== null) throw new Error(`up did not start:\n${upOut.out()}\n${upOut.err()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await upOut.stdout.written(/Press Ctrl-C to stop/, 'up to start', 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${upOut.err()}`);
+    });
     expect(upOut.out()).toMatch(/Writing a synthetic model/);
     expect((await stat(path.join(dir, 'dev/models/synthetic-tiny.gguf'))).size).toBeGreaterThan(100_000);
     const url = /gateway {2}(http:\/\/127\.0\.0\.1:\d+)/.exec(upOut.out())?.[1];

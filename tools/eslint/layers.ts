@@ -8,8 +8,10 @@
  *   `src/shared`; the agent, the Electron shell, the gateway, the client's Node half and the CLI
  *   may import it.
  * - Only `src/main/electron` imports `electron`.
- * - `src/main/agent` never imports the gateway, the client, the Electron shell or the CLI.
- * - `src/gateway` and `src/client` never import `src/main` (nor each other).
+ * - `src/main`, `src/gateway` and `src/client` stand side by side: none of them imports another
+ *   (nor `src/cli`). `src/main/agent` never imports the Electron shell either.
+ * - `src/cli`, the `nightjar` command, is the composition root: the only code that may import
+ *   more than one of `src/main/agent`, `src/gateway` and `src/client`.
  * - `src/renderer`, the browser halves of the client (`sdk`, `web`) and the gateway's pages
  *   (`src/gateway/web`) import nothing from Node or `src/main`.
  * - Crossing into another layer goes through that layer's front door, its `index.ts`.
@@ -38,16 +40,11 @@ export const LAYERS: readonly Layer[] = [
   { name: 'node', dir: 'src/node', mayImport: ['shared'], forbidNode: false },
   { name: 'agent', dir: 'src/main/agent', mayImport: ['shared', 'node'], forbidNode: false },
   { name: 'electron', dir: 'src/main/electron', mayImport: ['shared', 'node', 'agent'], forbidNode: false },
-  {
-    name: 'cli',
-    dir: 'src/main/cli',
-    mayImport: ['shared', 'node', 'agent', 'gateway', 'client'],
-    forbidNode: false,
-  },
   { name: 'renderer', dir: 'src/renderer', mayImport: ['shared'], forbidNode: true },
   { name: 'gateway/web', dir: 'src/gateway/web', mayImport: ['shared'], forbidNode: true },
   { name: 'gateway', dir: 'src/gateway', mayImport: ['shared', 'node'], forbidNode: false },
   { name: 'client', dir: 'src/client', mayImport: ['shared', 'node', 'client/sdk'], forbidNode: false },
+  { name: 'cli', dir: 'src/cli', mayImport: ['shared', 'node', 'agent', 'gateway', 'client'], forbidNode: false },
 ];
 
 const NODE_BUILTINS = new Set(builtinModules);

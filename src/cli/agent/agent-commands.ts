@@ -3,9 +3,9 @@
  * through its control API. pause and resume also work when no agent runs (they set what the next
  * start does); earnings and receipts then read the agent's receipt log directly.
  */
-import { parseArgs } from 'node:util';
 import {
   NightjarError,
+  formatCredits,
   formatDateTime,
   formatDuration,
   parseDuration,
@@ -15,29 +15,33 @@ import {
   type ReceiptsPage,
 } from '../../shared/index.js';
 import { loadIdentity, readReceiptLog, saveStateFile, summarizeEarnings, systemTimeZone } from '../../main/agent/index.js';
-import { cliConfig, cliPaths, requireRunningAgent, runningAgent, secretStore, table } from './agent-context.js';
-import type { CliIo } from '../io.js';
+import type { CommandContext, CommandIo } from '../io.js';
+import { table } from '../table.js';
+import { cliConfig, cliPaths, requireRunningAgent, runningAgent, secretStore } from './agent-context.js';
 
-/** Usage of the commands in this file. */
-export const AGENT_COMMANDS_USAGE = `Usage:
-  nightjar status [--json]                 what the running agent is doing, and why
-  nightjar pause [--for DURATION]          stop serving (drain, goodbye, disconnect) until resumed
-  nightjar resume                          back to the policy
-  nightjar serve-now [--for DURATION]      serve now, whatever idle time and schedule say
-  nightjar earnings [--days N] [--json]    tokens (and credits, where priced) per day and model
-  nightjar receipts [--limit N] [--json]   the receipts this agent signed, newest first
-
-DURATION is like 30m, 2h or 1d. pause and resume also work with no agent running: they set what
-the next \`nightjar serve\` does.
-`;
-
-function flags(argv: string[], extra: Record<string, { type: 'string' | 'boolean' }> = {}): Record<string, string | boolean | undefined> {
-  return parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...extra } }).values;
+/** Flags of `nightjar status`. */
+export interface StatusFlags {
+  json?: boolean;
 }
 
-function help(io: CliIo): number {
-  io.stdout.write(AGENT_COMMANDS_USAGE);
-  return 0;
+/** Flags of `nightjar pause` and `serve-now` (`resume` takes none). */
+export interface ManualFlags {
+  /** A duration such as 30m, 2h or 1d. */
+  for?: string;
+}
+
+/** Flags of `nightjar earnings`. */
+export interface EarningsFlags {
+  days?: number;
+  json?: boolean;
+  keyFile?: string;
+}
+
+/** Flags of `nightjar receipts` (without --client). */
+export interface ReceiptsFlags {
+  limit: number;
+  json?: boolean;
+  keyFile?: string;
 }
 
 /** One paragraph about the agent's status. */
@@ -72,20 +76,16 @@ function describeManual(m: Manual): string {
 }
 
 /** Runs `nightjar status`. */
-export async function statusCommand(argv: string[], io: CliIo): Promise<number> {
-  const f = flags(argv);
-  if (f.help) return help(io);
+export async function statusCommand(f: StatusFlags, { io, clock }: CommandContext): Promise<number> {
   const client = await requireRunningAgent(cliPaths(io));
   const status = await client.call('status', {});
-  io.stdout.write(f.json ? JSON.stringify(status, null, 2) + '\n' : describeStatus(status));
+  io.stdout.write(f.json ? JSON.stringify(status, null, 2) + '\n' : describeStatus(status, clock.now()));
   return 0;
 }
 
 /** Runs `nightjar pause`, `resume` and `serve-now`. */
-export async function manualCommand(mode: Manual['mode'], argv: string[], io: CliIo): Promise<number> {
-  const f = flags(argv, mode === 'auto' ? {} : { for: { type: 'string' } });
-  if (f.help) return help(io);
-  const until = typeof f.for === 'string' ? Date.now() + parseDuration(f.for, '--for') : null;
+export async function manualCommand(mode: Manual['mode'], f: ManualFlags, { io, clock }: CommandContext): Promise<number> {
+  const until = typeof f.for === 'string' ? clock.now() + parseDuration(f.for, '--for') : null;
   const paths = cliPaths(io);
   const client = await runningAgent(paths);
   if (client) {
@@ -95,7 +95,7 @@ export async function manualCommand(mode: Manual['mode'], argv: string[], io: Cl
         : mode === 'serve-now'
           ? await client.call('serveNow', { until })
           : await client.call('resume', {});
-    io.stdout.write(describeStatus(status));
+    io.stdout.write(describeStatus(status, clock.now()));
     return 0;
   }
   if (mode === 'serve-now') throw new NightjarError('NJ_AGENT_NOT_RUNNING', 'No agent is running to serve now.');
@@ -107,7 +107,7 @@ export async function manualCommand(mode: Manual['mode'], argv: string[], io: Cl
 }
 
 async function localRecords(
-  io: CliIo,
+  io: CommandIo,
   keyFile?: string,
 ): Promise<{
   receipts: Awaited<ReturnType<typeof readReceiptLog>>;
@@ -130,24 +130,15 @@ async function localRecords(
 }
 
 /** Runs `nightjar earnings`. */
-export async function earningsCommand(argv: string[], io: CliIo): Promise<number> {
-  const f = flags(argv, { days: { type: 'string' }, 'key-file': { type: 'string' } });
-  if (f.help) return help(io);
-  const days = typeof f.days === 'string' ? Number(f.days) : undefined;
-  if (days !== undefined && (!Number.isInteger(days) || days < 1)) throw new NightjarError('NJ_USAGE', '--days must be a positive integer');
+export async function earningsCommand(f: EarningsFlags, { io }: CommandContext): Promise<number> {
+  const days = f.days;
   const client = await runningAgent(cliPaths(io));
   let summary: EarningsSummary;
   let note = '';
   if (client) summary = await client.call('earnings', days === undefined ? {} : { days });
   else {
-    const local = await localRecords(io, typeof f['key-file'] === 'string' ? f['key-file'] : undefined);
-    summary = summarizeEarnings({
-      ...local.receipts,
-      timeZone: local.timeZone,
-      prices: local.prices,
-      operatorShare: local.share,
-      ...(days === undefined ? {} : { days }),
-    });
+    const local = await localRecords(io, f.keyFile);
+    summary = summarizeEarnings({ ...local.receipts, timeZone: local.timeZone, prices: local.prices, operatorShare: local.share, days });
     if (!local.checked) note = 'The identity key could not be read, so signatures were not checked.\n';
   }
   if (f.json) {
@@ -161,10 +152,16 @@ export async function earningsCommand(argv: string[], io: CliIo): Promise<number
 /** The earnings table for people. */
 export function formatEarnings(s: EarningsSummary): string {
   if (s.rows.length === 0) return `No receipts yet.${s.rejectedLines ? ` (${s.rejectedLines} log lines were not valid receipts.)` : ''}\n`;
-  const credits = (m: string | null): string => (m === null ? '—' : (Number(m) / 1e6).toFixed(6));
   const rows = [
     ['date', 'model', 'jobs', 'prompt', 'completion', 'credits'],
-    ...s.rows.map((r) => [r.date, r.model, String(r.jobs), String(r.promptTokens), String(r.completionTokens), credits(r.microCredits)]),
+    ...s.rows.map((r) => [
+      r.date,
+      r.model,
+      String(r.jobs),
+      String(r.promptTokens),
+      String(r.completionTokens),
+      formatCredits(r.microCredits),
+    ]),
   ];
   rows.push([
     'total',
@@ -172,7 +169,7 @@ export function formatEarnings(s: EarningsSummary): string {
     String(s.totals.jobs),
     String(s.totals.promptTokens),
     String(s.totals.completionTokens),
-    credits(s.totals.microCredits),
+    formatCredits(s.totals.microCredits),
   ]);
   let out = table(rows);
   out += `Days in ${s.timeZone}. `;
@@ -185,17 +182,14 @@ export function formatEarnings(s: EarningsSummary): string {
 }
 
 /** Runs `nightjar receipts`. */
-export async function receiptsCommand(argv: string[], io: CliIo): Promise<number> {
-  const f = flags(argv, { limit: { type: 'string' }, 'key-file': { type: 'string' } });
-  if (f.help) return help(io);
-  const limit = typeof f.limit === 'string' ? Number(f.limit) : 20;
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
-    throw new NightjarError('NJ_USAGE', '--limit must be an integer from 1 to 1000');
+export async function receiptsCommand(f: ReceiptsFlags, { io }: CommandContext): Promise<number> {
+  const limit = f.limit;
+  if (limit < 1 || limit > 1000) throw new NightjarError('NJ_USAGE', '--limit must be an integer from 1 to 1000');
   const client = await runningAgent(cliPaths(io));
   let page: ReceiptsPage;
   if (client) page = await client.call('receipts', { limit });
   else {
-    const local = await localRecords(io, typeof f['key-file'] === 'string' ? f['key-file'] : undefined);
+    const local = await localRecords(io, f.keyFile);
     page = { v: 1, receipts: [...local.receipts.receipts].reverse().slice(0, limit), total: local.receipts.receipts.length };
   }
   if (f.json) {

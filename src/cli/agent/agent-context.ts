@@ -1,6 +1,6 @@
 /**
  * What the agent commands share: where the files are, the config, the secret store, the running
- * agent's control API, and a few formatting helpers.
+ * agent's control API.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,11 +15,11 @@ import {
   type ControlFile,
   type SecretStore,
 } from '../../main/agent/index.js';
-import type { CliIo } from '../io.js';
+import type { CommandIo } from '../io.js';
 
 /** The agent's files, for this environment (NIGHTJAR_HOME, XDG_*, HOME). */
-export function cliPaths(io: CliIo): AgentPaths {
-  return platformPaths({ env: io.env, ...(io.env.HOME ? { home: io.env.HOME } : {}) });
+export function cliPaths(io: Pick<CommandIo, 'env'>): AgentPaths {
+  return platformPaths({ env: io.env, home: io.env.HOME || undefined });
 }
 
 /** The config file, validated. */
@@ -31,7 +31,7 @@ export function cliConfig(paths: AgentPaths): Promise<AgentConfig> {
  * Where the identity key lives: the OS keychain unless the owner opted in to a plaintext file
  * (`--key-file`, or keys.store "plaintext-file" in config.json).
  */
-export function secretStore(io: CliIo, paths: AgentPaths, config: AgentConfig, keyFile: string | undefined): SecretStore {
+export function secretStore(io: Pick<CommandIo, 'cwd'>, paths: AgentPaths, config: AgentConfig, keyFile: string | undefined): SecretStore {
   if (keyFile) return new PlaintextFileSecretStore(path.resolve(io.cwd, keyFile));
   if (config.keys.store === 'plaintext-file') return new PlaintextFileSecretStore(config.keys.file ?? paths.defaultKeyFile);
   return new KeychainSecretStore();
@@ -45,7 +45,7 @@ export async function runningAgent(paths: AgentPaths, fetchFn?: typeof fetch): P
   } catch {
     return null;
   }
-  const client = new ControlClient({ baseUrl: file.url, token: file.token, ...(fetchFn ? { fetch: fetchFn } : {}) });
+  const client = new ControlClient({ baseUrl: file.url, token: file.token, fetch: fetchFn });
   try {
     await client.call('status', {});
     return client;
@@ -65,20 +65,4 @@ export async function requireRunningAgent(paths: AgentPaths, fetchFn?: typeof fe
 /** Prefixes every line of `text` (a block ending in a newline) with `prefix`. */
 export function indent(text: string, prefix: string): string {
   return text.replace(/^(?=.)/gm, prefix);
-}
-
-/** Pads cells into aligned columns. */
-export function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return (
-    rows
-      .map((row) =>
-        row
-          .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }

@@ -9,19 +9,12 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promise
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type * as EsbuildModule from 'esbuild';
 import { NightjarError } from '../../shared/index.js';
 import { DASHBOARD_TICKET_PATH, type ControlFile } from '../../main/agent/index.js';
 import { cliPaths, requireRunningAgent } from './agent-context.js';
-import type { CliIo } from '../io.js';
-
-/** The repository (or installed package) root, from this file's place in src/ or dist/src/. */
-export function packageRoot(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const up = here.split(path.sep).includes('dist') ? '../../../..' : '../../..';
-  return path.resolve(here, up);
-}
+import type { CommandContext, CommandIo } from '../io.js';
+import { packageRoot } from '../package-info.js';
 
 /** Options of {@link buildDashboard}. */
 export interface BuildDashboardOptions {
@@ -107,7 +100,7 @@ export function openInBrowser(url: string, platform: NodeJS.Platform = process.p
 }
 
 /** Tells the owner where the dashboard is: opens it, or prints the one-time URL if it cannot. */
-export async function presentDashboard(url: string, io: CliIo): Promise<void> {
+export async function presentDashboard(url: string, io: CommandIo): Promise<void> {
   const open = io.openUrl ?? openInBrowser;
   if (await open(url)) {
     io.stdout.write(`Opened the dashboard in your browser (${new URL(url).origin}/).\n`);
@@ -116,21 +109,8 @@ export async function presentDashboard(url: string, io: CliIo): Promise<void> {
   }
 }
 
-/** Usage text of `nightjar dashboard`. */
-export const DASHBOARD_USAGE = `Usage: nightjar dashboard
-
-Opens the running agent's dashboard in your browser, signed in through a one-time link
-(the agent must run with its control API and a dashboard: \`nightjar serve\` from a build, or
-\`nightjar serve --dashboard\`).
-`;
-
 /** Runs `nightjar dashboard`. */
-export async function dashboardCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    io.stdout.write(DASHBOARD_USAGE);
-    return 0;
-  }
+export async function dashboardCommand({ io }: CommandContext): Promise<number> {
   const paths = cliPaths(io);
   await requireRunningAgent(paths);
   const { url, token } = JSON.parse(await readFile(paths.controlFile, 'utf8')) as ControlFile;

@@ -3,7 +3,6 @@
  * any check failed.
  */
 import { statfs } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { NightjarError, formatBytes, type InstalledModel } from '../../shared/index.js';
 import {
   AGENT_VERSION,
@@ -24,16 +23,14 @@ import {
   type MemoryProbe,
 } from '../../main/agent/index.js';
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
-import type { CliIo } from '../io.js';
+import type { CommandContext, CommandIo } from '../io.js';
 import { agentSocketUrl } from './serve.js';
 
-/** Usage text of `nightjar doctor`. */
-export const DOCTOR_USAGE = `Usage: nightjar doctor [--gateway URL] [--key-file FILE]
-
-Checks what the agent needs, and says what to do about each problem: the config, llama.cpp,
-the selected model (present, sha256 intact, fits in memory), disk space, the keychain, the idle
-and power readings, the gateway (reachable, and whether the clocks agree).
-`;
+/** Flags of `nightjar doctor`. */
+export interface DoctorFlags {
+  gateway?: string;
+  keyFile?: string;
+}
 
 /** Outcome of one check. */
 export interface CheckResult {
@@ -61,11 +58,7 @@ const fail = (name: string, err: unknown, fix: string): CheckResult => ({
 });
 
 /** Runs every check. */
-export async function runChecks(
-  io: CliIo,
-  options: { gateway?: string; keyFile?: string },
-  parts: DoctorParts = {},
-): Promise<CheckResult[]> {
+export async function runChecks(io: CommandIo, options: DoctorFlags, parts: DoctorParts = {}): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const paths = cliPaths(io);
   results.push({
@@ -179,7 +172,7 @@ async function checkDisk(results: CheckResult[], paths: AgentPaths, parts: Docto
       name: 'disk',
       ok: !low,
       detail: `${formatBytes(free)} free for models`,
-      ...(low ? { fix: 'Free disk space (models are 0.5–5 GB each), or remove one with `nightjar models rm ID`.' } : {}),
+      fix: low ? 'Free disk space (models are 0.5–5 GB each), or remove one with `nightjar models rm ID`.' : undefined,
     });
   } catch (err) {
     results.push(fail('disk', err, `Make sure ${paths.dataDir} can be created.`));
@@ -188,7 +181,7 @@ async function checkDisk(results: CheckResult[], paths: AgentPaths, parts: Docto
 
 async function checkKeys(
   results: CheckResult[],
-  io: CliIo,
+  io: CommandIo,
   paths: AgentPaths,
   config: AgentConfig,
   keyFile: string | undefined,
@@ -236,7 +229,7 @@ async function checkEnvironment(results: CheckResult[], parts: DoctorParts): Pro
 
 async function checkGateway(
   results: CheckResult[],
-  io: CliIo,
+  io: CommandIo,
   config: AgentConfig,
   gateway: string | undefined,
   model: InstalledModel | null,
@@ -273,11 +266,9 @@ async function checkGateway(
       name: 'clock',
       ok: !bad,
       detail: `this clock is ${Math.abs(skew)} ms ${skew > 0 ? 'behind' : 'ahead of'} the gateway's`,
-      ...(bad
-        ? {
-            fix: 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): requests are refused when clocks differ by a minute.',
-          }
-        : {}),
+      fix: bad
+        ? 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): requests are refused when clocks differ by a minute.'
+        : undefined,
     });
   } catch (err) {
     results.push(fail('gateway', err, 'Check the gateway URL and the network; `nightjar serve` keeps retrying with backoff meanwhile.'));
@@ -285,20 +276,8 @@ async function checkGateway(
 }
 
 /** Runs `nightjar doctor`. */
-export async function doctorCommand(argv: string[], io: CliIo, parts: DoctorParts = {}): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { gateway: { type: 'string' }, 'key-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    io.stdout.write(DOCTOR_USAGE);
-    return 0;
-  }
-  const results = await runChecks(
-    io,
-    { ...(values.gateway ? { gateway: values.gateway } : {}), ...(values['key-file'] ? { keyFile: values['key-file'] } : {}) },
-    parts,
-  );
+export async function doctorCommand(values: DoctorFlags, { io }: CommandContext, parts: DoctorParts = {}): Promise<number> {
+  const results = await runChecks(io, values, parts);
   for (const r of results) {
     io.stdout.write(`${r.ok ? (r.warn ? '!' : '✓') : '✗'} ${r.name.padEnd(9)} ${r.detail}\n`);
     if (r.fix && (!r.ok || r.warn)) io.stdout.write(`  → ${r.fix}\n`);

@@ -2,39 +2,23 @@
  * `nightjar keys`: the agent's identity key — where it lives, its id and public key; create it,
  * or delete it.
  */
-import { parseArgs } from 'node:util';
 import { NightjarError, toBase64Url } from '../../shared/index.js';
 import { loadIdentity, loadOrCreateIdentity } from '../../main/agent/index.js';
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
-import type { CliIo } from '../io.js';
+import type { CommandContext } from '../io.js';
 
-/** Usage text of `nightjar keys`. */
-export const KEYS_USAGE = `Usage:
-  nightjar keys [show] [--key-file FILE]     where the identity key lives, the agent id and public key
-  nightjar keys create [--key-file FILE]     create the identity now (serve does it on first start)
-  nightjar keys delete --yes [--key-file FILE]
-                                             delete the identity: the gateway knows and credits this
-                                             agent by it, so a new one starts from nothing
-
-The key lives in the OS keychain (service Nightjar, account agent-identity). --key-file FILE, or
-keys.store "plaintext-file" in config.json, keeps it in a plaintext file (mode 0600) instead, for
-machines without a keychain.
-`;
+/** Flags of `nightjar keys show|create|delete`. */
+export interface KeysFlags {
+  /** Keep the identity in this plaintext file instead of the OS keychain. */
+  keyFile?: string;
+  /** `delete` only: yes, delete the identity. */
+  yes?: boolean;
+}
 
 /** Runs `nightjar keys …`. */
-export async function keysCommand(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { 'key-file': { type: 'string' }, yes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  const sub = positionals[0] ?? 'show';
-  if (values.help || sub === 'help') {
-    io.stdout.write(KEYS_USAGE);
-    return 0;
-  }
+export async function keysCommand(sub: 'show' | 'create' | 'delete', values: KeysFlags, { io }: CommandContext): Promise<number> {
   const paths = cliPaths(io);
-  const store = secretStore(io, paths, await cliConfig(paths), values['key-file']);
+  const store = secretStore(io, paths, await cliConfig(paths), values.keyFile);
   switch (sub) {
     case 'show': {
       const identity = await loadIdentity(store);
@@ -60,7 +44,5 @@ export async function keysCommand(argv: string[], io: CliIo): Promise<number> {
       );
       return 0;
     }
-    default:
-      throw new NightjarError('NJ_USAGE', `unknown keys command "${sub}"`);
   }
 }

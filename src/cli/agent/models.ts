@@ -3,68 +3,41 @@
  * bar, resuming a partial download), rm, select, and synth (a synthetic model for development).
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { NightjarError, type DownloadProgress } from '../../shared/index.js';
+import { NightjarError, formatBytes, formatDuration, type DownloadProgress } from '../../shared/index.js';
 import {
   BUILT_IN_CATALOG,
   ModelStore,
-  SYNTHETIC_SHAPES,
-  isSyntheticShapeName,
   loadCatalogFile,
   mergeCatalogs,
   syntheticModelId,
   updateConfig,
   writeSyntheticModel,
+  type SyntheticShapeName,
 } from '../../main/agent/index.js';
-import { formatBytes, formatDuration } from '../../shared/index.js';
-import { cliConfig, cliPaths, indent, runningAgent, table } from './agent-context.js';
-import type { CliIo } from '../io.js';
+import type { CommandContext, CommandIo } from '../io.js';
+import { table } from '../table.js';
+import { cliConfig, cliPaths, indent, runningAgent } from './agent-context.js';
 
-/** Usage text of `nightjar models`. */
-export const MODELS_USAGE = `Usage:
-  nightjar models list [--json]               installed models, partial downloads, the catalog
-  nightjar models pull ID [--sha256 HEX]      download a catalog model (resumes a partial one)
-  nightjar models rm ID                       delete an installed model
-  nightjar models select ID                   serve this installed model (the running agent
-                                              drains, unloads and loads it)
-  nightjar models synth [--shape NAME] [--seed N] [--out FILE]
-                                              write a synthetic model (random weights, for
-                                              development) into the models directory, or to FILE
+/** Flags of `nightjar models list`. */
+export interface ModelsListFlags {
+  json?: boolean;
+}
 
-Downloads check the file's sha256 while it streams and install nothing that does not match.
-Catalog entries that are not verified carry no hash: give the one from the file's download page
-with --sha256. Synthetic shapes: ${Object.keys(SYNTHETIC_SHAPES).join(', ')}.
-`;
+/** Flags of `nightjar models pull`. */
+export interface ModelsPullFlags {
+  /** The file's sha256, for a catalog entry that does not carry one. */
+  sha256?: string;
+}
 
-/** Runs `nightjar models …`. */
-export async function modelsCommand(argv: string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case 'list':
-    case 'ls':
-      return list(rest, io);
-    case 'pull':
-      return pull(rest, io);
-    case 'rm':
-    case 'remove':
-      return remove(rest, io);
-    case 'select':
-      return select(rest, io);
-    case 'synth':
-      return synth(rest, io);
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      io.stdout.write(MODELS_USAGE);
-      return 0;
-    default:
-      throw new NightjarError('NJ_USAGE', `unknown models command "${sub}"`);
-  }
+/** Flags of `nightjar models synth`. */
+export interface ModelsSynthFlags {
+  shape: SyntheticShapeName;
+  seed: number;
+  out?: string;
 }
 
 async function context(
-  io: CliIo,
+  io: CommandIo,
 ): Promise<{ store: ModelStore; catalog: ReturnType<typeof mergeCatalogs>; selected: string | null; paths: ReturnType<typeof cliPaths> }> {
   const paths = cliPaths(io);
   const config = await cliConfig(paths);
@@ -77,14 +50,8 @@ async function context(
   };
 }
 
-function oneId(rest: string[], what: string): string {
-  const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
-  if (positionals.length !== 1) throw new NightjarError('NJ_USAGE', `models ${what} takes one model id`);
-  return positionals[0]!;
-}
-
-async function list(rest: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' } } });
+/** Runs `nightjar models list`. */
+export async function listModels(values: ModelsListFlags, { io }: CommandContext): Promise<number> {
   const { store, catalog, selected } = await context(io);
   const installed = await store.list();
   const partials = await store.partials();
@@ -119,7 +86,7 @@ async function list(rest: string[], io: CliIo): Promise<number> {
 }
 
 /** A progress line: a bar on a terminal, a line per 10% otherwise. */
-function progressPrinter(io: CliIo, id: string): { update(p: DownloadProgress): void; done(): void } {
+function progressPrinter(io: CommandIo, id: string): { update(p: DownloadProgress): void; done(): void } {
   const tty = io.stderr.isTTY === true;
   let lastTenth = -1;
   let drew = false;
@@ -156,10 +123,8 @@ function progressPrinter(io: CliIo, id: string): { update(p: DownloadProgress): 
   };
 }
 
-async function pull(rest: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { sha256: { type: 'string' } } });
-  if (positionals.length !== 1) throw new NightjarError('NJ_USAGE', 'models pull takes one model id (see `nightjar models list`)');
-  const id = positionals[0]!;
+/** Runs `nightjar models pull ID`. */
+export async function pullModel(id: string, values: ModelsPullFlags, { io, signal }: CommandContext): Promise<number> {
   const { store, catalog } = await context(io);
   const entry = catalog.find((m) => m.id === id);
   if (!entry) throw new NightjarError('NJ_MODEL_NOT_INSTALLED', `${id} is not in the catalog.`);
@@ -167,8 +132,8 @@ async function pull(rest: string[], io: CliIo): Promise<number> {
   let installed;
   try {
     installed = await store.pull(entry, {
-      ...(values.sha256 ? { sha256: values.sha256 } : {}),
-      signal: io.signal,
+      sha256: values.sha256 || undefined,
+      signal,
       onProgress: (p) => progress.update(p),
     });
   } finally {
@@ -180,8 +145,8 @@ async function pull(rest: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-async function remove(rest: string[], io: CliIo): Promise<number> {
-  const id = oneId(rest, 'rm');
+/** Runs `nightjar models rm ID`. */
+export async function removeModel(id: string, { io }: CommandContext): Promise<number> {
   const { store, paths } = await context(io);
   const client = await runningAgent(paths);
   if (client) await client.call('removeModel', { id });
@@ -191,8 +156,8 @@ async function remove(rest: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-async function select(rest: string[], io: CliIo): Promise<number> {
-  const id = oneId(rest, 'select');
+/** Runs `nightjar models select ID`. */
+export async function selectModel(id: string, { io }: CommandContext): Promise<number> {
   const { store, paths } = await context(io);
   await store.require(id);
   const client = await runningAgent(paths);
@@ -206,20 +171,8 @@ async function select(rest: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-async function synth(rest: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args: rest,
-    options: { shape: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    io.stdout.write(MODELS_USAGE);
-    return 0;
-  }
-  const shape = values.shape ?? 'tiny';
-  if (!isSyntheticShapeName(shape))
-    throw new NightjarError('NJ_USAGE', `unknown shape "${shape}"; choose one of ${Object.keys(SYNTHETIC_SHAPES).join(', ')}`);
-  const seed = values.seed === undefined ? 0 : Number(values.seed);
-  if (!Number.isInteger(seed) || seed < 0) throw new NightjarError('NJ_USAGE', '--seed must be a non-negative integer');
+/** Runs `nightjar models synth`. */
+export async function synthModel({ shape, seed, ...values }: ModelsSynthFlags, { io, signal }: CommandContext): Promise<number> {
   const store = values.out ? null : (await context(io)).store;
   const id = syntheticModelId(shape);
   const out = values.out ? path.resolve(io.cwd, values.out) : path.join(store!.dir, store!.fileNameFor(id));
@@ -228,7 +181,7 @@ async function synth(rest: string[], io: CliIo): Promise<number> {
     path: out,
     shape,
     seed,
-    signal: io.signal,
+    signal,
     onProgress(done, total) {
       const percent = Math.floor((done / total) * 100);
       if (percent !== lastPercent && io.stderr.isTTY) {

@@ -4,53 +4,27 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { NightjarError, generateIdentity, type Logger } from '../../shared/index.js';
+import { NightjarError, generateIdentity } from '../../shared/index.js';
 import { Gateway, openSqliteStore } from '../../gateway/index.js';
 import { Agent, writeSyntheticModel } from '../../main/agent/index.js';
-import { untilAborted, type CliIo } from '../io.js';
+import { untilAborted, type CommandContext } from '../io.js';
 import { loadModel } from './serve.js';
 import { chatPageSites } from '../web-pages.js';
 
-/** Usage text of `nightjar up`. */
-export const UP_USAGE = `Usage: nightjar up [options]
-
-Starts a local Nightjar network: a gateway and one agent serving a synthetic model (random
-weights, written on first run), then prints how to chat through it. Ctrl-C stops everything.
-
-Options:
-  --port N             gateway port (default 8787)
-  --dir DIR            where the synthetic model is kept (default .nightjar-dev)
-  --slots N            jobs the agent serves at once (default 4)
-  --log-level LEVEL    debug, info, warn or error (default info)
-  -h, --help           show this help
-`;
+/** Flags of `nightjar up`. */
+export interface UpFlags {
+  port: number;
+  dir: string;
+  slots: number;
+}
 
 /** Runs `nightjar up`. */
-export async function upCommand(argv: string[], io: CliIo, logger: (level: string | undefined, name: string) => Logger): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      dir: { type: 'string' },
-      slots: { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    io.stdout.write(UP_USAGE);
-    return 0;
-  }
-  const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new NightjarError('NJ_USAGE', `--port must be 0–65535, not "${values.port}"`);
-  const slots = values.slots === undefined ? 4 : Number(values.slots);
-  if (!Number.isInteger(slots) || slots < 1) throw new NightjarError('NJ_USAGE', `--slots must be a positive integer`);
-  const dir = path.resolve(io.cwd, values.dir ?? '.nightjar-dev');
+export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: CommandContext): Promise<number> {
+  const { io } = ctx;
+  const dir = path.resolve(io.cwd, dirFlag);
   const modelFile = path.join(dir, 'models', 'synthetic-tiny.gguf');
-  const gatewayLog = logger(values['log-level'], 'gateway');
-  const agentLog = logger(values['log-level'], 'agent');
+  const gatewayLog = ctx.logger('gateway');
+  const agentLog = ctx.logger('agent');
 
   const exists = await access(modelFile).then(
     () => true,
@@ -64,7 +38,7 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
   // An in-memory ledger with one operator, so the dashboard has someone to sign in as and the
   // agent something to be bound to; clients need no key (synthetic models are free).
   const store = await openSqliteStore({ path: ':memory:' });
-  const now = Date.now();
+  const now = ctx.clock.now();
   const operator = await store.accounts.createOperator({ name: 'local', now });
   const enrollment = await store.accounts.createEnrollmentToken({ operatorId: operator.id, now, ttlMs: 3600_000 });
   const sites = await chatPageSites(gatewayLog);
@@ -89,12 +63,12 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
     });
     agent.start();
     try {
-      await gateway.agentServing(agent.agentId, { timeoutMs: 10_000, signal: io.signal });
+      await gateway.agentServing(agent.agentId, { timeoutMs: 10_000, clock: ctx.clock, signal: ctx.signal });
     } catch (err) {
       if (err instanceof NightjarError && err.code === 'NJ_TIMEOUT') {
         throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway');
       }
-      if (!io.signal.aborted) throw err;
+      if (!ctx.signal.aborted) throw err;
     }
     const cmd = 'node bin/nightjar.js';
     const via = gateway.url === 'http://127.0.0.1:8787' ? '' : ` --gateway ${gateway.url}`;
@@ -118,7 +92,7 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
         '',
       ].join('\n'),
     );
-    await untilAborted(io.signal);
+    await untilAborted(ctx.signal);
   } finally {
     await agent?.stop();
     await gateway.dispose();

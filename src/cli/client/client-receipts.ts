@@ -2,28 +2,19 @@
  * `nightjar receipts --client`: the receipts this client verified, from its local log.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { NightjarError, fromBase64Url, verifyReceipt } from '../../shared/index.js';
+import { NightjarError, formatDateTime, fromBase64Url, verifyReceipt } from '../../shared/index.js';
 import { RECEIPT_LOG_NAME, VerifiedReceiptLog, type VerifiedReceiptLogEntry } from '../../client/index.js';
-import { dataDirFrom, numberFlag, reportError, type ClientCommandIo } from './common.js';
+import type { CommandContext } from '../io.js';
+import { table } from '../table.js';
+import { dataDirFrom, reportError } from './common.js';
 
-/** Usage text of `nightjar receipts --client`. */
-export const CLIENT_RECEIPTS_USAGE = `Usage: nightjar receipts --client [options]
-
-Lists the receipts this client verified (newest last), from receipts.jsonl in the client data
-folder. A receipt is the agent's signed statement of one job: tokens, model file, digests of the
-request and reply ciphertexts — never their text.
-
-Options:
-  --limit N            show the last N receipts (default 20; 0 for all)
-  --verify             check each receipt's signature again
-  --json               print the entries as JSON lines
-  --data-dir DIR       client data folder (env NIGHTJAR_CLIENT_DATA_DIR)
-  -h, --help           show this help
-`;
-
-function time(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+/** Flags of `nightjar receipts --client`. */
+export interface ClientReceiptsFlags {
+  /** The last N receipts; 0 for all. */
+  limit: number;
+  verify?: boolean;
+  json?: boolean;
+  dataDir?: string;
 }
 
 async function signatureOk(entry: VerifiedReceiptLogEntry): Promise<boolean> {
@@ -35,32 +26,10 @@ async function signatureOk(entry: VerifiedReceiptLogEntry): Promise<boolean> {
   }
 }
 
-/** Runs `nightjar receipts --client` (a `--client` flag in argv is accepted and skipped). */
-export async function clientReceiptsCommand(argv: string[], io: ClientCommandIo): Promise<number> {
-  let values;
+/** Runs `nightjar receipts --client`. */
+export async function clientReceiptsCommand(values: ClientReceiptsFlags, { io }: CommandContext): Promise<number> {
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        client: { type: 'boolean' },
-        limit: { type: 'string' },
-        verify: { type: 'boolean' },
-        json: { type: 'boolean' },
-        'data-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    io.stderr.write(`error NJ_USAGE: ${(err as Error).message}\n\n${CLIENT_RECEIPTS_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    io.stdout.write(CLIENT_RECEIPTS_USAGE);
-    return 0;
-  }
-  try {
-    const limit = numberFlag(values.limit, 'limit', true) ?? 20;
-    if (limit < 0) throw new NightjarError('NJ_USAGE', '--limit must be 0 or more');
+    const { limit } = values;
     const dir = dataDirFrom(values, io);
     if (!dir) throw new NightjarError('NJ_USAGE', 'no home folder in the environment; pass --data-dir');
     const log = new VerifiedReceiptLog({ file: path.join(dir, RECEIPT_LOG_NAME) });
@@ -72,11 +41,11 @@ export async function clientReceiptsCommand(argv: string[], io: ClientCommandIo)
     } else if (entries.length === 0) {
       io.stdout.write(`No receipts yet in ${log.file}.\n`);
     } else {
-      const header = ['SAVED (UTC)', 'JOB', 'MODEL', 'AGENT', 'PROMPT', 'COMPLETION', 'FINISH', ...(checks ? ['SIGNATURE'] : [])];
+      const header = ['SAVED', 'JOB', 'MODEL', 'AGENT', 'PROMPT', 'COMPLETION', 'FINISH', ...(checks ? ['SIGNATURE'] : [])];
       const rows = shown.map((e, i) => {
         const r = e.receipt.receipt;
         return [
-          time(e.savedAt),
+          formatDateTime(e.savedAt, { seconds: true }),
           r.jobId.slice(0, 8),
           r.model,
           e.agentId.slice(0, 8),
@@ -86,15 +55,7 @@ export async function clientReceiptsCommand(argv: string[], io: ClientCommandIo)
           ...(checks ? [checks[i] ? 'ok' : 'INVALID'] : []),
         ];
       });
-      const all = [header, ...rows];
-      const widths = header.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-      for (const r of all)
-        io.stdout.write(
-          r
-            .map((c, i) => c.padEnd(widths[i]!))
-            .join('  ')
-            .trimEnd() + '\n',
-        );
+      io.stdout.write(table([header, ...rows]));
       const totalPrompt = shown.reduce((n, e) => n + e.receipt.receipt.promptTokens, 0);
       const totalCompletion = shown.reduce((n, e) => n + e.receipt.receipt.completionTokens, 0);
       io.stderr.write(

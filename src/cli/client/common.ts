@@ -3,7 +3,7 @@
  * pin file and the receipt log in the client's data folder.
  */
 import path from 'node:path';
-import { NightjarError, TRUST_LEVELS, type Trust } from '../../shared/index.js';
+import { NightjarError, type Trust } from '../../shared/index.js';
 import {
   FilePinStore,
   IncompleteReplyError,
@@ -16,52 +16,29 @@ import {
   type ChatResult,
   type NightjarClientOptions,
 } from '../../client/index.js';
+import { asNightjarError, errorText } from '../errors.js';
+import { DEFAULT_GATEWAY } from '../flags.js';
+import type { CommandIo } from '../io.js';
 
-/** Where a client command reads and writes; handed in so tests can drive it in-process. */
-export interface ClientCommandIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-  stdin: AsyncIterable<string | Uint8Array> & { isTTY?: boolean };
-  env: Readonly<Record<string, string | undefined>>;
+/**
+ * Where a client command reads and writes: the command context's io and its stop signal, as the
+ * conversation (runRepl) takes them.
+ */
+export interface ClientCommandIo extends CommandIo {
   /** Aborted on Ctrl-C / SIGTERM. Defaults to never. */
   signal?: AbortSignal;
-  /** fetch to use. Defaults to {@link nodeFetch} (node:http; faster than the global fetch). */
-  fetch?: typeof fetch;
 }
 
-/** The default gateway address. */
-export const DEFAULT_GATEWAY = 'http://127.0.0.1:8787';
-
-/** parseArgs options every client command takes. */
-export const CLIENT_FLAGS = {
-  gateway: { type: 'string' },
-  'api-key': { type: 'string' },
-  'allow-synthetic': { type: 'boolean' },
-  'min-trust': { type: 'string' },
-  'only-pinned': { type: 'boolean' },
-  'no-pin': { type: 'boolean' },
-  'data-dir': { type: 'string' },
-} as const;
-
-/** Help text for {@link CLIENT_FLAGS}. */
-export const CLIENT_FLAGS_USAGE = `  --gateway URL        gateway address (env NIGHTJAR_GATEWAY; default ${DEFAULT_GATEWAY})
-  --api-key KEY        client API key for the gateway (env NIGHTJAR_API_KEY)
-  --allow-synthetic    accept synthetic development models (random weights)
-  --min-trust LEVEL    lowest agent trust accepted: ${TRUST_LEVELS.join(' or ')} (default signed)
-  --only-pinned        use only agents pinned before (refuse agents never seen)
-  --no-pin             neither read nor write pins and the receipt log
-  --data-dir DIR       client data folder: pins.json, receipts.jsonl (env NIGHTJAR_CLIENT_DATA_DIR)
-`;
-
-/** Parsed values of {@link CLIENT_FLAGS}. */
+/** The flags every client command takes (see the command table's clientOptions). */
 export interface ClientFlagValues {
   gateway?: string | undefined;
-  'api-key'?: string | undefined;
-  'allow-synthetic'?: boolean | undefined;
-  'min-trust'?: string | undefined;
-  'only-pinned'?: boolean | undefined;
-  'no-pin'?: boolean | undefined;
-  'data-dir'?: string | undefined;
+  apiKey?: string | undefined;
+  allowSynthetic?: boolean | undefined;
+  minTrust?: Trust | undefined;
+  onlyPinned?: boolean | undefined;
+  /** False under --no-pin: neither read nor write pins and the receipt log. */
+  pin?: boolean | undefined;
+  dataDir?: string | undefined;
 }
 
 /** A client as a command uses it, with the files it keeps. */
@@ -76,8 +53,8 @@ export interface CommandClient {
 }
 
 /** The data folder the flags and environment name, or null. */
-export function dataDirFrom(values: ClientFlagValues, io: Pick<ClientCommandIo, 'env'>): string | null {
-  if (values['data-dir']) return path.resolve(values['data-dir']);
+export function dataDirFrom(values: ClientFlagValues, io: Pick<ClientCommandIo, 'env' | 'cwd'>): string | null {
+  if (values.dataDir) return path.resolve(io.cwd, values.dataDir);
   return clientDataDir({ env: io.env });
 }
 
@@ -91,38 +68,33 @@ export function commandClient(values: ClientFlagValues, io: ClientCommandIo, ext
     throw new NightjarError('NJ_USAGE', `--gateway must be a URL such as ${DEFAULT_GATEWAY}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new NightjarError('NJ_USAGE', '--gateway must be an http or https URL');
-  const minTrust = values['min-trust'] ?? 'signed';
-  if (!(TRUST_LEVELS as readonly string[]).includes(minTrust)) {
-    throw new NightjarError('NJ_USAGE', `--min-trust must be one of ${TRUST_LEVELS.join(', ')}`);
-  }
-  const keep = !values['no-pin'];
-  if (!keep && values['only-pinned']) throw new NightjarError('NJ_USAGE', '--only-pinned needs the pin file; drop --no-pin');
+  const minTrust = values.minTrust ?? 'signed';
+  const keep = values.pin !== false;
+  if (!keep && values.onlyPinned) throw new NightjarError('NJ_USAGE', '--only-pinned needs the pin file; drop --no-pin');
   const dataDir = keep ? dataDirFrom(values, io) : null;
-  if (values['only-pinned'] && !dataDir) {
+  if (values.onlyPinned && !dataDir) {
     throw new NightjarError('NJ_USAGE', '--only-pinned needs a data folder; pass --data-dir');
   }
   const pins = dataDir ? new FilePinStore({ file: path.join(dataDir, PIN_FILE_NAME) }) : null;
   const receipts = dataDir ? new VerifiedReceiptLog({ file: path.join(dataDir, RECEIPT_LOG_NAME) }) : null;
-  const apiKey = values['api-key'] ?? io.env.NIGHTJAR_API_KEY;
-  const allowSynthetic = values['allow-synthetic'] ?? false;
+  const apiKey = values.apiKey ?? io.env.NIGHTJAR_API_KEY;
+  const allowSynthetic = values.allowSynthetic ?? false;
   const client = new NightjarClient({
     gatewayUrl,
-    ...(apiKey ? { apiKey } : {}),
+    apiKey: apiKey || undefined,
     trust: {
       allowSynthetic,
-      minTrust: minTrust as Trust,
-      ...(pins ? { pins } : {}),
-      onlyPinned: values['only-pinned'] ?? false,
+      minTrust,
+      pins: pins ?? undefined,
+      onlyPinned: values.onlyPinned ?? false,
     },
     fetch: io.fetch ?? nodeFetch,
-    ...(receipts
-      ? {
-          onReceipt: (result) =>
-            receipts.append(result, gatewayUrl).catch((err: unknown) => {
-              io.stderr.write(`warning: could not save the receipt to ${receipts.file}: ${(err as Error).message}\n`);
-            }),
-        }
-      : {}),
+    onReceipt: receipts
+      ? (result) =>
+          receipts.append(result, gatewayUrl).catch((err: unknown) => {
+            io.stderr.write(`warning: could not save the receipt to ${receipts.file}: ${(err as Error).message}\n`);
+          })
+      : undefined,
     ...extra,
   });
   return { client, gatewayUrl, allowSynthetic, dataDir, pins, receipts };
@@ -149,20 +121,10 @@ export async function pickModel(
   return usable[0]!.id;
 }
 
-/** Parses a number flag; throws NJ_USAGE naming the flag. */
-export function numberFlag(value: string | undefined, name: string, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new NightjarError('NJ_USAGE', `--${name} must be ${integer ? 'an integer' : 'a number'}, not "${value}"`);
-  }
-  return n;
-}
-
 /** Writes an error the way every client command does; returns its exit code. */
 export function reportError(io: Pick<ClientCommandIo, 'stderr'>, err: unknown): number {
-  const e = err instanceof NightjarError ? err : new NightjarError('NJ_INTERNAL', err instanceof Error ? err.message : String(err));
-  io.stderr.write(`error ${e.code}: ${e.message}\n  ${e.hint}\n`);
+  const e = asNightjarError(err);
+  io.stderr.write(errorText(e));
   return e.code === 'NJ_USAGE' ? 2 : e.code === 'NJ_CANCELLED' ? 130 : 1;
 }
 

@@ -46,7 +46,7 @@ export async function runRepl(options: ReplOptions): Promise<number> {
   const terminal = io.stdin.isTTY === true && isStream(io.stdout) && io.stdout.isTTY === true;
   const rl = readline.createInterface({
     input,
-    ...(terminal ? { output: io.stdout as Writable } : {}),
+    output: terminal ? (io.stdout as Writable) : undefined,
     terminal,
     historySize: options.historySize ?? 100,
     prompt: 'you› ',

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.js';
-import type { CliIo } from '../../../src/cli/io.js';
+import { commandContext, type CliIo } from '../../../src/cli/io.js';
 import { doctorCommand } from '../../../src/cli/agent/doctor.js';
 import {
   AgentService,
@@ -27,6 +27,7 @@ import { perTestFetch } from '../../helpers/http-client.js';
 import { startTestGateway } from '../../helpers/network.js';
 import { until } from '../../main/support/manual-clock.js';
 import { startScriptedGateway } from '../../main/support/scripted-gateway.js';
+import { Output } from '../support/output.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const http = perTestFetch();
@@ -221,7 +222,7 @@ describe('doctor', () => {
         cwd: tmp,
         signal: new AbortController().signal,
       };
-      const code = await doctorCommand(['--gateway', gateway.url, '--key-file', keyFile], io, {
+      const code = await doctorCommand({ gateway: gateway.url, keyFile }, commandContext(io), {
         environment: new ManualEnvironmentSource({ idleSeconds: 5, onAc: true, thermal: 'nominal' }),
         freeBytes: async () => 50e9,
       });
@@ -238,7 +239,7 @@ describe('doctor', () => {
       await handle.write(Buffer.from([9]), 0, 1, 3000);
       await handle.close();
       out = '';
-      expect(await doctorCommand(['--gateway', gateway.url, '--key-file', keyFile], io, { freeBytes: async () => 1e9 })).toBe(1);
+      expect(await doctorCommand({ gateway: gateway.url, keyFile }, commandContext(io), { freeBytes: async () => 1e9 })).toBe(1);
       expect(out).toContain('✗ model     NJ_MODEL_FILE_INVALID');
       expect(out).toContain('→ Run `nightjar models rm synthetic-tiny` and `nightjar models pull synthetic-tiny`.');
       expect(out).toContain('✗ disk      954 MB free for models');
@@ -277,13 +278,12 @@ describe('nightjar serve in its own process', () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    let out = '';
+    const stdout = Output.of(child.stdout);
     let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
-      await until(() => /Created the agent identity ([0-9a-f]{32})/.test(out) || child.exitCode !== null, 'the agent to start', 60_000);
+      const out = await stdout.written(/Created the agent identity ([0-9a-f]{32})/, 'the agent to start', 60_000).catch(() => stdout.text);
       const agentId = /Created the agent identity ([0-9a-f]{32})/.exec(out)?.[1];
       expect(agentId, err).toBeDefined();
       await until(() => gateway.directory.get(agentId!)?.status?.state === 'serving', 'serving at the gateway', 60_000);

@@ -11,9 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import type { CliIo } from '../../../src/cli/io.js';
+import { Output } from '../support/output.js';
 import { pathsIn } from '../../../src/main/agent/index.js';
 import { Gateway } from '../../../src/gateway/index.js';
-import { waitFor } from '../../helpers/network.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -23,11 +23,17 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function io(home: string, signal: AbortSignal, opened: string[], opens: boolean): CliIo & { out: () => string; err: () => string } {
-  let out = '';
+function io(
+  home: string,
+  signal: AbortSignal,
+  opened: string[],
+  opens: boolean,
+): CliIo & { out: () => string; err: () => string; output: Output } {
+  const output = new Output();
   let err = '';
   return {
-    stdout: { write: (t: string) => (out += t) },
+    output,
+    stdout: output.stream,
     stderr: { write: (t: string) => (err += t) },
     stdin: (async function* () {})(),
     env: { NIGHTJAR_HOME: home, HOME: tmp },
@@ -37,7 +43,7 @@ function io(home: string, signal: AbortSignal, opened: string[], opens: boolean)
       opened.push(url);
       return opens;
     },
-    out: () => out,
+    out: () => output.text,
     err: () => err,
   };
 }
@@ -74,7 +80,8 @@ describe('nightjar serve --dashboard', () => {
         serveIo,
       );
       try {
-        await waitFor(() => opened.length === 1, 30_000, 'the dashboard to open');
+        await serveIo.output.written(/Opened the dashboard in your browser/, 'the dashboard to open', 30_000);
+        expect(opened).toHaveLength(1);
         const url = new URL(opened[0]!);
         expect(url.hash).toMatch(/^#ticket=[A-Za-z0-9_-]{43}$/);
         expect(serveIo.out()).toContain(`Opened the dashboard in your browser (${url.origin}/).`);

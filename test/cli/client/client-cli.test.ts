@@ -8,14 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chatCommand } from '../../../src/cli/client/chat.js';
-import { clientReceiptsCommand } from '../../../src/cli/client/client-receipts.js';
-import type { ClientCommandIo } from '../../../src/cli/client/common.js';
-import { modelsOfferedCommand } from '../../../src/cli/client/models-offered.js';
-import { Emitter, type Event } from '../../../src/shared/index.js';
+import type { CliIo } from '../../../src/cli/io.js';
+import { main } from '../../../src/cli/main.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { RecordingEngine } from '../../client/support/engines.js';
+import { Output } from '../support/output.js';
 import { onceTrue } from '../../client/support/events.js';
 import { FAKE_MODEL, startNet, type TestNet } from '../../client/support/net.js';
 
@@ -33,41 +31,40 @@ afterEach(async () => {
 const http = perTestFetch();
 
 interface Run {
-  io: ClientCommandIo;
+  io: CliIo;
   out: () => string;
   err: () => string;
-  /** Fires after each write to stderr (or to stdout, unless the test hands in its own). */
-  onWrite: Event<void>;
+  /** stderr, to await what the command writes there. */
+  stderr: Output;
 }
 
-function io(stdin: ClientCommandIo['stdin'], extra: Partial<ClientCommandIo> = {}): Run {
+function io(stdin: CliIo['stdin'], extra: Partial<CliIo> = {}): Run {
   let out = '';
-  let err = '';
-  const written = new Emitter<void>();
+  const stderr = new Output();
   return {
+    stderr,
     io: {
-      stdout: {
-        write: (t: string) => {
-          out += t;
-          written.fire();
-        },
-      },
-      stderr: {
-        write: (t: string) => {
-          err += t;
-          written.fire();
-        },
-      },
+      stdout: { write: (t: string) => (out += t) },
+      stderr: stderr.stream,
       stdin,
       env: { NIGHTJAR_CLIENT_DATA_DIR: dir },
+      cwd: dir,
+      signal: new AbortController().signal,
       fetch: http.fetch,
       ...extra,
     },
     out: () => out,
-    err: () => err,
-    onWrite: written.event,
+    err: () => stderr.text,
   };
 }
+
+/** `nightjar chat …`, in-process. */
+const chatCommand = (argv: string[], io: CliIo): Promise<number> => main(['chat', ...argv], io);
+/** `nightjar receipts --client …`, in-process. */
+const clientReceiptsCommand = (argv: string[], io: CliIo): Promise<number> => main(['receipts', ...argv], io);
+/** `nightjar models offered …`, in-process. */
+const modelsOfferedCommand = (argv: string[], io: CliIo): Promise<number> =>
+  main(['models', ...(argv[0] === 'offered' ? argv : ['offered', ...argv])], io);
 
 const noInput = (): Readable => Readable.from([]);
 
@@ -89,7 +86,9 @@ describe('nightjar chat, one-shot', () => {
     const list = io(noInput());
     expect(await clientReceiptsCommand(['--client', '--verify'], list.io)).toBe(0);
     const [header, row] = list.out().trimEnd().split('\n');
-    expect(header).toMatch(/^SAVED \(UTC\)\s+JOB\s+MODEL\s+AGENT\s+PROMPT\s+COMPLETION\s+FINISH\s+SIGNATURE$/);
+    expect(header).toMatch(/^SAVED\s+JOB\s+MODEL\s+AGENT\s+PROMPT\s+COMPLETION\s+FINISH\s+SIGNATURE$/);
+    // Dates for people, through formatDateTime (local time, to the second).
+    expect(row).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}/);
     expect(row).toMatch(new RegExp(`synthetic-fake\\s+${a.agentId.slice(0, 8)}\\s+\\d+\\s+2\\s+stop\\s+ok$`));
     expect(list.err()).toMatch(/^1 of 1 receipts · \d+ prompt \+ 2 completion tokens · /);
     const log = await readFile(path.join(dir, 'receipts.jsonl'), 'utf8');
@@ -184,31 +183,27 @@ describe('nightjar chat, interactive', () => {
     const a = await net.addAgent(engine);
     const stdin = Object.assign(new PassThrough(), { isTTY: true });
     const stdout = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
-    let screen = '';
-    const shown = new Emitter<void>();
-    stdout.on('data', (d: Buffer) => {
-      screen += d.toString();
-      shown.fire();
-    });
+    const screen = Output.of(stdout);
     const run = io(stdin, { stdout });
     const done = chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', '--quiet', '--max-tokens', '4000'], run.io);
 
     stdin.write('sing\r');
-    await onceTrue(shown.event, () => screen.includes('la la'), 'the reply to stream');
+    await screen.written(/la la/, 'the reply to stream');
     stdin.write('\x03');
-    await onceTrue(run.onWrite, () => run.err().includes('[reply stopped; it is not part of the conversation]'), 'the reply to stop');
+    await run.stderr.written(/\[reply stopped; it is not part of the conversation\]/, 'the reply to stop');
     await a.receiptsSigned(1);
     expect(a.receipts[0]!.receipt.finishReason).toBe('cancelled');
     expect(engine.busy).toBe(0);
 
     // The stopped turn is not part of the conversation.
     const shortEngineWords = engine.conversations.length;
+    const mark = screen.text.length;
     stdin.write('again\r');
     await onceTrue(engine.onStarted, () => engine.conversations.length === shortEngineWords + 1, 'the second request');
     expect(engine.conversations.at(-1)).toEqual([{ role: 'user', content: 'again' }]);
-    await onceTrue(shown.event, () => screen.includes('la la'), 'the second reply');
+    await screen.written((text) => text.slice(mark).includes('la la'), 'the second reply');
     stdin.write('\x03');
-    await onceTrue(run.onWrite, () => run.err().split('[reply stopped').length === 3, 'the second reply to stop');
+    await run.stderr.written((text) => text.split('[reply stopped').length === 3, 'the second reply to stop');
     await a.receiptsSigned(2);
 
     // Ctrl-C at an empty prompt right after stopping a reply quits.

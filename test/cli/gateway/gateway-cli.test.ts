@@ -5,10 +5,9 @@
  */
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NightjarError, silentLogger } from '../../../src/shared/index.js';
-import { gatewayCommand } from '../../../src/cli/gateway/gateway-command.js';
-import type { Gateway } from '../../../src/gateway/index.js';
-import { formatCredits, parseCredits } from '../../../src/shared/index.js';
+import type { CliIo } from '../../../src/cli/io.js';
+import { main } from '../../../src/cli/main.js';
+import { NightjarError, formatCredits, parseCredits } from '../../../src/shared/index.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { tempDir } from '../../gateway/support/net.js';
 
@@ -23,20 +22,38 @@ afterEach(async () => {
   await tmp.remove();
 });
 
-async function run(...argv: string[]): Promise<{ code: number; out: string }> {
+function io(
+  signal = new AbortController().signal,
+  onOut: (out: string) => void = () => undefined,
+): CliIo & { out(): string; err(): string } {
   let out = '';
-  const code = await gatewayCommand([...argv, '--db', db], {
-    stdout: { write: (t: string) => (out += t) },
-    logger: () => silentLogger,
-    stopped: Promise.resolve(),
-  });
-  return { code, out };
+  let err = '';
+  return {
+    stdout: { write: (t: string) => onOut((out += t)) },
+    stderr: { write: (t: string) => (err += t) },
+    stdin: (async function* () {})(),
+    env: {},
+    cwd: tmp.dir,
+    signal,
+    out: () => out,
+    err: () => err,
+  };
 }
 
-async function fails(...argv: string[]): Promise<NightjarError> {
-  const err = await run(...argv).catch((e: unknown) => e);
-  expect(err).toBeInstanceOf(NightjarError);
-  return err as NightjarError;
+/** `nightjar gateway …` on the test's database, in-process. */
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const cli = io();
+  const code = await main(['gateway', ...argv, '--db', db], cli);
+  return { code, out: cli.out(), err: cli.err() };
+}
+
+/** A command that fails: its exit code and the NightjarError code and message it printed. */
+async function fails(...argv: string[]): Promise<{ exit: number; code: string; message: string }> {
+  const r = await run(...argv);
+  expect(r.code).not.toBe(0);
+  const [, code, message] = /^error (NJ_[A-Z_]+): (.*)\n {2}\S/.exec(r.err) ?? [];
+  expect(code, r.err).toBeDefined();
+  return { exit: r.code, code: code!, message: message! };
 }
 
 const secretIn = (out: string, kind: string): string => new RegExp(`^  (${kind}_[0-9a-f]{12}_[A-Za-z0-9_-]{43})$`, 'm').exec(out)![1]!;
@@ -51,13 +68,15 @@ describe('nightjar gateway admin commands', () => {
     expect((await run('keys', 'topup', id, '1.000001')).out).toBe(`Key ${id} now holds 3.500001 credits.\n`);
     const list = (await run('keys', 'list')).out;
     expect(list.split('\n')[0]).toMatch(/^ID\s+NAME\s+BALANCE\s+HELD\s+CREATED\s+REVOKED$/);
-    expect(list).toMatch(new RegExp(`^${id}  acme  3.500001  0\\s+\\d{4}-\\d\\d-\\d\\dT\\S+Z  -$`, 'm'));
+    // Dates for people, through formatDateTime.
+    expect(list).toMatch(new RegExp(`^${id}  acme  3.500001  0\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d  -$`, 'm'));
     expect(list).not.toContain(key);
     expect((await run('keys', 'revoke', id)).out).toBe(`Key ${id} is revoked; requests with it are refused from now on.\n`);
     expect((await run('keys', 'list')).out).not.toMatch(new RegExp(`^${id} .* -$`, 'm'));
     expect((await fails('keys', 'revoke', '000000000000')).code).toBe('NJ_NOT_FOUND');
-    expect((await fails('keys', 'create')).message).toBe('keys create needs --name');
-    expect((await fails('keys', 'topup', id, '1.0000001')).code).toBe('NJ_USAGE');
+    expect(await fails('keys', 'create')).toEqual({ exit: 2, code: 'NJ_USAGE', message: "required option '--name <name>' not specified" });
+    expect(await fails('keys', 'topup', id)).toEqual({ exit: 2, code: 'NJ_USAGE', message: "missing required argument 'amount'" });
+    expect(await fails('keys', 'topup', id, '1.0000001')).toMatchObject({ exit: 2, code: 'NJ_USAGE' });
     expect((await fails('keys', 'topup', 'nope', '1')).code).toBe('NJ_NOT_FOUND');
   });
 
@@ -68,32 +87,44 @@ describe('nightjar gateway admin commands', () => {
     expect(created.out).toContain(`Bind an agent to this operator with: nightjar gateway enroll --operator ${id}`);
     const rotated = secretIn((await run('operators', 'token', id)).out, 'njop');
     expect(rotated).not.toBe(token);
-    expect((await run('operators', 'list')).out).toMatch(new RegExp(`^${id}  Ada Lovelace  0\\s+0\\s+\\S+$`, 'm'));
+    expect((await run('operators', 'list')).out).toMatch(
+      new RegExp(`^${id}  Ada Lovelace  0\\s+0\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d$`, 'm'),
+    );
     const enroll = await run('enroll', '--operator', id, '--ttl', '2h');
     const en = secretIn(enroll.out, 'njen');
     expect(enroll.out).toMatch(
-      new RegExp(`^Enrollment token ${en.split('_')[1]} for operator ${id}, valid until \\S+Z, for one agent\\.$`, 'm'),
+      new RegExp(
+        `^Enrollment token ${en.split('_')[1]} for operator ${id}, valid until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d, for one agent\\.$`,
+        'm',
+      ),
     );
-    expect((await run('enroll', 'list', '--operator', id)).out).toMatch(new RegExp(`^${en.split('_')[1]}  ${id}  \\S+Z  -\\s+-$`, 'm'));
+    expect((await run('enroll', 'list', '--operator', id)).out).toMatch(
+      new RegExp(`^${en.split('_')[1]}  ${id}  \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d  -\\s+-$`, 'm'),
+    );
+    expect(await fails('enroll', '--ttl', '2h')).toMatchObject({
+      exit: 2,
+      message: "required option '--operator <operator-id>' not specified",
+    });
     expect((await fails('enroll', '--operator', 'nobody')).code).toBe('NJ_NOT_FOUND');
     expect((await fails('enroll', '--operator', id, '--ttl', 'soon')).message).toBe(
       '--ttl takes a duration such as 90s, 30m, 2h or 7d, not "soon"',
     );
     expect((await fails('enroll', 'unbind', 'a'.repeat(32))).code).toBe('NJ_NOT_FOUND');
     const payout = await fails('operators', 'payout', id, '1');
-    expect(payout.code).toBe('NJ_INSUFFICIENT_FUNDS');
+    expect(payout).toMatchObject({ exit: 1, code: 'NJ_INSUFFICIENT_FUNDS' });
   });
 
   it('sets, lists and removes prices, and checks the ledger', async () => {
     expect((await run('prices', 'set', 'llama-3.2-1b', '--prompt', '0.05', '--completion', '0.2')).out).toBe(
       'llama-3.2-1b: 0.05 credits per million prompt tokens, 0.2 per million completion tokens.\n',
     );
-    expect((await run('prices', 'list')).out).toMatch(/^llama-3\.2-1b {2}0\.05\s+0\.2\s+\S+Z$/m);
+    expect((await run('prices', 'list')).out).toMatch(/^llama-3\.2-1b {2}0\.05\s+0\.2\s+\d{4}-\d\d-\d\d \d\d:\d\d$/m);
     expect((await fails('prices', 'set', 'Bad Model', '--prompt', '1', '--completion', '1')).code).toBe('NJ_USAGE');
     expect((await run('prices', 'remove', 'llama-3.2-1b')).code).toBe(0);
     expect((await fails('prices', 'remove', 'llama-3.2-1b')).code).toBe('NJ_NOT_FOUND');
     expect((await run('ledger', 'check')).out).toMatch(/^The ledger balances/);
-    expect((await fails('keys', 'frobnicate')).message).toBe('unknown command: nightjar gateway keys frobnicate');
+    expect(await fails('keys', 'frobnicate')).toEqual({ exit: 2, code: 'NJ_USAGE', message: "unknown command 'frobnicate'" });
+    expect(await fails('frobnicate')).toEqual({ exit: 2, code: 'NJ_USAGE', message: "unknown command 'frobnicate'" });
   });
 
   it('parses and prints amounts exactly', () => {
@@ -108,37 +139,36 @@ describe('nightjar gateway admin commands', () => {
 describe('nightjar gateway', () => {
   it('runs on the database file, where a key the CLI issued works', async () => {
     const key = secretIn((await run('keys', 'create', '--name', 'cli', '--credit', '1')).out, 'njk');
-    let out = '';
-    let stop!: () => void;
-    const stopped = new Promise<void>((r) => (stop = r));
-    let listening!: (g: Gateway) => void;
-    const started = new Promise<Gateway>((r) => (listening = r));
-    const running = gatewayCommand(['--db', db, '--port', '0'], {
-      stdout: { write: (t: string) => (out += t) },
-      logger: () => silentLogger,
-      stopped,
-      onListening: (g) => listening(g),
-    });
-    const gateway = await started;
+    const stop = new AbortController();
+    let listening!: (line: string) => void;
+    const started = new Promise<string>((r) => (listening = r));
+    const cli = io(stop.signal, (out) => out.endsWith('\n') && listening(out));
+    const running = main(['--log-level', 'error', 'gateway', '--db', db, '--port', '0'], cli);
+    const out = await started;
+    const url = /^Nightjar gateway on (http:\/\/127\.0\.0\.1:\d+) /.exec(out)?.[1];
     expect(out).toBe(
-      `Nightjar gateway on ${gateway.url} (agents connect to ${gateway.agentUrl}); ledger in ${db}; operator dashboard at ${gateway.url}/dashboard/. Ctrl-C stops it.\n`,
+      `Nightjar gateway on ${url} (agents connect to ${url!.replace('http', 'ws')}/v1/agent); ledger in ${db}; ` +
+        `operator dashboard at ${url}/dashboard/; chat page at ${url}/chat/. Ctrl-C stops it.\n`,
     );
-    const account = await http.fetch(`${gateway.url}/v1/account`, { headers: { authorization: `Bearer ${key}` } });
+    const account = await http.fetch(`${url}/v1/account`, { headers: { authorization: `Bearer ${key}` } });
     expect(await account.json()).toMatchObject({ balance: '1000000', held: '0' });
     // Keys are required on a gateway with a database (no --open).
-    expect((await http.fetch(`${gateway.url}/v1/models`)).status).toBe(401);
-    stop();
+    expect((await http.fetch(`${url}/v1/models`)).status).toBe(401);
+    stop.abort();
     expect(await running).toBe(0);
+    expect(cli.err()).toBe('');
   });
 
   it('prints its usage, with the admin commands', async () => {
-    let out = '';
-    await gatewayCommand(['--help'], {
-      stdout: { write: (t: string) => (out += t) },
-      logger: () => silentLogger,
-      stopped: Promise.resolve(),
-    });
-    expect(out).toContain('--open');
-    expect(out).toContain('nightjar gateway prices set MODEL --prompt P --completion C');
+    const help = io();
+    expect(await main(['gateway', '--help'], help)).toBe(0);
+    expect(help.out()).toContain('--open');
+    expect(help.out()).toMatch(/^Administration:\n {2}keys .*\n {2}operators .*\n(?: {3,}.*\n)? {2}enroll .*\n {2}prices .*\n {2}ledger /m);
+    const prices = io();
+    expect(await main(['gateway', 'prices', 'set', '--help'], prices)).toBe(0);
+    expect(prices.out()).toContain('Usage: nightjar gateway prices set [options] <model>');
+    expect(prices.out()).toMatch(/--prompt <credits> +per million prompt tokens/);
+    expect(prices.out()).toMatch(/--completion <credits> +per million completion tokens/);
+    expect(prices.out()).toMatch(/--db <path> +the database file/);
   });
 });

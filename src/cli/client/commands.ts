@@ -1,0 +1,107 @@
+/**
+ * The client's commands in the command table: `chat`, `proxy` and `models offered`. Only
+ * commander and tiny helpers load with it; each action imports its body (and so the client SDK)
+ * when it runs.
+ */
+import { Option, type Command } from 'commander';
+import { DEFAULT_GATEWAY, TRUST_LEVEL_CHOICES, collect, decimal, integer, port, positiveInteger, helpAfter } from '../flags.js';
+import type { Launch } from '../program.js';
+import type { ChatFlags } from './chat.js';
+import type { ModelsOfferedFlags } from './models-offered.js';
+import type { ProxyFlags } from './proxy-command.js';
+
+const GATEWAY_HELP = `gateway address (env NIGHTJAR_GATEWAY; default ${DEFAULT_GATEWAY})`;
+const API_KEY_HELP = 'client API key for the gateway (env NIGHTJAR_API_KEY)';
+
+/** The flags every client command takes: which gateway, and which agents to trust. */
+function clientOptions(cmd: Command): Command {
+  return cmd
+    .option('--gateway <url>', GATEWAY_HELP)
+    .option('--api-key <key>', API_KEY_HELP)
+    .option('--allow-synthetic', 'accept synthetic development models (random weights)')
+    .addOption(new Option('--min-trust <level>', 'lowest agent trust accepted (default signed)').choices(TRUST_LEVEL_CHOICES))
+    .option('--only-pinned', 'use only agents pinned before (refuse agents never seen)')
+    .option('--no-pin', 'neither read nor write pins and the receipt log')
+    .option('--data-dir <dir>', 'client data folder: pins.json, receipts.jsonl (env NIGHTJAR_CLIENT_DATA_DIR)');
+}
+
+function defineChat(program: Command, launch: Launch): void {
+  const chat = program
+    .command('chat')
+    .summary('send an end-to-end encrypted prompt and stream the reply (or talk, interactively)')
+    .description(
+      'Sends an end-to-end encrypted prompt through a Nightjar gateway and streams the reply. With a prompt ' +
+        '(or "-" for standard input), answers once. With no prompt on a terminal, or with --interactive, ' +
+        'holds a conversation: /reset starts over, /exit (or Ctrl-D) quits, Ctrl-C stops the reply being ' +
+        'written and a second Ctrl-C quits.',
+    )
+    .argument('[prompt...]', 'the prompt; "-" or none reads it from standard input')
+    .option('--model <id>', 'model to use (default: the first model the gateway offers)')
+    .option('--system <text>', 'a system message to send first')
+    .addOption(new Option('--max-tokens <n>', 'most tokens to generate per reply').argParser(positiveInteger).default(256))
+    .addOption(new Option('--temperature <t>', 'sampling temperature, 0 for greedy').argParser(decimal))
+    .addOption(new Option('--top-p <p>', 'nucleus sampling: the smallest set of tokens whose probabilities add up to P').argParser(decimal))
+    .addOption(new Option('--top-k <k>', 'sample from the K likeliest tokens').argParser(integer(0)))
+    .addOption(new Option('--seed <n>', 'random seed of the sampling').argParser(integer(0)))
+    .addOption(new Option('--stop <text>', 'stop generating at this text (repeatable)').argParser(collect))
+    .option('-i, --interactive', 'hold a conversation even when standard input is not a terminal')
+    .option('--json', 'print the verified result as JSON instead of streaming text (one-shot)')
+    .option('--quiet', 'do not print the summary line');
+  clientOptions(chat)
+    .addHelpText(
+      'after',
+      helpAfter(
+        'Examples:\n  nightjar chat --allow-synthetic "Hello, Nightjar"\n  echo "Tell me a story" | nightjar ' +
+          'chat --model llama-3.2-1b-instruct-q4_k_m\n  nightjar chat -i --system "Be brief."',
+      ),
+    )
+    .action((prompt: string[], flags: ChatFlags, cmd: Command) =>
+      launch(cmd, async (ctx) => (await import('./chat.js')).chatCommand(flags, prompt, ctx)),
+    );
+}
+
+function defineProxy(program: Command, launch: Launch): void {
+  const proxy = program
+    .command('proxy')
+    .summary('a local OpenAI- and Anthropic-compatible endpoint that encrypts end to end')
+    .description(
+      'Serves the OpenAI Chat Completions API (/v1/chat/completions, /v1/models) and the Anthropic Messages ' +
+        'API (/v1/messages) on a loopback port, for any unmodified client. Every request is sealed end to end ' +
+        'here, for agents this machine verified; replies are opened and their receipts checked here. The ' +
+        'gateway sees ciphertext only; no prompt or reply is ever logged.',
+    )
+    .addOption(new Option('--port <n>', 'port to listen on (0 picks a free one)').argParser(port).default(8788))
+    .option('--host <addr>', 'address to listen on (default 127.0.0.1; anything else needs --token)')
+    .option('--token <token>', 'require this token from callers, as their API key (env NIGHTJAR_PROXY_TOKEN)')
+    .addOption(new Option('--allow-origin <url>', 'let web pages from this origin call the proxy (repeatable)').argParser(collect))
+    .addOption(
+      new Option('--default-max-tokens <n>', 'max tokens when an OpenAI request names none (default 1024)').argParser(positiveInteger),
+    );
+  clientOptions(proxy)
+    .addHelpText(
+      'after',
+      helpAfter('Then point a client at it:\n  OPENAI_BASE_URL=http://127.0.0.1:8788/v1      ANTHROPIC_BASE_URL=http://127.0.0.1:8788'),
+    )
+    .action((flags: ProxyFlags, cmd: Command) => launch(cmd, async (ctx) => (await import('./proxy-command.js')).proxyCommand(flags, ctx)));
+}
+
+/** Adds the client's commands to `program`, and `offered` to the `models` command. */
+export function defineClientCommands(program: Command, launch: Launch, models: Command): void {
+  defineChat(program, launch);
+  defineProxy(program, launch);
+  models
+    .command('offered')
+    // `models` takes an operand to name in its error (allowExcessArguments), which subcommands inherit.
+    .allowExcessArguments(false)
+    .summary('the models a gateway offers clients right now')
+    .description(
+      'Lists the models a gateway offers clients, with how many agents serve each and their free slots. ' +
+        'Synthetic development models (random weights) are marked; clients refuse them unless allowed.',
+    )
+    .option('--gateway <url>', GATEWAY_HELP)
+    .option('--api-key <key>', API_KEY_HELP)
+    .option('--json', 'print the list as JSON')
+    .action((flags: ModelsOfferedFlags, cmd: Command) =>
+      launch(cmd, async (ctx) => (await import('./models-offered.js')).modelsOfferedCommand(flags, ctx)),
+    );
+}

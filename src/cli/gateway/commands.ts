@@ -1,0 +1,145 @@
+/**
+ * `nightjar gateway` and its administration commands in the command table. Only commander and
+ * tiny helpers load with it; each action imports its body (and so the gateway) when it runs.
+ */
+import { Option, type Command } from 'commander';
+import { DEFAULT_DB, POSITIONAL_OPTIONS, helpAfter, noOperands, port } from '../flags.js';
+import type { Launch } from '../program.js';
+import type { AdminCommand, AdminFlags } from './admin-commands.js';
+import type { GatewayFlags } from './gateway-command.js';
+
+const DB_HELP = `the database file (default ${DEFAULT_DB})`;
+
+/** An admin command's action: its arguments and the flags of it and its parents. */
+function admin(launch: Launch, name: AdminCommand): (...args: unknown[]) => Promise<void> {
+  return (...args) => {
+    const cmd = args.at(-1) as Command;
+    return launch(cmd, async (ctx) =>
+      (await import('./admin-commands.js')).adminCommand(name, cmd.args, cmd.optsWithGlobals<AdminFlags>(), ctx),
+    );
+  };
+}
+
+/** A group of admin commands (keys, operators, …), each taking --db. */
+function group(gateway: Command, name: string, summary: string): Command {
+  return gateway.command(name).description(summary).option('--db <path>', DB_HELP);
+}
+
+function defineKeys(gateway: Command, launch: Launch): void {
+  const keys = group(gateway, 'keys', 'client API keys: issue (shown once), list, top up, revoke');
+  keys
+    .command('create')
+    .description('issue a client API key (shown once)')
+    .requiredOption('--name <name>', 'who the key is for')
+    .option('--credit <amount>', 'credits to start with (default 0)')
+    .action(admin(launch, 'keys create'));
+  keys.command('list').description('keys, balances and holds').action(admin(launch, 'keys list'));
+  keys
+    .command('topup')
+    .description('add credits to a key')
+    .argument('<key-id>')
+    .argument('<amount>', 'credits')
+    .action(admin(launch, 'keys topup'));
+  keys.command('revoke').description('stop a key working').argument('<key-id>').action(admin(launch, 'keys revoke'));
+}
+
+function defineOperators(gateway: Command, launch: Launch): void {
+  const operators = group(gateway, 'operators', 'operator accounts: dashboard tokens (shown once), balances, payouts');
+  operators
+    .command('create')
+    .description('add an operator; prints its dashboard token (once)')
+    .requiredOption('--name <name>', 'the operator’s name')
+    .action(admin(launch, 'operators create'));
+  operators.command('list').description('operators and their balances').action(admin(launch, 'operators list'));
+  operators
+    .command('token')
+    .description('replace an operator’s dashboard token')
+    .argument('<operator-id>')
+    .action(admin(launch, 'operators token'));
+  operators
+    .command('payout')
+    .description('record a payout to an operator')
+    .argument('<operator-id>')
+    .argument('<amount>', 'credits')
+    .action(admin(launch, 'operators payout'));
+}
+
+function defineEnroll(gateway: Command, launch: Launch): void {
+  const enroll = group(gateway, 'enroll', 'single-use enrollment tokens that bind agents to operators');
+  enroll
+    .command('create', { isDefault: true })
+    .description('issue a single-use enrollment token (shown once); the default')
+    .requiredOption('--operator <operator-id>', 'the operator the agent is bound to')
+    .option('--ttl <duration>', 'how long it is valid, like 2h or 7d (default 7d)')
+    .action(admin(launch, 'enroll create'));
+  enroll
+    .command('list')
+    .description('enrollment tokens and who used them')
+    .option('--operator <operator-id>', 'only this operator’s')
+    .action(admin(launch, 'enroll list'));
+  enroll.command('unbind').description('remove an agent’s operator binding').argument('<agent-id>').action(admin(launch, 'enroll unbind'));
+}
+
+function definePrices(gateway: Command, launch: Launch): void {
+  const prices = group(gateway, 'prices', 'price per million tokens of each model, in credits (0 = free)');
+  prices
+    .command('set')
+    .description('price a model per million tokens, in credits (0 = free)')
+    .argument('<model>')
+    .requiredOption('--prompt <credits>', 'per million prompt tokens')
+    .requiredOption('--completion <credits>', 'per million completion tokens')
+    .action(admin(launch, 'prices set'));
+  prices.command('list').description('the prices').action(admin(launch, 'prices list'));
+  prices
+    .command('remove')
+    .description('the model is refused until priced again')
+    .argument('<model>')
+    .action(admin(launch, 'prices remove'));
+  const ledger = group(gateway, 'ledger', 'check the ledger’s invariants');
+  ledger.command('check').description('verify the ledger’s invariants').action(admin(launch, 'ledger check'));
+}
+
+/** Adds `nightjar gateway` and its administration commands to `program`. */
+export function defineGatewayCommands(program: Command, launch: Launch): void {
+  const gateway = program
+    .command('gateway')
+    .summary('run a gateway (keys, operators, enroll, prices, ledger: administer its database)')
+    .description(
+      'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It ' +
+        'relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite ' +
+        'file; operators watch their agents and earnings at /dashboard/. The administration commands are safe ' +
+        'to run while it runs.',
+    )
+    // Its flags come before an administration command's name; each of those takes its own --db.
+    .enablePositionalOptions()
+    .option('--db <path>', `${DB_HELP}; created if missing`)
+    .option('--memory', 'keep everything in memory instead (development: lost on exit)')
+    .option('--open', 'let clients without an API key run free jobs (synthetic or zero-priced models); default with --memory')
+    .option('--host <addr>', 'interface to listen on', '127.0.0.1')
+    .addOption(new Option('--port <n>', 'TCP port').argParser(port).default(8787))
+    .option('--allow-synthetic', 'offer synthetic development models to clients (always free)')
+    .option('--operator-share <pct>', 'operators’ share of each charge, in percent (default 95)')
+    .addHelpText(
+      'after',
+      helpAfter(
+        'Amounts are in credits with up to six decimals (1 credit = 1 000 000 micro-credits). Secrets (API ' +
+          'keys, operator tokens, enrollment tokens) are printed once, when they are made; only their hashes ' +
+          'are stored.',
+      ),
+    )
+    .action((flags: GatewayFlags, cmd: Command) => {
+      noOperands(cmd);
+      return launch(cmd, async (ctx) => {
+        const [{ gatewayCommand }, { chatPageSites }] = await Promise.all([import('./gateway-command.js'), import('../web-pages.js')]);
+        return gatewayCommand(flags, ctx, await chatPageSites(ctx.logger(undefined, 'warn')));
+      });
+    });
+  POSITIONAL_OPTIONS.add(gateway);
+  gateway.commandsGroup('Administration:');
+  defineKeys(gateway, launch);
+  defineOperators(gateway, launch);
+  defineEnroll(gateway, launch);
+  definePrices(gateway, launch);
+  // Set after the subcommands (they would inherit it): an operand is then noOperands' to name.
+  gateway.allowExcessArguments();
+}
