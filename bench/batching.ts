@@ -79,8 +79,13 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Batching: aggregate tokens/s with 1, 2, 4 and 8 jobs at once',
     method: [
-      `One engine on ${SHAPE} with 8 slots (sequences), ${threads} thread${threads === 1 ? '' : 's'} (the default), context 1,024 per sequence, batch 512. For each level, that many \`engine.generate\` calls start together, each with its own prompt of equal length and ${maxTokens} greedy tokens.`,
-      `Aggregate tokens/s = completion tokens of all jobs ÷ wall time from the first call to the last result (prompt processing included: it is part of serving the jobs). The sum of the jobs' own decode rates (each job's (tokens − 1) ÷ its generation time) is the aggregate of the generation phase alone, since the jobs decode side by side. Baseline: 1 job, in the same run. Levels run ascending then descending, ${rounds} round${rounds === 1 ? '' : 's'}; each level's best round is shown.`,
+      `One engine on ${SHAPE} with 8 slots (sequences), ${threads} thread${threads === 1 ? '' : 's'} (the default), ` +
+        'context 1,024 per sequence, batch 512. For each level, that many `engine.generate` calls start together, ' +
+        `each with its own prompt of equal length and ${maxTokens} greedy tokens.`,
+      'Aggregate tokens/s = completion tokens of all jobs ÷ wall time from the first call to the last result (prompt processing ' +
+        "included: it is part of serving the jobs). The sum of the jobs' own decode rates (each job's (tokens − 1) ÷ its generation " +
+        'time) is the aggregate of the generation phase alone, since the jobs decode side by side. Baseline: 1 job, in the same run. ' +
+        `Levels run ascending then descending, ${rounds} round${rounds === 1 ? '' : 's'}; each level's best round is shown.`,
     ],
     tables: [
       {
@@ -98,10 +103,15 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets: [],
     notes: [
-      'No target is set for batching; the figure shows how far one loaded model stretches across concurrent jobs on this machine. A decoding step reads the weights once for every job in the batch, so while a step is bound by memory bandwidth, more jobs add tokens almost for free; once it is bound by arithmetic, each job adds its own cost.',
-      `In this run the generation phase gave ${fmt(decodeSum(best(8)))} tokens/s in all with 8 jobs against ${fmt(decodeSum(best(1)))} with 1 (${fmtRatio(decodeSum(best(8)) / decodeSum(best(1)))})` +
+      'No target is set for batching; the figure shows how far one loaded model stretches across concurrent jobs on this machine. ' +
+        'A decoding step reads the weights once for every job in the batch, so while a step is bound by memory bandwidth, ' +
+        'more jobs add tokens almost for free; once it is bound by arithmetic, each job adds its own cost.',
+      `In this run the generation phase gave ${fmt(decodeSum(best(8)))} tokens/s ` +
+        `in all with 8 jobs against ${fmt(decodeSum(best(1)))} with 1 (${fmtRatio(decodeSum(best(8)) / decodeSum(best(1)))})` +
         (decodeSum(best(8)) < 1.5 * decodeSum(best(1))
-          ? `: the step's cost grew with the number of jobs, so with ${threads} CPU thread${threads === 1 ? '' : 's'} it is bound by arithmetic already at one job, and batching shares the model's memory here but not its compute. On a Mac's GPU, where decoding is bound by memory bandwidth, batching should pay; this table is the one to re-measure there.`
+          ? `: the step's cost grew with the number of jobs, so with ${threads} CPU thread${threads === 1 ? '' : 's'} it is ` +
+            "bound by arithmetic already at one job, and batching shares the model's memory here but not its compute. On a Mac's GPU, " +
+            'where decoding is bound by memory bandwidth, batching should pay; this table is the one to re-measure there.'
           : '.'),
     ],
     data: { shape: SHAPE, threads, maxTokens, rounds, runs: Object.fromEntries(runs) },

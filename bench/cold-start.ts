@@ -151,7 +151,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       f.coldLoad = await loadAndFirstToken(file.path, threads);
     }
     ctx.log(
-      `${shape}: warm read ${fmt(f.warmReadMs)} ms, load ${fmt(f.warmLoad.loadMs)} ms; cold read ${fmt(f.coldReadMs ?? Number.NaN)} ms, load ${fmt(f.coldLoad?.loadMs ?? Number.NaN)} ms`,
+      `${shape}: warm read ${fmt(f.warmReadMs)} ms, load ${fmt(f.warmLoad.loadMs)} ms; ` +
+        `cold read ${fmt(f.coldReadMs ?? Number.NaN)} ms, load ${fmt(f.coldLoad?.loadMs ?? Number.NaN)} ms`,
     );
     figures.push(f);
   }
@@ -186,9 +187,16 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Cold start: model load time against the time to read the file',
     method: [
-      `\`loadEngine\` with the agent's defaults (4 slots, context up to 4,096, batch 512; ${threads} thread${threads === 1 ? '' : 's'}), timed to resolve; then the first token of a short prompt; then dispose. The native library is loaded beforehand (by loading the tiny model once), as it is once per agent process. Baseline: reading the whole file with \`fs\` into one reused 16 MiB buffer (nothing kept), in the same run.`,
-      `Warm: the file in the page cache (read once first); best of ${reps}. Cold: the file evicted from the page cache just before each cold read and each cold load, by ${evictedBy ?? '(eviction was not possible here, so cold figures are missing)'}.`,
-      "The weights-only column is node-llama-cpp's `loadModel` alone, warm (no context): the rest of a load is creating the context (KV cache for 4 × 4,096 tokens and compute buffers). The last column (from `fincore`) shows how much of the file was in the page cache before each load, after it, and after the first token: how much of the file a load really read.",
+      `\`loadEngine\` with the agent's defaults (4 slots, context up to 4,096, batch 512; ${threads} thread${threads === 1 ? '' : 's'}), ` +
+        'timed to resolve; then the first token of a short prompt; then dispose. ' +
+        'The native library is loaded beforehand (by loading the tiny model once), as it is once per agent process. ' +
+        'Baseline: reading the whole file with `fs` into one reused 16 MiB buffer (nothing kept), in the same run.',
+      `Warm: the file in the page cache (read once first); best of ${reps}. Cold: the file evicted from the page cache just ` +
+        `before each cold read and each cold load, by ${evictedBy ?? '(eviction was not possible here, so cold figures are missing)'}.`,
+      "The weights-only column is node-llama-cpp's `loadModel` alone, warm (no context): " +
+        'the rest of a load is creating the context (KV cache for 4 × 4,096 tokens and compute buffers). ' +
+        'The last column (from `fincore`) shows how much of the file was in the page cache before each load, ' +
+        'after it, and after the first token: how much of the file a load really read.',
     ],
     tables: [
       {
@@ -207,7 +215,11 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets: [],
     notes: [
-      "llama.cpp maps the file rather than reading it; what a cold load brings in from disk, and how fast (through the mapping, not the baseline's sequential 16 MiB reads), is in the page-cache column. The rest is llama.cpp's own setup: for Q4_0 it repacks most weights into an interleaved layout for its SIMD kernels (a copy of about the file's size; a debug-level load logs \"CPU_REPACK model buffer size = 662.91 MiB\" for 1b-q4_0), and creating the context allocates the KV cache and compute buffers for 4 slots.",
+      'llama.cpp maps the file rather than reading it; what a cold load brings in from disk, ' +
+        "and how fast (through the mapping, not the baseline's sequential 16 MiB reads), is in the page-cache column. " +
+        "The rest is llama.cpp's own setup: for Q4_0 it repacks most weights into an interleaved layout for its SIMD " +
+        'kernels (a copy of about the file\'s size; a debug-level load logs "CPU_REPACK model buffer size = 662.91 MiB" for 1b-q4_0), ' +
+        'and creating the context allocates the KV cache and compute buffers for 4 slots.',
     ],
     data: { threads, reps, figures },
   };

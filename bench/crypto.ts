@@ -79,16 +79,32 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Crypto: operations per second, WebCrypto path against tweetnacl alone',
     method: [
-      'Each backend runs in its own worker thread (its own copy of src/shared). The WebCrypto worker uses the backend `cryptoBackend()` picks in Node (WebCrypto Ed25519/X25519). The tweetnacl worker hides `crypto.subtle` from itself before the first crypto call, so `cryptoBackend()` takes its portable tweetnacl path (the path of a runtime without WebCrypto); each worker checks which backend it got. No src/ change is involved.',
-      `Each operation runs back to back, one at a time (each awaited), for ${durationMs} ms after a warm-up. Both workers are set up first; then, operation by operation, the backends take turns (${order.join(', ')}), so each pair of figures was measured seconds apart; the best run of each backend is shown. One core does the work (WebCrypto's work may run on libuv's pool, but one operation is in flight at a time).`,
-      'Requests: a 1 KiB user message, maxTokens 256, sealed for 1 or 3 agents (`sealRequest`: a fresh ephemeral X25519 key, one NaCl box per recipient, secretbox of the padded body). Opening (`openRequest`, as the agent): every open takes a fresh envelope from a pool sealed beforehand, because a real request always brings a new ephemeral key and the WebCrypto backend caches imported public keys; the measurement ends early if the pool runs out (it then covers fewer operations, never a reused envelope).',
-      "Reply chunks: `ReplySealer.seal` / `ReplyOpener.open` of a 5-character delta (64-byte padded plaintext, 80-byte chunk), in sequence. Receipts: `signReceipt` / `verifyReceipt` of a full receipt (the key import is cached on both, as for an agent signing many receipts and a gateway verifying many from one agent). Primitives: the backend's own Ed25519 sign/verify of 200 bytes and its X25519 + HSalsa20 box key with a fresh secret.",
+      'Each backend runs in its own worker thread (its own copy of src/shared). ' +
+        'The WebCrypto worker uses the backend `cryptoBackend()` picks in Node (WebCrypto Ed25519/X25519). ' +
+        'The tweetnacl worker hides `crypto.subtle` from itself before the first crypto call, so `cryptoBackend()` takes its portable ' +
+        'tweetnacl path (the path of a runtime without WebCrypto); each worker checks which backend it got. No src/ change is involved.',
+      `Each operation runs back to back, one at a time (each awaited), for ${durationMs} ms after a warm-up. ` +
+        `Both workers are set up first; then, operation by operation, the backends take turns (${order.join(', ')}), ` +
+        'so each pair of figures was measured seconds apart; the best run of each backend is shown. ' +
+        "One core does the work (WebCrypto's work may run on libuv's pool, but one operation is in flight at a time).",
+      'Requests: a 1 KiB user message, maxTokens 256, sealed for 1 or 3 agents (`sealRequest`: ' +
+        'a fresh ephemeral X25519 key, one NaCl box per recipient, secretbox of the padded body). ' +
+        'Opening (`openRequest`, as the agent): every open takes a fresh envelope from a pool sealed beforehand, ' +
+        'because a real request always brings a new ephemeral key and the WebCrypto backend caches imported public keys; ' +
+        'the measurement ends early if the pool runs out (it then covers fewer operations, never a reused envelope).',
+      'Reply chunks: `ReplySealer.seal` / `ReplyOpener.open` of a 5-character delta (64-byte padded plaintext, 80-byte chunk), ' +
+        'in sequence. Receipts: `signReceipt` / `verifyReceipt` of a full receipt (the key import is cached on both, ' +
+        'as for an agent signing many receipts and a gateway verifying many from one agent). ' +
+        "Primitives: the backend's own Ed25519 sign/verify of 200 bytes and its X25519 + HSalsa20 box key with a fresh secret.",
     ],
     tables: [{ columns: ['operation', 'WebCrypto path ops/s', 'tweetnacl ops/s', 'WebCrypto ÷ tweetnacl'], rows }],
     targets: [],
     notes: [
-      "Reply chunks are secretbox (XSalsa20-Poly1305) from tweetnacl on both paths — WebCrypto has no XSalsa20 — so the two run the very same code and any difference in their ratio is measurement noise (other processes, each worker's JIT); they show what a stream costs per chunk.",
-      'Sealing a request draws a fresh ephemeral key and imports it into WebCrypto each time, so the WebCrypto path gains less there than on signatures; opening pays one X25519 agreement whatever the number of recipients.',
+      'Reply chunks are secretbox (XSalsa20-Poly1305) from tweetnacl on both paths — WebCrypto has no XSalsa20 — ' +
+        "so the two run the very same code and any difference in their ratio is measurement noise (other processes, each worker's JIT); " +
+        'they show what a stream costs per chunk.',
+      'Sealing a request draws a fresh ephemeral key and imports it into WebCrypto each time, ' +
+        'so the WebCrypto path gains less there than on signatures; opening pays one X25519 agreement whatever the number of recipients.',
     ],
     data: { durationMs, order, runs },
   };

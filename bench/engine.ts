@@ -125,7 +125,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       for (let r = 0; r < rounds; r++) {
         if (r >= MIN_ROUNDS && now() - roundsStarted > roundBudgetMs) {
           ctx.log(
-            `${shape}: ${r} rounds took ${fmt((now() - roundsStarted) / 1000)} s, over the ${roundBudgetMs / 1000} s budget; stopping there`,
+            `${shape}: ${r} rounds took ${fmt((now() - roundsStarted) / 1000)} s, ` +
+              `over the ${roundBudgetMs / 1000} s budget; stopping there`,
           );
           break;
         }
@@ -141,7 +142,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         figures.controlRatios.push(c.steadyTokensPerSecond / d.steadyTokensPerSecond);
         if (e.text !== d.text || e.completionTokens !== d.completionTokens) figures.sameText = false;
         ctx.log(
-          `${shape} round ${r + 1}: engine ${fmt(e.steadyTokensPerSecond)} tok/s, direct ${fmt(d.steadyTokensPerSecond)} tok/s, control ${fmt(c.steadyTokensPerSecond)} tok/s`,
+          `${shape} round ${r + 1}: engine ${fmt(e.steadyTokensPerSecond)} tok/s, ` +
+            `direct ${fmt(d.steadyTokensPerSecond)} tok/s, control ${fmt(c.steadyTokensPerSecond)} tok/s`,
         );
       }
       figures.ratio = median(figures.ratios);
@@ -218,7 +220,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         fmtRatio(ratio, 3),
         '≥ 0.95×',
         ratio >= 0.95,
-        `a typical token took ${fmt(perTokenEngine)} ms through the engine against ${fmt(perTokenDirect)} ms direct (medians over rounds); per-round ratios ranged ${spread.min.toFixed(2)}–${spread.max.toFixed(2)}, and the A/A control (a second direct context against the first, same rounds) gave ${fmtRatio(controlMedian)} (${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)})` +
+        `a typical token took ${fmt(perTokenEngine)} ms through the engine against ${fmt(perTokenDirect)} ms ` +
+          `direct (medians over rounds); per-round ratios ranged ${spread.min.toFixed(2)}–${spread.max.toFixed(2)}, ` +
+          'and the A/A control (a second direct context against the first, ' +
+          `same rounds) gave ${fmtRatio(controlMedian)} (${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)})` +
           (withinNoise
             ? ': two identical baselines drifted apart as far, so this run cannot tell the gap from the machine’s noise'
             : ': further than two identical baselines drifted apart, so the gap is more than this run’s noise'),
@@ -245,11 +250,30 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Engine: tokens/s against node-llama-cpp directly and against the memory-bandwidth ceiling',
     method: [
-      `Synthetic ~1B shapes (Llama 3.2 1B dimensions: 16 blocks, width 2048, 128,256-token vocabulary, tied embeddings) in Q8_0 and Q4_0, written once to the model cache.`,
-      `The engine (\`loadEngine\`, 1 slot) and the baseline (node-llama-cpp's \`getLlama\` → \`loadModel\` → \`createContext\` → a tight \`for await\` over \`sequence.evaluate\`) load the same file with the same threads (${threads}, the engine default: available cores − 1), context (${CONTEXT} tokens), batch size (${BATCH}), the same chat-template rendering of the same prompt, and the same greedy sampling options.`,
-      `Each round generates ${maxTokens} tokens with each of three parties back to back — the engine, the baseline, and an A/A control (a second baseline context, its own model load) that measures the machine's noise — in one of the six orders, ${rounds} rounds after one warm-up (at least ${Math.min(MIN_ROUNDS, rounds)}: a shape stops early once its rounds have taken ${roundBudgetMs / 1000} s, so the suite stays within its bound on a slow machine; the table gives each shape's count). Tokens/s of a run = 1 ÷ the median time between consecutive tokens, from when each token (direct) or each delta (engine; a synthetic greedy token is one character, so a delta of n characters carried n tokens) arrived: a few tokens slowed by another process's burst do not move it. The figure held to the target is the median over rounds of engine ÷ direct within the round: the two runs of a round are back to back, so they share the machine's conditions, and the median sets aside a round that a burst hit on one side. The range of the per-round ratios, the A/A control's ratio to the baseline (which would be 1.00× on a quiet machine) and the ratio of each side's best run are shown next to it; results.json also holds each run's first-to-last-token rate.`,
-      `Memory-bandwidth ceiling: read bandwidth from \`Buffer.equals\` (glibc memcmp, read-only, streaming) over two ${fmtBytes(bw.bytesPerPass / 2)} buffers, best of ${bw.singleThreadPasses.length} passes, on 1 thread and on ${bw.threads} threads at once; measured at the start of this area. Ceiling tokens/s = bandwidth ÷ weight bytes read per token (all tensor data in the file: every matrix is read once per token, and with tied embeddings the output projection reads the whole token embedding; KV-cache reads are left out, a few MB at these contexts).`,
-      `Threads: the baseline alone on 1b-q4_0, each thread count in a fresh context on one loaded model, 12 tokens after a short prompt, alternating order, 2 runs each.`,
+      'Synthetic ~1B shapes (Llama 3.2 1B dimensions: 16 blocks, width 2048, ' +
+        '128,256-token vocabulary, tied embeddings) in Q8_0 and Q4_0, written once to the model cache.',
+      "The engine (`loadEngine`, 1 slot) and the baseline (node-llama-cpp's `getLlama` → `loadModel` → `createContext` " +
+        `→ a tight \`for await\` over \`sequence.evaluate\`) load the same file with the same threads (${threads}, the engine default: ` +
+        `available cores − 1), context (${CONTEXT} tokens), batch size (${BATCH}), ` +
+        'the same chat-template rendering of the same prompt, and the same greedy sampling options.',
+      `Each round generates ${maxTokens} tokens with each of three parties back to back — the engine, ` +
+        "the baseline, and an A/A control (a second baseline context, its own model load) that measures the machine's noise — " +
+        `in one of the six orders, ${rounds} rounds after one warm-up (at least ${Math.min(MIN_ROUNDS, rounds)}: ` +
+        `a shape stops early once its rounds have taken ${roundBudgetMs / 1000} s, so the suite stays within its bound ` +
+        "on a slow machine; the table gives each shape's count). Tokens/s of a run = 1 ÷ the median time between consecutive tokens, " +
+        'from when each token (direct) or each delta (engine; a synthetic greedy token is one character, ' +
+        "so a delta of n characters carried n tokens) arrived: a few tokens slowed by another process's burst do not move it. " +
+        'The figure held to the target is the median over rounds of engine ÷ direct within the round: the two runs of a round ' +
+        "are back to back, so they share the machine's conditions, and the median sets aside a round that a burst hit on one side. " +
+        "The range of the per-round ratios, the A/A control's ratio to the baseline (which would be 1.00× on a quiet machine) " +
+        "and the ratio of each side's best run are shown next to it; results.json also holds each run's first-to-last-token rate.",
+      'Memory-bandwidth ceiling: read bandwidth from `Buffer.equals` (glibc memcmp, ' +
+        `read-only, streaming) over two ${fmtBytes(bw.bytesPerPass / 2)} buffers, best of ${bw.singleThreadPasses.length} passes, ` +
+        `on 1 thread and on ${bw.threads} threads at once; measured at the start of this area. Ceiling tokens/s ` +
+        '= bandwidth ÷ weight bytes read per token (all tensor data in the file: every matrix is read once per token, and with tied ' +
+        'embeddings the output projection reads the whole token embedding; KV-cache reads are left out, a few MB at these contexts).',
+      'Threads: the baseline alone on 1b-q4_0, each thread count in a fresh context on one loaded model, ' +
+        '12 tokens after a short prompt, alternating order, 2 runs each.',
     ],
     tables: [
       {
@@ -270,7 +294,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         rows,
       },
       {
-        title: `Against the memory-bandwidth ceiling (read bandwidth ${fmt(bw.allThreads / 1e9)} GB/s on ${bw.threads} threads, ${fmt(bw.singleThread / 1e9)} GB/s on 1)`,
+        title:
+          `Against the memory-bandwidth ceiling (read bandwidth ${fmt(bw.allThreads / 1e9)} GB/s ` +
+          `on ${bw.threads} threads, ${fmt(bw.singleThread / 1e9)} GB/s on 1)`,
         columns: ['shape', 'weights read per token', 'ceiling tok/s', 'engine tok/s', 'fraction of ceiling (all threads / 1 thread)'],
         rows: ceilingRows,
       },
@@ -282,8 +308,11 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets,
     notes: [
-      `node-llama-cpp's ${llama.buildType} llama.cpp binary (it reports release "${release.release}"), ${String(llama.gpu) === 'false' ? 'CPU only' : String(llama.gpu)}.`,
-      `The engine default is ${threads} thread${threads === 1 ? '' : 's'} (available cores − 1): llama.cpp's threads wait for each other at every step, so a thread that shares its core with the event loop or another process stalls all of them. How much that costs depends on how busy the machine is; the threads table is this run's evidence.`,
+      `node-llama-cpp's ${llama.buildType} llama.cpp binary (it reports ` +
+        `release "${release.release}"), ${String(llama.gpu) === 'false' ? 'CPU only' : String(llama.gpu)}.`,
+      `The engine default is ${threads} thread${threads === 1 ? '' : 's'} (available cores − 1): llama.cpp's threads ` +
+        'wait for each other at every step, so a thread that shares its core with the event loop or another process stalls all of them. ' +
+        "How much that costs depends on how busy the machine is; the threads table is this run's evidence.",
     ],
     data: {
       threads,

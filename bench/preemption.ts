@@ -282,7 +282,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     const added = rssBusy - memBefore.rss;
     const loadMs = b.loadMs[0]!;
     ctx.log(
-      `unload delay ${UNLOAD_DELAY_MS} ms: dispose called at ${fmt(disposeCalledMs)} ms, resolved at ${fmt(disposedMs)} ms, RSS down at ${fmt(rssDownMs)} ms`,
+      `unload delay ${UNLOAD_DELAY_MS} ms: dispose called at ${fmt(disposeCalledMs)} ms, ` +
+        `resolved at ${fmt(disposedMs)} ms, RSS down at ${fmt(rssDownMs)} ms`,
     );
 
     const split = (x: ResidentMemory, y: ResidentMemory, key: 'anon' | 'file'): string => {
@@ -295,11 +296,26 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     return {
       title: 'Preemption: owner activity → generation stopped, → model memory released',
       method: [
-        `A real \`AgentRuntime\` (the agent's policy and state machine) serves ${SHAPE} through the engine with the agent's defaults (${SLOTS} slots, context ${fmt(CONTEXT)} per sequence, batch 512) and ${threads} thread${threads === 1 ? '' : 's'} to a real gateway on loopback; jobs come from the SDK. The area runs in a process of its own. The environment source is the \`ManualEnvironmentSource\` the menu-bar app feeds from Electron's powerMonitor: "the owner comes back" is a reading with 0 s of idle time, set while a job streams; "away" is 1 h of idle time on AC power. Every time is measured from the moment that reading is set, on one clock.`,
-        `Owner back mid-generation (grace 0): ${reps} jobs of 256 greedy tokens, each preempted at a random moment (uniform over one token's time) after its 9th token. Times to: the runtime turning 'draining' (no job accepted from then), the gateway's directory no longer listing the agent as serving (no job routed to it), the engine's generate call settling (finish reason 'cancelled'), and the client's stream ending. Baseline: the same jobs' time per token (first to ninth token ÷ 8).`,
-        `Owner back during prompt processing: a ${promptTokens}-token prompt, preempted shortly after it reached the engine; the engine evaluates prompts in chunks (${chunkTokens} tokens on a CPU backend) and checks between them. Baseline: one chunk's time at this run's prompt processing rate.`,
-        `Grace: the policy's grace set to ${fmt(GRACE_MS)} ms; ${ctx.quick ? 1 : 2} job${ctx.quick ? '' : 's'} preempted mid-generation; how long after the grace the generation stopped.`,
-        `Unload: the grace set to 0 and the unload delay to ${fmt(UNLOAD_DELAY_MS)} ms; a job preempted mid-generation; times to the runtime calling the engine's dispose (the delay), to dispose resolving, and to RSS (sampled every millisecond) falling below 10% of what the model had added. Memory: RSS after a full GC before the model loaded, with it loaded and warm, and after the unload. Baseline for the release time: this run's load time.`,
+        `A real \`AgentRuntime\` (the agent's policy and state machine) serves ${SHAPE} through the engine with the agent's defaults ` +
+          `(${SLOTS} slots, context ${fmt(CONTEXT)} per sequence, batch 512) and ${threads} thread${threads === 1 ? '' : 's'} to a real ` +
+          'gateway on loopback; jobs come from the SDK. The area runs in a process of its own. ' +
+          "The environment source is the `ManualEnvironmentSource` the menu-bar app feeds from Electron's powerMonitor: " +
+          '"the owner comes back" is a reading with 0 s of idle time, set while a job streams; "away" is 1 h of idle time on AC power. ' +
+          'Every time is measured from the moment that reading is set, on one clock.',
+        `Owner back mid-generation (grace 0): ${reps} jobs of 256 greedy tokens, ` +
+          "each preempted at a random moment (uniform over one token's time) after its 9th token. Times to: " +
+          "the runtime turning 'draining' (no job accepted from then), the gateway's directory no longer listing the agent as serving " +
+          "(no job routed to it), the engine's generate call settling (finish reason 'cancelled'), and the client's stream ending. " +
+          "Baseline: the same jobs' time per token (first to ninth token ÷ 8).",
+        `Owner back during prompt processing: a ${promptTokens}-token prompt, preempted shortly after it reached the engine; ` +
+          `the engine evaluates prompts in chunks (${chunkTokens} tokens on a CPU backend) and checks between them. ` +
+          "Baseline: one chunk's time at this run's prompt processing rate.",
+        `Grace: the policy's grace set to ${fmt(GRACE_MS)} ms; ${ctx.quick ? 1 : 2} job${ctx.quick ? '' : 's'} preempted mid-generation; ` +
+          'how long after the grace the generation stopped.',
+        `Unload: the grace set to 0 and the unload delay to ${fmt(UNLOAD_DELAY_MS)} ms; ` +
+          "a job preempted mid-generation; times to the runtime calling the engine's dispose (the delay), to dispose resolving, " +
+          'and to RSS (sampled every millisecond) falling below 10% of what the model had added. Memory: RSS after a full GC ' +
+          "before the model loaded, with it loaded and warm, and after the unload. Baseline for the release time: this run's load time.",
       ],
       tables: [
         {
@@ -400,10 +416,19 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       ],
       targets: [],
       notes: [
-        `The issue sets no target here. DESIGN.md asks that generation stop within a token of the owner's return: with grace 0 the slowest of ${reps} stops took ${fmtRatio(slowestStop / tokenMs)} of a token's time, which includes reading the environment, the policy's decision and the drain. The runtime turns 'draining' synchronously with the decision, before any job is aborted, so no new job starts after it.`,
-        `The client's reply ended with ${outcomes} in the stop runs: the agent ends a preempted job with a final chunk and a signed receipt for the tokens it produced, so the client can tell a cut reply from a whole one, and the gateway charges only those tokens.`,
-        `During prompt processing an abort waits for the chunk being evaluated: ${fmt(chunkMs)} ms for ${chunkTokens} tokens at this machine's prompt rate.`,
-        "On Linux llama.cpp maps the model file; for Q4_0 its CPU backend also keeps a repacked copy of most weights in anonymous memory, and the KV cache and compute buffers are anonymous too. Disposing frees the copies and unmaps the file; the file's pages stay in the page cache as reclaimable cache (a reload is then warm). On a Mac with Metal the weights sit in GPU-visible buffers; the same measurement there is what the owner feels.",
+        "The issue sets no target here. DESIGN.md asks that generation stop within a token of the owner's return: " +
+          `with grace 0 the slowest of ${reps} stops took ${fmtRatio(slowestStop / tokenMs)} of a token's time, ` +
+          "which includes reading the environment, the policy's decision and the drain. " +
+          "The runtime turns 'draining' synchronously with the decision, before any job is aborted, so no new job starts after it.",
+        `The client's reply ended with ${outcomes} in the stop runs: the agent ` +
+          'ends a preempted job with a final chunk and a signed receipt for the tokens it produced, ' +
+          'so the client can tell a cut reply from a whole one, and the gateway charges only those tokens.',
+        `During prompt processing an abort waits for the chunk being evaluated: ${fmt(chunkMs)} ms ` +
+          `for ${chunkTokens} tokens at this machine's prompt rate.`,
+        'On Linux llama.cpp maps the model file; for Q4_0 its CPU backend also keeps a repacked copy of most weights ' +
+          'in anonymous memory, and the KV cache and compute buffers are anonymous too. Disposing frees the copies and unmaps the file; ' +
+          "the file's pages stay in the page cache as reclaimable cache (a reload is then warm). " +
+          'On a Mac with Metal the weights sit in GPU-visible buffers; the same measurement there is what the owner feels.',
       ],
       data: {
         shape: SHAPE,

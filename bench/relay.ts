@@ -276,7 +276,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         f.chunksPerSecond[kind] = t.chunksPerSecond;
         f.cpuMicrosPerChunk[kind] = t.cpuMicrosPerChunk;
         ctx.log(
-          `${n} stream${n === 1 ? '' : 's'}, ${kind}: ${fmt(t.chunksPerSecond)} chunks/s, ${fmt(t.cpuMicrosPerChunk)} µs of relay CPU per chunk`,
+          `${n} stream${n === 1 ? '' : 's'}, ${kind}: ` +
+            `${fmt(t.chunksPerSecond)} chunks/s, ${fmt(t.cpuMicrosPerChunk)} µs of relay CPU per chunk`,
         );
       }
       // The same offered load on both: STREAM_RATE chunks/s per stream, capped at half of what the slower
@@ -286,7 +287,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         const samples = await latency(sessions[kind], f.offeredRate, phaseMs);
         f.latency[kind] = { p50: percentile(samples, 50), p99: percentile(samples, 99), samples: samples.length };
         ctx.log(
-          `${n} stream${n === 1 ? '' : 's'}, ${kind}: p50 ${fmt(f.latency[kind].p50)} ms, p99 ${fmt(f.latency[kind].p99)} ms at ${fmt(f.offeredRate)} chunks/s`,
+          `${n} stream${n === 1 ? '' : 's'}, ${kind}: p50 ${fmt(f.latency[kind].p50)} ms, ` +
+            `p99 ${fmt(f.latency[kind].p99)} ms at ${fmt(f.offeredRate)} chunks/s`,
         );
       }
       for (const kind of order) {
@@ -311,7 +313,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     for (const kind of KINDS) {
       if (f.completed[kind] !== f.streams || f.errors[kind].length > 0) {
         notes.push(
-          `${f.streams} streams through the ${kind}: ${f.completed[kind]} of ${f.streams} ended with a verified done event; errors: ${f.errors[kind].slice(0, 3).join(', ') || 'none'}.`,
+          `${f.streams} streams through the ${kind}: ${f.completed[kind]} of ${f.streams} ended with a verified done event; ` +
+            `errors: ${f.errors[kind].slice(0, 3).join(', ') || 'none'}.`,
         );
       }
     }
@@ -321,12 +324,31 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Gateway relay: chunks/s, added latency and memory against a bare forwarder',
     method: [
-      'The relay runs in its own process; the fake agents and the clients run together in the measuring process, so one clock times each chunk from the moment the agent sends it to the moment the client has parsed it. The relay is either the real gateway (`Gateway.start`: handshake with bundle and challenge verification, frame validation, per-chunk digest and idle timer, receipt verification at the end) or the baseline: a bare forwarder written for this benchmark with the same transports and wire format (agents on a WebSocket, clients POST and read an NDJSON stream) that only parses each frame, finds the job and writes the line.',
-      `Fake agents speak the real protocol (signed bundle, challenge answer, status, accepted, chunks, a real signed receipt the gateway verifies). Streams are spread over ${AGENTS} agents (1 for a single stream). A chunk carries 80 bytes, the size of a one-token chunk ciphertext. Each client is a plain node:http request with a sealed envelope.`,
-      `Chunks/s: a closed loop — ${IN_FLIGHT} chunks in flight across all streams (at least one per stream); each arrival triggers the next chunk of that stream. Counted over the last 80% of a ${phaseMs / 1000} s phase. When the measuring process (which does more work per chunk than either relay: encode, send, receive, parse) is the bottleneck, chunks/s comes out alike for both relays, so the relay's own cost is also measured directly: the relay process's CPU time (user + system, \`process.cpuUsage\`) over the phase ÷ the chunks it relayed, and one core's worth of chunks/s = 1 s ÷ that.`,
-      `Latency: an open loop — chunks leave on a schedule, round-robin over the streams, at ${STREAM_RATE} chunks/s per stream (a generation at ${STREAM_RATE} tokens/s, what a 1B model does on a Mac) but at most half of what the slower relay carried in the closed loop, the same rate for both relays, for ${phaseMs / 1000} s. Percentiles over every chunk sent in the phase (a difference below zero means the forwarder had the worse moment: noise). How busy that rate keeps each relay follows from its CPU per chunk (offered rate × CPU per chunk) and is shown with the figures. The latency includes the measuring process's own send and parse, which is the same for both relays; the difference is what the gateway adds.`,
-      `Memory per idle agent connection: a fresh relay process; RSS and V8 heap after two full GCs, before and after ${idleConnections} agents connect (authenticated, one status each, then idle); (after − before) ÷ connections.`,
-      'The relay and the measuring process share this machine’s cores, so at high stream counts the measuring process itself takes CPU the relay could have used; it does the same work for both relays.',
+      'The relay runs in its own process; the fake agents and the clients run together in the measuring process, ' +
+        'so one clock times each chunk from the moment the agent sends it to the moment the client has parsed it. ' +
+        'The relay is either the real gateway (`Gateway.start`: handshake with bundle and challenge verification, ' +
+        'frame validation, per-chunk digest and idle timer, receipt verification at the end) or the baseline: ' +
+        'a bare forwarder written for this benchmark with the same transports and wire format ' +
+        '(agents on a WebSocket, clients POST and read an NDJSON stream) that only parses each frame, finds the job and writes the line.',
+      'Fake agents speak the real protocol (signed bundle, challenge answer, status, accepted, ' +
+        `chunks, a real signed receipt the gateway verifies). Streams are spread over ${AGENTS} agents (1 for a single stream). A chunk ` +
+        'carries 80 bytes, the size of a one-token chunk ciphertext. Each client is a plain node:http request with a sealed envelope.',
+      `Chunks/s: a closed loop — ${IN_FLIGHT} chunks in flight across all streams (at least one per stream); ` +
+        `each arrival triggers the next chunk of that stream. Counted over the last 80% of a ${phaseMs / 1000} s phase. ` +
+        'When the measuring process (which does more work per chunk than either relay: encode, send, receive, parse) is the bottleneck, ' +
+        "chunks/s comes out alike for both relays, so the relay's own cost is also measured directly: the relay process's CPU time " +
+        "(user + system, `process.cpuUsage`) over the phase ÷ the chunks it relayed, and one core's worth of chunks/s = 1 s ÷ that.",
+      'Latency: an open loop — chunks leave on a schedule, round-robin over the streams, ' +
+        `at ${STREAM_RATE} chunks/s per stream (a generation at ${STREAM_RATE} tokens/s, what a 1B model does on a Mac) ` +
+        `but at most half of what the slower relay carried in the closed loop, the same rate for both relays, for ${phaseMs / 1000} s. ` +
+        'Percentiles over every chunk sent in the phase (a difference below zero means the forwarder had the worse moment: noise). ' +
+        'How busy that rate keeps each relay follows from its CPU per chunk (offered rate × CPU per chunk) and ' +
+        "is shown with the figures. The latency includes the measuring process's own send and parse, which is the same for both relays; " +
+        'the difference is what the gateway adds.',
+      'Memory per idle agent connection: a fresh relay process; RSS and V8 heap after two full GCs, ' +
+        `before and after ${idleConnections} agents connect (authenticated, one status each, then idle); (after − before) ÷ connections.`,
+      'The relay and the measuring process share this machine’s cores, so ' +
+        'at high stream counts the measuring process itself takes CPU the relay could have used; it does the same work for both relays.',
     ],
     tables: [
       {
@@ -363,7 +385,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         rows: figures.map((f) => [
           fmtInt(f.streams),
           fmt(f.offeredRate),
-          `${fmt((f.offeredRate * f.cpuMicrosPerChunk.gateway) / 1e6, 2)} / ${fmt((f.offeredRate * f.cpuMicrosPerChunk.forwarder) / 1e6, 2)} of a core`,
+          `${fmt((f.offeredRate * f.cpuMicrosPerChunk.gateway) / 1e6, 2)} / ` +
+            `${fmt((f.offeredRate * f.cpuMicrosPerChunk.forwarder) / 1e6, 2)} of a core`,
           `${fmt(f.latency.gateway.p50)} / ${fmt(f.latency.gateway.p99)}`,
           `${fmt(f.latency.forwarder.p50)} / ${fmt(f.latency.forwarder.p99)}`,
           `${signed(f.latency.gateway.p50 - f.latency.forwarder.p50)} / ${signed(f.latency.gateway.p99 - f.latency.forwarder.p99)}`,

@@ -104,7 +104,10 @@ function describeSteal(suite: SuiteResult): string {
   if (steal === null) return 'unknown on this OS';
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   const areas = Object.entries(stealByArea).map(([area, s]) => `${area} ${pct(s)}`);
-  return `${pct(steal)} of all CPU time over the run${areas.length ? ` (${areas.join(', ')})` : ''}: time this VM's cores ran other guests' work; the areas' ratios hold their two sides to the same conditions, but absolute figures shrink with it`;
+  return (
+    `${pct(steal)} of all CPU time over the run${areas.length ? ` (${areas.join(', ')})` : ''}: time this VM's cores ` +
+    "ran other guests' work; the areas' ratios hold their two sides to the same conditions, but absolute figures shrink with it"
+  );
 }
 
 /** A target line: `status` is met when `ok`. */
@@ -137,7 +140,8 @@ export function renderMarkdown(suite: SuiteResult): string {
   const out: string[] = [];
   out.push('# Nightjar benchmark results', '');
   out.push(
-    `Written by \`npm run bench\`${suite.quick ? ' with `--quick` (short settings: figures are indicative only)' : ''} on ${suite.finishedAt.slice(0, 10)}; ` +
+    `Written by \`npm run bench\`${suite.quick ? ' with `--quick` (short settings: figures are indicative only)' : ''} ` +
+      `on ${suite.finishedAt.slice(0, 10)}; ` +
       `the suite took ${minutes(suite.wallMs)} of wall time. Raw figures and samples: \`bench/out/results.json\`.`,
     '',
   );

@@ -197,7 +197,8 @@ async function main(): Promise<void> {
   const md = full ? path.join(ROOT, 'bench', 'RESULTS.md') : path.join(OUT, 'RESULTS.md');
   await writeFile(md, renderMarkdown(suite));
   console.log(
-    `\nWall time ${(suite.wallMs / 1000).toFixed(1)} s. Wrote ${path.relative(ROOT, path.join(OUT, 'results.json'))} and ${path.relative(ROOT, md)}.`,
+    `\nWall time ${(suite.wallMs / 1000).toFixed(1)} s. ` +
+      `Wrote ${path.relative(ROOT, path.join(OUT, 'results.json'))} and ${path.relative(ROOT, md)}.`,
   );
   if (!full) console.log('(A quick or partial run leaves bench/RESULTS.md alone: it always holds a full run.)');
 }

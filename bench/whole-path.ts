@@ -287,7 +287,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         else (party === 'engine' ? engineTp : controlTp).push(await viaEngine(bigNet, maxTokens));
       }
       ctx.log(
-        `1b-q4_0 round ${r + 1}: engine ${fmt(decodeRate(engineTp.at(-1)!))} tok/s, whole path ${fmt(decodeRate(pathTp.at(-1)!))} tok/s, control ${fmt(decodeRate(controlTp.at(-1)!))} tok/s`,
+        `1b-q4_0 round ${r + 1}: engine ${fmt(decodeRate(engineTp.at(-1)!))} tok/s, ` +
+          `whole path ${fmt(decodeRate(pathTp.at(-1)!))} tok/s, control ${fmt(decodeRate(controlTp.at(-1)!))} tok/s`,
       );
     }
   } finally {
@@ -308,7 +309,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       fmtRatio(tpRatio, 3),
       '≥ 0.95×',
       tpRatio >= 0.95,
-      `a typical token took ${fmt(1000 / median(pathTp.map(decodeRate)))} ms at the client against ${fmt(1000 / median(engineTp.map(decodeRate)))} ms from the engine alone (medians over rounds); per-round ratios ranged ${spread.min.toFixed(2)}–${spread.max.toFixed(2)}, and the A/A control (the engine alone against itself, same rounds) gave ${fmtRatio(controlMedian)} (${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)})` +
+      `a typical token took ${fmt(1000 / median(pathTp.map(decodeRate)))} ms ` +
+        `at the client against ${fmt(1000 / median(engineTp.map(decodeRate)))} ms from the engine alone (medians over rounds); ` +
+        `per-round ratios ranged ${spread.min.toFixed(2)}–${spread.max.toFixed(2)}, and the A/A control (the engine alone ` +
+        `against itself, same rounds) gave ${fmtRatio(controlMedian)} (${controlSpread.min.toFixed(2)}–${controlSpread.max.toFixed(2)})` +
         (Math.abs(1 - controlMedian) >= Math.abs(1 - tpRatio) || controlSpread.min <= tpRatio
           ? ': the engine drifted from itself as far, so this run cannot tell the gap from the machine’s noise'
           : ': further than the engine drifted from itself, so the gap is more than this run’s noise'),
@@ -319,9 +323,23 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   return {
     title: 'Whole path: client → gateway → agent → back, against the engine alone',
     method: [
-      'Everything in one process on loopback: a real gateway (`Gateway.start`, port 0), a real `Agent` connected over its WebSocket, the SDK (`NightjarClient`, one candidate, trust policy allowing synthetic models) over HTTP. The agent serves the very engine the baseline calls directly (default threads, context 1,024, two slots of which one is used at a time), wrapped only to note when each call arrives and when its first delta leaves.',
-      `Time to first token on the tiny model: ${ttftRuns} runs of each side, alternating, after 3 warm-up pairs, 8 greedy tokens. Path TTFT = first delta at the client − the moment \`client.chat\` was called (it includes fetching candidates when the SDK has none fresh, checking the bundle, sealing, the POST, opening at the agent and the reply's way back). Added TTFT = path TTFT − the engine's own TTFT for that same job (\`timeToFirstTokenMs\`). The SDK speaks HTTP through the client's node:http \`fetch\` (\`nodeFetch\`, what \`nightjar chat\` and \`nightjar proxy\` use), wrapped to note when each request left and its answer's headers came back; with the engine wrapper's, these timestamps on one clock give the breakdown. After the measured runs, ${firstRuns} requests each from a new client show what a client's first request adds (candidates fetched, its ephemeral key drawn while it waits).`,
-      `Tokens/s on 1b-q4_0: ${rounds} rounds of ${maxTokens} greedy tokens; each round runs the engine alone, the whole path, and the engine alone again as an A/A control (it measures the machine's noise), back to back, in one of the six orders. Both sides are measured the same way, from delta arrival times — at the client for the path, in \`onDelta\` for the engine alone: 1 ÷ the median time per token between deltas (a synthetic greedy token is one character), as in the engine area. The figure is the median over rounds of path ÷ engine within the round; the whole-call column is completion tokens ÷ (result − call).`,
+      'Everything in one process on loopback: a real gateway (`Gateway.start`, port 0), a real `Agent` connected over its WebSocket, ' +
+        'the SDK (`NightjarClient`, one candidate, trust policy allowing synthetic models) over HTTP. ' +
+        'The agent serves the very engine the baseline calls directly (default threads, context 1,024, ' +
+        'two slots of which one is used at a time), wrapped only to note when each call arrives and when its first delta leaves.',
+      `Time to first token on the tiny model: ${ttftRuns} runs of each side, alternating, after 3 warm-up pairs, 8 greedy tokens. ` +
+        'Path TTFT = first delta at the client − the moment `client.chat` was called (it includes fetching ' +
+        "candidates when the SDK has none fresh, checking the bundle, sealing, the POST, opening at the agent and the reply's way back). " +
+        "Added TTFT = path TTFT − the engine's own TTFT for that same job (`timeToFirstTokenMs`). " +
+        "The SDK speaks HTTP through the client's node:http `fetch` (`nodeFetch`, " +
+        "what `nightjar chat` and `nightjar proxy` use), wrapped to note when each request left and its answer's headers came back; " +
+        `with the engine wrapper's, these timestamps on one clock give the breakdown. After the measured runs, ${firstRuns} requests ` +
+        "each from a new client show what a client's first request adds (candidates fetched, its ephemeral key drawn while it waits).",
+      `Tokens/s on 1b-q4_0: ${rounds} rounds of ${maxTokens} greedy tokens; each round runs the engine alone, the whole path, ` +
+        "and the engine alone again as an A/A control (it measures the machine's noise), back to back, in one of the six orders. Both " +
+        'sides are measured the same way, from delta arrival times — at the client for the path, in `onDelta` for the engine alone: ' +
+        '1 ÷ the median time per token between deltas (a synthetic greedy token is one character), as in the engine area. The figure ' +
+        'is the median over rounds of path ÷ engine within the round; the whole-call column is completion tokens ÷ (result − call).',
     ],
     tables: [
       {
@@ -343,7 +361,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         ],
       },
       {
-        title: `HTTP round trip to the gateway: a POST /v1/jobs of a sealed request's size, malformed so it is answered 400 (${httpRuns} each, alternating; ms)`,
+        title:
+          "HTTP round trip to the gateway: a POST /v1/jobs of a sealed request's size, " +
+          `malformed so it is answered 400 (${httpRuns} each, alternating; ms)`,
         columns: ['transport', 'median', 'p90', 'min'],
         rows: [row('Node’s global fetch (undici)', http.fetch), row('the client’s `nodeFetch` (node:http, keep-alive)', http.nodeFetch)],
       },
@@ -385,9 +405,17 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets,
     notes: [
-      `The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (\`candidatesTtlMs\`), as a client sending requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request after a pause adds the candidates round trip${fetchedRuns > 0 ? ', shown in the breakdown' : ', which no measured run paid'}.`,
-      'After each reply the SDK draws the next request’s ephemeral key and agrees it with the agents that replied, in the background (`prepareEphemeral`): each WebCrypto step is a round trip to the thread pool, and a request in a conversation then seals without one. A key is used once; a request to other agents draws its own. A new client’s first request pays both this and the candidates round trip: the last row of the first table.',
-      "The gateway routes on the free slots of the agent's last status frame. The agent sends one as each job starts generating and as it ends, but a client that asks again the moment its reply ends may get there before the frame does; with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).",
+      'The SDK reuses the candidates it fetched, with their verified bundles, for 5 s (`candidatesTtlMs`), as a client sending ' +
+        `requests in a row does; here ${fetchedRuns} of ${path.length} path runs fetched them (the warm-up runs fetched them first). ` +
+        'The figure held to the target is the median over all runs, so it is the cost of a request in a conversation; a first request ' +
+        `after a pause adds the candidates round trip${fetchedRuns > 0 ? ', shown in the breakdown' : ', which no measured run paid'}.`,
+      'After each reply the SDK draws the next request’s ephemeral key and agrees it with the agents that replied, ' +
+        'in the background (`prepareEphemeral`): each WebCrypto step is a round trip to the thread pool, ' +
+        'and a request in a conversation then seals without one. A key is used once; a request to other agents draws its own. ' +
+        'A new client’s first request pays both this and the candidates round trip: the last row of the first table.',
+      "The gateway routes on the free slots of the agent's last status frame. The agent sends one as each job " +
+        'starts generating and as it ends, but a client that asks again the moment its reply ends may get there before the frame does; ' +
+        'with one slot that request would get NJ_NO_CAPACITY, so the benchmark gives the engine two slots (one is used at a time).',
     ],
     data: {
       ttftRuns,

@@ -65,6 +65,7 @@ export const CHAT_PAGE_HTML = `<!doctype html>
 </html>
 `;
 
+// In the templates below, a backslash that ends a line continues it: the text has no line break there.
 /** The page's style sheet. */
 export const CHAT_PAGE_CSS = `:root { color-scheme: light dark; --fg: #1d1d1f; --bg: #fafafa; --muted: #6e6e73; --line: #d2d2d7;
   --user: #e8f0fe; --bot: #ffffff; --accent: #3a5ccc; --bad: #b3261e; font: 15px/1.45 system-ui, sans-serif; }
@@ -84,7 +85,8 @@ select, input[type=password], textarea { background: var(--bot); border: 1px sol
 button { background: var(--accent); color: #fff; border: 0; border-radius: 6px; padding: 6px 14px; cursor: pointer; }
 button:disabled { opacity: .5; cursor: default; }
 #new-chat { background: transparent; color: var(--accent); border: 1px solid var(--line); }
-main { flex: 1; overflow-y: auto; padding: 20px; display: flex; flex-direction: column; gap: 14px; max-width: 860px; width: 100%; margin: 0 auto; }
+main { flex: 1; overflow-y: auto; padding: 20px; display: flex; flex-direction: column; \
+gap: 14px; max-width: 860px; width: 100%; margin: 0 auto; }
 .message { border: 1px solid var(--line); border-radius: 10px; padding: 10px 14px; max-width: 88%; }
 .message.user { align-self: flex-end; background: var(--user); }
 .message.assistant { align-self: flex-start; background: var(--bot); }
@@ -94,7 +96,8 @@ main { flex: 1; overflow-y: auto; padding: 20px; display: flex; flex-direction: 
 .message.streaming .body::after { content: '▍'; color: var(--muted); }
 .message.failed .meta, .message.incomplete .meta { color: var(--bad); }
 .message.incomplete .body { opacity: .7; }
-.composer { display: flex; gap: 10px; padding: 12px 20px; border-top: 1px solid var(--line); max-width: 860px; width: 100%; margin: 0 auto; }
+.composer { display: flex; gap: 10px; padding: 12px 20px; border-top: 1px solid var(--line); \
+max-width: 860px; width: 100%; margin: 0 auto; }
 .composer textarea { flex: 1; resize: vertical; }
 #stop { background: var(--bad); }
 footer { padding: 6px 20px 12px; font-size: 12px; color: var(--muted); text-align: center; }
@@ -102,7 +105,8 @@ footer.error { color: var(--bad); }
 `;
 
 /** The page's icon: a crescent moon, for a bird that flies at night. */
-export const CHAT_PAGE_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="15" fill="#1d2340"/><path d="M20 6a10 10 0 1 0 6 16A8 8 0 1 1 20 6z" fill="#f5d77a"/></svg>
+export const CHAT_PAGE_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">\
+<circle cx="16" cy="16" r="15" fill="#1d2340"/><path d="M20 6a10 10 0 1 0 6 16A8 8 0 1 1 20 6z" fill="#f5d77a"/></svg>
 `;
 
 /** The page's entry: the TypeScript source when run from source, the compiled module from dist/. */

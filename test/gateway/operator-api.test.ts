@@ -116,7 +116,8 @@ describe('operator API', () => {
     expect(csv.headers.get('content-disposition')).toMatch(/^attachment; filename="nightjar-receipts-\d{4}-\d{2}-\d{2}\.csv"$/);
     const lines = (await csv.text()).trimEnd().split('\r\n');
     expect(lines[0]).toBe(
-      'job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt',
+      'job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,' +
+        'finish_reason,outcome,charged_micro,earned_micro,signed_receipt',
     );
     expect(lines).toHaveLength(3);
     // A jobId that starts with "-" is written "'-…" so that a spreadsheet does not run it.

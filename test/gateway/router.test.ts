@@ -148,7 +148,10 @@ describe('failover', () => {
 });
 
 describe('the queue', () => {
-  it('holds jobs while every agent is busy, answers NJ_NO_CAPACITY with a retry hint when full, and runs the waiting job when a slot frees', async () => {
+  const holdsWhileBusy =
+    'holds jobs while every agent is busy, answers NJ_NO_CAPACITY with a retry hint when full, ' +
+    'and runs the waiting job when a slot frees';
+  it(holdsWhileBusy, async () => {
     gateway = await startTestGateway({ maxQueuePerModel: 1 });
     const engine = new CountingEngine({ slots: 1, tokenDelayMs: 15, words: Array.from({ length: 12 }, (_, i) => `w${i} `) });
     agents.push(await startAgent(gateway, { engine, model: FAKE_MODEL }));

@@ -192,7 +192,8 @@ describe('canonical JSON', () => {
         '\u0080': 'Control',
         '\u00f6': 'Latin Small Letter O With Diaeresis',
       },
-      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis",' +
+        '"\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
     ],
   ])('%s', (_what, value, expected) => {
     expect(canonicalJson(value)).toBe(expected);

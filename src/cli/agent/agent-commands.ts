@@ -51,7 +51,8 @@ export function describeStatus(s: AgentStatusSnapshot, now = Date.now()): string
   if (s.reason?.hint) lines.push(`            ${s.reason.hint}`);
   lines.push(`  gateway   ${s.gatewayUrl ?? 'not linked'} (${s.link})`);
   lines.push(
-    `  jobs      ${s.activeJobs} running, ${s.jobsServed} served · ${s.freeSlots}/${s.totalSlots} slots free · ${s.tokensPerSecond.toFixed(1)} tokens/s · first token ${Math.round(s.ttftMs)} ms`,
+    `  jobs      ${s.activeJobs} running, ${s.jobsServed} served · ${s.freeSlots}/${s.totalSlots} slots free ` +
+      `· ${s.tokensPerSecond.toFixed(1)} tokens/s · first token ${Math.round(s.ttftMs)} ms`,
   );
   const e = s.environment;
   if (e) {
@@ -63,7 +64,8 @@ export function describeStatus(s: AgentStatusSnapshot, now = Date.now()): string
           ? 'on AC'
           : `on battery${e.batteryPercent === null ? '' : ` ${Math.round(e.batteryPercent)}%`}`;
     lines.push(
-      `  machine   ${idle}${e.screenLocked ? ' · screen locked' : ''} · ${power} · thermal ${e.thermal ?? 'unknown'} · memory pressure ${e.memoryPressure ?? 'unknown'}`,
+      `  machine   ${idle}${e.screenLocked ? ' · screen locked' : ''} · ${power} · ` +
+        `thermal ${e.thermal ?? 'unknown'} · memory pressure ${e.memoryPressure ?? 'unknown'}`,
     );
   }
   lines.push(`  override  ${describeManual(s.manual)}`);
@@ -101,7 +103,8 @@ export async function manualCommand(mode: Manual['mode'], f: ManualFlags, { io, 
   if (mode === 'serve-now') throw new NightjarError('NJ_AGENT_NOT_RUNNING', 'No agent is running to serve now.');
   await saveStateFile(paths.stateFile, { manual: { mode, until } });
   io.stdout.write(
-    `No agent is running; the next \`nightjar serve\` starts ${mode === 'paused' ? `paused${until === null ? '' : ` until ${formatDateTime(until)}`}` : 'following the policy'}.\n`,
+    'No agent is running; the next `nightjar serve` ' +
+      `starts ${mode === 'paused' ? `paused${until === null ? '' : ` until ${formatDateTime(until)}`}` : 'following the policy'}.\n`,
   );
   return 0;
 }

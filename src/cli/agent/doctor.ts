@@ -267,7 +267,8 @@ async function checkGateway(
       ok: !bad,
       detail: `this clock is ${Math.abs(skew)} ms ${skew > 0 ? 'behind' : 'ahead of'} the gateway's`,
       fix: bad
-        ? 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): requests are refused when clocks differ by a minute.'
+        ? 'Turn on automatic time (System Settings → General → Date & Time, or timedatectl set-ntp true): ' +
+          'requests are refused when clocks differ by a minute.'
         : undefined,
     });
   } catch (err) {

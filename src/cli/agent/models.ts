@@ -106,7 +106,8 @@ function progressPrinter(io: CommandIo, id: string): { update(p: DownloadProgres
         const width = 30;
         const filled = Math.round(fraction * width);
         io.stderr.write(
-          `\r${id} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(p.receivedBytes)}${total ? ' of ' + formatBytes(total) : ''} ${rate}${eta}   `,
+          `\r${id} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+            `${formatBytes(p.receivedBytes)}${total ? ' of ' + formatBytes(total) : ''} ${rate}${eta}   `,
         );
         drew = true;
       } else {
@@ -140,7 +141,8 @@ export async function pullModel(id: string, values: ModelsPullFlags, { io, signa
     progress.done();
   }
   io.stdout.write(
-    `Installed ${installed.id}: ${formatBytes(installed.bytes)}, sha256 ${installed.sha256}.\nServe it with \`nightjar models select ${installed.id}\`.\n`,
+    `Installed ${installed.id}: ${formatBytes(installed.bytes)}, sha256 ${installed.sha256}.\n` +
+      `Serve it with \`nightjar models select ${installed.id}\`.\n`,
   );
   return 0;
 }

@@ -157,7 +157,8 @@ export async function adminCommand(
         };
         await accounts.setPrice(model.data, price, now);
         out(
-          `${model.data}: ${formatCredits(price.promptPerMTok)} credits per million prompt tokens, ${formatCredits(price.completionPerMTok)} per million completion tokens.\n`,
+          `${model.data}: ${formatCredits(price.promptPerMTok)} credits per million prompt tokens, ` +
+            `${formatCredits(price.completionPerMTok)} per million completion tokens.\n`,
         );
         return 0;
       }

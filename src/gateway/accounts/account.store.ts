@@ -360,7 +360,8 @@ export class SqlAccountStore implements AccountStore {
     }
     await this.#db.run(
       `INSERT INTO prices (model, prompt_per_mtok, completion_per_mtok, updated_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (model) DO UPDATE SET prompt_per_mtok = excluded.prompt_per_mtok, completion_per_mtok = excluded.completion_per_mtok, updated_at = excluded.updated_at`,
+       ON CONFLICT (model) DO UPDATE SET prompt_per_mtok = excluded.prompt_per_mtok, ` +
+        'completion_per_mtok = excluded.completion_per_mtok, updated_at = excluded.updated_at',
       [model, price.promptPerMTok, price.completionPerMTok, now],
     );
   }

@@ -176,7 +176,10 @@ function refuseUpgrade(socket: Duplex, status: string, error: NightjarError): vo
   const body = JSON.stringify({ error: error.toJSON() });
   const retry = error.retryAfterMs === undefined ? '' : `Retry-After: ${Math.max(1, Math.ceil(error.retryAfterMs / 1000))}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status}\r\n` +
+      'Content-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${retry}Connection: close\r\n\r\n${body}`,
   );
 }
 

@@ -314,7 +314,8 @@ export class SqlLedgerStore implements LedgerStore {
     }
     return this.#db.transaction(async (tx) => {
       const inserted = await tx.run(
-        `INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, operator_share_bps, body_length, max_tokens, created_at)
+        'INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, ' +
+          `operator_share_bps, body_length, max_tokens, created_at)
          VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         [
           r.jobId,
@@ -535,7 +536,8 @@ export class SqlLedgerStore implements LedgerStore {
     }
     params.push(limit);
     const rows = await this.#db.all(
-      `SELECT * FROM jobs WHERE operator_id = ? AND status = 'settled' AND ended_at >= ? ${cursor} ORDER BY ended_at DESC, job_id DESC LIMIT ?`,
+      "SELECT * FROM jobs WHERE operator_id = ? AND status = 'settled' AND " +
+        `ended_at >= ? ${cursor} ORDER BY ended_at DESC, job_id DESC LIMIT ?`,
       params,
     );
     return rows.map(jobOf);
@@ -562,7 +564,8 @@ export class SqlLedgerStore implements LedgerStore {
     if (total !== 0n) problems.push(`balances sum to ${total}, not 0`);
     // 3. Every transfer touches known accounts (double entry; the foreign keys say so too).
     const orphans = await this.#db.get(
-      'SELECT COUNT(*) AS n FROM ledger_transfers t WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.debit) OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.credit)',
+      'SELECT COUNT(*) AS n FROM ledger_transfers t WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.debit) ' +
+        'OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.credit)',
     );
     if (intOf(orphans?.n) !== 0) problems.push(`${intOf(orphans?.n)} transfers name unknown accounts`);
     // 4. Per job: at most one transfer of each kind, and the amounts its status implies.

@@ -135,7 +135,8 @@ export async function migrate(driver: SqlDriver, now: number): Promise<number[]>
     try {
       // Version and name are ours, not input: safe to inline, and a script cannot bind parameters.
       await driver.script(
-        `${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`,
+        `${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) ` +
+          `VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`,
       );
     } catch (err) {
       // Another process (an admin command next to a starting gateway) may have applied it first.

@@ -76,7 +76,8 @@ describe('nightjar chat, one-shot', () => {
     const code = await chatCommand(['--gateway', net.gateway.url, '--allow-synthetic', 'Hello'], run.io);
     expect(run.err()).toMatch(
       new RegExp(
-        `^\\[synthetic-fake · agent ${a.agentId.slice(0, 8)} \\(signed\\) · \\d+ prompt \\+ 2 completion tokens · finish: stop · receipt verified\\]\\n$`,
+        `^\\[synthetic-fake · agent ${a.agentId.slice(0, 8)} \\(signed\\) · \\d+ prompt \\+ 2 completion tokens · ` +
+          'finish: stop · receipt verified\\]\\n$',
       ),
     );
     expect(code).toBe(0);
@@ -145,7 +146,10 @@ describe('nightjar chat, one-shot', () => {
     expect(code).toBe(1);
     expect(run.out()).toBe('Partial\n');
     expect(run.err()).toMatch(
-      /^\[the reply above is incomplete: no receipt covers it\]\nerror NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply/,
+      new RegExp(
+        '^\\[the reply above is incomplete: no receipt covers it\\]\\n' +
+          'error NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply',
+      ),
     );
   });
 });
@@ -254,7 +258,8 @@ describe('nightjar models offered', () => {
     const run = io(noInput());
     expect(await modelsOfferedCommand(['--gateway', 'http://127.0.0.1:9'], run.io)).toBe(1);
     expect(run.err()).toBe(
-      'error NJ_GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:9\n  Check the gateway URL and that the gateway is running.\n',
+      'error NJ_GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:9\n' +
+        '  Check the gateway URL and that the gateway is running.\n',
     );
   });
 });
