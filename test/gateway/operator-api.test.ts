@@ -105,7 +105,7 @@ describe('operator API', () => {
     );
 
     // Offline agents stay listed, with when they were last seen.
-    await agent.stop(100);
+    await agent.dispose();
     fx.agents.pop();
     await waitFor(() => fx.net.gateway.directory.size === 0, 2000, 'agent to leave');
     const offline = (await get('/v1/operator/agents', cookie)).body.agents[0];

@@ -354,7 +354,7 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
         expect(problems).toEqual([]);
       } finally {
         await context.close();
-        await service.stop();
+        await service.dispose();
         await gateway.close();
         await files.close();
         await http.close();

@@ -224,7 +224,7 @@ export async function serveCommand(argv: string[], io: CliIo, logger: (level: st
   );
   if (values.dashboard && service.control) await presentDashboard(service.control.dashboardUrl(), io);
   await untilAborted(io.signal);
-  await service.stop();
+  await service.dispose();
   await dashboard?.dispose();
   return 0;
 }

@@ -5,9 +5,9 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { NightjarError, generateIdentity, type Logger } from '../../shared/index.js';
+import { NightjarError, generateIdentity, nextEvent, systemClock, type Logger } from '../../shared/index.js';
 import { openSqliteStore, startGateway, type Gateway } from '../../gateway/index.js';
-import { Agent, writeSyntheticModel } from '../agent/index.js';
+import { Agent, writeSyntheticModel, type InferenceEngine } from '../agent/index.js';
 import { untilAborted, type CliIo } from './io.js';
 import { loadModel } from './serve.js';
 import { chatPageSites } from './web-pages.js';
@@ -76,24 +76,26 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
     throw err;
   }
   let agent: Agent | undefined;
+  let engine: InferenceEngine | undefined;
   try {
-    const { engine, served } = await loadModel(modelFile, { logger: agentLog, slots });
+    const loaded = await loadModel(modelFile, { logger: agentLog, slots });
+    engine = loaded.engine;
+    const served = loaded.served;
     agent = await Agent.create({
       gatewayUrl: gateway.agentUrl,
       identity: await generateIdentity(),
       engine,
       model: served,
       logger: agentLog,
-      ownsEngine: true,
       enrollToken: enrollment.token,
     });
+    // Ready once the gateway welcomed it (its first heartbeat, serving, went out just before).
+    const registered = nextEvent(agent.onLink, (s) => s === 'connected', { clock: systemClock, timeoutMs: 10_000, signal: io.signal });
     agent.start();
-    const deadline = Date.now() + 10_000;
-    while (gateway.directory.get(agent.agentId)?.status?.state !== 'serving') {
-      if (Date.now() > deadline) throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway');
-      if (io.signal.aborted) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await registered.catch((err: unknown) => {
+      if (io.signal.aborted) return;
+      throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway', { cause: err });
+    });
     const cmd = 'node bin/nightjar.js';
     const via = gateway.url === 'http://127.0.0.1:8787' ? '' : ` --gateway ${gateway.url}`;
     io.stdout.write(
@@ -118,7 +120,8 @@ export async function upCommand(argv: string[], io: CliIo, logger: (level: strin
     );
     await untilAborted(io.signal);
   } finally {
-    await agent?.stop();
+    await agent?.dispose();
+    await engine?.dispose();
     await gateway.close();
     await store.dispose();
   }

@@ -64,7 +64,7 @@ function setup(url: string, entry: Partial<CatalogEntry> = {}): { store: ModelSt
   };
 }
 
-const quick = { fetch: http.fetch, retryDelayMs: 1, reserveBytes: 0, progressIntervalMs: 0 };
+const quick = { fetch: http.fetch, backoff: { initialMs: 1 }, reserveBytes: 0, progressIntervalMs: 0 };
 
 async function files(d: string): Promise<string[]> {
   return (await readdir(d).catch(() => [] as string[])).sort();
@@ -199,7 +199,7 @@ describe('downloads', () => {
   it('retries a 503', async () => {
     server = await startModelServer(file, { status: 503 });
     const { store, entry } = setup(server.url);
-    const pulling = store.pull(entry, { ...quick, retries: 5, retryDelayMs: 5 });
+    const pulling = store.pull(entry, { ...quick, retries: 5, backoff: { initialMs: 5 } });
     await until(() => server!.requests.length >= 2, 'a retry');
     server.options = {};
     await pulling;
