@@ -12,7 +12,7 @@ export function errorMessage(err: unknown): string {
 
 /** An emitter whose throwing listeners are logged on `log` (and do not stop the others). */
 export function loggedEmitter<T>(log: Logger, what: string): Emitter<T> {
-  return new Emitter<T>({ onListenerError: (err) => log.error(`a ${what} listener failed`, { err: errorMessage(err) }) });
+  return new Emitter<T>({ onListenerError: (err) => log.error('an event listener failed', { event: what, err: errorMessage(err) }) });
 }
 
 /**

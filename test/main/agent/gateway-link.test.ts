@@ -8,9 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../../src/main/agent/index.js';
+import { Agent, AgentStateStore } from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
-import { backoffDelay, generateIdentity, nextEvent, resolveBackoff } from '../../../src/shared/index.js';
+import { backoffDelay, generateIdentity, nextEvent, resolveBackoff, silentLogger } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { FAKE_MODEL, startTestGateway } from '../../helpers/network.js';
@@ -196,6 +196,76 @@ describe('heartbeats', () => {
     const beat = await gw.waitForFrame((f) => f.type === 'status', 'a heartbeat after the job', from);
     expect(beat).toMatchObject({ state: 'serving', freeSlots: 3, totalSlots: 3, ttftMs: 1 });
     expect((beat as { tokensPerSecond: number }).tokensPerSecond).toBeGreaterThan(0);
+  });
+});
+
+describe('a state owned by someone else', () => {
+  // Fails if the agent beats on every change of the state's reason, or stops beating on a change
+  // of state: the runtime owns the state and the agent only reads it.
+  it('beats on each change of state (not of its reason), takes jobs only while serving, and never writes it', async () => {
+    const clock = new ManualClock();
+    const gw = await startScriptedGateway({ now: () => clock.now() });
+    const state = new AgentStateStore({ clock, logger: silentLogger });
+    state.set('waiting');
+    const agent = await Agent.create({
+      gatewayUrl: gw.url,
+      identity: await generateIdentity(),
+      engine: new FakeEngine({ slots: 2 }),
+      model: FAKE_MODEL,
+      clock,
+      state,
+      stopGraceMs: 0,
+    });
+    cleanups.push(async () => {
+      await agent.dispose();
+      await gw.close();
+    });
+    const connected = nextEvent(agent.onLink, (s) => s === 'connected');
+    agent.start(); // connects; the state is not the agent's to set
+    await connected;
+    expect(state.state).toBe('waiting');
+    const first = await gw.waitForFrame((f) => f.type === 'status', 'the first heartbeat');
+    expect(first).toMatchObject({ state: 'waiting', freeSlots: 0, totalSlots: 2 });
+    const declined = await gw.submit(ask, { maxTokens: 2 });
+    expect((await declined.ended).declined).toMatchObject({ code: 'NJ_DECLINED' });
+
+    const from = gw.frames.length;
+    state.set('waiting', { code: 'on-battery', message: 'On battery.', hint: null });
+    state.set('serving');
+    await gw.waitForFrame((f) => f.type === 'status' && f.state === 'serving', 'the serving beat', from);
+    const served = await gw.submit(ask, { maxTokens: 2 });
+    expect((await served.ended).receipt).not.toBeNull();
+    const beats = gw.frames.slice(from).filter((f) => f.type === 'status');
+    // One for the change to serving; the job's start and end beat too. The reason alone sent none.
+    expect(beats.map((f) => (f as { state: string }).state)).toEqual(['serving', 'serving', 'serving']);
+    await agent.dispose();
+    expect(state.state).toBe('serving');
+  });
+});
+
+describe('a key rotated during the handshake', () => {
+  // Fails if the link forgets a bundle re-signed between its hello and the gateway's welcome: the
+  // gateway would keep routing envelopes to a key the agent lets go after its grace period.
+  it('goes to the gateway right after the welcome', async () => {
+    const clock = new ManualClock();
+    const gw = await startScriptedGateway({ now: () => clock.now() });
+    const agent = await Agent.create({
+      gatewayUrl: gw.url,
+      identity: await generateIdentity(),
+      engine: new FakeEngine(),
+      model: FAKE_MODEL,
+      clock,
+    });
+    cleanups.push(async () => {
+      await agent.dispose();
+      await gw.close();
+    });
+    const hello = gw.waitForFrame((f) => f.type === 'hello', 'the hello');
+    agent.start();
+    const presented = ((await hello) as { bundle: { bundle: { boxKeyId: string } } }).bundle.bundle.boxKeyId;
+    await agent.rotateBoxKey();
+    expect(agent.bundle.bundle.boxKeyId).not.toBe(presented);
+    await gw.whenBundle((b) => b.bundle.boxKeyId === agent.bundle.bundle.boxKeyId);
   });
 });
 

@@ -221,19 +221,38 @@ describe('downloads', () => {
     server = await startModelServer(file, { throttle: { chunkBytes: 8192, intervalMs: 5 } });
     const { store, entry } = setup(server.url);
     const abort = new AbortController();
-    let seen = 0;
+    let halfway!: () => void;
+    const reached = new Promise<void>((resolve) => (halfway = resolve));
     const pulling = store.pull(entry, {
       ...quick,
       checkpointBytes: 16_384,
       signal: abort.signal,
-      onProgress: (p) => (seen = p.receivedBytes),
+      onProgress: (p) => p.receivedBytes >= 50_000 && halfway(),
     });
-    await until(() => seen >= 50_000, 'half-way');
+    await reached;
     abort.abort(new Error('stop'));
     await expect(pulling).rejects.toThrow('stop');
     server.options = {};
     const installed = await store.pull(entry, quick);
     expect(await readFile(store.pathOf(installed))).toEqual(file);
+    expect(Number(/bytes=(\d+)-/.exec(server.requests.at(-1)!.range ?? '')?.[1])).toBeGreaterThanOrEqual(49_152);
+  });
+
+  it('disposing the store aborts its downloads; the partial file stays for a resume by the next store', async () => {
+    server = await startModelServer(file, { throttle: { chunkBytes: 8192, intervalMs: 5 } });
+    const { store, entry } = setup(server.url);
+    let halfway!: () => void;
+    const reached = new Promise<void>((resolve) => (halfway = resolve));
+    const pulling = store.pull(entry, { ...quick, checkpointBytes: 16_384, onProgress: (p) => p.receivedBytes >= 50_000 && halfway() });
+    await reached;
+    await store.dispose();
+    await expect(pulling).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
+    await expect(store.pull(entry, quick)).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
+    expect(await files(store.dir)).toEqual([`${store.fileNameFor(entry.id)}.part`, `${store.fileNameFor(entry.id)}.part.json`]);
+    server.options = {};
+    const next = new ModelStore({ dir: store.dir });
+    const installed = await next.pull(entry, quick);
+    expect(await readFile(next.pathOf(installed))).toEqual(file);
     expect(Number(/bytes=(\d+)-/.exec(server.requests.at(-1)!.range ?? '')?.[1])).toBeGreaterThanOrEqual(49_152);
   });
 });

@@ -173,6 +173,20 @@ describe('states', () => {
   });
 });
 
+describe('awaiting a state', () => {
+  it('whenState resolves at once if the state holds, else at the change that satisfies it, or times out on the clock', async () => {
+    const h = await harness({ env: ACTIVE });
+    const ready = h.runtime.whenState('serving');
+    await h.runtime.start();
+    expect(await h.runtime.whenState('waiting')).toMatchObject({ state: 'waiting' });
+    const never = h.runtime.whenState('paused', { timeoutMs: 5000 });
+    h.clock.advance(5000);
+    await expect(never).rejects.toMatchObject({ code: 'NJ_TIMEOUT' });
+    h.env.set(AWAY);
+    expect(await ready).toMatchObject({ state: 'serving', reason: { code: 'idle' }, decision: { action: 'serve', reason: 'idle' } });
+  });
+});
+
 describe('preemption', () => {
   it('owner back: no new job from that moment, running jobs aborted at the end of the grace (engine stopped), model unloaded after the delay', async () => {
     const h = await harness();
