@@ -56,9 +56,15 @@ describe('gateway killed and restarted', () => {
       },
     );
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const listening = new Promise<void>((resolve) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/gateway on (http:\/\/127\.0\.0\.1:\d+)/.test(out)) resolve();
+      });
+      child.once('exit', () => resolve());
+    });
     child.stderr!.resume();
-    await until(() => /gateway on (http:\/\/127\.0\.0\.1:\d+)/.test(out) || child.exitCode !== null, 'the gateway to start', 30_000);
+    await listening;
     const url = /gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
     if (!url) throw new Error(`the gateway did not start: ${out}`);
     return { url, child };

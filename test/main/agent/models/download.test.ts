@@ -17,7 +17,6 @@ import { BUILT_IN_CATALOG } from '../../../../src/main/agent/models/catalog.js';
 import { loadEngine, writeSyntheticModel } from '../../../../src/main/agent/index.js';
 import { NightjarError, type CatalogEntry, type DownloadProgress } from '../../../../src/shared/index.js';
 import { perTestFetch } from '../../../helpers/http-client.js';
-import { until } from '../../support/manual-clock.js';
 import { startModelServer, type ModelServer } from '../../support/model-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../../..');
@@ -199,8 +198,16 @@ describe('downloads', () => {
   it('retries a 503', async () => {
     server = await startModelServer(file, { status: 503 });
     const { store, entry } = setup(server.url);
-    const pulling = store.pull(entry, { ...quick, retries: 5, backoff: { initialMs: 5 } });
-    await until(() => server!.requests.length >= 2, 'a retry');
+    let retried!: () => void;
+    const retry = new Promise<void>((resolve) => (retried = resolve));
+    let requests = 0;
+    const counting: typeof fetch = async (input, init) => {
+      const response = await http.fetch(input, init);
+      if (++requests === 2) retried(); // the second answer, a 503 too, is in
+      return response;
+    };
+    const pulling = store.pull(entry, { ...quick, fetch: counting, retries: 5, backoff: { initialMs: 5 } });
+    await retry;
     server.options = {};
     await pulling;
     expect(server.requests.map((r) => r.status).slice(0, 2)).toEqual([503, 503]);
@@ -272,18 +279,28 @@ describe('a download killed with SIGKILL', () => {
       },
     );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.resume();
-    const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
     const received = (): number =>
       Math.max(
         0,
         ...out
           .split('\n')
-          .filter(Boolean)
+          .slice(0, -1) // whole lines only
           .map((l) => (JSON.parse(l) as { receivedBytes?: number }).receivedBytes ?? 0),
       );
-    await until(() => received() > file.length / 2, 'the child half-way', 30_000);
+    const halfway = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (received() > file.length / 2) resolve();
+      }),
+    );
+    child.stderr.resume();
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
+    await Promise.race([
+      halfway,
+      exited.then(() => {
+        throw new Error(`the child exited before it was half-way: ${out}`);
+      }),
+    ]);
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
     expect(out).not.toContain('finished');
