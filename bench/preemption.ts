@@ -114,7 +114,7 @@ async function ownerBack(
   const before = b.preemptions.length;
   let drainingAt = Number.NaN;
   let gatewayAt = Number.NaN;
-  const off = b.runtime.on('state', (s) => {
+  const off = b.runtime.onState((s) => {
     if (s.state === 'draining' && Number.isNaN(drainingAt)) drainingAt = now();
   });
   const sampler = setInterval(() => {
@@ -130,7 +130,7 @@ async function ownerBack(
     1,
   );
   clearInterval(sampler);
-  off();
+  off.dispose();
   return {
     drainingMs: drainingAt - t0,
     gatewayMs: gatewayAt - t0,
@@ -181,7 +181,7 @@ async function startBench(modelPath: string, modelId: string, policy: Policy): P
   });
   const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, candidates: 1, fetch: nodeFetch });
   const b: Bench = { gateway, runtime, env, client, modelId, engines, loadMs, preemptions: [] };
-  runtime.on('preempted', (p) => {
+  runtime.onPreempted((p) => {
     // The runtime reports a preemption when the jobs settle, and again when the model is unloaded.
     const last = b.preemptions.at(-1);
     if (last && last.detectedAt === p.detectedAt) b.preemptions[b.preemptions.length - 1] = p;
@@ -444,7 +444,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       },
     };
   } finally {
-    await b.runtime.stop();
+    await b.runtime.dispose();
     await b.gateway.dispose();
   }
 }

@@ -64,6 +64,7 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
     identity: await generateIdentity(),
     engine,
     model: { id: modelId, sha256: await sha256File(modelPath), synthetic: true, contextLength: engine.model.contextLength },
+    stopGraceMs: 1000,
   });
   agent.start();
   await waitUntil(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'the agent to register');
@@ -86,7 +87,7 @@ async function startNetwork(modelPath: string, modelId: string): Promise<Network
     modelId,
     fetches,
     async close() {
-      await agent.stop(1000);
+      await agent.dispose();
       await gateway.dispose();
       await engine.dispose();
     },

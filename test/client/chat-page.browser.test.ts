@@ -59,6 +59,7 @@ beforeEach(async () => {
     identity: await generateIdentity(),
     engine,
     model: FAKE_MODEL,
+    stopGraceMs: 100,
   });
   agent.start();
   await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent');
@@ -77,7 +78,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await browser?.close();
-  await agent?.stop(100);
+  await agent?.dispose();
   await wire?.close();
   await gateway?.dispose();
 });
@@ -167,6 +168,7 @@ describe('the browser chat page', () => {
       identity: await generateIdentity(),
       engine: slow,
       model: { ...FAKE_MODEL, id: 'synthetic-slow' },
+      stopGraceMs: 100,
     });
     slowAgent.start();
     try {
@@ -197,7 +199,7 @@ describe('the browser chat page', () => {
       expect(problems).toEqual([]);
       await context.close();
     } finally {
-      await slowAgent.stop(100);
+      await slowAgent.dispose();
     }
   });
 });

@@ -31,7 +31,7 @@ let agent: Agent | undefined;
 let proxy: CompatProxy | undefined;
 afterEach(async () => {
   await proxy?.dispose();
-  await agent?.stop(100);
+  await agent?.dispose();
   await gateway?.dispose();
   await wire?.close();
   gateway = wire = agent = proxy = undefined;

@@ -229,7 +229,7 @@ describe('retries', () => {
     const seal: typeof sealRequest = async (o) => {
       if (seals++ === 0) {
         other = await net!.addAgent(new FakeEngine({ slots: 1, words: ['New', ' agent'] }));
-        await gone.agent.stop(0);
+        await gone.agent.dispose();
         await waitFor(() => !net!.gateway.directory.get(gone.agentId), 5000, 'the agent to leave');
       }
       return sealRequest(o);
@@ -336,7 +336,7 @@ describe('pinning', () => {
     const known = await net.addAgent(new FakeEngine({ slots: 1 }));
     const pins = new MemoryPinStore();
     await client(net, { trust: { allowSynthetic: true, pins } }).complete(ask);
-    await known.agent.stop(0);
+    await known.agent.dispose();
     await waitFor(() => !net!.gateway.directory.get(known.agentId), 5000, 'the known agent to leave');
     const stranger = await net.addAgent(new FakeEngine());
     const error = await client(net, { trust: { allowSynthetic: true, pins, onlyPinned: true } })

@@ -39,13 +39,19 @@ beforeAll(async () => {
     logger: createLogger({ level: 'debug', write: (l) => gatewayLog.push(l) }),
   });
   proxy = await startRecordingProxy(Number(new URL(gateway.url).port));
-  agent = await Agent.create({ gatewayUrl: `ws://127.0.0.1:${proxy.port}/v1/agent`, identity: await generateIdentity(), engine, model });
+  agent = await Agent.create({
+    gatewayUrl: `ws://127.0.0.1:${proxy.port}/v1/agent`,
+    identity: await generateIdentity(),
+    engine,
+    model,
+    stopGraceMs: 1000,
+  });
   agent.start();
   await agentServing(gateway, agent.agentId, 10_000);
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop(1000);
+  await agent?.dispose();
   await gateway?.dispose();
   await proxy?.close();
   await engine?.dispose();
@@ -86,7 +92,7 @@ describe('end to end on node-llama-cpp', () => {
     const alone = [];
     for (const m of prompts) alone.push(await engine.generate({ messages: m, sampling: { maxTokens: 40, temperature: 0 } }));
     let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, agent.activeJobs)), 1);
+    const sampler = setInterval(() => (peak = Math.max(peak, agent.stats.activeJobs)), 1);
     const together = await Promise.all(
       prompts.map((m) => client().complete({ model: model.id, messages: m, maxTokens: 40, temperature: 0 })),
     );

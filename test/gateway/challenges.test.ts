@@ -19,7 +19,7 @@ let gateway: Gateway | undefined;
 const raws: RawAgent[] = [];
 const agents: Agent[] = [];
 afterEach(async () => {
-  await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+  await Promise.all(agents.splice(0).map((a) => a.dispose()));
   await Promise.all(raws.splice(0).map((r) => r.close()));
   await gateway?.dispose();
   gateway = undefined;

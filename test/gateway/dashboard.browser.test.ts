@@ -53,7 +53,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await agent?.stop(100);
+  await agent?.dispose();
   await net?.close();
   await tmp?.remove();
 });

@@ -40,7 +40,7 @@ describe('enrollment', () => {
     expect(used?.usedBy).toBe(agent.agentId);
 
     // Same identity, same token, new connection: still bound, nothing new used.
-    await agent.stop(100);
+    await agent.dispose();
     fx.agents.pop();
     const again = await startAgent(fx.net.gateway, { engine: new FakeEngine(), identity, enrollToken: token });
     fx.agents.push(again);

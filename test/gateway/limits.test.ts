@@ -23,7 +23,7 @@ const agents: Agent[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-  await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+  await Promise.all(agents.splice(0).map((a) => a.dispose()));
   await gateway?.dispose();
   gateway = undefined;
 });

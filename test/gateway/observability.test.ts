@@ -17,7 +17,7 @@ const http = perTestFetch();
 let gateway: Gateway | undefined;
 const agents: Agent[] = [];
 afterEach(async () => {
-  await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+  await Promise.all(agents.splice(0).map((a) => a.dispose()));
   await gateway?.dispose();
   gateway = undefined;
 });

@@ -128,7 +128,7 @@ describe('operator API', () => {
     );
 
     // Offline agents stay listed, with when they were last seen.
-    await agent.stop(100);
+    await agent.dispose();
     fx.agents.pop();
     const gw = fx.net.gateway;
     await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave', 2000);

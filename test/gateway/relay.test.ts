@@ -10,7 +10,7 @@ describe('gateway relay with a fake engine', () => {
   let gateway: Gateway;
   const agents: Agent[] = [];
   afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+    await Promise.all(agents.splice(0).map((a) => a.dispose()));
     await gateway?.dispose();
   });
 

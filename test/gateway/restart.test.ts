@@ -27,7 +27,7 @@ describe('gateway restart', () => {
     const first = await startBilledNetwork(tmp.dir);
     const port = Number(new URL(first.gateway.url).port);
     let agent: Agent | undefined = await startAgent(first.gateway, { engine: new FakeEngine(), enrollToken: await first.enrollToken() });
-    cleanups.push(async () => agent?.stop(100));
+    cleanups.push(async () => agent?.dispose());
     const isBilled = billed(first.gateway);
     const one = await clientOf(first.gateway, http.fetch, first.key.key).complete(ask);
     await isBilled(one.jobId);
@@ -52,7 +52,7 @@ describe('gateway restart', () => {
     const store = await openSqliteStore({ path: first.file });
     const gateway = await Gateway.start({ port, store, allowSynthetic: true });
     cleanups.push(async () => {
-      await agent?.stop(100);
+      await agent?.dispose();
       agent = undefined;
       await gateway.dispose();
       await store.dispose();

@@ -34,7 +34,7 @@ let gateway: Gateway | undefined;
 const agents: Agent[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
-  await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+  await Promise.all(agents.splice(0).map((a) => a.dispose()));
   await gateway?.dispose();
   gateway = undefined;
   for (const c of cleanups.splice(0).reverse()) await c();

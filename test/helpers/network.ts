@@ -25,6 +25,7 @@ export async function startTestAgent(gateway: Gateway, options: TestAgentOptions
     engine: options.engine,
     model: options.model ?? FAKE_MODEL,
     backoff: { initialMs: 50, maxMs: 200 },
+    stopGraceMs: 100,
     ...(options.logger ? { logger: options.logger } : {}),
   });
   agent.start();

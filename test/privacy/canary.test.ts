@@ -27,7 +27,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
   let proxy: RecordingProxy | undefined;
   let agent: Agent | undefined;
   afterEach(async () => {
-    await agent?.stop(100);
+    await agent?.dispose();
     await gateway?.dispose();
     await proxy?.close();
     agent = gateway = proxy = undefined;
@@ -49,6 +49,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
       identity: await generateIdentity(),
       engine: new FakeEngine({ words: ['Sure: ', replyCanary, ' done.'] }),
       model: FAKE_MODEL,
+      stopGraceMs: 100,
       logger: createLogger({ level: 'debug', write: (l) => agentLog.push(l) }),
     });
     agent.start();
@@ -71,7 +72,7 @@ describe('privacy: the gateway sees no prompt or reply', () => {
         (r) => ({ ok: true as const, text: r.text, jobId: r.jobId }),
         (e: unknown) => ({ ok: false as const, error: e }),
       );
-    await agent.stop(100);
+    await agent.dispose();
     const wire = proxy.capture();
     const logs = gatewayLog.join('\n');
     return { promptCanary, replyCanary, wire, logs, agentLog: agentLog.join('\n'), outcome };

@@ -25,7 +25,7 @@ import { NightjarClient } from '../../src/client/index.js';
 import { Gateway } from '../../src/gateway/index.js';
 import { buildDashboard } from '../../src/cli/agent/dashboard.js';
 import { AgentService, DEFAULT_CONFIG, ManualEnvironmentSource, pathsIn, writeSyntheticModel } from '../../src/main/agent/index.js';
-import { formatCredits, generateIdentity } from '../../src/shared/index.js';
+import { formatCredits, generateIdentity, nextEvent } from '../../src/shared/index.js';
 import { closableFetch } from '../helpers/http-client.js';
 import { waitFor } from '../helpers/network.js';
 import { startGatedFileServer } from './support/gated-file-server.js';
@@ -222,11 +222,9 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
 
         // Downloaded, verified, selected ("Download and use"); the agent loads it, connects and is welcomed.
         await page.locator(`#main li[data-model="${MODEL_ID}"][data-selected="true"]`).waitFor({ timeout: 60_000 });
-        await waitFor(
-          () => service.runtime.state === 'serving' && service.runtime.status().gateway.trust !== null,
-          60_000,
-          'the agent to serve',
-        );
+        await service.runtime.whenState('serving');
+        if (service.runtime.status().gateway.trust === null)
+          await nextEvent(service.runtime.onLink, () => service.runtime.status().gateway.trust !== null, { what: 'the welcome' });
         await poll(() => page.textContent('#step-link .link-state')).toContain(`operator ${operator.id}, trusted as signed`);
         await page.locator('[data-field="ready"]').waitFor();
         expect(await page.textContent('#state-pill')).toBe('Serving');
@@ -238,17 +236,19 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
         expect(await page.textContent('[data-field="model"]')).toBe(`${MODEL_ID} · synthetic`);
         expect(await page.textContent('[data-field="link"]')).toBe('connected');
         await page.click('#pause');
-        await waitFor(() => service.runtime.state === 'paused', 20_000, 'paused');
+        await service.runtime.whenState('paused');
         await poll(() => page.textContent('#state-pill')).toBe('Paused');
         expect(await page.textContent('[data-field="reason"]')).toBe(service.runtime.reason!.message);
         await shoot(page, '4-status-paused');
         await page.click('#resume');
-        await waitFor(() => service.runtime.state === 'serving', 30_000, 'serving again');
+        await service.runtime.whenState('serving');
         // Serve now overrides the schedule until the owner goes back to it.
         await page.click('#serve-now');
-        await waitFor(() => service.runtime.manual.mode === 'serve-now', 10_000, 'serve-now');
+        await service.runtime.whenState((c) => c.decision?.reason === 'serve-now');
+        expect(service.runtime.manual.mode).toBe('serve-now');
         await page.click('#back-to-schedule');
-        await waitFor(() => service.runtime.manual.mode === 'auto', 10_000, 'back to the schedule');
+        await service.runtime.whenState((c) => c.decision?.reason === 'idle');
+        expect(service.runtime.manual.mode).toBe('auto');
         await page.locator('#pause').waitFor();
         await waitFor(
           () => gateway.directory.get(service.runtime.agentId)?.status?.state === 'serving',
@@ -269,7 +269,8 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
           });
           expect(r.receipt.model).toBe(MODEL_ID);
         }
-        await waitFor(() => service.receipts.receipts.length === jobs, 10_000, 'the receipts');
+        // Each receipt was in the agent's log before the gateway (and so the client) heard of it.
+        expect(service.receipts.receipts).toHaveLength(jobs);
         await poll(() => page.textContent('[data-field="jobs-served"]')).toBe(String(jobs));
         expect(Number(await page.textContent('[data-field="tokens-per-second"]'))).toBeGreaterThan(0);
         const summary = await service.handlers.earnings({ days: 31 });
@@ -354,7 +355,7 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
         expect(problems).toEqual([]);
       } finally {
         await context.close();
-        await service.stop();
+        await service.dispose();
         await gateway.dispose();
         await files.close();
         await http.close();

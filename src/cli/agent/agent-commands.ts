@@ -14,7 +14,7 @@ import {
   type Manual,
   type ReceiptsPage,
 } from '../../shared/index.js';
-import { loadIdentity, readReceiptLog, saveStateFile, summarizeEarnings, systemTimeZone } from '../../main/agent/index.js';
+import { loadIdentity, readSignedReceiptLog, saveStateFile, summarizeEarnings, systemTimeZone } from '../../main/agent/index.js';
 import type { CommandContext, CommandIo } from '../io.js';
 import { table } from '../table.js';
 import { cliConfig, cliPaths, requireRunningAgent, runningAgent, secretStore } from './agent-context.js';
@@ -113,7 +113,7 @@ async function localRecords(
   io: CommandIo,
   keyFile?: string,
 ): Promise<{
-  receipts: Awaited<ReturnType<typeof readReceiptLog>>;
+  receipts: Awaited<ReturnType<typeof readSignedReceiptLog>>;
   checked: boolean;
   timeZone: string;
   prices: Record<string, { promptPerMTok: string; completionPerMTok: string }>;
@@ -122,7 +122,7 @@ async function localRecords(
   const paths = cliPaths(io);
   const config = await cliConfig(paths);
   const identity = await loadIdentity(secretStore(io, paths, config, keyFile)).catch(() => null);
-  const receipts = await readReceiptLog(paths.receiptsFile, identity ? { identityKey: identity.publicKey } : {});
+  const receipts = await readSignedReceiptLog(paths.receiptsFile, identity ? { identityKey: identity.publicKey } : {});
   return {
     receipts,
     checked: identity !== null,

@@ -179,7 +179,7 @@ export async function serveCommand(values: ServeFlags, ctx: CommandContext): Pro
   );
   if (values.dashboard && service.control) await presentDashboard(service.control.dashboardUrl(), io);
   await untilAborted(ctx.signal);
-  await service.stop();
+  await service.dispose();
   await dashboard?.dispose();
   return 0;
 }

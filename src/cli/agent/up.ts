@@ -6,7 +6,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { NightjarError, generateIdentity } from '../../shared/index.js';
 import { Gateway, openSqliteStore } from '../../gateway/index.js';
-import { Agent, writeSyntheticModel } from '../../main/agent/index.js';
+import { Agent, writeSyntheticModel, type InferenceEngine } from '../../main/agent/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
 import { loadModel } from './serve.js';
 import { chatPageSites } from '../web-pages.js';
@@ -50,15 +50,17 @@ export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: Com
     throw err;
   }
   let agent: Agent | undefined;
+  let engine: InferenceEngine | undefined;
   try {
-    const { engine, served } = await loadModel(modelFile, { logger: agentLog, slots });
+    const loaded = await loadModel(modelFile, { logger: agentLog, slots });
+    engine = loaded.engine;
+    const served = loaded.served;
     agent = await Agent.create({
       gatewayUrl: gateway.agentUrl,
       identity: await generateIdentity(),
       engine,
       model: served,
       logger: agentLog,
-      ownsEngine: true,
       enrollToken: enrollment.token,
     });
     agent.start();
@@ -66,7 +68,7 @@ export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: Com
       await gateway.agentServing(agent.agentId, { timeoutMs: 10_000, clock: ctx.clock, signal: ctx.signal });
     } catch (err) {
       if (err instanceof NightjarError && err.code === 'NJ_TIMEOUT') {
-        throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway');
+        throw new NightjarError('NJ_GATEWAY_UNREACHABLE', 'the agent did not register with the local gateway', { cause: err });
       }
       if (!ctx.signal.aborted) throw err;
     }
@@ -94,7 +96,8 @@ export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: Com
     );
     await untilAborted(ctx.signal);
   } finally {
-    await agent?.stop();
+    await agent?.dispose();
+    await engine?.dispose();
     await gateway.dispose();
     await store.dispose();
   }

@@ -3,9 +3,9 @@
  * gateway and the jobs served over it on whatever engine is attached.
  *
  * Used two ways. Directly, as a server that is always on (`nightjar up`, tests): create it with a
- * loaded engine, start(), stop(). Or driven by the {@link AgentRuntime}, which decides when to
- * connect, attaches and detaches engines, sets the state heartbeats report, drains and
- * disconnects.
+ * loaded engine, start(), dispose(); it keeps a state of its own. Or driven by the
+ * {@link AgentRuntime}, which hands in the state it owns (the agent reads it for heartbeats and to
+ * take jobs), decides when to connect, attaches and detaches engines, drains and disconnects.
  *
  * Box keys rotate every `boxKeyRotationMs` (24 h by default) while started: a fresh X25519 key, a
  * new signed bundle sent as a `bundle` frame. The previous key keeps opening envelopes for
@@ -16,14 +16,19 @@ import {
   LIMITS,
   MAX_BUNDLE_VALIDITY_MS,
   PROTOCOL_VERSION,
+  Resource,
   createBundle,
   generateBoxKey,
   silentLogger,
   systemClock,
+  withDefaults,
   type AgentState,
+  type BackoffOptions,
   type BoxKeyPair,
   type Clock,
+  type Event,
   type IdentityKeyPair,
+  type LinkState,
   type Logger,
   type MemoryPressure,
   type Platform,
@@ -31,19 +36,19 @@ import {
   type SignedBundle,
   type SignedReceipt,
   type ThermalState,
-  type TimerHandle,
   type Trust,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
-import { GatewayLink, type BackoffOptions, type LinkState } from './gateway-link.js';
-import { JobRunner, type ServedModel } from './job-runner.js';
+import { GatewayLink, type GoodbyeReason } from './gateway-link.js';
+import { JobRunner, type JobStats, type ServedModel } from './job-runner.js';
+import { TimerSlot, errorMessage, loggedEmitter } from './lifecycle.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
+import { AgentStateStore, type AgentStateSource } from './state.js';
 
 /** The app version agents report. */
 export const AGENT_VERSION = '0.1.0';
 
-/** Why the link is closed, as the goodbye frame says it. */
-export type GoodbyeReason = 'paused' | 'schedule' | 'owner-active' | 'quit' | 'error';
+export type { GoodbyeReason };
 
 /** Options of {@link Agent}. */
 export interface AgentOptions {
@@ -53,34 +58,25 @@ export interface AgentOptions {
   identity: IdentityKeyPair;
   /** The model the bundle names. Required. */
   model: ServedModel;
-  /** A loaded engine to serve from the start. Defaults to none (attach one with setEngine). */
-  engine?: InferenceEngine;
-  /** Dispose the engine when the agent stops. Defaults to false. */
-  ownsEngine?: boolean;
-  /** Defaults to the system clock. */
-  clock?: Clock;
-  /** Defaults to a silent logger. */
-  logger?: Logger;
-  /** Defaults to what the OS reports. */
-  platform?: Platform;
-  /** Defaults to an unattested posture. */
-  posture?: Posture;
-  /** Gateway reconnect timing. Defaults as BackoffOptions says. */
-  backoff?: BackoffOptions;
-  /** Random source in [0, 1) for reconnect jitter. Defaults to Math.random. */
-  random?: () => number;
+  /**
+   * A loaded engine to serve from the start. Defaults to none (attach one with setEngine). The
+   * agent never disposes an engine: whoever loaded it does.
+   */
+  engine?: InferenceEngine | null;
+  /**
+   * Where the state heartbeats report comes from, when someone else owns it (the runtime). Defaults
+   * to a state of the agent's own, which start() and dispose() write.
+   */
+  state?: AgentStateSource;
+  /** How long dispose() lets running jobs finish before aborting them. Defaults to 5000 ms. */
+  stopGraceMs?: number;
+  /**
+   * Records every receipt before it is sent: awaited, because the receipt log fsyncs first (see
+   * JobRunnerOptions.recordReceipt). Defaults to recording nothing.
+   */
+  recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
   /** One-time enrollment token binding this agent to an operator. Defaults to none. */
-  enrollToken?: string;
-  /** Receives every receipt signed, before it is sent (awaited). Defaults to none. */
-  onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
-  /** Called when a job starts generating or ends. Defaults to none. */
-  onJobsChange?: () => void;
-  /** Called when the link's state changes. Defaults to none. */
-  onLinkState?: (state: LinkState) => void;
-  /** Called with the operator and trust of every welcome from the gateway. Defaults to none. */
-  onWelcome?: (welcome: { operator: string | null; trust: Trust }) => void;
-  /** Called when the gateway refuses this agent (a bad enrollment token). Defaults to none. */
-  onReject?: (rejected: { code: string; message: string }) => void;
+  enrollToken?: string | null;
   /** The thermal state heartbeats report. Defaults to 'nominal'. */
   thermal?: () => ThermalState;
   /** The memory pressure heartbeats report. Defaults to 'normal'. */
@@ -92,7 +88,48 @@ export interface AgentOptions {
    * accepts plus the clock skew allowed (6 minutes).
    */
   previousBoxKeyGraceMs?: number;
+  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
+  backoff?: BackoffOptions;
+  /** Random source in [0, 1) for reconnect jitter. Defaults to Math.random. */
+  random?: () => number;
+  /** Defaults to what the OS reports. */
+  platform?: Platform;
+  /** Defaults to an unattested posture. */
+  posture?: Posture;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
 }
+
+const AGENT_DEFAULTS: Required<
+  Pick<
+    AgentOptions,
+    | 'engine'
+    | 'stopGraceMs'
+    | 'recordReceipt'
+    | 'enrollToken'
+    | 'thermal'
+    | 'memoryPressure'
+    | 'boxKeyRotationMs'
+    | 'previousBoxKeyGraceMs'
+    | 'clock'
+    | 'logger'
+  >
+> = {
+  engine: null,
+  stopGraceMs: 5000,
+  recordReceipt: () => undefined,
+  enrollToken: null,
+  thermal: () => 'nominal',
+  memoryPressure: () => 'normal',
+  boxKeyRotationMs: 24 * 3600_000,
+  previousBoxKeyGraceMs: LIMITS.maxRequestAgeMs + LIMITS.maxClockSkewMs,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
+type ResolvedAgentOptions = typeof AGENT_DEFAULTS & AgentOptions & { platform: Platform; posture: Posture };
 
 /** What {@link Agent.drain} did. */
 export interface DrainOutcome {
@@ -104,89 +141,143 @@ export interface DrainOutcome {
   outcome: 'settled' | 'grace' | 'resumed';
 }
 
+/** The figures heartbeats and the status report: the job runner's, with the slots. */
+export interface JobFigures extends JobStats {
+  /** Slots that could take a job now (0 unless serving). */
+  readonly freeSlots: number;
+  /** Slots of the attached engine (0 without one). */
+  readonly totalSlots: number;
+}
+
+/** What the gateway said when it welcomed this agent. */
+export interface Welcome {
+  readonly operator: string | null;
+  readonly trust: Trust;
+}
+
+/** Why the gateway refused this agent. */
+export interface Rejection {
+  readonly code: string;
+  readonly message: string;
+}
+
 /** A provider agent's gateway side. */
-export class Agent implements AsyncDisposable {
-  readonly #o: AgentOptions;
-  readonly #clock: Clock;
+export class Agent extends Resource {
+  readonly #o: ResolvedAgentOptions;
   readonly #log: Logger;
   readonly #runner: JobRunner;
   readonly #link: GatewayLink;
-  readonly #platform: Platform;
-  readonly #posture: Posture;
+  /** The state the agent writes itself, when no owner handed one in. */
+  readonly #own: AgentStateStore | null;
+  readonly #state: AgentStateSource;
+  readonly #rotation: TimerSlot;
   #engine: InferenceEngine | null;
   #model: ServedModel;
   #boxKey: BoxKeyPair;
-  #previous: { key: BoxKeyPair; timer: TimerHandle } | null = null;
-  #rotationTimer: TimerHandle | null = null;
+  #previous: { key: BoxKeyPair; timer: TimerSlot } | null = null;
   #bundle: SignedBundle;
-  #state: AgentState = 'stopped';
-  #stopped: Promise<void> | null = null;
   /** Between connect() and disconnect(): box keys rotate. */
   #connected = false;
 
-  private constructor(options: AgentOptions, boxKey: BoxKeyPair, bundle: SignedBundle, platform: Platform, posture: Posture) {
+  private constructor(options: ResolvedAgentOptions, boxKey: BoxKeyPair, bundle: SignedBundle) {
+    super();
     this.#o = options;
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silentLogger;
-    this.#engine = options.engine ?? null;
+    const log = (this.#log = options.logger);
+    const clock = options.clock;
+    this.#engine = options.engine;
     this.#model = options.model;
     this.#boxKey = boxKey;
     this.#bundle = bundle;
-    this.#platform = platform;
-    this.#posture = posture;
-    this.#runner = new JobRunner({
-      identity: options.identity,
-      boxKeys: () => (this.#previous ? [this.#boxKey, this.#previous.key] : [this.#boxKey]),
-      model: () => this.#model,
-      engine: () => this.#engine,
-      clock: this.#clock,
-      logger: this.#log,
-      send: (frame) => this.#link.send(frame),
-      accepting: () => this.#state === 'serving',
-      ...(options.onReceipt ? { onReceipt: options.onReceipt } : {}),
-      // The gateway routes on the free slots the last heartbeat reported: tell it at once when
-      // a job starts generating or ends, not at the next beat (up to 15 s later). It counts the
-      // jobs it dispatched since that beat itself, so the start can wait for the engine.
-      onChange: () => {
-        this.#link.beat();
-        options.onJobsChange?.();
-      },
-    });
-    this.#link = new GatewayLink({
-      url: options.gatewayUrl,
-      identity: options.identity,
-      bundle: () => this.#bundle,
-      ...(options.enrollToken ? { enrollToken: options.enrollToken } : {}),
-      status: () => ({
-        state: this.#state,
-        model: this.#model.id,
-        freeSlots: this.freeSlots,
-        totalSlots: this.#engine?.totalSlots ?? 0,
-        tokensPerSecond: this.#runner.tokensPerSecond,
-        ttftMs: this.#runner.ttftMs,
-        memoryPressure: options.memoryPressure?.() ?? 'normal',
-        thermal: options.thermal?.() ?? 'nominal',
+    const d = this.disposables;
+    this.#own = options.state ? null : d.add(new AgentStateStore({ clock, logger: log }));
+    this.#state = options.state ?? this.#own!;
+    this.#rotation = d.add(new TimerSlot(clock));
+    this.#runner = d.add(
+      new JobRunner({
+        identity: options.identity,
+        boxKeys: () => (this.#previous ? [this.#boxKey, this.#previous.key] : [this.#boxKey]),
+        model: () => this.#model,
+        engine: () => this.#engine,
+        clock,
+        logger: log,
+        send: (frame) => this.#link.send(frame),
+        accepting: () => this.#state.state === 'serving',
+        recordReceipt: options.recordReceipt,
       }),
-      clock: this.#clock,
-      logger: this.#log,
-      ...(options.backoff ? { backoff: options.backoff } : {}),
-      ...(options.random ? { random: options.random } : {}),
-      onJob: (frame) => this.#runner.handle(frame),
-      onCancel: (frame) => this.#runner.cancel(frame.jobId, frame.attempt),
-      ...(options.onLinkState ? { onStateChange: options.onLinkState } : {}),
-      ...(options.onWelcome ? { onConnected: (frame) => options.onWelcome?.({ operator: frame.operator, trust: frame.trust }) } : {}),
-      ...(options.onReject ? { onReject: (frame) => options.onReject?.({ code: frame.code, message: frame.message }) } : {}),
-    });
+    );
+    this.#link = d.add(
+      new GatewayLink({
+        url: options.gatewayUrl,
+        identity: options.identity,
+        bundle: () => this.#bundle,
+        enrollToken: options.enrollToken,
+        status: () => {
+          const f = this.figures();
+          return {
+            state: this.#state.state,
+            model: this.#model.id,
+            freeSlots: f.freeSlots,
+            totalSlots: f.totalSlots,
+            tokensPerSecond: f.tokensPerSecond,
+            ttftMs: f.ttftMs,
+            memoryPressure: options.memoryPressure(),
+            thermal: options.thermal(),
+          };
+        },
+        clock,
+        logger: log,
+        backoff: options.backoff,
+        random: options.random,
+      }),
+    );
+    this.#link.onJob((frame) => this.#runner.handle(frame));
+    this.#link.onCancel((frame) => this.#runner.cancel(frame.jobId, frame.attempt));
+    // The gateway routes on the free slots the last heartbeat reported: tell it at once when a job
+    // starts generating or ends, not at the next beat (up to 15 s later). It counts the jobs it
+    // dispatched since that beat itself, so the start can wait for the engine.
+    this.#runner.onJobs(() => this.#link.beat());
+    // A state change is heard at once too; only 'serving' takes jobs.
+    let beaten = this.#state.state;
+    d.add(
+      this.#state.onChange(({ state }) => {
+        if (state === beaten) return;
+        beaten = state;
+        this.#link.beat();
+      }),
+    );
+    this.onJobs = this.#runner.onJobs;
+    this.onReceipt = this.#runner.onReceipt;
+    this.onLink = this.#link.onState;
+    const welcome$ = d.add(loggedEmitter<Welcome>(log, 'welcome'));
+    const reject$ = d.add(loggedEmitter<Rejection>(log, 'reject'));
+    this.#link.onWelcome((frame) => welcome$.fire({ operator: frame.operator, trust: frame.trust }));
+    this.#link.onReject((frame) => reject$.fire({ code: frame.code, message: frame.message }));
+    this.onWelcome = welcome$.event;
+    this.onReject = reject$.event;
   }
+
+  /** Fires when a job starts generating and when one ends. */
+  readonly onJobs: Event<void>;
+  /** Fires with every receipt signed, once recorded, just before it is sent. */
+  readonly onReceipt: Event<SignedReceipt>;
+  /** Fires when the link's state changes. */
+  readonly onLink: Event<LinkState>;
+  /** Fires with the operator and trust of every welcome from the gateway. */
+  readonly onWelcome: Event<Welcome>;
+  /** Fires when the gateway refuses this agent (a bad enrollment token…). */
+  readonly onReject: Event<Rejection>;
 
   /** Builds an agent: draws a box key and signs its first bundle. */
   static async create(options: AgentOptions): Promise<Agent> {
-    const clock = options.clock ?? systemClock;
-    const platform = options.platform ?? detectPlatform();
-    const posture = options.posture ?? unattestedPosture(AGENT_VERSION);
+    const o = withDefaults(AGENT_DEFAULTS, options);
+    const resolved: ResolvedAgentOptions = {
+      ...o,
+      platform: options.platform ?? detectPlatform(),
+      posture: options.posture ?? unattestedPosture(AGENT_VERSION),
+    };
     const boxKey = await generateBoxKey();
-    const bundle = await signedBundle(options, boxKey, options.model, options.engine?.totalSlots ?? 1, platform, posture, clock.now());
-    return new Agent(options, boxKey, bundle, platform, posture);
+    const bundle = await signedBundle(resolved, boxKey, options.model, resolved.engine?.totalSlots ?? 1, o.clock.now());
+    return new Agent(resolved, boxKey, bundle);
   }
 
   /** The agent's id (from its identity key). */
@@ -196,7 +287,7 @@ export class Agent implements AsyncDisposable {
 
   /** The state heartbeats report. */
   get state(): AgentState {
-    return this.#state;
+    return this.#state.state;
   }
 
   /** The state of the gateway link. */
@@ -224,55 +315,42 @@ export class Agent implements AsyncDisposable {
     return this.#engine;
   }
 
-  /** Jobs generating now. */
-  get activeJobs(): number {
-    return this.#runner.active;
+  /** The job runner's live figures (jobs running and served, measured speeds). */
+  get stats(): JobStats {
+    return this.#runner.stats;
   }
 
-  /** Jobs that ended with a receipt. */
-  get jobsServed(): number {
-    return this.#runner.served;
+  /** The figures heartbeats report, read now: the runner's, and the slots free and in total. */
+  figures(): JobFigures {
+    const stats = this.#runner.stats;
+    const totalSlots = this.#engine?.totalSlots ?? 0;
+    const serving = this.#state.state === 'serving' && this.#engine !== null;
+    return {
+      activeJobs: stats.activeJobs,
+      jobsServed: stats.jobsServed,
+      tokensPerSecond: stats.tokensPerSecond,
+      ttftMs: stats.ttftMs,
+      freeSlots: serving ? Math.max(0, totalSlots - stats.activeJobs) : 0,
+      totalSlots,
+    };
   }
 
-  /** Slots that could take a job now (0 unless serving). */
-  get freeSlots(): number {
-    if (this.#state !== 'serving' || !this.#engine) return 0;
-    return Math.max(0, this.#engine.totalSlots - this.#runner.active);
-  }
-
-  /** Smoothed completion tokens per second. */
-  get tokensPerSecond(): number {
-    return this.#runner.tokensPerSecond;
-  }
-
-  /** Smoothed time to first token, ms. */
-  get ttftMs(): number {
-    return this.#runner.ttftMs;
-  }
-
-  /** Connects to the gateway and starts serving (the always-on use). */
+  /** Connects to the gateway and starts serving (the always-on use, with a state of its own). */
   start(): void {
-    this.#state = this.#engine ? 'serving' : 'waiting';
+    this.#own?.set(this.#engine ? 'serving' : 'waiting');
     this.connect();
   }
 
   /** Opens the link (reconnecting until disconnect) and starts rotating box keys. */
   connect(): void {
-    this.#stopped = null;
+    if (this.isDisposed) return;
     this.#connected = true;
     this.#scheduleRotation();
-    this.#link.start();
-  }
-
-  /** Sets the state heartbeats report, and sends one now. Only 'serving' takes jobs. */
-  setState(state: AgentState): void {
-    if (this.#state === state) return;
-    this.#state = state;
-    this.#link.beat();
+    this.#link.connect();
   }
 
   /**
-   * Attaches a loaded engine (or detaches with null; the caller disposes it). The bundle is
+   * Attaches a loaded engine (or detaches with null; whoever loaded it disposes it). The bundle is
    * re-signed if what it says changes (the model, its context length or the slots).
    */
   async setEngine(engine: InferenceEngine | null, model: ServedModel = this.#model): Promise<void> {
@@ -289,10 +367,10 @@ export class Agent implements AsyncDisposable {
   /** Draws a new box key, signs and sends a new bundle, and keeps the old key for the grace period. */
   async rotateBoxKey(): Promise<void> {
     const next = await generateBoxKey();
-    if (this.#previous) this.#forgetPrevious();
-    const old = this.#boxKey;
-    const grace = this.#o.previousBoxKeyGraceMs ?? LIMITS.maxRequestAgeMs + LIMITS.maxClockSkewMs;
-    this.#previous = { key: old, timer: this.#clock.setTimeout(() => this.#forgetPrevious(), grace) };
+    this.#forgetPrevious();
+    const timer = new TimerSlot(this.#o.clock);
+    this.#previous = { key: this.#boxKey, timer };
+    timer.set(this.#o.previousBoxKeyGraceMs, () => this.#forgetPrevious());
     this.#boxKey = next;
     await this.#resign();
     this.#log.info('box key rotated', { boxKeyId: next.keyId });
@@ -300,7 +378,7 @@ export class Agent implements AsyncDisposable {
 
   #forgetPrevious(): void {
     if (!this.#previous) return;
-    this.#clock.clearTimeout(this.#previous.timer);
+    this.#previous.timer.dispose();
     (this.#previous.key.secretKey as Uint8Array).fill(0);
     this.#previous = null;
   }
@@ -311,38 +389,20 @@ export class Agent implements AsyncDisposable {
   }
 
   async #resign(): Promise<void> {
-    this.#bundle = await signedBundle(
-      this.#o,
-      this.#boxKey,
-      this.#model,
-      this.#engine?.totalSlots ?? this.#bundle.bundle.capacity.slots,
-      this.#platform,
-      this.#posture,
-      this.#clock.now(),
-    );
+    const slots = this.#engine?.totalSlots ?? this.#bundle.bundle.capacity.slots;
+    this.#bundle = await signedBundle(this.#o, this.#boxKey, this.#model, slots, this.#o.clock.now());
     this.#link.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: this.#bundle });
   }
 
-  #rotationMs(): number {
-    return this.#o.boxKeyRotationMs ?? 24 * 3600_000;
-  }
-
   #scheduleRotation(): void {
-    if (this.#rotationTimer) return;
-    this.#rotationTimer = this.#clock.setTimeout(() => {
-      this.#rotationTimer = null;
+    if (this.#rotation.pending) return;
+    this.#rotation.set(this.#o.boxKeyRotationMs, () => {
       this.rotateBoxKey()
-        .catch((err: unknown) => this.#log.error('box key rotation failed', { err: err instanceof Error ? err.message : String(err) }))
+        .catch((err: unknown) => this.#log.error('box key rotation failed', { err: errorMessage(err) }))
         .finally(() => {
           if (this.#connected) this.#scheduleRotation();
         });
-    }, this.#rotationMs());
-  }
-
-  #clearTimers(): void {
-    if (this.#rotationTimer) this.#clock.clearTimeout(this.#rotationTimer);
-    this.#rotationTimer = null;
-    this.#forgetPrevious();
+    });
   }
 
   /**
@@ -352,25 +412,24 @@ export class Agent implements AsyncDisposable {
    * (the jobs carry on).
    */
   async drain(graceMs: number, resume?: AbortSignal): Promise<DrainOutcome> {
-    const jobsAtStart = this.#runner.active;
+    const jobsAtStart = this.#runner.stats.activeJobs;
     if (jobsAtStart === 0) return { jobsAtStart, aborted: 0, outcome: 'settled' };
     const outcome = await new Promise<DrainOutcome['outcome']>((resolve) => {
       if (resume?.aborted) return resolve('resumed');
       if (graceMs <= 0) return resolve('grace');
-      const timer = this.#clock.setTimeout(() => finish('grace'), graceMs);
-      const onResume = (): void => finish('resumed');
-      function finish(o: DrainOutcome['outcome']): void {
+      const timer = new TimerSlot(this.#o.clock);
+      const finish = (o: DrainOutcome['outcome']): void => {
+        timer.dispose();
         resume?.removeEventListener('abort', onResume);
         resolve(o);
-      }
+      };
+      const onResume = (): void => finish('resumed');
+      timer.set(graceMs, () => finish('grace'));
       resume?.addEventListener('abort', onResume, { once: true });
-      void this.#runner.drain().then(() => {
-        this.#clock.clearTimeout(timer);
-        finish('settled');
-      });
+      void this.#runner.drain().then(() => finish('settled'));
     });
     if (outcome !== 'grace') return { jobsAtStart, aborted: 0, outcome };
-    const aborted = this.#runner.active;
+    const aborted = this.#runner.stats.activeJobs;
     await this.#runner.abortAll();
     return { jobsAtStart, aborted, outcome };
   }
@@ -378,28 +437,21 @@ export class Agent implements AsyncDisposable {
   /** Says goodbye with `reason`, closes the link and stops reconnecting (until connect()). */
   async disconnect(reason: GoodbyeReason): Promise<void> {
     this.#connected = false;
-    this.#clearTimers();
-    await this.#link.stop(reason);
+    this.#rotation.clear();
+    this.#forgetPrevious();
+    await this.#link.disconnect(reason);
   }
 
   /**
-   * Stops taking jobs, lets running ones finish for up to `graceMs` (then aborts them), says
-   * goodbye and disconnects; disposes the engine if it owns it.
+   * Stops taking jobs (when it owns its state), lets running ones finish for `stopGraceMs` (then
+   * aborts them), says goodbye ('quit') and disconnects. The engine stays with whoever loaded it.
    */
-  stop(graceMs = 5000): Promise<void> {
-    this.#stopped ??= (async () => {
-      this.setState('draining');
-      await this.drain(graceMs);
-      await this.disconnect('quit');
-      this.#state = 'stopped';
-      if (this.#o.ownsEngine) await this.#engine?.dispose();
-      this.#log.info('agent stopped', { agentId: this.agentId });
-    })();
-    return this.#stopped;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.stop();
+  protected override async onDispose(): Promise<void> {
+    this.#own?.set('draining');
+    await this.drain(this.#o.stopGraceMs);
+    await this.disconnect('quit');
+    this.#own?.set('stopped');
+    this.#log.info('agent stopped', { agentId: this.agentId });
   }
 }
 
@@ -408,24 +460,21 @@ function bundleModel(model: ServedModel): ServedModel {
 }
 
 async function signedBundle(
-  options: AgentOptions,
+  options: Pick<ResolvedAgentOptions, 'identity' | 'boxKeyRotationMs' | 'platform' | 'posture'>,
   boxKey: BoxKeyPair,
   model: ServedModel,
   slots: number,
-  platform: Platform,
-  posture: Posture,
   now: number,
 ): Promise<SignedBundle> {
   // Valid a little longer than one rotation, so a bundle never lapses before the next one.
-  const rotation = options.boxKeyRotationMs ?? 24 * 3600_000;
   return createBundle({
     identity: options.identity,
     boxKey,
     models: [bundleModel(model)],
     slots,
-    platform,
-    posture,
+    platform: options.platform,
+    posture: options.posture,
     now,
-    validityMs: Math.min(MAX_BUNDLE_VALIDITY_MS, rotation + 3600_000),
+    validityMs: Math.min(MAX_BUNDLE_VALIDITY_MS, options.boxKeyRotationMs + 3600_000),
   });
 }

@@ -1,10 +1,23 @@
 /**
  * The agent's outbound WebSocket to the gateway: hello with the signed bundle, answer the
- * challenge, then heartbeats and job traffic. Reconnects with jittered exponential backoff.
+ * challenge, then heartbeats and job traffic. Reconnects with the one backoff of src/shared (full
+ * jitter), its delays on the injected clock.
  */
 import WebSocket from 'ws';
 import {
   CLOSE_CODES,
+  Resource,
+  backoffDelay,
+  raceClock,
+  resolveBackoff,
+  silentLogger,
+  systemClock,
+  withDefaults,
+  type BackoffOptions,
+  type Emitter,
+  type Event,
+  type ResolvedBackoff,
+  type LinkState,
   LIMITS,
   NightjarError,
   PROTOCOL_VERSION,
@@ -17,51 +30,56 @@ import {
   type IdentityKeyPair,
   type Logger,
   type SignedBundle,
-  type TimerHandle,
 } from '../../shared/index.js';
+import { TimerSlot, loggedEmitter } from './lifecycle.js';
+
+export type { LinkState };
 
 type FrameOf<T extends GatewayFrame['type']> = Extract<GatewayFrame, { type: T }>;
 /** The status fields a heartbeat carries. */
 export type StatusFields = Omit<Extract<AgentFrame, { type: 'status' }>, 'v' | 'type'>;
-
-/** Reconnect timing. */
-export interface BackoffOptions {
-  /** First delay. Defaults to 500 ms. */
-  initialMs?: number;
-  /** Ceiling. Defaults to 30 000 ms. */
-  maxMs?: number;
-  /** Growth per failure. Defaults to 2. */
-  factor?: number;
-}
+/** The gateway's welcome (operator, trust, heartbeat interval). */
+export type WelcomeFrame = FrameOf<'welcome'>;
+/** The gateway's refusal of this agent (code and reason). */
+export type RejectFrame = FrameOf<'reject'>;
+/** A job for this agent. */
+export type JobFrame = FrameOf<'job'>;
+/** A job's cancellation. */
+export type CancelFrame = FrameOf<'cancel'>;
+/** Why the link is closed, as the goodbye frame says it. */
+export type GoodbyeReason = 'paused' | 'schedule' | 'owner-active' | 'quit' | 'error';
 
 /** Options of {@link GatewayLink}. */
 export interface GatewayLinkOptions {
-  /** The gateway's agent WebSocket URL, e.g. ws://127.0.0.1:8787/v1/agent. */
+  /** The gateway's agent WebSocket URL, e.g. ws://127.0.0.1:8787/v1/agent. Required. */
   url: string;
+  /** Signs the handshake's challenge. Required. */
   identity: IdentityKeyPair;
-  /** The bundle to present; called at each connect so a rotated bundle is used. */
+  /** The bundle to present; called at each connect so a rotated bundle is used. Required. */
   bundle: () => SignedBundle;
-  /** One-time enrollment token that binds this identity to an operator. Defaults to none. */
-  enrollToken?: string;
-  /** The heartbeat's content, read at each beat. */
+  /** The heartbeat's content, read at each beat. Required. */
   status: () => StatusFields;
-  clock: Clock;
-  logger: Logger;
-  /** Reconnect timing. Defaults as {@link BackoffOptions} says. */
+  /** One-time enrollment token that binds this identity to an operator. Defaults to none. */
+  enrollToken?: string | null;
+  /** Reconnect timing (full jitter). Defaults to 500 ms growing ×2 up to 30 s. */
   backoff?: BackoffOptions;
-  /** Random source in [0, 1) for jitter. Defaults to Math.random. */
+  /** Random source in [0, 1) for the jitter. Defaults to Math.random. */
   random?: () => number;
-  onJob(frame: FrameOf<'job'>): void;
-  onCancel(frame: FrameOf<'cancel'>): void;
-  /** Called after each successful handshake. */
-  onConnected?(frame: FrameOf<'welcome'>): void;
-  /** Called when the gateway refuses this agent (before it closes the connection). */
-  onReject?(frame: FrameOf<'reject'>): void;
-  /** Called when an authenticated connection ends. */
-  onDisconnected?(): void;
-  /** Called whenever {@link GatewayLink.state} changes. */
-  onStateChange?(state: LinkState): void;
+  /** How long a closing socket may take before it is cut. Defaults to 2000 ms. */
+  closeTimeoutMs?: number;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
 }
+
+const LINK_DEFAULTS: Required<Pick<GatewayLinkOptions, 'enrollToken' | 'random' | 'closeTimeoutMs' | 'clock' | 'logger'>> = {
+  enrollToken: null,
+  random: Math.random,
+  closeTimeoutMs: 2000,
+  clock: systemClock,
+  logger: silentLogger,
+};
 
 /**
  * The agent WebSocket URL of a gateway given as http(s):// or ws(s)://: http becomes ws, https
@@ -90,33 +108,62 @@ export function gatewaySocketUrl(address: string): string {
   return url.toString();
 }
 
-/** Link states. */
-export type LinkState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped';
-
 /**
- * Full-jitter exponential backoff: a uniform delay in [0, min(max, initial·factor^n)].
+ * A persistent, authenticated connection to one gateway: connect() opens it and keeps it open
+ * (reconnecting with jittered backoff) until disconnect(); dispose() disconnects for good.
  */
-export function backoffDelay(failures: number, options: BackoffOptions, random: () => number): number {
-  const initial = options.initialMs ?? 500;
-  const cap = Math.min(options.maxMs ?? 30_000, initial * (options.factor ?? 2) ** Math.min(failures, 30));
-  return Math.round(random() * cap);
-}
-
-/** A persistent, authenticated connection to one gateway. */
-export class GatewayLink {
-  readonly #o: GatewayLinkOptions;
+export class GatewayLink extends Resource {
+  readonly #o: typeof LINK_DEFAULTS & GatewayLinkOptions;
+  readonly #backoff: ResolvedBackoff;
+  readonly #retry: TimerSlot;
+  readonly #beatTimer: TimerSlot;
+  readonly #state$: Emitter<LinkState>;
+  readonly #welcome$: Emitter<WelcomeFrame>;
+  readonly #reject$: Emitter<RejectFrame>;
+  readonly #job$: Emitter<JobFrame>;
+  readonly #cancel$: Emitter<CancelFrame>;
+  readonly #disconnected$: Emitter<void>;
   #socket: WebSocket | null = null;
   #state: LinkState = 'idle';
   #failures = 0;
-  #retryTimer: TimerHandle | null = null;
-  #beatTimer: TimerHandle | null = null;
   #heartbeatMs = 15_000;
   #closed: Promise<void> | null = null;
   #retryDelay: number | null = null;
 
   constructor(options: GatewayLinkOptions) {
-    this.#o = options;
+    super();
+    this.#o = withDefaults(LINK_DEFAULTS, options);
+    this.#backoff = resolveBackoff(options.backoff);
+    const log = this.#o.logger;
+    const d = this.disposables;
+    this.#retry = d.add(new TimerSlot(this.#o.clock));
+    this.#beatTimer = d.add(new TimerSlot(this.#o.clock));
+    this.#state$ = d.add(loggedEmitter(log, 'link state'));
+    this.#welcome$ = d.add(loggedEmitter(log, 'welcome'));
+    this.#reject$ = d.add(loggedEmitter(log, 'reject'));
+    this.#job$ = d.add(loggedEmitter(log, 'job'));
+    this.#cancel$ = d.add(loggedEmitter(log, 'cancel'));
+    this.#disconnected$ = d.add(loggedEmitter(log, 'disconnect'));
+    this.onState = this.#state$.event;
+    this.onWelcome = this.#welcome$.event;
+    this.onReject = this.#reject$.event;
+    this.onJob = this.#job$.event;
+    this.onCancel = this.#cancel$.event;
+    this.onDisconnected = this.#disconnected$.event;
   }
+
+  /** Fires whenever {@link GatewayLink.state} changes. */
+  readonly onState: Event<LinkState>;
+  /** Fires after each successful handshake, with the gateway's welcome. */
+  readonly onWelcome: Event<WelcomeFrame>;
+  /** Fires when the gateway refuses this agent (before it closes the connection). */
+  readonly onReject: Event<RejectFrame>;
+  /** Fires with each job the gateway sends. */
+  readonly onJob: Event<JobFrame>;
+  /** Fires with each cancellation the gateway sends. */
+  readonly onCancel: Event<CancelFrame>;
+  /** Fires when an authenticated connection ends. */
+  readonly onDisconnected: Event<void>;
 
   get state(): LinkState {
     return this.#state;
@@ -127,18 +174,18 @@ export class GatewayLink {
     return this.#retryDelay;
   }
 
-  /** Starts connecting; reconnects until stop(). After stop(), starts afresh. */
-  start(): void {
-    if (this.#state !== 'idle' && this.#state !== 'stopped') return;
+  /** Starts connecting; reconnects until disconnect(). After disconnect(), starts afresh. */
+  connect(): void {
+    if (this.isDisposed || (this.#state !== 'idle' && this.#state !== 'stopped')) return;
     this.#closed = null;
     this.#failures = 0;
-    this.#connect();
+    this.#open();
   }
 
   #setState(state: LinkState): void {
     if (this.#state === state) return;
     this.#state = state;
-    this.#o.onStateChange?.(state);
+    this.#state$.fire(state);
   }
 
   /** Sends a frame if connected; returns false if it could not be sent. */
@@ -153,46 +200,47 @@ export class GatewayLink {
     this.send({ v: PROTOCOL_VERSION, type: 'status', ...this.#o.status() });
   }
 
-  /** Says goodbye, closes, and stops reconnecting. */
-  stop(reason: 'paused' | 'schedule' | 'owner-active' | 'quit' | 'error' = 'quit'): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => {
+  /**
+   * Says goodbye with `reason`, closes (cutting the socket if it takes longer than
+   * `closeTimeoutMs` on the clock), and stops reconnecting until connect().
+   */
+  disconnect(reason: GoodbyeReason = 'quit'): Promise<void> {
+    this.#closed ??= (async () => {
       const socket = this.#socket;
-      this.#goodbye(reason);
+      this.send({ v: PROTOCOL_VERSION, type: 'goodbye', reason });
       this.#setState('stopped');
-      this.#clearTimers();
+      this.#retry.clear();
+      this.#beatTimer.clear();
+      this.#retryDelay = null;
       this.#socket = null;
-      if (!socket || socket.readyState === WebSocket.CLOSED) {
-        resolve();
-        return;
-      }
-      socket.once('close', () => resolve());
+      if (!socket || socket.readyState === WebSocket.CLOSED) return;
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
       socket.close(CLOSE_CODES.goingAway, reason);
-      const t = setTimeout(() => socket.terminate(), 2000);
-      socket.once('close', () => clearTimeout(t));
-    });
+      if (!(await raceClock(this.#o.clock, this.#o.closeTimeoutMs, closed)).done) {
+        socket.terminate();
+        await closed;
+      }
+    })();
     return this.#closed;
   }
 
-  #goodbye(reason: 'paused' | 'schedule' | 'owner-active' | 'quit' | 'error'): void {
-    this.send({ v: PROTOCOL_VERSION, type: 'goodbye', reason });
+  /** Says goodbye ('quit') and closes for good. */
+  protected override async onDispose(): Promise<void> {
+    await this.disconnect('quit');
   }
 
-  #clearTimers(): void {
-    if (this.#retryTimer) this.#o.clock.clearTimeout(this.#retryTimer);
-    if (this.#beatTimer) this.#o.clock.clearTimeout(this.#beatTimer);
-    this.#retryTimer = this.#beatTimer = null;
-    this.#retryDelay = null;
-  }
-
-  #connect(): void {
+  #open(): void {
     this.#setState('connecting');
     const log = this.#o.logger;
     const socket = new WebSocket(this.#o.url, { maxPayload: LIMITS.maxAgentFrameBytes, perMessageDeflate: false });
     this.#socket = socket;
     let authenticated = false;
+    let presented: SignedBundle | null = null;
 
     socket.on('open', () => {
-      const hello: AgentFrame = { v: PROTOCOL_VERSION, type: 'hello', bundle: this.#o.bundle() };
+      presented = this.#o.bundle();
+      const hello: AgentFrame = { v: PROTOCOL_VERSION, type: 'hello', bundle: presented };
+      // Absent from the frame, not null, when there is none.
       if (this.#o.enrollToken) hello.enrollToken = this.#o.enrollToken;
       socket.send(JSON.stringify(hello));
     });
@@ -231,18 +279,20 @@ export class GatewayLink {
           this.#heartbeatMs = frame.heartbeatMs;
           log.info('connected to gateway', { agentId: frame.agentId, trust: frame.trust });
           this.beat();
+          // A bundle re-signed during the handshake (a key rotation) could not be sent then.
+          if (this.#o.bundle() !== presented) this.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: this.#o.bundle() });
           this.#scheduleBeat();
-          this.#o.onConnected?.(frame);
+          this.#welcome$.fire(frame);
           return;
         case 'reject':
           log.warn('gateway rejected this agent', { code: frame.code, reason: frame.message });
-          this.#o.onReject?.(frame);
+          this.#reject$.fire(frame);
           return;
         case 'job':
-          this.#o.onJob(frame);
+          this.#job$.fire(frame);
           return;
         case 'cancel':
-          this.#o.onCancel(frame);
+          this.#cancel$.fire(frame);
           return;
         case 'error':
           log.warn('gateway reported an error', { code: frame.code, reason: frame.message });
@@ -251,29 +301,26 @@ export class GatewayLink {
     });
     socket.on('error', (err) => log.debug('gateway socket error', { err: err.message }));
     socket.on('close', (code) => {
-      if (authenticated) this.#o.onDisconnected?.();
+      if (authenticated) this.#disconnected$.fire();
       if (this.#socket !== socket) return;
-      if (this.#beatTimer) this.#o.clock.clearTimeout(this.#beatTimer);
-      this.#beatTimer = null;
+      this.#beatTimer.clear();
       if (this.#state === 'stopped') return;
-      this.#failures++;
-      const delay = backoffDelay(this.#failures, this.#o.backoff ?? {}, this.#o.random ?? Math.random);
+      const delay = backoffDelay(this.#failures++, this.#backoff, this.#o.random);
       log.info('gateway connection closed; retrying', { code, delayMs: delay });
       this.#setState('waiting');
       this.#retryDelay = delay;
-      this.#retryTimer = this.#o.clock.setTimeout(() => {
-        this.#retryTimer = null;
+      this.#retry.set(delay, () => {
         this.#retryDelay = null;
-        if (this.#state === 'waiting') this.#connect();
-      }, delay);
+        if (this.#state === 'waiting') this.#open();
+      });
     });
   }
 
   #scheduleBeat(): void {
-    this.#beatTimer = this.#o.clock.setTimeout(() => {
+    this.#beatTimer.set(this.#heartbeatMs, () => {
       if (this.#state !== 'connected') return;
       this.beat();
       this.#scheduleBeat();
-    }, this.#heartbeatMs);
+    });
   }
 }

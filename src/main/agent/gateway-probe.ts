@@ -13,6 +13,7 @@ import {
   gatewayFrameSchema,
   generateBoxKey,
   generateIdentity,
+  withDefaults,
   type BundleModel,
   type Platform,
   type Posture,
@@ -33,7 +34,9 @@ export interface GatewayProbeOptions {
   url: string;
   /** The model the throwaway bundle names. Required. */
   model: BundleModel;
+  /** The platform the throwaway bundle names. Required. */
   platform: Platform;
+  /** The posture the throwaway bundle names. Required. */
   posture: Posture;
   /** Gives up after this long. Defaults to 5000 ms. */
   timeoutMs?: number;
@@ -41,9 +44,11 @@ export interface GatewayProbeOptions {
   now?: () => number;
 }
 
+const PROBE_DEFAULTS: Required<Pick<GatewayProbeOptions, 'timeoutMs' | 'now'>> = { timeoutMs: 5000, now: Date.now };
+
 /** Probes the gateway; throws NJ_GATEWAY_UNREACHABLE (or the gateway's rejection). */
 export async function probeGateway(options: GatewayProbeOptions): Promise<GatewayProbe> {
-  const now = options.now ?? Date.now;
+  const { now, timeoutMs } = withDefaults(PROBE_DEFAULTS, options);
   const bundle = await createBundle({
     identity: await generateIdentity(),
     boxKey: await generateBoxKey(),
@@ -57,7 +62,7 @@ export async function probeGateway(options: GatewayProbeOptions): Promise<Gatewa
     const socket = new WebSocket(options.url, {
       maxPayload: LIMITS.maxAgentFrameBytes,
       perMessageDeflate: false,
-      handshakeTimeout: options.timeoutMs ?? 5000,
+      handshakeTimeout: timeoutMs,
     });
     let sentAt = 0;
     let settled = false;
@@ -71,14 +76,9 @@ export async function probeGateway(options: GatewayProbeOptions): Promise<Gatewa
     const timer = setTimeout(
       () =>
         finish(() =>
-          reject(
-            new NightjarError(
-              'NJ_GATEWAY_UNREACHABLE',
-              `The gateway at ${options.url} did not answer within ${options.timeoutMs ?? 5000} ms.`,
-            ),
-          ),
+          reject(new NightjarError('NJ_GATEWAY_UNREACHABLE', `The gateway at ${options.url} did not answer within ${timeoutMs} ms.`)),
         ),
-      options.timeoutMs ?? 5000,
+      timeoutMs,
     );
     socket.on('open', () => {
       sentAt = now();

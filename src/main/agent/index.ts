@@ -3,24 +3,38 @@
  * the client.
  *
  * - {@link AgentService}: the whole agent (config, models, records, runtime, control methods).
- * - {@link AgentRuntime}: the state machine that applies the policy with timers.
+ * - {@link AgentRuntime}: the executor of the pure planner's steps (runtime/planner.ts), with timers.
  * - {@link Agent}: the gateway side (identity, box keys and bundle, link, jobs).
  * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
  */
-export { Agent, AGENT_VERSION, type AgentOptions, type DrainOutcome, type GoodbyeReason } from './agent.js';
+export {
+  Agent,
+  AGENT_VERSION,
+  type AgentOptions,
+  type DrainOutcome,
+  type GoodbyeReason,
+  type JobFigures,
+  type Rejection,
+  type Welcome,
+} from './agent.js';
+export { TimerSlot, errorMessage, loggedEmitter } from './lifecycle.js';
+export { AgentStateStore, type AgentStateChange, type AgentStateSource, type AgentStateStoreOptions } from './state.js';
 export {
   GatewayLink,
-  backoffDelay,
   gatewaySocketUrl,
+  type CancelFrame,
   type GatewayLinkOptions,
-  type BackoffOptions,
+  type JobFrame,
   type LinkState,
+  type RejectFrame,
   type StatusFields,
+  type WelcomeFrame,
 } from './gateway-link.js';
-export { JobRunner, type JobRunnerOptions, type ServedModel } from './job-runner.js';
+export { JobRunner, type JobRunnerOptions, type JobStats, type ServedModel } from './job-runner.js';
 export { detectPlatform, unattestedPosture } from './platform.js';
 export { AgentService, type AgentServiceOptions } from './service.js';
-export { AgentRuntime, type AgentRuntimeEvents, type AgentRuntimeOptions, type ModelChoice } from './runtime/runtime.js';
+export { AgentRuntime, type AgentRuntimeOptions, type ModelChoice, type WhenStateOptions } from './runtime/runtime.js';
+export { plan, reasonOf, stopsAccepting, type PlanInput, type StandDownGoodbye, type Step } from './runtime/planner.js';
 export { decide, describeDecision, effectiveManual, type DecisionInput } from './policy/policy.js';
 export { inSchedule, inWindow, minutesOf, systemTimeZone, wallClock, type WallClock } from './policy/schedule.js';
 export {
@@ -94,24 +108,23 @@ export {
   type MemoryProbeOptions,
 } from './models/memory.js';
 export {
-  ReceiptLog,
+  SignedReceiptLog,
   localDate,
   operatorMicroCredits,
-  readReceiptLog,
+  readSignedReceiptLog,
   summarizeEarnings,
   type EarningsOptions,
   type ModelPrice,
-  type ReceiptLogContents,
-  type ReceiptLogOptions,
+  type SignedReceiptLogContents,
+  type SignedReceiptLogOptions,
 } from './records/receipt-log.js';
 export {
+  ControlServer,
   startControlServer,
-  DASHBOARD_CSP,
   DASHBOARD_SESSION_PATH,
   DASHBOARD_TICKET_PATH,
   type ControlFile,
   type ControlHandlers,
-  type ControlServer,
   type ControlServerOptions,
 } from './control/control-server.js';
 /** The engine contract, its node-llama-cpp implementation and its memory estimate. */

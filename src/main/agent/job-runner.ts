@@ -22,8 +22,15 @@ import {
   type Logger,
   type SignedReceipt,
   type Usage,
+  type Disposable,
+  type Emitter,
+  type Event,
+  silentLogger,
+  systemClock,
+  withDefaults,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
+import { errorMessage, loggedEmitter } from './lifecycle.js';
 
 /** The model this agent serves, as its bundle names it. */
 export interface ServedModel {
@@ -36,31 +43,51 @@ export interface ServedModel {
 
 /** Options of {@link JobRunner}. */
 export interface JobRunnerOptions {
+  /** The agent's identity: opens envelopes addressed to it and signs receipts. Required. */
   identity: IdentityKeyPair;
-  /** Box keys held now, current first. */
+  /** Box keys held now, current first. Required. */
   boxKeys: () => readonly BoxKeyPair[];
-  /** The model served now, as the bundle names it. */
+  /** The model served now, as the bundle names it. Required. */
   model: () => ServedModel;
-  /** The loaded engine, or null while none is loaded (jobs are then declined). */
+  /** The loaded engine, or null while none is loaded (jobs are then declined). Required. */
   engine: () => InferenceEngine | null;
-  clock: Clock;
-  logger: Logger;
-  /** Sends a frame to the gateway; false if the link is down. */
+  /** Sends a frame to the gateway; false if the link is down. Required. */
   send: (frame: AgentFrame) => boolean;
   /** Whether new jobs may start (false while waiting, draining or paused). Defaults to always. */
   accepting?: () => boolean;
   /**
-   * Receives every receipt this agent signs, for its own records, before it is sent; a promise
-   * returned is awaited (the receipt log fsyncs first). Defaults to none.
+   * Records every receipt this agent signs before the gateway hears of it. A hook, not an event:
+   * the runner awaits it, because the owner's receipt log fsyncs the receipt first — a receipt the
+   * gateway pays for is never missing from the agent's own record. A failure is logged and the
+   * receipt still goes out. Defaults to recording nothing.
    */
-  onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
-  /**
-   * Called when a job starts generating (not before: telling anyone sooner would only delay its
-   * first token) and when a job ends, declined or not. Defaults to none.
-   */
-  onChange?: () => void;
+  recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
   /** Remembers served jobIds. Defaults to a new ReplayGuard. */
   replay?: ReplayGuard;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+/** The defaults of {@link JobRunnerOptions}. */
+const JOB_RUNNER_DEFAULTS: Required<Pick<JobRunnerOptions, 'accepting' | 'recordReceipt' | 'clock' | 'logger'>> = {
+  accepting: () => true,
+  recordReceipt: () => undefined,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
+/** The figures of the jobs this runner served: what heartbeats and the status report. */
+export interface JobStats {
+  /** Jobs generating now (and jobs still opening, which count against the slots too). */
+  readonly activeJobs: number;
+  /** Jobs that ended with a receipt. */
+  readonly jobsServed: number;
+  /** Smoothed completion tokens per second of recent jobs. */
+  readonly tokensPerSecond: number;
+  /** Smoothed time to first token of recent jobs, ms. */
+  readonly ttftMs: number;
 }
 
 interface Running {
@@ -71,37 +98,35 @@ interface Running {
 const EMA = 0.2;
 
 /** Runs jobs on the engine and keeps the figures heartbeats report. */
-export class JobRunner {
-  readonly #o: JobRunnerOptions;
+export class JobRunner implements Disposable {
+  readonly #o: typeof JOB_RUNNER_DEFAULTS & JobRunnerOptions;
   readonly #replay: ReplayGuard;
   readonly #running = new Map<string, Running>();
-  #tokensPerSecond = 0;
-  #ttftMs = 0;
-  #served = 0;
+  readonly #stats = { activeJobs: 0, jobsServed: 0, tokensPerSecond: 0, ttftMs: 0 };
+  readonly #jobs: Emitter<void>;
+  readonly #receipts: Emitter<SignedReceipt>;
 
   constructor(options: JobRunnerOptions) {
-    this.#o = options;
+    this.#o = withDefaults(JOB_RUNNER_DEFAULTS, options);
     this.#replay = options.replay ?? new ReplayGuard();
+    this.#jobs = loggedEmitter(this.#o.logger, 'job change');
+    this.#receipts = loggedEmitter(this.#o.logger, 'receipt');
+    this.onJobs = this.#jobs.event;
+    this.onReceipt = this.#receipts.event;
   }
 
-  /** Jobs generating now. */
-  get active(): number {
-    return this.#running.size;
-  }
+  /**
+   * Fires when a job starts generating (not before: telling anyone sooner would only delay its
+   * first token) and when a job ends, declined or not.
+   */
+  readonly onJobs: Event<void>;
 
-  /** Jobs that ended with a receipt. */
-  get served(): number {
-    return this.#served;
-  }
+  /** Fires with every receipt once it is recorded, just before it is sent. */
+  readonly onReceipt: Event<SignedReceipt>;
 
-  /** Smoothed completion tokens per second of recent jobs. */
-  get tokensPerSecond(): number {
-    return this.#tokensPerSecond;
-  }
-
-  /** Smoothed time to first token of recent jobs, ms. */
-  get ttftMs(): number {
-    return this.#ttftMs;
+  /** The live figures (the one source heartbeats and the status read). */
+  get stats(): JobStats {
+    return this.#stats;
   }
 
   /** Handles a job frame from the gateway. */
@@ -111,13 +136,15 @@ export class JobRunner {
     const abort = new AbortController();
     const done = this.#serve(frame, abort.signal)
       .catch((err: unknown) => {
-        this.#o.logger.error('job crashed', { jobId: frame.jobId, err: err instanceof Error ? err.message : String(err) });
+        this.#o.logger.error('job crashed', { jobId: frame.jobId, err: errorMessage(err) });
       })
       .finally(() => {
         this.#running.delete(key);
-        this.#o.onChange?.();
+        this.#stats.activeJobs = this.#running.size;
+        this.#jobs.fire();
       });
     this.#running.set(key, { abort, done });
+    this.#stats.activeJobs = this.#running.size;
   }
 
   /** Stops a job within a token; it still ends with a final chunk and a receipt. */
@@ -134,6 +161,12 @@ export class JobRunner {
   /** Waits for every running job to finish. */
   async drain(): Promise<void> {
     await Promise.all([...this.#running.values()].map((r) => r.done));
+  }
+
+  /** Drops the listeners of its events (running jobs are the owner's to drain or abort first). */
+  dispose(): void {
+    this.#jobs.dispose();
+    this.#receipts.dispose();
   }
 
   #decline(frame: { jobId: string; attempt: number }, error: NightjarError): void {
@@ -153,7 +186,7 @@ export class JobRunner {
     const { jobId, attempt } = frame;
     const engine = this.#o.engine();
     const model = this.#o.model();
-    const accepting = (): boolean => !this.#o.accepting || this.#o.accepting();
+    const accepting = this.#o.accepting;
     if (!accepting() || !engine) {
       this.#decline(frame, new NightjarError('NJ_DECLINED', 'this agent is not taking jobs right now'));
       return;
@@ -208,16 +241,15 @@ export class JobRunner {
           if (text.length > 0) sendChunk(text);
         },
       });
-      this.#o.onChange?.();
+      this.#jobs.fire();
       const result = await generation;
       finishReason = result.finishReason;
       usage = result.usage;
       stopSequence = result.stopSequence;
       if (result.usage.completionTokens > 0) {
-        this.#tokensPerSecond = this.#tokensPerSecond
-          ? this.#tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA
-          : result.tokensPerSecond;
-        this.#ttftMs = this.#ttftMs ? this.#ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
+        const s = this.#stats;
+        s.tokensPerSecond = s.tokensPerSecond ? s.tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
+        s.ttftMs = s.ttftMs ? s.ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
       }
     } catch (err) {
       const e = err instanceof NightjarError ? err : new NightjarError('NJ_ENGINE_FAILED', 'generation failed');
@@ -246,11 +278,12 @@ export class JobRunner {
       identity,
     );
     try {
-      await this.#o.onReceipt?.(receipt);
+      await this.#o.recordReceipt(receipt);
     } catch (err) {
-      logger.error('could not record a receipt', { jobId, err: err instanceof Error ? err.message : String(err) });
+      logger.error('could not record a receipt', { jobId, err: errorMessage(err) });
     }
-    this.#served++;
+    this.#receipts.fire(receipt);
+    this.#stats.jobsServed++;
     this.#o.send({ v: PROTOCOL_VERSION, type: 'done', jobId, attempt, receipt });
     logger.info('job done', { jobId, attempt, finishReason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens });
   }

@@ -6,16 +6,22 @@
 import {
   CONTROL_API_VERSION,
   NightjarError,
+  Resource,
   policySchema,
   silentLogger,
   systemClock,
+  withDefaults,
+  type BackoffOptions,
   type CatalogEntry,
   type Clock,
   type ControlEvent,
   type DownloadProgress,
+  type Emitter,
+  type Event,
   type IdentityKeyPair,
   type LinkInput,
   type Logger,
+  type Manual,
   type ModelsSnapshot,
   type Platform,
   type Posture,
@@ -29,7 +35,8 @@ import type { InferenceEngine } from './engine/types.js';
 import { defaultEnvironmentSource, type EnvironmentSource } from './environment/environment.js';
 import { defaultPowerSaveBlocker, type PowerSaveBlocker } from './environment/power-save.js';
 import { AGENT_VERSION } from './agent.js';
-import { gatewaySocketUrl, type BackoffOptions } from './gateway-link.js';
+import { gatewaySocketUrl } from './gateway-link.js';
+import { loggedEmitter } from './lifecycle.js';
 import { probeGateway } from './gateway-probe.js';
 import { BUILT_IN_CATALOG, loadCatalogFile, mergeCatalogs } from './models/catalog.js';
 import { modelChoice } from './models/choice.js';
@@ -37,7 +44,7 @@ import { defaultMemoryProbe, type MemoryProbe } from './models/memory.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
 import { ModelStore, type PullOptions } from './models/store.js';
 import { systemTimeZone } from './policy/schedule.js';
-import { ReceiptLog, summarizeEarnings } from './records/receipt-log.js';
+import { SignedReceiptLog, summarizeEarnings } from './records/receipt-log.js';
 import { AgentRuntime, type ModelChoice } from './runtime/runtime.js';
 
 /** Options of {@link AgentService}. */
@@ -64,7 +71,7 @@ export interface AgentServiceOptions {
    * Serve this model instead of the one config.json selects (`serve --model`): a choice built by
    * the caller. Defaults to the selected installed model.
    */
-  model?: ModelChoice;
+  model?: ModelChoice | null;
   /** Idle, power and heat. Defaults to the platform's source. */
   environment?: EnvironmentSource;
   /** Keeps the machine awake while serving. Defaults to caffeinate on macOS, nothing elsewhere. */
@@ -80,111 +87,175 @@ export interface AgentServiceOptions {
   /** Serve the control API on loopback. Defaults to config.control.enabled. */
   control?: boolean;
   /** Serve the dashboard (the built renderer in this folder) on the control server too. Defaults to none. */
-  dashboardDir?: string;
-  /** Defaults to the system clock. */
-  clock?: Clock;
-  /** Defaults to a silent logger. */
-  logger?: Logger;
+  dashboardDir?: string | null;
+  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
+  backoff?: BackoffOptions;
+  /** How often the machine is read. Defaults to 2000 ms. */
+  pollMs?: number;
   /** Defaults to what the OS reports. */
   platform?: Platform;
   /** Defaults to an unattested posture. */
   posture?: Posture;
-  /** Gateway reconnect timing. Defaults as BackoffOptions says. */
-  backoff?: BackoffOptions;
-  /** How often the machine is read. Defaults to 2000 ms. */
-  pollMs?: number;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+type Defaulted = 'model' | 'dashboardDir' | 'clock' | 'logger';
+
+const SERVICE_DEFAULTS: Required<Pick<AgentServiceOptions, Defaulted>> = {
+  model: null,
+  dashboardDir: null,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
+type ResolvedServiceOptions = typeof SERVICE_DEFAULTS &
+  AgentServiceOptions & {
+    keyStore: 'keychain' | 'plaintext-file';
+    control: boolean;
+    platform: Platform;
+    posture: Posture;
+    memoryProbe: MemoryProbe;
+    probeGateway: (agentUrl: string) => Promise<void>;
+  };
+
+function resolve(options: AgentServiceOptions): ResolvedServiceOptions {
+  const o = withDefaults(SERVICE_DEFAULTS, options);
+  const platform = options.platform ?? detectPlatform();
+  const posture = options.posture ?? unattestedPosture(AGENT_VERSION);
+  return {
+    ...o,
+    keyStore: options.keyStore ?? options.config.keys.store,
+    control: options.control ?? options.config.control.enabled,
+    platform,
+    posture,
+    memoryProbe: options.memoryProbe ?? defaultMemoryProbe(),
+    probeGateway:
+      options.probeGateway ??
+      (async (url: string) => {
+        await probeGateway({
+          url,
+          model: { id: 'link-probe', sha256: '0'.repeat(64), synthetic: true, contextLength: 4096 },
+          platform,
+          posture,
+        });
+      }),
+  };
+}
+
+/** A download under way: its last progress. */
+interface DownloadRecord {
+  progress: DownloadProgress;
 }
 
 /** A provider agent with its files, records and control methods. */
-export class AgentService implements AsyncDisposable {
+export class AgentService extends Resource {
   readonly runtime: AgentRuntime;
   readonly store: ModelStore;
-  readonly receipts: ReceiptLog;
+  readonly receipts: SignedReceiptLog;
   /** The loopback control server, when enabled. */
   control: ControlServer | null = null;
   /** The control methods (served over HTTP here, over IPC in the app). */
   readonly handlers: ControlHandlers;
-  readonly #o: AgentServiceOptions;
+  readonly #o: ResolvedServiceOptions;
   readonly #log: Logger;
   readonly #catalog: CatalogEntry[];
-  readonly #listeners = new Set<(event: ControlEvent) => void>();
-  readonly #downloads = new Map<string, { progress: DownloadProgress; abort: AbortController; done: Promise<void> }>();
+  readonly #events: Emitter<ControlEvent>;
+  readonly #downloads = new Map<string, DownloadRecord>();
   #config: AgentConfig;
-  #stopping: Promise<void> | null = null;
 
-  private constructor(options: AgentServiceOptions, receipts: ReceiptLog, catalog: CatalogEntry[], manual: AgentRuntime['manual']) {
-    this.#o = options;
-    this.#log = options.logger ?? silentLogger;
-    this.#config = options.config;
+  private constructor(o: ResolvedServiceOptions, receipts: SignedReceiptLog, catalog: CatalogEntry[], manual: Manual) {
+    super();
+    this.#o = o;
+    const log = (this.#log = o.logger);
+    this.#config = o.config;
     this.#catalog = catalog;
-    this.receipts = receipts;
-    const clock = options.clock ?? systemClock;
-    this.store = new ModelStore({ dir: options.paths.modelsDir, clock, logger: this.#log });
-    this.runtime = new AgentRuntime({
-      gatewayUrl: options.gatewayUrl,
-      identity: options.identity,
-      keyStore: options.keyStore ?? options.config.keys.store,
-      environment: options.environment ?? defaultEnvironmentSource(),
-      model: () => this.#choice(),
-      policy: options.config.policy,
-      manual,
-      onManualChange: (m) => saveStateFile(options.paths.stateFile, { manual: m }),
-      onReceipt: (r) => receipts.append(r),
-      powerSaveBlocker: options.powerSaveBlocker ?? defaultPowerSaveBlocker(process.platform, this.#log),
-      clock,
-      logger: this.#log,
-      boxKeyRotationMs: options.config.boxKeyRotationHours * 3600_000,
-      ...(options.config.gateway.enrollToken ? { enrollToken: options.config.gateway.enrollToken } : {}),
-      ...(options.platform ? { platform: options.platform } : {}),
-      ...(options.posture ? { posture: options.posture } : {}),
-      ...(options.backoff ? { backoff: options.backoff } : {}),
-      ...(options.pollMs ? { pollMs: options.pollMs } : {}),
-    });
-    this.runtime.on('state', (s) => this.#emit({ type: 'state', ...s }));
-    this.runtime.on('link', (link) => this.#emit({ type: 'link', link }));
-    this.runtime.on('jobs', () => this.#emit(this.#jobsEvent()));
-    this.runtime.on('preempted', (preemption) => this.#emit({ type: 'preempted', preemption }));
-    this.runtime.on('environment', (reading) => this.#emit({ type: 'environment', reading }));
-    this.runtime.on('receipt', ({ receipt: r }) =>
-      this.#emit({
-        type: 'receipt',
-        jobId: r.jobId,
-        model: r.model,
-        promptTokens: r.promptTokens,
-        completionTokens: r.completionTokens,
-        finishReason: r.finishReason,
-        endedAt: r.endedAt,
+    const d = this.disposables;
+    this.receipts = d.add(receipts);
+    this.#events = d.add(loggedEmitter<ControlEvent>(log, 'control event'));
+    this.onEvent = this.#events.event;
+    this.store = d.add(new ModelStore({ dir: o.paths.modelsDir, clock: o.clock, logger: log }));
+    this.runtime = d.add(
+      new AgentRuntime({
+        gatewayUrl: o.gatewayUrl,
+        identity: o.identity,
+        keyStore: o.keyStore,
+        environment: o.environment ?? defaultEnvironmentSource(),
+        model: () => this.#choice(),
+        policy: o.config.policy,
+        manual,
+        saveManual: (m) => saveStateFile(o.paths.stateFile, { manual: m }),
+        recordReceipt: (r) => receipts.append(r),
+        powerSaveBlocker: o.powerSaveBlocker ?? defaultPowerSaveBlocker(process.platform, log),
+        enrollToken: o.config.gateway.enrollToken,
+        boxKeyRotationMs: o.config.boxKeyRotationHours * 3600_000,
+        backoff: o.backoff,
+        pollMs: o.pollMs,
+        platform: o.platform,
+        posture: o.posture,
+        clock: o.clock,
+        logger: log,
       }),
     );
+    this.#forwardEvents();
     this.handlers = this.#handlers();
+  }
+
+  /** Every control event: what the event stream and the app's IPC bridge carry. */
+  readonly onEvent: Event<ControlEvent>;
+
+  #forwardEvents(): void {
+    const r = this.runtime;
+    const emit = (e: ControlEvent): void => this.#events.fire(e);
+    r.onState((s) => emit({ type: 'state', state: s.state, since: s.since, reason: s.reason, decision: s.decision }));
+    r.onLink((link) => emit({ type: 'link', link }));
+    r.onJobs(() => emit(this.#jobsEvent()));
+    r.onPreempted((preemption) => emit({ type: 'preempted', preemption }));
+    r.onEnvironment((reading) => emit({ type: 'environment', reading }));
+    r.onReceipt(({ receipt }) =>
+      emit({
+        type: 'receipt',
+        jobId: receipt.jobId,
+        model: receipt.model,
+        promptTokens: receipt.promptTokens,
+        completionTokens: receipt.completionTokens,
+        finishReason: receipt.finishReason,
+        endedAt: receipt.endedAt,
+      }),
+    );
   }
 
   /** Opens the records, starts the runtime and (if enabled) the control server. */
   static async start(options: AgentServiceOptions): Promise<AgentService> {
-    const extra = options.config.catalogFile ? await loadCatalogFile(options.config.catalogFile) : null;
+    const o = resolve(options);
+    const extra = o.config.catalogFile ? await loadCatalogFile(o.config.catalogFile) : null;
     const catalog = mergeCatalogs(BUILT_IN_CATALOG, extra);
-    const receipts = await ReceiptLog.open({ file: options.paths.receiptsFile, identityKey: options.identity.publicKey });
-    const { manual } = await loadStateFile(options.paths.stateFile);
-    const service = new AgentService(options, receipts, catalog, manual);
+    const receipts = await SignedReceiptLog.open({ file: o.paths.receiptsFile, identityKey: o.identity.publicKey });
+    const { manual } = await loadStateFile(o.paths.stateFile);
+    const service = new AgentService(o, receipts, catalog, manual);
     try {
-      if (options.control ?? options.config.control.enabled) {
-        service.control = await startControlServer({
-          handlers: service.handlers,
-          subscribe: (send) => service.onEvent(send),
-          initialEvents: () => {
-            const s = service.runtime.status();
-            return [{ type: 'state', state: s.state, since: s.since, reason: s.reason, decision: s.decision }, service.#jobsEvent()];
-          },
-          port: options.config.control.port,
-          controlFile: options.paths.controlFile,
-          logger: service.#log,
-          ...(options.dashboardDir ? { dashboardDir: options.dashboardDir } : {}),
-          now: () => (options.clock ?? systemClock).now(),
-        });
+      if (o.control) {
+        service.control = service.disposables.add(
+          await startControlServer({
+            handlers: service.handlers,
+            events: service.onEvent,
+            initialEvents: () => {
+              const s = service.runtime.status();
+              return [{ type: 'state', state: s.state, since: s.since, reason: s.reason, decision: s.decision }, service.#jobsEvent()];
+            },
+            port: o.config.control.port,
+            controlFile: o.paths.controlFile,
+            dashboardDir: o.dashboardDir,
+            clock: o.clock,
+            logger: o.logger,
+          }),
+        );
       }
       await service.runtime.start();
     } catch (err) {
-      await service.stop();
+      await service.dispose();
       throw err;
     }
     return service;
@@ -198,16 +269,6 @@ export class AgentService implements AsyncDisposable {
   /** The catalog: built-in entries and the config's catalog file. */
   get catalog(): readonly CatalogEntry[] {
     return this.#catalog;
-  }
-
-  /** Subscribes to the control events; returns the unsubscribe. */
-  onEvent(listener: (event: ControlEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  #emit(event: ControlEvent): void {
-    for (const l of [...this.#listeners]) l(event);
   }
 
   #jobsEvent(): ControlEvent {
@@ -239,9 +300,9 @@ export class AgentService implements AsyncDisposable {
       threads: m.threads,
       allowSwap: m.allowSwap,
       logger: this.#log,
-      ...(this.#o.memoryProbe ? { memoryProbe: this.#o.memoryProbe } : {}),
-      ...(this.#o.estimate ? { estimate: this.#o.estimate } : {}),
-      ...(this.#o.loadEngine ? { loadEngine: this.#o.loadEngine } : {}),
+      memoryProbe: this.#o.memoryProbe,
+      estimate: this.#o.estimate,
+      loadEngine: this.#o.loadEngine,
     });
   }
 
@@ -257,7 +318,7 @@ export class AgentService implements AsyncDisposable {
       installed: await this.store.list(),
       catalog: [...this.#catalog],
       downloads: [...this.#downloads.values()].map((d) => d.progress),
-      memory: await (this.#o.memoryProbe ?? defaultMemoryProbe())().then(
+      memory: await this.#o.memoryProbe().then(
         (m) => ({ totalBytes: m.totalBytes, availableBytes: m.availableBytes }),
         () => null,
       ),
@@ -270,17 +331,7 @@ export class AgentService implements AsyncDisposable {
    */
   async link({ gatewayUrl, enrollToken }: LinkInput): Promise<void> {
     const url = gatewaySocketUrl(gatewayUrl);
-    const probe =
-      this.#o.probeGateway ??
-      (async (u: string) => {
-        await probeGateway({
-          url: u,
-          model: { id: 'link-probe', sha256: '0'.repeat(64), synthetic: true, contextLength: 4096 },
-          platform: this.#o.platform ?? detectPlatform(),
-          posture: this.#o.posture ?? unattestedPosture(AGENT_VERSION),
-        });
-      });
-    await probe(url);
+    await this.#o.probeGateway(url);
     const token = enrollToken ?? null;
     await this.#saveConfig({ ...this.#config, gateway: { url: gatewayUrl, enrollToken: token } });
     this.#log.info('linked to a gateway', { url, enrollToken: token !== null });
@@ -289,7 +340,8 @@ export class AgentService implements AsyncDisposable {
 
   /**
    * Downloads a catalog model in the background; progress goes out as `download` events. A second
-   * call for a model already downloading does nothing.
+   * call for a model already downloading does nothing. Disposing the service (its model store)
+   * aborts it; the partial file stays for a resume.
    */
   download(id: string, options: Pick<PullOptions, 'sha256'> = {}): void {
     if (this.#downloads.has(id)) return;
@@ -298,8 +350,7 @@ export class AgentService implements AsyncDisposable {
     if (!entry.sha256 && !options.sha256) {
       throw new NightjarError('NJ_BAD_REQUEST', `The catalog has no sha256 for ${id}; give the file's sha256 with the download.`);
     }
-    const abort = new AbortController();
-    const record = {
+    const record: DownloadRecord = {
       progress: {
         modelId: id,
         phase: 'starting',
@@ -308,30 +359,27 @@ export class AgentService implements AsyncDisposable {
         resumedFromBytes: 0,
         bytesPerSecond: 0,
         error: null,
-      } as DownloadProgress,
-      abort,
-      done: Promise.resolve(),
+      },
     };
     this.#downloads.set(id, record);
-    record.done = this.store
+    this.store
       .pull(entry, {
-        ...options,
-        signal: abort.signal,
-        ...(this.#o.fetch ? { fetch: this.#o.fetch } : {}),
+        sha256: options.sha256,
+        fetch: this.#o.fetch,
         onProgress: (p) => {
           record.progress = p;
           // 'done' goes out once the model is installed (manifest written, listed), so a UI that
           // selects the model when it hears 'done' finds it.
-          if (p.phase !== 'done') this.#emit({ type: 'download', progress: p });
+          if (p.phase !== 'done') this.#events.fire({ type: 'download', progress: p });
         },
       })
       .then(
         () => {
           this.#downloads.delete(id);
-          this.#emit({ type: 'download', progress: { ...record.progress, phase: 'done' } });
+          this.#events.fire({ type: 'download', progress: { ...record.progress, phase: 'done' } });
         },
         (err: unknown) => {
-          if (!abort.signal.aborted)
+          if (!this.isDisposed)
             this.#log.warn('download failed', { model: id, code: err instanceof NightjarError ? err.code : 'NJ_INTERNAL' });
         },
       )
@@ -363,7 +411,7 @@ export class AgentService implements AsyncDisposable {
       },
       listModels: () => this.#models(),
       downloadModel: async ({ id, sha256 }) => {
-        this.download(id, sha256 ? { sha256 } : {});
+        this.download(id, { sha256 });
         return this.#models();
       },
       selectModel: async ({ id }) => {
@@ -388,8 +436,8 @@ export class AgentService implements AsyncDisposable {
           timeZone: this.runtime.policy.timeZone ?? systemTimeZone(),
           prices: this.#config.earnings.prices,
           operatorShare: this.#config.earnings.operatorShare,
-          ...(days === undefined ? {} : { days }),
-          now: (this.#o.clock ?? systemClock).now(),
+          days,
+          now: this.#o.clock.now(),
         }),
       receipts: ({ limit, before }) => {
         const all = this.receipts.receipts;
@@ -403,20 +451,13 @@ export class AgentService implements AsyncDisposable {
     };
   }
 
-  /** Stops everything: downloads, the runtime (draining jobs), the control server, the log. */
-  stop(): Promise<void> {
-    this.#stopping ??= (async () => {
-      for (const d of this.#downloads.values()) d.abort.abort(new Error('the agent is stopping'));
-      await Promise.all([...this.#downloads.values()].map((d) => d.done));
-      await this.runtime.stop();
-      await this.control?.close();
-      await this.receipts.dispose();
-      this.#listeners.clear();
-    })();
-    return this.#stopping;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.stop();
+  /**
+   * Stops everything: the downloads (their partial files kept), the runtime (draining jobs within
+   * the policy's grace), the control server (its file removed), the receipt log.
+   */
+  protected override async onDispose(): Promise<void> {
+    // Downloads first, then the runtime: the rest goes in the store's order (last added first).
+    await this.store.dispose();
+    await this.runtime.dispose();
   }
 }

@@ -49,7 +49,7 @@ async function run(): Promise<void> {
   guardSession(session.defaultSession);
   serveDashboard(protocol, path.join(root, 'dist/app/renderer'));
 
-  const source = new ManualEnvironmentSource();
+  const source = new ManualEnvironmentSource({}, { logger });
   const feed = new PowerMonitorFeed({
     powerMonitor,
     source,

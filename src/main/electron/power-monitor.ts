@@ -8,13 +8,15 @@
 import {
   silentLogger,
   systemClock,
+  toDisposable,
+  withDefaults,
   type Clock,
+  type Disposable,
   type Logger,
   type MemoryPressure,
   type ThermalState,
-  type TimerHandle,
 } from '../../shared/index.js';
-import type { EnvironmentSample, ManualEnvironmentSource } from '../agent/index.js';
+import { TimerSlot, errorMessage, type EnvironmentSample, type ManualEnvironmentSource } from '../agent/index.js';
 import type { ElectronThermalState, PowerMonitorLike } from './electron-like.js';
 
 /** Electron's thermal state as the policy names it; 'unknown' is no reading. */
@@ -55,21 +57,33 @@ export interface PowerMonitorFeedOptions {
   logger?: Logger;
 }
 
+type Defaulted = 'memoryPollMs' | 'idlePollMs' | 'batteryPollMs' | 'clock' | 'logger';
+
+const FEED_DEFAULTS: Required<Pick<PowerMonitorFeedOptions, Defaulted>> = {
+  memoryPollMs: 10_000,
+  idlePollMs: 1000,
+  batteryPollMs: 60_000,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
 /** Feeds powerMonitor into the agent's environment source until disposed. */
-export class PowerMonitorFeed {
-  readonly #o: PowerMonitorFeedOptions;
-  readonly #clock: Clock;
+export class PowerMonitorFeed implements Disposable {
+  readonly #o: typeof FEED_DEFAULTS & PowerMonitorFeedOptions;
   readonly #log: Logger;
-  readonly #off: (() => void)[] = [];
-  #idleTimer: TimerHandle | null = null;
-  #batteryTimer: TimerHandle | null = null;
-  #memoryTimer: TimerHandle | null = null;
+  /** The powerMonitor listeners, removed on dispose. */
+  readonly #off: Disposable[] = [];
+  readonly #idleTimer: TimerSlot;
+  readonly #batteryTimer: TimerSlot;
+  readonly #memoryTimer: TimerSlot;
   #disposed = false;
 
   constructor(options: PowerMonitorFeedOptions) {
-    this.#o = options;
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silentLogger;
+    this.#o = withDefaults(FEED_DEFAULTS, options);
+    this.#log = this.#o.logger;
+    this.#idleTimer = new TimerSlot(this.#o.clock);
+    this.#batteryTimer = new TimerSlot(this.#o.clock);
+    this.#memoryTimer = new TimerSlot(this.#o.clock);
     const pm = options.powerMonitor;
     const src = options.source;
     const onLock = (): void => src.set({ screenLocked: true });
@@ -92,12 +106,12 @@ export class PowerMonitorFeed {
     pm.on('thermal-state-change', onThermal);
     pm.on('resume', onResume);
     this.#off.push(
-      () => pm.removeListener('lock-screen', onLock),
-      () => pm.removeListener('unlock-screen', onUnlock),
-      () => pm.removeListener('on-ac', onAc),
-      () => pm.removeListener('on-battery', onBattery),
-      () => pm.removeListener('thermal-state-change', onThermal),
-      () => pm.removeListener('resume', onResume),
+      toDisposable(() => void pm.removeListener('lock-screen', onLock)),
+      toDisposable(() => void pm.removeListener('unlock-screen', onUnlock)),
+      toDisposable(() => void pm.removeListener('on-ac', onAc)),
+      toDisposable(() => void pm.removeListener('on-battery', onBattery)),
+      toDisposable(() => void pm.removeListener('thermal-state-change', onThermal)),
+      toDisposable(() => void pm.removeListener('resume', onResume)),
     );
     this.readAll();
     this.#scheduleIdle();
@@ -116,7 +130,7 @@ export class PowerMonitorFeed {
     try {
       return await read();
     } catch (err) {
-      this.#log.warn(`could not read ${what}`, { err: err instanceof Error ? err.message : String(err) });
+      this.#log.warn(`could not read ${what}`, { err: errorMessage(err) });
       return null;
     }
   }
@@ -126,11 +140,8 @@ export class PowerMonitorFeed {
     const percent = await this.#tryRead(this.#o.batteryPercent, 'the battery charge');
     if (this.#disposed) return;
     if (percent !== this.#o.source.sample.batteryPercent) this.#o.source.set({ batteryPercent: percent });
-    if (this.#batteryTimer) this.#clock.clearTimeout(this.#batteryTimer);
-    this.#batteryTimer = null;
-    if (this.#o.source.sample.onAc === false) {
-      this.#batteryTimer = this.#clock.setTimeout(() => void this.#readBattery(), this.#o.batteryPollMs ?? 60_000);
-    }
+    this.#batteryTimer.clear();
+    if (this.#o.source.sample.onAc === false) this.#batteryTimer.set(this.#o.batteryPollMs, () => void this.#readBattery());
   }
 
   async #readMemory(): Promise<void> {
@@ -138,27 +149,23 @@ export class PowerMonitorFeed {
     const pressure = await this.#tryRead(this.#o.memoryPressure, 'the memory pressure');
     if (this.#disposed) return;
     if (pressure !== this.#o.source.sample.memoryPressure) this.#o.source.set({ memoryPressure: pressure });
-    this.#memoryTimer = this.#clock.setTimeout(() => {
-      this.#memoryTimer = null;
-      void this.#readMemory();
-    }, this.#o.memoryPollMs ?? 10_000);
+    this.#memoryTimer.set(this.#o.memoryPollMs, () => void this.#readMemory());
   }
 
   #scheduleIdle(): void {
-    this.#idleTimer = this.#clock.setTimeout(() => {
-      this.#idleTimer = null;
+    this.#idleTimer.set(this.#o.idlePollMs, () => {
       if (this.#disposed) return;
       const idle = this.#o.powerMonitor.getSystemIdleTime();
       if (idle !== this.#o.source.sample.idleSeconds) this.#o.source.set({ idleSeconds: idle });
       this.#scheduleIdle();
-    }, this.#o.idlePollMs ?? 1000);
+    });
   }
 
   /** Stops listening and polling. */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const off of this.#off) off();
-    for (const t of [this.#idleTimer, this.#batteryTimer, this.#memoryTimer]) if (t) this.#clock.clearTimeout(t);
+    for (const off of this.#off) void off.dispose();
+    for (const t of [this.#idleTimer, this.#batteryTimer, this.#memoryTimer]) t.dispose();
   }
 }

@@ -4,6 +4,7 @@
  * with a signed receipt), said goodbye and unloaded its model; then the app really quits.
  */
 import { silentLogger, type Logger } from '../../shared/index.js';
+import { errorMessage } from '../agent/index.js';
 import type { AgentLike } from './agent-like.js';
 import type { AppLike } from './electron-like.js';
 
@@ -12,7 +13,7 @@ export interface GracefulQuitOptions {
   /** electron.app. Required. */
   app: Pick<AppLike, 'on' | 'quit'>;
   /** The agent to drain. Required. */
-  agent: Pick<AgentLike, 'stop'>;
+  agent: Pick<AgentLike, 'dispose'>;
   /** Runs after the agent stopped, before quitting (dispose the tray, the feed…). Defaults to nothing. */
   beforeQuit?: () => void | Promise<void>;
   /** Defaults to a silent logger. */
@@ -30,9 +31,9 @@ export function installGracefulQuit(options: GracefulQuitOptions): { readonly dr
     log.info('quitting: draining the agent first');
     state.draining = (async () => {
       try {
-        await options.agent.stop();
+        await options.agent.dispose();
       } catch (err) {
-        log.error('the agent did not stop cleanly', { err: err instanceof Error ? err.message : String(err) });
+        log.error('the agent did not stop cleanly', { err: errorMessage(err) });
       }
       try {
         await options.beforeQuit?.();

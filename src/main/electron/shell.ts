@@ -4,7 +4,8 @@
  * and quitting only after the agent drained. Every Electron part is handed in; main.ts passes
  * the real ones, tests pass fakes.
  */
-import { silentLogger, type ControlEvent, type Logger } from '../../shared/index.js';
+import { Resource, silentLogger, type ControlEvent, type Logger } from '../../shared/index.js';
+import { errorMessage } from '../agent/index.js';
 import type { AgentLike } from './agent-like.js';
 import type { AppLike, BrowserWindowLike, IpcMainLike, MenuFactoryLike, TrayLike } from './electron-like.js';
 import { registerControlIpc } from './ipc.js';
@@ -30,36 +31,41 @@ export interface MenuBarShellOptions {
   preload: string;
   /** The running agent. Required. */
   agent: AgentLike;
-  /** Runs after the agent stopped on quit (the power monitor feed's dispose…). Defaults to nothing. */
+  /**
+   * Runs on quit once the agent has stopped and the shell is gone, before the app really quits:
+   * what main.ts made besides the shell goes here (the power monitor feed, the log file). A hook,
+   * awaited, because the app must not quit before it is done. Defaults to nothing.
+   */
   onQuit?: () => void | Promise<void>;
   /** Defaults to a silent logger. */
   logger?: Logger;
 }
 
 /** The running menu-bar app. */
-export class MenuBarShell {
+export class MenuBarShell extends Resource {
   readonly tray: TrayController;
   readonly window: DashboardWindow;
   readonly loginItem: LoginItem;
   readonly #o: MenuBarShellOptions;
-  readonly #ipc: { dispose(): void };
-  readonly #unsubscribe: () => void;
   readonly #quit: { readonly draining: Promise<void> | null };
-  #disposed = false;
 
   constructor(options: MenuBarShellOptions) {
+    super();
     this.#o = options;
     const log = options.logger ?? silentLogger;
     const { app } = options;
+    const d = this.disposables;
     this.loginItem = new LoginItem(app);
     this.window = new DashboardWindow({ create: options.createWindow, preload: options.preload, devTools: !app.isPackaged, logger: log });
-    this.#ipc = registerControlIpc({
-      ipcMain: options.ipcMain,
-      handlers: options.agent.handlers,
-      isDashboard: (id) => this.window.owns(id),
-      logger: log,
-    });
-    this.#unsubscribe = options.agent.onEvent((event: ControlEvent) => this.window.send(EVENT_CHANNEL, event));
+    d.add(
+      registerControlIpc({
+        ipcMain: options.ipcMain,
+        handlers: options.agent.handlers,
+        isDashboard: (id) => this.window.owns(id),
+        logger: log,
+      }),
+    );
+    d.add(options.agent.onEvent((event: ControlEvent) => this.window.send(EVENT_CHANNEL, event)));
     this.tray = new TrayController({
       tray: options.tray,
       menu: options.menu,
@@ -67,14 +73,13 @@ export class MenuBarShell {
       logger: log,
       actions: {
         openDashboard: (screen) =>
-          void this.window
-            .open(screen)
-            .catch((err: unknown) => log.error('could not open the dashboard', { err: err instanceof Error ? err.message : String(err) })),
+          void this.window.open(screen).catch((err: unknown) => log.error('could not open the dashboard', { err: errorMessage(err) })),
         launchAtLogin: () => this.loginItem.enabled,
         setLaunchAtLogin: (on) => this.loginItem.set(on),
         quit: () => app.quit(),
       },
     });
+    d.add(this.tray);
     // A menu-bar app keeps running with no window open.
     app.on('window-all-closed', () => undefined);
     app.on('second-instance', () => void this.window.open());
@@ -87,13 +92,13 @@ export class MenuBarShell {
     return this.#quit.draining;
   }
 
-  /** Removes the tray item, the IPC handlers and the event forwarding. */
-  async dispose(): Promise<void> {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.#unsubscribe();
-    this.#ipc.dispose();
-    this.tray.dispose();
+  /**
+   * Removes the tray item, the IPC handlers and the event forwarding (its children, last made
+   * first), then runs the onQuit hook. The agent was handed in: its owner disposes it (on quit,
+   * the graceful-quit handler does, before this).
+   */
+  protected override async onDispose(): Promise<void> {
+    await this.disposables.dispose();
     await this.#o.onQuit?.();
   }
 }

@@ -6,13 +6,15 @@ import {
   earningsPeriods,
   silentLogger,
   systemClock,
+  withDefaults,
   type AgentStatusSnapshot,
   type Clock,
   type ControlEvent,
+  type Disposable,
   type EarningsTotal,
   type Logger,
-  type TimerHandle,
 } from '../../shared/index.js';
+import { TimerSlot, errorMessage } from '../agent/index.js';
 import type { MenuFactoryLike, MenuItemTemplate, TrayLike } from './electron-like.js';
 import type { AgentLike } from './agent-like.js';
 import { trayMenu, trayTitle, trayToolTip, type TrayAction, type TrayMenuItem } from './tray-menu.js';
@@ -47,6 +49,12 @@ export interface TrayControllerOptions {
   logger?: Logger;
 }
 
+const TRAY_DEFAULTS: Required<Pick<TrayControllerOptions, 'refreshMs' | 'clock' | 'logger'>> = {
+  refreshMs: 60_000,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
 /** Turns a menu model into an Electron template, wiring each action. */
 export function menuTemplate(items: readonly TrayMenuItem[], run: (action: TrayAction) => void): MenuItemTemplate[] {
   return items.map((item) =>
@@ -57,22 +65,22 @@ export function menuTemplate(items: readonly TrayMenuItem[], run: (action: TrayA
           type: item.type,
           label: item.label,
           enabled: item.enabled,
-          ...(item.checked === undefined ? {} : { checked: item.checked }),
-          ...(item.accelerator ? { accelerator: item.accelerator } : {}),
-          ...(item.action ? { click: () => run(item.action!) } : {}),
+          checked: item.checked,
+          accelerator: item.accelerator,
+          click: item.action ? () => run(item.action!) : undefined,
         },
   );
 }
 
 /** The menu-bar item, kept up to date. */
-export class TrayController {
-  readonly #o: TrayControllerOptions;
+export class TrayController implements Disposable {
+  readonly #o: typeof TRAY_DEFAULTS & TrayControllerOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #subscription: Disposable;
+  readonly #timer: TimerSlot;
   #status: AgentStatusSnapshot | null = null;
   #today: EarningsTotal | null = null;
-  #unsubscribe: (() => void) | null = null;
-  #timer: TimerHandle | null = null;
   #refreshing: Promise<void> | null = null;
   #again = false;
   #disposed = false;
@@ -80,10 +88,11 @@ export class TrayController {
   items: TrayMenuItem[] = [];
 
   constructor(options: TrayControllerOptions) {
-    this.#o = options;
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silentLogger;
-    this.#unsubscribe = options.agent.onEvent((e) => this.#onEvent(e));
+    this.#o = withDefaults(TRAY_DEFAULTS, options);
+    this.#clock = this.#o.clock;
+    this.#log = this.#o.logger;
+    this.#timer = new TimerSlot(this.#clock);
+    this.#subscription = options.agent.onEvent((e) => this.#onEvent(e));
     this.#render();
     this.#schedule();
   }
@@ -102,7 +111,7 @@ export class TrayController {
           this.#status = await h.status({});
           this.#today = earningsPeriods(await h.earnings({ days: 2 }), this.#clock.now()).today;
         } catch (err) {
-          this.#log.warn('could not read the agent for the tray', { err: err instanceof Error ? err.message : String(err) });
+          this.#log.warn('could not read the agent for the tray', { err: errorMessage(err) });
         }
         if (!this.#disposed) this.#render();
       } while (this.#again && !this.#disposed);
@@ -126,13 +135,12 @@ export class TrayController {
   }
 
   #schedule(): void {
-    this.#timer = this.#clock.setTimeout(() => {
-      this.#timer = null;
+    this.#timer.set(this.#o.refreshMs, () => {
       if (this.#disposed) return;
       void this.refresh().finally(() => {
         if (!this.#disposed) this.#schedule();
       });
-    }, this.#o.refreshMs ?? 60_000);
+    });
   }
 
   #render(): void {
@@ -150,7 +158,7 @@ export class TrayController {
     const a = this.#o.actions;
     const call = (p: Promise<unknown> | unknown): void => {
       void Promise.resolve(p)
-        .catch((err: unknown) => this.#log.warn('tray action failed', { action, err: err instanceof Error ? err.message : String(err) }))
+        .catch((err: unknown) => this.#log.warn('tray action failed', { action, err: errorMessage(err) }))
         .then(() => this.refresh());
     };
     switch (action) {
@@ -176,8 +184,8 @@ export class TrayController {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.#unsubscribe?.();
-    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    void this.#subscription.dispose();
+    this.#timer.dispose();
     this.#o.tray.destroy();
   }
 }

@@ -3,25 +3,17 @@
  * no webviews), its content policy (CSP), and the guards that keep it on app://dashboard — no
  * navigation, no new windows, no permissions, no request that leaves the app.
  */
-import { silentLogger, type Logger } from '../../shared/index.js';
+import { PAGE_CSP_DIRECTIVES, cspHeader, silentLogger, withDefaults, type Logger } from '../../shared/index.js';
 import type { BrowserWindowLike, SessionLike, WebContentsLike } from './electron-like.js';
 import { isDashboardUrl } from './ipc.js';
 import { DASHBOARD_SCHEME, DASHBOARD_URL } from './surface.js';
 
 /**
- * The dashboard's Content-Security-Policy in the app: the same as in a browser (the control
- * server's), except that it needs no network at all — its data comes over IPC.
+ * The dashboard's Content-Security-Policy in the app: the one page policy (PAGE_CSP, as the
+ * control server serves it to a browser), except that it needs no network at all — its data
+ * comes over IPC — so connect-src is 'none'.
  */
-export const APP_CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+export const APP_CSP = cspHeader({ ...PAGE_CSP_DIRECTIVES, 'connect-src': ["'none'"] });
 
 /** The BrowserWindow options of the dashboard (a subset of Electron's, checked by main.ts). */
 export interface DashboardWindowOptions {
@@ -134,13 +126,15 @@ export interface DashboardWindowControllerOptions {
   logger?: Logger;
 }
 
+const WINDOW_DEFAULTS: Required<Pick<DashboardWindowControllerOptions, 'devTools' | 'logger'>> = { devTools: false, logger: silentLogger };
+
 /** The one dashboard window: created on demand, brought to front when open, forgotten when closed. */
 export class DashboardWindow {
-  readonly #o: DashboardWindowControllerOptions;
+  readonly #o: typeof WINDOW_DEFAULTS & DashboardWindowControllerOptions;
   #window: BrowserWindowLike | null = null;
 
   constructor(options: DashboardWindowControllerOptions) {
-    this.#o = options;
+    this.#o = withDefaults(WINDOW_DEFAULTS, options);
   }
 
   /** The open window, if any. */
@@ -163,7 +157,7 @@ export class DashboardWindow {
       existing.focus();
       return;
     }
-    const win = this.#o.create(dashboardWindowOptions(this.#o.preload, { devTools: this.#o.devTools ?? false }));
+    const win = this.#o.create(dashboardWindowOptions(this.#o.preload, { devTools: this.#o.devTools }));
     this.#window = win;
     guardWebContents(win.webContents, this.#o.logger);
     win.once('ready-to-show', () => win.show());

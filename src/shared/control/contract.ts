@@ -162,6 +162,8 @@ export type Decision = z.infer<typeof decisionSchema>;
 
 /** States of the agent's gateway link. */
 export const linkStateSchema = z.enum(['idle', 'connecting', 'connected', 'waiting', 'stopped']);
+/** The state of the agent's link to its gateway. */
+export type LinkState = z.infer<typeof linkStateSchema>;
 
 /** Why the agent is in its state, for a person: a stable code, what happened, what to do. */
 export const stateReasonSchema = z.strictObject({

@@ -17,7 +17,7 @@ import {
   loadConfig,
   loadStateFile,
   pathsIn,
-  readReceiptLog,
+  readSignedReceiptLog,
 } from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
 import { createLogger } from '../../../src/node/index.js';
@@ -189,13 +189,13 @@ describe('talking to a running agent', () => {
       await nightjar(h, 'resume');
       await until(() => service.runtime.state === 'serving', 'serving again');
     } finally {
-      await service.stop();
+      await service.dispose();
       await gw.close();
     }
     // With the agent gone, the receipts are read from the log, signatures unchecked without the key.
     const offline = await nightjar(h, 'receipts');
     expect(offline.out).toContain('1 of 1 receipts');
-    expect((await readReceiptLog(paths.receiptsFile)).receipts).toHaveLength(1);
+    expect((await readSignedReceiptLog(paths.receiptsFile)).receipts).toHaveLength(1);
   });
 });
 

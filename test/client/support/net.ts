@@ -48,7 +48,8 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
         engine,
         model: o.model ?? FAKE_MODEL,
         backoff: { initialMs: 50, maxMs: 200 },
-        onReceipt: (r) => {
+        stopGraceMs: 200,
+        recordReceipt: (r) => {
           receipts.push(r);
           signed.fire();
         },
@@ -66,7 +67,7 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
       return entry;
     },
     async close() {
-      await Promise.all(agents.map((a) => a.agent.stop(200)));
+      await Promise.all(agents.map((a) => a.agent.dispose()));
       await gateway.dispose();
       await Promise.all(agents.map((a) => a.relay?.close()));
     },

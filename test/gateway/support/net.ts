@@ -81,6 +81,7 @@ export async function startAgent(gateway: Gateway, options: AgentOptions): Promi
     engine: options.engine,
     model: options.model ?? REAL_MODEL,
     backoff: { initialMs: 50, maxMs: 200 },
+    stopGraceMs: 100,
     ...(options.enrollToken ? { enrollToken: options.enrollToken } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });
@@ -139,7 +140,7 @@ export function billedNetworkPerTest(): BilledNetworkFixture {
     net = await startBilledNetwork(tmp.dir);
   });
   afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.stop(100)));
+    await Promise.all(agents.splice(0).map((a) => a.dispose()));
     await Promise.all(raws.splice(0).map((r) => r.close()));
     await net?.close();
     await tmp?.remove();

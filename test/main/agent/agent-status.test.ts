@@ -14,7 +14,7 @@ const http = perTestFetch();
 let gateway: Gateway | undefined;
 let agent: Agent | undefined;
 afterEach(async () => {
-  await agent?.stop(100);
+  await agent?.dispose();
   await gateway?.dispose();
   agent = gateway = undefined;
 });

@@ -8,9 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent, backoffDelay } from '../../../src/main/agent/index.js';
+import { Agent, AgentStateStore } from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
-import { generateIdentity } from '../../../src/shared/index.js';
+import { backoffDelay, generateIdentity, nextEvent, resolveBackoff, silentLogger } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { FAKE_MODEL, startTestGateway } from '../../helpers/network.js';
@@ -28,16 +28,18 @@ const ENTRY = path.join(ROOT, 'src/cli/run.ts');
 const ask = [{ role: 'user' as const, content: 'Hello' }];
 
 describe('backoff', () => {
-  it('draws each delay uniformly within min(max, initial × factor^failures)', () => {
+  // The link reconnects on src/shared's one backoff: retry n waits within min(max, initial × factor^n).
+  it('draws each delay uniformly within min(max, initial × factor^retry)', () => {
+    const backoff = resolveBackoff({ initialMs: 100, maxMs: 2000 });
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 60 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (failures, r) => {
-        const bound = Math.min(2000, 100 * 2 ** Math.min(failures, 30));
-        const d = backoffDelay(failures, { initialMs: 100, maxMs: 2000 }, () => r);
+      fc.property(fc.integer({ min: 0, max: 60 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (retry, r) => {
+        const bound = Math.min(2000, 100 * 2 ** Math.min(retry, 30));
+        const d = backoffDelay(retry, backoff, () => r);
         return d >= 0 && d <= bound;
       }),
     );
-    expect(backoffDelay(3, { initialMs: 100, maxMs: 2000 }, () => 0.999999)).toBe(800);
-    expect(backoffDelay(30, { initialMs: 100, maxMs: 2000 }, () => 0.999999)).toBe(2000);
+    expect(backoffDelay(3, backoff, () => 0.999999)).toBe(800);
+    expect(backoffDelay(30, backoff, () => 0.999999)).toBe(2000);
   });
 });
 
@@ -54,9 +56,15 @@ describe('gateway killed and restarted', () => {
       },
     );
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const listening = new Promise<void>((resolve) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/gateway on (http:\/\/127\.0\.0\.1:\d+)/.test(out)) resolve();
+      });
+      child.once('exit', () => resolve());
+    });
     child.stderr!.resume();
-    await until(() => /gateway on (http:\/\/127\.0\.0\.1:\d+)/.test(out) || child.exitCode !== null, 'the gateway to start', 30_000);
+    await listening;
     const url = /gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
     if (!url) throw new Error(`the gateway did not start: ${out}`);
     return { url, child };
@@ -82,33 +90,38 @@ describe('gateway killed and restarted', () => {
       model: FAKE_MODEL,
       clock,
       backoff: { initialMs: 200, maxMs: 1000 },
+      stopGraceMs: 0,
     });
     cleanups.push(async () => {
-      await agent.stop(0);
+      await agent.dispose();
       await kill(first.child);
       if (second) await kill(second);
     });
+    const link = (state: string): Promise<unknown> => nextEvent(agent.onLink, (s) => s === state, { what: `the link ${state}` });
+    const connected = link('connected');
     agent.start();
-    await until(() => agent.linkState === 'connected', 'connected');
+    await connected;
 
+    let waiting = link('waiting');
     await kill(first.child);
     // The gateway is gone; each attempt fails and waits at most its bound, never more than maxMs.
-    for (const bound of [400, 800, 1000, 1000]) {
-      await until(() => agent.linkState === 'waiting' && agent.link.retryDelayMs !== null, 'a pending retry');
+    for (const bound of [200, 400, 800, 1000]) {
+      await waiting;
       const delay = agent.link.retryDelayMs!;
       expect(delay).toBeGreaterThanOrEqual(0);
       expect(delay).toBeLessThanOrEqual(bound);
+      waiting = link('waiting');
       clock.advance(delay);
-      await until(() => agent.linkState !== 'connecting', 'the attempt to fail');
     }
 
     // The gateway comes back on the same port: the next attempt, within the bound, connects.
     const restarted = await gatewayProcess(port);
     second = restarted.child;
-    await until(() => agent.link.retryDelayMs !== null, 'a pending retry');
+    await waiting;
     expect(agent.link.retryDelayMs!).toBeLessThanOrEqual(1000);
+    const reconnected = link('connected');
     clock.advance(agent.link.retryDelayMs!);
-    await until(() => agent.linkState === 'connected', 'reconnected');
+    await reconnected;
 
     const client = new NightjarClient({ gatewayUrl: restarted.url, trust: { allowSynthetic: true }, fetch: http.fetch });
     let result;
@@ -133,9 +146,10 @@ describe('gateway killed and restarted', () => {
       identity: await generateIdentity(),
       engine: new FakeEngine(),
       model: FAKE_MODEL,
+      stopGraceMs: 0,
     });
     cleanups.push(async () => {
-      await agent.stop(0);
+      await agent.dispose();
       await gateway.dispose();
     });
     agent.start();
@@ -163,13 +177,15 @@ async function scriptedAgent(
     clock,
     boxKeyRotationMs: 3600_000,
     previousBoxKeyGraceMs: 60_000,
+    stopGraceMs: 0,
   });
   cleanups.push(async () => {
-    await agent.stop(0);
+    await agent.dispose();
     await gw.close();
   });
+  const connected = nextEvent(agent.onLink, (s) => s === 'connected');
   agent.start();
-  await until(() => gw.connected, 'connected');
+  await connected;
   return { gw, agent, engine };
 }
 
@@ -186,6 +202,76 @@ describe('heartbeats', () => {
     const beat = await gw.waitForFrame((f) => f.type === 'status', 'a heartbeat after the job', from);
     expect(beat).toMatchObject({ state: 'serving', freeSlots: 3, totalSlots: 3, ttftMs: 1 });
     expect((beat as { tokensPerSecond: number }).tokensPerSecond).toBeGreaterThan(0);
+  });
+});
+
+describe('a state owned by someone else', () => {
+  // Fails if the agent beats on every change of the state's reason, or stops beating on a change
+  // of state: the runtime owns the state and the agent only reads it.
+  it('beats on each change of state (not of its reason), takes jobs only while serving, and never writes it', async () => {
+    const clock = new ManualClock();
+    const gw = await startScriptedGateway({ now: () => clock.now() });
+    const state = new AgentStateStore({ clock, logger: silentLogger });
+    state.set('waiting');
+    const agent = await Agent.create({
+      gatewayUrl: gw.url,
+      identity: await generateIdentity(),
+      engine: new FakeEngine({ slots: 2 }),
+      model: FAKE_MODEL,
+      clock,
+      state,
+      stopGraceMs: 0,
+    });
+    cleanups.push(async () => {
+      await agent.dispose();
+      await gw.close();
+    });
+    const connected = nextEvent(agent.onLink, (s) => s === 'connected');
+    agent.start(); // connects; the state is not the agent's to set
+    await connected;
+    expect(state.state).toBe('waiting');
+    const first = await gw.waitForFrame((f) => f.type === 'status', 'the first heartbeat');
+    expect(first).toMatchObject({ state: 'waiting', freeSlots: 0, totalSlots: 2 });
+    const declined = await gw.submit(ask, { maxTokens: 2 });
+    expect((await declined.ended).declined).toMatchObject({ code: 'NJ_DECLINED' });
+
+    const from = gw.frames.length;
+    state.set('waiting', { code: 'on-battery', message: 'On battery.', hint: null });
+    state.set('serving');
+    await gw.waitForFrame((f) => f.type === 'status' && f.state === 'serving', 'the serving beat', from);
+    const served = await gw.submit(ask, { maxTokens: 2 });
+    expect((await served.ended).receipt).not.toBeNull();
+    const beats = gw.frames.slice(from).filter((f) => f.type === 'status');
+    // One for the change to serving; the job's start and end beat too. The reason alone sent none.
+    expect(beats.map((f) => (f as { state: string }).state)).toEqual(['serving', 'serving', 'serving']);
+    await agent.dispose();
+    expect(state.state).toBe('serving');
+  });
+});
+
+describe('a key rotated during the handshake', () => {
+  // Fails if the link forgets a bundle re-signed between its hello and the gateway's welcome: the
+  // gateway would keep routing envelopes to a key the agent lets go after its grace period.
+  it('goes to the gateway right after the welcome', async () => {
+    const clock = new ManualClock();
+    const gw = await startScriptedGateway({ now: () => clock.now() });
+    const agent = await Agent.create({
+      gatewayUrl: gw.url,
+      identity: await generateIdentity(),
+      engine: new FakeEngine(),
+      model: FAKE_MODEL,
+      clock,
+    });
+    cleanups.push(async () => {
+      await agent.dispose();
+      await gw.close();
+    });
+    const hello = gw.waitForFrame((f) => f.type === 'hello', 'the hello');
+    agent.start();
+    const presented = ((await hello) as { bundle: { bundle: { boxKeyId: string } } }).bundle.bundle.boxKeyId;
+    await agent.rotateBoxKey();
+    expect(agent.bundle.bundle.boxKeyId).not.toBe(presented);
+    await gw.whenBundle((b) => b.bundle.boxKeyId === agent.bundle.bundle.boxKeyId);
   });
 });
 
@@ -215,7 +301,7 @@ describe('box-key rotation', () => {
     const from = gw.frames.length;
     clock.advance(3600_000);
     await gw.waitForFrame((f) => f.type === 'bundle', 'the rotated bundle', from);
-    await until(() => gw.bundle!.bundle.boxKeyId !== old.bundle.boxKeyId, 'the new bundle verified');
+    await gw.whenBundle((b) => b.bundle.boxKeyId !== old.bundle.boxKeyId);
     const fresh = gw.bundle!;
     expect(fresh.bundle.agentId).toBe(old.bundle.agentId);
     expect(fresh.bundle.identityKey).toBe(old.bundle.identityKey);

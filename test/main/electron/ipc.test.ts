@@ -139,7 +139,7 @@ describe('with a real agent', () => {
     });
   });
   afterAll(async () => {
-    await service.stop();
+    await service.dispose();
     await rm(root, { recursive: true, force: true });
   });
 

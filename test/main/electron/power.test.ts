@@ -11,7 +11,7 @@ import { ElectronPowerSaveBlocker, PowerMonitorFeed, readPowerMonitor, thermalFr
 import { DEFAULT_POLICY, generateIdentity } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { FAKE_MODEL } from '../../helpers/network.js';
-import { ManualClock, tick, until } from '../support/manual-clock.js';
+import { ManualClock, tick } from '../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../support/scripted-gateway.js';
 import { FakePowerMonitor, FakePowerSaveBlocker } from './support/fakes.js';
 
@@ -131,13 +131,8 @@ describe('events reaching the policy', () => {
     });
     cleanup = async () => {
       feed.dispose();
-      let done = false;
-      const stopped = runtime.stop().then(() => (done = true));
-      while (!done) {
-        clock.advance(1000);
-        await tick(2);
-      }
-      await stopped;
+      // No grace (graceMs 0): the runtime stops without the clock moving.
+      await runtime.dispose();
       await gw.close();
     };
     return { clock, pm, runtime, blocker, gw, battery };
@@ -145,35 +140,39 @@ describe('events reaching the policy', () => {
 
   it('on battery, owner back, screen locked, too hot: each re-decides at once; the Mac is kept awake only while serving', async () => {
     const { clock, pm, runtime, blocker } = await harness();
-    const decided = (reason: string) => until(() => runtime.decision?.reason === reason, `decision ${reason}`);
+    // Every decision reaches the state (its reason, or the drain it starts): the state event says it.
+    const decided = async (reason: string): Promise<void> => {
+      await runtime.whenState((s) => s.decision?.reason === reason);
+      expect(runtime.decision?.reason).toBe(reason);
+    };
     await runtime.start();
-    await until(() => runtime.state === 'serving', 'serving');
+    await runtime.whenState('serving');
     expect(runtime.decision).toEqual({ action: 'serve', reason: 'idle' });
     expect([...blocker.started.values()]).toEqual(['prevent-app-suspension']);
 
     pm.onBattery = true;
     pm.emit('on-battery');
     await decided('on-battery');
-    await until(() => runtime.state === 'waiting', 'waiting on battery');
+    await runtime.whenState('waiting');
     expect(blocker.started.size).toBe(0);
 
     pm.onBattery = false;
     pm.emit('on-ac');
     await decided('idle');
-    await until(() => runtime.state === 'serving', 'serving on AC');
+    await runtime.whenState('serving');
     expect(blocker.started.size).toBe(1);
 
     // The owner touches the keyboard: the next idle reading (a second later) stops serving.
     pm.idleTime = 2;
     clock.advance(1000);
     await decided('owner-active');
-    await until(() => runtime.state === 'waiting', 'waiting for the owner');
+    await runtime.whenState('waiting');
     expect(blocker.started.size).toBe(0);
 
     // They lock the screen and walk away: serving again at once.
     pm.emit('lock-screen');
     await decided('screen-locked');
-    await until(() => runtime.state === 'serving', 'serving while locked');
+    await runtime.whenState('serving');
     pm.emit('unlock-screen');
     await decided('owner-active');
 
@@ -182,11 +181,11 @@ describe('events reaching the policy', () => {
     await decided('idle');
     pm.emit('thermal-state-change', { state: 'serious' });
     await decided('too-hot');
-    await until(() => runtime.state === 'waiting', 'waiting while hot');
+    await runtime.whenState('waiting');
     expect(blocker.started.size).toBe(0);
     pm.emit('thermal-state-change', { state: 'nominal' });
     await decided('idle');
-    await until(() => runtime.state === 'serving', 'serving when cool');
+    await runtime.whenState('serving');
     // Held for each of the five serving spells, released between them.
     expect(blocker.log.filter((l) => l.startsWith('start'))).toHaveLength(5);
     expect(blocker.log.filter((l) => l.startsWith('stop'))).toHaveLength(4);
@@ -196,13 +195,13 @@ describe('events reaching the policy', () => {
     const { pm, runtime, battery } = await harness();
     runtime.setPolicy({ ...runtime.policy, requireAc: false, minBatteryPercent: 50 });
     await runtime.start();
-    await until(() => runtime.state === 'serving', 'serving');
+    await runtime.whenState('serving');
     battery.percent = 30;
     pm.onBattery = true;
     pm.emit('on-battery');
-    await until(() => runtime.decision?.reason === 'battery-low', 'battery-low');
+    await runtime.whenState((c) => c.decision?.reason === 'battery-low');
     battery.percent = 90;
     pm.emit('on-battery');
-    await until(() => runtime.decision?.reason === 'idle', 'serving on a full battery');
+    await runtime.whenState((c) => c.state === 'serving' && c.decision?.reason === 'idle');
   });
 });

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ControlHandlers } from '../../../src/main/agent/index.js';
 import { ElectronPowerSaveBlocker, LoginItem, MenuBarShell, type AgentLike } from '../../../src/main/electron/index.js';
-import type { ControlEvent } from '../../../src/shared/index.js';
+import { Emitter, type ControlEvent } from '../../../src/shared/index.js';
 import {
   FakeApp,
   FakeBrowserWindow,
@@ -19,9 +19,10 @@ import {
   ipcEvent,
 } from './support/fakes.js';
 
-/** An agent whose stop() the test finishes by hand. */
+/** An agent whose dispose() the test finishes by hand. */
 class SlowAgent implements AgentLike {
-  readonly listeners = new Set<(e: ControlEvent) => void>();
+  readonly events = new Emitter<ControlEvent>();
+  readonly onEvent = this.events.event;
   stops = 0;
   finishStop: () => void = () => undefined;
   readonly handlers = {
@@ -33,13 +34,13 @@ class SlowAgent implements AgentLike {
     },
     pause: async () => ({ paused: true }),
   } as unknown as ControlHandlers;
-  onEvent(l: (e: ControlEvent) => void): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  }
-  stop(): Promise<void> {
+  #disposed: Promise<void> | null = null;
+  dispose(): Promise<void> {
     this.stops++;
-    return new Promise((resolve) => (this.finishStop = resolve));
+    return (this.#disposed ??= new Promise((resolve) => (this.finishStop = resolve)));
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 }
 
@@ -84,7 +85,7 @@ describe('the shell', () => {
       ok: false,
       error: { code: 'NJ_IPC_FORBIDDEN' },
     });
-    for (const l of agent.listeners) l({ type: 'link', link: 'connected' });
+    agent.events.fire({ type: 'link', link: 'connected' });
     expect(win.webContents.sent).toEqual([{ channel: 'nightjar:event', args: [{ type: 'link', link: 'connected' }] }]);
     // Closed: its id no longer calls.
     win.close();
@@ -119,7 +120,7 @@ describe('the shell', () => {
     expect(app.quits).toBe(1); // the real quit, which is not held again
     expect(tray.destroyed).toBe(true);
     expect(ipc.handlers.size).toBe(0);
-    expect(agent.listeners.size).toBe(0);
+    expect(agent.events.listenerCount).toBe(0);
     expect(quitHooks).toEqual(['onQuit']);
   });
 });

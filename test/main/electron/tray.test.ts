@@ -16,6 +16,7 @@ import {
 } from '../../../src/main/electron/index.js';
 import {
   DEFAULT_POLICY,
+  Emitter,
   type AgentState,
   type AgentStatusSnapshot,
   type ControlEvent,
@@ -163,8 +164,9 @@ class FakeAgent implements AgentLike {
   current = status('serving');
   earnedMicro: string | null = '2500000';
   readonly calls: string[] = [];
-  readonly listeners = new Set<(e: ControlEvent) => void>();
-  stopped = 0;
+  readonly events = new Emitter<ControlEvent>();
+  readonly onEvent = this.events.event;
+  disposed = 0;
   readonly handlers = {
     status: async () => this.current,
     pause: async () => {
@@ -201,15 +203,14 @@ class FakeAgent implements AgentLike {
     }),
     getPolicy: async () => DEFAULT_POLICY,
   } as unknown as ControlHandlers;
-  onEvent(listener: (e: ControlEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
   emit(e: ControlEvent): void {
-    for (const l of this.listeners) l(e);
+    this.events.fire(e);
   }
-  async stop(): Promise<void> {
-    this.stopped++;
+  async dispose(): Promise<void> {
+    this.disposed++;
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 }
 
@@ -314,7 +315,7 @@ describe('the tray controller', () => {
     controller!.dispose();
     expect(tray.destroyed).toBe(true);
     expect(clock.pending()).toHaveLength(0);
-    expect(agent.listeners.size).toBe(0);
+    expect(agent.events.listenerCount).toBe(0);
     controller = null;
   });
 });

@@ -8,7 +8,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DASHBOARD_CSP } from '../../../src/main/agent/index.js';
 import {
   APP_CSP,
   DASHBOARD_SCHEME_PRIVILEGES,
@@ -21,6 +20,7 @@ import {
   guardWebContents,
   isAllowedRequest,
 } from '../../../src/main/electron/index.js';
+import { PAGE_CSP } from '../../../src/shared/index.js';
 import { FakeBrowserWindow, FakeSession, FakeWebContents } from './support/fakes.js';
 
 describe('window options', () => {
@@ -50,10 +50,12 @@ describe('window options', () => {
 describe('content security policy', () => {
   it('allows only the page’s own scripts, styles and images; no network in the app, its own origin in a browser', () => {
     expect(APP_CSP).toBe(
-      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      "default-src 'none';script-src 'self';style-src 'self';img-src 'self' data:;font-src 'self';connect-src 'none';" +
+        "base-uri 'none';form-action 'none';frame-ancestors 'none'",
     );
-    expect(DASHBOARD_CSP).toBe(APP_CSP.replace("connect-src 'none'", "connect-src 'self'"));
-    for (const csp of [APP_CSP, DASHBOARD_CSP]) expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|\*|http:|https:/);
+    // The app's policy is the one page policy (PAGE_CSP, what the control server sends a browser) without the network.
+    expect(PAGE_CSP).toBe(APP_CSP.replace("connect-src 'none'", "connect-src 'self'"));
+    for (const csp of [APP_CSP, PAGE_CSP]) expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|\*|http:|https:/);
   });
 });
 

@@ -6,7 +6,9 @@
  */
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  Emitter,
   PROTOCOL_VERSION,
+  nextEvent,
   ReplyOpener,
   agentFrameSchema,
   decodeMessage,
@@ -25,8 +27,8 @@ import {
   type SignedReceipt,
   type Usage,
   type VerifiedBundle,
+  type Event,
 } from '../../../src/shared/index.js';
-import { until } from './manual-clock.js';
 
 /** What one job produced. */
 export interface JobOutcome {
@@ -45,6 +47,8 @@ export interface ScriptedJob {
   readonly outcome: JobOutcome;
   /** Resolves when the job ended (declined, failed or done). */
   readonly ended: Promise<JobOutcome>;
+  /** Resolves once at least `n` reply chunks have arrived. */
+  chunks(n: number): Promise<void>;
 }
 
 export interface ScriptedGateway {
@@ -58,8 +62,16 @@ export interface ScriptedGateway {
   readonly connected: boolean;
   /** The latest verified bundle. */
   readonly bundle: VerifiedBundle | null;
-  /** Waits (real time) for a frame matching `predicate` received after index `from`. */
+  /** Fires with every frame received. */
+  readonly onFrame: Event<AgentFrame>;
+  /** Fires true when an agent authenticates, false when its socket closes. */
+  readonly onConnection: Event<boolean>;
+  /** The first frame matching `predicate` received after index `from`: one already here, or the next to come. */
   waitForFrame(predicate: (f: AgentFrame) => boolean, what: string, from?: number): Promise<AgentFrame>;
+  /** The latest verified bundle once `accept` holds for it (at once if it holds now). */
+  whenBundle(accept: (b: VerifiedBundle) => boolean): Promise<VerifiedBundle>;
+  /** Resolves once an agent is connected (or, with false, once none is). */
+  whenConnected(connected?: boolean): Promise<void>;
   /** Seals a job for the connected agent (its latest bundle, or `bundle`) and sends it. */
   submit(messages: ChatMessage[], sampling: Sampling, options?: { bundle?: VerifiedBundle; created?: number }): Promise<ScriptedJob>;
   cancel(jobId: string, reason?: string): void;
@@ -82,8 +94,11 @@ export async function startScriptedGateway(
   const frames: AgentFrame[] = [];
   const jobs = new Map<
     string,
-    { outcome: JobOutcome; contentKey: Uint8Array; opener: ReplyOpener | null; resolve: (o: JobOutcome) => void }
+    { outcome: JobOutcome; contentKey: Uint8Array; opener: ReplyOpener | null; resolve: (o: JobOutcome) => void; chunk: Emitter<number> }
   >();
+  const frame$ = new Emitter<AgentFrame>();
+  const bundle$ = new Emitter<VerifiedBundle>();
+  const connection$ = new Emitter<boolean>();
   let socket: WebSocket | null = null;
   let connections = 0;
   let bundle: VerifiedBundle | null = null;
@@ -95,8 +110,10 @@ export async function startScriptedGateway(
       void (async () => {
         const frame = decodeMessage(agentFrameSchema, data as Buffer, 8 << 20, 'agent frame');
         frames.push(frame);
+        frame$.fire(frame);
         if (frame.type === 'hello') {
           bundle = await verifyBundle(frame.bundle, { now: now() });
+          bundle$.fire(bundle);
           challenge = { nonce: toBase64Url(randomBytes(32)), time: now() };
           ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type: 'challenge', gatewayId: 'scripted', ...challenge }));
           return;
@@ -111,6 +128,7 @@ export async function startScriptedGateway(
           ready = true;
           socket = ws;
           connections++;
+          connection$.fire(true);
           ws.send(
             JSON.stringify({
               v: PROTOCOL_VERSION,
@@ -125,7 +143,10 @@ export async function startScriptedGateway(
           return;
         }
         if (!ready) return;
-        if (frame.type === 'bundle') bundle = await verifyBundle(frame.bundle, { now: now() });
+        if (frame.type === 'bundle') {
+          bundle = await verifyBundle(frame.bundle, { now: now() });
+          bundle$.fire(bundle);
+        }
         if (
           frame.type === 'accepted' ||
           frame.type === 'declined' ||
@@ -144,6 +165,7 @@ export async function startScriptedGateway(
             o.text += chunk.delta;
             o.chunks++;
             if (chunk.final) o.final = chunk.final;
+            job.chunk.fire(o.chunks);
           } else {
             if (frame.type === 'declined') o.declined = { code: frame.code, message: frame.message };
             if (frame.type === 'failed') o.failed = { code: frame.code, message: frame.message };
@@ -154,7 +176,9 @@ export async function startScriptedGateway(
       })().catch(() => ws.close(4400, 'test gateway could not handle a frame'));
     });
     ws.on('close', () => {
-      if (socket === ws) socket = null;
+      if (socket !== ws) return;
+      socket = null;
+      connection$.fire(false);
     });
   });
 
@@ -171,10 +195,16 @@ export async function startScriptedGateway(
     get bundle() {
       return bundle;
     },
+    onFrame: frame$.event,
+    onConnection: connection$.event,
     async waitForFrame(predicate, what, from = 0) {
-      let found: AgentFrame | undefined;
-      await until(() => (found = frames.slice(from).find(predicate)) !== undefined, what);
-      return found!;
+      return frames.slice(from).find(predicate) ?? nextEvent(frame$.event, predicate, { what });
+    },
+    async whenBundle(accept) {
+      return bundle && accept(bundle) ? bundle : nextEvent(bundle$.event, accept, { what: 'the bundle' });
+    },
+    async whenConnected(connected = true) {
+      if ((socket !== null) !== connected) await nextEvent(connection$.event, (c) => c === connected);
     },
     async submit(messages, sampling, opts = {}) {
       const target = opts.bundle ?? bundle;
@@ -198,9 +228,13 @@ export async function startScriptedGateway(
       };
       let resolve!: (o: JobOutcome) => void;
       const ended = new Promise<JobOutcome>((r) => (resolve = r));
-      jobs.set(sealed.jobId, { outcome, contentKey: sealed.contentKey, opener: null, resolve });
+      const chunk = new Emitter<number>();
+      jobs.set(sealed.jobId, { outcome, contentKey: sealed.contentKey, opener: null, resolve, chunk });
       gw.send({ v: PROTOCOL_VERSION, type: 'job', jobId: sealed.jobId, attempt: 0, envelope: sealed.envelope });
-      return { jobId: sealed.jobId, outcome, ended };
+      const chunks = async (n: number): Promise<void> => {
+        if (outcome.chunks < n) await nextEvent(chunk.event, (c) => c >= n, { what: `${n} chunks` });
+      };
+      return { jobId: sealed.jobId, outcome, ended, chunks };
     },
     cancel(jobId, reason = 'client went away') {
       gw.send({ v: PROTOCOL_VERSION, type: 'cancel', jobId, attempt: 0, reason });

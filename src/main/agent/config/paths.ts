@@ -1,12 +1,11 @@
 /**
- * Where the agent keeps things. macOS: everything under ~/Library/Application Support/Nightjar.
- * Linux and others: the config under $XDG_CONFIG_HOME/nightjar (default ~/.config/nightjar), data
- * (models, receipts) under $XDG_DATA_HOME/nightjar (default ~/.local/share/nightjar). Windows:
- * %APPDATA%\Nightjar. NIGHTJAR_HOME puts both under one directory (config/ and data/), for a
- * second agent on one machine or for tests.
+ * Where the agent keeps things: its file names inside the machine's two Nightjar folders, which
+ * src/node's nightjarDirs finds (macOS: ~/Library/Application Support/Nightjar; Linux: the XDG
+ * config and data folders; Windows: %APPDATA%\Nightjar; NIGHTJAR_HOME puts both under one
+ * folder, for a second agent on one machine or for tests).
  */
-import os from 'node:os';
 import path from 'node:path';
+import { nightjarDirs, type NightjarDirsOptions } from '../../../node/index.js';
 
 /** The agent's files. */
 export interface AgentPaths {
@@ -26,15 +25,8 @@ export interface AgentPaths {
   readonly defaultKeyFile: string;
 }
 
-/** Options of {@link platformPaths}. */
-export interface PlatformPathsOptions {
-  /** Defaults to process.platform. */
-  platform?: NodeJS.Platform;
-  /** Defaults to process.env. */
-  env?: Readonly<Record<string, string | undefined>>;
-  /** Defaults to os.homedir(). */
-  home?: string;
-}
+/** Options of {@link platformPaths}: those of src/node's {@link nightjarDirs}. */
+export type PlatformPathsOptions = NightjarDirsOptions;
 
 /** The paths of an agent whose config and data live in the two directories given. */
 export function pathsIn(configDir: string, dataDir: string, p: path.PlatformPath = path): AgentPaths {
@@ -50,24 +42,8 @@ export function pathsIn(configDir: string, dataDir: string, p: path.PlatformPath
   };
 }
 
-/** The platform's place for the agent's files. */
+/** The platform's place for the agent's files: its files in the machine's Nightjar folders. */
 export function platformPaths(options: PlatformPathsOptions = {}): AgentPaths {
-  const platform = options.platform ?? process.platform;
-  const env = options.env ?? process.env;
-  const home = options.home ?? os.homedir();
-  const p = platform === 'win32' ? path.win32 : path.posix;
-  const nightjarHome = env.NIGHTJAR_HOME;
-  if (nightjarHome) return pathsIn(p.join(nightjarHome, 'config'), p.join(nightjarHome, 'data'), p);
-  if (platform === 'darwin') {
-    const dir = p.join(home, 'Library', 'Application Support', 'Nightjar');
-    return pathsIn(dir, dir, p);
-  }
-  if (platform === 'win32') {
-    const dir = p.join(env.APPDATA ?? p.join(home, 'AppData', 'Roaming'), 'Nightjar');
-    return pathsIn(dir, dir, p);
-  }
-  const absolute = (v: string | undefined): string | undefined => (v && p.isAbsolute(v) ? v : undefined);
-  const config = absolute(env.XDG_CONFIG_HOME) ?? p.join(home, '.config');
-  const data = absolute(env.XDG_DATA_HOME) ?? p.join(home, '.local', 'share');
-  return pathsIn(p.join(config, 'nightjar'), p.join(data, 'nightjar'), p);
+  const dirs = nightjarDirs(options);
+  return pathsIn(dirs.config, dirs.data, dirs.path);
 }

@@ -7,7 +7,8 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { EnvironmentReading, ThermalState } from '../../../shared/index.js';
+import { silentLogger, type Emitter, type EnvironmentReading, type Event, type Logger, type ThermalState } from '../../../shared/index.js';
+import { loggedEmitter } from '../lifecycle.js';
 import { execCommand, type CommandRunner } from './command.js';
 import { readMemoryPressure } from './memory-pressure.js';
 
@@ -18,8 +19,8 @@ export type EnvironmentSample = Omit<EnvironmentReading, 'at'>;
 export interface EnvironmentSource {
   /** Reads the machine now. Throws if it cannot; the runtime then treats the reading as missing. */
   read(): Promise<EnvironmentSample>;
-  /** Calls `listener` when the source knows something changed (a lock, a power change); returns an unsubscribe. Optional. */
-  subscribe?(listener: () => void): () => void;
+  /** Fires when the source knows something changed (a lock, a power change). Optional. */
+  readonly onChange?: Event<void>;
 }
 
 /** What a source reports before anything is known. */
@@ -35,17 +36,23 @@ export const UNKNOWN_SAMPLE: EnvironmentSample = {
 /**
  * A source whose values are set from outside: the Electron app sets them from powerMonitor
  * events (`lock-screen`, `on-battery`, `thermal-state-change`, `getSystemIdleTime()`), tests set
- * them directly. Every `set` notifies subscribers, so the runtime re-decides at once.
+ * them directly. Every `set` fires {@link ManualEnvironmentSource.onChange}, so the runtime
+ * re-decides at once.
  */
 export class ManualEnvironmentSource implements EnvironmentSource {
   #sample: EnvironmentSample;
-  readonly #listeners = new Set<() => void>();
+  readonly #changes: Emitter<void>;
   /** When set, read() throws it (a source that fails). */
   failWith: Error | null = null;
 
-  /** @param initial Starting values. Defaults to {@link UNKNOWN_SAMPLE}. */
-  constructor(initial: Partial<EnvironmentSample> = {}) {
+  /**
+   * @param initial Starting values. Defaults to {@link UNKNOWN_SAMPLE}.
+   * @param options.logger Where a throwing listener is logged. Defaults to a silent logger.
+   */
+  constructor(initial: Partial<EnvironmentSample> = {}, options: { logger?: Logger } = {}) {
     this.#sample = { ...UNKNOWN_SAMPLE, ...initial };
+    this.#changes = loggedEmitter(options.logger ?? silentLogger, 'environment change');
+    this.onChange = this.#changes.event;
   }
 
   /** The values read() returns. */
@@ -56,17 +63,20 @@ export class ManualEnvironmentSource implements EnvironmentSource {
   /** Changes some values and tells subscribers. */
   set(values: Partial<EnvironmentSample>): void {
     this.#sample = { ...this.#sample, ...values };
-    for (const l of [...this.#listeners]) l();
+    this.#changes.fire();
   }
+
+  /** Fires after every {@link ManualEnvironmentSource.set}. */
+  readonly onChange: Event<void>;
 
   async read(): Promise<EnvironmentSample> {
     if (this.failWith) throw this.failWith;
     return this.#sample;
   }
 
-  subscribe(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  /** Drops every listener. */
+  dispose(): void {
+    this.#changes.dispose();
   }
 }
 

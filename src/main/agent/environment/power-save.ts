@@ -5,7 +5,7 @@
  * which holds an idle-sleep assertion until it is killed or this process exits.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { silentLogger, type Logger } from '../../../shared/index.js';
+import { silentLogger, withDefaults, type Logger } from '../../../shared/index.js';
 
 /** Something that can keep the machine from sleeping. acquire and release are idempotent. */
 export interface PowerSaveBlocker {
@@ -36,6 +36,12 @@ export interface CaffeinateBlockerOptions {
   logger?: Logger;
 }
 
+const CAFFEINATE_DEFAULTS: Required<Pick<CaffeinateBlockerOptions, 'spawn' | 'pid' | 'logger'>> = {
+  pid: process.pid,
+  spawn: (command, args, options) => nodeSpawn(command, [...args], options),
+  logger: silentLogger,
+};
+
 /**
  * `caffeinate -i -w <pid>` while held: prevents idle sleep (not display sleep), and because of
  * `-w` the assertion ends with this process even if it is killed without a chance to release.
@@ -47,9 +53,10 @@ export class CaffeinateBlocker implements PowerSaveBlocker, Disposable {
   #child: ChildProcess | null = null;
 
   constructor(options: CaffeinateBlockerOptions = {}) {
-    this.#spawn = options.spawn ?? ((c, a, o) => nodeSpawn(c, [...a], o));
-    this.#pid = options.pid ?? process.pid;
-    this.#log = options.logger ?? silentLogger;
+    const o = withDefaults(CAFFEINATE_DEFAULTS, options);
+    this.#spawn = o.spawn;
+    this.#pid = o.pid;
+    this.#log = o.logger;
   }
 
   get held(): boolean {
@@ -72,12 +79,17 @@ export class CaffeinateBlocker implements PowerSaveBlocker, Disposable {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   }
 
-  [Symbol.dispose](): void {
+  /** Releases the assertion (the child is stopped). */
+  dispose(): void {
     this.release();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }
 
 /** caffeinate on macOS; nothing elsewhere (a Linux server is not expected to sleep). */
 export function defaultPowerSaveBlocker(platform: NodeJS.Platform = process.platform, logger?: Logger): PowerSaveBlocker {
-  return platform === 'darwin' ? new CaffeinateBlocker(logger ? { logger } : {}) : new NoopPowerSaveBlocker();
+  return platform === 'darwin' ? new CaffeinateBlocker({ logger }) : new NoopPowerSaveBlocker();
 }

@@ -3,7 +3,7 @@
  * file's sha256 is checked against its manifest and the memory it will need is compared with what
  * is free.
  */
-import { NightjarError, silentLogger, type InstalledModel, type Logger } from '../../../shared/index.js';
+import { NightjarError, silentLogger, withDefaults, type InstalledModel, type Logger } from '../../../shared/index.js';
 import { estimateEngineMemory, type EngineMemoryEstimate, type EngineMemoryEstimateOptions } from '../engine/estimate.js';
 import { loadEngine as realLoadEngine, type EngineOptions } from '../engine/engine.js';
 import type { InferenceEngine } from '../engine/types.js';
@@ -35,6 +35,18 @@ export interface ModelChoiceOptions {
   logger?: Logger;
 }
 
+type Defaulted = 'slots' | 'contextLength' | 'threads' | 'allowSwap' | 'estimate' | 'loadEngine' | 'logger';
+
+const CHOICE_DEFAULTS: Required<Pick<ModelChoiceOptions, Defaulted>> = {
+  slots: 4,
+  contextLength: null,
+  threads: null,
+  allowSwap: false,
+  estimate: estimateEngineMemory,
+  loadEngine: realLoadEngine,
+  logger: silentLogger,
+};
+
 /** The context length each sequence gets for a model, as the engine will choose it. */
 export function plannedContextLength(model: InstalledModel, configured: number | null | undefined): number {
   return configured ?? Math.min(model.contextLength ?? 4096, 4096);
@@ -42,17 +54,16 @@ export function plannedContextLength(model: InstalledModel, configured: number |
 
 /** A model choice for the runtime: verify the hash, check the memory, load. */
 export function modelChoice(options: ModelChoiceOptions): ModelChoice {
-  const { store, model } = options;
-  const log = options.logger ?? silentLogger;
-  const slots = options.slots ?? 4;
-  const contextLength = options.contextLength ?? null;
+  const o = withDefaults(CHOICE_DEFAULTS, options);
+  const { store, model, slots, contextLength, logger: log } = o;
+  const memoryProbe = o.memoryProbe ?? defaultMemoryProbe();
   return {
     served: { id: model.id, sha256: model.sha256, synthetic: model.synthetic, contextLength: plannedContextLength(model, contextLength) },
     async load() {
       const file = store.pathOf(model);
       await store.verify(model);
-      const estimate = await (options.estimate ?? estimateEngineMemory)({ modelPath: file, slots, contextLength });
-      const info = await (options.memoryProbe ?? defaultMemoryProbe())();
+      const estimate = await o.estimate({ modelPath: file, slots, contextLength });
+      const info = await memoryProbe();
       const fit = checkMemoryFit({ requiredBytes: estimate.totalBytes, minMemoryBytes: model.minMemoryBytes, info });
       log.info('memory check', {
         model: model.id,
@@ -62,18 +73,18 @@ export function modelChoice(options: ModelChoiceOptions): ModelChoice {
         swapFreeBytes: info.swapFreeBytes,
       });
       if (fit.verdict === 'does-not-fit') throw new NightjarError('NJ_MODEL_DOES_NOT_FIT', `${model.id}: ${fit.message}`);
-      if (fit.verdict === 'needs-swap' && !options.allowSwap) {
+      if (fit.verdict === 'needs-swap' && !o.allowSwap) {
         throw new NightjarError(
           'NJ_MODEL_DOES_NOT_FIT',
           `${model.id}: ${fit.message} Set model.allowSwap in config.json to load it anyway.`,
         );
       }
-      return (options.loadEngine ?? realLoadEngine)({
+      return o.loadEngine({
         modelPath: file,
         slots,
         logger: log,
-        ...(contextLength === null ? {} : { contextLength }),
-        ...(options.threads ? { threads: options.threads } : {}),
+        contextLength: contextLength ?? undefined,
+        threads: o.threads ?? undefined,
       });
     },
   };

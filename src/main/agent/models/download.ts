@@ -12,12 +12,26 @@
  *   its final name, by an atomic rename (then the directory is fsync'd). A mismatch deletes the
  *   partial file: nothing half-written or corrupted is ever at a name the agent loads.
  * - Free disk space is checked before writing (NJ_DISK_FULL).
+ * - Attempts are spaced by the one backoff of src/shared (full jitter) on the injected clock.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { NightjarError, silentLogger, systemClock, type Clock, type DownloadProgress, type Logger } from '../../../shared/index.js';
+import {
+  NightjarError,
+  backoffDelay,
+  delay,
+  resolveBackoff,
+  silentLogger,
+  systemClock,
+  withDefaults,
+  type BackoffOptions,
+  type Clock,
+  type DownloadProgress,
+  type Logger,
+  type ResolvedBackoff,
+} from '../../../shared/index.js';
 import { errnoCode, fsyncDir, writeFileAtomic } from '../fs-util.js';
 
 /** Options of {@link downloadFile}. */
@@ -30,10 +44,10 @@ export interface DownloadOptions {
   fileName: string;
   /** Expected sha256, lower-case hex. Required: nothing is installed unchecked. */
   sha256: string;
-  /** Expected size in bytes, if known. Defaults to null (the server's Content-Length is used). */
-  bytes?: number | null;
   /** Reported in progress events. Required. */
   modelId: string;
+  /** Expected size in bytes, if known. Defaults to null (the server's Content-Length is used). */
+  bytes?: number | null;
   /** The fetch to use. Defaults to the global fetch. */
   fetch?: typeof fetch;
   /** Aborting stops the download; the partial file is kept for a resume. Defaults to none. */
@@ -42,8 +56,10 @@ export interface DownloadOptions {
   onProgress?: (progress: DownloadProgress) => void;
   /** Attempts after a dropped connection or a 5xx, each resuming. Defaults to 5. */
   retries?: number;
-  /** First delay between attempts, doubled each time. Defaults to 1000 ms. */
-  retryDelayMs?: number;
+  /** The wait between attempts (full jitter, src/shared's backoff). Defaults to 1000 ms growing ×2 up to 30 s. */
+  backoff?: BackoffOptions;
+  /** Random source in [0, 1) for the jitter. Defaults to Math.random. */
+  random?: () => number;
   /** Bytes between fsync checkpoints of the partial file. Defaults to 8 MiB. */
   checkpointBytes?: number;
   /** Minimum interval between progress events. Defaults to 250 ms. */
@@ -57,6 +73,36 @@ export interface DownloadOptions {
   /** Defaults to a silent logger. */
   logger?: Logger;
 }
+
+type Defaulted =
+  | 'bytes'
+  | 'fetch'
+  | 'onProgress'
+  | 'retries'
+  | 'random'
+  | 'checkpointBytes'
+  | 'progressIntervalMs'
+  | 'freeBytes'
+  | 'reserveBytes'
+  | 'clock'
+  | 'logger';
+
+const DOWNLOAD_DEFAULTS: Required<Pick<DownloadOptions, Defaulted>> = {
+  bytes: null,
+  fetch: (input, init) => fetch(input, init),
+  onProgress: () => undefined,
+  retries: 5,
+  random: Math.random,
+  checkpointBytes: 8 << 20,
+  progressIntervalMs: 250,
+  freeBytes: defaultFreeBytes,
+  reserveBytes: 256 << 20,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
+/** The retry timing of downloads, unless the options say otherwise. */
+const DOWNLOAD_BACKOFF: ResolvedBackoff = { initialMs: 1000, maxMs: 30_000, factor: 2 };
 
 /** A finished download. */
 export interface DownloadResult {
@@ -144,246 +190,284 @@ function contentRange(header: string | null): { first: number; total: number | n
  * reason when aborted.
  */
 export async function downloadFile(options: DownloadOptions): Promise<DownloadResult> {
-  const clock = options.clock ?? systemClock;
-  const log = options.logger ?? silentLogger;
-  const fetchFn = options.fetch ?? ((input, init) => fetch(input, init));
-  const retries = options.retries ?? 5;
-  const checkpointBytes = options.checkpointBytes ?? 8 << 20;
-  const freeBytes = options.freeBytes ?? defaultFreeBytes;
-  const reserve = options.reserveBytes ?? 256 << 20;
-  const { part, state: stateFile } = partialPaths(options.dir, options.fileName);
-  const finalPath = path.join(options.dir, options.fileName);
-  const expectedBytes = options.bytes ?? null;
   const sha256 = options.sha256.toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(sha256)) throw new NightjarError('NJ_USAGE', 'the expected sha256 must be 64 hex digits');
+  const download = new Download({ ...withDefaults(DOWNLOAD_DEFAULTS, options), sha256 });
+  await download.prepare();
+  await download.fetchAll();
+  return download.land();
+}
 
-  await mkdir(options.dir, { recursive: true, mode: 0o700 });
+/** One download in progress: where it is, its running hash, and what the server said. */
+class Download {
+  readonly #o: typeof DOWNLOAD_DEFAULTS & DownloadOptions;
+  readonly #backoff: ResolvedBackoff;
+  readonly #part: string;
+  readonly #stateFile: string;
+  readonly #finalPath: string;
+  #state: PartState | null = null;
+  #position = 0;
+  #resumedFromBytes = 0;
+  #total: number | null;
+  #hash = createHash('sha256');
+  #requests = 0;
+  #lastEmit = -Infinity;
+  #windowStart: number;
+  #windowBytes = 0;
 
-  // What is on disk from an earlier attempt, and whether it may be continued.
-  let state = await readState(stateFile);
-  if (state && (state.url !== options.url || state.sha256 !== sha256)) state = null;
-  let position = state ? Math.min(state.durableBytes, await sizeOf(part)) : 0;
-  if (!state) await rm(part, { force: true });
-  else await truncate(part, position);
-  const resumedFromBytes = position;
-  let total: number | null = state?.bytes ?? expectedBytes;
-
-  let lastEmit = -Infinity;
-  let windowStart = clock.now();
-  let windowBytes = position;
-  const emit = (phase: DownloadProgress['phase'], force = false, error: DownloadProgress['error'] = null): void => {
-    const now = clock.now();
-    if (!force && now - lastEmit < (options.progressIntervalMs ?? 250)) return;
-    lastEmit = now;
-    const seconds = (now - windowStart) / 1000;
-    options.onProgress?.({
-      modelId: options.modelId,
-      phase,
-      receivedBytes: position,
-      totalBytes: total,
-      resumedFromBytes,
-      bytesPerSecond: seconds > 0 ? Math.max(0, (position - windowBytes) / seconds) : 0,
-      error,
-    });
-  };
-  emit('starting', true);
-
-  let hash = createHash('sha256');
-  if (position > 0) {
-    emit('hashing-partial', true);
-    await hashPrefix(part, position, hash, options.signal);
-    log.info('resuming download', { model: options.modelId, fromBytes: position });
+  constructor(options: typeof DOWNLOAD_DEFAULTS & DownloadOptions) {
+    this.#o = options;
+    this.#backoff = resolveBackoff(options.backoff, DOWNLOAD_BACKOFF);
+    const { part, state } = partialPaths(options.dir, options.fileName);
+    this.#part = part;
+    this.#stateFile = state;
+    this.#finalPath = path.join(options.dir, options.fileName);
+    this.#total = options.bytes;
+    this.#windowStart = options.clock.now();
   }
 
-  const saveState = async (durable: number): Promise<void> => {
-    state = {
-      v: 1,
-      url: options.url,
-      sha256,
-      bytes: total,
-      etag: state?.etag ?? null,
-      lastModified: state?.lastModified ?? null,
-      durableBytes: durable,
-    };
-    await writeFileAtomic(stateFile, JSON.stringify(state));
-  };
+  #emit(phase: DownloadProgress['phase'], force = false, error: DownloadProgress['error'] = null): void {
+    const now = this.#o.clock.now();
+    if (!force && now - this.#lastEmit < this.#o.progressIntervalMs) return;
+    this.#lastEmit = now;
+    const seconds = (now - this.#windowStart) / 1000;
+    this.#o.onProgress({
+      modelId: this.#o.modelId,
+      phase,
+      receivedBytes: this.#position,
+      totalBytes: this.#total,
+      resumedFromBytes: this.#resumedFromBytes,
+      bytesPerSecond: seconds > 0 ? Math.max(0, (this.#position - this.#windowBytes) / seconds) : 0,
+      error,
+    });
+  }
 
-  let requests = 0;
-  let failures = 0;
-  for (;;) {
-    options.signal?.throwIfAborted();
-    try {
-      requests++;
-      const done = await attempt();
-      if (done) break;
-    } catch (err) {
-      if (!(err instanceof Retryable)) {
-        if (err instanceof NightjarError) emit('failed', true, { code: err.code, message: err.message });
-        throw err;
-      }
-      failures++;
-      if (failures > retries) {
-        const e = new NightjarError(
-          'NJ_DOWNLOAD_FAILED',
-          `Downloading ${options.modelId} failed ${failures} times (last: ${err.message}); ${position} bytes are kept for a resume.`,
-        );
-        emit('failed', true, { code: e.code, message: e.message });
-        throw e;
-      }
-      const delay = (options.retryDelayMs ?? 1000) * 2 ** (failures - 1);
-      log.warn('download interrupted; resuming', { model: options.modelId, atBytes: position, delayMs: delay, reason: err.message });
-      await sleep(clock, delay, options.signal);
+  #fail(error: NightjarError): NightjarError {
+    this.#emit('failed', true, { code: error.code, message: error.message });
+    return error;
+  }
+
+  /** Finds what an earlier attempt left on disk, keeps it if it may be continued, and hashes it. */
+  async prepare(): Promise<void> {
+    const o = this.#o;
+    await mkdir(o.dir, { recursive: true, mode: 0o700 });
+    let state = await readState(this.#stateFile);
+    if (state && (state.url !== o.url || state.sha256 !== o.sha256)) state = null;
+    this.#state = state;
+    this.#position = state ? Math.min(state.durableBytes, await sizeOf(this.#part)) : 0;
+    if (!state) await rm(this.#part, { force: true });
+    else await truncate(this.#part, this.#position);
+    this.#resumedFromBytes = this.#windowBytes = this.#position;
+    this.#total = state?.bytes ?? o.bytes;
+    this.#emit('starting', true);
+    if (this.#position > 0) {
+      this.#emit('hashing-partial', true);
+      await hashPrefix(this.#part, this.#position, this.#hash, o.signal);
+      o.logger.info('resuming download', { model: o.modelId, fromBytes: this.#position });
     }
   }
 
-  // Every byte is here: check size and hash, then land the file.
-  emit('verifying', true);
-  const digest = hash.digest('hex');
-  const size = await sizeOf(part);
-  if ((total !== null && size !== total) || digest !== sha256) {
-    await rm(part, { force: true });
-    await rm(stateFile, { force: true });
-    const what = total !== null && size !== total ? `is ${size} bytes, not ${total}` : `has sha256 ${digest}, not the expected ${sha256}`;
-    const e = new NightjarError(
-      'NJ_MODEL_FILE_INVALID',
-      `The download of ${options.modelId} ${what}; it was deleted. Pull it again, and check the expected hash if it keeps failing.`,
-    );
-    emit('failed', true, { code: e.code, message: e.message });
-    throw e;
+  async #saveState(durable: number): Promise<void> {
+    const o = this.#o;
+    this.#state = {
+      v: 1,
+      url: o.url,
+      sha256: o.sha256,
+      bytes: this.#total,
+      etag: this.#state?.etag ?? null,
+      lastModified: this.#state?.lastModified ?? null,
+      durableBytes: durable,
+    };
+    await writeFileAtomic(this.#stateFile, JSON.stringify(this.#state));
   }
-  await rename(part, finalPath);
-  await fsyncDir(options.dir);
-  await rm(stateFile, { force: true });
-  emit('done', true);
-  log.info('download complete', { model: options.modelId, bytes: size, requests });
-  return { path: finalPath, sha256: digest, bytes: size, resumedFromBytes, requests };
+
+  /** Requests until every byte is on disk, resuming after each retryable failure. */
+  async fetchAll(): Promise<void> {
+    const o = this.#o;
+    for (let failures = 0; ;) {
+      o.signal?.throwIfAborted();
+      try {
+        this.#requests++;
+        if (await this.#attempt()) return;
+      } catch (err) {
+        if (!(err instanceof Retryable)) throw err instanceof NightjarError ? this.#fail(err) : err;
+        failures++;
+        if (failures > o.retries) {
+          throw this.#fail(
+            new NightjarError(
+              'NJ_DOWNLOAD_FAILED',
+              `Downloading ${o.modelId} failed ${failures} times (last: ${err.message}); ${this.#position} bytes are kept for a resume.`,
+            ),
+          );
+        }
+        const wait = backoffDelay(failures - 1, this.#backoff, o.random);
+        o.logger.warn('download interrupted; resuming', { model: o.modelId, atBytes: this.#position, delayMs: wait, reason: err.message });
+        await delay(o.clock, wait, o.signal).catch((e: unknown) => {
+          throw o.signal?.aborted ? (o.signal.reason as Error) : e;
+        });
+      }
+    }
+  }
+
+  /** Every byte is here: checks size and hash, then lands the file by an atomic rename. */
+  async land(): Promise<DownloadResult> {
+    const o = this.#o;
+    this.#emit('verifying', true);
+    const digest = this.#hash.digest('hex');
+    const size = await sizeOf(this.#part);
+    const total = this.#total;
+    if ((total !== null && size !== total) || digest !== o.sha256) {
+      await rm(this.#part, { force: true });
+      await rm(this.#stateFile, { force: true });
+      const what =
+        total !== null && size !== total ? `is ${size} bytes, not ${total}` : `has sha256 ${digest}, not the expected ${o.sha256}`;
+      throw this.#fail(
+        new NightjarError(
+          'NJ_MODEL_FILE_INVALID',
+          `The download of ${o.modelId} ${what}; it was deleted. Pull it again, and check the expected hash if it keeps failing.`,
+        ),
+      );
+    }
+    await rename(this.#part, this.#finalPath);
+    await fsyncDir(o.dir);
+    await rm(this.#stateFile, { force: true });
+    this.#emit('done', true);
+    o.logger.info('download complete', { model: o.modelId, bytes: size, requests: this.#requests });
+    return { path: this.#finalPath, sha256: digest, bytes: size, resumedFromBytes: this.#resumedFromBytes, requests: this.#requests };
+  }
 
   /** One HTTP request; true when the file is complete. */
-  async function attempt(): Promise<boolean> {
+  async #attempt(): Promise<boolean> {
+    const response = await this.#request();
+    if (response === 'complete') return true;
+    try {
+      await this.#accept(response);
+    } catch (err) {
+      await response.body?.cancel();
+      throw err;
+    }
+    if (!response.body) throw new Retryable('the answer has no body');
+    await this.#write(response.body);
+    const total = this.#total;
+    if (total !== null && this.#position < total) throw new Retryable(`the connection ended at ${this.#position} of ${total} bytes`);
+    if (total === null) this.#total = this.#position;
+    return true;
+  }
+
+  /** Sends the request (a range from where the file stands); 'complete' if nothing is left. */
+  async #request(): Promise<Response | 'complete'> {
+    const o = this.#o;
     const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-    if (position > 0) {
-      headers.range = `bytes=${position}-`;
+    if (this.#position > 0) {
+      headers.range = `bytes=${this.#position}-`;
+      const state = this.#state;
       const validator = state?.etag && !state.etag.startsWith('W/') ? state.etag : state?.lastModified;
       if (validator) headers['if-range'] = validator;
     }
     let response: Response;
     try {
-      response = await fetchFn(options.url, { headers, redirect: 'follow', ...(options.signal ? { signal: options.signal } : {}) });
+      response = await o.fetch(o.url, { headers, redirect: 'follow', signal: o.signal });
     } catch (err) {
-      options.signal?.throwIfAborted();
+      o.signal?.throwIfAborted();
       throw new Retryable((err as Error).message);
     }
     const status = response.status;
-    if (status === 416 && position > 0 && total !== null && position === total) {
+    if (status === 416 && this.#position > 0 && this.#total !== null && this.#position === this.#total) {
       await response.body?.cancel();
-      return true;
+      return 'complete';
     }
-    if (status >= 500 || status === 408 || status === 429) {
-      await response.body?.cancel();
-      throw new Retryable(`HTTP ${status}`);
-    }
+    return response;
+  }
+
+  /** Checks the answer (status, range, size, free disk) and records its validators. */
+  async #accept(response: Response): Promise<void> {
+    const o = this.#o;
+    const status = response.status;
+    if (status >= 500 || status === 408 || status === 429) throw new Retryable(`HTTP ${status}`);
     if (status !== 200 && status !== 206) {
-      await response.body?.cancel();
-      throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server answered HTTP ${status} for ${options.modelId}; check the catalog URL.`);
+      throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server answered HTTP ${status} for ${o.modelId}; check the catalog URL.`);
     }
     let offered: number | null;
     if (status === 206) {
       const range = contentRange(response.headers.get('content-range'));
-      if (!range || range.first !== position) {
-        await response.body?.cancel();
-        throw new Retryable('the server answered a different range');
-      }
+      if (!range || range.first !== this.#position) throw new Retryable('the server answered a different range');
       offered = range.total;
     } else {
       // 200: the whole file. Either a first request, or the server ignored the range (or the file
       // changed, per If-Range): start over.
-      if (position > 0) {
-        log.warn('the server sent the whole file instead of the rest; starting over', { model: options.modelId });
-        position = 0;
-        windowBytes = 0;
-        hash = createHash('sha256');
-        await truncate(part, 0).catch(async (err: unknown) => {
-          if (errnoCode(err) !== 'ENOENT') throw err;
-        });
-      }
+      if (this.#position > 0) await this.#startOver();
       const length = response.headers.get('content-length');
       offered = length === null ? null : Number(length);
     }
-    if (expectedBytes !== null && offered !== null && offered !== expectedBytes) {
-      await response.body?.cancel();
+    if (o.bytes !== null && offered !== null && offered !== o.bytes) {
       throw new NightjarError(
         'NJ_DOWNLOAD_FAILED',
-        `The server offers ${offered} bytes for ${options.modelId}; the catalog says ${expectedBytes}. The catalog entry or the URL is wrong.`,
+        `The server offers ${offered} bytes for ${o.modelId}; the catalog says ${o.bytes}. The catalog entry or the URL is wrong.`,
       );
     }
-    total = offered ?? total;
-    const needed = (total ?? position) - position + reserve;
-    const free = await freeBytes(options.dir);
-    if (total !== null && free < needed) {
-      await response.body?.cancel();
+    this.#total = offered ?? this.#total;
+    const total = this.#total;
+    const free = await o.freeBytes(o.dir);
+    if (total !== null && free < total - this.#position + o.reserveBytes) {
       throw new NightjarError(
         'NJ_DISK_FULL',
-        `Downloading ${options.modelId} needs ${total - position} more bytes plus ${reserve} spare; the disk has ${free} free.`,
+        `Downloading ${o.modelId} needs ${total - this.#position} more bytes plus ${o.reserveBytes} spare; the disk has ${free} free.`,
       );
     }
     const etag = response.headers.get('etag');
     const lastModified = response.headers.get('last-modified');
-    state = { v: 1, url: options.url, sha256, bytes: total, etag, lastModified, durableBytes: position };
-    await saveState(position);
-    if (!response.body) throw new Retryable('the answer has no body');
+    this.#state = { v: 1, url: o.url, sha256: o.sha256, bytes: total, etag, lastModified, durableBytes: this.#position };
+    await this.#saveState(this.#position);
+  }
 
-    emit('downloading', true);
-    windowStart = clock.now();
-    windowBytes = position;
-    const handle = await open(part, position === 0 ? 'w' : 'a', 0o600);
-    let lastCheckpoint = position;
-    const reader = response.body.getReader();
+  async #startOver(): Promise<void> {
+    this.#o.logger.warn('the server sent the whole file instead of the rest; starting over', { model: this.#o.modelId });
+    this.#position = 0;
+    this.#windowBytes = 0;
+    this.#hash = createHash('sha256');
+    await truncate(this.#part, 0).catch((err: unknown) => {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    });
+  }
+
+  /** Streams the body to the partial file, hashing as it goes, with fsync checkpoints. */
+  async #write(body: ReadableStream<Uint8Array>): Promise<void> {
+    const o = this.#o;
+    this.#emit('downloading', true);
+    this.#windowStart = o.clock.now();
+    this.#windowBytes = this.#position;
+    const handle = await open(this.#part, this.#position === 0 ? 'w' : 'a', 0o600);
+    let lastCheckpoint = this.#position;
+    const reader = body.getReader();
     try {
       for (;;) {
         let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
           chunk = await reader.read();
         } catch (err) {
-          options.signal?.throwIfAborted();
+          o.signal?.throwIfAborted();
           throw new Retryable((err as Error).message || 'the connection dropped');
         }
         if (chunk.done) break;
         const bytes = chunk.value;
-        if (total !== null && position + bytes.length > total)
-          throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server sent more than ${total} bytes for ${options.modelId}.`);
+        if (this.#total !== null && this.#position + bytes.length > this.#total)
+          throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server sent more than ${this.#total} bytes for ${o.modelId}.`);
         await handle.write(bytes);
-        hash.update(bytes);
-        position += bytes.length;
-        if (position - lastCheckpoint >= checkpointBytes) {
+        this.#hash.update(bytes);
+        this.#position += bytes.length;
+        if (this.#position - lastCheckpoint >= o.checkpointBytes) {
           await handle.sync();
-          await saveState(position);
-          lastCheckpoint = position;
+          await this.#saveState(this.#position);
+          lastCheckpoint = this.#position;
         }
-        emit('downloading');
+        this.#emit('downloading');
       }
     } finally {
       await reader.cancel().catch(() => undefined);
       // Whatever happened, what was written is kept and recorded for the next attempt.
       await handle.sync().catch(() => undefined);
       await handle.close();
-      await saveState(position).catch(() => undefined);
+      await this.#saveState(this.#position).catch(() => undefined);
     }
-    if (total !== null && position < total) throw new Retryable(`the connection ended at ${position} of ${total} bytes`);
-    if (total === null) total = position;
-    return true;
   }
-}
-
-function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clock.clearTimeout(timer);
-      reject(signal!.reason as Error);
-    };
-    const timer = clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

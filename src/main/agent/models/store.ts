@@ -14,6 +14,8 @@ import {
   installedModelSchema,
   silentLogger,
   systemClock,
+  withDefaults,
+  type AsyncResource,
   type CatalogEntry,
   type Clock,
   type InstalledModel,
@@ -36,7 +38,16 @@ export interface ModelStoreOptions {
 /** What {@link ModelStore.pull} takes besides the catalog entry. */
 export type PullOptions = Pick<
   DownloadOptions,
-  'fetch' | 'signal' | 'onProgress' | 'retries' | 'retryDelayMs' | 'checkpointBytes' | 'freeBytes' | 'reserveBytes' | 'progressIntervalMs'
+  | 'fetch'
+  | 'signal'
+  | 'onProgress'
+  | 'retries'
+  | 'backoff'
+  | 'random'
+  | 'checkpointBytes'
+  | 'freeBytes'
+  | 'reserveBytes'
+  | 'progressIntervalMs'
 > & {
   /** The expected sha256 when the entry has none (required then). Defaults to the entry's. */
   sha256?: string;
@@ -44,18 +55,41 @@ export type PullOptions = Pick<
 
 const MANIFEST_SUFFIX = '.model.json';
 
-/** The models directory. */
-export class ModelStore {
+const STORE_DEFAULTS: Required<Pick<ModelStoreOptions, 'clock' | 'logger'>> = { clock: systemClock, logger: silentLogger };
+
+/**
+ * The models directory. Its downloads are its children: dispose() aborts the ones under way
+ * (their partial files stay for a resume) and waits for them to stop.
+ */
+export class ModelStore implements AsyncResource {
   readonly dir: string;
   readonly #clock: Clock;
   readonly #log: Logger;
   /** Files hashed by this process: path → what stat said then. */
   readonly #verified = new Map<string, { size: number; mtimeMs: number; ino: number; sha256: string }>();
+  /** Downloads under way, to abort on dispose. */
+  readonly #pulls = new Set<{ abort: AbortController; done: Promise<unknown> }>();
+  #disposed: Promise<void> | null = null;
 
   constructor(options: ModelStoreOptions) {
-    this.dir = path.resolve(options.dir);
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silentLogger;
+    const o = withDefaults(STORE_DEFAULTS, options);
+    this.dir = path.resolve(o.dir);
+    this.#clock = o.clock;
+    this.#log = o.logger;
+  }
+
+  /** Aborts the downloads under way and waits for them to stop. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      const pulls = [...this.#pulls];
+      for (const p of pulls) p.abort.abort(new NightjarError('NJ_CANCELLED', 'the agent is stopping'));
+      await Promise.all(pulls.map((p) => p.done.catch(() => undefined)));
+    })();
+    return this.#disposed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   /**
@@ -67,18 +101,14 @@ export class ModelStore {
     options: { id: string; synthetic?: boolean; clock?: Clock; logger?: Logger; onProgress?: (hashed: number, total: number) => void },
   ): Promise<{ store: ModelStore; model: InstalledModel }> {
     const absolute = path.resolve(file);
-    const store = new ModelStore({
-      dir: path.dirname(absolute),
-      ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.logger ? { logger: options.logger } : {}),
-    });
+    const store = new ModelStore({ dir: path.dirname(absolute), clock: options.clock, logger: options.logger });
     let info;
     try {
       info = await stat(absolute);
     } catch (cause) {
       throw new NightjarError('NJ_MODEL_FILE_INVALID', `No model file at ${absolute}.`, { cause });
     }
-    const sha256 = await sha256File(absolute, options.onProgress ? { onProgress: options.onProgress } : {});
+    const sha256 = await sha256File(absolute, { onProgress: options.onProgress });
     const model = installedModelSchema.parse({
       id: options.id,
       file: path.basename(absolute),
@@ -181,10 +211,14 @@ export class ModelStore {
         `The catalog has no sha256 for ${entry.id} (it was not verified), and Nightjar never installs an unchecked file. Find the file's SHA256 on its download page (${entry.url.replace('/resolve/', '/blob/')}) and pass --sha256 HEX.`,
       );
     }
+    if (this.#disposed) throw new NightjarError('NJ_CANCELLED', 'the agent is stopping');
     const fileName = this.fileNameFor(entry.id);
     const { sha256: _drop, ...download } = options;
-    const result = await downloadFile({
+    const abort = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+    const done = downloadFile({
       ...download,
+      signal,
       url: entry.url,
       dir: this.dir,
       fileName,
@@ -194,6 +228,9 @@ export class ModelStore {
       clock: this.#clock,
       logger: this.#log,
     });
+    const pull = { abort, done };
+    this.#pulls.add(pull);
+    const result = await done.finally(() => this.#pulls.delete(pull));
     return this.#install({
       id: entry.id,
       file: fileName,

@@ -458,8 +458,8 @@ export async function writeSyntheticModel(options: SyntheticModelOptions): Promi
     path: options.path,
     metadata: metadataOf(shape, seed, storeAsF32),
     tensors: tensorsOf(shape, seed, storeAsF32),
-    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    onProgress: options.onProgress,
+    signal: options.signal,
   });
   return {
     path: written.path,

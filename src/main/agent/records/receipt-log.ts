@@ -10,6 +10,7 @@ import {
   CONTROL_API_VERSION,
   signedReceiptSchema,
   verifyReceipt,
+  type AsyncResource,
   type EarningsRow,
   type EarningsSummary,
   type SignedReceipt,
@@ -17,7 +18,7 @@ import {
 import { errnoCode } from '../fs-util.js';
 
 /** The receipts of a log, oldest first, and how many lines were not valid receipts. */
-export interface ReceiptLogContents {
+export interface SignedReceiptLogContents {
   receipts: SignedReceipt[];
   rejectedLines: number;
 }
@@ -26,7 +27,7 @@ export interface ReceiptLogContents {
  * Reads a receipt log. With `identityKey`, a receipt counts only if this key signed it and it
  * names this key's agent.
  */
-export async function readReceiptLog(file: string, options: { identityKey?: Uint8Array } = {}): Promise<ReceiptLogContents> {
+export async function readSignedReceiptLog(file: string, options: { identityKey?: Uint8Array } = {}): Promise<SignedReceiptLogContents> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -65,33 +66,36 @@ export async function readReceiptLog(file: string, options: { identityKey?: Uint
   return { receipts, rejectedLines };
 }
 
-/** Options of {@link ReceiptLog}. */
-export interface ReceiptLogOptions {
+/** Options of {@link SignedReceiptLog}. */
+export interface SignedReceiptLogOptions {
   /** The log file. Required. */
   file: string;
   /** Checks signatures of the lines already in the file when opened. Defaults to none (no check). */
   identityKey?: Uint8Array;
 }
 
-/** An open receipt log: reads what is there once, then appends. */
-export class ReceiptLog implements AsyncDisposable {
+/**
+ * The agent's open log of the receipts it signed (the client keeps its own ReceiptLog of the
+ * receipts it verified): reads what is there once, then appends.
+ */
+export class SignedReceiptLog implements AsyncResource {
   readonly file: string;
   readonly #identityKey: Uint8Array | undefined;
   #handle: FileHandle | null = null;
-  #contents: ReceiptLogContents = { receipts: [], rejectedLines: 0 };
+  #contents: SignedReceiptLogContents = { receipts: [], rejectedLines: 0 };
   #queue: Promise<void> = Promise.resolve();
   #closed = false;
 
-  private constructor(options: ReceiptLogOptions) {
+  private constructor(options: SignedReceiptLogOptions) {
     this.file = path.resolve(options.file);
     this.#identityKey = options.identityKey;
   }
 
   /** Opens (creating if needed, mode 0600) and reads the log. */
-  static async open(options: ReceiptLogOptions): Promise<ReceiptLog> {
-    const log = new ReceiptLog(options);
+  static async open(options: SignedReceiptLogOptions): Promise<SignedReceiptLog> {
+    const log = new SignedReceiptLog(options);
     await mkdir(path.dirname(log.file), { recursive: true, mode: 0o700 });
-    log.#contents = await readReceiptLog(log.file, log.#identityKey ? { identityKey: log.#identityKey } : {});
+    log.#contents = await readSignedReceiptLog(log.file, { identityKey: log.#identityKey });
     const handle = await open(log.file, 'a', 0o600);
     // A crash mid-append leaves a line without its newline; end it so the next line stands alone.
     const size = (await stat(log.file)).size;

@@ -1,12 +1,16 @@
 /**
- * The agent as an owner runs it for months: a state machine that applies the policy's decisions
- * with timers on the injected clock.
+ * The agent as an owner runs it for months: the policy's decisions carried out with timers on the
+ * injected clock.
  *
  * States (DESIGN.md): stopped → waiting → loading → serving ⇄ draining → waiting / paused, and
  * error with a reason a person can act on.
  *
  * - Every `pollMs`, and whenever the environment source says something changed, the runtime
  *   reads the machine and asks the pure policy (policy/policy.ts) for a decision.
+ * - What to do about it is the pure planner's (planner.ts): one step at a time — connect, load,
+ *   serve, drain, unload, disconnect, hold an error… This file is the executor: it owns the
+ *   timers, the Agent, the engine it loaded and the power-save blocker, carries each step out and
+ *   plans again until the planner says rest.
  * - serve: connect to the gateway, load the model (its file re-hashed and its memory checked by
  *   the model choice), then take jobs. The Mac is kept awake (power-save blocker) from here until
  *   the jobs have drained.
@@ -22,22 +26,30 @@
  *   serve-now, selecting a model); a failure that may pass on its own is retried after
  *   `errorRetryMs`.
  *
- * Every preemption is reported with its timings (`preempted` events): when serving stopped, when
- * the jobs had settled, when the model was unloaded.
+ * The state lives in one {@link AgentStateStore} that the runtime writes and its Agent reads.
+ * Every preemption is reported with its timings ({@link AgentRuntime.onPreempted}): when serving
+ * stopped, when the jobs had settled, when the model was unloaded.
  */
 import {
   DEFAULT_POLICY,
   NightjarError,
+  Resource,
   isErrorCode,
+  nextEvent,
   silentLogger,
   systemClock,
+  withDefaults,
   type AgentState,
   type AgentStatusSnapshot,
+  type BackoffOptions,
   type Clock,
   type Decision,
+  type Emitter,
   type EnvironmentReading,
+  type Event,
   type GatewayStanding,
   type IdentityKeyPair,
+  type LinkState,
   type Logger,
   type Manual,
   type Platform,
@@ -46,17 +58,18 @@ import {
   type Preemption,
   type SignedReceipt,
   type StateReason,
-  type TimerHandle,
 } from '../../../shared/index.js';
-import { AGENT_VERSION, Agent } from '../agent.js';
+import { AGENT_VERSION, Agent, type GoodbyeReason } from '../agent.js';
 import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
-import type { BackoffOptions, LinkState } from '../gateway-link.js';
 import type { ServedModel } from '../job-runner.js';
+import { TimerSlot, errorMessage, loggedEmitter } from '../lifecycle.js';
 import { detectPlatform, unattestedPosture } from '../platform.js';
-import { decide, describeDecision, effectiveManual } from '../policy/policy.js';
+import { decide, effectiveManual } from '../policy/policy.js';
 import { systemTimeZone } from '../policy/schedule.js';
+import { AgentStateStore, type AgentStateChange } from '../state.js';
+import { plan, reasonOf, stopsAccepting, type PlanInput, type Step } from './planner.js';
 
 /** The model the runtime serves: what the bundle says, and how to load it. */
 export interface ModelChoice {
@@ -65,24 +78,9 @@ export interface ModelChoice {
   /**
    * Checks the file (sha256) and the memory, and loads it. Throws NightjarError with a message a
    * person can act on (NJ_MODEL_FILE_INVALID, NJ_MODEL_DOES_NOT_FIT, NJ_MODEL_LOAD_FAILED…).
+   * The runtime disposes what it loads.
    */
   load(): Promise<InferenceEngine>;
-}
-
-/** Events of {@link AgentRuntime}, with their arguments. */
-export interface AgentRuntimeEvents {
-  /** The state or its reason changed. */
-  state: [{ state: AgentState; since: number; reason: StateReason | null; decision: Decision | null }];
-  /** The gateway link changed state, or the gateway's welcome or refusal changed the standing. */
-  link: [LinkState];
-  /** A job started or ended. */
-  jobs: [];
-  /** A receipt was signed (and recorded). */
-  receipt: [SignedReceipt];
-  /** Serving stopped and the jobs settled; sent again with `unloadedMs` when the model is unloaded. */
-  preempted: [Preemption];
-  /** A new reading of the machine. */
-  environment: [EnvironmentReading];
 }
 
 /** Options of {@link AgentRuntime}. */
@@ -95,36 +93,32 @@ export interface AgentRuntimeOptions {
   gatewayUrl: string | null;
   /** The identity key pair. Required. */
   identity: IdentityKeyPair;
-  /** Where the identity key is kept, as status reports it. Defaults to 'keychain'. */
-  keyStore?: 'keychain' | 'plaintext-file';
   /** Where idle time, power and heat come from. Required. */
   environment: EnvironmentSource;
   /** The model to serve, asked for when one must be loaded; null when none is selected. Required. */
   model: () => ModelChoice | null | Promise<ModelChoice | null>;
+  /** Where the identity key is kept, as status reports it. Defaults to 'keychain'. */
+  keyStore?: 'keychain' | 'plaintext-file';
   /** Defaults to {@link DEFAULT_POLICY}. */
   policy?: Policy;
   /** The owner's override at start. Defaults to auto. */
   manual?: Manual;
-  /** Told about every change of the override, to persist it. Defaults to none. */
-  onManualChange?: (manual: Manual) => void | Promise<void>;
-  /** Receives every receipt before it is sent (awaited: the log fsyncs first). Defaults to none. */
-  onReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
+  /**
+   * Saves every change of the override. A hook, awaited before the runtime acts on the change, so
+   * an override the owner set survives a crash right after. A failure is logged. Defaults to
+   * saving nothing.
+   */
+  saveManual?: (manual: Manual) => void | Promise<void>;
+  /**
+   * Records every receipt before it is sent. A hook, awaited: the receipt log fsyncs the receipt
+   * first, so the gateway is never paid for a job missing from the agent's own record. Defaults
+   * to recording nothing.
+   */
+  recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
   /** Keeps the machine awake while serving. Defaults to one that does nothing. */
   powerSaveBlocker?: PowerSaveBlocker;
-  /** Defaults to the system clock. */
-  clock?: Clock;
-  /** Defaults to a silent logger. */
-  logger?: Logger;
-  /** Defaults to what the OS reports. */
-  platform?: Platform;
-  /** Defaults to an unattested posture. */
-  posture?: Posture;
-  /** Gateway reconnect timing. Defaults as BackoffOptions says. */
-  backoff?: BackoffOptions;
-  /** Random source for reconnect jitter. Defaults to Math.random. */
-  random?: () => number;
   /** One-time enrollment token. Defaults to none. */
-  enrollToken?: string;
+  enrollToken?: string | null;
   /** How often the machine is read. Defaults to 2000 ms. */
   pollMs?: number;
   /** A reading older than this is not acted on. Defaults to max(10 s, 3 × pollMs). */
@@ -137,7 +131,46 @@ export interface AgentRuntimeOptions {
   errorRetryMs?: number;
   /** The system's time zone, used when the policy names none. Defaults to the process's. */
   systemTimeZone?: () => string;
+  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
+  backoff?: BackoffOptions;
+  /** Random source for reconnect jitter. Defaults to Math.random. */
+  random?: () => number;
+  /** Defaults to what the OS reports. */
+  platform?: Platform;
+  /** Defaults to an unattested posture. */
+  posture?: Posture;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
 }
+
+type Defaulted =
+  | 'keyStore'
+  | 'policy'
+  | 'manual'
+  | 'saveManual'
+  | 'recordReceipt'
+  | 'enrollToken'
+  | 'pollMs'
+  | 'errorRetryMs'
+  | 'systemTimeZone'
+  | 'clock'
+  | 'logger';
+
+const RUNTIME_DEFAULTS: Required<Pick<AgentRuntimeOptions, Defaulted>> = {
+  keyStore: 'keychain',
+  policy: DEFAULT_POLICY,
+  manual: { mode: 'auto', until: null },
+  saveManual: () => undefined,
+  recordReceipt: () => undefined,
+  enrollToken: null,
+  pollMs: 2000,
+  errorRetryMs: 300_000,
+  systemTimeZone,
+  clock: systemClock,
+  logger: silentLogger,
+};
 
 /** Failures that may pass on their own (memory frees up, a transient load failure). */
 const RETRYABLE = new Set(['NJ_MODEL_DOES_NOT_FIT', 'NJ_MODEL_LOAD_FAILED', 'NJ_ENGINE_FAILED', 'NJ_INTERNAL']);
@@ -147,36 +180,47 @@ const RETRYABLE = new Set(['NJ_MODEL_DOES_NOT_FIT', 'NJ_MODEL_LOAD_FAILED', 'NJ_
  * `error` until the owner acts (links again, resumes).
  */
 const TERMINAL_REJECTS = new Set(['NJ_ENROLL_INVALID', 'NJ_PROTOCOL_VERSION', 'NJ_AUTH_FAILED', 'NJ_BUNDLE_INVALID']);
-
-type Listener<A extends unknown[]> = (...args: A) => void;
-
-function reasonOf(decision: Decision): StateReason {
-  const { message, hint } = describeDecision(decision);
-  return { code: decision.reason, message, hint };
-}
+/** Steps one plan may take before the runtime assumes it is going round in circles. */
+const MAX_STEPS = 64;
 
 function errorReason(error: NightjarError): StateReason {
   return { code: error.code, message: error.message.slice(0, 1024), hint: error.hint };
 }
 
-/** The provider agent's state machine. */
-export class AgentRuntime implements AsyncDisposable {
-  readonly #o: AgentRuntimeOptions;
+function asNightjarError(err: unknown): NightjarError {
+  return err instanceof NightjarError ? err : new NightjarError('NJ_INTERNAL', errorMessage(err), { cause: err });
+}
+
+/** What {@link AgentRuntime.whenState} takes. */
+export interface WhenStateOptions {
+  /** Gives up after this long on the runtime's clock (NJ_TIMEOUT). Defaults to never. */
+  timeoutMs?: number;
+  /** Stops waiting (NJ_CANCELLED). Defaults to none. */
+  signal?: AbortSignal;
+}
+
+/** The provider agent's state machine: the planner's steps, carried out. */
+export class AgentRuntime extends Resource {
+  readonly #o: typeof RUNTIME_DEFAULTS & AgentRuntimeOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #blocker: PowerSaveBlocker;
-  readonly #listeners = new Map<keyof AgentRuntimeEvents, Set<Listener<never[]>>>();
   readonly #platform: Platform;
   readonly #posture: Posture;
+  readonly #store: AgentStateStore;
+  readonly #link$: Emitter<LinkState>;
+  readonly #jobs$: Emitter<void>;
+  readonly #receipt$: Emitter<SignedReceipt>;
+  readonly #preempted$: Emitter<Preemption>;
+  readonly #environment$: Emitter<EnvironmentReading>;
+  readonly #pollTimer: TimerSlot;
+  readonly #unloadTimer: TimerSlot;
+  readonly #retryTimer: TimerSlot;
   #gatewayUrl: string | null;
   #enrollToken: string | null;
   #standing: Omit<GatewayStanding, 'enrollToken'> = { operator: null, trust: null, rejected: null };
-  #relinkRequested = false;
   #policy: Policy;
   #manual: Manual;
-  #state: AgentState = 'stopped';
-  #since: number;
-  #reason: StateReason | null = null;
   #decision: Decision | null = null;
   #reading: EnvironmentReading | null = null;
   #agent: Agent | null = null;
@@ -185,52 +229,76 @@ export class AgentRuntime implements AsyncDisposable {
   #error: { error: NightjarError; retryAt: number | null } | null = null;
   #preemption: Preemption | null = null;
   #drainCancel: AbortController | null = null;
+  #drained = false;
   #reloadRequested = false;
+  #relinkRequested = false;
   #unloadDue = false;
-  #unloadTimer: TimerHandle | null = null;
-  #pollTimer: TimerHandle | null = null;
-  #retryTimer: TimerHandle | null = null;
-  #unsubscribe: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #dirty = false;
   #reading$: Promise<void> | null = null;
   #readAgain = false;
   /** True while readings fail: logged when it starts and when it ends, not at every poll. */
   #readFailing = false;
-  #stopping: Promise<void> | null = null;
+  #stopping = false;
 
   constructor(options: AgentRuntimeOptions) {
-    this.#o = options;
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.logger ?? silentLogger;
+    super();
+    const o = (this.#o = withDefaults(RUNTIME_DEFAULTS, options));
+    this.#clock = o.clock;
+    const log = (this.#log = o.logger);
     this.#blocker = options.powerSaveBlocker ?? new NoopPowerSaveBlocker();
     this.#platform = options.platform ?? detectPlatform();
     this.#posture = options.posture ?? unattestedPosture(AGENT_VERSION);
-    this.#gatewayUrl = options.gatewayUrl;
-    this.#enrollToken = options.enrollToken ?? null;
-    this.#policy = options.policy ?? DEFAULT_POLICY;
-    this.#manual = options.manual ?? { mode: 'auto', until: null };
-    this.#since = this.#clock.now();
+    this.#gatewayUrl = o.gatewayUrl;
+    this.#enrollToken = o.enrollToken;
+    this.#policy = o.policy;
+    this.#manual = o.manual;
+    const d = this.disposables;
+    this.#store = d.add(new AgentStateStore({ clock: this.#clock, logger: log }));
+    this.#link$ = d.add(loggedEmitter(log, 'link'));
+    this.#jobs$ = d.add(loggedEmitter(log, 'jobs'));
+    this.#receipt$ = d.add(loggedEmitter(log, 'receipt'));
+    this.#preempted$ = d.add(loggedEmitter(log, 'preemption'));
+    this.#environment$ = d.add(loggedEmitter(log, 'environment'));
+    this.#pollTimer = d.add(new TimerSlot(this.#clock));
+    this.#unloadTimer = d.add(new TimerSlot(this.#clock));
+    this.#retryTimer = d.add(new TimerSlot(this.#clock));
+    this.onState = this.#store.onChange;
+    this.onLink = this.#link$.event;
+    this.onJobs = this.#jobs$.event;
+    this.onReceipt = this.#receipt$.event;
+    this.onPreempted = this.#preempted$.event;
+    this.onEnvironment = this.#environment$.event;
   }
 
   // ---- events -------------------------------------------------------------------------------
 
-  /** Subscribes to an event; returns the unsubscribe. */
-  on<K extends keyof AgentRuntimeEvents>(event: K, listener: Listener<AgentRuntimeEvents[K]>): () => void {
-    let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
-    set.add(listener as Listener<never[]>);
-    return () => set.delete(listener as Listener<never[]>);
-  }
+  /** The state or its reason changed. Await serving with {@link AgentRuntime.whenState}. */
+  readonly onState: Event<AgentStateChange>;
+  /** The gateway link changed state, or the gateway's welcome or refusal changed the standing. */
+  readonly onLink: Event<LinkState>;
+  /** A job started generating or ended. */
+  readonly onJobs: Event<void>;
+  /** A receipt was signed and recorded. */
+  readonly onReceipt: Event<SignedReceipt>;
+  /** Serving stopped and the jobs settled; fired again with `unloadedMs` when the model is unloaded. */
+  readonly onPreempted: Event<Preemption>;
+  /** A new reading of the machine. */
+  readonly onEnvironment: Event<EnvironmentReading>;
 
-  #emit<K extends keyof AgentRuntimeEvents>(event: K, ...args: AgentRuntimeEvents[K]): void {
-    for (const l of this.#listeners.get(event) ?? []) {
-      try {
-        (l as Listener<AgentRuntimeEvents[K]>)(...args);
-      } catch (err) {
-        this.#log.error('runtime event listener failed', { event, err: err instanceof Error ? err.message : String(err) });
-      }
-    }
+  /**
+   * Resolves with the state once `accept` holds for it — at once if it holds now, else at the
+   * first change that satisfies it (e.g. `whenState('serving')`: the agent is ready).
+   */
+  whenState(accept: AgentState | ((s: AgentStateChange) => boolean), options: WhenStateOptions = {}): Promise<AgentStateChange> {
+    const test = typeof accept === 'string' ? (s: AgentStateChange) => s.state === accept : accept;
+    if (test(this.#store.current)) return Promise.resolve(this.#store.current);
+    return nextEvent(this.onState, test, {
+      clock: this.#clock,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+      what: typeof accept === 'string' ? `the agent to be ${accept}` : 'the agent state',
+    });
   }
 
   // ---- what it is ---------------------------------------------------------------------------
@@ -242,12 +310,12 @@ export class AgentRuntime implements AsyncDisposable {
 
   /** The state. */
   get state(): AgentState {
-    return this.#state;
+    return this.#store.state;
   }
 
   /** Why it is in its state. */
   get reason(): StateReason | null {
-    return this.#reason;
+    return this.#store.current.reason;
   }
 
   /** The last decision of the policy. */
@@ -275,16 +343,23 @@ export class AgentRuntime implements AsyncDisposable {
     return this.#engine;
   }
 
+  /** The gateway's agent WebSocket URL; null while not linked. */
+  get gatewayUrl(): string | null {
+    return this.#gatewayUrl;
+  }
+
   /** Everything a dashboard shows. */
   status(): AgentStatusSnapshot {
     const agent = this.#agent;
     const model = agent?.model ?? this.#choice?.served ?? null;
+    const { state, since, reason } = this.#store.current;
+    const figures = agent?.figures() ?? { activeJobs: 0, jobsServed: 0, freeSlots: 0, totalSlots: 0, tokensPerSecond: 0, ttftMs: 0 };
     return {
       v: 1,
       agentId: this.agentId,
-      state: this.#state,
-      since: this.#since,
-      reason: this.#reason,
+      state,
+      since,
+      reason,
       decision: this.#decision,
       manual: this.#manual,
       link: agent?.linkState ?? 'idle',
@@ -292,19 +367,14 @@ export class AgentRuntime implements AsyncDisposable {
       gateway: { enrollToken: this.#enrollToken !== null, ...this.#standing },
       model: model ? { id: model.id, sha256: model.sha256, synthetic: model.synthetic, loaded: this.#engine !== null } : null,
       totalSlots: this.#engine?.totalSlots ?? 0,
-      freeSlots: agent?.freeSlots ?? 0,
-      activeJobs: agent?.activeJobs ?? 0,
-      jobsServed: agent?.jobsServed ?? 0,
-      tokensPerSecond: agent?.tokensPerSecond ?? 0,
-      ttftMs: agent?.ttftMs ?? 0,
+      freeSlots: figures.freeSlots,
+      activeJobs: figures.activeJobs,
+      jobsServed: figures.jobsServed,
+      tokensPerSecond: figures.tokensPerSecond,
+      ttftMs: figures.ttftMs,
       environment: this.#reading,
-      security: { keyStore: this.#o.keyStore ?? 'keychain', platform: this.#platform, posture: this.#posture },
+      security: { keyStore: this.#o.keyStore, platform: this.#platform, posture: this.#posture },
     };
-  }
-
-  /** The gateway's agent WebSocket URL; null while not linked. */
-  get gatewayUrl(): string | null {
-    return this.#gatewayUrl;
   }
 
   /** Resolves when the state machine has nothing more to do right now. */
@@ -319,40 +389,43 @@ export class AgentRuntime implements AsyncDisposable {
 
   /** Starts: reads the machine, decides, and acts on it. Resolves after the first reading. */
   async start(): Promise<void> {
-    if (this.#state !== 'stopped' || this.#stopping) return;
+    if (this.#store.state !== 'stopped' || this.#stopping || this.isDisposed) return;
     this.#setState('waiting', null);
-    this.#unsubscribe = this.#o.environment.subscribe?.(() => void this.#read()) ?? null;
+    const changes = this.#o.environment.onChange;
+    if (changes) this.disposables.add(changes(() => void this.#read()));
     this.#schedulePoll();
     await this.#read();
   }
 
   /**
-   * Stops: takes no more jobs, lets running ones finish for the policy's grace (then aborts
-   * them), says goodbye ('quit'), unloads the model and releases the power-save blocker.
+   * The graceful stop: takes no more jobs, lets running ones finish for the policy's grace (then
+   * aborts them), says goodbye ('quit'), unloads the model and releases the power-save blocker.
    */
-  stop(): Promise<void> {
-    this.#stopping ??= (async () => {
-      for (const t of [this.#pollTimer, this.#unloadTimer, this.#retryTimer]) if (t) this.#clock.clearTimeout(t);
-      this.#pollTimer = this.#unloadTimer = this.#retryTimer = null;
-      this.#unsubscribe?.();
-      // The agent stops taking jobs now; a drain already under way in the loop ends with it.
-      const stopping = this.#agent?.stop(this.#policy.graceMs);
-      await this.#loop?.catch(() => undefined);
-      await this.#reading$;
-      await stopping;
-      await this.#agent?.stop(this.#policy.graceMs);
-      const engine = this.#engine;
-      this.#engine = null;
-      await engine?.dispose();
-      this.#blocker.release();
-      this.#setState('stopped', null);
-      this.#log.info('agent runtime stopped', { agentId: this.agentId });
-    })();
-    return this.#stopping;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.stop();
+  protected override async onDispose(): Promise<void> {
+    this.#stopping = true;
+    for (const t of [this.#pollTimer, this.#unloadTimer, this.#retryTimer]) t.clear();
+    // No job starts from here; a drain already under way in the loop ends with this one.
+    if (this.#store.state === 'serving') this.#setState('draining', null);
+    const grace = this.#policy.graceMs;
+    const draining = this.#agent?.drain(grace);
+    await this.#loop?.catch(() => undefined);
+    await this.#reading$;
+    await draining;
+    // The loop may have made a new agent meanwhile: it drains too, then says goodbye.
+    const agent = this.#agent;
+    if (agent) {
+      await agent.drain(grace);
+      await agent.dispose();
+    }
+    const engine = this.#engine;
+    this.#engine = null;
+    if (engine) {
+      this.disposables.delete(engine);
+      await engine.dispose();
+    }
+    this.#blocker.release();
+    this.#setState('stopped', null);
+    this.#log.info('agent runtime stopped', { agentId: this.agentId });
   }
 
   // ---- the owner's controls -----------------------------------------------------------------
@@ -390,7 +463,7 @@ export class AgentRuntime implements AsyncDisposable {
     this.#enrollToken = enrollToken;
     this.#relinkRequested = true;
     this.#error = null;
-    if (this.#state === 'serving') this.#stopAccepting('relink');
+    if (this.#store.state === 'serving') this.#stopAccepting('relink');
     this.#kick();
   }
 
@@ -401,7 +474,7 @@ export class AgentRuntime implements AsyncDisposable {
   reloadModel(): void {
     this.#reloadRequested = true;
     this.#error = null;
-    if (this.#state === 'serving') this.#stopAccepting('model-change');
+    if (this.#store.state === 'serving') this.#stopAccepting('model-change');
     this.#kick();
   }
 
@@ -409,9 +482,9 @@ export class AgentRuntime implements AsyncDisposable {
     this.#manual = manual;
     this.#log.info('owner override', { mode: manual.mode, until: manual.until });
     try {
-      await this.#o.onManualChange?.(manual);
+      await this.#o.saveManual(manual);
     } catch (err) {
-      this.#log.warn('could not save the override', { err: err instanceof Error ? err.message : String(err) });
+      this.#log.warn('could not save the override', { err: errorMessage(err) });
     }
     this.#apply(true);
   }
@@ -419,13 +492,12 @@ export class AgentRuntime implements AsyncDisposable {
   // ---- reading and deciding -----------------------------------------------------------------
 
   #schedulePoll(): void {
-    this.#pollTimer = this.#clock.setTimeout(() => {
-      this.#pollTimer = null;
+    this.#pollTimer.set(this.#o.pollMs, () => {
       if (this.#stopping) return;
       void this.#read().finally(() => {
         if (!this.#stopping) this.#schedulePoll();
       });
-    }, this.#o.pollMs ?? 2000);
+    });
   }
 
   /**
@@ -448,10 +520,9 @@ export class AgentRuntime implements AsyncDisposable {
           this.#reading = { ...sample, at: this.#clock.now() };
           if (this.#readFailing) this.#log.info('idle time, power and heat can be read again');
           this.#readFailing = false;
-          this.#emit('environment', this.#reading);
+          this.#environment$.fire(this.#reading);
         } catch (err) {
-          if (!this.#readFailing)
-            this.#log.warn('could not read idle time, power or heat', { err: err instanceof Error ? err.message : String(err) });
+          if (!this.#readFailing) this.#log.warn('could not read idle time, power or heat', { err: errorMessage(err) });
           this.#readFailing = true;
         }
         if (!this.#stopping) this.#apply();
@@ -463,7 +534,7 @@ export class AgentRuntime implements AsyncDisposable {
 
   /** Decides with what is known and starts acting on a changed decision. */
   #apply(force = false): void {
-    if (this.#stopping || this.#state === 'stopped') return;
+    if (this.#stopping || this.#store.state === 'stopped') return;
     const now = this.#clock.now();
     if (this.#manual.mode !== 'auto' && effectiveManual(this.#manual, now) === 'auto') {
       void this.#setManual({ mode: 'auto', until: null });
@@ -474,15 +545,16 @@ export class AgentRuntime implements AsyncDisposable {
       policy: this.#policy,
       manual: this.#manual,
       now,
-      timeZone: this.#policy.timeZone ?? (this.#o.systemTimeZone ?? systemTimeZone)(),
-      maxReadingAgeMs: this.#o.maxReadingAgeMs ?? Math.max(10_000, 3 * (this.#o.pollMs ?? 2000)),
+      timeZone: this.#policy.timeZone ?? this.#o.systemTimeZone(),
+      maxReadingAgeMs: this.#o.maxReadingAgeMs ?? Math.max(10_000, 3 * this.#o.pollMs),
     });
     const changed = decision.action !== this.#decision?.action || decision.reason !== this.#decision.reason;
     if (!changed && !force) return;
     if (changed) this.#log.info('policy decision', { action: decision.action, reason: decision.reason });
     this.#decision = decision;
-    if (decision.action === 'serve') this.#drainCancel?.abort();
-    else if (this.#state === 'serving') this.#stopAccepting(decision.reason);
+    // Serving again calls a drain off, unless the drain is there to change the model or the link.
+    if (decision.action === 'serve' && !this.#reloadRequested && !this.#relinkRequested) this.#drainCancel?.abort();
+    else if (stopsAccepting(decision, this.#store.state)) this.#stopAccepting(decision.reason);
     this.#kick();
   }
 
@@ -493,16 +565,39 @@ export class AgentRuntime implements AsyncDisposable {
     this.#preemption = {
       reason,
       detectedAt: this.#clock.now(),
-      jobsAtDetection: agent.activeJobs,
+      jobsAtDetection: agent.stats.activeJobs,
       jobsAborted: 0,
       settledMs: 0,
       unloadedMs: null,
     };
-    agent.setState('draining');
-    this.#setState('draining', this.#decision && this.#decision.action !== 'serve' ? reasonOf(this.#decision) : null);
+    this.#drained = false;
+    const d = this.#decision;
+    this.#setState('draining', d && d.action !== 'serve' ? reasonOf(d) : null);
   }
 
-  // ---- acting -------------------------------------------------------------------------------
+  // ---- acting: plan, then carry the step out ------------------------------------------------
+
+  #planInput(): PlanInput {
+    const link = this.#agent?.linkState;
+    const { state, reason } = this.#store.current;
+    return {
+      decision: this.#decision,
+      error: this.#error && { reason: errorReason(this.#error.error), retryAt: this.#error.retryAt },
+      now: this.#clock.now(),
+      reloadRequested: this.#reloadRequested,
+      relinkRequested: this.#relinkRequested,
+      linked: this.#gatewayUrl !== null,
+      chosen: this.#choice !== null,
+      agent: this.#agent !== null,
+      connected: link !== undefined && link !== 'idle' && link !== 'stopped',
+      loaded: this.#engine !== null,
+      state,
+      reason,
+      drained: this.#drained,
+      unloadDue: this.#unloadDue,
+      unloadScheduled: this.#unloadTimer.pending,
+    };
+  }
 
   #kick(): void {
     this.#dirty = true;
@@ -511,146 +606,182 @@ export class AgentRuntime implements AsyncDisposable {
       try {
         while (this.#dirty && !this.#stopping) {
           this.#dirty = false;
-          await this.#step();
+          await this.#run();
         }
       } catch (err) {
-        this.#log.error('agent runtime step failed', { err: err instanceof Error ? err.message : String(err) });
-        if (!this.#stopping) await this.#fail(err).catch(() => undefined);
+        this.#log.error('agent runtime step failed', { err: errorMessage(err) });
+        if (!this.#stopping) {
+          // Hold the failure as an error, once; a step that keeps throwing does not spin.
+          this.#fail(err);
+          await this.#run().catch(() => undefined);
+        }
       } finally {
         this.#loop = null;
       }
+      // A change that came in while the failure was being held is acted on.
+      if (this.#dirty && !this.#stopping) this.#kick();
     })();
   }
 
-  async #step(): Promise<void> {
-    const decision = this.#decision;
-    if (!decision) return;
-    if (this.#reloadRequested) {
-      this.#reloadRequested = false;
-      await this.#drainJobs();
-      await this.#unload();
-      this.#choice = null;
-    }
-    if (this.#relinkRequested) {
-      this.#relinkRequested = false;
-      await this.#drainJobs();
-      const agent = this.#agent;
-      this.#agent = null;
-      this.#standing = { operator: null, trust: null, rejected: null };
-      if (agent) await agent.stop(0);
-      this.#emit('link', 'idle');
-    }
-    if (decision.action === 'off' && decision.reason === 'paused') return this.#standDown(decision);
-    if (this.#error) {
-      if (this.#error.retryAt !== null && this.#clock.now() >= this.#error.retryAt) this.#error = null;
-      else return this.#holdError();
-    }
-    if (decision.action === 'serve') return this.#serve();
-    return this.#standDown(decision);
-  }
-
-  /** Makes sure there is a model choice and an Agent for it; false (after failing) if not. */
-  async #ensureAgent(): Promise<Agent | null> {
-    const gatewayUrl = this.#gatewayUrl;
-    if (gatewayUrl === null) {
-      await this.#fail(new NightjarError('NJ_NOT_LINKED', 'This machine is not linked to a gateway yet.'));
-      return null;
-    }
-    if (!this.#choice) {
-      let choice: ModelChoice | null;
-      try {
-        choice = await this.#o.model();
-      } catch (err) {
-        await this.#fail(err);
-        return null;
-      }
-      if (!choice) {
-        await this.#fail(new NightjarError('NJ_MODEL_NOT_INSTALLED', 'No model is selected for this agent.'));
-        return null;
-      }
-      if (this.#stopping) return null;
-      this.#choice = choice;
-      if (this.#agent) await this.#agent.setEngine(null, choice.served);
-    }
-    if (this.#stopping) return null;
-    this.#agent ??= await Agent.create({
-      gatewayUrl,
-      identity: this.#o.identity,
-      model: this.#choice.served,
-      // After a relink the model may already be loaded: the new link serves it at once.
-      ...(this.#engine ? { engine: this.#engine } : {}),
-      clock: this.#clock,
-      logger: this.#log,
-      platform: this.#platform,
-      posture: this.#posture,
-      ...(this.#o.backoff ? { backoff: this.#o.backoff } : {}),
-      ...(this.#o.random ? { random: this.#o.random } : {}),
-      ...(this.#enrollToken ? { enrollToken: this.#enrollToken } : {}),
-      ...(this.#o.boxKeyRotationMs ? { boxKeyRotationMs: this.#o.boxKeyRotationMs } : {}),
-      ...(this.#o.previousBoxKeyGraceMs ? { previousBoxKeyGraceMs: this.#o.previousBoxKeyGraceMs } : {}),
-      onReceipt: async (receipt) => {
-        await this.#o.onReceipt?.(receipt);
-        this.#emit('receipt', receipt);
-      },
-      onJobsChange: () => this.#emit('jobs'),
-      onLinkState: (state) => this.#emit('link', state),
-      onWelcome: (welcome) => this.#setStanding({ operator: welcome.operator, trust: welcome.trust, rejected: null }),
-      onReject: (rejected) => {
-        this.#setStanding({ ...this.#standing, rejected });
-        if (TERMINAL_REJECTS.has(rejected.code) && isErrorCode(rejected.code)) {
-          this.#error = { error: new NightjarError(rejected.code, `the gateway refused this agent: ${rejected.message}`), retryAt: null };
-          this.#log.error('agent cannot serve', { code: rejected.code, reason: rejected.message });
-          this.#apply(true);
-        }
-      },
-      thermal: () => this.#reading?.thermal ?? 'nominal',
-      memoryPressure: () => this.#reading?.memoryPressure ?? 'normal',
-    });
-    if (this.#stopping) return null;
-    const link = this.#agent.linkState;
-    if (link === 'idle' || link === 'stopped') this.#agent.connect();
-    return this.#agent;
-  }
-
-  async #serve(): Promise<void> {
-    const agent = await this.#ensureAgent();
-    if (!agent || !this.#choice) return;
-    this.#cancelUnload();
-    if (!this.#engine) {
-      this.#setState('loading', null);
-      agent.setState('loading');
-      let engine: InferenceEngine;
-      try {
-        engine = await this.#choice.load();
-      } catch (err) {
-        await this.#fail(err);
+  /** Carries out the planner's steps until it says rest. */
+  async #run(): Promise<void> {
+    for (let n = 0; !this.#stopping; n++) {
+      const step = plan(this.#planInput());
+      if (step.kind === 'rest') return;
+      if (n >= MAX_STEPS) {
+        this.#log.error('agent runtime is going round in circles; resting', { step: step.kind });
         return;
       }
+      await this.#execute(step);
+    }
+  }
+
+  async #execute(step: Exclude<Step, { kind: 'rest' }>): Promise<void> {
+    switch (step.kind) {
+      case 'drain':
+        return this.#drainJobs(step.reason);
+      case 'unload':
+        return this.#unload();
+      case 'forget-model':
+        this.#reloadRequested = false;
+        this.#choice = null;
+        return;
+      case 'relink':
+        return this.#relink();
+      case 'clear-error':
+        this.#error = null;
+        return;
+      case 'fail':
+        return this.#fail(new NightjarError(step.code, 'This machine is not linked to a gateway yet.'));
+      case 'choose-model':
+        return this.#chooseModel();
+      case 'connect':
+        return this.#connect();
+      case 'keep-model':
+        this.#unloadTimer.clear();
+        this.#unloadDue = false;
+        return;
+      case 'load':
+        return this.#load();
+      case 'serve':
+        this.#preemption = null;
+        this.#blocker.acquire();
+        this.#setState('serving', step.reason);
+        return;
+      case 'disconnect':
+        return this.#agent?.disconnect(step.goodbye satisfies GoodbyeReason);
+      case 'enter':
+        this.#blocker.release();
+        this.#setState(step.state, step.reason);
+        return;
+      case 'schedule-unload':
+        this.#unloadTimer.set(this.#policy.unloadDelayMs, () => {
+          this.#unloadDue = true;
+          this.#kick();
+        });
+        return;
+    }
+  }
+
+  async #chooseModel(): Promise<void> {
+    let choice: ModelChoice | null;
+    try {
+      choice = await this.#o.model();
+    } catch (err) {
+      return this.#fail(err);
+    }
+    if (!choice) return this.#fail(new NightjarError('NJ_MODEL_NOT_INSTALLED', 'No model is selected for this agent.'));
+    if (this.#stopping) return;
+    this.#choice = choice;
+    await this.#agent?.setEngine(null, choice.served);
+  }
+
+  /** Makes the gateway side for the model chosen, if there is none, and opens its link. */
+  async #connect(): Promise<void> {
+    const url = this.#gatewayUrl;
+    const choice = this.#choice;
+    if (url === null || choice === null) return;
+    if (!this.#agent) {
+      const agent = await Agent.create({
+        gatewayUrl: url,
+        identity: this.#o.identity,
+        model: choice.served,
+        // After a relink the model may already be loaded: the new link serves it at once.
+        engine: this.#engine,
+        state: this.#store,
+        // The runtime drains before it lets an agent go.
+        stopGraceMs: 0,
+        recordReceipt: this.#o.recordReceipt,
+        enrollToken: this.#enrollToken,
+        boxKeyRotationMs: this.#o.boxKeyRotationMs,
+        previousBoxKeyGraceMs: this.#o.previousBoxKeyGraceMs,
+        backoff: this.#o.backoff,
+        random: this.#o.random,
+        thermal: () => this.#reading?.thermal ?? 'nominal',
+        memoryPressure: () => this.#reading?.memoryPressure ?? 'normal',
+        clock: this.#clock,
+        logger: this.#log,
+        platform: this.#platform,
+        posture: this.#posture,
+      });
       if (this.#stopping) {
-        await engine.dispose();
+        await agent.dispose();
         return;
       }
-      this.#engine = engine;
-      await agent.setEngine(engine, this.#choice.served);
+      this.#adopt(agent);
     }
-    // The decision may have changed while the model loaded; the loop comes round again then.
-    if (this.#decision?.action !== 'serve') return;
-    this.#preemption = null;
-    this.#blocker.acquire();
-    agent.setState('serving');
-    this.#setState('serving', reasonOf(this.#decision));
+    const link = this.#agent!.linkState;
+    if (link === 'idle' || link === 'stopped') this.#agent!.connect();
   }
 
-  /** Drains running jobs (within the grace) and reports the preemption. False if called off. */
-  async #drainJobs(): Promise<boolean> {
+  /** Takes `agent` as the gateway side: its events become the runtime's. */
+  #adopt(agent: Agent): void {
+    this.#agent = agent;
+    this.disposables.add(agent);
+    // The subscriptions end with the agent (its events go when it is disposed).
+    agent.onReceipt((r) => this.#receipt$.fire(r));
+    agent.onJobs(() => this.#jobs$.fire());
+    agent.onLink((state) => this.#link$.fire(state));
+    agent.onWelcome((w) => this.#setStanding({ operator: w.operator, trust: w.trust, rejected: null }));
+    agent.onReject((rejected) => {
+      this.#setStanding({ ...this.#standing, rejected });
+      if (TERMINAL_REJECTS.has(rejected.code) && isErrorCode(rejected.code)) {
+        this.#error = { error: new NightjarError(rejected.code, `the gateway refused this agent: ${rejected.message}`), retryAt: null };
+        this.#log.error('agent cannot serve', { code: rejected.code, reason: rejected.message });
+        this.#apply(true);
+      }
+    });
+  }
+
+  async #load(): Promise<void> {
+    const choice = this.#choice;
+    if (!choice) return;
+    this.#setState('loading', null);
+    let engine: InferenceEngine;
+    try {
+      engine = await choice.load();
+    } catch (err) {
+      return this.#fail(err);
+    }
+    // Whoever loads an engine disposes it: the runtime, when it unloads or stops.
+    this.disposables.add(engine);
+    if (this.#stopping) return;
+    this.#engine = engine;
+    await this.#agent?.setEngine(engine, choice.served);
+  }
+
+  /** Drains running jobs (within the grace) and reports the preemption. */
+  async #drainJobs(reason: string): Promise<void> {
     const agent = this.#agent;
-    if (!agent || (this.#state !== 'serving' && this.#state !== 'draining')) return true;
-    if (this.#state === 'serving') this.#stopAccepting(this.#decision?.reason ?? 'model-change');
+    if (!agent) return;
+    if (this.#store.state === 'serving') this.#stopAccepting(reason);
     const cancel = new AbortController();
     this.#drainCancel = cancel;
     const result = await agent.drain(this.#policy.graceMs, cancel.signal);
     if (this.#drainCancel === cancel) this.#drainCancel = null;
-    if (result.outcome === 'resumed' && !this.#reloadRequested && this.#decision?.action === 'serve') return false;
+    // Called off: serving again, with the jobs carrying on (the next plan serves).
+    if (result.outcome === 'resumed') return;
+    this.#drained = true;
     const p = this.#preemption;
     if (p) {
       p.jobsAborted = result.aborted;
@@ -661,111 +792,59 @@ export class AgentRuntime implements AsyncDisposable {
         aborted: p.jobsAborted,
         settledMs: p.settledMs,
       });
-      this.#emit('preempted', { ...p });
+      this.#preempted$.fire({ ...p });
     }
     this.#blocker.release();
-    return true;
   }
 
-  async #standDown(decision: Extract<Decision, { action: 'wait' | 'off' }>): Promise<void> {
-    if (!(await this.#drainJobs())) return;
-    this.#blocker.release();
-    if (decision.action === 'off') {
-      const agent = this.#agent;
-      const link = agent?.linkState;
-      if (agent && link !== 'idle' && link !== 'stopped') await agent.disconnect(decision.reason === 'paused' ? 'paused' : 'schedule');
-      agent?.setState(decision.reason === 'paused' ? 'paused' : 'waiting');
-      this.#setState(decision.reason === 'paused' ? 'paused' : 'waiting', reasonOf(decision));
-    } else {
-      const agent = await this.#ensureAgent();
-      if (!agent) return;
-      agent.setState('waiting');
-      this.#setState('waiting', reasonOf(decision));
+  /** Drops the gateway side; the next connect makes one for the new gateway. */
+  async #relink(): Promise<void> {
+    this.#relinkRequested = false;
+    const agent = this.#agent;
+    this.#agent = null;
+    this.#standing = { operator: null, trust: null, rejected: null };
+    if (agent) {
+      this.disposables.delete(agent);
+      await agent.dispose();
     }
-    if (this.#engine) {
-      if (this.#unloadDue) await this.#unload();
-      else this.#scheduleUnload();
-    }
-  }
-
-  #scheduleUnload(): void {
-    if (this.#unloadTimer || this.#unloadDue || this.#stopping) return;
-    this.#unloadTimer = this.#clock.setTimeout(() => {
-      this.#unloadTimer = null;
-      this.#unloadDue = true;
-      this.#kick();
-    }, this.#policy.unloadDelayMs);
-  }
-
-  #cancelUnload(): void {
-    if (this.#unloadTimer) this.#clock.clearTimeout(this.#unloadTimer);
-    this.#unloadTimer = null;
-    this.#unloadDue = false;
+    this.#link$.fire('idle');
   }
 
   /** Unloads the model now: memory goes back to the owner. */
   async #unload(): Promise<void> {
-    this.#cancelUnload();
+    this.#unloadTimer.clear();
+    this.#unloadDue = false;
     const engine = this.#engine;
     if (!engine) return;
     this.#engine = null;
     await this.#agent?.setEngine(null);
+    this.disposables.delete(engine);
     await engine.dispose();
     const p = this.#preemption;
     if (p && p.unloadedMs === null) {
       p.unloadedMs = this.#clock.now() - p.detectedAt;
-      this.#emit('preempted', { ...p });
+      this.#preempted$.fire({ ...p });
     }
     this.#log.info('model unloaded', { afterMs: p?.unloadedMs ?? null });
   }
 
-  /** Enters (or stays in) the error state: no jobs, no link, no model in memory. */
-  async #fail(err: unknown): Promise<void> {
-    const error =
-      err instanceof NightjarError
-        ? err
-        : new NightjarError('NJ_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
-    const retryAt = RETRYABLE.has(error.code) ? this.#clock.now() + (this.#o.errorRetryMs ?? 300_000) : null;
+  /** Holds an error: the planner then drains, says 'error', disconnects and unloads. */
+  #fail(err: unknown): void {
+    const error = asNightjarError(err);
+    const retryAt = RETRYABLE.has(error.code) ? this.#clock.now() + this.#o.errorRetryMs : null;
     this.#error = { error, retryAt };
     this.#log.error('agent cannot serve', { code: error.code, reason: error.message, retryAt });
-    if (retryAt !== null && !this.#stopping) {
-      if (this.#retryTimer) this.#clock.clearTimeout(this.#retryTimer);
-      this.#retryTimer = this.#clock.setTimeout(() => {
-        this.#retryTimer = null;
-        this.#apply(true);
-      }, retryAt - this.#clock.now());
-    }
-    await this.#holdError();
-  }
-
-  async #holdError(): Promise<void> {
-    const error = this.#error?.error;
-    if (!error) return;
-    if (!(await this.#drainJobs())) return;
-    this.#blocker.release();
-    const agent = this.#agent;
-    const link = agent?.linkState;
-    if (agent && link !== 'idle' && link !== 'stopped') {
-      agent.setState('error');
-      await agent.disconnect('error');
-    }
-    await this.#unload();
-    this.#setState('error', errorReason(error));
+    if (retryAt !== null && !this.#stopping) this.#retryTimer.set(retryAt - this.#clock.now(), () => this.#apply(true));
   }
 
   #setStanding(standing: Omit<GatewayStanding, 'enrollToken'>): void {
     this.#standing = standing;
-    this.#emit('link', this.#agent?.linkState ?? 'idle');
+    this.#link$.fire(this.#agent?.linkState ?? 'idle');
   }
 
   #setState(state: AgentState, reason: StateReason | null): void {
-    if (state === this.#state && reason?.code === this.#reason?.code && reason?.message === this.#reason?.message) return;
-    if (state !== this.#state) {
-      this.#since = this.#clock.now();
-      this.#log.info('agent state', { state, reason: reason?.code ?? null });
-    }
-    this.#state = state;
-    this.#reason = reason;
-    this.#emit('state', { state, since: this.#since, reason, decision: this.#decision });
+    const was = this.#store.state;
+    if (!this.#store.set(state, reason, this.#decision)) return;
+    if (state !== was) this.#log.info('agent state', { state, reason: reason?.code ?? null });
   }
 }

@@ -20,10 +20,9 @@ import {
   type AgentConfig,
   type AgentPaths,
 } from '../../../../src/main/agent/index.js';
-import { ControlClient, generateIdentity, type ControlEvent } from '../../../../src/shared/index.js';
+import { ControlClient, Emitter, generateIdentity, nextEvent, type ControlEvent } from '../../../../src/shared/index.js';
 import { FakeEngine } from '../../../helpers/fake-engine.js';
 import { perTestFetch } from '../../../helpers/http-client.js';
-import { until } from '../../support/manual-clock.js';
 import { startModelServer, type ModelServer } from '../../support/model-server.js';
 import { startScriptedGateway, type ScriptedGateway } from '../../support/scripted-gateway.js';
 
@@ -43,7 +42,7 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 afterEach(async () => {
-  await service?.stop();
+  await service?.dispose();
   await gw?.close();
   await modelServer?.close();
   service = gw = modelServer = null;
@@ -81,6 +80,21 @@ async function start(config: Partial<AgentConfig> = {}): Promise<{ service: Agen
   return { service, paths, client: new ControlClient({ baseUrl: file.url, token: file.token, fetch: fetcher.fetch }) };
 }
 
+/** Reads a client's event stream: what came so far, and the first event (come or to come) that matches. */
+function eventLog(client: ControlClient, signal: AbortSignal) {
+  const events: ControlEvent[] = [];
+  const arrived = new Emitter<ControlEvent>();
+  const reading = (async () => {
+    for await (const e of client.events(signal)) {
+      events.push(e);
+      arrived.fire(e);
+    }
+  })();
+  const seen = async (accept: (e: ControlEvent) => boolean, what: string): Promise<ControlEvent> =>
+    events.find(accept) ?? nextEvent(arrived.event, accept, { what });
+  return { events, reading, seen };
+}
+
 /** A raw request, so Host, Origin and content type can be anything. */
 function raw(
   port: number,
@@ -115,7 +129,7 @@ describe('the control file', () => {
     expect(file).toMatchObject({ v: 1, url: s.control!.url, pid: process.pid });
     expect(Buffer.from(file.token, 'base64url')).toHaveLength(32);
     expect(s.control!.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    await s.stop();
+    await s.dispose();
     await expect(stat(paths.controlFile)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
@@ -123,7 +137,7 @@ describe('the control file', () => {
 describe('methods', () => {
   it('status, pause, resume and serve-now', async () => {
     const { service: s, client } = await start();
-    await until(() => s.runtime.state === 'serving', 'serving');
+    await s.runtime.whenState('serving');
     expect(await client.call('status', {})).toMatchObject({
       v: 1,
       state: 'serving',
@@ -132,14 +146,14 @@ describe('methods', () => {
       link: 'connected',
     });
     await client.call('pause', {});
-    await until(() => s.runtime.state === 'paused', 'paused');
+    await s.runtime.whenState('paused');
     expect(await client.call('status', {})).toMatchObject({
       state: 'paused',
       manual: { mode: 'paused', until: null },
       reason: { code: 'paused' },
     });
     await client.call('resume', {});
-    await until(() => s.runtime.state === 'serving', 'serving again');
+    await s.runtime.whenState('serving');
     expect((await client.call('serveNow', { until: Date.now() + 60_000 })).manual).toMatchObject({ mode: 'serve-now' });
   });
 
@@ -169,10 +183,10 @@ describe('methods', () => {
     // A second model, selected: the agent drains, unloads and loads it.
     await writeSyntheticModel({ path: path.join(s.store.dir, s.store.fileNameFor('synthetic-tiny-2')), shape: 'tiny', seed: 2 });
     await s.store.adopt('synthetic-tiny-2', { synthetic: true });
-    await until(() => s.runtime.state === 'serving', 'serving');
+    await s.runtime.whenState('serving');
     expect((await client.call('selectModel', { id: 'synthetic-tiny-2' })).selected).toBe('synthetic-tiny-2');
-    await until(() => s.runtime.state === 'serving' && s.runtime.agent?.model.id === 'synthetic-tiny-2', 'serving the new model');
-    await until(() => gw!.bundle?.bundle.models[0]?.id === 'synthetic-tiny-2', 'the gateway to hear the new bundle');
+    await s.runtime.whenState((c) => c.state === 'serving' && s.runtime.agent?.model.id === 'synthetic-tiny-2');
+    await gw!.whenBundle((b) => b.bundle.models[0]?.id === 'synthetic-tiny-2');
     expect((await client.call('removeModel', { id: 'synthetic-tiny' })).installed.map((m) => m.id)).toEqual(['synthetic-tiny-2']);
   });
 
@@ -184,7 +198,8 @@ describe('methods', () => {
     } = await start({
       earnings: { operatorShare: 0.5, prices: { 'synthetic-tiny': { promptPerMTok: '1000000', completionPerMTok: '2000000' } } },
     });
-    await until(() => s.runtime.state === 'serving' && gw!.bundle !== null, 'serving');
+    await s.runtime.whenState('serving');
+    await gw!.whenBundle(() => true);
     const job = await gw!.submit([{ role: 'user', content: 'hi' }], { maxTokens: 4 });
     const outcome = await job.ended;
     const page = await client.call('receipts', {});
@@ -221,18 +236,15 @@ describe('methods', () => {
 describe('events', () => {
   it('streams state changes, job counts and receipts', async () => {
     const { client, service: s } = await start();
-    await until(() => s.runtime.state === 'serving', 'serving');
+    await s.runtime.whenState('serving');
     const abort = new AbortController();
-    const events: ControlEvent[] = [];
-    const reading = (async () => {
-      for await (const e of client.events(abort.signal)) events.push(e);
-    })();
-    await until(() => events.some((e) => e.type === 'state'), 'the initial state');
+    const { events, reading, seen } = eventLog(client, abort.signal);
+    await seen((e) => e.type === 'state', 'the initial state');
     expect(events[0]).toMatchObject({ type: 'state', state: 'serving' });
     await (
       await gw!.submit([{ role: 'user', content: 'hi' }], { maxTokens: 3 })
     ).ended;
-    await until(() => events.some((e) => e.type === 'receipt'), 'a receipt event');
+    await seen((e) => e.type === 'receipt', 'a receipt event');
     expect(events.find((e) => e.type === 'receipt')).toMatchObject({
       model: 'synthetic-tiny',
       completionTokens: 3,
@@ -240,7 +252,7 @@ describe('events', () => {
     });
     expect(events.some((e) => e.type === 'jobs' && e.activeJobs === 1)).toBe(true);
     await client.call('pause', {});
-    await until(() => events.some((e) => e.type === 'state' && e.state === 'paused'), 'a paused event');
+    await seen((e) => e.type === 'state' && e.state === 'paused', 'a paused event');
     abort.abort();
     await reading;
   });
@@ -271,17 +283,14 @@ describe('events', () => {
     );
     const { client, service: s } = await start({ catalogFile });
     const abort = new AbortController();
-    const events: ControlEvent[] = [];
-    const reading = (async () => {
-      for await (const e of client.events(abort.signal)) events.push(e);
-    })();
-    await until(() => events.length > 0, 'the stream');
+    const { events, reading, seen } = eventLog(client, abort.signal);
+    await seen(() => true, 'the stream');
     await client.call('downloadModel', { id: 'local-tiny' });
-    await until(() => events.some((e) => e.type === 'download' && e.progress.phase === 'done'), 'the download to finish');
+    await seen((e) => e.type === 'download' && e.progress.phase === 'done', 'the download to finish');
     const phases = events.flatMap((e) => (e.type === 'download' ? [e.progress.phase] : []));
     expect(phases[0]).toBe('starting');
     expect(phases).toContain('verifying');
-    await until(() => s.runtime.state !== 'loading', 'settled');
+    await s.runtime.whenState((c) => c.state !== 'loading');
     expect((await client.call('listModels', {})).installed.map((m) => m.id)).toContain('local-tiny');
     await expect(client.call('downloadModel', { id: 'qwen2.5-0.5b-instruct-q4_k_m' })).rejects.toMatchObject({
       code: 'NJ_BAD_REQUEST',

@@ -202,9 +202,9 @@ describe('the manual source', () => {
   it('tells subscribers about every change', async () => {
     const source = new ManualEnvironmentSource({ idleSeconds: 1 });
     let calls = 0;
-    const off = source.subscribe(() => calls++);
+    const subscription = source.onChange(() => calls++);
     source.set({ screenLocked: true });
-    off();
+    subscription.dispose();
     source.set({ screenLocked: false });
     expect(calls).toBe(1);
     expect(await source.read()).toMatchObject({ idleSeconds: 1, screenLocked: false, onAc: null });

@@ -17,7 +17,6 @@ import { BUILT_IN_CATALOG } from '../../../../src/main/agent/models/catalog.js';
 import { loadEngine, writeSyntheticModel } from '../../../../src/main/agent/index.js';
 import { NightjarError, type CatalogEntry, type DownloadProgress } from '../../../../src/shared/index.js';
 import { perTestFetch } from '../../../helpers/http-client.js';
-import { until } from '../../support/manual-clock.js';
 import { startModelServer, type ModelServer } from '../../support/model-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../../..');
@@ -64,7 +63,7 @@ function setup(url: string, entry: Partial<CatalogEntry> = {}): { store: ModelSt
   };
 }
 
-const quick = { fetch: http.fetch, retryDelayMs: 1, reserveBytes: 0, progressIntervalMs: 0 };
+const quick = { fetch: http.fetch, backoff: { initialMs: 1 }, reserveBytes: 0, progressIntervalMs: 0 };
 
 async function files(d: string): Promise<string[]> {
   return (await readdir(d).catch(() => [] as string[])).sort();
@@ -199,8 +198,16 @@ describe('downloads', () => {
   it('retries a 503', async () => {
     server = await startModelServer(file, { status: 503 });
     const { store, entry } = setup(server.url);
-    const pulling = store.pull(entry, { ...quick, retries: 5, retryDelayMs: 5 });
-    await until(() => server!.requests.length >= 2, 'a retry');
+    let retried!: () => void;
+    const retry = new Promise<void>((resolve) => (retried = resolve));
+    let requests = 0;
+    const counting: typeof fetch = async (input, init) => {
+      const response = await http.fetch(input, init);
+      if (++requests === 2) retried(); // the second answer, a 503 too, is in
+      return response;
+    };
+    const pulling = store.pull(entry, { ...quick, fetch: counting, retries: 5, backoff: { initialMs: 5 } });
+    await retry;
     server.options = {};
     await pulling;
     expect(server.requests.map((r) => r.status).slice(0, 2)).toEqual([503, 503]);
@@ -221,19 +228,38 @@ describe('downloads', () => {
     server = await startModelServer(file, { throttle: { chunkBytes: 8192, intervalMs: 5 } });
     const { store, entry } = setup(server.url);
     const abort = new AbortController();
-    let seen = 0;
+    let halfway!: () => void;
+    const reached = new Promise<void>((resolve) => (halfway = resolve));
     const pulling = store.pull(entry, {
       ...quick,
       checkpointBytes: 16_384,
       signal: abort.signal,
-      onProgress: (p) => (seen = p.receivedBytes),
+      onProgress: (p) => p.receivedBytes >= 50_000 && halfway(),
     });
-    await until(() => seen >= 50_000, 'half-way');
+    await reached;
     abort.abort(new Error('stop'));
     await expect(pulling).rejects.toThrow('stop');
     server.options = {};
     const installed = await store.pull(entry, quick);
     expect(await readFile(store.pathOf(installed))).toEqual(file);
+    expect(Number(/bytes=(\d+)-/.exec(server.requests.at(-1)!.range ?? '')?.[1])).toBeGreaterThanOrEqual(49_152);
+  });
+
+  it('disposing the store aborts its downloads; the partial file stays for a resume by the next store', async () => {
+    server = await startModelServer(file, { throttle: { chunkBytes: 8192, intervalMs: 5 } });
+    const { store, entry } = setup(server.url);
+    let halfway!: () => void;
+    const reached = new Promise<void>((resolve) => (halfway = resolve));
+    const pulling = store.pull(entry, { ...quick, checkpointBytes: 16_384, onProgress: (p) => p.receivedBytes >= 50_000 && halfway() });
+    await reached;
+    await store.dispose();
+    await expect(pulling).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
+    await expect(store.pull(entry, quick)).rejects.toMatchObject({ code: 'NJ_CANCELLED' });
+    expect(await files(store.dir)).toEqual([`${store.fileNameFor(entry.id)}.part`, `${store.fileNameFor(entry.id)}.part.json`]);
+    server.options = {};
+    const next = new ModelStore({ dir: store.dir });
+    const installed = await next.pull(entry, quick);
+    expect(await readFile(next.pathOf(installed))).toEqual(file);
     expect(Number(/bytes=(\d+)-/.exec(server.requests.at(-1)!.range ?? '')?.[1])).toBeGreaterThanOrEqual(49_152);
   });
 });
@@ -253,18 +279,28 @@ describe('a download killed with SIGKILL', () => {
       },
     );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.resume();
-    const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
     const received = (): number =>
       Math.max(
         0,
         ...out
           .split('\n')
-          .filter(Boolean)
+          .slice(0, -1) // whole lines only
           .map((l) => (JSON.parse(l) as { receivedBytes?: number }).receivedBytes ?? 0),
       );
-    await until(() => received() > file.length / 2, 'the child half-way', 30_000);
+    const halfway = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (received() > file.length / 2) resolve();
+      }),
+    );
+    child.stderr.resume();
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
+    await Promise.race([
+      halfway,
+      exited.then(() => {
+        throw new Error(`the child exited before it was half-way: ${out}`);
+      }),
+    ]);
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
     expect(out).not.toContain('finished');

@@ -7,10 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ReceiptLog,
+  SignedReceiptLog,
   localDate,
   operatorMicroCredits,
-  readReceiptLog,
+  readSignedReceiptLog,
   summarizeEarnings,
 } from '../../../../src/main/agent/records/receipt-log.js';
 import {
@@ -57,14 +57,14 @@ async function receipt(endedAt: number, model = 'synthetic-tiny', tokens: [numbe
 describe('the receipt log', () => {
   it('appends one line per receipt (mode 0600) and reads them back after a restart', async () => {
     const file = path.join(dir, `r${++n}`, 'receipts.jsonl');
-    const log = await ReceiptLog.open({ file, identityKey: me.publicKey });
+    const log = await SignedReceiptLog.open({ file, identityKey: me.publicKey });
     const a = await receipt(Date.UTC(2026, 10, 20, 10));
     const b = await receipt(Date.UTC(2026, 10, 20, 11));
     await Promise.all([log.append(a), log.append(b)]);
     await log.dispose();
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect((await readFile(file, 'utf8')).trim().split('\n')).toHaveLength(2);
-    const reopened = await ReceiptLog.open({ file, identityKey: me.publicKey });
+    const reopened = await SignedReceiptLog.open({ file, identityKey: me.publicKey });
     expect(reopened.receipts).toEqual([a, b]);
     expect(reopened.rejectedLines).toBe(0);
     await reopened.dispose();
@@ -75,18 +75,18 @@ describe('the receipt log', () => {
     const file = path.join(dir, `r${++n}.jsonl`);
     const a = await receipt(Date.UTC(2026, 10, 20, 10));
     await writeFile(file, JSON.stringify(a) + '\n' + JSON.stringify(a).slice(0, 40));
-    const log = await ReceiptLog.open({ file, identityKey: me.publicKey });
+    const log = await SignedReceiptLog.open({ file, identityKey: me.publicKey });
     expect(log.receipts).toHaveLength(1);
     expect(log.rejectedLines).toBe(1);
     const b = await receipt(Date.UTC(2026, 10, 20, 12));
     await log.append(b);
     await log.dispose();
-    const read = await readReceiptLog(file, { identityKey: me.publicKey });
+    const read = await readSignedReceiptLog(file, { identityKey: me.publicKey });
     expect(read.receipts).toEqual([a, b]);
     expect(read.rejectedLines).toBe(1);
   });
 
-  // Security: fails if readReceiptLog stops verifying signatures (an edited line would be counted).
+  // Security: fails if readSignedReceiptLog stops verifying signatures (an edited line would be counted).
   it('does not count a receipt whose tokens were edited, nor one another agent signed', async () => {
     const file = path.join(dir, `r${++n}.jsonl`);
     const good = await receipt(Date.UTC(2026, 10, 20, 10));
@@ -94,13 +94,13 @@ describe('the receipt log', () => {
     edited.receipt.completionTokens = 999_999;
     const foreign = await receipt(Date.UTC(2026, 10, 20, 10), 'synthetic-tiny', [1, 1], await generateIdentity());
     await writeFile(file, [good, edited, foreign].map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const read = await readReceiptLog(file, { identityKey: me.publicKey });
+    const read = await readSignedReceiptLog(file, { identityKey: me.publicKey });
     expect(read.receipts).toEqual([good]);
     expect(read.rejectedLines).toBe(2);
   });
 
   it('reads a missing log as empty', async () => {
-    expect(await readReceiptLog(path.join(dir, 'none.jsonl'))).toEqual({ receipts: [], rejectedLines: 0 });
+    expect(await readSignedReceiptLog(path.join(dir, 'none.jsonl'))).toEqual({ receipts: [], rejectedLines: 0 });
   });
 });
 
@@ -156,7 +156,7 @@ describe('earnings', () => {
   it('reports rejected lines next to the sums', async () => {
     const file = path.join(dir, `r${++n}.jsonl`);
     await appendFile(file, 'garbage\n');
-    const read = await readReceiptLog(file, { identityKey: me.publicKey });
+    const read = await readSignedReceiptLog(file, { identityKey: me.publicKey });
     expect(summarizeEarnings({ ...read, timeZone: 'UTC', prices: {}, operatorShare: 1 }).rejectedLines).toBe(1);
   });
 });

@@ -23,6 +23,7 @@ import {
   DEFAULT_POLICY,
   NightjarError,
   generateIdentity,
+  nextEvent,
   type AgentState,
   type Manual,
   type Policy,
@@ -31,7 +32,7 @@ import {
 import { batchedPrefixes } from '../../../helpers/batching.js';
 import { FakeEngine } from '../../../helpers/fake-engine.js';
 import { FAKE_MODEL } from '../../../helpers/network.js';
-import { ManualClock, tick, until } from '../../support/manual-clock.js';
+import { ManualClock, tick } from '../../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../../support/scripted-gateway.js';
 
 const AWAY = { idleSeconds: 900, screenLocked: false, onAc: true, batteryPercent: 100, thermal: 'nominal' as const, memoryPressure: null };
@@ -95,14 +96,14 @@ async function harness(
     powerSaveBlocker: blocker,
     clock,
     pollMs: 1000,
-    onManualChange: (m) => void manualSaved.push(m),
+    saveManual: (m) => void manualSaved.push(m),
     backoff: { initialMs: 100, maxMs: 400 },
   });
   const h: Harness = { clock, env, gw, runtime, blocker, engines, states: [], preemptions: [], manualSaved };
-  runtime.on('state', (s) => {
+  runtime.onState((s) => {
     if (h.states.at(-1) !== s.state) h.states.push(s.state);
   });
-  runtime.on('preempted', (p) => h.preemptions.push(p));
+  runtime.onPreempted((p) => h.preemptions.push(p));
   current = h;
   return h;
 }
@@ -111,22 +112,25 @@ afterEach(async () => {
   const h = current;
   current = null;
   if (!h) return;
-  let done = false;
-  const stopped = h.runtime.stop().then(() => (done = true));
-  while (!done) {
-    h.clock.advance(1000);
-    await tick(2);
-  }
-  await stopped;
+  const disposed = h.runtime.dispose();
+  // A job still running at the end is aborted at once instead of being given its grace.
+  h.clock.advance(GRACE);
+  await disposed;
+  expect(h.runtime.state).toBe('stopped');
   await h.gw.close();
 });
+
+/** The next preemption report that satisfies `accept` (subscribe before the owner comes back). */
+function nextPreemption(h: Harness, accept: (p: Preemption) => boolean = () => true): Promise<Preemption> {
+  return nextEvent(h.runtime.onPreempted, accept, { what: 'a preemption report' });
+}
 
 const ask = [{ role: 'user' as const, content: 'Tell me about nightjars.' }];
 
 /** Starts the runtime and waits until it serves; a real engine gets longer to load on a busy machine. */
 async function serving(h: Harness, timeoutMs = 10_000): Promise<void> {
   await h.runtime.start();
-  await until(() => h.runtime.state === 'serving', 'serving', timeoutMs);
+  await h.runtime.whenState('serving', { timeoutMs });
   await h.gw.waitForFrame((f) => f.type === 'status' && f.state === 'serving', 'a serving heartbeat');
 }
 
@@ -134,14 +138,15 @@ describe('states', () => {
   it('waits while the owner is active, then loads and serves once they are away; the gateway hears each state', async () => {
     const h = await harness({ env: ACTIVE });
     await h.runtime.start();
-    await until(() => h.runtime.state === 'waiting' && h.gw.connected, 'waiting and connected');
+    await h.runtime.whenState('waiting');
+    await h.gw.whenConnected();
     expect(h.runtime.reason).toMatchObject({ code: 'owner-active' });
     await h.gw.waitForFrame((f) => f.type === 'status' && f.state === 'waiting', 'a waiting heartbeat');
     expect(h.engines).toHaveLength(0);
     expect(h.blocker.held).toBe(false);
 
     h.env.set({ idleSeconds: 301, memoryPressure: 'warn' });
-    await until(() => h.runtime.state === 'serving', 'serving');
+    await h.runtime.whenState('serving');
     expect(h.states).toEqual(['waiting', 'loading', 'serving']);
     const beat = await h.gw.waitForFrame((f) => f.type === 'status' && f.state === 'serving', 'a serving heartbeat');
     // The machine's memory pressure travels in the heartbeat (the gateway ranks on it).
@@ -158,13 +163,27 @@ describe('states', () => {
   it('polls the machine on the clock: the owner leaving is noticed without any push from the source', async () => {
     const h = await harness({ env: ACTIVE });
     await h.runtime.start();
-    await until(() => h.runtime.state === 'waiting', 'waiting');
+    await h.runtime.whenState('waiting');
     // The machine changes without telling anyone, as with ioreg: only a poll can notice.
     h.env.read = async () => ({ ...AWAY });
     await tick(20);
     expect(h.runtime.state).toBe('waiting');
     h.clock.advance(1000);
-    await until(() => h.runtime.state === 'serving', 'serving after a poll');
+    await h.runtime.whenState('serving');
+  });
+});
+
+describe('awaiting a state', () => {
+  it('whenState resolves at once if the state holds, else at the change that satisfies it, or times out on the clock', async () => {
+    const h = await harness({ env: ACTIVE });
+    const ready = h.runtime.whenState('serving');
+    await h.runtime.start();
+    expect(await h.runtime.whenState('waiting')).toMatchObject({ state: 'waiting' });
+    const never = h.runtime.whenState('paused', { timeoutMs: 5000 });
+    h.clock.advance(5000);
+    await expect(never).rejects.toMatchObject({ code: 'NJ_TIMEOUT' });
+    h.env.set(AWAY);
+    expect(await ready).toMatchObject({ state: 'serving', reason: { code: 'idle' }, decision: { action: 'serve', reason: 'idle' } });
   });
 });
 
@@ -174,12 +193,12 @@ describe('preemption', () => {
     await serving(h);
     const long = { maxTokens: 4000, temperature: 0 };
     const jobs = [await h.gw.submit(ask, long), await h.gw.submit(ask, long)];
-    await until(() => jobs.every((j) => j.outcome.chunks >= 2), 'both jobs streaming');
+    await Promise.all(jobs.map((j) => j.chunks(2)));
     const engine = h.engines[0]!;
     expect(engine.busy).toBe(2);
 
     h.env.set(ACTIVE);
-    await until(() => h.runtime.state === 'draining', 'draining');
+    await h.runtime.whenState('draining');
     expect(h.blocker.held).toBe(true); // still awake: jobs are running
     await h.gw.waitForFrame((f) => f.type === 'status' && f.state === 'draining', 'a draining heartbeat');
     // A job arriving now is declined, even though a slot would be free soon.
@@ -205,7 +224,8 @@ describe('preemption', () => {
     await tick(30);
     expect(engine.generated).toBe(generated);
 
-    await until(() => h.runtime.state === 'waiting', 'waiting');
+    await h.runtime.whenState('waiting');
+    await h.runtime.settled();
     expect(h.preemptions[0]).toEqual({
       reason: 'owner-active',
       detectedAt: expect.any(Number),
@@ -219,8 +239,10 @@ describe('preemption', () => {
     h.clock.advance(UNLOAD - 1);
     await tick(10);
     expect(engine.disposed).toBe(false);
+    const unloaded = nextPreemption(h, (p) => p.unloadedMs !== null);
     h.clock.advance(1);
-    await until(() => engine.disposed, 'the model unloaded');
+    await unloaded;
+    expect(engine.disposed).toBe(true);
     expect(h.preemptions[1]).toMatchObject({ reason: 'owner-active', unloadedMs: GRACE + UNLOAD });
     expect(h.runtime.status().model).toMatchObject({ loaded: false });
     expect(h.runtime.state).toBe('waiting');
@@ -230,11 +252,13 @@ describe('preemption', () => {
     const h = await harness();
     await serving(h);
     const job = await h.gw.submit(ask, { maxTokens: 12, temperature: 0 });
-    await until(() => job.outcome.chunks >= 1, 'streaming');
+    await job.chunks(1);
+    const settled = nextPreemption(h);
     h.env.set(ACTIVE);
     const o = await job.ended;
     expect(o.final).toMatchObject({ finishReason: 'length', usage: { completionTokens: 12 } });
-    await until(() => h.preemptions.length === 1, 'the preemption report');
+    await settled;
+    expect(h.preemptions).toHaveLength(1);
     expect(h.preemptions[0]).toMatchObject({ jobsAtDetection: 1, jobsAborted: 0 });
     expect(h.preemptions[0]!.settledMs).toBeLessThan(GRACE);
   });
@@ -243,10 +267,12 @@ describe('preemption', () => {
     const h = await harness({ policy: { graceMs: 0 } });
     await serving(h);
     const job = await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 });
-    await until(() => job.outcome.chunks >= 1, 'streaming');
+    await job.chunks(1);
+    const settled = nextPreemption(h);
     h.env.set(ACTIVE);
     expect((await job.ended).final?.finishReason).toBe('cancelled');
-    await until(() => h.preemptions.length === 1, 'the preemption report');
+    await settled;
+    expect(h.preemptions).toHaveLength(1);
     expect(h.preemptions[0]).toMatchObject({ jobsAborted: 1, settledMs: 0 });
   });
 
@@ -254,10 +280,11 @@ describe('preemption', () => {
     const h = await harness();
     await serving(h);
     h.env.set(ACTIVE);
-    await until(() => h.runtime.state === 'waiting', 'waiting');
+    await h.runtime.whenState('waiting');
+    await h.runtime.settled();
     h.clock.advance(UNLOAD / 2);
     h.env.set(AWAY);
-    await until(() => h.runtime.state === 'serving', 'serving again');
+    await h.runtime.whenState('serving');
     expect(h.engines).toHaveLength(1);
     h.clock.advance(UNLOAD);
     await tick(10);
@@ -268,17 +295,17 @@ describe('preemption', () => {
     const h = await harness({ policy: { graceMs: 0 } });
     await serving(h);
     const job = await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 });
-    await until(() => job.outcome.chunks >= 1, 'streaming');
+    await job.chunks(1);
     // The Mac sleeps for 8 hours; on wake the source has nothing fresh yet.
     h.env.failWith = new Error('ioreg is not answering yet');
     h.clock.jump(8 * 3600_000);
-    await until(() => h.runtime.state !== 'serving', 'no longer serving');
+    await h.runtime.whenState((s) => s.state !== 'serving');
     expect(h.runtime.decision).toEqual({ action: 'wait', reason: 'no-reading' });
     expect((await job.ended).final?.finishReason).toBe('cancelled');
     // A fresh reading that says the owner is away serves again.
     h.env.failWith = null;
     h.clock.advance(1000);
-    await until(() => h.runtime.state === 'serving', 'serving after a fresh reading');
+    await h.runtime.whenState('serving');
   });
 });
 
@@ -288,14 +315,16 @@ describe('pause, schedule and the link', () => {
     await serving(h);
     const from = h.gw.frames.length;
     await h.runtime.pause();
-    await until(() => h.runtime.state === 'paused' && !h.gw.connected, 'paused and disconnected');
+    await h.runtime.whenState('paused');
+    await h.gw.whenConnected(false);
     expect(await h.gw.waitForFrame((f) => f.type === 'goodbye', 'goodbye', from)).toMatchObject({ reason: 'paused' });
     expect(h.manualSaved).toEqual([{ mode: 'paused', until: null }]);
     expect(h.runtime.reason).toMatchObject({ code: 'paused', hint: expect.stringContaining('nightjar resume') });
     expect(h.blocker.held).toBe(false);
 
     await h.runtime.resume();
-    await until(() => h.runtime.state === 'serving' && h.gw.connected, 'serving again');
+    await h.runtime.whenState('serving');
+    await h.gw.whenConnected();
     expect(h.gw.connections).toBe(2);
     expect(h.manualSaved.at(-1)).toEqual({ mode: 'auto', until: null });
   });
@@ -304,18 +333,19 @@ describe('pause, schedule and the link', () => {
     const h = await harness();
     await serving(h);
     await h.runtime.pause(h.clock.now() + 30_000);
-    await until(() => h.runtime.state === 'paused', 'paused');
+    await h.runtime.whenState('paused');
+    await h.runtime.settled();
     h.clock.advance(30_000);
-    await until(() => h.runtime.state === 'serving', 'serving after the pause');
+    await h.runtime.whenState('serving');
     expect(h.runtime.manual).toEqual({ mode: 'auto', until: null });
   });
 
   it('serve-now serves while the owner is active', async () => {
     const h = await harness({ env: ACTIVE });
     await h.runtime.start();
-    await until(() => h.runtime.state === 'waiting', 'waiting');
+    await h.runtime.whenState('waiting');
     await h.runtime.serveNow();
-    await until(() => h.runtime.state === 'serving', 'serving');
+    await h.runtime.whenState('serving');
     expect(h.runtime.reason).toMatchObject({ code: 'serve-now' });
   });
 
@@ -332,7 +362,8 @@ describe('pause, schedule and the link', () => {
     await serving(h);
     const from = h.gw.frames.length;
     h.clock.advance(31 * 60_000);
-    await until(() => !h.gw.connected && h.runtime.state === 'waiting', 'disconnected');
+    await h.runtime.whenState('waiting');
+    await h.gw.whenConnected(false);
     expect(await h.gw.waitForFrame((f) => f.type === 'goodbye', 'goodbye', from)).toMatchObject({ reason: 'schedule' });
     expect(h.runtime.reason).toMatchObject({ code: 'outside-schedule' });
   });
@@ -346,7 +377,8 @@ describe('errors a person can act on', () => {
     await serving(h);
     const from = h.gw.frames.length;
     h.gw.send({ v: 1, type: 'reject', code: 'NJ_ENROLL_INVALID', message: 'this enrollment token was already used' });
-    await until(() => h.runtime.state === 'error' && !h.gw.connected, 'error, disconnected');
+    await h.runtime.whenState('error');
+    await h.gw.whenConnected(false);
     expect(await h.gw.waitForFrame((f) => f.type === 'goodbye', 'goodbye', from)).toMatchObject({ reason: 'error' });
     expect(h.runtime.reason).toMatchObject({
       code: 'NJ_ENROLL_INVALID',
@@ -363,14 +395,15 @@ describe('errors a person can act on', () => {
     expect(h.runtime.state).toBe('error');
 
     h.runtime.setGateway(h.gw.url, 'a-fresh-token');
-    await until(() => h.runtime.state === 'serving' && h.gw.connected, 'serving again');
+    await h.runtime.whenState('serving');
+    await h.gw.whenConnected();
     expect(h.gw.connections).toBe(connections + 1);
   });
 
   it('no model selected: error NJ_MODEL_NOT_INSTALLED, nothing connected', async () => {
     const h = await harness({ choice: null });
     await h.runtime.start();
-    await until(() => h.runtime.state === 'error', 'error');
+    await h.runtime.whenState('error');
     expect(h.runtime.reason).toMatchObject({
       code: 'NJ_MODEL_NOT_INSTALLED',
       message: 'No model is selected for this agent.',
@@ -390,12 +423,16 @@ describe('errors a person can act on', () => {
       },
     };
     const h = await harness({ choice });
+    const stopped = nextEvent(h.runtime.onLink, (l) => l === 'stopped');
     await h.runtime.start();
-    await until(() => h.runtime.state === 'error', 'error');
+    await h.runtime.whenState('error');
     expect(h.runtime.reason).toMatchObject({ code: 'NJ_MODEL_DOES_NOT_FIT', message: 'needs 9 GiB; 3 GiB free' });
-    await until(() => !h.gw.connected && h.runtime.agent?.linkState === 'stopped', 'disconnected');
+    await stopped;
+    await h.runtime.settled();
+    await h.gw.whenConnected(false);
+    expect(h.runtime.agent?.linkState).toBe('stopped');
     h.clock.advance(300_000);
-    await until(() => h.runtime.state === 'serving', 'serving after the retry');
+    await h.runtime.whenState('serving');
     expect(attempts).toBe(2);
   });
 });
@@ -441,7 +478,7 @@ describe('on node-llama-cpp', { timeout: 90_000 }, () => {
       await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 }),
     ];
     const long = jobs[2]!;
-    await until(() => long.outcome.chunks >= 1, 'the long job streaming');
+    await long.chunks(1);
     h.gw.cancel(long.jobId);
     const [a, b, c] = await Promise.all(jobs.map((j) => j.ended));
     expect(a!.final).toMatchObject({ finishReason: 'length', usage: { completionTokens: 40 } });
@@ -473,13 +510,16 @@ describe('on node-llama-cpp', { timeout: 90_000 }, () => {
     const h = await harness({ choice, policy: { graceMs: 0 } });
     await serving(h, 60_000);
     const job = await h.gw.submit(ask, { maxTokens: 4000, temperature: 0 });
-    await until(() => job.outcome.chunks >= 1, 'streaming');
+    await job.chunks(1);
     h.env.set(ACTIVE);
     const o = await job.ended;
     expect(o.final?.finishReason).toBe('cancelled');
     expect(loaded[0]!.freeSlots).toBe(2);
+    await h.runtime.whenState('waiting');
+    await h.runtime.settled();
+    const unloaded = nextPreemption(h, (p) => p.unloadedMs !== null);
     h.clock.advance(UNLOAD);
-    await until(() => h.preemptions.some((p) => p.unloadedMs !== null), 'unloaded');
+    await unloaded;
     // A disposed engine refuses work: the memory went back.
     await expect(loaded[0]!.generate({ messages: ask, sampling: { maxTokens: 1 } })).rejects.toMatchObject({ code: 'NJ_ENGINE_FAILED' });
   });
@@ -504,7 +544,7 @@ describe('on node-llama-cpp', { timeout: 90_000 }, () => {
     });
     const h = await harness({ choice });
     await h.runtime.start();
-    await until(() => h.runtime.state === 'error', 'error');
+    await h.runtime.whenState('error');
     expect(loads).toBe(0);
     expect(h.runtime.reason).toMatchObject({
       code: 'NJ_MODEL_FILE_INVALID',
