@@ -12,8 +12,8 @@ export const DEFAULT_GATEWAY = 'http://127.0.0.1:8787';
 /** The database file of `nightjar gateway`, relative to the working directory. */
 export const DEFAULT_DB = 'nightjar-gateway.db';
 
-/** `--log-level` choices: src/shared's LogLevel. */
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+/** `--log-level` choices: src/shared's LOG_LEVELS. */
+export const LOG_LEVEL_CHOICES = ['debug', 'info', 'warn', 'error'] as const;
 
 /** `--min-trust` choices: src/shared's TRUST_LEVELS. */
 export const TRUST_LEVEL_CHOICES = ['signed', 'attested'] as const;

@@ -6,7 +6,7 @@
 import { Command, Option, type Help } from 'commander';
 import { defineAgentCommands } from './agent/commands.js';
 import { defineClientCommands } from './client/commands.js';
-import { LOG_LEVELS, POSITIONAL_OPTIONS, helpAfter } from './flags.js';
+import { LOG_LEVEL_CHOICES, POSITIONAL_OPTIONS, helpAfter } from './flags.js';
 import { defineGatewayCommands } from './gateway/commands.js';
 import type { CommandContext, CommandIo } from './io.js';
 import { packageVersion } from './package-info.js';
@@ -52,7 +52,7 @@ export function nightjarProgram(io: Pick<CommandIo, 'stdout' | 'stderr'>, launch
     })
     .configureHelp({ showGlobalOptions: true, visibleGlobalOptions: inheritedOptions } satisfies Partial<Help>)
     .showSuggestionAfterError()
-    .addOption(new Option('--log-level <level>', 'lowest level of log lines written').choices(LOG_LEVELS).default('info'))
+    .addOption(new Option('--log-level <level>', 'lowest level of log lines written').choices(LOG_LEVEL_CHOICES).default('info'))
     .option('--log-json', 'log JSON lines (for log collectors) instead of text')
     .version(`nightjar ${packageVersion()}`, '-V, --version', 'print the version')
     .addHelpText('after', helpAfter('Run nightjar <command> --help for a command’s options.'));

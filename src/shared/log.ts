@@ -5,7 +5,9 @@
  */
 
 /** Severity, least first. */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+/** A severity. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Metadata attached to a line. */
 export type LogFields = Readonly<Record<string, string | number | boolean | null | undefined>>;

@@ -5,7 +5,7 @@
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
-  LOG_LEVELS,
+  LOG_LEVEL_CHOICES,
   SYNTHETIC_SHAPE_CHOICES,
   TRUST_LEVEL_CHOICES,
   collect,
@@ -15,14 +15,14 @@ import {
   port,
 } from '../../src/cli/flags.js';
 import { SYNTHETIC_SHAPES, type SyntheticShapeName } from '../../src/main/agent/index.js';
-import { TRUST_LEVELS, type LogLevel } from '../../src/shared/index.js';
+import { LOG_LEVELS, TRUST_LEVELS, type LogLevel } from '../../src/shared/index.js';
 
 describe('the lists the table repeats', () => {
   it('equal the layers’', () => {
     expect([...TRUST_LEVEL_CHOICES]).toEqual([...TRUST_LEVELS]);
     expect([...SYNTHETIC_SHAPE_CHOICES].sort()).toEqual(Object.keys(SYNTHETIC_SHAPES).sort());
-    expect(LOG_LEVELS).toEqual(['debug', 'info', 'warn', 'error']);
-    expectTypeOf<(typeof LOG_LEVELS)[number]>().toEqualTypeOf<LogLevel>();
+    expect([...LOG_LEVEL_CHOICES]).toEqual([...LOG_LEVELS]);
+    expectTypeOf<(typeof LOG_LEVEL_CHOICES)[number]>().toEqualTypeOf<LogLevel>();
     expectTypeOf<(typeof SYNTHETIC_SHAPE_CHOICES)[number]>().toEqualTypeOf<SyntheticShapeName>();
   });
 });

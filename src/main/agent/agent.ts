@@ -35,11 +35,12 @@ import {
   type Posture,
   type SignedBundle,
   type SignedReceipt,
+  type GoodbyeReason,
   type ThermalState,
   type Trust,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
-import { GatewayLink, type GoodbyeReason } from './gateway-link.js';
+import { GatewayLink } from './gateway-link.js';
 import { JobRunner, type JobStats, type ServedModel } from './job-runner.js';
 import { TimerSlot, errorMessage, loggedEmitter } from './lifecycle.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
@@ -47,8 +48,6 @@ import { AgentStateStore, type AgentStateSource } from './state.js';
 
 /** The app version agents report. */
 export const AGENT_VERSION = '0.1.0';
-
-export type { GoodbyeReason };
 
 /** Options of {@link Agent}. */
 export interface AgentOptions {

@@ -30,6 +30,7 @@ import {
   type IdentityKeyPair,
   type Logger,
   type SignedBundle,
+  type GoodbyeReason,
 } from '../../shared/index.js';
 import { TimerSlot, loggedEmitter } from './lifecycle.js';
 
@@ -47,7 +48,6 @@ export type JobFrame = FrameOf<'job'>;
 /** A job's cancellation. */
 export type CancelFrame = FrameOf<'cancel'>;
 /** Why the link is closed, as the goodbye frame says it. */
-export type GoodbyeReason = 'paused' | 'schedule' | 'owner-active' | 'quit' | 'error';
 
 /** Options of {@link GatewayLink}. */
 export interface GatewayLinkOptions {

@@ -18,6 +18,7 @@ import {
   platformSchema,
   postureSchema,
   signedReceiptSchema,
+  thermalStateSchema,
   trustSchema,
 } from '../protocol/schemas.js';
 
@@ -34,11 +35,7 @@ const text = (max: number) => z.string().max(max);
 // ---- policy --------------------------------------------------------------------------------
 
 /** Thermal states, coolest first (the names macOS and the status frame use). */
-export const THERMAL_STATES = ['nominal', 'fair', 'serious', 'critical'] as const;
-/** A thermal state. */
-export const thermalStateSchema = z.enum(THERMAL_STATES);
-/** How hot the machine is. */
-export type ThermalState = z.infer<typeof thermalStateSchema>;
+export const THERMAL_STATES = thermalStateSchema.options;
 
 /** Days of the week as schedules name them. */
 export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;

@@ -258,6 +258,14 @@ export const memoryPressureSchema = z.enum(['normal', 'warn', 'critical']);
 /** How hard the agent's machine is pressed for memory. */
 export type MemoryPressure = z.infer<typeof memoryPressureSchema>;
 export type AgentState = z.infer<typeof agentStateSchema>;
+/** Thermal states, coolest first (the names macOS and the status frame use). */
+export const thermalStateSchema = z.enum(['nominal', 'fair', 'serious', 'critical']);
+/** How hot the machine is. */
+export type ThermalState = z.infer<typeof thermalStateSchema>;
+/** Why an agent closes its link, as its goodbye frame says. */
+export const goodbyeReasonSchema = z.enum(['paused', 'schedule', 'owner-active', 'quit', 'error']);
+/** Why an agent closes its link. */
+export type GoodbyeReason = z.infer<typeof goodbyeReasonSchema>;
 
 // ---- agent → gateway ----
 
@@ -277,7 +285,7 @@ export const statusFrame = frame('status', {
   tokensPerSecond: z.number().min(0).max(1e7),
   ttftMs: z.number().min(0).max(1e7),
   memoryPressure: memoryPressureSchema,
-  thermal: z.enum(['nominal', 'fair', 'serious', 'critical']),
+  thermal: thermalStateSchema,
 });
 export const acceptedFrame = frame('accepted', { jobId: jobIdSchema, attempt: attemptSchema, replySalt: b64(16) });
 export const declinedFrame = frame('declined', {
@@ -305,7 +313,7 @@ export const failedFrame = frame('failed', {
 export const bundleFrame = frame('bundle', { bundle: signedBundleSchema });
 export const attestFrame = frame('attest', { nonce: b64(32), signature: b64(64) });
 export const goodbyeFrame = frame('goodbye', {
-  reason: z.enum(['paused', 'schedule', 'owner-active', 'quit', 'error']),
+  reason: goodbyeReasonSchema,
 });
 
 export const agentFrameSchema = z.discriminatedUnion('type', [

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   DEFAULT_POLICY,
+  KEY_STORES,
   NightjarError,
   describeIssues,
   manualSchema,
@@ -47,7 +48,7 @@ const modelSection = z.strictObject({
 
 const keysSection = z.strictObject({
   /** Where the identity key lives: the OS keychain, or a plaintext file the owner opted in to. */
-  store: z.enum(['keychain', 'plaintext-file']),
+  store: z.enum(KEY_STORES),
   /** The plaintext key file; null for identity-key.plaintext in the config directory. */
   file: z.string().min(1).max(4096).nullable(),
 });

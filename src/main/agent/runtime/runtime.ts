@@ -50,6 +50,7 @@ import {
   type GatewayStanding,
   type IdentityKeyPair,
   type LinkState,
+  type GoodbyeReason,
   type Logger,
   type Manual,
   type Platform,
@@ -59,7 +60,7 @@ import {
   type SignedReceipt,
   type StateReason,
 } from '../../../shared/index.js';
-import { AGENT_VERSION, Agent, type GoodbyeReason } from '../agent.js';
+import { AGENT_VERSION, Agent } from '../agent.js';
 import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
