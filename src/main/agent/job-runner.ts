@@ -206,7 +206,8 @@ export class JobRunner implements Disposable {
       if (promptTokens + opened.payload.sampling.maxTokens > engine.model.contextLength) {
         throw new NightjarError(
           'NJ_CONTEXT_OVERFLOW',
-          `the prompt takes ${promptTokens} tokens and ${opened.payload.sampling.maxTokens} more were asked for; the context holds ${engine.model.contextLength}`,
+          `the prompt takes ${promptTokens} tokens and ${opened.payload.sampling.maxTokens} more were asked for; ` +
+            `the context holds ${engine.model.contextLength}`,
         );
       }
       // The owner may have come back while the envelope was opening: no job starts after that.

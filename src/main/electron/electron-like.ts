@@ -4,7 +4,8 @@
  * Each member mirrors Electron 45's own signature, so the compiler checks that the real objects
  * fit. Nothing here imports 'electron' at run time.
  */
-/* eslint-disable @typescript-eslint/unified-signatures -- Electron declares one overload per event; an interface taking a union of events would not accept the real objects. */
+/* eslint-disable @typescript-eslint/unified-signatures -- Electron declares one overload per event;
+   an interface taking a union of events would not accept the real objects. */
 
 /** What a listener may be given by Electron (an Event with preventDefault). */
 export interface PreventableEvent {

@@ -21,6 +21,10 @@ export interface SecurityCheck {
 
 const NATIVE_MISSING = 'Not checked: this needs Nightjar’s native macOS addon, which this build does not include.';
 
+const NO_SECURE_ENCLAVE =
+  'Not available in this build, so the gateway can trust this Mac as “signed”, not “attested”. ' +
+  'Clients that require attested Macs will not choose it.';
+
 function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
@@ -62,7 +66,8 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
         ? `TLS to ${url.host}.`
         : isLoopback(url.hostname)
           ? `A gateway on this machine (${url.host}); nothing leaves it.`
-          : `${url.host} is reached without TLS: prompts stay sealed, but job metadata and the enrollment token cross the network in the clear.`,
+          : `${url.host} is reached without TLS: prompts stay sealed, but job metadata and the enrollment token ` +
+            `cross the network in the clear.`,
       action: tls || isLoopback(url.hostname) ? null : 'Link again with the gateway’s https:// address.',
     });
   }
@@ -142,8 +147,7 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
           id: 'secure-enclave',
           title: 'Secure Enclave attestation',
           result: 'unknown',
-          detail:
-            'Not available in this build, so the gateway can trust this Mac as “signed”, not “attested”. Clients that require attested Macs will not choose it.',
+          detail: NO_SECURE_ENCLAVE,
           action: null,
         },
   );
@@ -197,7 +201,8 @@ export function trustSummary(status: AgentStatusSnapshot): { level: string; deta
       return {
         level: 'Signed',
         detail:
-          'The gateway verified this Mac’s bundle signature and it answers every challenge. Clients asking for “attested” Macs will not choose it.',
+          'The gateway verified this Mac’s bundle signature and it answers every challenge. ' +
+          'Clients asking for “attested” Macs will not choose it.',
       };
     default:
       return { level: 'Not known yet', detail: 'The gateway says how far it trusts this Mac when it connects.' };

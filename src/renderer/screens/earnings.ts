@@ -60,7 +60,9 @@ function chart(ctx: AppContext): Element {
       id: 'chart',
       viewBox: `0 0 ${layout.width} ${layout.height}`,
       role: 'img',
-      'aria-label': `${layout.unit === 'credits' ? 'Credits' : 'Tokens'} per day, last ${DAYS} days; ${summary} day${summary === 1 ? '' : 's'} with jobs.`,
+      'aria-label':
+        `${layout.unit === 'credits' ? 'Credits' : 'Tokens'} per day, last ${DAYS} days; ` +
+        `${summary} day${summary === 1 ? '' : 's'} with jobs.`,
       'data-unit': layout.unit,
     },
     ...layout.ticks.map((t) =>
@@ -136,12 +138,14 @@ export function earningsScreen(ctx: AppContext): Screen {
           ? h(
               'p',
               { class: 'notice', 'data-field': 'no-prices' },
-              'No prices are configured, so this shows tokens: add your gateway’s prices under earnings.prices in config.json to see credits.',
+              'No prices are configured, so this shows tokens: ' +
+                'add your gateway’s prices under earnings.prices in config.json to see credits.',
             )
           : h(
               'p',
               { class: 'muted' },
-              `Estimates at the prices in config.json, your share applied. The gateway’s ledger settles each job. Days are counted in ${e.timeZone}.`,
+              `Estimates at the prices in config.json, your share applied. The gateway’s ledger settles each job. ` +
+                `Days are counted in ${e.timeZone}.`,
             ),
         e.rejectedLines > 0
           ? h(
@@ -195,7 +199,8 @@ export function earningsScreen(ctx: AppContext): Screen {
           h(
             'p',
             { class: 'muted' },
-            'Each receipt is signed by this Mac over the exact request and reply it handled; the gateway checks it before crediting anyone.',
+            'Each receipt is signed by this Mac over the exact request and reply it handled; ' +
+              'the gateway checks it before crediting anyone.',
           ),
           r.receipts.length === 0
             ? h('p', { class: 'muted', 'data-field': 'no-receipts' }, 'No jobs yet.')

@@ -35,7 +35,8 @@ export function downloadBar(p: DownloadProgress): HTMLElement {
           ? 'Downloaded and verified.'
           : p.phase === 'failed'
             ? `Failed: ${p.error?.message ?? 'no reason given'}`
-            : `${formatBytes(p.receivedBytes)}${total ? ` of ${formatBytes(total)}` : ''}${p.bytesPerSecond > 0 ? ` · ${formatBytes(p.bytesPerSecond)}/s` : ''}`;
+            : `${formatBytes(p.receivedBytes)}${total ? ` of ${formatBytes(total)}` : ''}` +
+              `${p.bytesPerSecond > 0 ? ` · ${formatBytes(p.bytesPerSecond)}/s` : ''}`;
   const bar = h('progress', { id, max: total ?? 1, 'aria-describedby': `${id}-text` });
   if (total && p.phase !== 'starting') bar.value = p.phase === 'done' ? total : Math.min(total, p.receivedBytes);
   if (p.phase === 'done') bar.value = total ?? 1;

@@ -24,7 +24,8 @@ export function modelsScreen(ctx: AppContext): Screen {
           h(
             'p',
             { class: 'muted' },
-            'Every file is checked against its sha256 while it downloads and again before each load; a file that does not match is never served.',
+            'Every file is checked against its sha256 while it downloads and again before each load; ' +
+              'a file that does not match is never served.',
           ),
           catalog,
         ),

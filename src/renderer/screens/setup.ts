@@ -2,16 +2,16 @@
  * Set up (onboarding): link this Mac to a gateway with an enrollment token, pick a model that
  * fits it, watch the download, done.
  */
+import type { AgentStatusSnapshot } from '../../shared/index.js';
 import type { AppContext, Screen } from '../app.js';
 import { h, replaceChildren } from '../dom.js';
 import { catalogList, installedList, memoryLine, refreshModelLists } from './model-list.js';
 
-/** The Set up screen. */
-export function setupScreen(ctx: AppContext): Screen {
-  const linkState = h('div', { class: 'link-state', 'data-field': 'link-state', role: 'status' });
-  const models = h('div', { class: 'step-body' });
-  const memory = h('p', { class: 'muted', 'data-field': 'memory' });
-  const done = h('section', { class: 'card step', id: 'step-done', 'aria-labelledby': 'step-done-h' });
+/**
+ * Step 1's form: the gateway address and enrollment token, linking on submit. `url` is returned
+ * too so the screen can fill in the address the agent already has.
+ */
+function linkForm(ctx: AppContext): { form: HTMLFormElement; url: HTMLInputElement } {
   const url = h('input', {
     id: 'gateway-url',
     name: 'gateway-url',
@@ -48,7 +48,6 @@ export function setupScreen(ctx: AppContext): Screen {
     ),
     h('div', { class: 'row-actions' }, submit),
   );
-  let modelsKey = '';
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -75,6 +74,63 @@ export function setupScreen(ctx: AppContext): Screen {
         submit.removeAttribute('aria-busy');
       });
   });
+  return { form, url };
+}
+
+/** Step 1's state: which gateway this Mac is linked to and how, or that it refused this Mac. */
+function showLinkState(linkState: HTMLElement, s: AgentStatusSnapshot): void {
+  const g = s.gateway;
+  replaceChildren(
+    linkState,
+    s.gatewayUrl === null
+      ? h('p', { class: 'muted' }, 'Not linked yet.')
+      : h(
+          'p',
+          {},
+          `Linked to ${s.gatewayUrl} — `,
+          h('strong', { 'data-field': 'link' }, s.link),
+          g.operator ? `, operator ${g.operator}` : '',
+          g.trust ? `, trusted as ${g.trust}` : '',
+          '.',
+        ),
+    g.rejected
+      ? h(
+          'p',
+          { class: 'error', 'data-field': 'rejected' },
+          `The gateway refused this Mac: ${g.rejected.message} Ask your operator for a new enrollment token.`,
+        )
+      : null,
+  );
+}
+
+/** Step 3: done once linked (and not refused) with a model selected, with a way on to Status. */
+function showDone(ctx: AppContext, done: HTMLElement): void {
+  const s = ctx.state.status;
+  const m = ctx.state.models;
+  const ready = s !== null && s.gatewayUrl !== null && m?.selected != null && !s.gateway.rejected;
+  replaceChildren(
+    done,
+    h('h2', { id: 'step-done-h' }, '3. Done'),
+    ready
+      ? h(
+          'p',
+          { 'data-field': 'ready' },
+          'This Mac serves while you are away, on AC power and cool enough. Change when on the Availability screen.',
+        )
+      : h('p', { class: 'muted' }, 'Finish the steps above.'),
+    ready ? h('button', { type: 'button', class: 'primary', id: 'to-status' }, 'Go to Status') : null,
+  );
+  done.querySelector('#to-status')?.addEventListener('click', () => ctx.navigate('status'));
+}
+
+/** The Set up screen. */
+export function setupScreen(ctx: AppContext): Screen {
+  const linkState = h('div', { class: 'link-state', 'data-field': 'link-state', role: 'status' });
+  const models = h('div', { class: 'step-body' });
+  const memory = h('p', { class: 'muted', 'data-field': 'memory' });
+  const done = h('section', { class: 'card step', id: 'step-done', 'aria-labelledby': 'step-done-h' });
+  const { form, url } = linkForm(ctx);
+  let modelsKey = '';
 
   return {
     title: 'Set up',
@@ -105,32 +161,10 @@ export function setupScreen(ctx: AppContext): Screen {
     },
     update() {
       const s = ctx.state.status;
-      const m = ctx.state.models;
       if (s) {
         if (!url.value && s.gatewayUrl && document.activeElement !== url)
           url.value = s.gatewayUrl.replace(/^ws(s?):/, 'http$1:').replace(/\/v1\/agent$/, '');
-        const g = s.gateway;
-        replaceChildren(
-          linkState,
-          s.gatewayUrl === null
-            ? h('p', { class: 'muted' }, 'Not linked yet.')
-            : h(
-                'p',
-                {},
-                `Linked to ${s.gatewayUrl} — `,
-                h('strong', { 'data-field': 'link' }, s.link),
-                g.operator ? `, operator ${g.operator}` : '',
-                g.trust ? `, trusted as ${g.trust}` : '',
-                '.',
-              ),
-          g.rejected
-            ? h(
-                'p',
-                { class: 'error', 'data-field': 'rejected' },
-                `The gateway refused this Mac: ${g.rejected.message} Ask your operator for a new enrollment token.`,
-              )
-            : null,
-        );
+        showLinkState(linkState, s);
       }
       memory.textContent = memoryLine(ctx);
       // Rebuild the lists only when what they show changes (not on every tokens/s tick).
@@ -140,20 +174,7 @@ export function setupScreen(ctx: AppContext): Screen {
         h('h3', {}, 'Download'),
         catalogList(ctx, { selectAfterDownload: true }),
       ]);
-      const ready = s !== null && s.gatewayUrl !== null && m?.selected != null && !s.gateway.rejected;
-      replaceChildren(
-        done,
-        h('h2', { id: 'step-done-h' }, '3. Done'),
-        ready
-          ? h(
-              'p',
-              { 'data-field': 'ready' },
-              'This Mac serves while you are away, on AC power and cool enough. Change when on the Availability screen.',
-            )
-          : h('p', { class: 'muted' }, 'Finish the steps above.'),
-        ready ? h('button', { type: 'button', class: 'primary', id: 'to-status' }, 'Go to Status') : null,
-      );
-      done.querySelector('#to-status')?.addEventListener('click', () => ctx.navigate('status'));
+      showDone(ctx, done);
     },
   };
 }

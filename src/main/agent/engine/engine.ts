@@ -514,7 +514,9 @@ class LlamaEngine implements InferenceEngine {
     if (promptLength + sampling.maxTokens > contextLength) {
       throw new NightjarError(
         'NJ_CONTEXT_OVERFLOW',
-        `The prompt takes ${promptLength} tokens and maxTokens is ${sampling.maxTokens}: ${promptLength + sampling.maxTokens} tokens do not fit the context of ${contextLength} tokens per sequence (at most ${Math.max(0, contextLength - promptLength)} tokens can be generated for this prompt).`,
+        `The prompt takes ${promptLength} tokens and maxTokens is ${sampling.maxTokens}: ` +
+          `${promptLength + sampling.maxTokens} tokens do not fit the context of ${contextLength} tokens per sequence ` +
+          `(at most ${Math.max(0, contextLength - promptLength)} tokens can be generated for this prompt).`,
       );
     }
     const reply = new ReplyText(this.llamaModel, [...(sampling.stop ?? []), ...prompt.stopTexts], request.onDelta);

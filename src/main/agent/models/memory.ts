@@ -94,7 +94,9 @@ const gib = (n: number): string => `${(n / 1024 ** 3).toFixed(1)} GiB`;
  */
 export function checkMemoryFit(input: MemoryFitInput): MemoryFit {
   const { requiredBytes, info } = input;
-  const figures = `needs about ${gib(requiredBytes)}; ${gib(info.availableBytes)} of ${gib(info.totalBytes)} memory is free, ${gib(info.swapFreeBytes)} swap`;
+  const figures =
+    `needs about ${gib(requiredBytes)}; ` +
+    `${gib(info.availableBytes)} of ${gib(info.totalBytes)} memory is free, ${gib(info.swapFreeBytes)} swap`;
   if (input.minMemoryBytes !== null && info.totalBytes < input.minMemoryBytes) {
     return {
       verdict: 'does-not-fit',

@@ -208,7 +208,8 @@ export class ModelStore implements AsyncResource {
     if (!sha256) {
       throw new NightjarError(
         'NJ_USAGE',
-        `The catalog has no sha256 for ${entry.id} (it was not verified), and Nightjar never installs an unchecked file. Find the file's SHA256 on its download page (${entry.url.replace('/resolve/', '/blob/')}) and pass --sha256 HEX.`,
+        `The catalog has no sha256 for ${entry.id} (it was not verified), and Nightjar never installs an unchecked file. ` +
+          `Find the file's SHA256 on its download page (${entry.url.replace('/resolve/', '/blob/')}) and pass --sha256 HEX.`,
       );
     }
     if (this.#disposed) throw new NightjarError('NJ_CANCELLED', 'the agent is stopping');
@@ -302,7 +303,8 @@ export class ModelStore implements AsyncResource {
       this.#verified.delete(file);
       throw new NightjarError(
         'NJ_MODEL_FILE_INVALID',
-        `The file of ${model.id} changed on disk: its sha256 is no longer the one it was installed with. It will not be loaded; remove it (\`nightjar models rm ${model.id}\`) and pull it again.`,
+        `The file of ${model.id} changed on disk: its sha256 is no longer the one it was installed with. ` +
+          `It will not be loaded; remove it (\`nightjar models rm ${model.id}\`) and pull it again.`,
       );
     }
     this.#verified.set(file, { size: info.size, mtimeMs: info.mtimeMs, ino: info.ino, sha256: actual });

@@ -50,7 +50,8 @@ export interface KeychainSecretStoreOptions {
 }
 
 const KEYCHAIN_ADVICE =
-  'On a machine without a keychain, opt in to a plaintext key file: `nightjar serve --key-file FILE` (or keys.store "plaintext-file" in config.json).';
+  'On a machine without a keychain, opt in to a plaintext key file: `nightjar serve --key-file FILE` ' +
+  '(or keys.store "plaintext-file" in config.json).';
 
 /** The OS keychain through keytar. */
 export class KeychainSecretStore implements SecretStore {

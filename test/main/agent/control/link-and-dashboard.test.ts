@@ -170,7 +170,9 @@ describe('linking', () => {
     expect((await gateway.store.accounts.getAgent(s.runtime.agentId))?.operatorId).toBe(operatorId);
   });
 
-  it('a refused enrollment token: status.gateway.rejected, the agent in error saying what to do; relinking with a good one serves', async () => {
+  const refusedThenRelinked =
+    'a refused enrollment token: status.gateway.rejected, the agent in error saying what to do; relinking with a good one serves';
+  it(refusedThenRelinked, async () => {
     gateway = await Gateway.start({ port: 0, allowSynthetic: true });
     const { service: s, client } = await start();
     const refused = nextEvent(s.runtime.onLink, () => s.runtime.status().gateway.rejected !== null, { what: 'the refusal' });

@@ -299,7 +299,9 @@ describe('limits and errors', () => {
     await expectError(
       greedy(messages, 4096),
       'NJ_CONTEXT_OVERFLOW',
-      `The prompt takes ${p} tokens and maxTokens is 4096: ${p + 4096} tokens do not fit the context of 4096 tokens per sequence (at most ${4096 - p} tokens can be generated for this prompt).`,
+      `The prompt takes ${p} tokens and maxTokens is 4096: ` +
+        `${p + 4096} tokens do not fit the context of 4096 tokens per sequence ` +
+        `(at most ${4096 - p} tokens can be generated for this prompt).`,
     );
     expect(engine.freeSlots).toBe(4);
     const long = ask('x'.repeat(5000));
@@ -307,7 +309,9 @@ describe('limits and errors', () => {
     await expectError(
       greedy(long, 1),
       'NJ_CONTEXT_OVERFLOW',
-      `The prompt takes ${q} tokens and maxTokens is 1: ${q + 1} tokens do not fit the context of 4096 tokens per sequence (at most 0 tokens can be generated for this prompt).`,
+      `The prompt takes ${q} tokens and maxTokens is 1: ` +
+        `${q + 1} tokens do not fit the context of 4096 tokens per sequence ` +
+        `(at most 0 tokens can be generated for this prompt).`,
     );
   });
 

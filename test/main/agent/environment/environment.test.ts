@@ -33,16 +33,20 @@ const IOREG_HID = `+-o IOHIDSystem  <class IOHIDSystem, id 0x100000421, register
       "HIDIdleTime" = 123456789012
       "HIDParameters" = {"HIDIdleTime"=1}
     }`;
-const IOREG_ROOT_LOCKED = `+-o Root  <class IORegistryEntry, id 0x100000100, retain 32>
+const IOREG_ROOT_LOCKED =
+  `+-o Root  <class IORegistryEntry, id 0x100000100, retain 32>
     {
-      "IOConsoleUsers" = ({"kCGSSessionOnConsoleKey"=Yes,"kCGSessionLoginDoneKey"=Yes,"CGSSessionScreenIsLocked"=Yes,"kCGSSessionUserNameKey"="ada"})
+      "IOConsoleUsers" = ({"kCGSSessionOnConsoleKey"=Yes,"kCGSessionLoginDoneKey"=Yes,` +
+  `"CGSSessionScreenIsLocked"=Yes,"kCGSSessionUserNameKey"="ada"})
     }`;
 const PMSET_AC = "Now drawing from 'AC Power'\n -InternalBattery-0 (id=1234567)\t100%; charged; 0:00 remaining present: true\n";
 const PMSET_BATTERY =
   "Now drawing from 'Battery Power'\n -InternalBattery-0 (id=1234567)\t42%; discharging; 3:10 remaining present: true\n";
 const PMSET_DESKTOP = "Now drawing from 'AC Power'\n";
 const THERM_COOL =
-  'Note: No thermal warning level has been recorded\nNote: No performance warning level has been recorded\nNote: No CPU power status has been recorded\n';
+  'Note: No thermal warning level has been recorded\n' +
+  'Note: No performance warning level has been recorded\n' +
+  'Note: No CPU power status has been recorded\n';
 const THERM_LIMITED = 'CPU_Power_notify: CPU_Scheduler_Limit \t= 100\n CPU_Available_CPUs \t= 8\n CPU_Speed_Limit \t= 70\n';
 const psi = (some: number, full: number): string =>
   `some avg10=${some.toFixed(2)} avg60=0.00 avg300=0.00 total=1234\nfull avg10=${full.toFixed(2)} avg60=0.00 avg300=0.00 total=99\n`;

@@ -166,7 +166,8 @@ describe('loading an installed model', () => {
 describe('memory', () => {
   it('reads Linux MemAvailable and SwapFree', () => {
     const text =
-      'MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    9000000 kB\nSwapTotal: 2000000 kB\nSwapFree:        1500000 kB\n';
+      'MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    9000000 kB\n' +
+      'SwapTotal: 2000000 kB\nSwapFree:        1500000 kB\n';
     expect(parseMeminfo(text)).toEqual({ totalBytes: 16000000 * 1024, availableBytes: 9000000 * 1024, swapFreeBytes: 1500000 * 1024 });
   });
 

@@ -188,7 +188,10 @@ describe('awaiting a state', () => {
 });
 
 describe('preemption', () => {
-  it('owner back: no new job from that moment, running jobs aborted at the end of the grace (engine stopped), model unloaded after the delay', async () => {
+  const ownerBack =
+    'owner back: no new job from that moment, running jobs aborted at the end of the grace (engine stopped), ' +
+    'model unloaded after the delay';
+  it(ownerBack, async () => {
     const h = await harness();
     await serving(h);
     const long = { maxTokens: 4000, temperature: 0 };
