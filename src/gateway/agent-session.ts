@@ -101,7 +101,10 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
 
   /** The agent is admitted (fires once). */
   readonly onAuthenticated: Event<AgentSession>;
-  /** What the agent can take may have changed: a status, a slot freed, a challenge answered or missed. */
+  /**
+   * What the agent can take may have changed: a status, a slot freed, a challenge answered or
+   * missed, a rotated bundle (its box key, slots, models and validity).
+   */
   readonly onCapacity: Event<AgentSession>;
   /** The socket of an admitted agent closed (fires once, before {@link AgentSession.onSocketClosed}). */
   readonly onClosed: Event<AgentSession>;
@@ -368,6 +371,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
           throw new ProtocolError('NJ_BUNDLE_INVALID', 'a rotated bundle must keep the same identity');
         }
         this.bundle = next;
+        this.#capacity.fire(this);
         return;
       }
       case 'goodbye':

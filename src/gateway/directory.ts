@@ -135,7 +135,7 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
   readonly #disconnected: Emitter<E>;
   /** An agent joined (or a new connection replaced its old one). */
   readonly onAgentConnected: Event<E>;
-  /** What a listed agent said about itself or can take may have changed (a heartbeat, a job ending, a challenge). */
+  /** What a listed agent said about itself or can take may have changed (a heartbeat, a job ending, a challenge, a new bundle). */
   readonly onAgentChanged: Event<E>;
   /** An agent left: its last connection closed. */
   readonly onAgentDisconnected: Event<E>;

@@ -17,7 +17,7 @@ import { Gateway } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
 import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, randomBytes, toHex } from '../../src/shared/index.js';
-import { FAKE_MODEL, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { RecordingEngine } from './support/engines.js';
 import { onceTrue } from './support/events.js';
@@ -62,7 +62,7 @@ beforeEach(async () => {
     stopGraceMs: 100,
   });
   agent.start();
-  await waitFor(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 10_000, 'agent');
+  await agentServing(gateway, agent.agentId, 10_000);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
@@ -172,7 +172,7 @@ describe('the browser chat page', () => {
     });
     slowAgent.start();
     try {
-      await waitFor(() => gateway.directory.get(slowAgent.agentId)?.status?.state === 'serving', 10_000, 'slow agent');
+      await agentServing(gateway, slowAgent.agentId, 10_000);
       const context = await browser.newContext();
       const page = await context.newPage();
       const problems = watch(page);

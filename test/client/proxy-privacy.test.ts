@@ -15,7 +15,7 @@ import { createLogger } from '../../src/node/index.js';
 import { generateIdentity, pad, randomBytes, sealRequest, toBase64Url, toHex, utf8 } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 
 /** Sealing that "forgets" to encrypt: same header, the request in the clear as its body. */
@@ -53,7 +53,7 @@ async function scenario(seal?: typeof sealRequest) {
     model: FAKE_MODEL,
   });
   agent.start();
-  await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.state === 'serving', 5000, 'agent');
+  await agentServing(gateway, agent.agentId);
   const client = new NightjarClient({
     gatewayUrl: `http://127.0.0.1:${wire.port}`,
     trust: { allowSynthetic: true },

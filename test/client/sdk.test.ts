@@ -10,7 +10,7 @@ import { NightjarError, generateIdentity, sealRequest } from '../../src/shared/i
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { StallingEngine } from './support/engines.js';
-import { FAKE_MODEL, ManualClock, startNet, waitFor, type TestNet } from './support/net.js';
+import { FAKE_MODEL, ManualClock, agentGone, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;
 afterEach(async () => {
@@ -230,7 +230,7 @@ describe('retries', () => {
       if (seals++ === 0) {
         other = await net!.addAgent(new FakeEngine({ slots: 1, words: ['New', ' agent'] }));
         await gone.agent.dispose();
-        await waitFor(() => !net!.gateway.directory.get(gone.agentId), 5000, 'the agent to leave');
+        await agentGone(net!.gateway, gone.agentId);
       }
       return sealRequest(o);
     };
@@ -337,7 +337,7 @@ describe('pinning', () => {
     const pins = new MemoryPinStore();
     await client(net, { trust: { allowSynthetic: true, pins } }).complete(ask);
     await known.agent.dispose();
-    await waitFor(() => !net!.gateway.directory.get(known.agentId), 5000, 'the known agent to leave');
+    await agentGone(net!.gateway, known.agentId);
     const stranger = await net.addAgent(new FakeEngine());
     const error = await client(net, { trust: { allowSynthetic: true, pins, onlyPinned: true } })
       .complete(ask)

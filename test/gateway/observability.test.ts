@@ -8,9 +8,10 @@ import { CLOSE_CODES, PROTOCOL_VERSION, randomBytes, toBase64Url } from '../../s
 import { Gateway, GatewayMetrics } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { FAKE_MODEL, agentServing, startTestGateway, waitFor } from '../helpers/network.js';
+import { FAKE_MODEL, agentServing, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
+import { whenEvent } from './support/events.js';
 import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
@@ -122,7 +123,8 @@ describe('health, readiness and shutdown', () => {
     for (let n = await it.next(); !n.done; n = await it.next());
     expect((await stream.result).text).toBe(words.join(''));
     await closing;
-    await waitFor(() => agents[0]!.linkState !== 'connected', 2000, 'the agent to notice');
+    const agent = agents[0]!;
+    await whenEvent(agent.onLink, () => agent.linkState !== 'connected', 'the agent to notice', 2000);
   });
 
   // Every wait of the shutdown runs on the gateway's clock: with a fake clock that stands still,

@@ -2,8 +2,8 @@
  * Starts a local network for a test: a gateway on port 0 and agents connected to it.
  */
 import { Agent, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
-import { Gateway, type GatewayOptions } from '../../src/gateway/index.js';
-import { generateIdentity, systemClock, type Logger } from '../../src/shared/index.js';
+import { Gateway, type AgentSession, type GatewayOptions } from '../../src/gateway/index.js';
+import { generateIdentity, nextEvent, systemClock, type Logger } from '../../src/shared/index.js';
 
 export const FAKE_MODEL: ServedModel = { id: 'synthetic-fake', sha256: 'ab'.repeat(32), synthetic: true, contextLength: 4096 };
 
@@ -38,10 +38,35 @@ export async function agentServing(gateway: Gateway, agentId: string, timeoutMs 
   await gateway.agentServing(agentId, { timeoutMs, clock: systemClock });
 }
 
-export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Resolves with the gateway's session of `agentId` once `accept` holds for it — at once if it
+ * does, else at the first change the directory announces after which it does (a heartbeat, a job
+ * ending, a rotated bundle). Call it before the change can happen so it cannot be missed. Rejects
+ * with NJ_TIMEOUT naming `what` after `timeoutMs` (real time).
+ */
+export async function agentListed(
+  gateway: Gateway,
+  agentId: string,
+  accept: (session: AgentSession) => boolean,
+  what: string,
+  timeoutMs = 5000,
+): Promise<AgentSession> {
+  const holds = (): AgentSession | undefined => {
+    const session = gateway.directory.get(agentId);
+    return session && accept(session) ? session : undefined;
+  };
+  const now = holds();
+  if (now) return now;
+  await nextEvent(gateway.directory.onAgentChanged, () => holds() !== undefined, { clock: systemClock, timeoutMs, what });
+  return holds()!;
+}
+
+/** Resolves once the gateway no longer lists `agentId` (awaiting its disconnect events, on the real clock). */
+export async function agentGone(gateway: Gateway, agentId: string, timeoutMs = 5000): Promise<void> {
+  if (!gateway.directory.get(agentId)) return;
+  await nextEvent(gateway.onAgentDisconnected, () => !gateway.directory.get(agentId), {
+    clock: systemClock,
+    timeoutMs,
+    what: `agent ${agentId.slice(0, 8)} to leave`,
+  });
 }

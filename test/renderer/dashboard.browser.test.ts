@@ -27,7 +27,7 @@ import { buildDashboard } from '../../src/cli/agent/dashboard.js';
 import { AgentService, DEFAULT_CONFIG, ManualEnvironmentSource, pathsIn, writeSyntheticModel } from '../../src/main/agent/index.js';
 import { formatCredits, generateIdentity, nextEvent } from '../../src/shared/index.js';
 import { closableFetch } from '../helpers/http-client.js';
-import { waitFor } from '../helpers/network.js';
+import { agentServing } from '../helpers/network.js';
 import { startGatedFileServer } from './support/gated-file-server.js';
 
 const RESULTS = path.resolve(import.meta.dirname, '../../test-results/app');
@@ -250,11 +250,7 @@ describe('the dashboard in Chromium against a real agent and gateway', () => {
         await service.runtime.whenState((c) => c.decision?.reason === 'idle');
         expect(service.runtime.manual.mode).toBe('auto');
         await page.locator('#pause').waitFor();
-        await waitFor(
-          () => gateway.directory.get(service.runtime.agentId)?.status?.state === 'serving',
-          10_000,
-          'the gateway to route to it',
-        );
+        await agentServing(gateway, service.runtime.agentId, 10_000);
         await poll(() => page.textContent('#state-pill')).toBe('Serving');
 
         // ---- Jobs through the gateway with the client SDK: earnings and receipts appear.

@@ -24,8 +24,7 @@ import { createLogger } from '../../../src/node/index.js';
 import { generateIdentity } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
-import { startTestGateway } from '../../helpers/network.js';
-import { until } from '../../main/support/manual-clock.js';
+import { agentGone, agentServing, startTestGateway } from '../../helpers/network.js';
 import { startScriptedGateway } from '../../main/support/scripted-gateway.js';
 import { Output } from '../support/output.js';
 
@@ -170,7 +169,7 @@ describe('talking to a running agent', () => {
       estimate: async () => ({ modelBytes: 1e6, contextBytes: 1e6, totalBytes: 2.2e6 }),
     });
     try {
-      await until(() => service.runtime.state === 'serving', 'serving', 30_000);
+      await service.runtime.whenState('serving', { timeoutMs: 30_000 });
       const status = await nightjar(h, 'status');
       expect(status.out).toMatch(/^Agent [0-9a-f]{12}… serving · synthetic-tiny \(loaded\)/);
       expect(status.out).toContain('The owner is away; serving.');
@@ -184,10 +183,10 @@ describe('talking to a running agent', () => {
       expect((await nightjar(h, 'earnings')).out).toMatch(/total\s+1\s+\d+\s+4\s+—/);
 
       expect((await nightjar(h, 'pause')).code).toBe(0);
-      await until(() => service.runtime.state === 'paused', 'paused');
+      await service.runtime.whenState('paused', { timeoutMs: 10_000 });
       expect((await nightjar(h, 'status')).out).toContain('override  paused until resumed');
       await nightjar(h, 'resume');
-      await until(() => service.runtime.state === 'serving', 'serving again');
+      await service.runtime.whenState('serving', { timeoutMs: 10_000 });
     } finally {
       await service.dispose();
       await gw.close();
@@ -286,7 +285,7 @@ describe('nightjar serve in its own process', () => {
       const out = await stdout.written(/Created the agent identity ([0-9a-f]{32})/, 'the agent to start', 60_000).catch(() => stdout.text);
       const agentId = /Created the agent identity ([0-9a-f]{32})/.exec(out)?.[1];
       expect(agentId, err).toBeDefined();
-      await until(() => gateway.directory.get(agentId!)?.status?.state === 'serving', 'serving at the gateway', 60_000);
+      await agentServing(gateway, agentId!, 60_000);
       expect((await nightjar(h, 'status')).out).toContain('serving · synthetic-tiny (loaded)');
 
       const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
@@ -304,7 +303,7 @@ describe('nightjar serve in its own process', () => {
       expect(await exited).toBe(0);
       expect(err).toMatch(/agent runtime stopped/);
       await expect(stat(path.join(h, 'config/control.json'))).rejects.toMatchObject({ code: 'ENOENT' });
-      await until(() => gateway.directory.get(agentId!) === undefined, 'the gateway to drop the agent');
+      await agentGone(gateway, agentId!, 10_000);
       expect(gatewayLog.some((l) => l.includes('agent said goodbye') && l.includes('"reason":"quit"'))).toBe(true);
     } finally {
       if (child.exitCode === null) {

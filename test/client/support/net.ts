@@ -5,7 +5,7 @@
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
 import { Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gateway/index.js';
 import { Emitter, generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
-import { FAKE_MODEL, agentServing, waitFor } from '../../helpers/network.js';
+import { FAKE_MODEL, agentGone, agentServing } from '../../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../../helpers/recording-proxy.js';
 import { onceTrue } from './events.js';
 
@@ -115,4 +115,4 @@ export class ManualClock implements Clock {
   }
 }
 
-export { FAKE_MODEL, waitFor };
+export { FAKE_MODEL, agentGone };

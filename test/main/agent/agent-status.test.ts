@@ -8,7 +8,7 @@ import type { Agent } from '../../../src/main/agent/index.js';
 import type { Gateway } from '../../../src/gateway/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
-import { FAKE_MODEL, startTestAgent, startTestGateway, waitFor } from '../../helpers/network.js';
+import { FAKE_MODEL, agentListed, startTestAgent, startTestGateway } from '../../helpers/network.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -29,12 +29,16 @@ describe('free slots in heartbeats', () => {
     agent = await startTestAgent(gateway, { engine });
     const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch, retry: false });
     const ask = { model: FAKE_MODEL.id, messages: [{ role: 'user' as const, content: 'hi' }], maxTokens: 3 };
+    const reports = (freeSlots: number, what: string) =>
+      agentListed(gateway!, agent!.agentId, (s) => s.status?.freeSlots === freeSlots, what, 2000);
+    // Awaited from before the job starts, so a heartbeat that comes and goes quickly is not missed.
+    const busy = reports(0, 'the busy heartbeat');
     const stream = client.chat(ask);
     await stream.served;
     // While the job runs, the gateway has heard that no slot is free.
-    await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.freeSlots === 0, 2000, 'the busy heartbeat');
+    await busy;
     await stream.result;
-    await waitFor(() => gateway!.directory.get(agent!.agentId)?.status?.freeSlots === 1, 2000, 'the free heartbeat');
+    await reports(1, 'the free heartbeat');
     expect((await client.complete(ask)).text).toBe('a b c ');
   });
 });

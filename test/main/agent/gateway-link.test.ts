@@ -13,8 +13,8 @@ import { NightjarClient } from '../../../src/client/index.js';
 import { backoffDelay, generateIdentity, nextEvent, resolveBackoff, silentLogger } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
-import { FAKE_MODEL, startTestGateway } from '../../helpers/network.js';
-import { ManualClock, tick, until } from '../support/manual-clock.js';
+import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../../helpers/network.js';
+import { ManualClock, tick } from '../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../support/scripted-gateway.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -123,18 +123,14 @@ describe('gateway killed and restarted', () => {
     clock.advance(agent.link.retryDelayMs!);
     await reconnected;
 
+    // The gateway (another process: no event of its reaches this one) lists the agent once the
+    // first heartbeat, sent right after the welcome, is in. A request that overtakes it is
+    // answered NJ_NO_CAPACITY with a retry hint, and the SDK's retry (on by default) sends it again.
+    const retries: string[] = [];
     const client = new NightjarClient({ gatewayUrl: restarted.url, trust: { allowSynthetic: true }, fetch: http.fetch });
-    let result;
-    for (let i = 0; ; i++) {
-      // The gateway lists the agent once its first heartbeat is in.
-      try {
-        result = await client.chat({ model: FAKE_MODEL.id, messages: ask, maxTokens: 6 }).result;
-        break;
-      } catch (err) {
-        if (i > 50) throw err;
-        await tick(20);
-      }
-    }
+    const chat = client.chat({ model: FAKE_MODEL.id, messages: ask, maxTokens: 6, onRetry: (r) => retries.push(r.error.code) });
+    const result = await chat.result;
+    expect(retries.every((code) => code === 'NJ_NO_CAPACITY')).toBe(true);
     expect(result.text).toBe('Hello from a fake engine.');
     expect(result.receipt.agentId).toBe(agent.agentId);
   }, 60_000);
@@ -153,10 +149,11 @@ describe('gateway killed and restarted', () => {
       await gateway.dispose();
     });
     agent.start();
-    await until(() => gateway.directory.get(agent.agentId)?.status?.state === 'serving', 'registered');
+    await agentServing(gateway, agent.agentId, 10_000);
     const before = gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId;
+    const rotated = agentListed(gateway, agent.agentId, (s) => s.bundle.bundle.boxKeyId !== before, 'the new bundle at the gateway');
     await agent.rotateBoxKey();
-    await until(() => gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId !== before, 'the new bundle at the gateway');
+    await rotated;
     expect(gateway.directory.get(agent.agentId)!.bundle.bundle.boxKeyId).toBe(agent.bundle.bundle.boxKeyId);
     const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
     expect((await client.chat({ model: FAKE_MODEL.id, messages: ask, maxTokens: 3 }).result).usage.completionTokens).toBe(3);

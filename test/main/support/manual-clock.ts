@@ -3,7 +3,6 @@
  * them; `jump` models a sleep (or a clock set forward): time leaps, then every overdue timer fires.
  */
 import type { Clock, TimerHandle } from '../../../src/shared/index.js';
-import { waitFor } from '../../helpers/network.js';
 
 interface Timer {
   readonly id: number;
@@ -73,7 +72,14 @@ export function tick(ms = 0): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `predicate` (real time) until it holds: waitFor with the wait last, defaulting to 10 s. */
-export function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  return waitFor(predicate, timeoutMs, what);
+/**
+ * Polls `predicate` every 10 ms (real time) until it holds; rejects naming `what` after
+ * `timeoutMs`. A last resort: await the event that announces the change instead where there is one.
+ */
+export async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await tick(10);
+  }
 }
