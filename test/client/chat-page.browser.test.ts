@@ -20,7 +20,7 @@ import { generateIdentity, randomBytes, toHex } from '../../src/shared/index.js'
 import { FAKE_MODEL, agentServing } from '../helpers/network.js';
 import { startRecordingProxy, tracesOf, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { RecordingEngine } from './support/engines.js';
-import { onceTrue } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 
 const SCREENSHOTS = path.resolve(import.meta.dirname, '../../test-results');
 const promptCanary = `CANARY-PROMPT-${toHex(randomBytes(12))}`;

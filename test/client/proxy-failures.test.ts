@@ -12,7 +12,7 @@ import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import type { GatewayOptions } from '../../src/gateway/index.js';
 import { ObservedEngine } from './support/engines.js';
-import { onceTrue } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 import { FAKE_MODEL, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;

@@ -12,7 +12,7 @@ import { nextEvent } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { StallingEngine } from './support/engines.js';
-import { onceTrue } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 import { FAKE_MODEL, ManualClock, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;

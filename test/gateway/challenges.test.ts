@@ -12,7 +12,7 @@ import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentServing, startTestAgent, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -86,7 +86,7 @@ describe('periodic challenges', () => {
     clock.advance(INTERVAL - DEADLINE - 1);
     await next;
     const session = gw.directory.get(raw.agentId)!;
-    await whenEvent(gw.directory.onAgentChanged, () => session.challengeFresh(clock.now()), 'the answer', 2000);
+    await onceTrue(gw.directory.onAgentChanged, () => session.challengeFresh(clock.now()), 'the answer', 2000);
     expect(await routable(gw)).toEqual([raw.agentId]);
     expect(gw.directory.get(raw.agentId)?.challenges).toEqual({ sent: 2, missed: 1 });
   });
@@ -111,7 +111,7 @@ describe('periodic challenges', () => {
     });
     expect(await reject).toMatchObject({ code: 'NJ_AUTH_FAILED', message: 'the challenge answer does not verify' });
     expect((await raw.closed).code).toBe(CLOSE_CODES.authFailed);
-    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave the directory', 2000);
+    await onceTrue(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave the directory', 2000);
   });
 
   it('keeps a real agent, which answers every challenge, in routing', async () => {
@@ -123,7 +123,7 @@ describe('periodic challenges', () => {
     clock.advance(INTERVAL);
     for (let i = 1; i <= 3; i++) {
       // Time stands still at the challenge until the answer is in; then past its deadline.
-      await whenEvent(gw.directory.onAgentChanged, () => session.challengedAt === clock.now(), `answer ${i}`, 2000);
+      await onceTrue(gw.directory.onAgentChanged, () => session.challengedAt === clock.now(), `answer ${i}`, 2000);
       clock.advance(DEADLINE + 1);
       expect(await routable(gw)).toEqual([agent.agentId]);
       if (i < 3) clock.advance(INTERVAL - DEADLINE - 1);

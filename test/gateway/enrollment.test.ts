@@ -9,7 +9,7 @@ import { CLOSE_CODES, generateIdentity } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { REAL_MODEL, billedNetworkPerTest, startAgent } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 
 const fx = billedNetworkPerTest();
 
@@ -97,7 +97,7 @@ describe('enrollment', () => {
     });
     // The refused socket is gone from the gateway's count: a proper agent still gets in.
     const gw = fx.net.gateway;
-    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the directory to empty', 1000);
+    await onceTrue(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the directory to empty', 1000);
     const ok = await RawAgent.connect({ url: fx.net.gateway.agentUrl, model: REAL_MODEL });
     fx.raws.push(ok);
   });

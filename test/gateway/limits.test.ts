@@ -14,7 +14,7 @@ import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
 import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 import { RawAgent } from './support/raw-agent.js';
 
 const http = perTestFetch();
@@ -157,7 +157,7 @@ describe('agent connection caps', () => {
       body: { code: 'NJ_RATE_LIMITED', message: 'the gateway already has 1 unfinished handshake', retryAfterMs: 1000 },
     });
     pending.socket.terminate();
-    await whenEvent(gw.onAgentConnected, () => gw.directory.size === 2, 'the second agent', 1000);
+    await onceTrue(gw.onAgentConnected, () => gw.directory.size === 2, 'the second agent', 1000);
     await new Promise((r) => setTimeout(r, 50));
     const third = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL });
     const fourth = await bareSocket(gw.agentUrl);
@@ -202,7 +202,7 @@ describe('clients', () => {
     });
     expect(res.status).toBe(200);
     // Never read the body.
-    await whenEvent(gw.onJobFinished, () => outcomes.has(sealed.jobId), 'the slow client to be cut off', 20_000);
+    await onceTrue(gw.onJobFinished, () => outcomes.has(sealed.jobId), 'the slow client to be cut off', 20_000);
     expect(outcomes.get(sealed.jobId)).toMatchObject({ status: 'cancelled', reason: 'the client is not reading its reply' });
     expect(await gw.metrics.value(gw.metrics.rejected, { limit: 'slow-client' })).toBe(1);
     // The agent stops, then signs for what it generated: once that is billed, it has stopped.

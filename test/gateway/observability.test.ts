@@ -11,7 +11,7 @@ import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentServing, startTestGateway } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 import { billed, clientOf, startAgent, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
@@ -124,7 +124,7 @@ describe('health, readiness and shutdown', () => {
     expect((await stream.result).text).toBe(words.join(''));
     await closing;
     const agent = agents[0]!;
-    await whenEvent(agent.onLink, () => agent.linkState !== 'connected', 'the agent to notice', 2000);
+    await onceTrue(agent.onLink, () => agent.linkState !== 'connected', 'the agent to notice', 2000);
   });
 
   // Every wait of the shutdown runs on the gateway's clock: with a fake clock that stands still,

@@ -17,7 +17,7 @@ import { Gateway } from '../../src/gateway/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { REAL_MODEL, billed, billedNetworkPerTest, clientOf, startAgent } from './support/net.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 
 const http = perTestFetch();
 const fx = billedNetworkPerTest();
@@ -131,7 +131,7 @@ describe('operator API', () => {
     await agent.dispose();
     fx.agents.pop();
     const gw = fx.net.gateway;
-    await whenEvent(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave', 2000);
+    await onceTrue(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave', 2000);
     const offline = (await get('/v1/operator/agents', cookie)).body.agents[0];
     expect(offline).toMatchObject({ agentId: agent.agentId, connected: false, state: 'offline', routable: false, uptimeMs: null });
   });

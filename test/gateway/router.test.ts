@@ -27,7 +27,7 @@ import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentServing, startTestGateway } from '../helpers/network.js';
 import { REAL_MODEL, billed, clientOf, startAgent, startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
-import { whenEvent } from './support/events.js';
+import { onceTrue } from '../helpers/events.js';
 
 const http = perTestFetch();
 let gateway: Gateway | undefined;
@@ -162,7 +162,7 @@ describe('the queue', () => {
     // This client's POST is held back until the second job has taken the queue's one place.
     const heldBack: typeof fetch = async (input, init) => {
       if (String(input).endsWith('/v1/jobs')) {
-        await whenEvent(gw.router.onDepthChanged, () => gw.router.depth(FAKE_MODEL.id) === 1, 'the second job to queue');
+        await onceTrue(gw.router.onDepthChanged, () => gw.router.depth(FAKE_MODEL.id) === 1, 'the second job to queue');
       }
       return http.fetch(input, init);
     };
@@ -201,11 +201,11 @@ describe('the queue', () => {
       return sealed;
     };
     const queued = clientOf(gw, http.fetch, undefined, { seal }).chat({ ...ask(10), signal: abort.signal });
-    await whenEvent(gw.router.onDepthChanged, () => gw.router.depth() === 1, 'the second job to queue', 2000);
+    await onceTrue(gw.router.onDepthChanged, () => gw.router.depth() === 1, 'the second job to queue', 2000);
     const isBilled = billed(gw);
     abort.abort();
     expect((await errorOf(queued.result)).code).toBe('NJ_CANCELLED');
-    await whenEvent(gw.router.onDepthChanged, () => gw.router.depth() === 0, 'the queue to empty', 2000);
+    await onceTrue(gw.router.onDepthChanged, () => gw.router.depth() === 0, 'the queue to empty', 2000);
     await isBilled(jobId);
     expect((await gw.store.ledger.job(jobId))?.status).toBe('released');
     await first.result;

@@ -14,7 +14,7 @@ import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { RecordingEngine } from '../../client/support/engines.js';
 import { Output } from '../support/output.js';
-import { onceTrue } from '../../client/support/events.js';
+import { onceTrue } from '../../helpers/events.js';
 import { FAKE_MODEL, startNet, type TestNet } from '../../client/support/net.js';
 
 let net: TestNet | undefined;

@@ -7,7 +7,7 @@ import { Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gate
 import { Emitter, generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
 import { FAKE_MODEL, agentGone, agentServing } from '../../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../../helpers/recording-proxy.js';
-import { onceTrue } from './events.js';
+import { onceTrue } from '../../helpers/events.js';
 
 export interface TestAgent {
   readonly agent: Agent;

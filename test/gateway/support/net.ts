@@ -12,7 +12,7 @@ import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main
 import { Gateway, openSqliteStore, type GatewayOptions, type GatewayStore } from '../../../src/gateway/index.js';
 import { generateIdentity, type IdentityKeyPair, type Logger } from '../../../src/shared/index.js';
 import { agentServing } from '../../helpers/network.js';
-import { whenEvent } from './events.js';
+import { onceTrue } from '../../helpers/events.js';
 
 /** A model the gateway treats as real (prices apply). */
 export const REAL_MODEL: ServedModel = { id: 'fake-real-1b', sha256: 'cd'.repeat(32), synthetic: false, contextLength: 4096 };
@@ -113,7 +113,7 @@ export function clientOf(
 export function billed(gateway: Gateway): (jobId: string) => Promise<void> {
   const done = new Set<string>();
   gateway.onJobBilled(({ jobId }) => done.add(jobId));
-  return (jobId) => whenEvent(gateway.onJobBilled, () => done.has(jobId), `job ${jobId} to be billed`, 10_000);
+  return (jobId) => onceTrue(gateway.onJobBilled, () => done.has(jobId), `job ${jobId} to be billed`, 10_000);
 }
 
 /** What {@link billedNetworkPerTest} hands a test file. */

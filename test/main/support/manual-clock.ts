@@ -71,15 +71,3 @@ export class ManualClock implements Clock {
 export function tick(ms = 0): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-/**
- * Polls `predicate` every 10 ms (real time) until it holds; rejects naming `what` after
- * `timeoutMs`. A last resort: await the event that announces the change instead where there is one.
- */
-export async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await tick(10);
-  }
-}

@@ -28,7 +28,7 @@ import { ControlClient, PAGE_CSP, generateIdentity, nextEvent, systemClock } fro
 import { FakeEngine } from '../../../helpers/fake-engine.js';
 import { startModelServer } from '../../support/model-server.js';
 import { perTestFetch } from '../../../helpers/http-client.js';
-import { until } from '../../support/manual-clock.js';
+import { agentServing } from '../../../helpers/network.js';
 
 const fetcher = perTestFetch();
 let root: string;
@@ -190,7 +190,7 @@ describe('linking', () => {
     await welcomed;
     expect(s.runtime.status().gateway.trust).toBe('signed');
     expect(s.runtime.status().gateway.rejected).toBeNull();
-    await until(() => gateway!.directory.get(s.runtime.agentId)?.status?.state === 'serving', 'the gateway to route to it');
+    await agentServing(gateway!, s.runtime.agentId, 10_000);
   });
 
   it('refuses an address that is not a URL, and one where no gateway answers, saving nothing', async () => {

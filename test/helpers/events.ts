@@ -1,7 +1,7 @@
 /**
  * Awaiting a condition the code announces with an event, instead of polling for it.
  */
-import { nextEvent, systemClock, type Event } from '../../../src/shared/index.js';
+import { nextEvent, systemClock, type Event } from '../../src/shared/index.js';
 
 /**
  * Resolves once `holds()` is true: at once if it is, else after the first event of `event` that
