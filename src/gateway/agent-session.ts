@@ -5,9 +5,9 @@
  * stay opaque.
  */
 import type { WebSocket } from 'ws';
+import type { Emitter } from '../shared/index.js';
 import {
   CLOSE_CODES,
-  Emitter,
   LIMITS,
   NightjarError,
   PROTOCOL_VERSION,
@@ -30,6 +30,7 @@ import {
   type TimerHandle,
   type Trust,
   type VerifiedBundle,
+  loggedEmitter,
 } from '../shared/index.js';
 import { newHealth, type AgentHealth, type AgentStatus, type DirectoryEntry } from './directory.js';
 import type { AgentChannel, AttemptListener } from './transport.js';
@@ -136,11 +137,10 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     this.#options = o;
     this.#socket = o.socket;
     this.#log = o.logger;
-    const onListenerError = (err: unknown): void => this.#log.error('an agent session listener failed', { err: String(err) });
-    this.#authenticated = new Emitter({ onListenerError });
-    this.#capacity = new Emitter({ onListenerError });
-    this.#closed = new Emitter({ onListenerError });
-    this.#socketClosed = new Emitter({ onListenerError });
+    this.#authenticated = loggedEmitter(this.#log, 'agent session authenticated');
+    this.#capacity = loggedEmitter(this.#log, 'agent session capacity');
+    this.#closed = loggedEmitter(this.#log, 'agent session closed');
+    this.#socketClosed = loggedEmitter(this.#log, 'agent session socket closed');
     this.onAuthenticated = this.#authenticated.event;
     this.onCapacity = this.#capacity.event;
     this.onClosed = this.#closed.event;

@@ -3,7 +3,7 @@
  * the verified receipt or release, count both in the metrics, and keep track of the jobs whose
  * billing is still under way so that shutdown can wait for them (on the injected clock).
  */
-import { Emitter, nextEvent, type Clock, type Disposable, type Event, type Logger } from '../shared/index.js';
+import { Emitter, nextEvent, type Clock, type Disposable, type Event, type Logger, loggedEmitter } from '../shared/index.js';
 import type { Price } from './accounts/account.store.js';
 import type { JobBilling, Settlement } from './job.js';
 import type { LedgerStore } from './ledger/ledger.store.js';
@@ -49,7 +49,7 @@ export class Billing implements Disposable {
 
   constructor(options: BillingOptions) {
     this.#o = options;
-    this.#billed = new Emitter({ onListenerError: (err) => options.logger.error('a billing listener failed', { err: String(err) }) });
+    this.#billed = loggedEmitter(options.logger, 'job billed');
     this.onJobBilled = this.#billed.event;
   }
 

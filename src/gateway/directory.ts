@@ -4,8 +4,8 @@
  * their last challenge. It filters and ranks them for the router. In the embedded default it
  * lives in memory.
  */
+import type { Emitter } from '../shared/index.js';
 import {
-  Emitter,
   TRUST_LEVELS,
   silentLogger,
   withDefaults,
@@ -16,6 +16,7 @@ import {
   type MemoryPressure,
   type Trust,
   type VerifiedBundle,
+  loggedEmitter,
 } from '../shared/index.js';
 
 /** What an agent's last heartbeat said. */
@@ -143,10 +144,9 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
   constructor(options: DirectoryOptions = {}) {
     this.#o = withDefaults(DIRECTORY_DEFAULTS, options);
     const log = this.#o.logger;
-    const onListenerError = (err: unknown): void => log.error('a directory listener failed', { err: String(err) });
-    this.#connected = new Emitter<E>({ onListenerError });
-    this.#changed = new Emitter<E>({ onListenerError });
-    this.#disconnected = new Emitter<E>({ onListenerError });
+    this.#connected = loggedEmitter<E>(log, 'agent connected');
+    this.#changed = loggedEmitter<E>(log, 'agent changed');
+    this.#disconnected = loggedEmitter<E>(log, 'agent disconnected');
     this.onAgentConnected = this.#connected.event;
     this.onAgentChanged = this.#changed.event;
     this.onAgentDisconnected = this.#disconnected.event;

@@ -13,14 +13,14 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { nightjarErrors, securityHeaders, type StaticSite } from '../node/index.js';
 import {
   DisposableStore,
-  Emitter,
   NightjarError,
   Resource,
   nextEvent,
   raceClock,
   type Clock,
+  type Emitter,
   type Event,
-  type Logger,
+  loggedEmitter,
 } from '../shared/index.js';
 import type { AgentSession } from './agent-session.js';
 import { Billing, type JobBilled } from './billing.js';
@@ -146,7 +146,7 @@ export class Gateway extends Resource {
         if (n > 0) o.logger.warn('released holds left by a previous run', { jobs: n });
       }
       const state = { closing: false };
-      const capacity = owned.add(new Emitter<void>({ onListenerError: listenerError(o.logger, 'capacity') }));
+      const capacity: Emitter<void> = owned.add(loggedEmitter(o.logger, 'capacity'));
       const ctx = buildContext(o, store, owned, capacity.event, () => state.closing);
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
       const sites = [...o.sites];
@@ -205,11 +205,6 @@ interface GatewayParts {
   url: string;
   agentUrl: string;
 }
-
-const listenerError =
-  (log: Logger, what: string) =>
-  (err: unknown): void =>
-    log.error(`a ${what} listener failed`, { err: String(err) });
 
 /** The shared state of the plugins; what it creates goes in `owned`. */
 function buildContext(

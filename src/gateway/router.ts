@@ -6,8 +6,8 @@
  * queue is pumped in arrival order; a job whose agents are still busy does not hold up the
  * ones behind it.
  */
+import type { Emitter } from '../shared/index.js';
 import {
-  Emitter,
   NightjarError,
   silentLogger,
   withDefaults,
@@ -16,6 +16,7 @@ import {
   type Event,
   type Logger,
   type TimerHandle,
+  loggedEmitter,
 } from '../shared/index.js';
 
 /** A job waiting for a slot. */
@@ -78,7 +79,7 @@ export class Router implements Disposable {
   constructor(options: RouterOptions) {
     this.#o = withDefaults(ROUTER_DEFAULTS, options);
     const log = this.#o.logger;
-    this.#changes = new Emitter({ onListenerError: (err) => log.error('a queue listener failed', { err: String(err) }) });
+    this.#changes = loggedEmitter(log, 'queue depth');
     this.onDepthChanged = this.#changes.event;
   }
 

@@ -3,7 +3,8 @@
  * streams each caller holds open (its limit is enforced at admission), and an event per finished
  * job, which shutdown, tests and observers await instead of polling.
  */
-import { Emitter, nextEvent, type Disposable, type Event, type Logger } from '../shared/index.js';
+import type { Emitter } from '../shared/index.js';
+import { nextEvent, type Disposable, type Event, type Logger, loggedEmitter } from '../shared/index.js';
 import type { ClientJob, JobOutcome } from './job.js';
 
 /** A job that finished, with its outcome as the client saw it. */
@@ -21,7 +22,7 @@ export class RunningJobs implements Disposable {
   readonly onJobFinished: Event<JobFinished>;
 
   constructor(logger: Logger) {
-    this.#finished = new Emitter({ onListenerError: (err) => logger.error('a job listener failed', { err: String(err) }) });
+    this.#finished = loggedEmitter(logger, 'job finished');
     this.onJobFinished = this.#finished.event;
   }
 

@@ -148,6 +148,11 @@ export class NightjarError extends Error {
   }
 }
 
+/** The message of a thrown value, for a log line (never its stack or its cause's text). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** A message or field that breaks the protocol. */
 export class ProtocolError extends NightjarError {}
 

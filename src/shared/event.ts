@@ -4,8 +4,9 @@
  * every wait that can time out runs on the injected {@link Clock} ({@link delay}, {@link raceClock}).
  */
 import type { Clock } from './clock.js';
-import { NightjarError } from './errors.js';
-import { toDisposable, type Disposable } from './lifecycle.js';
+import { NightjarError, errorMessage } from './errors.js';
+import type { Logger } from './log.js';
+import type { Disposable } from './lifecycle.js';
 
 /** Subscribes `listener`; dispose the result to unsubscribe. */
 export type Event<T> = (listener: (value: T) => void) => Disposable;
@@ -25,9 +26,15 @@ const rethrowLater = (err: unknown): void => {
   });
 };
 
-/** Fires values of type T to its listeners, in the order they subscribed. */
+const NO_SUBSCRIPTION: Disposable = { dispose: () => undefined };
+
+/**
+ * Fires values of type T to its listeners, in the order they subscribed. Light enough to hold
+ * several per connection: the listener list and the `event` function are made on first use.
+ */
 export class Emitter<T> implements Disposable {
-  readonly #listeners = new Set<(value: T) => void>();
+  #listeners: ((value: T) => void)[] | null = null;
+  #event: Event<T> | null = null;
   readonly #onError: (err: unknown) => void;
   #disposed = false;
 
@@ -35,38 +42,63 @@ export class Emitter<T> implements Disposable {
     this.#onError = options.onListenerError ?? rethrowLater;
   }
 
-  /** The subscription function handed to listeners. */
-  readonly event: Event<T> = (listener) => {
-    if (this.#disposed) return toDisposable(() => undefined);
-    // A listener subscribed twice gets its own entry each time.
-    const entry = (value: T): void => listener(value);
-    this.#listeners.add(entry);
-    return toDisposable(() => {
-      this.#listeners.delete(entry);
-    });
-  };
+  /** The subscription function handed to listeners (the same function every time). */
+  get event(): Event<T> {
+    return (this.#event ??= (listener) => this.#subscribe(listener));
+  }
+
+  #subscribe(listener: (value: T) => void): Disposable {
+    if (this.#disposed) return NO_SUBSCRIPTION;
+    // A listener subscribed twice is called twice; each subscription removes one of its entries.
+    (this.#listeners ??= []).push(listener);
+    let subscribed = true;
+    return {
+      dispose: () => {
+        if (!subscribed) return;
+        subscribed = false;
+        const i = this.#listeners?.indexOf(listener) ?? -1;
+        if (i >= 0) this.#listeners!.splice(i, 1);
+      },
+    };
+  }
 
   /** Listeners subscribed now. */
   get listenerCount(): number {
-    return this.#listeners.size;
+    return this.#listeners?.length ?? 0;
   }
 
-  /** Calls every listener with `value`. A listener that throws does not stop the others. */
+  /**
+   * Calls every listener with `value`, those subscribed when it was called: one that subscribes
+   * meanwhile hears the next value. A listener that throws does not stop the others.
+   */
   fire(value: T): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(value);
-      } catch (err) {
-        this.#onError(err);
-      }
+    const listeners = this.#listeners;
+    if (!listeners || listeners.length === 0) return;
+    if (listeners.length === 1) this.#call(listeners[0]!, value);
+    else for (const listener of listeners.slice()) this.#call(listener, value);
+  }
+
+  #call(listener: (value: T) => void, value: T): void {
+    try {
+      listener(value);
+    } catch (err) {
+      this.#onError(err);
     }
   }
 
   /** Drops every listener; later subscriptions do nothing. */
   dispose(): void {
     this.#disposed = true;
-    this.#listeners.clear();
+    this.#listeners = null;
   }
+}
+
+/**
+ * An emitter whose throwing listeners are logged on `log` as "an event listener failed", naming
+ * `what` (the other listeners still run, and the process carries on).
+ */
+export function loggedEmitter<T>(log: Logger, what: string): Emitter<T> {
+  return new Emitter<T>({ onListenerError: (err) => log.error('an event listener failed', { event: what, err: errorMessage(err) }) });
 }
 
 /** Options of {@link nextEvent}. */

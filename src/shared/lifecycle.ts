@@ -4,6 +4,7 @@
  * registers its children in a {@link DisposableStore} so that disposing the parent disposes them,
  * last registered first. Subscriptions to events ({@link Emitter}) are disposables too.
  */
+import type { Clock, TimerHandle } from './clock.js';
 
 /** Something that releases what it holds when disposed. Disposing twice does nothing more. */
 export interface Disposable {
@@ -118,5 +119,47 @@ export abstract class Resource implements AsyncResource {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
+  }
+}
+
+/**
+ * One timer on a clock: `set` replaces whatever was pending, `clear` cancels it, and disposing
+ * cancels it for good (a later `set` does nothing).
+ */
+export class TimerSlot implements Disposable {
+  readonly #clock: Clock;
+  #handle: TimerHandle | null = null;
+  #disposed = false;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /** True while a timer is pending. */
+  get pending(): boolean {
+    return this.#handle !== null;
+  }
+
+  /** Calls `fn` once after `ms`, cancelling the timer pending before. */
+  set(ms: number, fn: () => void): void {
+    this.clear();
+    if (this.#disposed) return;
+    const handle = this.#clock.setTimeout(() => {
+      if (this.#handle === handle) this.#handle = null;
+      fn();
+    }, ms);
+    this.#handle = handle;
+  }
+
+  /** Cancels the pending timer, if any. */
+  clear(): void {
+    if (this.#handle !== null) this.#clock.clearTimeout(this.#handle);
+    this.#handle = null;
+  }
+
+  /** Cancels the pending timer; later `set` calls do nothing. */
+  dispose(): void {
+    this.#disposed = true;
+    this.clear();
   }
 }

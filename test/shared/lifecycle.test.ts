@@ -221,3 +221,32 @@ describe('withDefaults', () => {
     expect(withDefaults(defaults, {})).not.toBe(defaults);
   });
 });
+
+describe('Emitter subscriptions during a fire', () => {
+  it('a listener subscribed while firing hears the next value, not this one; one that leaves still heard this one', () => {
+    const e = new Emitter<number>();
+    const heard: string[] = [];
+    const first = e.event((v) => {
+      heard.push(`first ${v}`);
+      if (v === 1) e.event((w) => heard.push(`late ${w}`));
+    });
+    e.fire(1);
+    e.fire(2);
+    first.dispose();
+    e.fire(3);
+    expect(heard).toEqual(['first 1', 'first 2', 'late 2', 'late 3']);
+  });
+
+  it('the same function subscribed twice is called twice, and each subscription removes one', () => {
+    const e = new Emitter<void>();
+    const fn = vi.fn();
+    const a = e.event(fn);
+    e.event(fn);
+    e.fire();
+    a.dispose();
+    a.dispose();
+    e.fire();
+    expect(fn).toHaveBeenCalledTimes(3);
+    expect(e.listenerCount).toBe(1);
+  });
+});

@@ -38,11 +38,13 @@ import {
   type GoodbyeReason,
   type ThermalState,
   type Trust,
+  TimerSlot,
+  errorMessage,
+  loggedEmitter,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
 import { GatewayLink } from './gateway-link.js';
 import { JobRunner, type JobStats, type ServedModel } from './job-runner.js';
-import { TimerSlot, errorMessage, loggedEmitter } from './lifecycle.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
 import { AgentStateStore, type AgentStateSource } from './state.js';
 

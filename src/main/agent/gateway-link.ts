@@ -31,8 +31,9 @@ import {
   type Logger,
   type SignedBundle,
   type GoodbyeReason,
+  TimerSlot,
+  loggedEmitter,
 } from '../../shared/index.js';
-import { TimerSlot, loggedEmitter } from './lifecycle.js';
 
 export type { LinkState };
 

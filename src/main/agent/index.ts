@@ -8,7 +8,6 @@
  * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
  */
 export { Agent, AGENT_VERSION, type AgentOptions, type DrainOutcome, type JobFigures, type Rejection, type Welcome } from './agent.js';
-export { TimerSlot, errorMessage, loggedEmitter } from './lifecycle.js';
 export { AgentStateStore, type AgentStateChange, type AgentStateSource, type AgentStateStoreOptions } from './state.js';
 export {
   GatewayLink,

@@ -28,9 +28,10 @@ import {
   silentLogger,
   systemClock,
   withDefaults,
+  errorMessage,
+  loggedEmitter,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
-import { errorMessage, loggedEmitter } from './lifecycle.js';
 
 /** The model this agent serves, as its bundle names it. */
 export interface ServedModel {

@@ -25,6 +25,7 @@ import {
   type ModelsSnapshot,
   type Platform,
   type Posture,
+  loggedEmitter,
 } from '../../shared/index.js';
 import { saveConfig, saveStateFile, type AgentConfig, loadStateFile } from './config/config.js';
 import type { AgentPaths } from './config/paths.js';
@@ -36,7 +37,6 @@ import { defaultEnvironmentSource, type EnvironmentSource } from './environment/
 import { defaultPowerSaveBlocker, type PowerSaveBlocker } from './environment/power-save.js';
 import { AGENT_VERSION } from './agent.js';
 import { gatewaySocketUrl } from './gateway-link.js';
-import { loggedEmitter } from './lifecycle.js';
 import { probeGateway } from './gateway-probe.js';
 import { BUILT_IN_CATALOG, loadCatalogFile, mergeCatalogs } from './models/catalog.js';
 import { modelChoice } from './models/choice.js';

@@ -5,8 +5,8 @@
  * reads it and hears each change: the Agent sends a heartbeat when the state changes and takes
  * jobs only while it is 'serving'; the service streams it to the dashboard.
  */
+import { loggedEmitter } from '../../shared/index.js';
 import type { AgentState, Clock, Decision, Event, Logger, StateReason } from '../../shared/index.js';
-import { loggedEmitter } from './lifecycle.js';
 
 /** The state with why and since when, as the state event carries it. */
 export interface AgentStateChange {

@@ -15,8 +15,10 @@ import {
   type Logger,
   type MemoryPressure,
   type ThermalState,
+  TimerSlot,
+  errorMessage,
 } from '../../shared/index.js';
-import { TimerSlot, errorMessage, type EnvironmentSample, type ManualEnvironmentSource } from '../agent/index.js';
+import { type EnvironmentSample, type ManualEnvironmentSource } from '../agent/index.js';
 import type { ElectronThermalState, PowerMonitorLike } from './electron-like.js';
 
 /** Electron's thermal state as the policy names it; 'unknown' is no reading. */

@@ -3,8 +3,8 @@
  * taking jobs, let running ones finish within the policy's grace (then aborted them, each still
  * with a signed receipt), said goodbye and unloaded its model; then the app really quits.
  */
-import { silentLogger, type Logger } from '../../shared/index.js';
-import { errorMessage } from '../agent/index.js';
+import { silentLogger, type Logger, errorMessage } from '../../shared/index.js';
+
 import type { AgentLike } from './agent-like.js';
 import type { AppLike } from './electron-like.js';
 

@@ -4,8 +4,8 @@
  * and quitting only after the agent drained. Every Electron part is handed in; main.ts passes
  * the real ones, tests pass fakes.
  */
-import { Resource, silentLogger, type ControlEvent, type Logger } from '../../shared/index.js';
-import { errorMessage } from '../agent/index.js';
+import { Resource, silentLogger, type ControlEvent, type Logger, errorMessage } from '../../shared/index.js';
+
 import type { AgentLike } from './agent-like.js';
 import type { AppLike, BrowserWindowLike, IpcMainLike, MenuFactoryLike, TrayLike } from './electron-like.js';
 import { registerControlIpc } from './ipc.js';

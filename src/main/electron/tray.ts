@@ -13,8 +13,10 @@ import {
   type Disposable,
   type EarningsTotal,
   type Logger,
+  TimerSlot,
+  errorMessage,
 } from '../../shared/index.js';
-import { TimerSlot, errorMessage } from '../agent/index.js';
+
 import type { MenuFactoryLike, MenuItemTemplate, TrayLike } from './electron-like.js';
 import type { AgentLike } from './agent-like.js';
 import { trayMenu, trayTitle, trayToolTip, type TrayAction, type TrayMenuItem } from './tray-menu.js';

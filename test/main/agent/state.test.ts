@@ -3,7 +3,8 @@
  * hear each change) and the timer slot on the injected clock.
  */
 import { describe, expect, it } from 'vitest';
-import { AgentStateStore, TimerSlot, type AgentStateChange } from '../../../src/main/agent/index.js';
+import { AgentStateStore, type AgentStateChange } from '../../../src/main/agent/index.js';
+import { TimerSlot } from '../../../src/shared/index.js';
 import { silentLogger } from '../../../src/shared/index.js';
 import { ManualClock } from '../support/manual-clock.js';
 

@@ -3,11 +3,11 @@
  * its JSON, starting with the events that say how things stand, and a keep-alive comment on the
  * clock. Every open stream is a child of the server: disposing the streams ends them.
  */
+import { TimerSlot } from '../../../shared/index.js';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ControlEvent, Disposable, Event } from '../../../shared/index.js';
 import type { Clock } from '../../../shared/index.js';
-import { TimerSlot } from '../lifecycle.js';
 
 /** Options of {@link EventStreams}. */
 export interface EventStreamsOptions {

@@ -7,8 +7,15 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { silentLogger, type Emitter, type EnvironmentReading, type Event, type Logger, type ThermalState } from '../../../shared/index.js';
-import { loggedEmitter } from '../lifecycle.js';
+import {
+  silentLogger,
+  type Emitter,
+  type EnvironmentReading,
+  type Event,
+  type Logger,
+  type ThermalState,
+  loggedEmitter,
+} from '../../../shared/index.js';
 import { execCommand, type CommandRunner } from './command.js';
 import { readMemoryPressure } from './memory-pressure.js';
 

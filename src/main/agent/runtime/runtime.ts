@@ -59,13 +59,15 @@ import {
   type Preemption,
   type SignedReceipt,
   type StateReason,
+  TimerSlot,
+  errorMessage,
+  loggedEmitter,
 } from '../../../shared/index.js';
 import { AGENT_VERSION, Agent } from '../agent.js';
 import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
 import type { ServedModel } from '../job-runner.js';
-import { TimerSlot, errorMessage, loggedEmitter } from '../lifecycle.js';
 import { detectPlatform, unattestedPosture } from '../platform.js';
 import { decide, effectiveManual } from '../policy/policy.js';
 import { systemTimeZone } from '../policy/schedule.js';
