@@ -51,8 +51,24 @@ import { AgentStateStore, type AgentStateSource } from './state.js';
 /** The app version agents report. */
 export const AGENT_VERSION = '0.1.0';
 
+/** What an agent takes from the machine it runs on, whoever builds it (the runtime, `nightjar up`). */
+export interface AgentMachineOptions {
+  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
+  backoff?: BackoffOptions;
+  /** Random source in [0, 1) for reconnect jitter. Defaults to Math.random. */
+  random?: () => number;
+  /** Defaults to what the OS reports. */
+  platform?: Platform;
+  /** Defaults to an unattested posture. */
+  posture?: Posture;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+}
+
 /** Options of {@link Agent}. */
-export interface AgentOptions {
+export interface AgentOptions extends AgentMachineOptions {
   /** The gateway's agent WebSocket URL (ws://host:port/v1/agent). Required. */
   gatewayUrl: string;
   /** The agent's identity key pair. Required. */
@@ -89,18 +105,6 @@ export interface AgentOptions {
    * accepts plus the clock skew allowed (6 minutes).
    */
   previousBoxKeyGraceMs?: number;
-  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
-  backoff?: BackoffOptions;
-  /** Random source in [0, 1) for reconnect jitter. Defaults to Math.random. */
-  random?: () => number;
-  /** Defaults to what the OS reports. */
-  platform?: Platform;
-  /** Defaults to an unattested posture. */
-  posture?: Posture;
-  /** Defaults to the system clock. */
-  clock?: Clock;
-  /** Defaults to a silent logger. */
-  logger?: Logger;
 }
 
 const AGENT_DEFAULTS: Required<

@@ -7,7 +7,16 @@
  * - {@link Agent}: the gateway side (identity, box keys and bundle, link, jobs).
  * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
  */
-export { Agent, AGENT_VERSION, type AgentOptions, type DrainOutcome, type JobFigures, type Rejection, type Welcome } from './agent.js';
+export {
+  Agent,
+  AGENT_VERSION,
+  type AgentOptions,
+  type AgentMachineOptions,
+  type DrainOutcome,
+  type JobFigures,
+  type Rejection,
+  type Welcome,
+} from './agent.js';
 export { AgentStateStore, type AgentStateChange, type AgentStateSource, type AgentStateStoreOptions } from './state.js';
 export {
   GatewayLink,

@@ -41,7 +41,6 @@ import {
   withDefaults,
   type AgentState,
   type AgentStatusSnapshot,
-  type BackoffOptions,
   type Clock,
   type Decision,
   type Emitter,
@@ -63,7 +62,7 @@ import {
   errorMessage,
   loggedEmitter,
 } from '../../../shared/index.js';
-import { AGENT_VERSION, Agent } from '../agent.js';
+import { AGENT_VERSION, Agent, type AgentMachineOptions } from '../agent.js';
 import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
@@ -87,7 +86,7 @@ export interface ModelChoice {
 }
 
 /** Options of {@link AgentRuntime}. */
-export interface AgentRuntimeOptions {
+export interface AgentRuntimeOptions extends AgentMachineOptions {
   /**
    * The gateway's agent WebSocket URL; null while this machine is not linked to a gateway (the
    * runtime then waits in 'error' with NJ_NOT_LINKED until {@link AgentRuntime.setGateway}).
@@ -134,18 +133,6 @@ export interface AgentRuntimeOptions {
   errorRetryMs?: number;
   /** The system's time zone, used when the policy names none. Defaults to the process's. */
   systemTimeZone?: () => string;
-  /** Gateway reconnect timing. Defaults as GatewayLinkOptions.backoff says. */
-  backoff?: BackoffOptions;
-  /** Random source for reconnect jitter. Defaults to Math.random. */
-  random?: () => number;
-  /** Defaults to what the OS reports. */
-  platform?: Platform;
-  /** Defaults to an unattested posture. */
-  posture?: Posture;
-  /** Defaults to the system clock. */
-  clock?: Clock;
-  /** Defaults to a silent logger. */
-  logger?: Logger;
 }
 
 type Defaulted =
