@@ -2,7 +2,17 @@
  * The agent's outbound WebSocket to the gateway: hello with the signed bundle, answer the
  * challenge, then heartbeats and job traffic. Reconnects with the one backoff of src/shared (full
  * jitter), its delays on the injected clock.
+ *
+ * Reconnect timing (docs/agent.md "Reconnecting" has the reasoning and the measured figures): the
+ * wait before retry n is drawn uniformly from [0, min(5 s, 500 ms · 2^n)], so a fleet that lost a
+ * gateway together comes back spread over the last ceiling and none waits more than 5 s once the
+ * gateway answers again. A refused upgrade's Retry-After (429, 503) is a floor the draw is added
+ * to. The count of failures starts afresh only after a connection that stayed up `stableAfterMs`,
+ * so a gateway that accepts and drops at once keeps its agents spread instead of calling them
+ * back together every time. An attempt that has not been welcomed within `handshakeTimeoutMs` is
+ * cut and counts as a failure (a black-holed address would otherwise hold it for minutes).
  */
+import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import {
   CLOSE_CODES,
@@ -62,10 +72,22 @@ export interface GatewayLinkOptions {
   status: () => StatusFields;
   /** One-time enrollment token that binds this identity to an operator. Defaults to none. */
   enrollToken?: string | null;
-  /** Reconnect timing (full jitter). Defaults to 500 ms growing ×2 up to 30 s. */
+  /** Reconnect timing (full jitter), each field defaulted on its own. Defaults to {@link LINK_BACKOFF}: 500 ms growing ×2 up to 5 s. */
   backoff?: BackoffOptions;
   /** Random source in [0, 1) for the jitter. Defaults to Math.random. */
   random?: () => number;
+  /**
+   * How long a connection must have stayed up (from the gateway's welcome) for the next failure to
+   * count as the first again; a shorter one keeps the backoff where it was. Defaults to 30 000 ms.
+   */
+  stableAfterMs?: number;
+  /**
+   * How long one attempt may take from opening the socket to the gateway's welcome before it is
+   * cut and retried. Defaults to 10 000 ms (the gateway's own handshake timeout).
+   */
+  handshakeTimeoutMs?: number;
+  /** Longest Retry-After of a refused upgrade that is honoured; a longer one is cut to this. Defaults to 60 000 ms. */
+  maxRetryAfterMs?: number;
   /** How long a closing socket may take before it is cut. Defaults to 2000 ms. */
   closeTimeoutMs?: number;
   /** Defaults to the system clock. */
@@ -74,13 +96,42 @@ export interface GatewayLinkOptions {
   logger?: Logger;
 }
 
-const LINK_DEFAULTS: Required<Pick<GatewayLinkOptions, 'enrollToken' | 'random' | 'closeTimeoutMs' | 'clock' | 'logger'>> = {
+type LinkDefaults = Required<
+  Pick<
+    GatewayLinkOptions,
+    'enrollToken' | 'random' | 'stableAfterMs' | 'handshakeTimeoutMs' | 'maxRetryAfterMs' | 'closeTimeoutMs' | 'clock' | 'logger'
+  >
+>;
+
+const LINK_DEFAULTS: LinkDefaults = {
   enrollToken: null,
   random: Math.random,
+  stableAfterMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxRetryAfterMs: 60_000,
   closeTimeoutMs: 2000,
   clock: systemClock,
   logger: silentLogger,
 };
+
+/**
+ * The link's reconnect timing: the wait before retry n is a uniform draw from
+ * [0, min(maxMs, initialMs · factor^n)]. A 5 s cap brings every agent back within 5 s of the
+ * gateway answering again; the arrivals of a fleet that waited at the cap are spread over those
+ * 5 s, at most about 4 % of it in any 100 ms (docs/agent.md, "Reconnecting").
+ */
+export const LINK_BACKOFF: ResolvedBackoff = { initialMs: 500, maxMs: 5000, factor: 2 };
+
+/**
+ * The wait a refused upgrade asks for, from its Retry-After header (seconds, or an HTTP date),
+ * in ms and at most `maxMs`; 0 when there is none or it cannot be read.
+ */
+export function retryAfterFloor(header: string | string[] | undefined, now: number, maxMs: number): number {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!value) return 0;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+  return Number.isFinite(ms) ? Math.min(maxMs, Math.max(0, Math.round(ms))) : 0;
+}
 
 /**
  * The agent WebSocket URL of a gateway given as http(s):// or ws(s)://: http becomes ws, https
@@ -118,6 +169,7 @@ export class GatewayLink extends Resource {
   readonly #backoff: ResolvedBackoff;
   readonly #retry: TimerSlot;
   readonly #beatTimer: TimerSlot;
+  readonly #attemptTimer: TimerSlot;
   readonly #state$: Emitter<LinkState>;
   readonly #welcome$: Emitter<WelcomeFrame>;
   readonly #reject$: Emitter<RejectFrame>;
@@ -127,6 +179,8 @@ export class GatewayLink extends Resource {
   #socket: WebSocket | null = null;
   #state: LinkState = 'idle';
   #failures = 0;
+  /** When the current connection was welcomed (clock ms), or null before the welcome. */
+  #welcomedAt: number | null = null;
   #heartbeatMs = 15_000;
   #closed: Promise<void> | null = null;
   #retryDelay: number | null = null;
@@ -134,11 +188,12 @@ export class GatewayLink extends Resource {
   constructor(options: GatewayLinkOptions) {
     super();
     this.#o = withDefaults(LINK_DEFAULTS, options);
-    this.#backoff = resolveBackoff(options.backoff);
+    this.#backoff = resolveBackoff(options.backoff, LINK_BACKOFF);
     const log = this.#o.logger;
     const d = this.disposables;
     this.#retry = d.add(new TimerSlot(this.#o.clock));
     this.#beatTimer = d.add(new TimerSlot(this.#o.clock));
+    this.#attemptTimer = d.add(new TimerSlot(this.#o.clock));
     this.#state$ = d.add(loggedEmitter(log, 'link state'));
     this.#welcome$ = d.add(loggedEmitter(log, 'welcome'));
     this.#reject$ = d.add(loggedEmitter(log, 'reject'));
@@ -212,6 +267,7 @@ export class GatewayLink extends Resource {
       this.#setState('stopped');
       this.#retry.clear();
       this.#beatTimer.clear();
+      this.#attemptTimer.clear();
       this.#retryDelay = null;
       this.#socket = null;
       if (!socket || socket.readyState === WebSocket.CLOSED) return;
@@ -237,6 +293,25 @@ export class GatewayLink extends Resource {
     this.#socket = socket;
     let authenticated = false;
     let presented: SignedBundle | null = null;
+    /** The wait a refused upgrade asked for, the floor of the next retry's. */
+    let floorMs = 0;
+    this.#welcomedAt = null;
+    // Cut (and so retried) when the gateway has not welcomed this attempt in time: a black-holed
+    // address, a gateway that accepts and never answers.
+    this.#attemptTimer.set(this.#o.handshakeTimeoutMs, () => {
+      log.info('the gateway did not finish the handshake in time; retrying', { timeoutMs: this.#o.handshakeTimeoutMs });
+      socket.terminate();
+    });
+    // Listening takes the refusal over from ws, which would only report the status: the listener
+    // reads the Retry-After, then cuts the attempt (ws then emits close).
+    socket.on('unexpected-response', (_req, res: IncomingMessage) => {
+      if (res.statusCode === 429 || res.statusCode === 503) {
+        floorMs = retryAfterFloor(res.headers['retry-after'], this.#o.clock.now(), this.#o.maxRetryAfterMs);
+      }
+      log.info('the gateway refused the connection', { status: res.statusCode, retryAfterMs: floorMs });
+      res.resume();
+      socket.terminate();
+    });
 
     socket.on('open', () => {
       presented = this.#o.bundle();
@@ -275,7 +350,8 @@ export class GatewayLink extends Resource {
         }
         case 'welcome':
           authenticated = true;
-          this.#failures = 0;
+          this.#attemptTimer.clear();
+          this.#welcomedAt = this.#o.clock.now();
           this.#setState('connected');
           this.#heartbeatMs = frame.heartbeatMs;
           log.info('connected to gateway', { agentId: frame.agentId, trust: frame.trust });
@@ -305,15 +381,27 @@ export class GatewayLink extends Resource {
       if (authenticated) this.#disconnected$.fire();
       if (this.#socket !== socket) return;
       this.#beatTimer.clear();
+      this.#attemptTimer.clear();
       if (this.#state === 'stopped') return;
-      const delay = backoffDelay(this.#failures++, this.#backoff, this.#o.random);
-      log.info('gateway connection closed; retrying', { code, delayMs: delay });
-      this.#setState('waiting');
-      this.#retryDelay = delay;
-      this.#retry.set(delay, () => {
-        this.#retryDelay = null;
-        if (this.#state === 'waiting') this.#open();
-      });
+      this.#scheduleRetry(code, floorMs);
+    });
+  }
+
+  /**
+   * Waits before the next attempt: the gateway's Retry-After floor, if it gave one, plus the
+   * jittered backoff of the failures so far (counted afresh after a connection that stayed up).
+   */
+  #scheduleRetry(code: number, floorMs: number): void {
+    const welcomedAt = this.#welcomedAt;
+    this.#welcomedAt = null;
+    if (welcomedAt !== null && this.#o.clock.now() - welcomedAt >= this.#o.stableAfterMs) this.#failures = 0;
+    const delay = floorMs + backoffDelay(this.#failures++, this.#backoff, this.#o.random);
+    this.#o.logger.info('gateway connection closed; retrying', { code, delayMs: delay });
+    this.#setState('waiting');
+    this.#retryDelay = delay;
+    this.#retry.set(delay, () => {
+      this.#retryDelay = null;
+      if (this.#state === 'waiting') this.#open();
     });
   }
 

@@ -20,7 +20,9 @@ export {
 export { AgentStateStore, type AgentStateChange, type AgentStateSource, type AgentStateStoreOptions } from './state.js';
 export {
   GatewayLink,
+  LINK_BACKOFF,
   gatewaySocketUrl,
+  retryAfterFloor,
   type CancelFrame,
   type GatewayLinkOptions,
   type JobFrame,

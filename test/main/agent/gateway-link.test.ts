@@ -1,19 +1,24 @@
 /**
  * The agent's link to the gateway: reconnecting after the gateway dies, within the backoff bound
  * (the delays are drawn on an injected clock, so "within the bound" is checked exactly, not
- * timed); heartbeats with the measured figures; box-key rotation with a new signed bundle and a
- * grace period for the old key.
+ * timed); the default timing, a refused upgrade's Retry-After as a floor, the failure count kept
+ * across short connections, an attempt cut at the handshake timeout; a reconnect storm of many
+ * real agents against a real gateway that stops and comes back (timed for real); heartbeats with
+ * the measured figures; box-key rotation with a new signed bundle and a grace period for the old key.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent, AgentStateStore } from '../../../src/main/agent/index.js';
+import { Agent, AgentStateStore, LINK_BACKOFF, retryAfterFloor } from '../../../src/main/agent/index.js';
 import { NightjarClient } from '../../../src/client/index.js';
-import { backoffDelay, generateIdentity, nextEvent, resolveBackoff, silentLogger } from '../../../src/shared/index.js';
+import { Emitter, backoffDelay, generateIdentity, nextEvent, resolveBackoff, silentLogger } from '../../../src/shared/index.js';
 import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../../helpers/network.js';
+import { percentile, reconnectStorm } from '../../helpers/reconnect-storm.js';
 import { ManualClock, tick } from '../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../support/scripted-gateway.js';
 
@@ -41,6 +46,200 @@ describe('backoff', () => {
     expect(backoffDelay(3, backoff, () => 0.999999)).toBe(800);
     expect(backoffDelay(30, backoff, () => 0.999999)).toBe(2000);
   });
+});
+
+/** An agent on `url` whose link runs on `clock` and draws its jitter from `random`; started. */
+async function timedAgent(url: string, clock: ManualClock, random: () => number): Promise<Agent> {
+  const agent = await Agent.create({
+    gatewayUrl: url,
+    identity: await generateIdentity(),
+    engine: new FakeEngine(),
+    model: FAKE_MODEL,
+    clock,
+    random,
+    stopGraceMs: 0,
+  });
+  cleanups.push(() => agent.dispose());
+  agent.start();
+  return agent;
+}
+
+/** Resolves at the link's next change to `state`. */
+const linkState = (agent: Agent, state: string): Promise<unknown> =>
+  nextEvent(agent.onLink, (s) => s === state, { what: `the link ${state}` });
+
+/** A port nothing listens on (a gateway that is down: every attempt is refused at once). */
+async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function listening(server: Server | net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
+  return (server.address() as net.AddressInfo).port;
+}
+
+describe('reconnect timing', () => {
+  it('defaults to 500 ms growing ×2 up to 5 s, so the fleet is back within 5 s of the gateway answering again', async () => {
+    expect(LINK_BACKOFF).toEqual({ initialMs: 500, maxMs: 5000, factor: 2 });
+    const clock = new ManualClock();
+    // The highest draw each time: the delays are the ceilings.
+    const agent = await timedAgent(`ws://127.0.0.1:${await deadPort()}/v1/agent`, clock, () => 0.999999);
+    const delays: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const waiting = linkState(agent, 'waiting');
+      if (i > 0) clock.advance(delays.at(-1)!);
+      await waiting;
+      delays.push(agent.link.retryDelayMs!);
+    }
+    expect(delays).toEqual([500, 1000, 2000, 4000, 5000, 5000, 5000]);
+  });
+
+  it.each([
+    ['a count of seconds', '3', 3000],
+    ['zero', '0', 0],
+    ['nothing', undefined, 0],
+    ['garbage', 'soon', 0],
+    ['a negative count', '-5', 0],
+    ['more than the cap', '86400', 60_000],
+    ['the first of several', ['2', '9'], 2000],
+  ])('reads a Retry-After of %s', (_what, header, ms) => {
+    expect(retryAfterFloor(header, Date.now(), 60_000)).toBe(ms);
+  });
+
+  it('reads a Retry-After HTTP date against the clock, a past one as none', () => {
+    const now = Date.parse('2026-12-01T10:00:00Z');
+    expect(retryAfterFloor('Tue, 01 Dec 2026 10:00:07 GMT', now, 60_000)).toBe(7000);
+    expect(retryAfterFloor('Tue, 01 Dec 2026 09:59:00 GMT', now, 60_000)).toBe(0);
+  });
+
+  // Fails if the link ignores Retry-After (each wait would be the draw alone: 250, 500, …), or
+  // honours it on a status that does not ask to wait (404), or takes an unbounded one.
+  it("waits at least a refused upgrade's Retry-After (429 and 503), the jittered backoff added on top", async () => {
+    const clock = new ManualClock();
+    const answers = [
+      ['429 Too Many Requests', 'Retry-After: 3'],
+      ['503 Service Unavailable', 'Retry-After: 2'],
+      ['429 Too Many Requests', () => `Retry-After: ${new Date(clock.now() + 4000).toUTCString()}`],
+      ['429 Too Many Requests', 'Retry-After: 86400'],
+      ['404 Not Found', 'Retry-After: 7'],
+      ['429 Too Many Requests', null],
+    ] as const;
+    const floors: number[] = [];
+    let n = 0;
+    const server = createServer();
+    server.on('upgrade', (_req, socket: net.Socket) => {
+      const [status, header] = answers[Math.min(n++, answers.length - 1)]!;
+      const line = typeof header === 'function' ? header() : header;
+      if (line?.includes('GMT')) floors.push(Date.parse(line.slice('Retry-After: '.length)) - clock.now());
+      socket.end(`HTTP/1.1 ${status}\r\n${line ? `${line}\r\n` : ''}Content-Length: 0\r\nConnection: close\r\n\r\n`);
+    });
+    const port = await listening(server);
+    const agent = await timedAgent(`ws://127.0.0.1:${port}/v1/agent`, clock, () => 0.5);
+    const delays: number[] = [];
+    for (let i = 0; i < answers.length; i++) {
+      const waiting = linkState(agent, 'waiting');
+      if (i > 0) clock.advance(delays.at(-1)!);
+      await waiting;
+      delays.push(agent.link.retryDelayMs!);
+    }
+    // Half of each ceiling (500, 1000, 2000, 4000, 5000, 5000) on top of the floor asked for.
+    expect(delays).toEqual([3000 + 250, 2000 + 500, floors[0]! + 1000, 60_000 + 2000, 2500, 2500]);
+    expect(floors[0]).toBeGreaterThan(3000);
+  });
+
+  it("honours the real gateway's refusal past its handshake cap", async () => {
+    const gateway = await startTestGateway({ maxPendingHandshakes: 0 });
+    cleanups.push(() => gateway.dispose());
+    const clock = new ManualClock();
+    // The lowest draw: the wait is the floor alone (the gateway says Retry-After: 1).
+    const agent = await timedAgent(gateway.agentUrl, clock, () => 0);
+    await linkState(agent, 'waiting');
+    expect(agent.link.retryDelayMs).toBe(1000);
+  });
+
+  // Fails if the count restarts at every welcome: a gateway that takes agents and drops them at
+  // once would call its whole fleet back within the first 500 ms every time.
+  it('counts failures on across a connection that did not stay up, and afresh after one that did', async () => {
+    const clock = new ManualClock();
+    const gw = await startScriptedGateway({ now: () => clock.now() });
+    cleanups.push(() => gw.close());
+    const agent = await timedAgent(gw.url, clock, () => 0.999999);
+    const drop = async (): Promise<number> => {
+      const waiting = linkState(agent, 'waiting');
+      gw.terminate();
+      await waiting;
+      return agent.link.retryDelayMs!;
+    };
+    const reconnect = async (delay: number): Promise<void> => {
+      const connected = linkState(agent, 'connected');
+      clock.advance(delay);
+      await connected;
+    };
+    await gw.whenConnected();
+    const first = await drop();
+    expect(first).toBe(500);
+    await reconnect(first);
+    clock.advance(29_999); // up, but not for stableAfterMs (30 s)
+    const second = await drop();
+    expect(second).toBe(1000);
+    await reconnect(second);
+    clock.advance(30_000);
+    expect(await drop()).toBe(500);
+  });
+
+  // Fails without the attempt timer: the link would wait in 'connecting' for as long as the
+  // operating system keeps the socket (minutes for a black-holed address), whatever its backoff.
+  it('cuts an attempt the gateway never answers at the handshake timeout, and retries', async () => {
+    const held: net.Socket[] = [];
+    const accepted = new Emitter<void>();
+    const silent = net.createServer((socket) => {
+      held.push(socket);
+      accepted.fire();
+    });
+    const port = await listening(silent);
+    cleanups.push(async () => {
+      for (const s of held) s.destroy();
+    });
+    const clock = new ManualClock();
+    const tcp = nextEvent(accepted.event, undefined, { what: 'the TCP connection' });
+    const agent = await timedAgent(`ws://127.0.0.1:${port}/v1/agent`, clock, () => 0.999999);
+    await tcp;
+    clock.advance(9_999);
+    expect(agent.linkState).toBe('connecting');
+    const waiting = linkState(agent, 'waiting');
+    clock.advance(1);
+    await waiting;
+    expect(agent.link.retryDelayMs).toBe(500);
+  });
+});
+
+describe('a reconnect storm', () => {
+  // 150 real agents with the default timing on one real gateway with its default caps, stopped and
+  // started again on its port 6 s later (long enough for the agents to reach the 5 s cap, as in
+  // any outage that matters). Timed for real: the fleet serves again within the cap (plus the
+  // handshake), and its handshakes are spread over it. A fleet that came back together would put
+  // up to all of them in one 100 ms; full jitter at the cap puts about 4 % of a large fleet there
+  // (2 × 100 ms / 5 s), and for 150 agents the busiest 100 ms held 5–9 % in eight runs (a
+  // simulation of the draws puts 12 % at its 99.9th percentile). Spread that way, 150 agents from
+  // one address stayed under the gateway's 16 unfinished handshakes per address: none was refused.
+  it('serves again within 6 s of the gateway coming back, at most a fifth of the fleet in any 100 ms', async () => {
+    const f = await reconnectStorm({ agents: 150, outageMs: 6000, timeoutMs: 15_000 });
+    const seconds = (ms: number): string => (ms / 1000).toFixed(2);
+    const summary =
+      `median ${seconds(percentile(f.servingMs, 0.5))} s, last ${seconds(f.servingMs.at(-1)!)} s, ` +
+      `busiest 100 ms ${f.peakPer100Ms} agents, ${f.refused} refused`;
+    expect(f.servingMs, summary).toHaveLength(150);
+    expect(f.servingMs.at(-1)!, summary).toBeLessThanOrEqual(6000);
+    expect(f.peakPer100Ms, summary).toBeLessThanOrEqual(30);
+    // Spread, not merely late: some come back at once, some only towards the cap.
+    expect(f.connectedMs[0]!, summary).toBeLessThan(1000);
+    expect(f.connectedMs.at(-1)!, summary).toBeGreaterThan(2500);
+  }, 30_000);
 });
 
 describe('gateway killed and restarted', () => {
