@@ -34,7 +34,14 @@ beforeAll(async () => {
   model = { id: file.modelId, sha256: await sha256File(file.path), synthetic: true, contextLength: engine.model.contextLength };
   net = await startNet();
   agent = await net.addAgent(engine, { model });
-  const client = new NightjarClient({ gatewayUrl: net.gateway.url, trust: { allowSynthetic: true }, fetch: upstream.fetch });
+  // An unknown model fails at once here: the SDK's few seconds of waiting for a restarted
+  // gateway's agents (sdk.test.ts) would only slow the error-shape tests down.
+  const client = new NightjarClient({
+    gatewayUrl: net.gateway.url,
+    trust: { allowSynthetic: true },
+    fetch: upstream.fetch,
+    retry: { modelUnknownMs: 0 },
+  });
   proxy = await CompatProxy.start({ client, port: 0, listSynthetic: true });
   guarded = await CompatProxy.start({ client, port: 0, token: TOKEN, listSynthetic: true });
 }, 60_000);

@@ -4,21 +4,31 @@
  * jitter from the injected random source.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_ON, NightjarClient, RETRY_DEFAULTS, resolveRetryPolicy, retryDelay } from '../../src/client/index.js';
+import {
+  DEFAULT_RETRY_ON,
+  NightjarClient,
+  RETRY_DEFAULTS,
+  resolveRetryPolicy,
+  retryDelay,
+  type RetryState,
+} from '../../src/client/index.js';
 import { NightjarError } from '../../src/shared/index.js';
 import { ManualClock } from './support/net.js';
 
 const failed = new NightjarError('NJ_AGENT_FAILED', 'every candidate failed');
 const busy = (retryAfterMs: number): NightjarError => new NightjarError('NJ_NO_CAPACITY', 'busy', { retryAfterMs });
+const unknown = new NightjarError('NJ_MODEL_UNKNOWN', 'no connected agent serves m');
+/** The state after `sent` sends, none answered NJ_MODEL_UNKNOWN. */
+const after = (sent: number): RetryState => ({ sent, modelUnknown: 0, elapsedMs: 0 });
 
 describe('resolveRetryPolicy', () => {
   it('fills in the defaults once, and `false` turns retries off', () => {
     expect(resolveRetryPolicy(undefined)).toMatchObject({ ...RETRY_DEFAULTS, backoff: { initialMs: 250, maxMs: 5000, factor: 2 } });
-    expect(RETRY_DEFAULTS).toEqual({ maxAttempts: 3, baseDelayMs: 250, maxDelayMs: 5000, retryOn: DEFAULT_RETRY_ON });
+    expect(RETRY_DEFAULTS).toEqual({ maxAttempts: 3, baseDelayMs: 250, maxDelayMs: 5000, retryOn: DEFAULT_RETRY_ON, modelUnknownMs: 6000 });
     expect(resolveRetryPolicy({ maxAttempts: 5, baseDelayMs: undefined })).toMatchObject({ maxAttempts: 5, baseDelayMs: 250 });
     const off = resolveRetryPolicy(false);
     expect(off.maxAttempts).toBe(1);
-    expect(retryDelay(off, failed, 1)).toBeNull();
+    expect(retryDelay(off, failed, after(1))).toBeNull();
   });
 
   it.each([0, 21, 1.5, Number.NaN])('refuses maxAttempts %s', (maxAttempts) => {
@@ -38,29 +48,70 @@ describe('retryDelay', () => {
     [3, 0.999, 799],
     [3, 0.5, 400],
   ])('without a hint, after send %i with random %f, waits %i ms', (sent, r, wait) => {
-    expect(retryDelay(policy, failed, sent, () => r)).toBe(wait);
+    expect(retryDelay(policy, failed, after(sent), () => r)).toBe(wait);
   });
 
   it('never waits past maxDelayMs when the ceiling grows beyond it', () => {
     const long = resolveRetryPolicy({ maxAttempts: 20, baseDelayMs: 200, maxDelayMs: 1000 });
-    expect(retryDelay(long, failed, 10, () => 0.999)).toBe(999);
+    expect(retryDelay(long, failed, after(10), () => 0.999)).toBe(999);
   });
 
   it("honours the gateway's hint, and gives up on a hint longer than maxDelayMs", () => {
-    expect(retryDelay(policy, busy(750), 1, () => 0)).toBe(750);
-    expect(retryDelay(policy, busy(1000), 1)).toBe(1000);
-    expect(retryDelay(policy, busy(1001), 1)).toBeNull();
+    expect(retryDelay(policy, busy(750), after(1), () => 0)).toBe(750);
+    expect(retryDelay(policy, busy(1000), after(1))).toBe(1000);
+    expect(retryDelay(policy, busy(1001), after(1))).toBeNull();
   });
 
   it('sends no more than maxAttempts times, and retries only the codes listed', () => {
-    expect(retryDelay(policy, failed, 3, () => 0.5)).not.toBeNull();
-    expect(retryDelay(policy, failed, 4, () => 0.5)).toBeNull();
+    expect(retryDelay(policy, failed, after(3), () => 0.5)).not.toBeNull();
+    expect(retryDelay(policy, failed, after(4), () => 0.5)).toBeNull();
     for (const code of ['NJ_BAD_REQUEST', 'NJ_TRUST_POLICY', 'NJ_CANCELLED', 'NJ_PINNED_KEY_CHANGED'] as const) {
-      expect(retryDelay(policy, new NightjarError(code, 'no'), 1)).toBeNull();
+      expect(retryDelay(policy, new NightjarError(code, 'no'), after(1))).toBeNull();
     }
     const narrow = resolveRetryPolicy({ retryOn: ['NJ_DECLINED'] });
-    expect(retryDelay(narrow, failed, 1)).toBeNull();
-    expect(retryDelay(narrow, new NightjarError('NJ_DECLINED', 'no'), 1, () => 0)).toBe(0);
+    expect(retryDelay(narrow, failed, after(1))).toBeNull();
+    expect(retryDelay(narrow, new NightjarError('NJ_DECLINED', 'no'), after(1), () => 0)).toBe(0);
+  });
+});
+
+describe('a model the gateway does not know (yet)', () => {
+  const policy = resolveRetryPolicy({ baseDelayMs: 200, maxDelayMs: 1000 });
+  const state = (modelUnknown: number, elapsedMs: number, sent = modelUnknown): RetryState => ({ sent, modelUnknown, elapsedMs });
+
+  it('is sent again while the next send begins within modelUnknownMs of the first, by its own count', () => {
+    expect(RETRY_DEFAULTS.modelUnknownMs).toBe(6000);
+    expect(DEFAULT_RETRY_ON).toContain('NJ_MODEL_UNKNOWN');
+    // The backoff of its own sends: 1 → ceiling 200, 2 → 400, …, capped at maxDelayMs.
+    expect(retryDelay(policy, unknown, state(1, 0), () => 0.5)).toBe(100);
+    expect(retryDelay(policy, unknown, state(3, 700), () => 0.999)).toBe(799);
+    // Not counted against maxAttempts (3): the tenth send still goes, 5.5 s in.
+    expect(retryDelay(policy, unknown, state(10, 5500), () => 0.5)).toBe(500);
+    // The last wait is cut to end at the window; after it, the error stands.
+    expect(retryDelay(policy, unknown, state(10, 5800), () => 0.999)).toBe(200);
+    expect(retryDelay(policy, unknown, state(11, 6000), () => 0.5)).toBeNull();
+    expect(retryDelay(policy, unknown, state(11, 6500), () => 0.5)).toBeNull();
+  });
+
+  it('counts only its own sends in the window, and the other codes keep their maxAttempts', () => {
+    // Three "unknown" sends and a second failed one: its wait is the second ceiling (400); a third
+    // failure is the last (maxAttempts 3).
+    expect(retryDelay(policy, failed, state(3, 1000, 5), () => 0.5)).toBe(200);
+    expect(retryDelay(policy, failed, state(3, 1000, 6), () => 0.5)).toBeNull();
+    // A gateway hint is taken if it ends inside the window, else the error stands.
+    const hinted = new NightjarError('NJ_MODEL_UNKNOWN', 'no', { retryAfterMs: 800 });
+    expect(retryDelay(policy, hinted, state(1, 5000))).toBe(800);
+    expect(retryDelay(policy, hinted, state(1, 5500))).toBeNull();
+  });
+
+  it('is off with modelUnknownMs 0, without the code in retryOn, with maxAttempts 1 or retry: false', () => {
+    expect(retryDelay(resolveRetryPolicy({ modelUnknownMs: 0 }), unknown, state(1, 0))).toBeNull();
+    expect(retryDelay(resolveRetryPolicy({ retryOn: ['NJ_NO_CAPACITY'] }), unknown, state(1, 0))).toBeNull();
+    expect(retryDelay(resolveRetryPolicy({ maxAttempts: 1 }), unknown, state(1, 0))).toBeNull();
+    expect(retryDelay(resolveRetryPolicy(false), unknown, state(1, 0))).toBeNull();
+  });
+
+  it.each([-1, 60_001, Number.NaN])('refuses modelUnknownMs %s', (modelUnknownMs) => {
+    expect(() => resolveRetryPolicy({ modelUnknownMs })).toThrow(expect.objectContaining({ code: 'NJ_CONFIG_INVALID' }));
   });
 });
 

@@ -1,8 +1,9 @@
 /**
  * The SDK against a real gateway and real agents (FakeEngine: here the moment text arrives
  * matters, not the text): streaming, failover before the first chunk (an agent that fails and
- * one whose connection dies), a clear error after it, retries on "no capacity" and on stale
- * candidates, cancellation reaching the agent, and pinning.
+ * one whose connection dies), a clear error after it, retries on "no capacity", on stale
+ * candidates and on a model not known yet (for a few seconds only), cancellation reaching the
+ * agent, and pinning.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { IncompleteReplyError, MemoryPinStore, NightjarClient, type NightjarClientOptions } from '../../src/client/index.js';
@@ -240,6 +241,51 @@ describe('retries', () => {
     const result = await pending;
     expect(seals).toBe(2);
     expect(result).toMatchObject({ text: 'New agent', agentId: other!.agentId, sends: 2 });
+  });
+
+  // The gateway restarted a moment ago and its agents are still reconnecting: a request for their
+  // model is answered NJ_MODEL_UNKNOWN until one is back. Fails if the SDK does not retry it.
+  it('retries a model the gateway does not know yet, and is served once its agent arrives', async () => {
+    net = await startNet();
+    const retries: string[] = [];
+    let arrived: ReturnType<TestNet['addAgent']> | null = null;
+    const result = await client(net).complete({
+      ...ask,
+      onRetry: (r) => {
+        retries.push(r.error.code);
+        // The agent comes only after the first refusal, so the request surely met an unknown model.
+        arrived ??= net!.addAgent(new FakeEngine({ words: ['Back', ' again'] }));
+      },
+    });
+    const agent = await arrived!;
+    expect(retries[0]).toBe('NJ_MODEL_UNKNOWN');
+    // Once the agent is connected but before its first heartbeat, the gateway says "no capacity".
+    expect(retries.every((code) => code === 'NJ_MODEL_UNKNOWN' || code === 'NJ_NO_CAPACITY')).toBe(true);
+    expect(result).toMatchObject({ text: 'Back again', agentId: agent.agentId, sends: retries.length + 1 });
+  });
+
+  // Fails if NJ_MODEL_UNKNOWN is retried without the time bound (the request would never end),
+  // or by maxAttempts alone (it would give up after 2 retries, within a second).
+  it('gives up on a model nobody serves once modelUnknownMs has passed since the first send', async () => {
+    net = await startNet();
+    await net.addAgent(new FakeEngine());
+    const clock = new ManualClock();
+    const waits: number[] = [];
+    const pending = client(net, { clock, random: () => 0.999 })
+      .complete({ ...ask, model: 'nobody-serves-this', onRetry: (r) => waits.push(r.delayMs) })
+      .catch((e: unknown) => e);
+    // Draws of 0.999 of 250, 500, 1000, 2000 ms (rounded), then what is left of the 6 s.
+    for (let i = 0; i < 5; i++) {
+      const ms = await clock.nextTimer();
+      clock.advance(ms);
+      clock.fire();
+    }
+    expect(await pending).toMatchObject({ code: 'NJ_MODEL_UNKNOWN', message: 'no connected agent serves nobody-serves-this' });
+    expect(waits.slice(0, 4)).toEqual([250, 500, 999, 1998]);
+    const total = waits.reduce((a, b) => a + b, 0);
+    expect(total).toBeLessThanOrEqual(6000);
+    expect(total).toBeGreaterThan(5000);
+    expect(clock.timers).toEqual([]);
   });
 
   it('does not wait longer than maxDelayMs, and retry: false never resends', async () => {

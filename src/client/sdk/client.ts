@@ -407,6 +407,8 @@ export class NightjarClient {
 
   async #run(request: ChatRequest, signal: AbortSignal, sink: Sink): Promise<ChatResult> {
     const sampling = this.#check(request);
+    const started = this.#o.clock.now();
+    let modelUnknown = 0;
     for (let sends = 1; ; sends++) {
       const state: { served: ServedBy | null; text: string } = { served: null, text: '' };
       try {
@@ -424,7 +426,9 @@ export class NightjarClient {
           if (error.code === 'NJ_CANCELLED') throw error;
           throw new IncompleteReplyError(error, state.text, state.served);
         }
-        const wait = signal.aborted ? null : retryDelay(this.#o.retry, error, sends, this.#o.random);
+        if (error.code === 'NJ_MODEL_UNKNOWN') modelUnknown++;
+        const retry = { sent: sends, modelUnknown, elapsedMs: this.#o.clock.now() - started };
+        const wait = signal.aborted ? null : retryDelay(this.#o.retry, error, retry, this.#o.random);
         if (wait === null) throw error;
         request.onRetry?.({ error, sent: sends, delayMs: wait });
         await delay(this.#o.clock, wait, signal).catch((cause: unknown) => {

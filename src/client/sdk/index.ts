@@ -15,5 +15,13 @@ export {
   type TrustPolicy,
 } from './client.js';
 export { MemoryPinStore, type PinStore } from './pins.js';
-export { DEFAULT_RETRY_ON, RETRY_DEFAULTS, resolveRetryPolicy, retryDelay, type RetryPolicy, type ResolvedRetryPolicy } from './retry.js';
+export {
+  DEFAULT_RETRY_ON,
+  RETRY_DEFAULTS,
+  resolveRetryPolicy,
+  retryDelay,
+  type RetryPolicy,
+  type RetryState,
+  type ResolvedRetryPolicy,
+} from './retry.js';
 export { readNdjson } from './ndjson.js';

@@ -3,6 +3,11 @@
  * wait first. A retry only ever happens before the first chunk of a reply reached the client —
  * once text has been delivered, another agent's reply cannot be spliced onto it. The wait is the
  * gateway's hint when it gives one, else Nightjar's one backoff (full jitter, src/shared).
+ *
+ * A model the gateway does not list (NJ_MODEL_UNKNOWN) is retried by time rather than by count:
+ * a gateway that has just restarted lists a model only once an agent serving it is back (within
+ * 5 s of its return with the agents' default reconnect timing), so such a request is sent again
+ * for up to `modelUnknownMs` from its first send, and then fails as a model nobody serves.
  */
 import { NightjarError, backoffDelay, resolveBackoff, withDefaults, type ErrorCode, type ResolvedBackoff } from '../../shared/index.js';
 
@@ -11,7 +16,10 @@ import { NightjarError, backoffDelay, resolveBackoff, withDefaults, type ErrorCo
  * verifies their bundles and seals the request anew under a fresh jobId and content key.
  */
 export interface RetryPolicy {
-  /** Sends of one request, the first included; 1 turns retries off. Defaults to 3. */
+  /**
+   * Sends of one request, the first included, not counting those answered NJ_MODEL_UNKNOWN (see
+   * modelUnknownMs); 1 turns every retry off. Defaults to 3.
+   */
   maxAttempts?: number;
   /**
    * Ceiling of the wait before the first retry when the gateway gives no hint; the ceiling
@@ -25,6 +33,14 @@ export interface RetryPolicy {
   maxDelayMs?: number;
   /** Error codes that are retried. Defaults to {@link DEFAULT_RETRY_ON}. */
   retryOn?: readonly ErrorCode[];
+  /**
+   * How long after its first send a request for a model the gateway does not list
+   * (NJ_MODEL_UNKNOWN, when `retryOn` has it) is still sent again: long enough for a restarted
+   * gateway's agents to come back, short enough that a model nobody serves fails soon. These
+   * sends do not count against maxAttempts; the last wait is cut to end at this time. 0 turns
+   * them off. Defaults to 6 000 ms.
+   */
+  modelUnknownMs?: number;
 }
 
 /**
@@ -35,6 +51,8 @@ export interface RetryPolicy {
  * - NJ_NOT_A_RECIPIENT: an agent rotated its box key after the client fetched its bundle.
  * - NJ_ENGINE_BUSY, NJ_DECLINED: the gateway tried every candidate and each turned the job down.
  * - NJ_AGENT_FAILED: every candidate failed before producing a chunk.
+ * - NJ_MODEL_UNKNOWN: no connected agent serves the model — for `modelUnknownMs` only, since a
+ *   restarted gateway knows a model again once one of its agents has reconnected.
  */
 export const DEFAULT_RETRY_ON: readonly ErrorCode[] = [
   'NJ_NO_CAPACITY',
@@ -43,6 +61,7 @@ export const DEFAULT_RETRY_ON: readonly ErrorCode[] = [
   'NJ_ENGINE_BUSY',
   'NJ_DECLINED',
   'NJ_AGENT_FAILED',
+  'NJ_MODEL_UNKNOWN',
 ];
 
 /** The defaults of {@link RetryPolicy}. */
@@ -51,7 +70,18 @@ export const RETRY_DEFAULTS: Readonly<Required<RetryPolicy>> = {
   baseDelayMs: 250,
   maxDelayMs: 5000,
   retryOn: DEFAULT_RETRY_ON,
+  modelUnknownMs: 6000,
 };
+
+/** Where a request stands after a failed send: what {@link retryDelay} decides from. */
+export interface RetryState {
+  /** Sends so far, the failed one included. */
+  sent: number;
+  /** Of those, the sends that failed with NJ_MODEL_UNKNOWN (bounded by modelUnknownMs, not maxAttempts). */
+  modelUnknown: number;
+  /** Time since the first send began, in ms. */
+  elapsedMs: number;
+}
 
 /** A retry policy with every default filled in, and the backoff it draws waits from. */
 export interface ResolvedRetryPolicy extends Readonly<Required<RetryPolicy>> {
@@ -61,27 +91,50 @@ export interface ResolvedRetryPolicy extends Readonly<Required<RetryPolicy>> {
 
 /** Fills in the defaults of `policy`, once; `false` means no retries. */
 export function resolveRetryPolicy(policy: RetryPolicy | false | undefined): ResolvedRetryPolicy {
-  const o = policy === false ? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0, retryOn: [] } : withDefaults(RETRY_DEFAULTS, policy);
+  const o =
+    policy === false
+      ? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0, retryOn: [], modelUnknownMs: 0 }
+      : withDefaults(RETRY_DEFAULTS, policy);
   if (!Number.isInteger(o.maxAttempts) || o.maxAttempts < 1 || o.maxAttempts > 20) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'retry.maxAttempts must be an integer from 1 to 20');
   }
+  if (!(o.modelUnknownMs >= 0 && o.modelUnknownMs <= 60_000)) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'retry.modelUnknownMs must be from 0 to 60000 ms');
+  }
   const backoff = resolveBackoff({ initialMs: o.baseDelayMs, maxMs: o.maxDelayMs, factor: 2 });
-  return { maxAttempts: o.maxAttempts, baseDelayMs: backoff.initialMs, maxDelayMs: backoff.maxMs, retryOn: o.retryOn, backoff };
+  return {
+    maxAttempts: o.maxAttempts,
+    baseDelayMs: backoff.initialMs,
+    maxDelayMs: backoff.maxMs,
+    retryOn: o.retryOn,
+    modelUnknownMs: o.modelUnknownMs,
+    backoff,
+  };
 }
 
 /**
- * How long to wait before send number `sent + 1` after `error`, or null if the request must not
- * be sent again (code not retryable, attempts used up, or a hint beyond maxDelayMs). Without a
- * hint the wait is a uniform draw from [0, min(maxDelayMs, baseDelayMs·2^(sent−1))]; `random`
- * returns a number in [0, 1).
+ * How long to wait before the next send after `error`, or null if the request must not be sent
+ * again: the code is not retryable, the attempts are used up, or the gateway hints a wait beyond
+ * maxDelayMs. Without a hint the wait is a uniform draw from [0, min(maxDelayMs,
+ * baseDelayMs·2^(n−1))], n counting the sends that count (full jitter); `random` returns a number
+ * in [0, 1). NJ_MODEL_UNKNOWN instead is sent again only while the next send would begin within
+ * modelUnknownMs of the first, its n counting its own sends and its last wait cut to that time.
  */
 export function retryDelay(
   policy: ResolvedRetryPolicy,
   error: NightjarError,
-  sent: number,
+  state: RetryState,
   random: () => number = Math.random,
 ): number | null {
-  if (sent >= policy.maxAttempts || !policy.retryOn.includes(error.code)) return null;
+  if (policy.maxAttempts <= 1 || !policy.retryOn.includes(error.code)) return null;
+  if (error.code === 'NJ_MODEL_UNKNOWN') {
+    const left = policy.modelUnknownMs - state.elapsedMs;
+    if (left <= 0) return null;
+    if (error.retryAfterMs !== undefined) return error.retryAfterMs <= Math.min(left, policy.maxDelayMs) ? error.retryAfterMs : null;
+    return Math.min(left, backoffDelay(state.modelUnknown - 1, policy.backoff, random));
+  }
+  const counted = state.sent - state.modelUnknown;
+  if (counted >= policy.maxAttempts) return null;
   if (error.retryAfterMs !== undefined) return error.retryAfterMs <= policy.maxDelayMs ? error.retryAfterMs : null;
-  return backoffDelay(sent - 1, policy.backoff, random);
+  return backoffDelay(counted - 1, policy.backoff, random);
 }
