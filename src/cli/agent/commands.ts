@@ -41,9 +41,11 @@ function defineServe(program: Command, launch: Launch): void {
     )
     .option('--gateway <url>', 'gateway address, http(s):// or ws(s):// (env NIGHTJAR_GATEWAY, or gateway.url in config.json)')
     .option(
-      '--enroll-token <token>',
-      'link this agent to an operator account on the gateway, once (env NIGHTJAR_ENROLL_TOKEN, or gateway.enrollToken in config.json)',
+      '--enroll-token-file <file>',
+      'link this agent to an operator account on the gateway, once, with the enrollment token in FILE (mode 0600; or env ' +
+        'NIGHTJAR_ENROLL_TOKEN, or gateway.enrollToken in config.json)',
     )
+    .option('--enroll-token <token>', 'the same on the command line, where other users of this machine can see it (ps)')
     .option('--model <id|file>', 'serve this installed model, or this GGUF file, instead of the selected one')
     .option('--model-id <id>', 'model id to publish a --model FILE under (default: the file name)')
     .addOption(new Option('--slots <n>', 'jobs served at once, one sequence each (default: model.slots, 4)').argParser(positiveInteger))

@@ -20,11 +20,15 @@ import {
 import { cliConfig, cliPaths, secretStore } from './agent-context.js';
 import { locateDashboard, presentDashboard } from './dashboard.js';
 import { untilAborted, type CommandContext } from '../io.js';
+import { SECRETS, readSecret } from '../secrets.js';
 
 /** Flags of `nightjar serve`. */
 export interface ServeFlags {
   gateway?: string;
+  /** The enrollment token on the command line (warned about: other users can see it). */
   enrollToken?: string;
+  /** A file holding the enrollment token (mode 0600). */
+  enrollTokenFile?: string;
   /** An installed model's id, or a GGUF file. */
   model?: string;
   modelId?: string;
@@ -95,12 +99,13 @@ export async function loadModel(
 /** Runs `nightjar serve`. */
 export async function serveCommand(values: ServeFlags, ctx: CommandContext): Promise<number> {
   const { io } = ctx;
+  // First, so the warning about a token on the command line is written whatever fails next.
+  const enrollToken = await readSecret(SECRETS.enrollToken, { value: values.enrollToken, file: values.enrollTokenFile }, io);
   const paths = cliPaths(io);
   const config = await cliConfig(paths);
   const gateway = values.gateway ?? io.env.NIGHTJAR_GATEWAY ?? config.gateway.url;
   if (!gateway) throw new NightjarError('NJ_USAGE', `give the gateway address with --gateway URL (or gateway.url in ${paths.configFile})`);
   const gatewayUrl = agentSocketUrl(gateway);
-  const enrollToken = values.enrollToken ?? io.env.NIGHTJAR_ENROLL_TOKEN;
   if (enrollToken !== undefined) config.gateway = { ...config.gateway, enrollToken };
   const log = ctx.logger();
   config.model = {

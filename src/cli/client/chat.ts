@@ -40,7 +40,7 @@ export async function chatCommand(values: ChatFlags, positionals: readonly strin
     if (interactive && prompt !== '') throw new NightjarError('NJ_USAGE', '--interactive takes no prompt argument');
     if (interactive && values.json) throw new NightjarError('NJ_USAGE', '--json is for one-shot replies, not --interactive');
 
-    const { client, allowSynthetic } = commandClient(values, io);
+    const { client, allowSynthetic } = await commandClient(values, io);
     const model = await pickModel(client, values.model, allowSynthetic, io.signal);
     const sampling: Omit<ChatRequest, 'model' | 'messages'> = {
       maxTokens: values.maxTokens,

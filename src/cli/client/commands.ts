@@ -11,12 +11,14 @@ import type { ModelsOfferedFlags } from './models-offered.js';
 import type { ProxyFlags } from './proxy-command.js';
 
 const GATEWAY_HELP = `gateway address (env NIGHTJAR_GATEWAY; default ${DEFAULT_GATEWAY})`;
-const API_KEY_HELP = 'client API key for the gateway (env NIGHTJAR_API_KEY)';
+const API_KEY_FILE_HELP = 'client API key for the gateway, read from FILE (mode 0600; or env NIGHTJAR_API_KEY)';
+const API_KEY_HELP = 'the same on the command line, where other users of this machine can see it (ps)';
 
 /** The flags every client command takes: which gateway, and which agents to trust. */
 function clientOptions(cmd: Command): Command {
   return cmd
     .option('--gateway <url>', GATEWAY_HELP)
+    .option('--api-key-file <file>', API_KEY_FILE_HELP)
     .option('--api-key <key>', API_KEY_HELP)
     .option('--allow-synthetic', 'accept synthetic development models (random weights)')
     .addOption(new Option('--min-trust <level>', 'lowest agent trust accepted (default signed)').choices(TRUST_LEVEL_CHOICES))
@@ -71,8 +73,9 @@ function defineProxy(program: Command, launch: Launch): void {
         'gateway sees ciphertext only; no prompt or reply is ever logged.',
     )
     .addOption(new Option('--port <n>', 'port to listen on (0 picks a free one)').argParser(port).default(8788))
-    .option('--host <addr>', 'address to listen on (default 127.0.0.1; anything else needs --token)')
-    .option('--token <token>', 'require this token from callers, as their API key (env NIGHTJAR_PROXY_TOKEN)')
+    .option('--host <addr>', 'address to listen on (default 127.0.0.1; anything else needs a token)')
+    .option('--token-file <file>', 'require the token in FILE (mode 0600; or env NIGHTJAR_PROXY_TOKEN) from callers, as their API key')
+    .option('--token <token>', 'the same on the command line, where other users of this machine can see it (ps)')
     .addOption(new Option('--allow-origin <url>', 'let web pages from this origin call the proxy (repeatable)').argParser(collect))
     .addOption(
       new Option('--default-max-tokens <n>', 'max tokens when an OpenAI request names none (default 1024)').argParser(positiveInteger),
@@ -99,6 +102,7 @@ export function defineClientCommands(program: Command, launch: Launch, models: C
         'Synthetic development models (random weights) are marked; clients refuse them unless allowed.',
     )
     .option('--gateway <url>', GATEWAY_HELP)
+    .option('--api-key-file <file>', API_KEY_FILE_HELP)
     .option('--api-key <key>', API_KEY_HELP)
     .option('--json', 'print the list as JSON')
     .action((flags: ModelsOfferedFlags, cmd: Command) =>

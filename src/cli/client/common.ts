@@ -19,6 +19,7 @@ import {
 import { asNightjarError, errorText } from '../errors.js';
 import { DEFAULT_GATEWAY } from '../flags.js';
 import type { CommandIo } from '../io.js';
+import { SECRETS, readSecret } from '../secrets.js';
 
 /**
  * Where a client command reads and writes: the command context's io and its stop signal, as the
@@ -32,7 +33,10 @@ export interface ClientCommandIo extends CommandIo {
 /** The flags every client command takes (see the command table's clientOptions). */
 export interface ClientFlagValues {
   gateway?: string | undefined;
+  /** The API key on the command line (warned about: other users can see it). */
   apiKey?: string | undefined;
+  /** A file holding the API key (mode 0600). */
+  apiKeyFile?: string | undefined;
   allowSynthetic?: boolean | undefined;
   minTrust?: Trust | undefined;
   onlyPinned?: boolean | undefined;
@@ -58,8 +62,12 @@ export function dataDirFrom(values: ClientFlagValues, io: Pick<ClientCommandIo, 
   return clientDataDir({ env: io.env });
 }
 
-/** Builds the client a command uses from its flags. */
-export function commandClient(values: ClientFlagValues, io: ClientCommandIo, extra: Partial<NightjarClientOptions> = {}): CommandClient {
+/** Builds the client a command uses from its flags (the API key from --api-key-file, NIGHTJAR_API_KEY or --api-key). */
+export async function commandClient(
+  values: ClientFlagValues,
+  io: ClientCommandIo,
+  extra: Partial<NightjarClientOptions> = {},
+): Promise<CommandClient> {
   const gatewayUrl = values.gateway ?? io.env.NIGHTJAR_GATEWAY ?? DEFAULT_GATEWAY;
   let url: URL;
   try {
@@ -77,11 +85,11 @@ export function commandClient(values: ClientFlagValues, io: ClientCommandIo, ext
   }
   const pins = dataDir ? new FilePinStore({ file: path.join(dataDir, PIN_FILE_NAME) }) : null;
   const receipts = dataDir ? new VerifiedReceiptLog({ file: path.join(dataDir, RECEIPT_LOG_NAME) }) : null;
-  const apiKey = values.apiKey ?? io.env.NIGHTJAR_API_KEY;
+  const apiKey = await readSecret(SECRETS.apiKey, { value: values.apiKey, file: values.apiKeyFile }, io);
   const allowSynthetic = values.allowSynthetic ?? false;
   const client = new NightjarClient({
     gatewayUrl,
-    apiKey: apiKey || undefined,
+    apiKey,
     trust: {
       allowSynthetic,
       minTrust,

@@ -9,6 +9,7 @@ import { commandClient, reportError, type ClientCommandIo } from './common.js';
 export interface ModelsOfferedFlags {
   gateway?: string;
   apiKey?: string;
+  apiKeyFile?: string;
   json?: boolean;
 }
 
@@ -16,7 +17,7 @@ export interface ModelsOfferedFlags {
 export async function modelsOfferedCommand(values: ModelsOfferedFlags, ctx: CommandContext): Promise<number> {
   const io: ClientCommandIo = { ...ctx.io, signal: ctx.signal };
   try {
-    const { client, gatewayUrl } = commandClient({ ...values, pin: false }, io);
+    const { client, gatewayUrl } = await commandClient({ ...values, pin: false }, io);
     const models = await client.models(io.signal);
     if (values.json) {
       io.stdout.write(JSON.stringify(models, null, 2) + '\n');

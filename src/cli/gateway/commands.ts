@@ -119,6 +119,7 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .addOption(new Option('--port <n>', 'TCP port').argParser(port).default(8787))
     .option('--allow-synthetic', 'offer synthetic development models to clients (always free)')
     .option('--operator-share <pct>', 'operators’ share of each charge, in percent (default 95)')
+    .option('--metrics-token-file <file>', 'require the token in FILE (mode 0600) at /metrics (or set env NIGHTJAR_METRICS_TOKEN)')
     .addHelpText(
       'after',
       helpAfter(

@@ -7,6 +7,7 @@ import { NightjarError } from '../../shared/index.js';
 import { Gateway, openSqliteStore, type StaticSite } from '../../gateway/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
 import { DEFAULT_DB } from '../flags.js';
+import { SECRETS, readSecret } from '../secrets.js';
 
 /** Flags of `nightjar gateway`. */
 export interface GatewayFlags {
@@ -18,6 +19,8 @@ export interface GatewayFlags {
   allowSynthetic?: boolean;
   /** Operators' share of each charge, in percent ("95", "97.5"). */
   operatorShare?: string;
+  /** A file holding the bearer token /metrics requires (mode 0600). */
+  metricsTokenFile?: string;
 }
 
 /** Parses "95" or "97.5" percent into basis points. */
@@ -36,6 +39,7 @@ function shareBps(text: string): number {
 export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, sites: readonly StaticSite[]): Promise<number> {
   const port = values.port;
   if (values.memory && values.db !== undefined) throw new NightjarError('NJ_USAGE', '--memory and --db exclude each other');
+  const metricsToken = await readSecret(SECRETS.metricsToken, { file: values.metricsTokenFile }, ctx.io);
   const logger = ctx.logger();
   const dbPath = values.memory ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
   const store = dbPath ? await openSqliteStore({ path: dbPath, now: ctx.clock.now() }) : undefined;
@@ -47,6 +51,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       allowSynthetic: values.allowSynthetic ?? false,
       allowAnonymous: values.open ?? values.memory ?? false,
       operatorShareBps: values.operatorShare === undefined ? undefined : shareBps(values.operatorShare),
+      metricsToken,
       store,
       clock: ctx.clock,
       sites,

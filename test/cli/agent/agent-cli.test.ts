@@ -1,7 +1,8 @@
 /**
  * The agent's commands as a person types them, in-process through main() with NIGHTJAR_HOME in a
  * temporary directory (no keychain here: the plaintext key file is opted into), and
- * `nightjar serve` in its own process against a real gateway, stopped with Ctrl-C.
+ * `nightjar serve` in its own process against a real gateway (enrolled with a token from a private
+ * file), stopped with Ctrl-C.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -255,6 +256,11 @@ describe('nightjar serve in its own process', () => {
     await nightjar(h, 'models', 'select', 'synthetic-tiny');
     const gatewayLog: string[] = [];
     const gateway = await startTestGateway({ logger: createLogger({ level: 'info', write: (l) => gatewayLog.push(l) }) });
+    // Enrolled with a token from a private file, never on the command line (which `ps` shows everyone).
+    const operator = await gateway.store.accounts.createOperator({ name: 'Ada', now: Date.now() });
+    const { token } = await gateway.store.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 });
+    const tokenFile = path.join(tmp, `enroll-${n}`);
+    await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
     const child = spawn(
       process.execPath,
       [
@@ -270,6 +276,8 @@ describe('nightjar serve in its own process', () => {
         '2',
         '--threads',
         '1',
+        '--enroll-token-file',
+        tokenFile,
       ],
       {
         cwd: ROOT,
@@ -285,7 +293,10 @@ describe('nightjar serve in its own process', () => {
       const out = await stdout.written(/Created the agent identity ([0-9a-f]{32})/, 'the agent to start', 60_000).catch(() => stdout.text);
       const agentId = /Created the agent identity ([0-9a-f]{32})/.exec(out)?.[1];
       expect(agentId, err).toBeDefined();
-      await agentServing(gateway, agentId!, 60_000);
+      const session = await agentServing(gateway, agentId!, 60_000).then(() => gateway.directory.get(agentId!)!);
+      expect(session.operatorId).toBe(operator.id);
+      if (process.platform === 'linux') expect(await readFile(`/proc/${child.pid}/cmdline`, 'utf8')).not.toContain(token);
+      expect(err).not.toMatch(/warning/);
       expect((await nightjar(h, 'status')).out).toContain('serving · synthetic-tiny (loaded)');
 
       const client = new NightjarClient({ gatewayUrl: gateway.url, trust: { allowSynthetic: true }, fetch: http.fetch });
