@@ -67,7 +67,10 @@ export const ERROR_CODES = {
   NJ_INTERNAL: { status: 500, hint: 'This is a bug in Nightjar; report it with the log lines around it.' },
 
   // Client
-  NJ_PROXY_UNAUTHORIZED: { status: 401, hint: 'Send the token `nightjar proxy --token` was given, as a bearer token or x-api-key.' },
+  NJ_PROXY_UNAUTHORIZED: {
+    status: 401,
+    hint: 'Send the token the proxy was given (its --token-file or NIGHTJAR_PROXY_TOKEN) as a bearer token or x-api-key.',
+  },
   NJ_PROXY_FORBIDDEN: { status: 403, hint: 'Call the proxy from a program on this machine at a loopback address, not from a web page.' },
   NJ_UNSUPPORTED_FEATURE: { status: 400, hint: 'Nightjar serves text chat only; leave out the parameter the message names.' },
 

@@ -398,7 +398,7 @@ describe('the proxy answers local programs only', () => {
     const client = new NightjarClient({ gatewayUrl: net.gateway.url });
     await expect(CompatProxy.start({ client, host: '0.0.0.0', port: 0 })).rejects.toMatchObject({
       code: 'NJ_CONFIG_INVALID',
-      message: 'listening on 0.0.0.0 (not loopback) needs a token; pass one with --token',
+      message: 'listening on 0.0.0.0 (not loopback) needs a token; pass one with --token-file or NIGHTJAR_PROXY_TOKEN',
     });
   });
 });
