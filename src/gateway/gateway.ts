@@ -206,6 +206,9 @@ interface GatewayParts {
   agentUrl: string;
 }
 
+/** The retry hint of NJ_MODEL_UNKNOWN while agents are coming back (they arrive spread over about 5 s). */
+const AGENT_RETURN_RETRY_MS = 500;
+
 /** The shared state of the plugins; what it creates goes in `owned`. */
 function buildContext(
   o: ResolvedGatewayOptions,
@@ -246,7 +249,16 @@ function buildContext(
   });
   metrics.gauge('nightjar_queue_depth', 'Jobs waiting for a free slot.', () => router.depth());
   metrics.gauge('nightjar_active_jobs', 'Jobs streaming or queued now.', () => jobs.size);
-  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, billing, jobs, closing };
+  const startedAt = clock.now();
+  const modelUnknown = (model: string): NightjarError => {
+    const returning = clock.now() - startedAt < o.agentReturnMs;
+    return returning
+      ? new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model} yet; the gateway has just started`, {
+          retryAfterMs: AGENT_RETURN_RETRY_MS,
+        })
+      : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`);
+  };
+  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, billing, jobs, modelUnknown, closing };
 }
 
 /** The fastify server with every plugin registered. */

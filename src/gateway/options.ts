@@ -39,6 +39,13 @@ export interface GatewayOptions {
   maxAgentFrameBytes?: number;
   /** Largest request ciphertext a client may send, at most LIMITS.maxRequestBodyBytes. Defaults to LIMITS.maxRequestBodyBytes. */
   maxRequestBodyBytes?: number;
+  /**
+   * How long after start the gateway expects its agents back (they reconnect within 5 s with their
+   * default timing): until then a model no connected agent serves is answered NJ_MODEL_UNKNOWN with
+   * a retry hint (retryAfterMs 500), which the SDK follows; after it, plainly, so a client asking
+   * for a model nobody serves fails at once. 0 never hints. Defaults to 10 000 ms.
+   */
+  agentReturnMs?: number;
   /** Time from agent connect to verified auth. Defaults to 10 000 ms. */
   handshakeTimeoutMs?: number;
   /** Agent status heartbeat interval. Defaults to 15 000 ms. */
@@ -109,6 +116,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   operatorShareBps: 9500,
   maxAgentFrameBytes: LIMITS.maxAgentFrameBytes,
   maxRequestBodyBytes: LIMITS.maxRequestBodyBytes,
+  agentReturnMs: 10_000,
   handshakeTimeoutMs: 10_000,
   heartbeatMs: 15_000,
   challengeIntervalMs: 60_000,

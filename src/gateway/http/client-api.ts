@@ -57,7 +57,7 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
   }
   const minTrust = (q.minTrust ?? 'signed') as Trust;
   if (!TRUST_LEVELS.includes(minTrust)) throw new NightjarError('NJ_BAD_REQUEST', `minTrust must be one of ${TRUST_LEVELS.join(', ')}`);
-  if (!directory.knows(model.data)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model.data}`);
+  if (!directory.knows(model.data)) throw ctx.modelUnknown(model.data);
   const { free } = await priceOf(ctx, model.data);
   if (!free && !key) throw new NightjarError('NJ_UNAUTHORIZED', `${model.data} is not free: send an API key`);
   const needs = { model: model.data, minTrust, paid: !free, now: ctx.clock.now() };

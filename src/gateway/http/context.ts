@@ -2,7 +2,7 @@
  * What the gateway's fastify plugins share: one typed context object, built once by
  * {@link Gateway.start} and handed to each plugin as its options. Nothing is kept at module level.
  */
-import type { Clock, Logger } from '../../shared/index.js';
+import type { Clock, Logger, NightjarError } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import type { Billing } from '../billing.js';
 import type { Directory } from '../directory.js';
@@ -38,6 +38,11 @@ export interface GatewayContext {
   readonly billing: Billing;
   /** The jobs running on this node. */
   readonly jobs: RunningJobs;
+  /**
+   * NJ_MODEL_UNKNOWN for `model`, with a retry hint while the gateway's agents may still be coming
+   * back after its start (options.agentReturnMs).
+   */
+  modelUnknown(model: string): NightjarError;
   /** True once shutdown has begun: new work is refused. */
   closing(): boolean;
 }

@@ -60,7 +60,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
       { retryAfterMs: 1000 },
     );
   }
-  if (!directory.knows(header.model)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${header.model}`);
+  if (!directory.knows(header.model)) throw ctx.modelUnknown(header.model);
   const { price, free } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
