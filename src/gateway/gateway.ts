@@ -297,7 +297,7 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
 /** Listens on the configured address; resolves with the URLs it answers on. */
 async function listen(app: FastifyInstance, o: ResolvedGatewayOptions): Promise<{ url: string; agentUrl: string }> {
   try {
-    await app.listen({ host: o.host, port: o.port });
+    await app.listen({ host: o.host, port: o.port, backlog: o.listenBacklog });
   } catch (err) {
     await app.close();
     const code = (err as NodeJS.ErrnoException).code;

@@ -14,6 +14,14 @@ export interface GatewayOptions {
   host?: string;
   /** TCP port; 0 picks a free one. Defaults to 8787. */
   port?: number;
+  /**
+   * Connections the kernel may hold accepted before the gateway picks them up (listen(2)'s
+   * backlog; Linux caps it at net.core.somaxconn, 4096 by default). Past it the kernel drops new
+   * connections and their clients retry after 1 s, 3 s, 7 s, 15 s…: Node's default of 511
+   * overflowed when 1,000 clients arrived at once, and their requests took seconds to tens of
+   * seconds while the gateway's own timings looked fine (bench: accept-burst). Defaults to 4096.
+   */
+  listenBacklog?: number;
   /** Name signed into agent challenges. Defaults to 'nightjar-gateway'. */
   gatewayId?: string;
   /** Where log lines go. Defaults to a silent logger. */
@@ -108,6 +116,7 @@ export interface ResolvedGatewayOptions extends Required<Omit<GatewayOptions, 's
 export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   host: '127.0.0.1',
   port: 8787,
+  listenBacklog: 4096,
   gatewayId: 'nightjar-gateway',
   logger: silentLogger,
   clock: systemClock,
