@@ -24,8 +24,10 @@ import {
 } from '../shared/index.js';
 import type { AgentSession } from './agent-session.js';
 import { Billing, type JobBilled } from './billing.js';
+import { ModelCatalog } from './catalog/model-catalog.js';
 import { Directory } from './directory.js';
 import { AgentAdmission, agentAdmissionRoutes } from './http/agent-admission.js';
+import { catalogRoutes } from './http/catalog-api.js';
 import { clientApiRoutes } from './http/client-api.js';
 import type { GatewayContext } from './http/context.js';
 import { healthRoutes } from './http/health.js';
@@ -63,6 +65,8 @@ export class Gateway extends Resource {
   readonly transport: JobTransport;
   /** Accounts and ledger. */
   readonly store: GatewayStore;
+  /** The model catalog and the gateway's signing key (its public half). */
+  readonly catalog: ModelCatalog;
   /** Prometheus metrics. */
   readonly metrics: GatewayMetrics;
   /** Fires once per job when it finished, with its outcome as the client saw it. */
@@ -94,6 +98,7 @@ export class Gateway extends Resource {
     this.router = ctx.router;
     this.transport = ctx.transport;
     this.store = ctx.store;
+    this.catalog = ctx.catalog;
     this.metrics = ctx.metrics;
     this.onJobFinished = ctx.jobs.onJobFinished;
     this.onJobBilled = ctx.billing.onJobBilled;
@@ -147,13 +152,30 @@ export class Gateway extends Resource {
       }
       const state = { closing: false };
       const capacity: Emitter<void> = owned.add(loggedEmitter(o.logger, 'capacity'));
-      const ctx = buildContext(o, store, owned, capacity.event, () => state.closing);
+      const catalog = owned.add(
+        await ModelCatalog.load({
+          store: store.catalog,
+          key: await store.catalog.gatewayKey(o.clock.now()),
+          clock: o.clock,
+          serveUncatalogued: o.serveUncatalogued,
+          refreshMs: o.catalogRefreshMs,
+          logger: o.logger,
+        }),
+      );
+      // What agents may be offered changed: jobs waiting in the queue may go, or have nobody left.
+      owned.add(catalog.onChanged(() => capacity.fire()));
+      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing);
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
       const sites = [...o.sites];
       if (o.dashboard) sites.push(owned.add(await createDashboardSite()).site);
       const app = await createServer(ctx, admission, sites);
       const { url, agentUrl } = await listen(app, o);
-      o.logger.info('gateway listening', { url, anonymous: o.allowAnonymous });
+      o.logger.info('gateway listening', {
+        url,
+        anonymous: o.allowAnonymous,
+        serveUncatalogued: o.serveUncatalogued,
+        gatewayKeyId: catalog.gatewayKey.keyId,
+      });
       return new Gateway({ ctx, app, admission, state, owned, url, agentUrl });
     } catch (err) {
       await owned.dispose().catch(() => undefined);
@@ -213,12 +235,13 @@ const AGENT_RETURN_RETRY_MS = 500;
 function buildContext(
   o: ResolvedGatewayOptions,
   store: GatewayStore,
+  catalog: ModelCatalog,
   owned: DisposableStore,
   onCapacity: Event<void>,
   closing: () => boolean,
 ): GatewayContext {
   const { clock, logger: log } = o;
-  const directory = owned.add(new Directory<AgentSession>({ allowSynthetic: o.allowSynthetic, logger: log }));
+  const directory = owned.add(new Directory<AgentSession>({ catalog, logger: log }));
   const router = owned.add(
     new Router({
       clock,
@@ -258,7 +281,7 @@ function buildContext(
         })
       : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`);
   };
-  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, billing, jobs, modelUnknown, closing };
+  return { options: o, clock, log, store, catalog, directory, router, transport, metrics, limiter, billing, jobs, modelUnknown, closing };
 }
 
 /** The fastify server with every plugin registered. */
@@ -282,6 +305,7 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
     await app.register(securityHeaders);
     await app.register(healthRoutes, { ctx });
     await app.register(clientApiRoutes, { ctx });
+    await app.register(catalogRoutes, { ctx });
     await app.register(jobRoutes, { ctx });
     await app.register(agentAdmissionRoutes, { ctx, admission });
     if (o.dashboard) await app.register(operatorApiRoutes, { ctx });

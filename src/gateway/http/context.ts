@@ -5,6 +5,7 @@
 import type { Clock, Logger, NightjarError } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import type { Billing } from '../billing.js';
+import type { ModelCatalog } from '../catalog/model-catalog.js';
 import type { Directory } from '../directory.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ResolvedGatewayOptions } from '../options.js';
@@ -24,6 +25,8 @@ export interface GatewayContext {
   readonly log: Logger;
   /** Accounts and ledger. */
   readonly store: GatewayStore;
+  /** The model catalog (what is priced and routed for which files) and the gateway key that signs it. */
+  readonly catalog: ModelCatalog;
   /** This node's connected agents. */
   readonly directory: Directory<AgentSession>;
   /** The queue of jobs waiting for a slot. */

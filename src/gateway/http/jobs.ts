@@ -26,6 +26,8 @@ interface Admitted {
   readonly envelope: Envelope;
   readonly body: Uint8Array;
   readonly free: boolean;
+  /** Priced from the catalog: only catalogued files may serve and bill it. */
+  readonly catalogued: boolean;
   readonly admittedAt: number;
 }
 
@@ -60,8 +62,9 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
       { retryAfterMs: 1000 },
     );
   }
+  await ctx.catalog.refresh();
   if (!directory.knows(header.model)) throw ctx.modelUnknown(header.model);
-  const { price, free } = await priceOf(ctx, header.model);
+  const { price, free, catalogued } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
   await ctx.billing.hold({
@@ -72,7 +75,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
     bodyLength: header.bodyLength,
     maxTokens: header.maxTokens,
   });
-  return { caller, envelope, body, free, admittedAt };
+  return { caller, envelope, body, free, catalogued, admittedAt };
 }
 
 /** Runs the admitted job and streams its events to the client; resolves when the job is over. */
@@ -95,6 +98,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
     clock: ctx.clock,
     logger: ctx.log,
     paid: !admitted.free,
+    pricedFiles: admitted.catalogued ? (model, sha256) => ctx.catalog.catalogued(model, sha256) : null,
     timeouts: ctx.options.jobTimeouts,
     sink,
     billing: ctx.billing.forJob(jobId),
