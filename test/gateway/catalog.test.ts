@@ -20,6 +20,7 @@ import { ACCOUNTS, Gateway, openSqliteStore, type GatewayOptions } from '../../s
 import type { Agent, ServedModel } from '../../src/main/agent/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
+import { onceTrue } from '../helpers/events.js';
 import { agentServing } from '../helpers/network.js';
 import { REAL_FILE, REAL_MODEL, REAL_PRICE, billed, startAgent, startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
@@ -209,6 +210,44 @@ describe('a mixed fleet under one priced id', () => {
     });
     await isBilled(await stream.jobId);
     expect(await n.store.ledger.job(await stream.jobId)).toMatchObject({ status: 'released', charged: null });
+    await expectNothingBilled(n);
+  });
+});
+
+describe('a catalog change while a job waits', () => {
+  // Fails without the `catalogued` need of a priced job (JobNeeds.catalogued, checked in
+  // Directory.eligible): the waiting job, held at the price, would stay viable for the agent whose
+  // file is now merely "uncatalogued, served free", and run there once its slot frees (shown once:
+  // the job was not expired, and the test timed out waiting for its answer).
+  it('a job held at the catalog price never goes to a file the catalog stopped listing; nothing is billed', async () => {
+    const n = await network({ serveUncatalogued: true });
+    const raw = await RawAgent.connect({ url: n.gateway.agentUrl, model: REAL_MODEL, slots: 1, enrollToken: await n.enrollToken() });
+    raws.push(raw);
+    await agentServing(n.gateway, raw.agentId, 2000);
+    const c = client(n.gateway, n.key.key);
+    const billedJobs = new Set<string>();
+    n.gateway.onJobBilled(({ jobId }) => billedJobs.add(jobId));
+    const first = c.chat(ask);
+    const job = await raw.next('job');
+    const queued = onceTrue(n.gateway.router.onDepthChanged, () => n.gateway.router.depth(REAL_MODEL.id) === 1, 'the second job to queue');
+    const second = c.chat(ask);
+    await queued;
+    // The gateway operator takes the model out of the catalog: the file is now uncatalogued, and
+    // this gateway serves uncatalogued files free, but not for a job already priced.
+    expect(await n.store.catalog.removeFile(REAL_MODEL.id)).toBe(1);
+    await n.gateway.catalog.reload();
+    const err = await errorOf(second.result);
+    expect({ code: err.code, message: err.message }).toEqual({
+      code: 'NJ_NO_CAPACITY',
+      message: 'the agents this request was sealed for went away; ask for new candidates',
+    });
+    // The job in flight when the file was removed finishes, and its receipt bills nothing.
+    const served = await raw.serve(job, ['Hello']);
+    served.finish();
+    expect((await errorOf(first.result)).code).toBe('NJ_RECEIPT_INVALID');
+    await onceTrue(n.gateway.onJobBilled, () => billedJobs.size === 2, 'both jobs to be billed');
+    expect(await Promise.all([...billedJobs].map(async (id) => (await n.store.ledger.job(id))?.status))).toEqual(['released', 'released']);
+    expect(raw.frames.filter((f) => f.type === 'job')).toHaveLength(1);
     await expectNothingBilled(n);
   });
 });
