@@ -4,6 +4,7 @@
  * Judged by a tamper matrix (every field flipped, the order broken, another key) and by
  * agreement of the WebCrypto and tweetnacl backends.
  */
+import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   CATALOG_DOMAIN,
@@ -238,5 +239,62 @@ describe('bounds', () => {
       `catalog is ${LIMITS.maxCatalogBytes + 1} bytes; the limit is ${LIMITS.maxCatalogBytes}`,
     );
     await expectNjError(() => decodeSignedCatalog('{"catalog":'), CryptoError, 'NJ_CATALOG_INVALID', 'catalog is not JSON');
+  });
+});
+
+describe('fuzzed (fast-check)', () => {
+  const refused = async (input: () => Promise<unknown>): Promise<boolean> => {
+    try {
+      await input();
+      return false;
+    } catch (err) {
+      return err instanceof CryptoError && err.code === 'NJ_CATALOG_INVALID';
+    }
+  };
+
+  it('any JSON value is refused with NJ_CATALOG_INVALID, never another failure', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue(), async (v) => refused(() => verify(v))),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('the signed text with one character changed is refused, or still means exactly the same catalog', async () => {
+    const text = JSON.stringify(signed);
+    await fc.assert(
+      fc.asyncProperty(fc.nat(text.length - 1), fc.integer({ min: 32, max: 126 }), async (at, code) => {
+        const altered = text.slice(0, at) + String.fromCharCode(code) + text.slice(at + 1);
+        try {
+          const verified = await decodeSignedCatalog(altered, { gatewayKey: K.publicKey, now: NOW });
+          return JSON.stringify(verified.signed) === text;
+        } catch (err) {
+          return err instanceof CryptoError && err.code === 'NJ_CATALOG_INVALID';
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('any catalog within the bounds signs and verifies, given in any order', async () => {
+    const hex = fc.stringMatching(/^[0-9a-f]{64}$/);
+    const file = fc.record({
+      sha256: hex,
+      bytes: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      name: fc.string({ minLength: 1, maxLength: 128 }),
+      quantization: fc.string({ minLength: 1, maxLength: 16 }),
+      contextLength: fc.integer({ min: 1, max: 2 ** 24 }),
+    });
+    const model = fc.record({
+      id: fc.stringMatching(/^[a-z0-9][a-z0-9._:/-]{0,30}$/),
+      files: fc.uniqueArray(file, { minLength: 1, maxLength: 4, selector: (f) => f.sha256 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(model, { maxLength: 6, selector: (m) => m.id }), async (models) => {
+        const made = await createSignedCatalog({ key: K, models, now: NOW });
+        const verified = await verify(made);
+        return models.every((m) => m.files.every((f) => verified.file(m.id, f.sha256)?.bytes === f.bytes));
+      }),
+      { numRuns: 200 },
+    );
   });
 });
