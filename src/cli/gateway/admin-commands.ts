@@ -234,50 +234,11 @@ export async function adminCommand(
         out(`${model} has no price now; the gateway refuses it (NJ_MODEL_UNPRICED) until it is priced again.\n`);
         return 0;
       }
-      case 'catalog add': {
-        const model = arg(0);
-        const file = await catalogFileOf(values, ctx.io.cwd, need);
-        const added = await store.catalog.addFile(model, file, now);
-        out(
-          `${added ? 'Catalogued' : 'Updated'} ${file.name} (${file.sha256}, ${formatBytes(file.bytes)}) as ${model}: ` +
-            `jobs for ${model} now go only to agents serving a file the catalog lists for it, at its price.\n`,
-        );
-        if (!(await accounts.getPrice(model))) {
-          out(`${model} has no price yet; set one with: nightjar gateway prices set ${model} --prompt CREDITS --completion CREDITS\n`);
-        }
-        return 0;
-      }
-      case 'catalog list': {
-        const rows = [['MODEL', 'SHA256', 'SIZE', 'QUANT', 'CONTEXT', 'FILE', 'ADDED']];
-        for (const f of await store.catalog.listFiles())
-          rows.push([f.model, f.sha256, formatBytes(f.bytes), f.quantization, String(f.contextLength), f.name, time(f.addedAt)]);
-        out(table(rows));
-        return 0;
-      }
-      case 'catalog remove': {
-        const model = arg(0);
-        const n = await store.catalog.removeFile(model, values.sha256);
-        if (n === 0)
-          throw new NightjarError(
-            'NJ_NOT_FOUND',
-            `the catalog lists no ${values.sha256 === undefined ? 'file' : `file ${values.sha256}`} for ${model}`,
-          );
-        const left = (await store.catalog.listFiles()).filter((f) => f.model === model).length;
-        out(
-          `Removed ${n} ${n === 1 ? 'file' : 'files'} of ${model} from the catalog` +
-            (left > 0
-              ? `; ${left} still ${left === 1 ? 'is' : 'are'} that model.\n`
-              : '; agents serving it are no longer priced for it.\n'),
-        );
-        return 0;
-      }
-      case 'key show': {
-        const key = await store.catalog.gatewayKey(now);
-        const info = (await store.catalog.gatewayKeyInfo())!;
-        out(`Gateway key ${key.keyId} (Ed25519), created ${time(info.createdAt)}; it signs the model catalog (GET /v1/catalog).\n`);
-        out(`Public key, to give clients and agents that pin it:\n\n  ${info.publicKey}\n\n`);
-        return 0;
-      }
+      case 'catalog add':
+      case 'catalog list':
+      case 'catalog remove':
+      case 'key show':
+        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
       case 'ledger check': {
         const problems = await ledger.checkInvariants();
         if (problems.length === 0) {
@@ -290,5 +251,67 @@ export async function adminCommand(
     }
   } finally {
     await store.dispose();
+  }
+}
+
+/** What {@link catalogCommand} needs of the admin command it runs for. */
+interface CatalogCommandContext {
+  store: GatewayStore;
+  now: number;
+  cwd: string;
+  out(text: string): void;
+  need(v: string | undefined, flag: string): string;
+}
+
+/** `catalog add|list|remove` and `key show`; resolves with the exit code. */
+async function catalogCommand(
+  command: 'catalog add' | 'catalog list' | 'catalog remove' | 'key show',
+  args: readonly string[],
+  values: AdminFlags,
+  c: CatalogCommandContext,
+): Promise<number> {
+  switch (command) {
+    case 'catalog add': {
+      const model = args[0]!;
+      const file = await catalogFileOf(values, c.cwd, c.need);
+      const added = await c.store.catalog.addFile(model, file, c.now);
+      c.out(
+        `${added ? 'Catalogued' : 'Updated'} ${file.name} (${file.sha256}, ${formatBytes(file.bytes)}) as ${model}: ` +
+          `jobs for ${model} now go only to agents serving a file the catalog lists for it, at its price.\n`,
+      );
+      if (!(await c.store.accounts.getPrice(model))) {
+        c.out(`${model} has no price yet; set one with: nightjar gateway prices set ${model} --prompt CREDITS --completion CREDITS\n`);
+      }
+      return 0;
+    }
+    case 'catalog list': {
+      const rows = [['MODEL', 'SHA256', 'SIZE', 'QUANT', 'CONTEXT', 'FILE', 'ADDED']];
+      for (const f of await c.store.catalog.listFiles())
+        rows.push([f.model, f.sha256, formatBytes(f.bytes), f.quantization, String(f.contextLength), f.name, time(f.addedAt)]);
+      c.out(table(rows));
+      return 0;
+    }
+    case 'catalog remove': {
+      const model = args[0]!;
+      const n = await c.store.catalog.removeFile(model, values.sha256);
+      if (n === 0)
+        throw new NightjarError(
+          'NJ_NOT_FOUND',
+          `the catalog lists no ${values.sha256 === undefined ? 'file' : `file ${values.sha256}`} for ${model}`,
+        );
+      const left = (await c.store.catalog.listFiles()).filter((f) => f.model === model).length;
+      c.out(
+        `Removed ${n} ${n === 1 ? 'file' : 'files'} of ${model} from the catalog` +
+          (left > 0 ? `; ${left} still ${left === 1 ? 'is' : 'are'} that model.\n` : '; agents serving it are no longer priced for it.\n'),
+      );
+      return 0;
+    }
+    case 'key show': {
+      const key = await c.store.catalog.gatewayKey(c.now);
+      const info = (await c.store.catalog.gatewayKeyInfo())!;
+      c.out(`Gateway key ${key.keyId} (Ed25519), created ${time(info.createdAt)}; it signs the model catalog (GET /v1/catalog).\n`);
+      c.out(`Public key, to give clients and agents that pin it:\n\n  ${info.publicKey}\n\n`);
+      return 0;
+    }
   }
 }
