@@ -129,10 +129,14 @@ export class ModelCatalog implements FileCatalog, Disposable {
     this.#changed.fire();
   }
 
-  /** The catalog signed by the gateway key (signed again only when it changed). */
+  /**
+   * The catalog signed by the gateway key. It is signed again when it changed or when the last
+   * signature is refreshMs old, so its issuedAt says how stale it may be (a verifier's maxAgeMs).
+   */
   async signed(): Promise<SignedGatewayCatalog> {
     await this.refresh();
-    if (this.#signed) return this.#signed;
+    const cached = this.#signed;
+    if (cached && this.#o.clock.now() - cached.catalog.issuedAt < this.#o.refreshMs) return cached;
     const text = this.#text;
     const signed = await createSignedCatalog({ key: this.#o.key, models: this.#models, now: this.#o.clock.now() });
     // A reload while it was being signed makes it stale: serve it once, keep nothing.
