@@ -20,7 +20,7 @@ import { NightjarError, errorMessage, silentLogger, withDefaults, type Logger, t
 /** The version the addon's addonInfo() must report (native/src/nightjar_native.cc's kAddonVersion). */
 export const NATIVE_ADDON_VERSION = 1;
 /** Where node-gyp puts the addon, relative to the project (or app) root. */
-export const NATIVE_ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'nightjar_native.node');
+export const NATIVE_ADDON_RELATIVE_PATH = 'native/build/Release/nightjar_native.node';
 /** Longest Secure Enclave application tag, in bytes (printable ASCII without spaces). */
 export const ENCLAVE_TAG_MAX_BYTES = 128;
 /** Largest message {@link NativeAddon.secureEnclaveSign} signs, in bytes. */
