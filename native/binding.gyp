@@ -1,5 +1,5 @@
 {
-  # Nightjar's Node-API addon. Built by `npm ci` (tools/build-native.mjs runs `node-gyp rebuild -C native`);
+  # Nightjar's Node-API addon. Built by `npm ci` (tools/build-native.mjs runs `node-gyp rebuild` here);
   # the output is native/build/Release/nightjar_native.node. On macOS it links the frameworks the calls need;
   # everywhere else it compiles to the stub whose every call answers "unsupported".
   "targets": [

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /* global process, console */
-// Builds the native addon (native/) during `npm ci` / `npm install`: `node-gyp rebuild -C native`.
+// Builds the native addon (native/) during `npm ci` / `npm install`: `node-gyp rebuild` in native/.
 // The addon is optional — the agent works without it (every call then answers "unsupported") — so a
 // failed build (no compiler, no Python, no headers) warns and exits 0 rather than break the install.
 // CI proves the build happened: test/main/native/addon.test.ts fails when CI=1 and the .node is missing.
@@ -51,7 +51,7 @@ if (result.status !== 0) {
   console.warn(
     `nightjar: the native addon did not build (${why}); the agent will run without it (SIP, code signing, ` +
       'Secure Enclave, idle and thermal calls answer "unsupported"). To build it: install a C++ compiler, ' +
-      'make and Python 3, then run `npm rebuild nightjar` or `node tools/build-native.mjs`.',
+      'make and Python 3, then run `npm run build:native`.',
   );
 }
 process.exit(0);
