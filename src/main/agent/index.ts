@@ -43,6 +43,7 @@ export {
   childProcessTestLoad,
   defaultNativeAddon,
   findNativeAddon,
+  judgeTestLoad,
   loadNativeAddon,
   unsupportedNativeAddon,
   type ChildProcessTestLoadOptions,

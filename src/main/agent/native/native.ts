@@ -324,6 +324,18 @@ export type TestLoadResult = { readonly ok: true; readonly info: NativeAddonInfo
 /** Loads an addon somewhere the agent survives a crash and says how it went. */
 export type TestLoad = (addonPath: string) => Promise<TestLoadResult>;
 
+/**
+ * Judges what a test-load child reported, `{ info: addonInfo(), calls: Object.keys(addon) }`: the
+ * addon is usable only if it reported that shape and every call of {@link NATIVE_CALLS}.
+ */
+export function judgeTestLoad(output: unknown): TestLoadResult {
+  const out = z.object({ info: infoSchema, calls: z.array(z.string()).max(1000) }).safeParse(output);
+  if (!out.success) return { ok: false, reason: 'the test-load child answered something malformed' };
+  const missing = NATIVE_CALLS.filter((c) => !out.data.calls.includes(c));
+  if (missing.length > 0) return { ok: false, reason: `the addon lacks ${missing.join(', ')}` };
+  return { ok: true, info: out.data.info };
+}
+
 /** Options of {@link childProcessTestLoad}. */
 export interface ChildProcessTestLoadOptions {
   /** How long the child may take before it is killed and the addon counted unusable. Defaults to 10 000 ms. */
@@ -363,14 +375,13 @@ export function childProcessTestLoad(options: ChildProcessTestLoadOptions = {}):
             resolve({ ok: false, reason: `the test-load child ${how}` });
             return;
           }
+          let output: unknown;
           try {
-            const out = z.object({ info: infoSchema, calls: z.array(z.string()) }).parse(JSON.parse(stdout));
-            const missing = NATIVE_CALLS.filter((c) => !out.calls.includes(c));
-            if (missing.length > 0) resolve({ ok: false, reason: `the addon lacks ${missing.join(', ')}` });
-            else resolve({ ok: true, info: out.info });
+            output = JSON.parse(stdout);
           } catch {
-            resolve({ ok: false, reason: 'the test-load child answered something malformed' });
+            output = undefined;
           }
+          resolve(judgeTestLoad(output));
         },
       );
     });
