@@ -39,7 +39,11 @@ describe('the built addon', () => {
     const probe = await childProcessTestLoad()(built);
     expect(probe).toEqual({ ok: true, info: { version: 1, platform: process.platform, macos: process.platform === 'darwin' } });
     const addon = await loadNativeAddon({ path: built });
-    expect(addon.load).toEqual({ loaded: true, path: built, info: { version: 1, platform: process.platform, macos: false } });
+    expect(addon.load).toEqual({
+      loaded: true,
+      path: built,
+      info: { version: 1, platform: process.platform, macos: process.platform === 'darwin' },
+    });
   });
 
   it.skipIf(process.platform === 'darwin')('answers unsupported for every call off macOS, through the wrapper', async (ctx) => {
