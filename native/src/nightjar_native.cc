@@ -22,9 +22,10 @@
 #include <Security/Security.h>
 #include <objc/message.h>
 #include <objc/runtime.h>
+// sys/types.h first: sys/ptrace.h and sys/sysctl.h use its pid_t and caddr_t.
+#include <sys/types.h>
 #include <sys/ptrace.h>
 #include <sys/sysctl.h>
-#include <sys/types.h>
 #include <unistd.h>
 
 #include <cerrno>
