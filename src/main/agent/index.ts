@@ -5,7 +5,7 @@
  * - {@link AgentService}: the whole agent (config, models, records, runtime, control methods).
  * - {@link AgentRuntime}: the executor of the pure planner's steps (runtime/planner.ts), with timers.
  * - {@link Agent}: the gateway side (identity, box keys and bundle, link, jobs).
- * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes.
+ * - Parts handed in: environment sources, power-save blockers, secret stores, memory probes, the native addon.
  */
 export {
   Agent,
@@ -32,7 +32,41 @@ export {
   type WelcomeFrame,
 } from './gateway-link.js';
 export { JobRunner, type JobRunnerOptions, type JobStats, type ServedModel } from './job-runner.js';
-export { detectPlatform, unattestedPosture } from './platform.js';
+export { detectPlatform, nativePosture, unattestedPosture, type NativePostureOptions } from './platform.js';
+export {
+  AGENT_ENCLAVE_TAG,
+  ENCLAVE_MESSAGE_MAX_BYTES,
+  ENCLAVE_TAG_MAX_BYTES,
+  NATIVE_ADDON_RELATIVE_PATH,
+  NATIVE_ADDON_VERSION,
+  NATIVE_CALLS,
+  childProcessTestLoad,
+  defaultNativeAddon,
+  findNativeAddon,
+  judgeTestLoad,
+  loadNativeAddon,
+  unsupportedNativeAddon,
+  type ChildProcessTestLoadOptions,
+  type ChipName,
+  type CodeSigningStatus,
+  type CoreCounts,
+  type DebuggerDenial,
+  type EnclaveDeletion,
+  type EnclaveKey,
+  type EnclaveSignature,
+  type HidIdle,
+  type NativeAddon,
+  type NativeAddonInfo,
+  type NativeAddonOptions,
+  type NativeAnswer,
+  type NativeFailure,
+  type NativeLoadState,
+  type NativeUnsupported,
+  type SipStatus,
+  type TestLoad,
+  type TestLoadResult,
+  type ThermalReading,
+} from './native/native.js';
 export { AgentService, type AgentServiceOptions } from './service.js';
 export { AgentRuntime, type AgentRuntimeOptions, type ModelChoice, type WhenStateOptions } from './runtime/runtime.js';
 export { plan, reasonOf, stopsAccepting, type PlanInput, type StandDownGoodbye, type Step } from './runtime/planner.js';

@@ -1,13 +1,18 @@
 /**
  * What the agent says about the machine it runs on. Posture fields the agent cannot check here
- * are null; on a Mac the native addon fills them in.
+ * are null; on a Mac the native addon fills in what it can read (see {@link nativePosture}).
  */
 import os from 'node:os';
 import type { Platform, Posture } from '../../shared/index.js';
+import { AGENT_ENCLAVE_TAG, type NativeAddon } from './native/native.js';
 
-/** The platform section of a bundle, read from the OS. */
-export function detectPlatform(): Platform {
-  const cpu = os.cpus()[0]?.model ?? 'unknown';
+/**
+ * The platform section of a bundle, read from the OS. With the native addon on a Mac the chip is
+ * machdep.cpu.brand_string ("Apple M2 Pro"); otherwise Node's first CPU model.
+ */
+export function detectPlatform(native?: NativeAddon): Platform {
+  const chip = native?.chipName();
+  const cpu = chip?.supported && chip.ok ? chip.chip : (os.cpus()[0]?.model ?? 'unknown');
   return {
     os: process.platform,
     osVersion: os.release().slice(0, 128),
@@ -20,4 +25,47 @@ export function detectPlatform(): Platform {
 /** The posture of an agent without the native addon: nothing attested. */
 export function unattestedPosture(appVersion: string): Posture {
   return { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion, appHash: null };
+}
+
+/** Options of {@link nativePosture}. */
+export interface NativePostureOptions {
+  /**
+   * Call PT_DENY_ATTACH (no debugger may attach to this process for the rest of its life) and
+   * report whether it took. Defaults to true.
+   */
+  denyDebugger?: boolean;
+  /** The application tag of the Secure Enclave key whose presence `secureEnclave` reports. Defaults to {@link AGENT_ENCLAVE_TAG}. */
+  enclaveTag?: string;
+}
+
+/**
+ * The posture the native addon can vouch for; each field it cannot read stays as
+ * {@link unattestedPosture} has it (null, or false for secureEnclave), so on Linux, or without the
+ * addon, this is exactly the unattested posture.
+ * - sip: csr_get_active_config says no protection is off.
+ * - hardenedRuntime: this process's signature is valid and has the runtime flag (false when
+ *   unsigned or invalid: the flag means nothing without a valid signature).
+ * - debuggerDenied: PT_DENY_ATTACH took (false when it was refused, or on a Mac when not asked for).
+ * - secureEnclave: this app's enclave key could be loaded or created (it needs a signed app with a
+ *   keychain access group; a bare `node` cannot keep one).
+ * - appHash stays null: the code directory hash the addon reads (kSecCodeInfoUnique) is 20 bytes,
+ *   and the protocol's appHash is a 32-byte hash; deciding which app measurement goes there is the
+ *   attestation work's (issue 12), not this function's.
+ * Nothing here is verified by anyone but the agent itself yet: the gateway does not check it.
+ */
+export function nativePosture(native: NativeAddon, appVersion: string, options: NativePostureOptions = {}): Posture {
+  const posture = unattestedPosture(appVersion);
+  const sip = native.sipStatus();
+  if (sip.supported && sip.ok) posture.sip = sip.enabled;
+  const signing = native.codeSigning();
+  if (signing.supported && signing.ok) posture.hardenedRuntime = signing.valid && signing.hardenedRuntime;
+  if (options.denyDebugger ?? true) {
+    const denial = native.denyDebuggerAttach();
+    if (denial.supported) posture.debuggerDenied = denial.ok;
+  } else if (native.load.loaded && native.load.info.macos) {
+    posture.debuggerDenied = false;
+  }
+  const key = native.secureEnclaveKey(options.enclaveTag ?? AGENT_ENCLAVE_TAG);
+  if (key.supported) posture.secureEnclave = key.ok;
+  return posture;
 }

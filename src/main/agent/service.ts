@@ -41,7 +41,8 @@ import { probeGateway } from './gateway-probe.js';
 import { BUILT_IN_CATALOG, loadCatalogFile, mergeCatalogs } from './models/catalog.js';
 import { modelChoice } from './models/choice.js';
 import { defaultMemoryProbe, type MemoryProbe } from './models/memory.js';
-import { detectPlatform, unattestedPosture } from './platform.js';
+import { defaultNativeAddon, type NativeAddon } from './native/native.js';
+import { detectPlatform, nativePosture } from './platform.js';
 import { ModelStore, type PullOptions } from './models/store.js';
 import { systemTimeZone } from './policy/schedule.js';
 import { SignedReceiptLog, summarizeEarnings } from './records/receipt-log.js';
@@ -92,9 +93,18 @@ export interface AgentServiceOptions {
   backoff?: BackoffOptions;
   /** How often the machine is read. Defaults to 2000 ms. */
   pollMs?: number;
-  /** Defaults to what the OS reports. */
+  /**
+   * The native addon, for the posture, the chip's name and (in the default environment source)
+   * idle time and heat. Defaults to {@link defaultNativeAddon}: test-loaded and loaded on macOS;
+   * elsewhere not loaded, every call answering unsupported.
+   */
+  native?: NativeAddon;
+  /** Defaults to what the OS (and on a Mac the native addon) reports. */
   platform?: Platform;
-  /** Defaults to an unattested posture. */
+  /**
+   * Defaults to what the native addon can read ({@link nativePosture}: on a Mac it calls
+   * PT_DENY_ATTACH); without the addon, or off macOS, the unattested posture (nulls and false).
+   */
   posture?: Posture;
   /** Defaults to the system clock. */
   clock?: Clock;
@@ -117,16 +127,18 @@ type ResolvedServiceOptions = typeof SERVICE_DEFAULTS &
     control: boolean;
     platform: Platform;
     posture: Posture;
+    native: NativeAddon;
     memoryProbe: MemoryProbe;
     probeGateway: (agentUrl: string) => Promise<void>;
   };
 
-function resolve(options: AgentServiceOptions): ResolvedServiceOptions {
+function resolve(options: AgentServiceOptions, native: NativeAddon): ResolvedServiceOptions {
   const o = withDefaults(SERVICE_DEFAULTS, options);
-  const platform = options.platform ?? detectPlatform();
-  const posture = options.posture ?? unattestedPosture(AGENT_VERSION);
+  const platform = options.platform ?? detectPlatform(native);
+  const posture = options.posture ?? nativePosture(native, AGENT_VERSION);
   return {
     ...o,
+    native,
     keyStore: options.keyStore ?? options.config.keys.store,
     control: options.control ?? options.config.control.enabled,
     platform,
@@ -182,7 +194,7 @@ export class AgentService extends Resource {
         gatewayUrl: o.gatewayUrl,
         identity: o.identity,
         keyStore: o.keyStore,
-        environment: o.environment ?? defaultEnvironmentSource(),
+        environment: o.environment ?? defaultEnvironmentSource(process.platform, o.native),
         model: () => this.#choice(),
         policy: o.config.policy,
         manual,
@@ -229,7 +241,7 @@ export class AgentService extends Resource {
 
   /** Opens the records, starts the runtime and (if enabled) the control server. */
   static async start(options: AgentServiceOptions): Promise<AgentService> {
-    const o = resolve(options);
+    const o = resolve(options, options.native ?? (await defaultNativeAddon(process.platform, { logger: options.logger })));
     const extra = o.config.catalogFile ? await loadCatalogFile(o.config.catalogFile) : null;
     const catalog = mergeCatalogs(BUILT_IN_CATALOG, extra);
     const receipts = await SignedReceiptLog.open({ file: o.paths.receiptsFile, identityKey: o.identity.publicKey });

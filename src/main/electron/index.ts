@@ -31,6 +31,12 @@ export {
 export { TrayController, menuTemplate, type TrayActions, type TrayControllerOptions } from './tray.js';
 export { PowerMonitorFeed, readPowerMonitor, thermalFromElectron, type PowerMonitorFeedOptions } from './power-monitor.js';
 export { ElectronPowerSaveBlocker } from './power-save.js';
+export {
+  utilityProcessTestLoad,
+  type UtilityForkLike,
+  type UtilityProcessLike,
+  type UtilityProcessTestLoadOptions,
+} from './native-test-load.js';
 export { LoginItem } from './login-item.js';
 export { installGracefulQuit, type GracefulQuitOptions } from './quit.js';
 export { MenuBarShell, type MenuBarShellOptions } from './shell.js';

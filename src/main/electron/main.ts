@@ -7,7 +7,20 @@
  */
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { BrowserWindow, Menu, Tray, app, dialog, ipcMain, nativeImage, powerMonitor, powerSaveBlocker, protocol, session } from 'electron';
+import {
+  BrowserWindow,
+  Menu,
+  Tray,
+  app,
+  dialog,
+  ipcMain,
+  nativeImage,
+  powerMonitor,
+  powerSaveBlocker,
+  protocol,
+  session,
+  utilityProcess,
+} from 'electron';
 import { createLogger } from '../../node/index.js';
 import { NightjarError } from '../../shared/index.js';
 import {
@@ -15,6 +28,7 @@ import {
   KeychainSecretStore,
   ManualEnvironmentSource,
   PlaintextFileSecretStore,
+  defaultNativeAddon,
   execCommand,
   gatewaySocketUrl,
   loadConfig,
@@ -26,6 +40,7 @@ import {
 import { DASHBOARD_SCHEME_PRIVILEGES, serveDashboard } from './app-protocol.js';
 import { ElectronPowerSaveBlocker } from './power-save.js';
 import { PowerMonitorFeed } from './power-monitor.js';
+import { utilityProcessTestLoad } from './native-test-load.js';
 import { MenuBarShell } from './shell.js';
 import { guardSession } from './window.js';
 
@@ -66,12 +81,22 @@ async function run(): Promise<void> {
       ? new PlaintextFileSecretStore(config.keys.file ?? paths.defaultKeyFile)
       : new KeychainSecretStore();
   const { identity } = await loadOrCreateIdentity(secrets);
+  // The native addon (posture, chip), test-loaded in a utility process: the app's binary is no Node
+  // runtime with the runAsNode fuse off. Off macOS it is not loaded.
+  const native = await defaultNativeAddon(process.platform, {
+    testLoad: utilityProcessTestLoad({
+      fork: (modulePath, args, options) => utilityProcess.fork(modulePath, args, options),
+      probeModule: path.join(root, 'dist/src/main/electron/native-probe.js'),
+    }),
+    logger,
+  });
   const agent = await AgentService.start({
     paths,
     config,
     gatewayUrl: config.gateway.url ? gatewaySocketUrl(config.gateway.url) : null,
     identity,
     environment: source,
+    native,
     powerSaveBlocker: new ElectronPowerSaveBlocker(powerSaveBlocker),
     logger,
   });

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { NATIVE_ADDON_RELATIVE_PATH } from '../../../src/main/agent/native/native.js';
 import { makeIcons } from '../../../tools/make-icons.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -79,15 +80,19 @@ describe('electron-builder.yml', () => {
     });
   });
 
-  it('unpacks the native binaries (node-llama-cpp, keytar) so they load and are signed', async () => {
+  it('unpacks the native binaries (node-llama-cpp, keytar, Nightjar’s addon) so they load and are signed', async () => {
     const c = await loadConfig();
-    // node-llama-cpp's own Electron template (templates/packed/electron-typescript-react.json) unpacks these.
+    // node-llama-cpp's own Electron template (templates/packed/electron-typescript-react.json) unpacks the first three.
     expect(c.asarUnpack).toEqual([
       'node_modules/node-llama-cpp/bins',
       'node_modules/node-llama-cpp/llama/localBuilds',
       'node_modules/@node-llama-cpp/*',
       'node_modules/keytar/**/*.node',
+      'native/build/Release/*.node',
     ]);
+    // The addon npm ci built is packaged, where the agent's findNativeAddon looks for it (in app.asar.unpacked).
+    expect(c.files[0]!.filter).toContain(NATIVE_ADDON_RELATIVE_PATH);
+    expect(path.dirname(NATIVE_ADDON_RELATIVE_PATH) + '/*.node').toBe('native/build/Release/*.node');
   });
 
   it('entitles V8’s JIT and nothing else: no get-task-allow, no library-validation or DYLD exceptions', async () => {

@@ -18,6 +18,7 @@ import {
 } from '../../../shared/index.js';
 import { execCommand, type CommandRunner } from './command.js';
 import { readMemoryPressure } from './memory-pressure.js';
+import type { NativeAddon } from '../native/native.js';
 
 /** One reading without its time (the runtime stamps it with its clock). */
 export type EnvironmentSample = Omit<EnvironmentReading, 'at'>;
@@ -132,37 +133,50 @@ export function parsePmsetTherm(output: string): ThermalState {
 export interface MacEnvironmentSourceOptions {
   /** Runs ioreg, pmset and sysctl. Defaults to {@link execCommand}. */
   run?: CommandRunner;
+  /**
+   * The native addon: when its calls answer, idle time comes from IOHIDSystem's HIDIdleTime and
+   * heat from NSProcessInfo.thermalState without running ioreg or pmset; when they answer
+   * unsupported (or fail), the commands are asked as before. Defaults to none (commands only).
+   */
+  native?: NativeAddon | null;
 }
 
 /**
- * A headless Mac: `ioreg -c IOHIDSystem` for idle time, `ioreg -n Root -d1` for the screen lock,
- * `pmset -g batt` for power, `pmset -g therm` for heat and `sysctl` for memory pressure. Idle
- * time is required: if ioreg fails, read() throws and the runtime waits rather than serve on a
- * guess.
+ * A headless Mac: idle time and heat from the native addon when it answers, else
+ * `ioreg -c IOHIDSystem` for idle time and `pmset -g therm` for heat; `ioreg -n Root -d1` for the
+ * screen lock, `pmset -g batt` for power and `sysctl` for memory pressure. Idle time is required:
+ * if neither the addon nor ioreg gives it, read() throws and the runtime waits rather than serve on
+ * a guess.
  */
 export class MacEnvironmentSource implements EnvironmentSource {
   readonly #run: CommandRunner;
+  readonly #native: NativeAddon | null;
 
   constructor(options: MacEnvironmentSourceOptions = {}) {
     this.#run = options.run ?? execCommand;
+    this.#native = options.native ?? null;
   }
 
   async read(): Promise<EnvironmentSample> {
+    const nativeIdle = this.#native?.hidIdleTime();
+    const nativeThermal = this.#native?.thermalState();
+    const idleFromAddon = nativeIdle?.supported && nativeIdle.ok ? nativeIdle.idleSeconds : null;
+    const thermalFromAddon = nativeThermal?.supported && nativeThermal.ok ? nativeThermal.state : null;
     const [hid, root, batt, therm, memoryPressure] = await Promise.all([
-      this.#run('/usr/sbin/ioreg', ['-c', 'IOHIDSystem', '-d', '4', '-r', '-k', 'HIDIdleTime']),
+      idleFromAddon === null ? this.#run('/usr/sbin/ioreg', ['-c', 'IOHIDSystem', '-d', '4', '-r', '-k', 'HIDIdleTime']) : null,
       this.#run('/usr/sbin/ioreg', ['-n', 'Root', '-d1']).catch(() => null),
       this.#run('/usr/bin/pmset', ['-g', 'batt']).catch(() => null),
-      this.#run('/usr/bin/pmset', ['-g', 'therm']).catch(() => null),
+      thermalFromAddon === null ? this.#run('/usr/bin/pmset', ['-g', 'therm']).catch(() => null) : null,
       readMemoryPressure({ platform: 'darwin', run: this.#run }),
     ]);
-    const idleSeconds = parseHidIdleTime(hid);
+    const idleSeconds = idleFromAddon ?? (hid === null ? null : parseHidIdleTime(hid));
     if (idleSeconds === null) throw new Error('ioreg reported no HIDIdleTime');
     const power = batt === null ? { onAc: null, batteryPercent: null } : parsePmsetBatt(batt);
     return {
       idleSeconds,
       screenLocked: root === null ? null : parseScreenLocked(root),
       ...power,
-      thermal: therm === null ? null : parsePmsetTherm(therm),
+      thermal: thermalFromAddon ?? (therm === null ? null : parsePmsetTherm(therm)),
       memoryPressure,
     };
   }
@@ -247,7 +261,10 @@ export class LinuxEnvironmentSource implements EnvironmentSource {
   }
 }
 
-/** The source for this platform: ioreg/pmset on macOS, sysfs elsewhere. */
-export function defaultEnvironmentSource(platform: NodeJS.Platform = process.platform): EnvironmentSource {
-  return platform === 'darwin' ? new MacEnvironmentSource() : new LinuxEnvironmentSource();
+/**
+ * The source for this platform: the native addon (when it answers) and ioreg/pmset on macOS,
+ * sysfs elsewhere (the addon has nothing to add there, so it is not consulted).
+ */
+export function defaultEnvironmentSource(platform: NodeJS.Platform = process.platform, native?: NativeAddon | null): EnvironmentSource {
+  return platform === 'darwin' ? new MacEnvironmentSource({ native }) : new LinuxEnvironmentSource();
 }
