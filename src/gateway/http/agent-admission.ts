@@ -106,6 +106,7 @@ export class AgentAdmission {
       challengeIntervalMs: options.challengeIntervalMs,
       challengeTimeoutMs: options.challengeTimeoutMs,
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
+      lateReceipt: (s, frame) => this.#ctx.billing.settleLate(s, frame),
     });
     this.#sessions.add(session);
     session.onAuthenticated((s) => {

@@ -13,6 +13,7 @@ import {
   fromBase64Url,
   jobRequestSchema,
   sha256,
+  toBase64Url,
   type Envelope,
   type JobEvent,
 } from '../../shared/index.js';
@@ -25,6 +26,8 @@ interface Admitted {
   readonly caller: Caller;
   readonly envelope: Envelope;
   readonly body: Uint8Array;
+  /** sha256 of the body ciphertext. */
+  readonly requestDigest: Uint8Array;
   readonly free: boolean;
   readonly admittedAt: number;
 }
@@ -64,6 +67,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
   const { price, free } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
+  const requestDigest = sha256(body);
   await ctx.billing.hold({
     jobId: header.jobId,
     keyId: caller.key?.id ?? null,
@@ -71,8 +75,9 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
     price,
     bodyLength: header.bodyLength,
     maxTokens: header.maxTokens,
+    requestDigest: toBase64Url(requestDigest),
   });
-  return { caller, envelope, body, free, admittedAt };
+  return { caller, envelope, body, requestDigest, free, admittedAt };
 }
 
 /** Runs the admitted job and streams its events to the client; resolves when the job is over. */
@@ -89,7 +94,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
   });
   const job: ClientJob = new ClientJob({
     envelope,
-    requestDigest: sha256(admitted.body),
+    requestDigest: admitted.requestDigest,
     transport: ctx.transport,
     router: ctx.router,
     clock: ctx.clock,
@@ -102,6 +107,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
       firstChunk: (_agentId, ms) => ctx.metrics.ttft.observe(ms / 1000),
       relayed: (ms) => ctx.metrics.relay.observe(ms / 1000),
       attemptFailed: (_agentId, code) => ctx.metrics.attemptsFailed.inc({ code }),
+      claimCapped: (_agentId, field) => ctx.metrics.claimsCapped.inc({ field }),
     },
   });
   ctx.jobs.add(job, caller.id);
