@@ -582,13 +582,24 @@ export class SqlLedgerStore implements LedgerStore {
       // capped at the hold and at what the balance holds now.
       const cost = costOf({ promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok }, prompt, completion);
       const allowed = r.operatorId === null || job.keyId === null ? 0n : cost < job.holdAmount ? cost : job.holdAmount;
-      const balance = job.keyId === null ? 0n : bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [ACCOUNTS.client(job.keyId)]))?.balance);
+      const balance =
+        job.keyId === null
+          ? 0n
+          : bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [ACCOUNTS.client(job.keyId)]))?.balance);
       const charged = allowed < balance ? allowed : balance;
       const operatorAmount = operatorShare(charged, job.operatorShareBps);
       const platformAmount = charged - operatorAmount;
       await this.#markSettled(tx, 'released', settle, prompt, completion, { charged, operatorAmount, platformAmount }, r.now);
       if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount);
-      return { status: 'settled', from: 'client', charged, operatorAmount, platformAmount, shortfall: allowed - charged, capped: bounded.capped };
+      return {
+        status: 'settled',
+        from: 'client',
+        charged,
+        operatorAmount,
+        platformAmount,
+        shortfall: allowed - charged,
+        capped: bounded.capped,
+      };
     });
   }
 
@@ -731,7 +742,8 @@ export class SqlLedgerStore implements LedgerStore {
               COALESCE(SUM(CASE WHEN t.kind = 'settle-platform' THEN t.amount ELSE 0 END), 0) AS plat,
               COALESCE(SUM(CASE WHEN t.kind = 'release' THEN t.amount ELSE 0 END), 0) AS rel,
               COALESCE(SUM(CASE WHEN t.kind = 'hold' AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payer,
-              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payee,
+              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0)
+                AS wrong_payee,
               COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds' THEN t.amount ELSE 0 END), 0)
                 AS from_client,
               COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds'

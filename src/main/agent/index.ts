@@ -114,11 +114,16 @@ export {
   operatorMicroCredits,
   readSignedReceiptLog,
   summarizeEarnings,
+  undeliveredReceipts,
+  DELIVERY_STATES,
+  type DeliveryMark,
+  type DeliveryState,
   type EarningsOptions,
   type ModelPrice,
   type SignedReceiptLogContents,
   type SignedReceiptLogOptions,
 } from './records/receipt-log.js';
+export { ReceiptOutbox, MemoryDeliveryLog, type ReceiptDeliveryLog, type ReceiptOutboxOptions } from './receipt-outbox.js';
 export {
   ControlServer,
   startControlServer,
