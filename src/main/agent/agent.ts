@@ -43,7 +43,7 @@ import {
   loggedEmitter,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
-import { GatewayLink } from './gateway-link.js';
+import { GatewayLink, type ReceiptAckFrame } from './gateway-link.js';
 import { JobRunner, type JobStats, type ServedModel } from './job-runner.js';
 import { ReceiptOutbox, type ReceiptDeliveryLog } from './receipt-outbox.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
@@ -281,6 +281,7 @@ export class Agent extends Resource {
     );
     this.onJobs = this.#runner.onJobs;
     this.onReceipt = this.#runner.onReceipt;
+    this.onReceiptAck = this.#link.onReceiptAck;
     this.onLink = this.#link.onState;
     const welcome$ = d.add(loggedEmitter<Welcome>(log, 'welcome'));
     const reject$ = d.add(loggedEmitter<Rejection>(log, 'reject'));
@@ -294,6 +295,8 @@ export class Agent extends Resource {
   readonly onJobs: Event<void>;
   /** Fires with every receipt signed, once recorded, just before it is sent. */
   readonly onReceipt: Event<SignedReceipt>;
+  /** Fires with the gateway's answer to each receipt delivered late, after the outbox took it in. */
+  readonly onReceiptAck: Event<ReceiptAckFrame>;
   /** Fires when the link's state changes. */
   readonly onLink: Event<LinkState>;
   /** Fires with the operator and trust of every welcome from the gateway. */

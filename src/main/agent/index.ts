@@ -27,6 +27,7 @@ export {
   type GatewayLinkOptions,
   type JobFrame,
   type LinkState,
+  type ReceiptAckFrame,
   type RejectFrame,
   type StatusFields,
   type WelcomeFrame,
