@@ -406,7 +406,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
           this.#log.error('late receipt could not be settled', { agentId: this.agentId, jobId: frame.jobId, err: String(err) });
           return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
         });
-        this.#send({ v: PROTOCOL_VERSION, type: 'receipt-ack', jobId: frame.jobId, attempt: frame.attempt, ...ack });
+        const message = ack.message === undefined ? {} : { message: ack.message.slice(0, LIMITS.maxErrorMessageLength) };
+        this.#send({ v: PROTOCOL_VERSION, type: 'receipt-ack', jobId: frame.jobId, attempt: frame.attempt, ...ack, ...message });
         return;
       }
       default:

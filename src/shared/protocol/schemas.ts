@@ -360,6 +360,7 @@ export const errorFrame = frame('error', { code: codeSchema, message: messageSch
  * `retry` (it could not decide now; deliver it again on a later connection).
  */
 export const RECEIPT_OUTCOMES = ['settled', 'duplicate', 'refused', 'unknown', 'retry'] as const;
+/** One of {@link RECEIPT_OUTCOMES}. */
 export const receiptOutcomeSchema = z.enum(RECEIPT_OUTCOMES);
 /** What the gateway did with a delivered receipt. */
 export type ReceiptOutcome = z.infer<typeof receiptOutcomeSchema>;
