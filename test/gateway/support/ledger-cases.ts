@@ -350,6 +350,7 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     | { t: 'hold'; job: number; client: number | null; price: number; body: number; maxTokens: number }
     | { t: 'settle'; job: number; attempt: number; operator: number | null; prompt: number; completion: number }
     | { t: 'release'; job: number }
+    | { t: 'late'; job: number; attempt: number; operator: number | null; prompt: number; completion: number }
     | { t: 'restart' };
 
   const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -380,10 +381,21 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       }),
     },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), job: fc.nat(7) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('late' as const),
+        job: fc.nat(7),
+        attempt: fc.nat(1),
+        operator: fc.option(fc.nat(1), { freq: 6 }),
+        prompt: fc.nat(5_000_000),
+        completion: fc.nat(40_000),
+      }),
+    },
     { weight: 1, arbitrary: fc.constant({ t: 'restart' as const }) },
   );
 
-  it('keeps every invariant over random holds, settlements, failures, retries, duplicate receipts and restarts', async () => {
+  it('keeps every invariant over random holds, settlements, failures, retries, duplicate and late receipts and restarts', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(cmd, { minLength: 5, maxLength: 60, size: 'max' }), async (cmds) => {
         const opened = await factory.open();
@@ -434,6 +446,8 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 if (got === 'ok') {
                   jobs.set(c.job, { client: c.client, hold: amount, price, body: c.body, maxTokens: c.maxTokens, status: 'held' });
                   if (c.client !== null) balance[c.client]! -= amount;
+                  // Accepted by attempt 0: only that attempt's late receipt may settle it.
+                  await store.ledger.assign(jobIds[c.job]!, 'a'.repeat(32), 0);
                 }
                 break;
               }
@@ -487,6 +501,46 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                   if (job.client !== null) balance[job.client]! += job.hold;
                   job.status = 'released';
                 }
+                break;
+              }
+              case 'late': {
+                const result = await store.ledger.settleLate({
+                  jobId: jobIds[c.job]!,
+                  attempt: c.attempt,
+                  agentId: 'a'.repeat(32),
+                  operatorId: c.operator === null ? null : operators[c.operator]!.id,
+                  model: 'm',
+                  promptTokens: c.prompt,
+                  completionTokens: c.completion,
+                  requestDigest: 'x',
+                  finishReason: 'cancelled',
+                  receipt: '{}',
+                  now: 5,
+                });
+                const job = jobs.get(c.job);
+                if (!job) {
+                  expect(result).toEqual({ status: 'unknown' });
+                  break;
+                }
+                if (job.status === 'settled') {
+                  expect(result).toEqual({ status: 'duplicate' });
+                  break;
+                }
+                if (c.attempt !== 0) {
+                  expect(result.status).toBe('refused');
+                  break;
+                }
+                const cost = costOf(job.price, Math.min(c.prompt, job.body - 20), Math.min(c.completion, job.maxTokens));
+                const allowed = c.operator === null || job.client === null ? 0n : cost < job.hold ? cost : job.hold;
+                // After a release the charge comes from the balance, and never drives it below zero.
+                const from = job.status === 'held' ? 'hold' : 'client';
+                const charged = from === 'hold' || job.client === null || allowed <= balance[job.client]! ? allowed : balance[job.client]!;
+                const op = operatorShare(charged, 9500);
+                expect(result).toMatchObject({ status: 'settled', from, charged, operatorAmount: op, shortfall: allowed - charged });
+                if (job.client !== null) balance[job.client]! += from === 'hold' ? job.hold - charged : -charged;
+                if (c.operator !== null) earned[c.operator]! += op;
+                platform += charged - op;
+                job.status = 'settled';
                 break;
               }
               case 'restart':
