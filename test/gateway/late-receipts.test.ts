@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IncompleteReplyError, NightjarClient } from '../../src/client/index.js';
 import { ACCOUNTS, Gateway, openSqliteStore, promptTokenBound, completionTokenBound, chunkTextCapacity } from '../../src/gateway/index.js';
-import { Agent } from '../../src/main/agent/index.js';
+import { Agent, SignedReceiptLog, readSignedReceiptLog } from '../../src/main/agent/index.js';
 import {
   LIMITS,
   PROTOCOL_VERSION,
@@ -79,14 +79,21 @@ describe('a gateway killed mid-stream and restarted', () => {
     cleanups.push(async () => first.child.kill('SIGKILL'));
     const port = Number(new URL(first.url).port);
     const engine = new FakeEngine({ tokenDelayMs: 10, slots: 1 });
+    const identity = await generateIdentity();
+    // The agent's own receipt log, as `nightjar serve` keeps it: the receipt and its delivery marks.
+    const receiptFile = path.join(tmp.dir, 'receipts.jsonl');
+    const log = await SignedReceiptLog.open({ file: receiptFile, identityKey: identity.publicKey });
+    cleanups.push(() => log.dispose());
     const agent = await Agent.create({
       gatewayUrl: first.agentUrl,
-      identity: await generateIdentity(),
+      identity,
       engine,
       model: REAL_MODEL,
       backoff: { initialMs: 50, maxMs: 200 },
       stopGraceMs: 100,
       enrollToken: enroll.token,
+      recordReceipt: (r) => log.append(r),
+      receiptDelivery: log,
     });
     cleanups.push(() => agent.dispose());
     const receipts: SignedReceipt[] = [];
@@ -128,6 +135,7 @@ describe('a gateway killed mid-stream and restarted', () => {
     expect(engine.generated - atDrop!).toBeLessThanOrEqual(1);
     const receipt = receipts[0]!.receipt;
     expect(receipt).toMatchObject({ jobId, finishReason: 'cancelled' });
+    expect(log.undelivered()).toEqual([receipts[0]]);
     expect(receipt.completionTokens).toBeGreaterThanOrEqual(5);
     expect(receipt.completionTokens).toBeLessThanOrEqual(atDrop! + 1);
 
@@ -142,6 +150,14 @@ describe('a gateway killed mid-stream and restarted', () => {
     const late = await nextEvent(gateway.onLateReceipt, undefined, { clock: systemClock, timeoutMs: 10_000, what: 'the late receipt' });
     expect(late).toEqual({ jobId, agentId: agent.agentId, outcome: 'settled' });
     await onceTrue(agent.onReceiptAck, () => agent.undeliveredReceipts === 0, 'the agent to hear the ack');
+    // Marked settled in the log (the mark is written after the ack): a restarted agent would not send it again.
+    await log.dispose();
+    const onDisk = await readSignedReceiptLog(receiptFile, { identityKey: identity.publicKey });
+    expect(onDisk.marks?.map((m) => [m.jobId, m.state])).toEqual([
+      [jobId, 'undelivered'],
+      [jobId, 'settled'],
+    ]);
+    expect(onDisk.rejectedLines).toBe(0);
 
     const charged = BigInt(receipt.promptTokens) * 1n + BigInt(receipt.completionTokens) * 2n;
     const job = (await store.ledger.job(jobId))!;
