@@ -560,12 +560,13 @@ export class SqlLedgerStore implements LedgerStore {
       const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]);
       if (!row) return { status: 'unknown' };
       const job = jobOf(row);
-      if (job.status === 'settled') return { status: 'duplicate' };
       // Only the agent the job was last given to, for that attempt, may bill it: an agent that was
-      // failed over from, or one that never had the job, settles nothing.
+      // failed over from, or one that never had the job, settles nothing (and is told so, not
+      // "duplicate", even when another attempt settled the job).
       if (job.agentId !== r.agentId || job.attempt !== r.attempt) {
         return { status: 'refused', reason: 'the job was not given to this agent for this attempt' };
       }
+      if (job.status === 'settled') return { status: 'duplicate' };
       if (job.model !== r.model) return { status: 'refused', reason: 'the receipt names another model than the job asked for' };
       if (job.requestDigest !== null && job.requestDigest !== r.requestDigest) {
         return { status: 'refused', reason: 'the receipt covers another request than the job relayed' };

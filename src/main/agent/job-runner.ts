@@ -70,7 +70,8 @@ export interface JobRunnerOptions {
   recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
   /**
    * Takes every receipt whose `done` frame could not be sent (the link was down, or the job was
-   * stopped because it dropped), after it was recorded. Defaults to dropping it (logged).
+   * stopped because it dropped), after it was recorded. Defaults to dropping it (the `job done`
+   * log line says `delivered: false`).
    */
   undelivered?: (receipt: SignedReceipt) => void | Promise<void>;
   /** Remembers served jobIds. Defaults to a new ReplayGuard. */

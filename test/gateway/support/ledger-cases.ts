@@ -386,7 +386,7 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       arbitrary: fc.record({
         t: fc.constant('late' as const),
         job: fc.nat(7),
-        attempt: fc.nat(1),
+        attempt: fc.nat(3),
         operator: fc.option(fc.nat(1), { freq: 6 }),
         prompt: fc.nat(5_000_000),
         completion: fc.nat(40_000),
@@ -410,7 +410,16 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
           let platform = 0n;
           const jobs = new Map<
             number,
-            { client: number | null; hold: bigint; price: Price; body: number; maxTokens: number; status: 'held' | 'settled' | 'released' }
+            {
+              client: number | null;
+              hold: bigint;
+              price: Price;
+              body: number;
+              maxTokens: number;
+              status: 'held' | 'settled' | 'released';
+              /** The attempt the ledger has on record: 0 from the hold, the settling one after a settle. */
+              attempt: number;
+            }
           >();
           for (const c of cmds) {
             switch (c.t) {
@@ -444,7 +453,15 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 );
                 expect(got).toBe(expected);
                 if (got === 'ok') {
-                  jobs.set(c.job, { client: c.client, hold: amount, price, body: c.body, maxTokens: c.maxTokens, status: 'held' });
+                  jobs.set(c.job, {
+                    client: c.client,
+                    hold: amount,
+                    price,
+                    body: c.body,
+                    maxTokens: c.maxTokens,
+                    status: 'held',
+                    attempt: 0,
+                  });
                   if (c.client !== null) balance[c.client]! -= amount;
                   // Accepted by attempt 0: only that attempt's late receipt may settle it.
                   await store.ledger.assign(jobIds[c.job]!, 'a'.repeat(32), 0);
@@ -488,6 +505,7 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 if (c.operator !== null) earned[c.operator]! += op;
                 platform += charged - op;
                 job.status = 'settled';
+                job.attempt = c.attempt;
                 break;
               }
               case 'release': {
@@ -522,12 +540,12 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                   expect(result).toEqual({ status: 'unknown' });
                   break;
                 }
-                if (job.status === 'settled') {
-                  expect(result).toEqual({ status: 'duplicate' });
+                if (c.attempt !== job.attempt) {
+                  expect(result.status).toBe('refused');
                   break;
                 }
-                if (c.attempt !== 0) {
-                  expect(result.status).toBe('refused');
+                if (job.status === 'settled') {
+                  expect(result).toEqual({ status: 'duplicate' });
                   break;
                 }
                 const cost = costOf(job.price, Math.min(c.prompt, job.body - 20), Math.min(c.completion, job.maxTokens));
