@@ -221,7 +221,9 @@ export interface LedgerStore {
   release(jobId: string, outcome: string, now: number, completionBound?: number | null): Promise<ReleaseResult>;
   /**
    * Records which agent and attempt a held job was given to (on its accepted): only that agent's
-   * receipt for that attempt may settle it late.
+   * receipt for that attempt may settle it late. Committed without a flush of its own
+   * (SqlDriver.runUnflushed): it survives a crash of the gateway process; a power cut may lose it,
+   * and then that job's late receipt is refused.
    */
   assign(jobId: string, agentId: string, attempt: number): Promise<void>;
   /** Settles a receipt that arrived after its job ended here, exactly once (see the module comment). */
@@ -552,7 +554,13 @@ export class SqlLedgerStore implements LedgerStore {
   }
 
   async assign(jobId: string, agentId: string, attempt: number): Promise<void> {
-    await this.#db.run("UPDATE jobs SET agent_id = ?, attempt = ? WHERE job_id = ? AND status = 'held'", [agentId, attempt, jobId]);
+    // Not flushed on its own (a job's third fsync otherwise): it must survive a crash of the gateway
+    // process, which it does; the job's settle or release flushes it with itself.
+    await this.#db.runUnflushed("UPDATE jobs SET agent_id = ?, attempt = ? WHERE job_id = ? AND status = 'held'", [
+      agentId,
+      attempt,
+      jobId,
+    ]);
   }
 
   async settleLate(r: LateSettleRequest): Promise<LateSettleResult> {
