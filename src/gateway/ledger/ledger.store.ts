@@ -528,6 +528,7 @@ export class SqlLedgerStore implements LedgerStore {
     from: string,
     operatorAmount: bigint,
     platformAmount: bigint,
+    memo?: string,
   ): Promise<void> {
     if (operatorAmount > 0n && r.operatorId !== null) {
       await this.#account(tx, ACCOUNTS.operator(r.operatorId), r.now);
@@ -538,6 +539,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: ACCOUNTS.operator(r.operatorId),
         amount: operatorAmount,
         now: r.now,
+        memo,
       });
     }
     if (platformAmount > 0n) {
@@ -549,6 +551,7 @@ export class SqlLedgerStore implements LedgerStore {
         credit: ACCOUNTS.platform,
         amount: platformAmount,
         now: r.now,
+        memo,
       });
     }
   }
@@ -599,7 +602,9 @@ export class SqlLedgerStore implements LedgerStore {
       const operatorAmount = operatorShare(charged, job.operatorShareBps);
       const platformAmount = charged - operatorAmount;
       await this.#markSettled(tx, 'released', settle, prompt, completion, { charged, operatorAmount, platformAmount }, r.now);
-      if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount);
+      // The transfers keep why the hold had gone back (the job row's outcome is now settled-late).
+      const memo = `settled late, from the balance; the hold was released: ${job.outcome ?? 'unknown'}`;
+      if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount, memo);
       return {
         status: 'settled',
         from: 'client',

@@ -232,6 +232,14 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       expect(await ledger.job(released)).toMatchObject({ status: 'settled', outcome: 'settled-late', settledLateAt: 9, charged: 50n });
       expect(await ledger.balance(ACCOUNTS.client(key.id))).toBe(1_000_000n - 50n);
       expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(47n);
+      // The transfers say why the hold had gone back; the job row now says settled-late.
+      const memos = await store.driver.all('SELECT kind, memo FROM ledger_transfers WHERE job_id = ? ORDER BY kind', [released]);
+      expect(memos.map((m) => [m.kind, m.memo])).toEqual([
+        ['hold', null],
+        ['release', null],
+        ['settle-operator', 'settled late, from the balance; the hold was released: gateway restarted'],
+        ['settle-platform', 'settled late, from the balance; the hold was released: gateway restarted'],
+      ]);
 
       // Still held (the agent came back before the job gave up on it): settled from the hold.
       const held = jobId();
