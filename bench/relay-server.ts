@@ -1,5 +1,5 @@
 /**
- * The relay under test, in its own process: `node relay-server.js gateway` runs the real
+ * The relay under test, in its own process: `node relay-server.js gateway [backlog]` runs the real
  * gateway; `node relay-server.js forwarder` runs the baseline, a bare forwarder with the very same
  * transports and wire format (agents on a WebSocket, clients on HTTP with an NDJSON reply) and
  * nothing else: no handshake crypto, no validation, no digests, no timers, no receipt checks —
@@ -31,8 +31,8 @@ interface Relay {
   close(): Promise<void>;
 }
 
-async function gateway(): Promise<Relay> {
-  const g = await Gateway.start({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS });
+async function gateway(listenBacklog: number | undefined): Promise<Relay> {
+  const g = await Gateway.start({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS, listenBacklog });
   return { url: g.url, agentUrl: g.agentUrl, agents: () => g.directory.size, close: () => g.dispose() };
 }
 
@@ -137,8 +137,9 @@ async function forwarder(): Promise<Relay> {
 
 async function main(): Promise<void> {
   const kind = process.argv[2];
-  if (kind !== 'gateway' && kind !== 'forwarder') throw new Error('usage: relay-server.js gateway|forwarder');
-  const relay = kind === 'gateway' ? await gateway() : await forwarder();
+  if (kind !== 'gateway' && kind !== 'forwarder') throw new Error('usage: relay-server.js gateway|forwarder [listen backlog]');
+  const backlog = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+  const relay = kind === 'gateway' ? await gateway(backlog) : await forwarder();
   const send = (m: RelayServerMessage): void => {
     process.send!(m);
   };

@@ -3,17 +3,14 @@
  * real gateway against a bare forwarder with the same transports; memory per idle agent
  * connection.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { LIMITS, sealRequest, type SealedRequest } from '../src/shared/index.js';
 import { BENCH_MODEL, benchAgentKeys, type BenchAgentKeys } from './identities.js';
-import { FakeAgent, RelayStream, type ProducerJob } from './relay-peers.js';
-import type { RelayServerMessage, RelayServerRequest } from './relay-server.js';
+import { RelayStream, type FakeAgent, type ProducerJob } from './relay-peers.js';
+import { RelayProcess, connectAgents, type RelayKind } from './relay-process.js';
 import type { AreaReport, BenchContext } from './report.js';
 import { fmt, fmtInt, fmtRatio, now, percentile, sleep, waitUntil } from './stats.js';
 
-type RelayKind = 'gateway' | 'forwarder';
 const KINDS: readonly RelayKind[] = ['gateway', 'forwarder'];
 const STREAM_COUNTS = [1, 100, 1000] as const;
 /** Fake agents the streams are spread over (each bundle offers at most 256 slots). */
@@ -24,72 +21,12 @@ const IN_FLIGHT = 256;
 /** Per-stream chunk rate offered in the latency phase: a 1B model on a Mac, about 100 tokens/s. */
 const STREAM_RATE = 100;
 
-/** The relay's process. */
-class RelayProcess {
-  private constructor(
-    readonly kind: RelayKind,
-    private readonly child: ChildProcess,
-    readonly url: string,
-    readonly agentUrl: string,
-  ) {}
-
-  static start(kind: RelayKind): Promise<RelayProcess> {
-    const child = fork(fileURLToPath(new URL('./relay-server.js', import.meta.url)), [kind], {
-      execArgv: ['--expose-gc'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    return new Promise((resolve, reject) => {
-      child.once('message', (m: RelayServerMessage) => {
-        if (m.type === 'ready') resolve(new RelayProcess(kind, child, m.url, m.agentUrl));
-      });
-      child.once('exit', (code) => reject(new Error(`the ${kind} process exited (code ${code})`)));
-    });
-  }
-
-  #ask<T extends 'memory' | 'cpu'>(type: T): Promise<Extract<RelayServerMessage, { type: T }>> {
-    return new Promise((resolve) => {
-      const listener = (m: RelayServerMessage): void => {
-        if (m.type !== type) return;
-        this.child.off('message', listener);
-        resolve(m as Extract<RelayServerMessage, { type: T }>);
-      };
-      this.child.on('message', listener);
-      this.child.send({ type } satisfies RelayServerRequest);
-    });
-  }
-
-  /** The relay's memory after two full GCs. */
-  memory(): Promise<Extract<RelayServerMessage, { type: 'memory' }>> {
-    return this.#ask('memory');
-  }
-
-  /** CPU time the relay process has used so far, in microseconds. */
-  async cpuMicros(): Promise<number> {
-    return (await this.#ask('cpu')).micros;
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.send({ type: 'close' } satisfies RelayServerRequest);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 /** N streams open through one relay, each with one chunk delivered. */
 interface Session {
   relay: RelayProcess;
   streams: RelayStream[];
   jobs: Map<string, ProducerJob>;
   pool: http.Agent;
-}
-
-async function connectAgents(relay: RelayProcess, keys: readonly BenchAgentKeys[], slots: number): Promise<FakeAgent[]> {
-  const agents = keys.map((k) => new FakeAgent(k, slots));
-  for (let i = 0; i < agents.length; i += 50) await Promise.all(agents.slice(i, i + 50).map((a) => a.connect(relay.agentUrl)));
-  return agents;
 }
 
 async function openSession(relay: RelayProcess, agents: readonly FakeAgent[], n: number): Promise<Session> {

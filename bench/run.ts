@@ -77,6 +77,7 @@ const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   batching: () => import('./batching.js'),
   'whole-path': () => import('./whole-path.js'),
   relay: () => import('./relay.js'),
+  'accept-burst': () => import('./accept-burst.js'),
   crypto: () => import('./crypto.js'),
   preemption: () => import('./preemption.js'),
   'cold-start': () => import('./cold-start.js'),

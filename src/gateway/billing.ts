@@ -57,6 +57,15 @@ export interface LateReceiptAgent {
   readonly bundle: VerifiedBundle;
 }
 
+/** What {@link Billing.settleLate} checks besides the receipt and the ledger. */
+export interface LateSettleOptions {
+  /**
+   * Whether the receipt's model file may bill: the catalog lists it for the model, or lists
+   * nothing for the model (a free one). Defaults to any file.
+   */
+  fileListed?: (model: string, sha256: string) => boolean;
+}
+
 /** Options of {@link Billing}. */
 export interface BillingOptions {
   /** The ledger. Required. */
@@ -162,7 +171,11 @@ export class Billing implements Disposable {
    * ledger settle it exactly once (LedgerStore.settleLate: only the agent and attempt the job was
    * given to, claims cut to their bounds). Resolves with the acknowledgement for the agent.
    */
-  async settleLate(agent: LateReceiptAgent, frame: Extract<AgentFrame, { type: 'receipt' }>): Promise<LateReceiptAck> {
+  async settleLate(
+    agent: LateReceiptAgent,
+    frame: Extract<AgentFrame, { type: 'receipt' }>,
+    options: LateSettleOptions = {},
+  ): Promise<LateReceiptAck> {
     const { ledger, metrics, clock, logger } = this.#o;
     const ack = (a: LateReceiptAck, log: Record<string, unknown> = {}): LateReceiptAck => {
       metrics.lateReceipts.inc({ outcome: a.outcome });
@@ -183,6 +196,10 @@ export class Billing implements Disposable {
     } catch (err) {
       const e = err instanceof NightjarError ? err : new NightjarError('NJ_RECEIPT_INVALID', 'the receipt could not be checked');
       return ack({ outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message: e.message });
+    }
+    if (options.fileListed && !options.fileListed(receipt.model, receipt.modelSha256)) {
+      const message = `the receipt names a file the catalog does not list for ${receipt.model}`;
+      return ack({ outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message });
     }
     // A job still being billed here (waiting for this attempt's receipt after a cancel, or running
     // on another agent after a failover) settles or releases first; the ledger then decides.

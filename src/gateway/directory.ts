@@ -71,10 +71,29 @@ export interface DirectoryEntry {
 /** A model as clients see it. */
 export interface DirectoryModel {
   id: string;
+  /** True if every offered file of it says it is synthetic (informational: prices follow the catalog). */
   synthetic: boolean;
+  /** True if the catalog lists the id: only its catalogued files are offered, at its price. */
+  catalogued: boolean;
   agents: number;
   freeSlots: number;
 }
+
+/**
+ * Which agents' files may be offered, and which are catalogued (priced). The gateway's
+ * {@link ModelCatalog} is one; {@link OPEN_CATALOG} offers every file and catalogues none.
+ */
+export interface FileCatalog {
+  /** True if the catalog lists model id `id`. */
+  lists(id: string): boolean;
+  /** True if the catalog lists the file `sha256` as model `id`. */
+  catalogued(id: string, sha256: string): boolean;
+  /** True if the file `sha256`, served as `id`, may be offered to clients at all. */
+  offers(id: string, sha256: string): boolean;
+}
+
+/** A catalog that lists nothing and offers every file (free): a directory on its own, in tests. */
+export const OPEN_CATALOG: FileCatalog = { lists: () => false, catalogued: () => false, offers: () => true };
 
 /** What a job needs of an agent. */
 export interface EligibilityNeeds {
@@ -83,13 +102,18 @@ export interface EligibilityNeeds {
   minTrust?: Trust;
   /** The job costs money: only agents bound to an operator may serve it. Defaults to false. */
   paid?: boolean;
+  /**
+   * The job was priced from the catalog: only agents whose file the catalog lists for the model
+   * may serve it, whatever the catalog says by the time it is routed. Defaults to false.
+   */
+  catalogued?: boolean;
   now: number;
 }
 
 /** Options of {@link Directory}. */
 export interface DirectoryOptions {
-  /** Offer models from synthetic GGUF files to clients. Defaults to false. */
-  allowSynthetic?: boolean;
+  /** Which files may be offered and which are catalogued. Defaults to {@link OPEN_CATALOG}. */
+  catalog?: FileCatalog;
   /** Ranking penalty per recent failure, ms of expected latency. Defaults to 5000. */
   failurePenaltyMs?: number;
   /**
@@ -110,7 +134,7 @@ export interface DirectoryOptions {
 
 /** The defaults of {@link DirectoryOptions}. */
 export const DIRECTORY_DEFAULTS: Required<DirectoryOptions> = {
-  allowSynthetic: false,
+  catalog: OPEN_CATALOG,
   failurePenaltyMs: 5000,
   pressurePenaltyMs: 10_000,
   failureHalfLifeMs: 60_000,
@@ -194,15 +218,15 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
     return this.#agents.size;
   }
 
-  /** True if `entry` serves `model` in a way clients may be offered. */
-  serves(entry: E, model: string): boolean {
-    return entry.bundle.bundle.models.some((m) => m.id === model && (this.#o.allowSynthetic || !m.synthetic));
-  }
-
-  /** True if every connected agent that serves `model` says its file is synthetic. */
-  isSynthetic(model: string): boolean {
-    const files = this.all().flatMap((e) => e.bundle.bundle.models.filter((m) => m.id === model));
-    return files.length > 0 && files.every((m) => m.synthetic);
+  /**
+   * True if `entry` serves `model` from a file clients may be offered (the catalog's rule); with
+   * `catalogued`, only from a file the catalog lists for `model`.
+   */
+  serves(entry: E, model: string, catalogued = false): boolean {
+    const catalog = this.#o.catalog;
+    return entry.bundle.bundle.models.some(
+      (m) => m.id === model && (catalogued ? catalog.catalogued(model, m.sha256) : catalog.offers(model, m.sha256)),
+    );
   }
 
   /**
@@ -218,16 +242,17 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
   }
 
   /**
-   * True if `entry` may be given a job for `needs` at all (busy or not): it serves the model,
-   * meets the trust floor, is serving and accepting, answered its last challenge, its bundle has
-   * not expired, and — for a paid job — it is bound to an operator.
+   * True if `entry` may be given a job for `needs` at all (busy or not): it serves the model
+   * from a file the catalog lets it (a catalogued one, for a job priced from the catalog), meets
+   * the trust floor, is serving and accepting, answered its last challenge, its bundle has not
+   * expired, and — for a paid job — it is bound to an operator.
    */
   eligible(entry: E, needs: EligibilityNeeds): boolean {
     const floor = TRUST_LEVELS.indexOf(needs.minTrust ?? 'signed');
     return (
       entry.accepting &&
       entry.status?.state === 'serving' &&
-      this.serves(entry, needs.model) &&
+      this.serves(entry, needs.model, needs.catalogued ?? false) &&
       TRUST_LEVELS.indexOf(entry.trust) >= floor &&
       entry.challengeFresh(needs.now) &&
       // An expired bundle would be refused by every client anyway (agents rotate well before).
@@ -309,13 +334,14 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
     return this.all().some((e) => this.serves(e, model));
   }
 
-  /** The models on offer, with how many agents serve each and their free slots. */
+  /** The models on offer (the catalog's rule), with how many agents serve each and their free slots. */
   models(now: number): DirectoryModel[] {
+    const catalog = this.#o.catalog;
     const byId = new Map<string, DirectoryModel>();
     for (const e of this.all()) {
       for (const m of e.bundle.bundle.models) {
-        if (m.synthetic && !this.#o.allowSynthetic) continue;
-        const row = byId.get(m.id) ?? { id: m.id, synthetic: m.synthetic, agents: 0, freeSlots: 0 };
+        if (!catalog.offers(m.id, m.sha256)) continue;
+        const row = byId.get(m.id) ?? { id: m.id, synthetic: m.synthetic, catalogued: catalog.lists(m.id), agents: 0, freeSlots: 0 };
         row.synthetic &&= m.synthetic;
         row.agents++;
         if (this.available(e, { model: m.id, now })) row.freeSlots += this.freeSlots(e);

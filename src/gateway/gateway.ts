@@ -24,8 +24,10 @@ import {
 } from '../shared/index.js';
 import type { AgentSession } from './agent-session.js';
 import { Billing, type JobBilled, type LateReceipt } from './billing.js';
+import { ModelCatalog } from './catalog/model-catalog.js';
 import { Directory } from './directory.js';
 import { AgentAdmission, agentAdmissionRoutes } from './http/agent-admission.js';
+import { catalogRoutes } from './http/catalog-api.js';
 import { clientApiRoutes } from './http/client-api.js';
 import type { GatewayContext } from './http/context.js';
 import { healthRoutes } from './http/health.js';
@@ -63,6 +65,8 @@ export class Gateway extends Resource {
   readonly transport: JobTransport;
   /** Accounts and ledger. */
   readonly store: GatewayStore;
+  /** The model catalog and the gateway's signing key (its public half). */
+  readonly catalog: ModelCatalog;
   /** Prometheus metrics. */
   readonly metrics: GatewayMetrics;
   /** Fires once per job when it finished, with its outcome as the client saw it. */
@@ -96,6 +100,7 @@ export class Gateway extends Resource {
     this.router = ctx.router;
     this.transport = ctx.transport;
     this.store = ctx.store;
+    this.catalog = ctx.catalog;
     this.metrics = ctx.metrics;
     this.onJobFinished = ctx.jobs.onJobFinished;
     this.onJobBilled = ctx.billing.onJobBilled;
@@ -150,13 +155,30 @@ export class Gateway extends Resource {
       }
       const state = { closing: false };
       const capacity: Emitter<void> = owned.add(loggedEmitter(o.logger, 'capacity'));
-      const ctx = buildContext(o, store, owned, capacity.event, () => state.closing);
+      const catalog = owned.add(
+        await ModelCatalog.load({
+          store: store.catalog,
+          key: await store.catalog.gatewayKey(o.clock.now()),
+          clock: o.clock,
+          serveUncatalogued: o.serveUncatalogued,
+          refreshMs: o.catalogRefreshMs,
+          logger: o.logger,
+        }),
+      );
+      // What agents may be offered changed: jobs waiting in the queue may go, or have nobody left.
+      owned.add(catalog.onChanged(() => capacity.fire()));
+      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing);
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
       const sites = [...o.sites];
       if (o.dashboard) sites.push(owned.add(await createDashboardSite()).site);
       const app = await createServer(ctx, admission, sites);
       const { url, agentUrl } = await listen(app, o);
-      o.logger.info('gateway listening', { url, anonymous: o.allowAnonymous });
+      o.logger.info('gateway listening', {
+        url,
+        anonymous: o.allowAnonymous,
+        serveUncatalogued: o.serveUncatalogued,
+        gatewayKeyId: catalog.gatewayKey.keyId,
+      });
       return new Gateway({ ctx, app, admission, state, owned, url, agentUrl });
     } catch (err) {
       await owned.dispose().catch(() => undefined);
@@ -209,16 +231,20 @@ interface GatewayParts {
   agentUrl: string;
 }
 
+/** The retry hint of NJ_MODEL_UNKNOWN while agents are coming back (they arrive spread over about 5 s). */
+const AGENT_RETURN_RETRY_MS = 500;
+
 /** The shared state of the plugins; what it creates goes in `owned`. */
 function buildContext(
   o: ResolvedGatewayOptions,
   store: GatewayStore,
+  catalog: ModelCatalog,
   owned: DisposableStore,
   onCapacity: Event<void>,
   closing: () => boolean,
 ): GatewayContext {
   const { clock, logger: log } = o;
-  const directory = owned.add(new Directory<AgentSession>({ allowSynthetic: o.allowSynthetic, logger: log }));
+  const directory = owned.add(new Directory<AgentSession>({ catalog, logger: log }));
   const router = owned.add(
     new Router({
       clock,
@@ -249,7 +275,16 @@ function buildContext(
   });
   metrics.gauge('nightjar_queue_depth', 'Jobs waiting for a free slot.', () => router.depth());
   metrics.gauge('nightjar_active_jobs', 'Jobs streaming or queued now.', () => jobs.size);
-  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, billing, jobs, closing };
+  const startedAt = clock.now();
+  const modelUnknown = (model: string): NightjarError => {
+    const returning = clock.now() - startedAt < o.agentReturnMs;
+    return returning
+      ? new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model} yet; the gateway has just started`, {
+          retryAfterMs: AGENT_RETURN_RETRY_MS,
+        })
+      : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`);
+  };
+  return { options: o, clock, log, store, catalog, directory, router, transport, metrics, limiter, billing, jobs, modelUnknown, closing };
 }
 
 /** The fastify server with every plugin registered. */
@@ -273,6 +308,7 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
     await app.register(securityHeaders);
     await app.register(healthRoutes, { ctx });
     await app.register(clientApiRoutes, { ctx });
+    await app.register(catalogRoutes, { ctx });
     await app.register(jobRoutes, { ctx });
     await app.register(agentAdmissionRoutes, { ctx, admission });
     if (o.dashboard) await app.register(operatorApiRoutes, { ctx });
@@ -288,7 +324,7 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
 /** Listens on the configured address; resolves with the URLs it answers on. */
 async function listen(app: FastifyInstance, o: ResolvedGatewayOptions): Promise<{ url: string; agentUrl: string }> {
   try {
-    await app.listen({ host: o.host, port: o.port });
+    await app.listen({ host: o.host, port: o.port, backlog: o.listenBacklog });
   } catch (err) {
     await app.close();
     const code = (err as NodeJS.ErrnoException).code;

@@ -15,11 +15,21 @@ export {
   type JobTransport,
   type LocalTransportOptions,
 } from './transport.js';
-export { Billing, type BillingOptions, type HoldFor, type JobBilled, type LateReceipt, type LateReceiptAgent } from './billing.js';
+export {
+  Billing,
+  type BillingOptions,
+  type HoldFor,
+  type JobBilled,
+  type LateReceipt,
+  type LateReceiptAgent,
+  type LateSettleOptions,
+} from './billing.js';
 export { RunningJobs, type JobFinished } from './running-jobs.js';
 export {
   Directory,
   DIRECTORY_DEFAULTS,
+  OPEN_CATALOG,
+  type FileCatalog,
   newHealth,
   type DirectoryEntry,
   type DirectoryModel,
@@ -64,7 +74,10 @@ export { healthRoutes } from './http/health.js';
 export { clientApiRoutes } from './http/client-api.js';
 export { jobRoutes } from './http/jobs.js';
 export { pageRoutes, createDashboardSite, type DashboardSite, type PagesPluginOptions } from './http/pages.js';
-export { authenticateClient, priceOf, type Caller } from './http/callers.js';
+export { authenticateClient, priceOf, type Caller, type ModelPricing } from './http/callers.js';
+export { catalogRoutes } from './http/catalog-api.js';
+export { ModelCatalog, MODEL_CATALOG_DEFAULTS, type ModelCatalogOptions } from './catalog/model-catalog.js';
+export { SqlCatalogStore, type CatalogStore, type CatalogFileRow, type GatewayKeyInfo } from './catalog/catalog.store.js';
 export type { StaticSite } from '../node/index.js';
 export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from './store/gateway-store.js';
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';

@@ -132,6 +132,13 @@ export interface ClientJobOptions {
   sink: JobSink;
   /** The job costs money: only agents bound to an operator may serve it. Defaults to false. */
   paid?: boolean;
+  /**
+   * The job was priced from the catalog: true for the files the catalog lists for the model.
+   * Only agents serving such a file are tried, and a receipt naming any other file bills nothing
+   * (so an agent that also lists an uncatalogued file under the id cannot bill for it). Defaults to
+   * null: any file the agent serves (a free job).
+   */
+  pricedFiles?: ((model: string, sha256: string) => boolean) | null;
   /** The ledger's side of the job. Defaults to billing nothing. */
   billing?: JobBilling;
   /** Metrics. Defaults to measuring nothing. */
@@ -150,8 +157,9 @@ const NO_BILLING: JobBilling = { settle: async () => undefined, release: async (
 const NO_OBSERVER: JobObserver = { firstChunk: () => undefined, relayed: () => undefined, attemptFailed: () => undefined };
 
 /** The defaults of {@link ClientJobOptions} (its timeouts default to {@link JOB_TIMEOUT_DEFAULTS}). */
-export const CLIENT_JOB_DEFAULTS: Required<Pick<ClientJobOptions, 'paid' | 'billing' | 'observer' | 'maxAttempts'>> = {
+export const CLIENT_JOB_DEFAULTS: Required<Pick<ClientJobOptions, 'paid' | 'pricedFiles' | 'billing' | 'observer' | 'maxAttempts'>> = {
   paid: false,
+  pricedFiles: null,
   billing: NO_BILLING,
   observer: NO_OBSERVER,
   maxAttempts: LIMITS.maxAttempts,
@@ -205,7 +213,7 @@ export class ClientJob {
     const { timeouts, ...rest } = options;
     this.#o = { ...withDefaults(CLIENT_JOB_DEFAULTS, rest), timeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, timeouts) };
     const { header } = options.envelope;
-    this.#needs = { model: header.model, paid: this.#o.paid, maxTokens: header.maxTokens };
+    this.#needs = { model: header.model, paid: this.#o.paid, catalogued: this.#o.pricedFiles !== null, maxTokens: header.maxTokens };
     this.jobId = header.jobId;
     this.#admittedAt = options.clock.now();
     this.finished = new Promise((r) => (this.#resolve = r));
@@ -421,6 +429,9 @@ export class ClientJob {
       });
       const served = a.channel.bundle.bundle.models.some((m) => m.id === receipt.model && m.sha256 === receipt.modelSha256);
       if (!served) throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt names a model file the agent does not serve');
+      if (this.#o.pricedFiles && !this.#o.pricedFiles(receipt.model, receipt.modelSha256)) {
+        throw new NightjarError('NJ_RECEIPT_INVALID', `the receipt names a file the catalog does not list for ${receipt.model}`);
+      }
       if (receipt.completionTokens > header.maxTokens) {
         throw new NightjarError('NJ_RECEIPT_INVALID', 'the receipt claims more tokens than the request allowed');
       }

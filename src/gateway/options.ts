@@ -14,6 +14,14 @@ export interface GatewayOptions {
   host?: string;
   /** TCP port; 0 picks a free one. Defaults to 8787. */
   port?: number;
+  /**
+   * Connections the kernel may hold accepted before the gateway picks them up (listen(2)'s
+   * backlog; Linux caps it at net.core.somaxconn, 4096 by default). Past it the kernel drops new
+   * connections and their clients retry after 1 s, 3 s, 7 s, 15 s…: Node's default of 511
+   * overflowed when 1,000 clients arrived at once, and their requests took seconds to tens of
+   * seconds while the gateway's own timings looked fine (bench: accept-burst). Defaults to 4096.
+   */
+  listenBacklog?: number;
   /** Name signed into agent challenges. Defaults to 'nightjar-gateway'. */
   gatewayId?: string;
   /** Where log lines go. Defaults to a silent logger. */
@@ -26,19 +34,39 @@ export interface GatewayOptions {
    */
   store?: GatewayStore;
   /**
-   * Let clients without an API key run jobs that cost nothing (synthetic or zero-priced models).
+   * Let clients without an API key run jobs that cost nothing (uncatalogued or zero-priced models).
    * Defaults to true when no store is handed in (an in-memory development gateway, as
    * `nightjar up` runs), false when one is.
    */
   allowAnonymous?: boolean;
-  /** Offer synthetic models to clients (development networks). Defaults to false. */
+  /**
+   * Offer, free, agents' files under model ids the signed catalog does not list (a development
+   * network's synthetic model). A file under a listed id that the catalog does not list for it is
+   * never offered, and prices apply only to catalogued files, whatever this says or a file's own
+   * `synthetic` flag says. Defaults to true when no store is handed in (an in-memory development
+   * gateway, as `nightjar up` runs), false when one is.
+   */
+  serveUncatalogued?: boolean;
+  /**
+   * @deprecated The synthetic flag no longer decides anything at the gateway; this is read as
+   * {@link GatewayOptions.serveUncatalogued} when that is not given. Defaults to unset.
+   */
   allowSynthetic?: boolean;
+  /** How long the gateway uses its copy of the catalog before it reads the store again (admin changes). Defaults to 2000 ms. */
+  catalogRefreshMs?: number;
   /** Operator share of each charge, in basis points (an integer from 0 to 10 000). Defaults to 9500 (95 %). */
   operatorShareBps?: number;
   /** Largest agent WebSocket frame, at most LIMITS.maxAgentFrameBytes. Defaults to LIMITS.maxAgentFrameBytes (6 MiB). */
   maxAgentFrameBytes?: number;
   /** Largest request ciphertext a client may send, at most LIMITS.maxRequestBodyBytes. Defaults to LIMITS.maxRequestBodyBytes. */
   maxRequestBodyBytes?: number;
+  /**
+   * How long after start the gateway expects its agents back (they reconnect within 5 s with their
+   * default timing): until then a model no connected agent serves is answered NJ_MODEL_UNKNOWN with
+   * a retry hint (retryAfterMs 500), which the SDK follows; after it, plainly, so a client asking
+   * for a model nobody serves fails at once. 0 never hints. Defaults to 10 000 ms.
+   */
+  agentReturnMs?: number;
   /** Time from agent connect to verified auth. Defaults to 10 000 ms. */
   handshakeTimeoutMs?: number;
   /** Agent status heartbeat interval. Defaults to 15 000 ms. */
@@ -96,25 +124,30 @@ export interface GatewayOptions {
 }
 
 /** {@link GatewayOptions} once resolved: every field set, nested ones too. */
-export interface ResolvedGatewayOptions extends Required<Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'jobTimeouts'>> {
+export interface ResolvedGatewayOptions extends Required<
+  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'jobTimeouts' | 'allowSynthetic'>
+> {
   /** Null when /metrics is public. */
   metricsToken: string | null;
   rateLimit: { perSecond: number; burst: number };
   jobTimeouts: Required<JobTimeouts>;
 }
 
-/** The defaults of {@link GatewayOptions} (allowAnonymous is true instead when no store is handed in). */
+/** The defaults of {@link GatewayOptions} (allowAnonymous and serveUncatalogued are true instead when no store is handed in). */
 export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   host: '127.0.0.1',
   port: 8787,
+  listenBacklog: 4096,
   gatewayId: 'nightjar-gateway',
   logger: silentLogger,
   clock: systemClock,
   allowAnonymous: false,
-  allowSynthetic: false,
+  serveUncatalogued: false,
+  catalogRefreshMs: 2000,
   operatorShareBps: 9500,
   maxAgentFrameBytes: LIMITS.maxAgentFrameBytes,
   maxRequestBodyBytes: LIMITS.maxRequestBodyBytes,
+  agentReturnMs: 10_000,
   handshakeTimeoutMs: 10_000,
   heartbeatMs: 15_000,
   challengeIntervalMs: 60_000,
@@ -148,8 +181,9 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
  * are clamped to the protocol's LIMITS.
  */
 export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGatewayOptions {
-  const { store, metricsToken, rateLimit, jobTimeouts, ...rest } = options;
-  const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: store === undefined }, rest);
+  const { store, metricsToken, rateLimit, jobTimeouts, allowSynthetic, ...rest } = options;
+  const dev = store === undefined;
+  const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: dev, serveUncatalogued: allowSynthetic ?? dev }, rest);
   if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'operatorShareBps must be an integer from 0 to 10000');
   }

@@ -67,6 +67,8 @@ export interface JobNeeds {
   model: string;
   /** The job costs money: only agents bound to an operator may serve it. */
   paid: boolean;
+  /** The job was priced from the catalog: only agents whose file the catalog lists for the model. Defaults to false. */
+  catalogued?: boolean;
   /** The job's completion budget, for ranking by expected latency. */
   maxTokens: number;
 }
@@ -127,7 +129,8 @@ export class LocalTransport implements JobTransport {
     const eligible: AgentSession[] = [];
     for (const id of agentIds) {
       const session = directory.get(id);
-      if (session && directory.eligible(session, { model: needs.model, paid: needs.paid, now })) eligible.push(session);
+      if (session && directory.eligible(session, { model: needs.model, paid: needs.paid, catalogued: needs.catalogued, now }))
+        eligible.push(session);
     }
     const free = eligible.filter((s) => directory.freeSlots(s) > 0).sort((a, b) => directory.compare(a, b, now, needs.maxTokens));
     const busy = eligible.filter((s) => directory.freeSlots(s) === 0);

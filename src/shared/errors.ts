@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   NJ_RECEIPT_INVALID: { status: 502, hint: 'The receipt does not match the job that ran; do not pay for it and report the agent.' },
   NJ_TRUST_POLICY: { status: 503, hint: 'No agent meets your trust policy; relax it or try again later.' },
   NJ_PINNED_KEY_CHANGED: { status: 502, hint: 'An agent you pinned presented a different identity key; investigate before unpinning.' },
+  NJ_CATALOG_INVALID: { status: 502, hint: 'The model catalog is malformed or not signed by the gateway key you expect; do not trust it.' },
 
   // Agents and authentication
   NJ_AUTH_FAILED: { status: 401, hint: 'The agent could not prove its identity key; check its keychain entry.' },
@@ -71,7 +72,10 @@ export const ERROR_CODES = {
   NJ_INTERNAL: { status: 500, hint: 'This is a bug in Nightjar; report it with the log lines around it.' },
 
   // Client
-  NJ_PROXY_UNAUTHORIZED: { status: 401, hint: 'Send the token `nightjar proxy --token` was given, as a bearer token or x-api-key.' },
+  NJ_PROXY_UNAUTHORIZED: {
+    status: 401,
+    hint: 'Send the token the proxy was given (its --token-file or NIGHTJAR_PROXY_TOKEN) as a bearer token or x-api-key.',
+  },
   NJ_PROXY_FORBIDDEN: { status: 403, hint: 'Call the proxy from a program on this machine at a loopback address, not from a web page.' },
   NJ_UNSUPPORTED_FEATURE: { status: 400, hint: 'Nightjar serves text chat only; leave out the parameter the message names.' },
 

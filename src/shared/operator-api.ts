@@ -62,8 +62,16 @@ export const operatorAgentViewSchema = z.strictObject({
   ttftMs: z.number().min(0).nullable(),
   slots: count.nullable(),
   freeSlots: count.nullable(),
-  /** True if the router would send it paid work now (serving, challenge answered, bound). */
+  /**
+   * True if the router would send it work now at its model's price (serving, challenge answered,
+   * bound, and — for a model the catalog lists — serving a file the catalog lists for it).
+   */
   routable: z.boolean(),
+  /**
+   * True if the gateway's signed catalog lists the file the agent serves for its model (only
+   * such files are priced and earn); false if not (free work at most); null while offline.
+   */
+  catalogued: z.boolean().nullable(),
   challengeFresh: z.boolean().nullable(),
   uptimeMs: timeMs.nullable(),
   lastSeenAt: timeMs,

@@ -212,7 +212,8 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
     expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
     expect(unknown).toMatchObject({ status: 404, code: 'model_not_found', type: 'invalid_request_error' });
     expect((unknown as Error).message).toMatch(
-      /^404 NJ_MODEL_UNKNOWN: no connected agent serves no-such-model\. No agent serves this model/,
+      // The gateway has just started, so it says the model may yet come; the proxy's client does not wait.
+      /^404 NJ_MODEL_UNKNOWN: no connected agent serves no-such-model yet; the gateway has just started\. No agent serves this model/,
     );
 
     const tools = await openai()
@@ -398,7 +399,7 @@ describe('the proxy answers local programs only', () => {
     const client = new NightjarClient({ gatewayUrl: net.gateway.url });
     await expect(CompatProxy.start({ client, host: '0.0.0.0', port: 0 })).rejects.toMatchObject({
       code: 'NJ_CONFIG_INVALID',
-      message: 'listening on 0.0.0.0 (not loopback) needs a token; pass one with --token',
+      message: 'listening on 0.0.0.0 (not loopback) needs a token; pass one with --token-file or NIGHTJAR_PROXY_TOKEN',
     });
   });
 });

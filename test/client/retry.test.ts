@@ -17,7 +17,9 @@ import { ManualClock } from './support/net.js';
 
 const failed = new NightjarError('NJ_AGENT_FAILED', 'every candidate failed');
 const busy = (retryAfterMs: number): NightjarError => new NightjarError('NJ_NO_CAPACITY', 'busy', { retryAfterMs });
-const unknown = new NightjarError('NJ_MODEL_UNKNOWN', 'no connected agent serves m');
+const unknown = new NightjarError('NJ_MODEL_UNKNOWN', 'no connected agent serves m yet', { retryAfterMs: 500 });
+/** What a gateway past its agents' return window answers: no hint, so a model nobody serves. */
+const unserved = new NightjarError('NJ_MODEL_UNKNOWN', 'no connected agent serves m');
 /** The state after `sent` sends, none answered NJ_MODEL_UNKNOWN. */
 const after = (sent: number): RetryState => ({ sent, modelUnknown: 0, elapsedMs: 0 });
 
@@ -78,18 +80,20 @@ describe('a model the gateway does not know (yet)', () => {
   const policy = resolveRetryPolicy({ baseDelayMs: 200, maxDelayMs: 1000 });
   const state = (modelUnknown: number, elapsedMs: number, sent = modelUnknown): RetryState => ({ sent, modelUnknown, elapsedMs });
 
-  it('is sent again while the next send begins within modelUnknownMs of the first, by its own count', () => {
+  it('is sent again after the hinted wait while that wait ends within modelUnknownMs of the first send', () => {
     expect(RETRY_DEFAULTS.modelUnknownMs).toBe(6000);
     expect(DEFAULT_RETRY_ON).toContain('NJ_MODEL_UNKNOWN');
-    // The backoff of its own sends: 1 → ceiling 200, 2 → 400, …, capped at maxDelayMs.
-    expect(retryDelay(policy, unknown, state(1, 0), () => 0.5)).toBe(100);
-    expect(retryDelay(policy, unknown, state(3, 700), () => 0.999)).toBe(799);
+    expect(retryDelay(policy, unknown, state(1, 0), () => 0.5)).toBe(500);
     // Not counted against maxAttempts (3): the tenth send still goes, 5.5 s in.
     expect(retryDelay(policy, unknown, state(10, 5500), () => 0.5)).toBe(500);
-    // The last wait is cut to end at the window; after it, the error stands.
-    expect(retryDelay(policy, unknown, state(10, 5800), () => 0.999)).toBe(200);
+    // A wait that would end past the window is not taken; after it, the error stands.
+    expect(retryDelay(policy, unknown, state(11, 5600), () => 0.5)).toBeNull();
     expect(retryDelay(policy, unknown, state(11, 6000), () => 0.5)).toBeNull();
-    expect(retryDelay(policy, unknown, state(11, 6500), () => 0.5)).toBeNull();
+  });
+
+  // Fails if an unhinted NJ_MODEL_UNKNOWN is retried: a misspelt model would take modelUnknownMs to fail.
+  it('is final without the gateway hint: a model nobody serves fails at once', () => {
+    expect(retryDelay(policy, unserved, state(1, 0), () => 0.5)).toBeNull();
   });
 
   it('counts only its own sends in the window, and the other codes keep their maxAttempts', () => {
@@ -99,6 +103,7 @@ describe('a model the gateway does not know (yet)', () => {
     expect(retryDelay(policy, failed, state(3, 1000, 6), () => 0.5)).toBeNull();
     // A gateway hint is taken if it ends inside the window, else the error stands.
     const hinted = new NightjarError('NJ_MODEL_UNKNOWN', 'no', { retryAfterMs: 800 });
+    expect(retryDelay(policy, hinted, state(1, 0))).toBe(800);
     expect(retryDelay(policy, hinted, state(1, 5000))).toBe(800);
     expect(retryDelay(policy, hinted, state(1, 5500))).toBeNull();
   });

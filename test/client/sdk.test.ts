@@ -266,26 +266,39 @@ describe('retries', () => {
 
   // Fails if NJ_MODEL_UNKNOWN is retried without the time bound (the request would never end),
   // or by maxAttempts alone (it would give up after 2 retries, within a second).
-  it('gives up on a model nobody serves once modelUnknownMs has passed since the first send', async () => {
+  it('while the gateway expects its agents back, retries a model nobody serves until modelUnknownMs has passed', async () => {
     net = await startNet();
     await net.addAgent(new FakeEngine());
     const clock = new ManualClock();
     const waits: number[] = [];
-    const pending = client(net, { clock, random: () => 0.999 })
+    const pending = client(net, { clock })
       .complete({ ...ask, model: 'nobody-serves-this', onRetry: (r) => waits.push(r.delayMs) })
       .catch((e: unknown) => e);
-    // Draws of 0.999 of 250, 500, 1000, 2000 ms (rounded), then what is left of the 6 s.
-    for (let i = 0; i < 5; i++) {
+    // The gateway's hint, 500 ms, eleven times: the twelfth wait would end past the 6 s.
+    for (let i = 0; i < 11; i++) {
       const ms = await clock.nextTimer();
       clock.advance(ms);
       clock.fire();
     }
-    expect(await pending).toMatchObject({ code: 'NJ_MODEL_UNKNOWN', message: 'no connected agent serves nobody-serves-this' });
-    expect(waits.slice(0, 4)).toEqual([250, 500, 999, 1998]);
-    const total = waits.reduce((a, b) => a + b, 0);
-    expect(total).toBeLessThanOrEqual(6000);
-    expect(total).toBeGreaterThan(5000);
+    expect(await pending).toMatchObject({
+      code: 'NJ_MODEL_UNKNOWN',
+      message: 'no connected agent serves nobody-serves-this yet; the gateway has just started',
+    });
+    expect(waits).toEqual(Array.from({ length: 11 }, () => 500));
     expect(clock.timers).toEqual([]);
+  });
+
+  // Fails if the SDK retries an unhinted NJ_MODEL_UNKNOWN, or the gateway hints past agentReturnMs:
+  // a misspelt model would take modelUnknownMs (6 s) to fail.
+  it('fails at once on a model nobody serves once the gateway is past its agents’ return', async () => {
+    net = await startNet({ agentReturnMs: 0 });
+    await net.addAgent(new FakeEngine());
+    const retries: string[] = [];
+    const error = await client(net)
+      .complete({ ...ask, model: 'nobody-serves-this', onRetry: (r) => retries.push(r.error.code) })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'NJ_MODEL_UNKNOWN', message: 'no connected agent serves nobody-serves-this' });
+    expect(retries).toEqual([]);
   });
 
   it('does not wait longer than maxDelayMs, and retry: false never resends', async () => {

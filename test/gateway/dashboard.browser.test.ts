@@ -19,6 +19,8 @@ const RESULTS = path.resolve(import.meta.dirname, '../../test-results');
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let net: BilledNetwork;
 let agent: Agent;
+/** Serves a file the catalog does not list under REAL_MODEL's id: shown, never routed. */
+let uncatalogued: Agent;
 let browser: Browser;
 
 beforeAll(async () => {
@@ -26,6 +28,8 @@ beforeAll(async () => {
   tmp = await tempDir();
   net = await startBilledNetwork(tmp.dir);
   agent = await startAgent(net.gateway, { engine: new FakeEngine(), enrollToken: await net.enrollToken() });
+  const fakeFile = { ...REAL_MODEL, sha256: 'ee'.repeat(32) };
+  uncatalogued = await startAgent(net.gateway, { engine: new FakeEngine(), model: fakeFile, enrollToken: await net.enrollToken() });
   const http = closableFetch();
   try {
     const isBilled = billed(net.gateway);
@@ -54,6 +58,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await agent?.dispose();
+  await uncatalogued?.dispose();
   await net?.close();
   await tmp?.remove();
 });
@@ -87,7 +92,15 @@ describe('operator dashboard in Chromium', () => {
       const cells = await row.locator('td').allTextContents();
       expect(cells.slice(0, 4)).toEqual([agent.agentId.slice(0, 12), 'serving', 'signed', REAL_MODEL.id]);
       expect(cells[6]).toBe('3'); // jobs done
-      expect(await page.textContent('#online')).toBe('1');
+      const other = await page.locator(`#agents tr[data-agent-id="${uncatalogued.agentId}"] td`).allTextContents();
+      expect(other.slice(0, 4)).toEqual([
+        uncatalogued.agentId.slice(0, 12),
+        'file not in catalog',
+        'signed',
+        `${REAL_MODEL.id} (not in catalog)`,
+      ]);
+      expect(other[6]).toBe('0'); // never routed, though it claims the same id
+      expect(await page.textContent('#online')).toBe('2');
 
       // Three jobs at 17 micro-credits each to the operator.
       expect(await page.textContent('#balance')).toBe('0.000051');

@@ -4,15 +4,15 @@
  * expected latency, and failure penalties that fade with their half-life.
  */
 import { describe, expect, it } from 'vitest';
-import { Directory, newHealth, type DirectoryEntry } from '../../src/gateway/index.js';
+import { Directory, newHealth, type DirectoryEntry, type FileCatalog } from '../../src/gateway/index.js';
 import type { VerifiedBundle } from '../../src/shared/index.js';
 
-function entry(id: string, over: Partial<DirectoryEntry> & { fresh?: boolean; synthetic?: boolean } = {}): DirectoryEntry {
+function entry(id: string, over: Partial<DirectoryEntry> & { fresh?: boolean; synthetic?: boolean; sha256?: string } = {}): DirectoryEntry {
   const bundle = {
     bundle: {
       agentId: id,
       notAfter: 1_000_000,
-      models: [{ id: 'm', sha256: 'a'.repeat(64), synthetic: over.synthetic ?? false, contextLength: 1 }],
+      models: [{ id: 'm', sha256: over.sha256 ?? 'a'.repeat(64), synthetic: over.synthetic ?? false, contextLength: 1 }],
       capacity: { slots: 4 },
     },
   } as unknown as VerifiedBundle;
@@ -67,8 +67,35 @@ describe('directory', () => {
     expect(d.eligible(entry('a', { operatorId: null }), { ...needs, paid: true })).toBe(false);
     expect(d.eligible(entry('a', { operatorId: null }), needs)).toBe(true);
     expect(d.eligible(entry('a'), { ...needs, now: 1_000_000 })).toBe(false); // its bundle expired
-    expect(d.eligible(entry('a', { synthetic: true }), needs)).toBe(false);
-    expect(new Directory({ allowSynthetic: true }).eligible(entry('a', { synthetic: true }), needs)).toBe(true);
+    // On its own (OPEN_CATALOG) a directory offers every file, whatever its synthetic flag.
+    expect(d.eligible(entry('a', { synthetic: true }), needs)).toBe(true);
+  });
+
+  // Fails if eligibility went by the file's own flag or by the model id alone (serves() ignoring the catalog).
+  it('offers files as the catalog says: a listed id only from its listed files, an unlisted id as configured', () => {
+    const listed = new Map([['m', new Set(['c'.repeat(64)])]]);
+    const catalog = (serveUncatalogued: boolean): FileCatalog => ({
+      lists: (id) => listed.has(id),
+      catalogued: (id, sha) => listed.get(id)?.has(sha) ?? false,
+      offers: (id, sha) => (listed.has(id) ? (listed.get(id)?.has(sha) ?? false) : serveUncatalogued),
+    });
+    const d = new Directory({ catalog: catalog(true) });
+    const good = entry('a', { sha256: 'c'.repeat(64) });
+    const fake = entry('b', { sha256: 'd'.repeat(64), synthetic: false });
+    const needs = { model: 'm', now: 0 };
+    expect([d.eligible(good, needs), d.eligible(fake, needs)]).toEqual([true, false]);
+    expect([d.eligible(good, { ...needs, catalogued: true }), d.eligible(fake, { ...needs, catalogued: true })]).toEqual([true, false]);
+    d.set(good);
+    d.set(fake);
+    expect(d.models(0)).toEqual([{ id: 'm', synthetic: false, catalogued: true, agents: 1, freeSlots: 4 }]);
+    // An id the catalog does not list: offered (free) only where uncatalogued files are served.
+    listed.clear();
+    expect(d.eligible(fake, needs)).toBe(true);
+    expect(d.eligible(fake, { ...needs, catalogued: true })).toBe(false);
+    expect(d.models(0)).toEqual([{ id: 'm', synthetic: false, catalogued: false, agents: 2, freeSlots: 8 }]);
+    const strict = new Directory({ catalog: catalog(false) });
+    strict.set(fake);
+    expect([strict.eligible(fake, needs), strict.knows('m'), strict.models(0)]).toEqual([false, false, []]);
   });
 
   it('ranks free before busy, then by expected latency; a failure ranks an agent lower until it fades', () => {

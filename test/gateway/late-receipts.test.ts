@@ -34,7 +34,7 @@ import { onceTrue } from '../helpers/events.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
-import { REAL_MODEL, REAL_PRICE, billed, billedNetworkPerTest, clientOf, tempDir } from './support/net.js';
+import { REAL_FILE, REAL_MODEL, REAL_PRICE, billed, billedNetworkPerTest, clientOf, tempDir } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
 
 const http = perTestFetch();
@@ -68,6 +68,7 @@ describe('a gateway killed mid-stream and restarted', () => {
     const file = path.join(tmp.dir, 'gateway.db');
     const setup = await openSqliteStore({ path: file });
     const now = Date.now();
+    await setup.catalog.addFile(REAL_MODEL.id, REAL_FILE, now);
     await setup.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
     const operator = await setup.accounts.createOperator({ name: 'Ada', now });
     const key = await setup.accounts.createApiKey({ name: 'client', now });
@@ -228,8 +229,9 @@ describe('late receipts at a gateway that stayed up', () => {
   const fx = billedNetworkPerTest();
 
   // Fails without LedgerStore.settleLate's status check (the second delivery is answered 'retry'
-  // after the job "changed under its settlement"), and without the signature check of
-  // Billing.settleLate (the altered receipt then settles 5000 prompt tokens).
+  // after the job "changed under its settlement"), without the signature check of
+  // Billing.settleLate (the altered receipt then settles 5000 prompt tokens), and without its
+  // catalog check (the receipt for an unlisted file settles).
   it('settles a receipt delivered after a dropped link once; a replay, another agent or an altered receipt moves nothing', async () => {
     const { gateway, store } = fx.net;
     const token = await fx.net.enrollToken();
@@ -276,6 +278,9 @@ describe('late receipts at a gateway that stayed up', () => {
     // Another attempt than the one the job was given: refused.
     const wrongAttempt = await back.sign({ ...signed.receipt, attempt: job.attempt + 1 });
     expect(await deliver(back, wrongAttempt)).toMatchObject({ outcome: 'refused' });
+    // A model file the catalog does not list for the model: refused, late as on time.
+    const otherFile = await back.sign({ ...signed.receipt, modelSha256: 'ef'.repeat(32) });
+    expect(await deliver(back, otherFile)).toMatchObject({ outcome: 'refused', message: expect.stringMatching(/catalog does not list/) });
     expect(await store.ledger.clientBalance(fx.net.key.id)).toEqual(before);
 
     // The real one: 12 × 1 + 2 × 2 = 16 micro-credits, 15 to the operator; then a replay moves nothing.
@@ -286,7 +291,7 @@ describe('late receipts at a gateway that stayed up', () => {
     expect(await store.ledger.job(job.jobId)).toMatchObject({ status: 'settled', outcome: 'settled-late', charged: 16n });
     expect(await gateway.metrics.value(gateway.metrics.lateReceipts, { outcome: 'settled' })).toBe(1);
     expect(await gateway.metrics.value(gateway.metrics.lateReceipts, { outcome: 'duplicate' })).toBe(1);
-    expect(await gateway.metrics.value(gateway.metrics.lateReceipts, { outcome: 'refused' })).toBe(3);
+    expect(await gateway.metrics.value(gateway.metrics.lateReceipts, { outcome: 'refused' })).toBe(4);
     expect(await store.ledger.checkInvariants()).toEqual([]);
   });
 

@@ -72,6 +72,7 @@ describe('operator API', () => {
       trust: 'signed',
       model: REAL_MODEL.id,
       routable: true,
+      catalogued: true,
       challengeFresh: true,
       jobsDone: 2,
       jobsFailed: 0,
@@ -133,7 +134,14 @@ describe('operator API', () => {
     const gw = fx.net.gateway;
     await onceTrue(gw.onAgentDisconnected, () => gw.directory.size === 0, 'the agent to leave', 2000);
     const offline = (await get('/v1/operator/agents', cookie)).body.agents[0];
-    expect(offline).toMatchObject({ agentId: agent.agentId, connected: false, state: 'offline', routable: false, uptimeMs: null });
+    expect(offline).toMatchObject({
+      agentId: agent.agentId,
+      connected: false,
+      state: 'offline',
+      routable: false,
+      catalogued: null,
+      uptimeMs: null,
+    });
   });
 
   it('refuses without a valid session or token, and shows each operator only their own', async () => {

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS, openPostgresDriver, openPostgresStore, migrate, toPostgresPlaceholders } from '../../src/gateway/index.js';
 import { randomBytes, toBase64Url, toHex } from '../../src/shared/index.js';
+import { catalogCases } from './support/catalog-cases.js';
 import { ledgerCases } from './support/ledger-cases.js';
 
 const URL = process.env.NIGHTJAR_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -43,7 +44,9 @@ describe('the schema on PostgreSQL', () => {
       expect(tables).toEqual([
         'agents',
         'api_keys',
+        'catalog_files',
         'enrollment_tokens',
+        'gateway_keys',
         'jobs',
         'ledger_accounts',
         'ledger_transfers',
@@ -125,4 +128,16 @@ describe('ledger on PostgreSQL', () => {
     },
     { runs: 25 },
   );
+});
+
+describe('catalog and gateway key on PostgreSQL', () => {
+  catalogCases({
+    async open() {
+      const s = schema();
+      return {
+        store: await openPostgresStore({ connectionString: URL, schema: s }),
+        reopen: () => openPostgresStore({ connectionString: URL, schema: s }),
+      };
+    },
+  });
 });

@@ -65,6 +65,7 @@ describe('the registry', () => {
       'NJ_RECEIPT_INVALID',
       'NJ_TRUST_POLICY',
       'NJ_PINNED_KEY_CHANGED',
+      'NJ_CATALOG_INVALID',
       'NJ_AUTH_FAILED',
       'NJ_AUTH_TIMEOUT',
       'NJ_AGENT_REPLACED',

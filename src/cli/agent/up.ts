@@ -36,7 +36,8 @@ export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: Com
   }
 
   // An in-memory ledger with one operator, so the dashboard has someone to sign in as and the
-  // agent something to be bound to; clients need no key (synthetic models are free).
+  // agent something to be bound to; clients need no key. The catalog lists nothing, and this
+  // gateway serves uncatalogued files free: that is how the synthetic model is offered.
   const store = await openSqliteStore({ path: ':memory:' });
   const now = ctx.clock.now();
   const operator = await store.accounts.createOperator({ name: 'local', now });
@@ -44,7 +45,7 @@ export async function upCommand({ port, dir: dirFlag, slots }: UpFlags, ctx: Com
   const sites = await chatPageSites(gatewayLog);
   let gateway: Gateway;
   try {
-    gateway = await Gateway.start({ port, allowSynthetic: true, allowAnonymous: true, store, sites, logger: gatewayLog });
+    gateway = await Gateway.start({ port, serveUncatalogued: true, allowAnonymous: true, store, sites, logger: gatewayLog });
   } catch (err) {
     await store.dispose();
     throw err;

@@ -1,11 +1,23 @@
 /**
- * `nightjar gateway keys|operators|enroll|prices|ledger`: administration of a gateway's database,
+ * `nightjar gateway keys|operators|enroll|prices|catalog|key|ledger`: administration of a gateway's database,
  * safe to run while the gateway runs (SQLite in WAL mode takes one writer at a time and readers
  * alongside). Secrets (API keys, operator tokens, enrollment tokens) are printed once, when they
  * are made, and never again: only their hashes are stored.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { NightjarError, formatCredits, formatDateTime, modelIdSchema, parseCredits, parseDuration } from '../../shared/index.js';
+import {
+  NightjarError,
+  formatBytes,
+  formatCredits,
+  formatDateTime,
+  modelIdSchema,
+  parseCredits,
+  parseDuration,
+  type GatewayCatalogFile,
+} from '../../shared/index.js';
 import { ACCOUNTS, openSqliteStore, type GatewayStore } from '../../gateway/index.js';
 import { DEFAULT_DB } from '../flags.js';
 import type { CommandContext } from '../io.js';
@@ -27,6 +39,10 @@ export type AdminCommand =
   | 'prices set'
   | 'prices list'
   | 'prices remove'
+  | 'catalog add'
+  | 'catalog list'
+  | 'catalog remove'
+  | 'key show'
   | 'ledger check';
 
 /** Flags of the admin commands (each takes the ones it needs). */
@@ -39,6 +55,49 @@ export interface AdminFlags {
   ttl?: string;
   prompt?: string;
   completion?: string;
+  /** `catalog add`: a local copy of the file, whose sha256, size and name are taken from it. */
+  from?: string;
+  sha256?: string;
+  bytes?: number;
+  /** `catalog add`: the file's name (defaults to the --from file's). */
+  fileName?: string;
+  quantization?: string;
+  context?: number;
+  url?: string;
+}
+
+/** sha256 (hex) and size of a local file, read as a stream. */
+async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
+  const info = await stat(file).catch((cause: unknown) => {
+    throw new NightjarError('NJ_USAGE', `cannot read ${file}: ${(cause as Error).message}`, { cause });
+  });
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return { sha256: hash.digest('hex'), bytes: info.size };
+}
+
+/** The catalog entry `catalog add` describes, from its flags (and the --from file). */
+async function catalogFileOf(
+  values: AdminFlags,
+  cwd: string,
+  need: (v: string | undefined, flag: string) => string,
+): Promise<GatewayCatalogFile> {
+  const local = values.from === undefined ? null : path.resolve(cwd, values.from);
+  const measured = local ? await hashFile(local) : null;
+  if (measured && values.sha256 !== undefined && values.sha256 !== measured.sha256) {
+    throw new NightjarError('NJ_USAGE', `--sha256 differs from the sha256 of ${values.from} (${measured.sha256})`);
+  }
+  const bytes = values.bytes ?? measured?.bytes;
+  if (bytes === undefined) throw new NightjarError('NJ_USAGE', 'catalog add needs --bytes (or --from FILE)');
+  if (values.context === undefined) throw new NightjarError('NJ_USAGE', 'catalog add needs --context');
+  return {
+    sha256: values.sha256 ?? measured?.sha256 ?? need(undefined, '--sha256 (or --from FILE)'),
+    bytes,
+    name: values.fileName ?? (local ? path.basename(local) : need(undefined, '--file-name (or --from FILE)')),
+    quantization: need(values.quantization, '--quantization'),
+    contextLength: values.context,
+    ...(values.url === undefined ? {} : { url: values.url }),
+  };
 }
 
 const time = (ms: number | null): string => (ms === null ? '-' : formatDateTime(ms));
@@ -175,6 +234,11 @@ export async function adminCommand(
         out(`${model} has no price now; the gateway refuses it (NJ_MODEL_UNPRICED) until it is priced again.\n`);
         return 0;
       }
+      case 'catalog add':
+      case 'catalog list':
+      case 'catalog remove':
+      case 'key show':
+        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
       case 'ledger check': {
         const problems = await ledger.checkInvariants();
         if (problems.length === 0) {
@@ -187,5 +251,67 @@ export async function adminCommand(
     }
   } finally {
     await store.dispose();
+  }
+}
+
+/** What {@link catalogCommand} needs of the admin command it runs for. */
+interface CatalogCommandContext {
+  store: GatewayStore;
+  now: number;
+  cwd: string;
+  out(text: string): void;
+  need(v: string | undefined, flag: string): string;
+}
+
+/** `catalog add|list|remove` and `key show`; resolves with the exit code. */
+async function catalogCommand(
+  command: 'catalog add' | 'catalog list' | 'catalog remove' | 'key show',
+  args: readonly string[],
+  values: AdminFlags,
+  c: CatalogCommandContext,
+): Promise<number> {
+  switch (command) {
+    case 'catalog add': {
+      const model = args[0]!;
+      const file = await catalogFileOf(values, c.cwd, c.need);
+      const added = await c.store.catalog.addFile(model, file, c.now);
+      c.out(
+        `${added ? 'Catalogued' : 'Updated'} ${file.name} (${file.sha256}, ${formatBytes(file.bytes)}) as ${model}: ` +
+          `jobs for ${model} now go only to agents serving a file the catalog lists for it, at its price.\n`,
+      );
+      if (!(await c.store.accounts.getPrice(model))) {
+        c.out(`${model} has no price yet; set one with: nightjar gateway prices set ${model} --prompt CREDITS --completion CREDITS\n`);
+      }
+      return 0;
+    }
+    case 'catalog list': {
+      const rows = [['MODEL', 'SHA256', 'SIZE', 'QUANT', 'CONTEXT', 'FILE', 'ADDED']];
+      for (const f of await c.store.catalog.listFiles())
+        rows.push([f.model, f.sha256, formatBytes(f.bytes), f.quantization, String(f.contextLength), f.name, time(f.addedAt)]);
+      c.out(table(rows));
+      return 0;
+    }
+    case 'catalog remove': {
+      const model = args[0]!;
+      const n = await c.store.catalog.removeFile(model, values.sha256);
+      if (n === 0)
+        throw new NightjarError(
+          'NJ_NOT_FOUND',
+          `the catalog lists no ${values.sha256 === undefined ? 'file' : `file ${values.sha256}`} for ${model}`,
+        );
+      const left = (await c.store.catalog.listFiles()).filter((f) => f.model === model).length;
+      c.out(
+        `Removed ${n} ${n === 1 ? 'file' : 'files'} of ${model} from the catalog` +
+          (left > 0 ? `; ${left} still ${left === 1 ? 'is' : 'are'} that model.\n` : '; agents serving it are no longer priced for it.\n'),
+      );
+      return 0;
+    }
+    case 'key show': {
+      const key = await c.store.catalog.gatewayKey(c.now);
+      const info = (await c.store.catalog.gatewayKeyInfo())!;
+      c.out(`Gateway key ${key.keyId} (Ed25519), created ${time(info.createdAt)}; it signs the model catalog (GET /v1/catalog).\n`);
+      c.out(`Public key, to give clients and agents that pin it:\n\n  ${info.publicKey}\n\n`);
+      return 0;
+    }
   }
 }

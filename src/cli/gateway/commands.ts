@@ -3,7 +3,7 @@
  * tiny helpers load with it; each action imports its body (and so the gateway) when it runs.
  */
 import { Option, type Command } from 'commander';
-import { DEFAULT_DB, POSITIONAL_OPTIONS, helpAfter, noOperands, port } from '../flags.js';
+import { DEFAULT_DB, POSITIONAL_OPTIONS, helpAfter, integer, noOperands, port, positiveInteger } from '../flags.js';
 import type { Launch } from '../program.js';
 import type { AdminCommand, AdminFlags } from './admin-commands.js';
 import type { GatewayFlags } from './gateway-command.js';
@@ -99,11 +99,39 @@ function definePrices(gateway: Command, launch: Launch): void {
   ledger.command('check').description('verify the ledger’s invariants').action(admin(launch, 'ledger check'));
 }
 
+function defineCatalog(gateway: Command, launch: Launch): void {
+  const catalog = group(gateway, 'catalog', 'which files (by sha256) each model id is priced and routed for');
+  catalog
+    .command('add')
+    .description('list a file as model ID: only agents serving a listed file are priced and routed for ID')
+    .argument('<model>')
+    .option('--from <file>', 'a local copy of the file: its sha256, size and name are read from it')
+    .option('--sha256 <hex>', 'the file’s sha256 (64 hex digits)')
+    .addOption(new Option('--bytes <n>', 'the file’s size in bytes').argParser(positiveInteger))
+    .option('--file-name <name>', 'the file’s name, as people know it')
+    .requiredOption('--quantization <q>', 'its quantization, like Q4_K_M or Q8_0')
+    .addOption(new Option('--context <n>', 'its context length in tokens').argParser(integer(1, 2 ** 24)).makeOptionMandatory())
+    .option('--url <url>', 'where the file can be downloaded (http or https)')
+    .action(admin(launch, 'catalog add'));
+  catalog.command('list').description('the catalogued files').action(admin(launch, 'catalog list'));
+  catalog
+    .command('remove')
+    .description('remove a model’s files (or one, with --sha256) from the catalog')
+    .argument('<model>')
+    .option('--sha256 <hex>', 'only this file')
+    .action(admin(launch, 'catalog remove'));
+  const key = group(gateway, 'key', 'the gateway’s signing key (its public half)');
+  key
+    .command('show', { isDefault: true })
+    .description('print the public key (made now if the gateway never started); the default')
+    .action(admin(launch, 'key show'));
+}
+
 /** Adds `nightjar gateway` and its administration commands to `program`. */
 export function defineGatewayCommands(program: Command, launch: Launch): void {
   const gateway = program
     .command('gateway')
-    .summary('run a gateway (keys, operators, enroll, prices, ledger: administer its database)')
+    .summary('run a gateway (keys, operators, enroll, prices, catalog, key, ledger: administer its database)')
     .description(
       'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It ' +
         'relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite ' +
@@ -114,10 +142,11 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .enablePositionalOptions()
     .option('--db <path>', `${DB_HELP}; created if missing`)
     .option('--memory', 'keep everything in memory instead (development: lost on exit)')
-    .option('--open', 'let clients without an API key run free jobs (synthetic or zero-priced models); default with --memory')
+    .option('--open', 'let clients without an API key run free jobs (uncatalogued or zero-priced models); default with --memory')
     .option('--host <addr>', 'interface to listen on', '127.0.0.1')
     .addOption(new Option('--port <n>', 'TCP port').argParser(port).default(8787))
-    .option('--allow-synthetic', 'offer synthetic development models to clients (always free)')
+    .option('--serve-uncatalogued', 'offer, free, models the catalog does not list (a development model); default with --memory')
+    .addOption(new Option('--allow-synthetic', 'deprecated: same as --serve-uncatalogued').hideHelp())
     .option('--operator-share <pct>', 'operators’ share of each charge, in percent (default 95)')
     .option('--metrics-token-file <file>', 'require the token in FILE (mode 0600) at /metrics (or set env NIGHTJAR_METRICS_TOKEN)')
     .addHelpText(
@@ -141,6 +170,7 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
   defineOperators(gateway, launch);
   defineEnroll(gateway, launch);
   definePrices(gateway, launch);
+  defineCatalog(gateway, launch);
   // Set after the subcommands (they would inherit it): an operand is then noOperands' to name.
   gateway.allowExcessArguments();
 }

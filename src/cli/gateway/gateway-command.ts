@@ -1,6 +1,6 @@
 /**
  * `nightjar gateway`: runs the embedded-default gateway (one process, one SQLite file) until
- * stopped; `nightjar gateway keys|operators|enroll|prices|ledger` administers its database.
+ * stopped; `nightjar gateway keys|operators|enroll|prices|catalog|key|ledger` administers its database.
  */
 import path from 'node:path';
 import { NightjarError } from '../../shared/index.js';
@@ -16,6 +16,9 @@ export interface GatewayFlags {
   open?: boolean;
   host: string;
   port: number;
+  /** Offer, free, models the catalog does not list (default with --memory). */
+  serveUncatalogued?: boolean;
+  /** Deprecated alias of serveUncatalogued. */
   allowSynthetic?: boolean;
   /** Operators' share of each charge, in percent ("95", "97.5"). */
   operatorShare?: string;
@@ -48,7 +51,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
     gateway = await Gateway.start({
       host: values.host,
       port,
-      allowSynthetic: values.allowSynthetic ?? false,
+      serveUncatalogued: values.serveUncatalogued ?? values.allowSynthetic ?? values.memory ?? false,
       allowAnonymous: values.open ?? values.memory ?? false,
       operatorShareBps: values.operatorShare === undefined ? undefined : shareBps(values.operatorShare),
       metricsToken,

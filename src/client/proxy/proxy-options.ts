@@ -68,7 +68,10 @@ export function isLoopbackHost(host: string): boolean {
 export function resolveProxyOptions(options: CompatProxyOptions): ResolvedProxyOptions {
   const o = withDefaults(PROXY_DEFAULTS, options);
   if (!isLoopbackHost(o.host) && !o.token) {
-    throw new NightjarError('NJ_CONFIG_INVALID', `listening on ${o.host} (not loopback) needs a token; pass one with --token`);
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      `listening on ${o.host} (not loopback) needs a token; pass one with --token-file or NIGHTJAR_PROXY_TOKEN`,
+    );
   }
   // An empty token is no token.
   return { ...o, client: options.client, token: o.token || undefined, defaultMaxTokens: Math.min(o.defaultMaxTokens, LIMITS.maxTokens) };

@@ -4,10 +4,12 @@
  * once text has been delivered, another agent's reply cannot be spliced onto it. The wait is the
  * gateway's hint when it gives one, else Nightjar's one backoff (full jitter, src/shared).
  *
- * A model the gateway does not list (NJ_MODEL_UNKNOWN) is retried by time rather than by count:
- * a gateway that has just restarted lists a model only once an agent serving it is back (within
- * 5 s of its return with the agents' default reconnect timing), so such a request is sent again
- * for up to `modelUnknownMs` from its first send, and then fails as a model nobody serves.
+ * A model the gateway does not list (NJ_MODEL_UNKNOWN) is retried by time rather than by count,
+ * and only when the gateway hints a wait: a gateway that has just restarted lists a model only
+ * once an agent serving it is back (within 5 s of its return with the agents' default reconnect
+ * timing), and says so with retryAfterMs during its first seconds (its agentReturnMs). Such a
+ * request is sent again, after each hinted wait, for up to `modelUnknownMs` from its first send.
+ * Without the hint the model is one nobody serves, and the error is returned at once.
  */
 import { NightjarError, backoffDelay, resolveBackoff, withDefaults, type ErrorCode, type ResolvedBackoff } from '../../shared/index.js';
 
@@ -34,11 +36,11 @@ export interface RetryPolicy {
   /** Error codes that are retried. Defaults to {@link DEFAULT_RETRY_ON}. */
   retryOn?: readonly ErrorCode[];
   /**
-   * How long after its first send a request for a model the gateway does not list
-   * (NJ_MODEL_UNKNOWN, when `retryOn` has it) is still sent again: long enough for a restarted
-   * gateway's agents to come back, short enough that a model nobody serves fails soon. These
-   * sends do not count against maxAttempts; the last wait is cut to end at this time. 0 turns
-   * them off. Defaults to 6 000 ms.
+   * How long after its first send a request for a model the gateway does not list yet
+   * (NJ_MODEL_UNKNOWN with a retry hint, when `retryOn` has it) is still sent again: long enough
+   * for a restarted gateway's agents to come back. Without the hint it is not sent again. These
+   * sends do not count against maxAttempts; a hinted wait that would end after this time is not
+   * waited for. 0 turns them off. Defaults to 6 000 ms.
    */
   modelUnknownMs?: number;
 }
@@ -51,8 +53,8 @@ export interface RetryPolicy {
  * - NJ_NOT_A_RECIPIENT: an agent rotated its box key after the client fetched its bundle.
  * - NJ_ENGINE_BUSY, NJ_DECLINED: the gateway tried every candidate and each turned the job down.
  * - NJ_AGENT_FAILED: every candidate failed before producing a chunk.
- * - NJ_MODEL_UNKNOWN: no connected agent serves the model — for `modelUnknownMs` only, since a
- *   restarted gateway knows a model again once one of its agents has reconnected.
+ * - NJ_MODEL_UNKNOWN: no connected agent serves the model — only when the gateway hints a wait
+ *   (it has just started and its agents are reconnecting), and for `modelUnknownMs` only.
  */
 export const DEFAULT_RETRY_ON: readonly ErrorCode[] = [
   'NJ_NO_CAPACITY',
@@ -117,8 +119,8 @@ export function resolveRetryPolicy(policy: RetryPolicy | false | undefined): Res
  * again: the code is not retryable, the attempts are used up, or the gateway hints a wait beyond
  * maxDelayMs. Without a hint the wait is a uniform draw from [0, min(maxDelayMs,
  * baseDelayMs·2^(n−1))], n counting the sends that count (full jitter); `random` returns a number
- * in [0, 1). NJ_MODEL_UNKNOWN instead is sent again only while the next send would begin within
- * modelUnknownMs of the first, its n counting its own sends and its last wait cut to that time.
+ * in [0, 1). NJ_MODEL_UNKNOWN instead is sent again only after the gateway's hinted wait, and only
+ * while that wait ends within modelUnknownMs of the first send; without a hint it is final.
  */
 export function retryDelay(
   policy: ResolvedRetryPolicy,
@@ -130,8 +132,9 @@ export function retryDelay(
   if (error.code === 'NJ_MODEL_UNKNOWN') {
     const left = policy.modelUnknownMs - state.elapsedMs;
     if (left <= 0) return null;
-    if (error.retryAfterMs !== undefined) return error.retryAfterMs <= Math.min(left, policy.maxDelayMs) ? error.retryAfterMs : null;
-    return Math.min(left, backoffDelay(state.modelUnknown - 1, policy.backoff, random));
+    // Only a gateway that expects agents back hints a wait; without one the model is simply not served.
+    if (error.retryAfterMs === undefined) return null;
+    return error.retryAfterMs <= Math.min(left, policy.maxDelayMs) ? error.retryAfterMs : null;
   }
   const counted = state.sent - state.modelUnknown;
   if (counted >= policy.maxAttempts) return null;

@@ -43,10 +43,24 @@ export async function authenticateClient(ctx: GatewayContext, req: FastifyReques
   return { key, id };
 }
 
-/** What `model` costs: synthetic models are free; real ones need a price (0 is a price). */
-export async function priceOf(ctx: GatewayContext, model: string): Promise<{ price: Price; free: boolean }> {
-  if (ctx.directory.isSynthetic(model)) return { price: FREE, free: true };
+/** What a job for `model` costs, and whether that price comes from the catalog. */
+export interface ModelPricing {
+  price: Price;
+  /** Nothing to pay (an uncatalogued model, or a price of 0): any agent offering it may serve it. */
+  free: boolean;
+  /** The catalog lists the model: only its catalogued files may serve the job (and bill it). */
+  catalogued: boolean;
+}
+
+/**
+ * What `model` costs: a model the catalog lists costs its price (0 is a price; none is
+ * NJ_MODEL_UNPRICED) and is served only from catalogued files; one it does not list is free
+ * (offered only where the gateway serves uncatalogued files). A file's `synthetic` flag plays no part.
+ */
+export async function priceOf(ctx: GatewayContext, model: string): Promise<ModelPricing> {
+  await ctx.catalog.refresh();
+  if (!ctx.catalog.lists(model)) return { price: FREE, free: true, catalogued: false };
   const price = await ctx.store.accounts.getPrice(model);
   if (!price) throw new NightjarError('NJ_MODEL_UNPRICED', `the gateway has no price for ${model}`);
-  return { price, free: price.promptPerMTok === 0n && price.completionPerMTok === 0n };
+  return { price, free: price.promptPerMTok === 0n && price.completionPerMTok === 0n, catalogued: true };
 }

@@ -1,5 +1,6 @@
 /**
- * The client API besides jobs: the models on offer with their prices (/v1/models), the caller's
+ * The client API besides jobs: the models on offer with their prices and whether the catalog lists
+ * them (/v1/models), the caller's
  * balance (/v1/account), and candidate bundles for a model (/v1/candidates), which the client
  * verifies and seals its request for.
  */
@@ -25,11 +26,13 @@ type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>
 export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
   app.get('/v1/models', async (req): Promise<ModelsResponse> => {
     await authenticateClient(ctx, req);
+    await ctx.catalog.refresh();
     const prices = new Map((await ctx.store.accounts.listPrices()).map((p) => [p.model, p]));
     const models: ModelsResponse['models'] = [];
     for (const m of ctx.directory.models(ctx.clock.now())) {
-      const p = m.synthetic ? FREE : prices.get(m.id);
-      if (!p) continue; // unpriced real models are not on offer
+      // Prices attach to catalogued models only; an uncatalogued one (offered at all) is free.
+      const p = m.catalogued ? prices.get(m.id) : FREE;
+      if (!p) continue; // unpriced catalogued models are not on offer
       models.push({ ...m, price: { promptPerMTok: p.promptPerMTok.toString(), completionPerMTok: p.completionPerMTok.toString() } });
     }
     return { v: PROTOCOL_VERSION, models };
@@ -57,10 +60,11 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
   }
   const minTrust = (q.minTrust ?? 'signed') as Trust;
   if (!TRUST_LEVELS.includes(minTrust)) throw new NightjarError('NJ_BAD_REQUEST', `minTrust must be one of ${TRUST_LEVELS.join(', ')}`);
-  if (!directory.knows(model.data)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model.data}`);
-  const { free } = await priceOf(ctx, model.data);
+  await ctx.catalog.refresh();
+  if (!directory.knows(model.data)) throw ctx.modelUnknown(model.data);
+  const { free, catalogued } = await priceOf(ctx, model.data);
   if (!free && !key) throw new NightjarError('NJ_UNAUTHORIZED', `${model.data} is not free: send an API key`);
-  const needs = { model: model.data, minTrust, paid: !free, now: ctx.clock.now() };
+  const needs = { model: model.data, minTrust, paid: !free, catalogued, now: ctx.clock.now() };
   const chosen = directory.candidates(needs, k);
   if (chosen.length === 0 && minTrust !== 'signed' && directory.candidates({ ...needs, minTrust: 'signed' }, 1).length > 0) {
     throw new NightjarError(

@@ -2,9 +2,10 @@
  * What the gateway's fastify plugins share: one typed context object, built once by
  * {@link Gateway.start} and handed to each plugin as its options. Nothing is kept at module level.
  */
-import type { Clock, Logger } from '../../shared/index.js';
+import type { Clock, Logger, NightjarError } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import type { Billing } from '../billing.js';
+import type { ModelCatalog } from '../catalog/model-catalog.js';
 import type { Directory } from '../directory.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ResolvedGatewayOptions } from '../options.js';
@@ -24,6 +25,8 @@ export interface GatewayContext {
   readonly log: Logger;
   /** Accounts and ledger. */
   readonly store: GatewayStore;
+  /** The model catalog (what is priced and routed for which files) and the gateway key that signs it. */
+  readonly catalog: ModelCatalog;
   /** This node's connected agents. */
   readonly directory: Directory<AgentSession>;
   /** The queue of jobs waiting for a slot. */
@@ -38,6 +41,11 @@ export interface GatewayContext {
   readonly billing: Billing;
   /** The jobs running on this node. */
   readonly jobs: RunningJobs;
+  /**
+   * NJ_MODEL_UNKNOWN for `model`, with a retry hint while the gateway's agents may still be coming
+   * back after its start (options.agentReturnMs).
+   */
+  modelUnknown(model: string): NightjarError;
   /** True once shutdown has begun: new work is refused. */
   closing(): boolean;
 }

@@ -31,6 +31,8 @@ interface Admitted {
   /** sha256 of the body ciphertext. */
   readonly requestDigest: Uint8Array;
   readonly free: boolean;
+  /** Priced from the catalog: only catalogued files may serve and bill it. */
+  readonly catalogued: boolean;
   readonly admittedAt: number;
 }
 
@@ -65,8 +67,9 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
       { retryAfterMs: 1000 },
     );
   }
-  if (!directory.knows(header.model)) throw new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${header.model}`);
-  const { price, free } = await priceOf(ctx, header.model);
+  await ctx.catalog.refresh();
+  if (!directory.knows(header.model)) throw ctx.modelUnknown(header.model);
+  const { price, free, catalogued } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
   const requestDigest = sha256(body);
@@ -79,7 +82,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
     maxTokens: header.maxTokens,
     requestDigest: toBase64Url(requestDigest),
   });
-  return { caller, envelope, body, requestDigest, free, admittedAt };
+  return { caller, envelope, body, requestDigest, free, catalogued, admittedAt };
 }
 
 /** Runs the admitted job and streams its events to the client; resolves when the job is over. */
@@ -102,6 +105,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
     clock: ctx.clock,
     logger: ctx.log,
     paid: !admitted.free,
+    pricedFiles: admitted.catalogued ? (model, sha256) => ctx.catalog.catalogued(model, sha256) : null,
     timeouts: ctx.options.jobTimeouts,
     sink,
     billing: ctx.billing.forJob(jobId),

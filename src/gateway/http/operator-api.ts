@@ -143,6 +143,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
       slots: null,
       freeSlots: null,
       routable: false,
+      catalogued: null,
       challengeFresh: null,
       uptimeMs: null,
       lastSeenAt: rec.lastSeenAt,
@@ -152,6 +153,8 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
     };
   }
   const model = live.status?.model ?? live.bundle.bundle.models[0]?.id ?? null;
+  const listed = model !== null && ctx.catalog.lists(model);
+  const catalogued = model !== null && live.bundle.bundle.models.some((m) => m.id === model && ctx.catalog.catalogued(model, m.sha256));
   return {
     agentId: rec.agentId,
     connected: true,
@@ -162,7 +165,8 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
     ttftMs: live.health.ttftMs || live.status?.ttftMs || null,
     slots: live.status?.totalSlots ?? live.bundle.bundle.capacity.slots,
     freeSlots: directory.freeSlots(live),
-    routable: model !== null && directory.eligible(live, { model, paid: true, now }),
+    routable: model !== null && directory.eligible(live, { model, paid: true, catalogued: listed, now }),
+    catalogued,
     challengeFresh: live.challengeFresh(now),
     uptimeMs: now - live.connectedAt,
     lastSeenAt: live.lastSeenAt,

@@ -1,17 +1,21 @@
 /**
- * The gateway's storage in one handle: accounts and ledger on one database, migrated on open.
+ * The gateway's storage in one handle: accounts, ledger, model catalog and signing key on one
+ * database, migrated on open.
  */
 import { SqlAccountStore, type AccountStore } from '../accounts/account.store.js';
+import { SqlCatalogStore, type CatalogStore } from '../catalog/catalog.store.js';
 import { SqlLedgerStore, type LedgerStore } from '../ledger/ledger.store.js';
 import { migrate } from './migrations.js';
 import { openPostgresDriver, type PostgresDriverOptions } from './pg.driver.js';
 import type { SqlDriver } from './sql.js';
 import { openSqliteDriver, type SqliteDriverOptions } from './sqlite.driver.js';
 
-/** Accounts and ledger over one database. */
+/** Accounts, ledger and catalog over one database. */
 export interface GatewayStore extends AsyncDisposable {
   readonly accounts: AccountStore;
   readonly ledger: LedgerStore;
+  /** The model catalog and the gateway's signing key. */
+  readonly catalog: CatalogStore;
   readonly driver: SqlDriver;
   /** A cheap query, for readiness checks. */
   ping(): Promise<void>;
@@ -24,6 +28,7 @@ export function storeOn(driver: SqlDriver): GatewayStore {
   const store: GatewayStore = {
     accounts: new SqlAccountStore(driver),
     ledger: new SqlLedgerStore(driver),
+    catalog: new SqlCatalogStore(driver),
     driver,
     async ping() {
       await driver.get('SELECT 1 AS ok');

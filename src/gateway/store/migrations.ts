@@ -120,8 +120,35 @@ CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit);
 `,
   },
   {
-    // Renumber at merge if other migrations landed first: only the order matters.
     version: 2,
+    name: 'the gateway signing key and the model catalog',
+    // One active key (retired_at NULL) signs; retired ones stay so that what they signed can be
+    // told apart later. The seed is the private half: it is read only to sign, never served or logged.
+    sql: `
+CREATE TABLE gateway_keys (
+  key_id TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL UNIQUE,
+  seed TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  retired_at BIGINT
+);
+
+CREATE TABLE catalog_files (
+  model TEXT NOT NULL,
+  sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+  bytes BIGINT NOT NULL CHECK (bytes > 0),
+  name TEXT NOT NULL,
+  quantization TEXT NOT NULL,
+  context_length INTEGER NOT NULL CHECK (context_length > 0),
+  url TEXT,
+  added_at BIGINT NOT NULL,
+  PRIMARY KEY (model, sha256)
+);
+`,
+  },
+  {
+    // Renumber at merge if other migrations landed first: only the order matters.
+    version: 3,
     name: 'late settlement: request digest, completion bound and the late settlement time on jobs',
     sql: `
 ALTER TABLE jobs ADD COLUMN request_digest TEXT;

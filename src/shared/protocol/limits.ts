@@ -45,6 +45,14 @@ export const LIMITS = {
   maxLabelLength: 128,
   /** Failover attempts per job. */
   maxAttempts: 8,
+  /** Model ids one signed catalog may list. */
+  maxCatalogModels: 256,
+  /** Files one model id of the catalog may list (quantizations, re-uploads). */
+  maxFilesPerCatalogModel: 16,
+  /** Longest download URL of a catalog file. */
+  maxCatalogUrlLength: 2048,
+  /** Largest signed catalog document, as JSON text (the bounds above fit well inside it). */
+  maxCatalogBytes: 4 * 1024 * 1024,
 } as const;
 
 /**

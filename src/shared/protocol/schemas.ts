@@ -426,11 +426,77 @@ export const modelsResponseSchema = z.strictObject({
       synthetic: z.boolean(),
       agents: z.int().min(0),
       freeSlots: z.int().min(0),
-      /** What a job costs (absent from gateways that do not bill). Synthetic models are free. */
+      /** What a job costs (absent from gateways that do not bill). Uncatalogued models are free. */
       price: modelPriceSchema.optional(),
+      /**
+       * True if the id is in the gateway's signed catalog: then only the files it lists are routed,
+       * at the price shown. False for a free model whose files the catalog does not list (a
+       * development gateway's synthetic model). Absent from gateways older than the catalog.
+       */
+      catalogued: z.boolean().optional(),
     }),
   ),
 });
+
+/** One file the gateway's catalog says IS a model: its sha256 and what it is. */
+export const gatewayCatalogFileSchema = z.strictObject({
+  sha256: hex32,
+  /** Size of the file in bytes. */
+  bytes: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+  /** File name, as people know it (e.g. qwen2.5-1.5b-instruct-q4_k_m.gguf). */
+  name: label.min(1),
+  /** Quantization (e.g. Q4_K_M, Q8_0). */
+  quantization: label.min(1),
+  contextLength: z
+    .int()
+    .min(1)
+    .max(2 ** 24),
+  /** Where the file may be downloaded (http or https). */
+  url: z
+    .string()
+    .max(LIMITS.maxCatalogUrlLength)
+    .regex(/^https?:\/\/[!-~]+$/, 'expected an http(s) URL')
+    .optional(),
+});
+export type GatewayCatalogFile = z.infer<typeof gatewayCatalogFileSchema>;
+
+/** A model id of the catalog and the files that are it. */
+export const gatewayCatalogModelSchema = z.strictObject({
+  id: modelIdSchema,
+  files: z.array(gatewayCatalogFileSchema).min(1).max(LIMITS.maxFilesPerCatalogModel),
+});
+export type GatewayCatalogModel = z.infer<typeof gatewayCatalogModelSchema>;
+
+/**
+ * The gateway's model catalog: which files (by sha256) each model id is priced and routed for.
+ * Models are sorted by id and each model's files by sha256, so one catalog has one encoding.
+ */
+export const gatewayCatalogSchema = z.strictObject({
+  v: version,
+  /** The gateway's Ed25519 public key, which signs this catalog. */
+  gatewayKey: b64(32),
+  /** When the gateway signed it, ms since the epoch. */
+  issuedAt: timeMs,
+  models: z.array(gatewayCatalogModelSchema).max(LIMITS.maxCatalogModels),
+});
+export type GatewayCatalog = z.infer<typeof gatewayCatalogSchema>;
+
+/** GET /v1/catalog answer: the catalog and the gateway key's signature over it. */
+export const signedGatewayCatalogSchema = z.strictObject({
+  catalog: gatewayCatalogSchema,
+  signature: b64(64),
+});
+export type SignedGatewayCatalog = z.infer<typeof signedGatewayCatalogSchema>;
+
+/** GET /v1/gateway-key answer: the public key the gateway signs with, and its id. */
+export const gatewayKeyResponseSchema = z.strictObject({
+  v: version,
+  /** base64url Ed25519 public key. */
+  key: b64(32),
+  /** Hex of the first 8 bytes of a tagged hash of the key: what people compare. */
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'expected a gateway key id'),
+});
+export type GatewayKeyResponse = z.infer<typeof gatewayKeyResponseSchema>;
 
 /** GET /v1/account answer: the calling API key and its balance. */
 export const accountResponseSchema = z.strictObject({

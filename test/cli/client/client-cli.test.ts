@@ -250,7 +250,14 @@ describe('nightjar models offered', () => {
     const json = io(noInput());
     expect(await modelsOfferedCommand(['--gateway', net.gateway.url, '--json'], json.io)).toBe(0);
     expect(JSON.parse(json.out())).toEqual([
-      { id: FAKE_MODEL.id, synthetic: true, agents: 1, freeSlots: 2, price: { promptPerMTok: '0', completionPerMTok: '0' } },
+      {
+        id: FAKE_MODEL.id,
+        synthetic: true,
+        catalogued: false,
+        agents: 1,
+        freeSlots: 2,
+        price: { promptPerMTok: '0', completionPerMTok: '0' },
+      },
     ]);
   });
 

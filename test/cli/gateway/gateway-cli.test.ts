@@ -3,11 +3,14 @@
  * enrollment tokens, prices and the ledger check; secrets printed once; a key made by the CLI
  * works against a gateway started by the CLI on the same file.
  */
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CliIo } from '../../../src/cli/io.js';
 import { main } from '../../../src/cli/main.js';
-import { NightjarError, formatCredits, parseCredits } from '../../../src/shared/index.js';
+import { openSqliteStore } from '../../../src/gateway/index.js';
+import { NightjarError, formatCredits, parseCredits, toBase64Url } from '../../../src/shared/index.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { tempDir } from '../../gateway/support/net.js';
 
@@ -125,6 +128,74 @@ describe('nightjar gateway admin commands', () => {
     expect((await run('ledger', 'check')).out).toMatch(/^The ledger balances/);
     expect(await fails('keys', 'frobnicate')).toEqual({ exit: 2, code: 'NJ_USAGE', message: "unknown command 'frobnicate'" });
     expect(await fails('frobnicate')).toEqual({ exit: 2, code: 'NJ_USAGE', message: "unknown command 'frobnicate'" });
+  });
+
+  it('catalogues files by sha256 (typed, or read from a local file), lists and removes them, and shows the gateway key', async () => {
+    const gguf = path.join(tmp.dir, 'fake-q4_k_m.gguf');
+    await writeFile(gguf, 'GGUF and then some weights');
+    const sha = createHash('sha256').update('GGUF and then some weights').digest('hex');
+    const added = await run('catalog', 'add', 'fake-1b', '--from', gguf, '--quantization', 'Q4_K_M', '--context', '4096');
+    expect(added).toEqual({
+      code: 0,
+      out:
+        `Catalogued fake-q4_k_m.gguf (${sha}, 26 B) as fake-1b: jobs for fake-1b now go only to agents serving a file the catalog ` +
+        'lists for it, at its price.\n' +
+        'fake-1b has no price yet; set one with: nightjar gateway prices set fake-1b --prompt CREDITS --completion CREDITS\n',
+      err: '',
+    });
+    const other = 'ab'.repeat(32);
+    const typed = ['--sha256', other, '--bytes', '1000', '--file-name', 'q8.gguf', '--quantization', 'Q8_0', '--context', '4096'];
+    expect((await run('catalog', 'add', 'fake-1b', ...typed, '--url', 'https://example.com/q8.gguf')).code).toBe(0);
+    const list = (await run('catalog', 'list')).out.split('\n');
+    expect(list[0]).toMatch(/^MODEL\s+SHA256\s+SIZE\s+QUANT\s+CONTEXT\s+FILE\s+ADDED$/);
+    expect(list[2]).toMatch(new RegExp(`^fake-1b  ${other}  1000 B\\s+Q8_0\\s+4096\\s+q8\\.gguf\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d$`));
+    expect(list[1]).toMatch(new RegExp(`^fake-1b  ${sha}  26 B\\s+Q4_K_M\\s+4096\\s+fake-q4_k_m\\.gguf\\s+`));
+    // What the CLI wrote is what a gateway on the file signs.
+    const store = await openSqliteStore({ path: db });
+    try {
+      expect((await store.catalog.models())[0]!.files.map((f) => f.sha256)).toEqual([sha, other]); // sorted by sha256: 6bcd… < abab…
+    } finally {
+      await store.dispose();
+    }
+    expect(
+      await fails('catalog', 'add', 'fake-1b', '--from', gguf, '--sha256', other, '--quantization', 'Q4_K_M', '--context', '1'),
+    ).toEqual({
+      exit: 2,
+      code: 'NJ_USAGE',
+      message: `--sha256 differs from the sha256 of ${gguf} (${sha})`,
+    });
+    expect(await fails('catalog', 'add', 'fake-1b', '--quantization', 'Q4_K_M', '--context', '1')).toMatchObject({
+      code: 'NJ_USAGE',
+      message: 'catalog add needs --bytes (or --from FILE)',
+    });
+    expect((await fails('catalog', 'add', 'fake-1b', ...typed.slice(0, 1), 'nothex', ...typed.slice(2))).message).toMatch(
+      /^catalog file: sha256: expected 32 bytes of lower-case hex/,
+    );
+    expect((await run('catalog', 'remove', 'fake-1b', '--sha256', other)).out).toBe(
+      'Removed 1 file of fake-1b from the catalog; 1 still is that model.\n',
+    );
+    expect((await run('catalog', 'remove', 'fake-1b')).out).toBe(
+      'Removed 1 file of fake-1b from the catalog; agents serving it are no longer priced for it.\n',
+    );
+    expect(await fails('catalog', 'remove', 'fake-1b')).toEqual({
+      exit: 1,
+      code: 'NJ_NOT_FOUND',
+      message: 'the catalog lists no file for fake-1b',
+    });
+
+    // The key is made on first use (here, before any gateway started) and the same one is shown after; never its seed.
+    const shown = await run('key');
+    const publicKey = /^ {2}([A-Za-z0-9_-]{43})$/m.exec(shown.out)![1]!;
+    expect(shown.out).toMatch(/^Gateway key [0-9a-f]{16} \(Ed25519\), created \d{4}-\d\d-\d\d \d\d:\d\d; it signs the model catalog/);
+    expect((await run('key', 'show')).out).toBe(shown.out);
+    const again = await openSqliteStore({ path: db });
+    try {
+      const key = await again.catalog.gatewayKey(Date.now());
+      expect(toBase64Url(key.publicKey)).toBe(publicKey);
+      expect(shown.out).not.toContain(toBase64Url(key.seed));
+    } finally {
+      await again.dispose();
+    }
   });
 
   it('parses and prints amounts exactly', () => {

@@ -1,7 +1,7 @@
 /**
  * A billed test network: a gateway on port 0 with its ledger in a real SQLite file in a temp
- * dir, keys required (no anonymous clients), a priced real (non-synthetic) model, an operator,
- * and helpers to start agents and clients against it.
+ * dir, keys required (no anonymous clients), a priced real (non-synthetic) model whose file the
+ * catalog lists, an operator, and helpers to start agents and clients against it.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -16,6 +16,14 @@ import { onceTrue } from '../../helpers/events.js';
 
 /** A model the gateway treats as real (prices apply). */
 export const REAL_MODEL: ServedModel = { id: 'fake-real-1b', sha256: 'cd'.repeat(32), synthetic: false, contextLength: 4096 };
+/** The catalog's entry for REAL_MODEL's file: what makes its id priced and routed for that file. */
+export const REAL_FILE = {
+  sha256: REAL_MODEL.sha256,
+  bytes: 1_117_320_736,
+  name: 'fake-real-1b-q4_k_m.gguf',
+  quantization: 'Q4_K_M',
+  contextLength: 4096,
+};
 /** 1 credit per million prompt tokens, 2 per million completion tokens. */
 export const REAL_PRICE = { promptPerMTok: 1_000_000n, completionPerMTok: 2_000_000n };
 
@@ -37,7 +45,7 @@ export interface BilledNetwork {
   close(): Promise<void>;
 }
 
-/** Starts a gateway on a SQLite file (created in `dir`), prices REAL_MODEL, makes an operator and a funded key. */
+/** Starts a gateway on a SQLite file (created in `dir`), catalogues and prices REAL_MODEL, makes an operator and a funded key. */
 export async function startBilledNetwork(
   dir: string,
   options: GatewayOptions = {},
@@ -45,6 +53,7 @@ export async function startBilledNetwork(
 ): Promise<BilledNetwork> {
   const store = await openSqliteStore({ path: file });
   const now = Date.now();
+  await store.catalog.addFile(REAL_MODEL.id, REAL_FILE, now);
   await store.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
   const operator = await store.accounts.createOperator({ name: 'Ada', now });
   const key = await store.accounts.createApiKey({ name: 'client', now });

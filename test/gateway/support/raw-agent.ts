@@ -32,6 +32,8 @@ type FrameOf<T extends GatewayFrame['type']> = Extract<GatewayFrame, { type: T }
 export interface RawAgentOptions {
   url: string;
   model: ServedModel;
+  /** More files its bundle lists (it serves and signs for `model`). Defaults to none. */
+  extraModels?: ServedModel[];
   identity?: IdentityKeyPair;
   slots?: number;
   enrollToken?: string;
@@ -74,7 +76,7 @@ export class RawAgent {
     const bundle = await createBundle({
       identity,
       boxKey,
-      models: [options.model],
+      models: [options.model, ...(options.extraModels ?? [])],
       slots: options.slots ?? 2,
       platform: { os: 'test', osVersion: '1', arch: 'x64', chip: 'test', memoryBytes: 1 },
       posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: 'raw', appHash: null },

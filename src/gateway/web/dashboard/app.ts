@@ -76,12 +76,13 @@ function renderAgents(agents: OperatorAgentView[]): void {
       const tr = document.createElement('tr');
       tr.dataset.agentId = a.agentId;
       const state = a.connected && a.state === 'serving' && !a.routable ? 'unroutable' : a.state;
-      const label = state === 'unroutable' ? (a.challengeFresh === false ? 'missed challenge' : 'not routable') : a.state;
+      const why = a.challengeFresh === false ? 'missed challenge' : a.catalogued === false ? 'file not in catalog' : 'not routable';
+      const label = state === 'unroutable' ? why : a.state;
       tr.append(
         cell(a.agentId.slice(0, 12), 'mono'),
         pill(label, state),
         cell(a.trust ?? '–'),
-        cell(a.model ?? '–'),
+        cell(a.model === null ? '–' : a.catalogued === false ? `${a.model} (not in catalog)` : a.model),
         cell(!a.tokensPerSecond ? '–' : a.tokensPerSecond.toFixed(1), 'num'),
         cell(a.slots === null ? '–' : `${a.freeSlots ?? 0} / ${a.slots}`, 'num'),
         cell(a.jobsDone === null ? '–' : String(a.jobsDone), 'num'),
