@@ -22,6 +22,8 @@ import {
   withDefaults,
   type AgentFrame,
   type AsyncResource,
+  type ErrorCode,
+  type ReceiptOutcome,
   type Clock,
   type Envelope,
   type Event,
@@ -63,6 +65,19 @@ export interface AgentSessionOptions {
    * Defaults to admitting everyone unbound.
    */
   admit?(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }>;
+  /**
+   * Settles a receipt the agent delivered late (a `receipt` frame: its job's `done` could not be
+   * sent while the job ran) and resolves with the acknowledgement to send back. Defaults to
+   * answering `retry` (a gateway without a ledger cannot settle anything).
+   */
+  lateReceipt?(session: AgentSession, frame: FrameOf<'receipt'>): Promise<LateReceiptAck>;
+}
+
+/** What the gateway answers a delivered receipt with (a `receipt-ack` frame without its envelope). */
+export interface LateReceiptAck {
+  outcome: ReceiptOutcome;
+  code?: ErrorCode;
+  message?: string;
 }
 
 /** The defaults of {@link AgentSessionOptions}. */
@@ -74,6 +89,7 @@ export const AGENT_SESSION_DEFAULTS: Required<Omit<AgentSessionOptions, 'socket'
   challengeTimeoutMs: 10_000,
   maxFrameBytes: LIMITS.maxAgentFrameBytes,
   admit: async () => ({ operatorId: null }),
+  lateReceipt: async () => ({ outcome: 'retry', code: 'NJ_INTERNAL', message: 'this gateway keeps no ledger' }),
 };
 
 type Phase = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
@@ -385,6 +401,15 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       case 'attest':
         await this.#attest(frame, arrivedAt);
         return;
+      case 'receipt': {
+        const ack = await this.#options.lateReceipt(this, frame).catch((err: unknown): LateReceiptAck => {
+          this.#log.error('late receipt could not be settled', { agentId: this.agentId, jobId: frame.jobId, err: String(err) });
+          return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
+        });
+        const message = ack.message === undefined ? {} : { message: ack.message.slice(0, LIMITS.maxErrorMessageLength) };
+        this.#send({ v: PROTOCOL_VERSION, type: 'receipt-ack', jobId: frame.jobId, attempt: frame.attempt, ...ack, ...message });
+        return;
+      }
       default:
         throw new ProtocolError('NJ_FRAME_UNEXPECTED', `unexpected ${frame.type} after the handshake`);
     }

@@ -3,7 +3,22 @@
  * the verified receipt or release, count both in the metrics, and keep track of the jobs whose
  * billing is still under way so that shutdown can wait for them (on the injected clock).
  */
-import { Emitter, nextEvent, type Clock, type Disposable, type Event, type Logger, loggedEmitter } from '../shared/index.js';
+import {
+  Emitter,
+  NightjarError,
+  nextEvent,
+  verifyReceipt,
+  type AgentFrame,
+  type Clock,
+  type Disposable,
+  type Event,
+  type Logger,
+  type Receipt,
+  type ReceiptOutcome,
+  type VerifiedBundle,
+  loggedEmitter,
+} from '../shared/index.js';
+import type { LateReceiptAck } from './agent-session.js';
 import type { Price } from './accounts/account.store.js';
 import type { JobBilling, Settlement } from './job.js';
 import type { LedgerStore } from './ledger/ledger.store.js';
@@ -14,6 +29,13 @@ export interface JobBilled {
   readonly jobId: string;
 }
 
+/** A receipt delivered late, and what became of it. */
+export interface LateReceipt {
+  readonly jobId: string;
+  readonly agentId: string;
+  readonly outcome: ReceiptOutcome;
+}
+
 /** What {@link Billing.hold} needs to know of an admitted job. */
 export interface HoldFor {
   jobId: string;
@@ -22,6 +44,26 @@ export interface HoldFor {
   price: Price;
   bodyLength: number;
   maxTokens: number;
+  /** sha256 of the request ciphertext, base64url: a late receipt must name it. Defaults to none. */
+  requestDigest?: string;
+}
+
+/** The agent that delivers a late receipt, as its session knows it. */
+export interface LateReceiptAgent {
+  readonly agentId: string;
+  /** The operator it is bound to now; null: nothing is charged. */
+  readonly operatorId: string | null;
+  /** Its verified bundle: the identity key the receipt must be signed with. */
+  readonly bundle: VerifiedBundle;
+}
+
+/** What {@link Billing.settleLate} checks besides the receipt and the ledger. */
+export interface LateSettleOptions {
+  /**
+   * Whether the receipt's model file may bill: the catalog lists it for the model, or lists
+   * nothing for the model (a free one). Defaults to any file.
+   */
+  fileListed?: (model: string, sha256: string) => boolean;
 }
 
 /** Options of {@link Billing}. */
@@ -42,15 +84,22 @@ export interface BillingOptions {
 export class Billing implements Disposable {
   readonly #o: BillingOptions;
   readonly #pending = new Set<Promise<void>>();
+  /** The billing under way of each job still being billed here. */
+  readonly #byJob = new Map<string, Promise<void>>();
   readonly #billed: Emitter<JobBilled>;
   readonly #idle = new Emitter<void>();
   /** Fires once per job, after it was billed (settled or released). */
   readonly onJobBilled: Event<JobBilled>;
+  readonly #late: Emitter<LateReceipt>;
+  /** Fires after each receipt an agent delivered late was answered, with the outcome. */
+  readonly onLateReceipt: Event<LateReceipt>;
 
   constructor(options: BillingOptions) {
     this.#o = options;
     this.#billed = loggedEmitter(options.logger, 'job billed');
     this.onJobBilled = this.#billed.event;
+    this.#late = loggedEmitter(options.logger, 'late receipt');
+    this.onLateReceipt = this.#late.event;
   }
 
   /** Jobs whose billing has not finished. */
@@ -73,7 +122,7 @@ export class Billing implements Disposable {
           attempt: s.attempt,
           agentId: s.agentId,
           operatorId: s.operatorId,
-          promptTokens: s.receipt.promptTokens,
+          promptTokens: s.billedPromptTokens,
           completionTokens: s.billedCompletionTokens,
           finishReason: s.receipt.finishReason,
           outcome: s.outcome,
@@ -93,8 +142,11 @@ export class Billing implements Disposable {
           });
         }
       },
-      async release(outcome: string): Promise<void> {
-        const result = await ledger.release(jobId, outcome, clock.now());
+      async assigned(agentId: string, attempt: number): Promise<void> {
+        await ledger.assign(jobId, agentId, attempt);
+      },
+      async release(outcome: string, completionBound?: number | null): Promise<void> {
+        const result = await ledger.release(jobId, outcome, clock.now(), completionBound ?? null);
         metrics.settlements.inc({ result: result.status === 'released' && !result.duplicate ? 'released' : 'duplicate' });
       },
     };
@@ -104,10 +156,87 @@ export class Billing implements Disposable {
   track(jobId: string, billed: Promise<void>): void {
     const done = billed.then(() => this.#billed.fire({ jobId }));
     this.#pending.add(done);
+    this.#byJob.set(jobId, done);
     void done.finally(() => {
       this.#pending.delete(done);
+      if (this.#byJob.get(jobId) === done) this.#byJob.delete(jobId);
       if (this.#pending.size === 0) this.#idle.fire();
     });
+  }
+
+  /**
+   * Settles a receipt an agent delivered after its job ended here (its link dropped mid-job, or the
+   * gateway restarted): checks it is signed by the delivering agent's identity key for the job and
+   * attempt it names, lets a job still being billed here finish its own billing first, then has the
+   * ledger settle it exactly once (LedgerStore.settleLate: only the agent and attempt the job was
+   * given to, claims cut to their bounds). Resolves with the acknowledgement for the agent.
+   */
+  async settleLate(
+    agent: LateReceiptAgent,
+    frame: Extract<AgentFrame, { type: 'receipt' }>,
+    options: LateSettleOptions = {},
+  ): Promise<LateReceiptAck> {
+    const { ledger, metrics, clock, logger } = this.#o;
+    const ack = (a: LateReceiptAck, log: Record<string, unknown> = {}): LateReceiptAck => {
+      metrics.lateReceipts.inc({ outcome: a.outcome });
+      this.#late.fire({ jobId: frame.jobId, agentId: agent.agentId, outcome: a.outcome });
+      const line = { jobId: frame.jobId, agentId: agent.agentId, attempt: frame.attempt, outcome: a.outcome, ...log };
+      if (a.outcome === 'refused') logger.warn('late receipt refused', { ...line, reason: a.message });
+      else logger.info('late receipt', line);
+      return a;
+    };
+    let receipt: Receipt;
+    try {
+      receipt = await verifyReceipt(frame.receipt, {
+        identityKey: agent.bundle.identityKey,
+        agentId: agent.agentId,
+        jobId: frame.jobId,
+        attempt: frame.attempt,
+      });
+    } catch (err) {
+      const e = err instanceof NightjarError ? err : new NightjarError('NJ_RECEIPT_INVALID', 'the receipt could not be checked');
+      return ack({ outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message: e.message });
+    }
+    if (options.fileListed && !options.fileListed(receipt.model, receipt.modelSha256)) {
+      const message = `the receipt names a file the catalog does not list for ${receipt.model}`;
+      return ack({ outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message });
+    }
+    // A job still being billed here (waiting for this attempt's receipt after a cancel, or running
+    // on another agent after a failover) settles or releases first; the ledger then decides.
+    await this.#byJob.get(frame.jobId);
+    const result = await ledger.settleLate({
+      jobId: frame.jobId,
+      attempt: frame.attempt,
+      agentId: agent.agentId,
+      operatorId: agent.operatorId,
+      model: receipt.model,
+      promptTokens: receipt.promptTokens,
+      completionTokens: receipt.completionTokens,
+      requestDigest: receipt.requestDigest,
+      finishReason: receipt.finishReason,
+      receipt: JSON.stringify(frame.receipt),
+      now: clock.now(),
+    });
+    switch (result.status) {
+      case 'settled':
+        for (const field of result.capped) metrics.claimsCapped.inc({ field });
+        return ack(
+          { outcome: 'settled' },
+          {
+            from: result.from,
+            charged: result.charged.toString(),
+            operatorAmount: result.operatorAmount.toString(),
+            shortfall: result.shortfall.toString(),
+            capped: result.capped.join(',') || null,
+          },
+        );
+      case 'duplicate':
+        return ack({ outcome: 'duplicate', message: 'this job was already settled; nothing more moves' });
+      case 'refused':
+        return ack({ outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message: result.reason });
+      case 'unknown':
+        return ack({ outcome: 'unknown', code: 'NJ_NOT_FOUND', message: 'this gateway has no record of the job' });
+    }
   }
 
   /** Resolves once no job's billing is under way (at once if none is). */
@@ -123,6 +252,7 @@ export class Billing implements Disposable {
   /** Drops every listener. */
   dispose(): void {
     this.#billed.dispose();
+    this.#late.dispose();
     this.#idle.dispose();
   }
 }

@@ -23,7 +23,7 @@ import {
   loggedEmitter,
 } from '../shared/index.js';
 import type { AgentSession } from './agent-session.js';
-import { Billing, type JobBilled } from './billing.js';
+import { Billing, type JobBilled, type LateReceipt } from './billing.js';
 import { ModelCatalog } from './catalog/model-catalog.js';
 import { Directory } from './directory.js';
 import { AgentAdmission, agentAdmissionRoutes } from './http/agent-admission.js';
@@ -73,6 +73,8 @@ export class Gateway extends Resource {
   readonly onJobFinished: Event<JobFinished>;
   /** Fires once per job when it has been billed (settled or released). */
   readonly onJobBilled: Event<JobBilled>;
+  /** Fires when a receipt an agent delivered late (after a dropped link or a restart) was answered. */
+  readonly onLateReceipt: Event<LateReceipt>;
   /** An agent joined the directory. */
   readonly onAgentConnected: Event<AgentSession>;
   /** An agent left the directory. */
@@ -102,6 +104,7 @@ export class Gateway extends Resource {
     this.metrics = ctx.metrics;
     this.onJobFinished = ctx.jobs.onJobFinished;
     this.onJobBilled = ctx.billing.onJobBilled;
+    this.onLateReceipt = ctx.billing.onLateReceipt;
     this.onAgentConnected = ctx.directory.onAgentConnected;
     this.onAgentDisconnected = ctx.directory.onAgentDisconnected;
   }

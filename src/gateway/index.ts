@@ -15,7 +15,15 @@ export {
   type JobTransport,
   type LocalTransportOptions,
 } from './transport.js';
-export { Billing, type BillingOptions, type HoldFor, type JobBilled } from './billing.js';
+export {
+  Billing,
+  type BillingOptions,
+  type HoldFor,
+  type JobBilled,
+  type LateReceipt,
+  type LateReceiptAgent,
+  type LateSettleOptions,
+} from './billing.js';
 export { RunningJobs, type JobFinished } from './running-jobs.js';
 export {
   Directory,
@@ -30,7 +38,15 @@ export {
   type DirectoryOptions,
   type EligibilityNeeds,
 } from './directory.js';
-export { AgentSession, AGENT_SESSION_DEFAULTS, type AgentSessionOptions } from './agent-session.js';
+export { AgentSession, AGENT_SESSION_DEFAULTS, type AgentSessionOptions, type LateReceiptAck } from './agent-session.js';
+export {
+  promptTokenBound,
+  chunkTextCapacity,
+  completionTokenBound,
+  boundClaims,
+  UNDELIVERED_COMPLETION_ALLOWANCE,
+  type BoundedClaims,
+} from './claims.js';
 export {
   ClientJob,
   CLIENT_JOB_DEFAULTS,
@@ -92,6 +108,8 @@ export {
   type SettleRequest,
   type SettleResult,
   type ReleaseResult,
+  type LateSettleRequest,
+  type LateSettleResult,
   type JobRecord,
   type LedgerEarningsRow,
   type AccountBalance,

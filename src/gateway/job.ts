@@ -12,6 +12,13 @@
  * cancel, but for at most as many completion tokens as reply chunks had reached the client when
  * it went away (each chunk carries at least one token): the client pays for the prompt it sent
  * and the reply it was given, never for tokens generated after it left.
+ *
+ * Claims are bounded by what the gateway saw (claims.ts): prompt tokens by the padded request's
+ * plaintext capacity, completion tokens by the text the relayed chunks could carry. A receipt
+ * claiming more is billed at the bound and the cut is logged and counted. When an attempt is
+ * lost (the agent's link dropped) the job records, with the release of its hold, the completion
+ * bound of what it relayed, so a late receipt the agent delivers after reconnecting is billed no
+ * higher (see LedgerStore.settleLate).
  */
 import {
   LIMITS,
@@ -29,6 +36,7 @@ import {
   type TimerHandle,
   withDefaults,
 } from '../shared/index.js';
+import { boundClaims, chunkTextCapacity, completionTokenBound } from './claims.js';
 import type { QueueWaiter, Router } from './router.js';
 import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport } from './transport.js';
 
@@ -51,7 +59,9 @@ export interface Settlement {
   attempt: number;
   receipt: Receipt;
   signed: SignedReceipt;
-  /** Completion tokens to bill: the receipt's, capped for a cancelled job (see the module comment). */
+  /** Prompt tokens to bill: the receipt's, cut to the bound of the request's size (claims.ts). */
+  billedPromptTokens: number;
+  /** Completion tokens to bill: the receipt's, cut to the relayed chunks' bound and, for a cancelled job, to what was delivered. */
   billedCompletionTokens: number;
   outcome: 'done' | 'cancelled';
 }
@@ -60,8 +70,13 @@ export interface Settlement {
 export interface JobBilling {
   /** Bills the job on its verified receipt. */
   settle(settlement: Settlement): Promise<void>;
-  /** Gives the job's hold back: no verified receipt will come. */
-  release(outcome: string): Promise<void>;
+  /**
+   * Gives the job's hold back: no verified receipt will come now. `completionBound`, when the job
+   * relayed part of a reply, caps what a receipt delivered late may bill. Defaults to none.
+   */
+  release(outcome: string, completionBound?: number | null): Promise<void>;
+  /** Records the agent and attempt that accepted the job (only its receipt may settle it late). Defaults to nothing. */
+  assigned?(agentId: string, attempt: number): Promise<void>;
 }
 
 /**
@@ -75,6 +90,8 @@ export interface JobObserver {
   relayed(ms: number): void;
   /** An attempt failed on an agent. */
   attemptFailed(agentId: string, code: ErrorCode): void;
+  /** A receipt claimed more tokens of `field` than the bytes the gateway saw could hold. Defaults to nothing. */
+  claimCapped?(agentId: string, field: 'prompt' | 'completion'): void;
 }
 
 /** Timing limits of a job. */
@@ -132,6 +149,10 @@ export interface ClientJobOptions {
   maxAttempts?: number;
 }
 
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 const NO_BILLING: JobBilling = { settle: async () => undefined, release: async () => undefined };
 const NO_OBSERVER: JobObserver = { firstChunk: () => undefined, relayed: () => undefined, attemptFailed: () => undefined };
 
@@ -153,6 +174,8 @@ interface Attempt {
   readonly digest: ReplyDigest;
   /** Chunks received from the agent, and the part of them written to the client. */
   received: number;
+  /** The most text, in bytes, the chunks received could carry (claims.ts). */
+  capacity: number;
   delivered: number;
   started: boolean;
   replySalt: string | null;
@@ -181,6 +204,8 @@ export class ClientJob {
   #queued = false;
   #ended = false;
   #billing: 'open' | 'busy' | 'done' = 'open';
+  /** The ledger's record of who accepted the job, written before the job is billed. */
+  #assignment: Promise<void> = Promise.resolve();
   #resolve!: (o: JobOutcome) => void;
   #resolveBilled!: () => void;
 
@@ -295,6 +320,7 @@ export class ClientJob {
       dispatchedAt: this.#o.clock.now(),
       digest: new ReplyDigest(),
       received: 0,
+      capacity: 0,
       delivered: 0,
       started: false,
       replySalt: null,
@@ -324,6 +350,14 @@ export class ClientJob {
       accepted: (frame) => {
         if (!live() || a.cancelled) return;
         a.replySalt = frame.replySalt;
+        const assigned = this.#o.billing.assigned?.(a.channel.agentId, a.number);
+        if (assigned) {
+          this.#assignment = this.#assignment.then(() =>
+            assigned.catch((err: unknown) =>
+              this.#log().error('could not record who accepted the job', { jobId: this.jobId, err: errorText(err) }),
+            ),
+          );
+        }
         this.#armFailure(a, this.#o.timeouts.firstChunkMs, 'NJ_JOB_TIMEOUT', 'the agent produced nothing in time');
       },
       declined: (frame) => {
@@ -335,7 +369,9 @@ export class ClientJob {
       chunk: (frame, arrivedAt) => {
         if (!live()) return;
         a.received++;
-        a.digest.add(fromBase64Url(frame.data));
+        const data = fromBase64Url(frame.data);
+        a.capacity += chunkTextCapacity(data.length);
+        a.digest.add(data);
         if (a.cancelled) return;
         if (!a.replySalt) {
           a.channel.cancel(this.jobId, a.number, 'a chunk arrived before the job was accepted');
@@ -414,13 +450,29 @@ export class ClientJob {
       return;
     }
     this.#o.transport.report(a.channel, { type: 'done' });
-    const billed = a.cancelled ? Math.min(receipt.completionTokens, a.delivered) : receipt.completionTokens;
+    const bounded = boundClaims(receipt, {
+      bodyLength: header.bodyLength,
+      maxTokens: header.maxTokens,
+      completionBound: completionTokenBound(a.capacity, header.maxTokens),
+    });
+    for (const field of bounded.capped) {
+      this.#log().warn('receipt claims more tokens than the relayed bytes can hold; billed at the bound', {
+        jobId: this.jobId,
+        agentId: a.channel.agentId,
+        field,
+        claimed: field === 'prompt' ? receipt.promptTokens : receipt.completionTokens,
+        bound: field === 'prompt' ? bounded.promptTokens : bounded.completionTokens,
+      });
+      this.#o.observer.claimCapped?.(a.channel.agentId, field);
+    }
+    const billed = a.cancelled ? Math.min(bounded.completionTokens, a.delivered) : bounded.completionTokens;
     await this.#settle({
       agentId: a.channel.agentId,
       operatorId: a.channel.operatorId,
       attempt: a.number,
       receipt,
       signed,
+      billedPromptTokens: bounded.promptTokens,
       billedCompletionTokens: billed,
       outcome: a.cancelled ? 'cancelled' : 'done',
     });
@@ -483,6 +535,7 @@ export class ClientJob {
   async #settle(s: Settlement): Promise<void> {
     if (this.#billing !== 'open') return;
     this.#billing = 'busy';
+    await this.#assignment;
     try {
       await this.#o.billing.settle(s);
     } catch (err) {
@@ -500,14 +553,28 @@ export class ClientJob {
   async #release(outcome: string): Promise<void> {
     if (this.#billing !== 'open') return;
     this.#billing = 'busy';
+    // Who accepted the job is on record before the hold goes: a late receipt is checked against it.
+    await this.#assignment;
     try {
-      await this.#o.billing.release(outcome);
+      await this.#o.billing.release(outcome, this.#completionBound());
     } catch (err) {
       this.#log().error('release failed', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
     } finally {
       this.#billing = 'done';
       this.#resolveBilled();
     }
+  }
+
+  /**
+   * What a late receipt for the current attempt may bill at most: the text its relayed chunks
+   * could carry (and, once the client left, no more than the chunks it was given); null when no
+   * attempt was accepted.
+   */
+  #completionBound(): number | null {
+    const a = this.#attempt;
+    if (!a || a.replySalt === null) return null;
+    const bound = completionTokenBound(a.capacity, this.#o.envelope.header.maxTokens);
+    return a.cancelled ? Math.min(bound, a.delivered) : bound;
   }
 
   #finish(outcome: JobOutcome): void {

@@ -52,6 +52,20 @@ export class GatewayMetrics {
     labelNames: ['result'],
     registers: [this.registry],
   });
+  /** Receipt claims cut to the bound of what the gateway relayed, by field (prompt, completion). */
+  readonly claimsCapped = new Counter<'field'>({
+    name: 'nightjar_receipt_claims_capped_total',
+    help: 'Receipts that claimed more tokens than the bytes relayed could hold, billed at the bound, by field.',
+    labelNames: ['field'],
+    registers: [this.registry],
+  });
+  /** Receipts agents delivered after their job ended here (a dropped link, a restart), by outcome. */
+  readonly lateReceipts = new Counter<'outcome'>({
+    name: 'nightjar_late_receipts_total',
+    help: 'Receipts delivered after their job ended at the gateway, by outcome (settled, duplicate, refused, unknown, retry).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   /** Requests and connections refused at a limit. */
   readonly rejected = new Counter<'limit'>({
     name: 'nightjar_rejected_total',

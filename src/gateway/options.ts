@@ -97,6 +97,12 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /** Bytes a slow client may leave unread before its job is cancelled. Defaults to 8 MiB. */
   maxBufferedBytesPerClient?: number;
+  /**
+   * While a reply stream has had nothing else to send for this long, the gateway writes a
+   * keepalive (an empty NDJSON line), so a client can tell a silent agent from a dead connection
+   * (the SDK's streamIdleMs). 0 sends none. Defaults to 250 ms.
+   */
+  streamKeepaliveMs?: number;
   /** How long dispose() lets running streams finish before it cancels them. Defaults to 10 000 ms. */
   shutdownGraceMs?: number;
   /** Bearer token /metrics requires. Defaults to none (metrics are public). */
@@ -157,6 +163,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxAgentConnectionsPerIp: 256,
   requestTimeoutMs: 30_000,
   maxBufferedBytesPerClient: 8 * 1024 * 1024,
+  streamKeepaliveMs: 250,
   shutdownGraceMs: 10_000,
   metricsToken: null,
   processMetrics: false,

@@ -53,6 +53,10 @@ export const ERROR_CODES = {
   NJ_DECLINED: { status: 503, hint: 'The agent declined the job; the gateway tries the next candidate.' },
   NJ_GATEWAY_UNREACHABLE: { status: 502, hint: 'Check the gateway URL and that the gateway is running.' },
   NJ_SHUTTING_DOWN: { status: 503, hint: 'The gateway is shutting down; retry in a moment.' },
+  NJ_STREAM_BROKEN: {
+    status: 502,
+    hint: 'The connection to the gateway broke mid-reply; the partial text is not a whole answer, retry the request.',
+  },
 
   // Engine and models
   NJ_MODEL_NOT_SERVED: { status: 404, hint: 'This agent does not serve that model; ask the gateway for another candidate.' },

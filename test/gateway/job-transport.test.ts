@@ -124,6 +124,8 @@ async function jobFor(channels: FakeChannel[]) {
   const events: JobEvent[] = [];
   const settled: Settlement[] = [];
   const released: string[] = [];
+  /** Every billing call in order: who accepted, and each release with its completion bound. */
+  const calls: string[] = [];
   const transport = new FakeTransport(channels);
   const job = new ClientJob({
     envelope: sealed.envelope,
@@ -136,10 +138,14 @@ async function jobFor(channels: FakeChannel[]) {
     paid: true,
     billing: {
       settle: async (s) => void settled.push(s),
-      release: async (outcome) => void released.push(outcome),
+      release: async (outcome, bound) => {
+        released.push(outcome);
+        calls.push(`release ${outcome} ${bound ?? 'none'}`);
+      },
+      assigned: async (agentId, attempt) => void calls.push(`assigned ${agentId.slice(0, 4)} ${attempt}`),
     },
   });
-  return { job, clock, events, settled, released, transport, jobId: sealed.jobId, body: fromBase64Url(sealed.envelope.body) };
+  return { job, clock, events, settled, released, calls, transport, jobId: sealed.jobId, body: fromBase64Url(sealed.envelope.body) };
 }
 
 /** Plays an attempt on `channel`: accepted, then `chunks` chunks of random ciphertext. */
@@ -259,6 +265,21 @@ describe('ClientJob over a JobTransport', () => {
       released: ['cancelled'],
       settled: 0,
     });
+  });
+
+  // Fails without the completion bound handed to release (ClientJob's #completionBound): a late
+  // receipt for the lost attempt could then bill up to maxTokens.
+  it('a lost attempt is on record as accepted before its release, which carries the bound of what it relayed', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const t = await jobFor([a, b]);
+    t.job.start();
+    stream(a, t.jobId, 2);
+    t.job.cancel('the client disconnected');
+    a.listener.lost('agent disconnected (1006)');
+    await t.job.billed;
+    // The client had been given 2 chunks when it left: a late receipt may bill no more than that.
+    expect(t.calls).toEqual([`assigned ${a.agentId.slice(0, 4)} 0`, 'release cancelled 2']);
+    expect(b.dispatched).toEqual([]);
   });
 
   it('fails over when the transport loses the agent before the first chunk', async () => {

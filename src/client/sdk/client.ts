@@ -84,6 +84,13 @@ export interface NightjarClientOptions {
   retry?: RetryPolicy | false;
   /** fetch implementation. Defaults to globalThis.fetch. */
   fetch?: typeof fetch;
+  /**
+   * How long a reply stream may stay silent, once the gateway has shown it sends keepalives (an
+   * empty line every 250 ms while it has nothing else to send), before the SDK takes the
+   * connection for broken and ends the request with NJ_STREAM_BROKEN. A gateway that sends no
+   * keepalives is never timed out this way. 0 never. Defaults to 1000 ms.
+   */
+  streamIdleMs?: number;
   /** Time and timers (bundle validity, request time, retry waits). Defaults to the system clock. */
   clock?: Clock;
   /** Numbers in [0, 1) for the jitter of retry waits. Defaults to Math.random. */
@@ -223,10 +230,11 @@ export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins'>>> & Pic
 
 /** The defaults of {@link NightjarClientOptions} (trust and retry have their own). */
 export const CLIENT_DEFAULTS: Readonly<
-  Required<Pick<NightjarClientOptions, 'candidates' | 'candidatesTtlMs' | 'fetch' | 'clock' | 'random' | 'seal'>>
+  Required<Pick<NightjarClientOptions, 'candidates' | 'candidatesTtlMs' | 'streamIdleMs' | 'fetch' | 'clock' | 'random' | 'seal'>>
 > = {
   candidates: 3,
   candidatesTtlMs: 5000,
+  streamIdleMs: 1000,
   // Called through globalThis at each use: a browser refuses fetch called on another object.
   fetch: (input, init) => globalThis.fetch(input, init),
   clock: systemClock,
@@ -496,7 +504,8 @@ export class NightjarClient {
       let opener: ReplyOpener | null = null;
       let agent: Candidate | null = null;
       try {
-        for await (const line of readNdjson(res.body, MAX_EVENT_LINE)) {
+        const lines = readNdjson(res.body, MAX_EVENT_LINE, { idleMs: this.#o.streamIdleMs, clock: this.#o.clock, peer: this.#base });
+        for await (const line of lines) {
           const event: JobEvent = validate(jobEventSchema, JSON.parse(line), 'job event');
           switch (event.type) {
             case 'start': {
@@ -531,7 +540,9 @@ export class NightjarClient {
       } catch (err) {
         if (err instanceof NightjarError) throw err;
         if (err instanceof SyntaxError) throw new NightjarError('NJ_FRAME_INVALID', 'the gateway sent a line that is not JSON');
-        throw this.#transportError(err);
+        if (signal.aborted) throw this.#transportError(err, signal);
+        // The response had begun: the gateway was reached, and then the connection broke.
+        throw new NightjarError('NJ_STREAM_BROKEN', `the connection to the gateway at ${this.#base} broke off mid-reply`, { cause: err });
       }
       if (opener) opener.finish();
       throw new NightjarError('NJ_STREAM_TRUNCATED', 'the gateway closed the reply before it was done');

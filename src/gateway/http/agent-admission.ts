@@ -106,6 +106,11 @@ export class AgentAdmission {
       challengeIntervalMs: options.challengeIntervalMs,
       challengeTimeoutMs: options.challengeTimeoutMs,
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
+      // Only a file the catalog lists for a catalogued model bills, late as on time.
+      lateReceipt: (s, frame) =>
+        this.#ctx.billing.settleLate(s, frame, {
+          fileListed: (model, sha256) => !this.#ctx.catalog.lists(model) || this.#ctx.catalog.catalogued(model, sha256),
+        }),
     });
     this.#sessions.add(session);
     session.onAuthenticated((s) => {

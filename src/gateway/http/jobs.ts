@@ -13,8 +13,11 @@ import {
   fromBase64Url,
   jobRequestSchema,
   sha256,
+  toBase64Url,
+  type Clock,
   type Envelope,
   type JobEvent,
+  type TimerHandle,
 } from '../../shared/index.js';
 import { ClientJob, type JobOutcome, type JobSink } from '../job.js';
 import { authenticateClient, priceOf, type Caller } from './callers.js';
@@ -25,6 +28,8 @@ interface Admitted {
   readonly caller: Caller;
   readonly envelope: Envelope;
   readonly body: Uint8Array;
+  /** sha256 of the body ciphertext. */
+  readonly requestDigest: Uint8Array;
   readonly free: boolean;
   /** Priced from the catalog: only catalogued files may serve and bill it. */
   readonly catalogued: boolean;
@@ -67,6 +72,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
   const { price, free, catalogued } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
+  const requestDigest = sha256(body);
   await ctx.billing.hold({
     jobId: header.jobId,
     keyId: caller.key?.id ?? null,
@@ -74,8 +80,9 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
     price,
     bodyLength: header.bodyLength,
     maxTokens: header.maxTokens,
+    requestDigest: toBase64Url(requestDigest),
   });
-  return { caller, envelope, body, free, catalogued, admittedAt };
+  return { caller, envelope, body, requestDigest, free, catalogued, admittedAt };
 }
 
 /** Runs the admitted job and streams its events to the client; resolves when the job is over. */
@@ -85,14 +92,14 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
   reply.hijack();
   const res = reply.raw;
   let finished = false;
-  const sink = new NdjsonSink(res, ctx.options.maxBufferedBytesPerClient, () => {
+  const sink = new NdjsonSink(res, ctx.options.maxBufferedBytesPerClient, ctx.options.streamKeepaliveMs, ctx.clock, () => {
     ctx.log.warn('client too slow; cancelling its job', { jobId });
     ctx.metrics.rejected.inc({ limit: 'slow-client' });
     job.cancel('the client is not reading its reply');
   });
   const job: ClientJob = new ClientJob({
     envelope,
-    requestDigest: sha256(admitted.body),
+    requestDigest: admitted.requestDigest,
     transport: ctx.transport,
     router: ctx.router,
     clock: ctx.clock,
@@ -106,6 +113,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
       firstChunk: (_agentId, ms) => ctx.metrics.ttft.observe(ms / 1000),
       relayed: (ms) => ctx.metrics.relay.observe(ms / 1000),
       attemptFailed: (_agentId, code) => ctx.metrics.attemptsFailed.inc({ code }),
+      claimCapped: (_agentId, field) => ctx.metrics.claimsCapped.inc({ field }),
     },
   });
   ctx.jobs.add(job, caller.id);
@@ -143,16 +151,45 @@ function logOutcome(ctx: GatewayContext, jobId: string, outcome: JobOutcome, ms:
 
 /**
  * The client's side of a job on the raw response: NDJSON lines after a 200, or — when the first
- * event is an error — a plain HTTP error with its status and Retry-After.
+ * event is an error — a plain HTTP error with its status and Retry-After. Once the 200 is out, an
+ * empty line goes out whenever nothing else was written for `keepaliveMs` (and one before the first
+ * event, which tells the SDK this gateway keeps its streams alive): the SDK times a silent stream out only when
+ * it knows to expect them, so a dead connection is told from a slow agent within a second.
  */
 class NdjsonSink implements JobSink {
   #headSent = false;
+  #keepalive: TimerHandle | null = null;
 
   constructor(
     readonly res: ServerResponse,
     readonly maxBuffered: number,
+    readonly keepaliveMs: number,
+    readonly clock: Clock,
     readonly onTooSlow: () => void,
   ) {}
+
+  #write(text: string): void {
+    const res = this.res;
+    res.write(text);
+    if (res.writableLength > this.maxBuffered) {
+      this.#stopKeepalive();
+      this.onTooSlow();
+      res.destroy();
+      return;
+    }
+    if (this.keepaliveMs > 0) {
+      this.#stopKeepalive();
+      this.#keepalive = this.clock.setTimeout(() => {
+        this.#keepalive = null;
+        if (!res.destroyed && !res.writableEnded) this.#write('\n');
+      }, this.keepaliveMs);
+    }
+  }
+
+  #stopKeepalive(): void {
+    if (this.#keepalive) this.clock.clearTimeout(this.#keepalive);
+    this.#keepalive = null;
+  }
 
   send(event: JobEvent): void {
     const res = this.res;
@@ -163,19 +200,19 @@ class NdjsonSink implements JobSink {
       writeError(res, new NightjarError(event.code, event.message, opts));
       return;
     }
+    let first = '';
     if (!this.#headSent) {
       this.#headSent = true;
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      // The first keepalive goes with the first event: from here on the client expects them.
+      if (this.keepaliveMs > 0) first = '\n';
     }
-    res.write(JSON.stringify(event) + '\n');
-    if (res.writableLength > this.maxBuffered) {
-      this.onTooSlow();
-      res.destroy();
-    }
+    this.#write(first + JSON.stringify(event) + '\n');
   }
 
   /** Ends the response (an empty 200 if nothing was sent). */
   end(): void {
+    this.#stopKeepalive();
     const res = this.res;
     if (res.destroyed || res.writableEnded) return;
     if (!this.#headSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

@@ -15,8 +15,22 @@
  *   release         holds → client    whatever was held and not charged
  * A job is `held` until exactly one of settle (on its verified receipt) or release (no receipt)
  * moves it to `settled` or `released`; both are idempotent.
+ *
+ * Late settlement ({@link LedgerStore.settleLate}): a receipt the agent could not deliver while the
+ * job ran (its link dropped, the gateway restarted) arrives later. A job still held settles from
+ * its hold as above. A job already released has no hold left; it is charged from the client's
+ * balance instead, in the same two transfer kinds (settle-operator, settle-platform; a released
+ * job never had them, so the per-job uniqueness still makes a second charge impossible):
+ *   settle-operator client → operator  the operator's share
+ *   settle-platform client → platform  the rest
+ * for at most what the hold would have allowed (the receipt's claims cut to their bounds, the
+ * charge never above the hold) and never more than the client's balance now: the client's balance
+ * never goes below zero, and whatever of the charge it cannot cover is not charged (the result
+ * says how much). Either way the job becomes `settled`, with outcome `settled-late` and its
+ * `settled_late_at` set; a second delivery moves no money.
  */
 import { NightjarError, randomBytes, toHex } from '../../shared/index.js';
+import { boundClaims } from '../claims.js';
 import { bigOf, intOf, intOrNull, textOrNull, type SqlDriver, type SqlExecutor, type SqlRow } from '../store/sql.js';
 import type { Price } from '../accounts/account.store.js';
 
@@ -65,8 +79,48 @@ export interface HoldRequest {
   /** Padded request ciphertext length: the bound on prompt tokens. */
   bodyLength: number;
   maxTokens: number;
+  /** sha256 of the request ciphertext (base64url), checked against a late receipt. Defaults to none. */
+  requestDigest?: string;
   now: number;
 }
+
+/** A receipt delivered after its job ended at the gateway (see the module comment). */
+export interface LateSettleRequest {
+  jobId: string;
+  attempt: number;
+  /** The agent that delivered the receipt (it signed it: the caller checked the signature). */
+  agentId: string;
+  /** The agent's operator; with none, nothing is charged. */
+  operatorId: string | null;
+  model: string;
+  /** The receipt's claims, as signed; the ledger cuts them to the job's bounds. */
+  promptTokens: number;
+  completionTokens: number;
+  /** The receipt's request digest (base64url). */
+  requestDigest: string;
+  finishReason: string;
+  /** The signed receipt, as JSON, kept for the operator's export. */
+  receipt: string;
+  now: number;
+}
+
+/** How a late settlement ended. */
+export type LateSettleResult =
+  | {
+      status: 'settled';
+      /** The job was still held (settled from its hold) or had been released (charged from the client). */
+      from: 'hold' | 'client';
+      charged: bigint;
+      operatorAmount: bigint;
+      platformAmount: bigint;
+      /** What the bounded claims cost but the client's balance could not cover (not charged). */
+      shortfall: bigint;
+      /** The claims that exceeded their bounds. */
+      capped: ('prompt' | 'completion')[];
+    }
+  | { status: 'duplicate' }
+  | { status: 'refused'; reason: string }
+  | { status: 'unknown' };
 
 /** What a verified receipt says, as the gateway will bill it. */
 export interface SettleRequest {
@@ -121,6 +175,12 @@ export interface JobRecord {
   platformAmount: bigint | null;
   finishReason: string | null;
   receipt: string | null;
+  /** sha256 of the request ciphertext, base64url, when recorded at the hold. */
+  requestDigest: string | null;
+  /** The most completion tokens a late receipt may bill, when the gateway knew it at the release. */
+  completionBound: number | null;
+  /** When a late receipt settled the job, or null. */
+  settledLateAt: number | null;
 }
 
 /** One row of an operator's earnings: a UTC day and a model. */
@@ -154,8 +214,20 @@ export interface LedgerStore {
   hold(request: HoldRequest): Promise<{ amount: bigint }>;
   /** Bills a held job on its verified receipt; idempotent per jobId. */
   settle(request: SettleRequest): Promise<SettleResult>;
-  /** Gives a held job's money back; idempotent per jobId. */
-  release(jobId: string, outcome: string, now: number): Promise<ReleaseResult>;
+  /**
+   * Gives a held job's money back; idempotent per jobId. `completionBound`, when the gateway
+   * knows it (the reply chunks it relayed), caps what a late receipt may bill. Defaults to none.
+   */
+  release(jobId: string, outcome: string, now: number, completionBound?: number | null): Promise<ReleaseResult>;
+  /**
+   * Records which agent and attempt a held job was given to (on its accepted): only that agent's
+   * receipt for that attempt may settle it late. Committed without a flush of its own
+   * (SqlDriver.runUnflushed): it survives a crash of the gateway process; a power cut may lose it,
+   * and then that job's late receipt is refused.
+   */
+  assign(jobId: string, agentId: string, attempt: number): Promise<void>;
+  /** Settles a receipt that arrived after its job ended here, exactly once (see the module comment). */
+  settleLate(request: LateSettleRequest): Promise<LateSettleResult>;
   /** Releases every held job (after a crash, no stream is running); resolves with how many. */
   releaseAllHeld(outcome: string, now: number): Promise<number>;
   /** An account's balance (0 for an account never used). */
@@ -201,6 +273,9 @@ const jobOf = (r: SqlRow): JobRecord => ({
   platformAmount: r.platform_amount === null || r.platform_amount === undefined ? null : bigOf(r.platform_amount),
   finishReason: textOrNull(r.finish_reason),
   receipt: textOrNull(r.receipt),
+  requestDigest: textOrNull(r.request_digest),
+  completionBound: intOrNull(r.completion_bound),
+  settledLateAt: intOrNull(r.settled_late_at),
 });
 
 const KIND_OF = (id: string): string =>
@@ -315,8 +390,8 @@ export class SqlLedgerStore implements LedgerStore {
     return this.#db.transaction(async (tx) => {
       const inserted = await tx.run(
         'INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, ' +
-          `operator_share_bps, body_length, max_tokens, created_at)
-         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          `operator_share_bps, body_length, max_tokens, created_at, request_digest)
+         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         [
           r.jobId,
           r.keyId,
@@ -328,6 +403,7 @@ export class SqlLedgerStore implements LedgerStore {
           r.bodyLength,
           r.maxTokens,
           r.now,
+          r.requestDigest ?? null,
         ],
       );
       if (inserted !== 1) throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
@@ -375,84 +451,186 @@ export class SqlLedgerStore implements LedgerStore {
       }
       const prompt = Math.max(0, Math.min(r.promptTokens, job.bodyLength));
       const completion = Math.max(0, Math.min(r.completionTokens, job.maxTokens));
-      const cost = costOf({ promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok }, prompt, completion);
-      // Never more than was held; nothing at all without an operator to pay.
-      const charged = r.operatorId === null || job.keyId === null ? 0n : cost < job.holdAmount ? cost : job.holdAmount;
-      const operatorAmount = operatorShare(charged, job.operatorShareBps);
-      const platformAmount = charged - operatorAmount;
-      const released = job.holdAmount - charged;
-      const changed = await tx.run(
-        `UPDATE jobs SET status = 'settled', ended_at = ?, outcome = ?, agent_id = ?, operator_id = ?, attempt = ?, prompt_tokens = ?,
-           completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?
-         WHERE job_id = ? AND status = 'held'`,
-        [
-          r.now,
-          r.outcome,
-          r.agentId,
-          r.operatorId,
-          r.attempt,
-          prompt,
-          completion,
-          charged,
-          operatorAmount,
-          platformAmount,
-          r.finishReason,
-          r.receipt,
-          r.jobId,
-        ],
-      );
-      if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its settlement');
-      if (operatorAmount > 0n && r.operatorId !== null) {
-        await this.#account(tx, ACCOUNTS.operator(r.operatorId), r.now);
-        await this.#transfer(tx, {
-          jobId: r.jobId,
-          kind: 'settle-operator',
-          debit: ACCOUNTS.holds,
-          credit: ACCOUNTS.operator(r.operatorId),
-          amount: operatorAmount,
-          now: r.now,
-        });
-      }
-      if (platformAmount > 0n) {
-        await this.#account(tx, ACCOUNTS.platform, r.now);
-        await this.#transfer(tx, {
-          jobId: r.jobId,
-          kind: 'settle-platform',
-          debit: ACCOUNTS.holds,
-          credit: ACCOUNTS.platform,
-          amount: platformAmount,
-          now: r.now,
-        });
-      }
-      if (released > 0n && job.keyId !== null) {
-        await this.#transfer(tx, {
-          jobId: r.jobId,
-          kind: 'release',
-          debit: ACCOUNTS.holds,
-          credit: ACCOUNTS.client(job.keyId),
-          amount: released,
-          now: r.now,
-        });
-      }
+      const { charged, operatorAmount, platformAmount, released } = await this.#settleHeld(tx, job, r, prompt, completion, null);
       return { status: 'settled', duplicate: false, charged, operatorAmount, platformAmount, released };
     });
   }
 
-  async release(jobId: string, outcome: string, now: number): Promise<ReleaseResult> {
-    return this.#db.transaction((tx) => this.#release(tx, jobId, outcome, now));
+  /** Moves a held job to settled: the charge from its hold to operator and platform, the rest back to the client. */
+  async #settleHeld(
+    tx: SqlExecutor,
+    job: JobRecord,
+    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now'>,
+    prompt: number,
+    completion: number,
+    lateAt: number | null,
+  ): Promise<{ charged: bigint; operatorAmount: bigint; platformAmount: bigint; released: bigint }> {
+    const cost = costOf({ promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok }, prompt, completion);
+    // Never more than was held; nothing at all without an operator to pay.
+    const charged = r.operatorId === null || job.keyId === null ? 0n : cost < job.holdAmount ? cost : job.holdAmount;
+    const operatorAmount = operatorShare(charged, job.operatorShareBps);
+    const platformAmount = charged - operatorAmount;
+    const released = job.holdAmount - charged;
+    await this.#markSettled(tx, job.status, r, prompt, completion, { charged, operatorAmount, platformAmount }, lateAt);
+    await this.#payShares(tx, r, ACCOUNTS.holds, operatorAmount, platformAmount);
+    if (released > 0n && job.keyId !== null) {
+      await this.#transfer(tx, {
+        jobId: r.jobId,
+        kind: 'release',
+        debit: ACCOUNTS.holds,
+        credit: ACCOUNTS.client(job.keyId),
+        amount: released,
+        now: r.now,
+      });
+    }
+    return { charged, operatorAmount, platformAmount, released };
   }
 
-  async #release(tx: SqlExecutor, jobId: string, outcome: string, now: number): Promise<ReleaseResult> {
+  /** Records a job as settled, if it still has status `from`. */
+  async #markSettled(
+    tx: SqlExecutor,
+    from: JobRecord['status'],
+    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now'>,
+    prompt: number,
+    completion: number,
+    amounts: { charged: bigint; operatorAmount: bigint; platformAmount: bigint },
+    lateAt: number | null,
+  ): Promise<void> {
+    const changed = await tx.run(
+      `UPDATE jobs SET status = 'settled', ended_at = ?, outcome = ?, agent_id = ?, operator_id = ?, attempt = ?, prompt_tokens = ?,
+         completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?, settled_late_at = ?
+       WHERE job_id = ? AND status = ?`,
+      [
+        r.now,
+        r.outcome,
+        r.agentId,
+        r.operatorId,
+        r.attempt,
+        prompt,
+        completion,
+        amounts.charged,
+        amounts.operatorAmount,
+        amounts.platformAmount,
+        r.finishReason,
+        r.receipt,
+        lateAt,
+        r.jobId,
+        from,
+      ],
+    );
+    if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its settlement');
+  }
+
+  /** Pays the operator's and the platform's shares of a charge out of `from` (the holds, or the client). */
+  async #payShares(
+    tx: SqlExecutor,
+    r: { jobId: string; operatorId: string | null; now: number },
+    from: string,
+    operatorAmount: bigint,
+    platformAmount: bigint,
+    memo?: string,
+  ): Promise<void> {
+    if (operatorAmount > 0n && r.operatorId !== null) {
+      await this.#account(tx, ACCOUNTS.operator(r.operatorId), r.now);
+      await this.#transfer(tx, {
+        jobId: r.jobId,
+        kind: 'settle-operator',
+        debit: from,
+        credit: ACCOUNTS.operator(r.operatorId),
+        amount: operatorAmount,
+        now: r.now,
+        memo,
+      });
+    }
+    if (platformAmount > 0n) {
+      await this.#account(tx, ACCOUNTS.platform, r.now);
+      await this.#transfer(tx, {
+        jobId: r.jobId,
+        kind: 'settle-platform',
+        debit: from,
+        credit: ACCOUNTS.platform,
+        amount: platformAmount,
+        now: r.now,
+        memo,
+      });
+    }
+  }
+
+  async assign(jobId: string, agentId: string, attempt: number): Promise<void> {
+    // Not flushed on its own (a job's third fsync otherwise): it must survive a crash of the gateway
+    // process, which it does; the job's settle or release flushes it with itself.
+    await this.#db.runUnflushed("UPDATE jobs SET agent_id = ?, attempt = ? WHERE job_id = ? AND status = 'held'", [
+      agentId,
+      attempt,
+      jobId,
+    ]);
+  }
+
+  async settleLate(r: LateSettleRequest): Promise<LateSettleResult> {
+    return this.#db.transaction(async (tx): Promise<LateSettleResult> => {
+      const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]);
+      if (!row) return { status: 'unknown' };
+      const job = jobOf(row);
+      // Only the agent the job was last given to, for that attempt, may bill it: an agent that was
+      // failed over from, or one that never had the job, settles nothing (and is told so, not
+      // "duplicate", even when another attempt settled the job).
+      if (job.agentId !== r.agentId || job.attempt !== r.attempt) {
+        return { status: 'refused', reason: 'the job was not given to this agent for this attempt' };
+      }
+      if (job.status === 'settled') return { status: 'duplicate' };
+      if (job.model !== r.model) return { status: 'refused', reason: 'the receipt names another model than the job asked for' };
+      if (job.requestDigest !== null && job.requestDigest !== r.requestDigest) {
+        return { status: 'refused', reason: 'the receipt covers another request than the job relayed' };
+      }
+      const bounded = boundClaims(r, { bodyLength: job.bodyLength, maxTokens: job.maxTokens, completionBound: job.completionBound });
+      const prompt = Math.max(0, bounded.promptTokens);
+      const completion = Math.max(0, bounded.completionTokens);
+      const settle = { ...r, outcome: 'settled-late' };
+      if (job.status === 'held') {
+        const amounts = await this.#settleHeld(tx, job, settle, prompt, completion, r.now);
+        return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped };
+      }
+      // Released: the hold went back to the client, so the charge comes from the client's balance,
+      // capped at the hold and at what the balance holds now.
+      const cost = costOf({ promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok }, prompt, completion);
+      const allowed = r.operatorId === null || job.keyId === null ? 0n : cost < job.holdAmount ? cost : job.holdAmount;
+      const balance =
+        job.keyId === null
+          ? 0n
+          : bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [ACCOUNTS.client(job.keyId)]))?.balance);
+      const charged = allowed < balance ? allowed : balance;
+      const operatorAmount = operatorShare(charged, job.operatorShareBps);
+      const platformAmount = charged - operatorAmount;
+      await this.#markSettled(tx, 'released', settle, prompt, completion, { charged, operatorAmount, platformAmount }, r.now);
+      // The transfers keep why the hold had gone back (the job row's outcome is now settled-late).
+      const memo = `settled late, from the balance; the hold was released: ${job.outcome ?? 'unknown'}`;
+      if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount, memo);
+      return {
+        status: 'settled',
+        from: 'client',
+        charged,
+        operatorAmount,
+        platformAmount,
+        shortfall: allowed - charged,
+        capped: bounded.capped,
+      };
+    });
+  }
+
+  async release(jobId: string, outcome: string, now: number, completionBound: number | null = null): Promise<ReleaseResult> {
+    return this.#db.transaction((tx) => this.#release(tx, jobId, outcome, now, completionBound));
+  }
+
+  async #release(tx: SqlExecutor, jobId: string, outcome: string, now: number, completionBound: number | null): Promise<ReleaseResult> {
     const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [jobId]);
     if (!row) return { status: 'unknown' };
     const job = jobOf(row);
     if (job.status === 'settled') return { status: 'settled', duplicate: true };
     if (job.status === 'released') return { status: 'released', duplicate: true, amount: job.holdAmount };
-    const changed = await tx.run("UPDATE jobs SET status = 'released', ended_at = ?, outcome = ? WHERE job_id = ? AND status = 'held'", [
-      now,
-      outcome,
-      jobId,
-    ]);
+    const changed = await tx.run(
+      "UPDATE jobs SET status = 'released', ended_at = ?, outcome = ?, completion_bound = ? WHERE job_id = ? AND status = 'held'",
+      [now, outcome, completionBound, jobId],
+    );
     if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its release');
     if (job.holdAmount > 0n && job.keyId !== null) {
       await this.#transfer(tx, {
@@ -570,7 +748,7 @@ export class SqlLedgerStore implements LedgerStore {
     if (intOf(orphans?.n) !== 0) problems.push(`${intOf(orphans?.n)} transfers name unknown accounts`);
     // 4. Per job: at most one transfer of each kind, and the amounts its status implies.
     const perJob = await this.#db.all(
-      `SELECT j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount,
+      `SELECT j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount, j.settled_late_at,
               COUNT(t.id) AS n,
               COUNT(DISTINCT t.kind) AS kinds,
               COALESCE(SUM(CASE WHEN t.kind = 'hold' THEN t.amount ELSE 0 END), 0) AS held,
@@ -578,9 +756,14 @@ export class SqlLedgerStore implements LedgerStore {
               COALESCE(SUM(CASE WHEN t.kind = 'settle-platform' THEN t.amount ELSE 0 END), 0) AS plat,
               COALESCE(SUM(CASE WHEN t.kind = 'release' THEN t.amount ELSE 0 END), 0) AS rel,
               COALESCE(SUM(CASE WHEN t.kind = 'hold' AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payer,
-              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payee
+              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0)
+                AS wrong_payee,
+              COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds' THEN t.amount ELSE 0 END), 0)
+                AS from_client,
+              COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds'
+                AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_settler
          FROM jobs j LEFT JOIN ledger_transfers t ON t.job_id = j.job_id
-        GROUP BY j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount`,
+        GROUP BY j.job_id, j.status, j.client_key_id, j.hold_amount, j.charged, j.operator_amount, j.platform_amount, j.settled_late_at`,
     );
     let heldTotal = 0n;
     for (const r of perJob) {
@@ -592,7 +775,10 @@ export class SqlLedgerStore implements LedgerStore {
       const rel = bigOf(r.rel);
       const status = String(r.status);
       if (intOf(r.n) !== intOf(r.kinds)) problems.push(`job ${id} has two transfers of one kind (charged twice?)`);
-      if (intOf(r.wrong_payer) + intOf(r.wrong_payee) > 0) problems.push(`job ${id} moved money from or to another client than its own`);
+      if (intOf(r.wrong_payer) + intOf(r.wrong_payee) + intOf(r.wrong_settler) > 0)
+        problems.push(`job ${id} moved money from or to another client than its own`);
+      // A job settled late after its release was charged from its client's balance, not its hold.
+      const fromClient = bigOf(r.from_client);
       if (held !== hold) problems.push(`job ${id} held ${held}, recorded ${hold}`);
       if (status === 'held') {
         heldTotal += hold;
@@ -606,7 +792,9 @@ export class SqlLedgerStore implements LedgerStore {
           problems.push(`job ${id}: the payouts differ from the recorded shares`);
         if (op + plat !== charged) problems.push(`job ${id}: the shares do not add up to the charge`);
         if (charged > hold) problems.push(`job ${id} charged ${charged}, more than its hold ${hold}`);
-        if (op + plat + rel !== hold) problems.push(`job ${id}: its hold is not fully accounted for (a leak)`);
+        if (fromClient !== 0n && (fromClient !== charged || r.settled_late_at === null || r.settled_late_at === undefined))
+          problems.push(`job ${id} was charged from its client's balance without a late settlement of the whole charge`);
+        if (op + plat + rel !== hold + fromClient) problems.push(`job ${id}: its hold is not fully accounted for (a leak)`);
       }
     }
     // 5. The holds account holds exactly what running jobs reserved: no hold leaks.

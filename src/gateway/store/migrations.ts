@@ -146,6 +146,16 @@ CREATE TABLE catalog_files (
 );
 `,
   },
+  {
+    // Renumber at merge if other migrations landed first: only the order matters.
+    version: 3,
+    name: 'late settlement: request digest, completion bound and the late settlement time on jobs',
+    sql: `
+ALTER TABLE jobs ADD COLUMN request_digest TEXT;
+ALTER TABLE jobs ADD COLUMN completion_bound BIGINT;
+ALTER TABLE jobs ADD COLUMN settled_late_at BIGINT;
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

@@ -89,6 +89,21 @@ export async function openPostgresDriver(options: PostgresDriverOptions): Promis
         }
       }
     },
+    async runUnflushed(sql, values) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL synchronous_commit = off');
+        const changed = await executor(client).run(sql, values);
+        await client.query('COMMIT');
+        return changed;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
     async script(sql) {
       const client = await pool.connect();
       try {

@@ -30,6 +30,14 @@ export interface SqlDriver extends SqlExecutor, AsyncDisposable {
    * database through `tx`.
    */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Runs one statement in a commit that need not be flushed to disk before it returns: it survives
+   * a crash of this process, though not necessarily of the machine, and the next flushed commit
+   * carries it to disk. For records whose loss costs little and whose flush would cost a job its
+   * own fsync (who accepted a job: SQLite synchronous=NORMAL for the one commit, PostgreSQL
+   * synchronous_commit=off). Resolves with the number of rows it changed.
+   */
+  runUnflushed(sql: string, params?: readonly SqlValue[]): Promise<number>;
   /** Runs a script of several statements (migrations), in one transaction. */
   script(sql: string): Promise<void>;
   /** Closes the connection. */

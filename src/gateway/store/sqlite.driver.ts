@@ -6,7 +6,9 @@
  * - synchronous=FULL: every commit is on disk before the call returns. With NORMAL, WAL mode
  *   keeps the file consistent but may lose the last commits on power loss; for a ledger that
  *   could forget a top-up or a settlement the client was already told about. One fsync per
- *   commit is cheap at an embedded gateway's rate of jobs.
+ *   commit is cheap at an embedded gateway's rate of jobs. The one exception is
+ *   `runUnflushed` (who accepted a job): committed with NORMAL, it survives a crash of the
+ *   process and reaches the disk with the next commit.
  * - foreign_keys=ON and a busy timeout so the gateway and an admin command can share the file.
  * - Integers come back as bigint (safe integers), so money never passes through a double.
  *
@@ -38,7 +40,8 @@ export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot open the database file ${options.path}: ${(cause as Error).message}`, { cause });
   }
   db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+  const synchronous = options.synchronous ?? 'FULL';
+  db.pragma(`synchronous = ${synchronous}`);
   db.pragma('foreign_keys = ON');
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   db.defaultSafeIntegers(true);
@@ -67,6 +70,17 @@ export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
     all: (sql, params) => mutex.run(() => direct.all(sql, params)),
     get: (sql, params) => mutex.run(() => direct.get(sql, params)),
     run: (sql, params) => mutex.run(() => direct.run(sql, params)),
+    runUnflushed: (sql, params) =>
+      mutex.run(async () => {
+        if (synchronous === 'NORMAL') return direct.run(sql, params);
+        // WAL with NORMAL: the commit is in the WAL (a process crash keeps it) but not fsync'd.
+        db.pragma('synchronous = NORMAL');
+        try {
+          return await direct.run(sql, params);
+        } finally {
+          db.pragma(`synchronous = ${synchronous}`);
+        }
+      }),
     transaction: (fn) =>
       mutex.run(async () => {
         prepare('BEGIN IMMEDIATE').run();

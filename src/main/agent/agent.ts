@@ -43,8 +43,9 @@ import {
   loggedEmitter,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
-import { GatewayLink } from './gateway-link.js';
+import { GatewayLink, type ReceiptAckFrame } from './gateway-link.js';
 import { JobRunner, type JobStats, type ServedModel } from './job-runner.js';
+import { ReceiptOutbox, type ReceiptDeliveryLog } from './receipt-outbox.js';
 import { detectPlatform, unattestedPosture } from './platform.js';
 import { AgentStateStore, type AgentStateSource } from './state.js';
 
@@ -92,6 +93,14 @@ export interface AgentOptions extends AgentMachineOptions {
    * JobRunnerOptions.recordReceipt). Defaults to recording nothing.
    */
   recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
+  /**
+   * Where receipts the gateway has not acknowledged are marked (the receipt log, so they survive a
+   * restart of the agent); they are delivered after each welcome until acknowledged. Defaults to
+   * keeping them in memory only.
+   */
+  receiptDelivery?: ReceiptDeliveryLog;
+  /** How old (from its end) an undelivered receipt may be before it is given up. Defaults to 24 hours. */
+  undeliveredReceiptMaxAgeMs?: number;
   /** One-time enrollment token binding this agent to an operator. Defaults to none. */
   enrollToken?: string | null;
   /** The thermal state heartbeats report. Defaults to 'nominal'. */
@@ -113,6 +122,7 @@ const AGENT_DEFAULTS: Required<
     | 'engine'
     | 'stopGraceMs'
     | 'recordReceipt'
+    | 'undeliveredReceiptMaxAgeMs'
     | 'enrollToken'
     | 'thermal'
     | 'memoryPressure'
@@ -125,6 +135,7 @@ const AGENT_DEFAULTS: Required<
   engine: null,
   stopGraceMs: 5000,
   recordReceipt: () => undefined,
+  undeliveredReceiptMaxAgeMs: 24 * 3600_000,
   enrollToken: null,
   thermal: () => 'nominal',
   memoryPressure: () => 'normal',
@@ -172,6 +183,7 @@ export class Agent extends Resource {
   readonly #log: Logger;
   readonly #runner: JobRunner;
   readonly #link: GatewayLink;
+  readonly #outbox: ReceiptOutbox;
   /** The state the agent writes itself, when no owner handed one in. */
   readonly #own: AgentStateStore | null;
   readonly #state: AgentStateSource;
@@ -197,6 +209,13 @@ export class Agent extends Resource {
     this.#own = options.state ? null : d.add(new AgentStateStore({ clock, logger: log }));
     this.#state = options.state ?? this.#own!;
     this.#rotation = d.add(new TimerSlot(clock));
+    this.#outbox = new ReceiptOutbox({
+      send: (frame) => this.#link.send(frame),
+      log: options.receiptDelivery,
+      maxAgeMs: options.undeliveredReceiptMaxAgeMs,
+      clock,
+      logger: log,
+    });
     this.#runner = d.add(
       new JobRunner({
         identity: options.identity,
@@ -208,6 +227,7 @@ export class Agent extends Resource {
         send: (frame) => this.#link.send(frame),
         accepting: () => this.#state.state === 'serving',
         recordReceipt: options.recordReceipt,
+        undelivered: (receipt) => this.#outbox.add(receipt),
       }),
     );
     this.#link = d.add(
@@ -237,6 +257,15 @@ export class Agent extends Resource {
     );
     this.#link.onJob((frame) => this.#runner.handle(frame));
     this.#link.onCancel((frame) => this.#runner.cancel(frame.jobId, frame.attempt));
+    // Jobs cannot outlive the link they came on: stop them within a token, keep their receipts,
+    // and deliver those after the next welcome (the same gateway's, or a restarted one's).
+    this.#link.onDisconnected(() => {
+      this.#outbox.disconnected();
+      void this.#runner.linkLost();
+    });
+    this.#link.onWelcome(() => this.#outbox.connected());
+    this.#link.onReject((frame) => this.#outbox.rejected(frame.code));
+    this.#link.onReceiptAck((frame) => this.#outbox.acknowledged(frame));
     // The gateway routes on the free slots the last heartbeat reported: tell it at once when a job
     // starts generating or ends, not at the next beat (up to 15 s later). It counts the jobs it
     // dispatched since that beat itself, so the start can wait for the engine.
@@ -252,6 +281,7 @@ export class Agent extends Resource {
     );
     this.onJobs = this.#runner.onJobs;
     this.onReceipt = this.#runner.onReceipt;
+    this.onReceiptAck = this.#link.onReceiptAck;
     this.onLink = this.#link.onState;
     const welcome$ = d.add(loggedEmitter<Welcome>(log, 'welcome'));
     const reject$ = d.add(loggedEmitter<Rejection>(log, 'reject'));
@@ -265,6 +295,8 @@ export class Agent extends Resource {
   readonly onJobs: Event<void>;
   /** Fires with every receipt signed, once recorded, just before it is sent. */
   readonly onReceipt: Event<SignedReceipt>;
+  /** Fires with the gateway's answer to each receipt delivered late, after the outbox took it in. */
+  readonly onReceiptAck: Event<ReceiptAckFrame>;
   /** Fires when the link's state changes. */
   readonly onLink: Event<LinkState>;
   /** Fires with the operator and trust of every welcome from the gateway. */
@@ -318,6 +350,11 @@ export class Agent extends Resource {
   /** The attached engine, if any. */
   get engine(): InferenceEngine | null {
     return this.#engine;
+  }
+
+  /** Receipts signed but not acknowledged by the gateway yet (delivered after the next welcome). */
+  get undeliveredReceipts(): number {
+    return this.#outbox.size;
   }
 
   /** The job runner's live figures (jobs running and served, measured speeds). */

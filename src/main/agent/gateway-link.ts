@@ -58,6 +58,8 @@ export type RejectFrame = FrameOf<'reject'>;
 export type JobFrame = FrameOf<'job'>;
 /** A job's cancellation. */
 export type CancelFrame = FrameOf<'cancel'>;
+/** The gateway's answer to a receipt delivered late. */
+export type ReceiptAckFrame = FrameOf<'receipt-ack'>;
 /** Why the link is closed, as the goodbye frame says it. */
 
 /** Options of {@link GatewayLink}. */
@@ -175,6 +177,7 @@ export class GatewayLink extends Resource {
   readonly #reject$: Emitter<RejectFrame>;
   readonly #job$: Emitter<JobFrame>;
   readonly #cancel$: Emitter<CancelFrame>;
+  readonly #receiptAck$: Emitter<ReceiptAckFrame>;
   readonly #disconnected$: Emitter<void>;
   #socket: WebSocket | null = null;
   #state: LinkState = 'idle';
@@ -199,12 +202,14 @@ export class GatewayLink extends Resource {
     this.#reject$ = d.add(loggedEmitter(log, 'reject'));
     this.#job$ = d.add(loggedEmitter(log, 'job'));
     this.#cancel$ = d.add(loggedEmitter(log, 'cancel'));
+    this.#receiptAck$ = d.add(loggedEmitter(log, 'receipt ack'));
     this.#disconnected$ = d.add(loggedEmitter(log, 'disconnect'));
     this.onState = this.#state$.event;
     this.onWelcome = this.#welcome$.event;
     this.onReject = this.#reject$.event;
     this.onJob = this.#job$.event;
     this.onCancel = this.#cancel$.event;
+    this.onReceiptAck = this.#receiptAck$.event;
     this.onDisconnected = this.#disconnected$.event;
   }
 
@@ -218,6 +223,8 @@ export class GatewayLink extends Resource {
   readonly onJob: Event<JobFrame>;
   /** Fires with each cancellation the gateway sends. */
   readonly onCancel: Event<CancelFrame>;
+  /** Fires with the gateway's answer to each receipt delivered late. */
+  readonly onReceiptAck: Event<ReceiptAckFrame>;
   /** Fires when an authenticated connection ends. */
   readonly onDisconnected: Event<void>;
 
@@ -370,6 +377,9 @@ export class GatewayLink extends Resource {
           return;
         case 'cancel':
           this.#cancel$.fire(frame);
+          return;
+        case 'receipt-ack':
+          this.#receiptAck$.fire(frame);
           return;
         case 'error':
           log.warn('gateway reported an error', { code: frame.code, reason: frame.message });

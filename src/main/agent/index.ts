@@ -27,6 +27,7 @@ export {
   type GatewayLinkOptions,
   type JobFrame,
   type LinkState,
+  type ReceiptAckFrame,
   type RejectFrame,
   type StatusFields,
   type WelcomeFrame,
@@ -148,11 +149,16 @@ export {
   operatorMicroCredits,
   readSignedReceiptLog,
   summarizeEarnings,
+  undeliveredReceipts,
+  DELIVERY_STATES,
+  type DeliveryMark,
+  type DeliveryState,
   type EarningsOptions,
   type ModelPrice,
   type SignedReceiptLogContents,
   type SignedReceiptLogOptions,
 } from './records/receipt-log.js';
+export { ReceiptOutbox, MemoryDeliveryLog, type ReceiptDeliveryLog, type ReceiptOutboxOptions } from './receipt-outbox.js';
 export {
   ControlServer,
   startControlServer,

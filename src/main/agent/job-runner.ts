@@ -1,6 +1,11 @@
 /**
  * Serves jobs: open the envelope (or decline with a code), generate on a free sequence, seal
  * each piece of text as a reply chunk as it comes, seal the final chunk, sign the receipt.
+ *
+ * A job cannot outlive the link it came on: nobody would receive its chunks. When the link drops
+ * ({@link JobRunner.linkLost}) every running job is stopped within a token, as a preemption stops
+ * it, and still ends with a receipt for the tokens it produced; a receipt whose `done` could not
+ * be sent goes to the `undelivered` hook (the agent's outbox delivers it on the next connection).
  */
 import {
   NightjarError,
@@ -63,6 +68,12 @@ export interface JobRunnerOptions {
    * receipt still goes out. Defaults to recording nothing.
    */
   recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
+  /**
+   * Takes every receipt whose `done` frame could not be sent (the link was down, or the job was
+   * stopped because it dropped), after it was recorded. Defaults to dropping it (the `job done`
+   * log line says `delivered: false`).
+   */
+  undelivered?: (receipt: SignedReceipt) => void | Promise<void>;
   /** Remembers served jobIds. Defaults to a new ReplayGuard. */
   replay?: ReplayGuard;
   /** Defaults to the system clock. */
@@ -72,9 +83,10 @@ export interface JobRunnerOptions {
 }
 
 /** The defaults of {@link JobRunnerOptions}. */
-const JOB_RUNNER_DEFAULTS: Required<Pick<JobRunnerOptions, 'accepting' | 'recordReceipt' | 'clock' | 'logger'>> = {
+const JOB_RUNNER_DEFAULTS: Required<Pick<JobRunnerOptions, 'accepting' | 'recordReceipt' | 'undelivered' | 'clock' | 'logger'>> = {
   accepting: () => true,
   recordReceipt: () => undefined,
+  undelivered: () => undefined,
   clock: systemClock,
   logger: silentLogger,
 };
@@ -94,6 +106,8 @@ export interface JobStats {
 interface Running {
   readonly abort: AbortController;
   readonly done: Promise<void>;
+  /** Stopped because the link it came on dropped: its receipt cannot be delivered on it. */
+  cut: boolean;
 }
 
 const EMA = 0.2;
@@ -135,7 +149,7 @@ export class JobRunner implements Disposable {
     const key = `${frame.jobId}:${frame.attempt}`;
     if (this.#running.has(key)) return;
     const abort = new AbortController();
-    const done = this.#serve(frame, abort.signal)
+    const done = this.#serve(frame, abort.signal, () => this.#running.get(key)?.cut === true)
       .catch((err: unknown) => {
         this.#o.logger.error('job crashed', { jobId: frame.jobId, err: errorMessage(err) });
       })
@@ -144,13 +158,28 @@ export class JobRunner implements Disposable {
         this.#stats.activeJobs = this.#running.size;
         this.#jobs.fire();
       });
-    this.#running.set(key, { abort, done });
+    this.#running.set(key, { abort, done, cut: false });
     this.#stats.activeJobs = this.#running.size;
   }
 
   /** Stops a job within a token; it still ends with a final chunk and a receipt. */
   cancel(jobId: string, attempt: number): void {
     this.#running.get(`${jobId}:${attempt}`)?.abort.abort();
+  }
+
+  /**
+   * The link the jobs came on dropped: stops every running job within a token (each still ends
+   * with a receipt, kept as undelivered). Resolves once they have all stopped; returns how many.
+   */
+  async linkLost(): Promise<number> {
+    const cut = [...this.#running.values()];
+    for (const r of cut) {
+      r.cut = true;
+      r.abort.abort();
+    }
+    if (cut.length > 0) this.#o.logger.info('gateway link dropped; stopping the jobs it carried', { jobs: cut.length });
+    await Promise.all(cut.map((r) => r.done));
+    return cut.length;
   }
 
   /** Aborts every running job and waits for them to settle. */
@@ -182,7 +211,7 @@ export class JobRunner implements Disposable {
     });
   }
 
-  async #serve(frame: Extract<GatewayFrame, { type: 'job' }>, signal: AbortSignal): Promise<void> {
+  async #serve(frame: Extract<GatewayFrame, { type: 'job' }>, signal: AbortSignal, cut: () => boolean): Promise<void> {
     const { clock, identity, logger } = this.#o;
     const { jobId, attempt } = frame;
     const engine = this.#o.engine();
@@ -228,6 +257,7 @@ export class JobRunner implements Disposable {
 
     const sendChunk = (delta: string, final?: ReplyFinal): void => {
       const { seq, data } = sealer.seal(delta, final);
+      if (cut()) return;
       this.#o.send({ v: PROTOCOL_VERSION, type: 'chunk', jobId, attempt, seq, data: toBase64Url(data) });
     };
 
@@ -286,7 +316,22 @@ export class JobRunner implements Disposable {
     }
     this.#receipts.fire(receipt);
     this.#stats.jobsServed++;
-    this.#o.send({ v: PROTOCOL_VERSION, type: 'done', jobId, attempt, receipt });
-    logger.info('job done', { jobId, attempt, finishReason, promptTokens: usage.promptTokens, completionTokens: usage.completionTokens });
+    // A job cut by a dropped link must not send its done on a new connection that never had the job.
+    const sent = !cut() && this.#o.send({ v: PROTOCOL_VERSION, type: 'done', jobId, attempt, receipt });
+    logger.info('job done', {
+      jobId,
+      attempt,
+      finishReason,
+      promptTokens: usage.promptTokens,
+      completionTokens: usage.completionTokens,
+      delivered: sent,
+    });
+    if (!sent) {
+      try {
+        await this.#o.undelivered(receipt);
+      } catch (err) {
+        logger.error('could not keep an undelivered receipt', { jobId, err: errorMessage(err) });
+      }
+    }
   }
 }

@@ -200,6 +200,7 @@ export class AgentService extends Resource {
         manual,
         saveManual: (m) => saveStateFile(o.paths.stateFile, { manual: m }),
         recordReceipt: (r) => receipts.append(r),
+        receiptDelivery: receipts,
         powerSaveBlocker: o.powerSaveBlocker ?? defaultPowerSaveBlocker(process.platform, log),
         enrollToken: o.config.gateway.enrollToken,
         boxKeyRotationMs: o.config.boxKeyRotationHours * 3600_000,

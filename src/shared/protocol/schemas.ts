@@ -310,6 +310,11 @@ export const failedFrame = frame('failed', {
   code: codeSchema,
   message: messageSchema,
 });
+/**
+ * A receipt the agent signed for a job whose `done` it could not deliver (its link to the gateway
+ * dropped): sent after the next welcome, to the same or a restarted gateway, until acknowledged.
+ */
+export const receiptFrame = frame('receipt', { jobId: jobIdSchema, attempt: attemptSchema, receipt: signedReceiptSchema });
 export const bundleFrame = frame('bundle', { bundle: signedBundleSchema });
 export const attestFrame = frame('attest', { nonce: b64(32), signature: b64(64) });
 export const goodbyeFrame = frame('goodbye', {
@@ -325,6 +330,7 @@ export const agentFrameSchema = z.discriminatedUnion('type', [
   chunkFrame,
   doneFrame,
   failedFrame,
+  receiptFrame,
   bundleFrame,
   attestFrame,
   goodbyeFrame,
@@ -347,6 +353,27 @@ export const jobFrame = frame('job', { jobId: jobIdSchema, attempt: attemptSchem
 export const cancelFrame = frame('cancel', { jobId: jobIdSchema, attempt: attemptSchema, reason: messageSchema });
 export const errorFrame = frame('error', { code: codeSchema, message: messageSchema });
 
+/**
+ * What the gateway did with a delivered receipt: `settled` (billed now, late), `duplicate` (it was
+ * settled before; no money moved), `refused` (it never will be: not the agent or attempt the job
+ * was given to, a bad signature, a model the job did not ask for), `unknown` (no such job here),
+ * `retry` (it could not decide now; deliver it again on a later connection).
+ */
+export const RECEIPT_OUTCOMES = ['settled', 'duplicate', 'refused', 'unknown', 'retry'] as const;
+/** One of {@link RECEIPT_OUTCOMES}. */
+export const receiptOutcomeSchema = z.enum(RECEIPT_OUTCOMES);
+/** What the gateway did with a delivered receipt. */
+export type ReceiptOutcome = z.infer<typeof receiptOutcomeSchema>;
+/** The gateway's answer to a `receipt` frame. Only ever sent in answer to one. */
+export const receiptAckFrame = frame('receipt-ack', {
+  jobId: jobIdSchema,
+  attempt: attemptSchema,
+  outcome: receiptOutcomeSchema,
+  /** Why, for `refused`, `unknown` and `retry`. */
+  code: codeSchema.optional(),
+  message: messageSchema.optional(),
+});
+
 export const gatewayFrameSchema = z.discriminatedUnion('type', [
   challengeFrame,
   welcomeFrame,
@@ -354,6 +381,7 @@ export const gatewayFrameSchema = z.discriminatedUnion('type', [
   jobFrame,
   cancelFrame,
   errorFrame,
+  receiptAckFrame,
 ]);
 /** Any frame the gateway sends to an agent. */
 export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;

@@ -167,6 +167,160 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     }
   });
 
+  // Fails without settleLate's checks: a second delivery would charge again (or fail), another
+  // agent's or attempt's receipt would bill the job, and a released job's client could go negative.
+  it('settles a late receipt exactly once: from the hold, or from the balance after a release, never twice', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'client', now: 1 });
+      const op = await accounts.createOperator({ name: 'op', now: 1 });
+      await ledger.topUp(key.id, 1_000_000n, 2);
+      const price: Price = { promptPerMTok: 1_000_000n, completionPerMTok: 2_000_000n };
+      const digest = toBase64Url(randomBytes(32));
+      const hold = async (id: string, bodyLength = 1040, maxTokens = 100): Promise<void> => {
+        await ledger.hold({
+          jobId: id,
+          keyId: key.id,
+          model: 'm',
+          price,
+          operatorShareBps: 9500,
+          bodyLength,
+          maxTokens,
+          requestDigest: digest,
+          now: 3,
+        });
+        await ledger.assign(id, 'a'.repeat(32), 1);
+      };
+      const late = (id: string, over: Partial<{ agentId: string; attempt: number; model: string; requestDigest: string }> = {}) =>
+        ledger.settleLate({
+          jobId: id,
+          attempt: 1,
+          agentId: 'a'.repeat(32),
+          operatorId: op.id,
+          model: 'm',
+          promptTokens: 10,
+          completionTokens: 20,
+          requestDigest: digest,
+          finishReason: 'cancelled',
+          receipt: '{}',
+          now: 9,
+          ...over,
+        });
+
+      // Released (a restart): charged from the client's balance, 10 × 1 + 20 × 2 = 50.
+      const released = jobId();
+      await hold(released);
+      await ledger.release(released, 'gateway restarted', 4);
+      expect(await late(released, { agentId: 'b'.repeat(32) })).toEqual({
+        status: 'refused',
+        reason: 'the job was not given to this agent for this attempt',
+      });
+      expect((await late(released, { attempt: 0 })).status).toBe('refused');
+      expect((await late(released, { model: 'other' })).status).toBe('refused');
+      expect((await late(released, { requestDigest: toBase64Url(randomBytes(32)) })).status).toBe('refused');
+      expect(await late(released)).toEqual({
+        status: 'settled',
+        from: 'client',
+        charged: 50n,
+        operatorAmount: 47n,
+        platformAmount: 3n,
+        shortfall: 0n,
+        capped: [],
+      });
+      expect(await late(released)).toEqual({ status: 'duplicate' });
+      expect(await ledger.job(released)).toMatchObject({ status: 'settled', outcome: 'settled-late', settledLateAt: 9, charged: 50n });
+      expect(await ledger.balance(ACCOUNTS.client(key.id))).toBe(1_000_000n - 50n);
+      expect(await ledger.balance(ACCOUNTS.operator(op.id))).toBe(47n);
+      // The transfers say why the hold had gone back; the job row now says settled-late.
+      const memos = await store.driver.all('SELECT kind, memo FROM ledger_transfers WHERE job_id = ? ORDER BY kind', [released]);
+      expect(memos.map((m) => [m.kind, m.memo])).toEqual([
+        ['hold', null],
+        ['release', null],
+        ['settle-operator', 'settled late, from the balance; the hold was released: gateway restarted'],
+        ['settle-platform', 'settled late, from the balance; the hold was released: gateway restarted'],
+      ]);
+
+      // Still held (the agent came back before the job gave up on it): settled from the hold.
+      const held = jobId();
+      await hold(held);
+      expect(await late(held)).toMatchObject({ status: 'settled', from: 'hold', charged: 50n });
+      expect(await ledger.release(held, 'failed', 10)).toEqual({ status: 'settled', duplicate: true });
+
+      // Claims beyond the bounds: prompt by the body's capacity (1040 − 20), completion by the
+      // bound recorded at the release (30), never above maxTokens.
+      const capped = jobId();
+      await hold(capped);
+      await ledger.release(capped, 'failed', 4, 30);
+      expect(await late(capped, {})).toMatchObject({ status: 'settled', capped: [] });
+      const bounded = jobId();
+      await hold(bounded);
+      await ledger.release(bounded, 'failed', 4, 30);
+      expect(
+        await ledger.settleLate({
+          jobId: bounded,
+          attempt: 1,
+          agentId: 'a'.repeat(32),
+          operatorId: op.id,
+          model: 'm',
+          promptTokens: 2 ** 32,
+          completionTokens: 100,
+          requestDigest: digest,
+          finishReason: 'length',
+          receipt: '{}',
+          now: 9,
+        }),
+      ).toMatchObject({ status: 'settled', capped: ['prompt', 'completion'], charged: 1020n + 60n });
+
+      // A client that spent its balance meanwhile is charged what it has, never below zero.
+      const poor = await accounts.createApiKey({ name: 'poor', now: 1 });
+      await ledger.topUp(poor.id, 1100n, 2);
+      const spent = jobId();
+      await ledger.hold({
+        jobId: spent,
+        keyId: poor.id,
+        model: 'm',
+        price,
+        operatorShareBps: 9500,
+        bodyLength: 1040,
+        maxTokens: 30,
+        now: 3,
+      });
+      await ledger.assign(spent, 'a'.repeat(32), 1);
+      await ledger.release(spent, 'gateway restarted', 4);
+      const other = jobId();
+      await ledger.hold({
+        jobId: other,
+        keyId: poor.id,
+        model: 'm',
+        price,
+        operatorShareBps: 9500,
+        bodyLength: 1040,
+        maxTokens: 10,
+        now: 5,
+      });
+      await ledger.settle({
+        jobId: other,
+        attempt: 0,
+        agentId: 'c'.repeat(32),
+        operatorId: op.id,
+        promptTokens: 1040,
+        completionTokens: 10,
+        finishReason: 'stop',
+        outcome: 'done',
+        receipt: '{}',
+        now: 6,
+      });
+      expect(await ledger.balance(ACCOUNTS.client(poor.id))).toBe(40n);
+      expect(await late(spent)).toMatchObject({ status: 'settled', from: 'client', charged: 40n, shortfall: 10n });
+      expect(await ledger.balance(ACCOUNTS.client(poor.id))).toBe(0n);
+      expect(await late(jobId())).toEqual({ status: 'unknown' });
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it('detects a broken book: the invariant check is not vacuous', async () => {
     const { store } = await factory.open();
     try {
@@ -204,6 +358,7 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     | { t: 'hold'; job: number; client: number | null; price: number; body: number; maxTokens: number }
     | { t: 'settle'; job: number; attempt: number; operator: number | null; prompt: number; completion: number }
     | { t: 'release'; job: number }
+    | { t: 'late'; job: number; attempt: number; operator: number | null; prompt: number; completion: number }
     | { t: 'restart' };
 
   const cmd: fc.Arbitrary<Cmd> = fc.oneof(
@@ -234,10 +389,21 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       }),
     },
     { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), job: fc.nat(7) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('late' as const),
+        job: fc.nat(7),
+        attempt: fc.nat(3),
+        operator: fc.option(fc.nat(1), { freq: 6 }),
+        prompt: fc.nat(5_000_000),
+        completion: fc.nat(40_000),
+      }),
+    },
     { weight: 1, arbitrary: fc.constant({ t: 'restart' as const }) },
   );
 
-  it('keeps every invariant over random holds, settlements, failures, retries, duplicate receipts and restarts', async () => {
+  it('keeps every invariant over random holds, settlements, failures, retries, duplicate and late receipts and restarts', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(cmd, { minLength: 5, maxLength: 60, size: 'max' }), async (cmds) => {
         const opened = await factory.open();
@@ -252,7 +418,16 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
           let platform = 0n;
           const jobs = new Map<
             number,
-            { client: number | null; hold: bigint; price: Price; body: number; maxTokens: number; status: 'held' | 'settled' | 'released' }
+            {
+              client: number | null;
+              hold: bigint;
+              price: Price;
+              body: number;
+              maxTokens: number;
+              status: 'held' | 'settled' | 'released';
+              /** The attempt the ledger has on record: 0 from the hold, the settling one after a settle. */
+              attempt: number;
+            }
           >();
           for (const c of cmds) {
             switch (c.t) {
@@ -286,8 +461,18 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 );
                 expect(got).toBe(expected);
                 if (got === 'ok') {
-                  jobs.set(c.job, { client: c.client, hold: amount, price, body: c.body, maxTokens: c.maxTokens, status: 'held' });
+                  jobs.set(c.job, {
+                    client: c.client,
+                    hold: amount,
+                    price,
+                    body: c.body,
+                    maxTokens: c.maxTokens,
+                    status: 'held',
+                    attempt: 0,
+                  });
                   if (c.client !== null) balance[c.client]! -= amount;
+                  // Accepted by attempt 0: only that attempt's late receipt may settle it.
+                  await store.ledger.assign(jobIds[c.job]!, 'a'.repeat(32), 0);
                 }
                 break;
               }
@@ -328,6 +513,7 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                 if (c.operator !== null) earned[c.operator]! += op;
                 platform += charged - op;
                 job.status = 'settled';
+                job.attempt = c.attempt;
                 break;
               }
               case 'release': {
@@ -341,6 +527,46 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
                   if (job.client !== null) balance[job.client]! += job.hold;
                   job.status = 'released';
                 }
+                break;
+              }
+              case 'late': {
+                const result = await store.ledger.settleLate({
+                  jobId: jobIds[c.job]!,
+                  attempt: c.attempt,
+                  agentId: 'a'.repeat(32),
+                  operatorId: c.operator === null ? null : operators[c.operator]!.id,
+                  model: 'm',
+                  promptTokens: c.prompt,
+                  completionTokens: c.completion,
+                  requestDigest: 'x',
+                  finishReason: 'cancelled',
+                  receipt: '{}',
+                  now: 5,
+                });
+                const job = jobs.get(c.job);
+                if (!job) {
+                  expect(result).toEqual({ status: 'unknown' });
+                  break;
+                }
+                if (c.attempt !== job.attempt) {
+                  expect(result.status).toBe('refused');
+                  break;
+                }
+                if (job.status === 'settled') {
+                  expect(result).toEqual({ status: 'duplicate' });
+                  break;
+                }
+                const cost = costOf(job.price, Math.min(c.prompt, job.body - 20), Math.min(c.completion, job.maxTokens));
+                const allowed = c.operator === null || job.client === null ? 0n : cost < job.hold ? cost : job.hold;
+                // After a release the charge comes from the balance, and never drives it below zero.
+                const from = job.status === 'held' ? 'hold' : 'client';
+                const charged = from === 'hold' || job.client === null || allowed <= balance[job.client]! ? allowed : balance[job.client]!;
+                const op = operatorShare(charged, 9500);
+                expect(result).toMatchObject({ status: 'settled', from, charged, operatorAmount: op, shortfall: allowed - charged });
+                if (job.client !== null) balance[job.client]! += from === 'hold' ? job.hold - charged : -charged;
+                if (c.operator !== null) earned[c.operator]! += op;
+                platform += charged - op;
+                job.status = 'settled';
                 break;
               }
               case 'restart':

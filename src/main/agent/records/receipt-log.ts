@@ -3,11 +3,21 @@
  * fsync'd before the receipt is sent, so the owner can audit what the gateway pays for. Reading
  * checks each line's schema and signature against the agent's identity key; a torn last line (a
  * crash mid-append) or an altered line is counted as rejected, never summed.
+ *
+ * Delivery marks: a receipt whose `done` could not reach the gateway (the link dropped) is
+ * followed by a line `{"delivery":{"jobId","attempt","state":"undelivered","at"}}`, and once the
+ * gateway acknowledged it (or the agent gave up on it) by one with the final state. They are not
+ * receipts and are neither summed nor counted as rejected; the log is still append-only. (A
+ * reader older than the marks counts them as rejected lines.)
  */
 import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import {
   CONTROL_API_VERSION,
+  RECEIPT_OUTCOMES,
+  jobIdSchema,
+  attemptSchema,
   signedReceiptSchema,
   verifyReceipt,
   type AsyncResource,
@@ -16,11 +26,30 @@ import {
   type SignedReceipt,
 } from '../../../shared/index.js';
 import { errnoCode } from '../fs-util.js';
+import type { ReceiptDeliveryLog } from '../receipt-outbox.js';
+
+/** The delivery states a mark line records. */
+export const DELIVERY_STATES = ['undelivered', ...RECEIPT_OUTCOMES.filter((o) => o !== 'retry'), 'expired'] as const;
+/** A receipt's delivery state. */
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+const deliveryMarkSchema = z.strictObject({
+  delivery: z.strictObject({
+    jobId: jobIdSchema,
+    attempt: attemptSchema,
+    state: z.enum(DELIVERY_STATES),
+    at: z.int().min(0).max(Number.MAX_SAFE_INTEGER),
+  }),
+});
+/** One delivery mark line. */
+export type DeliveryMark = z.infer<typeof deliveryMarkSchema>['delivery'];
 
 /** The receipts of a log, oldest first, and how many lines were not valid receipts. */
 export interface SignedReceiptLogContents {
   receipts: SignedReceipt[];
   rejectedLines: number;
+  /** Delivery marks, oldest first. */
+  marks?: DeliveryMark[];
 }
 
 /**
@@ -36,6 +65,7 @@ export async function readSignedReceiptLog(file: string, options: { identityKey?
     throw err;
   }
   const receipts: SignedReceipt[] = [];
+  const marks: DeliveryMark[] = [];
   let rejectedLines = 0;
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
@@ -44,6 +74,11 @@ export async function readSignedReceiptLog(file: string, options: { identityKey?
       value = JSON.parse(line);
     } catch {
       rejectedLines++;
+      continue;
+    }
+    const mark = deliveryMarkSchema.safeParse(value);
+    if (mark.success) {
+      marks.push(mark.data.delivery);
       continue;
     }
     const parsed = signedReceiptSchema.safeParse(value);
@@ -63,7 +98,14 @@ export async function readSignedReceiptLog(file: string, options: { identityKey?
     }
     receipts.push(parsed.data);
   }
-  return { receipts, rejectedLines };
+  return { receipts, rejectedLines, marks };
+}
+
+/** The receipts whose last delivery mark says undelivered, oldest first. */
+export function undeliveredReceipts(contents: SignedReceiptLogContents): SignedReceipt[] {
+  const last = new Map<string, DeliveryState>();
+  for (const m of contents.marks ?? []) last.set(`${m.jobId}:${m.attempt}`, m.state);
+  return contents.receipts.filter((r) => last.get(`${r.receipt.jobId}:${r.receipt.attempt}`) === 'undelivered');
 }
 
 /** Options of {@link SignedReceiptLog}. */
@@ -78,7 +120,7 @@ export interface SignedReceiptLogOptions {
  * The agent's open log of the receipts it signed (the client keeps its own ReceiptLog of the
  * receipts it verified): reads what is there once, then appends.
  */
-export class SignedReceiptLog implements AsyncResource {
+export class SignedReceiptLog implements AsyncResource, ReceiptDeliveryLog {
   readonly file: string;
   readonly #identityKey: Uint8Array | undefined;
   #handle: FileHandle | null = null;
@@ -125,11 +167,34 @@ export class SignedReceiptLog implements AsyncResource {
 
   /** Appends a receipt and fsyncs. Appends are serialised in call order. */
   append(receipt: SignedReceipt): Promise<void> {
+    return this.#append(JSON.stringify(receipt), () => this.#contents.receipts.push(receipt));
+  }
+
+  /** Receipts marked undelivered and not acknowledged or given up since, oldest first. */
+  undelivered(): readonly SignedReceipt[] {
+    return undeliveredReceipts(this.#contents);
+  }
+
+  /** Appends a mark: this receipt (already appended) did not reach the gateway. */
+  markUndelivered(receipt: SignedReceipt, at: number): Promise<void> {
+    return this.#mark({ jobId: receipt.receipt.jobId, attempt: receipt.receipt.attempt, state: 'undelivered', at });
+  }
+
+  /** Appends a mark: the gateway answered for this receipt (or the agent gave up on it). */
+  markDelivered(jobId: string, attempt: number, state: Exclude<DeliveryState, 'undelivered'>, at: number): Promise<void> {
+    return this.#mark({ jobId, attempt, state, at });
+  }
+
+  #mark(mark: DeliveryMark): Promise<void> {
+    return this.#append(JSON.stringify({ delivery: mark }), () => (this.#contents.marks ??= []).push(mark));
+  }
+
+  #append(line: string, done: () => void): Promise<void> {
     const run = this.#queue.then(async () => {
       if (this.#closed || !this.#handle) throw new Error('the receipt log is closed');
-      await this.#handle.write(JSON.stringify(receipt) + '\n');
+      await this.#handle.write(line + '\n');
       await this.#handle.datasync();
-      this.#contents.receipts.push(receipt);
+      done();
     });
     this.#queue = run.catch(() => undefined);
     return run;

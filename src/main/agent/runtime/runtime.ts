@@ -67,6 +67,7 @@ import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
 import type { ServedModel } from '../job-runner.js';
+import { MemoryDeliveryLog, type ReceiptDeliveryLog } from '../receipt-outbox.js';
 import { detectPlatform, unattestedPosture } from '../platform.js';
 import { decide, effectiveManual } from '../policy/policy.js';
 import { systemTimeZone } from '../policy/schedule.js';
@@ -117,6 +118,12 @@ export interface AgentRuntimeOptions extends AgentMachineOptions {
    * to recording nothing.
    */
   recordReceipt?: (receipt: SignedReceipt) => void | Promise<void>;
+  /**
+   * Where receipts the gateway has not acknowledged are marked (the receipt log), so a receipt
+   * whose link dropped is delivered after a reconnect, even by an agent built after a relink or a
+   * restart. Defaults to keeping them in memory only.
+   */
+  receiptDelivery?: ReceiptDeliveryLog;
   /** Keeps the machine awake while serving. Defaults to one that does nothing. */
   powerSaveBlocker?: PowerSaveBlocker;
   /** One-time enrollment token. Defaults to none. */
@@ -198,6 +205,8 @@ export class AgentRuntime extends Resource {
   readonly #platform: Platform;
   readonly #posture: Posture;
   readonly #store: AgentStateStore;
+  /** Undelivered receipts, shared by every agent this runtime builds (one per link). */
+  readonly #delivery: ReceiptDeliveryLog;
   readonly #link$: Emitter<LinkState>;
   readonly #jobs$: Emitter<void>;
   readonly #receipt$: Emitter<SignedReceipt>;
@@ -245,6 +254,7 @@ export class AgentRuntime extends Resource {
     this.#manual = o.manual;
     const d = this.disposables;
     this.#store = d.add(new AgentStateStore({ clock: this.#clock, logger: log }));
+    this.#delivery = options.receiptDelivery ?? new MemoryDeliveryLog();
     this.#link$ = d.add(loggedEmitter(log, 'link'));
     this.#jobs$ = d.add(loggedEmitter(log, 'jobs'));
     this.#receipt$ = d.add(loggedEmitter(log, 'receipt'));
@@ -702,6 +712,7 @@ export class AgentRuntime extends Resource {
         // The runtime drains before it lets an agent go.
         stopGraceMs: 0,
         recordReceipt: this.#o.recordReceipt,
+        receiptDelivery: this.#delivery,
         enrollToken: this.#enrollToken,
         boxKeyRotationMs: this.#o.boxKeyRotationMs,
         previousBoxKeyGraceMs: this.#o.previousBoxKeyGraceMs,

@@ -55,6 +55,29 @@ async function receipt(endedAt: number, model = 'synthetic-tiny', tokens: [numbe
 }
 
 describe('the receipt log', () => {
+  it('keeps delivery marks beside the receipts: undelivered ones survive a restart until acknowledged or given up', async () => {
+    const file = path.join(dir, `r${++n}`, 'receipts.jsonl');
+    const log = await SignedReceiptLog.open({ file, identityKey: me.publicKey });
+    const [a, b, c] = [await receipt(1000), await receipt(2000), await receipt(3000)];
+    for (const r of [a, b, c]) await log.append(r);
+    await log.markUndelivered(b, 2001);
+    await log.markUndelivered(c, 3001);
+    expect(log.undelivered()).toEqual([b, c]);
+    await log.dispose();
+
+    const again = await SignedReceiptLog.open({ file, identityKey: me.publicKey });
+    // Marks are neither receipts nor rejected lines: earnings are unchanged by them.
+    expect({ receipts: again.receipts.length, rejected: again.rejectedLines }).toEqual({ receipts: 3, rejected: 0 });
+    expect(again.undelivered()).toEqual([b, c]);
+    await again.markDelivered(b.receipt.jobId, 0, 'settled', 4000);
+    await again.markDelivered(c.receipt.jobId, 0, 'expired', 4001);
+    expect(again.undelivered()).toEqual([]);
+    await again.dispose();
+    const read = await readSignedReceiptLog(file, { identityKey: me.publicKey });
+    expect(read.marks?.map((m) => m.state)).toEqual(['undelivered', 'undelivered', 'settled', 'expired']);
+    expect(read.rejectedLines).toBe(0);
+  });
+
   it('appends one line per receipt (mode 0600) and reads them back after a restart', async () => {
     const file = path.join(dir, `r${++n}`, 'receipts.jsonl');
     const log = await SignedReceiptLog.open({ file, identityKey: me.publicKey });

@@ -1,0 +1,186 @@
+/**
+ * Receipts the gateway has not acknowledged yet. A job whose link to the gateway dropped while it
+ * ran is stopped within a token (JobRunner.linkLost) and still ends with a signed receipt for the
+ * tokens it produced; its `done` could not be sent, so the receipt is kept here (and marked
+ * undelivered in the receipt log, which survives a restart of the agent). After every welcome —
+ * from the same gateway or a restarted one — each is sent as a `receipt` frame; the gateway
+ * answers with a `receipt-ack` carrying what it did. Only that answer settles a receipt here:
+ * `retry`, or no answer before the link drops, leaves it for the next connection. A receipt older
+ * than `maxAgeMs` is given up, with a log line, and marked so in the log.
+ *
+ * An older gateway does not know the `receipt` frame and closes the link as a bad frame
+ * (NJ_FRAME_INVALID). The outbox then stops delivering for the life of the process (a log line
+ * says so), so the agent is not disconnected again at every welcome; the receipts stay in the log.
+ */
+import {
+  PROTOCOL_VERSION,
+  silentLogger,
+  systemClock,
+  withDefaults,
+  type AgentFrame,
+  type Clock,
+  type GatewayFrame,
+  type Logger,
+  type ReceiptOutcome,
+  type SignedReceipt,
+} from '../../shared/index.js';
+
+/** Where the delivery state of receipts is kept (the agent's receipt log). */
+export interface ReceiptDeliveryLog {
+  /** Receipts marked undelivered and not acknowledged or given up since, oldest first. */
+  undelivered(): readonly SignedReceipt[];
+  /** Marks a receipt (already recorded) as not delivered to the gateway. */
+  markUndelivered(receipt: SignedReceipt, at: number): Promise<void>;
+  /** Marks an undelivered receipt as done with: what the gateway answered, or 'expired'. */
+  markDelivered(jobId: string, attempt: number, outcome: Exclude<ReceiptOutcome, 'retry'> | 'expired', at: number): Promise<void>;
+}
+
+/** A delivery log that keeps nothing across restarts (the default when no receipt log is handed in). */
+export class MemoryDeliveryLog implements ReceiptDeliveryLog {
+  readonly #pending = new Map<string, SignedReceipt>();
+
+  undelivered(): readonly SignedReceipt[] {
+    return [...this.#pending.values()];
+  }
+
+  async markUndelivered(receipt: SignedReceipt): Promise<void> {
+    this.#pending.set(keyOf(receipt.receipt.jobId, receipt.receipt.attempt), receipt);
+  }
+
+  async markDelivered(jobId: string, attempt: number): Promise<void> {
+    this.#pending.delete(keyOf(jobId, attempt));
+  }
+}
+
+/** Options of {@link ReceiptOutbox}. */
+export interface ReceiptOutboxOptions {
+  /** Sends a frame to the gateway; false if the link is down. Required. */
+  send: (frame: AgentFrame) => boolean;
+  /** Where the delivery state is kept. Defaults to a {@link MemoryDeliveryLog}. */
+  log?: ReceiptDeliveryLog;
+  /** Age (from the receipt's end) after which an undelivered receipt is given up. Defaults to 24 hours. */
+  maxAgeMs?: number;
+  /** Defaults to the system clock. */
+  clock?: Clock;
+  /** Defaults to a silent logger. */
+  logger?: Logger;
+}
+
+const OUTBOX_DEFAULTS: Required<Omit<ReceiptOutboxOptions, 'send' | 'log'>> = {
+  maxAgeMs: 24 * 3600_000,
+  clock: systemClock,
+  logger: silentLogger,
+};
+
+/** Undelivered receipts, sent after each welcome until the gateway acknowledges them. */
+export class ReceiptOutbox {
+  readonly #o: typeof OUTBOX_DEFAULTS & ReceiptOutboxOptions;
+  readonly #log: ReceiptDeliveryLog;
+  readonly #pending = new Map<string, SignedReceipt>();
+  /** Sent on the current connection, waiting for their acknowledgement. */
+  readonly #inFlight = new Set<string>();
+  #connected = false;
+  #unsupported = false;
+
+  constructor(options: ReceiptOutboxOptions) {
+    this.#o = withDefaults(OUTBOX_DEFAULTS, options);
+    this.#log = options.log ?? new MemoryDeliveryLog();
+    for (const r of this.#log.undelivered()) this.#pending.set(keyOf(r.receipt.jobId, r.receipt.attempt), r);
+  }
+
+  /** Receipts not acknowledged yet. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /** Keeps a receipt whose `done` could not be delivered, and sends it at once if the link is up again. */
+  async add(receipt: SignedReceipt): Promise<void> {
+    const key = keyOf(receipt.receipt.jobId, receipt.receipt.attempt);
+    this.#pending.set(key, receipt);
+    this.#o.logger.info('receipt kept for delivery on the next connection', { jobId: receipt.receipt.jobId });
+    try {
+      await this.#log.markUndelivered(receipt, this.#o.clock.now());
+    } catch (err) {
+      this.#o.logger.error('could not mark a receipt undelivered in the receipt log', { jobId: receipt.receipt.jobId, err: String(err) });
+    }
+    if (this.#connected) this.#deliver(key, receipt);
+  }
+
+  /** The link was welcomed: sends every receipt still pending (giving up those too old). */
+  connected(): void {
+    this.#connected = true;
+    this.#inFlight.clear();
+    const now = this.#o.clock.now();
+    for (const [key, signed] of [...this.#pending]) {
+      if (now - signed.receipt.endedAt > this.#o.maxAgeMs) {
+        this.#pending.delete(key);
+        this.#o.logger.warn('giving up on an undelivered receipt: too old for the gateway to settle', {
+          jobId: signed.receipt.jobId,
+          ageMs: now - signed.receipt.endedAt,
+          maxAgeMs: this.#o.maxAgeMs,
+        });
+        void this.#mark(signed.receipt.jobId, signed.receipt.attempt, 'expired');
+        continue;
+      }
+      this.#deliver(key, signed);
+    }
+  }
+
+  /** The link dropped: what was sent and not acknowledged goes again on the next connection. */
+  disconnected(): void {
+    this.#connected = false;
+    this.#inFlight.clear();
+  }
+
+  /**
+   * The gateway refused this link (a reject frame). A bad-frame refusal while receipts were in
+   * flight means a gateway that does not know the `receipt` frame: stop sending them.
+   */
+  rejected(code: string): void {
+    if (this.#inFlight.size === 0 || (code !== 'NJ_FRAME_INVALID' && code !== 'NJ_FRAME_UNEXPECTED')) return;
+    this.#unsupported = true;
+    this.#o.logger.warn('the gateway does not take late receipts (an older version); they stay undelivered in the receipt log', {
+      receipts: this.#pending.size,
+    });
+  }
+
+  /** The gateway's answer to a delivered receipt. */
+  acknowledged(frame: Extract<GatewayFrame, { type: 'receipt-ack' }>): void {
+    const key = keyOf(frame.jobId, frame.attempt);
+    this.#inFlight.delete(key);
+    if (!this.#pending.has(key)) return;
+    const line = { jobId: frame.jobId, attempt: frame.attempt, outcome: frame.outcome, code: frame.code ?? null };
+    if (frame.outcome === 'retry') {
+      this.#o.logger.info('the gateway will take this receipt later; retrying on the next connection', line);
+      return;
+    }
+    this.#pending.delete(key);
+    if (frame.outcome === 'settled' || frame.outcome === 'duplicate') this.#o.logger.info('late receipt settled', line);
+    else this.#o.logger.warn('the gateway will not settle this receipt', { ...line, reason: frame.message ?? null });
+    void this.#mark(frame.jobId, frame.attempt, frame.outcome);
+  }
+
+  #deliver(key: string, signed: SignedReceipt): void {
+    if (this.#unsupported || this.#inFlight.has(key)) return;
+    const sent = this.#o.send({
+      v: PROTOCOL_VERSION,
+      type: 'receipt',
+      jobId: signed.receipt.jobId,
+      attempt: signed.receipt.attempt,
+      receipt: signed,
+    });
+    if (sent) this.#inFlight.add(key);
+  }
+
+  async #mark(jobId: string, attempt: number, outcome: Exclude<ReceiptOutcome, 'retry'> | 'expired'): Promise<void> {
+    try {
+      await this.#log.markDelivered(jobId, attempt, outcome, this.#o.clock.now());
+    } catch (err) {
+      this.#o.logger.error('could not record a receipt delivery in the receipt log', { jobId, err: String(err) });
+    }
+  }
+}
+
+function keyOf(jobId: string, attempt: number): string {
+  return `${jobId}:${attempt}`;
+}
