@@ -5,15 +5,18 @@
  * LSUIElement, the fuses, the unpacked native binaries. The icons are the committed script's
  * output, at the sizes macOS wants, and the tray icons are template images (black + alpha).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
+import type { FuseConfig } from '@electron/fuses';
 import { describe, expect, it } from 'vitest';
 import { NATIVE_ADDON_RELATIVE_PATH } from '../../../src/main/agent/native/native.js';
 import { makeIcons } from '../../../tools/make-icons.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
+/** The marker @electron/fuses looks for in the Electron binary; the fuse wire follows it. */
+const SENTINEL = 'dL7pKGdnNz796PbbjQWNKmHXBZaB9tsX';
 
 interface BuilderConfig {
   appId: string;
@@ -78,6 +81,46 @@ describe('electron-builder.yml', () => {
       loadBrowserProcessSpecificV8Snapshot: false,
       grantFileProtocolExtraPrivileges: false,
     });
+  });
+
+  // The fuses are flipped by electron-builder's own code (PlatformPackager.generateFuseConfig, then
+  // @electron/fuses' flipFuses, as its addElectronFuses does) in a stand-in for the Electron binary:
+  // the fuse sentinel followed by Electron's default V1 wire, "10110001". Read back with
+  // getCurrentFuseWire, each fuse is what electron-builder.yml asks. Fails if a fuse name in the
+  // yml is one electron-builder does not map (it is skipped silently, and the default stays).
+  it('flips the fuses in an Electron binary as electron-builder does, and reads them back', async () => {
+    const c = await loadConfig();
+    const fuses = await import('@electron/fuses');
+    const { PlatformPackager } = (await import('app-builder-lib')) as unknown as {
+      PlatformPackager: {
+        prototype: { generateFuseConfig(options: Record<string, boolean>): Promise<FuseConfig> };
+      };
+    };
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'nightjar-fuses-'));
+    try {
+      const binary = path.join(dir, 'Electron');
+      const defaults = Buffer.from('10110001', 'latin1');
+      await writeFile(
+        binary,
+        Buffer.concat([Buffer.alloc(4096, 7), Buffer.from(SENTINEL, 'latin1'), Buffer.from([1, 8]), defaults, Buffer.alloc(4096, 9)]),
+      );
+      const config = await PlatformPackager.prototype.generateFuseConfig.call({}, c.electronFuses);
+      await fuses.flipFuses(binary, config);
+      const wire = await fuses.getCurrentFuseWire(binary);
+      const F = fuses.FuseV1Options;
+      // A fuse's state is its byte in the wire: '1' enabled, '0' disabled.
+      const on = (b: boolean): number => (b ? '1' : '0').charCodeAt(0);
+      expect(wire[F.RunAsNode]).toBe(on(false));
+      expect(wire[F.EnableCookieEncryption]).toBe(on(true));
+      expect(wire[F.EnableNodeOptionsEnvironmentVariable]).toBe(on(false));
+      expect(wire[F.EnableNodeCliInspectArguments]).toBe(on(false));
+      expect(wire[F.EnableEmbeddedAsarIntegrityValidation]).toBe(on(true));
+      expect(wire[F.OnlyLoadAppFromAsar]).toBe(on(true));
+      expect(wire[F.LoadBrowserProcessSpecificV8Snapshot]).toBe(on(false));
+      expect(wire[F.GrantFileProtocolExtraPrivileges]).toBe(on(false));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('unpacks the native binaries (node-llama-cpp, keytar, Nightjar’s addon) so they load and are signed', async () => {
