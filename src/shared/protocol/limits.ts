@@ -45,6 +45,11 @@ export const LIMITS = {
   maxLabelLength: 128,
   /** Failover attempts per job. */
   maxAttempts: 8,
+  /**
+   * Deepest nesting of any JSON text a peer parses (frames, API bodies): checked by a byte scan
+   * before JSON.parse. Nightjar's own messages nest under 10 levels; tool schemas a little more.
+   */
+  maxJsonDepth: 64,
 } as const;
 
 /**
