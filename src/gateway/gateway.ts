@@ -10,7 +10,7 @@
  * metrics, the client API, jobs, agent admission, the operator API and static pages.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { nightjarErrors, securityHeaders, type StaticSite } from '../node/index.js';
+import { cheapRefusals, nightjarErrors, securityHeaders, type StaticSite } from '../node/index.js';
 import {
   DisposableStore,
   NightjarError,
@@ -239,6 +239,11 @@ function buildContext(
   const jobs = owned.add(new RunningJobs(log));
   const billing = owned.add(new Billing({ ledger: store.ledger, operatorShareBps: o.operatorShareBps, metrics, clock, logger: log }));
   const limiter = new RateLimiter({ clock, perSecond: o.rateLimit.perSecond, burst: o.rateLimit.burst });
+  const unauthenticated = new RateLimiter({
+    clock,
+    perSecond: o.unauthenticatedRateLimit.perSecond,
+    burst: o.unauthenticatedRateLimit.burst,
+  });
   metrics.gauge('nightjar_connected_agents', 'Agents connected and authenticated.', () => directory.size);
   metrics.gauge('nightjar_routable_agents', 'Connected agents that are serving and answered their last challenge.', () => {
     const now = clock.now();
@@ -246,7 +251,7 @@ function buildContext(
   });
   metrics.gauge('nightjar_queue_depth', 'Jobs waiting for a free slot.', () => router.depth());
   metrics.gauge('nightjar_active_jobs', 'Jobs streaming or queued now.', () => jobs.size);
-  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, billing, jobs, closing };
+  return { options: o, clock, log, store, directory, router, transport, metrics, limiter, unauthenticated, billing, jobs, closing };
 }
 
 /** The fastify server with every plugin registered. */
@@ -254,8 +259,8 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
   const o = ctx.options;
   const app = Fastify({
     logger: false,
-    // base64url of the largest body plus the header and JSON punctuation.
-    bodyLimit: Math.ceil((o.maxRequestBodyBytes * 4) / 3) + 64 * 1024,
+    // Every JSON route but POST /v1/jobs, which has its own (jobBodyLimit).
+    bodyLimit: o.maxApiBodyBytes,
     return503OnClosing: true,
     requestTimeout: o.requestTimeoutMs,
     // dispose() has already let streams finish within its grace; whatever is left is cut.
@@ -268,6 +273,8 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
       internalMessage: 'internal gateway error',
     });
     await app.register(securityHeaders);
+    // Unknown paths answered before their body is read; JSON depth-scanned before it is parsed.
+    await app.register(cheapRefusals, { maxJsonDepth: o.maxJsonDepth });
     await app.register(healthRoutes, { ctx });
     await app.register(clientApiRoutes, { ctx });
     await app.register(jobRoutes, { ctx });
