@@ -3,6 +3,13 @@
  * per-address connection cap, the per-address and global caps on unfinished handshakes, and
  * while shutting down (503); each accepted socket becomes an {@link AgentSession}, which joins
  * the directory once it proved its identity and was admitted (operator binding).
+ *
+ * A handshake slot is held from the upgrade until the handshake ends: admitted, refused, or timed
+ * out at handshakeTimeoutMs, when the session terminates the socket (never ws's polite close,
+ * which waits 30 s for a silent peer). Until then the bytes a socket may send are bounded too:
+ * its frames by maxHandshakeFrameBytes (checked, with their depth, before they are parsed), and
+ * everything it sends by {@link HANDSHAKE_BYTES_PER_FRAME_LIMIT} times that, counted as they
+ * arrive, so a peer cannot make the gateway buffer a 6 MiB frame before its first check.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,6 +21,12 @@ import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** How long dispose() waits for agents to close their sockets before it cuts them. */
 const CLOSE_WAIT_MS = 2000;
+
+/**
+ * Bytes an unfinished handshake may receive in all, in frame limits: a hello and an auth frame,
+ * with room for pongs and framing.
+ */
+export const HANDSHAKE_BYTES_PER_FRAME_LIMIT = 4;
 
 /** Open connections and unfinished handshakes of one address. */
 interface AddressCounts {
@@ -66,7 +79,22 @@ export class AgentAdmission {
       refuseUpgrade(socket, '429 Too Many Requests', new NightjarError('NJ_RATE_LIMITED', over, { retryAfterMs: 1000 }));
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, ip));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = this.#accept(ws, ip);
+      // Counted as they arrive, beside ws's own reader, before ws has buffered a whole frame.
+      let received = head.length;
+      const budget = HANDSHAKE_BYTES_PER_FRAME_LIMIT * this.#ctx.options.maxHandshakeFrameBytes;
+      const count = (chunk: Buffer): void => {
+        received += chunk.length;
+        if (received <= budget) return;
+        socket.off('data', count);
+        this.#ctx.metrics.rejected.inc({ limit: 'handshake-bytes' });
+        this.#ctx.log.warn('agent handshake sent too much; connection cut', { ip, bytes: received });
+        session.terminate();
+      };
+      socket.on('data', count);
+      session.onHandshakeEnded(() => socket.off('data', count));
+    });
   }
 
   /** Which cap a new connection from `ip` would pass, said as the refusal's message; null if none. */
@@ -81,7 +109,7 @@ export class AgentAdmission {
     return null;
   }
 
-  #accept(socket: WebSocket, ip: string): void {
+  #accept(socket: WebSocket, ip: string): AgentSession {
     const { options, clock, log, directory, store } = this.#ctx;
     const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
     this.#perIp.set(ip, counts);
@@ -101,6 +129,7 @@ export class AgentAdmission {
       clock,
       logger: log,
       maxFrameBytes: options.maxAgentFrameBytes,
+      maxHandshakeFrameBytes: options.maxHandshakeFrameBytes,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       heartbeatMs: options.heartbeatMs,
       challengeIntervalMs: options.challengeIntervalMs,
@@ -108,8 +137,8 @@ export class AgentAdmission {
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
     });
     this.#sessions.add(session);
+    session.onHandshakeEnded(handshakeOver);
     session.onAuthenticated((s) => {
-      handshakeOver();
       const previous = directory.set(s);
       if (previous) previous.close(CLOSE_CODES.replaced, 'NJ_AGENT_REPLACED');
       log.info('agent connected', {
@@ -136,6 +165,7 @@ export class AgentAdmission {
       counts.open--;
       if (counts.open === 0) this.#perIp.delete(ip);
     });
+    return session;
   }
 
   async #admit(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }> {
