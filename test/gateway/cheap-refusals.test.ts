@@ -11,15 +11,20 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LIMITS, NightjarError } from '../../src/shared/index.js';
+import { LIMITS, NightjarError, PROTOCOL_VERSION, sealRequest } from '../../src/shared/index.js';
 import { NightjarClient } from '../../src/client/index.js';
+import type { Agent } from '../../src/main/agent/index.js';
+import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
+import { FAKE_MODEL } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
-import { startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
+import { clientOf, startAgent, startBilledNetwork, tempDir, type BilledNetwork } from './support/net.js';
 
 const http = perTestFetch();
 const cleanups: (() => Promise<unknown>)[] = [];
+const agentsToStop: Agent[] = [];
 afterEach(async () => {
+  await Promise.all(agentsToStop.splice(0).map((a) => a.dispose()));
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
@@ -221,5 +226,35 @@ describe('keys compared exactly', () => {
         message: 'the API key has a space or a character that is not printable ASCII in it; copy the key again exactly',
       });
     }
+  });
+});
+
+describe('envelopes', () => {
+  it('refuses an envelope that names the same agent twice (NJ_BAD_REQUEST, as errors.md says)', async () => {
+    // Fails without the uniqueness refinement of envelopeHeaderSchema.recipients: the job is
+    // admitted (a 200 and a stream) although the header lists the agent twice.
+    const n = await network();
+    agentsToStop.push(await startAgent(n.gateway, { engine: new FakeEngine({ slots: 2 }), model: FAKE_MODEL }));
+    const [candidate] = await clientOf(n.gateway, http.fetch, n.key.key).candidates(FAKE_MODEL.id);
+    const sealed = await sealRequest({
+      model: FAKE_MODEL.id,
+      messages: [{ role: 'user', content: 'hi' }],
+      sampling: { maxTokens: 4 },
+      recipients: [candidate!.verified],
+      now: Date.now(),
+    });
+    const { header } = sealed.envelope;
+    const envelope = { ...sealed.envelope, header: { ...header, recipients: [header.recipients[0]!, header.recipients[0]!] } };
+    const res = await http.fetch(`${n.gateway.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${n.key.key}` },
+      body: JSON.stringify({ v: PROTOCOL_VERSION, envelope }),
+    });
+    expect({ status: res.status, body: await res.json() }).toEqual({
+      status: 400,
+      body: {
+        error: { code: 'NJ_BAD_REQUEST', message: 'job request: envelope.header.recipients: each agent may be named only once' },
+      },
+    });
   });
 });
