@@ -35,6 +35,8 @@ import { createDashboardSite, pageRoutes } from './http/pages.js';
 import { GatewayMetrics } from './metrics.js';
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
 import { RateLimiter } from './rate-limit.js';
+import { JobRetention } from './retention.js';
+import type { SweepResult } from './ledger/ledger.store.js';
 import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
@@ -73,10 +75,13 @@ export class Gateway extends Resource {
   readonly onAgentConnected: Event<AgentSession>;
   /** An agent left the directory. */
   readonly onAgentDisconnected: Event<AgentSession>;
+  /** Fires after each retention sweep of old job rows, with how many it deleted. */
+  readonly onJobsSwept: Event<SweepResult>;
 
   readonly #ctx: GatewayContext;
   readonly #app: FastifyInstance;
   readonly #admission: AgentAdmission;
+  readonly #retention: JobRetention;
   readonly #state: { closing: boolean };
 
   private constructor(parts: GatewayParts) {
@@ -85,6 +90,8 @@ export class Gateway extends Resource {
     this.#ctx = ctx;
     this.#app = parts.app;
     this.#admission = parts.admission;
+    this.#retention = parts.retention;
+    this.onJobsSwept = parts.retention.onSwept;
     this.#state = parts.state;
     this.disposables.add(parts.owned);
     this.url = parts.url;
@@ -127,6 +134,14 @@ export class Gateway extends Resource {
     return serving()!;
   }
 
+  /**
+   * Deletes the job rows older than the retention options allow now (the periodic sweep does the
+   * same every retentionSweepMs); resolves with how many. The ledger's transfers stay.
+   */
+  sweepJobs(): Promise<SweepResult> {
+    return this.#retention.sweep();
+  }
+
   /** True once dispose() has begun: new jobs and agents are refused. */
   get closing(): boolean {
     return this.#state.closing;
@@ -149,12 +164,23 @@ export class Gateway extends Resource {
       const capacity: Emitter<void> = owned.add(loggedEmitter(o.logger, 'capacity'));
       const ctx = buildContext(o, store, owned, capacity.event, () => state.closing);
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
+      const retention = owned.add(
+        new JobRetention({
+          ledger: store.ledger,
+          clock: o.clock,
+          logger: o.logger,
+          jobRetentionDays: o.jobRetentionDays,
+          releasedJobRetentionDays: o.releasedJobRetentionDays,
+          sweepMs: o.retentionSweepMs,
+        }),
+      );
       const sites = [...o.sites];
       if (o.dashboard) sites.push(owned.add(await createDashboardSite()).site);
       const app = await createServer(ctx, admission, sites);
       const { url, agentUrl } = await listen(app, o);
       o.logger.info('gateway listening', { url, anonymous: o.allowAnonymous });
-      return new Gateway({ ctx, app, admission, state, owned, url, agentUrl });
+      retention.start();
+      return new Gateway({ ctx, app, admission, retention, state, owned, url, agentUrl });
     } catch (err) {
       await owned.dispose().catch(() => undefined);
       throw err;
@@ -199,6 +225,7 @@ interface GatewayParts {
   ctx: GatewayContext;
   app: FastifyInstance;
   admission: AgentAdmission;
+  retention: JobRetention;
   state: { closing: boolean };
   /** Everything the gateway created, disposed after its own shutdown. */
   owned: DisposableStore;

@@ -87,6 +87,8 @@ export {
   type SettleRequest,
   type SettleResult,
   type ReleaseResult,
+  type SweepRequest,
+  type SweepResult,
   type JobRecord,
   type LedgerEarningsRow,
   type AccountBalance,
