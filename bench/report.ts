@@ -6,7 +6,17 @@ import type { MachineInfo } from './machine.js';
 import { fmt } from './stats.js';
 
 /** The benchmark areas, in the order a full run measures them. */
-export const AREA_NAMES = ['crypto', 'relay', 'engine', 'batching', 'whole-path', 'preemption', 'cold-start', 'cli-startup'] as const;
+export const AREA_NAMES = [
+  'crypto',
+  'relay',
+  'engine',
+  'batching',
+  'whole-path',
+  'preemption',
+  'cold-start',
+  'cli-startup',
+  'hostile',
+] as const;
 
 /** One benchmark area. */
 export type AreaName = (typeof AREA_NAMES)[number];
