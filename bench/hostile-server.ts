@@ -6,15 +6,20 @@
  * engine with a synthetic model. Each tells its parent over IPC when it is ready, and stops
  * on `{ type: 'close' }`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent, defaultThreads, loadEngine, sha256File } from '../src/main/agent/index.js';
 import { Gateway, openSqliteStore } from '../src/gateway/index.js';
 import { generateIdentity } from '../src/shared/index.js';
 
 /** Messages to the parent. */
-export type HostileServerMessage = { type: 'ready'; url: string; agentUrl: string; apiKey: string } | { type: 'ready'; agentId: string };
+export type HostileServerMessage =
+  | { type: 'ready'; url: string; agentUrl: string; apiKey: string }
+  | { type: 'ready'; agentId: string }
+  /** The gateway's event-loop delay since the last `loop` request (ms). */
+  | { type: 'loop'; p50: number; p99: number; max: number };
 
-/** A message from the parent. */
-export type HostileServerRequest = { type: 'close' };
+/** A message from the parent: stop, or (gateway) tell the event-loop delay since the last ask and start afresh. */
+export type HostileServerRequest = { type: 'close' } | { type: 'loop' };
 
 async function gateway(): Promise<() => Promise<void>> {
   // Default limits: the handshake timeout (10 s), handshake slots (128, 16 per address), the
@@ -22,6 +27,19 @@ async function gateway(): Promise<() => Promise<void>> {
   const store = await openSqliteStore({ path: ':memory:' });
   const key = await store.accounts.createApiKey({ name: 'bench', now: Date.now() });
   const g = await Gateway.start({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, store });
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  delay.enable();
+  process.on('message', (m: HostileServerRequest) => {
+    if (m.type !== 'loop') return;
+    const ms = (ns: number): number => ns / 1e6;
+    process.send!({
+      type: 'loop',
+      p50: ms(delay.percentile(50)),
+      p99: ms(delay.percentile(99)),
+      max: ms(delay.max),
+    } satisfies HostileServerMessage);
+    delay.reset();
+  });
   process.send!({ type: 'ready', url: g.url, agentUrl: g.agentUrl, apiKey: key.key } satisfies HostileServerMessage);
   return async () => {
     await g.dispose();

@@ -45,6 +45,19 @@ class Child {
     });
   }
 
+  /** The gateway's event-loop delay since the last call (gateway process only). */
+  loop(): Promise<Extract<HostileServerMessage, { type: 'loop' }>> {
+    return new Promise((resolve) => {
+      const listener = (m: HostileServerMessage): void => {
+        if (m.type !== 'loop') return;
+        this.child.off('message', listener);
+        resolve(m);
+      };
+      this.child.on('message', listener);
+      this.child.send({ type: 'loop' } satisfies HostileServerRequest);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.child.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
@@ -202,7 +215,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     }
     await chats(client, tiny.modelId, 3); // warm-up
     ctx.log('quiet chats');
+    await gateway.loop();
     const quietBefore = await chats(client, tiny.modelId, rounds);
+    const loopQuiet = await gateway.loop();
     const body = nestedBody();
 
     ctx.log(`chats, each started with ${FLOOD_IN_FLIGHT} nested 5.6 MB bodies without a key sent at once`);
@@ -211,11 +226,13 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       for (let i = 0; i < FLOOD_IN_FLIGHT; i++) burstAnswers.push(postNested(ready.url, body));
     });
     const burstResults = await Promise.all(burstAnswers);
+    const loopBurst = await gateway.loop();
     ctx.log(`chats while ${FLOOD_IN_FLIGHT} nested bodies are kept in flight`);
     const flooding = flood(ready.url, body);
     await sleep(200);
     const underFlood = await chats(client, tiny.modelId, rounds);
     const floodResults = await flooding.stop();
+    const loopFlood = await gateway.loop();
     await sleep(1000);
     const quietAfter = await chats(client, tiny.modelId, rounds);
     const quiet = { ms: [...quietBefore.ms, ...quietAfter.ms], failed: [...quietBefore.failed, ...quietAfter.failed] };
@@ -227,7 +244,9 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       ),
     );
     const heldAt = now();
+    await gateway.loop();
     const underSilence = await chats(client, tiny.modelId, rounds);
+    const loopSilence = await gateway.loop();
     ctx.log('an honest agent, while the silent upgrades hold the slots');
     const honest = await admitHonestAgent(ready.agentUrl, 3 * HANDSHAKE_TIMEOUT_MS);
     const closedAt = await Promise.race([Promise.all(upgrades.map((u) => u.closed)), sleep(60_000).then(() => null)]);
@@ -258,12 +277,13 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         honest !== null && honest.ms <= HANDSHAKE_TIMEOUT_MS,
       ),
     ];
-    const row = (what: string, r: { ms: number[]; failed: string[] }): string[] => [
+    const row = (what: string, r: { ms: number[]; failed: string[] }, loop: { p50: number; p99: number; max: number }): string[] => [
       what,
       String(r.ms.length),
       String(r.failed.length),
       fmt(median(r.ms)),
       fmt(Math.max(...r.ms)),
+      `${fmt(loop.p50)} / ${fmt(loop.p99)} / ${fmt(loop.max)}`,
     ];
     return {
       title: 'Hostile load: cheap refusals and handshake slots',
@@ -274,7 +294,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         `(a): ${FLOOD_IN_FLIGHT} POSTs of a 5.6 MB body of nested brackets to /v1/jobs without a key, from ${FLOOD_ADDRESS}, sent ` +
           "at once at each chat's start (the target's row). (a′, no target): the same eight kept in flight for the whole phase, " +
           'each sent again as soon as it is answered.',
-        'Quiet chats run before and after the attacks; their median is of both runs.',
+        'Quiet chats run before and after the attacks; their median is of both runs. The gateway process measures its own ' +
+          'event-loop delay (perf_hooks.monitorEventLoopDelay, 5 ms resolution) over each phase: how long it could not run.',
         `(b): ${ATTACK_ADDRESSES.length} × ${UPGRADES_PER_ADDRESS} raw sockets from ${ATTACK_ADDRESSES[0]}–${ATTACK_ADDRESSES.at(-1)} ` +
           'that complete the WebSocket upgrade and then send nothing and answer nothing (not refilled when dropped); then an honest ' +
           'agent (a real handshake) tries every second, as a refused agent does after Retry-After: 1.',
@@ -282,12 +303,12 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       tables: [
         {
           title: 'Chat wall time (ms)',
-          columns: ['phase', 'chats', 'failed', 'median', 'max'],
+          columns: ['phase', 'chats', 'failed', 'median', 'max', "gateway's event-loop delay p50 / p99 / max (ms)"],
           rows: [
-            row('quiet (before and after)', quiet),
-            row('(a) 8 nested bodies at each chat start', underBurst),
-            row('(a′) 8 nested bodies kept in flight', underFlood),
-            row('(b) silent upgrades held', underSilence),
+            row('quiet (before and after; the delay: before)', quiet, loopQuiet),
+            row('(a) 8 nested bodies at each chat start', underBurst, loopBurst),
+            row('(a′) 8 nested bodies kept in flight', underFlood, loopFlood),
+            row('(b) silent upgrades held', underSilence, loopSilence),
           ],
         },
         {
@@ -323,6 +344,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           'unfinished handshakes is then theirs again within milliseconds of each timeout.',
       ],
       data: {
+        loop: { quiet: loopQuiet, burst: loopBurst, flood: loopFlood, silence: loopSilence },
         quiet,
         underBurst,
         underFlood,
