@@ -162,7 +162,10 @@ function silentUpgrade(
   });
 }
 
-/** An honest agent's handshake, retried a second after each refusal (the Retry-After the gateway sends), until admitted. */
+/**
+ * An honest agent's handshake, tried again after each refusal when the refusal says a slot frees
+ * (its retryAfterMs: the oldest unfinished handshake's timeout), until admitted.
+ */
 async function admitHonestAgent(agentUrl: string, limitMs: number): Promise<{ ms: number; attempts: number } | null> {
   const keys = await benchAgentKeys(2);
   const t = now();
@@ -173,9 +176,10 @@ async function admitHonestAgent(agentUrl: string, limitMs: number): Promise<{ ms
       const ms = now() - t;
       agent.close();
       return { ms, attempts };
-    } catch {
+    } catch (err) {
       agent.close();
-      await sleep(1000);
+      const hint = (err as { retryAfterMs?: unknown }).retryAfterMs;
+      await sleep(typeof hint === 'number' ? hint : 1000);
     }
   }
   return null;
@@ -298,7 +302,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           'event-loop delay (perf_hooks.monitorEventLoopDelay, 5 ms resolution) over each phase: how long it could not run.',
         `(b): ${ATTACK_ADDRESSES.length} × ${UPGRADES_PER_ADDRESS} raw sockets from ${ATTACK_ADDRESSES[0]}–${ATTACK_ADDRESSES.at(-1)} ` +
           'that complete the WebSocket upgrade and then send nothing and answer nothing (not refilled when dropped); then an honest ' +
-          'agent (a real handshake) tries every second, as a refused agent does after Retry-After: 1.',
+          "agent (a real handshake) tries, and after a refusal tries again when the refusal's retryAfterMs says a slot frees.",
       ],
       tables: [
         {

@@ -46,8 +46,8 @@ function silentUpgrade(agentUrl: string): Promise<{ status: number; closed: Prom
   });
 }
 
-/** The status and JSON body of an upgrade the gateway refused. */
-function refusedUpgrade(agentUrl: string): Promise<{ status: number; message: string }> {
+/** The status, message and retry hints of an upgrade the gateway refused. */
+function refusedUpgrade(agentUrl: string): Promise<{ status: number; message: string; retryAfterMs: number; retryAfter: string }> {
   const socket = new WebSocket(agentUrl);
   socket.on('error', () => undefined);
   cleanups.push(async () => socket.terminate());
@@ -56,7 +56,10 @@ function refusedUpgrade(agentUrl: string): Promise<{ status: number; message: st
     socket.on('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, message: JSON.parse(body).error.message }));
+      res.on('end', () => {
+        const { message, retryAfterMs } = JSON.parse(body).error;
+        resolve({ status: res.statusCode ?? 0, message, retryAfterMs, retryAfter: String(res.headers['retry-after']) });
+      });
     });
   });
 }
@@ -85,7 +88,13 @@ describe('handshake slots', () => {
     gateway = await startTestGateway({ clock, handshakeTimeoutMs: 10_000, maxPendingHandshakes: 4, maxPendingHandshakesPerIp: 16 });
     const silent = await Promise.all(Array.from({ length: 4 }, () => silentUpgrade(gateway!.agentUrl)));
     expect(silent.map((s) => s.status)).toEqual([101, 101, 101, 101]);
-    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({ status: 429, message: 'the gateway already has 4 unfinished handshakes' });
+    // The refusal says when the oldest handshake times out and frees its slot.
+    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({
+      status: 429,
+      message: 'the gateway already has 4 unfinished handshakes',
+      retryAfterMs: 10_000,
+      retryAfter: '10',
+    });
     clock.advance(10_000);
     await Promise.all(silent.map((s) => s.closed));
     const honest = await RawAgent.connect({ url: gateway.agentUrl, model: FAKE_MODEL });
@@ -98,9 +107,10 @@ describe('handshake slots', () => {
     const clock = new FakeClock();
     gateway = await startTestGateway({ clock, handshakeTimeoutMs: 10_000, maxPendingHandshakesPerIp: 2 });
     const silent = await Promise.all([silentUpgrade(gateway.agentUrl), silentUpgrade(gateway.agentUrl)]);
-    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({ status: 429, message: 'this address already has 2 unfinished handshakes' });
+    const full = { status: 429, message: 'this address already has 2 unfinished handshakes' };
+    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({ ...full, retryAfterMs: 10_000, retryAfter: '10' });
     clock.advance(9_999);
-    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({ status: 429, message: 'this address already has 2 unfinished handshakes' });
+    expect(await refusedUpgrade(gateway.agentUrl)).toEqual({ ...full, retryAfterMs: 1, retryAfter: '1' });
     clock.advance(1);
     await Promise.all(silent.map((s) => s.closed));
     const honest = await RawAgent.connect({ url: gateway.agentUrl, model: FAKE_MODEL });

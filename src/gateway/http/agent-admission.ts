@@ -49,6 +49,8 @@ export class AgentAdmission {
   readonly #wss: WebSocketServer;
   readonly #perIp = new Map<string, AddressCounts>();
   readonly #sessions = new Set<AgentSession>();
+  /** Each unfinished handshake's timeout, and its address. */
+  readonly #pendingDeadlines = new Map<AgentSession, [number, string]>();
   #pendingTotal = 0;
   #disposed: Promise<void> | null = null;
 
@@ -75,8 +77,12 @@ export class AgentAdmission {
     const over = this.#overLimit(ip);
     if (over) {
       this.#ctx.metrics.rejected.inc({ limit: 'agent-connections' });
-      this.#ctx.log.warn('agent connection refused', { ip, reason: over });
-      refuseUpgrade(socket, '429 Too Many Requests', new NightjarError('NJ_RATE_LIMITED', over, { retryAfterMs: 1000 }));
+      this.#ctx.log.warn('agent connection refused', { ip, reason: over.message });
+      refuseUpgrade(
+        socket,
+        '429 Too Many Requests',
+        new NightjarError('NJ_RATE_LIMITED', over.message, { retryAfterMs: over.retryAfterMs }),
+      );
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
@@ -97,16 +103,39 @@ export class AgentAdmission {
     });
   }
 
-  /** Which cap a new connection from `ip` would pass, said as the refusal's message; null if none. */
-  #overLimit(ip: string): string | null {
+  /**
+   * Which cap a new connection from `ip` would pass, said as the refusal's message, and when to
+   * retry; null if none. Past a cap on unfinished handshakes the retry is due when the oldest of
+   * them (of the address, or in all) times out and frees its slot.
+   */
+  #overLimit(ip: string): { message: string; retryAfterMs: number } | null {
     const { maxAgentConnectionsPerIp, maxPendingHandshakesPerIp, maxPendingHandshakes } = this.#ctx.options;
     const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
     const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
-    if (counts.open >= maxAgentConnectionsPerIp) return `this address already has ${n(maxAgentConnectionsPerIp, 'agent connection')}`;
-    if (counts.pending >= maxPendingHandshakesPerIp)
-      return `this address already has ${n(maxPendingHandshakesPerIp, 'unfinished handshake')}`;
-    if (this.#pendingTotal >= maxPendingHandshakes) return `the gateway already has ${n(maxPendingHandshakes, 'unfinished handshake')}`;
+    if (counts.open >= maxAgentConnectionsPerIp) {
+      return { message: `this address already has ${n(maxAgentConnectionsPerIp, 'agent connection')}`, retryAfterMs: 1000 };
+    }
+    if (counts.pending >= maxPendingHandshakesPerIp) {
+      return {
+        message: `this address already has ${n(maxPendingHandshakesPerIp, 'unfinished handshake')}`,
+        retryAfterMs: this.#slotFreesInMs(ip),
+      };
+    }
+    if (this.#pendingTotal >= maxPendingHandshakes) {
+      return {
+        message: `the gateway already has ${n(maxPendingHandshakes, 'unfinished handshake')}`,
+        retryAfterMs: this.#slotFreesInMs(null),
+      };
+    }
     return null;
+  }
+
+  /** Time until the oldest unfinished handshake (of `ip`, or of anyone) times out; at least 1 ms. */
+  #slotFreesInMs(ip: string | null): number {
+    let first = Number.POSITIVE_INFINITY;
+    for (const [deadline, from] of this.#pendingDeadlines.values()) if (ip === null || from === ip) first = Math.min(first, deadline);
+    const wait = first - this.#ctx.clock.now();
+    return Number.isFinite(wait) ? Math.max(1, Math.ceil(wait)) : 1000;
   }
 
   #accept(socket: WebSocket, ip: string): AgentSession {
@@ -137,7 +166,11 @@ export class AgentAdmission {
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
     });
     this.#sessions.add(session);
-    session.onHandshakeEnded(handshakeOver);
+    this.#pendingDeadlines.set(session, [clock.now() + options.handshakeTimeoutMs, ip]);
+    session.onHandshakeEnded(() => {
+      this.#pendingDeadlines.delete(session);
+      handshakeOver();
+    });
     session.onAuthenticated((s) => {
       const previous = directory.set(s);
       if (previous) previous.close(CLOSE_CODES.replaced, 'NJ_AGENT_REPLACED');
