@@ -163,8 +163,8 @@ function silentUpgrade(
 }
 
 /**
- * An honest agent's handshake, tried again after each refusal when the refusal says a slot frees
- * (its retryAfterMs: the oldest unfinished handshake's timeout), until admitted.
+ * An honest agent's handshake, tried again after each refusal when the refusal's retryAfterMs
+ * says (a second, or sooner when the oldest unfinished handshake times out sooner), until admitted.
  */
 async function admitHonestAgent(agentUrl: string, limitMs: number): Promise<{ ms: number; attempts: number } | null> {
   const keys = await benchAgentKeys(2);
@@ -302,7 +302,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
           'event-loop delay (perf_hooks.monitorEventLoopDelay, 5 ms resolution) over each phase: how long it could not run.',
         `(b): ${ATTACK_ADDRESSES.length} × ${UPGRADES_PER_ADDRESS} raw sockets from ${ATTACK_ADDRESSES[0]}–${ATTACK_ADDRESSES.at(-1)} ` +
           'that complete the WebSocket upgrade and then send nothing and answer nothing (not refilled when dropped); then an honest ' +
-          "agent (a real handshake) tries, and after a refusal tries again when the refusal's retryAfterMs says a slot frees.",
+          "agent (a real handshake) tries, and after a refusal tries again after the refusal's retryAfterMs (1 s, or less when a " +
+          'slot frees sooner).',
       ],
       tables: [
         {

@@ -105,8 +105,9 @@ export class AgentAdmission {
 
   /**
    * Which cap a new connection from `ip` would pass, said as the refusal's message, and when to
-   * retry; null if none. Past a cap on unfinished handshakes the retry is due when the oldest of
-   * them (of the address, or in all) times out and frees its slot.
+   * retry; null if none. Past a cap on unfinished handshakes: in a second, or sooner if the oldest
+   * of them (of the address, or in all) times out sooner. Never later: in a reconnect storm the
+   * slots are held by honest handshakes that end in milliseconds, not at their timeout.
    */
   #overLimit(ip: string): { message: string; retryAfterMs: number } | null {
     const { maxAgentConnectionsPerIp, maxPendingHandshakesPerIp, maxPendingHandshakes } = this.#ctx.options;
@@ -130,12 +131,11 @@ export class AgentAdmission {
     return null;
   }
 
-  /** Time until the oldest unfinished handshake (of `ip`, or of anyone) times out; at least 1 ms. */
+  /** 1 000 ms, or the time until the oldest unfinished handshake (of `ip`, or of anyone) times out if sooner; at least 1 ms. */
   #slotFreesInMs(ip: string | null): number {
     let first = Number.POSITIVE_INFINITY;
     for (const [deadline, from] of this.#pendingDeadlines.values()) if (ip === null || from === ip) first = Math.min(first, deadline);
-    const wait = first - this.#ctx.clock.now();
-    return Number.isFinite(wait) ? Math.max(1, Math.ceil(wait)) : 1000;
+    return Math.max(1, Math.min(1000, Math.ceil(first - this.#ctx.clock.now())));
   }
 
   #accept(socket: WebSocket, ip: string): AgentSession {
