@@ -110,7 +110,11 @@ export interface GatewayOptions {
    * them silently short).
    */
   jobRetentionDays?: number;
-  /** Days a released job's row (refused, failed or cancelled without a receipt) is kept. Defaults to 1. */
+  /**
+   * Days a released job's row (refused, failed or cancelled without a receipt) is kept. A late
+   * receipt (one an agent delivers after a dropped link) settles only while the row is there, and
+   * agents give up undelivered receipts after a day: twice that leaves room. Defaults to 2.
+   */
   releasedJobRetentionDays?: number;
   /** Time between retention sweeps; the first runs at start. 0 turns the sweep off. Defaults to 3 600 000 ms (1 hour). */
   retentionSweepMs?: number;
@@ -169,7 +173,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   secureCookies: false,
   releaseHeldOnStart: true,
   jobRetentionDays: 366,
-  releasedJobRetentionDays: 1,
+  releasedJobRetentionDays: 2,
   retentionSweepMs: 3_600_000,
   sites: [],
 };

@@ -20,13 +20,13 @@ afterEach(async () => {
 });
 
 describe('the retention sweep', () => {
-  it('deletes released rows after a day and settled rows after jobRetentionDays, on the injected clock', async () => {
+  it('deletes released rows after releasedJobRetentionDays and settled rows after jobRetentionDays, on the injected clock', async () => {
     // Fails without JobRetention in Gateway.start: no sweep event ever fires, and the rows stay.
     const clock = new FakeClock();
     const tmp = await tempDir();
     cleanups.push(() => tmp.remove());
     // One sweep every two days; each advance below passes exactly one.
-    const net = await startBilledNetwork(tmp.dir, { clock, retentionSweepMs: 2 * DAY, jobRetentionDays: 3 });
+    const net = await startBilledNetwork(tmp.dir, { clock, retentionSweepMs: 2 * DAY, jobRetentionDays: 3, releasedJobRetentionDays: 1 });
     cleanups.push(() => net.close());
     const { ledger } = net.store;
     const first = nextEvent(net.gateway.onJobsSwept);
