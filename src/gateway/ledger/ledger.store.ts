@@ -151,7 +151,9 @@ export interface SweepRequest {
 
 /** How many job rows a sweep deleted. */
 export interface SweepResult {
+  /** Settled job rows deleted. */
   settled: number;
+  /** Released job rows deleted. */
   released: number;
 }
 
