@@ -69,6 +69,21 @@ export class FakeAgent {
       const socket = new WebSocket(url, { perMessageDeflate: false });
       this.#socket = socket;
       socket.once('error', reject);
+      // A refused upgrade: reject with the gateway's retry hint (retryAfterMs of its JSON error).
+      socket.once('unexpected-response', (req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => {
+          let retryAfterMs: number | undefined;
+          try {
+            retryAfterMs = (JSON.parse(body) as { error?: { retryAfterMs?: number } }).error?.retryAfterMs;
+          } catch {
+            retryAfterMs = undefined;
+          }
+          reject(Object.assign(new Error(`the upgrade was refused (${res.statusCode})`), { status: res.statusCode, retryAfterMs }));
+          req.destroy();
+        });
+      });
       socket.on('open', () => this.#send({ v: PROTOCOL_VERSION, type: 'hello', bundle: this.#keys.bundle }));
       socket.on('message', (data) => {
         const frame = JSON.parse(String(data)) as { type: string; [k: string]: unknown };

@@ -16,6 +16,7 @@ export const AREA_NAMES = [
   'preemption',
   'cold-start',
   'cli-startup',
+  'hostile',
 ] as const;
 
 /** One benchmark area. */

@@ -82,6 +82,7 @@ const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   preemption: () => import('./preemption.js'),
   'cold-start': () => import('./cold-start.js'),
   'cli-startup': () => import('./cli-startup.js'),
+  hostile: () => import('./hostile.js'),
 };
 
 function messageOf(error: unknown): string {

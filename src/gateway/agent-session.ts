@@ -59,6 +59,8 @@ export interface AgentSessionOptions {
   challengeTimeoutMs?: number;
   /** Largest frame accepted. Defaults to LIMITS.maxAgentFrameBytes. */
   maxFrameBytes?: number;
+  /** Largest frame accepted before the handshake completes (hello, auth), at most maxFrameBytes. Defaults to 64 KiB. */
+  maxHandshakeFrameBytes?: number;
   /**
    * Admits an agent that proved its identity: records it and resolves with its operator binding,
    * using the enrollment token from its hello if any. Throws NJ_ENROLL_INVALID to refuse it.
@@ -88,6 +90,7 @@ export const AGENT_SESSION_DEFAULTS: Required<Omit<AgentSessionOptions, 'socket'
   challengeIntervalMs: 60_000,
   challengeTimeoutMs: 10_000,
   maxFrameBytes: LIMITS.maxAgentFrameBytes,
+  maxHandshakeFrameBytes: 64 * 1024,
   admit: async () => ({ operatorId: null }),
   lateReceipt: async () => ({ outcome: 'retry', code: 'NJ_INTERNAL', message: 'this gateway keeps no ledger' }),
 };
@@ -119,6 +122,11 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   /** The agent is admitted (fires once). */
   readonly onAuthenticated: Event<AgentSession>;
   /**
+   * The handshake is over, admitted or not (fires once): just before {@link AgentSession.onAuthenticated},
+   * or when a failed or timed-out handshake has terminated the socket, or when the socket closed first.
+   */
+  readonly onHandshakeEnded: Event<AgentSession>;
+  /**
    * What the agent can take may have changed: a status, a slot freed, a challenge answered or
    * missed, a rotated bundle (its box key, slots, models and validity).
    */
@@ -133,6 +141,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   readonly #log: Logger;
   readonly #jobs = new Map<string, AttemptListener>();
   readonly #authenticated: Emitter<AgentSession>;
+  readonly #handshakeEnded: Emitter<AgentSession>;
+  #handshakeOver = false;
   readonly #capacity: Emitter<AgentSession>;
   readonly #closed: Emitter<AgentSession>;
   readonly #socketClosed: Emitter<AgentSession>;
@@ -154,10 +164,12 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     this.#socket = o.socket;
     this.#log = o.logger;
     this.#authenticated = loggedEmitter(this.#log, 'agent session authenticated');
+    this.#handshakeEnded = loggedEmitter(this.#log, 'agent session handshake ended');
     this.#capacity = loggedEmitter(this.#log, 'agent session capacity');
     this.#closed = loggedEmitter(this.#log, 'agent session closed');
     this.#socketClosed = loggedEmitter(this.#log, 'agent session socket closed');
     this.onAuthenticated = this.#authenticated.event;
+    this.onHandshakeEnded = this.#handshakeEnded.event;
     this.onCapacity = this.#capacity.event;
     this.onClosed = this.#closed.event;
     this.onSocketClosed = this.#socketClosed.event;
@@ -168,7 +180,12 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     }, o.handshakeTimeoutMs);
     this.#socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     this.#socket.on('close', (code) => this.#onClose(code));
-    this.#socket.on('error', (err) => this.#log.debug('agent socket error', { err: err.message }));
+    this.#socket.on('error', (err) => {
+      this.#log.debug('agent socket error', { err: err.message });
+      // ws answers a receive error with close(), which waits up to 30 s for the peer; a peer
+      // that has not finished its handshake is not waited for.
+      if (this.pending) this.#terminateHandshake();
+    });
     this.#socket.on('pong', () => {
       this.#awaitingPong = false;
       this.lastSeenAt = this.#options.clock.now();
@@ -266,11 +283,30 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     if (this.#socket.readyState === this.#socket.OPEN) this.#socket.send(JSON.stringify(frame));
   }
 
+  /**
+   * Refuses the agent: a reject frame, then a close with `closeCode`. Before the handshake
+   * completes the socket is then terminated at once (its frames are already written): ws's
+   * close() would wait up to 30 s for a silent peer's answer, holding a handshake slot.
+   */
   #reject(error: NightjarError, closeCode: number): void {
     if (this.#phase === 'closed') return;
     this.#log.info('agent rejected', { code: error.code, agentId: this.agentId || null });
     this.#send({ v: PROTOCOL_VERSION, type: 'reject', code: error.code, message: error.message });
     this.close(closeCode, error.code);
+    if (this.pending) this.#terminateHandshake();
+  }
+
+  /** Ends an unfinished handshake: the socket terminated, the session closed to frames, the slot freed. */
+  #terminateHandshake(): void {
+    this.#phase = 'closed';
+    this.#socket.terminate();
+    this.#endHandshake();
+  }
+
+  #endHandshake(): void {
+    if (this.#handshakeOver) return;
+    this.#handshakeOver = true;
+    this.#handshakeEnded.fire(this);
   }
 
   #onMessage(data: Buffer, isBinary: boolean): void {
@@ -279,7 +315,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     let frame: AgentFrame;
     try {
       if (isBinary) throw new ProtocolError('NJ_FRAME_INVALID', 'agent frames are JSON text');
-      frame = decodeMessage(agentFrameSchema, data, this.#options.maxFrameBytes, 'agent frame');
+      const max = this.pending ? Math.min(this.#options.maxHandshakeFrameBytes, this.#options.maxFrameBytes) : this.#options.maxFrameBytes;
+      frame = decodeMessage(agentFrameSchema, data, max, 'agent frame');
     } catch (err) {
       const e = err instanceof NightjarError ? err : new ProtocolError('NJ_FRAME_INVALID', 'unreadable frame');
       this.#reject(e, e.code === 'NJ_PROTOCOL_VERSION' ? CLOSE_CODES.version : CLOSE_CODES.badFrame);
@@ -332,6 +369,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       this.operatorId = operatorId;
       this.challengedAt = clock.now();
       this.#phase = 'ready';
+      this.#endHandshake();
       this.#send({
         v: PROTOCOL_VERSION,
         type: 'welcome',
@@ -504,8 +542,9 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     this.#jobs.clear();
     this.inFlight = 0;
     for (const listener of open) listener.lost(`agent disconnected (${code})`);
+    this.#endHandshake();
     if (wasReady) this.#closed.fire(this);
     this.#socketClosed.fire(this);
-    for (const emitter of [this.#authenticated, this.#capacity, this.#closed, this.#socketClosed]) emitter.dispose();
+    for (const emitter of [this.#authenticated, this.#handshakeEnded, this.#capacity, this.#closed, this.#socketClosed]) emitter.dispose();
   }
 }

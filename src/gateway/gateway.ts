@@ -10,7 +10,7 @@
  * metrics, the client API, jobs, agent admission, the operator API and static pages.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { nightjarErrors, securityHeaders, type StaticSite } from '../node/index.js';
+import { cheapRefusals, nightjarErrors, securityHeaders, type StaticSite } from '../node/index.js';
 import {
   DisposableStore,
   NightjarError,
@@ -37,6 +37,8 @@ import { createDashboardSite, pageRoutes } from './http/pages.js';
 import { GatewayMetrics } from './metrics.js';
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
 import { RateLimiter } from './rate-limit.js';
+import { JobRetention } from './retention.js';
+import type { SweepResult } from './ledger/ledger.store.js';
 import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
@@ -79,10 +81,13 @@ export class Gateway extends Resource {
   readonly onAgentConnected: Event<AgentSession>;
   /** An agent left the directory. */
   readonly onAgentDisconnected: Event<AgentSession>;
+  /** Fires after each retention sweep of old job rows, with how many it deleted. */
+  readonly onJobsSwept: Event<SweepResult>;
 
   readonly #ctx: GatewayContext;
   readonly #app: FastifyInstance;
   readonly #admission: AgentAdmission;
+  readonly #retention: JobRetention;
   readonly #state: { closing: boolean };
 
   private constructor(parts: GatewayParts) {
@@ -91,6 +96,8 @@ export class Gateway extends Resource {
     this.#ctx = ctx;
     this.#app = parts.app;
     this.#admission = parts.admission;
+    this.#retention = parts.retention;
+    this.onJobsSwept = parts.retention.onSwept;
     this.#state = parts.state;
     this.disposables.add(parts.owned);
     this.url = parts.url;
@@ -135,6 +142,14 @@ export class Gateway extends Resource {
     return serving()!;
   }
 
+  /**
+   * Deletes the job rows older than the retention options allow now (the periodic sweep does the
+   * same every retentionSweepMs); resolves with how many. The ledger's transfers stay.
+   */
+  sweepJobs(): Promise<SweepResult> {
+    return this.#retention.sweep();
+  }
+
   /** True once dispose() has begun: new jobs and agents are refused. */
   get closing(): boolean {
     return this.#state.closing;
@@ -169,6 +184,16 @@ export class Gateway extends Resource {
       owned.add(catalog.onChanged(() => capacity.fire()));
       const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing);
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
+      const retention = owned.add(
+        new JobRetention({
+          ledger: store.ledger,
+          clock: o.clock,
+          logger: o.logger,
+          jobRetentionDays: o.jobRetentionDays,
+          releasedJobRetentionDays: o.releasedJobRetentionDays,
+          sweepMs: o.retentionSweepMs,
+        }),
+      );
       const sites = [...o.sites];
       if (o.dashboard) sites.push(owned.add(await createDashboardSite()).site);
       const app = await createServer(ctx, admission, sites);
@@ -179,7 +204,8 @@ export class Gateway extends Resource {
         serveUncatalogued: o.serveUncatalogued,
         gatewayKeyId: catalog.gatewayKey.keyId,
       });
-      return new Gateway({ ctx, app, admission, state, owned, url, agentUrl });
+      retention.start();
+      return new Gateway({ ctx, app, admission, retention, state, owned, url, agentUrl });
     } catch (err) {
       await owned.dispose().catch(() => undefined);
       throw err;
@@ -224,6 +250,7 @@ interface GatewayParts {
   ctx: GatewayContext;
   app: FastifyInstance;
   admission: AgentAdmission;
+  retention: JobRetention;
   state: { closing: boolean };
   /** Everything the gateway created, disposed after its own shutdown. */
   owned: DisposableStore;
@@ -268,6 +295,11 @@ function buildContext(
   const jobs = owned.add(new RunningJobs(log));
   const billing = owned.add(new Billing({ ledger: store.ledger, operatorShareBps: o.operatorShareBps, metrics, clock, logger: log }));
   const limiter = new RateLimiter({ clock, perSecond: o.rateLimit.perSecond, burst: o.rateLimit.burst });
+  const unauthenticated = new RateLimiter({
+    clock,
+    perSecond: o.unauthenticatedRateLimit.perSecond,
+    burst: o.unauthenticatedRateLimit.burst,
+  });
   metrics.gauge('nightjar_connected_agents', 'Agents connected and authenticated.', () => directory.size);
   metrics.gauge('nightjar_routable_agents', 'Connected agents that are serving and answered their last challenge.', () => {
     const now = clock.now();
@@ -284,7 +316,23 @@ function buildContext(
         })
       : new NightjarError('NJ_MODEL_UNKNOWN', `no connected agent serves ${model}`);
   };
-  return { options: o, clock, log, store, catalog, directory, router, transport, metrics, limiter, billing, jobs, modelUnknown, closing };
+  return {
+    options: o,
+    clock,
+    log,
+    store,
+    catalog,
+    directory,
+    router,
+    transport,
+    metrics,
+    limiter,
+    unauthenticated,
+    billing,
+    jobs,
+    modelUnknown,
+    closing,
+  };
 }
 
 /** The fastify server with every plugin registered. */
@@ -292,8 +340,8 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
   const o = ctx.options;
   const app = Fastify({
     logger: false,
-    // base64url of the largest body plus the header and JSON punctuation.
-    bodyLimit: Math.ceil((o.maxRequestBodyBytes * 4) / 3) + 64 * 1024,
+    // Every JSON route but POST /v1/jobs, which has its own (jobBodyLimit).
+    bodyLimit: o.maxApiBodyBytes,
     return503OnClosing: true,
     requestTimeout: o.requestTimeoutMs,
     // dispose() has already let streams finish within its grace; whatever is left is cut.
@@ -306,6 +354,8 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
       internalMessage: 'internal gateway error',
     });
     await app.register(securityHeaders);
+    // Unknown paths answered before their body is read; JSON depth-scanned before it is parsed.
+    await app.register(cheapRefusals, { maxJsonDepth: o.maxJsonDepth });
     await app.register(healthRoutes, { ctx });
     await app.register(clientApiRoutes, { ctx });
     await app.register(catalogRoutes, { ctx });

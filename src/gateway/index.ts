@@ -110,6 +110,8 @@ export {
   type ReleaseResult,
   type LateSettleRequest,
   type LateSettleResult,
+  type SweepRequest,
+  type SweepResult,
   type JobRecord,
   type LedgerEarningsRow,
   type AccountBalance,

@@ -67,6 +67,18 @@ export interface GatewayOptions {
    * for a model nobody serves fails at once. 0 never hints. Defaults to 10 000 ms.
    */
   agentReturnMs?: number;
+  /**
+   * Largest JSON body of every API route but POST /v1/jobs (whose limit follows from
+   * maxRequestBodyBytes): the operator sign-in, and any route that takes JSON. Defaults to 64 KiB.
+   */
+  maxApiBodyBytes?: number;
+  /** Deepest nesting of a JSON body, checked by a byte scan before it is parsed. Defaults to LIMITS.maxJsonDepth (64). */
+  maxJsonDepth?: number;
+  /**
+   * Largest frame an agent may send before its handshake completes (hello, auth), and a quarter of
+   * the bytes it may send in all before then; at most maxAgentFrameBytes. Defaults to 64 KiB.
+   */
+  maxHandshakeFrameBytes?: number;
   /** Time from agent connect to verified auth. Defaults to 10 000 ms. */
   handshakeTimeoutMs?: number;
   /** Agent status heartbeat interval. Defaults to 15 000 ms. */
@@ -85,6 +97,12 @@ export interface GatewayOptions {
   queueTimeoutMs?: number;
   /** Requests per API key (or address, in open mode): sustained rate and burst, each defaulted on its own. Defaults to 10/s, burst 40. */
   rateLimit?: { perSecond?: number; burst?: number };
+  /**
+   * Requests per address that carry no valid API key, operator token or metrics token (each is
+   * refused, 401 while the address has tokens left, then 429), checked before any body is read;
+   * sustained rate and burst, each defaulted on its own. Defaults to 2/s, burst 20.
+   */
+  unauthenticatedRateLimit?: { perSecond?: number; burst?: number };
   /** Reply streams one API key (or address) may hold open at once. Defaults to 16. */
   maxStreamsPerKey?: number;
   /** Agent connections still in their handshake, in all. Defaults to 128. */
@@ -119,17 +137,33 @@ export interface GatewayOptions {
   secureCookies?: boolean;
   /** Release holds left by a previous run (no stream survives a restart). Defaults to true. */
   releaseHeldOnStart?: boolean;
+  /**
+   * Days a settled job's row is kept (its receipt, for the operator's export and earnings) before
+   * the retention sweep deletes it; the ledger's transfers are kept for ever. Defaults to 366, the
+   * longest window the operator's earnings and receipts export answer for (a shorter one would make
+   * them silently short).
+   */
+  jobRetentionDays?: number;
+  /**
+   * Days a released job's row (refused, failed or cancelled without a receipt) is kept. A late
+   * receipt (one an agent delivers after a dropped link) settles only while the row is there, and
+   * agents give up undelivered receipts after a day: twice that leaves room. Defaults to 2.
+   */
+  releasedJobRetentionDays?: number;
+  /** Time between retention sweeps; the first runs at start. 0 turns the sweep off. Defaults to 3 600 000 ms (1 hour). */
+  retentionSweepMs?: number;
   /** Static web pages to serve (the chat page). Defaults to none. */
   sites?: readonly StaticSite[];
 }
 
 /** {@link GatewayOptions} once resolved: every field set, nested ones too. */
 export interface ResolvedGatewayOptions extends Required<
-  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'jobTimeouts' | 'allowSynthetic'>
+  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic'>
 > {
   /** Null when /metrics is public. */
   metricsToken: string | null;
   rateLimit: { perSecond: number; burst: number };
+  unauthenticatedRateLimit: { perSecond: number; burst: number };
   jobTimeouts: Required<JobTimeouts>;
 }
 
@@ -148,6 +182,9 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxAgentFrameBytes: LIMITS.maxAgentFrameBytes,
   maxRequestBodyBytes: LIMITS.maxRequestBodyBytes,
   agentReturnMs: 10_000,
+  maxApiBodyBytes: 64 * 1024,
+  maxJsonDepth: LIMITS.maxJsonDepth,
+  maxHandshakeFrameBytes: 64 * 1024,
   handshakeTimeoutMs: 10_000,
   heartbeatMs: 15_000,
   challengeIntervalMs: 60_000,
@@ -157,6 +194,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxQueuePerModel: 64,
   queueTimeoutMs: 30_000,
   rateLimit: { perSecond: 10, burst: 40 },
+  unauthenticatedRateLimit: { perSecond: 2, burst: 20 },
   maxStreamsPerKey: 16,
   maxPendingHandshakes: 128,
   maxPendingHandshakesPerIp: 16,
@@ -172,27 +210,37 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxOperatorSessions: 10_000,
   secureCookies: false,
   releaseHeldOnStart: true,
+  jobRetentionDays: 366,
+  releasedJobRetentionDays: 2,
+  retentionSweepMs: 3_600_000,
   sites: [],
 };
 
 /**
  * Merges `options` over {@link GATEWAY_DEFAULTS} and validates them: the operator share must be
- * an integer from 0 to 10 000 basis points (NJ_CONFIG_INVALID otherwise); frame and body limits
- * are clamped to the protocol's LIMITS.
+ * an integer from 0 to 10 000 basis points and retention days positive (NJ_CONFIG_INVALID
+ * otherwise); frame, body and depth limits are clamped to the protocol's LIMITS (the handshake's
+ * frames to the agent frame limit).
  */
 export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGatewayOptions {
-  const { store, metricsToken, rateLimit, jobTimeouts, allowSynthetic, ...rest } = options;
+  const { store, metricsToken, rateLimit, unauthenticatedRateLimit, jobTimeouts, allowSynthetic, ...rest } = options;
   const dev = store === undefined;
   const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: dev, serveUncatalogued: allowSynthetic ?? dev }, rest);
   if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'operatorShareBps must be an integer from 0 to 10000');
   }
+  for (const field of ['jobRetentionDays', 'releasedJobRetentionDays'] as const) {
+    if (!(o[field] > 0)) throw new NightjarError('NJ_CONFIG_INVALID', `${field} must be a positive number of days`);
+  }
   return {
     ...o,
     maxAgentFrameBytes: Math.min(o.maxAgentFrameBytes, LIMITS.maxAgentFrameBytes),
     maxRequestBodyBytes: Math.min(o.maxRequestBodyBytes, LIMITS.maxRequestBodyBytes),
+    maxHandshakeFrameBytes: Math.min(o.maxHandshakeFrameBytes, o.maxAgentFrameBytes, LIMITS.maxAgentFrameBytes),
+    maxJsonDepth: Math.min(o.maxJsonDepth, LIMITS.maxJsonDepth),
     metricsToken: metricsToken ?? null,
     rateLimit: withDefaults(GATEWAY_DEFAULTS.rateLimit, rateLimit),
+    unauthenticatedRateLimit: withDefaults(GATEWAY_DEFAULTS.unauthenticatedRateLimit, unauthenticatedRateLimit),
     jobTimeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, jobTimeouts),
   };
 }

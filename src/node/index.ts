@@ -7,10 +7,12 @@
 export { createLogger, REDACTED, REDACTED_FIELDS, type LoggerOptions } from './logger.js';
 export { nightjarDirs, type NightjarDirs, type NightjarDirsOptions } from './paths.js';
 export {
+  cheapRefusals,
   nightjarErrors,
   securityHeaders,
   sendNightjarError,
   staticPages,
+  type CheapRefusalsOptions,
   type NightjarErrorsOptions,
   type SecurityHeadersOptions,
   type StaticPagesOptions,

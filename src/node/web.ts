@@ -11,14 +11,16 @@
  *   code's HTTP status and Retry-After; a body too large is NJ_PAYLOAD_TOO_LARGE, an unreadable
  *   one NJ_BAD_REQUEST, an unknown path NJ_NOT_FOUND, and anything unexpected NJ_INTERNAL (logged,
  *   never shown).
+ * - {@link cheapRefusals}: an unknown path answered before its body is read, and JSON bodies
+ *   depth-scanned before they are parsed.
  */
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import helmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
-import type { FastifyError, FastifyPluginCallback, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { NightjarError, PAGE_CSP_DIRECTIVES, silentLogger, type Logger } from '../shared/index.js';
+import { LIMITS, NightjarError, PAGE_CSP_DIRECTIVES, jsonTooDeep, silentLogger, type Logger } from '../shared/index.js';
 
 /** Answers `error` as Nightjar's JSON error shape, with its status and Retry-After. */
 export function sendNightjarError(reply: FastifyReply, error: NightjarError): FastifyReply {
@@ -144,4 +146,44 @@ export const nightjarErrors: FastifyPluginCallback<NightjarErrorsOptions> = fp<N
     );
   },
   { name: 'nightjar-errors' },
+);
+
+/** Options of {@link cheapRefusals}. */
+export interface CheapRefusalsOptions {
+  /** Deepest nesting a JSON body may have. Defaults to LIMITS.maxJsonDepth (64). */
+  maxJsonDepth?: number;
+  /**
+   * Answers a request for a path no route serves. Defaults to NJ_NOT_FOUND "no such endpoint" in
+   * Nightjar's error shape (as {@link nightjarErrors} answers it).
+   */
+  notFound?: (request: FastifyRequest, reply: FastifyReply) => FastifyReply;
+}
+
+/**
+ * What a server refuses before it reads or parses a body: a request for an unknown path is
+ * answered at once from an `onRequest` hook (fastify would otherwise read and parse its body for
+ * the not-found handler), and a JSON body is scanned for its depth before JSON.parse runs (a
+ * body nested deeper than `maxJsonDepth` is NJ_BAD_REQUEST). The JSON parser is otherwise
+ * fastify's own, with its prototype-poisoning checks. Register it on the root of the server.
+ */
+export const cheapRefusals: FastifyPluginCallback<CheapRefusalsOptions> = fp<CheapRefusalsOptions>(
+  async (app, options) => {
+    const maxDepth = options.maxJsonDepth ?? LIMITS.maxJsonDepth;
+    const notFound =
+      options.notFound ??
+      ((_request: FastifyRequest, reply: FastifyReply) => sendNightjarError(reply, new NightjarError('NJ_NOT_FOUND', 'no such endpoint')));
+    const parseJson = app.getDefaultJsonParser('error', 'error');
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      if (jsonTooDeep(body as string, maxDepth)) {
+        done(new NightjarError('NJ_BAD_REQUEST', `the request body nests deeper than ${maxDepth} levels`), undefined);
+        return;
+      }
+      parseJson(request, body as string, done);
+    });
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.is404) return notFound(request, reply);
+    });
+  },
+  { name: 'nightjar-cheap-refusals' },
 );

@@ -15,6 +15,7 @@ export * from './clock.js';
 export * from './protocol/limits.js';
 export * from './protocol/schemas.js';
 export * from './protocol/codec.js';
+export * from './protocol/json-depth.js';
 export { cryptoBackend, naclBackend, createWebCryptoBackend, randomBytes, type CryptoBackend } from './crypto/backend.js';
 export * from './crypto/hash.js';
 export * from './crypto/keys.js';

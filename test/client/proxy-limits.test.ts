@@ -8,7 +8,8 @@
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CompatProxy, NightjarClient, PROXY_DEFAULTS, type CompatProxyOptions, type ProxyRequestFinished } from '../../src/client/index.js';
-import { nextEvent } from '../../src/shared/index.js';
+import { connect } from 'node:net';
+import { LIMITS, nextEvent } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { StallingEngine } from './support/engines.js';
@@ -34,6 +35,25 @@ async function start(options: Partial<CompatProxyOptions> = {}, gatewayUrl = 'ht
 }
 
 const json = { 'content-type': 'application/json' };
+
+/** Sends only a request head (no body, whatever its Content-Length says); resolves with the status line's code and what follows. */
+function headOnly(url: string, head: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let data = '';
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('utf8');
+      const end = data.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(data)?.[1];
+      if (end < 0 || length === undefined || data.length < end + 4 + Number(length)) return;
+      socket.destroy();
+      resolve({ status: Number(data.split(' ')[1]), body: data.slice(end + 4) });
+    });
+    socket.write(head.replace(/\n/g, '\r\n') + '\r\n\r\n');
+  });
+}
 const chatBody = (content = 'x') => JSON.stringify({ model: FAKE_MODEL.id, messages: [{ role: 'user', content }], max_tokens: 8 });
 const messagesBody = (content = 'x') => JSON.stringify({ model: FAKE_MODEL.id, messages: [{ role: 'user', content }], max_tokens: 8 });
 
@@ -83,6 +103,37 @@ describe('the body limit and unreadable requests', () => {
       type: 'error',
       error: { type: 'invalid_request_error', message: expect.stringContaining('no such endpoint: GET /v1/complete') },
     });
+  });
+
+  it('refuses a body nested deeper than maxJsonDepth before parsing it, in the API shape of the caller', async () => {
+    // Fails without cheapRefusals on the proxy (src/client/proxy/proxy.ts): JSON.parse reads the
+    // body and the chat schema refuses it with another message.
+    const p = await start();
+    const deep = `{"model":"m","messages":${'['.repeat(LIMITS.maxJsonDepth)}${']'.repeat(LIMITS.maxJsonDepth)}}`;
+    const res = await http.fetch(`${p.url}/v1/chat/completions`, { method: 'POST', headers: json, body: deep });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({
+      error: {
+        code: 'NJ_BAD_REQUEST',
+        message: expect.stringContaining(`the request body nests deeper than ${LIMITS.maxJsonDepth} levels`),
+      },
+    });
+  });
+
+  it('answers an unknown path before reading its body, and compares the local token exactly', async () => {
+    // Fails without cheapRefusals' onRequest 404: the proxy waits for the body that never comes.
+    const p = await start({ token: 'local-token-0123456789' });
+    const answer = await headOnly(
+      p.url,
+      'POST /v1/embeddings HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer local-token-0123456789\n' +
+        'Content-Type: application/json\nContent-Length: 1000000',
+    );
+    expect(answer.status).toBe(404);
+    expect(answer.body).toContain('no such endpoint: POST /v1/embeddings');
+    // Fails with the gate's old trim of the token: "Bearer  <token>" (two spaces) was accepted.
+    const spaced = await http.fetch(`${p.url}/v1/nope`, { headers: { authorization: 'Bearer  local-token-0123456789' } });
+    expect(spaced.status).toBe(401);
+    expect((await http.fetch(`${p.url}/v1/nope`, { headers: { authorization: 'Bearer local-token-0123456789' } })).status).toBe(404);
   });
 
   it('answers the health check, with the security headers that do not disturb API clients', async () => {

@@ -7,9 +7,19 @@
  */
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS, openPostgresDriver, openPostgresStore, migrate, toPostgresPlaceholders } from '../../src/gateway/index.js';
+import {
+  MIGRATIONS,
+  SqlLedgerStore,
+  openPostgresDriver,
+  openPostgresStore,
+  migrate,
+  toPostgresPlaceholders,
+} from '../../src/gateway/index.js';
 import { randomBytes, toBase64Url, toHex } from '../../src/shared/index.js';
 import { catalogCases } from './support/catalog-cases.js';
+
+/** The migrations an older gateway had applied before migration 4 (the transfers' foreign key to jobs dropped). */
+const BEFORE_FK_DROP = MIGRATIONS.filter((m) => m.version < 4);
 import { ledgerCases } from './support/ledger-cases.js';
 
 const URL = process.env.NIGHTJAR_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -54,6 +64,46 @@ describe('the schema on PostgreSQL', () => {
         'prices',
         'schema_migrations',
       ]);
+    } finally {
+      await driver.dispose();
+    }
+  });
+
+  it('drops the foreign key from transfers to jobs on an older database (migration 4), keeping every transfer', async () => {
+    // Fails without migration 4: the constraint is still there, and sweeping a job row with transfers is refused.
+    const driver = await openPostgresDriver({ connectionString: URL, schema: schema() });
+    try {
+      await driver.script(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+${BEFORE_FK_DROP.map((m) => m.sql as string).join('\n')}
+${BEFORE_FK_DROP.map((m) => `INSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, 'v', 1);`).join('\n')}`);
+      const ledger = new SqlLedgerStore(driver);
+      await driver.run("INSERT INTO api_keys (id, key_hash, name, created_at) VALUES ('k1', 'h1', 'client', 1)");
+      await ledger.topUp('k1', 1_000_000n, 1);
+      const price = { promptPerMTok: 1_000_000n, completionPerMTok: 1_000_000n };
+      await ledger.hold({
+        jobId: 'job-1',
+        keyId: 'k1',
+        model: 'm',
+        price,
+        operatorShareBps: 9500,
+        bodyLength: 2064,
+        maxTokens: 10,
+        now: 2,
+      });
+      await ledger.release('job-1', 'declined', 3);
+      const transfers = await driver.all('SELECT * FROM ledger_transfers ORDER BY id');
+      const fks = async () =>
+        (
+          await driver.all(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'ledger_transfers'::regclass AND contype = 'f' ORDER BY conname",
+          )
+        ).map((r) => String(r.conname));
+      expect(await fks()).toEqual(['ledger_transfers_credit_fkey', 'ledger_transfers_debit_fkey', 'ledger_transfers_job_id_fkey']);
+      expect(await migrate(driver, 4)).toEqual(MIGRATIONS.filter((m) => m.version >= 4).map((m) => m.version));
+      expect(await fks()).toEqual(['ledger_transfers_credit_fkey', 'ledger_transfers_debit_fkey']);
+      expect(await driver.all('SELECT * FROM ledger_transfers ORDER BY id')).toEqual(transfers);
+      expect(await ledger.sweepJobs({ settledBefore: 10, releasedBefore: 10 })).toEqual({ settled: 0, released: 1 });
+      expect(await ledger.checkInvariants()).toEqual([]);
     } finally {
       await driver.dispose();
     }

@@ -24,6 +24,13 @@ export function sendApiError(reply: FastifyReply, error: NightjarError, api: Api
     .send(answer.body);
 }
 
+/** Answers a request for a path the proxy does not serve: 404, in the caller's API shape. */
+export function sendNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const path = request.url.split('?')[0] ?? '/';
+  const unknown = new NightjarError('NJ_BAD_REQUEST', `no such endpoint: ${request.method} ${path.slice(0, 100)}`);
+  return sendApiError(reply, unknown, flavorOf(request), 404);
+}
+
 /** Options of {@link apiErrorReplies}. */
 export interface ApiErrorRepliesOptions {
   /** The body limit, for the message of a body too large. Required. */
@@ -55,11 +62,7 @@ export const apiErrorReplies: FastifyPluginCallback<ApiErrorRepliesOptions> = fp
       if (error.code === 'NJ_INTERNAL') o.logger.error('proxy request failed', { err: err.message });
       return sendApiError(reply, error, flavorOf(request));
     });
-    app.setNotFoundHandler((request, reply) => {
-      const path = request.url.split('?')[0] ?? '/';
-      const unknown = new NightjarError('NJ_BAD_REQUEST', `no such endpoint: ${request.method} ${path.slice(0, 100)}`);
-      return sendApiError(reply, unknown, flavorOf(request), 404);
-    });
+    app.setNotFoundHandler(sendNotFound);
   },
   { name: 'nightjar-proxy-error-replies' },
 );

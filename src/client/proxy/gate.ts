@@ -45,9 +45,10 @@ function isJson(contentType: string | undefined): boolean {
   return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json';
 }
 
+/** The token as sent, exactly: nothing trimmed (a token with a space added is another token). */
 function givenToken(request: FastifyRequest): string | undefined {
   const auth = request.headers.authorization;
-  if (auth?.toLowerCase().startsWith('bearer ')) return auth.slice(7).trim();
+  if (auth?.toLowerCase().startsWith('bearer ')) return auth.slice(7);
   const key = request.headers['x-api-key'];
   return typeof key === 'string' ? key : undefined;
 }

@@ -27,6 +27,8 @@ export interface CompatProxyOptions {
   defaultMaxTokens?: number;
   /** Largest request body; a larger one is answered 413 in the caller's API shape. Defaults to 8 MiB. */
   maxBodyBytes?: number;
+  /** Deepest nesting of a JSON body, checked by a byte scan before it is parsed (at most LIMITS.maxJsonDepth). Defaults to 64. */
+  maxJsonDepth?: number;
   /** Concurrent chat requests; more are answered "no capacity" at once. Defaults to 64. */
   maxConcurrent?: number;
   /** How long dispose() lets running replies finish before cancelling them. Defaults to 5 000 ms. */
@@ -51,6 +53,7 @@ export const PROXY_DEFAULTS: Readonly<Omit<ResolvedProxyOptions, 'client'>> = {
   listSynthetic: false,
   defaultMaxTokens: 1024,
   maxBodyBytes: 8 * 1024 * 1024,
+  maxJsonDepth: LIMITS.maxJsonDepth,
   maxConcurrent: 64,
   shutdownGraceMs: 5000,
   clock: systemClock,
@@ -74,7 +77,13 @@ export function resolveProxyOptions(options: CompatProxyOptions): ResolvedProxyO
     );
   }
   // An empty token is no token.
-  return { ...o, client: options.client, token: o.token || undefined, defaultMaxTokens: Math.min(o.defaultMaxTokens, LIMITS.maxTokens) };
+  return {
+    ...o,
+    client: options.client,
+    token: o.token || undefined,
+    defaultMaxTokens: Math.min(o.defaultMaxTokens, LIMITS.maxTokens),
+    maxJsonDepth: Math.min(o.maxJsonDepth, LIMITS.maxJsonDepth),
+  };
 }
 
 /** What the proxy's plugins share: the options, the requests being served, and whether it is stopping. */

@@ -5,18 +5,19 @@
  * receipt checked here, on the caller's machine. Nothing leaves it in the clear.
  *
  * Plugins by concern, in the order they see a request: security headers, CORS for the allowed
- * origins only, the gate (gate.ts), the shutdown refusal, errors in each API's shape
+ * origins only, the gate (gate.ts), the shutdown refusal, unknown paths and JSON depth refused
+ * before a body is parsed (cheapRefusals), errors in each API's shape
  * (error-replies.ts), then the routes (models-routes.ts, openai-routes.ts, anthropic-routes.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { securityHeaders } from '../../node/index.js';
+import { cheapRefusals, securityHeaders } from '../../node/index.js';
 import { NightjarError, Resource, raceClock, type Event } from '../../shared/index.js';
 import { ActiveRequests, type ProxyRequestFinished } from './active-requests.js';
 import { anthropicRoutes } from './anthropic-routes.js';
-import { apiErrorReplies } from './error-replies.js';
+import { apiErrorReplies, sendNotFound } from './error-replies.js';
 import { proxyGate } from './gate.js';
 import { modelsRoutes } from './models-routes.js';
 import { openAiRoutes } from './openai-routes.js';
@@ -70,6 +71,8 @@ async function buildApp(ctx: ProxyContext): Promise<FastifyInstance> {
   app.addHook('onRequest', async () => {
     if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the proxy is shutting down', { retryAfterMs: 1000 });
   });
+  // After the gate: an unknown path answered before its body is read; JSON depth-scanned before it is parsed.
+  await app.register(cheapRefusals, { maxJsonDepth: o.maxJsonDepth, notFound: sendNotFound });
   await app.register(apiErrorReplies, { maxBodyBytes: o.maxBodyBytes, logger: o.logger });
   await app.register(modelsRoutes, { ctx });
   await app.register(openAiRoutes, { ctx });

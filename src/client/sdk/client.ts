@@ -273,6 +273,14 @@ export class NightjarClient {
       retry: resolveRetryPolicy(options.retry),
     };
     this.#base = options.gatewayUrl.replace(/\/+$/, '');
+    // HTTP drops whitespace around a header value (RFC 9110 §5.5): a key with a space would be
+    // sent as some other string. Keys are printable ASCII; refuse anything else rather than send it.
+    if (options.apiKey && !/^[!-~]{1,256}$/.test(options.apiKey)) {
+      throw new NightjarError(
+        'NJ_CONFIG_INVALID',
+        'the API key has a space or a character that is not printable ASCII in it; copy the key again exactly',
+      );
+    }
     const k = this.#o.candidates;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxCandidates) {
       throw new NightjarError('NJ_CONFIG_INVALID', `candidates must be an integer from 1 to ${LIMITS.maxCandidates}`);

@@ -3,6 +3,13 @@
  * per-address connection cap, the per-address and global caps on unfinished handshakes, and
  * while shutting down (503); each accepted socket becomes an {@link AgentSession}, which joins
  * the directory once it proved its identity and was admitted (operator binding).
+ *
+ * A handshake slot is held from the upgrade until the handshake ends: admitted, refused, or timed
+ * out at handshakeTimeoutMs, when the session terminates the socket (never ws's polite close,
+ * which waits 30 s for a silent peer). Until then the bytes a socket may send are bounded too:
+ * its frames by maxHandshakeFrameBytes (checked, with their depth, before they are parsed), and
+ * everything it sends by {@link HANDSHAKE_BYTES_PER_FRAME_LIMIT} times that, counted as they
+ * arrive, so a peer cannot make the gateway buffer a 6 MiB frame before its first check.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,6 +21,12 @@ import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** How long dispose() waits for agents to close their sockets before it cuts them. */
 const CLOSE_WAIT_MS = 2000;
+
+/**
+ * Bytes an unfinished handshake may receive in all, in frame limits: a hello and an auth frame,
+ * with room for pongs and framing.
+ */
+export const HANDSHAKE_BYTES_PER_FRAME_LIMIT = 4;
 
 /** Open connections and unfinished handshakes of one address. */
 interface AddressCounts {
@@ -36,6 +49,8 @@ export class AgentAdmission {
   readonly #wss: WebSocketServer;
   readonly #perIp = new Map<string, AddressCounts>();
   readonly #sessions = new Set<AgentSession>();
+  /** Each unfinished handshake's timeout, and its address. */
+  readonly #pendingDeadlines = new Map<AgentSession, [number, string]>();
   #pendingTotal = 0;
   #disposed: Promise<void> | null = null;
 
@@ -62,26 +77,68 @@ export class AgentAdmission {
     const over = this.#overLimit(ip);
     if (over) {
       this.#ctx.metrics.rejected.inc({ limit: 'agent-connections' });
-      this.#ctx.log.warn('agent connection refused', { ip, reason: over });
-      refuseUpgrade(socket, '429 Too Many Requests', new NightjarError('NJ_RATE_LIMITED', over, { retryAfterMs: 1000 }));
+      this.#ctx.log.warn('agent connection refused', { ip, reason: over.message });
+      refuseUpgrade(
+        socket,
+        '429 Too Many Requests',
+        new NightjarError('NJ_RATE_LIMITED', over.message, { retryAfterMs: over.retryAfterMs }),
+      );
       return;
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, ip));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = this.#accept(ws, ip);
+      // Counted as they arrive, beside ws's own reader, before ws has buffered a whole frame.
+      let received = head.length;
+      const budget = HANDSHAKE_BYTES_PER_FRAME_LIMIT * this.#ctx.options.maxHandshakeFrameBytes;
+      const count = (chunk: Buffer): void => {
+        received += chunk.length;
+        if (received <= budget) return;
+        socket.off('data', count);
+        this.#ctx.metrics.rejected.inc({ limit: 'handshake-bytes' });
+        this.#ctx.log.warn('agent handshake sent too much; connection cut', { ip, bytes: received });
+        session.terminate();
+      };
+      socket.on('data', count);
+      session.onHandshakeEnded(() => socket.off('data', count));
+    });
   }
 
-  /** Which cap a new connection from `ip` would pass, said as the refusal's message; null if none. */
-  #overLimit(ip: string): string | null {
+  /**
+   * Which cap a new connection from `ip` would pass, said as the refusal's message, and when to
+   * retry; null if none. Past a cap on unfinished handshakes: in a second, or sooner if the oldest
+   * of them (of the address, or in all) times out sooner. Never later: in a reconnect storm the
+   * slots are held by honest handshakes that end in milliseconds, not at their timeout.
+   */
+  #overLimit(ip: string): { message: string; retryAfterMs: number } | null {
     const { maxAgentConnectionsPerIp, maxPendingHandshakesPerIp, maxPendingHandshakes } = this.#ctx.options;
     const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
     const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
-    if (counts.open >= maxAgentConnectionsPerIp) return `this address already has ${n(maxAgentConnectionsPerIp, 'agent connection')}`;
-    if (counts.pending >= maxPendingHandshakesPerIp)
-      return `this address already has ${n(maxPendingHandshakesPerIp, 'unfinished handshake')}`;
-    if (this.#pendingTotal >= maxPendingHandshakes) return `the gateway already has ${n(maxPendingHandshakes, 'unfinished handshake')}`;
+    if (counts.open >= maxAgentConnectionsPerIp) {
+      return { message: `this address already has ${n(maxAgentConnectionsPerIp, 'agent connection')}`, retryAfterMs: 1000 };
+    }
+    if (counts.pending >= maxPendingHandshakesPerIp) {
+      return {
+        message: `this address already has ${n(maxPendingHandshakesPerIp, 'unfinished handshake')}`,
+        retryAfterMs: this.#slotFreesInMs(ip),
+      };
+    }
+    if (this.#pendingTotal >= maxPendingHandshakes) {
+      return {
+        message: `the gateway already has ${n(maxPendingHandshakes, 'unfinished handshake')}`,
+        retryAfterMs: this.#slotFreesInMs(null),
+      };
+    }
     return null;
   }
 
-  #accept(socket: WebSocket, ip: string): void {
+  /** 1 000 ms, or the time until the oldest unfinished handshake (of `ip`, or of anyone) times out if sooner; at least 1 ms. */
+  #slotFreesInMs(ip: string | null): number {
+    let first = Number.POSITIVE_INFINITY;
+    for (const [deadline, from] of this.#pendingDeadlines.values()) if (ip === null || from === ip) first = Math.min(first, deadline);
+    return Math.max(1, Math.min(1000, Math.ceil(first - this.#ctx.clock.now())));
+  }
+
+  #accept(socket: WebSocket, ip: string): AgentSession {
     const { options, clock, log, directory, store } = this.#ctx;
     const counts = this.#perIp.get(ip) ?? { open: 0, pending: 0 };
     this.#perIp.set(ip, counts);
@@ -101,6 +158,7 @@ export class AgentAdmission {
       clock,
       logger: log,
       maxFrameBytes: options.maxAgentFrameBytes,
+      maxHandshakeFrameBytes: options.maxHandshakeFrameBytes,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       heartbeatMs: options.heartbeatMs,
       challengeIntervalMs: options.challengeIntervalMs,
@@ -113,8 +171,12 @@ export class AgentAdmission {
         }),
     });
     this.#sessions.add(session);
-    session.onAuthenticated((s) => {
+    this.#pendingDeadlines.set(session, [clock.now() + options.handshakeTimeoutMs, ip]);
+    session.onHandshakeEnded(() => {
+      this.#pendingDeadlines.delete(session);
       handshakeOver();
+    });
+    session.onAuthenticated((s) => {
       const previous = directory.set(s);
       if (previous) previous.close(CLOSE_CODES.replaced, 'NJ_AGENT_REPLACED');
       log.info('agent connected', {
@@ -141,6 +203,7 @@ export class AgentAdmission {
       counts.open--;
       if (counts.open === 0) this.#perIp.delete(ip);
     });
+    return session;
   }
 
   async #admit(session: AgentSession, enrollToken: string | undefined): Promise<{ operatorId: string | null }> {

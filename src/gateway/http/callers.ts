@@ -1,9 +1,14 @@
 /**
  * Who is calling the client API, and what a model costs: an API key (or, on an open gateway,
  * nobody in particular, counted by address), with the per-caller rate limit applied.
+ *
+ * Authentication runs in each route's `onRequest` hook ({@link clientAuth}), before fastify reads
+ * or parses a body: a request without a valid key costs the gateway a hash and an indexed lookup,
+ * never a parse. Such requests are also counted per address ({@link refuseUnauthenticated}): past
+ * options.unauthenticatedRateLimit they get 429 instead of 401.
  */
-import type { FastifyRequest } from 'fastify';
-import { NightjarError } from '../../shared/index.js';
+import type { FastifyRequest, onRequestHookHandler } from 'fastify';
+import { NightjarError, bytesEqual, sha256, utf8 } from '../../shared/index.js';
 import type { ApiKeyInfo, Price } from '../accounts/account.store.js';
 import type { GatewayContext } from './context.js';
 
@@ -19,6 +24,37 @@ export interface Caller {
 export const FREE: Price = { promptPerMTok: 0n, completionPerMTok: 0n };
 
 /**
+ * The bearer credential of an Authorization header, taken exactly: one space after `Bearer`,
+ * then printable ASCII without spaces, nothing trimmed or repaired. Null if it is not so shaped.
+ */
+export function bearerOf(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  const m = /^Bearer ([!-~]{1,256})$/.exec(header);
+  return m ? m[1]! : null;
+}
+
+/** True if `given` is exactly `expected`, compared in constant time (of their digests). */
+export function secretEquals(given: string | null, expected: string): boolean {
+  return given !== null && bytesEqual(sha256(utf8(given)), sha256(utf8(expected)));
+}
+
+/**
+ * Throws `error` (a 401) for a request that carries no valid key or token, after counting it
+ * against its address: once the address has no tokens left it throws NJ_RATE_LIMITED (429)
+ * instead, with Retry-After.
+ */
+export function refuseUnauthenticated(ctx: GatewayContext, req: FastifyRequest, error: NightjarError): never {
+  const taken = ctx.unauthenticated.take(`ip:${req.ip}`);
+  if (!taken.ok) {
+    ctx.metrics.rejected.inc({ limit: 'unauthenticated' });
+    throw new NightjarError('NJ_RATE_LIMITED', 'too many requests without a valid key from this address', {
+      retryAfterMs: taken.retryAfterMs,
+    });
+  }
+  throw error;
+}
+
+/**
  * Authenticates the request's caller and takes one token from its rate limit. Without an API key
  * the caller is anonymous, which only an open gateway allows and never where `required`.
  */
@@ -27,12 +63,13 @@ export async function authenticateClient(ctx: GatewayContext, req: FastifyReques
   let key: ApiKeyInfo | null = null;
   if (header === undefined) {
     if (!ctx.options.allowAnonymous || required)
-      throw new NightjarError('NJ_UNAUTHORIZED', 'send an API key as Authorization: Bearer njk_…');
+      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'send an API key as Authorization: Bearer njk_…'));
   } else {
-    const m = /^Bearer ([!-~]{1,256})$/.exec(header);
-    if (!m) throw new NightjarError('NJ_UNAUTHORIZED', 'the Authorization header must be "Bearer <API key>"');
-    key = await ctx.store.accounts.authenticateApiKey(m[1]!);
-    if (!key) throw new NightjarError('NJ_UNAUTHORIZED', 'the API key is unknown or revoked');
+    const given = bearerOf(header);
+    if (given === null)
+      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the Authorization header must be "Bearer <API key>"'));
+    key = await ctx.store.accounts.authenticateApiKey(given);
+    if (!key) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the API key is unknown or revoked'));
   }
   const id = key ? `key:${key.id}` : `ip:${req.ip}`;
   const taken = ctx.limiter.take(id);
@@ -41,6 +78,25 @@ export async function authenticateClient(ctx: GatewayContext, req: FastifyReques
     throw new NightjarError('NJ_RATE_LIMITED', 'too many requests for this key', { retryAfterMs: taken.retryAfterMs });
   }
   return { key, id };
+}
+
+const callers = new WeakMap<FastifyRequest, Caller>();
+
+/**
+ * A route's `onRequest` hook that authenticates the caller (see {@link authenticateClient})
+ * before any body is read; the handler gets it with {@link callerOf}.
+ */
+export function clientAuth(ctx: GatewayContext, required = false): onRequestHookHandler {
+  return async (req) => {
+    callers.set(req, await authenticateClient(ctx, req, required));
+  };
+}
+
+/** The caller {@link clientAuth} authenticated for `req`. */
+export function callerOf(req: FastifyRequest): Caller {
+  const caller = callers.get(req);
+  if (!caller) throw new NightjarError('NJ_INTERNAL', 'the route has no authentication hook');
+  return caller;
 }
 
 /** What a job for `model` costs, and whether that price comes from the catalog. */

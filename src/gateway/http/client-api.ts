@@ -17,15 +17,14 @@ import {
   type ModelsResponse,
   type Trust,
 } from '../../shared/index.js';
-import { FREE, authenticateClient, priceOf } from './callers.js';
+import { FREE, callerOf, clientAuth, priceOf } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>;
 
 /** Registers /v1/models, /v1/account and /v1/candidates. */
 export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
-  app.get('/v1/models', async (req): Promise<ModelsResponse> => {
-    await authenticateClient(ctx, req);
+  app.get('/v1/models', { onRequest: clientAuth(ctx) }, async (): Promise<ModelsResponse> => {
     await ctx.catalog.refresh();
     const prices = new Map((await ctx.store.accounts.listPrices()).map((p) => [p.model, p]));
     const models: ModelsResponse['models'] = [];
@@ -38,19 +37,21 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
     return { v: PROTOCOL_VERSION, models };
   });
 
-  app.get('/v1/account', async (req): Promise<AccountResponse> => {
-    const { key } = await authenticateClient(ctx, req, true);
+  app.get('/v1/account', { onRequest: clientAuth(ctx, true) }, async (req): Promise<AccountResponse> => {
+    const { key } = callerOf(req);
     const { balance, held } = await ctx.store.ledger.clientBalance(key!.id);
     return { v: PROTOCOL_VERSION, keyId: key!.id, name: key!.name, balance: balance.toString(), held: held.toString() };
   });
 
-  app.get('/v1/candidates', async (req: Query) => candidates(ctx, req));
+  app.get<{ Querystring: Record<string, string | undefined> }>('/v1/candidates', { onRequest: clientAuth(ctx) }, async (req: Query) =>
+    candidates(ctx, req),
+  );
 };
 
 /** The candidates answer, or the error that says why there are none. */
 async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesResponse> {
   const { directory, router } = ctx;
-  const { key } = await authenticateClient(ctx, req);
+  const { key } = callerOf(req);
   const q = req.query;
   const model = modelIdSchema.safeParse(q.model);
   if (!model.success) throw new NightjarError('NJ_BAD_REQUEST', `model: ${describeIssues(model.error)}`);

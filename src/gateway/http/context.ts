@@ -37,6 +37,8 @@ export interface GatewayContext {
   readonly metrics: GatewayMetrics;
   /** Per-caller request rate limits (client API and operator API). */
   readonly limiter: RateLimiter;
+  /** Per-address limit of requests that carry no valid key or token (options.unauthenticatedRateLimit). */
+  readonly unauthenticated: RateLimiter;
   /** The ledger's side of jobs. */
   readonly billing: Billing;
   /** The jobs running on this node. */

@@ -1,9 +1,11 @@
 /**
  * Health and metrics: /healthz (the process answers), /readyz (not shutting down, and the
- * database answers) and /metrics (Prometheus text format, behind the metrics token if one is set).
+ * database answers) and /metrics (Prometheus text format, behind the metrics token if one is set,
+ * compared exactly in its `onRequest` hook and counted against the address when wrong).
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { NightjarError } from '../../shared/index.js';
+import { bearerOf, refuseUnauthenticated, secretEquals } from './callers.js';
 import type { GatewayPluginOptions } from './context.js';
 
 /** Registers /healthz, /readyz and /metrics. */
@@ -20,11 +22,13 @@ export const healthRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app
     return { ok: true, agents: ctx.directory.size };
   });
 
-  app.get('/metrics', async (req, reply) => {
+  const metricsAuth = async (req: FastifyRequest): Promise<void> => {
     const token = ctx.options.metricsToken;
-    if (token !== null && req.headers.authorization !== `Bearer ${token}`) {
-      throw new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token');
+    if (token !== null && !secretEquals(bearerOf(req.headers.authorization), token)) {
+      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token'));
     }
+  };
+  app.get('/metrics', { onRequest: metricsAuth }, async (_req, reply) => {
     return reply
       .header('content-type', ctx.metrics.contentType)
       .header('cache-control', 'no-store')

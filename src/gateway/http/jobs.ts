@@ -20,7 +20,7 @@ import {
   type TimerHandle,
 } from '../../shared/index.js';
 import { ClientJob, type JobOutcome, type JobSink } from '../job.js';
-import { authenticateClient, priceOf, type Caller } from './callers.js';
+import { callerOf, clientAuth, priceOf, type Caller } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** A job admitted and held, ready to stream. */
@@ -36,19 +36,34 @@ interface Admitted {
   readonly admittedAt: number;
 }
 
-/** Registers POST /v1/jobs. */
+/**
+ * The body limit of POST /v1/jobs: the base64url of the largest request ciphertext, plus the
+ * header and JSON punctuation. Every other route has options.maxApiBodyBytes.
+ */
+export function jobBodyLimit(maxRequestBodyBytes: number): number {
+  return Math.ceil((maxRequestBodyBytes * 4) / 3) + 64 * 1024;
+}
+
+/** Registers POST /v1/jobs: shutdown, caller and rate limit are refused in `onRequest`, before the body is read. */
 export const jobRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
-  app.post('/v1/jobs', async (req, reply) => {
-    const admitted = await admit(ctx, req);
-    await stream(ctx, admitted, reply);
-  });
+  const refuseWhileClosing = async (): Promise<void> => {
+    if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down; retry shortly', { retryAfterMs: 2000 });
+  };
+  app.post(
+    '/v1/jobs',
+    { bodyLimit: jobBodyLimit(ctx.options.maxRequestBodyBytes), onRequest: [refuseWhileClosing, clientAuth(ctx)] },
+    async (req, reply) => {
+      const admitted = await admit(ctx, req);
+      await stream(ctx, admitted, reply);
+    },
+  );
 };
 
 /** Checks the request against every limit and places the job's hold; throws the error to answer. */
 async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted> {
   const { options, jobs, metrics, directory } = ctx;
   if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down; retry shortly', { retryAfterMs: 2000 });
-  const caller = await authenticateClient(ctx, req);
+  const caller = callerOf(req);
   const parsed = jobRequestSchema.safeParse(req.body);
   if (!parsed.success) throw new NightjarError('NJ_BAD_REQUEST', `job request: ${describeIssues(parsed.error)}`);
   const { envelope } = parsed.data;

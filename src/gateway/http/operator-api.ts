@@ -29,6 +29,7 @@ import {
 import type { AgentRecord, OperatorInfo } from '../accounts/account.store.js';
 import { ACCOUNTS, type JobRecord } from '../ledger/ledger.store.js';
 import { OperatorSessions } from '../operator/operator-sessions.js';
+import { bearerOf, refuseUnauthenticated } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** Name of the session cookie. */
@@ -38,7 +39,8 @@ const CSV_PAGE = 1000;
 const CSV_HEADER =
   'job_id,ended_at,model,agent_id,attempt,prompt_tokens,completion_tokens,finish_reason,outcome,charged_micro,earned_micro,signed_receipt';
 
-type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>;
+type QueryOf = { Querystring: Record<string, string | undefined> };
+type Query = FastifyRequest<QueryOf>;
 
 /** Quotes a CSV cell; a cell that a spreadsheet would run as a formula is defused with a quote. */
 export function csvCell(value: string | number | null): string {
@@ -68,33 +70,49 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     if (!taken.ok) throw new NightjarError('NJ_RATE_LIMITED', 'too many requests', { retryAfterMs: taken.retryAfterMs });
   };
 
-  /** The operator calling: by bearer token, or by session cookie. Applies the operator's rate limit. */
-  const operator = async (req: FastifyRequest): Promise<OperatorInfo> => {
+  const operators = new WeakMap<FastifyRequest, OperatorInfo>();
+  /**
+   * The `onRequest` hook of every operator route: finds the operator calling, by bearer token or
+   * by session cookie, before any body is read, and applies the operator's rate limit; a request
+   * without a valid one is counted against its address.
+   */
+  const operatorAuth = async (req: FastifyRequest): Promise<void> => {
     const header = req.headers.authorization;
     let found: OperatorInfo | null = null;
     if (header !== undefined) {
-      const m = /^Bearer ([!-~]{1,256})$/.exec(header);
-      found = m ? await ctx.store.accounts.authenticateOperator(m[1]!) : null;
+      const token = bearerOf(header);
+      found = token === null ? null : await ctx.store.accounts.authenticateOperator(token);
     } else {
       const id = req.cookies[SESSION_COOKIE];
       const operatorId = id ? sessions.operatorOf(id) : null;
       if (operatorId) found = await ctx.store.accounts.getOperator(operatorId);
     }
-    if (!found) throw new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token');
+    if (!found) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token'));
     limit(`op:${found.id}`);
+    operators.set(req, found);
+  };
+  /** The operator {@link operatorAuth} found for `req`. */
+  const operator = async (req: FastifyRequest): Promise<OperatorInfo> => {
+    const found = operators.get(req);
+    if (!found) throw new NightjarError('NJ_INTERNAL', 'the route has no operator hook');
     return found;
   };
+  const authed = { onRequest: operatorAuth };
 
-  app.post('/v1/operator/session', async (req, reply): Promise<OperatorSessionResponse> => {
-    limit(`ip:${req.ip}`);
-    const body = operatorSessionRequestSchema.safeParse(req.body);
-    const op = body.success ? await ctx.store.accounts.authenticateOperator(body.data.token) : null;
-    if (!op) throw new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid');
-    const id = sessions.create(op.id);
-    ctx.log.info('operator signed in', { operatorId: op.id });
-    reply.setCookie(SESSION_COOKIE, id, { ...cookieOptions, maxAge: sessions.maxAgeSeconds }).header('cache-control', 'no-store');
-    return { operator: { id: op.id, name: op.name } };
-  });
+  // The token is in the (small, JSON-only) body: the address's rate limit is taken before it is read.
+  app.post(
+    '/v1/operator/session',
+    { onRequest: async (req) => limit(`ip:${req.ip}`) },
+    async (req, reply): Promise<OperatorSessionResponse> => {
+      const body = operatorSessionRequestSchema.safeParse(req.body);
+      const op = body.success ? await ctx.store.accounts.authenticateOperator(body.data.token) : null;
+      if (!op) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid'));
+      const id = sessions.create(op.id);
+      ctx.log.info('operator signed in', { operatorId: op.id });
+      reply.setCookie(SESSION_COOKIE, id, { ...cookieOptions, maxAge: sessions.maxAgeSeconds }).header('cache-control', 'no-store');
+      return { operator: { id: op.id, name: op.name } };
+    },
+  );
 
   app.delete('/v1/operator/session', async (req, reply) => {
     const id = req.cookies[SESSION_COOKIE];
@@ -103,20 +121,20 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     return { ok: true };
   });
 
-  app.get('/v1/operator/me', async (req): Promise<OperatorMeResponse> => {
+  app.get('/v1/operator/me', authed, async (req): Promise<OperatorMeResponse> => {
     const op = await operator(req);
     return { operator: { id: op.id, name: op.name }, balance: (await ctx.store.ledger.balance(ACCOUNTS.operator(op.id))).toString() };
   });
 
-  app.get('/v1/operator/agents', async (req): Promise<OperatorAgentsResponse> => {
+  app.get('/v1/operator/agents', authed, async (req): Promise<OperatorAgentsResponse> => {
     const op = await operator(req);
     const now = ctx.clock.now();
     return { agents: (await ctx.store.accounts.listAgents(op.id)).map((rec) => agentView(ctx, rec, now)) };
   });
 
-  app.get('/v1/operator/earnings', async (req: Query) => earnings(ctx, (await operator(req)).id, req.query));
+  app.get<QueryOf>('/v1/operator/earnings', authed, async (req: Query) => earnings(ctx, (await operator(req)).id, req.query));
 
-  app.get('/v1/operator/receipts', async (req: Query): Promise<OperatorReceiptsResponse> => {
+  app.get<QueryOf>('/v1/operator/receipts', authed, async (req: Query): Promise<OperatorReceiptsResponse> => {
     const op = await operator(req);
     const q = parseQuery(operatorReceiptsQuerySchema, req.query);
     const rows = await ctx.store.ledger.receipts(op.id, { limit: q.limit, before: q.before });
@@ -124,7 +142,9 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     return { receipts: rows.map(receiptView), next: rows.length === q.limit && last ? `${last.endedAt}:${last.jobId}` : null };
   });
 
-  app.get('/v1/operator/receipts.csv', async (req: Query, reply) => receiptsCsv(ctx, (await operator(req)).id, req.query, reply));
+  app.get<QueryOf>('/v1/operator/receipts.csv', authed, async (req: Query, reply) =>
+    receiptsCsv(ctx, (await operator(req)).id, req.query, reply),
+  );
 };
 
 /** One agent bound to the operator: live figures from the directory while it is connected. */

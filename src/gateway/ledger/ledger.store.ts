@@ -28,6 +28,10 @@
  * never goes below zero, and whatever of the charge it cannot cover is not charged (the result
  * says how much). Either way the job becomes `settled`, with outcome `settled-late` and its
  * `settled_late_at` set; a second delivery moves no money.
+ * Retention ({@link LedgerStore.sweepJobs}) deletes old `settled` and `released` job rows, never a
+ * `held` one and never a transfer: the transfers are the money record and stay for ever (the
+ * balances are their sums), and their unique (job_id, kind) still refuses a second hold, settle
+ * or release under a swept job's id.
  */
 import { NightjarError, randomBytes, toHex } from '../../shared/index.js';
 import { boundClaims } from '../claims.js';
@@ -194,6 +198,24 @@ export interface LedgerEarningsRow {
   earned: bigint;
 }
 
+/** What {@link LedgerStore.sweepJobs} deletes: job rows that ended before each time. */
+export interface SweepRequest {
+  /** Settled jobs (billed on a receipt) that ended before this time. */
+  settledBefore: number;
+  /** Released jobs (refused, failed, cancelled without a receipt) that ended before this time. */
+  releasedBefore: number;
+  /** Rows deleted per statement, so one sweep never holds the database long. Defaults to 1000. */
+  batch?: number;
+}
+
+/** How many job rows a sweep deleted. */
+export interface SweepResult {
+  /** Settled job rows deleted. */
+  settled: number;
+  /** Released job rows deleted. */
+  released: number;
+}
+
 /** A ledger account and its balance. */
 export interface AccountBalance {
   id: string;
@@ -247,6 +269,8 @@ export interface LedgerStore {
   ): Promise<JobRecord[]>;
   /** Every violated invariant, described; empty when the books balance. */
   checkInvariants(): Promise<string[]>;
+  /** Deletes old settled and released job rows (never a held job, never a transfer); resolves with how many. */
+  sweepJobs(request: SweepRequest): Promise<SweepResult>;
 }
 
 const jobOf = (r: SqlRow): JobRecord => ({
@@ -407,6 +431,10 @@ export class SqlLedgerStore implements LedgerStore {
         ],
       );
       if (inserted !== 1) throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
+      // A job row swept by retention leaves its transfers: its id is still spent.
+      if (await tx.get('SELECT 1 AS used FROM ledger_transfers WHERE job_id = ? LIMIT 1', [r.jobId])) {
+        throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
+      }
       if (amount > 0n && r.keyId !== null) {
         await this.#account(tx, ACCOUNTS.client(r.keyId), r.now);
         await this.#account(tx, ACCOUNTS.holds, r.now);
@@ -719,6 +747,22 @@ export class SqlLedgerStore implements LedgerStore {
       params,
     );
     return rows.map(jobOf);
+  }
+
+  async sweepJobs(r: SweepRequest): Promise<SweepResult> {
+    const batch = Math.max(1, Math.floor(r.batch ?? 1000));
+    const sweep = async (status: 'settled' | 'released', before: number): Promise<number> => {
+      let total = 0;
+      for (;;) {
+        const n = await this.#db.run(
+          `DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE status = ? AND ended_at < ? LIMIT ${batch})`,
+          [status, before],
+        );
+        total += n;
+        if (n < batch) return total;
+      }
+    };
+    return { settled: await sweep('settled', r.settledBefore), released: await sweep('released', r.releasedBefore) };
   }
 
   async checkInvariants(): Promise<string[]> {

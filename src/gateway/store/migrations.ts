@@ -6,14 +6,47 @@
  * PostgreSQL (test/gateway/store.services.test.ts).
  *
  * Append only: a released migration is never edited; change the schema with a new one.
+ *
+ * A step SQLite can only take by rebuilding a table (dropping a constraint) is written as a
+ * function of the driver, which reads the table's current definition and returns each
+ * database's script, so that the rebuild keeps whatever earlier migrations made of the table.
  */
 import type { SqlDriver } from './sql.js';
 
-/** One schema step. */
+/** One schema step: its SQL, or a function that writes it for the database at hand. */
 export interface Migration {
   readonly version: number;
   readonly name: string;
-  readonly sql: string;
+  readonly sql: string | ((driver: SqlDriver) => Promise<string>);
+}
+
+/** The foreign key from ledger_transfers.job_id to jobs, as version 1 wrote it. */
+const TRANSFER_JOB_FK = /\s+REFERENCES\s+"?jobs"?\s*\(\s*"?job_id"?\s*\)/i;
+
+/**
+ * Drops the foreign key from ledger_transfers.job_id to jobs, so that the retention sweep can
+ * delete old job rows while every transfer, the money record, stays as it is. PostgreSQL drops
+ * the constraint; SQLite, which cannot, rebuilds the table from its current definition without
+ * it (copying every row unchanged) and recreates its indexes.
+ */
+async function transfersWithoutJobForeignKey(driver: SqlDriver): Promise<string> {
+  if (driver.dialect === 'postgres') return 'ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_job_id_fkey;';
+  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
+  const create = String(table?.sql ?? '');
+  if (!TRANSFER_JOB_FK.test(create)) return 'SELECT 1;';
+  const indexes = await driver.all(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
+  );
+  const rebuilt = create
+    .replace(TRANSFER_JOB_FK, '')
+    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
+  return [
+    `${rebuilt};`,
+    'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
+    'DROP TABLE ledger_transfers;',
+    'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
+    ...indexes.map((r) => `${String(r.sql)};`),
+  ].join('\n');
 }
 
 /** Every migration, in order. */
@@ -147,7 +180,6 @@ CREATE TABLE catalog_files (
 `,
   },
   {
-    // Renumber at merge if other migrations landed first: only the order matters.
     version: 3,
     name: 'late settlement: request digest, completion bound and the late settlement time on jobs',
     sql: `
@@ -155,6 +187,11 @@ ALTER TABLE jobs ADD COLUMN request_digest TEXT;
 ALTER TABLE jobs ADD COLUMN completion_bound BIGINT;
 ALTER TABLE jobs ADD COLUMN settled_late_at BIGINT;
 `,
+  },
+  {
+    version: 4,
+    name: 'job rows may be swept while their ledger transfers stay (no foreign key from transfers to jobs)',
+    sql: transfersWithoutJobForeignKey,
   },
 ];
 
@@ -170,9 +207,10 @@ export async function migrate(driver: SqlDriver, now: number): Promise<number[]>
   for (const m of MIGRATIONS) {
     if (done.has(m.version)) continue;
     try {
+      const sql = typeof m.sql === 'string' ? m.sql : await m.sql(driver);
       // Version and name are ours, not input: safe to inline, and a script cannot bind parameters.
       await driver.script(
-        `${m.sql}\nINSERT INTO schema_migrations (version, name, applied_at) ` +
+        `${sql}\nINSERT INTO schema_migrations (version, name, applied_at) ` +
           `VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Math.floor(now)});`,
       );
     } catch (err) {

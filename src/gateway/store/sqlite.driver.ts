@@ -11,10 +11,14 @@
  *   process and reaches the disk with the next commit.
  * - foreign_keys=ON and a busy timeout so the gateway and an admin command can share the file.
  * - Integers come back as bigint (safe integers), so money never passes through a double.
+ * - The file is private to the gateway's user (0600): created so before SQLite opens it, and
+ *   tightened if an older gateway left it readable to others. SQLite gives its -wal and -shm
+ *   files the database file's mode.
  *
  * better-sqlite3 is synchronous; an async mutex keeps one transaction (or statement) at a time on
  * the connection, so transactions never interleave at an await.
  */
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { NightjarError } from '../../shared/index.js';
 import { Mutex, type SqlDriver, type SqlExecutor, type SqlRow, type SqlValue } from './sql.js';
@@ -31,10 +35,22 @@ export interface SqliteDriverOptions {
 
 type Statement = Database.Statement<unknown[], unknown>;
 
-/** Opens (creating if needed) a SQLite database. */
+/** The mode of the database file and its -wal and -shm files: read and write for the owner only. */
+export const DATABASE_FILE_MODE = 0o600;
+
+/** Creates `file` with {@link DATABASE_FILE_MODE} if missing; takes group and other access from it and its -wal and -shm. */
+function makePrivate(file: string): void {
+  if (!existsSync(file)) closeSync(openSync(file, 'a', DATABASE_FILE_MODE));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, DATABASE_FILE_MODE);
+  }
+}
+
+/** Opens (creating if needed) a SQLite database; a file is made private to this user (0600). */
 export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
   let db: Database.Database;
   try {
+    if (options.path !== ':memory:' && options.path !== '') makePrivate(options.path);
     db = new Database(options.path);
   } catch (cause) {
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot open the database file ${options.path}: ${(cause as Error).message}`, { cause });

@@ -4,7 +4,8 @@
  */
 import type { z } from 'zod';
 import { ProtocolError } from '../errors.js';
-import { PROTOCOL_VERSION } from './limits.js';
+import { jsonTooDeep } from './json-depth.js';
+import { LIMITS, PROTOCOL_VERSION } from './limits.js';
 
 /** Longest description {@link describeIssues} returns: well inside an error frame's message limit. */
 const MAX_DESCRIPTION = 256;
@@ -37,14 +38,24 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
 }
 
 /**
- * Parses one JSON message: rejects it if longer than `maxBytes` (NJ_FRAME_TOO_LARGE), if not
- * JSON or not matching `schema` (NJ_FRAME_INVALID), or if its `v` is not this protocol's
- * version (NJ_PROTOCOL_VERSION).
+ * Parses one JSON message: rejects it if longer than `maxBytes` (NJ_FRAME_TOO_LARGE), if it
+ * nests deeper than `maxDepth` (NJ_FRAME_INVALID, found by a byte scan before JSON.parse runs),
+ * if not JSON or not matching `schema` (NJ_FRAME_INVALID), or if its `v` is not this protocol's
+ * version (NJ_PROTOCOL_VERSION). `maxDepth` defaults to LIMITS.maxJsonDepth (64).
  */
-export function decodeMessage<S extends z.ZodType>(schema: S, data: string | Uint8Array, maxBytes: number, what: string): z.output<S> {
+export function decodeMessage<S extends z.ZodType>(
+  schema: S,
+  data: string | Uint8Array,
+  maxBytes: number,
+  what: string,
+  maxDepth: number = LIMITS.maxJsonDepth,
+): z.output<S> {
   const size = typeof data === 'string' ? byteLengthUtf8(data) : data.byteLength;
   if (size > maxBytes) {
     throw new ProtocolError('NJ_FRAME_TOO_LARGE', `${what} is ${size} bytes; the limit is ${maxBytes}`);
+  }
+  if (jsonTooDeep(data, maxDepth)) {
+    throw new ProtocolError('NJ_FRAME_INVALID', `${what} nests deeper than ${maxDepth} levels`);
   }
   let value: unknown;
   try {

@@ -53,6 +53,11 @@ export const LIMITS = {
   maxCatalogUrlLength: 2048,
   /** Largest signed catalog document, as JSON text (the bounds above fit well inside it). */
   maxCatalogBytes: 4 * 1024 * 1024,
+  /**
+   * Deepest nesting of any JSON text a peer parses (frames, API bodies): checked by a byte scan
+   * before JSON.parse. Nightjar's own messages nest under 10 levels; tool schemas a little more.
+   */
+  maxJsonDepth: 64,
 } as const;
 
 /**

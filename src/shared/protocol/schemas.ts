@@ -172,7 +172,12 @@ export const envelopeHeaderSchema = z.strictObject({
   model: modelIdSchema,
   maxTokens: z.int().min(1).max(LIMITS.maxTokens),
   ephemeralKey: b64(32),
-  recipients: z.array(recipientSchema).min(1).max(LIMITS.maxRecipients),
+  /** Each agent at most once: an envelope for the same agent twice is refused (NJ_BAD_REQUEST at the gateway). */
+  recipients: z
+    .array(recipientSchema)
+    .min(1)
+    .max(LIMITS.maxRecipients)
+    .refine((list) => new Set(list.map((r) => r.agentId)).size === list.length, { message: 'each agent may be named only once' }),
   bodyNonce: b64(24),
   bodyLength: z
     .int()
