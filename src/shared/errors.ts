@@ -37,6 +37,12 @@ export const ERROR_CODES = {
   NJ_TRUST_POLICY: { status: 503, hint: 'No agent meets your trust policy; relax it or try again later.' },
   NJ_PINNED_KEY_CHANGED: { status: 502, hint: 'An agent you pinned presented a different identity key; investigate before unpinning.' },
   NJ_CATALOG_INVALID: { status: 502, hint: 'The model catalog is malformed or not signed by the gateway key you expect; do not trust it.' },
+  NJ_GATEWAY_KEY_MISMATCH: {
+    status: 502,
+    hint: 'Compare the gateway key fingerprint; if you trust it, run `nightjar trust reset --gateway URL`.',
+  },
+  NJ_DIRECTORY_INVALID: { status: 502, hint: 'The candidates answer is forged, stale or replayed; check your clock, then retry.' },
+  NJ_RELEASES_INVALID: { status: 502, hint: 'The released-versions list is malformed, stale or forged; do not trust it.' },
 
   // Agents and authentication
   NJ_AUTH_FAILED: { status: 401, hint: 'The agent could not prove its identity key; check its keychain entry.' },

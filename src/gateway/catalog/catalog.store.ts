@@ -12,7 +12,10 @@
 import {
   LIMITS,
   NightjarError,
+  createRotation,
   fromBase64Url,
+  releaseSchema,
+  signedGatewayRotationSchema,
   gatewayCatalogFileSchema,
   gatewayKeyFromSeed,
   generateGatewayKey,
@@ -22,6 +25,8 @@ import {
   type GatewayCatalogFile,
   type GatewayCatalogModel,
   type GatewayKeyPair,
+  type Release,
+  type SignedGatewayRotation,
 } from '../../shared/index.js';
 import { intOf, textOrNull, type SqlDriver, type SqlRow } from '../store/sql.js';
 
@@ -41,7 +46,20 @@ export interface GatewayKeyInfo {
   createdAt: number;
 }
 
-/** Storage of the catalog and the gateway key. Implemented on SQL by {@link SqlCatalogStore}. */
+/** A gateway key as `nightjar gateway key` lists it: the active one, or a retired one and its grace period. */
+export interface GatewayKeyRow extends GatewayKeyInfo {
+  /** When it stopped signing, or null for the active key. */
+  retiredAt: number | null;
+  /** Until when clients may follow its rotation statement to its successor (retired keys). */
+  graceUntil: number | null;
+}
+
+/** One release, as stored. */
+export interface ReleaseRow extends Release {
+  addedAt: number;
+}
+
+/** Storage of the catalog, the gateway key and the released-versions list. Implemented on SQL by {@link SqlCatalogStore}. */
 export interface CatalogStore {
   /** Adds a file to a model id (or replaces the entry of that same file); true if it was new. Throws NJ_USAGE past a bound. */
   addFile(model: string, file: GatewayCatalogFile, now: number): Promise<boolean>;
@@ -55,6 +73,21 @@ export interface CatalogStore {
   gatewayKey(now: number): Promise<GatewayKeyPair>;
   /** The active key's public half, or null before the gateway first started. */
   gatewayKeyInfo(): Promise<GatewayKeyInfo | null>;
+  /**
+   * Makes a new active key; the old one is retired (it signs nothing more) and signs a rotation
+   * statement naming the new one, which clients may follow until `now + graceMs`.
+   */
+  rotateKey(now: number, graceMs: number): Promise<{ retired: GatewayKeyInfo; active: GatewayKeyInfo }>;
+  /** Every key, the active one first, then retired ones newest first. */
+  listKeys(): Promise<GatewayKeyRow[]>;
+  /** The rotation statements still in their grace period at `now`, oldest first. */
+  rotations(now: number): Promise<SignedGatewayRotation[]>;
+  /** Adds an app hash as a release of `version` (or renames its version); true if it was new. Throws NJ_USAGE past a bound. */
+  addRelease(release: Release, now: number): Promise<boolean>;
+  /** Removes an app hash from the releases; resolves with how many went (0 or 1). */
+  removeRelease(appHash: string): Promise<number>;
+  /** Every release, sorted by appHash as the signed list is. */
+  listReleases(): Promise<ReleaseRow[]>;
 }
 
 const fileOf = (r: SqlRow): CatalogFileRow => {
@@ -152,6 +185,89 @@ export class SqlCatalogStore implements CatalogStore {
       'SELECT key_id, public_key, created_at FROM gateway_keys WHERE retired_at IS NULL ORDER BY created_at DESC, key_id LIMIT 1',
     );
     return row ? { keyId: String(row.key_id), publicKey: String(row.public_key), createdAt: intOf(row.created_at) } : null;
+  }
+
+  async rotateKey(now: number, graceMs: number): Promise<{ retired: GatewayKeyInfo; active: GatewayKeyInfo }> {
+    await this.gatewayKey(now);
+    const fresh = await generateGatewayKey();
+    return this.#db.transaction(async (tx) => {
+      const row = await tx.get(
+        'SELECT key_id, public_key, seed, created_at FROM gateway_keys WHERE retired_at IS NULL ORDER BY created_at DESC, key_id LIMIT 1',
+      );
+      if (!row) throw new NightjarError('NJ_INTERNAL', 'the gateway has no active key to rotate');
+      const old = await gatewayKeyFromSeed(fromBase64Url(String(row.seed)));
+      const graceUntil = now + graceMs;
+      const statement = await createRotation({ oldKey: old, newKey: fresh.publicKey, rotatedAt: now, graceUntil });
+      await tx.run('UPDATE gateway_keys SET retired_at = ?, grace_until = ? WHERE retired_at IS NULL', [now, graceUntil]);
+      const publicKey = toBase64Url(fresh.publicKey);
+      await tx.run('INSERT INTO gateway_keys (key_id, public_key, seed, created_at, rotation) VALUES (?, ?, ?, ?, ?)', [
+        fresh.keyId,
+        publicKey,
+        toBase64Url(fresh.seed),
+        now,
+        JSON.stringify(statement),
+      ]);
+      return {
+        retired: { keyId: old.keyId, publicKey: String(row.public_key), createdAt: intOf(row.created_at) },
+        active: { keyId: fresh.keyId, publicKey, createdAt: now },
+      };
+    });
+  }
+
+  async listKeys(): Promise<GatewayKeyRow[]> {
+    const rows = await this.#db.all('SELECT key_id, public_key, created_at, retired_at, grace_until FROM gateway_keys');
+    const keys = rows.map((r) => ({
+      keyId: String(r.key_id),
+      publicKey: String(r.public_key),
+      createdAt: intOf(r.created_at),
+      retiredAt: r.retired_at === null || r.retired_at === undefined ? null : intOf(r.retired_at),
+      graceUntil: r.grace_until === null || r.grace_until === undefined ? null : intOf(r.grace_until),
+    }));
+    // Active first, then newest first.
+    return keys.sort((a, b) => Number(a.retiredAt !== null) - Number(b.retiredAt !== null) || b.createdAt - a.createdAt);
+  }
+
+  async rotations(now: number): Promise<SignedGatewayRotation[]> {
+    const rows = await this.#db.all('SELECT rotation FROM gateway_keys WHERE rotation IS NOT NULL ORDER BY created_at, key_id');
+    const out: SignedGatewayRotation[] = [];
+    for (const r of rows) {
+      const parsed = signedGatewayRotationSchema.safeParse(JSON.parse(String(r.rotation)));
+      if (parsed.success && parsed.data.rotation.graceUntil >= now) out.push(parsed.data);
+    }
+    return out.slice(-LIMITS.maxGatewayRotations);
+  }
+
+  async addRelease(release: Release, now: number): Promise<boolean> {
+    const checked = releaseSchema.safeParse(release);
+    if (!checked.success) throw new NightjarError('NJ_USAGE', `release: ${describeIssues(checked.error)}`);
+    const r = checked.data;
+    return this.#db.transaction(async (tx) => {
+      const exists = await tx.get('SELECT 1 AS ok FROM gateway_releases WHERE app_hash = ?', [r.appHash]);
+      if (!exists) {
+        const n = intOf((await tx.get('SELECT COUNT(*) AS n FROM gateway_releases'))?.n);
+        if (n >= LIMITS.maxReleases)
+          throw new NightjarError('NJ_USAGE', `the list already names ${n} releases, the most it may; remove one first`);
+      }
+      await tx.run(
+        'INSERT INTO gateway_releases (app_hash, version, added_at) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (app_hash) DO UPDATE SET version = excluded.version, added_at = excluded.added_at',
+        [r.appHash, r.version, now],
+      );
+      return !exists;
+    });
+  }
+
+  async removeRelease(appHash: string): Promise<number> {
+    return this.#db.run('DELETE FROM gateway_releases WHERE app_hash = ?', [appHash]);
+  }
+
+  async listReleases(): Promise<ReleaseRow[]> {
+    const rows = (await this.#db.all('SELECT app_hash, version, added_at FROM gateway_releases')).map((r) => ({
+      version: String(r.version),
+      appHash: String(r.app_hash),
+      addedAt: intOf(r.added_at),
+    }));
+    return rows.sort((a, b) => cmp(a.appHash, b.appHash));
   }
 }
 

@@ -8,6 +8,11 @@
  * `serveUncatalogued` is set, and not at all otherwise; a file under a listed id that the catalog
  * does not list for it is never offered. An agent's own `synthetic` flag decides nothing here.
  *
+ * The same snapshot holds the gateway's active signing key, the rotation statements still in their
+ * grace period, and the released-versions list, all of which admin commands change too
+ * (`nightjar gateway key rotate`, `nightjar gateway releases add`): after a rotation the gateway
+ * signs with the new key from its next read on.
+ *
  * Admin commands change the catalog from another process, so the snapshot is re-read from the
  * store when it is older than `refreshMs`, at the request boundaries (candidates, jobs, models,
  * catalog); never on a timer, and never while routing.
@@ -16,6 +21,7 @@ import type { Emitter } from '../../shared/index.js';
 import {
   canonicalJson,
   createSignedCatalog,
+  createSignedReleases,
   loggedEmitter,
   silentLogger,
   toBase64Url,
@@ -26,7 +32,10 @@ import {
   type GatewayCatalogModel,
   type GatewayKeyPair,
   type Logger,
+  type Release,
   type SignedGatewayCatalog,
+  type SignedGatewayRotation,
+  type SignedReleasesList,
 } from '../../shared/index.js';
 import type { FileCatalog } from '../directory.js';
 import type { CatalogStore } from './catalog.store.js';
@@ -35,7 +44,7 @@ import type { CatalogStore } from './catalog.store.js';
 export interface ModelCatalogOptions {
   /** Where the catalog is kept. Required. */
   store: CatalogStore;
-  /** The gateway key that signs the catalog. Required. */
+  /** The gateway key that signs the catalog until the store names another active key. Required. */
   key: GatewayKeyPair;
   /** Time source of the refresh and of issuedAt. Required. */
   clock: Clock;
@@ -64,11 +73,17 @@ export class ModelCatalog implements FileCatalog, Disposable {
   #loadedAt = -Infinity;
   #loading: Promise<void> | null = null;
   #signed: SignedGatewayCatalog | null = null;
+  #key: GatewayKeyPair;
+  #rotations: SignedGatewayRotation[] = [];
+  #releases: Release[] = [];
+  #releasesText = '';
+  #signedReleases: SignedReleasesList | null = null;
   /** The snapshot changed (a file added or removed): what agents can be offered may have changed. */
   readonly onChanged: Event<void>;
 
   private constructor(options: ModelCatalogOptions) {
     this.#o = withDefaults(MODEL_CATALOG_DEFAULTS, options);
+    this.#key = options.key;
     this.#changed = loggedEmitter(this.#o.logger, 'catalog changed');
     this.onChanged = this.#changed.event;
   }
@@ -82,7 +97,20 @@ export class ModelCatalog implements FileCatalog, Disposable {
 
   /** The gateway's public key (base64url) and its id. */
   get gatewayKey(): { key: string; keyId: string } {
-    return { key: toBase64Url(this.#o.key.publicKey), keyId: this.#o.key.keyId };
+    return { key: toBase64Url(this.#key.publicKey), keyId: this.#key.keyId };
+  }
+
+  /**
+   * The active signing key, to sign the gateway's other documents (directory answers).
+   * @internal The seed is the gateway's secret: sign with it, never serve or log it.
+   */
+  get signingKey(): GatewayKeyPair {
+    return this.#key;
+  }
+
+  /** The rotation statements still in their grace period, oldest first (GET /v1/gateway-key). */
+  get rotations(): readonly SignedGatewayRotation[] {
+    return this.#rotations;
   }
 
   /** True if files the catalog does not list are offered free. */
@@ -118,8 +146,24 @@ export class ModelCatalog implements FileCatalog, Disposable {
   }
 
   async #read(): Promise<void> {
-    const models = await this.#o.store.models();
+    const store = this.#o.store;
+    const now = this.#o.clock.now();
+    const [models, key, rotations, releases] = await Promise.all([
+      store.models(),
+      store.gatewayKey(now),
+      store.rotations(now),
+      store.listReleases(),
+    ]);
     this.#loadedAt = this.#o.clock.now();
+    this.#rotations = rotations;
+    const releasesText = canonicalJson(releases.map((r) => ({ version: r.version, appHash: r.appHash })));
+    if (key.keyId !== this.#key.keyId || releasesText !== this.#releasesText) this.#signedReleases = null;
+    this.#releasesText = releasesText;
+    this.#releases = releases.map((r) => ({ version: r.version, appHash: r.appHash }));
+    if (key.keyId !== this.#key.keyId) {
+      this.#key = key;
+      this.#signed = null;
+    }
     const text = canonicalJson(models);
     if (text === this.#text) return;
     this.#text = text;
@@ -138,9 +182,22 @@ export class ModelCatalog implements FileCatalog, Disposable {
     const cached = this.#signed;
     if (cached && this.#o.clock.now() - cached.catalog.issuedAt < this.#o.refreshMs) return cached;
     const text = this.#text;
-    const signed = await createSignedCatalog({ key: this.#o.key, models: this.#models, now: this.#o.clock.now() });
+    const key = this.#key;
+    const signed = await createSignedCatalog({ key, models: this.#models, now: this.#o.clock.now() });
     // A reload while it was being signed makes it stale: serve it once, keep nothing.
-    if (this.#text === text) this.#signed = signed;
+    if (this.#text === text && this.#key === key) this.#signed = signed;
+    return signed;
+  }
+
+  /** The released-versions list signed by the gateway key, re-signed as the catalog is (when it changed or is refreshMs old). */
+  async signedReleases(): Promise<SignedReleasesList> {
+    await this.refresh();
+    const cached = this.#signedReleases;
+    if (cached && this.#o.clock.now() - cached.releases.issuedAt < this.#o.refreshMs) return cached;
+    const text = this.#releasesText;
+    const key = this.#key;
+    const signed = await createSignedReleases({ key, releases: this.#releases, now: this.#o.clock.now() });
+    if (this.#releasesText === text && this.#key === key) this.#signedReleases = signed;
     return signed;
   }
 

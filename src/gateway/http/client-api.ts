@@ -1,8 +1,8 @@
 /**
  * The client API besides jobs: the models on offer with their prices and whether the catalog lists
  * them (/v1/models), the caller's
- * balance (/v1/account), and candidate bundles for a model (/v1/candidates), which the client
- * verifies and seals its request for.
+ * balance (/v1/account), and candidate bundles for a model (/v1/candidates, an answer signed by the
+ * gateway key), which the client verifies and seals its request for.
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import {
@@ -10,7 +10,9 @@ import {
   NightjarError,
   PROTOCOL_VERSION,
   TRUST_LEVELS,
+  createDirectoryAnswer,
   describeIssues,
+  directoryNonceSchema,
   modelIdSchema,
   type AccountResponse,
   type CandidatesResponse,
@@ -48,7 +50,10 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
   );
 };
 
-/** The candidates answer, or the error that says why there are none. */
+/**
+ * The candidates answer, signed by the gateway key with the time and the request it answers (the
+ * client's nonce, model, k and minTrust), or the error that says why there are none.
+ */
 async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesResponse> {
   const { directory, router } = ctx;
   const { key } = callerOf(req);
@@ -61,6 +66,8 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
   }
   const minTrust = (q.minTrust ?? 'signed') as Trust;
   if (!TRUST_LEVELS.includes(minTrust)) throw new NightjarError('NJ_BAD_REQUEST', `minTrust must be one of ${TRUST_LEVELS.join(', ')}`);
+  const nonce = q.nonce === undefined ? null : directoryNonceSchema.safeParse(q.nonce);
+  if (nonce && !nonce.success) throw new NightjarError('NJ_BAD_REQUEST', 'nonce must be 16 random bytes in base64url');
   await ctx.catalog.refresh();
   if (!directory.knows(model.data)) throw ctx.modelUnknown(model.data);
   const { free, catalogued } = await priceOf(ctx, model.data);
@@ -81,5 +88,10 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
         : `every agent serving ${model.data} is busy and the queue is full`;
     throw new NightjarError('NJ_NO_CAPACITY', why, { retryAfterMs: router.retryAfterMs(model.data) });
   }
-  return { v: PROTOCOL_VERSION, model: model.data, candidates: chosen.map((e) => ({ bundle: e.bundle.signed, trust: e.trust })) };
+  return createDirectoryAnswer({
+    key: ctx.catalog.signingKey,
+    request: { nonce: nonce ? nonce.data : null, model: model.data, k, minTrust },
+    candidates: chosen.map((e) => ({ bundle: e.bundle.signed, trust: e.trust })),
+    now: ctx.clock.now(),
+  });
 }

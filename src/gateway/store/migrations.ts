@@ -193,6 +193,22 @@ ALTER TABLE jobs ADD COLUMN settled_late_at BIGINT;
     name: 'job rows may be swept while their ledger transfers stay (no foreign key from transfers to jobs)',
     sql: transfersWithoutJobForeignKey,
   },
+  {
+    version: 5,
+    name: 'gateway key rotation statements and the released-versions list',
+    // rotation: on a key that replaced another, the statement (JSON) the old key signed naming it.
+    // grace_until: on a retired key, until when clients may still follow its rotation statement.
+    sql: `
+ALTER TABLE gateway_keys ADD COLUMN rotation TEXT;
+ALTER TABLE gateway_keys ADD COLUMN grace_until BIGINT;
+
+CREATE TABLE gateway_releases (
+  app_hash TEXT PRIMARY KEY CHECK (length(app_hash) = 64),
+  version TEXT NOT NULL,
+  added_at BIGINT NOT NULL
+);
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

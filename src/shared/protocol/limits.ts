@@ -58,6 +58,12 @@ export const LIMITS = {
    * before JSON.parse. Nightjar's own messages nest under 10 levels; tool schemas a little more.
    */
   maxJsonDepth: 64,
+  /** App hashes one signed released-versions list may name. */
+  maxReleases: 1024,
+  /** Rotation statements one GET /v1/gateway-key answer may carry (the keys still in their grace period). */
+  maxGatewayRotations: 16,
+  /** Largest signed directory answer or released-versions list, as JSON text. */
+  maxSignedAnswerBytes: 1024 * 1024,
 } as const;
 
 /**

@@ -401,13 +401,38 @@ export type JobRequest = z.infer<typeof jobRequestSchema>;
 export const candidateSchema = z.strictObject({ bundle: signedBundleSchema, trust: trustSchema });
 export type Candidate = z.infer<typeof candidateSchema>;
 
-/** GET /v1/candidates answer. */
+/** A client-chosen random nonce (16 bytes) that names one directory request. */
+export const directoryNonceSchema = b64(16);
+
+/** The request a directory answer answers, as the gateway read it. */
+export const directoryRequestSchema = z.strictObject({
+  /** The client's nonce, or null when the client sent none (clients older than signed answers). */
+  nonce: directoryNonceSchema.nullable(),
+  model: modelIdSchema,
+  k: z.int().min(1).max(LIMITS.maxCandidates),
+  minTrust: trustSchema,
+});
+export type DirectoryRequest = z.infer<typeof directoryRequestSchema>;
+
+/**
+ * GET /v1/candidates answer: the candidates with the trust the gateway judged (v, model and
+ * candidates, as before signed answers), plus the gateway key, the time and the request it answers;
+ * `signature` is the gateway key's over all the rest (domain `directory/v1`).
+ */
 export const candidatesResponseSchema = z.strictObject({
   v: version,
   model: modelIdSchema,
   candidates: z.array(candidateSchema).max(LIMITS.maxCandidates),
+  /** The gateway's Ed25519 public key, which signs this answer. */
+  gatewayKey: b64(32),
+  /** When the gateway signed it, ms since the epoch. */
+  issuedAt: timeMs,
+  request: directoryRequestSchema,
+  signature: b64(64),
 });
 export type CandidatesResponse = z.infer<typeof candidatesResponseSchema>;
+/** The signed part of a directory answer: all but its signature. */
+export type DirectoryAnswer = Omit<CandidatesResponse, 'signature'>;
 
 /**
  * An amount of money: a non-negative integer count of micro-credits (1 credit = 1 000 000),
@@ -493,15 +518,67 @@ export const signedGatewayCatalogSchema = z.strictObject({
 });
 export type SignedGatewayCatalog = z.infer<typeof signedGatewayCatalogSchema>;
 
-/** GET /v1/gateway-key answer: the public key the gateway signs with, and its id. */
+/**
+ * A rotation statement: the old gateway key says that the new key replaces it. Signed by the old
+ * key (domain `gateway-rotation/v1`), so a client that pinned the old key can move to the new one
+ * without trusting the network. Valid until graceUntil, the end of the old key's grace period.
+ */
+export const gatewayRotationSchema = z.strictObject({
+  v: version,
+  oldKey: b64(32),
+  newKey: b64(32),
+  /** When the new key took over, ms since the epoch. */
+  rotatedAt: timeMs,
+  /** Until when a client may follow this statement, ms since the epoch. */
+  graceUntil: timeMs,
+});
+export type GatewayRotation = z.infer<typeof gatewayRotationSchema>;
+
+/** A rotation statement and the old key's signature over it. */
+export const signedGatewayRotationSchema = z.strictObject({ rotation: gatewayRotationSchema, signature: b64(64) });
+export type SignedGatewayRotation = z.infer<typeof signedGatewayRotationSchema>;
+
+/**
+ * GET /v1/gateway-key answer: the public key the gateway signs with, its id, and the rotation
+ * statements still in their grace period, oldest first (absent when there are none, so a parser
+ * older than rotation still reads the answer of a gateway that never rotated).
+ */
 export const gatewayKeyResponseSchema = z.strictObject({
   v: version,
   /** base64url Ed25519 public key. */
   key: b64(32),
   /** Hex of the first 8 bytes of a tagged hash of the key: what people compare. */
   keyId: z.string().regex(/^[0-9a-f]{16}$/, 'expected a gateway key id'),
+  rotations: z.array(signedGatewayRotationSchema).min(1).max(LIMITS.maxGatewayRotations).optional(),
 });
 export type GatewayKeyResponse = z.infer<typeof gatewayKeyResponseSchema>;
+
+/** An app version and app hash (the code directory hash, or Electron's asar integrity hash) that is a release. */
+export const releaseSchema = z.strictObject({
+  /** The app version, as the app reports it (e.g. 1.4.2). */
+  version: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[0-9A-Za-z][0-9A-Za-z.+-]*$/, 'expected a version such as 1.4.2'),
+  appHash: hex32,
+});
+export type Release = z.infer<typeof releaseSchema>;
+
+/** The released-versions list: which app hashes are releases, sorted by appHash (one encoding). */
+export const releasesListSchema = z.strictObject({
+  v: version,
+  /** The gateway's Ed25519 public key, which signs this list. */
+  gatewayKey: b64(32),
+  /** When the gateway signed it, ms since the epoch. */
+  issuedAt: timeMs,
+  releases: z.array(releaseSchema).max(LIMITS.maxReleases),
+});
+export type ReleasesList = z.infer<typeof releasesListSchema>;
+
+/** GET /v1/releases answer: the list and the gateway key's signature over it (domain `releases/v1`). */
+export const signedReleasesListSchema = z.strictObject({ releases: releasesListSchema, signature: b64(64) });
+export type SignedReleasesList = z.infer<typeof signedReleasesListSchema>;
 
 /** GET /v1/account answer: the calling API key and its balance. */
 export const accountResponseSchema = z.strictObject({
