@@ -11,6 +11,13 @@ export type { ProxyRequestFinished } from './proxy/active-requests.js';
 export { clientDataDir, type ClientDataDirOptions } from './store/data-dir.js';
 export { FilePinStore, PIN_FILE_DEFAULTS, PIN_FILE_NAME, type FilePinStoreOptions, type PinFile } from './store/pin-file.js';
 export {
+  FileGatewayKeyStore,
+  GATEWAY_KEY_FILE_DEFAULTS,
+  GATEWAY_KEY_FILE_NAME,
+  type FileGatewayKeyStoreOptions,
+  type GatewayKeyFileEntry,
+} from './store/gateway-key-file.js';
+export {
   VerifiedReceiptLog,
   RECEIPT_LOG_DEFAULTS,
   RECEIPT_LOG_NAME,

@@ -333,7 +333,15 @@ describe('schemas', () => {
       [
         'candidates response',
         candidatesResponseSchema,
-        { v: 1, model: MODEL.id, candidates: [{ bundle: agent.signed, trust: 'attested' }] },
+        {
+          v: 1,
+          model: MODEL.id,
+          candidates: [{ bundle: agent.signed, trust: 'attested' }],
+          gatewayKey: agent.signed.bundle.identityKey,
+          issuedAt: NOW,
+          request: { nonce: toBase64Url(new Uint8Array(16)), model: MODEL.id, k: 3, minTrust: 'signed' },
+          signature: toBase64Url(new Uint8Array(64)),
+        },
       ],
       ['models response', modelsResponseSchema, { v: 1, models: [{ id: MODEL.id, synthetic: false, agents: 3, freeSlots: 4 }] }],
       [

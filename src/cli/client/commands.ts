@@ -1,5 +1,5 @@
 /**
- * The client's commands in the command table: `chat`, `proxy` and `models offered`. Only
+ * The client's commands in the command table: `chat`, `proxy`, `trust reset` and `models offered`. Only
  * commander and tiny helpers load with it; each action imports its body (and so the client SDK)
  * when it runs.
  */
@@ -9,6 +9,7 @@ import type { Launch } from '../program.js';
 import type { ChatFlags } from './chat.js';
 import type { ModelsOfferedFlags } from './models-offered.js';
 import type { ProxyFlags } from './proxy-command.js';
+import type { TrustResetFlags } from './trust.js';
 
 const GATEWAY_HELP = `gateway address (env NIGHTJAR_GATEWAY; default ${DEFAULT_GATEWAY})`;
 const API_KEY_FILE_HELP = 'client API key for the gateway, read from FILE (mode 0600; or env NIGHTJAR_API_KEY)';
@@ -23,8 +24,9 @@ function clientOptions(cmd: Command): Command {
     .option('--allow-synthetic', 'accept synthetic development models (random weights)')
     .addOption(new Option('--min-trust <level>', 'lowest agent trust accepted (default signed)').choices(TRUST_LEVEL_CHOICES))
     .option('--only-pinned', 'use only agents pinned before (refuse agents never seen)')
-    .option('--no-pin', 'neither read nor write pins and the receipt log')
-    .option('--data-dir <dir>', 'client data folder: pins.json, receipts.jsonl (env NIGHTJAR_CLIENT_DATA_DIR)');
+    .option('--gateway-key <key>', 'the gateway’s signing key (base64url, fingerprint or id), instead of pinning it on first use')
+    .option('--no-pin', 'neither read nor write pins (agents’ and the gateway’s) and the receipt log')
+    .option('--data-dir <dir>', 'client data folder: pins.json, gateway-keys.json, receipts.jsonl (env NIGHTJAR_CLIENT_DATA_DIR)');
 }
 
 function defineChat(program: Command, launch: Launch): void {
@@ -88,10 +90,30 @@ function defineProxy(program: Command, launch: Launch): void {
     .action((flags: ProxyFlags, cmd: Command) => launch(cmd, async (ctx) => (await import('./proxy-command.js')).proxyCommand(flags, ctx)));
 }
 
+function defineTrust(program: Command, launch: Launch): void {
+  const trust = program
+    .command('trust')
+    .summary('the gateway keys this client pinned')
+    .description('What this client trusts: the signing key of each gateway it used, pinned on first use.');
+  trust
+    .command('reset')
+    .summary('forget a gateway’s pinned key, so the next use pins the key it signs with then')
+    .description(
+      'Forgets the pinned signing key of one gateway. Do this only once you trust the gateway’s new key: compare ' +
+        'its fingerprint with `nightjar gateway key` on the gateway, or pass --gateway-key instead.',
+    )
+    .requiredOption('--gateway <url>', 'the gateway whose key to forget')
+    .option('--data-dir <dir>', 'client data folder (env NIGHTJAR_CLIENT_DATA_DIR)')
+    .action((flags: TrustResetFlags, cmd: Command) =>
+      launch(cmd, async (ctx) => (await import('./trust.js')).trustResetCommand(flags, ctx)),
+    );
+}
+
 /** Adds the client's commands to `program`, and `offered` to the `models` command. */
 export function defineClientCommands(program: Command, launch: Launch, models: Command): void {
   defineChat(program, launch);
   defineProxy(program, launch);
+  defineTrust(program, launch);
   models
     .command('offered')
     // `models` takes an operand to name in its error (allowExcessArguments), which subcommands inherit.

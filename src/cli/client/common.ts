@@ -5,7 +5,9 @@
 import path from 'node:path';
 import { NightjarError, type Trust } from '../../shared/index.js';
 import {
+  FileGatewayKeyStore,
   FilePinStore,
+  GATEWAY_KEY_FILE_NAME,
   IncompleteReplyError,
   NightjarClient,
   PIN_FILE_NAME,
@@ -40,7 +42,9 @@ export interface ClientFlagValues {
   allowSynthetic?: boolean | undefined;
   minTrust?: Trust | undefined;
   onlyPinned?: boolean | undefined;
-  /** False under --no-pin: neither read nor write pins and the receipt log. */
+  /** --gateway-key: the gateway's key (base64url, fingerprint or id) given instead of pinned on first use. */
+  gatewayKey?: string | undefined;
+  /** False under --no-pin: neither read nor write pins (agents' and the gateway's) and the receipt log. */
   pin?: boolean | undefined;
   dataDir?: string | undefined;
 }
@@ -53,6 +57,8 @@ export interface CommandClient {
   /** The data folder, or null when nothing is kept (--no-pin, or no home folder). */
   dataDir: string | null;
   pins: FilePinStore | null;
+  /** The pinned gateway keys, or null when nothing is kept (then the client pins in memory only). */
+  gatewayKeys: FileGatewayKeyStore | null;
   receipts: VerifiedReceiptLog | null;
 }
 
@@ -84,6 +90,7 @@ export async function commandClient(
     throw new NightjarError('NJ_USAGE', '--only-pinned needs a data folder; pass --data-dir');
   }
   const pins = dataDir ? new FilePinStore({ file: path.join(dataDir, PIN_FILE_NAME) }) : null;
+  const gatewayKeys = dataDir ? new FileGatewayKeyStore({ file: path.join(dataDir, GATEWAY_KEY_FILE_NAME) }) : null;
   const receipts = dataDir ? new VerifiedReceiptLog({ file: path.join(dataDir, RECEIPT_LOG_NAME) }) : null;
   const apiKey = await readSecret(SECRETS.apiKey, { value: values.apiKey, file: values.apiKeyFile }, io);
   const allowSynthetic = values.allowSynthetic ?? false;
@@ -96,6 +103,8 @@ export async function commandClient(
       pins: pins ?? undefined,
       onlyPinned: values.onlyPinned ?? false,
     },
+    gatewayKey: values.gatewayKey,
+    gatewayKeys: gatewayKeys ?? undefined,
     fetch: io.fetch ?? nodeFetch,
     onReceipt: receipts
       ? (result) =>
@@ -105,7 +114,7 @@ export async function commandClient(
       : undefined,
     ...extra,
   });
-  return { client, gatewayUrl, allowSynthetic, dataDir, pins, receipts };
+  return { client, gatewayUrl, allowSynthetic, dataDir, pins, gatewayKeys, receipts };
 }
 
 /** Picks `wanted`, or the first model the gateway offers that the trust policy allows. */

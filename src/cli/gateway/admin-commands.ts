@@ -1,5 +1,5 @@
 /**
- * `nightjar gateway keys|operators|enroll|prices|catalog|key|ledger`: administration of a gateway's database,
+ * `nightjar gateway keys|operators|enroll|prices|catalog|key|releases|ledger`: administration of a gateway's database,
  * safe to run while the gateway runs (SQLite in WAL mode takes one writer at a time and readers
  * alongside). Secrets (API keys, operator tokens, enrollment tokens) are printed once, when they
  * are made, and never again: only their hashes are stored.
@@ -13,6 +13,8 @@ import {
   formatBytes,
   formatCredits,
   formatDateTime,
+  fromBase64Url,
+  gatewayKeyFingerprint,
   modelIdSchema,
   parseCredits,
   parseDuration,
@@ -43,6 +45,10 @@ export type AdminCommand =
   | 'catalog list'
   | 'catalog remove'
   | 'key show'
+  | 'key rotate'
+  | 'releases add'
+  | 'releases list'
+  | 'releases remove'
   | 'ledger check';
 
 /** Flags of the admin commands (each takes the ones it needs). */
@@ -64,6 +70,8 @@ export interface AdminFlags {
   quantization?: string;
   context?: number;
   url?: string;
+  /** `key rotate`: the old key's grace period. Defaults to 30d. */
+  grace?: string;
 }
 
 /** sha256 (hex) and size of a local file, read as a stream. */
@@ -238,6 +246,10 @@ export async function adminCommand(
       case 'catalog list':
       case 'catalog remove':
       case 'key show':
+      case 'key rotate':
+      case 'releases add':
+      case 'releases list':
+      case 'releases remove':
         return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
       case 'ledger check': {
         const problems = await ledger.checkInvariants();
@@ -263,9 +275,10 @@ interface CatalogCommandContext {
   need(v: string | undefined, flag: string): string;
 }
 
-/** `catalog add|list|remove` and `key show`; resolves with the exit code. */
+/** `catalog add|list|remove`, `key show|rotate` and `releases add|list|remove`; resolves with the exit code. */
 async function catalogCommand(
-  command: 'catalog add' | 'catalog list' | 'catalog remove' | 'key show',
+  command:
+    'catalog add' | 'catalog list' | 'catalog remove' | 'key show' | 'key rotate' | 'releases add' | 'releases list' | 'releases remove',
   args: readonly string[],
   values: AdminFlags,
   c: CatalogCommandContext,
@@ -306,12 +319,55 @@ async function catalogCommand(
       );
       return 0;
     }
-    case 'key show': {
-      const key = await c.store.catalog.gatewayKey(c.now);
-      const info = (await c.store.catalog.gatewayKeyInfo())!;
-      c.out(`Gateway key ${key.keyId} (Ed25519), created ${time(info.createdAt)}; it signs the model catalog (GET /v1/catalog).\n`);
-      c.out(`Public key, to give clients and agents that pin it:\n\n  ${info.publicKey}\n\n`);
+    case 'key show':
+    case 'key rotate':
+      return keyCommand(command, values, c);
+    case 'releases add': {
+      const [version, appHash] = [args[0]!, args[1]!];
+      const added = await c.store.catalog.addRelease({ version, appHash }, c.now);
+      c.out(`${added ? 'Listed' : 'Updated'} ${appHash} as release ${version}; the gateway serves it signed at GET /v1/releases.\n`);
+      return 0;
+    }
+    case 'releases list': {
+      const rows = [['VERSION', 'APP HASH', 'ADDED']];
+      for (const r of await c.store.catalog.listReleases()) rows.push([r.version, r.appHash, time(r.addedAt)]);
+      c.out(table(rows));
+      return 0;
+    }
+    case 'releases remove': {
+      const appHash = args[0]!;
+      if ((await c.store.catalog.removeRelease(appHash)) === 0)
+        throw new NightjarError('NJ_NOT_FOUND', `no release has app hash ${appHash}`);
+      c.out(`${appHash} is no longer a release.\n`);
       return 0;
     }
   }
+}
+
+/** `key show` (the active key: id, public key, created, fingerprint; retired keys) and `key rotate`. */
+async function keyCommand(command: 'key show' | 'key rotate', values: AdminFlags, c: CatalogCommandContext): Promise<number> {
+  if (command === 'key rotate') {
+    const graceMs = parseDuration(values.grace ?? '30d', '--grace');
+    const { retired, active } = await c.store.catalog.rotateKey(c.now, graceMs);
+    c.out(`Rotated: gateway key ${active.keyId} signs from now on (a running gateway moves to it within catalogRefreshMs).\n`);
+    c.out(
+      `Key ${retired.keyId} is retired and signs nothing more; its rotation statement lets clients that pinned it ` +
+        `follow to the new key until ${time(c.now + graceMs)}.\n`,
+    );
+    c.out(`New fingerprint, for clients that are given the key:\n\n  ${gatewayKeyFingerprint(fromBase64Url(active.publicKey))}\n\n`);
+    return 0;
+  }
+  await c.store.catalog.gatewayKey(c.now);
+  const [active, ...retired] = await c.store.catalog.listKeys();
+  c.out(`Gateway key ${active!.keyId} (Ed25519), created ${time(active!.createdAt)}.\n`);
+  c.out('It signs the model catalog, every directory answer and the released-versions list.\n');
+  c.out(`Public key (give it to clients: --gateway-key):\n\n  ${active!.publicKey}\n\n`);
+  const fingerprint = gatewayKeyFingerprint(fromBase64Url(active!.publicKey));
+  c.out(`Fingerprint (what a client compares; its first 16 digits are the id):\n\n  ${fingerprint}\n\n`);
+  if (retired.length > 0) {
+    const rows = [['RETIRED KEY', 'CREATED', 'RETIRED', 'FOLLOWABLE UNTIL']];
+    for (const k of retired) rows.push([k.keyId, time(k.createdAt), time(k.retiredAt), time(k.graceUntil)]);
+    c.out(table(rows));
+  }
+  return 0;
 }

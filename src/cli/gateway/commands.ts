@@ -120,18 +120,36 @@ function defineCatalog(gateway: Command, launch: Launch): void {
     .argument('<model>')
     .option('--sha256 <hex>', 'only this file')
     .action(admin(launch, 'catalog remove'));
-  const key = group(gateway, 'key', 'the gateway’s signing key (its public half)');
+  const key = group(gateway, 'key', 'the gateway’s signing key (its public half): show, rotate');
   key
     .command('show', { isDefault: true })
-    .description('print the public key (made now if the gateway never started); the default')
+    .description('print the key’s id, public key, creation time and fingerprint (made now if the gateway never started); the default')
     .action(admin(launch, 'key show'));
+  key
+    .command('rotate')
+    .description('make a new signing key; the old one, retired, signs a rotation statement clients follow during the grace period')
+    .option('--grace <duration>', 'how long clients that pinned the old key may follow it to the new one (default 30d)')
+    .action(admin(launch, 'key rotate'));
+  const releases = group(gateway, 'releases', 'the released-versions list: which app hashes are releases (served signed)');
+  releases
+    .command('add')
+    .description('list an app hash (64 hex digits) as a release of VERSION')
+    .argument('<version>')
+    .argument('<app-hash>')
+    .action(admin(launch, 'releases add'));
+  releases.command('list').description('the releases').action(admin(launch, 'releases list'));
+  releases
+    .command('remove')
+    .description('remove an app hash from the releases')
+    .argument('<app-hash>')
+    .action(admin(launch, 'releases remove'));
 }
 
 /** Adds `nightjar gateway` and its administration commands to `program`. */
 export function defineGatewayCommands(program: Command, launch: Launch): void {
   const gateway = program
     .command('gateway')
-    .summary('run a gateway (keys, operators, enroll, prices, catalog, key, ledger: administer its database)')
+    .summary('run a gateway (keys, operators, enroll, prices, catalog, key, releases, ledger: administer its database)')
     .description(
       'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It ' +
         'relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite ' +

@@ -1,7 +1,8 @@
 /**
- * The client SDK: ask the gateway for candidate agents, verify their bundles against a trust
- * policy, seal the request for them, stream and open the reply, verify the receipt. Runs in Node
- * and in the browser (fetch, WebCrypto, no Node built-ins).
+ * The client SDK: ask the gateway for candidate agents, verify the gateway's signed answer (its
+ * pinned key, the nonce sent, the request, a fresh time) and each bundle against a trust policy,
+ * seal the request for them, stream and open the reply, verify the receipt. Runs in Node and in
+ * the browser (fetch, WebCrypto, no Node built-ins).
  */
 import { z } from 'zod';
 import {
@@ -10,8 +11,21 @@ import {
   PROTOCOL_VERSION,
   ReplyOpener,
   TRUST_LEVELS,
+  bytesEqual,
   prepareEphemeral,
   candidatesResponseSchema,
+  followRotations,
+  gatewayKeyFingerprint,
+  gatewayKeyIdFor,
+  gatewayKeyMatches,
+  gatewayKeyResponseSchema,
+  parseGatewayKey,
+  randomBytes,
+  signedGatewayCatalogSchema,
+  signedReleasesListSchema,
+  verifyDirectoryAnswer,
+  verifySignedCatalog,
+  verifySignedReleases,
   chatMessageSchema,
   deriveReplyKeys,
   describeIssues,
@@ -32,6 +46,10 @@ import {
   verifyReceipt,
   type ChatMessage,
   type Clock,
+  type ErrorCode,
+  type GatewayKeyExpectation,
+  type VerifiedGatewayCatalog,
+  type VerifiedReleases,
   type FinishReason,
   type JobEvent,
   type ModelsResponse,
@@ -45,6 +63,7 @@ import {
   type Usage,
   type VerifiedBundle,
 } from '../../shared/index.js';
+import { MemoryGatewayKeyStore, type GatewayKeyStore } from './gateway-pins.js';
 import { readNdjson } from './ndjson.js';
 import type { PinStore } from './pins.js';
 import { resolveRetryPolicy, retryDelay, type ResolvedRetryPolicy, type RetryPolicy } from './retry.js';
@@ -70,6 +89,21 @@ export interface NightjarClientOptions {
   gatewayUrl: string;
   /** Client API key, sent as a bearer token. Defaults to none. */
   apiKey?: string;
+  /**
+   * The gateway's signing key, given rather than trusted on first use: its base64url public key
+   * (32 bytes), its fingerprint (32 hex digits) or its id (16 hex digits), as `nightjar gateway key`
+   * prints them. Anything the gateway signs with another key is refused (NJ_GATEWAY_KEY_MISMATCH)
+   * unless a rotation statement signed by this key leads to it. Defaults to pinning on first use in
+   * `gatewayKeys`.
+   */
+  gatewayKey?: string;
+  /** Where the gateway key is pinned on first use (and moved by rotations). Defaults to a MemoryGatewayKeyStore of this client alone. */
+  gatewayKeys?: GatewayKeyStore;
+  /**
+   * How far a directory answer's issuedAt may be from this client's clock, either way: an older
+   * one is stale and refused (NJ_DIRECTORY_INVALID). Defaults to 30 000 ms.
+   */
+  directoryWindowMs?: number;
   /** Trust policy. Defaults as TrustPolicy says. */
   trust?: TrustPolicy;
   /** Candidates to seal each request for (the gateway fails over between them). Defaults to 3. */
@@ -220,6 +254,9 @@ interface Candidate {
   trust: Trust;
 }
 
+/** The default of {@link NightjarClientOptions.directoryWindowMs}. */
+const DIRECTORY_WINDOW_MS = 30_000;
+
 /** The defaults of {@link TrustPolicy}. */
 export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins'>>> & Pick<TrustPolicy, 'pins'> = {
   minTrust: 'signed',
@@ -230,9 +267,15 @@ export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins'>>> & Pic
 
 /** The defaults of {@link NightjarClientOptions} (trust and retry have their own). */
 export const CLIENT_DEFAULTS: Readonly<
-  Required<Pick<NightjarClientOptions, 'candidates' | 'candidatesTtlMs' | 'streamIdleMs' | 'fetch' | 'clock' | 'random' | 'seal'>>
+  Required<
+    Pick<
+      NightjarClientOptions,
+      'candidates' | 'candidatesTtlMs' | 'streamIdleMs' | 'fetch' | 'clock' | 'random' | 'seal' | 'directoryWindowMs'
+    >
+  >
 > = {
   candidates: 3,
+  directoryWindowMs: DIRECTORY_WINDOW_MS,
   candidatesTtlMs: 5000,
   streamIdleMs: 1000,
   // Called through globalThis at each use: a browser refuses fetch called on another object.
@@ -243,8 +286,13 @@ export const CLIENT_DEFAULTS: Readonly<
 };
 
 /** {@link NightjarClientOptions} resolved once, when the client is built. */
-interface ResolvedClientOptions extends Readonly<Required<Omit<NightjarClientOptions, 'apiKey' | 'onReceipt' | 'trust' | 'retry'>>> {
+interface ResolvedClientOptions extends Readonly<
+  Required<Omit<NightjarClientOptions, 'apiKey' | 'onReceipt' | 'trust' | 'retry' | 'gatewayKey' | 'gatewayKeys'>>
+> {
   readonly apiKey: string | undefined;
+  /** The gateway key given, parsed; null to pin on first use. */
+  readonly gatewayKey: GatewayKeyExpectation | null;
+  readonly gatewayKeys: GatewayKeyStore;
   readonly onReceipt: NightjarClientOptions['onReceipt'];
   readonly trust: typeof TRUST_DEFAULTS;
   readonly retry: ResolvedRetryPolicy;
@@ -263,11 +311,17 @@ export class NightjarClient {
    * them (a conversation's next turn) seals without waiting for WebCrypto. Used once.
    */
   #spare: Promise<PreparedEphemeral | null> | null = null;
+  /** The gateway key this client trusts now (pinned, given, or moved by a rotation); null until first use. */
+  #gatewayKey: Uint8Array | null = null;
+  /** Settles when the last gateway key check is done: checks run one at a time. */
+  #keyCheck: Promise<unknown> = Promise.resolve();
 
   constructor(options: NightjarClientOptions) {
     this.#o = {
       ...withDefaults(CLIENT_DEFAULTS, options),
       apiKey: options.apiKey,
+      gatewayKey: options.gatewayKey === undefined ? null : parseGatewayKey(options.gatewayKey),
+      gatewayKeys: options.gatewayKeys ?? new MemoryGatewayKeyStore(),
       onReceipt: options.onReceipt,
       trust: withDefaults(TRUST_DEFAULTS, options.trust),
       retry: resolveRetryPolicy(options.retry),
@@ -296,6 +350,99 @@ export class NightjarClient {
   async models(signal?: AbortSignal): Promise<ModelsResponse['models']> {
     const res = await this.#get('/v1/models', signal);
     return validate(modelsResponseSchema, await this.#json(res, signal), 'models answer').models;
+  }
+
+  /**
+   * The gateway's model catalog (GET /v1/catalog), verified: signed by the gateway key this client
+   * pinned or was given (NJ_GATEWAY_KEY_MISMATCH otherwise), intact and not from the future
+   * (NJ_CATALOG_INVALID otherwise).
+   */
+  async catalog(signal?: AbortSignal): Promise<VerifiedGatewayCatalog> {
+    const raw = await this.#json(await this.#get('/v1/catalog', signal), signal);
+    const parsed = signedGatewayCatalogSchema.safeParse(raw);
+    if (!parsed.success) throw new NightjarError('NJ_CATALOG_INVALID', `the catalog is invalid at ${describeIssues(parsed.error)}`);
+    const gatewayKey = await this.#trustedGatewayKey(fromBase64Url(parsed.data.catalog.gatewayKey), signal);
+    return verifySignedCatalog(parsed.data, { gatewayKey, now: this.#o.clock.now() });
+  }
+
+  /**
+   * The gateway's released-versions list (GET /v1/releases), verified: signed by the gateway key
+   * this client pinned or was given (NJ_GATEWAY_KEY_MISMATCH otherwise), intact and not from the
+   * future (NJ_RELEASES_INVALID otherwise).
+   */
+  async releases(signal?: AbortSignal): Promise<VerifiedReleases> {
+    const raw = await this.#json(await this.#get('/v1/releases', signal), signal);
+    const parsed = signedReleasesListSchema.safeParse(raw);
+    if (!parsed.success) throw new NightjarError('NJ_RELEASES_INVALID', `the releases list is invalid at ${describeIssues(parsed.error)}`);
+    const gatewayKey = await this.#trustedGatewayKey(fromBase64Url(parsed.data.releases.gatewayKey), signal);
+    return verifySignedReleases(parsed.data, { gatewayKey, now: this.#o.clock.now() });
+  }
+
+  /** The gateway key this client trusts now (after the first signed answer), or null before. */
+  get trustedGatewayKey(): { key: string; keyId: string; fingerprint: string } | null {
+    const key = this.#gatewayKey;
+    return key ? { key: toBase64Url(key), keyId: gatewayKeyIdFor(key), fingerprint: gatewayKeyFingerprint(key) } : null;
+  }
+
+  /**
+   * The key a signed document must be signed by, given that it names `signer`: the key given, or
+   * the pinned one (pinning `signer` on first use), moved along rotation statements signed by it
+   * when the gateway names a newer key. Checks run one at a time, so two first uses pin once.
+   */
+  #trustedGatewayKey(signer: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    const check = this.#keyCheck.then(() => this.#checkGatewayKey(signer, signal));
+    this.#keyCheck = check.catch(() => undefined);
+    return check;
+  }
+
+  async #checkGatewayKey(signer: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    const given = this.#o.gatewayKey;
+    const store = this.#o.gatewayKeys;
+    if (!this.#gatewayKey) {
+      if (given && 'key' in given) this.#gatewayKey = given.key;
+      else if (given) {
+        // Given by id or fingerprint: the key itself is learnt from the first answer that matches it.
+        if (!gatewayKeyMatches(given, signer)) throw this.#keyMismatch(signer, null);
+        this.#gatewayKey = signer;
+      } else {
+        const pinned = await store.get(this.#base);
+        if (pinned) this.#gatewayKey = pinned;
+        else {
+          await store.set(this.#base, signer, 'first-use');
+          this.#gatewayKey = signer;
+        }
+      }
+    }
+    const trusted = this.#gatewayKey;
+    if (bytesEqual(trusted, signer)) return trusted;
+    // Another key: follow the gateway's rotation statements, if the pinned key signed a way to it.
+    const raw = await this.#json(await this.#get('/v1/gateway-key', signal), signal);
+    const current = gatewayKeyResponseSchema.safeParse(raw);
+    if (!current.success || current.data.key !== toBase64Url(signer)) throw this.#keyMismatch(signer, trusted);
+    const chain = await followRotations(trusted, signer, current.data.rotations ?? [], { now: this.#o.clock.now() });
+    if (!chain) throw this.#keyMismatch(signer, trusted);
+    if (!given) await store.set(this.#base, signer, 'rotation');
+    this.#gatewayKey = signer;
+    return signer;
+  }
+
+  #keyMismatch(signer: Uint8Array, trusted: Uint8Array | null): NightjarError {
+    const code: ErrorCode = 'NJ_GATEWAY_KEY_MISMATCH';
+    const got = `gateway key ${gatewayKeyIdFor(signer)} (fingerprint ${gatewayKeyFingerprint(signer)})`;
+    if (this.#o.gatewayKey) {
+      const was = trusted ? `the key given (${gatewayKeyIdFor(trusted)})` : 'the key given';
+      return new NightjarError(
+        code,
+        `${this.#base} signs with ${got}, not ${was}, and no rotation statement signed by it leads there; ` +
+          'check the key you gave (--gateway-key) against `nightjar gateway key` on the gateway',
+      );
+    }
+    return new NightjarError(
+      code,
+      `${this.#base} signs with ${got}, not the pinned key ${trusted ? gatewayKeyIdFor(trusted) : ''}: ` +
+        'the gateway’s key changed without a rotation statement signed by the pinned key; ' +
+        `if you trust the new key, run \`nightjar trust reset --gateway ${this.#base}\``,
+    );
   }
 
   /** Streams a completion. */
@@ -359,18 +506,36 @@ export class NightjarClient {
     return this.chat(request).result;
   }
 
-  /** Candidate bundles for `model` that pass the trust policy, verified, best first. */
+  /**
+   * Candidate bundles for `model` that pass the trust policy, verified, best first. The answer must
+   * be signed by the gateway key (pinned or given), name the nonce this call sent and its model, k
+   * and minTrust, and be fresh (directoryWindowMs); each candidate's trust as the gateway signed it
+   * must reach minTrust, and so must the trust this client grants it.
+   */
   async candidates(model: string, signal?: AbortSignal): Promise<Candidate[]> {
     const policy = this.#o.trust;
     const k = this.#o.candidates;
     const minTrust = policy.minTrust;
-    const res = await this.#get(`/v1/candidates?model=${encodeURIComponent(model)}&k=${k}&minTrust=${minTrust}`, signal);
-    const answer = validate(candidatesResponseSchema, await this.#json(res, signal), 'candidates answer');
+    const nonce = toBase64Url(randomBytes(16));
+    const path = `/v1/candidates?model=${encodeURIComponent(model)}&k=${k}&minTrust=${minTrust}&nonce=${nonce}`;
+    const res = await this.#get(path, signal);
+    const raw = await this.#json(res, signal);
+    const parsed = candidatesResponseSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new NightjarError('NJ_DIRECTORY_INVALID', `the candidates answer is invalid at ${describeIssues(parsed.error)}`);
+    }
+    const gatewayKey = await this.#trustedGatewayKey(fromBase64Url(parsed.data.gatewayKey), signal);
+    const answer = await verifyDirectoryAnswer(parsed.data, {
+      gatewayKey,
+      request: { nonce, model, k, minTrust },
+      now: this.#o.clock.now(),
+      windowMs: this.#o.directoryWindowMs,
+    });
     const reasons: string[] = [];
     // Each candidate is checked on its own, all at once; a pinned key that changed ends it all.
     const checked = await Promise.all(
       answer.candidates.map((c) =>
-        this.#checkCandidate(c.bundle, model, policy, minTrust).catch((err: unknown) => {
+        this.#checkCandidate(c.bundle, c.trust, model, policy, minTrust).catch((err: unknown) => {
           if (err instanceof NightjarError && err.code === 'NJ_PINNED_KEY_CHANGED') throw err;
           reasons.push(err instanceof Error ? err.message : String(err));
           return null;
@@ -398,7 +563,20 @@ export class NightjarClient {
   }
 
   /** Verifies one candidate's bundle against the trust policy; throws why it is refused. */
-  async #checkCandidate(signed: SignedBundle, model: string, policy: typeof TRUST_DEFAULTS, minTrust: Trust): Promise<Candidate> {
+  async #checkCandidate(
+    signed: SignedBundle,
+    judged: Trust,
+    model: string,
+    policy: typeof TRUST_DEFAULTS,
+    minTrust: Trust,
+  ): Promise<Candidate> {
+    // The gateway's own judgment, from the signed answer: it must reach minTrust before anything else.
+    if (TRUST_LEVELS.indexOf(judged) < TRUST_LEVELS.indexOf(minTrust)) {
+      throw new NightjarError(
+        'NJ_TRUST_POLICY',
+        `the gateway judged agent ${signed.bundle.agentId.slice(0, 8)} ${judged}; the policy asks for ${minTrust}`,
+      );
+    }
     const pinned = await policy.pins?.get(signed.bundle.agentId);
     if (policy.onlyPinned && !pinned) {
       throw new NightjarError(

@@ -15,6 +15,7 @@ export {
   type TrustPolicy,
 } from './client.js';
 export { MemoryPinStore, type PinStore } from './pins.js';
+export { MemoryGatewayKeyStore, type GatewayKeyStore, type GatewayPinReason } from './gateway-pins.js';
 export {
   DEFAULT_RETRY_ON,
   RETRY_DEFAULTS,

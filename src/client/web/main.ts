@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { NightjarError, type ChatMessage } from '../../shared/index.js';
 import { IncompleteReplyError, NightjarClient, type ChatStream } from '../sdk/index.js';
-import { LocalStoragePinStore } from './local-pins.js';
+import { LocalStorageGatewayKeyStore, LocalStoragePinStore } from './local-pins.js';
 
 // The page runs under a CSP without 'unsafe-eval': keep zod from probing for `new Function`.
 z.config({ jitless: true });
@@ -34,6 +34,8 @@ const ui = {
 };
 
 const pins = new LocalStoragePinStore();
+// The page pins the gateway's key per browser profile (see docs/client.md, "The chat page").
+const gatewayKeys = new LocalStorageGatewayKeyStore();
 let history: ChatMessage[] = [];
 let current: ChatStream | null = null;
 
@@ -51,6 +53,7 @@ function client(): NightjarClient {
     gatewayUrl: window.location.origin,
     apiKey: apiKey || undefined,
     trust: { allowSynthetic: ui.synthetic.checked, pins },
+    gatewayKeys,
   });
 }
 
