@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelCatalog, openSqliteStore } from '../../src/gateway/index.js';
+import { toBase64Url } from '../../src/shared/index.js';
 import { catalogCases } from './support/catalog-cases.js';
 import { FakeClock } from './support/fake-clock.js';
 
@@ -70,6 +71,35 @@ describe('the gateway’s copy of the catalog (ModelCatalog, on a fake clock)', 
         issuedAt: 1_004_000,
         changes: 1,
       });
+    } finally {
+      catalog.dispose();
+      await store.dispose();
+    }
+  });
+
+  it('moves to the store’s new active key at its next read after a rotation, and re-signs the releases list on a change', async () => {
+    const store = await openSqliteStore({ path: path.join(dir, `catalog-${n++}.sqlite`) });
+    const clock = new FakeClock(1_000_000);
+    const first = await store.catalog.gatewayKey(clock.now());
+    const catalog = await ModelCatalog.load({ store: store.catalog, key: first, clock, refreshMs: 2000 });
+    try {
+      const list = await catalog.signedReleases();
+      expect({ releases: list.releases.releases, key: list.releases.gatewayKey }).toEqual({
+        releases: [],
+        key: toBase64Url(first.publicKey),
+      });
+      await store.catalog.addRelease({ version: '1.0.0', appHash: 'ab'.repeat(32) }, clock.now());
+      const { active } = await store.catalog.rotateKey(clock.now(), 60_000);
+      clock.advance(1999);
+      expect(await catalog.signedReleases()).toBe(list);
+      expect(catalog.gatewayKey.keyId).toBe(first.keyId);
+      clock.advance(1);
+      const next = await catalog.signedReleases();
+      expect(next.releases.releases).toEqual([{ version: '1.0.0', appHash: 'ab'.repeat(32) }]);
+      expect(next.releases.gatewayKey).toBe(active.publicKey);
+      expect(catalog.gatewayKey.keyId).toBe(active.keyId);
+      expect((await catalog.signed()).catalog.gatewayKey).toBe(active.publicKey);
+      expect(catalog.rotations.map((r) => r.rotation.oldKey)).toEqual([toBase64Url(first.publicKey)]);
     } finally {
       catalog.dispose();
       await store.dispose();

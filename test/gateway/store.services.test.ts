@@ -57,6 +57,7 @@ describe('the schema on PostgreSQL', () => {
         'catalog_files',
         'enrollment_tokens',
         'gateway_keys',
+        'gateway_releases',
         'jobs',
         'ledger_accounts',
         'ledger_transfers',

@@ -64,9 +64,8 @@ const RELEASES = [
 const GRACE = 30 * 86_400_000;
 
 beforeAll(async () => {
-  [K, K2, K3, M] = await Promise.all(
-    ['gateway', 'gateway-2', 'gateway-3', 'mallory'].map((n) => gatewayKeyFromSeed(testBytes(`gateway-word/${n}`, 32))),
-  );
+  const key = (n: string): Promise<GatewayKeyPair> => gatewayKeyFromSeed(testBytes(`gateway-word/${n}`, 32));
+  [K, K2, K3, M] = await Promise.all([key('gateway'), key('gateway-2'), key('gateway-3'), key('mallory')]);
   [A, B] = await Promise.all([makeAgent('gateway-word/a'), makeAgent('gateway-word/b')]);
   const candidates = [
     { bundle: A.signed, trust: 'signed' as const },

@@ -1,9 +1,17 @@
 /**
- * Catalog and gateway-key cases shared by the SQLite suite (catalog.store.test.ts) and the
+ * Catalog, gateway-key (rotation) and released-versions cases shared by the SQLite suite (catalog.store.test.ts) and the
  * PostgreSQL suite (store.services.test.ts): the same behaviour on both databases.
  */
 import { expect, it } from 'vitest';
-import { LIMITS, NightjarError, fromBase64Url, gatewayKeyIdFor, toBase64Url } from '../../../src/shared/index.js';
+import {
+  LIMITS,
+  NightjarError,
+  followRotations,
+  fromBase64Url,
+  gatewayKeyIdFor,
+  toBase64Url,
+  verifyRotation,
+} from '../../../src/shared/index.js';
 import type { StoreFactory } from './ledger-cases.js';
 
 const FILE = { sha256: 'cd'.repeat(32), bytes: 1000, name: 'a.gguf', quantization: 'Q4_K_M', contextLength: 4096 };
@@ -99,6 +107,63 @@ export function catalogCases(factory: StoreFactory): void {
       } finally {
         await again.dispose();
       }
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('rotates the key: the old one retired with its grace, the new one active, named by a statement the old key signed', async () => {
+    const { store, reopen } = await factory.open();
+    try {
+      const c = store.catalog;
+      const first = await c.gatewayKey(100);
+      const { retired, active } = await c.rotateKey(200, 1000);
+      expect(retired.keyId).toBe(first.keyId);
+      const second = await c.gatewayKey(300);
+      expect(second.keyId).toBe(active.keyId);
+      expect(second.keyId).not.toBe(first.keyId);
+      expect(await c.gatewayKeyInfo()).toEqual(active);
+      await c.rotateKey(400, 5000);
+      const keys = await c.listKeys();
+      expect(keys.map((k) => [k.retiredAt, k.graceUntil])).toEqual([
+        [null, null],
+        [400, 5400],
+        [200, 1200],
+      ]);
+      expect(keys[2]!.keyId).toBe(first.keyId);
+      // Statements oldest first, each while its grace lasts; the chain leads from the first key to the active one.
+      const all = await c.rotations(1200);
+      expect(all.map((r) => r.rotation.rotatedAt)).toEqual([200, 400]);
+      expect((await verifyRotation(all[0]!, { now: 1200 })).oldKey).toBe(toBase64Url(first.publicKey));
+      expect(await followRotations(first.publicKey, fromBase64Url(keys[0]!.publicKey), all, { now: 1200 })).toHaveLength(2);
+      expect((await c.rotations(1201)).map((r) => r.rotation.rotatedAt)).toEqual([400]);
+      const again = await reopen();
+      try {
+        expect((await again.catalog.gatewayKey(500)).keyId).toBe(keys[0]!.keyId);
+        expect(await again.catalog.rotations(0)).toEqual(all);
+      } finally {
+        await again.dispose();
+      }
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  it('adds, renames, lists by appHash and removes releases; refuses a malformed one', async () => {
+    const { store } = await factory.open();
+    try {
+      const c = store.catalog;
+      expect(await c.addRelease({ version: '1.4.2', appHash: 'cd'.repeat(32) }, 10)).toBe(true);
+      expect(await c.addRelease({ version: '1.4.1', appHash: 'ab'.repeat(32) }, 11)).toBe(true);
+      expect(await c.addRelease({ version: '1.4.2-1', appHash: 'cd'.repeat(32) }, 12)).toBe(false);
+      expect(await c.listReleases()).toEqual([
+        { version: '1.4.1', appHash: 'ab'.repeat(32), addedAt: 11 },
+        { version: '1.4.2-1', appHash: 'cd'.repeat(32), addedAt: 12 },
+      ]);
+      expect(await c.removeRelease('ab'.repeat(32))).toBe(1);
+      expect(await c.removeRelease('ab'.repeat(32))).toBe(0);
+      expect(await usageError(c.addRelease({ version: '1.0', appHash: 'AB'.repeat(32) }, 1))).toMatch(/^release: appHash/);
+      expect(await usageError(c.addRelease({ version: ' ', appHash: 'ab'.repeat(32) }, 1))).toMatch(/^release: version/);
     } finally {
       await store.dispose();
     }
