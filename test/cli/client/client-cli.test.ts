@@ -240,6 +240,38 @@ describe('nightjar chat, interactive', () => {
   });
 });
 
+describe('the gateway key: pinned by nightjar chat, given by --gateway-key, forgotten by nightjar trust reset', () => {
+  it('pins on first use in gateway-keys.json; a wrong --gateway-key is refused before sealing; trust reset forgets the pin', async () => {
+    net = await startNet();
+    const agent = await net.addAgent(new FakeEngine({ words: ['ok'] }));
+    const url = net.gateway.url;
+    const served = (await (await http.fetch(`${url}/v1/gateway-key`)).json()) as { key: string; keyId: string };
+    const first = io(noInput());
+    expect(await chatCommand(['--gateway', url, '--allow-synthetic', '--quiet', 'Hello'], first.io)).toBe(0);
+    const file = path.join(dir, 'gateway-keys.json');
+    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ v: 1, gateways: { [url]: { key: served.key, keyId: served.keyId } } });
+
+    const given = io(noInput());
+    expect(await chatCommand(['--gateway', url, '--allow-synthetic', '--gateway-key', served.keyId, '--quiet', 'Hi'], given.io)).toBe(0);
+    const wrong = io(noInput());
+    const other = '0123456789abcdef';
+    expect(await chatCommand(['--gateway', url, '--allow-synthetic', '--gateway-key', other, 'Hi'], wrong.io)).toBe(1);
+    expect(wrong.err()).toMatch(/^error NJ_GATEWAY_KEY_MISMATCH: .* check the key you gave \(--gateway-key\)/);
+    expect(agent.receipts).toHaveLength(2);
+    const bad = io(noInput());
+    expect(await chatCommand(['--gateway', url, '--allow-synthetic', '--gateway-key', 'nope', 'Hi'], bad.io)).toBe(1);
+    expect(bad.err()).toMatch(/^error NJ_CONFIG_INVALID: a gateway key is its base64url public key/);
+
+    const reset = io(noInput());
+    expect(await main(['trust', 'reset', '--gateway', `${url}/`], reset.io)).toBe(0);
+    expect(reset.out()).toMatch(new RegExp(`^Forgot gateway key ${served.keyId} of ${url}\\. The next use pins`));
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ v: 1, gateways: {} });
+    const again = io(noInput());
+    expect(await main(['trust', 'reset', '--gateway', url], again.io)).toBe(0);
+    expect(again.out()).toBe(`No key is pinned for ${url}; the next use pins the key it signs with.\n`);
+  });
+});
+
 describe('nightjar models offered', () => {
   it('lists what the gateway offers, synthetic models marked', async () => {
     net = await startNet();

@@ -198,6 +198,43 @@ describe('nightjar gateway admin commands', () => {
     }
   });
 
+  it('key shows id, public key, created and fingerprint; key rotate retires it with a grace period; releases add|list|remove', async () => {
+    const before = await run('key');
+    const oldId = /^Gateway key ([0-9a-f]{16}) /.exec(before.out)![1]!;
+    const fingerprint = /^ {2}((?:[0-9a-f]{4} ){7}[0-9a-f]{4})$/m.exec(before.out)![1]!;
+    expect(fingerprint.replace(/ /g, '').slice(0, 16)).toBe(oldId);
+    expect(before.out).toContain('It signs the model catalog, every directory answer and the released-versions list.');
+    expect(before.out).not.toContain('RETIRED KEY');
+
+    const rotated = await run('key', 'rotate', '--grace', '7d');
+    expect(rotated.code).toBe(0);
+    const newId = /^Rotated: gateway key ([0-9a-f]{16}) signs from now on/.exec(rotated.out)![1]!;
+    expect(rotated.out).toMatch(
+      new RegExp(`Key ${oldId} is retired and signs nothing more; .* until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d\\.`),
+    );
+    const after = await run('key');
+    expect(after.out).toMatch(new RegExp(`^Gateway key ${newId} `));
+    expect(after.out).toMatch(new RegExp(`^RETIRED KEY\\s+CREATED\\s+RETIRED\\s+FOLLOWABLE UNTIL\\n${oldId}  `, 'm'));
+    expect((await fails('key', 'rotate', '--grace', 'soon')).code).toBe('NJ_USAGE');
+
+    expect((await run('releases', 'add', '1.4.2', 'cd'.repeat(32))).out).toBe(
+      `Listed ${'cd'.repeat(32)} as release 1.4.2; the gateway serves it signed at GET /v1/releases.\n`,
+    );
+    expect((await run('releases', 'add', '1.4.1', 'ab'.repeat(32))).code).toBe(0);
+    const list = (await run('releases', 'list')).out.trimEnd().split('\n');
+    expect(list.map((l) => l.split(/\s+/).slice(0, 2).join(' '))).toEqual([
+      'VERSION APP',
+      `1.4.1 ${'ab'.repeat(32)}`,
+      `1.4.2 ${'cd'.repeat(32)}`,
+    ]);
+    expect((await fails('releases', 'add', '1.0', 'nothex')).message).toMatch(/^release: appHash: expected 32 bytes of lower-case hex/);
+    expect((await run('releases', 'remove', 'ab'.repeat(32))).out).toBe(`${'ab'.repeat(32)} is no longer a release.\n`);
+    expect(await fails('releases', 'remove', 'ab'.repeat(32))).toMatchObject({
+      code: 'NJ_NOT_FOUND',
+      message: `no release has app hash ${'ab'.repeat(32)}`,
+    });
+  });
+
   it('parses and prints amounts exactly', () => {
     expect(parseCredits('0.000001', 'x')).toBe(1n);
     expect(parseCredits('12', 'x')).toBe(12_000_000n);
