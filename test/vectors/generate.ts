@@ -27,15 +27,23 @@ import path from 'node:path';
 import {
   AUTH_DOMAIN,
   BUNDLE_DOMAIN,
+  DIRECTORY_DOMAIN,
   RECEIPT_DOMAIN,
+  RELEASES_DOMAIN,
+  ROTATION_DOMAIN,
   ReplySealer,
   boxKeyFromSecret,
   createBundle,
+  createDirectoryAnswer,
+  createRotation,
+  createSignedReleases,
   cryptoBackend,
   deriveReplyKeys,
   fromBase64Url,
   fromHex,
   fromUtf8,
+  gatewayKeyFingerprint,
+  gatewayKeyFromSeed,
   headerDigest,
   identityFromSeed,
   sealRequest,
@@ -56,6 +64,7 @@ import {
   type Receipt,
   type ReplyFinal,
   type Sampling,
+  type SignedBundle,
 } from '../../src/shared/index.js';
 
 const HERE = import.meta.dirname;
@@ -146,8 +155,10 @@ async function build(commit: string): Promise<Record<string, Vectors>> {
   const bundleInputs = { models: [MODEL], slots: 4, platform: PLATFORM, posture: POSTURE, now: NOW };
   const bundles: Record<string, { signingBytes: string; signed: unknown }> = {};
   const verified = [];
+  const signedBundles: SignedBundle[] = [];
   for (const name of ['agentA', 'agentB'] as const) {
     const signed = await createBundle({ identity: identities[name], boxKey: boxKeys[name], ...bundleInputs });
+    signedBundles.push(signed);
     verified.push(await verifyBundle(signed, { now: NOW }));
     bundles[name] = { signingBytes: fromUtf8(signingBytes(BUNDLE_DOMAIN, signed.bundle)), signed };
   }
@@ -246,7 +257,46 @@ async function build(commit: string): Promise<Record<string, Vectors>> {
     signed: await signReceipt(receiptBody, identities.agentA),
   };
 
+  const gateway = await gatewayKeyFromSeed(fixed('gateway/seed', 32));
+  const next = await gatewayKeyFromSeed(fixed('gateway/next-seed', 32));
+  const describeKey = (k: typeof gateway) => ({
+    seed: toHex(k.seed),
+    publicKey: toBase64Url(k.publicKey),
+    keyId: k.keyId,
+    fingerprint: gatewayKeyFingerprint(k.publicKey),
+  });
+  const directory = await createDirectoryAnswer({
+    key: gateway,
+    request: { nonce: toBase64Url(fixed('directory/nonce', 16)), model: MODEL.id, k: 2, minTrust: 'signed' },
+    candidates: signedBundles.map((b) => ({ bundle: b, trust: 'signed' as const })),
+    now: NOW + 1000,
+  });
+  const { signature: _directorySignature, ...directoryBody } = directory;
+  const releases = await createSignedReleases({
+    key: gateway,
+    releases: [
+      { version: '1.0.0', appHash: POSTURE.appHash! },
+      { version: '1.0.1', appHash: toHex(fixed('app/hash/1.0.1', 32)) },
+    ],
+    now: NOW,
+  });
+  const rotation = await createRotation({ oldKey: gateway, newKey: next.publicKey, rotatedAt: NOW, graceUntil: NOW + 30 * 86_400_000 });
+  const gatewayWord = {
+    source: from(
+      "the gateway key's seed is fixed('gateway/seed', 32), its successor's fixed('gateway/next-seed', 32); keyId = " +
+        'hex(SHA-256("nightjar/gateway-key-id/v1\\n" ‖ public key)[0..8]), fingerprint the first 16 bytes in groups of 4; ' +
+        "the directory answer names both bundles of nightjar-bundle.json for nonce fixed('directory/nonce', 16); " +
+        "the releases list names agent A's app hash as 1.0.0; the rotation statement is signed by the first key",
+    ),
+    gateway: describeKey(gateway),
+    next: describeKey(next),
+    directory: { signingBytes: fromUtf8(signingBytes(DIRECTORY_DOMAIN, directoryBody)), answer: directory },
+    releases: { signingBytes: fromUtf8(signingBytes(RELEASES_DOMAIN, releases.releases)), signed: releases },
+    rotation: { signingBytes: fromUtf8(signingBytes(ROTATION_DOMAIN, rotation.rotation)), signed: rotation },
+  };
+
   return {
+    'nightjar-gateway-word.json': gatewayWord,
     'nightjar-keys.json': keys,
     'nightjar-bundle.json': bundle,
     'nightjar-challenge.json': challenge,
