@@ -50,6 +50,20 @@ import {
   type SignedBundle,
   type SignedReceipt,
   type ChallengeFields,
+  type CandidatesResponse,
+  type SignedGatewayRotation,
+  type SignedReleasesList,
+  DIRECTORY_DOMAIN,
+  RELEASES_DOMAIN,
+  ROTATION_DOMAIN,
+  createDirectoryAnswer,
+  createRotation,
+  createSignedReleases,
+  gatewayKeyFingerprint,
+  gatewayKeyFromSeed,
+  verifyDirectoryAnswer,
+  verifyRotation,
+  verifySignedReleases,
 } from '../../src/shared/index.js';
 import { expectNjError } from './support/expect-error.js';
 import { sequenceRandom } from './support/fixtures.js';
@@ -132,6 +146,21 @@ const CHALLENGE = load<Challenge>('nightjar-challenge.json');
 const ENVELOPE = load<EnvelopeVectors>('nightjar-envelope.json');
 const REPLY = load<ReplyVectors>('nightjar-reply.json');
 const RECEIPT = load<ReceiptVectors>('nightjar-receipt.json');
+
+interface GatewayKeyVector {
+  seed: string;
+  publicKey: string;
+  keyId: string;
+  fingerprint: string;
+}
+interface GatewayWordVectors {
+  gateway: GatewayKeyVector;
+  next: GatewayKeyVector;
+  directory: { signingBytes: string; answer: CandidatesResponse };
+  releases: { signingBytes: string; signed: SignedReleasesList };
+  rotation: { signingBytes: string; signed: SignedGatewayRotation };
+}
+const GATEWAY_WORD = load<GatewayWordVectors>('nightjar-gateway-word.json');
 
 /** HSalsa20 of a shared secret with NaCl's constants: what crypto_box_beforenm adds to X25519. */
 function hsalsa20(shared: Uint8Array): Uint8Array {
@@ -334,6 +363,51 @@ describe.each([
       }
       expect(opener.finish()).toEqual(inputs.deltas.at(-1)!.final);
       expect(toBase64Url(opener.digest())).toBe(REPLY.replyDigest);
+    });
+
+    it('gateway word: keys, ids, fingerprints; directory answer, releases and rotation verify and sign again identically', async () => {
+      const V = GATEWAY_WORD;
+      const [gateway, next] = await Promise.all([gatewayKeyFromSeed(fromHex(V.gateway.seed)), gatewayKeyFromSeed(fromHex(V.next.seed))]);
+      for (const [k, v] of [
+        [gateway, V.gateway],
+        [next, V.next],
+      ] as const) {
+        expect({ publicKey: toBase64Url(k.publicKey), keyId: k.keyId, fingerprint: gatewayKeyFingerprint(k.publicKey) }).toEqual({
+          publicKey: v.publicKey,
+          keyId: v.keyId,
+          fingerprint: v.fingerprint,
+        });
+        // The id recomputed independently: SHA-256 of the tagged key, first 8 bytes.
+        const tagged = Buffer.concat([Buffer.from('nightjar/gateway-key-id/v1\n'), Buffer.from(k.publicKey)]);
+        expect(createHash('sha256').update(tagged).digest('hex').slice(0, 16)).toBe(k.keyId);
+      }
+      const { answer } = V.directory;
+      const { signature: _s, ...body } = answer;
+      expect(answer.candidates.map((c) => c.bundle)).toEqual([BUNDLES.bundles.agentA.signed, BUNDLES.bundles.agentB.signed]);
+      expect(fromUtf8(signingBytes(DIRECTORY_DOMAIN, body))).toBe(V.directory.signingBytes);
+      expect(await verifyDirectoryAnswer(answer, { gatewayKey: gateway.publicKey, request: answer.request, now: answer.issuedAt })).toEqual(
+        answer,
+      );
+      expect(
+        await createDirectoryAnswer({ key: gateway, request: answer.request, candidates: answer.candidates, now: answer.issuedAt }),
+      ).toEqual(answer);
+      const { signed: releases } = V.releases;
+      expect(fromUtf8(signingBytes(RELEASES_DOMAIN, releases.releases))).toBe(V.releases.signingBytes);
+      await verifySignedReleases(releases, { gatewayKey: gateway.publicKey, now: releases.releases.issuedAt });
+      expect(await createSignedReleases({ key: gateway, releases: releases.releases.releases, now: releases.releases.issuedAt })).toEqual(
+        releases,
+      );
+      const { signed: rotation } = V.rotation;
+      expect(fromUtf8(signingBytes(ROTATION_DOMAIN, rotation.rotation))).toBe(V.rotation.signingBytes);
+      expect(await verifyRotation(rotation, { now: rotation.rotation.rotatedAt })).toEqual(rotation.rotation);
+      expect(
+        await createRotation({
+          oldKey: gateway,
+          newKey: next.publicKey,
+          rotatedAt: rotation.rotation.rotatedAt,
+          graceUntil: rotation.rotation.graceUntil,
+        }),
+      ).toEqual(rotation);
     });
 
     it('receipt: verifies against the job and reply above, and is signed again identically', async () => {
