@@ -8,8 +8,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   NightjarError,
   PROTOCOL_VERSION,
+  decodeDirectoryAnswer,
   decodeSignedCatalog,
+  decodeSignedReleases,
   fromBase64Url,
+  toBase64Url,
   gatewayKeyResponseSchema,
   modelsResponseSchema,
   sealRequest,
@@ -363,5 +366,50 @@ describe('the catalog served and administered', () => {
     expect(await n.store.ledger.job(result.jobId)).toMatchObject({ status: 'settled', charged: 18n });
     expect(await n.store.catalog.removeFile(REAL_MODEL.id, FAKE_FILE.sha256)).toBe(1);
     expect((await errorOf(c.complete(ask))).code).toBe('NJ_MODEL_UNKNOWN');
+  });
+
+  it('GET /v1/releases and every GET /v1/candidates answer are signed by that key; a rotation moves all three to the new key', async () => {
+    const n = await network({ catalogRefreshMs: 0 });
+    await agent(n, REAL_MODEL);
+    const key = async () => gatewayKeyResponseSchema.parse(await (await http.fetch(`${n.gateway.url}/v1/gateway-key`)).json());
+    const releases = async (gatewayKey: Uint8Array) =>
+      decodeSignedReleases(await (await http.fetch(`${n.gateway.url}/v1/releases`)).text(), { gatewayKey, now: Date.now() });
+    const nonce = toBase64Url(new Uint8Array(16).fill(7));
+    const request = { nonce, model: REAL_MODEL.id, k: 2, minTrust: 'signed' as const };
+    const candidates = async (gatewayKey: Uint8Array, query = `model=${REAL_MODEL.id}&k=2&nonce=${nonce}`) => {
+      const res = await http.fetch(`${n.gateway.url}/v1/candidates?${query}`, { headers: { authorization: `Bearer ${n.key.key}` } });
+      return decodeDirectoryAnswer(await res.text(), { gatewayKey, request, now: Date.now() });
+    };
+    const before = await key();
+    expect(before.rotations).toBeUndefined(); // absent until a rotation: an older parser still reads the answer
+    const k1 = fromBase64Url(before.key);
+    await n.store.catalog.addRelease({ version: '1.0.0', appHash: 'ab'.repeat(32) }, Date.now());
+    expect((await releases(k1)).list.releases).toEqual([{ version: '1.0.0', appHash: 'ab'.repeat(32) }]);
+    const answer = await candidates(k1);
+    expect(answer.request).toEqual(request);
+    expect(answer.candidates).toHaveLength(1);
+    expect(answer.candidates[0]!.trust).toBe('signed');
+    // Without a nonce the answer says so (null), and a client that sent one refuses it.
+    await expect(candidates(k1, `model=${REAL_MODEL.id}&k=2`)).rejects.toMatchObject({ code: 'NJ_DIRECTORY_INVALID' });
+    const bad = await http.fetch(`${n.gateway.url}/v1/candidates?model=${REAL_MODEL.id}&nonce=short`, {
+      headers: { authorization: `Bearer ${n.key.key}` },
+    });
+    expect({ status: bad.status, body: await bad.json() }).toEqual({
+      status: 400,
+      body: { error: { code: 'NJ_BAD_REQUEST', message: 'nonce must be 16 random bytes in base64url' } },
+    });
+
+    const { active } = await n.store.catalog.rotateKey(Date.now(), 60_000);
+    const after = await key();
+    expect({ key: after.key, keyId: after.keyId, rotations: after.rotations?.length }).toEqual({
+      key: active.publicKey,
+      keyId: active.keyId,
+      rotations: 1,
+    });
+    const k2 = fromBase64Url(after.key);
+    await expect(releases(k1)).rejects.toMatchObject({ code: 'NJ_GATEWAY_KEY_MISMATCH' });
+    await expect(candidates(k1)).rejects.toMatchObject({ code: 'NJ_GATEWAY_KEY_MISMATCH' });
+    expect((await releases(k2)).list.gatewayKey).toBe(after.key);
+    expect((await candidates(k2)).gatewayKey).toBe(after.key);
   });
 });
