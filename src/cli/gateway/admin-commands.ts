@@ -242,15 +242,6 @@ export async function adminCommand(
         out(`${model} has no price now; the gateway refuses it (NJ_MODEL_UNPRICED) until it is priced again.\n`);
         return 0;
       }
-      case 'catalog add':
-      case 'catalog list':
-      case 'catalog remove':
-      case 'key show':
-      case 'key rotate':
-      case 'releases add':
-      case 'releases list':
-      case 'releases remove':
-        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
       case 'ledger check': {
         const problems = await ledger.checkInvariants();
         if (problems.length === 0) {
@@ -260,6 +251,9 @@ export async function adminCommand(
         out(problems.map((p) => `PROBLEM ${p}`).join('\n') + '\n');
         return 1;
       }
+      default:
+        // catalog, key and releases
+        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
     }
   } finally {
     await store.dispose();
