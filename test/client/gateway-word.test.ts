@@ -194,6 +194,29 @@ describe('directory answers', () => {
   });
 });
 
+describe('the trust the gateway judged', () => {
+  // Fails without the judged-trust check in NightjarClient#checkCandidate: the refusal then comes from the client's own
+  // trust check, with its other message (that check is the second line; today it grants only `signed`).
+  it('a candidate the signed answer puts below minTrust is refused before sealing, even from the pinned key', async () => {
+    const { n, s } = await start();
+    const key = await s.catalog.gatewayKey(Date.now());
+    // The gateway itself (its key) answers minTrust attested with an agent it judged only signed.
+    const lenient = between(async (p, body) => {
+      if (p !== '/v1/candidates') return body;
+      const a = body as CandidatesResponse;
+      return createDirectoryAnswer({ key, request: { ...a.request, minTrust: 'attested' }, candidates: a.candidates, now: a.issuedAt });
+    });
+    const rewriting: typeof fetch = (input, init) =>
+      lenient.fetch(String(input instanceof Request ? input.url : input).replace('minTrust=attested', 'minTrust=signed'), init);
+    const c = client(n, { fetch: rewriting, trust: { allowSynthetic: true, minTrust: 'attested' } });
+    await expect(c.complete(ask)).rejects.toMatchObject({
+      code: 'NJ_TRUST_POLICY',
+      message: expect.stringMatching(/: the gateway judged agent [0-9a-f]{8} signed; the policy asks for attested$/),
+    });
+    expect(lenient.jobs()).toBe(0);
+  });
+});
+
 describe('rotation', () => {
   // Fails without followRotations in NightjarClient#checkGatewayKey: the rotated gateway's answers are refused as a mismatch.
   it('a client that pinned the old key follows two rotations signed key by key, and its pin file moves with it', async () => {
