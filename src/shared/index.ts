@@ -21,6 +21,7 @@ export * from './crypto/hash.js';
 export * from './crypto/keys.js';
 export * from './crypto/bundle.js';
 export * from './crypto/auth.js';
+export * from './crypto/attestation.js';
 export * from './crypto/envelope.js';
 export * from './crypto/reply.js';
 export * from './crypto/receipt.js';

@@ -17,6 +17,7 @@ import {
 import { PROTOCOL_VERSION } from '../protocol/limits.js';
 import { cryptoBackend } from './backend.js';
 import { isWeakEd25519Key } from './ed25519-order.js';
+import { attestBundle, type EnclaveSigner } from './attestation.js';
 import { agentIdFor, boxKeyIdFor, type BoxKeyPair, type IdentityKeyPair } from './keys.js';
 
 /** Signing domain of bundles. */
@@ -36,6 +37,8 @@ export interface CreateBundleOptions {
   now: number;
   /** How long the bundle is valid. Defaults to 25 hours (box keys rotate every 24). */
   validityMs?: number;
+  /** The Secure Enclave key that co-signs the bundle (its `attestation`). Defaults to none: no attestation. */
+  enclave?: EnclaveSigner;
 }
 
 /** Builds and signs a bundle. */
@@ -57,7 +60,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Signed
     },
     'bundle',
   );
-  return signBundle(bundle, options.identity);
+  return signBundle(options.enclave ? await attestBundle(bundle, options.enclave) : bundle, options.identity);
 }
 
 /** Signs a bundle with its identity key. */

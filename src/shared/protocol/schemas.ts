@@ -281,7 +281,12 @@ export const helloFrame = frame('hello', {
   bundle: signedBundleSchema,
   enrollToken: z.string().min(1).max(LIMITS.maxTokenLength).optional(),
 });
-export const authFrame = frame('auth', { signature: b64(64) });
+/**
+ * The answer to the handshake's challenge: the identity key's signature and, from an agent with a
+ * Secure Enclave key, the enclave's DER signature over the challenge, agent id and box key id
+ * (src/shared/crypto/attestation.ts). Absent: the agent claims no attestation.
+ */
+export const authFrame = frame('auth', { signature: b64(64), enclaveSignature: b64Max(72).optional() });
 export const statusFrame = frame('status', {
   state: agentStateSchema,
   model: modelIdSchema.nullable(),
@@ -321,7 +326,8 @@ export const failedFrame = frame('failed', {
  */
 export const receiptFrame = frame('receipt', { jobId: jobIdSchema, attempt: attemptSchema, receipt: signedReceiptSchema });
 export const bundleFrame = frame('bundle', { bundle: signedBundleSchema });
-export const attestFrame = frame('attest', { nonce: b64(32), signature: b64(64) });
+/** The answer to a periodic challenge, naming its nonce; `enclaveSignature` as in the auth frame. */
+export const attestFrame = frame('attest', { nonce: b64(32), signature: b64(64), enclaveSignature: b64Max(72).optional() });
 export const goodbyeFrame = frame('goodbye', {
   reason: goodbyeReasonSchema,
 });
