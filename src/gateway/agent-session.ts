@@ -20,6 +20,12 @@ import {
   verifyBundle,
   verifyChallenge,
   withDefaults,
+  NO_RELEASES,
+  judgeAttestation,
+  judgeBundleAttestation,
+  sameEnclaveKey,
+  type AttestationReason,
+  type ReleasedApps,
   type AgentFrame,
   type AsyncResource,
   type ErrorCode,
@@ -62,6 +68,11 @@ export interface AgentSessionOptions {
   /** Largest frame accepted before the handshake completes (hello, auth), at most maxFrameBytes. Defaults to 64 KiB. */
   maxHandshakeFrameBytes?: number;
   /**
+   * Which app hashes are releases (the attestation's app measurement check). Defaults to
+   * {@link NO_RELEASES}: no agent is attested.
+   */
+  releases?: ReleasedApps;
+  /**
    * Admits an agent that proved its identity: records it and resolves with its operator binding,
    * using the enrollment token from its hello if any. Throws NJ_ENROLL_INVALID to refuse it.
    * Defaults to admitting everyone unbound.
@@ -91,6 +102,7 @@ export const AGENT_SESSION_DEFAULTS: Required<Omit<AgentSessionOptions, 'socket'
   challengeTimeoutMs: 10_000,
   maxFrameBytes: LIMITS.maxAgentFrameBytes,
   maxHandshakeFrameBytes: 64 * 1024,
+  releases: NO_RELEASES,
   admit: async () => ({ operatorId: null }),
   lateReceipt: async () => ({ outcome: 'retry', code: 'NJ_INTERNAL', message: 'this gateway keeps no ledger' }),
 };
@@ -104,8 +116,14 @@ type Phase = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
 export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource {
   agentId = '';
   bundle!: VerifiedBundle;
-  /** `signed`: Secure Enclave attestation is not verified by this gateway, so nobody is `attested`. */
+  /**
+   * `attested` only while the last judgement held: the Secure Enclave co-signature of the current
+   * bundle and the enclave's answer to the last challenge (the handshake's, then each periodic
+   * one) verify, the posture is hardened and its app hash is a release. Otherwise `signed`.
+   */
   trust: Trust = 'signed';
+  /** Why the agent is or is not attested, as last judged (`['valid']` when attested). */
+  attestation: AttestationReason[] = ['no-attestation'];
   status: AgentStatus | null = null;
   inFlight = 0;
   inFlightAtStatus = 0;
@@ -357,6 +375,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
         this.bundle.identityKey,
       );
       if (!ok) throw new NightjarError('NJ_AUTH_FAILED', 'the challenge signature does not verify');
+      await this.#judge(this.#challenge, frame.enclaveSignature, arrivedAt, this.#options.handshakeTimeoutMs);
       this.#challenge = null;
       this.#phase = 'admitting';
       // The enrollment token binds only after the identity is proven, so a stolen bundle cannot
@@ -424,7 +443,16 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
         if (next.bundle.agentId !== this.agentId) {
           throw new ProtocolError('NJ_BUNDLE_INVALID', 'a rotated bundle must keep the same identity');
         }
+        const previous = this.bundle;
         this.bundle = next;
+        // The enclave's last answer named the old box key; the new bundle keeps `attested` only if
+        // the same enclave key co-signed it. The next periodic answer judges it whole.
+        if (this.trust === 'attested') {
+          const judged = await judgeBundleAttestation(next.bundle, this.#options.releases);
+          if (judged.trust !== 'attested' || !sameEnclaveKey(previous.bundle, next.bundle)) {
+            this.#setAttestation('signed', judged.trust === 'attested' ? ['enclave-key-not-bound'] : judged.reasons);
+          }
+        }
         this.#capacity.fire(this);
         return;
       }
@@ -472,6 +500,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     );
     if (!ok) throw new NightjarError('NJ_AUTH_FAILED', 'the challenge answer does not verify');
     if (this.#periodic !== p) return;
+    await this.#judge(p, frame.enclaveSignature, arrivedAt, this.#timeoutMs);
+    if (this.#periodic !== p) return;
     this.#periodic = null;
     if (this.#deadlineTimer) this.#options.clock.clearTimeout(this.#deadlineTimer);
     this.#deadlineTimer = null;
@@ -484,6 +514,58 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     this.challengedAt = arrivedAt;
     if (wasMissed) this.#log.info('agent answered a challenge again; back in routing', { agentId: this.agentId });
     this.#capacity.fire(this);
+  }
+
+  /**
+   * Judges the attestation against challenge `c` (this gateway's outstanding one) and the enclave
+   * signature the agent sent with its answer, and sets {@link AgentSession.trust}. A failure drops
+   * the agent to `signed` (it keeps serving jobs that do not ask for attestation) and is logged
+   * with its reasons, never with a signature or key.
+   */
+  async #judge(
+    c: { nonce: string; time: number },
+    enclaveSignature: string | undefined,
+    arrivedAt: number,
+    maxAgeMs: number,
+  ): Promise<void> {
+    const { bundle } = this.bundle;
+    const answer =
+      enclaveSignature === undefined
+        ? null
+        : {
+            gatewayId: this.#options.gatewayId,
+            nonce: c.nonce,
+            time: c.time,
+            agentId: this.agentId,
+            boxKeyId: bundle.boxKeyId,
+            signature: enclaveSignature,
+          };
+    const judged = await judgeAttestation(bundle, answer, {
+      now: arrivedAt,
+      gatewayId: this.#options.gatewayId,
+      nonce: c.nonce,
+      maxAgeMs,
+      releases: this.#options.releases,
+    });
+    this.#setAttestation(judged.trust, judged.reasons);
+  }
+
+  #setAttestation(trust: Trust, reasons: AttestationReason[]): void {
+    const was = this.trust;
+    this.trust = trust;
+    this.attestation = reasons;
+    const claimed = this.bundle.bundle.attestation !== undefined;
+    if (was === 'attested' && trust !== 'attested') {
+      this.#log.warn('agent no longer attested; it serves only jobs that do not ask for attestation', {
+        agentId: this.agentId,
+        reasons: reasons.join(','),
+      });
+    } else if (was !== trust && trust === 'attested') {
+      this.#log.info('agent attested', { agentId: this.agentId });
+    } else if (claimed && trust !== 'attested' && this.#phase !== 'ready') {
+      this.#log.info('agent claims attestation but is not attested', { agentId: this.agentId, reasons: reasons.join(',') });
+    }
+    if (was !== trust && this.#phase === 'ready') this.#capacity.fire(this);
   }
 
   #markMissed(why: string): void {

@@ -4,7 +4,17 @@
  * built. Everything after that reads the resolved object; nothing re-applies a default.
  */
 import type { StaticSite } from '../node/index.js';
-import { LIMITS, NightjarError, silentLogger, systemClock, withDefaults, type Clock, type Logger } from '../shared/index.js';
+import {
+  LIMITS,
+  NO_RELEASES,
+  NightjarError,
+  silentLogger,
+  systemClock,
+  withDefaults,
+  type Clock,
+  type Logger,
+  type ReleasedApps,
+} from '../shared/index.js';
 import { JOB_TIMEOUT_DEFAULTS, type JobTimeouts } from './job.js';
 import type { GatewayStore } from './store/gateway-store.js';
 
@@ -87,6 +97,13 @@ export interface GatewayOptions {
   challengeIntervalMs?: number;
   /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
   challengeTimeoutMs?: number;
+  /**
+   * Which app hashes are released Nightjar builds: an agent is `attested` only while its posture's
+   * appHash is one (and its Secure Enclave signatures and hardened posture hold). Asked at every
+   * handshake and periodic challenge. Defaults to {@link NO_RELEASES}: nothing is a release, so no
+   * agent is attested until a list is given.
+   */
+  releasedApps?: ReleasedApps;
   /** Candidates handed to a client when it asks for none in particular. Defaults to 3. */
   defaultCandidates?: number;
   /** Per-job timeouts, each field defaulted on its own. Defaults as {@link JobTimeouts} says. */
@@ -189,6 +206,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   heartbeatMs: 15_000,
   challengeIntervalMs: 60_000,
   challengeTimeoutMs: 10_000,
+  releasedApps: NO_RELEASES,
   defaultCandidates: 3,
   jobTimeouts: JOB_TIMEOUT_DEFAULTS,
   maxQueuePerModel: 64,

@@ -77,7 +77,8 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
   if (chosen.length === 0 && minTrust !== 'signed' && directory.candidates({ ...needs, minTrust: 'signed' }, 1).length > 0) {
     throw new NightjarError(
       'NJ_TRUST_POLICY',
-      `no agent serving ${model.data} is ${minTrust}; this gateway verifies no attestation, so every agent is signed`,
+      `no agent serving ${model.data} is ${minTrust} now; the agents serving it are signed only ` +
+        '(on an agent, `nightjar doctor` says why it is not attested)',
     );
   }
   const anyFree = chosen.some((e) => directory.freeSlots(e) > 0);

@@ -16,9 +16,12 @@ import {
   openRequest,
   randomBytes,
   signChallenge,
+  signEnclaveAnswer,
   signReceipt,
   toBase64Url,
   type AgentFrame,
+  type EnclaveSigner,
+  type Posture,
   type BoxKeyPair,
   type GatewayFrame,
   type IdentityKeyPair,
@@ -41,6 +44,12 @@ export interface RawAgentOptions {
   answerChallenges?: boolean;
   /** Send a serving status after the welcome. Defaults to true. */
   serving?: boolean;
+  /** A (software) enclave key that co-signs the bundle and answers challenges. Defaults to none. */
+  enclave?: EnclaveSigner;
+  /** The bundle's posture. Defaults to an unattested one (every field null). */
+  posture?: Posture;
+  /** Who signs the enclave answers at first (see RawAgent.enclaveAnswers). Defaults to 'enclave'. */
+  enclaveAnswers?: 'enclave' | EnclaveSigner | 'none';
 }
 
 /** What a served job produced, so a test can check or forge what follows. */
@@ -53,6 +62,8 @@ export class RawAgent {
   readonly frames: GatewayFrame[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   answerChallenges: boolean;
+  /** Who signs the enclave answers: the bundle's enclave key, another key, or nobody (no enclaveSignature). */
+  enclaveAnswers: 'enclave' | EnclaveSigner | 'none';
   #waiters: { type: string; resolve: (f: GatewayFrame) => void }[] = [];
 
   private constructor(
@@ -62,6 +73,7 @@ export class RawAgent {
     readonly options: RawAgentOptions,
   ) {
     this.answerChallenges = options.answerChallenges ?? true;
+    this.enclaveAnswers = options.enclaveAnswers ?? 'enclave';
     this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
@@ -79,8 +91,16 @@ export class RawAgent {
       models: [options.model, ...(options.extraModels ?? [])],
       slots: options.slots ?? 2,
       platform: { os: 'test', osVersion: '1', arch: 'x64', chip: 'test', memoryBytes: 1 },
-      posture: { sip: null, hardenedRuntime: null, debuggerDenied: null, secureEnclave: false, appVersion: 'raw', appHash: null },
+      posture: options.posture ?? {
+        sip: null,
+        hardenedRuntime: null,
+        debuggerDenied: null,
+        secureEnclave: false,
+        appVersion: 'raw',
+        appHash: null,
+      },
       now: Date.now(),
+      ...(options.enclave ? { enclave: options.enclave } : {}),
     });
     const socket = new WebSocket(options.url, { perMessageDeflate: false });
     const agent = new RawAgent(socket, identity, boxKey, options);
@@ -95,13 +115,24 @@ export class RawAgent {
         agent.frames.push(frame);
         if (frame.type === 'challenge' && (!authenticated || agent.answerChallenges)) {
           const periodic = authenticated;
-          void signChallenge({ ...frame, agentId: identity.agentId }, identity).then((signature) =>
+          void (async () => {
+            const signature = await signChallenge({ ...frame, agentId: identity.agentId }, identity);
+            const signer =
+              agent.enclaveAnswers === 'enclave' ? options.enclave : agent.enclaveAnswers === 'none' ? undefined : agent.enclaveAnswers;
+            const fields = {
+              gatewayId: frame.gatewayId,
+              nonce: frame.nonce,
+              time: frame.time,
+              agentId: identity.agentId,
+              boxKeyId: boxKey.keyId,
+            };
+            const enclave = signer ? { enclaveSignature: await signEnclaveAnswer(fields, signer) } : {};
             agent.send(
               periodic
-                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature }
-                : { v: PROTOCOL_VERSION, type: 'auth', signature },
-            ),
-          );
+                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature, ...enclave }
+                : { v: PROTOCOL_VERSION, type: 'auth', signature, ...enclave },
+            );
+          })();
         } else if (frame.type === 'welcome') {
           authenticated = true;
           if (options.serving ?? true) agent.status();

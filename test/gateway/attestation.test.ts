@@ -1,0 +1,129 @@
+/**
+ * The gateway's attestation check (AgentSession): `attested` is granted at the handshake only when
+ * the bundle's enclave co-signature and the enclave's answer to the challenge verify, the posture
+ * is hardened and the app hash is a release; every periodic answer is judged again, and a failed
+ * one drops the agent to `signed` (it stays connected and serves jobs that do not ask for more).
+ * Real gateway on port 0, a frame-level agent with a software enclave key, a fake clock.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { releasedAppsOf, type Posture } from '../../src/shared/index.js';
+import type { Gateway } from '../../src/gateway/index.js';
+import { perTestFetch } from '../helpers/http-client.js';
+import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../helpers/network.js';
+import { softwareEnclave } from '../helpers/software-enclave.js';
+import { FakeClock } from './support/fake-clock.js';
+import { RawAgent } from './support/raw-agent.js';
+
+const http = perTestFetch();
+let gateway: Gateway | undefined;
+const raws: RawAgent[] = [];
+afterEach(async () => {
+  await Promise.all(raws.splice(0).map((r) => r.close()));
+  await gateway?.dispose();
+  gateway = undefined;
+});
+
+const INTERVAL = 60_000;
+const RELEASED = 'ab'.repeat(32);
+const HARDENED: Posture = {
+  sip: true,
+  hardenedRuntime: true,
+  debuggerDenied: true,
+  secureEnclave: true,
+  appVersion: '1.0.0',
+  appHash: RELEASED,
+};
+
+async function setup(clock = new FakeClock()): Promise<Gateway> {
+  gateway = await startTestGateway({
+    clock,
+    challengeIntervalMs: INTERVAL,
+    challengeTimeoutMs: 10_000,
+    heartbeatMs: 3_600_000,
+    releasedApps: releasedAppsOf([RELEASED]),
+  });
+  return gateway;
+}
+
+async function attestedCandidates(gw: Gateway): Promise<string[]> {
+  const res = await http.fetch(`${gw.url}/v1/candidates?model=${FAKE_MODEL.id}&minTrust=attested`);
+  const body = await res.json();
+  return res.ok ? body.candidates.map((c: { bundle: { bundle: { agentId: string } }; trust: string }) => c.trust) : [body.error.code];
+}
+
+async function connect(gw: Gateway, posture: Posture, answers: RawAgent['enclaveAnswers'] = 'enclave'): Promise<RawAgent> {
+  const raw = await RawAgent.connect({
+    url: gw.agentUrl,
+    model: FAKE_MODEL,
+    enclave: await softwareEnclave(),
+    posture,
+    enclaveAnswers: answers,
+  });
+  raws.push(raw);
+  await agentServing(gw, raw.agentId, 2000);
+  return raw;
+}
+
+describe('attestation at the gateway', () => {
+  // Fails without the judgement at auth (trust left at its initial value): the welcome says signed
+  // and minTrust=attested finds nobody. Fails the other way without the release check (the
+  // posture reasons): the unreleased agent below is attested. Both shown once.
+  it('grants attested to a hardened, released agent whose enclave signs, and offers it to minTrust=attested', async () => {
+    const gw = await setup();
+    const raw = await connect(gw, HARDENED);
+    expect(raw.frames.find((f) => f.type === 'welcome')).toMatchObject({ trust: 'attested' });
+    expect(gw.directory.get(raw.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
+    expect(await attestedCandidates(gw)).toEqual(['attested']);
+  });
+
+  it('keeps an agent with an unreleased app hash, SIP off, or no enclave answer at signed, naming why', async () => {
+    const gw = await setup();
+    const unreleased = await connect(gw, { ...HARDENED, appHash: 'cd'.repeat(32) });
+    const sipOff = await connect(gw, { ...HARDENED, sip: false, debuggerDenied: null });
+    const silent = await connect(gw, HARDENED, 'none');
+    expect(gw.directory.get(unreleased.agentId)).toMatchObject({ trust: 'signed', attestation: ['unreleased-app-hash'] });
+    expect(gw.directory.get(sipOff.agentId)).toMatchObject({ trust: 'signed', attestation: ['sip-off', 'debugger-allowed'] });
+    expect(gw.directory.get(silent.agentId)).toMatchObject({ trust: 'signed', attestation: ['no-attestation'] });
+    const res = await http.fetch(`${gw.url}/v1/candidates?model=${FAKE_MODEL.id}&minTrust=attested`);
+    expect(res.status).toBe(503);
+    const body = await res.json();
+    expect(body.error.code).toBe('NJ_TRUST_POLICY');
+    expect(body.error.message).toMatch(/signed only .*nightjar doctor/);
+    expect(body.error.message).not.toMatch(/verifies no attestation/);
+  });
+
+  it('refuses attested to an enclave answer signed by another key', async () => {
+    const gw = await setup();
+    const raw = await connect(gw, HARDENED, await softwareEnclave());
+    expect(gw.directory.get(raw.agentId)).toMatchObject({ trust: 'signed', attestation: ['bad-enclave-signature'] });
+  });
+
+  // Fails without the judgement of periodic answers (#attest not calling #judge): the agent stays
+  // attested after its enclave stops answering; shown once.
+  it('drops an agent to signed when a periodic enclave answer fails, and back when one holds again', async () => {
+    const clock = new FakeClock();
+    const gw = await setup(clock);
+    const raw = await connect(gw, HARDENED);
+    expect(gw.directory.get(raw.agentId)?.trust).toBe('attested');
+
+    raw.enclaveAnswers = await softwareEnclave();
+    let dropped = agentListed(gw, raw.agentId, (s) => s.trust === 'signed', 'the drop to signed');
+    clock.advance(INTERVAL);
+    let session = await dropped;
+    expect(session.attestation).toEqual(['bad-enclave-signature']);
+    expect(session.challengeFresh(clock.now())).toBe(true); // still routed, as signed
+    expect(await attestedCandidates(gw)).toEqual(['NJ_TRUST_POLICY']);
+
+    raw.enclaveAnswers = 'enclave';
+    const back = agentListed(gw, raw.agentId, (s) => s.trust === 'attested', 'attested again');
+    clock.advance(INTERVAL);
+    session = await back;
+    expect(session.attestation).toEqual(['valid']);
+    expect(await attestedCandidates(gw)).toEqual(['attested']);
+
+    raw.enclaveAnswers = 'none';
+    dropped = agentListed(gw, raw.agentId, (s) => s.trust === 'signed', 'the drop to signed');
+    clock.advance(INTERVAL);
+    expect((await dropped).attestation).toEqual(['no-attestation']);
+  });
+});
