@@ -60,6 +60,8 @@ import {
   type SignedBundle,
   type SignedReceipt,
   type Trust,
+  type ReleasedApps,
+  judgeBundleAttestation,
   type Usage,
   type VerifiedBundle,
 } from '../../shared/index.js';
@@ -81,6 +83,12 @@ export interface TrustPolicy {
   pins?: PinStore;
   /** Use only agents already in `pins`: the gateway cannot steer the client to new agents. Defaults to false. */
   onlyPinned?: boolean;
+  /**
+   * Which app hashes are releases, checked by the client itself for `attested`. Defaults to none:
+   * then an attested agent's app hash is taken on the gateway's word (the candidate's trust), while
+   * its Secure Enclave co-signature and hardened posture are always checked here.
+   */
+  releases?: ReleasedApps;
 }
 
 /** Options of {@link NightjarClient}. */
@@ -178,7 +186,7 @@ export interface ServedBy {
   /** The job that produced the reply (each send has a fresh jobId). */
   jobId: string;
   agentId: string;
-  /** The trust this client grants the agent ('signed' until attestation can be checked). */
+  /** The trust this client grants the agent: 'attested' only when its own check of the co-signature and the gateway's agree. */
   trust: Trust;
   /** The gateway's attempt number for this job (0 for the first agent tried). */
   attempt: number;
@@ -258,12 +266,16 @@ interface Candidate {
 const DIRECTORY_WINDOW_MS = 30_000;
 
 /** The defaults of {@link TrustPolicy}. */
-export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins'>>> & Pick<TrustPolicy, 'pins'> = {
+export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins' | 'releases'>>> & Pick<TrustPolicy, 'pins' | 'releases'> = {
   minTrust: 'signed',
   allowSynthetic: false,
   pins: undefined,
   onlyPinned: false,
+  releases: undefined,
 };
+
+/** The gateway's word for the app hash (used when the client holds no released list of its own). */
+const GATEWAY_WORD_RELEASES: ReleasedApps = { isRelease: () => true };
 
 /** The defaults of {@link NightjarClientOptions} (trust and retry have their own). */
 export const CLIENT_DEFAULTS: Readonly<
@@ -565,16 +577,16 @@ export class NightjarClient {
   /** Verifies one candidate's bundle against the trust policy; throws why it is refused. */
   async #checkCandidate(
     signed: SignedBundle,
-    judged: Trust,
+    gatewayTrust: Trust,
     model: string,
     policy: typeof TRUST_DEFAULTS,
     minTrust: Trust,
   ): Promise<Candidate> {
     // The gateway's own judgment, from the signed answer: it must reach minTrust before anything else.
-    if (TRUST_LEVELS.indexOf(judged) < TRUST_LEVELS.indexOf(minTrust)) {
+    if (TRUST_LEVELS.indexOf(gatewayTrust) < TRUST_LEVELS.indexOf(minTrust)) {
       throw new NightjarError(
         'NJ_TRUST_POLICY',
-        `the gateway judged agent ${signed.bundle.agentId.slice(0, 8)} ${judged}; the policy asks for ${minTrust}`,
+        `the gateway judged agent ${signed.bundle.agentId.slice(0, 8)} ${gatewayTrust}; the policy asks for ${minTrust}`,
       );
     }
     const pinned = await policy.pins?.get(signed.bundle.agentId);
@@ -590,11 +602,19 @@ export class NightjarClient {
     if (entry.synthetic && !policy.allowSynthetic) {
       throw new NightjarError('NJ_TRUST_POLICY', `${model} is a synthetic model (random weights); allow synthetic models to use it`);
     }
-    // Attestation needs the Secure Enclave check, which this client cannot perform: a gateway's
-    // word alone never lifts an agent above `signed`.
-    const trust: Trust = 'signed';
+    // `attested` needs both words: the gateway's (it judged the enclave's live answers to its
+    // challenges, and the app hash against its released list) and this client's own check of the
+    // bundle's Secure Enclave co-signature and posture. The gateway's word alone never lifts an
+    // agent above `signed`; a client holding a released list checks the app hash itself too.
+    let trust: Trust = 'signed';
+    let why = '';
+    if (gatewayTrust === 'attested' || minTrust === 'attested') {
+      const judged = await judgeBundleAttestation(verified.bundle, policy.releases ?? GATEWAY_WORD_RELEASES);
+      if (judged.trust === 'attested' && gatewayTrust === 'attested') trust = 'attested';
+      else why = judged.trust === 'attested' ? ' (the gateway does not vouch for it)' : ` (${judged.reasons.join(', ')})`;
+    }
     if (TRUST_LEVELS.indexOf(trust) < TRUST_LEVELS.indexOf(minTrust)) {
-      throw new NightjarError('NJ_TRUST_POLICY', `the agent is ${trust}; the policy asks for ${minTrust}`);
+      throw new NightjarError('NJ_TRUST_POLICY', `the agent is ${trust}${why}; the policy asks for ${minTrust}`);
     }
     return { verified, trust };
   }

@@ -38,8 +38,11 @@ import {
   type GoodbyeReason,
   type ThermalState,
   type Trust,
+  type AttestationReason,
+  type EnclaveSigner,
   TimerSlot,
   errorMessage,
+  NightjarError,
   loggedEmitter,
 } from '../../shared/index.js';
 import type { InferenceEngine } from './engine/types.js';
@@ -62,6 +65,18 @@ export interface AgentMachineOptions {
   platform?: Platform;
   /** Defaults to an unattested posture. */
   posture?: Posture;
+  /**
+   * The Secure Enclave key that co-signs the bundle and answers the gateway's challenges (on a
+   * Mac, {@link nativeEnclaveSigner}). It is used only while the posture passes the agent's own
+   * check ({@link selfAttestation}): an agent whose posture fails claims no attestation, so no
+   * client asking for `attested` seals a job for it. Defaults to none.
+   */
+  enclave?: EnclaveSigner;
+  /**
+   * Accept an `enclave` of kind `software` (a key in memory). For tests only: nothing but a test
+   * sets it, and without it a software key is refused with NJ_CONFIG_INVALID. Defaults to false.
+   */
+  allowSoftwareEnclave?: boolean;
   /** Defaults to the system clock. */
   clock?: Clock;
   /** Defaults to a silent logger. */
@@ -145,7 +160,29 @@ const AGENT_DEFAULTS: Required<
   logger: silentLogger,
 };
 
-type ResolvedAgentOptions = typeof AGENT_DEFAULTS & AgentOptions & { platform: Platform; posture: Posture };
+type ResolvedAgentOptions = typeof AGENT_DEFAULTS &
+  AgentOptions & {
+    platform: Platform;
+    posture: Posture;
+    /** The enclave key the agent claims attestation with; null when it claims none. */
+    claimEnclave: EnclaveSigner | null;
+    /** The agent's own judgement of its attestation. */
+    selfAttestation: AttestationReason[];
+  };
+
+/**
+ * The agent's own judgement of whether it can be attested: `['valid']`, or each reason it cannot
+ * (no enclave key, SIP off, debugger allowed, hardened runtime off, no app hash). It cannot know
+ * whether its app hash is on the gateway's released list, so a non-null hash passes here.
+ */
+export function selfAttestation(posture: Posture, enclave: EnclaveSigner | null | undefined): AttestationReason[] {
+  const reasons: AttestationReason[] = enclave ? [] : ['no-attestation'];
+  if (posture.sip !== true) reasons.push('sip-off');
+  if (posture.debuggerDenied !== true) reasons.push('debugger-allowed');
+  if (posture.hardenedRuntime !== true) reasons.push('hardened-runtime-off');
+  if (posture.appHash === null) reasons.push('unreleased-app-hash');
+  return reasons.length ? reasons : ['valid'];
+}
 
 /** What {@link Agent.drain} did. */
 export interface DrainOutcome {
@@ -234,6 +271,7 @@ export class Agent extends Resource {
       new GatewayLink({
         url: options.gatewayUrl,
         identity: options.identity,
+        enclave: options.claimEnclave,
         bundle: () => this.#bundle,
         enrollToken: options.enrollToken,
         status: () => {
@@ -307,14 +345,32 @@ export class Agent extends Resource {
   /** Builds an agent: draws a box key and signs its first bundle. */
   static async create(options: AgentOptions): Promise<Agent> {
     const o = withDefaults(AGENT_DEFAULTS, options);
+    if (options.enclave?.kind === 'software' && options.allowSoftwareEnclave !== true) {
+      throw new NightjarError(
+        'NJ_CONFIG_INVALID',
+        'a software enclave key is for tests only; a production agent attests only with the Secure Enclave',
+      );
+    }
+    const posture = options.posture ?? unattestedPosture(AGENT_VERSION);
+    const judged = selfAttestation(posture, options.enclave);
+    if (options.enclave && judged[0] !== 'valid') {
+      o.logger.warn('claiming no attestation: this machine’s posture fails', { reasons: judged.join(',') });
+    }
     const resolved: ResolvedAgentOptions = {
       ...o,
       platform: options.platform ?? detectPlatform(),
-      posture: options.posture ?? unattestedPosture(AGENT_VERSION),
+      posture,
+      claimEnclave: judged[0] === 'valid' ? (options.enclave ?? null) : null,
+      selfAttestation: judged,
     };
     const boxKey = await generateBoxKey();
     const bundle = await signedBundle(resolved, boxKey, options.model, resolved.engine?.totalSlots ?? 1, o.clock.now());
     return new Agent(resolved, boxKey, bundle);
+  }
+
+  /** Why this agent can or cannot be attested, by its own check (`['valid']` when it claims attestation). */
+  get attestation(): readonly AttestationReason[] {
+    return this.#o.selfAttestation;
   }
 
   /** The agent's id (from its identity key). */
@@ -502,7 +558,7 @@ function bundleModel(model: ServedModel): ServedModel {
 }
 
 async function signedBundle(
-  options: Pick<ResolvedAgentOptions, 'identity' | 'boxKeyRotationMs' | 'platform' | 'posture'>,
+  options: Pick<ResolvedAgentOptions, 'identity' | 'boxKeyRotationMs' | 'platform' | 'posture' | 'claimEnclave'>,
   boxKey: BoxKeyPair,
   model: ServedModel,
   slots: number,
@@ -516,6 +572,7 @@ async function signedBundle(
     slots,
     platform: options.platform,
     posture: options.posture,
+    ...(options.claimEnclave ? { enclave: options.claimEnclave } : {}),
     now,
     validityMs: Math.min(MAX_BUNDLE_VALIDITY_MS, options.boxKeyRotationMs + 3600_000),
   });

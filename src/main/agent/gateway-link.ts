@@ -34,10 +34,13 @@ import {
   decodeMessage,
   gatewayFrameSchema,
   signChallenge,
+  signEnclaveAnswer,
+  errorMessage,
   type AgentFrame,
   type Clock,
   type GatewayFrame,
   type IdentityKeyPair,
+  type EnclaveSigner,
   type Logger,
   type SignedBundle,
   type GoodbyeReason,
@@ -68,6 +71,11 @@ export interface GatewayLinkOptions {
   url: string;
   /** Signs the handshake's challenge. Required. */
   identity: IdentityKeyPair;
+  /**
+   * The Secure Enclave key that also answers every challenge (the auth and attest frames'
+   * enclaveSignature, naming the presented bundle's box key). Defaults to none.
+   */
+  enclave?: EnclaveSigner | null;
   /** The bundle to present; called at each connect so a rotated bundle is used. Required. */
   bundle: () => SignedBundle;
   /** The heartbeat's content, read at each beat. Required. */
@@ -101,12 +109,21 @@ export interface GatewayLinkOptions {
 type LinkDefaults = Required<
   Pick<
     GatewayLinkOptions,
-    'enrollToken' | 'random' | 'stableAfterMs' | 'handshakeTimeoutMs' | 'maxRetryAfterMs' | 'closeTimeoutMs' | 'clock' | 'logger'
+    | 'enrollToken'
+    | 'enclave'
+    | 'random'
+    | 'stableAfterMs'
+    | 'handshakeTimeoutMs'
+    | 'maxRetryAfterMs'
+    | 'closeTimeoutMs'
+    | 'clock'
+    | 'logger'
   >
 >;
 
 const LINK_DEFAULTS: LinkDefaults = {
   enrollToken: null,
+  enclave: null,
   random: Math.random,
   stableAfterMs: 30_000,
   handshakeTimeoutMs: 10_000,
@@ -343,16 +360,24 @@ export class GatewayLink extends Resource {
           // The first challenge is the handshake (answered with auth); later ones are the
           // gateway's periodic liveness checks (answered with attest, naming the nonce).
           const periodic = authenticated;
-          void signChallenge(
-            { gatewayId: frame.gatewayId, nonce: frame.nonce, time: frame.time, agentId: this.#o.identity.agentId },
-            this.#o.identity,
-          ).then((signature) => {
-            if (socket.readyState !== WebSocket.OPEN) return;
-            const answer: AgentFrame = periodic
-              ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature }
-              : { v: PROTOCOL_VERSION, type: 'auth', signature };
-            socket.send(JSON.stringify(answer));
-          });
+          const fields = { gatewayId: frame.gatewayId, nonce: frame.nonce, time: frame.time, agentId: this.#o.identity.agentId };
+          // The box key the gateway holds now: the presented bundle's, or the rotated one sent since.
+          const boxKeyId = (periodic ? this.#o.bundle() : (presented ?? this.#o.bundle())).bundle.boxKeyId;
+          const enclave = this.#o.enclave;
+          void Promise.all([
+            signChallenge(fields, this.#o.identity),
+            enclave ? signEnclaveAnswer({ ...fields, boxKeyId }, enclave) : undefined,
+          ]).then(
+            ([signature, enclaveSignature]) => {
+              if (socket.readyState !== WebSocket.OPEN) return;
+              const extra = enclaveSignature === undefined ? {} : { enclaveSignature };
+              const answer: AgentFrame = periodic
+                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: frame.nonce, signature, ...extra }
+                : { v: PROTOCOL_VERSION, type: 'auth', signature, ...extra };
+              socket.send(JSON.stringify(answer));
+            },
+            (err: unknown) => log.warn('could not answer the challenge', { err: errorMessage(err) }),
+          );
           return;
         }
         case 'welcome':

@@ -12,6 +12,7 @@ export {
   AGENT_VERSION,
   type AgentOptions,
   type AgentMachineOptions,
+  selfAttestation,
   type DrainOutcome,
   type JobFigures,
   type Rejection,
@@ -33,7 +34,7 @@ export {
   type WelcomeFrame,
 } from './gateway-link.js';
 export { JobRunner, type JobRunnerOptions, type JobStats, type ServedModel } from './job-runner.js';
-export { detectPlatform, nativePosture, unattestedPosture, type NativePostureOptions } from './platform.js';
+export { detectPlatform, nativeEnclaveSigner, nativePosture, unattestedPosture, type NativePostureOptions } from './platform.js';
 export {
   AGENT_ENCLAVE_TAG,
   ENCLAVE_MESSAGE_MAX_BYTES,

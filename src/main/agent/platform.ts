@@ -3,7 +3,7 @@
  * are null; on a Mac the native addon fills in what it can read (see {@link nativePosture}).
  */
 import os from 'node:os';
-import type { Platform, Posture } from '../../shared/index.js';
+import { NightjarError, type EnclaveSigner, type Platform, type Posture } from '../../shared/index.js';
 import { AGENT_ENCLAVE_TAG, type NativeAddon } from './native/native.js';
 
 /**
@@ -68,4 +68,25 @@ export function nativePosture(native: NativeAddon, appVersion: string, options: 
   const key = native.secureEnclaveKey(options.enclaveTag ?? AGENT_ENCLAVE_TAG);
   if (key.supported) posture.secureEnclave = key.ok;
   return posture;
+}
+
+/**
+ * This app's Secure Enclave key as an {@link EnclaveSigner}: loaded (or created) through the
+ * native addon, signing with it there (the private half never leaves the enclave). Null when the
+ * addon cannot answer (off macOS, not built, an unsigned `node` that cannot keep an enclave key)
+ * or macOS refused; the agent then claims no attestation.
+ */
+export function nativeEnclaveSigner(native: NativeAddon, tag: string = AGENT_ENCLAVE_TAG): EnclaveSigner | null {
+  const key = native.secureEnclaveKey(tag);
+  if (!key.supported || !key.ok) return null;
+  return {
+    kind: 'secure-enclave',
+    publicKey: key.publicKey,
+    async sign(message) {
+      const answer = native.secureEnclaveSign(tag, message);
+      if (!answer.supported) throw new NightjarError('NJ_INTERNAL', `the Secure Enclave cannot sign: ${answer.reason}`);
+      if (!answer.ok) throw new NightjarError('NJ_INTERNAL', `the Secure Enclave refused to sign (${answer.status}): ${answer.error}`);
+      return answer.signature;
+    },
+  };
 }

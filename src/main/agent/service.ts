@@ -25,6 +25,7 @@ import {
   type ModelsSnapshot,
   type Platform,
   type Posture,
+  type EnclaveSigner,
   loggedEmitter,
 } from '../../shared/index.js';
 import { saveConfig, saveStateFile, type AgentConfig, loadStateFile } from './config/config.js';
@@ -42,7 +43,7 @@ import { BUILT_IN_CATALOG, loadCatalogFile, mergeCatalogs } from './models/catal
 import { modelChoice } from './models/choice.js';
 import { defaultMemoryProbe, type MemoryProbe } from './models/memory.js';
 import { defaultNativeAddon, type NativeAddon } from './native/native.js';
-import { detectPlatform, nativePosture } from './platform.js';
+import { detectPlatform, nativeEnclaveSigner, nativePosture } from './platform.js';
 import { ModelStore, type PullOptions } from './models/store.js';
 import { systemTimeZone } from './policy/schedule.js';
 import { SignedReceiptLog, summarizeEarnings } from './records/receipt-log.js';
@@ -106,6 +107,12 @@ export interface AgentServiceOptions {
    * PT_DENY_ATTACH); without the addon, or off macOS, the unattested posture (nulls and false).
    */
   posture?: Posture;
+  /**
+   * The Secure Enclave key that co-signs the bundle and answers challenges (used only while the
+   * posture passes the agent's own check). Null for none. Defaults to {@link nativeEnclaveSigner}
+   * of the addon: this app's enclave key on a Mac, none elsewhere.
+   */
+  enclave?: EnclaveSigner | null;
   /** Defaults to the system clock. */
   clock?: Clock;
   /** Defaults to a silent logger. */
@@ -138,6 +145,7 @@ function resolve(options: AgentServiceOptions, native: NativeAddon): ResolvedSer
   const posture = options.posture ?? nativePosture(native, AGENT_VERSION);
   return {
     ...o,
+    enclave: options.enclave === undefined ? nativeEnclaveSigner(native) : options.enclave,
     native,
     keyStore: options.keyStore ?? options.config.keys.store,
     control: options.control ?? options.config.control.enabled,
@@ -208,6 +216,7 @@ export class AgentService extends Resource {
         pollMs: o.pollMs,
         platform: o.platform,
         posture: o.posture,
+        ...(o.enclave ? { enclave: o.enclave } : {}),
         clock: o.clock,
         logger: log,
       }),

@@ -9,6 +9,7 @@
  * request carries `Authorization: Bearer <token>`.
  */
 import { z } from 'zod';
+import { ATTESTATION_REASONS } from '../crypto/attestation.js';
 import {
   agentIdSchema,
   agentStateSchema,
@@ -198,6 +199,12 @@ export const securitySchema = z.strictObject({
   keyStore: z.enum(KEY_STORES),
   platform: platformSchema,
   posture: postureSchema,
+  /**
+   * Why the agent can or cannot be attested, by its own check (['valid'] when it claims
+   * attestation; see ATTESTATION_REASON_TEXT for what each means and what to do). The gateway
+   * also checks the app hash against its released list. Absent from agents older than attestation.
+   */
+  attestation: z.array(z.enum(ATTESTATION_REASONS)).min(1).max(ATTESTATION_REASONS.length).optional(),
 });
 /** The agent's security posture as the dashboard shows it. */
 export type SecuritySnapshot = z.infer<typeof securitySchema>;

@@ -4,7 +4,15 @@
  */
 import { Agent, type InferenceEngine, type ServedModel } from '../../../src/main/agent/index.js';
 import { Gateway, type GatewayOptions, type JobOutcome } from '../../../src/gateway/index.js';
-import { Emitter, generateIdentity, type Clock, type SignedReceipt, type TimerHandle } from '../../../src/shared/index.js';
+import {
+  Emitter,
+  generateIdentity,
+  type Clock,
+  type EnclaveSigner,
+  type Posture,
+  type SignedReceipt,
+  type TimerHandle,
+} from '../../../src/shared/index.js';
 import { FAKE_MODEL, agentGone, agentServing } from '../../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../../helpers/recording-proxy.js';
 import { onceTrue } from '../../helpers/events.js';
@@ -20,12 +28,21 @@ export interface TestAgent {
   readonly relay: RecordingProxy | null;
 }
 
+export interface AddAgentOptions {
+  model?: ServedModel;
+  relay?: boolean;
+  /** A software enclave key (the agent is told to allow it: tests only). Defaults to none. */
+  enclave?: EnclaveSigner;
+  /** The posture the agent reports. Defaults to the agent's own default (unattested). */
+  posture?: Posture;
+}
+
 export interface TestNet {
   readonly gateway: Gateway;
   readonly agents: TestAgent[];
   /** Every finished job's outcome at the gateway, by jobId. */
   readonly outcomes: Map<string, JobOutcome>;
-  addAgent(engine: InferenceEngine, options?: { model?: ServedModel; relay?: boolean }): Promise<TestAgent>;
+  addAgent(engine: InferenceEngine, options?: AddAgentOptions): Promise<TestAgent>;
   close(): Promise<void>;
 }
 
@@ -53,6 +70,8 @@ export async function startNet(options: GatewayOptions = {}): Promise<TestNet> {
           receipts.push(r);
           signed.fire();
         },
+        ...(o.enclave ? { enclave: o.enclave, allowSoftwareEnclave: true } : {}),
+        ...(o.posture ? { posture: o.posture } : {}),
       });
       agent.start();
       await agentServing(gateway, agent.agentId, 10_000);

@@ -62,7 +62,7 @@ import {
   errorMessage,
   loggedEmitter,
 } from '../../../shared/index.js';
-import { AGENT_VERSION, Agent, type AgentMachineOptions } from '../agent.js';
+import { AGENT_VERSION, Agent, selfAttestation, type AgentMachineOptions } from '../agent.js';
 import type { InferenceEngine } from '../engine/types.js';
 import type { EnvironmentSource } from '../environment/environment.js';
 import { NoopPowerSaveBlocker, type PowerSaveBlocker } from '../environment/power-save.js';
@@ -373,7 +373,12 @@ export class AgentRuntime extends Resource {
       tokensPerSecond: figures.tokensPerSecond,
       ttftMs: figures.ttftMs,
       environment: this.#reading,
-      security: { keyStore: this.#o.keyStore, platform: this.#platform, posture: this.#posture },
+      security: {
+        keyStore: this.#o.keyStore,
+        platform: this.#platform,
+        posture: this.#posture,
+        attestation: selfAttestation(this.#posture, this.#o.enclave),
+      },
     };
   }
 
@@ -724,6 +729,8 @@ export class AgentRuntime extends Resource {
         logger: this.#log,
         platform: this.#platform,
         posture: this.#posture,
+        ...(this.#o.enclave ? { enclave: this.#o.enclave } : {}),
+        allowSoftwareEnclave: this.#o.allowSoftwareEnclave ?? false,
       });
       if (this.#stopping) {
         await agent.dispose();
