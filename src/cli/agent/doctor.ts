@@ -3,7 +3,14 @@
  * any check failed.
  */
 import { statfs } from 'node:fs/promises';
-import { NightjarError, formatBytes, type InstalledModel } from '../../shared/index.js';
+import {
+  ATTESTATION_REASON_TEXT,
+  NightjarError,
+  formatBytes,
+  type EnclaveSigner,
+  type InstalledModel,
+  type Posture,
+} from '../../shared/index.js';
 import {
   AGENT_VERSION,
   ModelStore,
@@ -11,7 +18,11 @@ import {
   checkMemoryFit,
   defaultEnvironmentSource,
   defaultMemoryProbe,
+  defaultNativeAddon,
   detectPlatform,
+  nativeEnclaveSigner,
+  nativePosture,
+  selfAttestation,
   estimateEngineMemory,
   loadIdentity,
   plannedContextLength,
@@ -48,6 +59,8 @@ export interface DoctorParts {
   environment?: EnvironmentSource;
   memoryProbe?: MemoryProbe;
   freeBytes?: (dir: string) => Promise<number>;
+  /** This machine's posture and enclave key, instead of what the native addon reads. */
+  attestation?: { posture: Posture; enclave: EnclaveSigner | null };
 }
 
 const fail = (name: string, err: unknown, fix: string): CheckResult => ({
@@ -86,6 +99,7 @@ export async function runChecks(io: CommandIo, options: DoctorFlags, parts: Doct
   await checkDisk(results, paths, parts);
   if (config) await checkKeys(results, io, paths, config, options.keyFile);
   await checkEnvironment(results, parts);
+  await checkAttestation(results, parts);
   if (config) await checkGateway(results, io, config, options.gateway, model);
   return results;
 }
@@ -224,6 +238,38 @@ async function checkEnvironment(results: CheckResult[], parts: DoctorParts): Pro
         'The agent cannot read idle time (ioreg on macOS); it will not serve until it can. Check that /usr/sbin/ioreg runs.',
       ),
     );
+  }
+}
+
+/**
+ * Whether this Mac can be `attested`, by the agent's own check: one line per reason it cannot,
+ * each with what to do. A warning, not a failure: an agent that is only `signed` still serves
+ * every job that does not ask for attestation.
+ */
+async function checkAttestation(results: CheckResult[], parts: DoctorParts): Promise<void> {
+  let posture: Posture;
+  let enclave: EnclaveSigner | null;
+  if (parts.attestation) {
+    ({ posture, enclave } = parts.attestation);
+  } else {
+    const native = await defaultNativeAddon();
+    posture = nativePosture(native, AGENT_VERSION);
+    enclave = nativeEnclaveSigner(native);
+  }
+  const reasons = selfAttestation(posture, enclave);
+  if (reasons[0] === 'valid') {
+    results.push({
+      name: 'attested',
+      ok: true,
+      detail:
+        `Secure Enclave key, SIP on, hardened runtime, debugger denied; app hash ${posture.appHash} ` +
+        '(the gateway checks it is a release)',
+    });
+    return;
+  }
+  for (const r of reasons) {
+    const text = ATTESTATION_REASON_TEXT[r];
+    results.push({ name: 'attested', ok: true, warn: true, detail: `not attested (${r}): ${text.what}`, fix: text.fix });
   }
 }
 

@@ -3,7 +3,7 @@
  * are null; on a Mac the native addon fills in what it can read (see {@link nativePosture}).
  */
 import os from 'node:os';
-import { NightjarError, type EnclaveSigner, type Platform, type Posture } from '../../shared/index.js';
+import { NightjarError, appHashOf, type EnclaveSigner, type Platform, type Posture } from '../../shared/index.js';
 import { AGENT_ENCLAVE_TAG, type NativeAddon } from './native/native.js';
 
 /**
@@ -48,17 +48,21 @@ export interface NativePostureOptions {
  * - debuggerDenied: PT_DENY_ATTACH took (false when it was refused, or on a Mac when not asked for).
  * - secureEnclave: this app's enclave key could be loaded or created (it needs a signed app with a
  *   keychain access group; a bare `node` cannot keep one).
- * - appHash stays null: the code directory hash the addon reads (kSecCodeInfoUnique) is 20 bytes,
- *   and the protocol's appHash is a 32-byte hash; deciding which app measurement goes there is the
- *   attestation work's (issue 12), not this function's.
- * Nothing here is verified by anyone but the agent itself yet: the gateway does not check it.
+ * - appHash: {@link appHashOf} the code directory hash (kSecCodeInfoUnique) when the signature is
+ *   valid; null when unsigned, invalid or unreadable (then the gateway cannot find it among its
+ *   releases, and the agent is not attested).
+ * The gateway checks these fields only as the agent states them (signed by its enclave key):
+ * SECURITY.md says what that does and does not prove.
  */
 export function nativePosture(native: NativeAddon, appVersion: string, options: NativePostureOptions = {}): Posture {
   const posture = unattestedPosture(appVersion);
   const sip = native.sipStatus();
   if (sip.supported && sip.ok) posture.sip = sip.enabled;
   const signing = native.codeSigning();
-  if (signing.supported && signing.ok) posture.hardenedRuntime = signing.valid && signing.hardenedRuntime;
+  if (signing.supported && signing.ok) {
+    posture.hardenedRuntime = signing.valid && signing.hardenedRuntime;
+    if (signing.valid && signing.cdhash !== null && /^[0-9a-f]{40}$/.test(signing.cdhash)) posture.appHash = appHashOf(signing.cdhash);
+  }
   if (options.denyDebugger ?? true) {
     const denial = native.denyDebuggerAttach();
     if (denial.supported) posture.debuggerDenied = denial.ok;

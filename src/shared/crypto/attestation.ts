@@ -13,7 +13,8 @@
  * Signatures are ECDSA P-256 over SHA-256 of those bytes, DER-encoded (X9.62) as the Secure
  * Enclave returns them; WebCrypto wants IEEE P1363 (r‖s), so DER is converted, strictly.
  */
-import { bytesEqual, concatBytes, fromBase64Url, signingBytes, toBase64Url } from '../encoding.js';
+import { bytesEqual, concatBytes, fromBase64Url, fromHex, signingBytes, toBase64Url, toHex } from '../encoding.js';
+import { taggedHash } from './hash.js';
 import { CryptoError } from '../errors.js';
 import type { KeyBundle, Posture } from '../protocol/schemas.js';
 
@@ -156,6 +157,25 @@ export interface AttestationContext {
 export interface AttestationJudgement {
   trust: 'signed' | 'attested';
   reasons: AttestationReason[];
+}
+
+/** Domain of the app measurement ({@link appHashOf}). */
+export const APP_HASH_DOMAIN = 'app-hash/v1';
+
+/**
+ * The posture's appHash: the app's code directory hash (the cdhash macOS reports as
+ * kSecCodeInfoUnique, 20 bytes, hex), widened to the protocol's 32 bytes as
+ * SHA-256("nightjar/app-hash/v1\n" ‖ cdhash). The cdhash names one signed build exactly: it is a
+ * hash of the code directory, which holds the hash of every page of the executable, of Info.plist
+ * (where Electron's asar integrity hash lives) and of the sealed resources (app.asar, the addon).
+ * For a signature whose best code directory is SHA-256 (every arm64 signature) it is that SHA-256
+ * truncated to 160 bits; the widening adds no strength, it only fixes the size and the domain.
+ * A release list records this value for each released build (`codesign -dvvv` prints the CDHash).
+ */
+export function appHashOf(cdhashHex: string): string {
+  const cdhash = fromHex(cdhashHex);
+  if (cdhash.length !== 20) throw new CryptoError('NJ_BAD_KEY', 'a code directory hash (cdhash) is 20 bytes');
+  return toHex(taggedHash(APP_HASH_DOMAIN, cdhash));
 }
 
 // ---- DER ↔ raw ----

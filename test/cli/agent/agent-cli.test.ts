@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import { commandContext, type CliIo } from '../../../src/cli/io.js';
-import { doctorCommand } from '../../../src/cli/agent/doctor.js';
+import { doctorCommand, type DoctorParts } from '../../../src/cli/agent/doctor.js';
+import { softwareEnclave } from '../../helpers/software-enclave.js';
 import {
   AgentService,
   ManualEnvironmentSource,
@@ -246,6 +247,45 @@ describe('doctor', () => {
     } finally {
       await gateway.dispose();
     }
+  });
+});
+
+describe('doctor on attestation', () => {
+  const hardened = {
+    sip: true,
+    hardenedRuntime: true,
+    debuggerDenied: true,
+    secureEnclave: true,
+    appVersion: '1',
+    appHash: 'ab'.repeat(32),
+  };
+  const run = async (attestation: DoctorParts['attestation']): Promise<string> => {
+    const h = home();
+    let out = '';
+    const io: CliIo = {
+      stdout: { write: (t: string) => (out += t) },
+      stderr: { write: () => true },
+      stdin: (async function* () {})(),
+      env: { NIGHTJAR_HOME: h, HOME: tmp },
+      cwd: tmp,
+      signal: new AbortController().signal,
+    };
+    await doctorCommand({ keyFile: path.join(h, 'key') }, commandContext(io), { attestation, freeBytes: async () => 50e9 });
+    return out;
+  };
+
+  it('names each reason this Mac is not attested, with what to do, as a warning', async () => {
+    const out = await run({ posture: { ...hardened, sip: false, appHash: null }, enclave: null });
+    expect(out).toContain('! attested  not attested (no-attestation): The bundle carries no Secure Enclave co-signature.');
+    expect(out).toContain('! attested  not attested (sip-off): System Integrity Protection is off (or could not be read).');
+    expect(out).toContain('→ Turn SIP back on: restart into Recovery, run `csrutil enable`, restart.');
+    expect(out).toContain('! attested  not attested (unreleased-app-hash)');
+    expect(out).not.toContain('(debugger-allowed)');
+  });
+
+  it('says so when this Mac can be attested', async () => {
+    const out = await run({ posture: hardened, enclave: await softwareEnclave() });
+    expect(out).toContain(`✓ attested  Secure Enclave key, SIP on, hardened runtime, debugger denied; app hash ${'ab'.repeat(32)}`);
   });
 });
 

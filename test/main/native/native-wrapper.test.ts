@@ -8,6 +8,7 @@
  * answer (native/src/nightjar_native.cc), or crashes, hangs or answers nonsense, as a test needs.
  * The test-loads are real child processes.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -26,7 +27,7 @@ import {
 } from '../../../src/main/agent/native/native.js';
 import { detectPlatform, nativePosture, unattestedPosture } from '../../../src/main/agent/platform.js';
 import { createLogger } from '../../../src/node/index.js';
-import { NightjarError } from '../../../src/shared/index.js';
+import { NightjarError, appHashOf } from '../../../src/shared/index.js';
 
 let dir: string;
 
@@ -294,17 +295,20 @@ describe('answers and arguments', () => {
 });
 
 describe('what the agent makes of it', () => {
-  it('a hardened Mac: posture from the addon, appHash left null', async () => {
+  it('a hardened Mac: posture from the addon, appHash measured from the cdhash', async () => {
     const file = await fakeAddon('posture', MAC_ANSWERS);
     const posture = nativePosture(await loadNativeAddon({ path: file }), '0.1.0');
+    const cdhash = (MAC_ANSWERS.codeSigning as { cdhash: string }).cdhash;
     expect(posture).toEqual({
       sip: true,
       hardenedRuntime: true,
       debuggerDenied: true,
       secureEnclave: true,
       appVersion: '0.1.0',
-      appHash: null,
+      appHash: appHashOf(cdhash),
     });
+    // SHA-256("nightjar/app-hash/v1\n" ‖ the 20 cdhash bytes), as docs/protocol.md says.
+    expect(posture.appHash).toBe(createHash('sha256').update('nightjar/app-hash/v1\n').update(Buffer.from(cdhash, 'hex')).digest('hex'));
     expect(callsOf(file).map((c) => c[0])).toEqual(['addonInfo', 'sipStatus', 'codeSigning', 'denyDebuggerAttach', 'secureEnclaveKey']);
     expect(callsOf(file).at(-1)).toEqual(['secureEnclaveKey', AGENT_ENCLAVE_TAG]);
   });
