@@ -261,4 +261,17 @@ describe('security checks', () => {
     ).toMatchObject({ result: 'warn', detail: expect.stringContaining('earns nothing') });
     expect(byId(status({ gatewayUrl: null }))['gateway-tls']!.result).toBe('unknown');
   });
+
+  it('the agent’s own attestation reasons: each named with what to do, or attested', () => {
+    const security = status().security;
+    const not = byId(status({ security: { ...security, attestation: ['no-attestation', 'sip-off'] } }))['secure-enclave']!;
+    expect(not).toMatchObject({ result: 'warn' });
+    expect(not.detail).toContain('no Secure Enclave co-signature');
+    expect(not.detail).toContain('System Integrity Protection is off');
+    expect(not.action).toContain('csrutil enable');
+    expect(byId(status({ security: { ...security, attestation: ['valid'] } }))['secure-enclave']).toMatchObject({
+      result: 'ok',
+      action: null,
+    });
+  });
 });

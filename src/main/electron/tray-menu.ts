@@ -83,6 +83,12 @@ export function trayMenu(input: TrayInput): TrayMenuItem[] {
     const reason = s.state === 'serving' ? null : s.reason?.message;
     items.push(info('state', reason ? `${STATE_LABELS[s.state]} — ${reason}` : STATE_LABELS[s.state]));
     items.push(info('model', s.model ? `Model: ${s.model.id}${s.model.synthetic ? ' (synthetic)' : ''}` : 'No model selected'));
+    const attestation = s.security.attestation;
+    if (attestation) {
+      // Why this Mac is not attested, by reason code (the Security screen says what to do).
+      const why = attestation[0] === 'valid' ? '' : ` (not attested: ${attestation.join(', ')})`;
+      items.push(info('trust', `Trust: ${s.gateway.trust ?? 'not known yet'}${why}`));
+    }
     if (s.state === 'serving' || s.state === 'draining')
       items.push(info('rate', `${s.activeJobs} job${s.activeJobs === 1 ? '' : 's'} · ${s.tokensPerSecond.toFixed(1)} tokens/s`));
   }

@@ -2,7 +2,7 @@
  * The Security screen's checks: what the agent's status says about how well this Mac protects
  * the jobs sealed for it, each with what to do when it falls short. Pure: a status in, a list out.
  */
-import type { AgentStatusSnapshot } from '../../shared/index.js';
+import { ATTESTATION_REASON_TEXT, type AgentStatusSnapshot } from '../../shared/index.js';
 
 /** How one check came out. `unknown`: this build cannot tell. */
 export type CheckResult = 'ok' | 'warn' | 'fail' | 'unknown';
@@ -29,7 +29,6 @@ function isLoopback(host: string): boolean {
   return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
 
-/** The checks, in the order the screen shows them. */
 /** A check only the native addon can make: unknown without it (null), else ok or fail. */
 function nativeCheck(
   id: string,
@@ -42,6 +41,39 @@ function nativeCheck(
   return value ? { id, title, result: 'ok', detail: okDetail, action: null } : { id, title, result: 'fail', ...fail };
 }
 
+/**
+ * Secure Enclave attestation: from the agent's own judgement (status.security.attestation) when it
+ * sends one, each reason it is not attested named with what to do; else from the posture alone.
+ */
+function enclaveCheck(status: AgentStatusSnapshot): SecurityCheck {
+  const id = 'secure-enclave';
+  const title = 'Secure Enclave attestation';
+  const reasons = status.security.attestation;
+  if (reasons && reasons[0] === 'valid') {
+    return {
+      id,
+      title,
+      result: 'ok',
+      detail:
+        'A Secure Enclave key co-signs this Mac’s bundle and answers the gateway’s challenges; the gateway checks the app is a release.',
+      action: null,
+    };
+  }
+  if (reasons) {
+    return {
+      id,
+      title,
+      result: 'warn',
+      detail: `Not attested: ${reasons.map((r) => ATTESTATION_REASON_TEXT[r].what).join(' ')}`,
+      action: [...new Set(reasons.map((r) => ATTESTATION_REASON_TEXT[r].fix))].join(' '),
+    };
+  }
+  return status.security.posture.secureEnclave
+    ? { id, title, result: 'ok', detail: 'A Secure Enclave key co-signs this Mac’s bundle.', action: null }
+    : { id, title, result: 'unknown', detail: NO_SECURE_ENCLAVE, action: null };
+}
+
+/** The checks, in the order the screen shows them. */
 export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
   const { posture } = status.security;
   const checks: SecurityCheck[] = [];
@@ -134,23 +166,7 @@ export function securityChecks(status: AgentStatusSnapshot): SecurityCheck[] {
       action: 'Install the released, signed Nightjar app.',
     }),
   );
-  checks.push(
-    posture.secureEnclave
-      ? {
-          id: 'secure-enclave',
-          title: 'Secure Enclave attestation',
-          result: 'ok',
-          detail: 'A Secure Enclave key co-signs this Mac’s bundle.',
-          action: null,
-        }
-      : {
-          id: 'secure-enclave',
-          title: 'Secure Enclave attestation',
-          result: 'unknown',
-          detail: NO_SECURE_ENCLAVE,
-          action: null,
-        },
-  );
+  checks.push(enclaveCheck(status));
   checks.push(
     posture.appHash
       ? {

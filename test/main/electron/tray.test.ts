@@ -142,6 +142,19 @@ describe('the tray menu, per state', () => {
     ]);
   });
 
+  it('names why this Mac is not attested, when the agent says', () => {
+    const security = status('serving').security;
+    const not = trayMenu(input(status('serving', { security: { ...security, attestation: ['no-attestation', 'sip-off'] } })));
+    expect(not.find((i) => i.id === 'trust')).toMatchObject({
+      label: 'Trust: signed (not attested: no-attestation, sip-off)',
+      enabled: false,
+    });
+    const yes = status('serving', { security: { ...security, attestation: ['valid'] } });
+    expect(trayMenu(input({ ...yes, gateway: { ...yes.gateway, trust: 'attested' } })).find((i) => i.id === 'trust')?.label).toBe(
+      'Trust: attested',
+    );
+  });
+
   it('unpriced earnings are counted in tokens', () => {
     expect(lines(trayMenu(input(status('serving'), { ...TODAY, microCredits: null })))[3]).toBe('Today: 12 jobs, 4.2k tokens (off)');
   });
