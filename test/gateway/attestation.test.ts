@@ -6,7 +6,15 @@
  * Real gateway on port 0, a frame-level agent with a software enclave key, a fake clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { releasedAppsOf, type Posture } from '../../src/shared/index.js';
+import {
+  PROTOCOL_VERSION,
+  createBundle,
+  generateBoxKey,
+  releasedAppsOf,
+  type EnclaveSigner,
+  type IdentityKeyPair,
+  type Posture,
+} from '../../src/shared/index.js';
 import type { Gateway } from '../../src/gateway/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../helpers/network.js';
@@ -126,4 +134,47 @@ describe('attestation at the gateway', () => {
     clock.advance(INTERVAL);
     expect((await dropped).attestation).toEqual(['no-attestation']);
   });
+
+  // Fails without the same-key check on a rotated bundle (sameEnclaveKey in the bundle case):
+  // a bundle co-signed by another enclave key kept the agent attested; shown once.
+  it('keeps attested across a rotated bundle co-signed by the same enclave key, and only then', async () => {
+    const gw = await setup();
+    const enclave = await softwareEnclave();
+    const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL, enclave, posture: HARDENED });
+    raws.push(raw);
+    await agentServing(gw, raw.agentId, 2000);
+    const rotate = async (signer: EnclaveSigner | undefined, want: 'attested' | 'signed') => {
+      const next = await rotated(raw.identity, signer);
+      const seen = agentListed(gw, raw.agentId, (s) => s.bundle.bundle.boxKeyId === next.bundle.boxKeyId, 'the rotated bundle');
+      raw.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: next });
+      const session = await seen;
+      expect(session.trust).toBe(want);
+      return session;
+    };
+    expect((await rotate(enclave, 'attested')).attestation).toEqual(['valid']);
+    expect((await rotate(await softwareEnclave(), 'signed')).attestation).toEqual(['enclave-key-not-bound']);
+  });
+
+  it('drops to signed on a rotated bundle without a co-signature', async () => {
+    const gw = await setup();
+    const raw = await connect(gw, HARDENED);
+    const next = await rotated(raw.identity, undefined);
+    const seen = agentListed(gw, raw.agentId, (s) => s.bundle.bundle.boxKeyId === next.bundle.boxKeyId, 'the rotated bundle');
+    raw.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: next });
+    expect(await seen).toMatchObject({ trust: 'signed', attestation: ['no-attestation'] });
+  });
 });
+
+/** A rotated bundle for `identity` (a new box key), co-signed by `enclave` if given. */
+async function rotated(identity: IdentityKeyPair, enclave: EnclaveSigner | undefined) {
+  return createBundle({
+    identity,
+    boxKey: await generateBoxKey(),
+    models: [FAKE_MODEL],
+    slots: 2,
+    platform: { os: 'test', osVersion: '1', arch: 'x64', chip: 'test', memoryBytes: 1 },
+    posture: HARDENED,
+    now: Date.now(),
+    ...(enclave ? { enclave } : {}),
+  });
+}
