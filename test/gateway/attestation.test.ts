@@ -10,12 +10,15 @@ import {
   PROTOCOL_VERSION,
   createBundle,
   generateBoxKey,
+  generateIdentity,
   releasedAppsOf,
   type EnclaveSigner,
   type IdentityKeyPair,
   type Posture,
 } from '../../src/shared/index.js';
 import type { Gateway } from '../../src/gateway/index.js';
+import { Agent } from '../../src/main/agent/index.js';
+import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../helpers/network.js';
 import { softwareEnclave } from '../helpers/software-enclave.js';
@@ -133,6 +136,36 @@ describe('attestation at the gateway', () => {
     dropped = agentListed(gw, raw.agentId, (s) => s.trust === 'signed', 'the drop to signed');
     clock.advance(INTERVAL);
     expect((await dropped).attestation).toEqual(['no-attestation']);
+  });
+
+  // Fails without the enclave answer on periodic challenges (GatewayLink sending attest without
+  // enclaveSignature): the first periodic judgement drops the agent to signed; shown once.
+  it('a real agent with a software enclave answers every periodic challenge with it and stays attested', async () => {
+    const clock = new FakeClock();
+    const gw = await setup(clock);
+    const agent = await Agent.create({
+      gatewayUrl: gw.agentUrl,
+      identity: await generateIdentity(),
+      engine: new FakeEngine(),
+      model: FAKE_MODEL,
+      enclave: await softwareEnclave(),
+      allowSoftwareEnclave: true,
+      posture: HARDENED,
+      stopGraceMs: 100,
+    });
+    try {
+      agent.start();
+      await agentServing(gw, agent.agentId, 5000);
+      expect(gw.directory.get(agent.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
+      for (let i = 1; i <= 2; i++) {
+        clock.advance(INTERVAL);
+        const at = clock.now();
+        const session = await agentListed(gw, agent.agentId, (s) => s.challengedAt >= at, `the answer to challenge ${i}`);
+        expect(session).toMatchObject({ trust: 'attested', attestation: ['valid'], challenges: { sent: i, missed: 0 } });
+      }
+    } finally {
+      await agent.dispose();
+    }
   });
 
   // Fails without the same-key check on a rotated bundle (sameEnclaveKey in the bundle case):
