@@ -6,7 +6,6 @@
 import type { StaticSite } from '../node/index.js';
 import {
   LIMITS,
-  NO_RELEASES,
   NightjarError,
   silentLogger,
   systemClock,
@@ -100,10 +99,10 @@ export interface GatewayOptions {
   /**
    * Which app hashes are released Nightjar builds: an agent is `attested` only while its posture's
    * appHash is one (and its Secure Enclave signatures and hardened posture hold). Asked at every
-   * handshake and periodic challenge. Defaults to {@link NO_RELEASES}: nothing is a release, so no
-   * agent is attested until a list is given.
+   * handshake and periodic challenge. Defaults to null: the store's released-versions list
+   * (`nightjar gateway releases add`), the one GET /v1/releases signs; an empty list attests nobody.
    */
-  releasedApps?: ReleasedApps;
+  releasedApps?: ReleasedApps | null;
   /** Candidates handed to a client when it asks for none in particular. Defaults to 3. */
   defaultCandidates?: number;
   /** Per-job timeouts, each field defaulted on its own. Defaults as {@link JobTimeouts} says. */
@@ -206,7 +205,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   heartbeatMs: 15_000,
   challengeIntervalMs: 60_000,
   challengeTimeoutMs: 10_000,
-  releasedApps: NO_RELEASES,
+  releasedApps: null,
   defaultCandidates: 3,
   jobTimeouts: JOB_TIMEOUT_DEFAULTS,
   maxQueuePerModel: 64,

@@ -138,6 +138,26 @@ describe('attestation at the gateway', () => {
     expect((await dropped).attestation).toEqual(['no-attestation']);
   });
 
+  // Fails without the store's list as the default port (releasedApps null left unresolved, or
+  // NO_RELEASES): the agent stays signed after its hash is added; shown once.
+  it('by default asks the store’s released-versions list (nightjar gateway releases), at every judgement', async () => {
+    const clock = new FakeClock();
+    gateway = await startTestGateway({ clock, challengeIntervalMs: INTERVAL, challengeTimeoutMs: 10_000, heartbeatMs: 3_600_000 });
+    const gw = gateway;
+    const first = await connect(gw, HARDENED);
+    expect(gw.directory.get(first.agentId)).toMatchObject({ trust: 'signed', attestation: ['unreleased-app-hash'] });
+    await gw.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED }, clock.now());
+    await gw.catalog.reload();
+    const second = await connect(gw, HARDENED);
+    expect(gw.directory.get(second.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
+    // The release withdrawn: the next periodic judgement drops the agent.
+    await gw.store.catalog.removeRelease(RELEASED);
+    await gw.catalog.reload();
+    const dropped = agentListed(gw, second.agentId, (s) => s.trust === 'signed', 'the drop to signed');
+    clock.advance(INTERVAL);
+    expect((await dropped).attestation).toEqual(['unreleased-app-hash']);
+  });
+
   // Fails without the enclave answer on periodic challenges (GatewayLink sending attest without
   // enclaveSignature): the first periodic judgement drops the agent to signed; shown once.
   it('a real agent with a software enclave answers every periodic challenge with it and stays attested', async () => {

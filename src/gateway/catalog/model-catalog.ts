@@ -33,6 +33,7 @@ import {
   type GatewayKeyPair,
   type Logger,
   type Release,
+  type ReleasedApps,
   type SignedGatewayCatalog,
   type SignedGatewayRotation,
   type SignedReleasesList,
@@ -64,7 +65,7 @@ export const MODEL_CATALOG_DEFAULTS: Required<Pick<ModelCatalogOptions, 'serveUn
 };
 
 /** The gateway's catalog snapshot, its rule for files, and its signed form. */
-export class ModelCatalog implements FileCatalog, Disposable {
+export class ModelCatalog implements FileCatalog, ReleasedApps, Disposable {
   readonly #o: Required<ModelCatalogOptions>;
   readonly #changed: Emitter<void>;
   #index = new Map<string, Set<string>>();
@@ -131,6 +132,16 @@ export class ModelCatalog implements FileCatalog, Disposable {
   /** True if a file `sha256` served as `id` may be offered to clients at all. */
   offers(id: string, sha256: string): boolean {
     return this.#index.has(id) ? this.catalogued(id, sha256) : this.#o.serveUncatalogued;
+  }
+
+  /**
+   * True if `appHash` is on the released-versions list (re-read from the store when the snapshot is
+   * refreshMs old): the gateway's {@link ReleasedApps} for the attestation check, the same list
+   * GET /v1/releases signs.
+   */
+  async isRelease(appHash: string): Promise<boolean> {
+    await this.refresh();
+    return this.#releases.some((r) => r.appHash === appHash);
   }
 
   /** Re-reads the store if the snapshot is older than refreshMs (concurrent callers share one read). */

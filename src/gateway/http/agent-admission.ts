@@ -163,7 +163,7 @@ export class AgentAdmission {
       heartbeatMs: options.heartbeatMs,
       challengeIntervalMs: options.challengeIntervalMs,
       challengeTimeoutMs: options.challengeTimeoutMs,
-      releases: options.releasedApps,
+      releases: options.releasedApps ?? this.#ctx.catalog,
       admit: (s, enrollToken) => this.#admit(s, enrollToken),
       // Only a file the catalog lists for a catalogued model bills, late as on time.
       lateReceipt: (s, frame) =>
