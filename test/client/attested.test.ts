@@ -54,7 +54,9 @@ function countingClient(n: TestNet) {
 
 describe('minTrust attested, end to end', () => {
   it('gets a reply from an agent with a (software) enclave key and a hardened, released posture', async () => {
-    net = await startNet({ releasedApps: releasedAppsOf([RELEASED]) });
+    net = await startNet();
+    await net.gateway.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED }, Date.now());
+    await net.gateway.catalog.reload();
     const a = await net.addAgent(new FakeEngine({ words: ['Hello', '.'] }), { enclave: await softwareEnclave(), posture: HARDENED });
     expect(a.agent.attestation).toEqual(['valid']);
     expect(net.gateway.directory.get(a.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
@@ -78,10 +80,22 @@ describe('minTrust attested, end to end', () => {
       const { client, counts } = countingClient(net);
       const refused = client.complete(ask);
       await expect(refused).rejects.toMatchObject({ code: 'NJ_TRUST_POLICY' });
-      if (gateway === 'lying') await expect(refused).rejects.toThrow(/the agent is signed \(no-attestation\)/);
+      if (gateway === 'lying') await expect(refused).rejects.toThrow(/the agent is signed \(no-attestation[,)]/);
       expect(counts).toEqual({ seals: 0, jobs: 0 });
     });
   }
+
+  // Fails without the client's own release check (the app hash taken on the gateway's word):
+  // the reply is sealed for an app the gateway's signed list does not name; shown once.
+  it('refuses an attested agent whose app hash the gateway’s signed released list does not name', async () => {
+    // This gateway judges by a list of its own (releasedApps) that its signed list does not match.
+    net = await startNet({ releasedApps: releasedAppsOf([RELEASED]) });
+    const a = await net.addAgent(new FakeEngine(), { enclave: await softwareEnclave(), posture: HARDENED });
+    expect(net.gateway.directory.get(a.agentId)?.trust).toBe('attested');
+    const { client, counts } = countingClient(net);
+    await expect(client.complete(ask)).rejects.toThrow(/the agent is signed \(unreleased-app-hash\)/);
+    expect(counts).toEqual({ seals: 0, jobs: 0 });
+  });
 
   it('a production-configured agent refuses the software stand-in', async () => {
     await expect(

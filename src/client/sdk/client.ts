@@ -84,9 +84,10 @@ export interface TrustPolicy {
   /** Use only agents already in `pins`: the gateway cannot steer the client to new agents. Defaults to false. */
   onlyPinned?: boolean;
   /**
-   * Which app hashes are releases, checked by the client itself for `attested`. Defaults to none:
-   * then an attested agent's app hash is taken on the gateway's word (the candidate's trust), while
-   * its Secure Enclave co-signature and hardened posture are always checked here.
+   * Which app hashes are releases, checked by the client itself for `attested`. Defaults to the
+   * gateway's signed released-versions list (GET /v1/releases, verified like the directory answer),
+   * fetched when minTrust is attested and an attested candidate is offered. The Secure Enclave
+   * co-signature and the hardened posture are always checked here.
    */
   releases?: ReleasedApps;
 }
@@ -274,8 +275,13 @@ export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins' | 'relea
   releases: undefined,
 };
 
-/** The gateway's word for the app hash (used when the client holds no released list of its own). */
+/** The gateway's word for the app hash (where the client does not check it against a list itself). */
 const GATEWAY_WORD_RELEASES: ReleasedApps = { isRelease: () => true };
+
+/** A verified released-versions list as the attestation check asks it. */
+function signedReleasesApps(list: VerifiedReleases): ReleasedApps {
+  return { isRelease: (appHash) => list.release(appHash) !== undefined };
+}
 
 /** The defaults of {@link NightjarClientOptions} (trust and retry have their own). */
 export const CLIENT_DEFAULTS: Readonly<
@@ -543,11 +549,18 @@ export class NightjarClient {
       now: this.#o.clock.now(),
       windowMs: this.#o.directoryWindowMs,
     });
+    // For `attested`, the app hash is checked here too: against the trust policy's list, else the
+    // gateway's signed released-versions list (fetched only when an attested candidate is offered).
+    const releases =
+      policy.releases ??
+      (minTrust === 'attested' && answer.candidates.some((c) => c.trust === 'attested')
+        ? signedReleasesApps(await this.releases(signal))
+        : GATEWAY_WORD_RELEASES);
     const reasons: string[] = [];
     // Each candidate is checked on its own, all at once; a pinned key that changed ends it all.
     const checked = await Promise.all(
       answer.candidates.map((c) =>
-        this.#checkCandidate(c.bundle, c.trust, model, policy, minTrust).catch((err: unknown) => {
+        this.#checkCandidate(c.bundle, c.trust, model, policy, minTrust, releases).catch((err: unknown) => {
           if (err instanceof NightjarError && err.code === 'NJ_PINNED_KEY_CHANGED') throw err;
           reasons.push(err instanceof Error ? err.message : String(err));
           return null;
@@ -581,6 +594,7 @@ export class NightjarClient {
     model: string,
     policy: typeof TRUST_DEFAULTS,
     minTrust: Trust,
+    releases: ReleasedApps,
   ): Promise<Candidate> {
     // The gateway's own judgment, from the signed answer: it must reach minTrust before anything else.
     if (TRUST_LEVELS.indexOf(gatewayTrust) < TRUST_LEVELS.indexOf(minTrust)) {
@@ -609,7 +623,7 @@ export class NightjarClient {
     let trust: Trust = 'signed';
     let why = '';
     if (gatewayTrust === 'attested' || minTrust === 'attested') {
-      const judged = await judgeBundleAttestation(verified.bundle, policy.releases ?? GATEWAY_WORD_RELEASES);
+      const judged = await judgeBundleAttestation(verified.bundle, releases);
       if (judged.trust === 'attested' && gatewayTrust === 'attested') trust = 'attested';
       else why = judged.trust === 'attested' ? ' (the gateway does not vouch for it)' : ` (${judged.reasons.join(', ')})`;
     }
