@@ -63,6 +63,8 @@ export interface ProxiedConnection {
   readonly received: { up: number; down: number };
   /** Bytes written on to each side (after faults). */
   readonly forwarded: { up: number; down: number };
+  /** Writes made to each side (a sliced chunk is several). */
+  readonly writes: { up: number; down: number };
   /** Whether both sockets are closed. */
   readonly closed: boolean;
   /** How it ended, once it has: 'drop', 'reset', 'refused', or 'peer' (one side closed). */
@@ -240,6 +242,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       endedBy: null as ProxiedConnection['endedBy'],
       received: { up: 0, down: 0 },
       forwarded: { up: 0, down: 0 },
+      writes: { up: 0, down: 0 },
     };
     if (refusing) {
       state.endedBy = 'refused';
@@ -272,6 +275,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       },
       get forwarded() {
         return state.forwarded;
+      },
+      get writes() {
+        return state.writes;
       },
       get closed() {
         return state.closed;
@@ -307,7 +313,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       () => faults.up,
       clock,
       random,
-      (n) => (state.forwarded.up += n),
+      (n) => {
+        state.forwarded.up += n;
+        state.writes.up++;
+      },
     );
     const down = new Pipe(
       outbound,
@@ -315,7 +324,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       () => faults.down,
       clock,
       random,
-      (n) => (state.forwarded.down += n),
+      (n) => {
+        state.forwarded.down += n;
+        state.writes.down++;
+      },
     );
     conn.pipes.push(up, down);
     connections.push(conn);
