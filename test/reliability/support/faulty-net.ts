@@ -178,7 +178,9 @@ export async function startFaultyNet(options: FaultyNetOptions = {}): Promise<Fa
         for (const s of signed)
           if (!mine.includes(s)) unpaid.push(`job ${jobId} attempt ${s.r.receipt.attempt} (${s.r.receipt.completionTokens} tokens)`);
         const r = mine[0]?.r.receipt;
-        if (r && (job.promptTokens !== r.promptTokens || job.completionTokens !== r.completionTokens)) {
+        // A cancelled job bills at most the chunks the client was given; any other, its receipt exactly.
+        const cut = r?.finishReason === 'cancelled' && (job.completionTokens ?? 0) <= r.completionTokens;
+        if (r && (job.promptTokens !== r.promptTokens || (job.completionTokens !== r.completionTokens && !cut))) {
           problems.push(
             `job ${jobId}: settled ${job.promptTokens}+${job.completionTokens} tokens, ` +
               `the receipt says ${r.promptTokens}+${r.completionTokens}`,
