@@ -8,7 +8,9 @@
  * - slicing: every chunk is written as pieces of 1..`sliceBytes` bytes (seeded), each its own write
  *   with Nagle off, so the reader sees frames split at every offset;
  * - black hole: nothing more is forwarded, the sockets stay open; `'buffer'` keeps the bytes and
- *   delivers them at heal, `'discard'` throws them away (a cut whose TCP never gives up).
+ *   delivers them at heal, `'discard'` throws them away (a cut whose TCP never gives up). Neither
+ *   passes on an end or a close from the other side until heal: behind a cut, a peer that dies is
+ *   not heard of.
  *
  * And per connection or for all: drop (both sockets closed with FIN), reset (RST, via
  * `resetAndDestroy`), refusing new connections (accepted and reset at once), and heal (every fault
@@ -228,6 +230,8 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const connections: Conn[] = [];
   let refusing = false;
   let nextId = 1;
+  /** Ends and closes held back by a black hole, passed on at heal. */
+  const deferred: (() => void)[] = [];
 
   interface Conn extends ProxiedConnection {
     pipes: Pipe[];
@@ -342,14 +346,21 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       down.push(d);
     });
     // A half-close is passed on; a closed socket closes its peer (an RST stays an RST).
-    inbound.on('end', () => outbound.end());
-    outbound.on('end', () => inbound.end());
-    const onClose = (peer: net.Socket) => (hadError: boolean) => {
+    // A black-holed direction passes no end or close on either: its reader hears nothing, as
+    // behind a cut network, until heal.
+    const later = (towards: 'up' | 'down', fn: () => void): void => {
+      if (faults[towards].blackHole) deferred.push(fn);
+      else fn();
+    };
+    inbound.on('end', () => later('up', () => outbound.end()));
+    outbound.on('end', () => later('down', () => inbound.end()));
+    const onClose = (peer: net.Socket, towards: 'up' | 'down') => (hadError: boolean) => {
       state.endedBy ??= 'peer';
-      if (!peer.destroyed) {
+      later(towards, () => {
+        if (peer.destroyed) return;
         if (hadError && !peer.connecting) peer.resetAndDestroy();
         else peer.destroy();
-      }
+      });
       if (++socketsClosed === 2) {
         state.closed = true;
         for (const p of conn.pipes) p.stop();
@@ -357,8 +368,8 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         changed.fire();
       }
     };
-    inbound.on('close', onClose(outbound));
-    outbound.on('close', onClose(inbound));
+    inbound.on('close', onClose(outbound, 'up'));
+    outbound.on('close', onClose(inbound, 'down'));
     opened.fire(conn);
     changed.fire();
   });
@@ -398,6 +409,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       faults.down = {};
       refusing = false;
       kickAll();
+      for (const fn of deferred.splice(0)) fn();
     },
     async until(holds, timeoutMs = 5000) {
       if (holds()) return;
