@@ -126,3 +126,42 @@ describe('every link sliced into small pieces', () => {
     expect(r.settled).toBe(2);
   });
 });
+
+/**
+ * Waits for link liveness (branch wip/liveness, not on main when this was written): without it a
+ * link that goes quiet without closing is not noticed by either end until TCP gives up (minutes),
+ * so the client's stream gets keepalives for a job nobody runs, and the test could only time
+ * out. Enable it (it.todo → it) when "liveness" has merged; the option names below are that
+ * branch's (the gateway's agentPingMs and agentSilenceTimeoutMs, the agent's liveness.pingMs and
+ * silenceTimeoutMs), passed through spreads so this file type-checks on main.
+ */
+describe('the network between agent and gateway cut (black hole), then healed', () => {
+  const gatewayLiveness: Record<string, number> = { agentPingMs: 100, agentSilenceTimeoutMs: 400 };
+  const agentLiveness: Record<string, unknown> = { liveness: { pingMs: 100, silenceTimeoutMs: 400 } };
+  // Pins link liveness on both ends: the gateway ends the job of a silent agent (the client gets
+  // NJ_AGENT_FAILED with the text so far, the hold is released), the agent stops the job it can
+  // no longer deliver and keeps its receipt, and after the heal it reconnects and the receipt is
+  // settled late, once.
+  it.todo('the silent link is cut at both ends within the silence timeout; after the heal the receipt settles once', async () => {
+    net = await startFaultyNet({ gateway: { ...gatewayLiveness } });
+    const engine = new FakeEngine({ slots: 1, tokenDelayMs: 20, words: ['tick', ' tock'] });
+    const a = await net.addAgent(engine, { ...agentLiveness });
+    const stream = net.client().chat({ ...ask, maxTokens: 2000 });
+    let deltas = 0;
+    const error = await (async () => {
+      for await (const _ of stream) if (++deltas === 3) a.link.set('both', { blackHole: 'discard' });
+    })().catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(IncompleteReplyError);
+    expect(error).toMatchObject({ code: 'NJ_AGENT_FAILED' });
+    await onceTrue(a.agent.onJobs, () => a.agent.undeliveredReceipts === 1 && a.agent.stats.activeJobs === 0, 'the job to stop', 10_000);
+    expect(engine.generated).toBeLessThan(2000);
+    a.link.heal();
+    await onceTrue(a.agent.onReceiptAck, () => a.agent.undeliveredReceipts === 0, 'the late receipt to be acknowledged', 10_000);
+    const next = await net.client().complete({ ...ask, maxTokens: 2 });
+    expect(next.text).toBe('tick tock');
+    await a.receiptsSigned(2);
+    const r = await net.reconcile();
+    expect(r.problems).toEqual([]);
+    expect(r.settled).toBe(2);
+  });
+});
