@@ -11,7 +11,8 @@
  * - sha256 is computed while the bytes stream in. Only a file whose size and hash match lands at
  *   its final name, by an atomic rename (then the directory is fsync'd). A mismatch deletes the
  *   partial file: nothing half-written or corrupted is ever at a name the agent loads.
- * - Free disk space is checked before writing (NJ_DISK_FULL).
+ * - Free disk space is checked before writing (NJ_DISK_FULL), and a write the disk refuses
+ *   meanwhile (ENOSPC, EDQUOT) is NJ_DISK_FULL too, the bytes before it kept for a resume.
  * - Attempts are spaced by the one backoff of src/shared (full jitter) on the injected clock.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -171,6 +172,22 @@ async function hashPrefix(file: string, length: number, hash: Hash, signal?: Abo
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * A write that failed because the disk filled (ENOSPC, or EDQUOT for a quota) as NJ_DISK_FULL:
+ * the free-space check before the download cannot see another writer filling the disk meanwhile.
+ * The bytes before `position` are kept (the next pull resumes from the last checkpoint); any
+ * other error is returned as it is.
+ */
+function diskFullOr(err: unknown, modelId: string, position: number): unknown {
+  const code = errnoCode(err);
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new NightjarError(
+    'NJ_DISK_FULL',
+    `The disk filled while downloading ${modelId} (${position} bytes written). Free disk space and pull it again: it resumes.`,
+    { cause: err },
+  );
 }
 
 /** A retryable failure: the attempt loop resumes after it. */
@@ -452,7 +469,11 @@ class Download {
         const bytes = chunk.value;
         if (this.#total !== null && this.#position + bytes.length > this.#total)
           throw new NightjarError('NJ_DOWNLOAD_FAILED', `The server sent more than ${this.#total} bytes for ${o.modelId}.`);
-        await handle.write(bytes);
+        try {
+          await handle.write(bytes);
+        } catch (err) {
+          throw diskFullOr(err, o.modelId, this.#position);
+        }
         this.#hash.update(bytes);
         this.#position += bytes.length;
         if (this.#position - lastCheckpoint >= o.checkpointBytes) {
