@@ -59,6 +59,10 @@ export const ERROR_CODES = {
   NJ_DECLINED: { status: 503, hint: 'The agent declined the job; the gateway tries the next candidate.' },
   NJ_GATEWAY_UNREACHABLE: { status: 502, hint: 'Check the gateway URL and that the gateway is running.' },
   NJ_SHUTTING_DOWN: { status: 503, hint: 'The gateway is shutting down; retry in a moment.' },
+  NJ_STORE_BUSY: {
+    status: 503,
+    hint: "The gateway's database is locked by another program (a backup, an admin tool, a sqlite3 shell); retry in a moment.",
+  },
   NJ_STREAM_BROKEN: {
     status: 502,
     hint: 'The connection to the gateway broke mid-reply; the partial text is not a whole answer, retry the request.',

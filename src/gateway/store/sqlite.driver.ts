@@ -9,7 +9,9 @@
  *   commit is cheap at an embedded gateway's rate of jobs. The one exception is
  *   `runUnflushed` (who accepted a job): committed with NORMAL, it survives a crash of the
  *   process and reaches the disk with the next commit.
- * - foreign_keys=ON and a busy timeout so the gateway and an admin command can share the file.
+ * - foreign_keys=ON and a busy timeout so the gateway and an admin command can share the file; a
+ *   lock held past it fails the statement with NJ_STORE_BUSY (a retry hint, nothing changed).
+ *   The wait blocks the event loop (better-sqlite3 is synchronous), so keep the timeout short.
  * - Integers come back as bigint (safe integers), so money never passes through a double.
  * - The file is private to the gateway's user (0600): created so before SQLite opens it, and
  *   tightened if an older gateway left it readable to others. SQLite gives its -wal and -shm
@@ -44,6 +46,20 @@ function makePrivate(file: string): void {
   for (const f of [file, `${file}-wal`, `${file}-shm`]) {
     if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, DATABASE_FILE_MODE);
   }
+}
+
+/**
+ * SQLITE_BUSY (and its extended codes: another connection held the lock past the busy timeout)
+ * as NJ_STORE_BUSY with a retry hint; any other error as it is. The statement or transaction
+ * did not happen (a failed transaction is rolled back).
+ */
+function busyOr(err: unknown, waitedMs: number): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY')) return err;
+  return new NightjarError('NJ_STORE_BUSY', `the gateway's database was locked by another connection for over ${waitedMs} ms`, {
+    cause: err,
+    retryAfterMs: 1000,
+  });
 }
 
 /** Opens (creating if needed) a SQLite database; a file is made private to this user (0600). */
@@ -81,13 +97,24 @@ export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
     run: async (sql, params) => prepare(sql).run(...bind(params)).changes,
   };
 
+  const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
+  /** One at a time on the connection; a lock held past the busy timeout becomes NJ_STORE_BUSY. */
+  const serial = <T>(fn: () => Promise<T>): Promise<T> =>
+    mutex.run(async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw busyOr(err, busyTimeoutMs);
+      }
+    });
+
   const driver: SqlDriver = {
     dialect: 'sqlite',
-    all: (sql, params) => mutex.run(() => direct.all(sql, params)),
-    get: (sql, params) => mutex.run(() => direct.get(sql, params)),
-    run: (sql, params) => mutex.run(() => direct.run(sql, params)),
+    all: (sql, params) => serial(() => direct.all(sql, params)),
+    get: (sql, params) => serial(() => direct.get(sql, params)),
+    run: (sql, params) => serial(() => direct.run(sql, params)),
     runUnflushed: (sql, params) =>
-      mutex.run(async () => {
+      serial(async () => {
         if (synchronous === 'NORMAL') return direct.run(sql, params);
         // WAL with NORMAL: the commit is in the WAL (a process crash keeps it) but not fsync'd.
         db.pragma('synchronous = NORMAL');
@@ -98,7 +125,7 @@ export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
         }
       }),
     transaction: (fn) =>
-      mutex.run(async () => {
+      serial(async () => {
         prepare('BEGIN IMMEDIATE').run();
         try {
           const result = await fn(direct);
@@ -110,7 +137,7 @@ export function openSqliteDriver(options: SqliteDriverOptions): SqlDriver {
         }
       }),
     script: (sql) =>
-      mutex.run(async () => {
+      serial(async () => {
         if (closed) throw new NightjarError('NJ_SHUTTING_DOWN', 'the database is closed');
         db.exec('BEGIN IMMEDIATE');
         try {
