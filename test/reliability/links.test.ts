@@ -131,7 +131,8 @@ describe('every link sliced into small pieces', () => {
  * Waits for link liveness (branch wip/liveness, not on main when this was written): without it a
  * link that goes quiet without closing is not noticed by either end until TCP gives up (minutes),
  * so the client's stream gets keepalives for a job nobody runs, and the test could only time
- * out. Enable it (it.todo → it) when "liveness" has merged; the option names below are that
+ * out. Enable it (it.todo → it) when "liveness" has merged (run once on wip/liveness at 46a934c
+ * with these files copied in: it passed, in about 11 s); the option names below are that
  * branch's (the gateway's agentPingMs and agentSilenceTimeoutMs, the agent's liveness.pingMs and
  * silenceTimeoutMs), passed through spreads so this file type-checks on main.
  */
@@ -155,8 +156,10 @@ describe('the network between agent and gateway cut (black hole), then healed', 
     expect(error).toMatchObject({ code: 'NJ_AGENT_FAILED' });
     await onceTrue(a.agent.onJobs, () => a.agent.undeliveredReceipts === 1 && a.agent.stats.activeJobs === 0, 'the job to stop', 10_000);
     expect(engine.generated).toBeLessThan(2000);
+    // An attempt the agent made during the cut (its upgrade discarded) waits out its handshake
+    // timeout (10 s, measured on wip/liveness) before the agent tries again: hence 15 s here.
     a.link.heal();
-    await onceTrue(a.agent.onReceiptAck, () => a.agent.undeliveredReceipts === 0, 'the late receipt to be acknowledged', 10_000);
+    await onceTrue(a.agent.onReceiptAck, () => a.agent.undeliveredReceipts === 0, 'the late receipt to be acknowledged', 15_000);
     const next = await net.client().complete({ ...ask, maxTokens: 2 });
     expect(next.text).toBe('tick tock');
     await a.receiptsSigned(2);
