@@ -4,8 +4,9 @@
  * monotonic clock, which is how Node's timers behave when Date.now() jumps. Heartbeats and
  * challenges run on timers, so a jump either way disconnects no one; a job running across a jump
  * settles on its receipt; the rate limiter neither locks a key out after a backward jump nor
- * grants a burst after a forward one; a request sealed before a forward jump past the agents'
- * request age limit is refused with a clear error and nothing stays held.
+ * grants a burst after a forward one; a client whose clock is behind the gateway's by more than
+ * the skew allowed is told so (the directory answer is from its future), and a request sealed
+ * before a forward jump past the agents' request age limit is refused; nothing stays held.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { NightjarError, systemClock, type Clock } from '../../src/shared/index.js';
@@ -73,15 +74,34 @@ describe('the clock jumped', () => {
     expect(r.settled).toBe(5);
   });
 
-  // Pins the agents' request age limit (LIMITS.maxRequestAgeMs plus the skew allowed), which is
-  // what stops a replayed envelope: a request the client sealed before the gateway's and the
-  // agent's clocks jumped 10 minutes ahead is refused, not served; the hold goes back.
-  it('forward past the request age limit: a request sealed before the jump is refused clearly, nothing held', async () => {
+  // Pins the client's check of the signed directory answer's time (a gateway whose clock is ahead
+  // is named: "check this machine's clock") and the agents' request age limit
+  // (LIMITS.maxRequestAgeMs plus the skew allowed), which is what stops a replayed envelope: a
+  // request sealed on candidates fetched before the gateway's and the agent's clocks jumped 10
+  // minutes ahead is refused, not served, and its hold goes back.
+  it('forward past the request age limit: refused clearly (directory answer, then the sealed request), nothing held', async () => {
     const clock = new JumpClock();
     net = await startFaultyNet({ gateway: { clock } });
     const a = await net.addAgent(new FakeEngine({ slots: 1, words: ['late'] }), { clock });
+    const seen = async (): Promise<{ code: string; message: string }> => {
+      const error = await net!
+        .client({ retry: false })
+        .complete(ask)
+        .catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(NightjarError);
+      return { code: (error as NightjarError).code, message: (error as Error).message };
+    };
+    // The client's own clock stays put. Asking for candidates after the jump: the answer is from its future.
+    clock.offsetMs = 10 * 60_000;
+    expect(await seen()).toEqual({
+      code: 'NJ_DIRECTORY_INVALID',
+      message: "the directory answer was issued in the future (check this machine's clock)",
+    });
+    // Candidates fetched before the jump (the SDK reuses them for candidatesTtlMs): the envelope
+    // says "now" in the old time, and the agent refuses it as stale.
+    clock.offsetMs = 0;
     const client = net.client({ retry: false });
-    // The client's own clock stays put: its envelope says "now" in the old time.
+    expect((await client.complete(ask)).text).toBe('late');
     clock.offsetMs = 10 * 60_000;
     const error = await client.complete(ask).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(NightjarError);
@@ -91,9 +111,9 @@ describe('the clock jumped', () => {
     });
     clock.offsetMs = 0;
     expect((await client.complete(ask)).text).toBe('late');
-    await a.receiptsSigned(1);
+    await a.receiptsSigned(2);
     const r = await net.reconcile();
     expect(r.problems).toEqual([]);
-    expect(r.settled).toBe(1);
+    expect(r.settled).toBe(2);
   });
 });
