@@ -509,7 +509,9 @@ export class ClientJob {
     this.#log().info('attempt failed', { jobId: this.jobId, agentId: a.channel.agentId, attempt: a.number, code: error.code });
     if (a.started) {
       // Text already reached the client: another agent's reply cannot be spliced in.
-      this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${error.code}); retry the request`), true);
+      // A lost agent says why (its link dropped, or went silent); other codes speak for themselves.
+      const why = error.code === 'NJ_AGENT_FAILED' ? `${error.code}: ${error.message}` : error.code;
+      this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${why}); retry the request`), true);
       return;
     }
     this.#lastError = error;

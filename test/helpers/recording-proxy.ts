@@ -33,8 +33,10 @@ export interface RecordingProxy {
   blackHole(): void;
   /** New connections are forwarded again; those black-holed stay so. */
   heal(): void;
-  /** Fires when a byte arrives at the black hole (from either side), after it was dropped. */
+  /** Fires when bytes arrive at the black hole (from either side), after they were dropped. */
   readonly onSwallowed: Event<void>;
+  /** Fires when bytes were forwarded (either way), after they were recorded. */
+  readonly onForwarded: Event<void>;
   close(): Promise<void>;
 }
 
@@ -42,6 +44,7 @@ export async function startRecordingProxy(targetPort: number, targetHost = '127.
   const connections: RecordedConnection[] = [];
   const sockets = new Set<net.Socket>();
   const swallowed = new Emitter<void>();
+  const forwarded = new Emitter<void>();
   /** Set while new connections are black-holed; each open connection checks its own flag too. */
   let holed = false;
   const holes = new Set<{ holed: boolean }>();
@@ -67,11 +70,13 @@ export async function startRecordingProxy(targetPort: number, targetHost = '127.
       if (state.holed) return swallowed.fire();
       conn.toTarget.push(Buffer.from(d));
       outbound.write(d);
+      forwarded.fire();
     });
     outbound.on('data', (d) => {
       if (state.holed) return swallowed.fire();
       conn.fromTarget.push(Buffer.from(d));
       inbound.write(d);
+      forwarded.fire();
     });
     inbound.on('end', () => state.holed || outbound.end());
     outbound.on('end', () => state.holed || inbound.end());
@@ -99,10 +104,12 @@ export async function startRecordingProxy(targetPort: number, targetHost = '127.
       holed = false;
     },
     onSwallowed: swallowed.event,
+    onForwarded: forwarded.event,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
       swallowed.dispose();
+      forwarded.dispose();
     },
   };
 }
