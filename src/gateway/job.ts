@@ -38,6 +38,7 @@ import {
 } from '../shared/index.js';
 import { boundClaims, chunkTextCapacity, completionTokenBound } from './claims.js';
 import type { QueueWaiter, Router } from './router.js';
+import { RECEIPT_REFUSED } from './ledger/ledger.store.js';
 import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport, ReceiptAck } from './transport.js';
 
 /** Where a job's events go: the client's response stream. */
@@ -456,7 +457,7 @@ export class ClientJob {
       });
       this.#o.transport.report(a.channel, { type: 'failed' });
       this.#o.observer.attemptFailed(a.channel.agentId, e.code);
-      await this.#release('receipt-invalid');
+      await this.#release(RECEIPT_REFUSED);
       this.#fail(e, a.started);
       return { outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message: e.message };
     }

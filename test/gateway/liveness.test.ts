@@ -21,7 +21,10 @@ import { Agent } from '../../src/main/agent/index.js';
 import {
   Emitter,
   NightjarError,
+  PROTOCOL_VERSION,
   generateIdentity,
+  randomBytes,
+  toBase64Url,
   nextEvent,
   silentLogger,
   systemClock,
@@ -35,6 +38,7 @@ import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { FakeClock } from './support/fake-clock.js';
+import { RawAgent } from './support/raw-agent.js';
 import { REAL_FILE, REAL_MODEL, REAL_PRICE, clientOf, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
@@ -300,5 +304,39 @@ describe('the done that was never read', () => {
     expect(agent.receiptsAwaitingAck).toBe(0);
     expect(agent.undeliveredReceipts).toBe(0);
     expect(await net.store.ledger.job(result.jobId)).toMatchObject({ status: 'settled', outcome: 'done' });
+  });
+  // Fails without LedgerStore.settleLate's refusal of a job released as 'receipt-invalid' (shown
+  // once: the forged receipt, delivered again as a late one, was answered 'settled' and billed).
+  it('a done whose receipt does not verify is answered refused, and delivered again late it still moves nothing', async () => {
+    const tmp = await tempDir();
+    cleanups.push(() => tmp.remove());
+    const net = await startBilledNetwork(tmp.dir);
+    cleanups.push(() => net.close());
+    const raw = await RawAgent.connect({ url: net.gateway.agentUrl, model: REAL_MODEL, enrollToken: await net.enrollToken() });
+    cleanups.push(() => raw.close());
+    await agentServing(net.gateway, raw.agentId);
+    const before = await net.store.ledger.clientBalance(net.key.id);
+    const result = clientOf(net.gateway, http.fetch, net.key.key)
+      .chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 20 })
+      .result.then(
+        () => null,
+        (e: unknown) => e,
+      );
+    const job = await raw.next('job');
+    const served = await raw.serve(job, ['Hi', ' there']);
+    // Signed by the agent, but over another reply than the one the gateway relayed.
+    const forged = await raw.sign({ ...served.receipt, replyDigest: toBase64Url(randomBytes(32)), completionTokens: 20 });
+    served.finish(forged);
+    expect(await raw.next('receipt-ack')).toMatchObject({ jobId: job.jobId, outcome: 'refused', code: 'NJ_RECEIPT_INVALID' });
+    expect(await result).toMatchObject({ code: 'NJ_RECEIPT_INVALID' });
+    const deliver = async (receipt: SignedReceipt) => {
+      raw.send({ v: PROTOCOL_VERSION, type: 'receipt', jobId: job.jobId, attempt: job.attempt, receipt });
+      return raw.next('receipt-ack');
+    };
+    expect(await deliver(forged)).toMatchObject({ outcome: 'refused', message: expect.stringMatching(/refused when the job ended/) });
+    expect(await deliver(served.signed)).toMatchObject({ outcome: 'refused' });
+    expect(await net.store.ledger.job(job.jobId)).toMatchObject({ status: 'released', outcome: 'receipt-invalid' });
+    expect(await net.store.ledger.clientBalance(net.key.id)).toEqual(before);
+    expect(await net.store.ledger.checkInvariants()).toEqual([]);
   });
 });
