@@ -28,8 +28,6 @@ import {
   type ReleasedApps,
   type AgentFrame,
   type AsyncResource,
-  type ErrorCode,
-  type ReceiptOutcome,
   type Clock,
   type Envelope,
   type Event,
@@ -41,7 +39,7 @@ import {
   loggedEmitter,
 } from '../shared/index.js';
 import { newHealth, type AgentHealth, type AgentStatus, type DirectoryEntry } from './directory.js';
-import type { AgentChannel, AttemptListener } from './transport.js';
+import type { AgentChannel, AttemptListener, ReceiptAck } from './transport.js';
 
 type FrameOf<T extends AgentFrame['type']> = Extract<AgentFrame, { type: T }>;
 
@@ -57,8 +55,16 @@ export interface AgentSessionOptions {
   logger?: Logger;
   /** Time allowed from connect to a verified auth. Defaults to 10 000 ms. */
   handshakeTimeoutMs?: number;
-  /** Status heartbeat interval asked of the agent, and the ping interval. Defaults to 15 000 ms. */
+  /** Status heartbeat interval asked of the agent. Defaults to 15 000 ms. */
   heartbeatMs?: number;
+  /** Once admitted, how long the agent may say nothing before the gateway pings it. Defaults to 5000 ms. */
+  pingMs?: number;
+  /**
+   * Once admitted, how long the agent may say nothing at all (no frame, ping or pong) before its
+   * link counts as dead and is cut: its jobs are lost (their clients told, their holds released as
+   * for any drop). 0 never. Defaults to 15 000 ms.
+   */
+  silenceTimeoutMs?: number;
   /** Time between periodic challenges after the handshake. Defaults to 60 000 ms. */
   challengeIntervalMs?: number;
   /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
@@ -87,17 +93,15 @@ export interface AgentSessionOptions {
 }
 
 /** What the gateway answers a delivered receipt with (a `receipt-ack` frame without its envelope). */
-export interface LateReceiptAck {
-  outcome: ReceiptOutcome;
-  code?: ErrorCode;
-  message?: string;
-}
+export type LateReceiptAck = ReceiptAck;
 
 /** The defaults of {@link AgentSessionOptions}. */
 export const AGENT_SESSION_DEFAULTS: Required<Omit<AgentSessionOptions, 'socket' | 'gatewayId' | 'clock'>> = {
   logger: silentLogger,
   handshakeTimeoutMs: 10_000,
   heartbeatMs: 15_000,
+  pingMs: 5000,
+  silenceTimeoutMs: 15_000,
   challengeIntervalMs: 60_000,
   challengeTimeoutMs: 10_000,
   maxFrameBytes: LIMITS.maxAgentFrameBytes,
@@ -173,7 +177,10 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   #pingTimer: TimerHandle | null = null;
   #challengeTimer: TimerHandle | null = null;
   #deadlineTimer: TimerHandle | null = null;
-  #awaitingPong = false;
+  /** When the agent was last pinged (clock ms). */
+  #pingedAt = 0;
+  /** Why the socket was cut, when the gateway cut it (the lost jobs say so). */
+  #cutReason: string | null = null;
   #closedPromise: Promise<void> | null = null;
 
   constructor(options: AgentSessionOptions) {
@@ -204,10 +211,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       // that has not finished its handshake is not waited for.
       if (this.pending) this.#terminateHandshake();
     });
-    this.#socket.on('pong', () => {
-      this.#awaitingPong = false;
-      this.lastSeenAt = this.#options.clock.now();
-    });
+    // Anything the agent says is a sign of life (ws answers the gateway's pings by itself).
+    for (const event of ['ping', 'pong'] as const) this.#socket.on(event, () => (this.lastSeenAt = this.#options.clock.now()));
   }
 
   /** The heartbeat interval agents are told to use. */
@@ -425,15 +430,16 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       case 'chunk':
         this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.chunk(frame, arrivedAt);
         return;
-      case 'declined':
       case 'done':
+        await this.#done(frame);
+        return;
+      case 'declined':
       case 'failed': {
         const listener = this.#jobs.get(`${frame.jobId}:${frame.attempt}`);
         // A frame about a job this agent was never given (or has finished) moves nothing.
         if (!listener) return;
         this.#release(frame.jobId, frame.attempt);
         if (frame.type === 'declined') listener.declined(frame);
-        else if (frame.type === 'done') listener.done(frame);
         else listener.failed(frame);
         this.#capacity.fire(this);
         return;
@@ -467,18 +473,47 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       case 'attest':
         await this.#attest(frame, arrivedAt);
         return;
-      case 'receipt': {
-        const ack = await this.#options.lateReceipt(this, frame).catch((err: unknown): LateReceiptAck => {
-          this.#log.error('late receipt could not be settled', { agentId: this.agentId, jobId: frame.jobId, err: String(err) });
-          return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
-        });
-        const message = ack.message === undefined ? {} : { message: ack.message.slice(0, LIMITS.maxErrorMessageLength) };
-        this.#send({ v: PROTOCOL_VERSION, type: 'receipt-ack', jobId: frame.jobId, attempt: frame.attempt, ...ack, ...message });
+      case 'receipt':
+        this.#ack(frame, await this.#late(frame));
         return;
-      }
       default:
         throw new ProtocolError('NJ_FRAME_UNEXPECTED', `unexpected ${frame.type} after the handshake`);
     }
+  }
+
+  /**
+   * A `done`: the job's listener verifies and bills its receipt; the agent is told, with a
+   * `receipt-ack`, once that is on the ledger, and keeps the receipt until then (a gateway that dies
+   * before it reads the `done` never answers, so the agent delivers it again after reconnecting). A
+   * `done` the job can no longer bill (its attempt ended here first, or its hold went back) is
+   * settled as a late receipt: at most once, by the ledger.
+   */
+  async #done(frame: FrameOf<'done'>): Promise<void> {
+    const listener = this.#jobs.get(`${frame.jobId}:${frame.attempt}`);
+    let billed: Promise<ReceiptAck | null> = Promise.resolve(null);
+    if (listener) {
+      this.#release(frame.jobId, frame.attempt);
+      billed = listener.done(frame);
+      this.#capacity.fire(this);
+    }
+    const ack = await billed.catch((err: unknown): ReceiptAck => {
+      this.#log.error('a receipt could not be billed', { agentId: this.agentId, jobId: frame.jobId, err: String(err) });
+      return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
+    });
+    this.#ack(frame, ack ?? (await this.#late(frame)));
+  }
+
+  /** Settles a receipt late, answering `retry` when that fails. */
+  #late(frame: { jobId: string; attempt: number; receipt: FrameOf<'receipt'>['receipt'] }): Promise<ReceiptAck> {
+    return this.#options.lateReceipt(this, { v: PROTOCOL_VERSION, type: 'receipt', ...frame }).catch((err: unknown): ReceiptAck => {
+      this.#log.error('late receipt could not be settled', { agentId: this.agentId, jobId: frame.jobId, err: String(err) });
+      return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
+    });
+  }
+
+  #ack(frame: { jobId: string; attempt: number }, ack: ReceiptAck): void {
+    const message = ack.message === undefined ? {} : { message: ack.message.slice(0, LIMITS.maxErrorMessageLength) };
+    this.#send({ v: PROTOCOL_VERSION, type: 'receipt-ack', jobId: frame.jobId, attempt: frame.attempt, ...ack, ...message });
   }
 
   /**
@@ -599,19 +634,34 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     }, this.#options.challengeIntervalMs);
   }
 
-  #schedulePing(): void {
-    const clock = this.#options.clock;
-    this.#pingTimer = clock.setTimeout(() => {
-      if (this.#phase !== 'ready') return;
-      if (this.#awaitingPong) {
-        this.#log.info('agent stopped answering pings', { agentId: this.agentId });
-        this.#socket.terminate();
-        return;
-      }
-      this.#awaitingPong = true;
+  /**
+   * The liveness watch of an admitted agent: pings it when it has been quiet for `pingMs` (at most
+   * once per `pingMs`), and cuts the socket once it has said nothing for `silenceTimeoutMs` (a
+   * link that went quiet without closing: TCP would take minutes to notice). Wakes at the earlier
+   * of the next ping and the deadline, on the clock; a wake far past its time (the clock jumped)
+   * pings at once and leaves the agent the rest of the deadline, as the agent's link does.
+   */
+  #schedulePing(dueAt: number | null = null): void {
+    const { clock, pingMs, silenceTimeoutMs } = this.#options;
+    if (this.#phase !== 'ready' || silenceTimeoutMs <= 0) return;
+    const now = clock.now();
+    if (dueAt !== null && now - dueAt > pingMs) {
+      this.lastSeenAt = Math.max(this.lastSeenAt, now - pingMs);
+      this.#pingedAt = Math.min(this.#pingedAt, now - pingMs);
+    }
+    const silentFor = now - this.lastSeenAt;
+    if (silentFor >= silenceTimeoutMs) {
+      this.#log.warn('agent link went silent; cutting it', { agentId: this.agentId, silentMs: silentFor, silenceTimeoutMs });
+      this.#cutReason = `the agent's link went silent for ${silentFor} ms`;
+      this.#socket.terminate();
+      return;
+    }
+    if (silentFor >= pingMs && now - this.#pingedAt >= pingMs && this.#socket.readyState === this.#socket.OPEN) {
+      this.#pingedAt = now;
       this.#socket.ping();
-      this.#schedulePing();
-    }, this.heartbeatMs * 2);
+    }
+    const wake = Math.max(1, Math.min(Math.max(this.lastSeenAt, this.#pingedAt) + pingMs, this.lastSeenAt + silenceTimeoutMs) - now);
+    this.#pingTimer = clock.setTimeout(() => this.#schedulePing(now + wake), wake);
   }
 
   #onClose(code: number): void {
@@ -623,7 +673,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     const open = [...this.#jobs.values()];
     this.#jobs.clear();
     this.inFlight = 0;
-    for (const listener of open) listener.lost(`agent disconnected (${code})`);
+    for (const listener of open) listener.lost(this.#cutReason ?? `agent disconnected (${code})`);
     this.#endHandshake();
     if (wasReady) this.#closed.fire(this);
     this.#socketClosed.fire(this);

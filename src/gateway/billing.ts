@@ -20,7 +20,7 @@ import {
 } from '../shared/index.js';
 import type { LateReceiptAck } from './agent-session.js';
 import type { Price } from './accounts/account.store.js';
-import type { JobBilling, Settlement } from './job.js';
+import type { JobBilling, SettleResult, Settlement } from './job.js';
 import type { LedgerStore } from './ledger/ledger.store.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -116,7 +116,7 @@ export class Billing implements Disposable {
   forJob(jobId: string): JobBilling {
     const { ledger, metrics, clock, logger } = this.#o;
     return {
-      async settle(s: Settlement): Promise<void> {
+      async settle(s: Settlement): Promise<SettleResult> {
         const result = await ledger.settle({
           jobId,
           attempt: s.attempt,
@@ -141,6 +141,8 @@ export class Billing implements Disposable {
             outcome: s.outcome,
           });
         }
+        if (result.status !== 'settled') return 'released';
+        return result.duplicate ? 'duplicate' : 'settled';
       },
       async assigned(agentId: string, attempt: number): Promise<void> {
         await ledger.assign(jobId, agentId, attempt);

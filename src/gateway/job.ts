@@ -38,7 +38,8 @@ import {
 } from '../shared/index.js';
 import { boundClaims, chunkTextCapacity, completionTokenBound } from './claims.js';
 import type { QueueWaiter, Router } from './router.js';
-import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport } from './transport.js';
+import { RECEIPT_REFUSED } from './ledger/ledger.store.js';
+import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport, ReceiptAck } from './transport.js';
 
 /** Where a job's events go: the client's response stream. */
 export interface JobSink {
@@ -66,10 +67,17 @@ export interface Settlement {
   outcome: 'done' | 'cancelled';
 }
 
+/**
+ * What the ledger did with a job's receipt: `settled` it now, found it settled before
+ * (`duplicate`), or found no hold to settle (`released` already, or no record: nothing moved, and
+ * the receipt can only be settled late).
+ */
+export type SettleResult = 'settled' | 'duplicate' | 'released';
+
 /** The ledger's side of a job. */
 export interface JobBilling {
-  /** Bills the job on its verified receipt. */
-  settle(settlement: Settlement): Promise<void>;
+  /** Bills the job on its verified receipt; resolves with what the ledger did. */
+  settle(settlement: Settlement): Promise<SettleResult>;
   /**
    * Gives the job's hold back: no verified receipt will come now. `completionBound`, when the job
    * relayed part of a reply, caps what a receipt delivered late may bill. Defaults to none.
@@ -153,7 +161,7 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const NO_BILLING: JobBilling = { settle: async () => undefined, release: async () => undefined };
+const NO_BILLING: JobBilling = { settle: async () => 'settled', release: async () => undefined };
 const NO_OBSERVER: JobObserver = { firstChunk: () => undefined, relayed: () => undefined, attemptFailed: () => undefined };
 
 /** The defaults of {@link ClientJobOptions} (its timeouts default to {@link JOB_TIMEOUT_DEFAULTS}). */
@@ -393,9 +401,9 @@ export class ClientJob {
         this.#o.observer.relayed(this.#o.clock.now() - arrivedAt);
       },
       done: (frame) => {
-        if (!live()) return;
+        if (!live()) return Promise.resolve(null);
         closed();
-        void this.#receipt(a, frame.receipt);
+        return this.#receipt(a, frame.receipt);
       },
       failed: (frame) => {
         if (!live()) return;
@@ -412,8 +420,12 @@ export class ClientJob {
     };
   }
 
-  /** Verifies a receipt against what the gateway relayed, bills it, and (unless cancelled) tells the client. */
-  async #receipt(a: Attempt, signed: SignedReceipt): Promise<void> {
+  /**
+   * Verifies a receipt against what the gateway relayed, bills it, and (unless cancelled) tells the
+   * client. Resolves with the agent's acknowledgement once the ledger has it (null: this job could
+   * not bill it, so it is for late settlement).
+   */
+  async #receipt(a: Attempt, signed: SignedReceipt): Promise<ReceiptAck | null> {
     const { header } = this.#o.envelope;
     let receipt: Receipt;
     try {
@@ -445,9 +457,9 @@ export class ClientJob {
       });
       this.#o.transport.report(a.channel, { type: 'failed' });
       this.#o.observer.attemptFailed(a.channel.agentId, e.code);
-      await this.#release('receipt-invalid');
+      await this.#release(RECEIPT_REFUSED);
       this.#fail(e, a.started);
-      return;
+      return { outcome: 'refused', code: 'NJ_RECEIPT_INVALID', message: e.message };
     }
     this.#o.transport.report(a.channel, { type: 'done' });
     const bounded = boundClaims(receipt, {
@@ -466,7 +478,7 @@ export class ClientJob {
       this.#o.observer.claimCapped?.(a.channel.agentId, field);
     }
     const billed = a.cancelled ? Math.min(bounded.completionTokens, a.delivered) : bounded.completionTokens;
-    await this.#settle({
+    const settled = await this.#settle({
       agentId: a.channel.agentId,
       operatorId: a.channel.operatorId,
       attempt: a.number,
@@ -476,9 +488,19 @@ export class ClientJob {
       billedCompletionTokens: billed,
       outcome: a.cancelled ? 'cancelled' : 'done',
     });
-    if (this.#ended) return;
-    this.#o.sink.send({ type: 'done', receipt: signed });
-    this.#finish({ status: 'done', agentId: a.channel.agentId, attempt: a.number, receipt });
+    if (!this.#ended) {
+      this.#o.sink.send({ type: 'done', receipt: signed });
+      this.#finish({ status: 'done', agentId: a.channel.agentId, attempt: a.number, receipt });
+    }
+    switch (settled) {
+      case 'settled':
+      case 'duplicate':
+        return { outcome: settled };
+      case 'failed':
+        return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now; deliver it again later' };
+      default:
+        return null;
+    }
   }
 
   #attemptFailed(a: Attempt, error: NightjarError): void {
@@ -488,7 +510,9 @@ export class ClientJob {
     this.#log().info('attempt failed', { jobId: this.jobId, agentId: a.channel.agentId, attempt: a.number, code: error.code });
     if (a.started) {
       // Text already reached the client: another agent's reply cannot be spliced in.
-      this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${error.code}); retry the request`), true);
+      // A lost agent says why (its link dropped, or went silent); other codes speak for themselves.
+      const why = error.code === 'NJ_AGENT_FAILED' ? `${error.code}: ${error.message}` : error.code;
+      this.#fail(new NightjarError('NJ_AGENT_FAILED', `the agent failed mid-reply (${why}); retry the request`), true);
       return;
     }
     this.#lastError = error;
@@ -532,18 +556,20 @@ export class ClientJob {
     if (!a || a.closed) void this.#release('failed');
   }
 
-  async #settle(s: Settlement): Promise<void> {
-    if (this.#billing !== 'open') return;
+  /** Bills the job on `s`, once; resolves with what the ledger did, `failed`, or `not-open` (billed before). */
+  async #settle(s: Settlement): Promise<SettleResult | 'failed' | 'not-open'> {
+    if (this.#billing !== 'open') return 'not-open';
     this.#billing = 'busy';
     await this.#assignment;
     try {
-      await this.#o.billing.settle(s);
+      return await this.#o.billing.settle(s);
     } catch (err) {
       this.#log().error('settlement failed; releasing the hold', {
         jobId: this.jobId,
         err: err instanceof Error ? err.message : String(err),
       });
       await this.#o.billing.release('settle-failed').catch(() => undefined);
+      return 'failed';
     } finally {
       this.#billing = 'done';
       this.#resolveBilled();

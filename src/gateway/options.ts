@@ -92,6 +92,16 @@ export interface GatewayOptions {
   handshakeTimeoutMs?: number;
   /** Agent status heartbeat interval. Defaults to 15 000 ms. */
   heartbeatMs?: number;
+  /** How long an admitted agent may say nothing before the gateway pings it (a WebSocket ping). Defaults to 5000 ms. */
+  agentPingMs?: number;
+  /**
+   * How long an admitted agent may say nothing at all (no frame, ping or pong) before its link
+   * counts as dead and is cut: its jobs end for their clients with NJ_AGENT_FAILED (or fail over,
+   * before a first chunk) and their holds are released as for any drop. Three pings unanswered
+   * with the defaults; longer than the 10 s challenge deadline, so a slow answer is not a dead
+   * link. 0 never. Defaults to 15 000 ms.
+   */
+  agentSilenceTimeoutMs?: number;
   /** Time between periodic challenges to each agent. Defaults to 60 000 ms. */
   challengeIntervalMs?: number;
   /** Time an agent has to answer a periodic challenge. Defaults to 10 000 ms. */
@@ -203,6 +213,8 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxHandshakeFrameBytes: 64 * 1024,
   handshakeTimeoutMs: 10_000,
   heartbeatMs: 15_000,
+  agentPingMs: 5000,
+  agentSilenceTimeoutMs: 15_000,
   challengeIntervalMs: 60_000,
   challengeTimeoutMs: 10_000,
   releasedApps: null,

@@ -24,12 +24,19 @@
  *   challenge answered or missed, an agent arriving or leaving) the transport fires
  *   {@link JobTransport.onCapacity}, and the owner pumps its queue of waiting jobs.
  */
-import type { Envelope, Event, VerifiedBundle } from '../shared/index.js';
+import type { Envelope, ErrorCode, Event, ReceiptOutcome, VerifiedBundle } from '../shared/index.js';
 import type { AgentFrame } from '../shared/index.js';
 import type { AgentSession } from './agent-session.js';
 import type { Directory } from './directory.js';
 
 type FrameOf<T extends AgentFrame['type']> = Extract<AgentFrame, { type: T }>;
+
+/** What the gateway answers a receipt with (a `receipt-ack` frame without its envelope). */
+export interface ReceiptAck {
+  outcome: ReceiptOutcome;
+  code?: ErrorCode;
+  message?: string;
+}
 
 /** Receives what an agent says about one dispatched attempt, in the order the agent said it. */
 export interface AttemptListener {
@@ -39,8 +46,12 @@ export interface AttemptListener {
   declined(frame: FrameOf<'declined'>): void;
   /** A sealed reply chunk, opaque here; `arrivedAt` is the clock reading when it arrived (for relay latency). */
   chunk(frame: FrameOf<'chunk'>, arrivedAt: number): void;
-  /** The agent finished, with its signed receipt (ends it). */
-  done(frame: FrameOf<'done'>): void;
+  /**
+   * The agent finished, with its signed receipt (ends it). Resolves with the acknowledgement the
+   * agent is sent once the receipt is billed (or refused), or null when this job can no longer
+   * bill it (its hold went back first): the receipt is then settled as a late one.
+   */
+  done(frame: FrameOf<'done'>): Promise<ReceiptAck | null>;
   /** The agent failed the attempt (ends it). */
   failed(frame: FrameOf<'failed'>): void;
   /** The agent can no longer be reached with the attempt open (ends it). */

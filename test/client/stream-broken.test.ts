@@ -1,19 +1,26 @@
 /**
  * A reply stream whose connection goes silent (a gateway killed behind a proxy, a network cut:
  * no FIN ever arrives) ends with NJ_STREAM_BROKEN once it has been silent for streamIdleMs (1 s),
- * on the client's clock, because the gateway promised keepalives on it; and a stream whose
+ * on the client's clock, because the gateway promised keepalives on it — mid-reply, and before
+ * the first chunk too (the SDK asks for the stream to begin at admission); and a stream whose
  * connection ends mid-reply says so with the same code.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { IncompleteReplyError, NightjarClient } from '../../src/client/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
+import { NightjarError } from '../../src/shared/index.js';
+import { startRecordingProxy, type RecordingProxy } from '../helpers/recording-proxy.js';
+import { onceTrue } from '../helpers/events.js';
 import { StallingEngine } from './support/engines.js';
 import { FAKE_MODEL, ManualClock, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;
+let relay: RecordingProxy | undefined;
 afterEach(async () => {
   await net?.close();
+  await relay?.close();
   net = undefined;
+  relay = undefined;
 });
 const http = perTestFetch();
 
@@ -72,5 +79,41 @@ describe('a reply stream that breaks', () => {
     expect(e).toBeInstanceOf(IncompleteReplyError);
     expect(e).toMatchObject({ code: 'NJ_STREAM_BROKEN', partialText: 'Only this' });
     expect((e as Error).message).toMatch(/went silent for 1000 ms mid-reply/);
+  });
+
+  // Fails without the stream beginning at admission (NdjsonSink.begin in the gateway's jobs route,
+  // asked for by the SDK's EARLY_STREAM_HEADER): the response waits for a first chunk the stalled
+  // agent never sends and the SDK arms no timer (shown once with the SDK's header removed: "the
+  // stream to begin did not happen within 5000 ms").
+  it('silent before the first chunk, while the agent thinks: NJ_STREAM_BROKEN after streamIdleMs', async () => {
+    net = await startNet();
+    const engine = new StallingEngine([], { slots: 2 });
+    await net.addAgent(engine);
+    // The client reaches the gateway through a relay the test black-holes.
+    relay = await startRecordingProxy(Number(new URL(net.gateway.url).port));
+    const clock = new ManualClock();
+    const client = new NightjarClient({
+      gatewayUrl: `http://127.0.0.1:${relay.port}`,
+      trust: { allowSynthetic: true },
+      fetch: http.fetch,
+      clock,
+    });
+    const result = client.chat(ask).result.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    // The agent has the job and thinks on; the stream began at admission with its first keepalive.
+    const began = (): boolean =>
+      relay!.connections.some((c) => /x-ndjson[\s\S]*\r\n\r\n1\r\n\n\r\n/.test(Buffer.concat(c.fromTarget).toString('latin1')));
+    await onceTrue(engine.onStalled, () => engine.started === 1, 'the agent to start');
+    await onceTrue(relay.onForwarded, began, 'the stream to begin');
+    relay.blackHole();
+    // The one timer left is the idle timeout of the read that will never complete.
+    expect(await clock.nextTimer()).toBe(1000);
+    clock.fire();
+    const e = await result;
+    expect(e).toBeInstanceOf(NightjarError);
+    expect(e).toMatchObject({ code: 'NJ_STREAM_BROKEN', message: expect.stringMatching(/went silent for 1000 ms/) });
+    expect(engine.aborted).toBe(0);
   });
 });

@@ -45,12 +45,18 @@ const HARDENED: Posture = {
   appHash: RELEASED,
 };
 
+/**
+ * Pings and the liveness deadline spaced far apart, as the heartbeat is: this clock jumps a
+ * challenge interval at a time, and a pong needs real time.
+ */
+const QUIET = { heartbeatMs: 3_600_000, agentPingMs: 3_600_000, agentSilenceTimeoutMs: 3 * 3_600_000 };
+
 async function setup(clock = new FakeClock()): Promise<Gateway> {
   gateway = await startTestGateway({
     clock,
     challengeIntervalMs: INTERVAL,
     challengeTimeoutMs: 10_000,
-    heartbeatMs: 3_600_000,
+    ...QUIET,
     releasedApps: releasedAppsOf([RELEASED]),
   });
   return gateway;
@@ -142,7 +148,7 @@ describe('attestation at the gateway', () => {
   // NO_RELEASES): the agent stays signed after its hash is added; shown once.
   it('by default asks the store’s released-versions list (nightjar gateway releases), at every judgement', async () => {
     const clock = new FakeClock();
-    gateway = await startTestGateway({ clock, challengeIntervalMs: INTERVAL, challengeTimeoutMs: 10_000, heartbeatMs: 3_600_000 });
+    gateway = await startTestGateway({ clock, challengeIntervalMs: INTERVAL, challengeTimeoutMs: 10_000, ...QUIET });
     const gw = gateway;
     const first = await connect(gw, HARDENED);
     expect(gw.directory.get(first.agentId)).toMatchObject({ trust: 'signed', attestation: ['unreleased-app-hash'] });

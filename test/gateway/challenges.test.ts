@@ -29,8 +29,16 @@ const INTERVAL = 60_000;
 const DEADLINE = 10_000;
 
 async function setup(clock: FakeClock): Promise<Gateway> {
-  // Pings are spaced far apart: this clock jumps minutes at a time, and a pong needs real time.
-  gateway = await startTestGateway({ clock, challengeIntervalMs: INTERVAL, challengeTimeoutMs: DEADLINE, heartbeatMs: 3_600_000 });
+  // Pings and the liveness deadline are spaced far apart: this clock jumps minutes at a time, and
+  // a pong needs real time (test/gateway/liveness.test.ts steps its clock ping by ping instead).
+  gateway = await startTestGateway({
+    clock,
+    challengeIntervalMs: INTERVAL,
+    challengeTimeoutMs: DEADLINE,
+    heartbeatMs: 3_600_000,
+    agentPingMs: 3_600_000,
+    agentSilenceTimeoutMs: 3 * 3_600_000,
+  });
   return gateway;
 }
 

@@ -137,7 +137,10 @@ async function jobFor(channels: FakeChannel[]) {
     sink: { send: (e) => events.push(e) },
     paid: true,
     billing: {
-      settle: async (s) => void settled.push(s),
+      settle: async (s) => {
+        settled.push(s);
+        return 'settled';
+      },
       release: async (outcome, bound) => {
         released.push(outcome);
         calls.push(`release ${outcome} ${bound ?? 'none'}`);

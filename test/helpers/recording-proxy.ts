@@ -2,8 +2,15 @@
  * A TCP proxy that records every byte passing in either direction. Put it in front of the
  * gateway and point clients and agents at it: the recording is everything the gateway received
  * and sent on the wire.
+ *
+ * Black hole: {@link RecordingProxy.blackHole} models a cable pulled, a NAT that dropped its
+ * state, a black-holed route. From then on the open connections forward nothing in either
+ * direction and pass on no end or close (each side sees only silence, until its own timers give
+ * up), and a new connection is accepted but goes nowhere. {@link RecordingProxy.heal} lets new
+ * connections through again; the black-holed ones stay dead, as a NAT's lost state does.
  */
 import net from 'node:net';
+import { Emitter, type Event } from '../../src/shared/index.js';
 
 /** Bytes of one proxied connection, by direction. */
 export interface RecordedConnection {
@@ -22,33 +29,59 @@ export interface RecordingProxy {
    * plaintext from a raw search).
    */
   capture(): Buffer;
+  /** Stops forwarding, silently, on every open and new connection (see the file's comment). */
+  blackHole(): void;
+  /** New connections are forwarded again; those black-holed stay so. */
+  heal(): void;
+  /** Fires when bytes arrive at the black hole (from either side), after they were dropped. */
+  readonly onSwallowed: Event<void>;
+  /** Fires when bytes were forwarded (either way), after they were recorded. */
+  readonly onForwarded: Event<void>;
   close(): Promise<void>;
 }
 
 export async function startRecordingProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<RecordingProxy> {
   const connections: RecordedConnection[] = [];
   const sockets = new Set<net.Socket>();
+  const swallowed = new Emitter<void>();
+  const forwarded = new Emitter<void>();
+  /** Set while new connections are black-holed; each open connection checks its own flag too. */
+  let holed = false;
+  const holes = new Set<{ holed: boolean }>();
+  const track = (s: net.Socket): void => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
   const server = net.createServer((inbound) => {
+    track(inbound);
+    if (holed) {
+      // Accepted, then nothing: the route goes nowhere.
+      inbound.on('data', () => swallowed.fire());
+      return;
+    }
     const outbound = net.connect(targetPort, targetHost);
+    track(outbound);
     const conn: RecordedConnection = { toTarget: [], fromTarget: [] };
     connections.push(conn);
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-    }
+    const state = { holed: false };
+    holes.add(state);
     inbound.on('data', (d) => {
+      if (state.holed) return swallowed.fire();
       conn.toTarget.push(Buffer.from(d));
       outbound.write(d);
+      forwarded.fire();
     });
     outbound.on('data', (d) => {
+      if (state.holed) return swallowed.fire();
       conn.fromTarget.push(Buffer.from(d));
       inbound.write(d);
+      forwarded.fire();
     });
-    inbound.on('end', () => outbound.end());
-    outbound.on('end', () => inbound.end());
-    inbound.on('close', () => outbound.destroy());
-    outbound.on('close', () => inbound.destroy());
+    inbound.on('end', () => state.holed || outbound.end());
+    outbound.on('end', () => state.holed || inbound.end());
+    inbound.on('close', () => state.holed || outbound.destroy());
+    outbound.on('close', () => state.holed || inbound.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
@@ -63,9 +96,20 @@ export async function startRecordingProxy(targetPort: number, targetHost = '127.
       }
       return Buffer.concat(parts);
     },
+    blackHole() {
+      holed = true;
+      for (const h of holes) h.holed = true;
+    },
+    heal() {
+      holed = false;
+    },
+    onSwallowed: swallowed.event,
+    onForwarded: forwarded.event,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
+      swallowed.dispose();
+      forwarded.dispose();
     },
   };
 }

@@ -30,6 +30,7 @@ import {
   deriveReplyKeys,
   describeIssues,
   errorFromPayload,
+  EARLY_STREAM_HEADER,
   fromBase64Url,
   httpErrorSchema,
   jobEventSchema,
@@ -130,7 +131,9 @@ export interface NightjarClientOptions {
   /**
    * How long a reply stream may stay silent, once the gateway has shown it sends keepalives (an
    * empty line every 250 ms while it has nothing else to send), before the SDK takes the
-   * connection for broken and ends the request with NJ_STREAM_BROKEN. A gateway that sends no
+   * connection for broken and ends the request with NJ_STREAM_BROKEN. The SDK asks the gateway to
+   * begin the stream at admission, so this covers the wait for the first chunk too (a slow agent
+   * is the gateway's to time out: its keepalives go on meanwhile). A gateway that sends no
    * keepalives is never timed out this way. 0 never. Defaults to 1000 ms.
    */
   streamIdleMs?: number;
@@ -711,7 +714,9 @@ export class NightjarClient {
       try {
         res = await this.#o.fetch(`${this.#base}/v1/jobs`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', ...this.#auth() },
+          // The stream begins at admission, keepalives with it: silence before the first chunk is
+          // then a dead connection too, not an agent still thinking (the gateway times that out).
+          headers: { 'content-type': 'application/json', [EARLY_STREAM_HEADER.name]: EARLY_STREAM_HEADER.value, ...this.#auth() },
           body: JSON.stringify({ v: PROTOCOL_VERSION, envelope: sealed.envelope }),
           signal,
         });

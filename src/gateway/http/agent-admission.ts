@@ -161,6 +161,8 @@ export class AgentAdmission {
       maxHandshakeFrameBytes: options.maxHandshakeFrameBytes,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       heartbeatMs: options.heartbeatMs,
+      pingMs: options.agentPingMs,
+      silenceTimeoutMs: options.agentSilenceTimeoutMs,
       challengeIntervalMs: options.challengeIntervalMs,
       challengeTimeoutMs: options.challengeTimeoutMs,
       releases: options.releasedApps ?? this.#ctx.catalog,

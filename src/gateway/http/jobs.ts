@@ -1,13 +1,17 @@
 /**
  * POST /v1/jobs: admit a sealed job (caller, limits, price, hold), then stream its events to the
  * client as NDJSON while a {@link ClientJob} relays it. A job that fails before anything streamed
- * is answered as a plain HTTP error with its status and Retry-After; a client that does not read
+ * is answered as a plain HTTP error with its status and Retry-After — unless the client asked for
+ * the stream to begin at admission (EARLY_STREAM_HEADER, as the SDK does): then the 200 and a first
+ * keepalive go out once the job is held, so the client can tell a gateway that died or went silent
+ * from an agent still thinking, and a failure before the first chunk is an `error` event. A client that does not read
  * its reply is cut off (its job cancelled) once it leaves more than maxBufferedBytesPerClient
  * unread; a client that goes away cancels its job.
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
+  EARLY_STREAM_HEADER,
   NightjarError,
   describeIssues,
   fromBase64Url,
@@ -54,7 +58,7 @@ export const jobRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, {
     { bodyLimit: jobBodyLimit(ctx.options.maxRequestBodyBytes), onRequest: [refuseWhileClosing, clientAuth(ctx)] },
     async (req, reply) => {
       const admitted = await admit(ctx, req);
-      await stream(ctx, admitted, reply);
+      await stream(ctx, admitted, reply, req.headers[EARLY_STREAM_HEADER.name] === EARLY_STREAM_HEADER.value);
     },
   );
 };
@@ -101,7 +105,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
 }
 
 /** Runs the admitted job and streams its events to the client; resolves when the job is over. */
-async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyReply): Promise<void> {
+async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyReply, early: boolean): Promise<void> {
   const { envelope, caller } = admitted;
   const jobId = envelope.header.jobId;
   reply.hijack();
@@ -133,6 +137,7 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
   });
   ctx.jobs.add(job, caller.id);
   ctx.billing.track(jobId, job.billed);
+  if (early) sink.begin();
   res.on('close', () => {
     if (!finished) job.cancel('the client disconnected');
   });
@@ -166,7 +171,9 @@ function logOutcome(ctx: GatewayContext, jobId: string, outcome: JobOutcome, ms:
 
 /**
  * The client's side of a job on the raw response: NDJSON lines after a 200, or — when the first
- * event is an error — a plain HTTP error with its status and Retry-After. Once the 200 is out, an
+ * event is an error and the stream has not begun — a plain HTTP error with its status and
+ * Retry-After. The stream begins at the first event, or at admission when the client asked
+ * ({@link NdjsonSink.begin}). Once the 200 is out, an
  * empty line goes out whenever nothing else was written for `keepaliveMs` (and one before the first
  * event, which tells the SDK this gateway keeps its streams alive): the SDK times a silent stream out only when
  * it knows to expect them, so a dead connection is told from a slow agent within a second.
@@ -206,6 +213,20 @@ class NdjsonSink implements JobSink {
     this.#keepalive = null;
   }
 
+  /** Begins the stream now: the 200 and a first keepalive, with keepalives from here on (none when they are off). */
+  begin(): void {
+    const res = this.res;
+    if (this.#headSent || res.destroyed || res.writableEnded) return;
+    this.#writeHead();
+    if (this.keepaliveMs > 0) this.#write('\n');
+    else res.flushHeaders();
+  }
+
+  #writeHead(): void {
+    this.#headSent = true;
+    this.res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  }
+
   send(event: JobEvent): void {
     const res = this.res;
     if (res.destroyed || res.writableEnded) return;
@@ -217,8 +238,7 @@ class NdjsonSink implements JobSink {
     }
     let first = '';
     if (!this.#headSent) {
-      this.#headSent = true;
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      this.#writeHead();
       // The first keepalive goes with the first event: from here on the client expects them.
       if (this.keepaliveMs > 0) first = '\n';
     }

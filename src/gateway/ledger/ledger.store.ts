@@ -42,6 +42,9 @@ import type { Price } from '../accounts/account.store.js';
 /** Tokens a price is quoted for. */
 const PER_MTOK = 1_000_000n;
 
+/** The outcome of a job released because its receipt did not verify (ClientJob); never settled late. */
+export const RECEIPT_REFUSED = 'receipt-invalid';
+
 /** The well-known accounts. */
 export const ACCOUNTS = {
   holds: 'holds',
@@ -606,6 +609,11 @@ export class SqlLedgerStore implements LedgerStore {
         return { status: 'refused', reason: 'the job was not given to this agent for this attempt' };
       }
       if (job.status === 'settled') return { status: 'duplicate' };
+      // The job ended on a receipt from this very attempt that did not verify against the bytes
+      // relayed (ClientJob releases it as 'receipt-invalid'): no later delivery bills it.
+      if (job.status === 'released' && job.outcome === RECEIPT_REFUSED) {
+        return { status: 'refused', reason: "this attempt's receipt was refused when the job ended: it did not match what was relayed" };
+      }
       if (job.model !== r.model) return { status: 'refused', reason: 'the receipt names another model than the job asked for' };
       if (job.requestDigest !== null && job.requestDigest !== r.requestDigest) {
         return { status: 'refused', reason: 'the receipt covers another request than the job relayed' };

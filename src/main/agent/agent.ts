@@ -61,6 +61,12 @@ export interface AgentMachineOptions {
   backoff?: BackoffOptions;
   /** Random source in [0, 1) for reconnect jitter. Defaults to Math.random. */
   random?: () => number;
+  /**
+   * Link liveness (GatewayLinkOptions.pingMs and silenceTimeoutMs), each field defaulted on its
+   * own. Defaults to a ping after 5 s without a word from the gateway, and the link cut (its jobs
+   * stopped) after 15 s of silence.
+   */
+  liveness?: { pingMs?: number; silenceTimeoutMs?: number };
   /** Defaults to what the OS reports. */
   platform?: Platform;
   /** Defaults to an unattested posture. */
@@ -265,6 +271,7 @@ export class Agent extends Resource {
         accepting: () => this.#state.state === 'serving',
         recordReceipt: options.recordReceipt,
         undelivered: (receipt) => this.#outbox.add(receipt),
+        sent: (receipt) => this.#outbox.sent(receipt),
       }),
     );
     this.#link = d.add(
@@ -291,6 +298,8 @@ export class Agent extends Resource {
         logger: log,
         backoff: options.backoff,
         random: options.random,
+        pingMs: options.liveness?.pingMs,
+        silenceTimeoutMs: options.liveness?.silenceTimeoutMs,
       }),
     );
     this.#link.onJob((frame) => this.#runner.handle(frame));
@@ -411,6 +420,11 @@ export class Agent extends Resource {
   /** Receipts signed but not acknowledged by the gateway yet (delivered after the next welcome). */
   get undeliveredReceipts(): number {
     return this.#outbox.size;
+  }
+
+  /** Receipts sent in `done` frames on this connection that the gateway has not acknowledged yet. */
+  get receiptsAwaitingAck(): number {
+    return this.#outbox.awaitingAck;
   }
 
   /** The job runner's live figures (jobs running and served, measured speeds). */

@@ -11,6 +11,14 @@
  * so a gateway that accepts and drops at once keeps its agents spread instead of calling them
  * back together every time. An attempt that has not been welcomed within `handshakeTimeoutMs` is
  * cut and counts as a failure (a black-holed address would otherwise hold it for minutes).
+ *
+ * Liveness (docs/protocol.md "Liveness"): a link can go quiet without closing (a cable pulled, a
+ * NAT that dropped its state, a black-holed route), and TCP takes minutes to notice. Once
+ * welcomed, the link pings the gateway (a WebSocket ping) whenever it has heard nothing from it
+ * for `pingMs`, and counts anything it hears (a frame, a ping, a pong) as a sign of life; after
+ * `silenceTimeoutMs` of silence it cuts the socket, which ends the connection as any drop does
+ * (the agent stops its jobs within a token and keeps their receipts). Both are on the injected
+ * clock. The gateway's ws answers pings by itself, so this works against any gateway version.
  */
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
@@ -100,6 +108,17 @@ export interface GatewayLinkOptions {
   maxRetryAfterMs?: number;
   /** How long a closing socket may take before it is cut. Defaults to 2000 ms. */
   closeTimeoutMs?: number;
+  /**
+   * Once welcomed, how long the link may hear nothing from the gateway before it pings it.
+   * Defaults to 5000 ms.
+   */
+  pingMs?: number;
+  /**
+   * Once welcomed, how long the link may hear nothing at all from the gateway (no frame, ping or
+   * pong) before it counts the link as dead and cuts it: three pings unanswered with the defaults,
+   * against the gateway's 15 s heartbeat interval and 10 s challenge deadline. 0 never. Defaults to 15 000 ms.
+   */
+  silenceTimeoutMs?: number;
   /** Defaults to the system clock. */
   clock?: Clock;
   /** Defaults to a silent logger. */
@@ -116,6 +135,8 @@ type LinkDefaults = Required<
     | 'handshakeTimeoutMs'
     | 'maxRetryAfterMs'
     | 'closeTimeoutMs'
+    | 'pingMs'
+    | 'silenceTimeoutMs'
     | 'clock'
     | 'logger'
   >
@@ -129,6 +150,8 @@ const LINK_DEFAULTS: LinkDefaults = {
   handshakeTimeoutMs: 10_000,
   maxRetryAfterMs: 60_000,
   closeTimeoutMs: 2000,
+  pingMs: 5000,
+  silenceTimeoutMs: 15_000,
   clock: systemClock,
   logger: silentLogger,
 };
@@ -189,6 +212,7 @@ export class GatewayLink extends Resource {
   readonly #retry: TimerSlot;
   readonly #beatTimer: TimerSlot;
   readonly #attemptTimer: TimerSlot;
+  readonly #liveTimer: TimerSlot;
   readonly #state$: Emitter<LinkState>;
   readonly #welcome$: Emitter<WelcomeFrame>;
   readonly #reject$: Emitter<RejectFrame>;
@@ -196,6 +220,7 @@ export class GatewayLink extends Resource {
   readonly #cancel$: Emitter<CancelFrame>;
   readonly #receiptAck$: Emitter<ReceiptAckFrame>;
   readonly #disconnected$: Emitter<void>;
+  readonly #heard$: Emitter<void>;
   #socket: WebSocket | null = null;
   #state: LinkState = 'idle';
   #failures = 0;
@@ -204,6 +229,10 @@ export class GatewayLink extends Resource {
   #heartbeatMs = 15_000;
   #closed: Promise<void> | null = null;
   #retryDelay: number | null = null;
+  /** When the gateway was last heard from on the current connection (clock ms). */
+  #heardAt = 0;
+  /** When the link last pinged the gateway (clock ms). */
+  #pingedAt = 0;
 
   constructor(options: GatewayLinkOptions) {
     super();
@@ -214,6 +243,7 @@ export class GatewayLink extends Resource {
     this.#retry = d.add(new TimerSlot(this.#o.clock));
     this.#beatTimer = d.add(new TimerSlot(this.#o.clock));
     this.#attemptTimer = d.add(new TimerSlot(this.#o.clock));
+    this.#liveTimer = d.add(new TimerSlot(this.#o.clock));
     this.#state$ = d.add(loggedEmitter(log, 'link state'));
     this.#welcome$ = d.add(loggedEmitter(log, 'welcome'));
     this.#reject$ = d.add(loggedEmitter(log, 'reject'));
@@ -221,6 +251,7 @@ export class GatewayLink extends Resource {
     this.#cancel$ = d.add(loggedEmitter(log, 'cancel'));
     this.#receiptAck$ = d.add(loggedEmitter(log, 'receipt ack'));
     this.#disconnected$ = d.add(loggedEmitter(log, 'disconnect'));
+    this.#heard$ = d.add(loggedEmitter(log, 'gateway heard'));
     this.onState = this.#state$.event;
     this.onWelcome = this.#welcome$.event;
     this.onReject = this.#reject$.event;
@@ -228,6 +259,7 @@ export class GatewayLink extends Resource {
     this.onCancel = this.#cancel$.event;
     this.onReceiptAck = this.#receiptAck$.event;
     this.onDisconnected = this.#disconnected$.event;
+    this.onPong = this.#heard$.event;
   }
 
   /** Fires whenever {@link GatewayLink.state} changes. */
@@ -244,6 +276,8 @@ export class GatewayLink extends Resource {
   readonly onReceiptAck: Event<ReceiptAckFrame>;
   /** Fires when an authenticated connection ends. */
   readonly onDisconnected: Event<void>;
+  /** Fires when the gateway answers one of the link's liveness pings (tests step their clocks on it). */
+  readonly onPong: Event<void>;
 
   get state(): LinkState {
     return this.#state;
@@ -292,6 +326,7 @@ export class GatewayLink extends Resource {
       this.#retry.clear();
       this.#beatTimer.clear();
       this.#attemptTimer.clear();
+      this.#liveTimer.clear();
       this.#retryDelay = null;
       this.#socket = null;
       if (!socket || socket.readyState === WebSocket.CLOSED) return;
@@ -344,9 +379,20 @@ export class GatewayLink extends Resource {
       if (this.#o.enrollToken) hello.enrollToken = this.#o.enrollToken;
       socket.send(JSON.stringify(hello));
     });
+    // Anything the gateway says is a sign of life (ws answers its pings by itself).
+    socket.on('ping', () => {
+      if (this.#socket === socket) this.#heardAt = this.#o.clock.now();
+    });
+    socket.on('pong', () => {
+      if (this.#socket !== socket) return;
+      this.#heardAt = this.#o.clock.now();
+      this.#heard$.fire();
+    });
     socket.on('message', (data, isBinary) => {
       // A socket this link has let go of (stopped, then started again) speaks for nobody.
-      if (isBinary || this.#socket !== socket) return;
+      if (this.#socket !== socket) return;
+      this.#heardAt = this.#o.clock.now();
+      if (isBinary) return;
       let frame: GatewayFrame;
       try {
         frame = decodeMessage(gatewayFrameSchema, data as Buffer, LIMITS.maxAgentFrameBytes, 'gateway frame');
@@ -391,6 +437,8 @@ export class GatewayLink extends Resource {
           // A bundle re-signed during the handshake (a key rotation) could not be sent then.
           if (this.#o.bundle() !== presented) this.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: this.#o.bundle() });
           this.#scheduleBeat();
+          this.#pingedAt = this.#heardAt;
+          this.#watch(socket);
           this.#welcome$.fire(frame);
           return;
         case 'reject':
@@ -417,6 +465,7 @@ export class GatewayLink extends Resource {
       if (this.#socket !== socket) return;
       this.#beatTimer.clear();
       this.#attemptTimer.clear();
+      this.#liveTimer.clear();
       if (this.#state === 'stopped') return;
       this.#scheduleRetry(code, floorMs);
     });
@@ -438,6 +487,42 @@ export class GatewayLink extends Resource {
       this.#retryDelay = null;
       if (this.#state === 'waiting') this.#open();
     });
+  }
+
+  /** True while a liveness ping is out and nothing has been heard from the gateway since. */
+  get awaitingPong(): boolean {
+    return this.#state === 'connected' && this.#pingedAt > this.#heardAt;
+  }
+
+  /**
+   * The liveness watch of a welcomed connection: pings the gateway when it has been quiet for
+   * `pingMs` (at most once per `pingMs`), and cuts the socket once it has been silent for
+   * `silenceTimeoutMs`. Wakes at the earlier of the next ping and the deadline. A wake far past
+   * its time (the machine slept, the clock jumped) does not count the lost time as the gateway's
+   * silence: it pings at once and gives the gateway the rest of the deadline to answer.
+   */
+  #watch(socket: WebSocket, dueAt: number | null = null): void {
+    const { pingMs, silenceTimeoutMs, clock } = this.#o;
+    if (silenceTimeoutMs <= 0 || this.#socket !== socket || this.#state !== 'connected') return;
+    const now = clock.now();
+    if (dueAt !== null && now - dueAt > pingMs) {
+      this.#o.logger.info('the liveness watch woke late (a sleep?); pinging the gateway', { lateMs: now - dueAt });
+      this.#heardAt = Math.max(this.#heardAt, now - pingMs);
+      this.#pingedAt = Math.min(this.#pingedAt, now - pingMs);
+    }
+    const silentFor = now - this.#heardAt;
+    if (silentFor >= silenceTimeoutMs) {
+      this.#o.logger.warn('the gateway link went silent; cutting it', { silentMs: silentFor, silenceTimeoutMs });
+      socket.terminate();
+      return;
+    }
+    if (silentFor >= pingMs && now - this.#pingedAt >= pingMs && socket.readyState === WebSocket.OPEN) {
+      this.#pingedAt = now;
+      socket.ping();
+    }
+    const nextPing = Math.max(this.#heardAt, this.#pingedAt) + pingMs;
+    const wake = Math.max(1, Math.min(nextPing, this.#heardAt + silenceTimeoutMs) - now);
+    this.#liveTimer.set(wake, () => this.#watch(socket, now + wake));
   }
 
   #scheduleBeat(): void {

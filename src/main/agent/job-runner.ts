@@ -74,6 +74,11 @@ export interface JobRunnerOptions {
    * log line says `delivered: false`).
    */
   undelivered?: (receipt: SignedReceipt) => void | Promise<void>;
+  /**
+   * Takes every receipt that went out in a `done` frame: it is delivered only once the gateway
+   * acknowledges it (the agent's outbox keeps it until then). Defaults to nothing.
+   */
+  sent?: (receipt: SignedReceipt) => void;
   /** Remembers served jobIds. Defaults to a new ReplayGuard. */
   replay?: ReplayGuard;
   /** Defaults to the system clock. */
@@ -83,10 +88,11 @@ export interface JobRunnerOptions {
 }
 
 /** The defaults of {@link JobRunnerOptions}. */
-const JOB_RUNNER_DEFAULTS: Required<Pick<JobRunnerOptions, 'accepting' | 'recordReceipt' | 'undelivered' | 'clock' | 'logger'>> = {
+const JOB_RUNNER_DEFAULTS: Required<Pick<JobRunnerOptions, 'accepting' | 'recordReceipt' | 'undelivered' | 'sent' | 'clock' | 'logger'>> = {
   accepting: () => true,
   recordReceipt: () => undefined,
   undelivered: () => undefined,
+  sent: () => undefined,
   clock: systemClock,
   logger: silentLogger,
 };
@@ -326,7 +332,8 @@ export class JobRunner implements Disposable {
       completionTokens: usage.completionTokens,
       delivered: sent,
     });
-    if (!sent) {
+    if (sent) this.#o.sent(receipt);
+    else {
       try {
         await this.#o.undelivered(receipt);
       } catch (err) {

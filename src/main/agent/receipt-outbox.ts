@@ -8,6 +8,13 @@
  * `retry`, or no answer before the link drops, leaves it for the next connection. A receipt older
  * than `maxAgeMs` is given up, with a log line, and marked so in the log.
  *
+ * A receipt sent in a `done` frame is not delivered yet either: the gateway may die before it
+ * reads the frame. The gateway answers each `done` with a `receipt-ack` once it has billed it;
+ * until then the receipt waits here ({@link ReceiptOutbox.sent}), in memory only (a job that
+ * ended normally costs no extra write). When the link drops with such a receipt unanswered, it is
+ * kept as undelivered (marked in the log) and sent again as a `receipt` after the next welcome,
+ * where the gateway's idempotent late settlement settles it once or answers `duplicate`.
+ *
  * An older gateway does not know the `receipt` frame and closes the link as a bad frame
  * (NJ_FRAME_INVALID). The outbox then stops delivering for the life of the process (a log line
  * says so), so the agent is not disconnected again at every welcome; the receipts stay in the log.
@@ -79,6 +86,8 @@ export class ReceiptOutbox {
   readonly #pending = new Map<string, SignedReceipt>();
   /** Sent on the current connection, waiting for their acknowledgement. */
   readonly #inFlight = new Set<string>();
+  /** Sent in a `done` frame on the current connection, waiting for the gateway's acknowledgement. */
+  readonly #awaiting = new Map<string, SignedReceipt>();
   #connected = false;
   #unsupported = false;
 
@@ -93,9 +102,15 @@ export class ReceiptOutbox {
     return this.#pending.size;
   }
 
+  /** Receipts sent in a `done` frame on this connection that the gateway has not acknowledged yet. */
+  get awaitingAck(): number {
+    return this.#awaiting.size;
+  }
+
   /** Keeps a receipt whose `done` could not be delivered, and sends it at once if the link is up again. */
   async add(receipt: SignedReceipt): Promise<void> {
     const key = keyOf(receipt.receipt.jobId, receipt.receipt.attempt);
+    this.#awaiting.delete(key);
     this.#pending.set(key, receipt);
     this.#o.logger.info('receipt kept for delivery on the next connection', { jobId: receipt.receipt.jobId });
     try {
@@ -126,10 +141,34 @@ export class ReceiptOutbox {
     }
   }
 
-  /** The link dropped: what was sent and not acknowledged goes again on the next connection. */
+  /**
+   * A receipt went out in a `done` frame: it waits for the gateway's acknowledgement. Receipts
+   * waiting longer than `maxAgeMs` (a gateway that never acknowledges, over a link that stays
+   * up) are let go, so the wait is bounded.
+   */
+  sent(receipt: SignedReceipt): void {
+    if (this.#unsupported) return;
+    const now = this.#o.clock.now();
+    for (const [key, waiting] of this.#awaiting) {
+      if (now - waiting.receipt.endedAt <= this.#o.maxAgeMs) break;
+      this.#awaiting.delete(key);
+    }
+    this.#awaiting.set(keyOf(receipt.receipt.jobId, receipt.receipt.attempt), receipt);
+  }
+
+  /**
+   * The link dropped: what was sent and not acknowledged — late receipts, and receipts sent in
+   * `done` frames — goes again on the next connection.
+   */
   disconnected(): void {
     this.#connected = false;
     this.#inFlight.clear();
+    const unanswered = [...this.#awaiting.values()];
+    this.#awaiting.clear();
+    if (unanswered.length > 0) {
+      this.#o.logger.info('the link dropped before the gateway acknowledged these done receipts', { receipts: unanswered.length });
+    }
+    for (const receipt of unanswered) void this.add(receipt);
   }
 
   /**
@@ -147,6 +186,12 @@ export class ReceiptOutbox {
   /** The gateway's answer to a delivered receipt. */
   acknowledged(frame: Extract<GatewayFrame, { type: 'receipt-ack' }>): void {
     const key = keyOf(frame.jobId, frame.attempt);
+    const done = this.#awaiting.get(key);
+    if (done) {
+      this.#awaiting.delete(key);
+      this.#answeredDone(done, frame);
+      return;
+    }
     this.#inFlight.delete(key);
     if (!this.#pending.has(key)) return;
     const line = { jobId: frame.jobId, attempt: frame.attempt, outcome: frame.outcome, code: frame.code ?? null };
@@ -158,6 +203,23 @@ export class ReceiptOutbox {
     if (frame.outcome === 'settled' || frame.outcome === 'duplicate') this.#o.logger.info('late receipt settled', line);
     else this.#o.logger.warn('the gateway will not settle this receipt', { ...line, reason: frame.message ?? null });
     void this.#mark(frame.jobId, frame.attempt, frame.outcome);
+  }
+
+  /** The gateway's answer to a receipt sent in `done`: final, or (retry) kept for the next connection. */
+  #answeredDone(signed: SignedReceipt, frame: Extract<GatewayFrame, { type: 'receipt-ack' }>): void {
+    const line = { jobId: frame.jobId, attempt: frame.attempt, outcome: frame.outcome, code: frame.code ?? null };
+    if (frame.outcome === 'retry') {
+      const key = keyOf(frame.jobId, frame.attempt);
+      // Not again on this connection: the gateway asked for later.
+      if (this.#connected) this.#inFlight.add(key);
+      void this.add(signed);
+      return;
+    }
+    if (frame.outcome === 'refused' || frame.outcome === 'unknown') {
+      this.#o.logger.warn('the gateway will not settle this receipt', { ...line, reason: frame.message ?? null });
+    } else {
+      this.#o.logger.debug('receipt acknowledged', line);
+    }
   }
 
   #deliver(key: string, signed: SignedReceipt): void {

@@ -403,6 +403,14 @@ export type GatewayFrame = z.infer<typeof gatewayFrameSchema>;
 export const jobRequestSchema = z.strictObject({ v: version, envelope: envelopeSchema });
 export type JobRequest = z.infer<typeof jobRequestSchema>;
 
+/**
+ * The request header (and its value) with which a client asks `POST /v1/jobs` to begin its stream
+ * at admission: the 200 and a first keepalive go out as soon as the job is held, keepalives follow
+ * from there, and a failure before the first chunk is an `error` event instead of an HTTP error.
+ * A gateway that does not know it answers as before.
+ */
+export const EARLY_STREAM_HEADER = { name: 'nightjar-stream', value: 'early' } as const;
+
 /** One candidate agent, as the gateway offers it. */
 export const candidateSchema = z.strictObject({ bundle: signedBundleSchema, trust: trustSchema });
 export type Candidate = z.infer<typeof candidateSchema>;

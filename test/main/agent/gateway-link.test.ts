@@ -19,6 +19,7 @@ import { FakeEngine } from '../../helpers/fake-engine.js';
 import { perTestFetch } from '../../helpers/http-client.js';
 import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../../helpers/network.js';
 import { percentile, reconnectStorm } from '../../helpers/reconnect-storm.js';
+import { advanceLive } from '../support/live-clock.js';
 import { ManualClock, tick } from '../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../support/scripted-gateway.js';
 
@@ -184,11 +185,14 @@ describe('reconnect timing', () => {
     const first = await drop();
     expect(first).toBe(500);
     await reconnect(first);
-    clock.advance(29_999); // up, but not for stableAfterMs (30 s)
+    // Ping by ping, so the link stays up (its liveness watch runs on this clock too).
+    await advanceLive(clock, agent.link, 29_999); // up, but not for stableAfterMs (30 s)
+    expect(agent.linkState).toBe('connected');
     const second = await drop();
     expect(second).toBe(1000);
     await reconnect(second);
-    clock.advance(30_000);
+    await advanceLive(clock, agent.link, 30_000);
+    expect(agent.linkState).toBe('connected');
     expect(await drop()).toBe(500);
   });
 
@@ -495,7 +499,7 @@ describe('box-key rotation', () => {
     const { gw, agent } = await scriptedAgent(clock);
     const old = gw.bundle!;
     const from = gw.frames.length;
-    clock.advance(3600_000);
+    await advanceLive(clock, agent.link, 3600_000);
     await gw.waitForFrame((f) => f.type === 'bundle', 'the rotated bundle', from);
     await gw.whenBundle((b) => b.bundle.boxKeyId !== old.bundle.boxKeyId);
     const fresh = gw.bundle!;
@@ -508,7 +512,7 @@ describe('box-key rotation', () => {
     const late = await gw.submit(ask, { maxTokens: 2 }, { bundle: old, created: clock.now() });
     expect((await late.ended).receipt).not.toBeNull();
     // After the grace period the old key is gone.
-    clock.advance(60_000);
+    await advanceLive(clock, agent.link, 60_000);
     expect(agent.boxKeyIds).toEqual([fresh.bundle.boxKeyId]);
     const stale = await gw.submit(ask, { maxTokens: 2 }, { bundle: old, created: clock.now() });
     expect((await stale.ended).declined).toMatchObject({ code: 'NJ_NOT_A_RECIPIENT' });
@@ -516,7 +520,7 @@ describe('box-key rotation', () => {
     expect((await current.ended).receipt).not.toBeNull();
     // And it keeps rotating.
     const again = gw.frames.length;
-    clock.advance(3600_000);
+    await advanceLive(clock, agent.link, 3600_000);
     await gw.waitForFrame((f) => f.type === 'bundle', 'the second rotation', again);
     await tick(5);
   });

@@ -1,7 +1,8 @@
 /**
  * The agent's outbox of receipts the gateway has not acknowledged: sent after each welcome, kept
  * until the gateway's receipt-ack says what it did (retry keeps it), given up when too old, and
- * no longer sent to a gateway that does not know the frame.
+ * no longer sent to a gateway that does not know the frame. Receipts sent in `done` frames wait
+ * for their acknowledgement too, and become undelivered when the link drops first.
  */
 import { describe, expect, it } from 'vitest';
 import { MemoryDeliveryLog, ReceiptOutbox } from '../../../src/main/agent/index.js';
@@ -111,5 +112,46 @@ describe('the receipt outbox', () => {
     h.link(true);
     expect(h.sent).toHaveLength(1);
     expect(h.outbox.size).toBe(1);
+  });
+
+  // Fails without disconnected's move of unanswered done receipts to the undelivered ones (shown
+  // once: the log then holds only the retried receipt, and the next welcome sends only it).
+  it('keeps a done receipt until acknowledged; one unanswered at a drop goes as a late receipt, retry on the next link', async () => {
+    const h = harness(10_000);
+    h.link(true);
+    const answered = await receipt(9_000);
+    const unanswered = await receipt(9_500);
+    const retried = await receipt(9_600);
+    for (const r of [answered, unanswered, retried]) h.outbox.sent(r);
+    expect(h.outbox.awaitingAck).toBe(3);
+    h.ack(answered, 'settled');
+    h.ack(retried, 'retry');
+    // Acknowledged: let go, with no write. Retry: kept for the next connection, not this one.
+    expect(h.outbox.awaitingAck).toBe(1);
+    expect(h.sent).toEqual([]);
+    await Promise.resolve();
+    expect(h.log.undelivered().map((r) => r.receipt.jobId)).toEqual([retried.receipt.jobId]);
+    h.link(false);
+    expect(h.outbox.awaitingAck).toBe(0);
+    await Promise.resolve();
+    expect(h.log.undelivered().map((r) => r.receipt.jobId)).toEqual([retried.receipt.jobId, unanswered.receipt.jobId]);
+    h.link(true);
+    expect(h.sent.map((f) => (f as { jobId: string }).jobId)).toEqual([retried.receipt.jobId, unanswered.receipt.jobId]);
+    h.ack(unanswered, 'duplicate');
+    h.ack(retried, 'settled');
+    expect(h.outbox.size).toBe(0);
+  });
+
+  it('lets a done receipt wait no longer than maxAgeMs for a gateway that never answers', async () => {
+    const h = harness(10_000, 60_000);
+    h.link(true);
+    h.outbox.sent(await receipt(9_000));
+    h.clock.advance(61_000);
+    const fresh = await receipt(h.clock.now());
+    h.outbox.sent(fresh);
+    expect(h.outbox.awaitingAck).toBe(1);
+    h.link(false);
+    await Promise.resolve();
+    expect(h.log.undelivered()).toEqual([fresh]);
   });
 });

@@ -32,6 +32,7 @@ import {
 import { batchedPrefixes } from '../../../helpers/batching.js';
 import { FakeEngine } from '../../../helpers/fake-engine.js';
 import { FAKE_MODEL } from '../../../helpers/network.js';
+import { advanceLive } from '../../support/live-clock.js';
 import { ManualClock, tick } from '../../support/manual-clock.js';
 import { startScriptedGateway, type ScriptedGateway } from '../../support/scripted-gateway.js';
 
@@ -364,7 +365,8 @@ describe('pause, schedule and the link', () => {
     });
     await serving(h);
     const from = h.gw.frames.length;
-    h.clock.advance(31 * 60_000);
+    // Ping by ping: the link's liveness watch runs on this clock too, and the window ends first.
+    await advanceLive(h.clock, h.runtime.agent!.link, 31 * 60_000);
     await h.runtime.whenState('waiting');
     await h.gw.whenConnected(false);
     expect(await h.gw.waitForFrame((f) => f.type === 'goodbye', 'goodbye', from)).toMatchObject({ reason: 'schedule' });
