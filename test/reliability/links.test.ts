@@ -128,22 +128,19 @@ describe('every link sliced into small pieces', () => {
 });
 
 /**
- * Waits for link liveness (branch wip/liveness, not on main when this was written): without it a
- * link that goes quiet without closing is not noticed by either end until TCP gives up (minutes),
- * so the client's stream gets keepalives for a job nobody runs, and the test could only time
- * out. Enable it (it.todo → it) when "liveness" has merged (run once on wip/liveness at 46a934c
- * with these files copied in: it passed, in about 11 s); the option names below are that
- * branch's (the gateway's agentPingMs and agentSilenceTimeoutMs, the agent's liveness.pingMs and
- * silenceTimeoutMs), passed through spreads so this file type-checks on main.
+ * Link liveness on both ends (the gateway's agentPingMs and agentSilenceTimeoutMs, the agent's
+ * liveness.pingMs and silenceTimeoutMs): without it a link that goes quiet without closing is not
+ * noticed by either end until TCP gives up (minutes), so the client's stream gets keepalives for a
+ * job nobody runs, and this test times out.
  */
 describe('the network between agent and gateway cut (black hole), then healed', () => {
-  const gatewayLiveness: Record<string, number> = { agentPingMs: 100, agentSilenceTimeoutMs: 400 };
-  const agentLiveness: Record<string, unknown> = { liveness: { pingMs: 100, silenceTimeoutMs: 400 } };
+  const gatewayLiveness = { agentPingMs: 100, agentSilenceTimeoutMs: 400 };
+  const agentLiveness = { liveness: { pingMs: 100, silenceTimeoutMs: 400 } };
   // Pins link liveness on both ends: the gateway ends the job of a silent agent (the client gets
   // NJ_AGENT_FAILED with the text so far, the hold is released), the agent stops the job it can
   // no longer deliver and keeps its receipt, and after the heal it reconnects and the receipt is
   // settled late, once.
-  it.todo('the silent link is cut at both ends within the silence timeout; after the heal the receipt settles once', async () => {
+  it('the silent link is cut at both ends within the silence timeout; after the heal the receipt settles once', async () => {
     net = await startFaultyNet({ gateway: { ...gatewayLiveness } });
     const engine = new FakeEngine({ slots: 1, tokenDelayMs: 20, words: ['tick', ' tock'] });
     const a = await net.addAgent(engine, { ...agentLiveness });
@@ -157,7 +154,7 @@ describe('the network between agent and gateway cut (black hole), then healed', 
     await onceTrue(a.agent.onJobs, () => a.agent.undeliveredReceipts === 1 && a.agent.stats.activeJobs === 0, 'the job to stop', 10_000);
     expect(engine.generated).toBeLessThan(2000);
     // An attempt the agent made during the cut (its upgrade discarded) waits out its handshake
-    // timeout (10 s, measured on wip/liveness) before the agent tries again: hence 15 s here.
+    // timeout (10 s) before the agent tries again: hence 15 s here.
     a.link.heal();
     await onceTrue(a.agent.onReceiptAck, () => a.agent.undeliveredReceipts === 0, 'the late receipt to be acknowledged', 15_000);
     const next = await net.client().complete({ ...ask, maxTokens: 2 });
