@@ -6,11 +6,9 @@
  * another agent, for another attempt or altered moves no money. A receipt claiming more tokens
  * than the bytes relayed could hold is billed at the bound.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { prepareBilledLedger, startCrashableGateway } from './support/crashable.js';
 import { IncompleteReplyError, NightjarClient } from '../../src/client/index.js';
 import { ACCOUNTS, Gateway, openSqliteStore, promptTokenBound, completionTokenBound, chunkTextCapacity } from '../../src/gateway/index.js';
 import { Agent, SignedReceiptLog, readSignedReceiptLog } from '../../src/main/agent/index.js';
@@ -34,7 +32,7 @@ import { onceTrue } from '../helpers/events.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
-import { REAL_FILE, REAL_MODEL, REAL_PRICE, billed, billedNetworkPerTest, clientOf, tempDir } from './support/net.js';
+import { REAL_MODEL, billed, billedNetworkPerTest, clientOf, tempDir } from './support/net.js';
 import { RawAgent } from './support/raw-agent.js';
 
 const http = perTestFetch();
@@ -42,21 +40,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
-
-const CRASH_GATEWAY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'crash-gateway.ts');
-
-/** Starts a gateway in a child process on `file`; resolves with its URLs once it listens. */
-async function startCrashableGateway(file: string): Promise<{ child: ChildProcess; url: string; agentUrl: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CRASH_GATEWAY, file, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the gateway exited (${code})`))));
-  exited.catch(() => undefined);
-  const line = await Promise.race([nextLine(child), exited]);
-  return { child, ...(JSON.parse(line) as { url: string; agentUrl: string }) };
-}
-
-function nextLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
-}
 
 describe('a gateway killed mid-stream and restarted', () => {
   // Fails without the agent's stop on a dropped link (JobRunner.linkLost): the fake engine goes on
@@ -66,15 +49,7 @@ describe('a gateway killed mid-stream and restarted', () => {
     const tmp = await tempDir();
     cleanups.push(() => tmp.remove());
     const file = path.join(tmp.dir, 'gateway.db');
-    const setup = await openSqliteStore({ path: file });
-    const now = Date.now();
-    await setup.catalog.addFile(REAL_MODEL.id, REAL_FILE, now);
-    await setup.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
-    const operator = await setup.accounts.createOperator({ name: 'Ada', now });
-    const key = await setup.accounts.createApiKey({ name: 'client', now });
-    await setup.ledger.topUp(key.id, 10_000_000n, now);
-    const enroll = await setup.accounts.createEnrollmentToken({ operatorId: operator.id, now, ttlMs: 3600_000 });
-    await setup.dispose();
+    const { operatorId, key, keyId, enroll } = await prepareBilledLedger(file, 10_000_000n);
 
     const first = await startCrashableGateway(file);
     cleanups.push(async () => first.child.kill('SIGKILL'));
@@ -92,7 +67,7 @@ describe('a gateway killed mid-stream and restarted', () => {
       model: REAL_MODEL,
       backoff: { initialMs: 50, maxMs: 200 },
       stopGraceMs: 100,
-      enrollToken: enroll.token,
+      enrollToken: enroll,
       recordReceipt: (r) => log.append(r),
       receiptDelivery: log,
     });
@@ -111,7 +86,7 @@ describe('a gateway killed mid-stream and restarted', () => {
     // error below can only come from the connection's end, which the kernel signals at the kill.
     const client = new NightjarClient({
       gatewayUrl: first.url,
-      apiKey: key.key,
+      apiKey: key,
       trust: { allowSynthetic: true },
       fetch: http.fetch,
       streamIdleMs: 60_000,
@@ -172,15 +147,15 @@ describe('a gateway killed mid-stream and restarted', () => {
     });
     expect(job.settledLateAt).not.toBeNull();
     const operatorShare = (charged * 9500n) / 10_000n;
-    expect(await store.ledger.balance(ACCOUNTS.operator(operator.id))).toBe(operatorShare);
-    expect(await store.ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - charged, held: 0n });
+    expect(await store.ledger.balance(ACCOUNTS.operator(operatorId))).toBe(operatorShare);
+    expect(await store.ledger.clientBalance(keyId)).toEqual({ balance: 10_000_000n - charged, held: 0n });
 
     // Delivered again: acknowledged as a duplicate, nothing moves.
     const again = nextEvent(gateway.onLateReceipt, undefined, { clock: systemClock, timeoutMs: 5000, what: 'the replayed receipt' });
     expect(agent.link.send({ v: PROTOCOL_VERSION, type: 'receipt', jobId, attempt: receipt.attempt, receipt: receipts[0]! })).toBe(true);
     expect((await again).outcome).toBe('duplicate');
-    expect(await store.ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - charged, held: 0n });
-    expect(await store.ledger.balance(ACCOUNTS.operator(operator.id))).toBe(operatorShare);
+    expect(await store.ledger.clientBalance(keyId)).toEqual({ balance: 10_000_000n - charged, held: 0n });
+    expect(await store.ledger.balance(ACCOUNTS.operator(operatorId))).toBe(operatorShare);
     expect(await store.ledger.checkInvariants()).toEqual([]);
   }, 30_000);
 });

@@ -10,11 +10,9 @@
  *   the agent keeps the receipt until acknowledged, and the restarted gateway settles it once;
  * - a `done` the gateway did read is acknowledged, and the agent lets it go.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { prepareBilledLedger, startCrashableGateway } from './support/crashable.js';
 import { IncompleteReplyError, NightjarClient } from '../../src/client/index.js';
 import { ACCOUNTS, Gateway, openSqliteStore } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
@@ -39,7 +37,7 @@ import { agentServing } from '../helpers/network.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/recording-proxy.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
-import { REAL_FILE, REAL_MODEL, REAL_PRICE, clientOf, startBilledNetwork, tempDir } from './support/net.js';
+import { REAL_MODEL, clientOf, startBilledNetwork, tempDir } from './support/net.js';
 
 const http = perTestFetch();
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -188,17 +186,6 @@ class GatedEngine extends FakeEngine {
   }
 }
 
-const CRASH_GATEWAY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'crash-gateway.ts');
-
-/** Starts a gateway in a child process on `file`; resolves with its URLs once it listens. */
-async function startCrashableGateway(file: string): Promise<{ child: ChildProcess; url: string; agentUrl: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CRASH_GATEWAY, file, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the gateway exited (${code})`))));
-  exited.catch(() => undefined);
-  const line = await Promise.race([new Promise<string>((r) => createInterface({ input: child.stdout! }).once('line', r)), exited]);
-  return { child, ...(JSON.parse(line) as { url: string; agentUrl: string }) };
-}
-
 describe('the done that was never read', () => {
   // Fails without the outbox keeping receipts sent in `done` until acknowledged (drop the
   // `this.#o.sent(receipt)` call in JobRunner): the agent counts the receipt delivered and keeps
@@ -208,15 +195,7 @@ describe('the done that was never read', () => {
     const tmp = await tempDir();
     cleanups.push(() => tmp.remove());
     const file = path.join(tmp.dir, 'gateway.db');
-    const setup = await openSqliteStore({ path: file });
-    const now = Date.now();
-    await setup.catalog.addFile(REAL_MODEL.id, REAL_FILE, now);
-    await setup.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
-    const operator = await setup.accounts.createOperator({ name: 'Ada', now });
-    const key = await setup.accounts.createApiKey({ name: 'client', now });
-    await setup.ledger.topUp(key.id, 10_000_000n, now);
-    const enroll = await setup.accounts.createEnrollmentToken({ operatorId: operator.id, now, ttlMs: 3600_000 });
-    await setup.dispose();
+    const { operatorId, key, keyId, enroll } = await prepareBilledLedger(file, 10_000_000n);
 
     const first = await startCrashableGateway(file);
     cleanups.push(async () => first.child.kill('SIGKILL'));
@@ -224,7 +203,7 @@ describe('the done that was never read', () => {
     const clock = new FakeClock();
     // Six words: the reply ends by itself, its chunks and done going into the hole.
     const engine = new GatedEngine({ slots: 1 });
-    const { agent, relay, receipts } = await agentBehindRelay(port, engine, { clock, enrollToken: enroll.token });
+    const { agent, relay, receipts } = await agentBehindRelay(port, engine, { clock, enrollToken: enroll });
     // The gateway has the agent's `accepted` (so it waits for chunks, not for an answer), then the hole.
     const accepted = (): boolean => relay.capture().toString('latin1').includes('"type":"accepted"');
     engine.onStarted(() => {
@@ -234,7 +213,7 @@ describe('the done that was never read', () => {
       });
     });
 
-    const client = new NightjarClient({ gatewayUrl: first.url, apiKey: key.key, trust: { allowSynthetic: true }, fetch: http.fetch });
+    const client = new NightjarClient({ gatewayUrl: first.url, apiKey: key, trust: { allowSynthetic: true }, fetch: http.fetch });
     const stream = client.chat({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 50 });
     const failed = stream.result.then(
       () => null,
@@ -274,8 +253,8 @@ describe('the done that was never read', () => {
     const receipt = receipts[0]!.receipt;
     const charged = BigInt(receipt.promptTokens) + 2n * BigInt(receipt.completionTokens);
     expect(await store.ledger.job(jobId)).toMatchObject({ status: 'settled', outcome: 'settled-late', charged });
-    expect(await store.ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - charged, held: 0n });
-    expect(await store.ledger.balance(ACCOUNTS.operator(operator.id))).toBe((charged * 9500n) / 10_000n);
+    expect(await store.ledger.clientBalance(keyId)).toEqual({ balance: 10_000_000n - charged, held: 0n });
+    expect(await store.ledger.balance(ACCOUNTS.operator(operatorId))).toBe((charged * 9500n) / 10_000n);
     expect(await store.ledger.checkInvariants()).toEqual([]);
   }, 30_000);
 

@@ -13,11 +13,9 @@
  * Then the same port and ledger come back; the agent delivers its receipts; the ledger and the
  * agent's receipts reconcile exactly; and a next chat through the same proxy succeeds.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { prepareBilledLedger, startCrashableGateway } from '../gateway/support/crashable.js';
 import { IncompleteReplyError, NightjarClient } from '../../src/client/index.js';
 import { ACCOUNTS, Gateway, openSqliteStore, type GatewayStore } from '../../src/gateway/index.js';
 import { Agent } from '../../src/main/agent/index.js';
@@ -27,7 +25,7 @@ import { FakeEngine } from '../helpers/fake-engine.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
-import { REAL_FILE, REAL_MODEL, REAL_PRICE, tempDir } from '../gateway/support/net.js';
+import { REAL_MODEL, tempDir } from '../gateway/support/net.js';
 import { FUNDS } from './support/faulty-net.js';
 
 const http = perTestFetch();
@@ -35,30 +33,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
-
-const CRASH_GATEWAY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'gateway', 'support', 'crash-gateway.ts');
-
-async function startCrashableGateway(file: string): Promise<{ child: ChildProcess; url: string; agentUrl: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CRASH_GATEWAY, file, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the gateway exited (${code})`))));
-  exited.catch(() => undefined);
-  const line = await Promise.race([new Promise<string>((r) => createInterface({ input: child.stdout! }).once('line', r)), exited]);
-  return { child, ...(JSON.parse(line) as { url: string; agentUrl: string }) };
-}
-
-/** The ledger, an operator with an enrolled-to-be agent and a funded key, in a SQLite file. */
-async function prepareLedger(file: string): Promise<{ operatorId: string; key: string; keyId: string; enroll: string }> {
-  const setup = await openSqliteStore({ path: file });
-  const now = Date.now();
-  await setup.catalog.addFile(REAL_MODEL.id, REAL_FILE, now);
-  await setup.accounts.setPrice(REAL_MODEL.id, REAL_PRICE, now);
-  const operator = await setup.accounts.createOperator({ name: 'Ada', now });
-  const key = await setup.accounts.createApiKey({ name: 'client', now });
-  await setup.ledger.topUp(key.id, FUNDS, now);
-  const enroll = await setup.accounts.createEnrollmentToken({ operatorId: operator.id, now, ttlMs: 3600_000 });
-  await setup.dispose();
-  return { operatorId: operator.id, key: key.key, keyId: key.id, enroll: enroll.token };
-}
 
 /** Every receipt settled once for its tokens (a cancelled one at most), every settled job backed by one, nothing held. */
 async function reconcile(store: GatewayStore, receipts: SignedReceipt[], keyId: string, operatorId: string): Promise<string[]> {
@@ -100,7 +74,7 @@ describe('a gateway killed mid-stream and restarted, seen through the client pro
       const tmp = await tempDir('nightjar-rel-');
       cleanups.push(() => tmp.remove());
       const file = path.join(tmp.dir, 'gateway.db');
-      const ledger = await prepareLedger(file);
+      const ledger = await prepareBilledLedger(file, FUNDS);
       const first = await startCrashableGateway(file);
       cleanups.push(async () => first.child.kill('SIGKILL'));
       const port = Number(new URL(first.url).port);
