@@ -128,6 +128,18 @@ export interface DirectoryOptions {
   defaultTokensPerSecond?: number;
   /** Completion length the ranking assumes for a job. Defaults to 256 tokens. */
   typicalTokens?: number;
+  /**
+   * What the gateway measured of an agent serving a model (its own timing of its jobs): the
+   * ranking uses these, never the speed the agent claims. Defaults to nothing measured.
+   */
+  measured?: (agentId: string, model: string) => { tokensPerSecond: number; ttftMs: number } | undefined;
+  /**
+   * An agent's honesty score in (0, 1] (honesty/score.ts): the ranking treats each of its jobs as
+   * 1/score times as long. Defaults to 1 for every agent.
+   */
+  score?: (agentId: string, now: number) => number;
+  /** Below this score an agent is not eligible at all. Defaults to 0 (none barred). */
+  minScore?: number;
   /** Where a throwing event listener is logged. Defaults to a silent logger. */
   logger?: Logger;
 }
@@ -140,6 +152,9 @@ export const DIRECTORY_DEFAULTS: Required<DirectoryOptions> = {
   failureHalfLifeMs: 60_000,
   defaultTokensPerSecond: 10,
   typicalTokens: 256,
+  measured: () => undefined,
+  score: () => 1,
+  minScore: 0,
   logger: silentLogger,
 };
 
@@ -245,7 +260,7 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
    * True if `entry` may be given a job for `needs` at all (busy or not): it serves the model
    * from a file the catalog lets it (a catalogued one, for a job priced from the catalog), meets
    * the trust floor, is serving and accepting, answered its last challenge, its bundle has not
-   * expired, and — for a paid job — it is bound to an operator.
+   * expired, its honesty score is not below minScore, and — for a paid job — it is bound to an operator.
    */
   eligible(entry: E, needs: EligibilityNeeds): boolean {
     const floor = TRUST_LEVELS.indexOf(needs.minTrust ?? 'signed');
@@ -257,6 +272,7 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
       entry.challengeFresh(needs.now) &&
       // An expired bundle would be refused by every client anyway (agents rotate well before).
       entry.bundle.bundle.notAfter > needs.now &&
+      this.#o.score(entry.agentId, needs.now) >= this.#o.minScore &&
       (!needs.paid || entry.operatorId !== null)
     );
   }
@@ -288,21 +304,31 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
 
   /**
    * Expected time, in ms, until a job of `tokens` completion tokens would see its first token on
-   * `entry`: the time to first token (measured by the gateway, else reported), plus, when no
-   * slot is free, the wait for one (a job's length at the measured speed, spread over the
-   * slots), plus the load slowing parallel sequences, plus a penalty per recent failure and one
-   * for memory pressure.
+   * `entry`: the time to first chunk the gateway measured, plus, when no slot is free, the wait
+   * for one (a job's length at the measured speed, spread over the slots), plus the load slowing
+   * parallel sequences, plus a penalty per recent failure and one for memory pressure, plus, for
+   * an agent with strikes, (1/score − 1) job lengths (a score of ½ ranks it as if its jobs took
+   * twice as long, so it is given jobs only when better agents are busy). The speed and time to
+   * first token the agent claims are not used: until the gateway has timed a job of it, it is
+   * ranked at defaultTokensPerSecond and no time to first token.
    */
-  expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens): number {
-    const tps = entry.status?.tokensPerSecond || this.#o.defaultTokensPerSecond;
-    const ttft = entry.health.ttftMs || entry.status?.ttftMs || 0;
+  expectedLatencyMs(entry: E, now: number, tokens = this.#o.typicalTokens, model = entry.status?.model ?? null): number {
+    const measured = model === null ? undefined : this.#o.measured(entry.agentId, model);
+    const tps = measured?.tokensPerSecond || this.#o.defaultTokensPerSecond;
+    const ttft = entry.health.ttftMs || measured?.ttftMs || 0;
     const total = Math.max(1, entry.status?.totalSlots || entry.bundle.bundle.capacity.slots);
     const jobMs = ttft + (tokens / tps) * 1000;
     const load = entry.inFlight / total;
     const wait = this.freeSlots(entry) > 0 ? 0 : jobMs / total;
     const pressure = entry.status?.memoryPressure === 'critical' ? 1 : entry.status?.memoryPressure === 'warn' ? 0.1 : 0;
+    const score = Math.max(1e-6, Math.min(1, this.#o.score(entry.agentId, now)));
     return (
-      ttft + load * jobMs * 0.5 + wait + this.failureScore(entry, now) * this.#o.failurePenaltyMs + pressure * this.#o.pressurePenaltyMs
+      ttft +
+      load * jobMs * 0.5 +
+      wait +
+      this.failureScore(entry, now) * this.#o.failurePenaltyMs +
+      pressure * this.#o.pressurePenaltyMs +
+      (1 / score - 1) * jobMs
     );
   }
 
@@ -313,17 +339,20 @@ export class Directory<E extends DirectoryEntry = DirectoryEntry> implements Dis
   candidates(needs: EligibilityNeeds, k: number): E[] {
     return this.all()
       .filter((e) => this.eligible(e, needs))
-      .sort((a, b) => Number(this.freeSlots(b) > 0) - Number(this.freeSlots(a) > 0) || this.compare(a, b, needs.now))
+      .sort(
+        (a, b) => Number(this.freeSlots(b) > 0) - Number(this.freeSlots(a) > 0) || this.compare(a, b, needs.now, undefined, needs.model),
+      )
       .slice(0, k);
   }
 
   /**
-   * Orders two agents for a job of `tokens` completion tokens: lower expected latency first;
+   * Orders two agents for a job of `tokens` completion tokens of `model` (each agent's current
+   * model when absent): lower expected latency first;
    * on a tie, more free slots (spreading load), then agentId so the order is stable.
    */
-  compare(a: E, b: E, now: number, tokens?: number): number {
+  compare(a: E, b: E, now: number, tokens?: number, model?: string): number {
     return (
-      this.expectedLatencyMs(a, now, tokens) - this.expectedLatencyMs(b, now, tokens) ||
+      this.expectedLatencyMs(a, now, tokens, model) - this.expectedLatencyMs(b, now, tokens, model) ||
       this.freeSlots(b) - this.freeSlots(a) ||
       a.agentId.localeCompare(b.agentId)
     );

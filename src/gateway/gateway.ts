@@ -26,6 +26,7 @@ import type { AgentSession } from './agent-session.js';
 import { Billing, type JobBilled, type LateReceipt } from './billing.js';
 import { ModelCatalog } from './catalog/model-catalog.js';
 import { Directory } from './directory.js';
+import { Honesty } from './honesty/honesty.js';
 import { AgentAdmission, agentAdmissionRoutes } from './http/agent-admission.js';
 import { catalogRoutes } from './http/catalog-api.js';
 import { clientApiRoutes } from './http/client-api.js';
@@ -61,6 +62,8 @@ export class Gateway extends Resource {
   readonly options: ResolvedGatewayOptions;
   /** Connected agents (their arrival, changes and departure are events on it). */
   readonly directory: Directory<AgentSession>;
+  /** Measured speed, strikes and scores (the honesty checks). */
+  readonly honesty: Honesty;
   /** The queue of jobs waiting for a slot. */
   readonly router: Router;
   /** How this gateway's jobs reach agents. */
@@ -104,6 +107,7 @@ export class Gateway extends Resource {
     this.agentUrl = parts.agentUrl;
     this.options = ctx.options;
     this.directory = ctx.directory;
+    this.honesty = ctx.honesty;
     this.router = ctx.router;
     this.transport = ctx.transport;
     this.store = ctx.store;
@@ -183,6 +187,7 @@ export class Gateway extends Resource {
       // What agents may be offered changed: jobs waiting in the queue may go, or have nobody left.
       owned.add(catalog.onChanged(() => capacity.fire()));
       const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing);
+      await ctx.honesty.reload();
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
       const retention = owned.add(
         new JobRetention({
@@ -271,7 +276,27 @@ function buildContext(
   closing: () => boolean,
 ): GatewayContext {
   const { clock, logger: log } = o;
-  const directory = owned.add(new Directory<AgentSession>({ catalog, logger: log }));
+  const h = o.honesty;
+  const honesty = new Honesty({
+    store: store.strikes,
+    fileBytes: (model, sha256) => catalog.fileBytes(model, sha256),
+    clock,
+    logger: log,
+    ceilingMargin: h.ceilingMargin,
+    claimGapFactor: h.claimGapFactor,
+    claimGapMinSamples: h.claimGapMinSamples,
+    score: { halfLifeMs: h.strikeHalfLifeMs, minScore: h.minScore },
+    refreshMs: o.catalogRefreshMs,
+  });
+  const directory = owned.add(
+    new Directory<AgentSession>({
+      catalog,
+      logger: log,
+      measured: (agentId, model) => honesty.measured(agentId, model),
+      score: (agentId, now) => honesty.score(agentId, now),
+      minScore: h.minScore,
+    }),
+  );
   const router = owned.add(
     new Router({
       clock,
@@ -323,6 +348,7 @@ function buildContext(
     store,
     catalog,
     directory,
+    honesty,
     router,
     transport,
     metrics,

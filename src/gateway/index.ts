@@ -3,7 +3,15 @@
  * code; speaks the protocol in src/shared.
  */
 export { Gateway, type AgentServingOptions } from './gateway.js';
-export { GATEWAY_DEFAULTS, resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
+export * from './honesty/index.js';
+export {
+  GATEWAY_DEFAULTS,
+  HONESTY_DEFAULTS,
+  resolveGatewayOptions,
+  type GatewayOptions,
+  type HonestyLimits,
+  type ResolvedGatewayOptions,
+} from './options.js';
 export type { GatewayContext, GatewayPluginOptions } from './http/context.js';
 export {
   LocalTransport,

@@ -37,6 +37,7 @@ import {
   withDefaults,
 } from '../shared/index.js';
 import { boundClaims, chunkTextCapacity, completionTokenBound } from './claims.js';
+import type { JobTiming } from './honesty/speed.js';
 import type { QueueWaiter, Router } from './router.js';
 import { RECEIPT_REFUSED } from './ledger/ledger.store.js';
 import type { AgentChannel, AttemptListener, JobCandidate, JobNeeds, JobTransport, ReceiptAck } from './transport.js';
@@ -151,6 +152,11 @@ export interface ClientJobOptions {
   billing?: JobBilling;
   /** Metrics. Defaults to measuring nothing. */
   observer?: JobObserver;
+  /**
+   * Hears the gateway's own timing of an attempt whose receipt verified and that the client did
+   * not cancel (the honesty checks: measured speed, the physical ceiling). Defaults to nothing.
+   */
+  timed?: (channel: AgentChannel, timing: JobTiming) => void;
   /** Timeouts, each resolved against {@link JOB_TIMEOUT_DEFAULTS}. Defaults to those. */
   timeouts?: JobTimeouts;
   /** Attempts before giving up. Defaults to the number of recipients (at most LIMITS.maxAttempts either way). */
@@ -165,8 +171,11 @@ const NO_BILLING: JobBilling = { settle: async () => 'settled', release: async (
 const NO_OBSERVER: JobObserver = { firstChunk: () => undefined, relayed: () => undefined, attemptFailed: () => undefined };
 
 /** The defaults of {@link ClientJobOptions} (its timeouts default to {@link JOB_TIMEOUT_DEFAULTS}). */
-export const CLIENT_JOB_DEFAULTS: Required<Pick<ClientJobOptions, 'paid' | 'pricedFiles' | 'billing' | 'observer' | 'maxAttempts'>> = {
+export const CLIENT_JOB_DEFAULTS: Required<
+  Pick<ClientJobOptions, 'paid' | 'pricedFiles' | 'billing' | 'observer' | 'timed' | 'maxAttempts'>
+> = {
   paid: false,
+  timed: () => undefined,
   pricedFiles: null,
   billing: NO_BILLING,
   observer: NO_OBSERVER,
@@ -186,6 +195,9 @@ interface Attempt {
   capacity: number;
   delivered: number;
   started: boolean;
+  /** Clock readings at the first and the latest chunk (the gateway's own timing of the attempt). */
+  firstChunkAt: number;
+  lastChunkAt: number;
   replySalt: string | null;
   timer: TimerHandle | null;
   /** The client went away; the attempt lives on only to collect its receipt. */
@@ -331,6 +343,8 @@ export class ClientJob {
       capacity: 0,
       delivered: 0,
       started: false,
+      firstChunkAt: 0,
+      lastChunkAt: 0,
       replySalt: null,
       timer: null,
       cancelled: false,
@@ -377,6 +391,7 @@ export class ClientJob {
       chunk: (frame, arrivedAt) => {
         if (!live()) return;
         a.received++;
+        a.lastChunkAt = this.#o.clock.now();
         const data = fromBase64Url(frame.data);
         a.capacity += chunkTextCapacity(data.length);
         a.digest.add(data);
@@ -391,6 +406,7 @@ export class ClientJob {
         if (!a.started) {
           a.started = true;
           const now = this.#o.clock.now();
+          a.firstChunkAt = now;
           this.#o.transport.report(a.channel, { type: 'first-chunk', ms: now - a.dispatchedAt });
           this.#o.observer.firstChunk(a.channel.agentId, now - this.#admittedAt);
           this.#o.sink.send({ type: 'start', agentId: a.channel.agentId, attempt: a.number, replySalt: a.replySalt });
@@ -478,6 +494,21 @@ export class ClientJob {
       this.#o.observer.claimCapped?.(a.channel.agentId, field);
     }
     const billed = a.cancelled ? Math.min(bounded.completionTokens, a.delivered) : bounded.completionTokens;
+    if (!a.cancelled && a.started) {
+      try {
+        this.#o.timed(a.channel, {
+          jobId: this.jobId,
+          model: receipt.model,
+          modelSha256: receipt.modelSha256,
+          ttftMs: a.firstChunkAt - a.dispatchedAt,
+          decodeMs: a.lastChunkAt - a.firstChunkAt,
+          tokens: bounded.completionTokens,
+          chunks: a.received,
+        });
+      } catch (err) {
+        this.#log().error('timing the job failed', { jobId: this.jobId, err: errorText(err) });
+      }
+    }
     const settled = await this.#settle({
       agentId: a.channel.agentId,
       operatorId: a.channel.operatorId,

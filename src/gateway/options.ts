@@ -117,6 +117,8 @@ export interface GatewayOptions {
   defaultCandidates?: number;
   /** Per-job timeouts, each field defaulted on its own. Defaults as {@link JobTimeouts} says. */
   jobTimeouts?: JobTimeouts;
+  /** The honesty checks' limits (docs/honesty.md), each field defaulted on its own. Defaults as {@link HonestyLimits} says. */
+  honesty?: HonestyLimits;
   /** Jobs that may wait for a slot, per model. Defaults to 64. */
   maxQueuePerModel?: number;
   /** Longest wait in the queue. Defaults to 30 000 ms. */
@@ -182,10 +184,34 @@ export interface GatewayOptions {
   sites?: readonly StaticSite[];
 }
 
+/** The honesty checks' limits (measured speed, the physical ceiling, strikes and the score). */
+export interface HonestyLimits {
+  /** Margin over the physical ceiling before a decode counts as impossible. Defaults to 1.25. */
+  ceilingMargin?: number;
+  /** A claimed speed this many times the measured one is a claim-gap strike. Defaults to 3. */
+  claimGapFactor?: number;
+  /** Timed jobs of an agent and model before a claim gap counts. Defaults to 3. */
+  claimGapMinSamples?: number;
+  /** Half-life of a strike's weight in the score. Defaults to 86 400 000 ms (a day). */
+  strikeHalfLifeMs?: number;
+  /** Below this score (in (0, 1]) an agent gets no jobs. Defaults to 0.25. */
+  minScore?: number;
+}
+
+/** The defaults of {@link HonestyLimits}. */
+export const HONESTY_DEFAULTS: Required<HonestyLimits> = {
+  ceilingMargin: 1.25,
+  claimGapFactor: 3,
+  claimGapMinSamples: 3,
+  strikeHalfLifeMs: 86_400_000,
+  minScore: 0.25,
+};
+
 /** {@link GatewayOptions} once resolved: every field set, nested ones too. */
 export interface ResolvedGatewayOptions extends Required<
-  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic'>
+  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic' | 'honesty'>
 > {
+  honesty: Required<HonestyLimits>;
   /** Null when /metrics is public. */
   metricsToken: string | null;
   rateLimit: { perSecond: number; burst: number };
@@ -220,6 +246,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   releasedApps: null,
   defaultCandidates: 3,
   jobTimeouts: JOB_TIMEOUT_DEFAULTS,
+  honesty: HONESTY_DEFAULTS,
   maxQueuePerModel: 64,
   queueTimeoutMs: 30_000,
   rateLimit: { perSecond: 10, burst: 40 },
@@ -245,6 +272,20 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   sites: [],
 };
 
+function resolveHonesty(honesty: HonestyLimits | undefined): Required<HonestyLimits> {
+  const h = withDefaults(HONESTY_DEFAULTS, honesty ?? {});
+  if (!(h.ceilingMargin >= 1) || !(h.claimGapFactor > 1) || !(h.strikeHalfLifeMs > 0) || !(h.minScore >= 0 && h.minScore <= 1)) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'honesty: ceilingMargin must be at least 1, claimGapFactor above 1, strikeHalfLifeMs positive and minScore from 0 to 1',
+    );
+  }
+  if (!Number.isInteger(h.claimGapMinSamples) || h.claimGapMinSamples < 1) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.claimGapMinSamples must be a positive integer');
+  }
+  return h;
+}
+
 /**
  * Merges `options` over {@link GATEWAY_DEFAULTS} and validates them: the operator share must be
  * an integer from 0 to 10 000 basis points and retention days positive (NJ_CONFIG_INVALID
@@ -252,7 +293,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
  * frames to the agent frame limit).
  */
 export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGatewayOptions {
-  const { store, metricsToken, rateLimit, unauthenticatedRateLimit, jobTimeouts, allowSynthetic, ...rest } = options;
+  const { store, metricsToken, rateLimit, unauthenticatedRateLimit, jobTimeouts, allowSynthetic, honesty, ...rest } = options;
   const dev = store === undefined;
   const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: dev, serveUncatalogued: allowSynthetic ?? dev }, rest);
   if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
@@ -271,5 +312,6 @@ export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGat
     rateLimit: withDefaults(GATEWAY_DEFAULTS.rateLimit, rateLimit),
     unauthenticatedRateLimit: withDefaults(GATEWAY_DEFAULTS.unauthenticatedRateLimit, unauthenticatedRateLimit),
     jobTimeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, jobTimeouts),
+    honesty: resolveHonesty(honesty),
   };
 }

@@ -143,7 +143,9 @@ export class LocalTransport implements JobTransport {
       if (session && directory.eligible(session, { model: needs.model, paid: needs.paid, catalogued: needs.catalogued, now }))
         eligible.push(session);
     }
-    const free = eligible.filter((s) => directory.freeSlots(s) > 0).sort((a, b) => directory.compare(a, b, now, needs.maxTokens));
+    const free = eligible
+      .filter((s) => directory.freeSlots(s) > 0)
+      .sort((a, b) => directory.compare(a, b, now, needs.maxTokens, needs.model));
     const busy = eligible.filter((s) => directory.freeSlots(s) === 0);
     return [...free.map((channel) => ({ channel, free: true })), ...busy.map((channel) => ({ channel, free: false }))];
   }

@@ -99,9 +99,14 @@ describe('directory', () => {
   });
 
   it('ranks free before busy, then by expected latency; a failure ranks an agent lower until it fades', () => {
-    const d = new Directory({ failurePenaltyMs: 5000, failureHalfLifeMs: 60_000 });
-    const fast = entry('b', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 100, ttftMs: 50 } });
-    const slow = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 5, ttftMs: 900 } });
+    // What the gateway measured (the agents' own claims are the other way round and do not count).
+    const measured = new Map([
+      ['b', { tokensPerSecond: 100, ttftMs: 50 }],
+      ['a', { tokensPerSecond: 5, ttftMs: 900 }],
+    ]);
+    const d = new Directory({ failurePenaltyMs: 5000, failureHalfLifeMs: 60_000, measured: (id) => measured.get(id) });
+    const fast = entry('b', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 5, ttftMs: 900 } });
+    const slow = entry('a', { status: { state: 'serving', model: 'm', freeSlots: 4, totalSlots: 4, tokensPerSecond: 100, ttftMs: 50 } });
     const busy = entry('c', {
       status: { state: 'serving', model: 'm', freeSlots: 0, totalSlots: 4, tokensPerSecond: 500, ttftMs: 1 },
       inFlight: 4,
@@ -117,7 +122,34 @@ describe('directory', () => {
     expect(order(10 * 60_000)).toEqual(['b', 'a', 'c']);
     // The gateway's own measurement of time to first chunk outranks what the agent reports.
     d.recordFirstChunk(slow, 10);
-    expect(d.expectedLatencyMs(slow, 0)).toBeLessThan(d.expectedLatencyMs(entry('x', { status: slow.status }), 0));
+    expect(d.expectedLatencyMs(slow, 0)).toBe(10);
+  });
+
+  it("ranks on the gateway's measured speed, not the claimed one; a lower score ranks lower, below minScore not at all", () => {
+    const scores = new Map<string, number>();
+    const measured = new Map([
+      ['honest', { tokensPerSecond: 40, ttftMs: 100 }],
+      ['boaster', { tokensPerSecond: 10, ttftMs: 400 }],
+    ]);
+    const d = new Directory({ measured: (id) => measured.get(id), score: (id) => scores.get(id) ?? 1, minScore: 0.25 });
+    const status = { state: 'serving' as const, model: 'm', freeSlots: 4, totalSlots: 4, ttftMs: 1 };
+    const honest = entry('honest', { status: { ...status, tokensPerSecond: 40 } });
+    const boaster = entry('boaster', { status: { ...status, tokensPerSecond: 500 } });
+    d.set(honest);
+    d.set(boaster);
+    const order = (): string[] => d.candidates({ model: 'm', now: 0 }, 2).map((e) => e.agentId);
+    // Fails without routing on measured figures: the boaster's claimed 1 ms to first token would rank it first.
+    expect(order()).toEqual(['honest', 'boaster']);
+    measured.set('boaster', { tokensPerSecond: 80, ttftMs: 50 });
+    expect(order()).toEqual(['boaster', 'honest']);
+    // Fails without the score in the ranking: a score of ½ ranks it as if its jobs took twice as long.
+    scores.set('boaster', 0.5);
+    expect(d.expectedLatencyMs(boaster, 0)).toBeCloseTo(50 + (50 + (256 / 80) * 1000));
+    expect(order()).toEqual(['honest', 'boaster']);
+    // Fails without the floor in eligibility: below minScore the agent gets no job at all.
+    scores.set('boaster', 0.2);
+    expect(d.eligible(boaster, { model: 'm', now: 0 })).toBe(false);
+    expect(order()).toEqual(['honest']);
   });
 
   it('ranks an agent whose machine is short of memory below an equal one that is not', () => {

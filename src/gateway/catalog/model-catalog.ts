@@ -69,6 +69,7 @@ export class ModelCatalog implements FileCatalog, ReleasedApps, Disposable {
   readonly #o: Required<ModelCatalogOptions>;
   readonly #changed: Emitter<void>;
   #index = new Map<string, Set<string>>();
+  #bytes = new Map<string, number>();
   #models: GatewayCatalogModel[] = [];
   #text = '';
   #loadedAt = -Infinity;
@@ -129,6 +130,11 @@ export class ModelCatalog implements FileCatalog, ReleasedApps, Disposable {
     return this.#index.get(id)?.has(sha256) ?? false;
   }
 
+  /** The size in bytes of the file `sha256` the catalog lists as model `id`; null for a file it does not list. */
+  fileBytes(id: string, sha256: string): number | null {
+    return this.#bytes.get(`${id}\n${sha256}`) ?? null;
+  }
+
   /** True if a file `sha256` served as `id` may be offered to clients at all. */
   offers(id: string, sha256: string): boolean {
     return this.#index.has(id) ? this.catalogued(id, sha256) : this.#o.serveUncatalogued;
@@ -180,6 +186,7 @@ export class ModelCatalog implements FileCatalog, ReleasedApps, Disposable {
     this.#text = text;
     this.#models = models;
     this.#index = new Map(models.map((m) => [m.id, new Set(m.files.map((f) => f.sha256))]));
+    this.#bytes = new Map(models.flatMap((m) => m.files.map((f): [string, number] => [`${m.id}\n${f.sha256}`, f.bytes])));
     this.#signed = null;
     this.#changed.fire();
   }

@@ -68,7 +68,7 @@ async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesRe
   if (!TRUST_LEVELS.includes(minTrust)) throw new NightjarError('NJ_BAD_REQUEST', `minTrust must be one of ${TRUST_LEVELS.join(', ')}`);
   const nonce = q.nonce === undefined ? null : directoryNonceSchema.safeParse(q.nonce);
   if (nonce && !nonce.success) throw new NightjarError('NJ_BAD_REQUEST', 'nonce must be 16 random bytes in base64url');
-  await ctx.catalog.refresh();
+  await Promise.all([ctx.catalog.refresh(), ctx.honesty.refresh()]);
   if (!directory.knows(model.data)) throw ctx.modelUnknown(model.data);
   const { free, catalogued } = await priceOf(ctx, model.data);
   if (!free && !key) throw new NightjarError('NJ_UNAUTHORIZED', `${model.data} is not free: send an API key`);

@@ -7,6 +7,7 @@ import type { AgentSession } from '../agent-session.js';
 import type { Billing } from '../billing.js';
 import type { ModelCatalog } from '../catalog/model-catalog.js';
 import type { Directory } from '../directory.js';
+import type { Honesty } from '../honesty/honesty.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ResolvedGatewayOptions } from '../options.js';
 import type { RateLimiter } from '../rate-limit.js';
@@ -29,6 +30,8 @@ export interface GatewayContext {
   readonly catalog: ModelCatalog;
   /** This node's connected agents. */
   readonly directory: Directory<AgentSession>;
+  /** Measured speed, strikes and scores (the honesty checks). */
+  readonly honesty: Honesty;
   /** The queue of jobs waiting for a slot. */
   readonly router: Router;
   /** How jobs reach agents. */

@@ -86,7 +86,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
       { retryAfterMs: 1000 },
     );
   }
-  await ctx.catalog.refresh();
+  await Promise.all([ctx.catalog.refresh(), ctx.honesty.refresh()]);
   if (!directory.knows(header.model)) throw ctx.modelUnknown(header.model);
   const { price, free, catalogued } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
@@ -128,6 +128,17 @@ async function stream(ctx: GatewayContext, admitted: Admitted, reply: FastifyRep
     timeouts: ctx.options.jobTimeouts,
     sink,
     billing: ctx.billing.forJob(jobId),
+    timed: (channel, timing) => {
+      const live = ctx.directory.get(channel.agentId);
+      ctx.honesty.observe(
+        {
+          agentId: channel.agentId,
+          chip: channel.bundle.bundle.platform.chip,
+          claimedTokensPerSecond: live === channel && live.status?.tokensPerSecond ? live.status.tokensPerSecond : null,
+        },
+        timing,
+      );
+    },
     observer: {
       firstChunk: (_agentId, ms) => ctx.metrics.ttft.observe(ms / 1000),
       relayed: (ms) => ctx.metrics.relay.observe(ms / 1000),

@@ -1,9 +1,10 @@
 /**
- * The gateway's storage in one handle: accounts, ledger, model catalog and signing key on one
+ * The gateway's storage in one handle: accounts, ledger, model catalog, signing key and strikes on one
  * database, migrated on open.
  */
 import { SqlAccountStore, type AccountStore } from '../accounts/account.store.js';
 import { SqlCatalogStore, type CatalogStore } from '../catalog/catalog.store.js';
+import { SqlStrikeStore, type StrikeStore } from '../honesty/strikes.store.js';
 import { SqlLedgerStore, type LedgerStore } from '../ledger/ledger.store.js';
 import { migrate } from './migrations.js';
 import { openPostgresDriver, type PostgresDriverOptions } from './pg.driver.js';
@@ -16,6 +17,8 @@ export interface GatewayStore extends AsyncDisposable {
   readonly ledger: LedgerStore;
   /** The model catalog and the gateway's signing key. */
   readonly catalog: CatalogStore;
+  /** Strikes the honesty checks recorded against agents. */
+  readonly strikes: StrikeStore;
   readonly driver: SqlDriver;
   /** A cheap query, for readiness checks. */
   ping(): Promise<void>;
@@ -29,6 +32,7 @@ export function storeOn(driver: SqlDriver): GatewayStore {
     accounts: new SqlAccountStore(driver),
     ledger: new SqlLedgerStore(driver),
     catalog: new SqlCatalogStore(driver),
+    strikes: new SqlStrikeStore(driver),
     driver,
     async ping() {
       await driver.get('SELECT 1 AS ok');

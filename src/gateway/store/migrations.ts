@@ -209,6 +209,23 @@ CREATE TABLE gateway_releases (
 );
 `,
   },
+  {
+    version: 6,
+    name: 'strikes: what the honesty checks caught of each agent',
+    // details: JSON of numbers (rates, sizes, chip name) that explain the strike, never content.
+    sql: `
+CREATE TABLE strikes (
+  id TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  reason TEXT NOT NULL,
+  job_id TEXT,
+  details TEXT NOT NULL
+);
+CREATE INDEX strikes_agent_at ON strikes (agent_id, at);
+CREATE INDEX strikes_at ON strikes (at);
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

@@ -1,0 +1,35 @@
+/**
+ * An agent's score from its strikes. Each strike weighs by its reason and fades with a half-life:
+ *
+ *     penalty = Σ weight(reason) · 2^(−age / halfLife)        score = 1 / (1 + penalty)
+ *
+ * so an agent with no strikes scores 1, one fresh over-ceiling strike (weight 1) halves it, and it
+ * recovers as strikes age. Routing divides an agent's expected latency by its score (a score of ½
+ * ranks it as if twice as slow, so it gets jobs only when faster agents are busy) and offers no job
+ * at all below {@link ScoreOptions.minScore}.
+ */
+import type { StrikeReason } from './strikes.store.js';
+
+/** How strikes become a score. */
+export interface ScoreOptions {
+  /** Weight of each reason. Defaults to 1 for over-ceiling (impossible), 0.25 for claim-gap (dishonest, not impossible). */
+  weights?: Readonly<Record<StrikeReason, number>>;
+  /** Half-life of a strike's weight. Defaults to 86 400 000 ms (a day). */
+  halfLifeMs?: number;
+  /** Below this score an agent gets no jobs. Defaults to 0.25 (a penalty of 3: three fresh over-ceiling strikes). */
+  minScore?: number;
+}
+
+/** The defaults of {@link ScoreOptions}. */
+export const SCORE_DEFAULTS: Required<ScoreOptions> = {
+  weights: { 'over-ceiling': 1, 'claim-gap': 0.25 },
+  halfLifeMs: 86_400_000,
+  minScore: 0.25,
+};
+
+/** The score, in (0, 1], of an agent with `strikes` at `now`. */
+export function scoreOf(strikes: readonly { reason: StrikeReason; at: number }[], now: number, o: Required<ScoreOptions>): number {
+  let penalty = 0;
+  for (const s of strikes) penalty += (o.weights[s.reason] ?? 1) * 2 ** (-Math.max(0, now - s.at) / o.halfLifeMs);
+  return 1 / (1 + penalty);
+}
