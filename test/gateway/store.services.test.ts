@@ -17,6 +17,7 @@ import {
 } from '../../src/gateway/index.js';
 import { randomBytes, toBase64Url, toHex } from '../../src/shared/index.js';
 import { catalogCases } from './support/catalog-cases.js';
+import { strikeCases } from './support/strike-cases.js';
 
 /** The migrations an older gateway had applied before migration 4 (the transfers' foreign key to jobs dropped). */
 const BEFORE_FK_DROP = MIGRATIONS.filter((m) => m.version < 4);
@@ -64,6 +65,7 @@ describe('the schema on PostgreSQL', () => {
         'operators',
         'prices',
         'schema_migrations',
+        'strikes',
       ]);
     } finally {
       await driver.dispose();
@@ -183,6 +185,18 @@ describe('ledger on PostgreSQL', () => {
 
 describe('catalog and gateway key on PostgreSQL', () => {
   catalogCases({
+    async open() {
+      const s = schema();
+      return {
+        store: await openPostgresStore({ connectionString: URL, schema: s }),
+        reopen: () => openPostgresStore({ connectionString: URL, schema: s }),
+      };
+    },
+  });
+});
+
+describe('strikes on PostgreSQL', () => {
+  strikeCases({
     async open() {
       const s = schema();
       return {

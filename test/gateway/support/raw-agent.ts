@@ -50,6 +50,18 @@ export interface RawAgentOptions {
   posture?: Posture;
   /** Who signs the enclave answers at first (see RawAgent.enclaveAnswers). Defaults to 'enclave'. */
   enclaveAnswers?: 'enclave' | EnclaveSigner | 'none';
+  /** The bundle's platform.chip. Defaults to 'test' (no chip the ceiling table knows). */
+  chip?: string;
+  /** The decode speed its heartbeats claim, tokens/s. Defaults to 50. */
+  claimedTokensPerSecond?: number;
+}
+
+/** Hooks into {@link RawAgent.serve}'s pacing, for a test on a fake clock. */
+export interface ServePacing {
+  /** Runs before the first chunk is sent (advance the gateway's clock: time to first chunk). */
+  beforeFirst?: () => Promise<void> | void;
+  /** Runs after the first chunk is sent, before the rest (advance the gateway's clock: decode time). */
+  afterFirst?: () => Promise<void> | void;
 }
 
 /** What a served job produced, so a test can check or forge what follows. */
@@ -90,7 +102,7 @@ export class RawAgent {
       boxKey,
       models: [options.model, ...(options.extraModels ?? [])],
       slots: options.slots ?? 2,
-      platform: { os: 'test', osVersion: '1', arch: 'x64', chip: 'test', memoryBytes: 1 },
+      platform: { os: 'test', osVersion: '1', arch: 'x64', chip: options.chip ?? 'test', memoryBytes: 1 },
       posture: options.posture ?? {
         sip: null,
         hardenedRuntime: null,
@@ -168,24 +180,31 @@ export class RawAgent {
       model: this.options.model.id,
       freeSlots,
       totalSlots: this.options.slots ?? 2,
-      tokensPerSecond: 50,
+      tokensPerSecond: this.options.claimedTokensPerSecond ?? 50,
       ttftMs: 10,
       memoryPressure: 'normal',
       thermal: 'nominal',
     });
   }
 
-  /** The next frame of `type` (one already received and not yet taken counts). */
-  next<T extends GatewayFrame['type']>(type: T, timeoutMs = 5000): Promise<FrameOf<T>> {
+  /** The next frame of `type` (one already received and not yet taken counts); `signal` stops the wait (rejecting). */
+  next<T extends GatewayFrame['type']>(type: T, timeoutMs = 5000, signal?: AbortSignal): Promise<FrameOf<T>> {
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no ${type} frame within ${timeoutMs} ms`)), timeoutMs);
-      this.#waiters.push({
+      const waiter = {
         type,
-        resolve: (f) => {
+        resolve: (f: GatewayFrame) => {
           clearTimeout(t);
           resolve(f as FrameOf<T>);
         },
+      };
+      const t = setTimeout(() => reject(new Error(`no ${type} frame within ${timeoutMs} ms`)), timeoutMs);
+      signal?.addEventListener('abort', () => {
+        clearTimeout(t);
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(new Error('stopped waiting'));
       });
+      this.#waiters.push(waiter);
     });
   }
 
@@ -197,15 +216,20 @@ export class RawAgent {
     job: FrameOf<'job'>,
     words: string[],
     usage = { promptTokens: 12, completionTokens: words.length },
+    pacing: ServePacing = {},
   ): Promise<ServedJob & { finish(signed?: SignedReceipt): void }> {
     const opened = await openRequest(job.envelope, { agentId: this.agentId, boxKeys: [this.boxKey], now: Date.now() });
     const replySalt = randomBytes(16);
     const sealer = new ReplySealer(deriveReplyKeys(opened.contentKey, replySalt, this.agentId));
     const startedAt = Date.now();
     this.send({ v: PROTOCOL_VERSION, type: 'accepted', jobId: job.jobId, attempt: job.attempt, replySalt: toBase64Url(replySalt) });
+    let first = true;
     for (const w of words) {
+      if (first) await pacing.beforeFirst?.();
       const { seq, data } = sealer.seal(w);
       this.send({ v: PROTOCOL_VERSION, type: 'chunk', jobId: job.jobId, attempt: job.attempt, seq, data: toBase64Url(data) });
+      if (first) await pacing.afterFirst?.();
+      first = false;
     }
     const { seq, data } = sealer.seal('', { finishReason: 'stop', usage });
     this.send({ v: PROTOCOL_VERSION, type: 'chunk', jobId: job.jobId, attempt: job.attempt, seq, data: toBase64Url(data) });

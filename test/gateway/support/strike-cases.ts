@@ -1,0 +1,40 @@
+/**
+ * Strike store cases shared by the SQLite suite (strikes.store.test.ts) and the PostgreSQL suite
+ * (store.services.test.ts): the same behaviour on both databases.
+ */
+import { expect, it } from 'vitest';
+import type { StoreFactory } from './ledger-cases.js';
+
+/** Registers the strike store cases against `factory`. */
+export function strikeCases(factory: StoreFactory): void {
+  it('records strikes with numbers only, lists them newest first by agent and age, survives a reopen, and clears', async () => {
+    const { store, reopen } = await factory.open();
+    const a = await store.strikes.add({
+      agentId: 'agent-a',
+      reason: 'over-ceiling',
+      jobId: 'job-1',
+      details: { chip: 'Apple M2', measuredTps: 500, ceilingTps: 111.87 },
+      at: 1000,
+    });
+    await store.strikes.add({ agentId: 'agent-a', reason: 'claim-gap', jobId: null, details: { factor: 25 }, at: 3000 });
+    await store.strikes.add({ agentId: 'agent-b', reason: 'claim-gap', jobId: 'job-2', details: {}, at: 2000 });
+    await store.dispose();
+    const again = await reopen();
+    try {
+      const listA = await again.strikes.list({ agentId: 'agent-a' });
+      expect(listA.map((s) => [s.reason, s.at, s.jobId])).toEqual([
+        ['claim-gap', 3000, null],
+        ['over-ceiling', 1000, 'job-1'],
+      ]);
+      expect(listA[1]).toEqual(a);
+      expect((await again.strikes.list({ since: 2000 })).map((s) => s.agentId)).toEqual(['agent-a', 'agent-b']);
+      expect(await again.strikes.list({ limit: 1 })).toHaveLength(1);
+      expect(await again.strikes.clear('agent-a')).toBe(2);
+      expect((await again.strikes.list({})).map((s) => s.agentId)).toEqual(['agent-b']);
+      expect(await again.strikes.clear()).toBe(1);
+      expect(await again.strikes.list({})).toEqual([]);
+    } finally {
+      await again.dispose();
+    }
+  });
+}
