@@ -10,7 +10,7 @@
  * (400 GB/s) 447.5 tokens/s.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Gateway, ceilingTokensPerSecond, type Strike } from '../../src/gateway/index.js';
+import { ceilingTokensPerSecond, type Gateway, type Strike } from '../../src/gateway/index.js';
 import { nextEvent } from '../../src/shared/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
@@ -99,7 +99,7 @@ describe('the physical ceiling', () => {
   // Fails without the ceiling check in Honesty.observe (no strike is recorded, and the cheat keeps
   // getting jobs), and without the score floor in Directory.eligible (the fourth strike does not
   // bar it: the fifth job still goes to it).
-  it('an agent decoding faster than its chip allows is struck on every job, its score falls, then it gets no jobs; an honest one none', async () => {
+  it('an agent decoding faster than its chip allows is struck on each job, its score falls, then no jobs; an honest one none', async () => {
     const cheat = await agent('Apple M2');
     // 10 tokens after the first in 20 ms: 500 tokens/s, where 111.9 is the most an M2 can do.
     const scores: number[] = [];
