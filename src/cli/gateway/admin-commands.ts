@@ -1,5 +1,5 @@
 /**
- * `nightjar gateway keys|operators|enroll|prices|catalog|key|releases|ledger`: administration of a gateway's database,
+ * `nightjar gateway keys|operators|enroll|prices|catalog|key|releases|ledger|strikes`: administration of a gateway's database,
  * safe to run while the gateway runs (SQLite in WAL mode takes one writer at a time and readers
  * alongside). Secrets (API keys, operator tokens, enrollment tokens) are printed once, when they
  * are made, and never again: only their hashes are stored.
@@ -20,7 +20,7 @@ import {
   parseDuration,
   type GatewayCatalogFile,
 } from '../../shared/index.js';
-import { ACCOUNTS, openSqliteStore, type GatewayStore } from '../../gateway/index.js';
+import { ACCOUNTS, HONESTY_DEFAULTS, SCORE_DEFAULTS, openSqliteStore, scoreOf, type GatewayStore } from '../../gateway/index.js';
 import { DEFAULT_DB } from '../flags.js';
 import type { CommandContext } from '../io.js';
 import { table } from '../table.js';
@@ -49,7 +49,9 @@ export type AdminCommand =
   | 'releases add'
   | 'releases list'
   | 'releases remove'
-  | 'ledger check';
+  | 'ledger check'
+  | 'strikes list'
+  | 'strikes clear';
 
 /** Flags of the admin commands (each takes the ones it needs). */
 export interface AdminFlags {
@@ -72,6 +74,10 @@ export interface AdminFlags {
   url?: string;
   /** `key rotate`: the old key's grace period. Defaults to 30d. */
   grace?: string;
+  /** `strikes list`: only this agent's. Defaults to every agent's. */
+  agent?: string;
+  /** `strikes clear`: every agent's strikes. Defaults to false (an agent id is needed). */
+  all?: boolean;
 }
 
 /** sha256 (hex) and size of a local file, read as a stream. */
@@ -251,6 +257,9 @@ export async function adminCommand(
         out(problems.map((p) => `PROBLEM ${p}`).join('\n') + '\n');
         return 1;
       }
+      case 'strikes list':
+      case 'strikes clear':
+        return await strikesCommand(command, args, values, store, now, out);
       default:
         // catalog, key and releases
         return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
@@ -258,6 +267,55 @@ export async function adminCommand(
   } finally {
     await store.dispose();
   }
+}
+
+/**
+ * `strikes list` (every strike that still weighs, newest first, and each agent's score with the
+ * default score options) and `strikes clear <agent-id>|--all`; resolves with the exit code.
+ */
+async function strikesCommand(
+  command: 'strikes list' | 'strikes clear',
+  args: readonly string[],
+  values: AdminFlags,
+  store: GatewayStore,
+  now: number,
+  out: (text: string) => void,
+): Promise<number> {
+  if (command === 'strikes clear') {
+    const agentId = args[0];
+    if (agentId === undefined && !values.all) throw new NightjarError('NJ_USAGE', 'strikes clear needs an agent id, or --all');
+    if (agentId !== undefined && values.all) throw new NightjarError('NJ_USAGE', 'strikes clear takes an agent id or --all, not both');
+    const n = await store.strikes.clear(agentId);
+    out(
+      `Cleared ${n} ${n === 1 ? 'strike' : 'strikes'}${agentId === undefined ? '' : ` of ${agentId}`}; ` +
+        'a running gateway routes on the cleared score within catalogRefreshMs.\n',
+    );
+    return 0;
+  }
+  const score = { ...SCORE_DEFAULTS, halfLifeMs: HONESTY_DEFAULTS.strikeHalfLifeMs, minScore: HONESTY_DEFAULTS.minScore };
+  const strikes = await store.strikes.list({ since: now - 10 * score.halfLifeMs, ...(values.agent ? { agentId: values.agent } : {}) });
+  if (strikes.length === 0) {
+    out('No strikes.\n');
+    return 0;
+  }
+  const agents = [...new Set(strikes.map((s) => s.agentId))];
+  const summary = [['AGENT', 'STRIKES', 'SCORE', 'ROUTED']];
+  for (const a of agents) {
+    const own = strikes.filter((s) => s.agentId === a);
+    const v = scoreOf(own, now, score);
+    summary.push([a, String(own.length), v.toFixed(2), v < score.minScore ? 'no (below the floor)' : 'yes, ranked lower']);
+  }
+  out(table(summary));
+  out('\n');
+  const rows = [['AGENT', 'TIME', 'REASON', 'JOB', 'DETAILS']];
+  for (const s of strikes) {
+    const details = Object.entries(s.details)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    rows.push([s.agentId, time(s.at), s.reason, s.jobId ?? '-', details]);
+  }
+  out(table(rows));
+  return 0;
 }
 
 /** What {@link catalogCommand} needs of the admin command it runs for. */

@@ -97,6 +97,18 @@ function definePrices(gateway: Command, launch: Launch): void {
     .action(admin(launch, 'prices remove'));
   const ledger = group(gateway, 'ledger', 'check the ledger’s invariants');
   ledger.command('check').description('verify the ledger’s invariants').action(admin(launch, 'ledger check'));
+  const strikes = group(gateway, 'strikes', 'what the honesty checks caught of each agent, and its score (docs/honesty.md)');
+  strikes
+    .command('list')
+    .description('strikes that still weigh, newest first, with each agent’s score')
+    .option('--agent <agent-id>', 'only this agent’s')
+    .action(admin(launch, 'strikes list'));
+  strikes
+    .command('clear')
+    .description('delete an agent’s strikes (or everyone’s, with --all): its score is 1 again')
+    .argument('[agent-id]')
+    .option('--all', 'every agent’s strikes')
+    .action(admin(launch, 'strikes clear'));
 }
 
 function defineCatalog(gateway: Command, launch: Launch): void {
@@ -149,7 +161,7 @@ function defineCatalog(gateway: Command, launch: Launch): void {
 export function defineGatewayCommands(program: Command, launch: Launch): void {
   const gateway = program
     .command('gateway')
-    .summary('run a gateway (keys, operators, enroll, prices, catalog, key, releases, ledger: administer its database)')
+    .summary('run a gateway (keys, operators, enroll, prices, catalog, key, releases, ledger, strikes: administer its database)')
     .description(
       'Runs a Nightjar gateway: agents connect to it over WebSocket, clients send it sealed requests. It ' +
         'relays ciphertext and never sees a prompt or a reply. Accounts and the ledger live in one SQLite ' +

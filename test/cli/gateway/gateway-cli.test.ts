@@ -235,6 +235,32 @@ describe('nightjar gateway admin commands', () => {
     });
   });
 
+  it('strikes list shows each agent’s score and each strike with its reason; strikes clear deletes them', async () => {
+    expect((await run('strikes', 'list')).out).toBe('No strikes.\n');
+    const store = await openSqliteStore({ path: db });
+    const now = Date.now();
+    for (let i = 0; i < 4; i++) {
+      await store.strikes.add({
+        agentId: 'cheat',
+        reason: 'over-ceiling',
+        jobId: `job-${i}`,
+        details: { chip: 'Apple M2', measuredTps: 500, ceilingTps: 111.87 },
+        at: now - 1000,
+      });
+    }
+    await store.strikes.add({ agentId: 'boaster', reason: 'claim-gap', jobId: 'job-9', details: { factor: 25 }, at: now - 1000 });
+    await store.dispose();
+    const out = (await run('strikes', 'list')).out;
+    expect(out).toMatch(/^cheat\s+4\s+0\.20\s+no \(below the floor\)$/m);
+    expect(out).toMatch(/^boaster\s+1\s+0\.80\s+yes, ranked lower$/m);
+    expect(out).toMatch(/^cheat\s+\S+ \S+\s+over-ceiling\s+job-0\s+chip=Apple M2 measuredTps=500 ceilingTps=111\.87$/m);
+    expect((await run('strikes', 'list', '--agent', 'boaster')).out).not.toContain('cheat');
+    expect((await fails('strikes', 'clear')).code).toBe('NJ_USAGE');
+    expect((await run('strikes', 'clear', 'cheat')).out).toMatch(/^Cleared 4 strikes of cheat; /);
+    expect((await run('strikes', 'clear', '--all')).out).toMatch(/^Cleared 1 strike; /);
+    expect((await run('strikes', 'list')).out).toBe('No strikes.\n');
+  });
+
   it('parses and prints amounts exactly', () => {
     expect(parseCredits('0.000001', 'x')).toBe(1n);
     expect(parseCredits('12', 'x')).toBe(12_000_000n);
