@@ -50,6 +50,18 @@ export const operatorMeResponseSchema = z.strictObject({ operator: operatorIdent
 /** The signed-in operator and their balance. */
 export type OperatorMeResponse = z.infer<typeof operatorMeResponseSchema>;
 
+/** One strike the gateway's honesty checks recorded against an agent (numbers only, never content). */
+export const operatorStrikeViewSchema = z.strictObject({
+  at: timeMs,
+  /** Why: 'over-ceiling' (decoded faster than its chip allows for the model) or 'claim-gap' (claims far more speed than measured). */
+  reason: z.string().max(64),
+  jobId: z.string().max(64).nullable(),
+  /** The numbers that explain it (rates in tokens/s, sizes in bytes, the chip's name). */
+  details: z.record(z.string().max(64), z.union([z.number(), z.string().max(256)])),
+});
+/** One strike against an agent. */
+export type OperatorStrikeView = z.infer<typeof operatorStrikeViewSchema>;
+
 /** One agent as the dashboard shows it: live figures while connected, nulls while offline. */
 export const operatorAgentViewSchema = z.strictObject({
   agentId: agentIdSchema,
@@ -58,7 +70,10 @@ export const operatorAgentViewSchema = z.strictObject({
   state: z.union([agentStateSchema, z.literal('offline')]),
   trust: trustSchema.nullable(),
   model: modelIdSchema.nullable(),
+  /** The decode speed the agent claims (its heartbeat): shown beside the measured one, not routed on. */
   tokensPerSecond: z.number().min(0).nullable(),
+  /** The decode speed the gateway measured of its jobs for its model; null until one was timed. */
+  measuredTokensPerSecond: z.number().min(0).nullable(),
   ttftMs: z.number().min(0).nullable(),
   slots: count.nullable(),
   freeSlots: count.nullable(),
@@ -78,6 +93,10 @@ export const operatorAgentViewSchema = z.strictObject({
   boundAt: timeMs.nullable(),
   jobsDone: count.nullable(),
   jobsFailed: count.nullable(),
+  /** The honesty score in (0, 1] (1: no strikes); below the gateway's floor the agent gets no jobs. */
+  score: z.number().min(0).max(1),
+  /** Its strikes that still weigh, newest first (at most 20). */
+  strikes: z.array(operatorStrikeViewSchema).max(20),
 });
 /** One agent as the dashboard shows it. */
 export type OperatorAgentView = z.infer<typeof operatorAgentViewSchema>;

@@ -11,7 +11,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ceilingTokensPerSecond, type Gateway, type Strike } from '../../src/gateway/index.js';
-import { nextEvent } from '../../src/shared/index.js';
+import { nextEvent, operatorAgentsResponseSchema } from '../../src/shared/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
@@ -119,6 +119,11 @@ describe('the physical ceiling', () => {
       headers: { authorization: `Bearer ${net.key.key}` },
     });
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('NJ_NO_CAPACITY');
+    // The operator sees the score and each strike with its reason and numbers.
+    const res = await http.fetch(`${net.gateway.url}/v1/operator/agents`, { headers: { authorization: `Bearer ${net.operator.token}` } });
+    const view = operatorAgentsResponseSchema.parse(await res.json()).agents.find((v) => v.agentId === cheat.agentId)!;
+    expect(view).toMatchObject({ routable: false, score: expect.closeTo(0.2, 3), measuredTokensPerSecond: 500, tokensPerSecond: 50 });
+    expect(view.strikes.map((s) => [s.reason, s.details.measuredTps])).toEqual(Array(4).fill(['over-ceiling', 500]));
 
     // An honest M2 Max at 50 tokens/s (10 tokens in 200 ms) beside it: every job goes to it, no strike.
     const honest = await agent('Apple M2 Max');

@@ -128,6 +128,7 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
 
   app.get('/v1/operator/agents', authed, async (req): Promise<OperatorAgentsResponse> => {
     const op = await operator(req);
+    await ctx.honesty.refresh();
     const now = ctx.clock.now();
     return { agents: (await ctx.store.accounts.listAgents(op.id)).map((rec) => agentView(ctx, rec, now)) };
   });
@@ -149,8 +150,15 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
 
 /** One agent bound to the operator: live figures from the directory while it is connected. */
 function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): OperatorAgentView {
-  const { directory } = ctx;
+  const { directory, honesty } = ctx;
   const live = directory.get(rec.agentId);
+  const standing = {
+    score: honesty.score(rec.agentId, now),
+    strikes: honesty
+      .strikesOf(rec.agentId)
+      .slice(0, 20)
+      .map((s) => ({ at: s.at, reason: s.reason, jobId: s.jobId, details: { ...s.details } })),
+  };
   if (!live || !live.ready) {
     return {
       agentId: rec.agentId,
@@ -159,6 +167,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
       trust: null,
       model: rec.model,
       tokensPerSecond: null,
+      measuredTokensPerSecond: rec.model === null ? null : honesty.measured(rec.agentId, rec.model)?.tokensPerSecond || null,
       ttftMs: null,
       slots: null,
       freeSlots: null,
@@ -170,6 +179,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
       boundAt: rec.boundAt,
       jobsDone: null,
       jobsFailed: null,
+      ...standing,
     };
   }
   const model = live.status?.model ?? live.bundle.bundle.models[0]?.id ?? null;
@@ -182,6 +192,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
     trust: live.trust,
     model,
     tokensPerSecond: live.status?.tokensPerSecond ?? null,
+    measuredTokensPerSecond: model === null ? null : honesty.measured(rec.agentId, model)?.tokensPerSecond || null,
     ttftMs: live.health.ttftMs || live.status?.ttftMs || null,
     slots: live.status?.totalSlots ?? live.bundle.bundle.capacity.slots,
     freeSlots: directory.freeSlots(live),
@@ -193,6 +204,7 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): Operator
     boundAt: rec.boundAt,
     jobsDone: live.health.jobsDone,
     jobsFailed: live.health.jobsFailed,
+    ...standing,
   };
 }
 

@@ -69,6 +69,31 @@ function pill(text: string, kind: string): HTMLTableCellElement {
   return td;
 }
 
+/** The gateway's measured decode speed, with the agent's claim in brackets. */
+function speed(a: OperatorAgentView): string {
+  const measured = a.measuredTokensPerSecond ? a.measuredTokensPerSecond.toFixed(1) : '–';
+  return a.tokensPerSecond ? `${measured} (${a.tokensPerSecond.toFixed(1)})` : measured;
+}
+
+/** The honesty score and each strike's reason (its numbers in the tooltip). */
+function standing(a: OperatorAgentView): HTMLTableCellElement {
+  if (a.strikes.length === 0) return cell(a.score.toFixed(2));
+  const counts = new Map<string, number>();
+  for (const s of a.strikes) counts.set(s.reason, (counts.get(s.reason) ?? 0) + 1);
+  const reasons = [...counts].map(([r, n]) => (n === 1 ? r : `${r} ×${n}`)).join(', ');
+  const td = cell(`${a.score.toFixed(2)} · ${reasons}`);
+  td.title = a.strikes
+    .map(
+      (s) =>
+        `${new Date(s.at).toISOString()} ${s.reason}${s.jobId ? ` (job ${s.jobId})` : ''}: ` +
+        Object.entries(s.details)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' '),
+    )
+    .join('\n');
+  return td;
+}
+
 function renderAgents(agents: OperatorAgentView[]): void {
   const body = $('agents').querySelector('tbody')!;
   body.replaceChildren(
@@ -76,14 +101,22 @@ function renderAgents(agents: OperatorAgentView[]): void {
       const tr = document.createElement('tr');
       tr.dataset.agentId = a.agentId;
       const state = a.connected && a.state === 'serving' && !a.routable ? 'unroutable' : a.state;
-      const why = a.challengeFresh === false ? 'missed challenge' : a.catalogued === false ? 'file not in catalog' : 'not routable';
+      const why =
+        a.challengeFresh === false
+          ? 'missed challenge'
+          : a.catalogued === false
+            ? 'file not in catalog'
+            : a.strikes.length > 0
+              ? 'score too low (strikes)'
+              : 'not routable';
       const label = state === 'unroutable' ? why : a.state;
       tr.append(
         cell(a.agentId.slice(0, 12), 'mono'),
         pill(label, state),
         cell(a.trust ?? '–'),
         cell(a.model === null ? '–' : a.catalogued === false ? `${a.model} (not in catalog)` : a.model),
-        cell(!a.tokensPerSecond ? '–' : a.tokensPerSecond.toFixed(1), 'num'),
+        cell(speed(a), 'num'),
+        standing(a),
         cell(a.slots === null ? '–' : `${a.freeSlots ?? 0} / ${a.slots}`, 'num'),
         cell(a.jobsDone === null ? '–' : String(a.jobsDone), 'num'),
         cell(a.uptimeMs === null ? '–' : duration(a.uptimeMs)),
