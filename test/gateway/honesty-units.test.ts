@@ -1,0 +1,118 @@
+/**
+ * The honesty checks' arithmetic on their own: the decode rate and its chunk-rate floor, the
+ * ceiling table's name matching, the score's decay, the gateway's honesty options, and the
+ * in-memory copy of the strikes following the store (a `strikes clear` next to a running gateway).
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CHIP_BANDWIDTH,
+  HONESTY_DEFAULTS,
+  Honesty,
+  SCORE_DEFAULTS,
+  chipBandwidth,
+  decodeRate,
+  openSqliteStore,
+  resolveGatewayOptions,
+  scoreOf,
+  type GatewayStore,
+  type JobTiming,
+} from '../../src/gateway/index.js';
+import { NightjarError } from '../../src/shared/index.js';
+import { FakeClock } from './support/fake-clock.js';
+import { tempDir } from './support/net.js';
+
+const timing = (over: Partial<JobTiming> = {}): JobTiming => ({
+  jobId: 'j',
+  model: 'big',
+  modelSha256: 'ab'.repeat(32),
+  ttftMs: 100,
+  decodeMs: 1000,
+  tokens: 51,
+  chunks: 52,
+  ...over,
+});
+
+describe('decode rate', () => {
+  it('is the tokens after the first over the decode time; untimed when too short', () => {
+    expect(decodeRate(timing())).toBe(50);
+    expect(decodeRate(timing({ chunks: 2 }))).toBeNull();
+    expect(decodeRate(timing({ decodeMs: 0 }))).toBeNull();
+  });
+
+  // Fails without the chunk-rate floor in decodeRate: a receipt signing 2 tokens for 52 chunks
+  // would read as 1 token/s and slip under any ceiling.
+  it('never reads below the chunk rate, so a receipt signing fewer tokens cannot hide a fast decode', () => {
+    expect(decodeRate(timing({ tokens: 2 }))).toBe(50);
+  });
+});
+
+describe('the ceiling table', () => {
+  it('reads "Apple M2 Pro", "M2 Pro" and stray spaces alike, and has a source for every row', () => {
+    expect(chipBandwidth('Apple M2 Pro')?.gbPerSecond).toBe(200);
+    expect(chipBandwidth(' apple   m2  pro ')?.gbPerSecond).toBe(200);
+    expect(chipBandwidth('M1')).toBeNull();
+    expect(chipBandwidth('Intel(R) Core(TM) i7')).toBeNull();
+    for (const row of CHIP_BANDWIDTH) expect(row.source).toMatch(/^Apple tech specs, M\d .*\(figure as published/);
+  });
+});
+
+describe('the score', () => {
+  it('halves with one fresh over-ceiling strike and recovers with the half-life', () => {
+    const strikes = [{ reason: 'over-ceiling' as const, at: 0 }];
+    expect(scoreOf([], 0, SCORE_DEFAULTS)).toBe(1);
+    expect(scoreOf(strikes, 0, SCORE_DEFAULTS)).toBe(0.5);
+    expect(scoreOf(strikes, SCORE_DEFAULTS.halfLifeMs, SCORE_DEFAULTS)).toBeCloseTo(1 / 1.5);
+    expect(scoreOf([{ reason: 'claim-gap', at: 0 }], 0, SCORE_DEFAULTS)).toBe(0.8);
+  });
+});
+
+describe('the gateway’s honesty options', () => {
+  it('default as documented, each field on its own, and refuse values out of range', () => {
+    expect(resolveGatewayOptions({}).honesty).toEqual(HONESTY_DEFAULTS);
+    expect(resolveGatewayOptions({ honesty: { minScore: 0.5 } }).honesty).toEqual({ ...HONESTY_DEFAULTS, minScore: 0.5 });
+    for (const honesty of [
+      { ceilingMargin: 0.9 },
+      { claimGapFactor: 1 },
+      { minScore: 2 },
+      { strikeHalfLifeMs: 0 },
+      { claimGapMinSamples: 0 },
+    ]) {
+      expect(() => resolveGatewayOptions({ honesty })).toThrow(NightjarError);
+    }
+  });
+});
+
+describe('Honesty on a store', () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let store: GatewayStore;
+  beforeAll(async () => {
+    tmp = await tempDir();
+    store = await openSqliteStore({ path: path.join(tmp.dir, 'h.db') });
+  });
+  afterAll(async () => {
+    await store.dispose();
+    await tmp.remove();
+  });
+
+  it('strikes over the ceiling of a catalogued file only, and follows a clear made in the store by another process', async () => {
+    const clock = new FakeClock(1_000_000);
+    const sizes = new Map([['big', 40e9]]);
+    const honesty = new Honesty({ store: store.strikes, fileBytes: (m) => sizes.get(m) ?? null, clock, refreshMs: 2000 });
+    await honesty.reload();
+    const agent = { agentId: 'a', chip: 'Apple M2', claimedTokensPerSecond: null };
+    // 50 tokens/s of a 40 GB file on 100 GB/s: the ceiling is 3.1.
+    expect(honesty.observe(agent, timing()).map((s) => s.reason)).toEqual(['over-ceiling']);
+    // An uncatalogued file has no ceiling.
+    expect(honesty.observe(agent, timing({ model: 'small' }))).toEqual([]);
+    await honesty.whenWritten();
+    expect(honesty.score('a')).toBe(0.5);
+    // `nightjar gateway strikes clear` in another process: seen once the copy is refreshMs old.
+    await store.strikes.clear('a');
+    await honesty.refresh();
+    expect(honesty.score('a')).toBe(0.5);
+    clock.advance(2000);
+    await honesty.refresh();
+    expect(honesty.score('a')).toBe(1);
+  });
+});
