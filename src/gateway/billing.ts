@@ -78,6 +78,8 @@ export interface BillingOptions {
   clock: Clock;
   /** Where settlements are logged (ids and amounts only). Required. */
   logger: Logger;
+  /** How long an operator's share stays pending before it is payable, in ms. Defaults to 0 (payable at once). */
+  pendingEarningsMs?: number;
 }
 
 /** Holds, settles and releases jobs on the ledger, and tells when each job is billed. */
@@ -115,6 +117,7 @@ export class Billing implements Disposable {
   /** The ledger hooks of one job. */
   forJob(jobId: string): JobBilling {
     const { ledger, metrics, clock, logger } = this.#o;
+    const pendingMs = this.#o.pendingEarningsMs ?? 0;
     return {
       async settle(s: Settlement): Promise<SettleResult> {
         const result = await ledger.settle({
@@ -127,6 +130,7 @@ export class Billing implements Disposable {
           finishReason: s.receipt.finishReason,
           outcome: s.outcome,
           receipt: JSON.stringify(s.signed),
+          payableAt: clock.now() + pendingMs,
           now: clock.now(),
         });
         metrics.settlements.inc({ result: result.status === 'settled' && result.duplicate ? 'duplicate' : result.status });
@@ -217,6 +221,7 @@ export class Billing implements Disposable {
       requestDigest: receipt.requestDigest,
       finishReason: receipt.finishReason,
       receipt: JSON.stringify(frame.receipt),
+      payableAt: clock.now() + (this.#o.pendingEarningsMs ?? 0),
       now: clock.now(),
     });
     switch (result.status) {

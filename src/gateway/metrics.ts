@@ -59,6 +59,13 @@ export class GatewayMetrics {
     labelNames: ['field'],
     registers: [this.registry],
   });
+  /** Client countersignatures taken, by result (stored, disputed, late, duplicate). */
+  readonly countersigns = new Counter<'result'>({
+    name: 'nightjar_countersigns_total',
+    help: 'Client countersignatures of replies, by result (stored, disputed: the receipt claimed more, late, duplicate).',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   /** Receipts agents delivered after their job ended here (a dropped link, a restart), by outcome. */
   readonly lateReceipts = new Counter<'outcome'>({
     name: 'nightjar_late_receipts_total',

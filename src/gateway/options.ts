@@ -180,6 +180,14 @@ export interface GatewayOptions {
   releasedJobRetentionDays?: number;
   /** Time between retention sweeps; the first runs at start. 0 turns the sweep off. Defaults to 3 600 000 ms (1 hour). */
   retentionSweepMs?: number;
+  /**
+   * How long an operator's share of a settled job stays pending before it is payable: a client's
+   * countersignature that arrives within the window can still dispute the receipt (docs/gateway.md
+   * "Money"). A payout takes only the payable part. Shorter than jobRetentionDays. 0 makes shares
+   * payable at once (a countersignature that arrives first still disputes). Defaults to 86 400 000 ms
+   * (24 hours): a client that lost its link (a laptop closed mid-reply) has a day to post.
+   */
+  pendingEarningsMs?: number;
   /** Static web pages to serve (the chat page). Defaults to none. */
   sites?: readonly StaticSite[];
 }
@@ -269,6 +277,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   jobRetentionDays: 366,
   releasedJobRetentionDays: 2,
   retentionSweepMs: 3_600_000,
+  pendingEarningsMs: 86_400_000,
   sites: [],
 };
 
@@ -301,6 +310,9 @@ export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGat
   }
   for (const field of ['jobRetentionDays', 'releasedJobRetentionDays'] as const) {
     if (!(o[field] > 0)) throw new NightjarError('NJ_CONFIG_INVALID', `${field} must be a positive number of days`);
+  }
+  if (!Number.isInteger(o.pendingEarningsMs) || o.pendingEarningsMs < 0 || o.pendingEarningsMs >= o.jobRetentionDays * 86_400_000) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'pendingEarningsMs must be a whole number of ms, at least 0 and shorter than jobRetentionDays');
   }
   return {
     ...o,

@@ -2,7 +2,8 @@
  * The client API besides jobs: the models on offer with their prices and whether the catalog lists
  * them (/v1/models), the caller's
  * balance (/v1/account), and candidate bundles for a model (/v1/candidates, an answer signed by the
- * gateway key), which the client verifies and seals its request for.
+ * gateway key), which the client verifies and seals its request for; and the client's
+ * countersignature of a reply (POST /v1/jobs/:jobId/countersign, docs/protocol.md "Countersignature").
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import {
@@ -10,8 +11,13 @@ import {
   NightjarError,
   PROTOCOL_VERSION,
   TRUST_LEVELS,
+  countersignKey,
   createDirectoryAnswer,
   describeIssues,
+  jobIdSchema,
+  sha256,
+  utf8,
+  verifyCountersignature,
   directoryNonceSchema,
   modelIdSchema,
   type AccountResponse,
@@ -19,12 +25,22 @@ import {
   type ModelsResponse,
   type Trust,
 } from '../../shared/index.js';
-import { FREE, callerOf, clientAuth, priceOf } from './callers.js';
+import { FREE, bearerOf, callerOf, clientAuth, priceOf } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>;
 
-/** Registers /v1/models, /v1/account and /v1/candidates. */
+/** The answer to a countersignature the gateway took. */
+export interface CountersignResponse {
+  v: typeof PROTOCOL_VERSION;
+  jobId: string;
+  /** `stored`: kept with the job; `late`: kept, but the job's pending window had closed, so nothing moved. */
+  status: 'stored' | 'late';
+  /** The countersignature disputed the job's receipt now (its charge was cut to the client's count). */
+  disputed: boolean;
+}
+
+/** Registers /v1/models, /v1/account, /v1/candidates and POST /v1/jobs/:jobId/countersign. */
 export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
   app.get('/v1/models', { onRequest: clientAuth(ctx) }, async (): Promise<ModelsResponse> => {
     await ctx.catalog.refresh();
@@ -44,6 +60,52 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
     const { balance, held } = await ctx.store.ledger.clientBalance(key!.id);
     return { v: PROTOCOL_VERSION, keyId: key!.id, name: key!.name, balance: balance.toString(), held: held.toString() };
   });
+
+  app.post<{ Params: { jobId: string } }>(
+    '/v1/jobs/:jobId/countersign',
+    { onRequest: clientAuth(ctx, true) },
+    async (req): Promise<CountersignResponse> => {
+      const { key } = callerOf(req);
+      const jobId = jobIdSchema.safeParse(req.params.jobId);
+      if (!jobId.success) throw new NightjarError('NJ_BAD_REQUEST', `jobId: ${describeIssues(jobId.error)}`);
+      // The key is derived from the API key's SHA-256, which is what the gateway stores; the bearer
+      // authenticated this request, so hashing it here gives the same digest.
+      const bearer = bearerOf(req.headers.authorization)!;
+      const statement = verifyCountersignature(req.body, countersignKey(sha256(utf8(bearer))), jobId.data);
+      const result = await ctx.store.ledger.countersign({
+        jobId: jobId.data,
+        keyId: key!.id,
+        replyDigest: statement.replyDigest,
+        completionTokens: statement.completionTokens,
+        chunks: statement.chunks,
+        received: statement.received,
+        mac: (req.body as { mac: string }).mac,
+        now: ctx.clock.now(),
+      });
+      switch (result.status) {
+        case 'unknown':
+          // Another key's job is answered like no job at all: nothing about it is told.
+          throw new NightjarError('NJ_NOT_FOUND', 'this API key has no job with that id');
+        case 'duplicate':
+          ctx.metrics.countersigns.inc({ result: 'duplicate' });
+          throw new NightjarError('NJ_COUNTERSIGN_DUPLICATE', 'this job already has a countersignature');
+        case 'late':
+          ctx.metrics.countersigns.inc({ result: 'late' });
+          ctx.log.info('countersignature after the pending window', { jobId: jobId.data, keyId: key!.id });
+          return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'late', disputed: false };
+        case 'stored':
+          ctx.metrics.countersigns.inc({ result: result.disputed ? 'disputed' : 'stored' });
+          if (result.disputed) {
+            ctx.log.warn('job disputed by its countersignature', {
+              jobId: jobId.data,
+              keyId: key!.id,
+              refunded: result.refunded.toString(),
+            });
+          }
+          return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'stored', disputed: result.disputed };
+      }
+    },
+  );
 
   app.get<{ Querystring: Record<string, string | undefined> }>('/v1/candidates', { onRequest: clientAuth(ctx) }, async (req: Query) =>
     candidates(ctx, req),

@@ -108,6 +108,8 @@ export interface LateSettleRequest {
   finishReason: string;
   /** The signed receipt, as JSON, kept for the operator's export. */
   receipt: string;
+  /** When the operator's share becomes payable (the pending window's end). Defaults to `now`: at once. */
+  payableAt?: number;
   now: number;
 }
 
@@ -144,6 +146,8 @@ export interface SettleRequest {
   outcome: string;
   /** The signed receipt, as JSON, kept for the operator's export. */
   receipt: string;
+  /** When the operator's share becomes payable (the pending window's end). Defaults to `now`: at once. */
+  payableAt?: number;
   now: number;
 }
 
@@ -188,6 +192,58 @@ export interface JobRecord {
   completionBound: number | null;
   /** When a late receipt settled the job, or null. */
   settledLateAt: number | null;
+  /** When the operator's share became (or becomes) payable; null before settlement. */
+  payableAt: number | null;
+  /** When the client's countersignature disputed the receipt, or null. */
+  disputedAt: number | null;
+  /** The dispute's numbers, or null. */
+  dispute: JobDispute | null;
+}
+
+/** Why a settled job was disputed, with its numbers (kept as JSON on the job). */
+export interface JobDispute {
+  /** Completion tokens the receipt claimed (already cut to the gateway's own bounds). */
+  claimedCompletionTokens: number;
+  /** Completion tokens the client's countersignature supports. */
+  countedCompletionTokens: number;
+  /** The receipt's reply digest differs from the one the client computed. */
+  digestDiffers: boolean;
+  /** The stream the client received ended without its final chunk. */
+  broken: boolean;
+  /** What was charged before the dispute, and what was given back to the client, in micro-credits (decimal strings). */
+  chargedBefore: string;
+  refunded: string;
+}
+
+/** A client's countersignature as the ledger stores it (the gateway checked its MAC). */
+export interface CountersignRecord {
+  jobId: string;
+  /** The API key that posted it: it must be the job's. */
+  keyId: string;
+  replyDigest: string;
+  completionTokens: number;
+  chunks: number;
+  received: 'done' | 'broken';
+  mac: string;
+  now: number;
+}
+
+/** What became of a countersignature. */
+export type CountersignResult =
+  /** Stored; `disputed` when it disputed the settled receipt now, `window` when the job is not settled yet or still pending. */
+  | { status: 'stored'; disputed: boolean; refunded: bigint }
+  /** Stored, but the job's pending window had closed: nothing moves. */
+  | { status: 'late' }
+  | { status: 'duplicate' }
+  | { status: 'unknown' };
+
+/** An operator's balance, split into what is still pending (or disputed) and what may be paid out. */
+export interface OperatorBalance {
+  balance: bigint;
+  /** Shares of jobs whose pending window has not closed, and of disputed jobs. */
+  pending: bigint;
+  /** balance − pending (never below 0): what a payout may take. */
+  payable: bigint;
 }
 
 /** One row of an operator's earnings: a UTC day and a model. */
@@ -274,6 +330,13 @@ export interface LedgerStore {
   checkInvariants(): Promise<string[]>;
   /** Deletes old settled and released job rows (never a held job, never a transfer); resolves with how many. */
   sweepJobs(request: SweepRequest): Promise<SweepResult>;
+  /**
+   * Stores a client's countersignature of a job (once per job) and, if the job is settled and its
+   * pending window still open, disputes a receipt that claims more than it (see the module comment).
+   */
+  countersign(record: CountersignRecord): Promise<CountersignResult>;
+  /** An operator's balance, pending and payable at `now`. */
+  operatorBalance(operatorId: string, now: number): Promise<OperatorBalance>;
 }
 
 const jobOf = (r: SqlRow): JobRecord => ({
@@ -303,6 +366,9 @@ const jobOf = (r: SqlRow): JobRecord => ({
   requestDigest: textOrNull(r.request_digest),
   completionBound: intOrNull(r.completion_bound),
   settledLateAt: intOrNull(r.settled_late_at),
+  payableAt: intOrNull(r.payable_at),
+  disputedAt: intOrNull(r.disputed_at),
+  dispute: r.dispute === null || r.dispute === undefined ? null : (JSON.parse(String(r.dispute)) as JobDispute),
 });
 
 const KIND_OF = (id: string): string =>
@@ -395,6 +461,12 @@ export class SqlLedgerStore implements LedgerStore {
       const account = ACCOUNTS.operator(operatorId);
       await this.#account(tx, account, now);
       await this.#account(tx, ACCOUNTS.external, now);
+      const { payable, pending } = await this.#operatorBalance(tx, operatorId, now);
+      if (amount > payable && pending > 0n)
+        throw new NightjarError(
+          'NJ_INSUFFICIENT_FUNDS',
+          `only ${payable} micro-credits of the operator's balance are payable; ${pending} are pending or disputed`,
+        );
       await this.#transfer(tx, {
         jobId: null,
         kind: 'payout',
@@ -482,8 +554,19 @@ export class SqlLedgerStore implements LedgerStore {
       }
       const prompt = Math.max(0, Math.min(r.promptTokens, job.bodyLength));
       const completion = Math.max(0, Math.min(r.completionTokens, job.maxTokens));
-      const { charged, operatorAmount, platformAmount, released } = await this.#settleHeld(tx, job, r, prompt, completion, null);
-      return { status: 'settled', duplicate: false, charged, operatorAmount, platformAmount, released };
+      const settled = await this.#settleHeld(tx, job, r, prompt, completion, null);
+      const refunded = await this.#dispute(tx, r.jobId, r.now, true);
+      const { operatorAmount, platformAmount, released } = settled;
+      if (refunded === null) return { status: 'settled', duplicate: false, ...settled };
+      const after = jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!);
+      return {
+        status: 'settled',
+        duplicate: false,
+        charged: after.charged ?? 0n,
+        operatorAmount: after.operatorAmount ?? operatorAmount,
+        platformAmount: after.platformAmount ?? platformAmount,
+        released,
+      };
     });
   }
 
@@ -491,7 +574,7 @@ export class SqlLedgerStore implements LedgerStore {
   async #settleHeld(
     tx: SqlExecutor,
     job: JobRecord,
-    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now'>,
+    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now' | 'payableAt'>,
     prompt: number,
     completion: number,
     lateAt: number | null,
@@ -521,7 +604,7 @@ export class SqlLedgerStore implements LedgerStore {
   async #markSettled(
     tx: SqlExecutor,
     from: JobRecord['status'],
-    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now'>,
+    r: Pick<SettleRequest, 'jobId' | 'attempt' | 'agentId' | 'operatorId' | 'finishReason' | 'outcome' | 'receipt' | 'now' | 'payableAt'>,
     prompt: number,
     completion: number,
     amounts: { charged: bigint; operatorAmount: bigint; platformAmount: bigint },
@@ -529,7 +612,8 @@ export class SqlLedgerStore implements LedgerStore {
   ): Promise<void> {
     const changed = await tx.run(
       `UPDATE jobs SET status = 'settled', ended_at = ?, outcome = ?, agent_id = ?, operator_id = ?, attempt = ?, prompt_tokens = ?,
-         completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?, settled_late_at = ?
+         completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, finish_reason = ?, receipt = ?, settled_late_at = ?,
+         payable_at = ?
        WHERE job_id = ? AND status = ?`,
       [
         r.now,
@@ -545,6 +629,7 @@ export class SqlLedgerStore implements LedgerStore {
         r.finishReason,
         r.receipt,
         lateAt,
+        r.payableAt ?? r.now,
         r.jobId,
         from,
       ],
@@ -624,6 +709,7 @@ export class SqlLedgerStore implements LedgerStore {
       const settle = { ...r, outcome: 'settled-late' };
       if (job.status === 'held') {
         const amounts = await this.#settleHeld(tx, job, settle, prompt, completion, r.now);
+        await this.#dispute(tx, r.jobId, r.now, true);
         return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped };
       }
       // Released: the hold went back to the client, so the charge comes from the client's balance,
@@ -641,6 +727,7 @@ export class SqlLedgerStore implements LedgerStore {
       // The transfers keep why the hold had gone back (the job row's outcome is now settled-late).
       const memo = `settled late, from the balance; the hold was released: ${job.outcome ?? 'unknown'}`;
       if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount, memo);
+      await this.#dispute(tx, r.jobId, r.now, true);
       return {
         status: 'settled',
         from: 'client',
@@ -773,6 +860,93 @@ export class SqlLedgerStore implements LedgerStore {
     return { settled: await sweep('settled', r.settledBefore), released: await sweep('released', r.releasedBefore) };
   }
 
+  async countersign(c: CountersignRecord): Promise<CountersignResult> {
+    return this.#db.transaction(async (tx): Promise<CountersignResult> => {
+      const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [c.jobId]);
+      if (!row || textOrNull(row.client_key_id) !== c.keyId) return { status: 'unknown' };
+      const stored = await tx.run(
+        `INSERT INTO job_countersigns (job_id, key_id, reply_digest, completion_tokens, chunks, received, mac, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        [c.jobId, c.keyId, c.replyDigest, c.completionTokens, c.chunks, c.received, c.mac, c.now],
+      );
+      if (stored !== 1) return { status: 'duplicate' };
+      const job = jobOf(row);
+      if (job.status === 'settled' && job.payableAt !== null && c.now >= job.payableAt) return { status: 'late' };
+      const refunded = await this.#dispute(tx, c.jobId, c.now, false);
+      return { status: 'stored', disputed: refunded !== null, refunded: refunded ?? 0n };
+    });
+  }
+
+  /**
+   * Disputes a settled job whose receipt claims more completion tokens than its countersignature
+   * supports, or names another reply digest, while its pending window is open (or as it settles:
+   * `settling`). Charges the client what its own count supports (never more than before), gives the
+   * rest back from the operator's and the platform's shares, and marks the job disputed, its
+   * operator share no longer payable. Resolves with the amount given back, or null if no dispute.
+   */
+  async #dispute(tx: SqlExecutor, jobId: string, now: number, settling: boolean): Promise<bigint | null> {
+    const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [jobId]);
+    const cs = await tx.get('SELECT * FROM job_countersigns WHERE job_id = ?', [jobId]);
+    if (!row || !cs) return null;
+    const job = jobOf(row);
+    if (job.status !== 'settled' || job.disputedAt !== null || job.receipt === null) return null;
+    if (!settling && job.payableAt !== null && now >= job.payableAt) return null;
+    const signed = JSON.parse(job.receipt) as { receipt?: { replyDigest?: unknown } };
+    const claimed = job.completionTokens ?? 0;
+    const counted = intOf(cs.completion_tokens);
+    const digestDiffers = signed.receipt?.replyDigest !== String(cs.reply_digest);
+    if (claimed <= counted && !digestDiffers) return null;
+    const chargedBefore = job.charged ?? 0n;
+    const supported = costOf(
+      { promptPerMTok: job.promptPerMTok, completionPerMTok: job.completionPerMTok },
+      job.promptTokens ?? 0,
+      Math.min(claimed, counted),
+    );
+    const charged = supported < chargedBefore ? supported : chargedBefore;
+    const operatorAmount = operatorShare(charged, job.operatorShareBps);
+    const platformAmount = charged - operatorAmount;
+    const backFromOperator = (job.operatorAmount ?? 0n) - operatorAmount;
+    const backFromPlatform = (job.platformAmount ?? 0n) - platformAmount;
+    const dispute: JobDispute = {
+      claimedCompletionTokens: claimed,
+      countedCompletionTokens: counted,
+      digestDiffers,
+      broken: String(cs.received) === 'broken',
+      chargedBefore: chargedBefore.toString(),
+      refunded: (chargedBefore - charged).toString(),
+    };
+    await tx.run(
+      `UPDATE jobs SET completion_tokens = ?, charged = ?, operator_amount = ?, platform_amount = ?, disputed_at = ?, dispute = ?
+       WHERE job_id = ?`,
+      [Math.min(claimed, counted), charged, operatorAmount, platformAmount, now, JSON.stringify(dispute), jobId],
+    );
+    if (job.keyId !== null) {
+      const client = ACCOUNTS.client(job.keyId);
+      const memo = 'disputed by the client countersignature';
+      if (job.operatorId !== null) {
+        const t = { jobId, debit: ACCOUNTS.operator(job.operatorId), credit: client, now, memo };
+        await this.#transfer(tx, { ...t, kind: 'dispute-operator', amount: backFromOperator });
+      }
+      await this.#transfer(tx, { jobId, kind: 'dispute-platform', debit: ACCOUNTS.platform, credit: client, amount: backFromPlatform, now, memo });
+    }
+    return chargedBefore - charged;
+  }
+
+  async operatorBalance(operatorId: string, now: number): Promise<OperatorBalance> {
+    return this.#db.transaction((tx) => this.#operatorBalance(tx, operatorId, now));
+  }
+
+  async #operatorBalance(tx: SqlExecutor, operatorId: string, now: number): Promise<OperatorBalance> {
+    const balance = bigOf((await tx.get('SELECT balance FROM ledger_accounts WHERE id = ?', [ACCOUNTS.operator(operatorId)]))?.balance);
+    const row = await tx.get(
+      `SELECT COALESCE(SUM(operator_amount), 0) AS pending FROM jobs
+        WHERE operator_id = ? AND status = 'settled' AND (payable_at > ? OR disputed_at IS NOT NULL)`,
+      [operatorId, now],
+    );
+    const pending = bigOf(row?.pending);
+    return { balance, pending, payable: balance > pending ? balance - pending : 0n };
+  }
+
   async checkInvariants(): Promise<string[]> {
     const problems: string[] = [];
     // 1. Each cached balance equals its transfers.
@@ -807,9 +981,11 @@ export class SqlLedgerStore implements LedgerStore {
               COALESCE(SUM(CASE WHEN t.kind = 'settle-operator' THEN t.amount ELSE 0 END), 0) AS op,
               COALESCE(SUM(CASE WHEN t.kind = 'settle-platform' THEN t.amount ELSE 0 END), 0) AS plat,
               COALESCE(SUM(CASE WHEN t.kind = 'release' THEN t.amount ELSE 0 END), 0) AS rel,
+              COALESCE(SUM(CASE WHEN t.kind IN ('dispute-operator', 'dispute-platform') THEN t.amount ELSE 0 END), 0) AS back,
+              COALESCE(SUM(CASE WHEN t.kind = 'dispute-operator' THEN t.amount ELSE 0 END), 0) AS back_op,
               COALESCE(SUM(CASE WHEN t.kind = 'hold' AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payer,
-              COALESCE(SUM(CASE WHEN t.kind = 'release' AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0)
-                AS wrong_payee,
+              COALESCE(SUM(CASE WHEN t.kind IN ('release', 'dispute-operator', 'dispute-platform')
+                AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payee,
               COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds' THEN t.amount ELSE 0 END), 0)
                 AS from_client,
               COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds'
@@ -840,11 +1016,14 @@ export class SqlLedgerStore implements LedgerStore {
         if (rel !== hold) problems.push(`job ${id} was released with ${rel} of ${hold} returned`);
       } else {
         const charged = bigOf(r.charged);
-        if (op !== bigOf(r.operator_amount) || plat !== bigOf(r.platform_amount))
+        // A disputed job gave part of its shares back to the client: the recorded shares are what is left.
+        const back = bigOf(r.back);
+        const backOp = bigOf(r.back_op);
+        if (op - backOp !== bigOf(r.operator_amount) || plat - (back - backOp) !== bigOf(r.platform_amount))
           problems.push(`job ${id}: the payouts differ from the recorded shares`);
-        if (op + plat !== charged) problems.push(`job ${id}: the shares do not add up to the charge`);
+        if (op + plat - back !== charged) problems.push(`job ${id}: the shares do not add up to the charge`);
         if (charged > hold) problems.push(`job ${id} charged ${charged}, more than its hold ${hold}`);
-        if (fromClient !== 0n && (fromClient !== charged || r.settled_late_at === null || r.settled_late_at === undefined))
+        if (fromClient !== 0n && (fromClient !== op + plat || r.settled_late_at === null || r.settled_late_at === undefined))
           problems.push(`job ${id} was charged from its client's balance without a late settlement of the whole charge`);
         if (op + plat + rel !== hold + fromClient) problems.push(`job ${id}: its hold is not fully accounted for (a leak)`);
       }

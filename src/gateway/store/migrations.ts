@@ -49,6 +49,59 @@ async function transfersWithoutJobForeignKey(driver: SqlDriver): Promise<string>
   ].join('\n');
 }
 
+/** The transfer kinds version 1 allowed, as its CHECK wrote them. */
+const TRANSFER_KINDS_V1 = "kind IN ('topup', 'hold', 'settle-operator', 'settle-platform', 'release', 'payout')";
+/** Version 7's: a dispute returns the inflated part of a charge from the operator and the platform to the client. */
+const TRANSFER_KINDS_V7 =
+  "kind IN ('topup', 'hold', 'settle-operator', 'settle-platform', 'release', 'payout', 'dispute-operator', 'dispute-platform')";
+
+/**
+ * Version 7: the client's countersignatures, the pending window and disputes on jobs, and two more
+ * transfer kinds. PostgreSQL replaces the kind CHECK; SQLite, which cannot, rebuilds the transfers
+ * table from its current definition with the wider list (copying every row unchanged).
+ */
+async function countersignatures(driver: SqlDriver): Promise<string> {
+  const common = `
+ALTER TABLE jobs ADD COLUMN payable_at BIGINT;
+ALTER TABLE jobs ADD COLUMN disputed_at BIGINT;
+ALTER TABLE jobs ADD COLUMN dispute TEXT;
+
+CREATE TABLE job_countersigns (
+  job_id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  reply_digest TEXT NOT NULL,
+  completion_tokens BIGINT NOT NULL CHECK (completion_tokens >= 0),
+  chunks BIGINT NOT NULL CHECK (chunks >= 0),
+  received TEXT NOT NULL CHECK (received IN ('done', 'broken')),
+  mac TEXT NOT NULL,
+  received_at BIGINT NOT NULL
+);
+CREATE INDEX jobs_operator_payable ON jobs (operator_id, payable_at);
+`;
+  if (driver.dialect === 'postgres') {
+    return `${common}
+ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_kind_check;
+ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK (${TRANSFER_KINDS_V7});`;
+  }
+  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
+  const create = String(table?.sql ?? '');
+  if (!create.includes(TRANSFER_KINDS_V1)) return common;
+  const indexes = await driver.all(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
+  );
+  const rebuilt = create
+    .replace(TRANSFER_KINDS_V1, TRANSFER_KINDS_V7)
+    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
+  return [
+    common,
+    `${rebuilt};`,
+    'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
+    'DROP TABLE ledger_transfers;',
+    'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
+    ...indexes.map((r) => `${String(r.sql)};`),
+  ].join('\n');
+}
+
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -225,6 +278,11 @@ CREATE TABLE strikes (
 CREATE INDEX strikes_agent_at ON strikes (agent_id, at);
 CREATE INDEX strikes_at ON strikes (at);
 `,
+  },
+  {
+    version: 7,
+    name: 'client countersignatures, pending earnings and disputes',
+    sql: countersignatures,
   },
 ];
 
