@@ -318,14 +318,16 @@ function buildContext(
   owned.add(transport.onCapacity(() => router.pump()));
   const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
   const jobs = owned.add(new RunningJobs(log));
-  const billing = owned.add(new Billing({
+  const billing = owned.add(
+    new Billing({
       ledger: store.ledger,
       operatorShareBps: o.operatorShareBps,
       pendingEarningsMs: o.pendingEarningsMs,
       metrics,
       clock,
       logger: log,
-    }));
+    }),
+  );
   const limiter = new RateLimiter({ clock, perSecond: o.rateLimit.perSecond, burst: o.rateLimit.burst });
   const unauthenticated = new RateLimiter({
     clock,

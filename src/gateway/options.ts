@@ -312,7 +312,10 @@ export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGat
     if (!(o[field] > 0)) throw new NightjarError('NJ_CONFIG_INVALID', `${field} must be a positive number of days`);
   }
   if (!Number.isInteger(o.pendingEarningsMs) || o.pendingEarningsMs < 0 || o.pendingEarningsMs >= o.jobRetentionDays * 86_400_000) {
-    throw new NightjarError('NJ_CONFIG_INVALID', 'pendingEarningsMs must be a whole number of ms, at least 0 and shorter than jobRetentionDays');
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'pendingEarningsMs must be a whole number of ms, at least 0 and shorter than jobRetentionDays',
+    );
   }
   return {
     ...o,

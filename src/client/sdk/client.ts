@@ -45,6 +45,11 @@ import {
   withDefaults,
   delay,
   verifyReceipt,
+  completionTokensReceived,
+  countersign,
+  countersignKeyOf,
+  utf8,
+  type CountersignStatement,
   type ChatMessage,
   type Clock,
   type ErrorCode,
@@ -149,6 +154,15 @@ export interface NightjarClientOptions {
    * Defaults to none.
    */
   onReceipt?: (result: ChatResult) => void | Promise<void>;
+  /**
+   * After each reply that started (finished or broken), countersign what was received and post it
+   * to the gateway (POST /v1/jobs/:jobId/countersign, docs/protocol.md "Countersignature"), in the
+   * background: a receipt that claims more than this count is disputed and not paid. Needs an API
+   * key (an anonymous job is free). Defaults to true.
+   */
+  countersign?: boolean;
+  /** Posts of one countersignature before giving up (network errors, 429 and 5xx are retried, 1 s, 2 s, …). Defaults to 3. */
+  countersignAttempts?: number;
 }
 
 /** One chat completion request. */
@@ -291,7 +305,16 @@ export const CLIENT_DEFAULTS: Readonly<
   Required<
     Pick<
       NightjarClientOptions,
-      'candidates' | 'candidatesTtlMs' | 'streamIdleMs' | 'fetch' | 'clock' | 'random' | 'seal' | 'directoryWindowMs'
+      | 'candidates'
+      | 'candidatesTtlMs'
+      | 'streamIdleMs'
+      | 'fetch'
+      | 'clock'
+      | 'random'
+      | 'seal'
+      | 'directoryWindowMs'
+      | 'countersign'
+      | 'countersignAttempts'
     >
   >
 > = {
@@ -304,6 +327,8 @@ export const CLIENT_DEFAULTS: Readonly<
   clock: systemClock,
   random: () => Math.random(),
   seal: sealRequest,
+  countersign: true,
+  countersignAttempts: 3,
 };
 
 /** {@link NightjarClientOptions} resolved once, when the client is built. */
@@ -336,6 +361,8 @@ export class NightjarClient {
   #gatewayKey: Uint8Array | null = null;
   /** Settles when the last gateway key check is done: checks run one at a time. */
   #keyCheck: Promise<unknown> = Promise.resolve();
+  /** Countersignatures still being posted. */
+  readonly #countersigns = new Set<Promise<void>>();
 
   constructor(options: NightjarClientOptions) {
     this.#o = {
@@ -636,6 +663,37 @@ export class NightjarClient {
     return { verified, trust };
   }
 
+  /**
+   * Resolves once every countersignature under way has been posted or given up on (at once if
+   * none is). A program that exits right after a reply awaits it so the gateway gets its count.
+   */
+  async countersigned(): Promise<void> {
+    while (this.#countersigns.size > 0) await Promise.all([...this.#countersigns]);
+  }
+
+  /** Posts a countersignature in the background, with bounded retries; failures are dropped (the window allows for them). */
+  #postCountersign(statement: CountersignStatement): void {
+    const apiKey = this.#o.apiKey;
+    if (!this.#o.countersign || apiKey === undefined) return;
+    const body = JSON.stringify(countersign(statement, countersignKeyOf(apiKey)));
+    const url = `${this.#base}/v1/jobs/${statement.jobId}/countersign`;
+    const post = async (): Promise<void> => {
+      for (let attempt = 1; attempt <= this.#o.countersignAttempts; attempt++) {
+        try {
+          const res = await this.#o.fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...this.#auth() }, body });
+          await res.body?.cancel().catch(() => undefined);
+          // Taken, already taken, or refused for good (a 4xx other than 429): nothing to retry.
+          if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 429)) return;
+        } catch {
+          // The gateway was not reached: retry.
+        }
+        if (attempt < this.#o.countersignAttempts) await delay(this.#o.clock, 1000 * 2 ** (attempt - 1)).catch(() => undefined);
+      }
+    };
+    const done: Promise<void> = post().finally(() => this.#countersigns.delete(done));
+    this.#countersigns.add(done);
+  }
+
   async #run(request: ChatRequest, signal: AbortSignal, sink: Sink): Promise<ChatResult> {
     const sampling = this.#check(request);
     const started = this.#o.clock.now();
@@ -728,49 +786,70 @@ export class NightjarClient {
 
       let opener: ReplyOpener | null = null;
       let agent: Candidate | null = null;
+      let chunks = 0;
+      let replyDigest: Uint8Array | null = null;
+      const countersignReply = (): void => {
+        if (!opener || !state.served) return;
+        replyDigest ??= opener.digest();
+        this.#postCountersign({
+          v: PROTOCOL_VERSION,
+          jobId: sealed.jobId,
+          replyDigest: toBase64Url(replyDigest),
+          completionTokens: completionTokensReceived(utf8(state.text).length, sampling.maxTokens),
+          chunks,
+          received: opener.finished ? 'done' : 'broken',
+        });
+      };
       try {
-        const lines = readNdjson(res.body, MAX_EVENT_LINE, { idleMs: this.#o.streamIdleMs, clock: this.#o.clock, peer: this.#base });
-        for await (const line of lines) {
-          const event: JobEvent = validate(jobEventSchema, JSON.parse(line), 'job event');
-          switch (event.type) {
-            case 'start': {
-              if (opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the gateway started the reply twice');
-              agent = candidates.find((x) => x.verified.bundle.agentId === event.agentId) ?? null;
-              if (!agent) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the reply comes from an agent the request was not sealed for');
-              opener = new ReplyOpener(deriveReplyKeys(sealed.contentKey, fromBase64Url(event.replySalt), event.agentId));
-              state.served = { jobId: sealed.jobId, agentId: event.agentId, trust: agent.trust, attempt: event.attempt, sends };
-              sink.start(state.served);
-              break;
-            }
-            case 'chunk': {
-              if (!opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the reply started');
-              const chunk = opener.open(event.seq, fromBase64Url(event.data));
-              if (chunk.delta) {
-                state.text += chunk.delta;
-                sink.delta(chunk.delta);
+        try {
+          const lines = readNdjson(res.body, MAX_EVENT_LINE, { idleMs: this.#o.streamIdleMs, clock: this.#o.clock, peer: this.#base });
+          for await (const line of lines) {
+            const event: JobEvent = validate(jobEventSchema, JSON.parse(line), 'job event');
+            switch (event.type) {
+              case 'start': {
+                if (opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the gateway started the reply twice');
+                agent = candidates.find((x) => x.verified.bundle.agentId === event.agentId) ?? null;
+                if (!agent) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the reply comes from an agent the request was not sealed for');
+                opener = new ReplyOpener(deriveReplyKeys(sealed.contentKey, fromBase64Url(event.replySalt), event.agentId));
+                state.served = { jobId: sealed.jobId, agentId: event.agentId, trust: agent.trust, attempt: event.attempt, sends };
+                sink.start(state.served);
+                break;
               }
-              break;
+              case 'chunk': {
+                if (!opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the reply started');
+                const chunk = opener.open(event.seq, fromBase64Url(event.data));
+                chunks++;
+                if (chunk.delta) {
+                  state.text += chunk.delta;
+                  sink.delta(chunk.delta);
+                }
+                break;
+              }
+              case 'done': {
+                if (!opener || !agent || !state.served)
+                  throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
+                replyDigest = opener.digest();
+                const result = await this.#finish(request, sealed, opener, replyDigest, agent, state.served, state.text, event.receipt);
+                this.#prepareSpare(recipients);
+                return result;
+              }
+              case 'error':
+                throw errorFromPayload(event);
             }
-            case 'done': {
-              if (!opener || !agent || !state.served)
-                throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
-              const result = await this.#finish(request, sealed, opener, agent, state.served, state.text, event.receipt);
-              this.#prepareSpare(recipients);
-              return result;
-            }
-            case 'error':
-              throw errorFromPayload(event);
           }
+        } catch (err) {
+          if (err instanceof NightjarError) throw err;
+          if (err instanceof SyntaxError) throw new NightjarError('NJ_FRAME_INVALID', 'the gateway sent a line that is not JSON');
+          if (signal.aborted) throw this.#transportError(err, signal);
+          // The response had begun: the gateway was reached, and then the connection broke.
+          throw new NightjarError('NJ_STREAM_BROKEN', `the connection to the gateway at ${this.#base} broke off mid-reply`, { cause: err });
         }
-      } catch (err) {
-        if (err instanceof NightjarError) throw err;
-        if (err instanceof SyntaxError) throw new NightjarError('NJ_FRAME_INVALID', 'the gateway sent a line that is not JSON');
-        if (signal.aborted) throw this.#transportError(err, signal);
-        // The response had begun: the gateway was reached, and then the connection broke.
-        throw new NightjarError('NJ_STREAM_BROKEN', `the connection to the gateway at ${this.#base} broke off mid-reply`, { cause: err });
+        if (opener) opener.finish();
+        throw new NightjarError('NJ_STREAM_TRUNCATED', 'the gateway closed the reply before it was done');
+      } finally {
+        // Done or broken, the gateway hears what this client received (docs/protocol.md "Countersignature").
+        countersignReply();
       }
-      if (opener) opener.finish();
-      throw new NightjarError('NJ_STREAM_TRUNCATED', 'the gateway closed the reply before it was done');
     } finally {
       sealed.contentKey.fill(0);
     }
@@ -780,6 +859,7 @@ export class NightjarClient {
     request: ChatRequest,
     sealed: SealedRequest,
     opener: ReplyOpener,
+    replyDigest: Uint8Array,
     agent: Candidate,
     served: ServedBy,
     text: string,
@@ -793,7 +873,7 @@ export class NightjarClient {
       attempt: served.attempt,
       model: request.model,
       requestDigest: sealed.requestDigest,
-      replyDigest: opener.digest(),
+      replyDigest,
       promptTokens: final.usage.promptTokens,
       completionTokens: final.usage.completionTokens,
     });

@@ -927,7 +927,15 @@ export class SqlLedgerStore implements LedgerStore {
         const t = { jobId, debit: ACCOUNTS.operator(job.operatorId), credit: client, now, memo };
         await this.#transfer(tx, { ...t, kind: 'dispute-operator', amount: backFromOperator });
       }
-      await this.#transfer(tx, { jobId, kind: 'dispute-platform', debit: ACCOUNTS.platform, credit: client, amount: backFromPlatform, now, memo });
+      await this.#transfer(tx, {
+        jobId,
+        kind: 'dispute-platform',
+        debit: ACCOUNTS.platform,
+        credit: client,
+        amount: backFromPlatform,
+        now,
+        memo,
+      });
     }
     return chargedBefore - charged;
   }

@@ -97,7 +97,8 @@ export function verifyCountersignature(input: unknown, key: Uint8Array, jobId: s
     throw new CryptoError('NJ_BAD_SIGNATURE', (cause as Error).message, { cause });
   }
   const expected = hmac(nobleSha256, key, signingBytes(COUNTERSIGN_DOMAIN, c.statement));
-  if (!bytesEqual(expected, fromBase64Url(c.mac))) throw new CryptoError('NJ_BAD_SIGNATURE', 'the countersignature does not verify for this key');
+  if (!bytesEqual(expected, fromBase64Url(c.mac)))
+    throw new CryptoError('NJ_BAD_SIGNATURE', 'the countersignature does not verify for this key');
   if (c.statement.jobId !== jobId) throw new CryptoError('NJ_BAD_SIGNATURE', 'the countersignature names another job');
   return c.statement;
 }
