@@ -795,7 +795,7 @@ export class NightjarClient {
           v: PROTOCOL_VERSION,
           jobId: sealed.jobId,
           replyDigest: toBase64Url(replyDigest),
-          completionTokens: completionTokensReceived(utf8(state.text).length, sampling.maxTokens),
+          completionTokens: completionTokensReceived(utf8(state.text).length, sampling.maxTokens, sampling.stop),
           chunks,
           received: opener.finished ? 'done' : 'broken',
         });

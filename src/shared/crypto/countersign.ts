@@ -12,20 +12,12 @@ import { z } from 'zod';
 import { CryptoError } from '../errors.js';
 import { bytesEqual, fromBase64Url, signingBytes, toBase64Url, utf8 } from '../encoding.js';
 import { validate } from '../protocol/codec.js';
-import { LIMITS, PROTOCOL_VERSION } from '../protocol/limits.js';
+import { PROTOCOL_VERSION } from '../protocol/limits.js';
 import { jobIdSchema } from '../protocol/schemas.js';
 import { hkdfSha256, sha256 } from './hash.js';
 
 /** Signing domain of countersignatures. */
 export const COUNTERSIGN_DOMAIN = 'countersign/v1';
-
-/**
- * Completion tokens a reply may count beyond the text delivered to the client: the
- * end-of-generation token, and the stop sequence that ended it (never delivered, at most
- * LIMITS.maxStopLength bytes, so at most that many tokens) or the tail held back at a cancel (a
- * possible stop-sequence start, no longer than one).
- */
-export const UNDELIVERED_COMPLETION_TOKENS = LIMITS.maxStopLength + 1;
 
 /** The most completion tokens a countersignature may state (the most a request may ask for, with slack). */
 const MAX_COUNT = 1 << 24;
@@ -56,17 +48,20 @@ export const countersignatureSchema = z.strictObject({
 export type Countersignature = z.infer<typeof countersignatureSchema>;
 
 /**
- * The most completion tokens a reply whose delivered text is `textBytes` UTF-8 bytes can have
- * held, capped at the request's maxTokens: every token of a BPE or byte-level tokenizer stands for
- * at least one byte of text, plus {@link UNDELIVERED_COMPLETION_TOKENS} for what is never
- * delivered. An honest agent's count never exceeds it.
+ * The most completion tokens a reply can have held, as its client counts them (it has no
+ * tokenizer): the UTF-8 bytes of the delivered text, plus the bytes of the request's longest stop
+ * sequence (a stop sequence that ends a reply, or a possible start of one held back at a cancel, is
+ * generated but never delivered), plus 1 for the end-of-generation token; never more than the
+ * request's maxTokens. An honest agent never claims more: every token of a BPE or byte-level
+ * tokenizer stands for at least one byte of the text it decodes to.
  */
-export function completionTokensReceived(textBytes: number, maxTokens: number): number {
-  return Math.min(maxTokens, textBytes + UNDELIVERED_COMPLETION_TOKENS);
+export function completionTokensReceived(textBytes: number, maxTokens: number, stop: readonly string[] = []): number {
+  const longestStop = stop.reduce((m, s) => Math.max(m, utf8(s).length), 0);
+  return Math.min(maxTokens, textBytes + longestStop + 1);
 }
 
 /**
- * The countersigning key of an API key, from the key's SHA-256 (lower-case hex or bytes): what
+ * The countersigning key of an API key, from the key's SHA-256 (32 bytes): what
  * the gateway stores, so the gateway derives it without keeping the secret.
  */
 export function countersignKey(apiKeySha256: Uint8Array): Uint8Array {
