@@ -69,7 +69,8 @@ function clientWith(countersignOn: boolean): NightjarClient {
 
 /** Runs one job on a raw agent that claims `claimed` completion tokens for 'Hello there' (11 bytes), countersigned by the SDK. */
 async function inflatedJob(claimed: number, countersignOn = true): Promise<{ jobId: string; replyDigest: string }> {
-  const raw = await rawEnrolled();
+  // One agent per test: with two serving, the router could give the job to the one not listening.
+  const raw = raws[0] ?? (await rawEnrolled());
   const isBilled = billed(net.gateway);
   const client = clientWith(countersignOn);
   const stream = client.chat(ask);
