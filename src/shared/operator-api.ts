@@ -45,8 +45,17 @@ export const operatorSessionResponseSchema = z.strictObject({ operator: operator
 /** What signing in answers. */
 export type OperatorSessionResponse = z.infer<typeof operatorSessionResponseSchema>;
 
-/** The signed-in operator and their balance. */
-export const operatorMeResponseSchema = z.strictObject({ operator: operatorIdentitySchema, balance: microCredits });
+/**
+ * The signed-in operator and their balance: `pending` is the part still inside its jobs' pending
+ * window or disputed (a client's countersignature can still cut it), `payable` the rest, what a
+ * payout may take.
+ */
+export const operatorMeResponseSchema = z.strictObject({
+  operator: operatorIdentitySchema,
+  balance: microCredits,
+  pending: microCredits,
+  payable: microCredits,
+});
 /** The signed-in operator and their balance. */
 export type OperatorMeResponse = z.infer<typeof operatorMeResponseSchema>;
 

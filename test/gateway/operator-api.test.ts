@@ -62,7 +62,8 @@ describe('operator API', () => {
 
     // Every answer has the shape src/shared/operator-api.ts gives it (which the dashboard reads).
     const me = operatorMeResponseSchema.parse((await get('/v1/operator/me', cookie)).body);
-    expect(me).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' }, balance: '34' });
+    // Both jobs are inside the pending window (24 hours by default): nothing is payable yet.
+    expect(me).toEqual({ operator: { id: fx.net.operator.id, name: 'Ada' }, balance: '34', pending: '34', payable: '0' });
     const { agents: list } = operatorAgentsResponseSchema.parse((await get('/v1/operator/agents', cookie)).body);
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({
@@ -175,7 +176,12 @@ describe('operator API', () => {
     const other = await fx.net.store.accounts.createOperator({ name: 'Grace', now: Date.now() });
     const bearer = { authorization: `Bearer ${other.token}` };
     expect((await get('/v1/operator/agents', bearer)).body).toEqual({ agents: [] });
-    expect((await get('/v1/operator/me', bearer)).body).toEqual({ operator: { id: other.id, name: 'Grace' }, balance: '0' });
+    expect((await get('/v1/operator/me', bearer)).body).toEqual({
+      operator: { id: other.id, name: 'Grace' },
+      balance: '0',
+      pending: '0',
+      payable: '0',
+    });
 
     const cookie = { cookie: await signIn(fx.net.operator.token) };
     expect((await get('/v1/operator/agents', cookie)).body.agents).toHaveLength(1);

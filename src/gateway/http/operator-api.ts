@@ -27,7 +27,7 @@ import {
   type OperatorSessionResponse,
 } from '../../shared/index.js';
 import type { AgentRecord, OperatorInfo } from '../accounts/account.store.js';
-import { ACCOUNTS, type JobRecord } from '../ledger/ledger.store.js';
+import type { JobRecord } from '../ledger/ledger.store.js';
 import { OperatorSessions } from '../operator/operator-sessions.js';
 import { bearerOf, refuseUnauthenticated } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
@@ -123,7 +123,13 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
 
   app.get('/v1/operator/me', authed, async (req): Promise<OperatorMeResponse> => {
     const op = await operator(req);
-    return { operator: { id: op.id, name: op.name }, balance: (await ctx.store.ledger.balance(ACCOUNTS.operator(op.id))).toString() };
+    const { balance, pending, payable } = await ctx.store.ledger.operatorBalance(op.id, ctx.clock.now());
+    return {
+      operator: { id: op.id, name: op.name },
+      balance: balance.toString(),
+      pending: pending.toString(),
+      payable: payable.toString(),
+    };
   });
 
   app.get('/v1/operator/agents', authed, async (req): Promise<OperatorAgentsResponse> => {

@@ -69,7 +69,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   </section>
   <section id="dashboard" hidden>
     <div class="cards">
-      <div class="card"><div class="label">Balance</div><div id="balance" class="value">–</div><div class="unit">credits</div></div>
+      <div class="card"><div class="label">Balance</div><div id="balance" class="value">–</div>\
+<div class="unit">credits: <span id="payable">–</span> payable, <span id="pending">–</span> pending</div></div>
       <div class="card"><div class="label">Earned, last 14 days</div>\
 <div id="earned" class="value">–</div><div class="unit">credits</div></div>
       <div class="card"><div class="label">Agents online</div>\

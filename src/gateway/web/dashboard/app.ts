@@ -268,6 +268,8 @@ async function refresh(): Promise<void> {
     ]);
     $('operator-name').textContent = me.operator.name;
     $('balance').textContent = credits(me.balance);
+    $('payable').textContent = credits(me.payable);
+    $('pending').textContent = credits(me.pending);
     renderAgents(agents.agents);
     renderChart(earnings);
     renderReceipts(receipts.receipts);
