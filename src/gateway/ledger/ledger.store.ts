@@ -28,6 +28,17 @@
  * never goes below zero, and whatever of the charge it cannot cover is not charged (the result
  * says how much). Either way the job becomes `settled`, with outcome `settled-late` and its
  * `settled_late_at` set; a second delivery moves no money.
+ * Pending and disputes: a settled job records `payable_at` (the pending window's end, given by the
+ * caller). Until then its operator share counts as pending, not payable, and a payout takes only
+ * the payable part; the share itself is in the operator's account from the settlement on, so
+ * nothing moves when the window closes. A client's countersignature ({@link LedgerStore.countersign},
+ * one per job) that counts fewer completion tokens than the receipt claims, or names another reply
+ * digest, disputes the job when both are in — at the countersignature if the job is settled and
+ * still pending, else at the settlement: the charge is cut to the client's count and the difference
+ * goes back to the client in two more transfer kinds, unique per job,
+ *   dispute-operator operator → client
+ *   dispute-platform platform → client
+ * and the job's remaining operator share stays pending (disputed) for good.
  * Retention ({@link LedgerStore.sweepJobs}) deletes old `settled` and `released` job rows, never a
  * `held` one and never a transfer: the transfers are the money record and stay for ever (the
  * balances are their sums), and their unique (job_id, kind) still refuses a second hold, settle
