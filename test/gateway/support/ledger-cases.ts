@@ -321,6 +321,102 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     }
   });
 
+  // Fails without LedgerStore's #dispute (the countersignature stored, nothing moved) or without the
+  // payable check in payout (a pending share paid out before its window closed).
+  it('disputes a receipt that claims more than the countersignature, in either order; pending shares are not payable', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'client', now: 1 });
+      const op = await accounts.createOperator({ name: 'op', now: 1 });
+      await ledger.topUp(key.id, 10_000_000n, 2);
+      const price: Price = { promptPerMTok: 1_000_000n, completionPerMTok: 2_000_000n };
+      const digest = toBase64Url(new Uint8Array(32).fill(7));
+      const receipt = JSON.stringify({ receipt: { replyDigest: digest } });
+      const run = async (countersignFirst: boolean): Promise<string> => {
+        const id = jobId();
+        await ledger.hold({
+          jobId: id,
+          keyId: key.id,
+          model: 'm',
+          price,
+          operatorShareBps: 9500,
+          bodyLength: 1024,
+          maxTokens: 100,
+          now: 3,
+        });
+        const cs = { jobId: id, keyId: key.id, replyDigest: digest, completionTokens: 12, chunks: 3, received: 'done' as const, mac: 'm' };
+        if (countersignFirst)
+          expect(await ledger.countersign({ ...cs, now: 4 })).toEqual({ status: 'stored', disputed: false, refunded: 0n });
+        const settled = await ledger.settle({
+          jobId: id,
+          attempt: 0,
+          agentId: 'a'.repeat(32),
+          operatorId: op.id,
+          promptTokens: 12,
+          completionTokens: 16,
+          finishReason: 'stop',
+          outcome: 'done',
+          receipt,
+          payableAt: 1005,
+          now: 5,
+        });
+        // 12 + 16 × 2 = 44 claimed; the client's 12 completion tokens support 12 + 24 = 36.
+        expect(settled).toMatchObject({ status: 'settled', charged: countersignFirst ? 36n : 44n });
+        if (!countersignFirst)
+          expect(await ledger.countersign({ ...cs, now: 6 })).toEqual({ status: 'stored', disputed: true, refunded: 8n });
+        const job = (await ledger.job(id))!;
+        expect({ charged: job.charged, operator: job.operatorAmount, platform: job.platformAmount }).toEqual({
+          charged: 36n,
+          operator: 34n,
+          platform: 2n,
+        });
+        expect(job.dispute).toMatchObject({ claimedCompletionTokens: 16, countedCompletionTokens: 12, refunded: '8' });
+        expect(await ledger.countersign({ ...cs, now: 7 })).toEqual({ status: 'duplicate' });
+        return id;
+      };
+      await run(false);
+      await run(true);
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - 72n, held: 0n });
+      // An honest job: pending until its window closes, then payable; disputed shares never are.
+      const honest = jobId();
+      await ledger.hold({
+        jobId: honest,
+        keyId: key.id,
+        model: 'm',
+        price,
+        operatorShareBps: 9500,
+        bodyLength: 1024,
+        maxTokens: 100,
+        now: 3,
+      });
+      const base = { attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, finishReason: 'stop', outcome: 'done', receipt };
+      await ledger.settle({ ...base, jobId: honest, promptTokens: 12, completionTokens: 2, payableAt: 1005, now: 5 });
+      expect(await ledger.operatorBalance(op.id, 1004)).toEqual({ balance: 83n, pending: 83n, payable: 0n });
+      expect(await codeOf(ledger.payout(op.id, 1n, 1004))).toBe('NJ_INSUFFICIENT_FUNDS');
+      expect(await ledger.operatorBalance(op.id, 1005)).toEqual({ balance: 83n, pending: 68n, payable: 15n });
+      expect(await ledger.payout(op.id, 15n, 1005)).toBe(68n);
+      // After the window a countersignature is kept and moves nothing.
+      const late = {
+        jobId: honest,
+        keyId: key.id,
+        replyDigest: digest,
+        completionTokens: 1,
+        chunks: 1,
+        received: 'done' as const,
+        mac: 'm',
+      };
+      expect(await ledger.countersign({ ...late, now: 1006 })).toEqual({ status: 'late' });
+      // Another key's job, or no job: unknown, and nothing is stored.
+      const other = await accounts.createApiKey({ name: 'other', now: 1 });
+      expect(await ledger.countersign({ ...late, jobId: jobId(), now: 7 })).toEqual({ status: 'unknown' });
+      expect(await ledger.countersign({ ...late, keyId: other.id, now: 7 })).toEqual({ status: 'unknown' });
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it('detects a broken book: the invariant check is not vacuous', async () => {
     const { store } = await factory.open();
     try {
