@@ -59,6 +59,7 @@ describe('the schema on PostgreSQL', () => {
         'enrollment_tokens',
         'gateway_keys',
         'gateway_releases',
+        'job_countersigns',
         'jobs',
         'ledger_accounts',
         'ledger_transfers',
