@@ -55,10 +55,11 @@ export function refuseUnauthenticated(ctx: GatewayContext, req: FastifyRequest, 
 }
 
 /**
- * Authenticates the request's caller and takes one token from its rate limit. Without an API key
- * the caller is anonymous, which only an open gateway allows and never where `required`.
+ * Authenticates the request's caller and takes one token from its rate limit (unless `limited` is
+ * false: the route takes its own). Without an API key the caller is anonymous, which only an open
+ * gateway allows and never where `required`.
  */
-export async function authenticateClient(ctx: GatewayContext, req: FastifyRequest, required = false): Promise<Caller> {
+export async function authenticateClient(ctx: GatewayContext, req: FastifyRequest, required = false, limited = true): Promise<Caller> {
   const header = req.headers.authorization;
   let key: ApiKeyInfo | null = null;
   if (header === undefined) {
@@ -72,23 +73,29 @@ export async function authenticateClient(ctx: GatewayContext, req: FastifyReques
     if (!key) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the API key is unknown or revoked'));
   }
   const id = key ? `key:${key.id}` : `ip:${req.ip}`;
+  if (limited) takeRequestToken(ctx, id);
+  return { key, id };
+}
+
+/** Takes one token from `id`'s rate limit; throws NJ_RATE_LIMITED (429, with Retry-After) when it has none. */
+export function takeRequestToken(ctx: GatewayContext, id: string): void {
   const taken = ctx.limiter.take(id);
   if (!taken.ok) {
     ctx.metrics.rejected.inc({ limit: 'rate' });
     throw new NightjarError('NJ_RATE_LIMITED', 'too many requests for this key', { retryAfterMs: taken.retryAfterMs });
   }
-  return { key, id };
 }
 
 const callers = new WeakMap<FastifyRequest, Caller>();
 
 /**
  * A route's `onRequest` hook that authenticates the caller (see {@link authenticateClient})
- * before any body is read; the handler gets it with {@link callerOf}.
+ * before any body is read; the handler gets it with {@link callerOf}. `limited` false leaves the
+ * rate limit to the route. Defaults: not required, limited.
  */
-export function clientAuth(ctx: GatewayContext, required = false): onRequestHookHandler {
+export function clientAuth(ctx: GatewayContext, required = false, limited = true): onRequestHookHandler {
   return async (req) => {
-    callers.set(req, await authenticateClient(ctx, req, required));
+    callers.set(req, await authenticateClient(ctx, req, required, limited));
   };
 }
 

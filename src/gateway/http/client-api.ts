@@ -25,7 +25,7 @@ import {
   type ModelsResponse,
   type Trust,
 } from '../../shared/index.js';
-import { FREE, bearerOf, callerOf, clientAuth, priceOf } from './callers.js';
+import { FREE, bearerOf, callerOf, clientAuth, priceOf, takeRequestToken } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 type Query = FastifyRequest<{ Querystring: Record<string, string | undefined> }>;
@@ -63,49 +63,61 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
 
   app.post<{ Params: { jobId: string } }>(
     '/v1/jobs/:jobId/countersign',
-    { onRequest: clientAuth(ctx, true) },
+    // An honest countersignature costs the key nothing of its request rate (there is one per job,
+    // and each job was admitted under the limit); a refused one takes a token, so a flood of
+    // forgeries or replays is rate-limited like any other request.
+    { onRequest: clientAuth(ctx, true, false) },
     async (req): Promise<CountersignResponse> => {
-      const { key } = callerOf(req);
-      const jobId = jobIdSchema.safeParse(req.params.jobId);
-      if (!jobId.success) throw new NightjarError('NJ_BAD_REQUEST', `jobId: ${describeIssues(jobId.error)}`);
-      // The key is derived from the API key's SHA-256, which is what the gateway stores; the bearer
-      // authenticated this request, so hashing it here gives the same digest.
-      const bearer = bearerOf(req.headers.authorization)!;
-      const statement = verifyCountersignature(req.body, countersignKey(sha256(utf8(bearer))), jobId.data);
-      const result = await ctx.store.ledger.countersign({
-        jobId: jobId.data,
-        keyId: key!.id,
-        replyDigest: statement.replyDigest,
-        completionTokens: statement.completionTokens,
-        chunks: statement.chunks,
-        received: statement.received,
-        mac: (req.body as { mac: string }).mac,
-        now: ctx.clock.now(),
-      });
-      switch (result.status) {
-        case 'unknown':
-          // Another key's job is answered like no job at all: nothing about it is told.
-          throw new NightjarError('NJ_NOT_FOUND', 'this API key has no job with that id');
-        case 'duplicate':
-          ctx.metrics.countersigns.inc({ result: 'duplicate' });
-          throw new NightjarError('NJ_COUNTERSIGN_DUPLICATE', 'this job already has a countersignature');
-        case 'late':
-          ctx.metrics.countersigns.inc({ result: 'late' });
-          ctx.log.info('countersignature after the pending window', { jobId: jobId.data, keyId: key!.id });
-          return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'late', disputed: false };
-        case 'stored':
-          ctx.metrics.countersigns.inc({ result: result.disputed ? 'disputed' : 'stored' });
-          if (result.disputed) {
-            ctx.log.warn('job disputed by its countersignature', {
-              jobId: jobId.data,
-              keyId: key!.id,
-              refunded: result.refunded.toString(),
-            });
-          }
-          return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'stored', disputed: result.disputed };
+      try {
+        return await takeCountersign(req);
+      } catch (err) {
+        takeRequestToken(ctx, callerOf(req).id);
+        throw err;
       }
     },
   );
+
+  async function takeCountersign(req: FastifyRequest<{ Params: { jobId: string } }>): Promise<CountersignResponse> {
+    const { key } = callerOf(req);
+    const jobId = jobIdSchema.safeParse(req.params.jobId);
+    if (!jobId.success) throw new NightjarError('NJ_BAD_REQUEST', `jobId: ${describeIssues(jobId.error)}`);
+    // The key is derived from the API key's SHA-256, which is what the gateway stores; the bearer
+    // authenticated this request, so hashing it here gives the same digest.
+    const bearer = bearerOf(req.headers.authorization)!;
+    const statement = verifyCountersignature(req.body, countersignKey(sha256(utf8(bearer))), jobId.data);
+    const result = await ctx.store.ledger.countersign({
+      jobId: jobId.data,
+      keyId: key!.id,
+      replyDigest: statement.replyDigest,
+      completionTokens: statement.completionTokens,
+      chunks: statement.chunks,
+      received: statement.received,
+      mac: (req.body as { mac: string }).mac,
+      now: ctx.clock.now(),
+    });
+    switch (result.status) {
+      case 'unknown':
+        // Another key's job is answered like no job at all: nothing about it is told.
+        throw new NightjarError('NJ_NOT_FOUND', 'this API key has no job with that id');
+      case 'duplicate':
+        ctx.metrics.countersigns.inc({ result: 'duplicate' });
+        throw new NightjarError('NJ_COUNTERSIGN_DUPLICATE', 'this job already has a countersignature');
+      case 'late':
+        ctx.metrics.countersigns.inc({ result: 'late' });
+        ctx.log.info('countersignature after the pending window', { jobId: jobId.data, keyId: key!.id });
+        return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'late', disputed: false };
+      case 'stored':
+        ctx.metrics.countersigns.inc({ result: result.disputed ? 'disputed' : 'stored' });
+        if (result.disputed) {
+          ctx.log.warn('job disputed by its countersignature', {
+            jobId: jobId.data,
+            keyId: key!.id,
+            refunded: result.refunded.toString(),
+          });
+        }
+        return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'stored', disputed: result.disputed };
+    }
+  }
 
   app.get<{ Querystring: Record<string, string | undefined> }>('/v1/candidates', { onRequest: clientAuth(ctx) }, async (req: Query) =>
     candidates(ctx, req),
