@@ -239,3 +239,20 @@ describe('countersignatures that must move nothing', () => {
     await expectUndisputed(jobId);
   });
 });
+
+describe('the rate limit', () => {
+  // Fails with the rate limit taken in the route's auth hook as well (clientAuth(ctx, true)): the
+  // honest countersignature spends a token and each refusal two, so the forgeries get 429 at once.
+  it('an honest countersignature costs no request token; each refused one costs one', async () => {
+    await net.close();
+    net = await startBilledNetwork(tmp.dir, { clock, rateLimit: { perSecond: 1, burst: 4 } }, `${tmp.dir}/limited.db`);
+    // The job takes two tokens (candidates, the job); the SDK's countersignature none.
+    const { jobId, replyDigest } = await inflatedJob(2);
+    expect((await net.store.ledger.job(jobId))!.disputedAt).toBeNull();
+    const statement: CountersignStatement = { v: PROTOCOL_VERSION, jobId, replyDigest, completionTokens: 1, chunks: 3, received: 'done' };
+    const forged = countersign(statement, countersignKeyOf(`${net.key.key}x`));
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await post(jobId, forged)).status);
+    expect(statuses).toEqual([400, 400, 429]);
+  });
+});
