@@ -178,6 +178,10 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .option('--serve-uncatalogued', 'offer, free, models the catalog does not list (a development model); default with --memory')
     .addOption(new Option('--allow-synthetic', 'deprecated: same as --serve-uncatalogued').hideHelp())
     .option('--operator-share <pct>', 'operators’ share of each charge, in percent (default 95)')
+    .option(
+      '--pending-hours <h>',
+      'hours each share stays pending (a client countersignature can still dispute it) before payouts may take it (default 24)',
+    )
     .option('--metrics-token-file <file>', 'require the token in FILE (mode 0600) at /metrics (or set env NIGHTJAR_METRICS_TOKEN)')
     .addHelpText(
       'after',

@@ -22,6 +22,8 @@ export interface GatewayFlags {
   allowSynthetic?: boolean;
   /** Operators' share of each charge, in percent ("95", "97.5"). */
   operatorShare?: string;
+  /** Hours an operator's share stays pending before it is payable ("24", "0.5"). */
+  pendingHours?: string;
   /** A file holding the bearer token /metrics requires (mode 0600). */
   metricsTokenFile?: string;
 }
@@ -33,6 +35,13 @@ function shareBps(text: string): number {
   if (!(bps >= 0 && bps <= 10_000))
     throw new NightjarError('NJ_USAGE', `--operator-share must be a percentage from 0 to 100, not "${text}"`);
   return bps;
+}
+
+/** Parses "24" or "0.5" hours into milliseconds. */
+function pendingMs(text: string): number {
+  if (!/^\d{1,5}(?:\.\d{1,3})?$/.test(text))
+    throw new NightjarError('NJ_USAGE', `--pending-hours must be a number of hours, not "${text}"`);
+  return Math.round(Number(text) * 3_600_000);
 }
 
 /**
@@ -54,6 +63,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       serveUncatalogued: values.serveUncatalogued ?? values.allowSynthetic ?? values.memory ?? false,
       allowAnonymous: values.open ?? values.memory ?? false,
       operatorShareBps: values.operatorShare === undefined ? undefined : shareBps(values.operatorShare),
+      pendingEarningsMs: values.pendingHours === undefined ? undefined : pendingMs(values.pendingHours),
       metricsToken,
       store,
       clock: ctx.clock,
