@@ -8,7 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, countersign, countersignKeyOf, type CountersignStatement } from '../../src/shared/index.js';
 import { NightjarClient } from '../../src/client/index.js';
-import { ACCOUNTS } from '../../src/gateway/index.js';
+import { ACCOUNTS, GATEWAY_DEFAULTS, resolveGatewayOptions } from '../../src/gateway/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
 import { FakeClock } from './support/fake-clock.js';
@@ -254,5 +254,17 @@ describe('the rate limit', () => {
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await post(jobId, forged)).status);
     expect(statuses).toEqual([400, 400, 429]);
+  });
+});
+
+describe('pendingEarningsMs', () => {
+  it('defaults to 24 hours and must be whole milliseconds, at least 0, shorter than jobRetentionDays', () => {
+    expect(GATEWAY_DEFAULTS.pendingEarningsMs).toBe(DAY);
+    expect(resolveGatewayOptions({ pendingEarningsMs: 0 }).pendingEarningsMs).toBe(0);
+    for (const bad of [-1, 1.5, Number.NaN, 3 * DAY]) {
+      expect(() => resolveGatewayOptions({ pendingEarningsMs: bad, jobRetentionDays: 3 })).toThrow(
+        expect.objectContaining({ code: 'NJ_CONFIG_INVALID' }),
+      );
+    }
   });
 });
