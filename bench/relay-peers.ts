@@ -223,6 +223,8 @@ export class RelayStream {
           while ((nl = buffer.indexOf('\n')) >= 0) {
             const line = buffer.slice(0, nl);
             buffer = buffer.slice(nl + 1);
+            // A blank line is the gateway's keepalive (docs/api.md): nothing to read.
+            if (line === '') continue;
             const event = JSON.parse(line) as { type: string; data?: string; code?: string };
             if (event.type === 'chunk') {
               const arrived = now();
