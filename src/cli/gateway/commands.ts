@@ -95,8 +95,14 @@ function definePrices(gateway: Command, launch: Launch): void {
     .description('the model is refused until priced again')
     .argument('<model>')
     .action(admin(launch, 'prices remove'));
+}
+
+function defineLedger(gateway: Command, launch: Launch): void {
   const ledger = group(gateway, 'ledger', 'check the ledger’s invariants');
   ledger.command('check').description('verify the ledger’s invariants').action(admin(launch, 'ledger check'));
+}
+
+function defineStrikes(gateway: Command, launch: Launch): void {
   const strikes = group(gateway, 'strikes', 'what the honesty checks caught of each agent, and its score (docs/honesty.md)');
   strikes
     .command('list')
@@ -204,6 +210,8 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
   defineOperators(gateway, launch);
   defineEnroll(gateway, launch);
   definePrices(gateway, launch);
+  defineLedger(gateway, launch);
+  defineStrikes(gateway, launch);
   defineCatalog(gateway, launch);
   // Set after the subcommands (they would inherit it): an operand is then noOperands' to name.
   gateway.allowExcessArguments();
