@@ -9,10 +9,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
 import { Agent } from '../../src/main/agent/index.js';
-import { generateIdentity, releasedAppsOf, sealRequest, type Posture } from '../../src/shared/index.js';
+import { generateIdentity, releasedAppsOf, sealRequest } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
-import { softwareEnclave } from '../helpers/software-enclave.js';
+import { HARDENED_POSTURE, RELEASED_APP_HASH, softwareEnclave } from '../helpers/software-enclave.js';
 import { FAKE_MODEL, startNet, type TestNet } from './support/net.js';
 
 let net: TestNet | undefined;
@@ -22,15 +22,6 @@ afterEach(async () => {
 });
 const http = perTestFetch();
 
-const RELEASED = 'ab'.repeat(32);
-const HARDENED: Posture = {
-  sip: true,
-  hardenedRuntime: true,
-  debuggerDenied: true,
-  secureEnclave: true,
-  appVersion: '1.0.0',
-  appHash: RELEASED,
-};
 const ask = { model: FAKE_MODEL.id, messages: [{ role: 'user' as const, content: 'Say hello.' }], maxTokens: 32 };
 
 /** A client with minTrust attested that counts what it seals and what it sends to /v1/jobs. */
@@ -55,9 +46,12 @@ function countingClient(n: TestNet) {
 describe('minTrust attested, end to end', () => {
   it('gets a reply from an agent with a (software) enclave key and a hardened, released posture', async () => {
     net = await startNet();
-    await net.gateway.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED }, Date.now());
+    await net.gateway.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED_APP_HASH }, Date.now());
     await net.gateway.catalog.reload();
-    const a = await net.addAgent(new FakeEngine({ words: ['Hello', '.'] }), { enclave: await softwareEnclave(), posture: HARDENED });
+    const a = await net.addAgent(new FakeEngine({ words: ['Hello', '.'] }), {
+      enclave: await softwareEnclave(),
+      posture: HARDENED_POSTURE,
+    });
     expect(a.agent.attestation).toEqual(['valid']);
     expect(net.gateway.directory.get(a.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
     const { client, counts } = countingClient(net);
@@ -73,9 +67,9 @@ describe('minTrust attested, end to end', () => {
   // comparison removed, the lying case sealed for the signed agent and sent (seals 1, jobs 1).
   for (const gateway of ['honest', 'lying'] as const) {
     it(`refuses a signed agent before sealing anything, the gateway ${gateway}: no envelope leaves the client`, async () => {
-      net = await startNet({ releasedApps: releasedAppsOf([RELEASED]) });
+      net = await startNet({ releasedApps: releasedAppsOf([RELEASED_APP_HASH]) });
       // Its posture claims everything, but its bundle carries no enclave co-signature.
-      const a = await net.addAgent(new FakeEngine(), { posture: HARDENED });
+      const a = await net.addAgent(new FakeEngine(), { posture: HARDENED_POSTURE });
       if (gateway === 'lying') net.gateway.directory.get(a.agentId)!.trust = 'attested';
       const { client, counts } = countingClient(net);
       const refused = client.complete(ask);
@@ -89,8 +83,8 @@ describe('minTrust attested, end to end', () => {
   // the reply is sealed for an app the gateway's signed list does not name; shown once.
   it('refuses an attested agent whose app hash the gateway’s signed released list does not name', async () => {
     // This gateway judges by a list of its own (releasedApps) that its signed list does not match.
-    net = await startNet({ releasedApps: releasedAppsOf([RELEASED]) });
-    const a = await net.addAgent(new FakeEngine(), { enclave: await softwareEnclave(), posture: HARDENED });
+    net = await startNet({ releasedApps: releasedAppsOf([RELEASED_APP_HASH]) });
+    const a = await net.addAgent(new FakeEngine(), { enclave: await softwareEnclave(), posture: HARDENED_POSTURE });
     expect(net.gateway.directory.get(a.agentId)?.trust).toBe('attested');
     const { client, counts } = countingClient(net);
     await expect(client.complete(ask)).rejects.toThrow(/the agent is signed \(unreleased-app-hash\)/);
@@ -105,14 +99,14 @@ describe('minTrust attested, end to end', () => {
         model: FAKE_MODEL,
         engine: new FakeEngine(),
         enclave: await softwareEnclave(),
-        posture: HARDENED,
+        posture: HARDENED_POSTURE,
       }),
     ).rejects.toMatchObject({ code: 'NJ_CONFIG_INVALID', message: expect.stringMatching(/software enclave key is for tests only/) });
   });
 
   it('an agent whose posture fails claims no attestation, and names why', async () => {
-    net = await startNet({ releasedApps: releasedAppsOf([RELEASED]) });
-    const a = await net.addAgent(new FakeEngine(), { enclave: await softwareEnclave(), posture: { ...HARDENED, sip: false } });
+    net = await startNet({ releasedApps: releasedAppsOf([RELEASED_APP_HASH]) });
+    const a = await net.addAgent(new FakeEngine(), { enclave: await softwareEnclave(), posture: { ...HARDENED_POSTURE, sip: false } });
     expect(a.agent.attestation).toEqual(['sip-off']);
     expect(net.gateway.directory.get(a.agentId)).toMatchObject({ trust: 'signed', attestation: ['no-attestation', 'sip-off'] });
   });

@@ -21,7 +21,7 @@ import { Agent } from '../../src/main/agent/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, agentListed, agentServing, startTestGateway } from '../helpers/network.js';
-import { softwareEnclave } from '../helpers/software-enclave.js';
+import { HARDENED_POSTURE, RELEASED_APP_HASH, softwareEnclave } from '../helpers/software-enclave.js';
 import { FakeClock } from './support/fake-clock.js';
 import { RawAgent } from './support/raw-agent.js';
 
@@ -35,15 +35,6 @@ afterEach(async () => {
 });
 
 const INTERVAL = 60_000;
-const RELEASED = 'ab'.repeat(32);
-const HARDENED: Posture = {
-  sip: true,
-  hardenedRuntime: true,
-  debuggerDenied: true,
-  secureEnclave: true,
-  appVersion: '1.0.0',
-  appHash: RELEASED,
-};
 
 /**
  * Pings and the liveness deadline spaced far apart, as the heartbeat is: this clock jumps a
@@ -57,7 +48,7 @@ async function setup(clock = new FakeClock()): Promise<Gateway> {
     challengeIntervalMs: INTERVAL,
     challengeTimeoutMs: 10_000,
     ...QUIET,
-    releasedApps: releasedAppsOf([RELEASED]),
+    releasedApps: releasedAppsOf([RELEASED_APP_HASH]),
   });
   return gateway;
 }
@@ -87,7 +78,7 @@ describe('attestation at the gateway', () => {
   // posture reasons): the unreleased agent below is attested. Both shown once.
   it('grants attested to a hardened, released agent whose enclave signs, and offers it to minTrust=attested', async () => {
     const gw = await setup();
-    const raw = await connect(gw, HARDENED);
+    const raw = await connect(gw, HARDENED_POSTURE);
     expect(raw.frames.find((f) => f.type === 'welcome')).toMatchObject({ trust: 'attested' });
     expect(gw.directory.get(raw.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
     expect(await attestedCandidates(gw)).toEqual(['attested']);
@@ -95,9 +86,9 @@ describe('attestation at the gateway', () => {
 
   it('keeps an agent with an unreleased app hash, SIP off, or no enclave answer at signed, naming why', async () => {
     const gw = await setup();
-    const unreleased = await connect(gw, { ...HARDENED, appHash: 'cd'.repeat(32) });
-    const sipOff = await connect(gw, { ...HARDENED, sip: false, debuggerDenied: null });
-    const silent = await connect(gw, HARDENED, 'none');
+    const unreleased = await connect(gw, { ...HARDENED_POSTURE, appHash: 'cd'.repeat(32) });
+    const sipOff = await connect(gw, { ...HARDENED_POSTURE, sip: false, debuggerDenied: null });
+    const silent = await connect(gw, HARDENED_POSTURE, 'none');
     expect(gw.directory.get(unreleased.agentId)).toMatchObject({ trust: 'signed', attestation: ['unreleased-app-hash'] });
     expect(gw.directory.get(sipOff.agentId)).toMatchObject({ trust: 'signed', attestation: ['sip-off', 'debugger-allowed'] });
     expect(gw.directory.get(silent.agentId)).toMatchObject({ trust: 'signed', attestation: ['no-attestation'] });
@@ -111,7 +102,7 @@ describe('attestation at the gateway', () => {
 
   it('refuses attested to an enclave answer signed by another key', async () => {
     const gw = await setup();
-    const raw = await connect(gw, HARDENED, await softwareEnclave());
+    const raw = await connect(gw, HARDENED_POSTURE, await softwareEnclave());
     expect(gw.directory.get(raw.agentId)).toMatchObject({ trust: 'signed', attestation: ['bad-enclave-signature'] });
   });
 
@@ -120,7 +111,7 @@ describe('attestation at the gateway', () => {
   it('drops an agent to signed when a periodic enclave answer fails, and back when one holds again', async () => {
     const clock = new FakeClock();
     const gw = await setup(clock);
-    const raw = await connect(gw, HARDENED);
+    const raw = await connect(gw, HARDENED_POSTURE);
     expect(gw.directory.get(raw.agentId)?.trust).toBe('attested');
 
     raw.enclaveAnswers = await softwareEnclave();
@@ -150,14 +141,14 @@ describe('attestation at the gateway', () => {
     const clock = new FakeClock();
     gateway = await startTestGateway({ clock, challengeIntervalMs: INTERVAL, challengeTimeoutMs: 10_000, ...QUIET });
     const gw = gateway;
-    const first = await connect(gw, HARDENED);
+    const first = await connect(gw, HARDENED_POSTURE);
     expect(gw.directory.get(first.agentId)).toMatchObject({ trust: 'signed', attestation: ['unreleased-app-hash'] });
-    await gw.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED }, clock.now());
+    await gw.store.catalog.addRelease({ version: '1.0.0', appHash: RELEASED_APP_HASH }, clock.now());
     await gw.catalog.reload();
-    const second = await connect(gw, HARDENED);
+    const second = await connect(gw, HARDENED_POSTURE);
     expect(gw.directory.get(second.agentId)).toMatchObject({ trust: 'attested', attestation: ['valid'] });
     // The release withdrawn: the next periodic judgement drops the agent.
-    await gw.store.catalog.removeRelease(RELEASED);
+    await gw.store.catalog.removeRelease(RELEASED_APP_HASH);
     await gw.catalog.reload();
     const dropped = agentListed(gw, second.agentId, (s) => s.trust === 'signed', 'the drop to signed');
     clock.advance(INTERVAL);
@@ -176,7 +167,7 @@ describe('attestation at the gateway', () => {
       model: FAKE_MODEL,
       enclave: await softwareEnclave(),
       allowSoftwareEnclave: true,
-      posture: HARDENED,
+      posture: HARDENED_POSTURE,
       stopGraceMs: 100,
     });
     try {
@@ -199,7 +190,7 @@ describe('attestation at the gateway', () => {
   it('keeps attested across a rotated bundle co-signed by the same enclave key, and only then', async () => {
     const gw = await setup();
     const enclave = await softwareEnclave();
-    const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL, enclave, posture: HARDENED });
+    const raw = await RawAgent.connect({ url: gw.agentUrl, model: FAKE_MODEL, enclave, posture: HARDENED_POSTURE });
     raws.push(raw);
     await agentServing(gw, raw.agentId, 2000);
     const rotate = async (signer: EnclaveSigner | undefined, want: 'attested' | 'signed') => {
@@ -216,7 +207,7 @@ describe('attestation at the gateway', () => {
 
   it('drops to signed on a rotated bundle without a co-signature', async () => {
     const gw = await setup();
-    const raw = await connect(gw, HARDENED);
+    const raw = await connect(gw, HARDENED_POSTURE);
     const next = await rotated(raw.identity, undefined);
     const seen = agentListed(gw, raw.agentId, (s) => s.bundle.bundle.boxKeyId === next.bundle.boxKeyId, 'the rotated bundle');
     raw.send({ v: PROTOCOL_VERSION, type: 'bundle', bundle: next });
@@ -232,7 +223,7 @@ async function rotated(identity: IdentityKeyPair, enclave: EnclaveSigner | undef
     models: [FAKE_MODEL],
     slots: 2,
     platform: { os: 'test', osVersion: '1', arch: 'x64', chip: 'test', memoryBytes: 1 },
-    posture: HARDENED,
+    posture: HARDENED_POSTURE,
     now: Date.now(),
     ...(enclave ? { enclave } : {}),
   });

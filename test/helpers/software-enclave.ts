@@ -4,7 +4,20 @@
  * which a production agent refuses (AgentOptions.allowSoftwareEnclave), and it lives under test/
  * so no build ships it.
  */
-import { rawToDerSignature, type EnclaveSigner } from '../../src/shared/index.js';
+import { rawToDerSignature, type EnclaveSigner, type Posture } from '../../src/shared/index.js';
+
+/** An app hash the attestation tests list as a release. */
+export const RELEASED_APP_HASH = 'ab'.repeat(32);
+
+/** The posture `attested` asks for (SIP on, hardened runtime, debugger denied), of the released app. */
+export const HARDENED_POSTURE: Posture = {
+  sip: true,
+  hardenedRuntime: true,
+  debuggerDenied: true,
+  secureEnclave: true,
+  appVersion: '1.0.0',
+  appHash: RELEASED_APP_HASH,
+};
 
 /** A fresh software enclave key. */
 export async function softwareEnclave(): Promise<EnclaveSigner> {
