@@ -24,6 +24,7 @@ import {
   LIMITS,
   NightjarError,
   ReplyDigest,
+  errorMessage,
   fromBase64Url,
   verifyReceipt,
   type Clock,
@@ -161,10 +162,6 @@ export interface ClientJobOptions {
   timeouts?: JobTimeouts;
   /** Attempts before giving up. Defaults to the number of recipients (at most LIMITS.maxAttempts either way). */
   maxAttempts?: number;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 const NO_BILLING: JobBilling = { settle: async () => 'settled', release: async () => undefined };
@@ -376,7 +373,7 @@ export class ClientJob {
         if (assigned) {
           this.#assignment = this.#assignment.then(() =>
             assigned.catch((err: unknown) =>
-              this.#log().error('could not record who accepted the job', { jobId: this.jobId, err: errorText(err) }),
+              this.#log().error('could not record who accepted the job', { jobId: this.jobId, err: errorMessage(err) }),
             ),
           );
         }
@@ -506,7 +503,7 @@ export class ClientJob {
           chunks: a.received,
         });
       } catch (err) {
-        this.#log().error('timing the job failed', { jobId: this.jobId, err: errorText(err) });
+        this.#log().error('timing the job failed', { jobId: this.jobId, err: errorMessage(err) });
       }
     }
     const settled = await this.#settle({
@@ -597,7 +594,7 @@ export class ClientJob {
     } catch (err) {
       this.#log().error('settlement failed; releasing the hold', {
         jobId: this.jobId,
-        err: err instanceof Error ? err.message : String(err),
+        err: errorMessage(err),
       });
       await this.#o.billing.release('settle-failed').catch(() => undefined);
       return 'failed';
@@ -615,7 +612,7 @@ export class ClientJob {
     try {
       await this.#o.billing.release(outcome, this.#completionBound());
     } catch (err) {
-      this.#log().error('release failed', { jobId: this.jobId, err: err instanceof Error ? err.message : String(err) });
+      this.#log().error('release failed', { jobId: this.jobId, err: errorMessage(err) });
     } finally {
       this.#billing = 'done';
       this.#resolveBilled();

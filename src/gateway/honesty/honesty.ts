@@ -6,7 +6,7 @@
  * uses. Strikes are kept in memory for the synchronous ranking and re-read from the store every
  * refreshMs, so a `nightjar gateway strikes clear` run next to the gateway takes effect.
  */
-import { silentLogger, withDefaults, type Clock, type Logger } from '../../shared/index.js';
+import { errorMessage, silentLogger, withDefaults, type Clock, type Logger } from '../../shared/index.js';
 import { CEILING_MARGIN, ceilingTokensPerSecond } from './ceiling.js';
 import { SCORE_DEFAULTS, scoreOf, type ScoreOptions } from './score.js';
 import { SpeedBook, type JobTiming, type MeasuredSpeed } from './speed.js';
@@ -185,8 +185,7 @@ export class Honesty {
           const i = list?.indexOf(pending) ?? -1;
           if (list && i >= 0) list[i] = stored;
         },
-        (err: unknown) =>
-          this.#o.logger.error('could not record a strike', { agentId: s.agentId, err: err instanceof Error ? err.message : String(err) }),
+        (err: unknown) => this.#o.logger.error('could not record a strike', { agentId: s.agentId, err: errorMessage(err) }),
       );
   }
 }
