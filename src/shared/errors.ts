@@ -114,6 +114,14 @@ export const ERROR_CODES = {
   NJ_ENROLL_INVALID: { status: 401, hint: 'The enrollment token is unknown, expired or already used; ask the operator for a new one.' },
   NJ_NOT_FOUND: { status: 404, hint: 'Check the path or id: no such endpoint, key, operator, token or agent exists.' },
   NJ_COUNTERSIGN_DUPLICATE: { status: 409, hint: 'This job already has its countersignature; nothing more to send.' },
+  NJ_EVIDENCE_INVALID: {
+    status: 400,
+    hint: "The evidence does not open or does not match the receipt; send what the SDK kept for that job, unchanged.",
+  },
+  NJ_AUDIT_UNAVAILABLE: {
+    status: 501,
+    hint: "No checker here holds this job's model file; the gateway's operator adds it with `nightjar gateway --audit-models DIR`.",
+  },
 
   // App
   NJ_NOT_LINKED: { status: 409, hint: 'Link this Mac to a gateway: open the dashboard (or run `nightjar serve --gateway URL`).' },

@@ -34,3 +34,4 @@ export { ControlClient, parseSseBlock, type ControlClientOptions } from './contr
 export type { BridgeResult, NightjarBridge, PreloadApi } from './control/bridge.js';
 export * from './control/view.js';
 export * from './operator-api.js';
+export type * from './honesty/audit.js';
