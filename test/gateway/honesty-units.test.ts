@@ -51,9 +51,15 @@ describe('the ceiling table', () => {
   it('reads "Apple M2 Pro", "M2 Pro" and stray spaces alike, and has a source for every row', () => {
     expect(chipBandwidth('Apple M2 Pro')?.gbPerSecond).toBe(200);
     expect(chipBandwidth(' apple   m2  pro ')?.gbPerSecond).toBe(200);
-    expect(chipBandwidth('M1')).toBeNull();
+    expect(chipBandwidth('M1')?.gbPerSecond).toBe(68.25);
+    expect(chipBandwidth('Apple M5 Max')).toBeNull();
     expect(chipBandwidth('Intel(R) Core(TM) i7')).toBeNull();
-    for (const row of CHIP_BANDWIDTH) expect(row.source).toMatch(/^Apple tech specs, M\d .*\(figure as published/);
+    for (const row of CHIP_BANDWIDTH) expect(row.source).toMatch(/^(Apple, M\d.*: figure as published.*; checked against \S|Bus figure )/);
+  });
+
+  it('never keeps a figure below the bus figure where the bus figure is known (the ceiling must hold)', () => {
+    // LPDDR5-6400 on a 1024-bit bus: 819.2 GB/s, which Apple rounds to 800 for the M1 and M2 Ultra.
+    for (const chip of ['M1 Ultra', 'M2 Ultra', 'M3 Ultra']) expect(chipBandwidth(chip)?.gbPerSecond).toBe(819.2);
   });
 });
 
