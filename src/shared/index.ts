@@ -35,3 +35,4 @@ export type { BridgeResult, NightjarBridge, PreloadApi } from './control/bridge.
 export * from './control/view.js';
 export * from './operator-api.js';
 export type * from './honesty/audit.js';
+export * from './honesty/judge.js';

@@ -41,6 +41,7 @@ import {
   type ChatHistoryItem,
   type ChatWrapper,
   type ContextShiftOptions,
+  type ControlledEvaluateInputItem,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -51,6 +52,7 @@ import {
 } from 'node-llama-cpp';
 import {
   chatMessageSchema,
+  LIMITS,
   NightjarError,
   samplingSchema,
   silentLogger,
@@ -59,7 +61,8 @@ import {
   type Logger,
   type Sampling,
 } from '../../../shared/index.js';
-import type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine } from './types.js';
+import type { ReplyInspection, TokenInspection } from '../../../shared/index.js';
+import type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine, InspectRequest, ReplyInspector } from './types.js';
 
 /** Which llama.cpp backend to use: `false` for CPU only, or a GPU type. */
 export type EngineGpu = false | 'auto' | Exclude<LlamaGpuType, false>;
@@ -200,7 +203,7 @@ function messageOf(error: unknown): string {
  * NJ_MODEL_FILE_INVALID when the file is missing or not GGUF, NJ_MODEL_LOAD_FAILED when llama.cpp
  * cannot load it (or create its context), NJ_CONFIG_INVALID for bad options.
  */
-export async function loadEngine(options: EngineOptions): Promise<InferenceEngine> {
+export async function loadEngine(options: EngineOptions): Promise<InferenceEngine & ReplyInspector> {
   const logger = options.logger ?? silentLogger;
   const slots = positiveInt('slots', options.slots, 4, 256);
   const threads = positiveInt('threads', options.threads, defaultThreads(), 1024);
@@ -309,7 +312,7 @@ interface RenderedPrompt {
   readonly stopTokens: readonly (readonly Token[])[];
 }
 
-class LlamaEngine implements InferenceEngine {
+class LlamaEngine implements InferenceEngine, ReplyInspector {
   readonly model: EngineModelInfo;
   readonly totalSlots: number;
   private readonly llamaModel: LlamaModel;
@@ -400,6 +403,192 @@ class LlamaEngine implements InferenceEngine {
     } finally {
       this.jobs.delete(job);
     }
+  }
+
+  async inspect(request: InspectRequest): Promise<ReplyInspection> {
+    this.assertUsable();
+    validateMessages(request.messages);
+    const { reply } = request;
+    if (!Number.isInteger(request.topN) || request.topN < 1 || request.topN > 1000) {
+      throw new NightjarError('NJ_BAD_REQUEST', `topN must be an integer from 1 to 1000; got ${String(request.topN)}.`);
+    }
+    for (const text of [reply.text, request.referenceText ?? '']) {
+      if (typeof text !== 'string' || text.length > MAX_INSPECT_TEXT_CHARS) {
+        throw new NightjarError('NJ_BAD_REQUEST', `A reply to inspect is a string of at most ${MAX_INSPECT_TEXT_CHARS} characters.`);
+      }
+    }
+    const stops = request.stop ?? [];
+    if (stops.length > LIMITS.maxStopSequences || stops.some((s) => typeof s !== 'string' || s.length > LIMITS.maxStopLength)) {
+      throw new NightjarError('NJ_BAD_REQUEST', `At most ${LIMITS.maxStopSequences} stop sequences of at most ${LIMITS.maxStopLength} characters.`);
+    }
+    const prompt = this.render(request.messages);
+    const replyTokens = this.tokenizeText(reply.text);
+    const contextLength = this.context.contextSize;
+    if (prompt.tokens.length + replyTokens.length > contextLength) {
+      throw new NightjarError(
+        'NJ_CONTEXT_OVERFLOW',
+        `The prompt takes ${prompt.tokens.length} tokens and the reply ${replyTokens.length}: they do not fit the context of ${contextLength} tokens per sequence.`,
+      );
+    }
+    const sequence = this.free.pop();
+    if (sequence === undefined) {
+      throw new NightjarError('NJ_ENGINE_BUSY', `All ${this.totalSlots} sequences of this engine are busy; no slot is free.`);
+    }
+    const job: Job = { cancel: new AbortController(), done: Promise.resolve() };
+    const run = (async (): Promise<ReplyInspection> => {
+      try {
+        return await this.inspectOn(sequence, prompt, replyTokens, request, job.cancel.signal);
+      } finally {
+        await this.release(sequence);
+      }
+    })();
+    job.done = run.catch(() => undefined);
+    this.jobs.add(job);
+    try {
+      return await run;
+    } catch (error) {
+      if (error instanceof NightjarError) throw error;
+      this.logger.error('inspection failed', { error: messageOf(error), replyTokens: replyTokens.length });
+      throw new NightjarError('NJ_ENGINE_FAILED', `Inspection failed: ${messageOf(error)}`, { cause: error });
+    } finally {
+      this.jobs.delete(job);
+    }
+  }
+
+  /** The tokens of a reply text as the tokenizer spells it (no BOS, no added leading space). */
+  private tokenizeText(text: string): Token[] {
+    return text === '' ? [] : this.llamaModel.tokenize(text, false, 'trimLeadingSpace');
+  }
+
+  private async inspectOn(
+    sequence: LlamaContextSequence,
+    prompt: RenderedPrompt,
+    canonical: readonly Token[],
+    request: InspectRequest,
+    cancel: AbortSignal,
+  ): Promise<ReplyInspection> {
+    if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
+    const { reply, topN } = request;
+    const n = canonical.length;
+    const p = prompt.tokens.length;
+    const wantEnd = reply.finishReason === 'stop';
+    const tokens = [...canonical];
+    const positions: Summary[] = new Array<Summary>(n);
+    let end: TokenInspection | null = null;
+    const endCandidates = this.endCandidates(prompt, reply.stopSequence);
+
+    /** Evaluates `input`, whose token i is followed by reply position base + i. */
+    const pass = async (input: readonly Token[], base: number): Promise<void> => {
+      // Tokens whose next-token distribution is not needed go in without logits, in pieces.
+      const skip = Math.max(0, Math.min(input.length, -base));
+      for (let i = 0; i < skip; i += this.promptChunkTokens) {
+        if (cancel.aborted) throw inspectionCancelled();
+        await sequence.evaluateWithoutGeneratingNewTokens(input.slice(i, Math.min(skip, i + this.promptChunkTokens)), {
+          contextShift: NO_CONTEXT_SHIFT,
+        });
+      }
+      for (let i = skip; i < input.length; i += INSPECT_CHUNK_TOKENS) {
+        if (cancel.aborted) throw inspectionCancelled();
+        const part = input.slice(i, i + INSPECT_CHUNK_TOKENS).map((token, j): ControlledEvaluateInputItem => {
+          const next = base + i + j;
+          return next < n || (next === n && wantEnd) ? [token, { generateNext: { probabilities: true } }] : token;
+        });
+        // Each distribution is reduced to numbers as it arrives: a large vocabulary's maps are not kept.
+        await sequence.controlledEvaluate(part, {
+          contextShift: NO_CONTEXT_SHIFT,
+          onTokenResult: (index, result) => {
+            const probabilities = result.next.probabilities;
+            if (probabilities === undefined) return;
+            const next = base + i + index;
+            if (next < n) positions[next] = summarize(probabilities, tokens[next]!, topN);
+            else if (next === n) {
+              let best: Summary | undefined;
+              for (const candidate of endCandidates) {
+                const s = summarize(probabilities, candidate, topN);
+                if (best === undefined || s.logprob > best.logprob) best = s;
+              }
+              end = best === undefined ? null : { rank: best.rank, logprob: best.logprob, top: best.top };
+            }
+          },
+        });
+      }
+    };
+
+    await pass([...prompt.tokens, ...tokens], -(p - 1));
+    // A generator may spell a piece of text with another token than the tokenizer does (a byte
+    // token for a character that also has its own token): where the model ranks a same-text token
+    // higher, that spelling is the one judged, and the rest is evaluated again after it.
+    let respelled = 0;
+    for (let j = 0; j < n && respelled < MAX_RESPELLINGS; j++) {
+      const at = positions[j];
+      if (at === undefined) throw new Error(`no distribution for reply position ${j}`);
+      const before = j === 0 ? prompt.tokens.at(-1)! : tokens[j - 1]!;
+      const alternative = this.betterSpelling(at, tokens[j]!, before);
+      if (alternative === undefined) continue;
+      tokens[j] = at.ids[alternative]!;
+      positions[j] = { ...at, rank: rankOf(at.top, alternative), logprob: at.top[alternative]! };
+      respelled += 1;
+      await sequence.eraseContextTokenRanges([{ start: p + j, end: sequence.nextTokenIndex }]);
+      await pass(tokens.slice(j), j + 1);
+    }
+
+    let reference: ReplyInspection['reference'];
+    if (request.referenceText !== undefined) {
+      const ref = this.tokenizeText(request.referenceText);
+      let divergeAt: number | null = null;
+      for (let i = 0; i < n; i++) {
+        if (i >= ref.length || ref[i] !== canonical[i]) {
+          divergeAt = i;
+          break;
+        }
+      }
+      reference = { referenceTokens: ref.length, divergeAt };
+    }
+
+    let heldBackBytes = 0;
+    for (const stop of [...(request.stop ?? []), ...prompt.stopTexts]) heldBackBytes = Math.max(heldBackBytes, utf8Bytes(stop) - 1);
+    return {
+      promptTokens: p,
+      replyTokens: n,
+      positions: positions.map((s) => ({ rank: s.rank, logprob: s.logprob, top: s.top })),
+      end: wantEnd ? end : null,
+      stopSequenceTokens: reply.stopSequence === undefined ? 0 : this.tokenizeText(reply.stopSequence).length,
+      // Every token decodes to at least one byte: a held-back stop prefix is at most its bytes in
+      // tokens, and an incomplete character at most MAX_TOKENS_PER_CHARACTER - 1 more.
+      heldBackTokens: heldBackBytes + MAX_TOKENS_PER_CHARACTER - 1,
+      respelled,
+      ...(reference === undefined ? {} : { reference }),
+    };
+  }
+
+  /**
+   * The tokens that may end a reply here: end of generation, and the first token of the named stop
+   * sequence and of each of the chat template's stops.
+   */
+  private endCandidates(prompt: RenderedPrompt, stopSequence: string | undefined): Token[] {
+    const model = this.llamaModel;
+    const out = new Set<Token>();
+    for (const t of [model.tokens.eos, model.tokens.eot]) if (t !== null) out.add(t);
+    for (const text of [...(stopSequence === undefined ? [] : [stopSequence]), ...prompt.stopTexts]) {
+      const first = this.tokenizeText(text)[0];
+      if (first !== undefined) out.add(first);
+    }
+    for (const seq of prompt.stopTokens) if (seq[0] !== undefined) out.add(seq[0]);
+    return [...out];
+  }
+
+  /** Index in `at.ids` of a token the model ranks above `token` that decodes to the same text, if any. */
+  private betterSpelling(at: Summary, token: Token, before: Token): number | undefined {
+    const model = this.llamaModel;
+    let text: string | undefined;
+    for (let i = 0; i < at.ids.length && at.top[i]! > at.logprob; i++) {
+      const id = at.ids[i]!;
+      if (id === token) continue;
+      text ??= model.detokenize([token], false, [before]);
+      if (text === '' || text.includes('\uFFFD')) return undefined;
+      if (model.detokenize([id], false, [before]) === text) return i;
+    }
+    return undefined;
   }
 
   dispose(): Promise<void> {
@@ -614,6 +803,51 @@ class LlamaEngine implements InferenceEngine {
       tokensPerSecond: completionTokens >= 2 && decodeMs > 0 ? ((completionTokens - 1) * 1000) / decodeMs : 0,
     };
   }
+}
+
+/** Reply positions whose distributions are evaluated in one controlledEvaluate call (bounds the memory of a large vocabulary's maps). */
+const INSPECT_CHUNK_TOKENS = 16;
+/** Respellings one inspection makes at most (each evaluates the rest of the reply again). */
+const MAX_RESPELLINGS = 64;
+/** The longest reply text an inspection takes. */
+const MAX_INSPECT_TEXT_CHARS = 1 << 20;
+
+/** One reply position, reduced: rank and log-probability of its token, and the top ones with their ids. */
+interface Summary extends TokenInspection {
+  readonly top: number[];
+  readonly ids: Token[];
+}
+
+/** Reduces a sorted next-token distribution to the figures of `token` and the `topN` most likely tokens. */
+function summarize(probabilities: Map<Token, number>, token: Token, topN: number): Summary {
+  const p = probabilities.get(token) ?? 0;
+  let rank = 1;
+  const top: number[] = [];
+  const ids: Token[] = [];
+  for (const [id, q] of probabilities) {
+    if (q > p) rank += 1;
+    else if (top.length >= topN) break;
+    if (top.length < topN) {
+      top.push(Math.log(q));
+      ids.push(id);
+    }
+  }
+  return { rank, logprob: Math.log(p), top, ids };
+}
+
+/** 1 + how many of the (sorted) `top` log-probabilities are strictly above the one at `index`. */
+function rankOf(top: readonly number[], index: number): number {
+  let rank = 1;
+  for (let i = 0; i < index && top[i]! > top[index]!; i++) rank += 1;
+  return rank;
+}
+
+function inspectionCancelled(): NightjarError {
+  return new NightjarError('NJ_ENGINE_FAILED', 'The inspection was stopped: the engine is being disposed.');
+}
+
+function utf8Bytes(text: string): number {
+  return new TextEncoder().encode(text).length;
 }
 
 function validateMessages(messages: readonly ChatMessage[]): void {

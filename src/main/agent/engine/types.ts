@@ -3,6 +3,7 @@
  * node-llama-cpp (./engine.ts); tests of the agent may hand in a small fake with the same shape.
  */
 import type { ChatMessage, FinishReason, Sampling, Usage } from '../../../shared/index.js';
+import type { ReplyInspection } from '../../../shared/index.js';
 
 /** What one generation needs. */
 export interface GenerateRequest {
@@ -63,4 +64,36 @@ export interface InferenceEngine extends AsyncDisposable {
   countPromptTokens(messages: readonly ChatMessage[]): Promise<number>;
   /** Stops every generation and frees the model's memory. Idempotent. */
   dispose(): Promise<void>;
+}
+
+/** What one teacher-forced inspection of a reply needs (see {@link ReplyInspector.inspect}). */
+export interface InspectRequest {
+  /** The conversation, rendered exactly as {@link InferenceEngine.generate} renders it. */
+  messages: readonly ChatMessage[];
+  /** The reply as delivered. */
+  reply: { text: string; finishReason: FinishReason; stopSequence?: string };
+  /** The request's stop sequences (they bound what a cancelled reply may hold back). Defaults to none. */
+  stop?: readonly string[];
+  /**
+   * How many of the most likely tokens to report at each position: the k that applies (1 when
+   * greedy). An integer from 1 to 1000 (the protocol's top-k limit).
+   */
+  topN: number;
+  /**
+   * The text of a greedy reference run of the same request, to compare token by token. Defaults
+   * to none (no comparison).
+   */
+  referenceText?: string;
+}
+
+/** An engine that can check a reply against its model in one teacher-forced pass. */
+export interface ReplyInspector {
+  /**
+   * Evaluates the rendered prompt and the reply's tokens in one pass on a free slot and reports,
+   * per reply position, the rank and log-probability of the reply's token and of the most likely
+   * ones; for a reply that finished 'stop', the same for the end. Only numbers come back; nothing
+   * is logged. Throws NJ_ENGINE_BUSY when no slot is free, NJ_CONTEXT_OVERFLOW when prompt and reply
+   * do not fit a sequence, NJ_BAD_REQUEST for malformed input, NJ_ENGINE_FAILED otherwise.
+   */
+  inspect(request: InspectRequest): Promise<ReplyInspection>;
 }
