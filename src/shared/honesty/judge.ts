@@ -97,14 +97,28 @@ export interface AuditPolicy {
   /**
    * How far (in natural-log units of probability, i.e. logits) a token may fall below a boundary
    * (the k-th token, the top token when greedy, or min-p × the top) and still count as inside.
-   * The agent runs on Metal, the checker on a CPU: different kernels, accumulation orders and (on the
-   * CPU) 8-bit quantised activations give slightly different logits for the same weights. Measured
-   * here between a Q8_0 file and the same weights stored as F32 (the CPU's quantised-activation
-   * path against a float path, a stand-in for CPU against Metal): at most 0.02 over 4,000 logits
-   * (test/main/agent/engine/reply-check.test.ts). 0.25 is ten times that, and still a probability
-   * ratio of only 1.28: a token that far outside the set was not drawn from it. Defaults to 0.25.
+   * The agent runs on Metal, the checker on a CPU: different kernels and accumulation orders (and,
+   * on the CPU, 8-bit quantised activations) give slightly different logits for the same weights.
+   * 0.25 is a probability ratio of 1.28. Defaults to 0.25.
    */
   logitTolerance: number;
+  /**
+   * A few tokens may fall outside by more than {@link logitTolerance}, up to
+   * {@link farTolerance}: this fraction of the reply's tokens (rounded up), at least one. Kernel
+   * differences compound along a sequence, so a long reply from other hardware can put one boundary
+   * token just past the tolerance; a cheat (another model, junk) puts many tokens outside, or one far
+   * outside. Defaults to 0.02.
+   */
+  outsideFraction: number;
+  /**
+   * No token may fall further outside than this (logits), and a greedy reply that leaves the
+   * reference run is a near-tie only within it. Measured with bench/reply-check.ts on synthetic
+   * models (which amplify kernel differences: their weights are random) between a Q8_0 file and
+   * the same weights stored as F32, honest replies from one judged against the other: the worst
+   * token of 500 replies fell 0.96 outside (at temperature 2; 0.58 greedy). 2 is twice that, a
+   * probability ratio of 7.4; the cheats measured there fall 15 or more outside. Defaults to 2.
+   */
+  farTolerance: number;
   /**
    * A reply fails 'implausible-likelihood' when, under honest sampling from the request's own
    * distribution (top-k, top-p, min-p, temperature), a log-likelihood this far below its
@@ -136,6 +150,8 @@ export interface AuditPolicy {
 export const DEFAULT_AUDIT_POLICY: Readonly<AuditPolicy> = Object.freeze({
   defaultSampling: Object.freeze({ temperature: 0.8, topP: 0.95, topK: 40, minP: 0.05 }),
   logitTolerance: 0.25,
+  outsideFraction: 0.02,
+  farTolerance: 2,
   likelihoodFalsePositive: 1e-6,
   countSlackFraction: 0.02,
   countSlackMin: 1,
@@ -152,6 +168,8 @@ export function resolveAuditPolicy(policy: Partial<AuditPolicy> | undefined): Au
     if (!Number.isFinite(v) || v < lo || v > hi) throw new RangeError(`AuditPolicy.${name} must be from ${lo} to ${hi}; got ${v}.`);
   };
   finite('logitTolerance', out.logitTolerance, 0, 10);
+  finite('outsideFraction', out.outsideFraction, 0, 1);
+  finite('farTolerance', out.farTolerance, out.logitTolerance, 10);
   finite('likelihoodFalsePositive', out.likelihoodFalsePositive, Number.MIN_VALUE, 1);
   finite('countSlackFraction', out.countSlackFraction, 0, 1);
   finite('countSlackMin', out.countSlackMin, 0, 1_000_000);
@@ -291,32 +309,41 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
   const n = inspection.positions.length;
   const finish = input.reply.finishReason;
 
-  // Every token within what the sampling could draw.
+  // Every token within what the sampling could draw: all within the tolerance but a few, and
+  // those few within the far tolerance. The end of a stopped reply counts as one more token.
+  const endGap = finish === 'stop' ? (inspection.end === null ? Infinity : outsideBy(inspection.end, sampling)) : 0;
   let worstRank = 0;
   let worstGap = 0;
   let firstOutside = -1;
+  let firstFar = -1;
   let outside = 0;
   let logprobSum = 0;
   inspection.positions.forEach((t, i) => {
     worstRank = Math.max(worstRank, t.rank);
     logprobSum += t.logprob;
     const gap = outsideBy(t, sampling);
+    worstGap = Math.max(worstGap, gap);
     if (gap > tol) {
       outside += 1;
       if (firstOutside < 0) firstOutside = i;
-      worstGap = Math.max(worstGap, gap);
+      if (gap > policy.farTolerance && firstFar < 0) firstFar = i;
     }
   });
-  if (firstOutside >= 0) {
-    const t = inspection.positions[firstOutside]!;
-    findings.push({
-      reason: 'off-distribution',
-      detail:
-        `token ${firstOutside + 1} of ${n} ranks ${ordinal(t.rank)} at ${round(t.logprob - (t.top[0] ?? t.logprob), 2)} below the top; ` +
-        (k === 1 ? 'a greedy request takes the top token' : `the request allowed the top ${k} within min-p ${sampling.minP}`) +
-        ` (${outside} of ${n} tokens outside)`,
-      figures: { position: firstOutside, rank: t.rank, allowedRank: k, outside, worstGap: round(worstGap), tolerance: tol },
-    });
+  const allowance = Math.max(1, Math.ceil(n * policy.outsideFraction));
+  const endOutside = endGap > tol ? 1 : 0;
+  if (firstFar >= 0 || outside + endOutside > allowance) {
+    const at = firstFar >= 0 ? firstFar : firstOutside >= 0 ? firstOutside : -1;
+    const t = at >= 0 ? inspection.positions[at] : undefined;
+    if (t !== undefined) {
+      findings.push({
+        reason: 'off-distribution',
+        detail:
+          `token ${at + 1} of ${n} ranks ${ordinal(t.rank)} at ${round(t.logprob - (t.top[0] ?? t.logprob), 2)} below the top; ` +
+          (k === 1 ? 'a greedy request takes the top token' : `the request allowed the top ${k} within min-p ${sampling.minP}`) +
+          ` (${outside} of ${n} tokens outside, ${allowance} allowed)`,
+        figures: { position: at, rank: t.rank, allowedRank: k, outside, allowance, worstGap: round(worstGap), tolerance: tol },
+      });
+    }
   }
 
   // The likelihood of a sampled reply.
@@ -334,8 +361,8 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
   // The end.
   if (finish === 'stop') {
     const end = inspection.end;
-    const gap = end === null ? Infinity : outsideBy(end, sampling);
-    if (gap > tol) {
+    const spare = allowance - Math.min(outside, allowance);
+    if (endGap > policy.farTolerance || (endGap > tol && spare < 1)) {
       findings.push({
         reason: 'tail-dropped',
         detail:
@@ -343,7 +370,7 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
             ? 'the reply says it stopped, but the check found no end token to rank'
             : `the reply says it stopped after token ${n}, where the end ranks ${ordinal(end.rank)} at ${round(end.logprob - (end.top[0] ?? end.logprob), 2)} below the top` +
               (k === 1 ? ' (a greedy request ends only on the top token)' : ` (the request allowed the top ${k} within min-p ${sampling.minP})`),
-        figures: { replyTokens: n, endRank: end?.rank ?? -1, endGap: end === null ? -1 : round(gap), tolerance: tol },
+        figures: { replyTokens: n, endRank: end?.rank ?? -1, endGap: Number.isFinite(endGap) ? round(endGap) : -1, tolerance: tol },
       });
     }
   } else if (finish === 'length') {
@@ -383,6 +410,8 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
     tokensChecked: n + (inspection.end === null ? 0 : 1),
     meanLogprob: n === 0 ? 0 : round(logprobSum / n),
     worstRank,
+    worstGap: round(worstGap),
+    outside,
     allowedRank: k,
     likelihoodExcess: round(lik.excess),
     likelihoodLnBound: round(lik.lnBound),
@@ -397,11 +426,11 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
       const gap = t === undefined ? Infinity : (t.top[0] ?? t.logprob) - t.logprob;
       figures['greedyDivergeAt'] = ref.divergeAt;
       figures['greedyGap'] = Number.isFinite(gap) ? round(gap) : -1;
-      if (!(gap <= tol)) {
+      if (!(gap <= policy.farTolerance)) {
         findings.push({
           reason: 'greedy-mismatch',
-          detail: `the greedy reply leaves the reference run at token ${ref.divergeAt + 1}, ${Number.isFinite(gap) ? `${round(gap, 2)} below the top token` : 'past its end'} (more than the tolerance ${tol})`,
-          figures: { divergeAt: ref.divergeAt, gap: Number.isFinite(gap) ? round(gap) : -1, tolerance: tol },
+          detail: `the greedy reply leaves the reference run at token ${ref.divergeAt + 1}, ${Number.isFinite(gap) ? `${round(gap, 2)} below the top token` : 'past its end'} (a near-tie is within ${policy.farTolerance})`,
+          figures: { divergeAt: ref.divergeAt, gap: Number.isFinite(gap) ? round(gap) : -1, tolerance: policy.farTolerance },
         });
       }
     }
