@@ -30,7 +30,12 @@ interface Row {
   worstGap: number;
 }
 
-function replyOf(sha256: string, messages: ChatMessage[], sampling: Sampling, r: Awaited<ReturnType<InferenceEngine['generate']>>): ReplyUnderCheck {
+function replyOf(
+  sha256: string,
+  messages: ChatMessage[],
+  sampling: Sampling,
+  r: Awaited<ReturnType<InferenceEngine['generate']>>,
+): ReplyUnderCheck {
   return {
     jobId: 'bench',
     model: 'synthetic',
@@ -121,7 +126,8 @@ async function main(): Promise<void> {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     console.log(
-      `| ${r.label} | ${r.replies} | ${r.failed} | ${reasons || '—'} | ${r.worstLnBound.toFixed(1)} | ${r.meanLogprob.toFixed(2)} | ${r.worstGap.toFixed(2)} |`,
+      `| ${r.label} | ${r.replies} | ${r.failed} | ${reasons || '—'} | ` +
+        `${r.worstLnBound.toFixed(1)} | ${r.meanLogprob.toFixed(2)} | ${r.worstGap.toFixed(2)} |`,
     );
   }
 }

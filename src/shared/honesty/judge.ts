@@ -368,8 +368,11 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
         detail:
           end === null
             ? 'the reply says it stopped, but the check found no end token to rank'
-            : `the reply says it stopped after token ${n}, where the end ranks ${ordinal(end.rank)} at ${round(end.logprob - (end.top[0] ?? end.logprob), 2)} below the top` +
-              (k === 1 ? ' (a greedy request ends only on the top token)' : ` (the request allowed the top ${k} within min-p ${sampling.minP})`),
+            : `the reply says it stopped after token ${n}, where the end ranks ${ordinal(end.rank)} ` +
+              `at ${round(end.logprob - (end.top[0] ?? end.logprob), 2)} below the top` +
+              (k === 1
+                ? ' (a greedy request ends only on the top token)'
+                : ` (the request allowed the top ${k} within min-p ${sampling.minP})`),
         figures: { replyTokens: n, endRank: end?.rank ?? -1, endGap: Number.isFinite(endGap) ? round(endGap) : -1, tolerance: tol },
       });
     }
@@ -379,7 +382,11 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
       findings.push({
         reason: 'tail-dropped',
         detail: `the reply says it reached maxTokens ${input.sampling.maxTokens} but holds ${inspection.replyTokens} tokens`,
-        figures: { replyTokens: inspection.replyTokens, maxTokens: input.sampling.maxTokens, slack: countSlack(input.sampling.maxTokens, policy) },
+        figures: {
+          replyTokens: inspection.replyTokens,
+          maxTokens: input.sampling.maxTokens,
+          slack: countSlack(input.sampling.maxTokens, policy),
+        },
       });
     }
   }
@@ -390,7 +397,9 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
   if (input.claimed.completionTokens > completionBound) {
     findings.push({
       reason: 'completion-count',
-      detail: `the receipt claims ${input.claimed.completionTokens} completion tokens; the reply holds ${inspection.replyTokens}, at most ${completionBound} with its end and slack`,
+      detail:
+        `the receipt claims ${input.claimed.completionTokens} completion tokens; ` +
+        `the reply holds ${inspection.replyTokens}, at most ${completionBound} with its end and slack`,
       figures: { claimed: input.claimed.completionTokens, replyTokens: inspection.replyTokens, bound: completionBound },
     });
   }
@@ -429,7 +438,10 @@ export function judgeReply(input: ReplyUnderCheck, inspection: ReplyInspection, 
       if (!(gap <= policy.farTolerance)) {
         findings.push({
           reason: 'greedy-mismatch',
-          detail: `the greedy reply leaves the reference run at token ${ref.divergeAt + 1}, ${Number.isFinite(gap) ? `${round(gap, 2)} below the top token` : 'past its end'} (a near-tie is within ${policy.farTolerance})`,
+          detail:
+            `the greedy reply leaves the reference run at token ${ref.divergeAt + 1}, ` +
+            `${Number.isFinite(gap) ? `${round(gap, 2)} below the top token` : 'past its end'} ` +
+            `(a near-tie is within ${policy.farTolerance})`,
           figures: { divergeAt: ref.divergeAt, gap: Number.isFinite(gap) ? round(gap) : -1, tolerance: policy.farTolerance },
         });
       }

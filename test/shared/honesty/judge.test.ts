@@ -27,11 +27,6 @@ function at(top: number[], index: number, logprob = top[index]!): TokenInspectio
   return { rank: 1 + top.filter((l) => l > logprob).length, logprob, top };
 }
 
-/** A top list that makes the first `m` tokens near-equal and the rest tiny. */
-function flat(k: number): number[] {
-  return Array.from({ length: k }, (_, i) => ln(0.9 / k) - i * 0.001);
-}
-
 function inspection(positions: TokenInspection[], extra: Partial<ReplyInspection> = {}): ReplyInspection {
   return {
     promptTokens: 20,
@@ -45,7 +40,11 @@ function inspection(positions: TokenInspection[], extra: Partial<ReplyInspection
   };
 }
 
-function input(sampling: Sampling, finishReason: ReplyUnderCheck['reply']['finishReason'], claimed = { promptTokens: 20, completionTokens: 0 }): ReplyUnderCheck {
+function input(
+  sampling: Sampling,
+  finishReason: ReplyUnderCheck['reply']['finishReason'],
+  claimed = { promptTokens: 20, completionTokens: 0 },
+): ReplyUnderCheck {
   return {
     jobId: 'job-1',
     model: 'm',
@@ -57,13 +56,17 @@ function input(sampling: Sampling, finishReason: ReplyUnderCheck['reply']['finis
   };
 }
 
-const reasons = (i: ReplyUnderCheck, s: ReplyInspection, p?: AuditPolicy): string[] =>
-  judgeReply(i, s, p).findings.map((f) => f.reason);
+const reasons = (i: ReplyUnderCheck, s: ReplyInspection, p?: AuditPolicy): string[] => judgeReply(i, s, p).findings.map((f) => f.reason);
 
 describe('the effective sampling', () => {
   it("takes the request's fields over the defaults; k is 1 when greedy", () => {
     expect(effectiveSampling({ maxTokens: 1 })).toEqual({ temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 });
-    expect(effectiveSampling({ maxTokens: 1, temperature: 0, topK: 7, topP: 0.5 })).toEqual({ temperature: 0, topK: 7, topP: 0.5, minP: 0.05 });
+    expect(effectiveSampling({ maxTokens: 1, temperature: 0, topK: 7, topP: 0.5 })).toEqual({
+      temperature: 0,
+      topK: 7,
+      topP: 0.5,
+      minP: 0.05,
+    });
     expect(allowedRank(effectiveSampling({ maxTokens: 1, temperature: 0, topK: 7 }))).toBe(1);
     expect(allowedRank(effectiveSampling({ maxTokens: 1, topK: 7 }))).toBe(7);
   });
@@ -211,8 +214,8 @@ describe('greedy-mismatch (fails without the reference comparison)', () => {
     // A policy whose far tolerance is below the gap: the same divergence is a mismatch.
     const strict = resolveAuditPolicy({ logitTolerance: 0.25, farTolerance: 0.25, outsideFraction: 0 });
     const tie3 = at([ln(0.5)], 0, ln(0.5) - 0.3);
-    expect(reasons(input(greedy, 'length'), inspection([ok, tie3, ok, ok], { reference: { referenceTokens: 4, divergeAt: 1 } }), strict)).toContain(
-      'greedy-mismatch',
-    );
+    expect(
+      reasons(input(greedy, 'length'), inspection([ok, tie3, ok, ok], { reference: { referenceTokens: 4, divergeAt: 1 } }), strict),
+    ).toContain('greedy-mismatch');
   });
 });

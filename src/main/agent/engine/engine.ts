@@ -419,7 +419,10 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     }
     const stops = request.stop ?? [];
     if (stops.length > LIMITS.maxStopSequences || stops.some((s) => typeof s !== 'string' || s.length > LIMITS.maxStopLength)) {
-      throw new NightjarError('NJ_BAD_REQUEST', `At most ${LIMITS.maxStopSequences} stop sequences of at most ${LIMITS.maxStopLength} characters.`);
+      throw new NightjarError(
+        'NJ_BAD_REQUEST',
+        `At most ${LIMITS.maxStopSequences} stop sequences of at most ${LIMITS.maxStopLength} characters.`,
+      );
     }
     const prompt = this.render(request.messages);
     const replyTokens = this.tokenizeText(reply.text);
@@ -427,7 +430,8 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     if (prompt.tokens.length + replyTokens.length > contextLength) {
       throw new NightjarError(
         'NJ_CONTEXT_OVERFLOW',
-        `The prompt takes ${prompt.tokens.length} tokens and the reply ${replyTokens.length}: they do not fit the context of ${contextLength} tokens per sequence.`,
+        `The prompt takes ${prompt.tokens.length} tokens and the reply ${replyTokens.length}: ` +
+          `they do not fit the context of ${contextLength} tokens per sequence.`,
       );
     }
     const sequence = this.free.pop();

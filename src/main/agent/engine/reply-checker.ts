@@ -6,20 +6,19 @@
  * with the pure {@link judgeReply} (src/shared/honesty/judge.ts). docs/honesty.md "Audits: the check".
  */
 import {
+  allowedRank,
+  effectiveSampling,
+  judgeReply,
   NightjarError,
+  resolveAuditPolicy,
   silentLogger,
+  withDefaults,
+  type AuditPolicy,
   type AuditVerdict,
   type Logger,
   type ReplyCheckOptions,
   type ReplyChecker,
   type ReplyUnderCheck,
-} from '../../../shared/index.js';
-import {
-  allowedRank,
-  effectiveSampling,
-  judgeReply,
-  resolveAuditPolicy,
-  type AuditPolicy,
 } from '../../../shared/index.js';
 import { defaultThreads, loadEngine } from './engine.js';
 import type { InferenceEngine, ReplyInspector } from './types.js';
@@ -56,9 +55,17 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * for the last model file used, and replaces it when a check names another file.
  */
 export function createReplyChecker(options: ReplyCheckerOptions): ReplyCheckerHandle {
-  const policy = resolveAuditPolicy(options.policy);
-  const threads = options.threads ?? defaultThreads();
-  const logger = options.logger ?? silentLogger;
+  const resolved = withDefaults({ threads: defaultThreads(), logger: silentLogger, policy: {} }, options);
+  const { threads, logger } = resolved;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new NightjarError('NJ_CONFIG_INVALID', `Reply checker option threads must be an integer from 1 to 1024; got ${String(threads)}.`);
+  }
+  let policy: AuditPolicy;
+  try {
+    policy = resolveAuditPolicy(resolved.policy);
+  } catch (error) {
+    throw new NightjarError('NJ_CONFIG_INVALID', `Reply checker option policy: ${error instanceof Error ? error.message : String(error)}`);
+  }
   let loaded: { sha256: string; engine: CheckerEngine } | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let disposed = false;

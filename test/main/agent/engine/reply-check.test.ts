@@ -185,6 +185,8 @@ describe('honest replies pass', () => {
   });
 
   it('sampled replies at the default sampling and at temperature 1.0, 20 seeds each: no false positive', async () => {
+    // Fails without the engine's respelling: the sampler spells some spaces with the byte token
+    // <0x20>, the tokenizer with '▁', which the model ranks far below.
     const failed: AuditVerdict[] = [];
     for (const temperature of [undefined, 1]) {
       for (let seed = 0; seed < 20; seed++) {
@@ -197,9 +199,9 @@ describe('honest replies pass', () => {
   });
 
   it('replies of the same weights on another kernel (F32 against Q8_0): no false positive', async () => {
-    // Kernel differences compound along a sequence in a random-weight model; the far tolerance
-    // and the allowance of a few tokens absorb them (AuditPolicy.farTolerance). Without the
-    // allowance (outsideFraction 0 and farTolerance equal to logitTolerance) some of these fail.
+    // Kernel differences compound along a sequence in a random-weight model; the allowance of a
+    // few tokens past the tolerance, up to the far tolerance, absorbs them (AuditPolicy.farTolerance).
+    // Without the allowance (no token past logitTolerance) some of these fail.
     const floatAgent = await loadEngine({ modelPath: f32.path, threads: 1, slots: 1 });
     try {
       const failed: AuditVerdict[] = [];
@@ -236,7 +238,7 @@ describe('cheats fail', () => {
     }
   });
 
-  it("another model's greedy reply under this model's hash: off-distribution and greedy-mismatch (fails without either check)", async () => {
+  it("another model's greedy reply under this model's hash: off-distribution, greedy-mismatch (fails without either check)", async () => {
     const input = await honest('Tell me about foxes.', { maxTokens: 48, temperature: 0 }, otherAgent);
     const verdict = await checker.check(input, { reference: true });
     expect(reasons(verdict)).toEqual(['greedy-mismatch', 'off-distribution']);
@@ -252,10 +254,17 @@ describe('cheats fail', () => {
   });
 
   it("a reply cut in half and marked 'stop': tail-dropped, greedy and sampled (fails without the end check)", async () => {
-    for (const sampling of [{ maxTokens: 48, temperature: 0 }, { maxTokens: 48, seed: 3 }] satisfies Sampling[]) {
+    for (const sampling of [
+      { maxTokens: 48, temperature: 0 },
+      { maxTokens: 48, seed: 3 },
+    ] satisfies Sampling[]) {
       const input = await honest('Tell me about foxes.', sampling);
       const half = [...input.reply.text].slice(0, 24).join('');
-      const cut: ReplyUnderCheck = { ...input, reply: { text: half, finishReason: 'stop' }, claimed: { ...input.claimed, completionTokens: 25 } };
+      const cut: ReplyUnderCheck = {
+        ...input,
+        reply: { text: half, finishReason: 'stop' },
+        claimed: { ...input.claimed, completionTokens: 25 },
+      };
       const verdict = await checker.check(cut);
       expect(reasons(verdict)).toEqual(['tail-dropped']);
     }
@@ -265,7 +274,11 @@ describe('cheats fail', () => {
     const input = await honest('Tell me about foxes.', { maxTokens: 48, seed: 5 });
     expect(input.reply.finishReason).toBe('length');
     const half = [...input.reply.text].slice(0, 24).join('');
-    const verdict = await checker.check({ ...input, reply: { text: half, finishReason: 'length' }, claimed: { ...input.claimed, completionTokens: 24 } });
+    const verdict = await checker.check({
+      ...input,
+      reply: { text: half, finishReason: 'length' },
+      claimed: { ...input.claimed, completionTokens: 24 },
+    });
     expect(reasons(verdict)).toEqual(['tail-dropped']);
   });
 
@@ -294,6 +307,15 @@ describe('the checker', () => {
     expect(error).toBeInstanceOf(NightjarError);
     expect((error as NightjarError).code).toBe('NJ_AUDIT_UNAVAILABLE');
     expect((error as Error).message).toBe(`This checker holds no model file with sha256 ${'ab'.repeat(32)}.`);
+  });
+
+  it('refuses bad options with NJ_CONFIG_INVALID', () => {
+    expect(() => createReplyChecker({ modelPath: () => null, threads: 0 })).toThrow(
+      'Reply checker option threads must be an integer from 1 to 1024; got 0.',
+    );
+    expect(() => createReplyChecker({ modelPath: () => null, policy: { logitTolerance: -1 } })).toThrow(
+      'Reply checker option policy: AuditPolicy.logitTolerance must be from 0 to 10; got -1.',
+    );
   });
 
   it('runs concurrent checks one at a time and keeps the last model loaded', async () => {
