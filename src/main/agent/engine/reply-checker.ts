@@ -97,7 +97,10 @@ export function createReplyChecker(options: ReplyCheckerOptions): ReplyCheckerHa
     const sampling = effectiveSampling(input.sampling, policy);
     let referenceText: string | undefined;
     if (checkOptions?.reference === true && sampling.temperature === 0) {
-      const reference = await engine.generate({ messages: input.messages, sampling: { ...input.sampling, temperature: 0 } });
+      // As long as the request allowed, or as fits this engine's context if that is shorter.
+      const room = engine.model.contextLength - (await engine.countPromptTokens(input.messages));
+      const maxTokens = Math.max(1, Math.min(input.sampling.maxTokens, room));
+      const reference = await engine.generate({ messages: input.messages, sampling: { ...input.sampling, temperature: 0, maxTokens } });
       referenceText = reference.text;
     }
     const inspection = await engine.inspect({
