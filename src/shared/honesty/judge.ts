@@ -124,9 +124,12 @@ export interface AuditPolicy {
    * distribution (top-k, top-p, min-p, temperature), a log-likelihood this far below its
    * expectation would happen with probability below this. The probability is bounded with
    * Freedman's inequality for martingales (bounded steps, predictable variance), so the bound
-   * holds for any reply length and any model, not only asymptotically. Measured figures are in
-   * docs/honesty.md "Audits: the check". Not applied to greedy requests (they are checked token by
-   * token against the top one). Defaults to 1e-6.
+   * holds for any reply length and any model, not only asymptotically. Measured with
+   * bench/reply-check.ts (64-token replies, synthetic models): over 1,000 honest replies at
+   * temperatures 0.8, 1, 1.5 and 2, on the checker's own kernel and on another (F32 against Q8_0),
+   * the lowest ln bound was −3.7 (−2.3 on the same kernel), against ln 1e-6 = −13.8; another
+   * model's sampled replies and random text fell to −53 and below, all 150 caught. Not applied to
+   * greedy requests (they are checked token by token against the top one). Defaults to 1e-6.
    */
   likelihoodFalsePositive: number;
   /**

@@ -24,6 +24,10 @@
  * back (an incomplete character, a possible stop-sequence start) count as completion tokens but
  * are not sent; the token in flight when the abort came is dropped and not counted.
  *
+ * Inspection (`inspect`, for the reply checker of audits and disputes): the same rendering as a job
+ * (one `render` for both), the reply tokenized, and prompt plus reply evaluated in one
+ * teacher-forced pass on a free slot, cleared after as a job's is; only numbers come back.
+ *
  * Not handled (no use in Nightjar's protocol yet): function calling, grammars, and reasoning
  * segments; a model that thinks aloud in `<think>` tags streams them as text.
  */
