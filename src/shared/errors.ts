@@ -116,7 +116,7 @@ export const ERROR_CODES = {
   NJ_COUNTERSIGN_DUPLICATE: { status: 409, hint: 'This job already has its countersignature; nothing more to send.' },
   NJ_EVIDENCE_INVALID: {
     status: 400,
-    hint: "The evidence does not open or does not match the receipt; send what the SDK kept for that job, unchanged.",
+    hint: 'The evidence does not open or does not match the receipt; send what the SDK kept for that job, unchanged.',
   },
   NJ_AUDIT_UNAVAILABLE: {
     status: 501,
