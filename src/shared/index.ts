@@ -26,6 +26,7 @@ export * from './crypto/envelope.js';
 export * from './crypto/reply.js';
 export * from './crypto/receipt.js';
 export * from './crypto/countersign.js';
+export * from './crypto/evidence.js';
 export * from './crypto/catalog.js';
 export * from './crypto/gateway-word.js';
 export { pad, unpad, powerOfTwoBucket } from './crypto/padding.js';

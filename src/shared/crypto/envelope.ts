@@ -239,6 +239,24 @@ export async function openRequest(input: unknown, options: OpenRequestOptions): 
     'the wrapped content key',
   );
   if (contentKey.length !== 32) throw new CryptoError('NJ_DECRYPT_FAILED', 'the wrapped content key has the wrong length');
+  const { payload, requestDigest } = openRequestBody(envelope, contentKey);
+  const maxAge = options.maxAgeMs ?? LIMITS.maxRequestAgeMs;
+  const maxSkew = options.maxSkewMs ?? LIMITS.maxClockSkewMs;
+  if (payload.created < options.now - maxAge || payload.created > options.now + maxSkew) {
+    throw new CryptoError('NJ_STALE_REQUEST', 'the request was created outside the accepted time window');
+  }
+  return { header, payload, contentKey, requestDigest };
+}
+
+/**
+ * Opens an envelope's body with its content key, already unwrapped (the agent's, or one a client
+ * kept as evidence of its job), and checks it against the visible header. Throws, each with its
+ * code: NJ_HEADER_MISMATCH (body length, header digest or the header's jobId, model or maxTokens
+ * differ), NJ_DECRYPT_FAILED (wrong key, altered or truncated, not JSON), NJ_FRAME_INVALID (not a
+ * request). Does not check the created time.
+ */
+export function openRequestBody(envelope: Envelope, contentKey: Uint8Array): { payload: RequestPayload; requestDigest: Uint8Array } {
+  const { header } = envelope;
   const body = fromBase64Url(envelope.body);
   if (body.length !== header.bodyLength) {
     throw new CryptoError('NJ_HEADER_MISMATCH', 'the body length differs from the header');
@@ -258,12 +276,7 @@ export async function openRequest(input: unknown, options: OpenRequestOptions): 
   if (payload.jobId !== header.jobId || payload.model !== header.model || payload.sampling.maxTokens !== header.maxTokens) {
     throw new CryptoError('NJ_HEADER_MISMATCH', 'the sealed request disagrees with its header');
   }
-  const maxAge = options.maxAgeMs ?? LIMITS.maxRequestAgeMs;
-  const maxSkew = options.maxSkewMs ?? LIMITS.maxClockSkewMs;
-  if (payload.created < options.now - maxAge || payload.created > options.now + maxSkew) {
-    throw new CryptoError('NJ_STALE_REQUEST', 'the request was created outside the accepted time window');
-  }
-  return { header, payload, contentKey, requestDigest: sha256(body) };
+  return { payload, requestDigest: sha256(body) };
 }
 
 /**
