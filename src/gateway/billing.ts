@@ -21,7 +21,7 @@ import {
 import type { LateReceiptAck } from './agent-session.js';
 import type { Price } from './accounts/account.store.js';
 import type { JobBilling, SettleResult, Settlement } from './job.js';
-import type { LedgerStore } from './ledger/ledger.store.js';
+import type { JobDispute, LedgerStore } from './ledger/ledger.store.js';
 import type { GatewayMetrics } from './metrics.js';
 
 /** A job that has been billed (settled or released). */
@@ -80,6 +80,11 @@ export interface BillingOptions {
   logger: Logger;
   /** How long an operator's share stays pending before it is payable, in ms. Defaults to 0 (payable at once). */
   pendingEarningsMs?: number;
+  /**
+   * Told when a settlement applied a dispute (the client's countersignature had arrived first and
+   * claims less): the gateway strikes the agent. Defaults to nothing.
+   */
+  onDisputed?: (disputed: { jobId: string; agentId: string; dispute: JobDispute }) => void;
 }
 
 /** Holds, settles and releases jobs on the ledger, and tells when each job is billed. */
@@ -116,7 +121,7 @@ export class Billing implements Disposable {
 
   /** The ledger hooks of one job. */
   forJob(jobId: string): JobBilling {
-    const { ledger, metrics, clock, logger } = this.#o;
+    const { ledger, metrics, clock, logger, onDisputed } = this.#o;
     const pendingMs = this.#o.pendingEarningsMs ?? 0;
     return {
       async settle(s: Settlement): Promise<SettleResult> {
@@ -144,6 +149,7 @@ export class Billing implements Disposable {
             operatorAmount: result.operatorAmount.toString(),
             outcome: s.outcome,
           });
+          if (!result.duplicate && result.dispute) onDisputed?.({ jobId, agentId: s.agentId, dispute: result.dispute });
         }
         if (result.status !== 'settled') return 'released';
         return result.duplicate ? 'duplicate' : 'settled';
@@ -227,6 +233,7 @@ export class Billing implements Disposable {
     switch (result.status) {
       case 'settled':
         for (const field of result.capped) metrics.claimsCapped.inc({ field });
+        if (result.dispute) this.#o.onDisputed?.({ jobId: frame.jobId, agentId: agent.agentId, dispute: result.dispute });
         return ack(
           { outcome: 'settled' },
           {

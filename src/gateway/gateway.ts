@@ -32,6 +32,7 @@ import { catalogRoutes } from './http/catalog-api.js';
 import { clientApiRoutes } from './http/client-api.js';
 import type { GatewayContext } from './http/context.js';
 import { healthRoutes } from './http/health.js';
+import { revealRoutes } from './http/reveal.js';
 import { jobRoutes } from './http/jobs.js';
 import { operatorApiRoutes } from './http/operator-api.js';
 import { createDashboardSite, pageRoutes } from './http/pages.js';
@@ -323,6 +324,7 @@ function buildContext(
       ledger: store.ledger,
       operatorShareBps: o.operatorShareBps,
       pendingEarningsMs: o.pendingEarningsMs,
+      onDisputed: ({ jobId, agentId, dispute }) => honesty.countDisputed(agentId, jobId, dispute),
       metrics,
       clock,
       logger: log,
@@ -395,6 +397,7 @@ async function createServer(ctx: GatewayContext, admission: AgentAdmission, site
     await app.register(clientApiRoutes, { ctx });
     await app.register(catalogRoutes, { ctx });
     await app.register(jobRoutes, { ctx });
+    await app.register(revealRoutes, { ctx });
     await app.register(agentAdmissionRoutes, { ctx, admission });
     if (o.dashboard) await app.register(operatorApiRoutes, { ctx });
     await app.register(pageRoutes, { sites });

@@ -13,6 +13,7 @@ import {
   type Clock,
   type Logger,
   type ReleasedApps,
+  type ReplyChecker,
 } from '../shared/index.js';
 import { JOB_TIMEOUT_DEFAULTS, type JobTimeouts } from './job.js';
 import type { GatewayStore } from './store/gateway-store.js';
@@ -81,6 +82,13 @@ export interface GatewayOptions {
    * maxRequestBodyBytes): the operator sign-in, and any route that takes JSON. Defaults to 64 KiB.
    */
   maxApiBodyBytes?: number;
+  /**
+   * Largest body of POST /v1/jobs/:jobId/reveal (a job's evidence: its request and every reply
+   * chunk, base64url in JSON). The default holds the largest request (4 MiB, about 5.6 MiB as
+   * base64url) and a reply of LIMITS.maxTokens one-token chunks (about 4.3 MiB as evidence) with
+   * room for replies sent in larger chunks. Defaults to 32 MiB.
+   */
+  maxRevealBytes?: number;
   /** Deepest nesting of a JSON body, checked by a byte scan before it is parsed. Defaults to LIMITS.maxJsonDepth (64). */
   maxJsonDepth?: number;
   /**
@@ -204,22 +212,35 @@ export interface HonestyLimits {
   strikeHalfLifeMs?: number;
   /** Below this score (in (0, 1]) an agent gets no jobs. Defaults to 0.25. */
   minScore?: number;
+  /**
+   * Re-checks the reply of a job its client reveals (POST /v1/jobs/:jobId/reveal) against the
+   * model file its receipt names; `nightjar gateway --audit-models DIR` builds one. Defaults to
+   * none: reveals are answered 501 NJ_AUDIT_UNAVAILABLE.
+   */
+  checker?: ReplyChecker;
+  /** Reply checks run at once (each evaluates a model); a reveal past them is answered 429. Defaults to 1. */
+  maxConcurrentChecks?: number;
 }
 
+/** {@link HonestyLimits} once resolved. */
+export type ResolvedHonestyLimits = Required<Omit<HonestyLimits, 'checker'>> & { checker: ReplyChecker | null };
+
 /** The defaults of {@link HonestyLimits}. */
-export const HONESTY_DEFAULTS: Required<HonestyLimits> = {
+export const HONESTY_DEFAULTS: ResolvedHonestyLimits = {
   ceilingMargin: 1.25,
   claimGapFactor: 3,
   claimGapMinSamples: 3,
   strikeHalfLifeMs: 86_400_000,
   minScore: 0.25,
+  checker: null,
+  maxConcurrentChecks: 1,
 };
 
 /** {@link GatewayOptions} once resolved: every field set, nested ones too. */
 export interface ResolvedGatewayOptions extends Required<
   Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic' | 'honesty'>
 > {
-  honesty: Required<HonestyLimits>;
+  honesty: ResolvedHonestyLimits;
   /** Null when /metrics is public. */
   metricsToken: string | null;
   rateLimit: { perSecond: number; burst: number };
@@ -243,6 +264,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   maxRequestBodyBytes: LIMITS.maxRequestBodyBytes,
   agentReturnMs: 10_000,
   maxApiBodyBytes: 64 * 1024,
+  maxRevealBytes: 32 * 1024 * 1024,
   maxJsonDepth: LIMITS.maxJsonDepth,
   maxHandshakeFrameBytes: 64 * 1024,
   handshakeTimeoutMs: 10_000,
@@ -281,8 +303,11 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   sites: [],
 };
 
-function resolveHonesty(honesty: HonestyLimits | undefined): Required<HonestyLimits> {
+function resolveHonesty(honesty: HonestyLimits | undefined): ResolvedHonestyLimits {
   const h = withDefaults(HONESTY_DEFAULTS, honesty ?? {});
+  if (!Number.isInteger(h.maxConcurrentChecks) || h.maxConcurrentChecks < 1) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.maxConcurrentChecks must be a positive integer');
+  }
   if (!(h.ceilingMargin >= 1) || !(h.claimGapFactor > 1) || !(h.strikeHalfLifeMs > 0) || !(h.minScore >= 0 && h.minScore <= 1)) {
     throw new NightjarError(
       'NJ_CONFIG_INVALID',
@@ -307,6 +332,9 @@ export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGat
   const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: dev, serveUncatalogued: allowSynthetic ?? dev }, rest);
   if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'operatorShareBps must be an integer from 0 to 10000');
+  }
+  if (!Number.isInteger(o.maxRevealBytes) || o.maxRevealBytes < 1024) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'maxRevealBytes must be a whole number of bytes, at least 1024');
   }
   for (const field of ['jobRetentionDays', 'releasedJobRetentionDays'] as const) {
     if (!(o[field] > 0)) throw new NightjarError('NJ_CONFIG_INVALID', `${field} must be a positive number of days`);

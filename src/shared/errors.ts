@@ -118,6 +118,7 @@ export const ERROR_CODES = {
     status: 400,
     hint: 'The evidence does not open or does not match the receipt; send what the SDK kept for that job, unchanged.',
   },
+  NJ_ALREADY_REVEALED: { status: 409, hint: 'This job was revealed and audited before; its verdict stands and nothing more moves.' },
   NJ_AUDIT_UNAVAILABLE: {
     status: 501,
     hint: "No checker here holds this job's model file; the gateway's operator adds it with `nightjar gateway --audit-models DIR`.",

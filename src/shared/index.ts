@@ -37,3 +37,4 @@ export * from './control/view.js';
 export * from './operator-api.js';
 export type * from './honesty/audit.js';
 export * from './honesty/judge.js';
+export * from './honesty/reveal.js';

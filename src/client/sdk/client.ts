@@ -48,7 +48,12 @@ import {
   completionTokensReceived,
   countersign,
   countersignKeyOf,
+  jobEvidence,
+  jobEvidenceSchema,
+  revealResponseSchema,
   utf8,
+  type AuditVerdict,
+  type JobEvidence,
   type CountersignStatement,
   type ChatMessage,
   type Clock,
@@ -187,6 +192,29 @@ export interface ChatRequest {
   signal?: AbortSignal;
   /** Told before each retry. Defaults to none. */
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Keep the job's evidence (its content key, envelope, reply salt and reply chunks) in
+   * {@link ChatResult.evidence}, so the job can be revealed to the gateway's auditor later
+   * ({@link NightjarClient.reveal}). The content key then outlives the job, inside the evidence:
+   * whoever holds the evidence can read the whole conversation and its reply. Defaults to false
+   * (the key is wiped when the reply ends).
+   */
+  keepEvidence?: boolean;
+}
+
+/** What the gateway's auditor made of a revealed job ({@link NightjarClient.reveal}). */
+export interface RevealResult {
+  jobId: string;
+  /** The agent whose reply was checked. */
+  agentId: string;
+  /** The re-check's verdict: pass, or the findings with their reasons and figures. */
+  verdict: AuditVerdict;
+  /** The job's charge went back to this key (a failed verdict while the job's earnings were still pending). */
+  forfeited: boolean;
+  /** Micro-credits given back, a decimal string ("0" when nothing moved). */
+  refunded: string;
+  /** The gateway's sentence on what was recorded and what moved (or why nothing did). */
+  message: string;
 }
 
 /** What the SDK tells {@link ChatRequest.onRetry} before it sends a request again. */
@@ -226,6 +254,11 @@ export interface ChatResult extends ServedBy {
   signedReceipt: SignedReceipt;
   /** The agent's identity key (base64url) that signed the receipt. */
   identityKey: string;
+  /**
+   * The job's evidence, only when the request asked to keep it ({@link ChatRequest.keepEvidence}).
+   * It holds the content key: whoever holds it can read the conversation and the reply.
+   */
+  evidence?: JobEvidence;
 }
 
 /** A streaming completion: iterate for text deltas; `result` settles at the end. */
@@ -664,6 +697,38 @@ export class NightjarClient {
   }
 
   /**
+   * Reveals one job to the gateway's auditor (POST /v1/jobs/:jobId/reveal): hands over its evidence
+   * (kept with {@link ChatRequest.keepEvidence}), which gives the gateway's operator that
+   * conversation, so the gateway re-checks the reply against the model file the agent's receipt
+   * names. A failed check strikes the agent and, while the job's earnings are pending, gives its
+   * charge back. Needs the API key that paid for the job. Throws NightjarError:
+   * NJ_EVIDENCE_INVALID (the evidence does not open or match the receipt), NJ_NOT_FOUND (not this
+   * key's job, or one without a receipt), NJ_ALREADY_REVEALED, NJ_AUDIT_UNAVAILABLE (the gateway
+   * holds no checker for the file), NJ_RATE_LIMITED (with retryAfterMs).
+   */
+  async reveal(evidence: JobEvidence, signal?: AbortSignal): Promise<RevealResult> {
+    if (this.#o.apiKey === undefined) throw new NightjarError('NJ_UNAUTHORIZED', 'revealing a job needs the API key that paid for it');
+    const checked = jobEvidenceSchema.safeParse(evidence);
+    if (!checked.success) throw new NightjarError('NJ_EVIDENCE_INVALID', `evidence: ${describeIssues(checked.error)}`);
+    let res: Response;
+    try {
+      res = await this.#o.fetch(`${this.#base}/v1/jobs/${checked.data.jobId}/reveal`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...this.#auth() },
+        body: JSON.stringify(checked.data),
+        signal,
+      });
+    } catch (cause) {
+      throw this.#transportError(cause, signal);
+    }
+    if (!res.ok) throw await this.#httpError(res);
+    const answer = validate(revealResponseSchema, await this.#json(res, signal), 'reveal answer');
+    if (answer.jobId !== checked.data.jobId) throw new NightjarError('NJ_FRAME_INVALID', 'the gateway answered the reveal of another job');
+    const { jobId, agentId, verdict, forfeited, refunded, message } = answer;
+    return { jobId, agentId, verdict, forfeited, refunded, message };
+  }
+
+  /**
    * Resolves once every countersignature under way has been posted or given up on (at once if
    * none is). A program that exits right after a reply awaits it so the gateway gets its count.
    */
@@ -787,6 +852,10 @@ export class NightjarClient {
       let opener: ReplyOpener | null = null;
       let agent: Candidate | null = null;
       let chunks = 0;
+      // Kept only when asked (keepEvidence): the chunk ciphertexts as relayed, and the reply salt.
+      const kept: { replySalt: string; chunks: { seq: number; data: string }[] } | null = request.keepEvidence
+        ? { replySalt: '', chunks: [] }
+        : null;
       let replyDigest: Uint8Array | null = null;
       const countersignReply = (): void => {
         if (!opener || !state.served) return;
@@ -811,6 +880,7 @@ export class NightjarClient {
                 agent = candidates.find((x) => x.verified.bundle.agentId === event.agentId) ?? null;
                 if (!agent) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the reply comes from an agent the request was not sealed for');
                 opener = new ReplyOpener(deriveReplyKeys(sealed.contentKey, fromBase64Url(event.replySalt), event.agentId));
+                if (kept) kept.replySalt = event.replySalt;
                 state.served = { jobId: sealed.jobId, agentId: event.agentId, trust: agent.trust, attempt: event.attempt, sends };
                 sink.start(state.served);
                 break;
@@ -819,6 +889,7 @@ export class NightjarClient {
                 if (!opener) throw new NightjarError('NJ_FRAME_UNEXPECTED', 'a chunk arrived before the reply started');
                 const chunk = opener.open(event.seq, fromBase64Url(event.data));
                 chunks++;
+                kept?.chunks.push({ seq: event.seq, data: event.data });
                 if (chunk.delta) {
                   state.text += chunk.delta;
                   sink.delta(chunk.delta);
@@ -831,7 +902,18 @@ export class NightjarClient {
                 replyDigest = opener.digest();
                 const result = await this.#finish(request, sealed, opener, replyDigest, agent, state.served, state.text, event.receipt);
                 this.#prepareSpare(recipients);
-                return result;
+                if (!kept) return result;
+                // A copy of the key goes into the evidence before the finally below wipes the original.
+                const evidence = jobEvidence({
+                  jobId: sealed.jobId,
+                  agentId: state.served.agentId,
+                  attempt: state.served.attempt,
+                  contentKey: sealed.contentKey,
+                  envelope: sealed.envelope,
+                  replySalt: kept.replySalt,
+                  chunks: kept.chunks,
+                });
+                return { ...result, evidence };
               }
               case 'error':
                 throw errorFromPayload(event);

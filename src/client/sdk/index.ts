@@ -9,6 +9,7 @@ export {
   type NightjarClientOptions,
   type ChatRequest,
   type ChatResult,
+  type RevealResult,
   type ChatStream,
   type RetryInfo,
   type ServedBy,

@@ -155,6 +155,38 @@ export class Honesty {
     return found;
   }
 
+  /**
+   * Records a strike found outside the timing checks (a failed audit, a disputed count): counted
+   * at once for routing, written to the store after ({@link Honesty.whenWritten}).
+   */
+  strike(s: NewStrike): void {
+    this.#record(s);
+  }
+
+  /**
+   * Strikes an agent whose receipt its client's countersignature disputed (count-disputed), with
+   * the dispute's numbers. The ledger disputes a job at most once, so this runs once per job.
+   */
+  countDisputed(
+    agentId: string,
+    jobId: string,
+    d: { claimedCompletionTokens: number; countedCompletionTokens: number; digestDiffers: boolean; broken: boolean; refunded: string },
+  ): void {
+    this.#record({
+      agentId,
+      reason: 'count-disputed',
+      jobId,
+      details: {
+        claimedCompletionTokens: d.claimedCompletionTokens,
+        countedCompletionTokens: d.countedCompletionTokens,
+        digestDiffers: d.digestDiffers ? 1 : 0,
+        broken: d.broken ? 1 : 0,
+        refunded: d.refunded,
+      },
+      at: this.#o.clock.now(),
+    });
+  }
+
   /** Deletes an agent's strikes (everyone's with none) and forgets its measurements. */
   async clear(agentId?: string): Promise<number> {
     await this.#writes;

@@ -4,3 +4,12 @@ export { SpeedBook, decodeRate, type JobTiming, type MeasuredSpeed } from './spe
 export { SCORE_DEFAULTS, scoreOf, type ScoreOptions } from './score.js';
 export { SqlStrikeStore, STRIKE_REASONS, type NewStrike, type Strike, type StrikeReason, type StrikeStore } from './strikes.store.js';
 export { Honesty, type HonestyOptions, type TimedAgent } from './honesty.js';
+export {
+  SqlAuditStore,
+  type Audit,
+  type AuditCounts,
+  type AuditSource,
+  type AuditStore,
+  type NewAudit,
+  type StoredFinding,
+} from './audits.store.js';

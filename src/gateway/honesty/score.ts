@@ -3,7 +3,8 @@
  *
  *     penalty = Σ weight(reason) · 2^(−age / halfLife)        score = 1 / (1 + penalty)
  *
- * so an agent with no strikes scores 1, one fresh over-ceiling strike (weight 1) halves it, and it
+ * so an agent with no strikes scores 1, one fresh over-ceiling strike (weight 1) halves it, two fresh
+ * audit-failed strikes (weight 2 each) put it below the default floor of 0.25, and it
  * recovers as strikes age. Routing divides an agent's expected latency by its score (a score of ½
  * ranks it as if twice as slow, so it gets jobs only when faster agents are busy) and offers no job
  * at all below {@link ScoreOptions.minScore}.
@@ -12,7 +13,11 @@ import type { StrikeReason } from './strikes.store.js';
 
 /** How strikes become a score. */
 export interface ScoreOptions {
-  /** Weight of each reason. Defaults to 1 for over-ceiling (impossible), 0.25 for claim-gap (dishonest, not impossible). */
+  /**
+   * Weight of each reason. Defaults to 1 for over-ceiling (impossible), 0.25 for claim-gap
+   * (dishonest, not impossible), 2 for audit-failed (a reply proven off the claimed model: two
+   * fresh ones bar an agent) and 0.25 for count-disputed (the client's word against the agent's).
+   */
   weights?: Readonly<Record<StrikeReason, number>>;
   /** Half-life of a strike's weight. Defaults to 86 400 000 ms (a day). */
   halfLifeMs?: number;
@@ -22,7 +27,7 @@ export interface ScoreOptions {
 
 /** The defaults of {@link ScoreOptions}. */
 export const SCORE_DEFAULTS: Required<ScoreOptions> = {
-  weights: { 'over-ceiling': 1, 'claim-gap': 0.25 },
+  weights: { 'over-ceiling': 1, 'claim-gap': 0.25, 'audit-failed': 2, 'count-disputed': 0.25 },
   halfLifeMs: 86_400_000,
   minScore: 0.25,
 };

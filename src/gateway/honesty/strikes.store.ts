@@ -7,11 +7,16 @@
 import { randomBytes, toHex } from '../../shared/index.js';
 import { intOf, textOrNull, type SqlDriver, type SqlRow } from '../store/sql.js';
 
-/** Why an agent was struck. */
-export type StrikeReason = 'over-ceiling' | 'claim-gap';
+/**
+ * Why an agent was struck: `over-ceiling` (a decode faster than its chip allows for the claimed
+ * file), `claim-gap` (a claimed speed far above the measured one), `audit-failed` (the gateway's
+ * re-check of a job its client revealed found the reply dishonest), `count-disputed` (the client's
+ * countersignature disputed the receipt's count or reply digest).
+ */
+export type StrikeReason = 'over-ceiling' | 'claim-gap' | 'audit-failed' | 'count-disputed';
 
 /** Every strike reason, for the CLI and the operator API. */
-export const STRIKE_REASONS: readonly StrikeReason[] = ['over-ceiling', 'claim-gap'];
+export const STRIKE_REASONS: readonly StrikeReason[] = ['over-ceiling', 'claim-gap', 'audit-failed', 'count-disputed'];
 
 /** A strike to record. */
 export interface NewStrike {
@@ -19,7 +24,7 @@ export interface NewStrike {
   reason: StrikeReason;
   /** The job that showed it; null when no single job did. */
   jobId: string | null;
-  /** Numbers that explain it (rates, sizes, chip), never content. */
+  /** Numbers that explain it (rates, sizes, chip, the failed checks' reasons), never content. */
   details: Readonly<Record<string, number | string>>;
   at: number;
 }

@@ -114,6 +114,8 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
             keyId: key!.id,
             refunded: result.refunded.toString(),
           });
+          const job = await ctx.store.ledger.job(jobId.data);
+          if (job?.agentId && job.dispute) ctx.honesty.countDisputed(job.agentId, jobId.data, job.dispute);
         }
         return { v: PROTOCOL_VERSION, jobId: jobId.data, status: 'stored', disputed: result.disputed };
     }

@@ -39,6 +39,13 @@
  *   dispute-operator operator → client
  *   dispute-platform platform → client
  * and the job's remaining operator share stays pending (disputed) for good.
+ * Forfeits ({@link LedgerStore.forfeit}): a job whose reply the gateway's auditor found dishonest
+ * on the client's reveal gives its whole charge back, if its operator share is still pending (the
+ * window open, or disputed), in two more transfer kinds, unique per job,
+ *   forfeit-operator operator → client
+ *   forfeit-platform platform → client
+ * and is marked forfeited (its charge and shares recorded as 0). A job already payable moves
+ * nothing: the money may have been paid out.
  * Retention ({@link LedgerStore.sweepJobs}) deletes old `settled` and `released` job rows, never a
  * `held` one and never a transfer: the transfers are the money record and stay for ever (the
  * balances are their sums), and their unique (job_id, kind) still refuses a second hold, settle
@@ -137,6 +144,8 @@ export type LateSettleResult =
       shortfall: bigint;
       /** The claims that exceeded their bounds. */
       capped: ('prompt' | 'completion')[];
+      /** The dispute this settlement applied (a countersignature had arrived first), or null. */
+      dispute: JobDispute | null;
     }
   | { status: 'duplicate' }
   | { status: 'refused'; reason: string }
@@ -164,7 +173,16 @@ export interface SettleRequest {
 
 /** How a settle call ended. */
 export type SettleResult =
-  | { status: 'settled'; duplicate: boolean; charged: bigint; operatorAmount: bigint; platformAmount: bigint; released: bigint }
+  | {
+      status: 'settled';
+      duplicate: boolean;
+      charged: bigint;
+      operatorAmount: bigint;
+      platformAmount: bigint;
+      released: bigint;
+      /** The dispute this settlement applied (a countersignature had arrived first), or null. */
+      dispute: JobDispute | null;
+    }
   | { status: 'released'; duplicate: true }
   | { status: 'unknown' };
 
@@ -209,7 +227,20 @@ export interface JobRecord {
   disputedAt: number | null;
   /** The dispute's numbers, or null. */
   dispute: JobDispute | null;
+  /** When an audit of the revealed job forfeited its charge, or null. */
+  forfeitedAt: number | null;
 }
+
+/** What became of a forfeit. */
+export type ForfeitResult =
+  /** The charge went back to the client (`refunded`: the operator's and the platform's shares). */
+  | { status: 'forfeited'; refunded: bigint; fromOperator: bigint; fromPlatform: bigint }
+  /** The job's operator share was already payable: nothing moves. */
+  | { status: 'payable' }
+  /** The job was forfeited before: nothing more moves. */
+  | { status: 'duplicate' }
+  /** No settled job with that id. */
+  | { status: 'unknown' };
 
 /** Why a settled job was disputed, with its numbers (kept as JSON on the job). */
 export interface JobDispute {
@@ -348,6 +379,11 @@ export interface LedgerStore {
   countersign(record: CountersignRecord): Promise<CountersignResult>;
   /** An operator's balance, pending and payable at `now`. */
   operatorBalance(operatorId: string, now: number): Promise<OperatorBalance>;
+  /**
+   * Gives a settled job's charge back to its client because an audit found its reply dishonest,
+   * if its operator share is still pending at `now` (see the module comment); idempotent per job.
+   */
+  forfeit(jobId: string, now: number): Promise<ForfeitResult>;
 }
 
 const jobOf = (r: SqlRow): JobRecord => ({
@@ -380,6 +416,7 @@ const jobOf = (r: SqlRow): JobRecord => ({
   payableAt: intOrNull(r.payable_at),
   disputedAt: intOrNull(r.disputed_at),
   dispute: r.dispute === null || r.dispute === undefined ? null : (JSON.parse(String(r.dispute)) as JobDispute),
+  forfeitedAt: intOrNull(r.forfeited_at),
 });
 
 const KIND_OF = (id: string): string =>
@@ -561,6 +598,7 @@ export class SqlLedgerStore implements LedgerStore {
           operatorAmount: job.operatorAmount ?? 0n,
           platformAmount: job.platformAmount ?? 0n,
           released: job.holdAmount - (job.charged ?? 0n),
+          dispute: job.dispute,
         };
       }
       const prompt = Math.max(0, Math.min(r.promptTokens, job.bodyLength));
@@ -568,7 +606,7 @@ export class SqlLedgerStore implements LedgerStore {
       const settled = await this.#settleHeld(tx, job, r, prompt, completion, null);
       const refunded = await this.#dispute(tx, r.jobId, r.now, true);
       const { operatorAmount, platformAmount, released } = settled;
-      if (refunded === null) return { status: 'settled', duplicate: false, ...settled };
+      if (refunded === null) return { status: 'settled', duplicate: false, ...settled, dispute: null };
       const after = jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!);
       return {
         status: 'settled',
@@ -577,6 +615,7 @@ export class SqlLedgerStore implements LedgerStore {
         operatorAmount: after.operatorAmount ?? operatorAmount,
         platformAmount: after.platformAmount ?? platformAmount,
         released,
+        dispute: after.dispute,
       };
     });
   }
@@ -720,8 +759,9 @@ export class SqlLedgerStore implements LedgerStore {
       const settle = { ...r, outcome: 'settled-late' };
       if (job.status === 'held') {
         const amounts = await this.#settleHeld(tx, job, settle, prompt, completion, r.now);
-        await this.#dispute(tx, r.jobId, r.now, true);
-        return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped };
+        const disputed = (await this.#dispute(tx, r.jobId, r.now, true)) !== null;
+        const dispute = disputed ? jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!).dispute : null;
+        return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped, dispute };
       }
       // Released: the hold went back to the client, so the charge comes from the client's balance,
       // capped at the hold and at what the balance holds now.
@@ -738,8 +778,10 @@ export class SqlLedgerStore implements LedgerStore {
       // The transfers keep why the hold had gone back (the job row's outcome is now settled-late).
       const memo = `settled late, from the balance; the hold was released: ${job.outcome ?? 'unknown'}`;
       if (job.keyId !== null) await this.#payShares(tx, r, ACCOUNTS.client(job.keyId), operatorAmount, platformAmount, memo);
-      await this.#dispute(tx, r.jobId, r.now, true);
+      const disputed = (await this.#dispute(tx, r.jobId, r.now, true)) !== null;
+      const dispute = disputed ? jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!).dispute : null;
       return {
+        dispute,
         status: 'settled',
         from: 'client',
         charged,
@@ -900,7 +942,7 @@ export class SqlLedgerStore implements LedgerStore {
     const cs = await tx.get('SELECT * FROM job_countersigns WHERE job_id = ?', [jobId]);
     if (!row || !cs) return null;
     const job = jobOf(row);
-    if (job.status !== 'settled' || job.disputedAt !== null || job.receipt === null) return null;
+    if (job.status !== 'settled' || job.disputedAt !== null || job.forfeitedAt !== null || job.receipt === null) return null;
     if (!settling && job.payableAt !== null && now >= job.payableAt) return null;
     const signed = JSON.parse(job.receipt) as { receipt?: { replyDigest?: unknown } };
     const claimed = job.completionTokens ?? 0;
@@ -949,6 +991,42 @@ export class SqlLedgerStore implements LedgerStore {
       });
     }
     return chargedBefore - charged;
+  }
+
+  async forfeit(jobId: string, now: number): Promise<ForfeitResult> {
+    return this.#db.transaction(async (tx): Promise<ForfeitResult> => {
+      const row = await tx.get('SELECT * FROM jobs WHERE job_id = ?', [jobId]);
+      if (!row) return { status: 'unknown' };
+      const job = jobOf(row);
+      if (job.status !== 'settled') return { status: 'unknown' };
+      if (job.forfeitedAt !== null) return { status: 'duplicate' };
+      const pending = job.disputedAt !== null || job.payableAt === null || now < job.payableAt;
+      if (!pending) return { status: 'payable' };
+      const fromOperator = job.operatorId === null ? 0n : (job.operatorAmount ?? 0n);
+      const fromPlatform = job.platformAmount ?? 0n;
+      const changed = await tx.run(
+        'UPDATE jobs SET forfeited_at = ?, charged = 0, operator_amount = 0, platform_amount = 0 WHERE job_id = ? AND forfeited_at IS NULL',
+        [now, jobId],
+      );
+      if (changed !== 1) throw new NightjarError('NJ_INTERNAL', 'the job changed under its forfeit');
+      if (job.keyId !== null) {
+        const client = ACCOUNTS.client(job.keyId);
+        const memo = "forfeited: the gateway's audit of the revealed job failed";
+        if (job.operatorId !== null) {
+          await this.#transfer(tx, {
+            jobId,
+            kind: 'forfeit-operator',
+            debit: ACCOUNTS.operator(job.operatorId),
+            credit: client,
+            amount: fromOperator,
+            now,
+            memo,
+          });
+        }
+        await this.#transfer(tx, { jobId, kind: 'forfeit-platform', debit: ACCOUNTS.platform, credit: client, amount: fromPlatform, now, memo });
+      }
+      return { status: 'forfeited', refunded: fromOperator + fromPlatform, fromOperator, fromPlatform };
+    });
   }
 
   async operatorBalance(operatorId: string, now: number): Promise<OperatorBalance> {
@@ -1000,10 +1078,11 @@ export class SqlLedgerStore implements LedgerStore {
               COALESCE(SUM(CASE WHEN t.kind = 'settle-operator' THEN t.amount ELSE 0 END), 0) AS op,
               COALESCE(SUM(CASE WHEN t.kind = 'settle-platform' THEN t.amount ELSE 0 END), 0) AS plat,
               COALESCE(SUM(CASE WHEN t.kind = 'release' THEN t.amount ELSE 0 END), 0) AS rel,
-              COALESCE(SUM(CASE WHEN t.kind IN ('dispute-operator', 'dispute-platform') THEN t.amount ELSE 0 END), 0) AS back,
-              COALESCE(SUM(CASE WHEN t.kind = 'dispute-operator' THEN t.amount ELSE 0 END), 0) AS back_op,
+              COALESCE(SUM(CASE WHEN t.kind IN ('dispute-operator', 'dispute-platform', 'forfeit-operator', 'forfeit-platform')
+                THEN t.amount ELSE 0 END), 0) AS back,
+              COALESCE(SUM(CASE WHEN t.kind IN ('dispute-operator', 'forfeit-operator') THEN t.amount ELSE 0 END), 0) AS back_op,
               COALESCE(SUM(CASE WHEN t.kind = 'hold' AND t.debit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payer,
-              COALESCE(SUM(CASE WHEN t.kind IN ('release', 'dispute-operator', 'dispute-platform')
+              COALESCE(SUM(CASE WHEN t.kind IN ('release', 'dispute-operator', 'dispute-platform', 'forfeit-operator', 'forfeit-platform')
                 AND t.credit <> ('client:' || j.client_key_id) THEN 1 ELSE 0 END), 0) AS wrong_payee,
               COALESCE(SUM(CASE WHEN t.kind IN ('settle-operator', 'settle-platform') AND t.debit <> 'holds' THEN t.amount ELSE 0 END), 0)
                 AS from_client,
@@ -1035,7 +1114,8 @@ export class SqlLedgerStore implements LedgerStore {
         if (rel !== hold) problems.push(`job ${id} was released with ${rel} of ${hold} returned`);
       } else {
         const charged = bigOf(r.charged);
-        // A disputed job gave part of its shares back to the client: the recorded shares are what is left.
+        // A disputed job gave part of its shares back to the client, a forfeited one all of them: the
+        // recorded shares are what is left.
         const back = bigOf(r.back);
         const backOp = bigOf(r.back_op);
         if (op - backOp !== bigOf(r.operator_amount) || plat - (back - backOp) !== bigOf(r.platform_amount))

@@ -1,9 +1,10 @@
 /**
- * The gateway's storage in one handle: accounts, ledger, model catalog, signing key and strikes on one
+ * The gateway's storage in one handle: accounts, ledger, model catalog, signing key, strikes and audits on one
  * database, migrated on open.
  */
 import { SqlAccountStore, type AccountStore } from '../accounts/account.store.js';
 import { SqlCatalogStore, type CatalogStore } from '../catalog/catalog.store.js';
+import { SqlAuditStore, type AuditStore } from '../honesty/audits.store.js';
 import { SqlStrikeStore, type StrikeStore } from '../honesty/strikes.store.js';
 import { SqlLedgerStore, type LedgerStore } from '../ledger/ledger.store.js';
 import { migrate } from './migrations.js';
@@ -19,6 +20,8 @@ export interface GatewayStore extends AsyncDisposable {
   readonly catalog: CatalogStore;
   /** Strikes the honesty checks recorded against agents. */
   readonly strikes: StrikeStore;
+  /** The gateway's audits of revealed jobs. */
+  readonly audits: AuditStore;
   readonly driver: SqlDriver;
   /** A cheap query, for readiness checks. */
   ping(): Promise<void>;
@@ -33,6 +36,7 @@ export function storeOn(driver: SqlDriver): GatewayStore {
     ledger: new SqlLedgerStore(driver),
     catalog: new SqlCatalogStore(driver),
     strikes: new SqlStrikeStore(driver),
+    audits: new SqlAuditStore(driver),
     driver,
     async ping() {
       await driver.get('SELECT 1 AS ok');

@@ -102,6 +102,58 @@ ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK ($
   ].join('\n');
 }
 
+/** Version 8's: a forfeit returns a job's shares from the operator and the platform to the client. */
+const TRANSFER_KINDS_V8 =
+  "kind IN ('topup', 'hold', 'settle-operator', 'settle-platform', 'release', 'payout', 'dispute-operator', 'dispute-platform', " +
+  "'forfeit-operator', 'forfeit-platform')";
+
+/**
+ * Version 8: audits (the gateway's re-checks of revealed jobs: pass or fail with the findings'
+ * reasons and figures, never content), one per job and source, the forfeit time on jobs, and two
+ * more transfer kinds. The kind CHECK is widened as version 7 did it: PostgreSQL replaces it,
+ * SQLite rebuilds the transfers table from its current definition.
+ */
+async function audits(driver: SqlDriver): Promise<string> {
+  const common = `
+CREATE TABLE audits (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  source TEXT NOT NULL CHECK (source IN ('reveal')),
+  pass INTEGER NOT NULL CHECK (pass IN (0, 1)),
+  findings TEXT NOT NULL,
+  figures TEXT NOT NULL,
+  UNIQUE (job_id, source)
+);
+CREATE INDEX audits_agent_at ON audits (agent_id, at);
+CREATE INDEX audits_at ON audits (at);
+ALTER TABLE jobs ADD COLUMN forfeited_at BIGINT;
+`;
+  if (driver.dialect === 'postgres') {
+    return `${common}
+ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_kind_check;
+ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK (${TRANSFER_KINDS_V8});`;
+  }
+  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
+  const create = String(table?.sql ?? '');
+  if (!create.includes(TRANSFER_KINDS_V7)) return common;
+  const indexes = await driver.all(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
+  );
+  const rebuilt = create
+    .replace(TRANSFER_KINDS_V7, TRANSFER_KINDS_V8)
+    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
+  return [
+    common,
+    `${rebuilt};`,
+    'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
+    'DROP TABLE ledger_transfers;',
+    'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
+    ...indexes.map((r) => `${String(r.sql)};`),
+  ].join('\n');
+}
+
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -283,6 +335,11 @@ CREATE INDEX strikes_at ON strikes (at);
     version: 7,
     name: 'client countersignatures, pending earnings and disputes',
     sql: countersignatures,
+  },
+  {
+    version: 8,
+    name: 'audits of revealed jobs, forfeits',
+    sql: audits,
   },
 ];
 
