@@ -62,7 +62,11 @@ export type OperatorMeResponse = z.infer<typeof operatorMeResponseSchema>;
 /** One strike the gateway's honesty checks recorded against an agent (numbers only, never content). */
 export const operatorStrikeViewSchema = z.strictObject({
   at: timeMs,
-  /** Why: 'over-ceiling' (decoded faster than its chip allows for the model) or 'claim-gap' (claims far more speed than measured). */
+  /**
+   * Why: 'over-ceiling' (decoded faster than its chip allows for the model), 'claim-gap' (claims far
+   * more speed than measured), 'audit-failed' (a revealed job's reply failed the gateway's re-check)
+   * or 'count-disputed' (the client's countersignature disputed the receipt's count or digest).
+   */
   reason: z.string().max(64),
   jobId: z.string().max(64).nullable(),
   /** The numbers that explain it (rates in tokens/s, sizes in bytes, the chip's name). */
@@ -70,6 +74,28 @@ export const operatorStrikeViewSchema = z.strictObject({
 });
 /** One strike against an agent. */
 export type OperatorStrikeView = z.infer<typeof operatorStrikeViewSchema>;
+
+/** One failed audit of an agent's reply: the failed checks' reasons and figures (never content). */
+export const operatorAuditFailureViewSchema = z.strictObject({
+  at: timeMs,
+  jobId: z.string().max(64),
+  /** The failed checks, e.g. 'off-distribution', 'completion-count' (docs/honesty.md). */
+  reasons: z.array(z.string().max(64)).max(16),
+  /** The figures behind them, each named `<reason>.<figure>` (ranks, counts, log-likelihoods). */
+  figures: z.record(z.string().max(128), z.number()),
+});
+/** One failed audit of an agent's reply. */
+export type OperatorAuditFailureView = z.infer<typeof operatorAuditFailureViewSchema>;
+
+/** An agent's audits: how many passed and failed, and the last failures. */
+export const operatorAuditsViewSchema = z.strictObject({
+  passed: count,
+  failed: count,
+  /** The latest failures, newest first (at most 5). */
+  lastFailures: z.array(operatorAuditFailureViewSchema).max(5),
+});
+/** An agent's audits. */
+export type OperatorAuditsView = z.infer<typeof operatorAuditsViewSchema>;
 
 /** One agent as the dashboard shows it: live figures while connected, nulls while offline. */
 export const operatorAgentViewSchema = z.strictObject({
@@ -106,6 +132,8 @@ export const operatorAgentViewSchema = z.strictObject({
   score: z.number().min(0).max(1),
   /** Its strikes that still weigh, newest first (at most 20). */
   strikes: z.array(operatorStrikeViewSchema).max(20),
+  /** The gateway's audits of its replies (jobs their clients revealed). */
+  audits: operatorAuditsViewSchema,
 });
 /** One agent as the dashboard shows it. */
 export type OperatorAgentView = z.infer<typeof operatorAgentViewSchema>;

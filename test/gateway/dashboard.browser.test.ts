@@ -92,7 +92,8 @@ describe('operator dashboard in Chromium', () => {
       const cells = await row.locator('td').allTextContents();
       expect(cells.slice(0, 4)).toEqual([agent.agentId.slice(0, 12), 'serving', 'signed', REAL_MODEL.id]);
       expect(cells[5]).toBe('1.00'); // honesty score, no strikes
-      expect(cells[7]).toBe('3'); // jobs done
+      expect(cells[6]).toBe('–'); // no audits
+      expect(cells[8]).toBe('3'); // jobs done
       const other = await page.locator(`#agents tr[data-agent-id="${uncatalogued.agentId}"] td`).allTextContents();
       expect(other.slice(0, 4)).toEqual([
         uncatalogued.agentId.slice(0, 12),
@@ -100,7 +101,7 @@ describe('operator dashboard in Chromium', () => {
         'signed',
         `${REAL_MODEL.id} (not in catalog)`,
       ]);
-      expect(other[7]).toBe('0'); // never routed, though it claims the same id
+      expect(other[8]).toBe('0'); // never routed, though it claims the same id
       expect(await page.textContent('#online')).toBe('2');
 
       // Three jobs at 17 micro-credits each to the operator.

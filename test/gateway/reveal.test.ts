@@ -16,6 +16,7 @@ import {
   countersign,
   countersignKeyOf,
   fromBase64Url,
+  operatorAgentsResponseSchema,
   sealRequest,
   toBase64Url,
   type AuditVerdict,
@@ -224,6 +225,36 @@ describe('a failed verdict', () => {
     await client.reveal((await job(n)).evidence!);
     expect(n.gateway.honesty.barred(agentId)).toBe(true);
     await expect(client.complete({ ...ask, signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({ code: 'NJ_NO_CAPACITY' });
+  });
+});
+
+describe('the operator', () => {
+  // Fails without the audits in agentView (GET /v1/operator/agents): the operator would see the
+  // strike but not the audits behind it.
+  it('sees audits passed and failed, the last failure with its reasons and figures, beside the strikes', async () => {
+    const n = await start();
+    const client = clientFor(n);
+    checks.verdict = PASS;
+    await client.reveal((await job(n)).evidence!);
+    checks.verdict = FAIL;
+    const failed = await job(n);
+    await client.reveal(failed.evidence!);
+    await n.gateway.honesty.whenWritten();
+    const res = await http.fetch(`${n.gateway.url}/v1/operator/agents`, { headers: { authorization: `Bearer ${n.operator.token}` } });
+    const { agents } = operatorAgentsResponseSchema.parse(await res.json());
+    expect(agents[0]!.audits).toEqual({
+      passed: 1,
+      failed: 1,
+      lastFailures: [
+        {
+          at: clock.now(),
+          jobId: failed.jobId,
+          reasons: ['off-distribution'],
+          figures: { 'off-distribution.position': 2, 'off-distribution.rank': 181, 'off-distribution.topK': 40 },
+        },
+      ],
+    });
+    expect(agents[0]!.strikes.map((st) => st.reason)).toEqual(['audit-failed']);
   });
 });
 

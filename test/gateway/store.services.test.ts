@@ -17,7 +17,7 @@ import {
 } from '../../src/gateway/index.js';
 import { randomBytes, toBase64Url, toHex } from '../../src/shared/index.js';
 import { catalogCases } from './support/catalog-cases.js';
-import { strikeCases } from './support/strike-cases.js';
+import { auditCases, strikeCases } from './support/strike-cases.js';
 
 /** The migrations an older gateway had applied before migration 4 (the transfers' foreign key to jobs dropped). */
 const BEFORE_FK_DROP = MIGRATIONS.filter((m) => m.version < 4);
@@ -55,6 +55,7 @@ describe('the schema on PostgreSQL', () => {
       expect(tables).toEqual([
         'agents',
         'api_keys',
+        'audits',
         'catalog_files',
         'enrollment_tokens',
         'gateway_keys',
@@ -198,6 +199,18 @@ describe('catalog and gateway key on PostgreSQL', () => {
 
 describe('strikes on PostgreSQL', () => {
   strikeCases({
+    async open() {
+      const s = schema();
+      return {
+        store: await openPostgresStore({ connectionString: URL, schema: s }),
+        reopen: () => openPostgresStore({ connectionString: URL, schema: s }),
+      };
+    },
+  });
+});
+
+describe('audits on PostgreSQL', () => {
+  auditCases({
     async open() {
       const s = schema();
       return {

@@ -1,10 +1,10 @@
-/** The strikes table on SQLite (the same cases run on PostgreSQL in store.services.test.ts). */
+/** The strikes and audits tables on SQLite (the same cases run on PostgreSQL in store.services.test.ts). */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { openSqliteStore } from '../../src/gateway/index.js';
-import { strikeCases } from './support/strike-cases.js';
+import { auditCases, strikeCases } from './support/strike-cases.js';
 
 let dir: string;
 let n = 0;
@@ -19,6 +19,15 @@ describe('strikes on SQLite', () => {
   strikeCases({
     async open() {
       const file = path.join(dir, `strikes-${n++}.sqlite`);
+      return { store: await openSqliteStore({ path: file }), reopen: () => openSqliteStore({ path: file }) };
+    },
+  });
+});
+
+describe('audits on SQLite', () => {
+  auditCases({
+    async open() {
+      const file = path.join(dir, `audits-${n++}.sqlite`);
       return { store: await openSqliteStore({ path: file }), reopen: () => openSqliteStore({ path: file }) };
     },
   });

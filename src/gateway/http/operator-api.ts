@@ -19,6 +19,8 @@ import {
   operatorReceiptsQuerySchema,
   operatorSessionRequestSchema,
   type OperatorAgentView,
+  type OperatorAuditFailureView,
+  type OperatorAuditsView,
   type OperatorAgentsResponse,
   type OperatorEarningsResponse,
   type OperatorMeResponse,
@@ -27,6 +29,7 @@ import {
   type OperatorSessionResponse,
 } from '../../shared/index.js';
 import type { AgentRecord, OperatorInfo } from '../accounts/account.store.js';
+import type { Audit } from '../honesty/audits.store.js';
 import type { JobRecord } from '../ledger/ledger.store.js';
 import { OperatorSessions } from '../operator/operator-sessions.js';
 import { bearerOf, refuseUnauthenticated } from './callers.js';
@@ -136,7 +139,15 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     const op = await operator(req);
     await ctx.honesty.refresh();
     const now = ctx.clock.now();
-    return { agents: (await ctx.store.accounts.listAgents(op.id)).map((rec) => agentView(ctx, rec, now)) };
+    const records = await ctx.store.accounts.listAgents(op.id);
+    const counts = new Map((await ctx.store.audits.counts()).map((c) => [c.agentId, c]));
+    const audits = new Map<string, OperatorAuditsView>();
+    for (const rec of records) {
+      const c = counts.get(rec.agentId);
+      const lastFailures = c?.failed ? await ctx.store.audits.list({ agentId: rec.agentId, failedOnly: true, limit: 5 }) : [];
+      audits.set(rec.agentId, { passed: c?.passed ?? 0, failed: c?.failed ?? 0, lastFailures: lastFailures.map(auditFailureView) });
+    }
+    return { agents: records.map((rec) => agentView(ctx, rec, now, audits.get(rec.agentId)!)) };
   });
 
   app.get<QueryOf>('/v1/operator/earnings', authed, async (req: Query) => earnings(ctx, (await operator(req)).id, req.query));
@@ -154,11 +165,22 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
   );
 };
 
+/** A failed audit as the operator sees it: reasons, and figures named `<reason>.<figure>` (at most 32). */
+function auditFailureView(a: Audit): OperatorAuditFailureView {
+  const figures: Record<string, number> = {};
+  let n = 0;
+  for (const f of a.findings) {
+    for (const [name, value] of Object.entries(f.figures)) if (n++ < 32) figures[`${f.reason}.${name}`] = value;
+  }
+  return { at: a.at, jobId: a.jobId, reasons: a.findings.map((f) => f.reason).slice(0, 16), figures };
+}
+
 /** One agent bound to the operator: live figures from the directory while it is connected. */
-function agentView(ctx: GatewayContext, rec: AgentRecord, now: number): OperatorAgentView {
+function agentView(ctx: GatewayContext, rec: AgentRecord, now: number, audits: OperatorAuditsView): OperatorAgentView {
   const { directory, honesty } = ctx;
   const live = directory.get(rec.agentId);
   const standing = {
+    audits,
     score: honesty.score(rec.agentId, now),
     strikes: honesty
       .strikesOf(rec.agentId)

@@ -144,8 +144,8 @@ export type LateSettleResult =
       shortfall: bigint;
       /** The claims that exceeded their bounds. */
       capped: ('prompt' | 'completion')[];
-      /** The dispute this settlement applied (a countersignature had arrived first), or null. */
-      dispute: JobDispute | null;
+      /** The dispute this settlement applied (a countersignature had arrived first); absent when none did. */
+      dispute?: JobDispute;
     }
   | { status: 'duplicate' }
   | { status: 'refused'; reason: string }
@@ -180,8 +180,8 @@ export type SettleResult =
       operatorAmount: bigint;
       platformAmount: bigint;
       released: bigint;
-      /** The dispute this settlement applied (a countersignature had arrived first), or null. */
-      dispute: JobDispute | null;
+      /** The dispute this settlement applied (a countersignature had arrived first); absent when none did. */
+      dispute?: JobDispute;
     }
   | { status: 'released'; duplicate: true }
   | { status: 'unknown' };
@@ -598,7 +598,6 @@ export class SqlLedgerStore implements LedgerStore {
           operatorAmount: job.operatorAmount ?? 0n,
           platformAmount: job.platformAmount ?? 0n,
           released: job.holdAmount - (job.charged ?? 0n),
-          dispute: job.dispute,
         };
       }
       const prompt = Math.max(0, Math.min(r.promptTokens, job.bodyLength));
@@ -606,7 +605,7 @@ export class SqlLedgerStore implements LedgerStore {
       const settled = await this.#settleHeld(tx, job, r, prompt, completion, null);
       const refunded = await this.#dispute(tx, r.jobId, r.now, true);
       const { operatorAmount, platformAmount, released } = settled;
-      if (refunded === null) return { status: 'settled', duplicate: false, ...settled, dispute: null };
+      if (refunded === null) return { status: 'settled', duplicate: false, ...settled };
       const after = jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!);
       return {
         status: 'settled',
@@ -615,7 +614,7 @@ export class SqlLedgerStore implements LedgerStore {
         operatorAmount: after.operatorAmount ?? operatorAmount,
         platformAmount: after.platformAmount ?? platformAmount,
         released,
-        dispute: after.dispute,
+        ...(after.dispute ? { dispute: after.dispute } : {}),
       };
     });
   }
@@ -761,7 +760,7 @@ export class SqlLedgerStore implements LedgerStore {
         const amounts = await this.#settleHeld(tx, job, settle, prompt, completion, r.now);
         const disputed = (await this.#dispute(tx, r.jobId, r.now, true)) !== null;
         const dispute = disputed ? jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!).dispute : null;
-        return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped, dispute };
+        return { status: 'settled', from: 'hold', ...amounts, shortfall: 0n, capped: bounded.capped, ...(dispute ? { dispute } : {}) };
       }
       // Released: the hold went back to the client, so the charge comes from the client's balance,
       // capped at the hold and at what the balance holds now.
@@ -781,7 +780,7 @@ export class SqlLedgerStore implements LedgerStore {
       const disputed = (await this.#dispute(tx, r.jobId, r.now, true)) !== null;
       const dispute = disputed ? jobOf((await tx.get('SELECT * FROM jobs WHERE job_id = ?', [r.jobId]))!).dispute : null;
       return {
-        dispute,
+        ...(dispute ? { dispute } : {}),
         status: 'settled',
         from: 'client',
         charged,

@@ -79,7 +79,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Agents</h2>
     <table id="agents">
       <thead><tr><th>Agent</th><th>State</th><th>Trust</th><th>Model</th>\
-<th class="num">Tokens/s measured (claimed)</th><th>Score · strikes</th>\
+<th class="num">Tokens/s measured (claimed)</th><th>Score · strikes</th><th>Audits</th>\
 <th class="num">Slots free</th><th class="num">Jobs</th><th>Uptime</th><th>Last seen</th></tr></thead>
       <tbody></tbody>
     </table>

@@ -417,6 +417,50 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
     }
   });
 
+  it('forfeits a pending job back to its client once (a disputed one too), a payable one not at all', async () => {
+    const { store } = await factory.open();
+    try {
+      const { accounts, ledger } = store;
+      const key = await accounts.createApiKey({ name: 'client', now: 1 });
+      const op = await accounts.createOperator({ name: 'op', now: 1 });
+      await ledger.topUp(key.id, 10_000_000n, 2);
+      const price: Price = { promptPerMTok: 1_000_000n, completionPerMTok: 2_000_000n };
+      const digest = toBase64Url(new Uint8Array(32).fill(7));
+      const receipt = JSON.stringify({ receipt: { replyDigest: digest } });
+      const settled = async (completionTokens: number): Promise<string> => {
+        const id = jobId();
+        await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price, operatorShareBps: 9500, bodyLength: 1024, maxTokens: 100, now: 3 });
+        const base = { attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, finishReason: 'stop', outcome: 'done', receipt };
+        await ledger.settle({ ...base, jobId: id, promptTokens: 12, completionTokens, payableAt: 1005, now: 5 });
+        return id;
+      };
+      // 12 + 2 × 2 = 16: 15 to the operator, 1 to the platform, all of it back.
+      const pending = await settled(2);
+      expect(await ledger.forfeit(pending, 6)).toEqual({ status: 'forfeited', refunded: 16n, fromOperator: 15n, fromPlatform: 1n });
+      expect(await ledger.forfeit(pending, 7)).toEqual({ status: 'duplicate' });
+      const forfeited = (await ledger.job(pending))!;
+      expect({ at: forfeited.forfeitedAt, charged: forfeited.charged, op: forfeited.operatorAmount }).toEqual({ at: 6, charged: 0n, op: 0n });
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n, held: 0n });
+      // A countersignature after the forfeit disputes nothing more.
+      const cs = { jobId: pending, keyId: key.id, replyDigest: digest, completionTokens: 0, chunks: 1, received: 'done' as const, mac: 'm' };
+      expect(await ledger.countersign({ ...cs, now: 8 })).toEqual({ status: 'stored', disputed: false, refunded: 0n });
+      // A disputed job (pending for good) gives back what the dispute left.
+      const disputed = await settled(16);
+      await ledger.countersign({ ...cs, jobId: disputed, completionTokens: 12, now: 9 });
+      expect(await ledger.forfeit(disputed, 2000)).toEqual({ status: 'forfeited', refunded: 36n, fromOperator: 34n, fromPlatform: 2n });
+      // Once payable, nothing moves.
+      const payable = await settled(2);
+      expect(await ledger.forfeit(payable, 1005)).toEqual({ status: 'payable' });
+      expect((await ledger.job(payable))!.forfeitedAt).toBeNull();
+      expect(await ledger.forfeit(jobId(), 6)).toEqual({ status: 'unknown' });
+      expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n - 16n, held: 0n });
+      expect(await ledger.operatorBalance(op.id, 2000)).toEqual({ balance: 15n, pending: 0n, payable: 15n });
+      expect(await ledger.checkInvariants()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it('detects a broken book: the invariant check is not vacuous', async () => {
     const { store } = await factory.open();
     try {

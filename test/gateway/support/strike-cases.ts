@@ -38,3 +38,41 @@ export function strikeCases(factory: StoreFactory): void {
     }
   });
 }
+
+/** Registers the audit store cases against `factory`. */
+export function auditCases(factory: StoreFactory): void {
+  it('records one audit per job and source with reasons and figures, lists and counts them, survives a reopen', async () => {
+    const { store, reopen } = await factory.open();
+    const failed = {
+      jobId: 'job-1',
+      agentId: 'agent-a',
+      at: 1000,
+      source: 'reveal' as const,
+      pass: false,
+      findings: [{ reason: 'off-distribution' as const, figures: { rank: 181, topK: 40 } }],
+      figures: { tokens: 12 },
+    };
+    const a = await store.audits.add(failed);
+    expect(a).toMatchObject(failed);
+    expect(await store.audits.add({ ...failed, pass: true, at: 1001 })).toBeNull();
+    await store.audits.add({ ...failed, jobId: 'job-2', pass: true, findings: [], at: 2000 });
+    await store.audits.add({ ...failed, jobId: 'job-3', agentId: 'agent-b', at: 3000 });
+    await store.dispose();
+    const again = await reopen();
+    try {
+      expect(await again.audits.get('job-1', 'reveal')).toEqual(a);
+      expect(await again.audits.get('job-9', 'reveal')).toBeNull();
+      expect((await again.audits.list({ agentId: 'agent-a' })).map((x) => [x.jobId, x.pass])).toEqual([
+        ['job-2', true],
+        ['job-1', false],
+      ]);
+      expect((await again.audits.list({ failedOnly: true })).map((x) => x.jobId)).toEqual(['job-3', 'job-1']);
+      expect(await again.audits.counts()).toEqual([
+        { agentId: 'agent-a', passed: 1, failed: 1 },
+        { agentId: 'agent-b', passed: 0, failed: 1 },
+      ]);
+    } finally {
+      await again.dispose();
+    }
+  });
+}

@@ -94,6 +94,24 @@ function standing(a: OperatorAgentView): HTMLTableCellElement {
   return td;
 }
 
+/** Audits passed and failed, the last failures' reasons beside them (their figures in the tooltip). */
+function audits(a: OperatorAgentView): HTMLTableCellElement {
+  const { passed, failed, lastFailures } = a.audits;
+  if (passed + failed === 0) return cell('–');
+  const reasons = [...new Set(lastFailures.flatMap((f) => f.reasons))].join(', ');
+  const td = cell(`${passed} passed · ${failed} failed${reasons ? ` · ${reasons}` : ''}`);
+  td.title = lastFailures
+    .map(
+      (f) =>
+        `${new Date(f.at).toISOString()} job ${f.jobId}: ${f.reasons.join(', ')} ` +
+        Object.entries(f.figures)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' '),
+    )
+    .join('\n');
+  return td;
+}
+
 function renderAgents(agents: OperatorAgentView[]): void {
   const body = $('agents').querySelector('tbody')!;
   body.replaceChildren(
@@ -117,6 +135,7 @@ function renderAgents(agents: OperatorAgentView[]): void {
         cell(a.model === null ? '–' : a.catalogued === false ? `${a.model} (not in catalog)` : a.model),
         cell(speed(a), 'num'),
         standing(a),
+        audits(a),
         cell(a.slots === null ? '–' : `${a.freeSlots ?? 0} / ${a.slots}`, 'num'),
         cell(a.jobsDone === null ? '–' : String(a.jobsDone), 'num'),
         cell(a.uptimeMs === null ? '–' : duration(a.uptimeMs)),
