@@ -2,6 +2,7 @@
  * `nightjar chat`: one prompt (argument or stdin) in, the verified reply streamed out; with no
  * prompt on a terminal (or with --interactive), a conversation that keeps its history.
  */
+import { chmod, writeFile } from 'node:fs/promises';
 import { NightjarError, type ChatMessage } from '../../shared/index.js';
 import type { ChatRequest } from '../../client/index.js';
 import type { CommandContext } from '../io.js';
@@ -21,6 +22,8 @@ export interface ChatFlags extends ClientFlagValues {
   interactive?: boolean;
   json?: boolean;
   quiet?: boolean;
+  /** Write the job's evidence (it holds the conversation's key) to this file, mode 0600. */
+  keepEvidence?: string;
 }
 
 async function readAll(stdin: AsyncIterable<string | Uint8Array>): Promise<string> {
@@ -39,6 +42,9 @@ export async function chatCommand(values: ChatFlags, positionals: readonly strin
     const interactive = values.interactive === true || (prompt === '' && io.stdin.isTTY === true);
     if (interactive && prompt !== '') throw new NightjarError('NJ_USAGE', '--interactive takes no prompt argument');
     if (interactive && values.json) throw new NightjarError('NJ_USAGE', '--json is for one-shot replies, not --interactive');
+    if (interactive && values.keepEvidence !== undefined) {
+      throw new NightjarError('NJ_USAGE', '--keep-evidence is for one-shot replies, not --interactive');
+    }
 
     const { client, allowSynthetic } = await commandClient(values, io);
     const model = await pickModel(client, values.model, allowSynthetic, io.signal);
@@ -75,6 +81,7 @@ export async function chatCommand(values: ChatFlags, positionals: readonly strin
       messages,
       ...sampling,
       signal: io.signal,
+      keepEvidence: values.keepEvidence !== undefined,
       onRetry: ({ error, delayMs }) => {
         if (!values.quiet) io.stderr.write(`[${error.code}; sending again in ${(delayMs / 1000).toFixed(1)} s]\n`);
       },
@@ -85,7 +92,18 @@ export async function chatCommand(values: ChatFlags, positionals: readonly strin
         wroteText = true;
       }
     }
-    const result = await stream.result;
+    const { evidence, ...result } = await stream.result;
+    if (values.keepEvidence !== undefined && evidence) {
+      await writeFile(values.keepEvidence, JSON.stringify(evidence) + '\n', { mode: 0o600 });
+      // A file that existed keeps its mode through writeFile: make it private either way.
+      await chmod(values.keepEvidence, 0o600);
+      if (!values.quiet) {
+        io.stderr.write(
+          `[evidence of job ${result.jobId} written to ${values.keepEvidence}: it holds this conversation's key, so whoever ` +
+            'reads it can read the prompt and the reply; `nightjar dispute FILE` reveals it to the gateway]\n',
+        );
+      }
+    }
     if (values.json) {
       io.stdout.write(JSON.stringify(result, null, 2) + '\n');
     } else {

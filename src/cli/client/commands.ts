@@ -1,5 +1,5 @@
 /**
- * The client's commands in the command table: `chat`, `proxy`, `trust reset` and `models offered`. Only
+ * The client's commands in the command table: `chat`, `dispute`, `proxy`, `trust reset` and `models offered`. Only
  * commander and tiny helpers load with it; each action imports its body (and so the client SDK)
  * when it runs.
  */
@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 import { DEFAULT_GATEWAY, TRUST_LEVEL_CHOICES, collect, decimal, integer, port, positiveInteger, helpAfter } from '../flags.js';
 import type { Launch } from '../program.js';
 import type { ChatFlags } from './chat.js';
+import type { DisputeFlags } from './dispute.js';
 import type { ModelsOfferedFlags } from './models-offered.js';
 import type { ProxyFlags } from './proxy-command.js';
 import type { TrustResetFlags } from './trust.js';
@@ -50,7 +51,11 @@ function defineChat(program: Command, launch: Launch): void {
     .addOption(new Option('--stop <text>', 'stop generating at this text (repeatable)').argParser(collect))
     .option('-i, --interactive', 'hold a conversation even when standard input is not a terminal')
     .option('--json', 'print the verified result as JSON instead of streaming text (one-shot)')
-    .option('--quiet', 'do not print the summary line');
+    .option('--quiet', 'do not print the summary line')
+    .option(
+      '--keep-evidence <file>',
+      'write the job’s evidence to FILE (mode 0600) for `nightjar dispute`; it holds the conversation’s key (one-shot)',
+    );
   clientOptions(chat)
     .addHelpText(
       'after',
@@ -61,6 +66,25 @@ function defineChat(program: Command, launch: Launch): void {
     )
     .action((prompt: string[], flags: ChatFlags, cmd: Command) =>
       launch(cmd, async (ctx) => (await import('./chat.js')).chatCommand(flags, prompt, ctx)),
+    );
+}
+
+function defineDispute(program: Command, launch: Launch): void {
+  const dispute = program
+    .command('dispute')
+    .summary('reveal one job to the gateway’s auditor, which re-checks its reply')
+    .description(
+      'Reveals one job to the gateway: FILE is its evidence, as `nightjar chat --keep-evidence FILE` wrote it. The ' +
+        'gateway re-checks the reply against the model file the agent’s receipt names; a failed check strikes the ' +
+        'agent and, while the job’s earnings are still pending, gives its charge back to this key. Revealing gives ' +
+        'the gateway’s operator that conversation. Exits 0 when the reply passed, 1 when it failed.',
+    )
+    .argument('<file>', 'the job’s evidence (JSON)')
+    .option('--json', 'print the verdict as JSON');
+  clientOptions(dispute)
+    .addHelpText('after', helpAfter('Example:\n  nightjar chat --keep-evidence job.json "Hello"\n  nightjar dispute job.json'))
+    .action((file: string, flags: DisputeFlags, cmd: Command) =>
+      launch(cmd, async (ctx) => (await import('./dispute.js')).disputeCommand(flags, file, ctx)),
     );
 }
 
@@ -112,6 +136,7 @@ function defineTrust(program: Command, launch: Launch): void {
 /** Adds the client's commands to `program`, and `offered` to the `models` command. */
 export function defineClientCommands(program: Command, launch: Launch, models: Command): void {
   defineChat(program, launch);
+  defineDispute(program, launch);
   defineProxy(program, launch);
   defineTrust(program, launch);
   models

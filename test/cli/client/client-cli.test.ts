@@ -1,9 +1,10 @@
 /**
  * The client commands, driven in-process against a real gateway and real agents (FakeEngine:
  * the moment text arrives matters here, not the text): `nightjar chat` one-shot and
- * interactive (piped input, and a terminal with Ctrl-C), `models offered`, `receipts --client`.
+ * interactive (piped input, and a terminal with Ctrl-C), `models offered`, `receipts --client`,
+ * `chat --keep-evidence` and `dispute`.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -151,6 +152,50 @@ describe('nightjar chat, one-shot', () => {
           'error NJ_AGENT_FAILED: the reply broke off after 7 characters: the agent failed mid-reply',
       ),
     );
+  });
+});
+
+describe('nightjar chat --keep-evidence and nightjar dispute', () => {
+  // Fails if the evidence file were written with the default mode (0644 under a usual umask):
+  // other users of the machine could read the conversation.
+  it('writes the evidence privately with a warning, and dispute reveals it and prints the verdict', async () => {
+    const verdict = {
+      pass: false,
+      findings: [{ reason: 'off-distribution' as const, detail: 'token 2 of 2 ranks 181st; the request allowed the top 40', figures: { rank: 181 } }],
+      figures: { tokens: 2 },
+    };
+    net = await startNet({ honesty: { checker: async () => verdict } });
+    const a = await net.addAgent(new FakeEngine({ words: ['Hi', '!'] }));
+    const key = await net.gateway.store.accounts.createApiKey({ name: 'cli', now: Date.now() });
+    const file = path.join(dir, 'job.json');
+    const flags = ['--gateway', net.gateway.url, '--allow-synthetic', '--api-key', key.key];
+    const chat = io(noInput());
+    expect(await chatCommand([...flags, '--keep-evidence', file, 'Hello'], chat.io)).toBe(0);
+    expect(chat.err()).toMatch(/\[evidence of job [\w-]+ written to .*job\.json: it holds this conversation's key/);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const evidence = JSON.parse(await readFile(file, 'utf8')) as { agentId: string; jobId: string };
+    expect(evidence.agentId).toBe(a.agentId);
+    const dispute = io(noInput());
+    expect(await main(['dispute', file, ...flags.filter((f) => f !== '--allow-synthetic')], dispute.io)).toBe(1);
+    expect(dispute.out()).toBe(
+      `Job ${evidence.jobId} on agent ${a.agentId}: the reply failed the gateway's check.\n` +
+        '  off-distribution: token 2 of 2 ranks 181st; the request allowed the top 40\n' +
+        "the reply failed its check (off-distribution): the agent is struck and the job's charge went back to this key (0 micro-credits).\n",
+    );
+    const again = io(noInput());
+    expect(await main(['dispute', file, '--gateway', net.gateway.url, '--api-key', key.key], again.io)).toBe(1);
+    expect(again.err()).toMatch(/NJ_ALREADY_REVEALED/);
+  });
+
+  it('refuses --keep-evidence in a conversation, and a file that is not evidence', async () => {
+    const chat = io(noInput());
+    expect(await chatCommand(['-i', '--keep-evidence', path.join(dir, 'x.json')], chat.io)).toBe(2);
+    expect(chat.err()).toMatch(/--keep-evidence is for one-shot replies/);
+    const bad = path.join(dir, 'bad.json');
+    await writeFile(bad, '{"v":1}');
+    const dispute = io(noInput());
+    expect(await main(['dispute', bad, '--api-key', 'k'], dispute.io)).toBe(1);
+    expect(dispute.err()).toMatch(/NJ_EVIDENCE_INVALID/);
   });
 });
 
