@@ -255,9 +255,30 @@ describe('nightjar gateway admin commands', () => {
     expect(out).toMatch(/^boaster\s+1\s+0\.80\s+yes, ranked lower$/m);
     expect(out).toMatch(/^cheat\s+\S+ \S+\s+over-ceiling\s+job-0\s+chip=Apple M2 measuredTps=500 ceilingTps=111\.87$/m);
     expect((await run('strikes', 'list', '--agent', 'boaster')).out).not.toContain('cheat');
+    // The reasons from outside the timing checks: a failed audit of a revealed job, a disputed count.
+    const more = await openSqliteStore({ path: db });
+    await more.strikes.add({
+      agentId: 'junk',
+      reason: 'audit-failed',
+      jobId: 'job-7',
+      details: { reasons: 'off-distribution', 'off-distribution.rank': 181 },
+      at: now - 1000,
+    });
+    await more.strikes.add({
+      agentId: 'junk',
+      reason: 'count-disputed',
+      jobId: 'job-8',
+      details: { claimedCompletionTokens: 16 },
+      at: now - 1000,
+    });
+    await more.dispose();
+    const junk = (await run('strikes', 'list', '--agent', 'junk')).out;
+    expect(junk).toMatch(/^junk\s+2\s+0\.31\s+yes, ranked lower$/m);
+    expect(junk).toMatch(/^junk\s+\S+ \S+\s+audit-failed\s+job-7\s+reasons=off-distribution off-distribution\.rank=181$/m);
+    expect(junk).toMatch(/^junk\s+\S+ \S+\s+count-disputed\s+job-8\s+claimedCompletionTokens=16$/m);
     expect((await fails('strikes', 'clear')).code).toBe('NJ_USAGE');
     expect((await run('strikes', 'clear', 'cheat')).out).toMatch(/^Cleared 4 strikes of cheat; /);
-    expect((await run('strikes', 'clear', '--all')).out).toMatch(/^Cleared 1 strike; /);
+    expect((await run('strikes', 'clear', '--all')).out).toMatch(/^Cleared 3 strikes; /);
     expect((await run('strikes', 'list')).out).toBe('No strikes.\n');
   });
 
