@@ -84,7 +84,10 @@ async function start(options: GatewayOptions = { honesty: { checker: fakeChecker
   return net;
 }
 
-function clientFor(n: BilledNetwork, extra: { seal?: (o: SealRequestOptions) => ReturnType<typeof sealRequest>; countersign?: boolean } = {}) {
+function clientFor(
+  n: BilledNetwork,
+  extra: { seal?: (o: SealRequestOptions) => ReturnType<typeof sealRequest>; countersign?: boolean } = {},
+) {
   return new NightjarClient({
     gatewayUrl: n.gateway.url,
     trust: { allowSynthetic: true },
@@ -96,7 +99,10 @@ function clientFor(n: BilledNetwork, extra: { seal?: (o: SealRequestOptions) => 
 }
 
 /** One job on the raw agent ('Hello there', 12 + 2 tokens claimed), its evidence kept unless told. */
-async function job(n: BilledNetwork, options: { keepEvidence?: boolean; completionTokens?: number; countersign?: boolean } = {}): Promise<ChatResult> {
+async function job(
+  n: BilledNetwork,
+  options: { keepEvidence?: boolean; completionTokens?: number; countersign?: boolean } = {},
+): Promise<ChatResult> {
   const raw = raws[0]!;
   const isBilled = billed(n.gateway);
   const client = clientFor(n, { countersign: options.countersign });
@@ -112,7 +118,12 @@ async function job(n: BilledNetwork, options: { keepEvidence?: boolean; completi
   return result;
 }
 
-async function reveal(n: BilledNetwork, body: unknown, jobId: string, apiKey = n.key.key): Promise<{ status: number; body: unknown; retryAfter: string | null }> {
+async function reveal(
+  n: BilledNetwork,
+  body: unknown,
+  jobId: string,
+  apiKey = n.key.key,
+): Promise<{ status: number; body: unknown; retryAfter: string | null }> {
   const res = await http.fetch(`${n.gateway.url}/v1/jobs/${jobId}/reveal`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
@@ -185,7 +196,13 @@ describe('a failed verdict', () => {
     ]);
     const audits = await n.store.audits.list({ agentId: raws[0]!.agentId });
     expect(audits.map((a) => ({ jobId: a.jobId, pass: a.pass, source: a.source, findings: a.findings, figures: a.figures }))).toEqual([
-      { jobId: result.jobId, pass: false, source: 'reveal', findings: [{ reason: 'off-distribution', figures: FAIL.findings[0]!.figures }], figures: FAIL.figures },
+      {
+        jobId: result.jobId,
+        pass: false,
+        source: 'reveal',
+        findings: [{ reason: 'off-distribution', figures: FAIL.findings[0]!.figures }],
+        figures: FAIL.figures,
+      },
     ]);
     // Never content: the detail sentence is not stored either.
     expect(JSON.stringify([strikes, audits])).not.toMatch(/Hello|nocturnal|ranks 181st/);
@@ -201,7 +218,8 @@ describe('a failed verdict', () => {
     expect({ forfeited: answer.forfeited, refunded: answer.refunded, message: answer.message }).toEqual({
       forfeited: false,
       refunded: '0',
-      message: "the reply failed its check (off-distribution): the agent is struck; the job's earnings were already payable, so no money moves",
+      message:
+        "the reply failed its check (off-distribution): the agent is struck; the job's earnings were already payable, so no money moves",
     });
     expect(await books(n, result.jobId)).toEqual({
       client: BALANCE - 16n,
@@ -403,7 +421,14 @@ describe('count-disputed strikes', () => {
     const stream = clientFor(n).chat(ask);
     const served = await raw.serve(await raw.next('job'), ['Hello', ' there'], { promptTokens: 12, completionTokens: 16 });
     const jobId = served.receipt.jobId;
-    const statement: CountersignStatement = { v: PROTOCOL_VERSION, jobId, replyDigest: served.receipt.replyDigest, completionTokens: 12, chunks: 3, received: 'done' };
+    const statement: CountersignStatement = {
+      v: PROTOCOL_VERSION,
+      jobId,
+      replyDigest: served.receipt.replyDigest,
+      completionTokens: 12,
+      chunks: 3,
+      received: 'done',
+    };
     const res = await http.fetch(`${n.gateway.url}/v1/jobs/${jobId}/countersign`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${n.key.key}` },
@@ -422,7 +447,10 @@ describe('count-disputed strikes', () => {
 
 describe('the SDK', () => {
   /** A seal that remembers the content key buffer it handed out, and a copy of its bytes. */
-  function watchedSeal(): { seal: (o: SealRequestOptions) => ReturnType<typeof sealRequest>; keys: { buffer: Uint8Array; copy: Uint8Array }[] } {
+  function watchedSeal(): {
+    seal: (o: SealRequestOptions) => ReturnType<typeof sealRequest>;
+    keys: { buffer: Uint8Array; copy: Uint8Array }[];
+  } {
     const keys: { buffer: Uint8Array; copy: Uint8Array }[] = [];
     return {
       keys,

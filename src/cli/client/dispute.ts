@@ -37,7 +37,8 @@ async function readEvidence(file: string): Promise<ReturnType<typeof jobEvidence
     throw new NightjarError('NJ_USAGE', `${file} is not JSON; give the file \`nightjar chat --keep-evidence\` wrote`);
   }
   const evidence = jobEvidenceSchema.safeParse(parsed);
-  if (!evidence.success) throw new NightjarError('NJ_EVIDENCE_INVALID', `${file} is not a job's evidence: ${describeIssues(evidence.error)}`);
+  if (!evidence.success)
+    throw new NightjarError('NJ_EVIDENCE_INVALID', `${file} is not a job's evidence: ${describeIssues(evidence.error)}`);
   return evidence.data;
 }
 

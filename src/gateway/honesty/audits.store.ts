@@ -85,7 +85,8 @@ export class SqlAuditStore implements AuditStore {
       findings: a.findings.map((f) => ({ reason: f.reason, figures: { ...f.figures } })),
     };
     const n = await this.driver.run(
-      'INSERT INTO audits (id, job_id, agent_id, at, source, pass, findings, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      'INSERT INTO audits (id, job_id, agent_id, at, source, pass, findings, figures) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
       [audit.id, a.jobId, a.agentId, audit.at, a.source, a.pass ? 1 : 0, JSON.stringify(audit.findings), JSON.stringify(a.figures)],
     );
     return n === 1 ? audit : null;

@@ -133,8 +133,7 @@ async function record(ctx: GatewayContext, jobId: string, agentId: string, verdi
     forfeited: false,
     refunded: '0',
     message:
-      `the reply failed its check (${reasons}): the agent is struck; the job's earnings were already payable, ` +
-      'so no money moves',
+      `the reply failed its check (${reasons}): the agent is struck; the job's earnings were already payable, ` + 'so no money moves',
   };
 }
 

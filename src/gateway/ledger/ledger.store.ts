@@ -1022,7 +1022,15 @@ export class SqlLedgerStore implements LedgerStore {
             memo,
           });
         }
-        await this.#transfer(tx, { jobId, kind: 'forfeit-platform', debit: ACCOUNTS.platform, credit: client, amount: fromPlatform, now, memo });
+        await this.#transfer(tx, {
+          jobId,
+          kind: 'forfeit-platform',
+          debit: ACCOUNTS.platform,
+          credit: client,
+          amount: fromPlatform,
+          now,
+          memo,
+        });
       }
       return { status: 'forfeited', refunded: fromOperator + fromPlatform, fromOperator, fromPlatform };
     });

@@ -161,7 +161,9 @@ describe('nightjar chat --keep-evidence and nightjar dispute', () => {
   it('writes the evidence privately with a warning, and dispute reveals it and prints the verdict', async () => {
     const verdict = {
       pass: false,
-      findings: [{ reason: 'off-distribution' as const, detail: 'token 2 of 2 ranks 181st; the request allowed the top 40', figures: { rank: 181 } }],
+      findings: [
+        { reason: 'off-distribution' as const, detail: 'token 2 of 2 ranks 181st; the request allowed the top 40', figures: { rank: 181 } },
+      ],
       figures: { tokens: 2 },
     };
     net = await startNet({ honesty: { checker: async () => verdict } });
@@ -180,7 +182,8 @@ describe('nightjar chat --keep-evidence and nightjar dispute', () => {
     expect(dispute.out()).toBe(
       `Job ${evidence.jobId} on agent ${a.agentId}: the reply failed the gateway's check.\n` +
         '  off-distribution: token 2 of 2 ranks 181st; the request allowed the top 40\n' +
-        "the reply failed its check (off-distribution): the agent is struck and the job's charge went back to this key (0 micro-credits).\n",
+        'the reply failed its check (off-distribution): the agent is struck and ' +
+        "the job's charge went back to this key (0 micro-credits).\n",
     );
     const again = io(noInput());
     expect(await main(['dispute', file, '--gateway', net.gateway.url, '--api-key', key.key], again.io)).toBe(1);

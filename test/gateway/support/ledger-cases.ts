@@ -429,7 +429,16 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       const receipt = JSON.stringify({ receipt: { replyDigest: digest } });
       const settled = async (completionTokens: number): Promise<string> => {
         const id = jobId();
-        await ledger.hold({ jobId: id, keyId: key.id, model: 'm', price, operatorShareBps: 9500, bodyLength: 1024, maxTokens: 100, now: 3 });
+        await ledger.hold({
+          jobId: id,
+          keyId: key.id,
+          model: 'm',
+          price,
+          operatorShareBps: 9500,
+          bodyLength: 1024,
+          maxTokens: 100,
+          now: 3,
+        });
         const base = { attempt: 0, agentId: 'a'.repeat(32), operatorId: op.id, finishReason: 'stop', outcome: 'done', receipt };
         await ledger.settle({ ...base, jobId: id, promptTokens: 12, completionTokens, payableAt: 1005, now: 5 });
         return id;
@@ -439,10 +448,22 @@ export function ledgerCases(factory: StoreFactory, options: { runs: number }): v
       expect(await ledger.forfeit(pending, 6)).toEqual({ status: 'forfeited', refunded: 16n, fromOperator: 15n, fromPlatform: 1n });
       expect(await ledger.forfeit(pending, 7)).toEqual({ status: 'duplicate' });
       const forfeited = (await ledger.job(pending))!;
-      expect({ at: forfeited.forfeitedAt, charged: forfeited.charged, op: forfeited.operatorAmount }).toEqual({ at: 6, charged: 0n, op: 0n });
+      expect({ at: forfeited.forfeitedAt, charged: forfeited.charged, op: forfeited.operatorAmount }).toEqual({
+        at: 6,
+        charged: 0n,
+        op: 0n,
+      });
       expect(await ledger.clientBalance(key.id)).toEqual({ balance: 10_000_000n, held: 0n });
       // A countersignature after the forfeit disputes nothing more.
-      const cs = { jobId: pending, keyId: key.id, replyDigest: digest, completionTokens: 0, chunks: 1, received: 'done' as const, mac: 'm' };
+      const cs = {
+        jobId: pending,
+        keyId: key.id,
+        replyDigest: digest,
+        completionTokens: 0,
+        chunks: 1,
+        received: 'done' as const,
+        mac: 'm',
+      };
       expect(await ledger.countersign({ ...cs, now: 8 })).toEqual({ status: 'stored', disputed: false, refunded: 0n });
       // A disputed job (pending for good) gives back what the dispute left.
       const disputed = await settled(16);
