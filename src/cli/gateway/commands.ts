@@ -189,6 +189,10 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       'hours each share stays pending (a client countersignature can still dispute it) before payouts may take it (default 24)',
     )
     .option('--metrics-token-file <file>', 'require the token in FILE (mode 0600) at /metrics (or set env NIGHTJAR_METRICS_TOKEN)')
+    .option(
+      '--audit-models <dir>',
+      're-check jobs clients reveal (nightjar dispute) against the .gguf files in DIR (each hashed once at start)',
+    )
     .addHelpText(
       'after',
       helpAfter(

@@ -3,7 +3,7 @@
  * stopped; `nightjar gateway keys|operators|enroll|prices|catalog|key|ledger` administers its database.
  */
 import path from 'node:path';
-import { NightjarError } from '../../shared/index.js';
+import { NightjarError, type ReplyChecker } from '../../shared/index.js';
 import { Gateway, openSqliteStore, type StaticSite } from '../../gateway/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
 import { DEFAULT_DB } from '../flags.js';
@@ -26,6 +26,21 @@ export interface GatewayFlags {
   pendingHours?: string;
   /** A file holding the bearer token /metrics requires (mode 0600). */
   metricsTokenFile?: string;
+  /** A directory of .gguf files: the gateway re-checks revealed jobs against them. */
+  auditModels?: string;
+}
+
+/** The reply checker of --audit-models: the files in `dir` hashed once, a checker on them, and its disposal. */
+async function auditChecker(dir: string, ctx: CommandContext): Promise<{ check: ReplyChecker; dispose(): Promise<void>; files: number }> {
+  const { indexModelFiles } = await import('./audit-models.js');
+  ctx.io.stderr.write(`Hashing the model files in ${dir} (once, at start)…\n`);
+  const index = await indexModelFiles(path.resolve(ctx.io.cwd, dir), {
+    signal: ctx.signal,
+    onProgress: (file, done, total) => ctx.io.stderr.write(`  ${file}: ${Math.floor((done / total) * 100)} %\n`),
+  });
+  const { createReplyChecker } = await import('../../main/agent/index.js');
+  const handle = createReplyChecker({ modelPath: (sha256) => index.get(sha256) ?? null, logger: ctx.logger() });
+  return { check: handle.check, dispose: () => handle.dispose(), files: index.size };
 }
 
 /** Parses "95" or "97.5" percent into basis points. */
@@ -54,6 +69,8 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
   const metricsToken = await readSecret(SECRETS.metricsToken, { file: values.metricsTokenFile }, ctx.io);
   const logger = ctx.logger();
   const dbPath = values.memory ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
+  const checker = values.auditModels === undefined ? null : await auditChecker(values.auditModels, ctx);
+  if (checker) ctx.io.stderr.write(`Reveals are re-checked against ${checker.files} model ${checker.files === 1 ? 'file' : 'files'}.\n`);
   const store = dbPath ? await openSqliteStore({ path: dbPath, now: ctx.clock.now() }) : undefined;
   let gateway: Gateway;
   try {
@@ -66,12 +83,14 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       pendingEarningsMs: values.pendingHours === undefined ? undefined : pendingMs(values.pendingHours),
       metricsToken,
       store,
+      ...(checker ? { honesty: { checker: checker.check } } : {}),
       clock: ctx.clock,
       sites,
       logger,
     });
   } catch (err) {
     await store?.dispose();
+    await checker?.dispose();
     throw err;
   }
   ctx.io.stdout.write(
@@ -83,5 +102,6 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
   logger.info('shutting down: letting running streams finish');
   await gateway.dispose();
   await store?.dispose();
+  await checker?.dispose();
   return 0;
 }
