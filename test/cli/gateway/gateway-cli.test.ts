@@ -4,7 +4,7 @@
  * works against a gateway started by the CLI on the same file.
  */
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CliIo } from '../../../src/cli/io.js';
@@ -312,6 +312,24 @@ describe('nightjar gateway', () => {
     stop.abort();
     expect(await running).toBe(0);
     expect(cli.err()).toBe('');
+  });
+
+  it('--audit-models hashes the files of DIR at start and re-checks reveals with them; a DIR it cannot read is a usage error', async () => {
+    const models = path.join(path.dirname(db), 'models');
+    await mkdir(models);
+    await writeFile(path.join(models, 'tiny.gguf'), 'not really a model: nothing loads it until a reveal');
+    const stop = new AbortController();
+    let listening!: (line: string) => void;
+    const started = new Promise<string>((r) => (listening = r));
+    const cli = io(stop.signal, (out) => out.endsWith('\n') && listening(out));
+    const running = main(['--log-level', 'error', 'gateway', '--db', db, '--port', '0', '--audit-models', models], cli);
+    expect(await started).toMatch(/^Nightjar gateway on /);
+    expect(cli.err()).toBe(`Hashing the model files in ${models} (once, at start)…\nReveals are re-checked against 1 model file.\n`);
+    stop.abort();
+    expect(await running).toBe(0);
+    const missing = io();
+    expect(await main(['gateway', '--db', db, '--port', '0', '--audit-models', path.join(models, 'nope')], missing)).toBe(2);
+    expect(missing.err()).toMatch(/\nerror NJ_USAGE: --audit-models: cannot read .*nope \(ENOENT\)/);
   });
 
   it('prints its usage, with the admin commands', async () => {
