@@ -66,6 +66,13 @@ export class GatewayMetrics {
     labelNames: ['result'],
     registers: [this.registry],
   });
+  /** Revealed jobs the gateway re-checked, by result. */
+  readonly reveals = new Counter<'result'>({
+    name: 'nightjar_reveals_total',
+    help: 'Revealed jobs re-checked by the reply checker, by result (passed, forfeited, failed-payable: failed after the pending window).',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   /** Receipts agents delivered after their job ended here (a dropped link, a restart), by outcome. */
   readonly lateReceipts = new Counter<'outcome'>({
     name: 'nightjar_late_receipts_total',

@@ -204,6 +204,8 @@ describe('a failed verdict', () => {
         figures: FAIL.figures,
       },
     ]);
+    const metrics = await (await http.fetch(`${n.gateway.url}/metrics`)).text();
+    expect(metrics).toMatch(/^nightjar_reveals_total\{result="forfeited"\} 1$/m);
     // Never content: the detail sentence is not stored either.
     expect(JSON.stringify([strikes, audits])).not.toMatch(/Hello|nocturnal|ranks 181st/);
   });

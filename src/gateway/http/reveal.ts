@@ -108,6 +108,7 @@ async function record(ctx: GatewayContext, jobId: string, agentId: string, verdi
   const answer: Pick<RevealResponse, 'v' | 'jobId' | 'agentId' | 'verdict'> = { v: PROTOCOL_VERSION, jobId, agentId, verdict };
   if (verdict.pass) {
     ctx.log.info('revealed job passed its audit', { jobId, agentId });
+    ctx.metrics.reveals.inc({ result: 'passed' });
     return { ...answer, forfeited: false, refunded: '0', message: 'the reply passed its check; the audit is recorded and nothing moves' };
   }
   ctx.honesty.strike(auditStrike(agentId, jobId, verdict, now));
@@ -120,6 +121,7 @@ async function record(ctx: GatewayContext, jobId: string, agentId: string, verdi
   }
   const reasons = verdict.findings.map((f) => f.reason).join(', ') || 'no reason given';
   ctx.log.warn('revealed job failed its audit', { jobId, agentId, reasons, forfeit: forfeit.status });
+  ctx.metrics.reveals.inc({ result: forfeit.status === 'forfeited' ? 'forfeited' : 'failed-payable' });
   if (forfeit.status === 'forfeited') {
     return {
       ...answer,
