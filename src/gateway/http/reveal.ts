@@ -33,16 +33,18 @@ const MAX_STRIKE_FIGURES = 32;
 /** Registers POST /v1/jobs/:jobId/reveal. */
 export const revealRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
   let running = 0;
+  const checker = ctx.options.honesty.checker;
+  // Without a checker nothing can be re-checked: refused before the (large) body is read.
+  const refuseWithoutChecker = async (): Promise<void> => {
+    if (!checker) throw new NightjarError('NJ_AUDIT_UNAVAILABLE', 'this gateway has no reply checker: it cannot re-check a revealed job');
+  };
   app.post<{ Params: { jobId: string } }>(
     '/v1/jobs/:jobId/reveal',
     // A reveal costs a request token like any route; the check itself is bounded below.
-    { bodyLimit: ctx.options.maxRevealBytes, onRequest: clientAuth(ctx, true) },
+    { bodyLimit: ctx.options.maxRevealBytes, onRequest: [clientAuth(ctx, true), refuseWithoutChecker] },
     async (req): Promise<RevealResponse> => {
       const { jobId, agentId, receipt } = await revealedJob(ctx, req);
-      const checker = ctx.options.honesty.checker;
-      if (!checker) {
-        throw new NightjarError('NJ_AUDIT_UNAVAILABLE', 'this gateway has no reply checker: it cannot re-check a revealed job');
-      }
+      if (!checker) throw new NightjarError('NJ_INTERNAL', 'the reveal route ran without a checker');
       if (await ctx.store.audits.get(jobId, 'reveal')) throw revealedBefore();
       const evidence = req.body as JobEvidence;
       if (evidence === null || typeof evidence !== 'object' || (evidence as { jobId?: unknown }).jobId !== jobId) {
