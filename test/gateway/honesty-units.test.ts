@@ -71,6 +71,16 @@ describe('the score', () => {
     expect(scoreOf(strikes, SCORE_DEFAULTS.halfLifeMs, SCORE_DEFAULTS)).toBeCloseTo(1 / 1.5);
     expect(scoreOf([{ reason: 'claim-gap', at: 0 }], 0, SCORE_DEFAULTS)).toBe(0.8);
   });
+
+  // Fails without the cap on client-word strikes (maxClientWordPenalty): a client that disputes
+  // 13 honest replies would bar the agent (1 / (1 + 13 × 0.25) < 0.25).
+  it('lets strikes on a client’s word alone cost an agent jobs but never bar it', () => {
+    const disputes = Array.from({ length: 100 }, () => ({ reason: 'count-disputed' as const, at: 0 }));
+    expect(scoreOf(disputes, 0, SCORE_DEFAULTS)).toBe(0.5);
+    expect(scoreOf(disputes, 0, SCORE_DEFAULTS)).toBeGreaterThan(SCORE_DEFAULTS.minScore);
+    // Proven strikes still add on top of the capped ones.
+    expect(scoreOf([...disputes, { reason: 'audit-failed', at: 0 }], 0, SCORE_DEFAULTS)).toBe(0.25);
+  });
 });
 
 describe('the gateway’s honesty options', () => {
