@@ -45,6 +45,7 @@ import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
 import { LocalTransport, type JobTransport } from './transport.js';
+import { nodeLiveness } from './cluster/cluster.js';
 
 /** How long shutdown waits for cancelled jobs' receipts before it closes the agents' sockets. */
 const CANCELLED_RECEIPT_WAIT_MS = 2000;
@@ -87,6 +88,8 @@ export class Gateway extends Resource {
   readonly onAgentDisconnected: Event<AgentSession>;
   /** Fires after each retention sweep of old job rows, with how many it deleted. */
   readonly onJobsSwept: Event<SweepResult>;
+  /** This node's id in a cluster; null in the embedded default. */
+  readonly nodeId: string | null;
 
   readonly #ctx: GatewayContext;
   readonly #app: FastifyInstance;
@@ -107,6 +110,7 @@ export class Gateway extends Resource {
     this.url = parts.url;
     this.agentUrl = parts.agentUrl;
     this.options = ctx.options;
+    this.nodeId = ctx.options.cluster?.nodeId ?? null;
     this.directory = ctx.directory;
     this.honesty = ctx.honesty;
     this.router = ctx.router;
@@ -169,7 +173,9 @@ export class Gateway extends Resource {
     const owned = new DisposableStore();
     try {
       const store = options.store ?? owned.add(await openSqliteStore({ path: ':memory:', now: o.clock.now() }));
-      if (o.releaseHeldOnStart) {
+      // A cluster node releases only dead nodes' holds (and its own previous run's), then keeps sweeping.
+      if (o.cluster) await owned.add(nodeLiveness(o, o.cluster, store)).start();
+      else if (o.releaseHeldOnStart) {
         const n = await store.ledger.releaseAllHeld('gateway restarted', o.clock.now());
         if (n > 0) o.logger.warn('released holds left by a previous run', { jobs: n });
       }
@@ -325,6 +331,7 @@ function buildContext(
       operatorShareBps: o.operatorShareBps,
       pendingEarningsMs: o.pendingEarningsMs,
       onDisputed: ({ jobId, agentId, dispute }) => honesty.countDisputed(agentId, jobId, dispute),
+      nodeId: o.cluster?.nodeId ?? null,
       metrics,
       clock,
       logger: log,

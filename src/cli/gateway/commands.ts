@@ -193,6 +193,11 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       '--audit-models <dir>',
       're-check jobs clients reveal (nightjar dispute) against the .gguf files in DIR (each hashed once at start)',
     )
+    .option(
+      '--postgres <url>',
+      'run as one node of a cluster, the ledger in PostgreSQL at URL (postgres://user@host:5432/db) instead of --db',
+    )
+    .option('--node-id <id>', 'this node’s id in the cluster, unique among its nodes (default: a random one)')
     .addHelpText(
       'after',
       helpAfter(
