@@ -94,6 +94,10 @@ export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.drive
 export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions } from './store/pg.driver.js';
 export { MIGRATIONS, migrate, type Migration } from './store/migrations.js';
 export { SqlNodeStore, type NodeStore, type NodeRecord } from './cluster/node.store.js';
+export { clusterRouting, connectNats, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+export { NatsTransport, NetworkDirectory, type CandidateSource, type NatsTransportOptions } from './cluster/nats-transport.js';
+export { Presence, RemoteAgent, presenceOf, type PresenceOptions, type RemoteLink } from './cluster/presence.js';
+export * from './cluster/wire.js';
 export { NodeLiveness, NODE_ID_PATTERN, checkNodeId, type NodeLivenessOptions, type NodeSweep } from './cluster/node-liveness.js';
 export type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './store/sql.js';
 export {

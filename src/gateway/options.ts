@@ -219,6 +219,36 @@ export interface ClusterOptions {
   nodeTtlMs?: number;
   /** Time between sweeps for dead nodes' holds. Defaults to 10 000 ms. */
   nodeSweepMs?: number;
+  /**
+   * NATS server URL(s), comma-separated (nats://127.0.0.1:4222): presence in JetStream key-value
+   * and jobs routed between nodes over NATS subjects (src/gateway/cluster/nats-transport.ts).
+   * Defaults to null: no routing between nodes (each node serves the agents connected to it).
+   */
+  nats?: string | null;
+  /** The presence key-value bucket (created if missing). Defaults to 'nightjar_presence'. */
+  presenceBucket?: string;
+  /** A presence entry not refreshed for this long is gone (the bucket's TTL). Defaults to 15 000 ms. */
+  presenceTtlMs?: number;
+  /** Time between refreshes of this node's agents' entries; under presenceTtlMs / 2. Defaults to 5000 ms. */
+  presenceRefreshMs?: number;
+  /** Prefix of the cluster's NATS subjects. Defaults to 'nightjar'. */
+  subjectPrefix?: string;
+  /** Keepalive interval of an attempt open on another node. Defaults to 1000 ms. */
+  attemptKeepaliveMs?: number;
+  /** Silence after which an attempt open on another node ends lost (that node is taken for gone). Defaults to 5000 ms. */
+  attemptSilenceMs?: number;
+  /** How long a dispatch to another node waits for its answer. Defaults to 5000 ms. */
+  dispatchTimeoutMs?: number;
+  /** How long an agent's node waits for the job's node to acknowledge a receipt before settling it late. Defaults to 10 000 ms. */
+  receiptAckTimeoutMs?: number;
+  /**
+   * Largest message read from NATS; larger ones are dropped unread. The NATS server's max_payload
+   * (1 MiB by default) also bounds what is sent: raise it to 8 MiB to carry the largest requests.
+   * Defaults to 8 MiB.
+   */
+  maxClusterMessageBytes?: number;
+  /** Other nodes' agents kept at most. Defaults to 200 000. */
+  maxRemoteAgents?: number;
 }
 
 /** The defaults of {@link ClusterOptions} (nodeId: a random one, drawn where the options are resolved). */
@@ -226,6 +256,17 @@ export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
   nodeHeartbeatMs: 5000,
   nodeTtlMs: 30_000,
   nodeSweepMs: 10_000,
+  nats: null,
+  presenceBucket: 'nightjar_presence',
+  presenceTtlMs: 15_000,
+  presenceRefreshMs: 5000,
+  subjectPrefix: 'nightjar',
+  attemptKeepaliveMs: 1000,
+  attemptSilenceMs: 5000,
+  dispatchTimeoutMs: 5000,
+  receiptAckTimeoutMs: 10_000,
+  maxClusterMessageBytes: 8 * 1024 * 1024,
+  maxRemoteAgents: 200_000,
 };
 
 function resolveCluster(cluster: ClusterOptions | null | undefined): Required<ClusterOptions> | null {
@@ -237,6 +278,15 @@ function resolveCluster(cluster: ClusterOptions | null | undefined): Required<Cl
       'NJ_CONFIG_INVALID',
       'cluster: nodeHeartbeatMs and nodeSweepMs must be positive and nodeTtlMs at least twice nodeHeartbeatMs',
     );
+  }
+  if (!(c.presenceRefreshMs > 0) || !(c.presenceTtlMs >= 2 * c.presenceRefreshMs) || !(c.attemptSilenceMs >= 2 * c.attemptKeepaliveMs)) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'cluster: presenceTtlMs must be at least twice presenceRefreshMs, and attemptSilenceMs at least twice attemptKeepaliveMs',
+    );
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(c.presenceBucket) || !/^[A-Za-z0-9_-]{1,32}$/.test(c.subjectPrefix)) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: presenceBucket and subjectPrefix are letters, digits, _ and - only');
   }
   return c;
 }

@@ -198,6 +198,10 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       'run as one node of a cluster, the ledger in PostgreSQL at URL (postgres://user@host:5432/db) instead of --db',
     )
     .option('--node-id <id>', 'this node’s id in the cluster, unique among its nodes (default: a random one)')
+    .option(
+      '--nats <url>',
+      'with --postgres: NATS with JetStream (nats://host:4222, comma-separated for several) routes jobs between nodes',
+    )
     .addHelpText(
       'after',
       helpAfter(

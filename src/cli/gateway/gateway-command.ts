@@ -33,6 +33,8 @@ export interface GatewayFlags {
   postgres?: string;
   /** This node's id in the cluster (with --postgres). */
   nodeId?: string;
+  /** NATS server URL(s) (with --postgres): presence and routing between nodes. */
+  nats?: string;
 }
 
 /** The reply checker of --audit-models: the files in `dir` hashed once, a checker on them, and its disposal. */
@@ -79,8 +81,11 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
   if (values.memory && values.db !== undefined) throw new NightjarError('NJ_USAGE', '--memory and --db exclude each other');
   if (values.postgres !== undefined && (values.memory || values.db !== undefined))
     throw new NightjarError('NJ_USAGE', '--postgres excludes --db and --memory');
-  if (values.nodeId !== undefined && values.postgres === undefined)
-    throw new NightjarError('NJ_USAGE', '--node-id names a cluster node: it needs --postgres');
+  if ((values.nodeId !== undefined || values.nats !== undefined) && values.postgres === undefined)
+    throw new NightjarError(
+      'NJ_USAGE',
+      `${values.nodeId !== undefined ? '--node-id names a cluster node' : '--nats routes between cluster nodes'}: it needs --postgres`,
+    );
   const metricsToken = await readSecret(SECRETS.metricsToken, { file: values.metricsTokenFile }, ctx.io);
   const logger = ctx.logger();
   const dbPath = values.memory || values.postgres !== undefined ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
@@ -104,7 +109,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       metricsToken,
       store,
       ...(checker ? { honesty: { checker: checker.check } } : {}),
-      cluster: values.postgres !== undefined ? { nodeId: values.nodeId } : null,
+      cluster: values.postgres !== undefined ? { nodeId: values.nodeId, nats: values.nats ?? null } : null,
       clock: ctx.clock,
       sites,
       logger,
