@@ -87,6 +87,8 @@ export interface NatsTransportOptions {
 /** An attempt this node dispatched to a remote agent. */
 interface Outgoing {
   readonly agent: RemoteAgent;
+  /** The node it was sent to (the agent's entry may name another by now, if it reconnected there). */
+  readonly node: string;
   readonly listener: AttemptListener;
   next: number;
   readonly silence: TimerSlot;
@@ -204,11 +206,11 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     const data = writeWire({ v: CLUSTER_WIRE_VERSION, from: nodeId, agentId: agent.agentId, jobId, attempt, envelope });
     if (data.length > limits.maxMessageBytes || data.length > nc.info!.max_payload)
       throw new NightjarError('NJ_AGENT_FAILED', 'the request is larger than the cluster carries between nodes');
-    const out: Outgoing = { agent, listener, next: 0, silence: new TimerSlot(this.#o.clock) };
+    const target = agent.nodeId;
+    const out: Outgoing = { agent, node: target, listener, next: 0, silence: new TimerSlot(this.#o.clock) };
     this.#outgoing.set(key, out);
     agent.inFlight++;
     this.#armSilence(key, out);
-    const target = agent.nodeId;
     nc.request(`${p}.node.${target}.dispatch`, data, { timeout: dispatchTimeoutMs }).then(
       (reply) => {
         let answer: DispatchAnswer;
@@ -228,15 +230,17 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
   }
 
   cancel(agent: RemoteAgent, jobId: string, attempt: number, reason: string): void {
-    if (this.#outgoing.get(keyOf(jobId, attempt))?.agent !== agent) return;
-    this.#control(agent.nodeId, 'cancel', jobId, attempt, reason);
+    const out = this.#outgoing.get(keyOf(jobId, attempt));
+    if (out?.agent !== agent) return;
+    this.#control(out.node, 'cancel', jobId, attempt, reason);
   }
 
   forget(agent: RemoteAgent, jobId: string, attempt: number): void {
     const key = keyOf(jobId, attempt);
-    if (this.#outgoing.get(key)?.agent !== agent) return;
+    const out = this.#outgoing.get(key);
+    if (out?.agent !== agent) return;
     this.#endOutgoing(key, () => undefined);
-    this.#control(agent.nodeId, 'forget', jobId, attempt, 'forgotten');
+    this.#control(out.node, 'forget', jobId, attempt, 'forgotten');
   }
 
   #control(node: string, type: 'cancel' | 'forget', jobId: string, attempt: number, reason: string): void {
@@ -255,8 +259,8 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     out.silence.set(this.#o.attemptSilenceMs, () => {
       if (this.#outgoing.get(key) !== out) return;
       const [jobId, attempt] = [key.slice(0, key.lastIndexOf(':')), Number(key.slice(key.lastIndexOf(':') + 1))];
-      this.#endOutgoing(key, (l) => l.lost(`the agent's gateway node ${out.agent.nodeId} went silent`));
-      this.#control(out.agent.nodeId, 'forget', jobId, attempt, 'went silent');
+      this.#endOutgoing(key, (l) => l.lost(`the agent's gateway node ${out.node} went silent`));
+      this.#control(out.node, 'forget', jobId, attempt, 'went silent');
     });
   }
 
@@ -275,7 +279,7 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     const ev = readWire(attemptEventSchema, m.data, this.#o.limits);
     const key = keyOf(ev.jobId, ev.attempt);
     const out = this.#outgoing.get(key);
-    if (!out || out.agent.nodeId !== ev.from) {
+    if (!out || out.node !== ev.from) {
       // Nothing open here for it (ended, forgotten, or never ours): a done is answered so its node settles it late.
       if (ev.event === 'done' && m.reply) m.respond(writeWire({ v: CLUSTER_WIRE_VERSION, ack: null }));
       return;
