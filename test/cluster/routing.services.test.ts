@@ -157,6 +157,35 @@ describe('presence in the key-value bucket', () => {
   });
 });
 
+describe('what nodes read from NATS is checked', () => {
+  it('refuses a dispatch that fails the schema before it reaches the agent; drops and counts garbage on a node’s subjects', async () => {
+    // Without the schema check in #onDispatch (readWire(dispatchSchema, …) replaced by a bare
+    // JSON.parse), the malformed envelope below is handed to the agent's session and the answer is ok.
+    const net = await start();
+    const agent = await agentOn(net, net.c, net.a, new FakeEngine({ words }));
+    const p = `${net.c.options.cluster!.subjectPrefix}`;
+    const nc = await connect({ servers: NATS_URL });
+    try {
+      const ask = async (message: unknown): Promise<unknown> =>
+        JSON.parse(new TextDecoder().decode((await nc.request(`${p}.node.${net.c.nodeId}.dispatch`, JSON.stringify(message))).data));
+      const jobId = 'A'.repeat(22);
+      const bad = { v: 1, from: 'evil', agentId: agent.agentId, jobId, attempt: 0, envelope: { header: { v: 1, jobId }, body: 'AAAA' } };
+      expect(await ask(bad)).toMatchObject({ v: 1, ok: false, code: 'NJ_FRAME_INVALID' });
+      expect(await ask('not even an object')).toMatchObject({ ok: false, code: 'NJ_FRAME_INVALID' });
+      expect(net.c.cluster!.transport.open.incoming).toBe(0);
+      const before = net.a.cluster!.transport.rejected;
+      nc.publish(`${p}.attempt.${net.a.nodeId}`, 'garbage');
+      nc.publish(`${p}.attempt.${net.a.nodeId}`, JSON.stringify({ v: 1, from: 'x', jobId, attempt: 0, seq: 0, event: 'chunk' }));
+      await nc.flush();
+      // A round trip through A's subscription: its dispatch subject answers after the two above were read.
+      await nc.request(`${p}.node.${net.a.nodeId}.dispatch`, 'ping');
+      expect(net.a.cluster!.transport.rejected - before).toBe(3);
+    } finally {
+      await nc.close();
+    }
+  });
+});
+
 describe('jobs between nodes over NATS', () => {
   it('a client on A gets a streamed, verified reply from an agent on C; A bills it once on the shared ledger', async () => {
     const net = await start();
