@@ -103,6 +103,9 @@ interface Incoming {
 
 const keyOf = (jobId: string, attempt: number): string => `${jobId}:${attempt}`;
 
+/** NATS's own default max_payload, assumed while the server's is not known (between connections). */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
 /** Jobs to agents wherever their sockets are: local sessions directly, remote agents over NATS. */
 export class NatsTransport extends Resource implements JobTransport, RemoteLink {
   readonly onCapacity: Event<void>;
@@ -204,7 +207,7 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     const key = keyOf(jobId, attempt);
     if (this.#outgoing.has(key)) throw new NightjarError('NJ_INTERNAL', 'this attempt was already dispatched');
     const data = writeWire({ v: CLUSTER_WIRE_VERSION, from: nodeId, agentId: agent.agentId, jobId, attempt, envelope });
-    if (data.length > limits.maxMessageBytes || data.length > nc.info!.max_payload)
+    if (data.length > limits.maxMessageBytes || data.length > (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD))
       throw new NightjarError('NJ_AGENT_FAILED', 'the request is larger than the cluster carries between nodes');
     const target = agent.nodeId;
     const out: Outgoing = { agent, node: target, listener, next: 0, silence: new TimerSlot(this.#o.clock) };
@@ -275,7 +278,7 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     this.#capacity.fire();
   }
 
-  async #onEvent(m: Msg): Promise<void> {
+  #onEvent(m: Msg): void {
     const ev = readWire(attemptEventSchema, m.data, this.#o.limits);
     const key = keyOf(ev.jobId, ev.attempt);
     const out = this.#outgoing.get(key);
@@ -294,10 +297,11 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     this.#armSilence(key, out);
     if ('frame' in ev && (ev.frame.jobId !== ev.jobId || ev.frame.attempt !== ev.attempt))
       throw new NightjarError('NJ_FRAME_INVALID', 'a frame about another attempt');
-    await this.#deliver(key, out, ev, m);
+    this.#deliver(key, out, ev, m);
   }
 
-  async #deliver(key: string, out: Outgoing, ev: AttemptEvent, m: Msg): Promise<void> {
+  /** Hands an event to the attempt's listener; a done's billing runs beside the loop, so other attempts' chunks never wait for it. */
+  #deliver(key: string, out: Outgoing, ev: AttemptEvent, m: Msg): void {
     const l = out.listener;
     switch (ev.event) {
       case 'alive':
@@ -315,11 +319,14 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
       case 'done': {
         let billed: Promise<ReceiptAck | null> = Promise.resolve(null);
         this.#endOutgoing(key, (x) => (billed = x.done(ev.frame)));
-        const ack = await billed.catch((err: unknown): ReceiptAck => {
-          this.#o.logger.error('a receipt could not be billed', { jobId: ev.jobId, err: errorMessage(err) });
-          return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
-        });
-        if (m.reply) m.respond(writeWire({ v: CLUSTER_WIRE_VERSION, ack }));
+        void billed
+          .catch((err: unknown): ReceiptAck => {
+            this.#o.logger.error('a receipt could not be billed', { jobId: ev.jobId, err: errorMessage(err) });
+            return { outcome: 'retry', code: 'NJ_INTERNAL', message: 'the gateway could not settle the receipt now' };
+          })
+          .then((ack) => {
+            if (m.reply) m.respond(writeWire({ v: CLUSTER_WIRE_VERSION, ack }));
+          });
         return;
       }
     }
