@@ -32,6 +32,19 @@ function io(signal: AbortSignal, onOut: (out: string) => void): CliIo & { err():
 }
 
 describe('nightjar gateway --postgres', () => {
+  it('administers the cluster’s database: a key made with --postgres is listed there', async () => {
+    const cli = io(new AbortController().signal, () => undefined);
+    let out = '';
+    const capture = { ...cli, stdout: { write: (t: string) => void (out += t) } };
+    expect(await main(['gateway', 'keys', 'create', '--name', 'pg-client', '--credit', '2', '--postgres', db.url], capture)).toBe(0);
+    expect(out).toMatch(/^Created API key ([0-9a-f]{12}) \(pg-client\) with 2 credits\./m);
+    const id = /Created API key ([0-9a-f]{12})/.exec(out)![1]!;
+    out = '';
+    expect(await main(['gateway', 'keys', 'list', '--postgres', db.url], capture)).toBe(0);
+    expect(out.split('\n').find((l) => l.startsWith(id))?.split(/\s+/).slice(0, 4)).toEqual([id, 'pg-client', '2', '0']);
+    expect(cli.err()).toBe('');
+  });
+
   it('runs as a cluster node on PostgreSQL, its row there while it runs', async () => {
     const stop = new AbortController();
     let listening!: (line: string) => void;

@@ -22,7 +22,11 @@ function admin(launch: Launch, name: AdminCommand): (...args: unknown[]) => Prom
 
 /** A group of admin commands (keys, operators, …), each taking --db. */
 function group(gateway: Command, name: string, summary: string): Command {
-  return gateway.command(name).description(summary).option('--db <path>', DB_HELP);
+  return gateway
+    .command(name)
+    .description(summary)
+    .option('--db <path>', DB_HELP)
+    .option('--postgres <url>', 'a cluster’s PostgreSQL instead of the file');
 }
 
 function defineKeys(gateway: Command, launch: Launch): void {
