@@ -41,7 +41,13 @@ describe('nightjar gateway --postgres', () => {
     const id = /Created API key ([0-9a-f]{12})/.exec(out)![1]!;
     out = '';
     expect(await main(['gateway', 'keys', 'list', '--postgres', db.url], capture)).toBe(0);
-    expect(out.split('\n').find((l) => l.startsWith(id))?.split(/\s+/).slice(0, 4)).toEqual([id, 'pg-client', '2', '0']);
+    expect(
+      out
+        .split('\n')
+        .find((l) => l.startsWith(id))
+        ?.split(/\s+/)
+        .slice(0, 4),
+    ).toEqual([id, 'pg-client', '2', '0']);
     expect(cli.err()).toBe('');
   });
 
