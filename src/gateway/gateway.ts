@@ -45,7 +45,7 @@ import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
 import { LocalTransport, type JobTransport } from './transport.js';
-import { clusterRouting, connectNats, nodeLiveness, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+import { clusterMetrics, clusterRouting, connectNats, nodeLiveness, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
 
 /** How long shutdown waits for cancelled jobs' receipts before it closes the agents' sockets. */
 const CANCELLED_RECEIPT_WAIT_MS = 2000;
@@ -332,6 +332,7 @@ function buildContext(
   const transport = cluster?.transport ?? new LocalTransport({ directory, onCapacity, now: () => clock.now() });
   owned.add(transport.onCapacity(() => router.pump()));
   const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
+  if (cluster) clusterMetrics(metrics, cluster);
   const jobs = owned.add(new RunningJobs(log));
   const billing = owned.add(
     new Billing({

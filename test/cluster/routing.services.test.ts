@@ -126,6 +126,7 @@ describe('presence in the key-value bucket', () => {
     expect(remote.get(agent.agentId)).toMatchObject({ nodeId: net.c.nodeId, operatorId: net.operatorId, trust: 'signed' });
     const models = await (await http.fetch(`${net.a.url}/v1/models`, { headers: { authorization: `Bearer ${net.key}` } })).json();
     expect(models).toMatchObject({ models: [{ id: REAL_MODEL.id, agents: 1 }] });
+    expect(await (await http.fetch(`${net.a.url}/metrics`)).text()).toMatch(/^nightjar_cluster_remote_agents 1$/m);
     // A peer's entry is checked: not JSON, the wrong shape, a bundle whose signature fails.
     const nc = await connect({ servers: NATS_URL });
     try {

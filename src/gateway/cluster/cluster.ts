@@ -13,6 +13,7 @@ import { connect } from '@nats-io/transport-node';
 import { NightjarError, errorMessage, type Event, type Logger } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import { Directory, type DirectoryOptions } from '../directory.js';
+import type { GatewayMetrics } from '../metrics.js';
 import type { ClusterOptions, ResolvedGatewayOptions } from '../options.js';
 import type { GatewayStore } from '../store/gateway-store.js';
 import { NatsTransport, NetworkDirectory } from './nats-transport.js';
@@ -79,6 +80,20 @@ export interface ClusterRouting {
   readonly remote: Directory<RemoteAgent>;
   /** Opens the presence watch and this node's subjects. */
   start(): Promise<void>;
+}
+
+/** The cluster's gauges: other nodes' agents known here, and messages from NATS dropped for failing their checks. */
+export function clusterMetrics(metrics: GatewayMetrics, routing: ClusterRouting): void {
+  metrics.gauge(
+    'nightjar_cluster_remote_agents',
+    'Agents connected to other gateway nodes, as the presence bucket says.',
+    () => routing.remote.size,
+  );
+  metrics.gauge(
+    'nightjar_cluster_rejected_messages',
+    'Messages read from NATS (presence entries, the cluster wire) dropped for failing their checks.',
+    () => routing.presence.rejected + routing.transport.rejected,
+  );
 }
 
 /** Builds the presence, the other nodes' directory and the NATS transport (not started). */
