@@ -8,8 +8,7 @@
  * the core, JetStream key-value and the Node transport and nothing else.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NightjarError, errorMessage, type Event, type Logger } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import { Directory, type DirectoryOptions } from '../directory.js';

@@ -21,7 +21,7 @@
  * agent's node on the shared ledger, idempotently per jobId. Every message read is checked
  * against the cluster wire's schemas (wire.ts); one that fails is dropped and counted.
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
   Emitter,
   NightjarError,
