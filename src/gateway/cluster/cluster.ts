@@ -33,6 +33,11 @@ export function nodeLiveness(o: ResolvedGatewayOptions, cluster: Required<Cluste
   });
 }
 
+/** `text` with any user:password@ of a URL in it cut out (a NATS error may name the server it tried). */
+function withoutCredentials(text: string): string {
+  return text.replace(/\/\/[^@/\s]+@/g, '//');
+}
+
 /** A NATS connection and the presence bucket on it. */
 export interface NatsLink {
   readonly nc: NatsConnection;
@@ -51,7 +56,7 @@ export async function connectNats(cluster: Required<ClusterOptions>, logger: Log
   try {
     nc = await connect({ servers, name: `nightjar-gateway ${cluster.nodeId}`, maxReconnectAttempts: -1 });
   } catch (cause) {
-    throw new NightjarError('NJ_CONFIG_INVALID', `cannot reach NATS: ${errorMessage(cause)}`, { cause });
+    throw new NightjarError('NJ_CONFIG_INVALID', `cannot reach NATS: ${withoutCredentials(errorMessage(cause))}`, { cause });
   }
   try {
     const kv = await new Kvm(nc).create(cluster.presenceBucket, { ttl: cluster.presenceTtlMs, history: 1, maxValueSize: 64 * 1024 });
