@@ -202,6 +202,23 @@ describe('a gateway node on PostgreSQL', () => {
     }
   });
 
+  it('refuses to start when NATS cannot be reached, without repeating the URL’s credentials', async () => {
+    const clock = new FakeClock(1_000_000);
+    const { store } = await fresh(clock);
+    try {
+      const err = await Gateway.start({ port: 0, store, clock, cluster: { nodeId: 'gw-n', nats: 'nats://user:s3cret@127.0.0.1:1' } }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'NJ_CONFIG_INVALID' });
+      expect((err as Error).message).toMatch(/^cannot reach NATS/);
+      expect((err as Error).message).not.toContain('s3cret');
+      // Its node row went with it.
+      expect(await store.nodes.list()).toEqual([]);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   it('refuses a bad node id and a TTL shorter than two heartbeats', async () => {
     const clock = new FakeClock(1_000_000);
     await expect(Gateway.start({ port: 0, clock, cluster: { nodeId: 'bad id!' } })).rejects.toThrow(NightjarError);
