@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-/** Suites that need running services (PostgreSQL at 127.0.0.1:5432): `npm run test:services`. */
+/** Suites that need running services (PostgreSQL at 127.0.0.1:5432, NATS with JetStream at 127.0.0.1:4222): `npm run test:services`. */
 export default defineConfig({
   test: {
     include: ['test/**/*.services.test.ts'],

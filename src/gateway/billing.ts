@@ -85,6 +85,11 @@ export interface BillingOptions {
    * claims less): the gateway strikes the agent. Defaults to nothing.
    */
   onDisputed?: (disputed: { jobId: string; agentId: string; dispute: JobDispute }) => void;
+  /**
+   * This gateway node's id in a cluster: its holds name it, and releaseAllHeld releases only its own.
+   * Defaults to null (the embedded default: every hold in the database is this gateway's).
+   */
+  nodeId?: string | null;
 }
 
 /** Holds, settles and releases jobs on the ledger, and tells when each job is billed. */
@@ -116,7 +121,12 @@ export class Billing implements Disposable {
 
   /** Moves the job's worst case from the client to holds (throws NJ_INSUFFICIENT_FUNDS, NJ_DUPLICATE_JOB). */
   async hold(job: HoldFor): Promise<void> {
-    await this.#o.ledger.hold({ ...job, operatorShareBps: this.#o.operatorShareBps, now: this.#o.clock.now() });
+    await this.#o.ledger.hold({
+      ...job,
+      operatorShareBps: this.#o.operatorShareBps,
+      nodeId: this.#o.nodeId ?? null,
+      now: this.#o.clock.now(),
+    });
   }
 
   /** The ledger hooks of one job. */
@@ -258,9 +268,13 @@ export class Billing implements Disposable {
     return this.#pending.size === 0 ? Promise.resolve() : nextEvent(this.#idle.event);
   }
 
-  /** Releases every hold still open (no stream survives a restart or a stop); resolves with how many. */
+  /**
+   * Releases every hold still open (no stream survives a restart or a stop) — in a cluster, only this
+   * node's; resolves with how many.
+   */
   releaseAllHeld(outcome: string): Promise<number> {
-    return this.#o.ledger.releaseAllHeld(outcome, this.#o.clock.now());
+    const { ledger, clock, nodeId } = this.#o;
+    return nodeId ? ledger.releaseHeldOf(nodeId, outcome, clock.now()) : ledger.releaseAllHeld(outcome, clock.now());
   }
 
   /** Drops every listener. */

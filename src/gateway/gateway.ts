@@ -45,6 +45,7 @@ import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
 import { LocalTransport, type JobTransport } from './transport.js';
+import { clusterMetrics, clusterRouting, connectNats, nodeLiveness, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
 
 /** How long shutdown waits for cancelled jobs' receipts before it closes the agents' sockets. */
 const CANCELLED_RECEIPT_WAIT_MS = 2000;
@@ -87,6 +88,10 @@ export class Gateway extends Resource {
   readonly onAgentDisconnected: Event<AgentSession>;
   /** Fires after each retention sweep of old job rows, with how many it deleted. */
   readonly onJobsSwept: Event<SweepResult>;
+  /** This node's id in a cluster; null in the embedded default. */
+  readonly nodeId: string | null;
+  /** Routing between nodes (a cluster with NATS: other nodes' agents, the NATS transport); null otherwise. */
+  readonly cluster: ClusterRouting | null;
 
   readonly #ctx: GatewayContext;
   readonly #app: FastifyInstance;
@@ -107,6 +112,8 @@ export class Gateway extends Resource {
     this.url = parts.url;
     this.agentUrl = parts.agentUrl;
     this.options = ctx.options;
+    this.nodeId = ctx.options.cluster?.nodeId ?? null;
+    this.cluster = ctx.cluster;
     this.directory = ctx.directory;
     this.honesty = ctx.honesty;
     this.router = ctx.router;
@@ -169,7 +176,9 @@ export class Gateway extends Resource {
     const owned = new DisposableStore();
     try {
       const store = options.store ?? owned.add(await openSqliteStore({ path: ':memory:', now: o.clock.now() }));
-      if (o.releaseHeldOnStart) {
+      // A cluster node releases only dead nodes' holds (and its own previous run's), then keeps sweeping.
+      if (o.cluster) await owned.add(nodeLiveness(o, o.cluster, store)).start();
+      else if (o.releaseHeldOnStart) {
         const n = await store.ledger.releaseAllHeld('gateway restarted', o.clock.now());
         if (n > 0) o.logger.warn('released holds left by a previous run', { jobs: n });
       }
@@ -187,8 +196,10 @@ export class Gateway extends Resource {
       );
       // What agents may be offered changed: jobs waiting in the queue may go, or have nobody left.
       owned.add(catalog.onChanged(() => capacity.fire()));
-      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing);
+      const nats = o.cluster?.nats ? owned.add(await connectNats(o.cluster, o.logger)) : null;
+      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing, nats);
       await ctx.honesty.reload();
+      await ctx.cluster?.start();
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
       const retention = owned.add(
         new JobRetention({
@@ -275,6 +286,7 @@ function buildContext(
   owned: DisposableStore,
   onCapacity: Event<void>,
   closing: () => boolean,
+  nats: NatsLink | null = null,
 ): GatewayContext {
   const { clock, logger: log } = o;
   const h = o.honesty;
@@ -289,15 +301,17 @@ function buildContext(
     score: { halfLifeMs: h.strikeHalfLifeMs, minScore: h.minScore },
     refreshMs: o.catalogRefreshMs,
   });
-  const directory = owned.add(
-    new Directory<AgentSession>({
-      catalog,
-      logger: log,
-      measured: (agentId, model) => honesty.measured(agentId, model),
-      score: (agentId, now) => honesty.score(agentId, now),
-      minScore: h.minScore,
-    }),
-  );
+  const directoryOptions = {
+    catalog,
+    logger: log,
+    measured: (agentId: string, model: string) => honesty.measured(agentId, model),
+    score: (agentId: string, now: number) => honesty.score(agentId, now),
+    minScore: h.minScore,
+  };
+  const directory = owned.add(new Directory<AgentSession>(directoryOptions));
+  // Cluster with NATS: other nodes' agents from the presence bucket, and jobs routed to them over NATS.
+  const cluster = nats && o.cluster ? clusterRouting(o, o.cluster, nats, directory, onCapacity, directoryOptions) : null;
+  if (cluster) for (const part of [cluster.remote, cluster.presence, cluster.transport]) owned.add(part);
   const router = owned.add(
     new Router({
       clock,
@@ -315,9 +329,10 @@ function buildContext(
       },
     }),
   );
-  const transport = new LocalTransport({ directory, onCapacity, now: () => clock.now() });
+  const transport = cluster?.transport ?? new LocalTransport({ directory, onCapacity, now: () => clock.now() });
   owned.add(transport.onCapacity(() => router.pump()));
   const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
+  if (cluster) clusterMetrics(metrics, cluster);
   const jobs = owned.add(new RunningJobs(log));
   const billing = owned.add(
     new Billing({
@@ -325,6 +340,7 @@ function buildContext(
       operatorShareBps: o.operatorShareBps,
       pendingEarningsMs: o.pendingEarningsMs,
       onDisputed: ({ jobId, agentId, dispute }) => honesty.countDisputed(agentId, jobId, dispute),
+      nodeId: o.cluster?.nodeId ?? null,
       metrics,
       clock,
       logger: log,
@@ -359,6 +375,8 @@ function buildContext(
     store,
     catalog,
     directory,
+    network: cluster?.network ?? directory,
+    cluster,
     honesty,
     router,
     transport,

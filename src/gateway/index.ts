@@ -5,9 +5,11 @@
 export { Gateway, type AgentServingOptions } from './gateway.js';
 export * from './honesty/index.js';
 export {
+  CLUSTER_DEFAULTS,
   GATEWAY_DEFAULTS,
   HONESTY_DEFAULTS,
   resolveGatewayOptions,
+  type ClusterOptions,
   type GatewayOptions,
   type HonestyLimits,
   type ResolvedGatewayOptions,
@@ -91,6 +93,12 @@ export { openSqliteStore, openPostgresStore, storeOn, type GatewayStore } from '
 export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.driver.js';
 export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions } from './store/pg.driver.js';
 export { MIGRATIONS, migrate, type Migration } from './store/migrations.js';
+export { SqlNodeStore, type NodeStore, type NodeRecord } from './cluster/node.store.js';
+export { clusterRouting, connectNats, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+export { NatsTransport, NetworkDirectory, type CandidateSource, type NatsTransportOptions } from './cluster/nats-transport.js';
+export { Presence, RemoteAgent, presenceOf, type PresenceOptions, type RemoteLink } from './cluster/presence.js';
+export * from './cluster/wire.js';
+export { NodeLiveness, NODE_ID_PATTERN, checkNodeId, type NodeLivenessOptions, type NodeSweep } from './cluster/node-liveness.js';
 export type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './store/sql.js';
 export {
   SqlAccountStore,

@@ -7,7 +7,9 @@ import type { StaticSite } from '../node/index.js';
 import {
   LIMITS,
   NightjarError,
+  randomBytes,
   silentLogger,
+  toHex,
   systemClock,
   withDefaults,
   type Clock,
@@ -15,6 +17,7 @@ import {
   type ReleasedApps,
   type ReplyChecker,
 } from '../shared/index.js';
+import { checkNodeId } from './cluster/node-liveness.js';
 import { JOB_TIMEOUT_DEFAULTS, type JobTimeouts } from './job.js';
 import type { GatewayStore } from './store/gateway-store.js';
 
@@ -198,6 +201,94 @@ export interface GatewayOptions {
   pendingEarningsMs?: number;
   /** Static web pages to serve (the chat page). Defaults to none. */
   sites?: readonly StaticSite[];
+  /**
+   * Cluster mode: this gateway is one node of many on a shared database (PostgreSQL). Holds are
+   * owned by the node and released by whichever node finds it dead, never by every node on start
+   * (releaseHeldOnStart is then ignored). Defaults to null: the embedded default, one node.
+   */
+  cluster?: ClusterOptions | null;
+}
+
+/** A cluster node's identity and liveness (see src/gateway/cluster/node-liveness.ts). */
+export interface ClusterOptions {
+  /** This node's id, unique among the nodes on the database (1–64 of A–Z a–z 0–9 . _ -). Defaults to a random `gw-` id. */
+  nodeId?: string;
+  /** Time between this node's heartbeats in the nodes table. Defaults to 5000 ms. */
+  nodeHeartbeatMs?: number;
+  /** A node not seen for this long is dead: its holds are released. At least twice nodeHeartbeatMs. Defaults to 30 000 ms. */
+  nodeTtlMs?: number;
+  /** Time between sweeps for dead nodes' holds. Defaults to 10 000 ms. */
+  nodeSweepMs?: number;
+  /**
+   * NATS server URL(s), comma-separated (nats://127.0.0.1:4222): presence in JetStream key-value
+   * and jobs routed between nodes over NATS subjects (src/gateway/cluster/nats-transport.ts).
+   * Defaults to null: no routing between nodes (each node serves the agents connected to it).
+   */
+  nats?: string | null;
+  /** The presence key-value bucket (created if missing). Defaults to 'nightjar_presence'. */
+  presenceBucket?: string;
+  /** A presence entry not refreshed for this long is gone (the bucket's TTL). Defaults to 15 000 ms. */
+  presenceTtlMs?: number;
+  /** Time between refreshes of this node's agents' entries; under presenceTtlMs / 2. Defaults to 5000 ms. */
+  presenceRefreshMs?: number;
+  /** Prefix of the cluster's NATS subjects. Defaults to 'nightjar'. */
+  subjectPrefix?: string;
+  /** Keepalive interval of an attempt open on another node. Defaults to 1000 ms. */
+  attemptKeepaliveMs?: number;
+  /** Silence after which an attempt open on another node ends lost (that node is taken for gone). Defaults to 5000 ms. */
+  attemptSilenceMs?: number;
+  /** How long a dispatch to another node waits for its answer. Defaults to 5000 ms. */
+  dispatchTimeoutMs?: number;
+  /** How long an agent's node waits for the job's node to acknowledge a receipt before settling it late. Defaults to 10 000 ms. */
+  receiptAckTimeoutMs?: number;
+  /**
+   * Largest message read from NATS; larger ones are dropped unread. The NATS server's max_payload
+   * (1 MiB by default) also bounds what is sent: raise it to 8 MiB to carry the largest requests.
+   * Defaults to 8 MiB.
+   */
+  maxClusterMessageBytes?: number;
+  /** Other nodes' agents kept at most. Defaults to 200 000. */
+  maxRemoteAgents?: number;
+}
+
+/** The defaults of {@link ClusterOptions} (nodeId: a random one, drawn where the options are resolved). */
+export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
+  nodeHeartbeatMs: 5000,
+  nodeTtlMs: 30_000,
+  nodeSweepMs: 10_000,
+  nats: null,
+  presenceBucket: 'nightjar_presence',
+  presenceTtlMs: 15_000,
+  presenceRefreshMs: 5000,
+  subjectPrefix: 'nightjar',
+  attemptKeepaliveMs: 1000,
+  attemptSilenceMs: 5000,
+  dispatchTimeoutMs: 5000,
+  receiptAckTimeoutMs: 10_000,
+  maxClusterMessageBytes: 8 * 1024 * 1024,
+  maxRemoteAgents: 200_000,
+};
+
+function resolveCluster(cluster: ClusterOptions | null | undefined): Required<ClusterOptions> | null {
+  if (!cluster) return null;
+  const c = withDefaults({ ...CLUSTER_DEFAULTS, nodeId: `gw-${toHex(randomBytes(6))}` }, cluster);
+  checkNodeId(c.nodeId);
+  if (!(c.nodeHeartbeatMs > 0) || !(c.nodeSweepMs > 0) || !(c.nodeTtlMs >= 2 * c.nodeHeartbeatMs)) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'cluster: nodeHeartbeatMs and nodeSweepMs must be positive and nodeTtlMs at least twice nodeHeartbeatMs',
+    );
+  }
+  if (!(c.presenceRefreshMs > 0) || !(c.presenceTtlMs >= 2 * c.presenceRefreshMs) || !(c.attemptSilenceMs >= 2 * c.attemptKeepaliveMs)) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'cluster: presenceTtlMs must be at least twice presenceRefreshMs, and attemptSilenceMs at least twice attemptKeepaliveMs',
+    );
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(c.presenceBucket) || !/^[A-Za-z0-9_-]{1,32}$/.test(c.subjectPrefix)) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: presenceBucket and subjectPrefix are letters, digits, _ and - only');
+  }
+  return c;
 }
 
 /** The honesty checks' limits (measured speed, the physical ceiling, strikes and the score). */
@@ -238,9 +329,14 @@ export const HONESTY_DEFAULTS: ResolvedHonestyLimits = {
 
 /** {@link GatewayOptions} once resolved: every field set, nested ones too. */
 export interface ResolvedGatewayOptions extends Required<
-  Omit<GatewayOptions, 'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic' | 'honesty'>
+  Omit<
+    GatewayOptions,
+    'store' | 'metricsToken' | 'rateLimit' | 'unauthenticatedRateLimit' | 'jobTimeouts' | 'allowSynthetic' | 'honesty' | 'cluster'
+  >
 > {
   honesty: ResolvedHonestyLimits;
+  /** Null in the embedded default. */
+  cluster: Required<ClusterOptions> | null;
   /** Null when /metrics is public. */
   metricsToken: string | null;
   rateLimit: { perSecond: number; burst: number };
@@ -301,6 +397,7 @@ export const GATEWAY_DEFAULTS: ResolvedGatewayOptions = {
   retentionSweepMs: 3_600_000,
   pendingEarningsMs: 86_400_000,
   sites: [],
+  cluster: null,
 };
 
 function resolveHonesty(honesty: HonestyLimits | undefined): ResolvedHonestyLimits {
@@ -327,7 +424,7 @@ function resolveHonesty(honesty: HonestyLimits | undefined): ResolvedHonestyLimi
  * frames to the agent frame limit).
  */
 export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGatewayOptions {
-  const { store, metricsToken, rateLimit, unauthenticatedRateLimit, jobTimeouts, allowSynthetic, honesty, ...rest } = options;
+  const { store, metricsToken, rateLimit, unauthenticatedRateLimit, jobTimeouts, allowSynthetic, honesty, cluster, ...rest } = options;
   const dev = store === undefined;
   const o = withDefaults({ ...GATEWAY_DEFAULTS, allowAnonymous: dev, serveUncatalogued: allowSynthetic ?? dev }, rest);
   if (!Number.isInteger(o.operatorShareBps) || o.operatorShareBps < 0 || o.operatorShareBps > 10_000) {
@@ -356,5 +453,6 @@ export function resolveGatewayOptions(options: GatewayOptions = {}): ResolvedGat
     unauthenticatedRateLimit: withDefaults(GATEWAY_DEFAULTS.unauthenticatedRateLimit, unauthenticatedRateLimit),
     jobTimeouts: withDefaults(JOB_TIMEOUT_DEFAULTS, jobTimeouts),
     honesty: resolveHonesty(honesty),
+    cluster: resolveCluster(cluster),
   };
 }

@@ -59,6 +59,7 @@ describe('the schema on PostgreSQL', () => {
         'catalog_files',
         'enrollment_tokens',
         'gateway_keys',
+        'gateway_nodes',
         'gateway_releases',
         'job_countersigns',
         'jobs',

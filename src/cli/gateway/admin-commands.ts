@@ -20,7 +20,15 @@ import {
   parseDuration,
   type GatewayCatalogFile,
 } from '../../shared/index.js';
-import { ACCOUNTS, HONESTY_DEFAULTS, SCORE_DEFAULTS, openSqliteStore, scoreOf, type GatewayStore } from '../../gateway/index.js';
+import {
+  ACCOUNTS,
+  HONESTY_DEFAULTS,
+  SCORE_DEFAULTS,
+  openPostgresStore,
+  openSqliteStore,
+  scoreOf,
+  type GatewayStore,
+} from '../../gateway/index.js';
 import { DEFAULT_DB } from '../flags.js';
 import type { CommandContext } from '../io.js';
 import { table } from '../table.js';
@@ -57,6 +65,8 @@ export type AdminCommand =
 export interface AdminFlags {
   /** The database file. Defaults to {@link DEFAULT_DB}. */
   db?: string;
+  /** A cluster's PostgreSQL instead of the file. Defaults to none. */
+  postgres?: string;
   name?: string;
   credit?: string;
   operator?: string;
@@ -134,7 +144,12 @@ export async function adminCommand(
     return v;
   };
 
-  const store: GatewayStore = await openSqliteStore({ path: path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB), now });
+  if (values.postgres !== undefined && values.db !== undefined)
+    throw new NightjarError('NJ_USAGE', '--postgres and --db exclude each other');
+  const store: GatewayStore =
+    values.postgres !== undefined
+      ? await openPostgresStore({ connectionString: values.postgres, now })
+      : await openSqliteStore({ path: path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB), now });
   try {
     const { accounts, ledger } = store;
     switch (command) {

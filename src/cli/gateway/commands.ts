@@ -22,7 +22,11 @@ function admin(launch: Launch, name: AdminCommand): (...args: unknown[]) => Prom
 
 /** A group of admin commands (keys, operators, …), each taking --db. */
 function group(gateway: Command, name: string, summary: string): Command {
-  return gateway.command(name).description(summary).option('--db <path>', DB_HELP);
+  return gateway
+    .command(name)
+    .description(summary)
+    .option('--db <path>', DB_HELP)
+    .option('--postgres <url>', 'a cluster’s PostgreSQL instead of the file');
 }
 
 function defineKeys(gateway: Command, launch: Launch): void {
@@ -192,6 +196,15 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
     .option(
       '--audit-models <dir>',
       're-check jobs clients reveal (nightjar dispute) against the .gguf files in DIR (each hashed once at start)',
+    )
+    .option(
+      '--postgres <url>',
+      'run as one node of a cluster, the ledger in PostgreSQL at URL (postgres://user@host:5432/db) instead of --db',
+    )
+    .option('--node-id <id>', 'this node’s id in the cluster, unique among its nodes (default: a random one)')
+    .option(
+      '--nats <url>',
+      'with --postgres: NATS with JetStream (nats://host:4222, comma-separated for several) routes jobs between nodes',
     )
     .addHelpText(
       'after',

@@ -1,10 +1,11 @@
 /**
- * `nightjar gateway`: runs the embedded-default gateway (one process, one SQLite file) until
- * stopped; `nightjar gateway keys|operators|enroll|prices|catalog|key|ledger` administers its database.
+ * `nightjar gateway`: runs a gateway until stopped: the embedded default (one process, one SQLite
+ * file), or with --postgres one node of a cluster on PostgreSQL; `nightjar gateway
+ * keys|operators|enroll|prices|catalog|key|ledger` administers its (SQLite) database.
  */
 import path from 'node:path';
 import { NightjarError, type ReplyChecker } from '../../shared/index.js';
-import { Gateway, openSqliteStore, type StaticSite } from '../../gateway/index.js';
+import { Gateway, openPostgresStore, openSqliteStore, type StaticSite } from '../../gateway/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
 import { DEFAULT_DB } from '../flags.js';
 import { SECRETS, readSecret } from '../secrets.js';
@@ -28,6 +29,12 @@ export interface GatewayFlags {
   metricsTokenFile?: string;
   /** A directory of .gguf files: the gateway re-checks revealed jobs against them. */
   auditModels?: string;
+  /** PostgreSQL connection string: run as one node of a cluster on it instead of a SQLite file. */
+  postgres?: string;
+  /** This node's id in the cluster (with --postgres). */
+  nodeId?: string;
+  /** NATS server URL(s) (with --postgres): presence and routing between nodes. */
+  nats?: string;
 }
 
 /** The reply checker of --audit-models: the files in `dir` hashed once, a checker on them, and its disposal. */
@@ -59,6 +66,12 @@ function pendingMs(text: string): number {
   return Math.round(Number(text) * 3_600_000);
 }
 
+/** Where the ledger is, as the start line says it (never the PostgreSQL URL: it may hold a password). */
+function where(dbPath: string | null, nodeId: string | null): string {
+  if (nodeId !== null) return `cluster node ${nodeId}, ledger in PostgreSQL`;
+  return dbPath ? `ledger in ${dbPath}` : 'in memory (nothing is kept)';
+}
+
 /**
  * Runs `nightjar gateway` until the context's signal; resolves with the exit code after a
  * graceful shutdown. `sites` are static pages to serve besides the dashboard (the chat page).
@@ -66,12 +79,24 @@ function pendingMs(text: string): number {
 export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, sites: readonly StaticSite[]): Promise<number> {
   const port = values.port;
   if (values.memory && values.db !== undefined) throw new NightjarError('NJ_USAGE', '--memory and --db exclude each other');
+  if (values.postgres !== undefined && (values.memory || values.db !== undefined))
+    throw new NightjarError('NJ_USAGE', '--postgres excludes --db and --memory');
+  if ((values.nodeId !== undefined || values.nats !== undefined) && values.postgres === undefined)
+    throw new NightjarError(
+      'NJ_USAGE',
+      `${values.nodeId !== undefined ? '--node-id names a cluster node' : '--nats routes between cluster nodes'}: it needs --postgres`,
+    );
   const metricsToken = await readSecret(SECRETS.metricsToken, { file: values.metricsTokenFile }, ctx.io);
   const logger = ctx.logger();
-  const dbPath = values.memory ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
+  const dbPath = values.memory || values.postgres !== undefined ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
   const checker = values.auditModels === undefined ? null : await auditChecker(values.auditModels, ctx);
   if (checker) ctx.io.stderr.write(`Reveals are re-checked against ${checker.files} model ${checker.files === 1 ? 'file' : 'files'}.\n`);
-  const store = dbPath ? await openSqliteStore({ path: dbPath, now: ctx.clock.now() }) : undefined;
+  const store =
+    values.postgres !== undefined
+      ? await openPostgresStore({ connectionString: values.postgres, now: ctx.clock.now() })
+      : dbPath
+        ? await openSqliteStore({ path: dbPath, now: ctx.clock.now() })
+        : undefined;
   let gateway: Gateway;
   try {
     gateway = await Gateway.start({
@@ -84,6 +109,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       metricsToken,
       store,
       ...(checker ? { honesty: { checker: checker.check } } : {}),
+      cluster: values.postgres !== undefined ? { nodeId: values.nodeId, nats: values.nats ?? null } : null,
       clock: ctx.clock,
       sites,
       logger,
@@ -95,7 +121,7 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
   }
   ctx.io.stdout.write(
     `Nightjar gateway on ${gateway.url} (agents connect to ${gateway.agentUrl}); ` +
-      `${dbPath ? `ledger in ${dbPath}` : 'in memory (nothing is kept)'}; operator dashboard at ${gateway.url}/dashboard/` +
+      `${where(dbPath, gateway.nodeId)}; operator dashboard at ${gateway.url}/dashboard/` +
       `${sites.some((site) => site.prefix === '/chat/') ? `; chat page at ${gateway.url}/chat/` : ''}. Ctrl-C stops it.\n`,
   );
   await untilAborted(ctx.signal);

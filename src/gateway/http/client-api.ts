@@ -46,7 +46,7 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
     await ctx.catalog.refresh();
     const prices = new Map((await ctx.store.accounts.listPrices()).map((p) => [p.model, p]));
     const models: ModelsResponse['models'] = [];
-    for (const m of ctx.directory.models(ctx.clock.now())) {
+    for (const m of ctx.network.models(ctx.clock.now())) {
       // Prices attach to catalogued models only; an uncatalogued one (offered at all) is free.
       const p = m.catalogued ? prices.get(m.id) : FREE;
       if (!p) continue; // unpriced catalogued models are not on offer
@@ -131,7 +131,8 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
  * client's nonce, model, k and minTrust), or the error that says why there are none.
  */
 async function candidates(ctx: GatewayContext, req: Query): Promise<CandidatesResponse> {
-  const { directory, router } = ctx;
+  // The whole network's agents in a cluster with NATS, this node's otherwise.
+  const { network: directory, router } = ctx;
   const { key } = callerOf(req);
   const q = req.query;
   const model = modelIdSchema.safeParse(q.model);

@@ -6,6 +6,8 @@ import type { Clock, Logger, NightjarError } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
 import type { Billing } from '../billing.js';
 import type { ModelCatalog } from '../catalog/model-catalog.js';
+import type { ClusterRouting } from '../cluster/cluster.js';
+import type { CandidateSource } from '../cluster/nats-transport.js';
 import type { Directory } from '../directory.js';
 import type { Honesty } from '../honesty/honesty.js';
 import type { GatewayMetrics } from '../metrics.js';
@@ -30,6 +32,10 @@ export interface GatewayContext {
   readonly catalog: ModelCatalog;
   /** This node's connected agents. */
   readonly directory: Directory<AgentSession>;
+  /** The agents clients may be handed: this node's, and in a cluster with NATS every node's. */
+  readonly network: CandidateSource;
+  /** Routing between nodes (cluster mode with NATS); null otherwise. */
+  readonly cluster: ClusterRouting | null;
   /** Measured speed, strikes and scores (the honesty checks). */
   readonly honesty: Honesty;
   /** The queue of jobs waiting for a slot. */

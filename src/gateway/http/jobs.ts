@@ -65,7 +65,7 @@ export const jobRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, {
 
 /** Checks the request against every limit and places the job's hold; throws the error to answer. */
 async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted> {
-  const { options, jobs, metrics, directory } = ctx;
+  const { options, jobs, metrics } = ctx;
   if (ctx.closing()) throw new NightjarError('NJ_SHUTTING_DOWN', 'the gateway is shutting down; retry shortly', { retryAfterMs: 2000 });
   const caller = callerOf(req);
   const parsed = jobRequestSchema.safeParse(req.body);
@@ -87,7 +87,7 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
     );
   }
   await Promise.all([ctx.catalog.refresh(), ctx.honesty.refresh()]);
-  if (!directory.knows(header.model)) throw ctx.modelUnknown(header.model);
+  if (!ctx.network.knows(header.model)) throw ctx.modelUnknown(header.model);
   const { price, free, catalogued } = await priceOf(ctx, header.model);
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();

@@ -106,6 +106,11 @@ export interface HoldRequest {
   maxTokens: number;
   /** sha256 of the request ciphertext (base64url), checked against a late receipt. Defaults to none. */
   requestDigest?: string;
+  /**
+   * The gateway node that holds the job's stream (cluster mode): if that node is found dead, another
+   * node releases the hold. Defaults to null (the embedded default: one node, every hold its own).
+   */
+  nodeId?: string | null;
   now: number;
 }
 
@@ -229,6 +234,8 @@ export interface JobRecord {
   dispute: JobDispute | null;
   /** When an audit of the revealed job forfeited its charge, or null. */
   forfeitedAt: number | null;
+  /** The gateway node that held the job's stream (cluster mode), or null. */
+  nodeId: string | null;
 }
 
 /** What became of a forfeit. */
@@ -353,6 +360,8 @@ export interface LedgerStore {
   settleLate(request: LateSettleRequest): Promise<LateSettleResult>;
   /** Releases every held job (after a crash, no stream is running); resolves with how many. */
   releaseAllHeld(outcome: string, now: number): Promise<number>;
+  /** Releases the held jobs one gateway node owns (it stopped, or was found dead); resolves with how many. */
+  releaseHeldOf(nodeId: string, outcome: string, now: number): Promise<number>;
   /** An account's balance (0 for an account never used). */
   balance(accountId: string): Promise<bigint>;
   /** A key's balance and the part of it held by running jobs. */
@@ -417,6 +426,7 @@ const jobOf = (r: SqlRow): JobRecord => ({
   disputedAt: intOrNull(r.disputed_at),
   dispute: r.dispute === null || r.dispute === undefined ? null : (JSON.parse(String(r.dispute)) as JobDispute),
   forfeitedAt: intOrNull(r.forfeited_at),
+  nodeId: textOrNull(r.node_id),
 });
 
 const KIND_OF = (id: string): string =>
@@ -534,11 +544,14 @@ export class SqlLedgerStore implements LedgerStore {
     if (!Number.isInteger(r.operatorShareBps) || r.operatorShareBps < 0 || r.operatorShareBps > 10_000) {
       throw new NightjarError('NJ_CONFIG_INVALID', 'the operator share must be 0–10000 basis points');
     }
+    // The embedded default's statement stays as it was (no node column) when no node owns the hold.
+    const nodeId = r.nodeId ?? null;
+    const owned = nodeId !== null;
     return this.#db.transaction(async (tx) => {
       const inserted = await tx.run(
         'INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, ' +
-          `operator_share_bps, body_length, max_tokens, created_at, request_digest)
-         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          `operator_share_bps, body_length, max_tokens, created_at, request_digest${owned ? ', node_id' : ''})
+         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?${owned ? ', ?' : ''}) ON CONFLICT DO NOTHING`,
         [
           r.jobId,
           r.keyId,
@@ -551,6 +564,7 @@ export class SqlLedgerStore implements LedgerStore {
           r.maxTokens,
           r.now,
           r.requestDigest ?? null,
+          ...(owned ? [nodeId] : []),
         ],
       );
       if (inserted !== 1) throw new NightjarError('NJ_DUPLICATE_JOB', 'this jobId was already used; send a fresh request');
@@ -821,7 +835,15 @@ export class SqlLedgerStore implements LedgerStore {
   }
 
   async releaseAllHeld(outcome: string, now: number): Promise<number> {
-    const held = await this.#db.all("SELECT job_id FROM jobs WHERE status = 'held'");
+    return this.#releaseEach(await this.#db.all("SELECT job_id FROM jobs WHERE status = 'held'"), outcome, now);
+  }
+
+  async releaseHeldOf(nodeId: string, outcome: string, now: number): Promise<number> {
+    return this.#releaseEach(await this.#db.all("SELECT job_id FROM jobs WHERE node_id = ? AND status = 'held'", [nodeId]), outcome, now);
+  }
+
+  /** Releases each job of `held` in its own transaction (idempotent: one another node released first counts nothing). */
+  async #releaseEach(held: readonly SqlRow[], outcome: string, now: number): Promise<number> {
     let n = 0;
     for (const r of held) {
       const result = await this.release(String(r.job_id), outcome, now);

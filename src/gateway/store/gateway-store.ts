@@ -6,6 +6,7 @@ import { SqlAccountStore, type AccountStore } from '../accounts/account.store.js
 import { SqlCatalogStore, type CatalogStore } from '../catalog/catalog.store.js';
 import { SqlAuditStore, type AuditStore } from '../honesty/audits.store.js';
 import { SqlStrikeStore, type StrikeStore } from '../honesty/strikes.store.js';
+import { SqlNodeStore, type NodeStore } from '../cluster/node.store.js';
 import { SqlLedgerStore, type LedgerStore } from '../ledger/ledger.store.js';
 import { migrate } from './migrations.js';
 import { openPostgresDriver, type PostgresDriverOptions } from './pg.driver.js';
@@ -22,6 +23,8 @@ export interface GatewayStore extends AsyncDisposable {
   readonly strikes: StrikeStore;
   /** The gateway's audits of revealed jobs. */
   readonly audits: AuditStore;
+  /** The gateway nodes sharing the database (cluster mode) and their heartbeats. */
+  readonly nodes: NodeStore;
   readonly driver: SqlDriver;
   /** A cheap query, for readiness checks. */
   ping(): Promise<void>;
@@ -37,6 +40,7 @@ export function storeOn(driver: SqlDriver): GatewayStore {
     catalog: new SqlCatalogStore(driver),
     strikes: new SqlStrikeStore(driver),
     audits: new SqlAuditStore(driver),
+    nodes: new SqlNodeStore(driver),
     driver,
     async ping() {
       await driver.get('SELECT 1 AS ok');

@@ -341,6 +341,22 @@ CREATE INDEX strikes_at ON strikes (at);
     name: 'audits of revealed jobs, forfeits',
     sql: audits,
   },
+  {
+    version: 9,
+    name: 'gateway nodes and the node that owns each held job',
+    // Many nodes on one database: each heartbeats its row; a held job names its node, and whoever
+    // finds that node's row stale (or gone) releases the job (src/gateway/cluster/node-liveness.ts).
+    sql: `
+CREATE TABLE gateway_nodes (
+  node_id TEXT PRIMARY KEY,
+  started_at BIGINT NOT NULL,
+  last_seen_at BIGINT NOT NULL
+);
+CREATE INDEX gateway_nodes_last_seen ON gateway_nodes (last_seen_at);
+ALTER TABLE jobs ADD COLUMN node_id TEXT;
+CREATE INDEX jobs_node_status ON jobs (node_id, status);
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

@@ -332,6 +332,17 @@ describe('nightjar gateway', () => {
     expect(missing.err()).toMatch(/\nerror NJ_USAGE: --audit-models: cannot read .*nope \(ENOENT\)/);
   });
 
+  it('refuses --postgres with --db or --memory, and --node-id without --postgres', async () => {
+    expect(await fails('--postgres', 'postgres://127.0.0.1:1/none')).toMatchObject({
+      code: 'NJ_USAGE',
+      message: '--postgres excludes --db and --memory',
+    });
+    expect(await fails('--node-id', 'gw-1')).toMatchObject({
+      code: 'NJ_USAGE',
+      message: '--node-id names a cluster node: it needs --postgres',
+    });
+  });
+
   it('prints its usage, with the admin commands', async () => {
     const help = io();
     expect(await main(['gateway', '--help'], help)).toBe(0);
