@@ -34,3 +34,4 @@ export {
   type BuildChatPageOptions,
   type BuiltChatPage,
 } from './chat-page.js';
+export * from './audit/index.js';
