@@ -16,7 +16,7 @@
  *   same length instead of each delta; its counts are honest for what it sent (one token per byte
  *   in this vocabulary).
  * - `inflated-counts`: a real reply with `usage.completionTokens + inflateBy` (16 by default: far
- *   below the gateway's claims bound, the padded chunk capacity plus 257). Synthetic greedy models
+ *   below the gateway's claims bound, the padded chunk capacity plus 257), never above maxTokens. Synthetic greedy models
  *   never emit EOS, so jobs that should leave room to inflate must end on a stop sequence or be
  *   sampled; a reply cut at maxTokens cannot be inflated past maxTokens without the gateway's own
  *   bound catching it.
@@ -180,7 +180,9 @@ export class CheatingEngine implements InferenceEngine {
       }
       case 'inflated-counts': {
         const real = await this.#inner.generate(request);
-        return { ...real, usage: { ...real.usage, completionTokens: real.usage.completionTokens + this.#o.inflateBy } };
+        // Never above maxTokens: the gateway caps a claim there itself (src/gateway/claims.ts).
+        const completionTokens = Math.min(request.sampling.maxTokens, real.usage.completionTokens + this.#o.inflateBy);
+        return { ...real, usage: { ...real.usage, completionTokens } };
       }
       case 'faked-speed': {
         const real = await this.#inner.generate(request);

@@ -1,11 +1,12 @@
 /**
- * The client's commands in the command table: `chat`, `dispute`, `proxy`, `trust reset` and `models offered`. Only
+ * The client's commands in the command table: `chat`, `dispute`, `proxy`, `audit`, `trust reset` and `models offered`. Only
  * commander and tiny helpers load with it; each action imports its body (and so the client SDK)
  * when it runs.
  */
 import { Option, type Command } from 'commander';
 import { DEFAULT_GATEWAY, TRUST_LEVEL_CHOICES, collect, decimal, integer, port, positiveInteger, helpAfter } from '../flags.js';
 import type { Launch } from '../program.js';
+import type { AuditFlags } from './audit.js';
 import type { ChatFlags } from './chat.js';
 import type { DisputeFlags } from './dispute.js';
 import type { ModelsOfferedFlags } from './models-offered.js';
@@ -114,6 +115,37 @@ function defineProxy(program: Command, launch: Launch): void {
     .action((flags: ProxyFlags, cmd: Command) => launch(cmd, async (ctx) => (await import('./proxy-command.js')).proxyCommand(flags, ctx)));
 }
 
+function defineAudit(program: Command, launch: Launch): void {
+  const audit = program
+    .command('audit')
+    .summary('send audit jobs like real traffic and check each reply against the model file here')
+    .description(
+      'Runs an auditor: sealed jobs from a prompt set, sent through the gateway as any client sends them ' +
+        '(same envelope, padding and countersignature), at random gaps around --rate, greedy and sampled at ' +
+        'several temperatures. Each reply is checked on this machine against --model-file (greedy replies ' +
+        'against a reference run, every reply token by token), then revealed to the gateway, which re-checks ' +
+        'it, records the verdict and strikes a cheating agent. No prompt or reply is printed. Exits 3 when an ' +
+        'audit failed.',
+    )
+    .requiredOption('--model <id>', 'the model id to audit')
+    .requiredOption('--model-file <path>', 'the GGUF file the gateway’s catalog lists for the model (its sha256 is checked)')
+    .addOption(new Option('--rate <per-minute>', 'mean audits a minute (gaps are random around it)').argParser(decimal).default(2))
+    .addOption(new Option('--jobs <n>', 'audits to send, then stop (default: until Ctrl-C)').argParser(positiveInteger))
+    .option('--prompts <file>', 'prompts to draw from, JSON lines of {"prompt": …} or {"messages": […]} (default: a built-in set)')
+    .addOption(new Option('--reveal <which>', 'which audits to reveal to the gateway').choices(['all', 'failed']).default('all'))
+    .addOption(new Option('--threads <n>', 'CPU threads of the local check').argParser(positiveInteger))
+    .option('--json', 'print one JSON line per audit and a summary line, instead of progress text');
+  clientOptions(audit)
+    .addHelpText(
+      'after',
+      helpAfter(
+        'Example:\n  nightjar audit --gateway https://gw.example --api-key-file auditor.key --model llama-3.2-1b-instruct-q4_k_m \\\n' +
+          '    --model-file ~/models/llama-3.2-1b-instruct-q4_k_m.gguf --rate 4 --jobs 100',
+      ),
+    )
+    .action((flags: AuditFlags, cmd: Command) => launch(cmd, async (ctx) => (await import('./audit.js')).auditCommand(flags, ctx)));
+}
+
 function defineTrust(program: Command, launch: Launch): void {
   const trust = program
     .command('trust')
@@ -138,6 +170,7 @@ export function defineClientCommands(program: Command, launch: Launch, models: C
   defineChat(program, launch);
   defineDispute(program, launch);
   defineProxy(program, launch);
+  defineAudit(program, launch);
   defineTrust(program, launch);
   models
     .command('offered')
