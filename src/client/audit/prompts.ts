@@ -66,7 +66,39 @@ const LONG_NOTES = `Summarise these meeting notes in five bullet points and list
 - Jonas will draft the customer email about seat limits; Marta owns the grace period decision.
 - Next sync moved to Monday because of the holiday.`;
 
-/** The built-in prompt set: 48 prompts of many kinds and lengths. */
+const LONG_ARTICLE = `Read this article and answer: what are the three main arguments, and which is weakest? Quote the
+sentence each one rests on.
+
+City councils across the region are debating whether to close central streets to private cars on
+weekends. Supporters point to the pilot in the old town last summer, when footfall in shops along
+the closed streets rose by about a fifth compared with the same months a year before, and cafés
+reported their best season in a decade. Opponents answer that the pilot ran during a heatwave that
+brought more tourists than usual, and that shops on the streets just outside the closed area saw
+their takings fall, as drivers who could no longer park nearby went to the out-of-town mall instead.
+
+The second argument is about air. Monitoring stations on the closed streets recorded nitrogen
+dioxide levels roughly forty percent lower on closed days than on open ones. Critics do not dispute
+the figure, but they note that the traffic did not vanish: it moved to the ring road, where the
+stations recorded a smaller but real increase, and where more people live than in the old town.
+Whether the city as a whole breathed cleaner air depends on how one weighs those two groups, and the
+council's own report does not try to.
+
+The third argument is about safety. In the twelve closed weekends there were no collisions involving
+pedestrians on the closed streets, against an average of three over the same period in the previous
+five years. Here the numbers are small enough that chance could explain much of the difference, a
+point the report makes in a footnote and the press release leaves out.
+
+Finally there is the question of who decides. Residents of the old town were surveyed and a large
+majority supported the closures; residents of the surrounding districts, who use the streets to reach
+work and services, were not asked. Several councillors have said that a decision affecting the whole
+city should not rest on a survey of one neighbourhood, and have asked for a city-wide consultation
+before the scheme is made permanent. The mayor's office replied that a consultation would take a year
+and that the pilot had already shown what it needed to show.
+
+The council will vote next month. Whatever it decides, both sides agree on one thing: the pilot was
+too short, and too unusual a summer, to settle the matter on the evidence alone.`;
+
+/** The built-in prompt set: 49 prompts of many kinds and lengths. */
 export const BUILT_IN_PROMPTS: readonly AuditPrompt[] = [
   user('Hi!'),
   user('What is the capital of Australia?'),
@@ -140,6 +172,7 @@ export const BUILT_IN_PROMPTS: readonly AuditPrompt[] = [
   user(LONG_CODE),
   user(LONG_EMAIL),
   user(LONG_NOTES),
+  user(LONG_ARTICLE),
   withSystem(
     'You are an assistant for a customer support team. Be empathetic, brief, and always offer a next step.',
     'A customer writes: "I was charged twice for my subscription this month and nobody answers my emails. ' +
