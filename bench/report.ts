@@ -17,6 +17,7 @@ export const AREA_NAMES = [
   'cold-start',
   'cli-startup',
   'hostile',
+  'honesty',
 ] as const;
 
 /** One benchmark area. */

@@ -83,6 +83,7 @@ const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   'cold-start': () => import('./cold-start.js'),
   'cli-startup': () => import('./cli-startup.js'),
   hostile: () => import('./hostile.js'),
+  honesty: () => import('./honesty.js'),
 };
 
 function messageOf(error: unknown): string {
