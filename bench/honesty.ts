@@ -173,7 +173,8 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
     await auditor.dispose();
     ctx.log(
       `${cheat}: ${run.servedByCheat} of ${run.jobs} jobs, first strike at its job ${run.firstStrikeAt ?? '–'} ` +
-        `(${run.firstStrikeReason ?? 'none'}), no more jobs after ${run.lastJobAt ?? '–'}, honest strikes ${JSON.stringify(run.honestStrikes)}`,
+        `(${run.firstStrikeReason ?? 'none'}), no more jobs after ${run.lastJobAt ?? '–'}, ` +
+        `honest strikes ${JSON.stringify(run.honestStrikes)}`,
     );
   } finally {
     await net.close();
@@ -199,6 +200,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   } finally {
     await models.remove();
   }
+  const sum = (f: (r: CheatRun) => number): number => runs.reduce((n, r) => n + f(r), 0);
   const honestStrikes = runs.reduce((n, r) => n + Object.values(r.honestStrikes).reduce((a, b) => a + b, 0), 0);
   const caught = runs.filter((r) => r.firstStrikeAt !== null || Object.keys(r.cheatStrikes).length > 0);
   const targets: Target[] = [
@@ -262,8 +264,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     ],
     targets,
     notes: [
-      `Audits of the honest agent: ${runs.reduce((n, r) => n + r.audits.failedOfHonest, 0)} failed of ${runs.reduce((n, r) => n + r.audits.ofHonest, 0)}. ` +
-        `Jobs that failed outright: ${runs.reduce((n, r) => n + r.failedJobs, 0)}.`,
+      `Audits of the honest agent: ${sum((r) => r.audits.failedOfHonest)} failed of ${sum((r) => r.audits.ofHonest)}. ` +
+        `Jobs that failed outright: ${sum((r) => r.failedJobs)}.`,
       `Wall time per cheat: ${runs.map((r) => `${r.cheat} ${(r.wallMs / 1000).toFixed(1)} s`).join(', ')}.`,
     ],
     data: { runs },
