@@ -19,7 +19,8 @@
  * - with the claim-gap factor at 100 the faked-speed case has no 'claim-gap' strike.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Auditor, NightjarClient, type AuditFailureReason, type AuditResult, type AuditSamplingMix } from '../../src/client/index.js';
+import { Auditor, NightjarClient, type AuditResult, type AuditSamplingMix } from '../../src/client/index.js';
+import type { AuditFailureReason } from '../../src/shared/index.js';
 import { createReplyChecker, type ReplyCheckerHandle } from '../../src/main/agent/index.js';
 import type { StrikeReason } from '../../src/gateway/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
@@ -47,6 +48,12 @@ afterAll(async () => {
   await auditorChecker?.dispose();
   await models?.remove();
 });
+
+/**
+ * Engines, checkers, gateway and clients share two cores here: a keepalive read late must not
+ * break a job (the idle timeout is the client's own, not visible to anyone).
+ */
+const STREAM_IDLE_MS = 10_000;
 
 /** Single characters synthetic text contains: replies end early on them. */
 const STOPS = ['K', 'Q', '2', 'W', '~', 'd'];
@@ -85,8 +92,20 @@ describe.each(CASES)('the $cheat cheat', ({ cheat, strike, finding, sampling, ro
       const honest = await net.startAgent('honest');
       const cheater = await net.startAgent(cheat);
       const trust = { allowSynthetic: true };
-      const client = new NightjarClient({ gatewayUrl: net.gateway.url, apiKey: net.clientKey.key, trust, fetch: http.fetch });
-      const auditClient = new NightjarClient({ gatewayUrl: net.gateway.url, apiKey: net.auditorKey.key, trust, fetch: http.fetch });
+      const client = new NightjarClient({
+        gatewayUrl: net.gateway.url,
+        apiKey: net.clientKey.key,
+        trust,
+        fetch: http.fetch,
+        streamIdleMs: STREAM_IDLE_MS,
+      });
+      const auditClient = new NightjarClient({
+        gatewayUrl: net.gateway.url,
+        apiKey: net.auditorKey.key,
+        trust,
+        fetch: http.fetch,
+        streamIdleMs: STREAM_IDLE_MS,
+      });
       const random = seededRandom(42);
       const auditor = new Auditor({ client: auditClient, checker: auditorChecker.check, model: HARNESS_MODEL_ID, random, sampling });
       const audits: AuditResult[] = [];

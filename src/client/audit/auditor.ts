@@ -109,15 +109,15 @@ export interface AuditorOptions {
 }
 
 /** The defaults of {@link AuditorOptions}. */
-export const AUDITOR_DEFAULTS = {
+export const AUDITOR_DEFAULTS: Readonly<Required<Omit<AuditorOptions, 'client' | 'checker' | 'model' | 'sampling'>>> = {
   prompts: BUILT_IN_PROMPTS,
   ratePerMinute: 2,
   jobs: Infinity,
   maxInFlight: 4,
-  reveal: 'all' as RevealMode,
-  clock: systemClock as Clock,
-  random: (): number => Math.random(),
-} as const;
+  reveal: 'all',
+  clock: systemClock,
+  random: () => Math.random(),
+};
 
 /** What one audit sent, without content: enough to tell greedy from sampled and to reproduce it. */
 export interface AuditRequestShape {
