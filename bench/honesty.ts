@@ -33,6 +33,8 @@ import { now } from './stats.js';
 
 /** One job in `AUDIT_EVERY` is an audit. */
 const AUDIT_EVERY = 5;
+/** Engines, checkers, gateway and clients share the machine: a keepalive read late must not break a job. */
+const STREAM_IDLE_MS = 10_000;
 /** Stop sequences synthetic text contains (see the file's comment). */
 const STOPS = ['K', 'Q', '2', 'W', '~', 'd'];
 const MAX_TOKENS = [16, 24, 32, 48];
@@ -89,8 +91,18 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
   try {
     const honest = await net.startAgent('honest');
     const cheater = await net.startAgent(cheat);
-    const client = new NightjarClient({ gatewayUrl: net.gateway.url, apiKey: net.clientKey.key, trust: { allowSynthetic: true } });
-    const auditClient = new NightjarClient({ gatewayUrl: net.gateway.url, apiKey: net.auditorKey.key, trust: { allowSynthetic: true } });
+    const client = new NightjarClient({
+      gatewayUrl: net.gateway.url,
+      apiKey: net.clientKey.key,
+      trust: { allowSynthetic: true },
+      streamIdleMs: STREAM_IDLE_MS,
+    });
+    const auditClient = new NightjarClient({
+      gatewayUrl: net.gateway.url,
+      apiKey: net.auditorKey.key,
+      trust: { allowSynthetic: true },
+      streamIdleMs: STREAM_IDLE_MS,
+    });
     const auditor = new Auditor({
       client: auditClient as AuditClient,
       checker: auditorChecker.check,

@@ -33,6 +33,9 @@ export interface AuditFlags extends ClientFlagValues {
   json?: boolean;
 }
 
+/** How long an audit's reply stream may be silent, keepalives included, before it counts as broken. */
+export const AUDIT_STREAM_IDLE_MS = 10_000;
+
 /** Exit code when the run went through and at least one audit failed its checks. */
 export const AUDIT_FAILED_EXIT = 3;
 
@@ -82,7 +85,9 @@ export async function auditCommand(values: AuditFlags, ctx: CommandContext): Pro
     } catch (cause) {
       throw new NightjarError('NJ_USAGE', `cannot read the model file ${modelFile}: ${(cause as Error).message}`, { cause });
     }
-    const { client } = await commandClient(values, io);
+    // The local check shares this machine's CPU with the replies streaming in: a keepalive read late
+    // under load must not break an audit (the idle timeout is the client's own; nothing of it is sent).
+    const { client } = await commandClient(values, io, { streamIdleMs: AUDIT_STREAM_IDLE_MS });
     const catalog = await client.catalog(io.signal);
     if (!catalog.file(values.model, sha256)) {
       const listed = catalog.catalog.models.find((m) => m.id === values.model)?.files.map((f) => f.sha256) ?? [];
