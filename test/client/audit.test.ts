@@ -177,6 +177,42 @@ describe('Auditor', () => {
     await Promise.all([a.dispose(), b.dispose(), c.dispose()]);
   });
 
+  it('waits out a reveal the gateway refuses as rate limited, as long as it says, a bounded number of times', async () => {
+    const clock = new FakeClock(0);
+    const client = new StubClient();
+    let refusals = 1;
+    const limited: AuditClient = {
+      complete: (r) => client.complete(r),
+      reveal: async (e) => {
+        if (refusals-- > 0) throw new NightjarError('NJ_RATE_LIMITED', 'busy re-checking', { retryAfterMs: 500 });
+        return client.reveal(e);
+      },
+    };
+    const auditor = new Auditor({
+      client: limited,
+      checker: checkerRecording().check,
+      model: 'm',
+      clock,
+      revealAttempts: 2,
+      random: seededRandom(6),
+    });
+    const first = auditor.audit();
+    await settle();
+    expect(client.reveals).toHaveLength(0);
+    clock.advance(499);
+    await settle();
+    expect(client.reveals).toHaveLength(0);
+    clock.advance(1);
+    expect(await first).toMatchObject({ pass: true, error: null, gateway: { forfeited: false } });
+    // Refused as often as it may try: the audit says so.
+    refusals = 2;
+    const second = auditor.audit();
+    await settle();
+    clock.advance(500);
+    expect(await second).toMatchObject({ pass: true, gateway: null, error: { stage: 'reveal', code: 'NJ_RATE_LIMITED' } });
+    await auditor.dispose();
+  });
+
   it('reports a job that failed, and a checker without the file, without throwing', async () => {
     const client = new StubClient();
     client.fail = new NightjarError('NJ_NO_CAPACITY', 'no agent has a free slot');
@@ -212,6 +248,7 @@ describe('Auditor', () => {
       { ratePerMinute: 0 },
       { jobs: 1.5 },
       { maxInFlight: 0 },
+      { revealAttempts: 0 },
       { prompts: [] },
       { sampling: { greedyShare: 2 } },
       { sampling: { temperatures: [0] } },

@@ -100,6 +100,11 @@ export interface AuditorOptions {
   maxInFlight?: number;
   /** Which audits are revealed to the gateway. Defaults to 'all'. */
   reveal?: RevealMode;
+  /**
+   * Tries at a reveal the gateway refuses with NJ_RATE_LIMITED (it re-checks a bounded number of
+   * jobs at once), each after the wait it names (1 s when it names none). Defaults to 5.
+   */
+  revealAttempts?: number;
   /** How audits sample. Each field defaults as {@link AUDIT_SAMPLING_DEFAULTS} says. */
   sampling?: AuditSamplingMix;
   /** Clock of the pacing. Defaults to the system clock. */
@@ -115,6 +120,7 @@ export const AUDITOR_DEFAULTS: Readonly<Required<Omit<AuditorOptions, 'client' |
   jobs: Infinity,
   maxInFlight: 4,
   reveal: 'all',
+  revealAttempts: 5,
   clock: systemClock,
   random: () => Math.random(),
 };
@@ -223,6 +229,9 @@ export class Auditor extends Resource {
       throw new NightjarError('NJ_CONFIG_INVALID', `maxInFlight must be an integer from 1 to 64; got ${o.maxInFlight}`);
     }
     if (o.reveal !== 'all' && o.reveal !== 'failed') throw new NightjarError('NJ_CONFIG_INVALID', `reveal must be 'all' or 'failed'`);
+    if (!(Number.isInteger(o.revealAttempts) && o.revealAttempts >= 1 && o.revealAttempts <= 20)) {
+      throw new NightjarError('NJ_CONFIG_INVALID', `revealAttempts must be an integer from 1 to 20; got ${o.revealAttempts}`);
+    }
     for (const [name, value] of Object.entries({
       greedyShare: mix.greedyShare,
       stopShare: mix.stopShare,
@@ -341,7 +350,7 @@ export class Auditor extends Resource {
     if (reveal && !this.isDisposed) {
       try {
         if (result.evidence === undefined) throw new NightjarError('NJ_EVIDENCE_INVALID', 'the client kept no evidence of the job');
-        const answer = await this.#o.client.reveal(result.evidence);
+        const answer = await this.#reveal(result.evidence);
         gateway = { verdict: answer.verdict, forfeited: answer.forfeited, refunded: answer.refunded };
       } catch (e) {
         error ??= { stage: 'reveal', code: codeOf(e), message: errorMessage(e) };
@@ -360,6 +369,18 @@ export class Auditor extends Resource {
       disagree: local !== null && gateway !== null && local.pass !== gateway.verdict.pass,
       error,
     });
+  }
+
+  /** Reveals `evidence`, waiting out the gateway's NJ_RATE_LIMITED refusals (revealAttempts in all). */
+  async #reveal(evidence: JobEvidence): Promise<RevealResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#o.client.reveal(evidence);
+      } catch (error) {
+        if (!(error instanceof NightjarError) || error.code !== 'NJ_RATE_LIMITED' || attempt >= this.#o.revealAttempts) throw error;
+        await delay(this.#o.clock, error.retryAfterMs ?? 1000, this.#stop.signal);
+      }
+    }
   }
 
   #emit(result: AuditResult): AuditResult {
