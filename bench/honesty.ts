@@ -18,6 +18,7 @@
  */
 import { Auditor, BUILT_IN_PROMPTS, NightjarClient, type AuditClient, type AuditResult, type ChatResult } from '../src/client/index.js';
 import { createReplyChecker } from '../src/main/agent/index.js';
+import { NightjarError } from '../src/shared/index.js';
 import type { Strike } from '../src/gateway/index.js';
 import {
   CHEATS,
@@ -54,6 +55,8 @@ interface CheatRun {
   honestStrikes: Record<string, number>;
   audits: { ofCheat: number; failedOfCheat: number; ofHonest: number; failedOfHonest: number; reasons: Record<string, number> };
   failedJobs: number;
+  /** Codes of the jobs that failed outright. */
+  failedCodes: Record<string, number>;
   wallMs: number;
 }
 
@@ -86,6 +89,7 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
     honestStrikes: {},
     audits: { ofCheat: 0, failedOfCheat: 0, ofHonest: 0, failedOfHonest: 0, reasons: {} },
     failedJobs: 0,
+    failedCodes: {},
     wallMs: 0,
   };
   try {
@@ -118,6 +122,10 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
         if (jobId) cheatJobIndex.set(jobId, run.servedByCheat);
       } else if (agentId === honest.agentId) run.servedByHonest++;
     };
+    const failed = (code: string): void => {
+      run.failedJobs++;
+      run.failedCodes[code] = (run.failedCodes[code] ?? 0) + 1;
+    };
     const realJob = async (): Promise<void> => {
       const prompt = pick(BUILT_IN_PROMPTS, random);
       const greedy = random() < 0.3;
@@ -132,15 +140,15 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
           ...(random() < 0.5 ? { seed: Math.floor(random() * 2 ** 32) } : {}),
           ...(stop ? { stop } : {}),
         });
-      } catch {
-        run.failedJobs++;
+      } catch (error) {
+        failed(error instanceof NightjarError ? error.code : 'NJ_INTERNAL');
         return;
       }
       servedBy(result.agentId, result.jobId);
     };
     const audit = async (): Promise<void> => {
       const r: AuditResult = await auditor.audit();
-      if (r.error?.stage === 'job') run.failedJobs++;
+      if (r.error?.stage === 'job') failed(r.error.code);
       servedBy(r.agentId, r.jobId);
       const mine = r.agentId === cheater.agentId ? 'Cheat' : 'Honest';
       run.audits[`of${mine}`]++;
@@ -195,6 +203,12 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
   }
   run.wallMs = now() - started;
   return run;
+}
+
+function mergeCounts(all: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const counts of all) for (const [k, n] of Object.entries(counts)) out[k] = (out[k] ?? 0) + n;
+  return out;
 }
 
 function fmtCounts(counts: Record<string, number>): string {
@@ -277,7 +291,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     targets,
     notes: [
       `Audits of the honest agent: ${sum((r) => r.audits.failedOfHonest)} failed of ${sum((r) => r.audits.ofHonest)}. ` +
-        `Jobs that failed outright: ${sum((r) => r.failedJobs)}.`,
+        `Jobs that failed outright: ${sum((r) => r.failedJobs)}` +
+        `${sum((r) => r.failedJobs) ? ` (${fmtCounts(mergeCounts(runs.map((r) => r.failedCodes)))})` : ''}.`,
       `Wall time per cheat: ${runs.map((r) => `${r.cheat} ${(r.wallMs / 1000).toFixed(1)} s`).join(', ')}.`,
     ],
     data: { runs },
