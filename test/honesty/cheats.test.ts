@@ -11,12 +11,11 @@
  * need a reply that ends early (inflated counts) are given single-character stop sequences that
  * synthetic text contains; the dropped tail is given none (every reply would run to maxTokens).
  *
- * Protections shown (each removed once, and its case seen to fail):
- * - without the countersignature (`countersign: false` on the real client) and with audits
- *   revealed only when failed, the inflated-counts case has no 'count-disputed' strike;
- * - with the auditor's checker and the gateway's replaced by one that passes everything, the
- *   small-model, random-output and dropped-tail cases have no 'audit-failed' strike;
- * - with the claim-gap factor at 100 the faked-speed case has no 'claim-gap' strike.
+ * Protections shown (removed once, each case seen to fail on its own assertion): with
+ * `countersign: false` on both clients, both checkers replaced by one that passes everything and
+ * `claimGapFactor: 100`, the small-model, random-output and dropped-tail cases have no
+ * 'audit-failed' strike, the inflated-counts case no 'count-disputed' strike and the faked-speed
+ * case no 'claim-gap' strike.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Auditor, NightjarClient, type AuditResult, type AuditSamplingMix } from '../../src/client/index.js';
