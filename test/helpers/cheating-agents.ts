@@ -5,13 +5,14 @@
  * the client and the auditor see exactly what such an agent would send: sealed chunks, a receipt
  * signed by its identity key, heartbeats with the speed it claims.
  *
- * The claimed model is the `mini-q8_0` synthetic file (128 wide, Q8_0, 512 tokens, about 390 k
+ * The claimed model is the `mini-q8_0` synthetic file (128 wide, Q8_0, 512 tokens, 361 k
  * parameters), catalogued at the gateway under {@link HARNESS_MODEL_ID}. The cheats:
  *
  * - `honest`: serves that file.
- * - `small-model`: serves `tiny` (64 wide, F32, about 115 k parameters: the smaller model) while
- *   its bundle names the `mini-q8_0` file's sha256. Both tokenizers are byte-level, so its replies
- *   are well-formed text; only the claimed model's likelihood tells them apart.
+ * - `small-model`: serves `tiny` (64 wide, F32, 107 k parameters: the smaller model, though its F32
+ *   file is a little larger than the Q8_0 one) while its bundle names the `mini-q8_0` file's
+ *   sha256. Both tokenizers are byte-level, so its replies are well-formed text; only the claimed
+ *   model's likelihood tells them apart.
  * - `random-output`: runs the real engine for its pace but sends random printable ASCII of the
  *   same length instead of each delta; its counts are honest for what it sent (one token per byte
  *   in this vocabulary).
