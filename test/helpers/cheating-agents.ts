@@ -32,7 +32,7 @@
  *
  * Nothing here imports vitest: bench/honesty.ts uses it too.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -74,8 +74,9 @@ export interface HarnessModels {
   remove(): Promise<void>;
 }
 
-/** Writes the harness's two synthetic models into a fresh temp folder. */
+/** Writes the harness's two synthetic models into a fresh folder under `parent` (made if missing). */
 export async function writeHarnessModels(parent: string = os.tmpdir()): Promise<HarnessModels> {
+  await mkdir(parent, { recursive: true });
   const dir = await mkdtemp(path.join(parent, 'nightjar-harness-'));
   const claimed = await writeSyntheticModel({ path: path.join(dir, 'mini-q8_0.gguf'), shape: 'mini-q8_0', seed: 0 });
   const smaller = await writeSyntheticModel({ path: path.join(dir, 'tiny.gguf'), shape: 'tiny', seed: 0 });
