@@ -224,7 +224,7 @@ export async function cheatingEngine(
     modelPath: file.path,
     slots: options.slots ?? CHEATING_ENGINE_DEFAULTS.slots,
     threads: options.threads ?? CHEATING_ENGINE_DEFAULTS.threads,
-    contextLength: 2048,
+    contextLength: 4096,
   });
   return new CheatingEngine(cheat, inner, options);
 }
