@@ -16,7 +16,7 @@
  * use single-character stop sequences that synthetic text contains; without them every reply ends
  * at maxTokens and an inflated count has no room below the gateway's own maxTokens cap.
  */
-import { Auditor, BUILT_IN_PROMPTS, NightjarClient, type AuditClient, type AuditResult, type ChatResult } from '../src/client/index.js';
+import { Auditor, BUILT_IN_PROMPTS, NightjarClient, type AuditResult, type ChatResult } from '../src/client/index.js';
 import { createReplyChecker } from '../src/main/agent/index.js';
 import { NightjarError } from '../src/shared/index.js';
 import type { Strike } from '../src/gateway/index.js';
@@ -108,7 +108,7 @@ async function runCheat(cheat: CheatName, models: HarnessModels, jobs: number, c
       streamIdleMs: STREAM_IDLE_MS,
     });
     const auditor = new Auditor({
-      client: auditClient as AuditClient,
+      client: auditClient,
       checker: auditorChecker.check,
       model: HARNESS_MODEL_ID,
       random,

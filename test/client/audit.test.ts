@@ -13,8 +13,15 @@ import {
   type AuditResult,
   type ChatRequest,
   type ChatResult,
+  type RevealResult,
 } from '../../src/client/index.js';
-import { NightjarError, type AuditVerdict, type ReplyCheckOptions, type ReplyUnderCheck } from '../../src/shared/index.js';
+import {
+  NightjarError,
+  type AuditVerdict,
+  type JobEvidence,
+  type ReplyCheckOptions,
+  type ReplyUnderCheck,
+} from '../../src/shared/index.js';
 import { seededRandom } from '../helpers/cheating-agents.js';
 import { FakeClock } from '../gateway/support/fake-clock.js';
 
@@ -23,7 +30,7 @@ const SHA = 'ab'.repeat(32);
 /** A stand-in client: answers every job at once with "ok", and records what it was asked. */
 class StubClient implements AuditClient {
   readonly requests: (ChatRequest & { keepEvidence?: boolean })[] = [];
-  readonly reveals: unknown[] = [];
+  readonly reveals: JobEvidence[] = [];
   fail: NightjarError | null = null;
   gatewayVerdict: AuditVerdict = { pass: true, findings: [], figures: {} };
   #n = 0;
@@ -46,16 +53,15 @@ class StubClient implements AuditClient {
       receipt: receipt as unknown as ChatResult['receipt'],
       signedReceipt: {} as ChatResult['signedReceipt'],
       identityKey: 'k',
-      evidence: { jobId },
+      evidence: { jobId } as unknown as JobEvidence,
     };
   }
 
-  async reveal(
-    evidence: unknown,
-  ): Promise<{ jobId: string; agentId: string; verdict: AuditVerdict; forfeited: boolean; refunded: string }> {
+  async reveal(evidence: JobEvidence): Promise<RevealResult> {
     this.reveals.push(evidence);
     const { jobId } = evidence as { jobId: string };
-    return { jobId, agentId: 'a'.repeat(32), verdict: this.gatewayVerdict, forfeited: !this.gatewayVerdict.pass, refunded: '0' };
+    const forfeited = !this.gatewayVerdict.pass;
+    return { jobId, agentId: 'a'.repeat(32), verdict: this.gatewayVerdict, forfeited, refunded: '0', message: 'checked' };
   }
 }
 

@@ -18,7 +18,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Auditor, NightjarClient, type AuditClient } from '../../src/client/index.js';
+import { Auditor, NightjarClient } from '../../src/client/index.js';
 import type { AuditVerdict, GatewayFrame, ReplyChecker } from '../../src/shared/index.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { agentServing } from '../helpers/network.js';
@@ -82,7 +82,7 @@ describe('audit jobs and real jobs', () => {
     // Two prompts of the same size bucket (both well under the smallest padded bucket).
     const realPrompt = 'How do I reverse a string in Python?';
     const auditor = new Auditor({
-      client: auditClient as unknown as AuditClient,
+      client: auditClient,
       checker: passingChecker,
       model: REAL_MODEL.id,
       prompts: [{ messages: [{ role: 'user', content: 'What is the capital of Australia?' }] }],

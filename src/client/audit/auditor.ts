@@ -30,14 +30,14 @@ import {
   type ChatMessage,
   type Clock,
   type Event,
+  type JobEvidence,
   type ReplyChecker,
   type ReplyUnderCheck,
   type Sampling,
 } from '../../shared/index.js';
-import type { ChatRequest, ChatResult } from '../sdk/index.js';
+import type { ChatRequest, ChatResult, RevealResult } from '../sdk/index.js';
 import { IncompleteReplyError } from '../sdk/index.js';
 import { BUILT_IN_PROMPTS, type AuditPrompt } from './prompts.js';
-import type { JobEvidence, RevealResult } from './reveal-contract.js';
 
 /** When the auditor reveals a job to the gateway: every audit, or only those its own check failed. */
 export type RevealMode = 'all' | 'failed';
@@ -45,7 +45,7 @@ export type RevealMode = 'all' | 'failed';
 /** What the auditor needs of a client: NightjarClient (src/client/sdk) has it. */
 export interface AuditClient {
   /** Sends a job and resolves with the verified reply (and, asked for, its evidence). */
-  complete(request: ChatRequest & { keepEvidence?: boolean }): Promise<ChatResult & { evidence?: JobEvidence }>;
+  complete(request: ChatRequest): Promise<ChatResult>;
   /** Reveals one job's evidence to the gateway's auditor. */
   reveal(evidence: JobEvidence): Promise<RevealResult>;
 }
@@ -301,7 +301,7 @@ export class Auditor extends Resource {
     const index = ++this.#count;
     const { messages, sampling, shape } = this.#draw();
     const base = { index, request: shape, jobId: null, agentId: null, reasons: [], local: null, gateway: null, disagree: false };
-    let result: ChatResult & { evidence?: JobEvidence };
+    let result: ChatResult;
     try {
       result = await this.#o.client.complete({
         model: this.#o.model,
