@@ -70,18 +70,18 @@ interface Case {
 
 const NO_STOPS: AuditSamplingMix = { maxTokens: [24, 32], stopShare: 0 };
 const CASES: Case[] = [
-  { cheat: 'small-model', strike: 'audit-failed' as StrikeReason, finding: 'off-distribution', sampling: NO_STOPS, rounds: 2 },
-  { cheat: 'random-output', strike: 'audit-failed' as StrikeReason, finding: 'off-distribution', sampling: NO_STOPS, rounds: 2 },
+  { cheat: 'small-model', strike: 'audit-failed', finding: 'off-distribution', sampling: NO_STOPS, rounds: 2 },
+  { cheat: 'random-output', strike: 'audit-failed', finding: 'off-distribution', sampling: NO_STOPS, rounds: 2 },
   {
     cheat: 'inflated-counts',
-    strike: 'count-disputed' as StrikeReason,
+    strike: 'count-disputed',
     finding: 'completion-count',
     sampling: { maxTokens: [48], stopShare: 1, stops: STOPS },
     rounds: 3,
   },
   // Three timed jobs before a claim-gap can be judged: four rounds leave room for a short reply.
   { cheat: 'faked-speed', strike: 'claim-gap', finding: null, sampling: { maxTokens: [32], stopShare: 0 }, rounds: 4 },
-  { cheat: 'dropped-tail', strike: 'audit-failed' as StrikeReason, finding: 'tail-dropped', sampling: NO_STOPS, rounds: 2 },
+  { cheat: 'dropped-tail', strike: 'audit-failed', finding: 'tail-dropped', sampling: NO_STOPS, rounds: 2 },
 ];
 
 describe.each(CASES)('the $cheat cheat', ({ cheat, strike, finding, sampling, rounds }) => {
