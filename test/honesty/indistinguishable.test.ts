@@ -132,7 +132,7 @@ describe('audit jobs and real jobs', () => {
   });
 
   it('meet a gateway whose job path has no notion of an auditor', async () => {
-    // The job path: admission, routing, relay, billing and the key's account. The reveal route
+    // The job path: admission, routing, relay (in process or across a cluster), billing and the key's account. The reveal route
     // (after the job) is the only place a gateway hears of an audit.
     const root = path.resolve(import.meta.dirname, '../../src/gateway');
     const files = [
@@ -146,7 +146,7 @@ describe('audit jobs and real jobs', () => {
       'http/jobs.ts',
       'http/callers.ts',
     ];
-    for (const dir of ['accounts', 'ledger']) {
+    for (const dir of ['accounts', 'ledger', 'cluster']) {
       for (const f of await readdir(path.join(root, dir))) if (f.endsWith('.ts')) files.push(`${dir}/${f}`);
     }
     for (const f of files) {
