@@ -145,7 +145,14 @@ describe.each(CASES)('the $cheat cheat', ({ cheat, strike, finding, sampling, ro
       for (const a of audits.filter((x) => x.agentId === honest.agentId)) expect(a).toMatchObject({ pass: true, disagree: false });
       const ofCheat = audits.filter((x) => x.agentId === cheater.agentId);
       if (finding === null) for (const a of ofCheat) expect(a.local?.pass).toBe(true);
-      else {
+      else if (finding === 'completion-count') {
+        // Only a reply that ended well before maxTokens leaves room to inflate past the check's slack
+        // (its own tokens + the end + the stop + 1): each such audit must say so. Which audits the
+        // cheat serves depends on timing; the countersignature's strike above does not.
+        const roomy = ofCheat.filter((a) => (a.local?.figures.replyTokens ?? Infinity) + 5 <= a.request.maxTokens);
+        for (const a of roomy) expect(a.local?.findings.map((f) => f.reason)).toContain(finding);
+        for (const a of ofCheat) expect(a.disagree).toBe(false);
+      } else {
         expect(ofCheat.some((a) => a.local?.findings.some((f) => f.reason === finding))).toBe(true);
         // The gateway's re-check of a revealed audit agrees with this machine's.
         for (const a of ofCheat) expect(a.disagree).toBe(false);
