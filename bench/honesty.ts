@@ -218,7 +218,8 @@ function fmtCounts(counts: Record<string, number>): string {
 
 /** The honesty area. */
 export async function run(ctx: BenchContext): Promise<AreaReport> {
-  const jobs = ctx.quick ? 20 : 60;
+  // A bound, not a length: each cheat's run ends once it is barred and given nothing for 5 rounds.
+  const jobs = ctx.quick ? 20 : 200;
   const models = await writeHarnessModels(ctx.outDir);
   const runs: CheatRun[] = [];
   try {
@@ -240,6 +241,16 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         .map((r) => r.cheat)
         .join(', ') || undefined,
     ),
+    target(
+      'cheats barred within the run (no more jobs)',
+      `${runs.filter((r) => r.barred).length} of ${runs.length}`,
+      'every cheat',
+      runs.every((r) => r.barred),
+      runs
+        .filter((r) => !r.barred)
+        .map((r) => r.cheat)
+        .join(', ') || undefined,
+    ),
     target('strikes on the honest agent (false positives)', String(honestStrikes), '0', honestStrikes === 0),
   ];
   return {
@@ -247,8 +258,8 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     method: [
       `Per cheat a fresh gateway (SQLite, a reply checker of its own for revealed jobs), the honest agent and the cheat, each the real ` +
         `Agent on a real node-llama-cpp engine (1 slot, 1 thread) on the synthetic mini-q8_0 model (the small-model cheat runs tiny ` +
-        `under mini-q8_0's sha256). ${jobs} jobs in rounds of two at once; one in ${AUDIT_EVERY} is an audit (the Auditor: greedy or ` +
-        `sampled, its own check, then revealed), the rest real client jobs through the SDK with countersignatures.`,
+        `under mini-q8_0's sha256). Up to ${jobs} jobs in rounds of two at once; one in ${AUDIT_EVERY} is an audit (the Auditor: ` +
+        `greedy or sampled, its own check, then revealed), the rest real client jobs through the SDK with countersignatures.`,
       `maxTokens from ${MAX_TOKENS.join('/')}, temperatures 0 (30%) or ${TEMPERATURES.join('/')}, single-character stop sequences on 60% ` +
         `of jobs (synthetic replies never end by themselves). Default gateway honesty options (claim-gap ×3 after 3 timed jobs, ` +
         `minScore 0.25).`,
