@@ -31,22 +31,49 @@ const TRANSFER_JOB_FK = /\s+REFERENCES\s+"?jobs"?\s*\(\s*"?job_id"?\s*\)/i;
  */
 async function transfersWithoutJobForeignKey(driver: SqlDriver): Promise<string> {
   if (driver.dialect === 'postgres') return 'ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_job_id_fkey;';
-  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
-  const create = String(table?.sql ?? '');
+  const create = await transfersDefinition(driver);
   if (!TRANSFER_JOB_FK.test(create)) return 'SELECT 1;';
+  return (await rebuildTransfers(driver, create.replace(TRANSFER_JOB_FK, ''))).join('\n');
+}
+
+/** SQLite: the current CREATE TABLE statement of ledger_transfers. */
+async function transfersDefinition(driver: SqlDriver): Promise<string> {
+  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
+  return String(table?.sql ?? '');
+}
+
+/**
+ * SQLite, which cannot alter a constraint: the statements that rebuild ledger_transfers as
+ * `create` (its current definition, edited), copying every row unchanged and recreating its indexes.
+ */
+async function rebuildTransfers(driver: SqlDriver, create: string): Promise<string[]> {
   const indexes = await driver.all(
     "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
   );
-  const rebuilt = create
-    .replace(TRANSFER_JOB_FK, '')
-    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
+  const rebuilt = create.replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
   return [
     `${rebuilt};`,
     'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
     'DROP TABLE ledger_transfers;',
     'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
     ...indexes.map((r) => `${String(r.sql)};`),
-  ].join('\n');
+  ];
+}
+
+/**
+ * `common` followed by what widens the transfer kinds' CHECK from `from` to `to`: PostgreSQL
+ * replaces the constraint; SQLite rebuilds the table from its current definition (nothing when
+ * that definition no longer holds `from`).
+ */
+async function withTransferKinds(driver: SqlDriver, common: string, from: string, to: string): Promise<string> {
+  if (driver.dialect === 'postgres') {
+    return `${common}
+ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_kind_check;
+ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK (${to});`;
+  }
+  const create = await transfersDefinition(driver);
+  if (!create.includes(from)) return common;
+  return [common, ...(await rebuildTransfers(driver, create.replace(from, to)))].join('\n');
 }
 
 /** The transfer kinds version 1 allowed, as its CHECK wrote them. */
@@ -78,28 +105,7 @@ CREATE TABLE job_countersigns (
 );
 CREATE INDEX jobs_operator_payable ON jobs (operator_id, payable_at);
 `;
-  if (driver.dialect === 'postgres') {
-    return `${common}
-ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_kind_check;
-ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK (${TRANSFER_KINDS_V7});`;
-  }
-  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
-  const create = String(table?.sql ?? '');
-  if (!create.includes(TRANSFER_KINDS_V1)) return common;
-  const indexes = await driver.all(
-    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
-  );
-  const rebuilt = create
-    .replace(TRANSFER_KINDS_V1, TRANSFER_KINDS_V7)
-    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
-  return [
-    common,
-    `${rebuilt};`,
-    'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
-    'DROP TABLE ledger_transfers;',
-    'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
-    ...indexes.map((r) => `${String(r.sql)};`),
-  ].join('\n');
+  return withTransferKinds(driver, common, TRANSFER_KINDS_V1, TRANSFER_KINDS_V7);
 }
 
 /** Version 8's: a forfeit returns a job's shares from the operator and the platform to the client. */
@@ -130,28 +136,7 @@ CREATE INDEX audits_agent_at ON audits (agent_id, at);
 CREATE INDEX audits_at ON audits (at);
 ALTER TABLE jobs ADD COLUMN forfeited_at BIGINT;
 `;
-  if (driver.dialect === 'postgres') {
-    return `${common}
-ALTER TABLE ledger_transfers DROP CONSTRAINT IF EXISTS ledger_transfers_kind_check;
-ALTER TABLE ledger_transfers ADD CONSTRAINT ledger_transfers_kind_check CHECK (${TRANSFER_KINDS_V8});`;
-  }
-  const table = await driver.get("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_transfers'");
-  const create = String(table?.sql ?? '');
-  if (!create.includes(TRANSFER_KINDS_V7)) return common;
-  const indexes = await driver.all(
-    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_transfers' AND sql IS NOT NULL",
-  );
-  const rebuilt = create
-    .replace(TRANSFER_KINDS_V7, TRANSFER_KINDS_V8)
-    .replace(/^CREATE TABLE\s+"?ledger_transfers"?/i, 'CREATE TABLE ledger_transfers_rebuilt');
-  return [
-    common,
-    `${rebuilt};`,
-    'INSERT INTO ledger_transfers_rebuilt SELECT * FROM ledger_transfers;',
-    'DROP TABLE ledger_transfers;',
-    'ALTER TABLE ledger_transfers_rebuilt RENAME TO ledger_transfers;',
-    ...indexes.map((r) => `${String(r.sql)};`),
-  ].join('\n');
+  return withTransferKinds(driver, common, TRANSFER_KINDS_V7, TRANSFER_KINDS_V8);
 }
 
 /** Every migration, in order. */
