@@ -11,7 +11,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium.js';
+import type { Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildChatPage } from '../../src/client/index.js';
 import type { Agent, GenerateRequest, GenerateResult } from '../../src/main/agent/index.js';
@@ -62,17 +63,7 @@ async function replyInPage(engine: FakeEngine): Promise<{ jobId: string; text: s
   const jobs: string[] = [];
   net.gateway.onJobBilled(({ jobId }) => jobs.push(jobId));
   const settled = billed(net.gateway);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
   const page = await (await browser.newContext()).newPage();
   await page.goto(`${net.gateway.url}/chat/`);
   await page.fill('#api-key', net.key.key);

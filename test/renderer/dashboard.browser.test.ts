@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium.js';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
 import { Gateway } from '../../src/gateway/index.js';
@@ -45,18 +46,7 @@ beforeAll(async () => {
   dashboardDir = path.join(tmp, 'dashboard');
   await buildDashboard(dashboardDir, { minify: false });
   modelFile = await readFile((await writeSyntheticModel({ path: path.join(tmp, 'source.gguf'), shape: 'tiny' })).path);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
