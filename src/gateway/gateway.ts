@@ -298,6 +298,7 @@ function buildContext(
     ceilingMargin: h.ceilingMargin,
     claimGapFactor: h.claimGapFactor,
     claimGapMinSamples: h.claimGapMinSamples,
+    minTimedDecodeMs: h.minTimedDecodeMs,
     score: { halfLifeMs: h.strikeHalfLifeMs, minScore: h.minScore },
     refreshMs: o.catalogRefreshMs,
   });

@@ -299,6 +299,8 @@ export interface HonestyLimits {
   claimGapFactor?: number;
   /** Timed jobs of an agent and model before a claim gap counts. Defaults to 3. */
   claimGapMinSamples?: number;
+  /** The shortest decode, ms, the gateway times; shorter jobs are neither measured nor struck. Defaults to 250. */
+  minTimedDecodeMs?: number;
   /** Half-life of a strike's weight in the score. Defaults to 86 400 000 ms (a day). */
   strikeHalfLifeMs?: number;
   /** Below this score (in (0, 1]) an agent gets no jobs. Defaults to 0.25. */
@@ -321,6 +323,7 @@ export const HONESTY_DEFAULTS: ResolvedHonestyLimits = {
   ceilingMargin: 1.25,
   claimGapFactor: 3,
   claimGapMinSamples: 3,
+  minTimedDecodeMs: 250,
   strikeHalfLifeMs: 86_400_000,
   minScore: 0.25,
   checker: null,
@@ -414,6 +417,7 @@ function resolveHonesty(honesty: HonestyLimits | undefined): ResolvedHonestyLimi
   if (!Number.isInteger(h.claimGapMinSamples) || h.claimGapMinSamples < 1) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.claimGapMinSamples must be a positive integer');
   }
+  if (!(h.minTimedDecodeMs >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.minTimedDecodeMs must be 0 or more');
   return h;
 }
 

@@ -40,6 +40,14 @@ describe('decode rate', () => {
     expect(decodeRate(timing({ decodeMs: 0 }))).toBeNull();
   });
 
+  // Fails without the minimum decode time: a 249 ms decode would be timed, and the relay's jitter
+  // on such a job is a large part of the figure.
+  it('leaves a decode shorter than the minimum untimed (250 ms unless told)', () => {
+    expect(decodeRate(timing({ decodeMs: 249, tokens: 13, chunks: 14 }))).toBeNull();
+    expect(decodeRate(timing({ decodeMs: 250, tokens: 13, chunks: 14 }))).toBe(48);
+    expect(decodeRate(timing({ decodeMs: 100, tokens: 11, chunks: 12 }), 0)).toBe(100);
+  });
+
   // Fails without the chunk-rate floor in decodeRate: a receipt signing 2 tokens for 52 chunks
   // would read as 1 token/s and slip under any ceiling.
   it('never reads below the chunk rate, so a receipt signing fewer tokens cannot hide a fast decode', () => {

@@ -36,8 +36,11 @@ afterEach(async () => {
   await tmp.remove();
 });
 
-const ask = { model: REAL_MODEL.id, messages: [{ role: 'user' as const, content: 'hi' }], maxTokens: 64 };
-const WORDS = Array.from({ length: 11 }, (_, i) => ` w${i}`);
+const ask = { model: REAL_MODEL.id, messages: [{ role: 'user' as const, content: 'hi' }], maxTokens: 256 };
+const words = (n: number): string[] => Array.from({ length: n }, (_, i) => ` w${i}`);
+const WORDS = words(11);
+/** 126 chunks: timed over 250 ms, 500 tokens/s. */
+const FAST = words(126);
 
 async function agent(chip: string, claimedTokensPerSecond = 50): Promise<RawAgent> {
   const raw = await RawAgent.connect({
@@ -60,18 +63,18 @@ async function barrier(gw: Gateway, raw: RawAgent): Promise<void> {
 }
 
 /**
- * One job from a client: whichever of `agents` gets it serves WORDS (11 chunks of one token, then
- * the closing chunk), `ttftMs` after dispatch and the other ten over `decodeMs` on the gateway's
- * clock. Resolves with the agent that served it.
+ * One job from a client: whichever of `agents` gets it serves `text` (WORDS unless told: 11 chunks
+ * of one token, then the closing chunk), the first `ttftMs` after dispatch and the rest over
+ * `decodeMs` on the gateway's clock. Resolves with the agent that served it.
  */
-async function job(agents: RawAgent[], ttftMs: number, decodeMs: number): Promise<RawAgent> {
+async function job(agents: RawAgent[], ttftMs: number, decodeMs: number, text = WORDS): Promise<RawAgent> {
   const stream = clientOf(net.gateway, http.fetch, net.key.key).chat(ask);
   const stop = new AbortController();
   const frames = agents.map((a) => a.next('job', 10_000, stop.signal).then((f) => ({ a, f })));
   for (const p of frames) p.catch(() => undefined);
   const { a, f } = await Promise.race(frames);
   stop.abort();
-  const served = await a.serve(f, WORDS, undefined, {
+  const served = await a.serve(f, text, undefined, {
     beforeFirst: () => clock.advance(ttftMs),
     afterFirst: async () => {
       await barrier(net.gateway, a);
@@ -101,10 +104,10 @@ describe('the physical ceiling', () => {
   // bar it: the fifth job still goes to it).
   it('an agent decoding faster than its chip allows is struck on each job, its score falls, then no jobs; an honest one none', async () => {
     const cheat = await agent('Apple M2');
-    // 10 tokens after the first in 20 ms: 500 tokens/s, where 111.9 is the most an M2 can do.
+    // 125 tokens after the first in 250 ms: 500 tokens/s, where 111.9 is the most an M2 can do.
     const scores: number[] = [];
     for (let i = 0; i < 4; i++) {
-      expect(await job([cheat], 50, 20)).toBe(cheat);
+      expect(await job([cheat], 50, 250, FAST)).toBe(cheat);
       scores.push(net.gateway.honesty.score(cheat.agentId));
     }
     const struck = await strikes(cheat.agentId);
@@ -125,9 +128,9 @@ describe('the physical ceiling', () => {
     expect(view).toMatchObject({ routable: false, score: expect.closeTo(0.2, 3), measuredTokensPerSecond: 500, tokensPerSecond: 50 });
     expect(view.strikes.map((s) => [s.reason, s.details.measuredTps])).toEqual(Array(4).fill(['over-ceiling', 500]));
 
-    // An honest M2 Max at 50 tokens/s (10 tokens in 200 ms) beside it: every job goes to it, no strike.
+    // An honest M2 Max at 50 tokens/s (20 tokens in 400 ms) beside it: every job goes to it, no strike.
     const honest = await agent('Apple M2 Max');
-    for (let i = 0; i < 5; i++) expect(await job([cheat, honest], 30, 200)).toBe(honest);
+    for (let i = 0; i < 5; i++) expect(await job([cheat, honest], 30, 400, words(21))).toBe(honest);
     expect(await strikes(honest.agentId)).toEqual([]);
     expect(net.gateway.honesty.score(honest.agentId)).toBe(1);
     expect(net.gateway.honesty.measured(honest.agentId, REAL_MODEL.id)).toMatchObject({ tokensPerSecond: 50, samples: 5 });
@@ -140,7 +143,7 @@ describe('the physical ceiling', () => {
 
   it('a score decays with the half-life on the gateway clock', async () => {
     const cheat = await agent('Apple M2');
-    await job([cheat], 50, 20);
+    await job([cheat], 50, 250, FAST);
     expect(net.gateway.honesty.score(cheat.agentId)).toBeCloseTo(0.5);
     clock.advance(86_400_000);
     expect(net.gateway.honesty.score(cheat.agentId)).toBeCloseTo(1 / 1.5);
@@ -164,11 +167,22 @@ describe('measured speed', () => {
 
     // An honest agent that claims what it does (50 tokens/s, 30 ms to first chunk, once measured).
     const honest = await agent('test', 50);
-    expect(await job([boaster, honest], 30, 200)).toBe(honest);
+    expect(await job([boaster, honest], 30, 400, words(21))).toBe(honest);
     const d = net.gateway.directory;
     const order = d.candidates({ model: REAL_MODEL.id, paid: true, catalogued: true, now: clock.now() }, 2).map((e) => e.agentId);
     expect(order).toEqual([honest.agentId, boaster.agentId]);
-    for (let i = 0; i < 4; i++) expect(await job([boaster, honest], 30, 200)).toBe(honest);
+    for (let i = 0; i < 4; i++) expect(await job([boaster, honest], 30, 400, words(21))).toBe(honest);
     expect(await strikes(honest.agentId)).toEqual([]);
+  });
+
+  // Fails without the minimum decode time in decodeRate: these jobs read as 100 tokens/s against a
+  // claim of 500 (a gap of 5) and as over an M2's ceiling, and the agent is struck for each. The
+  // figures of such short jobs are mostly the relay's own jitter.
+  it('does not time, measure or strike on decodes shorter than the minimum', async () => {
+    const quick = await agent('Apple M2', 500);
+    for (let i = 0; i < 4; i++) await job([quick], 30, 100, words(11));
+    for (let i = 0; i < 4; i++) await job([quick], 30, 200, FAST);
+    expect(await strikes(quick.agentId)).toEqual([]);
+    expect(net.gateway.honesty.measured(quick.agentId, REAL_MODEL.id)).toMatchObject({ tokensPerSecond: 0, samples: 0 });
   });
 });

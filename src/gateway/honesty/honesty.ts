@@ -9,7 +9,7 @@
 import { errorMessage, silentLogger, withDefaults, type Clock, type Logger } from '../../shared/index.js';
 import { CEILING_MARGIN, ceilingTokensPerSecond } from './ceiling.js';
 import { SCORE_DEFAULTS, scoreOf, type ScoreOptions } from './score.js';
-import { SpeedBook, type JobTiming, type MeasuredSpeed } from './speed.js';
+import { MIN_TIMED_DECODE_MS, SpeedBook, type JobTiming, type MeasuredSpeed } from './speed.js';
 import type { NewStrike, Strike, StrikeStore } from './strikes.store.js';
 
 /** The agent a timing is about, as the honesty checks need it. */
@@ -37,6 +37,8 @@ export interface HonestyOptions {
   claimGapFactor?: number;
   /** Timed jobs of an (agent, model) before a claim gap counts (persistent, not one slow job). Defaults to 3. */
   claimGapMinSamples?: number;
+  /** The shortest decode, ms, that is timed at all (shorter jobs are neither measured nor struck). Defaults to 250. */
+  minTimedDecodeMs?: number;
   /** How strikes become a score. Defaults to {@link SCORE_DEFAULTS}. */
   score?: ScoreOptions;
   /** How old the in-memory copy of the strikes may get before it is re-read. Defaults to 2000 ms. */
@@ -48,7 +50,7 @@ type Resolved = Required<Omit<HonestyOptions, 'score'>> & { score: Required<Scor
 /** Measured speed, strikes and scores. */
 export class Honesty {
   readonly #o: Resolved;
-  readonly speeds = new SpeedBook();
+  readonly speeds: SpeedBook;
   #strikes = new Map<string, Strike[]>();
   #loadedAt = -Infinity;
   #loading: Promise<void> | null = null;
@@ -58,11 +60,19 @@ export class Honesty {
     const { score, ...rest } = options;
     this.#o = {
       ...withDefaults(
-        { logger: silentLogger, ceilingMargin: CEILING_MARGIN, claimGapFactor: 3, claimGapMinSamples: 3, refreshMs: 2000 },
+        {
+          logger: silentLogger,
+          ceilingMargin: CEILING_MARGIN,
+          claimGapFactor: 3,
+          claimGapMinSamples: 3,
+          minTimedDecodeMs: MIN_TIMED_DECODE_MS,
+          refreshMs: 2000,
+        },
         rest,
       ),
       score: withDefaults(SCORE_DEFAULTS, score ?? {}),
     };
+    this.speeds = new SpeedBook(0.3, this.#o.minTimedDecodeMs);
   }
 
   /** The score's options, resolved. */

@@ -20,14 +20,22 @@ export interface JobTiming {
 }
 
 /**
+ * The shortest decode, ms on the gateway's clock, that is timed. Below it the relay's own jitter
+ * (a loaded gateway, a burst after a stall) is a large part of the figure: a 16-token reply the
+ * agent made in 2 ms and the gateway relayed in 8 looks 4× slower than claimed, and chunks that
+ * arrive bunched look faster than the chip allows. Real replies on a Mac decode for seconds.
+ */
+export const MIN_TIMED_DECODE_MS = 250;
+
+/**
  * The decode rate of a job, tokens/s: the receipt's tokens after the first chunk over the time
  * from first to last chunk, cross-checked by the chunk rate (every text chunk holds at least one
  * token, so chunks after the first, less the closing one, per second is a floor the agent cannot
  * talk down by signing fewer tokens); the higher of the two. Null when the job is too short to
- * time (fewer than 3 chunks or no measurable decode time).
+ * time (fewer than 3 chunks, or a decode shorter than `minDecodeMs`).
  */
-export function decodeRate(t: JobTiming): number | null {
-  if (t.chunks < 3 || t.decodeMs <= 0) return null;
+export function decodeRate(t: JobTiming, minDecodeMs = MIN_TIMED_DECODE_MS): number | null {
+  if (t.chunks < 3 || t.decodeMs <= 0 || t.decodeMs < minDecodeMs) return null;
   const seconds = t.decodeMs / 1000;
   const byTokens = Math.max(0, t.tokens - 1) / seconds;
   const byChunks = Math.max(0, t.chunks - 2) / seconds;
@@ -50,13 +58,19 @@ export interface MeasuredSpeed {
 export class SpeedBook {
   readonly #speeds = new Map<string, MeasuredSpeed>();
 
-  /** @param alpha weight of a new sample in the average. */
-  constructor(readonly alpha = 0.3) {}
+  /**
+   * @param alpha weight of a new sample in the average.
+   * @param minDecodeMs the shortest decode that is timed ({@link MIN_TIMED_DECODE_MS}).
+   */
+  constructor(
+    readonly alpha = 0.3,
+    readonly minDecodeMs = MIN_TIMED_DECODE_MS,
+  ) {}
 
   /** Adds one job's timing; returns the figure after it and the job's own decode rate (null if untimed). */
   add(agentId: string, t: JobTiming, now: number): { speed: MeasuredSpeed; rate: number | null } {
     const key = `${agentId}\n${t.model}`;
-    const rate = decodeRate(t);
+    const rate = decodeRate(t, this.minDecodeMs);
     const old = this.#speeds.get(key);
     const a = this.alpha;
     const speed: MeasuredSpeed = old
