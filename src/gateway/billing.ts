@@ -90,7 +90,18 @@ export interface BillingOptions {
    * Defaults to null (the embedded default: every hold in the database is this gateway's).
    */
   nodeId?: string | null;
+  /**
+   * In a cluster: how long a late receipt for a job another node still holds waits for that node to
+   * release the hold, ms (see {@link Billing.settleLate}); past it the agent is told to deliver it
+   * again later. Defaults to 0 (no wait: the embedded default has no other node).
+   */
+  heldElsewhereWaitMs?: number;
 }
+
+/** How often a job another node holds is looked at while a late receipt for it waits. */
+const HELD_ELSEWHERE_POLL_MS = 500;
+/** Late receipts waiting at once for another node's hold; more are told to come again later. */
+const MAX_HELD_ELSEWHERE_WAITS = 1000;
 
 /** Holds, settles and releases jobs on the ledger, and tells when each job is billed. */
 export class Billing implements Disposable {
@@ -100,6 +111,9 @@ export class Billing implements Disposable {
   readonly #byJob = new Map<string, Promise<void>>();
   readonly #billed: Emitter<JobBilled>;
   readonly #idle = new Emitter<void>();
+  /** Late receipts waiting for another node's hold to go, each with its wake-up. */
+  readonly #waits = new Set<() => void>();
+  #disposed = false;
   /** Fires once per job, after it was billed (settled or released). */
   readonly onJobBilled: Event<JobBilled>;
   readonly #late: Emitter<LateReceipt>;
@@ -226,6 +240,13 @@ export class Billing implements Disposable {
     // A job still being billed here (waiting for this attempt's receipt after a cancel, or running
     // on another agent after a failover) settles or releases first; the ledger then decides.
     await this.#byJob.get(frame.jobId);
+    if (!(await this.#notHeldElsewhere(frame.jobId))) {
+      return ack({
+        outcome: 'retry',
+        code: 'NJ_TIMEOUT',
+        message: 'the gateway node running this job still holds it; deliver the receipt again later',
+      });
+    }
     const result = await ledger.settleLate({
       jobId: frame.jobId,
       attempt: frame.attempt,
@@ -263,6 +284,42 @@ export class Billing implements Disposable {
     }
   }
 
+  /**
+   * In a cluster, a late receipt can reach this node while the job's own node still holds the job:
+   * the agent's node died mid-stream and the agent reconnected here before the job's node noticed
+   * the silence. Settled now, it would be billed up to its claims; the job's node, when it releases
+   * the hold, records the bound of what it relayed (completion_bound), which caps the late charge
+   * at what the client was sent. So the receipt waits, up to heldElsewhereWaitMs, for the hold to
+   * go. The other node is in another process, with no event to await here: the job's row is
+   * looked at every HELD_ELSEWHERE_POLL_MS (this path runs only after a node was lost). Resolves
+   * false if the job is still held elsewhere when the wait ends.
+   */
+  async #notHeldElsewhere(jobId: string): Promise<boolean> {
+    const { ledger, nodeId, clock } = this.#o;
+    const waitMs = this.#o.heldElsewhereWaitMs ?? 0;
+    const heldElsewhere = async (): Promise<boolean> => {
+      const job = await ledger.job(jobId);
+      return job !== null && job.status === 'held' && job.nodeId !== null && job.nodeId !== nodeId;
+    };
+    if (!nodeId || !(await heldElsewhere())) return true;
+    if (waitMs <= 0 || this.#waits.size >= MAX_HELD_ELSEWHERE_WAITS) return false;
+    const until = clock.now() + waitMs;
+    while (!this.#disposed && clock.now() < until) {
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clock.clearTimeout(timer);
+          this.#waits.delete(wake);
+          resolve();
+        };
+        const timer = clock.setTimeout(wake, Math.min(HELD_ELSEWHERE_POLL_MS, until - clock.now()));
+        this.#waits.add(wake);
+      });
+      if (this.#disposed) return false;
+      if (!(await heldElsewhere())) return true;
+    }
+    return false;
+  }
+
   /** Resolves once no job's billing is under way (at once if none is). */
   whenIdle(): Promise<void> {
     return this.#pending.size === 0 ? Promise.resolve() : nextEvent(this.#idle.event);
@@ -277,8 +334,10 @@ export class Billing implements Disposable {
     return nodeId ? ledger.releaseHeldOf(nodeId, outcome, clock.now()) : ledger.releaseAllHeld(outcome, clock.now());
   }
 
-  /** Drops every listener. */
+  /** Drops every listener; late receipts still waiting for another node are told to come again later. */
   dispose(): void {
+    this.#disposed = true;
+    for (const wake of [...this.#waits]) wake();
     this.#billed.dispose();
     this.#late.dispose();
     this.#idle.dispose();

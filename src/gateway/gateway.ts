@@ -342,6 +342,7 @@ function buildContext(
       pendingEarningsMs: o.pendingEarningsMs,
       onDisputed: ({ jobId, agentId, dispute }) => honesty.countDisputed(agentId, jobId, dispute),
       nodeId: o.cluster?.nodeId ?? null,
+      heldElsewhereWaitMs: o.cluster?.lateReceiptWaitMs ?? 0,
       metrics,
       clock,
       logger: log,

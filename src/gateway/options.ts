@@ -242,6 +242,12 @@ export interface ClusterOptions {
   /** How long an agent's node waits for the job's node to acknowledge a receipt before settling it late. Defaults to 10 000 ms. */
   receiptAckTimeoutMs?: number;
   /**
+   * How long a late receipt for a job another live node still holds waits for that node to release
+   * it (so the charge is capped by what that node relayed), ms; then the agent delivers it again
+   * later. Defaults to 15 000 ms (three times attemptSilenceMs's default).
+   */
+  lateReceiptWaitMs?: number;
+  /**
    * Largest message read from NATS; larger ones are dropped unread. The NATS server's max_payload
    * (1 MiB by default) also bounds what is sent: raise it to 8 MiB to carry the largest requests.
    * Defaults to 8 MiB.
@@ -265,6 +271,7 @@ export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
   attemptSilenceMs: 5000,
   dispatchTimeoutMs: 5000,
   receiptAckTimeoutMs: 10_000,
+  lateReceiptWaitMs: 15_000,
   maxClusterMessageBytes: 8 * 1024 * 1024,
   maxRemoteAgents: 200_000,
 };
@@ -285,6 +292,7 @@ function resolveCluster(cluster: ClusterOptions | null | undefined): Required<Cl
       'cluster: presenceTtlMs must be at least twice presenceRefreshMs, and attemptSilenceMs at least twice attemptKeepaliveMs',
     );
   }
+  if (!(c.lateReceiptWaitMs >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: lateReceiptWaitMs must be 0 or more');
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(c.presenceBucket) || !/^[A-Za-z0-9_-]{1,32}$/.test(c.subjectPrefix)) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: presenceBucket and subjectPrefix are letters, digits, _ and - only');
   }

@@ -71,7 +71,9 @@ async function startNode(nodeId: string): Promise<NodeProcess> {
     presenceBucket: nats.bucket,
     subjectPrefix: nats.prefix,
     attemptKeepaliveMs: 200,
-    attemptSilenceMs: 1000,
+    // Well over the agent's reconnect (backoff 50–200 ms): its receipt for the killed job reaches B
+    // while A still holds the job, the case B must not settle on the receipt's word alone.
+    attemptSilenceMs: 3000,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', NODE, JSON.stringify({ postgres: db.url, cluster })], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -159,6 +161,16 @@ describe('three gateway nodes, one killed mid-stream', () => {
       const second = await client.complete({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'again' }], maxTokens: 5 });
       expect(second.text).toBe('t0 t1 t2 t3 t4 ');
       expect(second.receipt.agentId).toBe(agent.agentId);
+
+      // The killed job's receipt (the agent signed one for what it made when its link dropped)
+      // reached B while A still held the job. Fails without Billing's wait for another node's hold:
+      // B settles it at once from the hold, on the receipt's claims, with no bound of what A relayed.
+      await expect
+        .poll(async () => (await setup.ledger.job(await firstJob))?.outcome, { timeout: 20_000, interval: 200 })
+        .toBe('settled-late');
+      const late = (await setup.ledger.job(await firstJob))!;
+      expect(late.completionBound).not.toBeNull();
+      expect(late.completionTokens!).toBeLessThanOrEqual(late.completionBound!);
 
       // Stop A and B gracefully so whatever they still hold is billed; then read the books.
       await agent.dispose();

@@ -252,13 +252,15 @@ export class Agent extends Resource {
     this.#own = options.state ? null : d.add(new AgentStateStore({ clock, logger: log }));
     this.#state = options.state ?? this.#own!;
     this.#rotation = d.add(new TimerSlot(clock));
-    this.#outbox = new ReceiptOutbox({
-      send: (frame) => this.#link.send(frame),
-      log: options.receiptDelivery,
-      maxAgeMs: options.undeliveredReceiptMaxAgeMs,
-      clock,
-      logger: log,
-    });
+    this.#outbox = d.add(
+      new ReceiptOutbox({
+        send: (frame) => this.#link.send(frame),
+        log: options.receiptDelivery,
+        maxAgeMs: options.undeliveredReceiptMaxAgeMs,
+        clock,
+        logger: log,
+      }),
+    );
     this.#runner = d.add(
       new JobRunner({
         identity: options.identity,

@@ -5,7 +5,9 @@
  * undelivered in the receipt log, which survives a restart of the agent). After every welcome —
  * from the same gateway or a restarted one — each is sent as a `receipt` frame; the gateway
  * answers with a `receipt-ack` carrying what it did. Only that answer settles a receipt here:
- * `retry`, or no answer before the link drops, leaves it for the next connection. A receipt older
+ * no answer before the link drops leaves it for the next connection; `retry` sends it again after
+ * `retryMs` on the same connection (a gateway in a cluster may be waiting for another node to let
+ * the job go), and on the next connection if the link drops first. A receipt older
  * than `maxAgeMs` is given up, with a log line, and marked so in the log.
  *
  * A receipt sent in a `done` frame is not delivered yet either: the gateway may die before it
@@ -21,6 +23,7 @@
  */
 import {
   PROTOCOL_VERSION,
+  TimerSlot,
   silentLogger,
   systemClock,
   withDefaults,
@@ -67,6 +70,8 @@ export interface ReceiptOutboxOptions {
   log?: ReceiptDeliveryLog;
   /** Age (from the receipt's end) after which an undelivered receipt is given up. Defaults to 24 hours. */
   maxAgeMs?: number;
+  /** How long after a `retry` answer a receipt is sent again on the same connection. Defaults to 60 000 ms. */
+  retryMs?: number;
   /** Defaults to the system clock. */
   clock?: Clock;
   /** Defaults to a silent logger. */
@@ -75,12 +80,13 @@ export interface ReceiptOutboxOptions {
 
 const OUTBOX_DEFAULTS: Required<Omit<ReceiptOutboxOptions, 'send' | 'log'>> = {
   maxAgeMs: 24 * 3600_000,
+  retryMs: 60_000,
   clock: systemClock,
   logger: silentLogger,
 };
 
 /** Undelivered receipts, sent after each welcome until the gateway acknowledges them. */
-export class ReceiptOutbox {
+export class ReceiptOutbox implements Disposable {
   readonly #o: typeof OUTBOX_DEFAULTS & ReceiptOutboxOptions;
   readonly #log: ReceiptDeliveryLog;
   readonly #pending = new Map<string, SignedReceipt>();
@@ -88,11 +94,15 @@ export class ReceiptOutbox {
   readonly #inFlight = new Set<string>();
   /** Sent in a `done` frame on the current connection, waiting for the gateway's acknowledgement. */
   readonly #awaiting = new Map<string, SignedReceipt>();
+  /** Answered `retry` on the current connection: sent again when {@link ReceiptOutbox.#retry} fires. */
+  readonly #retryLater = new Set<string>();
+  readonly #retry: TimerSlot;
   #connected = false;
   #unsupported = false;
 
   constructor(options: ReceiptOutboxOptions) {
     this.#o = withDefaults(OUTBOX_DEFAULTS, options);
+    this.#retry = new TimerSlot(this.#o.clock);
     this.#log = options.log ?? new MemoryDeliveryLog();
     for (const r of this.#log.undelivered()) this.#pending.set(keyOf(r.receipt.jobId, r.receipt.attempt), r);
   }
@@ -125,6 +135,8 @@ export class ReceiptOutbox {
   connected(): void {
     this.#connected = true;
     this.#inFlight.clear();
+    this.#retryLater.clear();
+    this.#retry.clear();
     const now = this.#o.clock.now();
     for (const [key, signed] of [...this.#pending]) {
       if (now - signed.receipt.endedAt > this.#o.maxAgeMs) {
@@ -163,6 +175,8 @@ export class ReceiptOutbox {
   disconnected(): void {
     this.#connected = false;
     this.#inFlight.clear();
+    this.#retryLater.clear();
+    this.#retry.clear();
     const unanswered = [...this.#awaiting.values()];
     this.#awaiting.clear();
     if (unanswered.length > 0) {
@@ -196,7 +210,8 @@ export class ReceiptOutbox {
     if (!this.#pending.has(key)) return;
     const line = { jobId: frame.jobId, attempt: frame.attempt, outcome: frame.outcome, code: frame.code ?? null };
     if (frame.outcome === 'retry') {
-      this.#o.logger.info('the gateway will take this receipt later; retrying on the next connection', line);
+      this.#o.logger.info('the gateway will take this receipt later; sending it again', { ...line, afterMs: this.#o.retryMs });
+      this.#later(key);
       return;
     }
     this.#pending.delete(key);
@@ -210,9 +225,10 @@ export class ReceiptOutbox {
     const line = { jobId: frame.jobId, attempt: frame.attempt, outcome: frame.outcome, code: frame.code ?? null };
     if (frame.outcome === 'retry') {
       const key = keyOf(frame.jobId, frame.attempt);
-      // Not again on this connection: the gateway asked for later.
+      // Not again at once: the gateway asked for later.
       if (this.#connected) this.#inFlight.add(key);
       void this.add(signed);
+      if (this.#connected) this.#later(key);
       return;
     }
     if (frame.outcome === 'refused' || frame.outcome === 'unknown') {
@@ -220,6 +236,27 @@ export class ReceiptOutbox {
     } else {
       this.#o.logger.debug('receipt acknowledged', line);
     }
+  }
+
+  /** Sends `key` again after retryMs, if the link stays up (one timer for every such receipt). */
+  #later(key: string): void {
+    this.#inFlight.add(key);
+    this.#retryLater.add(key);
+    if (this.#retry.pending) return;
+    this.#retry.set(this.#o.retryMs, () => {
+      const keys = [...this.#retryLater];
+      this.#retryLater.clear();
+      for (const k of keys) {
+        this.#inFlight.delete(k);
+        const signed = this.#pending.get(k);
+        if (signed && this.#connected) this.#deliver(k, signed);
+      }
+    });
+  }
+
+  /** Cancels the retry timer. */
+  dispose(): void {
+    this.#retry.dispose();
   }
 
   #deliver(key: string, signed: SignedReceipt): void {

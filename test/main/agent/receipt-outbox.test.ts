@@ -87,6 +87,39 @@ describe('the receipt outbox', () => {
     expect(h.sent).toHaveLength(3);
   });
 
+  // Fails without the retry timer: a receipt answered `retry` waits for the next connection, which
+  // for an agent that stays connected may be days (a cluster node that waited for another node's
+  // hold to go answers retry when that takes too long).
+  it('sends a receipt answered retry again after retryMs on the same connection, once per answer', async () => {
+    const h = harness(10_000, 3600_000);
+    const [r, q] = [await receipt(9_000), await receipt(9_500)];
+    h.link(true);
+    await h.outbox.add(r);
+    await h.outbox.add(q);
+    expect(h.sent).toHaveLength(2);
+    h.ack(r, 'retry');
+    h.clock.advance(30_000);
+    h.ack(q, 'retry');
+    h.clock.advance(29_999);
+    expect(h.sent).toHaveLength(2);
+    h.clock.advance(1);
+    // One timer for both: each is sent again once.
+    expect(h.sent.map((f) => (f.type === 'receipt' ? f.jobId : null))).toEqual([r, q, r, q].map((x) => x.receipt.jobId));
+    h.clock.advance(120_000);
+    expect(h.sent).toHaveLength(4);
+    h.ack(r, 'settled');
+    h.ack(q, 'retry');
+    // The link drops before the timer: sent on the welcome, not twice.
+    h.link(false);
+    h.clock.advance(60_000);
+    expect(h.sent).toHaveLength(4);
+    h.link(true);
+    expect(h.sent).toHaveLength(5);
+    h.clock.advance(60_000);
+    expect(h.sent).toHaveLength(5);
+    h.outbox.dispose();
+  });
+
   it('sends at once when the link is already back, and gives up a receipt older than maxAgeMs', async () => {
     const h = harness(100_000, 60_000);
     h.link(true);
