@@ -28,6 +28,7 @@ export const SECRETS = {
   proxyToken: { what: 'proxy token', flag: '--token', fileFlag: '--token-file', env: 'NIGHTJAR_PROXY_TOKEN' },
   enrollToken: { what: 'enrollment token', flag: '--enroll-token', fileFlag: '--enroll-token-file', env: 'NIGHTJAR_ENROLL_TOKEN' },
   metricsToken: { what: 'metrics token', flag: null, fileFlag: '--metrics-token-file', env: 'NIGHTJAR_METRICS_TOKEN' },
+  natsToken: { what: 'NATS token', flag: null, fileFlag: '--nats-token-file', env: 'NIGHTJAR_NATS_TOKEN' },
 } as const satisfies Record<string, SecretSource>;
 
 /** The largest secret file read; a secret is one short line. */

@@ -225,6 +225,8 @@ export interface ClusterOptions {
    * Defaults to null: no routing between nodes (each node serves the agents connected to it).
    */
   nats?: string | null;
+  /** The token NATS requires of clients (its `authorization { token }`), if it does. Defaults to null (none). */
+  natsToken?: string | null;
   /** The presence key-value bucket (created if missing). Defaults to 'nightjar_presence'. */
   presenceBucket?: string;
   /** A presence entry not refreshed for this long is gone (the bucket's TTL). Defaults to 15 000 ms. */
@@ -263,6 +265,7 @@ export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
   nodeTtlMs: 30_000,
   nodeSweepMs: 10_000,
   nats: null,
+  natsToken: null,
   presenceBucket: 'nightjar_presence',
   presenceTtlMs: 15_000,
   presenceRefreshMs: 5000,

@@ -206,6 +206,8 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       '--nats <url>',
       'with --postgres: NATS with JetStream (nats://host:4222, comma-separated for several) routes jobs between nodes',
     )
+    .option('--nats-token-file <file>', 'the token NATS requires, in FILE (mode 0600) (or set env NIGHTJAR_NATS_TOKEN)')
+    .option('--config <file>', 'read these settings from a JSON file (flag names in camelCase; flags given here win)')
     .addHelpText(
       'after',
       helpAfter(
@@ -218,7 +220,11 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       noOperands(cmd);
       return launch(cmd, async (ctx) => {
         const [{ gatewayCommand }, { chatPageSites }] = await Promise.all([import('./gateway-command.js'), import('../web-pages.js')]);
-        return gatewayCommand(flags, ctx, await chatPageSites(ctx.logger(undefined, 'warn')));
+        const given = (flag: keyof GatewayFlags): boolean => {
+          const source = cmd.getOptionValueSource(flag);
+          return source !== undefined && source !== 'default';
+        };
+        return gatewayCommand(flags, ctx, await chatPageSites(ctx.logger(undefined, 'warn')), given);
       });
     });
   POSITIONAL_OPTIONS.add(gateway);

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { NightjarError, type ReplyChecker } from '../../shared/index.js';
-import { Gateway, openPostgresStore, openSqliteStore, type StaticSite } from '../../gateway/index.js';
+import { Gateway, openPostgresStore, openSqliteStore, type ClusterOptions, type StaticSite } from '../../gateway/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
 import { DEFAULT_DB } from '../flags.js';
 import { SECRETS, readSecret } from '../secrets.js';
@@ -35,6 +35,10 @@ export interface GatewayFlags {
   nodeId?: string;
   /** NATS server URL(s) (with --postgres): presence and routing between nodes. */
   nats?: string;
+  /** A file holding the token NATS requires (mode 0600). */
+  natsTokenFile?: string;
+  /** A JSON file with these settings (gateway-config.ts); flags given win over it. */
+  config?: string;
 }
 
 /** The reply checker of --audit-models: the files in `dir` hashed once, a checker on them, and its disposal. */
@@ -76,7 +80,18 @@ function where(dbPath: string | null, nodeId: string | null): string {
  * Runs `nightjar gateway` until the context's signal; resolves with the exit code after a
  * graceful shutdown. `sites` are static pages to serve besides the dashboard (the chat page).
  */
-export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, sites: readonly StaticSite[]): Promise<number> {
+export async function gatewayCommand(
+  flags: GatewayFlags,
+  ctx: CommandContext,
+  sites: readonly StaticSite[],
+  given: (flag: keyof GatewayFlags) => boolean = () => true,
+): Promise<number> {
+  let values = flags;
+  let tuning: Omit<ClusterOptions, 'nodeId' | 'nats'> = {};
+  if (flags.config !== undefined) {
+    const { readGatewayConfig, withConfig } = await import('./gateway-config.js');
+    ({ flags: values, cluster: tuning } = withConfig(flags, given, await readGatewayConfig(path.resolve(ctx.io.cwd, flags.config))));
+  }
   const port = values.port;
   if (values.memory && values.db !== undefined) throw new NightjarError('NJ_USAGE', '--memory and --db exclude each other');
   if (values.postgres !== undefined && (values.memory || values.db !== undefined))
@@ -86,7 +101,10 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       'NJ_USAGE',
       `${values.nodeId !== undefined ? '--node-id names a cluster node' : '--nats routes between cluster nodes'}: it needs --postgres`,
     );
+  if (values.natsTokenFile !== undefined && values.nats === undefined)
+    throw new NightjarError('NJ_USAGE', '--nats-token-file needs --nats');
   const metricsToken = await readSecret(SECRETS.metricsToken, { file: values.metricsTokenFile }, ctx.io);
+  const natsToken = values.nats === undefined ? undefined : await readSecret(SECRETS.natsToken, { file: values.natsTokenFile }, ctx.io);
   const logger = ctx.logger();
   const dbPath = values.memory || values.postgres !== undefined ? null : path.resolve(ctx.io.cwd, values.db ?? DEFAULT_DB);
   const checker = values.auditModels === undefined ? null : await auditChecker(values.auditModels, ctx);
@@ -109,7 +127,10 @@ export async function gatewayCommand(values: GatewayFlags, ctx: CommandContext, 
       metricsToken,
       store,
       ...(checker ? { honesty: { checker: checker.check } } : {}),
-      cluster: values.postgres !== undefined ? { nodeId: values.nodeId, nats: values.nats ?? null } : null,
+      cluster:
+        values.postgres !== undefined
+          ? { ...tuning, nodeId: values.nodeId, nats: values.nats ?? null, natsToken: natsToken ?? null }
+          : null,
       clock: ctx.clock,
       sites,
       logger,

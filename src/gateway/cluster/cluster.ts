@@ -54,7 +54,12 @@ export async function connectNats(cluster: Required<ClusterOptions>, logger: Log
     .filter(Boolean);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers, name: `nightjar-gateway ${cluster.nodeId}`, maxReconnectAttempts: -1 });
+    nc = await connect({
+      servers,
+      name: `nightjar-gateway ${cluster.nodeId}`,
+      maxReconnectAttempts: -1,
+      ...(cluster.natsToken ? { token: cluster.natsToken } : {}),
+    });
   } catch (cause) {
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot reach NATS: ${withoutCredentials(errorMessage(cause))}`, { cause });
   }

@@ -24,6 +24,7 @@
 import {
   PROTOCOL_VERSION,
   TimerSlot,
+  type Disposable,
   silentLogger,
   systemClock,
   withDefaults,

@@ -332,6 +332,37 @@ describe('nightjar gateway', () => {
     expect(missing.err()).toMatch(/\nerror NJ_USAGE: --audit-models: cannot read .*nope \(ENOENT\)/);
   });
 
+  // Fails without --config (an unknown option), and without the merge in withConfig (the file's
+  // port or db ignored, or the given --port losing to the file's).
+  it('--config reads its settings from a JSON file, paths relative to it; flags given win; a bad field is named', async () => {
+    const conf = path.join(tmp.dir, 'conf');
+    await mkdir(conf);
+    const file = path.join(conf, 'gateway.json');
+    await writeFile(file, JSON.stringify({ db: 'ledger.db', port: 1, host: '127.0.0.1', operatorShare: 90, cluster: {} }));
+    const stop = new AbortController();
+    let listening!: (line: string) => void;
+    const started = new Promise<string>((r) => (listening = r));
+    const cli = io(stop.signal, (out) => out.endsWith('\n') && listening(out));
+    const running = main(['--log-level', 'error', 'gateway', '--config', file, '--port', '0'], cli);
+    const out = await started;
+    expect(out).toMatch(new RegExp(`^Nightjar gateway on http://127\\.0\\.0\\.1:(?!1 )\\d+ .*; ledger in ${conf}/ledger\\.db;`));
+    stop.abort();
+    expect(await running).toBe(0);
+
+    const bad = async (content: string): Promise<string> => {
+      await writeFile(file, content);
+      const r = io();
+      expect(await main(['gateway', '--config', file], r)).not.toBe(0);
+      return r.err();
+    };
+    expect(await bad(JSON.stringify({ prot: 8787 }))).toMatch(/error NJ_CONFIG_INVALID: .*gateway\.json: .*prot/);
+    expect(await bad(JSON.stringify({ cluster: { nodeTtlMs: 'soon' } }))).toMatch(/error NJ_CONFIG_INVALID: .*cluster\.nodeTtlMs/);
+    expect(await bad('{ "port": ')).toMatch(/error NJ_CONFIG_INVALID: .*gateway\.json is not valid JSON/);
+    const none = io();
+    expect(await main(['gateway', '--config', path.join(conf, 'nope.json')], none)).toBe(2);
+    expect(none.err()).toMatch(/error NJ_USAGE: --config: .*nope\.json does not exist/);
+  });
+
   it('refuses --postgres with --db or --memory, and --node-id without --postgres', async () => {
     expect(await fails('--postgres', 'postgres://127.0.0.1:1/none')).toMatchObject({
       code: 'NJ_USAGE',
