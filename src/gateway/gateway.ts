@@ -311,7 +311,7 @@ function buildContext(
   };
   const directory = owned.add(new Directory<AgentSession>(directoryOptions));
   // Cluster with NATS: other nodes' agents from the presence bucket, and jobs routed to them over NATS.
-  const cluster = nats && o.cluster ? clusterRouting(o, o.cluster, nats, directory, onCapacity, directoryOptions) : null;
+  const cluster = nats && o.cluster ? clusterRouting(o, o.cluster, nats, directory, onCapacity, directoryOptions, honesty) : null;
   if (cluster) for (const part of [cluster.remote, cluster.presence, cluster.transport]) owned.add(part);
   const router = owned.add(
     new Router({

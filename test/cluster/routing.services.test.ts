@@ -188,6 +188,23 @@ describe('what nodes read from NATS is checked', () => {
 });
 
 describe('jobs between nodes over NATS', () => {
+  // Fails without the shared samples (NatsTransport's `speed` subject): C never times a job that
+  // A ran, so it would rank the agent on nothing, and each node on a different figure.
+  it('the speed A measured of a job on C’s agent is known to C too, as a measurement, never as a strike', async () => {
+    const net = await start();
+    // 12 words 40 ms apart: a decode over 400 ms, long enough to be timed.
+    const agent = await agentOn(net, net.c, net.a, new FakeEngine({ words, tokenDelayMs: 40 }));
+    await client(net, net.a).complete({ model: REAL_MODEL.id, messages: [{ role: 'user', content: 'hi' }], maxTokens: 32 });
+    const onA = net.a.honesty.measured(agent.agentId, REAL_MODEL.id)!;
+    expect(onA.samples).toBe(1);
+    expect(onA.tokensPerSecond).toBeGreaterThan(0);
+    await expect.poll(() => net.c.honesty.measured(agent.agentId, REAL_MODEL.id)?.samples, { timeout: 5000 }).toBe(1);
+    const onC = net.c.honesty.measured(agent.agentId, REAL_MODEL.id)!;
+    expect(onC.tokensPerSecond).toBeCloseTo(onA.tokensPerSecond, 6);
+    expect(onC.ttftMs).toBeCloseTo(onA.ttftMs, 6);
+    expect(await net.stores[0]!.strikes.list({ agentId: agent.agentId })).toEqual([]);
+  });
+
   it('a client on A gets a streamed, verified reply from an agent on C; A bills it once on the shared ledger', async () => {
     const net = await start();
     const agent = await agentOn(net, net.c, net.a, new FakeEngine({ words }));

@@ -15,7 +15,7 @@ import { Directory, type DirectoryOptions } from '../directory.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ClusterOptions, ResolvedGatewayOptions } from '../options.js';
 import type { GatewayStore } from '../store/gateway-store.js';
-import { NatsTransport, NetworkDirectory } from './nats-transport.js';
+import { NatsTransport, NetworkDirectory, type NatsTransportOptions } from './nats-transport.js';
 import { NodeLiveness } from './node-liveness.js';
 import { Presence, type RemoteAgent } from './presence.js';
 
@@ -113,6 +113,7 @@ export function clusterRouting(
   local: Directory<AgentSession>,
   localCapacity: Event<void>,
   directoryOptions: DirectoryOptions,
+  speeds: NatsTransportOptions['speeds'],
 ): ClusterRouting {
   const remote = new Directory<RemoteAgent>(directoryOptions);
   const limits = { maxMessageBytes: cluster.maxClusterMessageBytes };
@@ -151,6 +152,7 @@ export function clusterRouting(
     dispatchTimeoutMs: cluster.dispatchTimeoutMs,
     receiptAckTimeoutMs: cluster.receiptAckTimeoutMs,
     limits,
+    speeds,
   });
   const t = transport;
   return {

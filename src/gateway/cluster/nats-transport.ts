@@ -34,6 +34,7 @@ import {
   type Logger,
 } from '../../shared/index.js';
 import type { AgentSession } from '../agent-session.js';
+import type { SpeedSample } from '../honesty/speed.js';
 import type { Directory, DirectoryEntry, DirectoryModel, EligibilityNeeds } from '../directory.js';
 import type { AgentChannel, AttemptListener, AttemptReport, JobCandidate, JobNeeds, JobTransport, ReceiptAck } from '../transport.js';
 import { LocalTransport } from '../transport.js';
@@ -46,6 +47,7 @@ import {
   dispatchSchema,
   readWire,
   receiptAckSchema,
+  speedSampleSchema,
   writeWire,
   type AttemptEvent,
   type ClusterWireLimits,
@@ -82,6 +84,12 @@ export interface NatsTransportOptions {
   receiptAckTimeoutMs: number;
   /** Limits on what is read from NATS. Required. */
   limits: ClusterWireLimits;
+  /**
+   * The measured speeds this node shares: each job it times is published to every node, and each
+   * job another node timed is taken in (so every node ranks an agent on the whole cluster's
+   * timings, not only its own). Defaults to none.
+   */
+  speeds?: { onTimed: Event<SpeedSample>; absorb(sample: SpeedSample): void };
 }
 
 /** An attempt this node dispatched to a remote agent. */
@@ -141,6 +149,15 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     this.#serve(nc.subscribe(`${p}.node.${nodeId}.dispatch`), (m) => this.#onDispatch(m));
     this.#serve(nc.subscribe(`${p}.node.${nodeId}.control`), (m) => this.#onControl(m));
     this.#serve(nc.subscribe(`${p}.attempt.${nodeId}`), (m) => this.#onEvent(m));
+    const speeds = this.#o.speeds;
+    if (speeds) {
+      this.#serve(nc.subscribe(`${p}.speed`), (m) => {
+        const sample = readWire(speedSampleSchema, m.data, this.#o.limits);
+        if (sample.from === nodeId) return;
+        speeds.absorb({ agentId: sample.agentId, model: sample.model, tokensPerSecond: sample.tokensPerSecond, ttftMs: sample.ttftMs });
+      });
+      this.disposables.add(speeds.onTimed((sample) => this.#shareSpeed(sample)));
+    }
     this.#keepalive.set(this.#o.attemptKeepaliveMs, () => this.#beat());
   }
 
@@ -244,6 +261,15 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
     if (out?.agent !== agent) return;
     this.#endOutgoing(key, () => undefined);
     this.#control(out.node, 'forget', jobId, attempt, 'forgotten');
+  }
+
+  #shareSpeed(sample: SpeedSample): void {
+    const { nc, subjectPrefix: p, nodeId } = this.#o;
+    try {
+      nc.publish(`${p}.speed`, writeWire({ v: CLUSTER_WIRE_VERSION, from: nodeId, ...sample }));
+    } catch (err) {
+      this.#o.logger.warn('could not share a measured speed', { err: errorMessage(err) });
+    }
   }
 
   #control(node: string, type: 'cancel' | 'forget', jobId: string, attempt: number, reason: string): void {

@@ -90,6 +90,17 @@ export const dispatchAnswerSchema = z.discriminatedUnion('ok', [
 ]);
 export type DispatchAnswer = z.infer<typeof dispatchAnswerSchema>;
 
+/** Any node → every node: what one job the sender timed says of an agent's speed (routing only, never a strike). */
+export const speedSampleSchema = z.strictObject({
+  v,
+  from: nodeId,
+  agentId: agentIdSchema,
+  model: modelIdSchema,
+  tokensPerSecond: z.number().min(0).max(1e7).nullable(),
+  ttftMs: z.number().min(0).max(1e7),
+});
+export type SpeedSampleMessage = z.infer<typeof speedSampleSchema>;
+
 /** Job node → agent node: cancel or forget an attempt. */
 export const controlSchema = z.strictObject({
   v,

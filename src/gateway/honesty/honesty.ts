@@ -6,10 +6,10 @@
  * uses. Strikes are kept in memory for the synchronous ranking and re-read from the store every
  * refreshMs, so a `nightjar gateway strikes clear` run next to the gateway takes effect.
  */
-import { errorMessage, silentLogger, withDefaults, type Clock, type Logger } from '../../shared/index.js';
+import { Emitter, errorMessage, silentLogger, withDefaults, type Clock, type Event, type Logger } from '../../shared/index.js';
 import { CEILING_MARGIN, ceilingTokensPerSecond } from './ceiling.js';
 import { SCORE_DEFAULTS, scoreOf, type ScoreOptions } from './score.js';
-import { MIN_TIMED_DECODE_MS, SpeedBook, type JobTiming, type MeasuredSpeed } from './speed.js';
+import { MIN_TIMED_DECODE_MS, SpeedBook, type JobTiming, type MeasuredSpeed, type SpeedSample } from './speed.js';
 import type { NewStrike, Strike, StrikeStore } from './strikes.store.js';
 
 /** The agent a timing is about, as the honesty checks need it. */
@@ -51,6 +51,9 @@ type Resolved = Required<Omit<HonestyOptions, 'score'>> & { score: Required<Scor
 export class Honesty {
   readonly #o: Resolved;
   readonly speeds: SpeedBook;
+  readonly #timed = new Emitter<SpeedSample>();
+  /** Fires with each job this node timed (a cluster shares them, {@link Honesty.absorb}). */
+  readonly onTimed: Event<SpeedSample> = this.#timed.event;
   #strikes = new Map<string, Strike[]>();
   #loadedAt = -Infinity;
   #loading: Promise<void> | null = null;
@@ -128,6 +131,7 @@ export class Honesty {
   observe(agent: TimedAgent, timing: JobTiming): NewStrike[] {
     const now = this.#o.clock.now();
     const { speed, rate } = this.speeds.add(agent.agentId, timing, now);
+    this.#timed.fire({ agentId: agent.agentId, model: timing.model, tokensPerSecond: rate, ttftMs: timing.ttftMs });
     const found: NewStrike[] = [];
     const bytes = this.#o.fileBytes(timing.model, timing.modelSha256);
     const ceiling = ceilingTokensPerSecond(agent.chip, bytes, this.#o.ceilingMargin);
@@ -163,6 +167,14 @@ export class Honesty {
     }
     for (const s of found) this.#record(s);
     return found;
+  }
+
+  /**
+   * Takes a job another node of the cluster timed: it counts in the measured speed that ranks
+   * the agent here, never towards a strike (the node that timed it judged it).
+   */
+  absorb(sample: SpeedSample): void {
+    this.speeds.fold(sample, this.#o.clock.now());
   }
 
   /**

@@ -42,6 +42,16 @@ export function decodeRate(t: JobTiming, minDecodeMs = MIN_TIMED_DECODE_MS): num
   return Math.max(byTokens, byChunks);
 }
 
+/** What one timed job says of an agent's speed: what a cluster's nodes share with each other. */
+export interface SpeedSample {
+  agentId: string;
+  model: string;
+  /** The job's decode rate ({@link decodeRate}); null when it was too short to time. */
+  tokensPerSecond: number | null;
+  /** Dispatch to first chunk, ms. */
+  ttftMs: number;
+}
+
 /** A smoothed figure for one (agent, model). */
 export interface MeasuredSpeed {
   /** Smoothed decode rate, tokens/s; 0 until a job was long enough to time. */
@@ -69,18 +79,23 @@ export class SpeedBook {
 
   /** Adds one job's timing; returns the figure after it and the job's own decode rate (null if untimed). */
   add(agentId: string, t: JobTiming, now: number): { speed: MeasuredSpeed; rate: number | null } {
-    const key = `${agentId}\n${t.model}`;
-    const rate = decodeRate(t, this.minDecodeMs);
+    return this.fold({ agentId, model: t.model, tokensPerSecond: decodeRate(t, this.minDecodeMs), ttftMs: t.ttftMs }, now);
+  }
+
+  /** Adds one timed job's figures (this node's, or another node's in a cluster); returns the figure after it and the job's rate. */
+  fold(sample: SpeedSample, now: number): { speed: MeasuredSpeed; rate: number | null } {
+    const key = `${sample.agentId}\n${sample.model}`;
+    const rate = sample.tokensPerSecond;
     const old = this.#speeds.get(key);
     const a = this.alpha;
     const speed: MeasuredSpeed = old
       ? {
-          ttftMs: old.ttftMs * (1 - a) + t.ttftMs * a,
+          ttftMs: old.ttftMs * (1 - a) + sample.ttftMs * a,
           tokensPerSecond: rate === null ? old.tokensPerSecond : old.samples === 0 ? rate : old.tokensPerSecond * (1 - a) + rate * a,
           samples: old.samples + (rate === null ? 0 : 1),
           at: now,
         }
-      : { ttftMs: t.ttftMs, tokensPerSecond: rate ?? 0, samples: rate === null ? 0 : 1, at: now };
+      : { ttftMs: sample.ttftMs, tokensPerSecond: rate ?? 0, samples: rate === null ? 0 : 1, at: now };
     this.#speeds.set(key, speed);
     return { speed, rate };
   }
