@@ -40,6 +40,7 @@ interface Cluster {
   keyId: string;
   key: string;
   operatorId: string;
+  operatorToken: string;
   enroll(): Promise<string>;
   agents: Agent[];
 }
@@ -82,6 +83,7 @@ async function start(extra: Partial<ClusterOptions> = {}): Promise<Cluster> {
     keyId: key.id,
     key: key.key,
     operatorId: operator.id,
+    operatorToken: operator.token,
     enroll: async () => (await setup.accounts.createEnrollmentToken({ operatorId: operator.id, now: Date.now(), ttlMs: 3600_000 })).token,
     agents: [],
   };
@@ -127,6 +129,24 @@ describe('presence in the key-value bucket', () => {
     const models = await (await http.fetch(`${net.a.url}/v1/models`, { headers: { authorization: `Bearer ${net.key}` } })).json();
     expect(models).toMatchObject({ models: [{ id: REAL_MODEL.id, agents: 1 }] });
     expect(await (await http.fetch(`${net.a.url}/metrics`)).text()).toMatch(/^nightjar_cluster_remote_agents 1$/m);
+    // Its operator, asking A, sees it connected and serving (fails without the remote lookup in
+    // operator-api's agentView: it reads 'offline' on every node but C).
+    const view = await (
+      await http.fetch(`${net.a.url}/v1/operator/agents`, { headers: { authorization: `Bearer ${net.operatorToken}` } })
+    ).json();
+    expect(view).toMatchObject({
+      agents: [
+        {
+          agentId: agent.agentId,
+          connected: true,
+          state: 'serving',
+          trust: 'signed',
+          model: REAL_MODEL.id,
+          routable: true,
+          jobsDone: null,
+        },
+      ],
+    });
     // A peer's entry is checked: not JSON, the wrong shape, a bundle whose signature fails.
     const nc = await connect({ servers: NATS_URL });
     try {

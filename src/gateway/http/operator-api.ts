@@ -29,6 +29,7 @@ import {
   type OperatorSessionResponse,
 } from '../../shared/index.js';
 import type { AgentRecord, OperatorInfo } from '../accounts/account.store.js';
+import type { Directory, DirectoryEntry } from '../directory.js';
 import type { Audit } from '../honesty/audits.store.js';
 import type { JobRecord } from '../ledger/ledger.store.js';
 import { OperatorSessions } from '../operator/operator-sessions.js';
@@ -175,10 +176,13 @@ function auditFailureView(a: Audit): OperatorAuditFailureView {
   return { at: a.at, jobId: a.jobId, reasons: a.findings.map((f) => f.reason).slice(0, 16), figures };
 }
 
-/** One agent bound to the operator: live figures from the directory while it is connected. */
+/**
+ * One agent bound to the operator: live figures from the directory while it is connected — to this
+ * node, or in a cluster to another (from the presence bucket, so an operator sees every agent
+ * whichever node answers; the job counts are then unknown here: each node counts its own).
+ */
 function agentView(ctx: GatewayContext, rec: AgentRecord, now: number, audits: OperatorAuditsView): OperatorAgentView {
   const { directory, honesty } = ctx;
-  const live = directory.get(rec.agentId);
   const standing = {
     audits,
     score: honesty.score(rec.agentId, now),
@@ -187,40 +191,64 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number, audits: O
       .slice(0, 20)
       .map((s) => ({ at: s.at, reason: s.reason, jobId: s.jobId, details: { ...s.details } })),
   };
-  if (!live || !live.ready) {
+  const local = directory.get(rec.agentId);
+  if (local?.ready) {
+    const { jobsDone, jobsFailed } = local.health;
+    return { ...liveView(ctx, directory, local, local.leaving, now), boundAt: rec.boundAt, jobsDone, jobsFailed, ...standing };
+  }
+  const remote = ctx.cluster?.remote;
+  const elsewhere = remote?.get(rec.agentId);
+  if (remote && elsewhere) {
     return {
-      agentId: rec.agentId,
-      connected: false,
-      state: 'offline',
-      trust: null,
-      model: rec.model,
-      tokensPerSecond: null,
-      measuredTokensPerSecond: rec.model === null ? null : honesty.measured(rec.agentId, rec.model)?.tokensPerSecond || null,
-      ttftMs: null,
-      slots: null,
-      freeSlots: null,
-      routable: false,
-      catalogued: null,
-      challengeFresh: null,
-      uptimeMs: null,
-      lastSeenAt: rec.lastSeenAt,
+      ...liveView(ctx, remote, elsewhere, !elsewhere.accepting, now),
       boundAt: rec.boundAt,
       jobsDone: null,
       jobsFailed: null,
       ...standing,
     };
   }
+  return {
+    agentId: rec.agentId,
+    connected: false,
+    state: 'offline',
+    trust: null,
+    model: rec.model,
+    tokensPerSecond: null,
+    measuredTokensPerSecond: rec.model === null ? null : honesty.measured(rec.agentId, rec.model)?.tokensPerSecond || null,
+    ttftMs: null,
+    slots: null,
+    freeSlots: null,
+    routable: false,
+    catalogued: null,
+    challengeFresh: null,
+    uptimeMs: null,
+    lastSeenAt: rec.lastSeenAt,
+    boundAt: rec.boundAt,
+    jobsDone: null,
+    jobsFailed: null,
+    ...standing,
+  };
+}
+
+/** The live part of a connected agent's view, from the directory that holds it. */
+function liveView<T extends DirectoryEntry>(
+  ctx: GatewayContext,
+  directory: Directory<T>,
+  live: T,
+  draining: boolean,
+  now: number,
+): Omit<OperatorAgentView, 'jobsDone' | 'jobsFailed' | 'audits' | 'score' | 'strikes' | 'boundAt'> {
   const model = live.status?.model ?? live.bundle.bundle.models[0]?.id ?? null;
   const listed = model !== null && ctx.catalog.lists(model);
   const catalogued = model !== null && live.bundle.bundle.models.some((m) => m.id === model && ctx.catalog.catalogued(model, m.sha256));
   return {
-    agentId: rec.agentId,
+    agentId: live.agentId,
     connected: true,
-    state: live.leaving ? 'draining' : (live.status?.state ?? 'loading'),
+    state: draining ? 'draining' : (live.status?.state ?? 'loading'),
     trust: live.trust,
     model,
     tokensPerSecond: live.status?.tokensPerSecond ?? null,
-    measuredTokensPerSecond: model === null ? null : honesty.measured(rec.agentId, model)?.tokensPerSecond || null,
+    measuredTokensPerSecond: model === null ? null : ctx.honesty.measured(live.agentId, model)?.tokensPerSecond || null,
     ttftMs: live.health.ttftMs || live.status?.ttftMs || null,
     slots: live.status?.totalSlots ?? live.bundle.bundle.capacity.slots,
     freeSlots: directory.freeSlots(live),
@@ -229,10 +257,6 @@ function agentView(ctx: GatewayContext, rec: AgentRecord, now: number, audits: O
     challengeFresh: live.challengeFresh(now),
     uptimeMs: now - live.connectedAt,
     lastSeenAt: live.lastSeenAt,
-    boundAt: rec.boundAt,
-    jobsDone: live.health.jobsDone,
-    jobsFailed: live.health.jobsFailed,
-    ...standing,
   };
 }
 
