@@ -88,14 +88,29 @@ export async function locateDashboard(options: { build: boolean; root?: string }
   return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** Opens `url` in the default browser (`open` on macOS, `xdg-open` elsewhere); false if that fails. */
-export function openInBrowser(url: string, platform: NodeJS.Platform = process.platform): Promise<boolean> {
+/** How long {@link openInBrowser} waits for the opener to exit before taking it as opened (some wait for the browser). */
+export const OPENER_WAIT_MS = 3000;
+
+/**
+ * Opens `url` in the default browser (`open` on macOS, `xdg-open` elsewhere); false if that fails
+ * (no opener, or it exits non-zero: no browser). An opener still running after `waitMs` is taken
+ * to have opened it and let go. The child stays referenced until then: an unreferenced one would
+ * let the process exit before the answer, with nothing printed.
+ */
+export function openInBrowser(url: string, platform: NodeJS.Platform = process.platform, waitMs = OPENER_WAIT_MS): Promise<boolean> {
   const command = platform === 'darwin' ? '/usr/bin/open' : 'xdg-open';
   return new Promise((resolve) => {
     const child = spawn(command, [url], { stdio: 'ignore', detached: true });
-    child.once('error', () => resolve(false));
-    child.once('exit', (code) => resolve(code === 0));
-    child.unref();
+    const timer = setTimeout(() => {
+      child.unref();
+      resolve(true);
+    }, waitMs);
+    const done = (opened: boolean): void => {
+      clearTimeout(timer);
+      resolve(opened);
+    };
+    child.once('error', () => done(false));
+    child.once('exit', (code) => done(code === 0));
   });
 }
 
