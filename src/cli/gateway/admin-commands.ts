@@ -82,6 +82,10 @@ export interface AdminFlags {
   quantization?: string;
   context?: number;
   url?: string;
+  /** `catalog add`: the Hugging Face repository (owner/name) whose --file-name it is: size, sha256 and URL from the Hub. */
+  hf?: string;
+  /** `catalog add --hf`: the branch, tag or commit. Defaults to main. */
+  revision?: string;
   /** `key rotate`: the old key's grace period. Defaults to 30d. */
   grace?: string;
   /** `strikes list`: only this agent's. Defaults to every agent's. */
@@ -105,7 +109,10 @@ async function catalogFileOf(
   values: AdminFlags,
   cwd: string,
   need: (v: string | undefined, flag: string) => string,
+  env: Readonly<Record<string, string | undefined>>,
 ): Promise<GatewayCatalogFile> {
+  if (values.hf !== undefined) return hostedCatalogFile(values, need, env);
+  if (values.revision !== undefined) throw new NightjarError('NJ_USAGE', '--revision is for --hf');
   const local = values.from === undefined ? null : path.resolve(cwd, values.from);
   const measured = local ? await hashFile(local) : null;
   if (measured && values.sha256 !== undefined && values.sha256 !== measured.sha256) {
@@ -121,6 +128,36 @@ async function catalogFileOf(
     quantization: need(values.quantization, '--quantization'),
     contextLength: values.context,
     ...(values.url === undefined ? {} : { url: values.url }),
+  };
+}
+
+/** The catalog entry of a file on the Hub (`--hf REPO --file-name FILE`): size, sha256 and URL from its API. */
+async function hostedCatalogFile(
+  values: AdminFlags,
+  need: (v: string | undefined, flag: string) => string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<GatewayCatalogFile> {
+  for (const [given, flag] of [
+    [values.from, '--from'],
+    [values.sha256, '--sha256'],
+    [values.bytes, '--bytes'],
+    [values.url, '--url'],
+  ] as const) {
+    if (given !== undefined)
+      throw new NightjarError('NJ_USAGE', `--hf reads the file's size, sha256 and URL from the Hub: leave out ${flag}`);
+  }
+  const file = need(values.fileName, '--file-name (the file in the --hf repository)');
+  if (values.context === undefined) throw new NightjarError('NJ_USAGE', 'catalog add needs --context');
+  const { lookUpHubFile, quantizationInName } = await import('./model-host.js');
+  const hosted = await lookUpHubFile({ repo: values.hf!, file, revision: values.revision }, env);
+  const quantization = values.quantization ?? quantizationInName(file);
+  return {
+    sha256: hosted.sha256,
+    bytes: hosted.bytes,
+    name: file.split('/').pop()!,
+    quantization: quantization ?? need(undefined, '--quantization (the file name does not say it)'),
+    contextLength: values.context,
+    url: hosted.url,
   };
 }
 
@@ -277,7 +314,7 @@ export async function adminCommand(
         return await strikesCommand(command, args, values, store, now, out);
       default:
         // catalog, key and releases
-        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, out, need });
+        return await catalogCommand(command, args, values, { store, now, cwd: ctx.io.cwd, env: ctx.io.env, out, need });
     }
   } finally {
     await store.dispose();
@@ -338,6 +375,8 @@ interface CatalogCommandContext {
   store: GatewayStore;
   now: number;
   cwd: string;
+  /** The environment (HF_ENDPOINT and HF_TOKEN for `catalog add --hf`). */
+  env: Readonly<Record<string, string | undefined>>;
   out(text: string): void;
   need(v: string | undefined, flag: string): string;
 }
@@ -353,7 +392,7 @@ async function catalogCommand(
   switch (command) {
     case 'catalog add': {
       const model = args[0]!;
-      const file = await catalogFileOf(values, c.cwd, c.need);
+      const file = await catalogFileOf(values, c.cwd, c.need, c.env);
       const added = await c.store.catalog.addFile(model, file, c.now);
       c.out(
         `${added ? 'Catalogued' : 'Updated'} ${file.name} (${file.sha256}, ${formatBytes(file.bytes)}) as ${model}: ` +

@@ -127,11 +127,16 @@ function defineCatalog(gateway: Command, launch: Launch): void {
     .command('add')
     .description('list a file as model ID: only agents serving a listed file are priced and routed for ID')
     .argument('<model>')
+    .option(
+      '--hf <repo>',
+      'a Hugging Face repository (owner/name) holding --file-name: its size, sha256 and URL come from the Hub (HF_ENDPOINT, HF_TOKEN)',
+    )
+    .option('--revision <rev>', 'with --hf: the branch, tag or commit (default main)')
     .option('--from <file>', 'a local copy of the file: its sha256, size and name are read from it')
     .option('--sha256 <hex>', 'the file’s sha256 (64 hex digits)')
     .addOption(new Option('--bytes <n>', 'the file’s size in bytes').argParser(positiveInteger))
-    .option('--file-name <name>', 'the file’s name, as people know it')
-    .requiredOption('--quantization <q>', 'its quantization, like Q4_K_M or Q8_0')
+    .option('--file-name <name>', 'the file’s name, as people know it (with --hf, its path in the repository)')
+    .option('--quantization <q>', 'its quantization, like Q4_K_M or Q8_0 (with --hf, read from the file name unless given)')
     .addOption(new Option('--context <n>', 'its context length in tokens').argParser(integer(1, 2 ** 24)).makeOptionMandatory())
     .option('--url <url>', 'where the file can be downloaded (http or https)')
     .action(admin(launch, 'catalog add'));

@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CliIo } from '../../../src/cli/io.js';
@@ -280,6 +282,74 @@ describe('nightjar gateway admin commands', () => {
     expect((await run('strikes', 'clear', 'cheat')).out).toMatch(/^Cleared 4 strikes of cheat; /);
     expect((await run('strikes', 'clear', '--all')).out).toMatch(/^Cleared 3 strikes; /);
     expect((await run('strikes', 'list')).out).toBe('No strikes.\n');
+  });
+
+  // Fails without --hf (an unknown option) or without the lookup in model-host.ts. The server answers
+  // as the Hugging Face Hub's tree API does (GET /api/models/OWNER/NAME/tree/REVISION[/FOLDER]).
+  it('catalog add --hf fills size, sha256 and URL from the model host’s API; says what to do when it cannot', async () => {
+    const sha = 'cd'.repeat(32);
+    const seen: { url: string; auth: string | undefined }[] = [];
+    const hub = createServer((req, res) => {
+      seen.push({ url: req.url!, auth: req.headers.authorization });
+      const reply = (status: number, body: unknown): void => {
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      };
+      if (req.url === '/api/models/acme/tiny-GGUF/tree/main') {
+        return reply(200, [
+          { type: 'file', path: 'README.md', size: 120, oid: 'f'.repeat(40) },
+          { type: 'file', path: 'tiny-Q4_K_M.gguf', size: 1234567, oid: 'e'.repeat(40), lfs: { oid: sha, size: 1234567, pointerSize: 1 } },
+          { type: 'file', path: 'tiny-Q8_0.gguf', size: 2000000, oid: 'd'.repeat(40), lfs: { oid: 'ef'.repeat(32), size: 2000000 } },
+        ]);
+      }
+      if (req.url === '/api/models/acme/gated/tree/main') return reply(401, { error: 'Access to model acme/gated is restricted.' });
+      return reply(404, { error: 'Repository not found' });
+    });
+    await new Promise<void>((r) => hub.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+    const hf = async (...argv: string[]): Promise<{ code: number; out: string; err: string }> => {
+      const cli = { ...io(), env: { HF_ENDPOINT: endpoint, HF_TOKEN: 'hf_test' } };
+      const code = await main(['gateway', 'catalog', 'add', ...argv, '--db', db], cli);
+      return { code, out: cli.out(), err: cli.err() };
+    };
+    try {
+      const added = await hf('tiny-1b', '--hf', 'acme/tiny-GGUF', '--file-name', 'tiny-Q4_K_M.gguf', '--context', '8192');
+      expect(added.out).toMatch(new RegExp(`^Catalogued tiny-Q4_K_M\\.gguf \\(${sha}, 1\\.2 MB\\) as tiny-1b:`));
+      expect(seen.at(-1)).toEqual({ url: '/api/models/acme/tiny-GGUF/tree/main', auth: 'Bearer hf_test' });
+      const store = await openSqliteStore({ path: db });
+      try {
+        expect((await store.catalog.listFiles()).map(({ addedAt: _, ...f }) => f)).toEqual([
+          {
+            model: 'tiny-1b',
+            sha256: sha,
+            bytes: 1234567,
+            name: 'tiny-Q4_K_M.gguf',
+            quantization: 'Q4_K_M',
+            contextLength: 8192,
+            url: `${endpoint}/acme/tiny-GGUF/resolve/main/tiny-Q4_K_M.gguf`,
+          },
+        ]);
+      } finally {
+        await store.dispose();
+      }
+      const error = (r: { err: string }): string => /^error (NJ_[A-Z_]+: .*)$/m.exec(r.err)?.[1] ?? r.err;
+      expect(error(await hf('tiny-1b', '--hf', 'acme/tiny-GGUF', '--file-name', 'tiny-Q2_K.gguf', '--context', '8192'))).toBe(
+        'NJ_NOT_FOUND: acme/tiny-GGUF has no file tiny-Q2_K.gguf at main; its GGUF files: tiny-Q4_K_M.gguf, tiny-Q8_0.gguf',
+      );
+      expect(error(await hf('x', '--hf', 'acme/gated', '--file-name', 'a-Q4_0.gguf', '--context', '1'))).toMatch(
+        /^NJ_UNAUTHORIZED: .* refused the lookup of acme\/gated \(HTTP 401\): a gated or private repository needs HF_TOKEN/,
+      );
+      expect(error(await hf('x', '--hf', 'acme/none', '--file-name', 'a-Q4_0.gguf', '--context', '1', '--revision', 'v2'))).toMatch(
+        /^NJ_NOT_FOUND: .* has no repository acme\/none at revision v2$/,
+      );
+      expect(error(await hf('x', '--hf', 'acme/tiny-GGUF', '--file-name', 'tiny-Q8_0.gguf', '--context', '1', '--sha256', sha))).toBe(
+        "NJ_USAGE: --hf reads the file's size, sha256 and URL from the Hub: leave out --sha256",
+      );
+      expect(error(await hf('x', '--hf', '../etc', '--file-name', 'a.gguf', '--context', '1'))).toBe(
+        'NJ_USAGE: --hf takes a repository as owner/name, not "../etc"',
+      );
+    } finally {
+      await new Promise((r) => hub.close(r));
+    }
   });
 
   it('parses and prints amounts exactly', () => {
