@@ -115,10 +115,16 @@ export interface CheatingEngineOptions {
   speedFactor?: number;
   /** Random source of `random-output`. Defaults to a seeded generator (seed 1). */
   random?: () => number;
+  /**
+   * Milliseconds between the tokens the agent streams (and the speed it reports is the paced one):
+   * the synthetic model decodes far faster than a Mac serves a real one, too fast for the gateway
+   * to time (it times decodes of 250 ms and more). Defaults to 0 (as fast as the engine goes).
+   */
+  paceMs?: number;
 }
 
 /** The defaults of {@link CheatingEngineOptions}. */
-export const CHEATING_ENGINE_DEFAULTS = { slots: 1, threads: 1, inflateBy: 16, speedFactor: 25 } as const;
+export const CHEATING_ENGINE_DEFAULTS = { slots: 1, threads: 1, inflateBy: 16, speedFactor: 25, paceMs: 0 } as const;
 
 /** Random printable ASCII (0x20–0x7E) of `length` characters. */
 function randomPrintable(length: number, random: () => number): string {
@@ -144,6 +150,7 @@ export class CheatingEngine implements InferenceEngine {
     this.#o = {
       inflateBy: options.inflateBy ?? CHEATING_ENGINE_DEFAULTS.inflateBy,
       speedFactor: options.speedFactor ?? CHEATING_ENGINE_DEFAULTS.speedFactor,
+      paceMs: options.paceMs ?? CHEATING_ENGINE_DEFAULTS.paceMs,
       random: options.random ?? seededRandom(1),
     };
   }
@@ -164,13 +171,48 @@ export class CheatingEngine implements InferenceEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     this.generated++;
+    const paceMs = this.#o.paceMs;
+    if (paceMs <= 0) return this.#cheated(request);
+    // Each token is streamed paceMs after the one before (in order, while the engine runs on);
+    // the reported speed is what was streamed, before any cheat scales it.
+    const started = Date.now();
+    let streamed = Promise.resolve();
+    let tokens = 0;
+    const paced = await this.#cheated(
+      {
+        ...request,
+        onDelta: (delta) => {
+          tokens++;
+          streamed = streamed.then(async () => {
+            await new Promise((r) => setTimeout(r, paceMs));
+            request.onDelta?.(delta);
+          });
+        },
+      },
+      (inner) => ({ ...inner, tokensPerSecond: tokens / Math.max(0.001, (Date.now() - started) / 1000) }),
+      () => streamed,
+    );
+    return paced;
+  }
+
+  /** The cheat's generation; `real` adjusts the inner engine's result first, `flush` runs after it (pacing). */
+  async #cheated(
+    request: GenerateRequest,
+    real: (inner: GenerateResult) => GenerateResult = (r) => r,
+    flush: () => Promise<void> = async () => undefined,
+  ): Promise<GenerateResult> {
+    const inner = async (r: GenerateRequest): Promise<GenerateResult> => {
+      const result = await this.#inner.generate(r);
+      await flush();
+      return real(result);
+    };
     switch (this.cheat) {
       case 'honest':
       case 'small-model':
-        return this.#inner.generate(request);
+        return inner(request);
       case 'random-output': {
         let text = '';
-        const real = await this.#inner.generate({
+        const real = await inner({
           ...request,
           onDelta: (delta) => {
             const fake = randomPrintable(delta.length, this.#o.random);
@@ -181,13 +223,13 @@ export class CheatingEngine implements InferenceEngine {
         return { ...real, text };
       }
       case 'inflated-counts': {
-        const real = await this.#inner.generate(request);
+        const real = await inner(request);
         // Never above maxTokens: the gateway caps a claim there itself (src/gateway/claims.ts).
         const completionTokens = Math.min(request.sampling.maxTokens, real.usage.completionTokens + this.#o.inflateBy);
         return { ...real, usage: { ...real.usage, completionTokens } };
       }
       case 'faked-speed': {
-        const real = await this.#inner.generate(request);
+        const real = await inner(request);
         return {
           ...real,
           tokensPerSecond: real.tokensPerSecond * this.#o.speedFactor,
@@ -196,7 +238,7 @@ export class CheatingEngine implements InferenceEngine {
       }
       case 'dropped-tail': {
         const half = Math.max(1, Math.ceil(request.sampling.maxTokens / 2));
-        const real = await this.#inner.generate({ ...request, sampling: { ...request.sampling, maxTokens: half } });
+        const real = await inner({ ...request, sampling: { ...request.sampling, maxTokens: half } });
         // A reply that ended by itself before half of maxTokens lost nothing: sent as it is.
         if (real.finishReason !== 'length' || half >= request.sampling.maxTokens) return real;
         return { ...real, finishReason: 'stop' };

@@ -29,6 +29,7 @@ import {
   startHonestyNetwork,
   writeHarnessModels,
   type CheatName,
+  type HarnessAgentOptions,
   type HarnessModels,
 } from '../helpers/cheating-agents.js';
 
@@ -66,6 +67,8 @@ interface Case {
   /** How its jobs sample. */
   sampling: AuditSamplingMix;
   rounds: number;
+  /** How both agents run (pacing, for a case the gateway must time). Defaults to the harness's. */
+  agents?: HarnessAgentOptions;
 }
 
 const NO_STOPS: AuditSamplingMix = { maxTokens: [24, 32], stopShare: 0 };
@@ -80,16 +83,25 @@ const CASES: Case[] = [
     rounds: 3,
   },
   // Three timed jobs before a claim-gap can be judged: four rounds leave room for a short reply.
-  { cheat: 'faked-speed', strike: 'claim-gap', finding: null, sampling: { maxTokens: [32], stopShare: 0 }, rounds: 4 },
+  // Paced at 12 ms a token (about 80 tokens/s, a Mac's speed), so a reply decodes long enough for
+  // the gateway to time it (250 ms and more); the synthetic model alone is far faster.
+  {
+    cheat: 'faked-speed',
+    strike: 'claim-gap',
+    finding: null,
+    sampling: { maxTokens: [32], stopShare: 0 },
+    rounds: 4,
+    agents: { paceMs: 12 },
+  },
   { cheat: 'dropped-tail', strike: 'audit-failed', finding: 'tail-dropped', sampling: NO_STOPS, rounds: 2 },
 ];
 
-describe.each(CASES)('the $cheat cheat', ({ cheat, strike, finding, sampling, rounds }) => {
+describe.each(CASES)('the $cheat cheat', ({ cheat, strike, finding, sampling, rounds, agents }) => {
   it(`is struck (${strike}) within ${rounds * 4} jobs, and the honest agent beside it is not`, async () => {
     const net = await startHonestyNetwork({ models, gateway: { honesty: { checker: gatewayChecker.check } } });
     try {
-      const honest = await net.startAgent('honest');
-      const cheater = await net.startAgent(cheat);
+      const honest = await net.startAgent('honest', agents);
+      const cheater = await net.startAgent(cheat, agents);
       const trust = { allowSynthetic: true };
       const client = new NightjarClient({
         gatewayUrl: net.gateway.url,
