@@ -209,6 +209,7 @@ export class Gateway extends Resource {
           jobRetentionDays: o.jobRetentionDays,
           releasedJobRetentionDays: o.releasedJobRetentionDays,
           sweepMs: o.retentionSweepMs,
+          sessions: store.sessions,
         }),
       );
       const sites = [...o.sites];

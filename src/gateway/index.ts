@@ -74,6 +74,7 @@ export { RateLimiter, RATE_LIMITER_DEFAULTS, type RateLimiterOptions } from './r
 export { GatewayMetrics, type GatewayMetricsOptions } from './metrics.js';
 export { operatorApiRoutes, csvCell, SESSION_COOKIE } from './http/operator-api.js';
 export { OperatorSessions, type OperatorSessionsOptions } from './operator/operator-sessions.js';
+export { SqlOperatorSessionStore, type OperatorSessionStore } from './operator/operator-session.store.js';
 export {
   AgentAdmission,
   agentAdmissionRoutes,
