@@ -71,8 +71,8 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     maxSessions: ctx.options.maxOperatorSessions,
   });
   const cookieOptions: CookieSerializeOptions = { path: '/', httpOnly: true, sameSite: 'strict', secure: ctx.options.secureCookies };
-  const limit = (key: string): void => {
-    const taken = ctx.limiter.take(key);
+  const limit = async (key: string): Promise<void> => {
+    const taken = await ctx.limiter.take(key);
     if (!taken.ok) throw new NightjarError('NJ_RATE_LIMITED', 'too many requests', { retryAfterMs: taken.retryAfterMs });
   };
 
@@ -93,8 +93,8 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
       const operatorId = id ? await sessions.operatorOf(id) : null;
       if (operatorId) found = await ctx.store.accounts.getOperator(operatorId);
     }
-    if (!found) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token'));
-    limit(`op:${found.id}`);
+    if (!found) return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token'));
+    await limit(`op:${found.id}`);
     operators.set(req, found);
   };
   /** The operator {@link operatorAuth} found for `req`. */
@@ -112,7 +112,7 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     async (req, reply): Promise<OperatorSessionResponse> => {
       const body = operatorSessionRequestSchema.safeParse(req.body);
       const op = body.success ? await ctx.store.accounts.authenticateOperator(body.data.token) : null;
-      if (!op) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid'));
+      if (!op) return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid'));
       const id = await sessions.create(op.id);
       ctx.log.info('operator signed in', { operatorId: op.id });
       reply.setCookie(SESSION_COOKIE, id, { ...cookieOptions, maxAge: sessions.maxAgeSeconds }).header('cache-control', 'no-store');
