@@ -46,6 +46,8 @@ export interface HoldFor {
   maxTokens: number;
   /** sha256 of the request ciphertext, base64url: a late receipt must name it. Defaults to none. */
   requestDigest?: string;
+  /** Jobs the key may hold at once over every node (the ledger counts them in the hold). Defaults to null: not counted. */
+  maxHeldPerKey?: number | null;
 }
 
 /** The agent that delivers a late receipt, as its session knows it. */

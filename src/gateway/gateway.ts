@@ -45,7 +45,16 @@ import { Router } from './router.js';
 import { RunningJobs, type JobFinished } from './running-jobs.js';
 import { openSqliteStore, type GatewayStore } from './store/gateway-store.js';
 import { LocalTransport, type JobTransport } from './transport.js';
-import { clusterMetrics, clusterRouting, connectNats, nodeLiveness, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+import {
+  clusterLimits,
+  clusterMetrics,
+  clusterRouting,
+  connectNats,
+  nodeLiveness,
+  type ClusterLimits,
+  type ClusterRouting,
+  type NatsLink,
+} from './cluster/cluster.js';
 
 /** How long shutdown waits for cancelled jobs' receipts before it closes the agents' sockets. */
 const CANCELLED_RECEIPT_WAIT_MS = 2000;
@@ -197,7 +206,10 @@ export class Gateway extends Resource {
       // What agents may be offered changed: jobs waiting in the queue may go, or have nobody left.
       owned.add(catalog.onChanged(() => capacity.fire()));
       const nats = o.cluster?.nats ? owned.add(await connectNats(o.cluster, o.logger)) : null;
-      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing, nats);
+      const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
+      // With NATS, request rate limits are the cluster's shared buckets (each falling back to this node's).
+      const limits = nats && o.cluster ? await clusterLimits(o, o.cluster, nats, metrics) : null;
+      const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing, metrics, nats, limits);
       await ctx.honesty.reload();
       await ctx.cluster?.start();
       const admission = owned.add(new AgentAdmission({ ctx, onCapacity: () => capacity.fire() }));
@@ -209,6 +221,7 @@ export class Gateway extends Resource {
           jobRetentionDays: o.jobRetentionDays,
           releasedJobRetentionDays: o.releasedJobRetentionDays,
           sweepMs: o.retentionSweepMs,
+          sessions: store.sessions,
         }),
       );
       const sites = [...o.sites];
@@ -286,7 +299,9 @@ function buildContext(
   owned: DisposableStore,
   onCapacity: Event<void>,
   closing: () => boolean,
+  metrics: GatewayMetrics,
   nats: NatsLink | null = null,
+  limits: ClusterLimits | null = null,
 ): GatewayContext {
   const { clock, logger: log } = o;
   const h = o.honesty;
@@ -332,7 +347,6 @@ function buildContext(
   );
   const transport = cluster?.transport ?? new LocalTransport({ directory, onCapacity, now: () => clock.now() });
   owned.add(transport.onCapacity(() => router.pump()));
-  const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
   if (cluster) clusterMetrics(metrics, cluster);
   const jobs = owned.add(new RunningJobs(log));
   const billing = owned.add(
@@ -348,12 +362,14 @@ function buildContext(
       logger: log,
     }),
   );
-  const limiter = new RateLimiter({ clock, perSecond: o.rateLimit.perSecond, burst: o.rateLimit.burst });
-  const unauthenticated = new RateLimiter({
-    clock,
-    perSecond: o.unauthenticatedRateLimit.perSecond,
-    burst: o.unauthenticatedRateLimit.burst,
-  });
+  const limiter = limits?.limiter ?? new RateLimiter({ clock, perSecond: o.rateLimit.perSecond, burst: o.rateLimit.burst });
+  const unauthenticated =
+    limits?.unauthenticated ??
+    new RateLimiter({
+      clock,
+      perSecond: o.unauthenticatedRateLimit.perSecond,
+      burst: o.unauthenticatedRateLimit.burst,
+    });
   metrics.gauge('nightjar_connected_agents', 'Agents connected and authenticated.', () => directory.size);
   metrics.gauge('nightjar_routable_agents', 'Connected agents that are serving and answered their last challenge.', () => {
     const now = clock.now();

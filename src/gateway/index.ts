@@ -70,10 +70,11 @@ export {
   type Settlement,
 } from './job.js';
 export { Router, ROUTER_DEFAULTS, type RouterOptions, type QueueWaiter, type QueueChange } from './router.js';
-export { RateLimiter, RATE_LIMITER_DEFAULTS, type RateLimiterOptions } from './rate-limit.js';
+export { RateLimiter, RATE_LIMITER_DEFAULTS, type RateLimiterOptions, type RateTaken, type RequestLimiter } from './rate-limit.js';
 export { GatewayMetrics, type GatewayMetricsOptions } from './metrics.js';
 export { operatorApiRoutes, csvCell, SESSION_COOKIE } from './http/operator-api.js';
 export { OperatorSessions, type OperatorSessionsOptions } from './operator/operator-sessions.js';
+export { SqlOperatorSessionStore, type OperatorSessionStore } from './operator/operator-session.store.js';
 export {
   AgentAdmission,
   agentAdmissionRoutes,
@@ -94,7 +95,8 @@ export { openSqliteDriver, type SqliteDriverOptions } from './store/sqlite.drive
 export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions } from './store/pg.driver.js';
 export { MIGRATIONS, migrate, type Migration } from './store/migrations.js';
 export { SqlNodeStore, type NodeStore, type NodeRecord } from './cluster/node.store.js';
-export { clusterRouting, connectNats, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+export { clusterLimits, clusterRouting, connectNats, type ClusterLimits, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
+export { SharedLimits, type SharedLimitsOptions, type FallbackReason, type LimitsKv } from './cluster/shared-rate-limit.js';
 export { NatsTransport, NetworkDirectory, type CandidateSource, type NatsTransportOptions } from './cluster/nats-transport.js';
 export { Presence, RemoteAgent, presenceOf, type PresenceOptions, type RemoteLink } from './cluster/presence.js';
 export * from './cluster/wire.js';
@@ -119,6 +121,7 @@ export {
   costOf,
   holdAmount,
   operatorShare,
+  tooManyStreams,
   type LedgerStore,
   type HoldRequest,
   type SettleRequest,

@@ -87,6 +87,15 @@ export class GatewayMetrics {
     labelNames: ['limit'],
     registers: [this.registry],
   });
+  /** Request rate-limit takes that used this node's own bucket instead of the cluster's shared one, by reason. */
+  readonly rateLimitFallbacks = new Counter<'reason'>({
+    name: 'nightjar_rate_limit_fallbacks_total',
+    help:
+      "Rate-limit takes that used this node's own bucket instead of the cluster's shared one, " +
+      'by reason (unreachable: NATS down or slow, conflict, busy).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   /** From job admission to its first reply chunk reaching the client, in seconds. */
   readonly ttft = new Histogram({
     name: 'nightjar_time_to_first_token_seconds',

@@ -134,7 +134,11 @@ export interface GatewayOptions {
   maxQueuePerModel?: number;
   /** Longest wait in the queue. Defaults to 30 000 ms. */
   queueTimeoutMs?: number;
-  /** Requests per API key (or address, in open mode): sustained rate and burst, each defaulted on its own. Defaults to 10/s, burst 40. */
+  /**
+   * Requests per API key (or address, in open mode): sustained rate and burst, each defaulted on its
+   * own. In a cluster with NATS, one bucket per caller for the whole cluster (ClusterOptions.limitsBucket);
+   * every node must be given the same figures. Defaults to 10/s, burst 40.
+   */
   rateLimit?: { perSecond?: number; burst?: number };
   /**
    * Requests per address that carry no valid API key, operator token or metrics token (each is
@@ -142,7 +146,11 @@ export interface GatewayOptions {
    * sustained rate and burst, each defaulted on its own. Defaults to 2/s, burst 20.
    */
   unauthenticatedRateLimit?: { perSecond?: number; burst?: number };
-  /** Reply streams one API key (or address) may hold open at once. Defaults to 16. */
+  /**
+   * Reply streams one API key (or address) may hold open at once. In a cluster a key's streams are
+   * counted over every node (its held jobs on the shared ledger, in the hold's own transaction); an
+   * anonymous caller's, by address, on each node. Defaults to 16.
+   */
   maxStreamsPerKey?: number;
   /** Agent connections still in their handshake, in all. Defaults to 128. */
   maxPendingHandshakes?: number;
@@ -257,6 +265,26 @@ export interface ClusterOptions {
   maxClusterMessageBytes?: number;
   /** Other nodes' agents kept at most. Defaults to 200 000. */
   maxRemoteAgents?: number;
+  /**
+   * The key-value bucket of the shared request rate limits (rateLimit and unauthenticatedRateLimit
+   * counted once for the whole cluster; created if missing, in memory, with a max age of the longest
+   * time a bucket takes to refill). Defaults to 'nightjar_limits'.
+   */
+  limitsBucket?: string;
+  /**
+   * Longest a shared rate-limit read or write may take; past it (or on an error) the node counts
+   * NATS unreachable and limits with its own buckets. Defaults to 250 ms.
+   */
+  rateLimitTimeoutMs?: number;
+  /** After NATS failed a rate-limit take, how long the node limits with its own buckets before it tries NATS again. Defaults to 1000 ms. */
+  rateLimitRetryMs?: number;
+  /** Compare-and-swap attempts of one shared rate-limit take before it uses the node's own bucket. Defaults to 5. */
+  rateLimitCasAttempts?: number;
+  /**
+   * Callers with a shared rate-limit take in flight at once on this node, per limit; past it, takes
+   * use the node's own bucket. Defaults to 10 000.
+   */
+  rateLimitMaxPending?: number;
 }
 
 /** The defaults of {@link ClusterOptions} (nodeId: a random one, drawn where the options are resolved). */
@@ -277,6 +305,11 @@ export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
   lateReceiptWaitMs: 15_000,
   maxClusterMessageBytes: 8 * 1024 * 1024,
   maxRemoteAgents: 200_000,
+  limitsBucket: 'nightjar_limits',
+  rateLimitTimeoutMs: 250,
+  rateLimitRetryMs: 1000,
+  rateLimitCasAttempts: 5,
+  rateLimitMaxPending: 10_000,
 };
 
 function resolveCluster(cluster: ClusterOptions | null | undefined): Required<ClusterOptions> | null {
@@ -296,8 +329,27 @@ function resolveCluster(cluster: ClusterOptions | null | undefined): Required<Cl
     );
   }
   if (!(c.lateReceiptWaitMs >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: lateReceiptWaitMs must be 0 or more');
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(c.presenceBucket) || !/^[A-Za-z0-9_-]{1,32}$/.test(c.subjectPrefix)) {
-    throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: presenceBucket and subjectPrefix are letters, digits, _ and - only');
+  if (
+    !/^[A-Za-z0-9_-]{1,64}$/.test(c.presenceBucket) ||
+    !/^[A-Za-z0-9_-]{1,64}$/.test(c.limitsBucket) ||
+    !/^[A-Za-z0-9_-]{1,32}$/.test(c.subjectPrefix)
+  ) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'cluster: presenceBucket, limitsBucket and subjectPrefix are letters, digits, _ and - only',
+    );
+  }
+  const positive = (n: number): boolean => Number.isInteger(n) && n > 0;
+  if (
+    !positive(c.rateLimitTimeoutMs) ||
+    !positive(c.rateLimitRetryMs) ||
+    !positive(c.rateLimitCasAttempts) ||
+    !positive(c.rateLimitMaxPending)
+  ) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      'cluster: rateLimitTimeoutMs, rateLimitRetryMs, rateLimitCasAttempts and rateLimitMaxPending must be positive whole numbers',
+    );
   }
   return c;
 }

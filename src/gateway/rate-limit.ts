@@ -2,9 +2,22 @@
  * Token buckets per caller (an API key, or an address in open mode): each holds up to `burst`
  * tokens and refills at `perSecond`; a request takes one. The table is bounded: when full, the
  * entries idle longest are dropped (a dropped entry starts again full, which only ever favours
- * the caller).
+ * the caller). In a cluster with NATS the HTTP layer takes its tokens from a shared bucket per caller
+ * instead (src/gateway/cluster/shared-rate-limit.ts), which falls back to this one while NATS is down.
  */
 import { withDefaults, type Clock } from '../shared/index.js';
+
+/** What a take answers: a token, or how long until one is there. */
+export type RateTaken = { ok: true } | { ok: false; retryAfterMs: number };
+
+/**
+ * What the HTTP layer takes request tokens from: this node's {@link RateLimiter} (synchronous, in
+ * memory) in the embedded default, or the cluster's shared buckets (a promise: a NATS round trip).
+ */
+export interface RequestLimiter {
+  /** Takes one token for `key`. */
+  take(key: string): RateTaken | Promise<RateTaken>;
+}
 
 /** Options of {@link RateLimiter}. */
 export interface RateLimiterOptions {
@@ -22,7 +35,7 @@ export interface RateLimiterOptions {
 export const RATE_LIMITER_DEFAULTS: Required<Omit<RateLimiterOptions, 'clock'>> = { perSecond: 10, burst: 40, maxEntries: 10_000 };
 
 /** Per-caller token buckets. */
-export class RateLimiter {
+export class RateLimiter implements RequestLimiter {
   readonly #o: Required<RateLimiterOptions>;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
@@ -31,7 +44,7 @@ export class RateLimiter {
   }
 
   /** Takes one token for `key`: ok, or how long until one is there. */
-  take(key: string): { ok: true } | { ok: false; retryAfterMs: number } {
+  take(key: string): RateTaken {
     const now = this.#o.clock.now();
     const { perSecond, burst } = this.#o;
     const b = this.#buckets.get(key) ?? { tokens: burst, at: now };

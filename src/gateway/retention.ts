@@ -2,10 +2,12 @@
  * Retention of job rows: the gateway deletes settled job rows after jobRetentionDays and released
  * ones (refused, failed or cancelled without a receipt) after releasedJobRetentionDays, sweeping
  * at start and then every retentionSweepMs on the injected clock. The ledger's transfers, the
- * money record, are never touched (see {@link LedgerStore.sweepJobs}); held jobs never go.
+ * money record, are never touched (see {@link LedgerStore.sweepJobs}); held jobs never go. The same
+ * sweep deletes expired operator dashboard sessions.
  */
 import { Resource, TimerSlot, errorMessage, loggedEmitter, type Clock, type Emitter, type Event, type Logger } from '../shared/index.js';
 import type { LedgerStore, SweepResult } from './ledger/ledger.store.js';
+import type { OperatorSessionStore } from './operator/operator-session.store.js';
 
 const DAY_MS = 86_400_000;
 
@@ -23,6 +25,8 @@ export interface JobRetentionOptions {
   releasedJobRetentionDays: number;
   /** Time between sweeps; 0 sweeps never. Required (the gateway's option defaults it). */
   sweepMs: number;
+  /** Operator sessions whose expired rows each sweep deletes. Defaults to none. */
+  sessions?: OperatorSessionStore;
 }
 
 /** The periodic sweep of old job rows. */
@@ -48,7 +52,7 @@ export class JobRetention extends Resource {
     this.#timer.set(0, () => this.#tick());
   }
 
-  /** Deletes the job rows that are old enough now; resolves with how many. */
+  /** Deletes the job rows that are old enough now (and expired operator sessions); resolves with how many job rows. */
   async sweep(): Promise<SweepResult> {
     const now = this.#o.clock.now();
     const result = await this.#o.ledger.sweepJobs({
@@ -56,6 +60,8 @@ export class JobRetention extends Resource {
       releasedBefore: now - this.#o.releasedJobRetentionDays * DAY_MS,
     });
     if (result.settled + result.released > 0) this.#o.logger.info('old job rows deleted', { ...result });
+    const sessions = (await this.#o.sessions?.sweepExpired(now)) ?? 0;
+    if (sessions > 0) this.#o.logger.info('expired operator sessions deleted', { sessions });
     this.#swept.fire(result);
     return result;
   }

@@ -65,6 +65,7 @@ describe('the schema on PostgreSQL', () => {
         'jobs',
         'ledger_accounts',
         'ledger_transfers',
+        'operator_sessions',
         'operators',
         'prices',
         'schema_migrations',

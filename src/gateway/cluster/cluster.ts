@@ -7,6 +7,7 @@
  * the maintained line (the `nats` v2 package gets fixes only), split so that the gateway loads
  * the core, JetStream key-value and the Node transport and nothing else.
  */
+import { StorageType } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NightjarError, errorMessage, type Event, type Logger } from '../../shared/index.js';
@@ -14,10 +15,12 @@ import type { AgentSession } from '../agent-session.js';
 import { Directory, type DirectoryOptions } from '../directory.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ClusterOptions, ResolvedGatewayOptions } from '../options.js';
+import { RateLimiter, type RequestLimiter } from '../rate-limit.js';
 import type { GatewayStore } from '../store/gateway-store.js';
 import { NatsTransport, NetworkDirectory, type NatsTransportOptions } from './nats-transport.js';
 import { NodeLiveness } from './node-liveness.js';
 import { Presence, type RemoteAgent } from './presence.js';
+import { SharedLimits } from './shared-rate-limit.js';
 
 /** This node's heartbeat and dead-node sweep, not started yet (`start()` registers the node). */
 export function nodeLiveness(o: ResolvedGatewayOptions, cluster: Required<ClusterOptions>, store: GatewayStore): NodeLiveness {
@@ -79,6 +82,67 @@ export async function connectNats(cluster: Required<ClusterOptions>, logger: Log
       },
     );
   }
+}
+
+/** The request rate limits of a cluster node with NATS: shared by the cluster, each with this node's fallback. */
+export interface ClusterLimits {
+  /** The link to the shared buckets and its outage state. */
+  readonly shared: SharedLimits;
+  /** options.rateLimit, per caller, for the whole cluster. */
+  readonly limiter: RequestLimiter;
+  /** options.unauthenticatedRateLimit, per address, for the whole cluster. */
+  readonly unauthenticated: RequestLimiter;
+}
+
+/**
+ * Opens (creating if needed) the shared rate-limit bucket (in memory, history 1, max age the
+ * longest refill of the two limits: an absent entry is a full bucket) and builds the shared limits
+ * on it, each falling back to a bucket of this node's while NATS is unreachable; every such take is
+ * counted in `metrics`. Throws NJ_CONFIG_INVALID if the bucket cannot be opened.
+ */
+export async function clusterLimits(
+  o: ResolvedGatewayOptions,
+  cluster: Required<ClusterOptions>,
+  link: NatsLink,
+  metrics: GatewayMetrics,
+): Promise<ClusterLimits> {
+  const { rateLimit: rate, unauthenticatedRateLimit: unauth, clock, logger } = o;
+  const refillMs = Math.max(1000, ...[rate, unauth].map((l) => Math.ceil((l.burst / l.perSecond) * 1000)));
+  let kv: KV;
+  try {
+    kv = await new Kvm(link.nc).create(cluster.limitsBucket, { ttl: refillMs, history: 1, maxValueSize: 256, storage: StorageType.Memory });
+  } catch (cause) {
+    throw new NightjarError('NJ_CONFIG_INVALID', `cannot open the NATS key-value bucket ${cluster.limitsBucket}: ${errorMessage(cause)}`, {
+      cause,
+    });
+  }
+  const shared = new SharedLimits({
+    kv,
+    clock,
+    logger,
+    timeoutMs: cluster.rateLimitTimeoutMs,
+    retryMs: cluster.rateLimitRetryMs,
+    casAttempts: cluster.rateLimitCasAttempts,
+    maxPending: cluster.rateLimitMaxPending,
+    onFallback: (reason) => metrics.rateLimitFallbacks.inc({ reason }),
+  });
+  // The connection's own news of an outage spares the takes their timeout.
+  void (async () => {
+    for await (const s of link.nc.status()) {
+      if (s.type === 'disconnect') shared.connectionLost('NATS disconnected');
+      else if (s.type === 'reconnect') shared.connectionRestored();
+    }
+  })().catch(() => undefined);
+  metrics.gauge(
+    'nightjar_rate_limit_shared',
+    "1 while this node's request rate limits are the cluster's shared buckets (NATS), 0 while it uses its own.",
+    () => (shared.shared ? 1 : 0),
+  );
+  return {
+    shared,
+    limiter: shared.limiter('rate', rate, new RateLimiter({ clock, ...rate })),
+    unauthenticated: shared.limiter('unauth', unauth, new RateLimiter({ clock, ...unauth })),
+  };
 }
 
 /** What routing between nodes adds to a gateway. */

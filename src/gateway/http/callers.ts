@@ -41,10 +41,10 @@ export function secretEquals(given: string | null, expected: string): boolean {
 /**
  * Throws `error` (a 401) for a request that carries no valid key or token, after counting it
  * against its address: once the address has no tokens left it throws NJ_RATE_LIMITED (429)
- * instead, with Retry-After.
+ * instead, with Retry-After. Rejects, never resolves: call it as `return await refuseUnauthenticated(…)`.
  */
-export function refuseUnauthenticated(ctx: GatewayContext, req: FastifyRequest, error: NightjarError): never {
-  const taken = ctx.unauthenticated.take(`ip:${req.ip}`);
+export async function refuseUnauthenticated(ctx: GatewayContext, req: FastifyRequest, error: NightjarError): Promise<never> {
+  const taken = await ctx.unauthenticated.take(`ip:${req.ip}`);
   if (!taken.ok) {
     ctx.metrics.rejected.inc({ limit: 'unauthenticated' });
     throw new NightjarError('NJ_RATE_LIMITED', 'too many requests without a valid key from this address', {
@@ -64,22 +64,26 @@ export async function authenticateClient(ctx: GatewayContext, req: FastifyReques
   let key: ApiKeyInfo | null = null;
   if (header === undefined) {
     if (!ctx.options.allowAnonymous || required)
-      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'send an API key as Authorization: Bearer njk_…'));
+      return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'send an API key as Authorization: Bearer njk_…'));
   } else {
     const given = bearerOf(header);
     if (given === null)
-      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the Authorization header must be "Bearer <API key>"'));
+      return await refuseUnauthenticated(
+        ctx,
+        req,
+        new NightjarError('NJ_UNAUTHORIZED', 'the Authorization header must be "Bearer <API key>"'),
+      );
     key = await ctx.store.accounts.authenticateApiKey(given);
-    if (!key) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the API key is unknown or revoked'));
+    if (!key) return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'the API key is unknown or revoked'));
   }
   const id = key ? `key:${key.id}` : `ip:${req.ip}`;
-  if (limited) takeRequestToken(ctx, id);
+  if (limited) await takeRequestToken(ctx, id);
   return { key, id };
 }
 
-/** Takes one token from `id`'s rate limit; throws NJ_RATE_LIMITED (429, with Retry-After) when it has none. */
-export function takeRequestToken(ctx: GatewayContext, id: string): void {
-  const taken = ctx.limiter.take(id);
+/** Takes one token from `id`'s rate limit; rejects with NJ_RATE_LIMITED (429, with Retry-After) when it has none. */
+export async function takeRequestToken(ctx: GatewayContext, id: string): Promise<void> {
+  const taken = await ctx.limiter.take(id);
   if (!taken.ok) {
     ctx.metrics.rejected.inc({ limit: 'rate' });
     throw new NightjarError('NJ_RATE_LIMITED', 'too many requests for this key', { retryAfterMs: taken.retryAfterMs });

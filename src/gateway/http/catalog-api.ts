@@ -15,8 +15,8 @@ import {
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** Takes one token from the caller's address's rate limit. */
-function limit(ctx: GatewayContext, req: FastifyRequest): void {
-  const taken = ctx.limiter.take(`ip:${req.ip}`);
+async function limit(ctx: GatewayContext, req: FastifyRequest): Promise<void> {
+  const taken = await ctx.limiter.take(`ip:${req.ip}`);
   if (!taken.ok) {
     ctx.metrics.rejected.inc({ limit: 'rate' });
     throw new NightjarError('NJ_RATE_LIMITED', 'too many requests from this address', { retryAfterMs: taken.retryAfterMs });
@@ -26,19 +26,19 @@ function limit(ctx: GatewayContext, req: FastifyRequest): void {
 /** Registers /v1/catalog, /v1/releases and /v1/gateway-key. */
 export const catalogRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
   app.get('/v1/catalog', async (req, reply): Promise<SignedGatewayCatalog> => {
-    limit(ctx, req);
+    await limit(ctx, req);
     void reply.header('cache-control', 'no-cache');
     return ctx.catalog.signed();
   });
 
   app.get('/v1/releases', async (req, reply): Promise<SignedReleasesList> => {
-    limit(ctx, req);
+    await limit(ctx, req);
     void reply.header('cache-control', 'no-cache');
     return ctx.catalog.signedReleases();
   });
 
   app.get('/v1/gateway-key', async (req, reply): Promise<GatewayKeyResponse> => {
-    limit(ctx, req);
+    await limit(ctx, req);
     void reply.header('cache-control', 'no-cache');
     await ctx.catalog.refresh();
     const rotations = ctx.catalog.rotations;

@@ -71,7 +71,7 @@ export const clientApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (
       try {
         return await takeCountersign(req);
       } catch (err) {
-        takeRequestToken(ctx, callerOf(req).id);
+        await takeRequestToken(ctx, callerOf(req).id);
         throw err;
       }
     },

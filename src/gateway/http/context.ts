@@ -12,7 +12,7 @@ import type { Directory } from '../directory.js';
 import type { Honesty } from '../honesty/honesty.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { ResolvedGatewayOptions } from '../options.js';
-import type { RateLimiter } from '../rate-limit.js';
+import type { RequestLimiter } from '../rate-limit.js';
 import type { Router } from '../router.js';
 import type { RunningJobs } from '../running-jobs.js';
 import type { GatewayStore } from '../store/gateway-store.js';
@@ -44,10 +44,10 @@ export interface GatewayContext {
   readonly transport: JobTransport;
   /** The gateway's metrics. */
   readonly metrics: GatewayMetrics;
-  /** Per-caller request rate limits (client API and operator API). */
-  readonly limiter: RateLimiter;
-  /** Per-address limit of requests that carry no valid key or token (options.unauthenticatedRateLimit). */
-  readonly unauthenticated: RateLimiter;
+  /** Per-caller request rate limits (client API and operator API): this node's, or in a cluster with NATS the cluster's. */
+  readonly limiter: RequestLimiter;
+  /** Per-address limit of requests that carry no valid key or token (options.unauthenticatedRateLimit), likewise. */
+  readonly unauthenticated: RequestLimiter;
   /** The ledger's side of jobs. */
   readonly billing: Billing;
   /** The jobs running on this node. */

@@ -25,7 +25,7 @@ export const healthRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app
   const metricsAuth = async (req: FastifyRequest): Promise<void> => {
     const token = ctx.options.metricsToken;
     if (token !== null && !secretEquals(bearerOf(req.headers.authorization), token)) {
-      refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token'));
+      await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'metrics need the metrics token'));
     }
   };
   app.get('/metrics', { onRequest: metricsAuth }, async (_req, reply) => {

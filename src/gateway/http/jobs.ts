@@ -24,6 +24,7 @@ import {
   type TimerHandle,
 } from '../../shared/index.js';
 import { ClientJob, type JobOutcome, type JobSink } from '../job.js';
+import { tooManyStreams } from '../ledger/ledger.store.js';
 import { callerOf, clientAuth, priceOf, type Caller } from './callers.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
@@ -78,13 +79,11 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
   if (body.length > maxBody) throw new NightjarError('NJ_PAYLOAD_TOO_LARGE', `the body exceeds ${maxBody} bytes`);
   if (jobs.has(header.jobId)) throw new NightjarError('NJ_DUPLICATE_JOB', 'a job with this jobId is running');
   const maxStreams = options.maxStreamsPerKey;
+  // This node's streams first (no database work); in a cluster the hold then counts the key's
+  // held jobs on every node, atomically with placing this one.
   if (jobs.streamsOf(caller.id) >= maxStreams) {
     metrics.rejected.inc({ limit: 'streams' });
-    throw new NightjarError(
-      'NJ_RATE_LIMITED',
-      `this key already has ${maxStreams} ${maxStreams === 1 ? 'reply' : 'replies'} streaming, its limit`,
-      { retryAfterMs: 1000 },
-    );
+    throw tooManyStreams(maxStreams);
   }
   await Promise.all([ctx.catalog.refresh(), ctx.honesty.refresh()]);
   if (!ctx.network.knows(header.model)) throw ctx.modelUnknown(header.model);
@@ -92,15 +91,21 @@ async function admit(ctx: GatewayContext, req: FastifyRequest): Promise<Admitted
   if (!free && !caller.key) throw new NightjarError('NJ_UNAUTHORIZED', `${header.model} is not free: send an API key`);
   const admittedAt = ctx.clock.now();
   const requestDigest = sha256(body);
-  await ctx.billing.hold({
-    jobId: header.jobId,
-    keyId: caller.key?.id ?? null,
-    model: header.model,
-    price,
-    bodyLength: header.bodyLength,
-    maxTokens: header.maxTokens,
-    requestDigest: toBase64Url(requestDigest),
-  });
+  try {
+    await ctx.billing.hold({
+      jobId: header.jobId,
+      keyId: caller.key?.id ?? null,
+      model: header.model,
+      price,
+      bodyLength: header.bodyLength,
+      maxTokens: header.maxTokens,
+      requestDigest: toBase64Url(requestDigest),
+      maxHeldPerKey: options.cluster ? maxStreams : null,
+    });
+  } catch (err) {
+    if (err instanceof NightjarError && err.code === 'NJ_RATE_LIMITED') metrics.rejected.inc({ limit: 'streams' });
+    throw err;
+  }
   return { caller, envelope, body, requestDigest, free, catalogued, admittedAt };
 }
 

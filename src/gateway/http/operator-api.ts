@@ -4,7 +4,8 @@
  * page that uses them is served by the static-pages plugin.
  *
  * Sign-in: POST /v1/operator/session with the operator token sets an HttpOnly, SameSite=Strict
- * session cookie (@fastify/cookie; sessions live in memory, so a restart signs everyone out).
+ * session cookie (@fastify/cookie). Sessions live in the gateway's database (the token's hash only),
+ * so any node of a cluster accepts them and a sign-out on one node signs out on all.
  * Scripts may instead send the operator token as `Authorization: Bearer njop_…` on every call.
  * Only the session POST changes anything, and it takes JSON only, which a cross-site form cannot send.
  */
@@ -64,13 +65,14 @@ function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S>
 export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async (app, { ctx }) => {
   await app.register(fastifyCookie);
   const sessions = new OperatorSessions({
+    store: ctx.store.sessions,
     clock: ctx.clock,
     ttlMs: ctx.options.operatorSessionTtlMs,
     maxSessions: ctx.options.maxOperatorSessions,
   });
   const cookieOptions: CookieSerializeOptions = { path: '/', httpOnly: true, sameSite: 'strict', secure: ctx.options.secureCookies };
-  const limit = (key: string): void => {
-    const taken = ctx.limiter.take(key);
+  const limit = async (key: string): Promise<void> => {
+    const taken = await ctx.limiter.take(key);
     if (!taken.ok) throw new NightjarError('NJ_RATE_LIMITED', 'too many requests', { retryAfterMs: taken.retryAfterMs });
   };
 
@@ -88,11 +90,11 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
       found = token === null ? null : await ctx.store.accounts.authenticateOperator(token);
     } else {
       const id = req.cookies[SESSION_COOKIE];
-      const operatorId = id ? sessions.operatorOf(id) : null;
+      const operatorId = id ? await sessions.operatorOf(id) : null;
       if (operatorId) found = await ctx.store.accounts.getOperator(operatorId);
     }
-    if (!found) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token'));
-    limit(`op:${found.id}`);
+    if (!found) return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'sign in with an operator token'));
+    await limit(`op:${found.id}`);
     operators.set(req, found);
   };
   /** The operator {@link operatorAuth} found for `req`. */
@@ -110,8 +112,8 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
     async (req, reply): Promise<OperatorSessionResponse> => {
       const body = operatorSessionRequestSchema.safeParse(req.body);
       const op = body.success ? await ctx.store.accounts.authenticateOperator(body.data.token) : null;
-      if (!op) refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid'));
-      const id = sessions.create(op.id);
+      if (!op) return await refuseUnauthenticated(ctx, req, new NightjarError('NJ_UNAUTHORIZED', 'that operator token is not valid'));
+      const id = await sessions.create(op.id);
       ctx.log.info('operator signed in', { operatorId: op.id });
       reply.setCookie(SESSION_COOKIE, id, { ...cookieOptions, maxAge: sessions.maxAgeSeconds }).header('cache-control', 'no-store');
       return { operator: { id: op.id, name: op.name } };
@@ -120,7 +122,7 @@ export const operatorApiRoutes: FastifyPluginAsync<GatewayPluginOptions> = async
 
   app.delete('/v1/operator/session', async (req, reply) => {
     const id = req.cookies[SESSION_COOKIE];
-    if (id) sessions.delete(id);
+    if (id) await sessions.delete(id);
     reply.clearCookie(SESSION_COOKIE, cookieOptions);
     return { ok: true };
   });

@@ -111,7 +111,23 @@ export interface HoldRequest {
    * node releases the hold. Defaults to null (the embedded default: one node, every hold its own).
    */
   nodeId?: string | null;
+  /**
+   * Jobs the key may hold at once, this one included, counted over every node on the database in
+   * the hold's own transaction (cluster mode's maxStreamsPerKey): a hold past it throws
+   * {@link tooManyStreams}. Not applied to an anonymous job. Defaults to null (not counted here).
+   */
+  maxHeldPerKey?: number | null;
   now: number;
+}
+
+/**
+ * NJ_RATE_LIMITED for a key that already has `max` reply streams open (options.maxStreamsPerKey),
+ * with a 1 s retry hint: what admission answers whether this node's count or the ledger's found it.
+ */
+export function tooManyStreams(max: number): NightjarError {
+  return new NightjarError('NJ_RATE_LIMITED', `this key already has ${max} ${max === 1 ? 'reply' : 'replies'} streaming, its limit`, {
+    retryAfterMs: 1000,
+  });
 }
 
 /** A receipt delivered after its job ended at the gateway (see the module comment). */
@@ -547,7 +563,14 @@ export class SqlLedgerStore implements LedgerStore {
     // The embedded default's statement stays as it was (no node column) when no node owns the hold.
     const nodeId = r.nodeId ?? null;
     const owned = nodeId !== null;
+    const maxHeld = r.keyId === null ? null : (r.maxHeldPerKey ?? null);
     return this.#db.transaction(async (tx) => {
+      if (maxHeld !== null) {
+        // Counted in the transaction that inserts: two nodes admitting the key's jobs at once are
+        // serialized (SQLite's one writer; PostgreSQL's SERIALIZABLE retries the loser, which then sees the winner's row).
+        const held = intOf((await tx.get("SELECT COUNT(*) AS n FROM jobs WHERE client_key_id = ? AND status = 'held'", [r.keyId]))?.n);
+        if (held >= maxHeld) throw tooManyStreams(maxHeld);
+      }
       const inserted = await tx.run(
         'INSERT INTO jobs (job_id, client_key_id, model, status, hold_amount, prompt_price, completion_price, ' +
           `operator_share_bps, body_length, max_tokens, created_at, request_digest${owned ? ', node_id' : ''})

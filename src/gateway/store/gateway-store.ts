@@ -1,6 +1,6 @@
 /**
- * The gateway's storage in one handle: accounts, ledger, model catalog, signing key, strikes and audits on one
- * database, migrated on open.
+ * The gateway's storage in one handle: accounts, ledger, model catalog, signing key, strikes, audits,
+ * nodes and operator sessions on one database, migrated on open.
  */
 import { SqlAccountStore, type AccountStore } from '../accounts/account.store.js';
 import { SqlCatalogStore, type CatalogStore } from '../catalog/catalog.store.js';
@@ -8,6 +8,7 @@ import { SqlAuditStore, type AuditStore } from '../honesty/audits.store.js';
 import { SqlStrikeStore, type StrikeStore } from '../honesty/strikes.store.js';
 import { SqlNodeStore, type NodeStore } from '../cluster/node.store.js';
 import { SqlLedgerStore, type LedgerStore } from '../ledger/ledger.store.js';
+import { SqlOperatorSessionStore, type OperatorSessionStore } from '../operator/operator-session.store.js';
 import { migrate } from './migrations.js';
 import { openPostgresDriver, type PostgresDriverOptions } from './pg.driver.js';
 import type { SqlDriver } from './sql.js';
@@ -25,6 +26,8 @@ export interface GatewayStore extends AsyncDisposable {
   readonly audits: AuditStore;
   /** The gateway nodes sharing the database (cluster mode) and their heartbeats. */
   readonly nodes: NodeStore;
+  /** The operator dashboard's sign-ins (every node sees the same). */
+  readonly sessions: OperatorSessionStore;
   readonly driver: SqlDriver;
   /** A cheap query, for readiness checks. */
   ping(): Promise<void>;
@@ -41,6 +44,7 @@ export function storeOn(driver: SqlDriver): GatewayStore {
     strikes: new SqlStrikeStore(driver),
     audits: new SqlAuditStore(driver),
     nodes: new SqlNodeStore(driver),
+    sessions: new SqlOperatorSessionStore(driver),
     driver,
     async ping() {
       await driver.get('SELECT 1 AS ok');

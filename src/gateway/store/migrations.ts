@@ -342,6 +342,22 @@ ALTER TABLE jobs ADD COLUMN node_id TEXT;
 CREATE INDEX jobs_node_status ON jobs (node_id, status);
 `,
   },
+  {
+    version: 10,
+    name: 'operator dashboard sessions',
+    // Sign-ins every node accepts (src/gateway/operator/operator-session.store.ts): the token's
+    // SHA-256 only, never the token; expired rows are swept by the retention sweep and at sign-in.
+    sql: `
+CREATE TABLE operator_sessions (
+  token_hash TEXT PRIMARY KEY,
+  operator_id TEXT NOT NULL REFERENCES operators (id),
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX operator_sessions_expires ON operator_sessions (expires_at);
+CREATE INDEX operator_sessions_created ON operator_sessions (created_at);
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

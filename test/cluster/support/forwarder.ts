@@ -13,7 +13,8 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
-export async function startForwarder(target: number): Promise<Forwarder> {
+/** Starts a forwarder to `target` on `port` (0: a free one). */
+export async function startForwarder(target: number, port = 0): Promise<Forwarder> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((inbound) => {
     const outbound = net.connect(forwarder.target, '127.0.0.1');
@@ -27,7 +28,7 @@ export async function startForwarder(target: number): Promise<Forwarder> {
     inbound.on('close', () => outbound.destroy());
     outbound.on('close', () => inbound.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const forwarder: Forwarder = {
     port: (server.address() as net.AddressInfo).port,
     target,
