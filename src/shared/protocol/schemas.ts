@@ -313,16 +313,26 @@ export const requestPayloadSchema = z
     /** The shape of a text reply. Absent: free text. */
     responseFormat: responseFormatSchema.optional(),
   })
-  .superRefine((p, ctx) => {
-    const names = new Set(p.tools?.map((t) => t.name));
-    if (p.tools !== undefined && names.size !== p.tools.length)
-      ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tool names must differ' });
-    const choice = p.toolChoice;
-    if (choice !== undefined && choice !== 'none' && p.tools === undefined)
-      ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: 'a tool choice other than none needs tools' });
-    if (typeof choice === 'object' && !names.has(choice.name))
-      ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: `no tool is named ${choice.name}` });
-  });
+  .superRefine(checkTools);
+
+/**
+ * The checks across a request's tool fields: tool names differ, a tool choice other than `none`
+ * has tools, a named choice names one of them (as issues on `ctx`).
+ */
+export function checkTools(
+  p: { tools?: readonly { name: string }[] | undefined; toolChoice?: ToolChoice | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  const names = new Set(p.tools?.map((t) => t.name));
+  if (p.tools !== undefined && names.size !== p.tools.length)
+    ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tool names must differ' });
+  const choice = p.toolChoice;
+  if (choice !== undefined && choice !== 'none' && p.tools === undefined)
+    ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: 'a tool choice other than none needs tools' });
+  if (typeof choice === 'object' && !names.has(choice.name))
+    ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: `no tool is named ${choice.name}` });
+}
+
 /** True if a request constrains its reply: a grammar (tools, a response format) or penalties shape what is generated. */
 export function isConstrained(payload: Pick<RequestPayload, 'tools' | 'toolChoice' | 'responseFormat' | 'sampling'>): boolean {
   const s = payload.sampling;
