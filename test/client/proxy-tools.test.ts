@@ -1,13 +1,12 @@
 /**
- * Tools and structured output through `nightjar proxy`, with the official `openai` and
- * `@anthropic-ai/sdk` packages as clients, against a real gateway and the real engine on the
+ * Tools and structured output through `nightjar proxy`, with the official `openai` package as the
+ * client (Anthropic's tools are not served yet), against a real gateway and the real engine on the
  * synthetic tiny model. Its weights are random, so only the grammar at the agent makes a call's
  * arguments parse and a json_schema reply follow its schema: that is what is pinned here.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompatProxy, NightjarClient } from '../../src/client/index.js';
@@ -47,7 +46,6 @@ afterAll(async () => {
 const http = perTestFetch();
 const upstream = perTestFetch('node');
 const openai = (): OpenAI => new OpenAI({ apiKey: 'unused', baseURL: `${proxy.url}/v1`, fetch: http.fetch, maxRetries: 0 });
-const anthropic = (): Anthropic => new Anthropic({ apiKey: 'unused', baseURL: proxy.url, fetch: http.fetch, maxRetries: 0 });
 
 /** Bounded fields only: a random model under an unbounded string rule rarely closes the string. */
 const WEATHER_PARAMS = {

@@ -328,7 +328,9 @@ export function judgeConstrainedCounts(
   if (input.claimed.completionTokens > completionBound) {
     findings.push({
       reason: 'completion-count',
-      detail: `the receipt claims ${input.claimed.completionTokens} completion tokens; the constrained reply holds ${counted.replyTokens}, at most ${completionBound} with its end and slack`,
+      detail:
+        `the receipt claims ${input.claimed.completionTokens} completion tokens; ` +
+        `the constrained reply holds ${counted.replyTokens}, at most ${completionBound} with its end and slack`,
       figures: { claimed: input.claimed.completionTokens, replyTokens: counted.replyTokens, bound: completionBound },
     });
   }

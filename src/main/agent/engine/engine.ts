@@ -429,7 +429,8 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
         this.grammars.delete(key);
         throw new NightjarError(
           'NJ_BAD_REQUEST',
-          `The JSON schema cannot be enforced as a grammar (${messageOf(error)}); simplify it (types, properties, items, enum, const, oneOf).`,
+          `The JSON schema cannot be enforced as a grammar (${messageOf(error)}); ` +
+            'simplify it (types, properties, items, enum, const, oneOf).',
           { cause: error },
         );
       })
@@ -453,7 +454,9 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     const constraints = constraintsOf(request);
     const mode = constraintMode(constraints);
     // Compiled before a slot is taken: a schema that cannot be enforced is refused without one.
-    const grammars = await this.grammarsOf(constraints, mode);
+    // (No await without a grammar: a plain job takes its slot in the same turn as the call.)
+    const grammars: ReplyGrammars =
+      mode.kind === 'text' && mode.schema === null ? { mode, text: undefined, call: undefined } : await this.grammarsOf(constraints, mode);
     if (request.signal?.aborted) {
       return {
         text: '',
