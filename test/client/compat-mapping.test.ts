@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { anthropicEvents, anthropicStopReason, messageBody, parseAnthropicRequest } from '../../src/client/proxy/anthropic.js';
-import { errorAnswer, statusFor } from '../../src/client/proxy/api-errors.js';
+import { ParamError, errorAnswer, statusFor } from '../../src/client/proxy/api-errors.js';
 import { openAiFinishReason, parseOpenAiRequest, reduceSeed } from '../../src/client/proxy/openai.js';
 import type { ChatResult } from '../../src/client/index.js';
 import { ERROR_CODES, NightjarError, type ErrorCode } from '../../src/shared/index.js';
@@ -62,18 +62,32 @@ describe('OpenAI requests', () => {
   });
 
   it.each([
-    [{ n: 2 }, 'n other than 1 is not supported'],
-    [{ tools: [{ type: 'function' }] }, 'tools and function calling is not supported'],
-    [{ response_format: { type: 'json_object' } }, 'response_format "json_object" is not supported'],
-    [{ logprobs: true }, 'logprobs is not supported'],
-    [{ frequency_penalty: 0.5 }, 'presence_penalty and frequency_penalty is not supported'],
-    [{ logit_bias: { '1': 2 } }, 'logit_bias is not supported'],
-    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: 'a' }] }, 'messages[0] with role "tool" is not supported'],
+    [{ n: 2 }, 'n', 'n other than 1 is not supported (parameter n)'],
+    [
+      { tools: [{ type: 'web_search' }] },
+      'tools[0].type',
+      'tools of type "web_search" (only function) is not supported (parameter tools[0].type)',
+    ],
+    [{ functions: [{ name: 'f' }] }, 'functions', 'the legacy functions API (use tools) is not supported (parameter functions)'],
+    [
+      { response_format: { type: 'grammar' } },
+      'response_format.type',
+      'response_format "grammar" is not supported (parameter response_format.type)',
+    ],
+    [{ logprobs: true }, 'logprobs', 'logprobs is not supported (parameter logprobs)'],
+    [{ top_logprobs: 2 }, 'top_logprobs', 'top_logprobs is not supported (parameter top_logprobs)'],
+    [{ logit_bias: { '1': 2 } }, 'logit_bias', 'logit_bias is not supported (parameter logit_bias)'],
+    [
+      { messages: [{ role: 'function', content: 'x', name: 'f' }] },
+      'messages[0].role',
+      'messages with role "function" (use tools and role "tool") is not supported (parameter messages[0].role)',
+    ],
     [
       { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
-      'messages[0] content of type "image_url" (only text) is not supported',
+      'messages[0].content[0]',
+      'content of type "image_url" (only text) is not supported (parameter messages[0].content[0])',
     ],
-  ])('refuses %j', (extra, message) => {
+  ])('refuses %j, naming its param', (extra, param, message) => {
     const error = (() => {
       try {
         parseOpenAiRequest({ model: 'm', messages: [user], ...extra });
@@ -81,8 +95,54 @@ describe('OpenAI requests', () => {
         return e;
       }
     })();
-    expect(error).toBeInstanceOf(NightjarError);
-    expect(error).toMatchObject({ code: 'NJ_UNSUPPORTED_FEATURE', message });
+    expect(error).toBeInstanceOf(ParamError);
+    expect(error).toMatchObject({ code: 'NJ_UNSUPPORTED_FEATURE', message, param });
+  });
+
+  it('maps tools, tool_choice, tool messages, response_format and penalties into the request', () => {
+    const parameters = { type: 'object', properties: { q: { type: 'string' } } };
+    const parsed = parseOpenAiRequest({
+      model: 'm',
+      messages: [
+        user,
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"q":"a"}' } }],
+        },
+        { role: 'tool', tool_call_id: 'call_1', content: 'found' },
+      ],
+      tools: [{ type: 'function', function: { name: 'f', description: 'find', parameters } }],
+      tool_choice: { type: 'function', function: { name: 'f' } },
+      response_format: { type: 'json_schema', json_schema: { name: 'out', schema: parameters, strict: true } },
+      frequency_penalty: 0.5,
+      presence_penalty: -0.5,
+      user: 'ignored',
+    });
+    expect(parsed.tools).toEqual([{ name: 'f', description: 'find', parameters }]);
+    expect(parsed.toolChoice).toEqual({ name: 'f' });
+    expect(parsed.messages.slice(1)).toEqual([
+      { role: 'assistant', content: '', toolCalls: [{ id: 'call_1', name: 'f', arguments: '{"q":"a"}' }] },
+      { role: 'tool', content: 'found', toolCallId: 'call_1' },
+    ]);
+    expect(parsed.responseFormat).toEqual({ type: 'json_schema', name: 'out', schema: parameters, strict: true });
+    expect([parsed.frequencyPenalty, parsed.presencePenalty]).toEqual([0.5, -0.5]);
+    // tool_choice none: the tools are not sent at all.
+    expect(
+      parseOpenAiRequest({ model: 'm', messages: [user], tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'none' })
+        .tools,
+    ).toBeUndefined();
+  });
+
+  it.each([
+    [{ frequency_penalty: 3 }, 'frequency_penalty'],
+    [{ messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+    [{ tool_choice: 'required' }, 'tool_choice'],
+    [{ tools: [{ type: 'function', function: { name: 'bad name' } }] }, 'tools[0].function.name'],
+  ])('refuses %j as a bad request naming its param', (extra, param) => {
+    expect(() => parseOpenAiRequest({ model: 'm', messages: [user], ...extra })).toThrow(
+      expect.objectContaining({ code: 'NJ_BAD_REQUEST', param }),
+    );
   });
 
   it('says which field is malformed', () => {

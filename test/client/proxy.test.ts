@@ -220,12 +220,12 @@ describe('OpenAI Chat Completions through the proxy (official openai package)', 
       .chat.completions.create({
         model: model.id,
         messages: [{ role: 'user', content: 'x' }],
-        tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
+        logprobs: true,
       })
       .catch((e: unknown) => e);
     expect(tools).toBeInstanceOf(OpenAI.BadRequestError);
-    expect(tools).toMatchObject({ status: 400, code: 'NJ_UNSUPPORTED_FEATURE' });
-    expect((tools as Error).message).toContain('tools and function calling is not supported');
+    expect(tools).toMatchObject({ status: 400, code: 'NJ_UNSUPPORTED_FEATURE', param: 'logprobs' });
+    expect((tools as Error).message).toContain('logprobs is not supported (parameter logprobs)');
 
     const tooHot = await openai()
       .chat.completions.create({ model: model.id, messages: [{ role: 'user', content: 'x' }], temperature: 3 })

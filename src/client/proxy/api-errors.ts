@@ -6,6 +6,20 @@
 import type { ErrorCode } from '../../shared/index.js';
 import { NightjarError } from '../../shared/index.js';
 
+/**
+ * A request error about one parameter: `param` names it as the API spells it (OpenAI's error
+ * `param`, e.g. `messages[2].tool_call_id`, `n`, `response_format`).
+ */
+export class ParamError extends NightjarError {
+  /** The parameter, in the API's own field names. */
+  readonly param: string;
+
+  constructor(code: 'NJ_BAD_REQUEST' | 'NJ_UNSUPPORTED_FEATURE', param: string, message: string) {
+    super(code, message);
+    this.param = param;
+  }
+}
+
 /** Which API a request speaks. */
 export type ApiFlavor = 'openai' | 'anthropic';
 
@@ -85,7 +99,7 @@ export function errorObject(error: NightjarError, flavor: ApiFlavor, status = st
   // The message carries the stable code and what to do, since generic clients show only the message.
   const message = `${error.code}: ${error.message}. ${error.hint}`;
   return flavor === 'openai'
-    ? { message, type: openaiType(status), param: null, code: openaiCode(error.code) }
+    ? { message, type: openaiType(status), param: error instanceof ParamError ? error.param : null, code: openaiCode(error.code) }
     : { type: anthropicType(status), message };
 }
 

@@ -6,7 +6,7 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { NightjarError, type ChatMessage } from '../../shared/index.js';
+import { NightjarError, type ChatMessage, type ResponseFormat, type Tool, type ToolChoice } from '../../shared/index.js';
 import type { ChatResult, ServedBy } from '../sdk/index.js';
 import { asNightjarError, type ApiFlavor } from './api-errors.js';
 import type { ProxyContext } from './proxy-options.js';
@@ -22,6 +22,11 @@ export interface ParsedChat {
   topK?: number | undefined;
   seed?: number | undefined;
   stop: string[] | undefined;
+  frequencyPenalty?: number | undefined;
+  presencePenalty?: number | undefined;
+  tools?: Tool[] | undefined;
+  toolChoice?: ToolChoice | undefined;
+  responseFormat?: ResponseFormat | undefined;
 }
 
 /** The server-sent events of one streamed reply, each method returning ready-to-write text. */
@@ -107,6 +112,11 @@ async function answer<P extends ParsedChat>(
     topK: parsed.topK,
     seed: parsed.seed,
     stop: parsed.stop,
+    frequencyPenalty: parsed.frequencyPenalty,
+    presencePenalty: parsed.presencePenalty,
+    tools: parsed.tools,
+    toolChoice: parsed.toolChoice,
+    responseFormat: parsed.responseFormat,
     signal: controller.signal,
   });
   const logEnd = (result: ChatResult | null, error: NightjarError | null): void =>

@@ -24,7 +24,8 @@ export const openAiDialect: ChatDialect<OpenAiRequest> = {
       end(result) {
         const reason = openAiFinishReason(result.finishReason);
         if (reason === null) throw agentStopped();
-        return data(chunks.finish(reason)) + (parsed.includeUsage ? data(chunks.usage(result)) : '') + 'data: [DONE]\n\n';
+        const calls = result.toolCalls ? data(chunks.toolCalls(result.toolCalls)) : '';
+        return calls + data(chunks.finish(reason)) + (parsed.includeUsage ? data(chunks.usage(result)) : '') + 'data: [DONE]\n\n';
       },
       error: (error) => data({ error: errorObject(error, 'openai') }),
     };

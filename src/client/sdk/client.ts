@@ -46,6 +46,15 @@ import {
   delay,
   verifyReceipt,
   completionTokensReceived,
+  constrainedReplyBytes,
+  checkTools,
+  toolSchema,
+  toolChoiceSchema,
+  responseFormatSchema,
+  type ResponseFormat,
+  type Tool,
+  type ToolCall,
+  type ToolChoice,
   countersign,
   countersignKeyOf,
   jobEvidence,
@@ -186,8 +195,21 @@ export interface ChatRequest {
   topK?: number;
   /** Sampling seed. Defaults to a random one at the agent. */
   seed?: number;
-  /** Stop sequences; the reply ends before the first one. Defaults to none. */
+  /** Stop sequences; the reply ends before the first one (a tool call is not cut by them). Defaults to none. */
   stop?: string[];
+  /** OpenAI's frequency_penalty, -2 to 2. Defaults to 0 (none). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence_penalty, -2 to 2. Defaults to 0 (none). */
+  presencePenalty?: number;
+  /**
+   * Functions the model may call (at most LIMITS.maxTools). The agent never runs one: a reply that
+   * calls one ends with finishReason 'tool_calls' and {@link ChatResult.toolCalls}. Defaults to none.
+   */
+  tools?: Tool[];
+  /** 'auto', 'none', 'required' or { name }. Defaults to 'auto' when there are tools. */
+  toolChoice?: ToolChoice;
+  /** The shape of a text reply (json_object, or json_schema), enforced by a grammar at the agent. Defaults to free text. */
+  responseFormat?: ResponseFormat;
   /** Aborting cancels the job at the agent. Defaults to none. */
   signal?: AbortSignal;
   /** Told before each retry. Defaults to none. */
@@ -247,6 +269,8 @@ export interface ChatResult extends ServedBy {
   finishReason: FinishReason;
   /** Which stop sequence ended the reply, when the agent says so. */
   stopSequence?: string;
+  /** The calls of a reply that ended in them (finishReason 'tool_calls'; `text` is then empty). At most one today. */
+  toolCalls?: ToolCall[];
   usage: Usage;
   /** The agent's receipt, verified against what was sent and received. */
   receipt: Receipt;
@@ -297,11 +321,21 @@ export class IncompleteReplyError extends NightjarError {
 /** The longest NDJSON line accepted from the gateway. */
 const MAX_EVENT_LINE = Math.ceil((LIMITS.maxChunkBytes * 4) / 3) + 4096;
 
-const requestSchema = z.object({
-  model: modelIdSchema,
-  messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
-  sampling: samplingSchema,
-});
+const requestSchema = z
+  .object({
+    model: modelIdSchema,
+    messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
+    sampling: samplingSchema,
+    tools: z.array(toolSchema).min(1).max(LIMITS.maxTools).optional(),
+    toolChoice: toolChoiceSchema.optional(),
+    responseFormat: responseFormatSchema.optional(),
+  })
+  .superRefine(checkTools);
+
+/** True if the request puts its reply under a grammar (tools it may call, a response format). */
+function grammarConstrained(request: ChatRequest): boolean {
+  return (request.tools !== undefined && request.tools.length > 0 && request.toolChoice !== 'none') || request.responseFormat !== undefined;
+}
 
 interface Sink {
   delta(text: string): void;
@@ -801,8 +835,17 @@ export class NightjarClient {
       topK: request.topK,
       seed: request.seed,
       stop: request.stop?.length ? request.stop : undefined,
+      frequencyPenalty: request.frequencyPenalty || undefined,
+      presencePenalty: request.presencePenalty || undefined,
     };
-    const checked = requestSchema.safeParse({ model: request.model, messages: request.messages, sampling });
+    const checked = requestSchema.safeParse({
+      model: request.model,
+      messages: request.messages,
+      sampling,
+      tools: request.tools?.length ? request.tools : undefined,
+      toolChoice: request.toolChoice,
+      responseFormat: request.responseFormat,
+    });
     if (!checked.success) throw new NightjarError('NJ_BAD_REQUEST', `the request is invalid at ${describeIssues(checked.error)}`);
     return sampling;
   }
@@ -824,6 +867,9 @@ export class NightjarClient {
         model: request.model,
         messages: request.messages,
         sampling,
+        ...(request.tools?.length ? { tools: request.tools } : {}),
+        ...(request.toolChoice === undefined ? {} : { toolChoice: request.toolChoice }),
+        ...(request.responseFormat === undefined ? {} : { responseFormat: request.responseFormat }),
         recipients,
         now: this.#o.clock.now(),
         prepared,
@@ -864,7 +910,13 @@ export class NightjarClient {
           v: PROTOCOL_VERSION,
           jobId: sealed.jobId,
           replyDigest: toBase64Url(replyDigest),
-          completionTokens: completionTokensReceived(utf8(state.text).length, sampling.maxTokens, sampling.stop),
+          // A call is generated but delivered as the final chunk's toolCalls: its bytes count too.
+          completionTokens: completionTokensReceived(
+            utf8(state.text).length,
+            sampling.maxTokens,
+            sampling.stop,
+            constrainedReplyBytes(grammarConstrained(request), opener.finished ? (opener.finish().toolCalls ?? []) : []),
+          ),
           chunks,
           received: opener.finished ? 'done' : 'broken',
         });
@@ -967,12 +1019,21 @@ export class NightjarClient {
       final.finishReason === 'stop' && final.stopSequence !== undefined && request.stop?.includes(final.stopSequence)
         ? final.stopSequence
         : undefined;
+    // Tool calls only end a reply that ended in them, and name a function the request offered.
+    const offered = new Set(request.toolChoice === 'none' ? [] : (request.tools ?? []).map((t) => t.name));
+    if ((final.finishReason === 'tool_calls') !== (final.toolCalls !== undefined) || final.toolCalls?.some((c) => !offered.has(c.name))) {
+      throw new NightjarError(
+        'NJ_FRAME_UNEXPECTED',
+        "the reply's tool calls do not fit the request (a function it did not offer, or calls without finish reason tool_calls)",
+      );
+    }
     return {
       ...served,
       model: request.model,
       text,
       finishReason: final.finishReason,
       stopSequence,
+      ...(final.toolCalls === undefined ? {} : { toolCalls: final.toolCalls }),
       usage: final.usage,
       receipt,
       signedReceipt: signed,

@@ -170,7 +170,15 @@ export {
   type ControlServerOptions,
 } from './control/control-server.js';
 /** The engine contract, its node-llama-cpp implementation and its memory estimate. */
-export type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine, InspectRequest, ReplyInspector } from './engine/types.js';
+export type {
+  EngineModelInfo,
+  GenerateRequest,
+  GenerateResult,
+  InferenceEngine,
+  InspectRequest,
+  ReplyConstraints,
+  ReplyInspector,
+} from './engine/types.js';
 /** The reply checker of audits and disputes (docs/honesty.md "Audits: the check"). */
 export { createReplyChecker, type ReplyCheckerHandle, type ReplyCheckerOptions } from './engine/reply-checker.js';
 export {

@@ -26,6 +26,8 @@ import {
   type IdentityKeyPair,
   type Logger,
   type SignedReceipt,
+  type RequestPayload,
+  type ToolCall,
   type Usage,
   type Disposable,
   type Emitter,
@@ -36,7 +38,7 @@ import {
   errorMessage,
   loggedEmitter,
 } from '../../shared/index.js';
-import type { InferenceEngine } from './engine/types.js';
+import type { InferenceEngine, ReplyConstraints } from './engine/types.js';
 
 /** The model this agent serves, as its bundle names it. */
 export interface ServedModel {
@@ -238,7 +240,7 @@ export class JobRunner implements Disposable {
       if (opened.payload.model !== model.id) {
         throw new NightjarError('NJ_MODEL_NOT_SERVED', `this agent serves ${model.id}, not ${opened.payload.model}`);
       }
-      const promptTokens = await engine.countPromptTokens(opened.payload.messages);
+      const promptTokens = await engine.countPromptTokens(opened.payload.messages, constraintsOfPayload(opened.payload));
       if (promptTokens + opened.payload.sampling.maxTokens > engine.model.contextLength) {
         throw new NightjarError(
           'NJ_CONTEXT_OVERFLOW',
@@ -270,10 +272,12 @@ export class JobRunner implements Disposable {
     let finishReason: FinishReason;
     let usage: Usage;
     let stopSequence: string | undefined;
+    let toolCalls: ToolCall[] | undefined;
     try {
       const generation = engine.generate({
         messages: opened.payload.messages,
         sampling: opened.payload.sampling,
+        ...constraintsOfPayload(opened.payload),
         signal,
         onDelta: (text) => {
           if (text.length > 0) sendChunk(text);
@@ -284,6 +288,7 @@ export class JobRunner implements Disposable {
       finishReason = result.finishReason;
       usage = result.usage;
       stopSequence = result.stopSequence;
+      toolCalls = result.toolCalls;
       if (result.usage.completionTokens > 0) {
         const s = this.#stats;
         s.tokensPerSecond = s.tokensPerSecond ? s.tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
@@ -296,7 +301,12 @@ export class JobRunner implements Disposable {
       return;
     }
 
-    sendChunk('', { finishReason, usage, ...(stopSequence === undefined ? {} : { stopSequence }) });
+    sendChunk('', {
+      finishReason,
+      usage,
+      ...(stopSequence === undefined ? {} : { stopSequence }),
+      ...(toolCalls === undefined ? {} : { toolCalls }),
+    });
     const receipt = await signReceipt(
       {
         v: PROTOCOL_VERSION,
@@ -341,4 +351,13 @@ export class JobRunner implements Disposable {
       }
     }
   }
+}
+
+/** The tools and format a request sealed, as the engine takes them (only those it set). */
+function constraintsOfPayload(p: RequestPayload): ReplyConstraints {
+  return {
+    ...(p.tools === undefined ? {} : { tools: p.tools }),
+    ...(p.toolChoice === undefined ? {} : { toolChoice: p.toolChoice }),
+    ...(p.responseFormat === undefined ? {} : { responseFormat: p.responseFormat }),
+  };
 }

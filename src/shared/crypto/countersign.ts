@@ -55,9 +55,24 @@ export type Countersignature = z.infer<typeof countersignatureSchema>;
  * request's maxTokens. An honest agent never claims more: every token of a BPE or byte-level
  * tokenizer stands for at least one byte of the text it decodes to.
  */
-export function completionTokensReceived(textBytes: number, maxTokens: number, stop: readonly string[] = []): number {
+export function completionTokensReceived(textBytes: number, maxTokens: number, stop: readonly string[] = [], extraBytes = 0): number {
   const longestStop = stop.reduce((m, s) => Math.max(m, utf8(s).length), 0);
-  return Math.min(maxTokens, textBytes + longestStop + 1);
+  return Math.min(maxTokens, textBytes + longestStop + 1 + extraBytes);
+}
+
+/** Bytes of call syntax an agent may generate around one call's name and arguments (`{"name": …, "arguments": …}` and its whitespace). */
+export const TOOL_CALL_SYNTAX_BYTES = 64;
+/** Bytes a grammar-constrained reply generates after its JSON and never delivers (the grammar's end text, four newlines). */
+export const GRAMMAR_END_BYTES = 4;
+
+/**
+ * What a constrained reply adds to {@link completionTokensReceived}'s count, as extra bytes: for
+ * each tool call its name, its arguments and {@link TOOL_CALL_SYNTAX_BYTES}, and
+ * {@link GRAMMAR_END_BYTES} for the grammar's end. Zero for a request without tools or format.
+ */
+export function constrainedReplyBytes(constrained: boolean, toolCalls: readonly { name: string; arguments: string }[] = []): number {
+  if (!constrained) return 0;
+  return GRAMMAR_END_BYTES + toolCalls.reduce((n, c) => n + utf8(c.name).length + utf8(c.arguments).length + TOOL_CALL_SYNTAX_BYTES, 0);
 }
 
 /**

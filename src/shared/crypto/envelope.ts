@@ -16,7 +16,10 @@ import {
   type Envelope,
   type EnvelopeHeader,
   type RequestPayload,
+  type ResponseFormat,
   type Sampling,
+  type Tool,
+  type ToolChoice,
 } from '../protocol/schemas.js';
 import { cryptoBackend, randomBytes } from './backend.js';
 import type { VerifiedBundle } from './bundle.js';
@@ -32,6 +35,12 @@ export interface SealRequestOptions {
   model: string;
   messages: ChatMessage[];
   sampling: Sampling;
+  /** Functions the model may call. Defaults to none (and then the body is exactly what it was before tools). */
+  tools?: Tool[];
+  /** Whether it calls one. Defaults to none given (the agent takes 'auto' with tools). */
+  toolChoice?: ToolChoice;
+  /** The shape of a text reply. Defaults to free text. */
+  responseFormat?: ResponseFormat;
   /** Verified bundles of the candidate agents, best first. */
   recipients: readonly VerifiedBundle[];
   /** Milliseconds since the epoch. */
@@ -161,6 +170,9 @@ export async function sealRequest(options: SealRequestOptions): Promise<SealedRe
       headerDigest: toBase64Url(new Uint8Array(32)),
       messages: options.messages,
       sampling: options.sampling,
+      ...(options.tools === undefined ? {} : { tools: options.tools }),
+      ...(options.toolChoice === undefined ? {} : { toolChoice: options.toolChoice }),
+      ...(options.responseFormat === undefined ? {} : { responseFormat: options.responseFormat }),
     },
     'request',
   );

@@ -117,6 +117,16 @@ export async function openEvidence(input: JobEvidence, receipt: Receipt): Promis
           ...(final.stopSequence !== undefined ? { stopSequence: final.stopSequence } : {}),
         },
         claimed: { promptTokens: receipt.promptTokens, completionTokens: receipt.completionTokens },
+        ...(payload.tools === undefined && payload.toolChoice === undefined && payload.responseFormat === undefined
+          ? {}
+          : {
+              constraints: {
+                ...(payload.tools === undefined ? {} : { tools: payload.tools }),
+                ...(payload.toolChoice === undefined ? {} : { toolChoice: payload.toolChoice }),
+                ...(payload.responseFormat === undefined ? {} : { responseFormat: payload.responseFormat }),
+              },
+            }),
+        ...(final.toolCalls === undefined ? {} : { toolCalls: final.toolCalls }),
       };
     } catch (cause) {
       if (cause instanceof NightjarError && cause.code === 'NJ_EVIDENCE_INVALID') throw cause;

@@ -8,7 +8,7 @@ import { CryptoError } from '../errors.js';
 import { fromUtf8, u32be, utf8 } from '../encoding.js';
 import { validate } from '../protocol/codec.js';
 import { LIMITS } from '../protocol/limits.js';
-import { chunkPayloadSchema, type ChunkPayload, type FinishReason, type Usage } from '../protocol/schemas.js';
+import { chunkPayloadSchema, type ChunkPayload, type FinishReason, type ToolCall, type Usage } from '../protocol/schemas.js';
 import { createSha256, hkdfSha256, type Sha256Stream } from './hash.js';
 import { secretOpen, secretSeal } from './keys.js';
 import { pad, unpad } from './padding.js';
@@ -56,6 +56,8 @@ export interface ReplyFinal {
   usage: Usage;
   /** Which of the request's stop sequences ended the reply (finishReason 'stop'), when one did. */
   stopSequence?: string;
+  /** The tool calls of a reply that ended in them (finishReason 'tool_calls'). */
+  toolCalls?: ToolCall[];
 }
 
 /** Seals the chunks of one reply, in order. */

@@ -5,7 +5,7 @@
  * (src/main/agent/engine), and whoever needs one (the auditor, a gateway with audit models) is
  * handed it by the `nightjar` command.
  */
-import type { ChatMessage, FinishReason, Sampling } from '../protocol/schemas.js';
+import type { ChatMessage, FinishReason, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice } from '../protocol/schemas.js';
 
 /** One opened job as a checker sees it: the request and reply in the clear, and the receipt's claims. */
 export interface ReplyUnderCheck {
@@ -28,6 +28,13 @@ export interface ReplyUnderCheck {
   };
   /** What the agent's signed receipt claims. */
   claimed: { promptTokens: number; completionTokens: number };
+  /**
+   * The request's tools, tool choice and response format, when it sealed any: the reply was then
+   * generated under a grammar, and only its counts are checked (docs/honesty.md). Absent: none.
+   */
+  constraints?: { tools?: Tool[]; toolChoice?: ToolChoice; responseFormat?: ResponseFormat };
+  /** The tool calls the final chunk carried, when it carried any. */
+  toolCalls?: ToolCall[];
 }
 
 /** Why a reply failed its check. Stable names: they are stored with the audit and shown to operators. */

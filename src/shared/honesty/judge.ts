@@ -300,6 +300,58 @@ function round(n: number, digits = 4): number {
   return Math.round(n * f) / f;
 }
 
+/** Tokens of call syntax and whitespace one tool call may take besides its name and arguments. */
+export const TOOL_CALL_SYNTAX_TOKENS = 16;
+/** Tokens a grammar's end text (four newlines) may take after a constrained reply. */
+export const GRAMMAR_END_TOKENS = 4;
+
+/**
+ * Judges the counts of a constrained reply (tools, a response format, penalties): its tokens were
+ * drawn under a grammar or penalties the teacher-forced test does not model, so only the counts
+ * are checked. `counted` holds the prompt's tokens rendered with the request's tools and format,
+ * and the reply's tokens: its text and each call written as the agent generates it.
+ */
+export function judgeConstrainedCounts(
+  input: ReplyUnderCheck,
+  counted: { promptTokens: number; replyTokens: number },
+  policy: AuditPolicy = DEFAULT_AUDIT_POLICY,
+): AuditVerdict {
+  const findings: AuditFinding[] = [];
+  const calls = input.toolCalls?.length ?? 0;
+  const completionBound =
+    counted.replyTokens +
+    1 +
+    GRAMMAR_END_TOKENS +
+    calls * TOOL_CALL_SYNTAX_TOKENS +
+    (input.sampling.stop?.length ? LIMITS_STOP_TOKENS : 0) +
+    countSlack(counted.replyTokens, policy);
+  if (input.claimed.completionTokens > completionBound) {
+    findings.push({
+      reason: 'completion-count',
+      detail:
+        `the receipt claims ${input.claimed.completionTokens} completion tokens; ` +
+        `the constrained reply holds ${counted.replyTokens}, at most ${completionBound} with its end and slack`,
+      figures: { claimed: input.claimed.completionTokens, replyTokens: counted.replyTokens, bound: completionBound },
+    });
+  }
+  const promptBound = counted.promptTokens + policy.promptSlack;
+  if (input.claimed.promptTokens > promptBound) {
+    findings.push({
+      reason: 'prompt-count',
+      detail: `the receipt claims ${input.claimed.promptTokens} prompt tokens; the rendered prompt holds ${counted.promptTokens}`,
+      figures: { claimed: input.claimed.promptTokens, promptTokens: counted.promptTokens, bound: promptBound },
+    });
+  }
+  return {
+    pass: findings.length === 0,
+    findings,
+    figures: { promptTokens: counted.promptTokens, replyTokens: counted.replyTokens, constrained: 1, toolCalls: calls },
+  };
+}
+
+/** Tokens a request's stop sequence may take when it ends a reply (its longest spelling, one token per byte). */
+const LIMITS_STOP_TOKENS = 256;
+
 /**
  * Judges one reply from its inspection under the claimed model file. Pure: the same input,
  * inspection and policy always give the same verdict. Findings carry figures only.

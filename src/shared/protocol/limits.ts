@@ -62,6 +62,22 @@ export const LIMITS = {
   maxReleases: 1024,
   /** Rotation statements one GET /v1/gateway-key answer may carry (the keys still in their grace period). */
   maxGatewayRotations: 16,
+  /** Tools (functions) one request may offer the model. */
+  maxTools: 64,
+  /** Longest tool description, in characters. */
+  maxToolDescriptionLength: 4096,
+  /**
+   * Largest JSON schema (a tool's parameters, a response format's schema), as JSON text: it is
+   * compiled into a grammar at the agent, so it is bounded in size and depth (a 16 KiB schema
+   * compiles in milliseconds).
+   */
+  maxJsonSchemaBytes: 16 * 1024,
+  /** Deepest nesting of a JSON schema (objects and arrays, counted as JSON nesting). */
+  maxJsonSchemaDepth: 24,
+  /** Tool calls one reply may carry (the agent makes at most one today). */
+  maxToolCalls: 8,
+  /** Longest arguments string of one tool call, in characters: it travels in the final chunk (at most 64 KiB). */
+  maxToolArgumentsLength: 32 * 1024,
   /** Largest signed directory answer or released-versions list, as JSON text. */
   maxSignedAnswerBytes: 1024 * 1024,
 } as const;

@@ -4,6 +4,7 @@
  * strict (unknown fields are errors) and every string and array has a bound.
  */
 import { z } from 'zod';
+import { jsonDepth } from './json-depth.js';
 import { LIMITS, PROTOCOL_VERSION } from './limits.js';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 
@@ -126,7 +127,7 @@ export const signedBundleSchema = z.strictObject({
 export type SignedBundle = z.infer<typeof signedBundleSchema>;
 
 /** Why generation ended. */
-export const finishReasonSchema = z.enum(['stop', 'length', 'cancelled']);
+export const finishReasonSchema = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);
 export type FinishReason = z.infer<typeof finishReasonSchema>;
 
 /** The agent's signed statement of what it did for one job. */
@@ -192,12 +193,87 @@ export const envelopeSchema = z.strictObject({
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 
-/** One message of a conversation. */
-export const chatMessageSchema = z.strictObject({
-  role: z.enum(['system', 'user', 'assistant']),
-  content: z.string(),
+/** A tool (function) name, as OpenAI and Anthropic allow them: 1–64 of `a-zA-Z0-9_-`. */
+export const toolNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'tool names are 1 to 64 of a-z, A-Z, 0-9, _ and -');
+
+/**
+ * A JSON schema as the client sent it (a tool's parameters, a response format's schema): a JSON
+ * object of at most LIMITS.maxJsonSchemaBytes as JSON text, nested at most
+ * LIMITS.maxJsonSchemaDepth deep. The agent compiles it into a grammar; what it cannot compile is
+ * refused there (NJ_BAD_REQUEST).
+ */
+export const jsonSchemaObjectSchema = z.record(z.string(), z.unknown()).superRefine((schema, ctx) => {
+  let text: string;
+  try {
+    text = JSON.stringify(schema);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'a JSON schema must be plain JSON' });
+    return;
+  }
+  if (text.length > LIMITS.maxJsonSchemaBytes) {
+    ctx.addIssue({ code: 'custom', message: `a JSON schema may be at most ${LIMITS.maxJsonSchemaBytes} characters of JSON` });
+  } else if (jsonDepth(text, LIMITS.maxJsonSchemaDepth) > LIMITS.maxJsonSchemaDepth) {
+    ctx.addIssue({ code: 'custom', message: `a JSON schema may nest at most ${LIMITS.maxJsonSchemaDepth} levels` });
+  }
 });
+/** A JSON schema, as {@link jsonSchemaObjectSchema} bounds it. */
+export type JsonSchemaObject = z.infer<typeof jsonSchemaObjectSchema>;
+
+/** A call the model made: its id (drawn by the agent), the function, and its arguments as JSON text. */
+export const toolCallSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'tool call ids are 1 to 64 of a-z, A-Z, 0-9, _ and -'),
+  name: toolNameSchema,
+  /** The arguments as the model wrote them: JSON text that parses (it was generated under the function's grammar). */
+  arguments: z.string().max(LIMITS.maxToolArgumentsLength),
+});
+/** One tool call. */
+export type ToolCall = z.infer<typeof toolCallSchema>;
+
+/**
+ * One message of a conversation. An assistant message may carry the tool calls it made
+ * (`toolCalls`); a `tool` message is a call's result and names the call (`toolCallId`).
+ */
+export const chatMessageSchema = z
+  .strictObject({
+    role: z.enum(['system', 'user', 'assistant', 'tool']),
+    content: z.string(),
+    toolCalls: z.array(toolCallSchema).min(1).max(LIMITS.maxToolCalls).optional(),
+    toolCallId: toolCallSchema.shape.id.optional(),
+  })
+  .refine((m) => m.toolCalls === undefined || m.role === 'assistant', { message: 'only assistant messages carry toolCalls' })
+  .refine((m) => (m.role === 'tool') === (m.toolCallId !== undefined), { message: 'a tool message, and only one, names its toolCallId' });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+/** A function the model may call: its name, what it does, and its parameters' JSON schema. */
+export const toolSchema = z.strictObject({
+  name: toolNameSchema,
+  description: z.string().max(LIMITS.maxToolDescriptionLength).optional(),
+  parameters: jsonSchemaObjectSchema,
+});
+/** One tool. */
+export type Tool = z.infer<typeof toolSchema>;
+
+/**
+ * Whether the model calls a tool: `auto` (it decides), `none` (it answers in text), `required`
+ * (it calls one of them), or `{ name }` (it calls that one).
+ */
+export const toolChoiceSchema = z.union([z.enum(['auto', 'none', 'required']), z.strictObject({ name: toolNameSchema })]);
+/** One tool choice. */
+export type ToolChoice = z.infer<typeof toolChoiceSchema>;
+
+/** The shape a text reply must have, enforced by a grammar at the agent. */
+export const responseFormatSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('json_object') }),
+  z.strictObject({
+    type: z.literal('json_schema'),
+    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'schema names are 1 to 64 of a-z, A-Z, 0-9, _ and -'),
+    schema: jsonSchemaObjectSchema,
+    /** The client's `strict`; the agent always enforces the schema. */
+    strict: z.boolean().optional(),
+  }),
+]);
+/** A response format. */
+export type ResponseFormat = z.infer<typeof responseFormatSchema>;
 
 /** Sampling parameters, as the client asked. */
 export const samplingSchema = z.strictObject({
@@ -211,21 +287,62 @@ export const samplingSchema = z.strictObject({
     .max(2 ** 32 - 1)
     .optional(),
   stop: z.array(z.string().min(1).max(LIMITS.maxStopLength)).max(LIMITS.maxStopSequences).optional(),
+  /** OpenAI's frequency_penalty, -2 to 2: lowers a token's logit by this much per time it was generated. */
+  frequencyPenalty: z.number().min(-2).max(2).optional(),
+  /** OpenAI's presence_penalty, -2 to 2: lowers the logit of every token already generated by this much. */
+  presencePenalty: z.number().min(-2).max(2).optional(),
 });
 export type Sampling = z.infer<typeof samplingSchema>;
 
 /** What the body of an envelope decrypts to. */
-export const requestPayloadSchema = z.strictObject({
-  v: version,
-  jobId: jobIdSchema,
-  model: modelIdSchema,
-  /** Milliseconds since the epoch when the client sealed the request. */
-  created: timeMs,
-  /** base64url sha256 of the canonical visible header. */
-  headerDigest: b64(32),
-  messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
-  sampling: samplingSchema,
-});
+export const requestPayloadSchema = z
+  .strictObject({
+    v: version,
+    jobId: jobIdSchema,
+    model: modelIdSchema,
+    /** Milliseconds since the epoch when the client sealed the request. */
+    created: timeMs,
+    /** base64url sha256 of the canonical visible header. */
+    headerDigest: b64(32),
+    messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
+    sampling: samplingSchema,
+    /** Functions the model may call. Absent: none (and the body is what it was before tools). */
+    tools: z.array(toolSchema).min(1).max(LIMITS.maxTools).optional(),
+    /** Whether it calls one. Defaults to `auto` with tools. */
+    toolChoice: toolChoiceSchema.optional(),
+    /** The shape of a text reply. Absent: free text. */
+    responseFormat: responseFormatSchema.optional(),
+  })
+  .superRefine(checkTools);
+
+/**
+ * The checks across a request's tool fields: tool names differ, a tool choice other than `none`
+ * has tools, a named choice names one of them (as issues on `ctx`).
+ */
+export function checkTools(
+  p: { tools?: readonly { name: string }[] | undefined; toolChoice?: ToolChoice | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  const names = new Set(p.tools?.map((t) => t.name));
+  if (p.tools !== undefined && names.size !== p.tools.length)
+    ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tool names must differ' });
+  const choice = p.toolChoice;
+  if (choice !== undefined && choice !== 'none' && p.tools === undefined)
+    ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: 'a tool choice other than none needs tools' });
+  if (typeof choice === 'object' && !names.has(choice.name))
+    ctx.addIssue({ code: 'custom', path: ['toolChoice'], message: `no tool is named ${choice.name}` });
+}
+
+/** True if a request constrains its reply: a grammar (tools, a response format) or penalties shape what is generated. */
+export function isConstrained(payload: Pick<RequestPayload, 'tools' | 'toolChoice' | 'responseFormat' | 'sampling'>): boolean {
+  const s = payload.sampling;
+  return (
+    (payload.tools !== undefined && payload.toolChoice !== 'none') ||
+    payload.responseFormat !== undefined ||
+    (s.frequencyPenalty ?? 0) !== 0 ||
+    (s.presencePenalty ?? 0) !== 0
+  );
+}
 export type RequestPayload = z.infer<typeof requestPayloadSchema>;
 
 export const usageSchema = z.strictObject({ promptTokens: count, completionTokens: count });
@@ -244,6 +361,8 @@ export const chunkPayloadSchema = z.strictObject({
       usage: usageSchema,
       /** Which of the request's stop sequences ended the reply, when one did. Optional. */
       stopSequence: z.string().min(1).max(LIMITS.maxStopLength).optional(),
+      /** The tool calls of a reply that ended in them (finishReason `tool_calls`). */
+      toolCalls: z.array(toolCallSchema).min(1).max(LIMITS.maxToolCalls).optional(),
     })
     .optional(),
 });

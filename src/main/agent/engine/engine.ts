@@ -28,10 +28,16 @@
  * (one `render` for both), the reply tokenized, and prompt plus reply evaluated in one
  * teacher-forced pass on a free slot, cleared after as a job's is; only numbers come back.
  *
- * Not handled (no use in Nightjar's protocol yet): function calling, grammars, and reasoning
- * segments; a model that thinks aloud in `<think>` tags streams them as text.
+ * Tools and response formats (./constraints.ts): a tool call is generated under the grammar of its
+ * function's parameters (so its arguments always parse) and returned, never run; a response format
+ * puts a text reply under the grammar of its JSON schema. Grammars are compiled once per schema
+ * (a few kept), each compile bounded in time ({@link GRAMMAR_COMPILE_TIMEOUT_MS}) on top of the
+ * protocol's bounds on a schema's size and depth. OpenAI's frequency and presence penalties go to
+ * llama.cpp's repeat penalty over the tokens generated so far.
+ *
+ * Not handled: reasoning segments; a model that thinks aloud in `<think>` tags streams them as text.
  */
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,8 +47,8 @@ import {
   readGgufFileInfo,
   resolveChatWrapper,
   SpecialToken,
+  LlamaGrammarEvaluationState,
   SpecialTokensText,
-  type ChatHistoryItem,
   type ChatWrapper,
   type ContextShiftOptions,
   type ControlledEvaluateInputItem,
@@ -50,6 +56,7 @@ import {
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaGpuType,
+  type LlamaGrammar,
   type LlamaModel,
   type LlamaText,
   type Token,
@@ -64,9 +71,32 @@ import {
   type FinishReason,
   type Logger,
   type Sampling,
+  type ToolCall,
 } from '../../../shared/index.js';
-import type { ReplyInspection, TokenInspection } from '../../../shared/index.js';
-import type { EngineModelInfo, GenerateRequest, GenerateResult, InferenceEngine, InspectRequest, ReplyInspector } from './types.js';
+import type { JsonSchemaObject, ReplyInspection, TokenInspection } from '../../../shared/index.js';
+import {
+  callSchema,
+  constraintMode,
+  constraintsPrompt,
+  GRAMMAR_END_TEXT,
+  historyOf,
+  readCall,
+  type ConstraintMode,
+} from './constraints.js';
+import type {
+  EngineModelInfo,
+  GenerateRequest,
+  GenerateResult,
+  InferenceEngine,
+  InspectRequest,
+  ReplyConstraints,
+  ReplyInspector,
+} from './types.js';
+
+/** Longest a grammar may take to compile from a JSON schema before the request is refused. */
+export const GRAMMAR_COMPILE_TIMEOUT_MS = 5_000;
+/** Compiled grammars kept, by schema. */
+const GRAMMAR_CACHE_SIZE = 16;
 
 /** Which llama.cpp backend to use: `false` for CPU only, or a GPU type. */
 export type EngineGpu = false | 'auto' | Exclude<LlamaGpuType, false>;
@@ -309,6 +339,8 @@ interface Job {
 
 /** A rendered prompt: its tokens and what ends the model's turn. */
 interface RenderedPrompt {
+  /** The constraints it was rendered with (a cache entry is only good for the same ones). */
+  readonly constraints: ReplyConstraints | undefined;
   readonly tokens: readonly Token[];
   /** Stop texts from the chat template (e.g. its end-of-turn marker). */
   readonly stopTexts: readonly string[];
@@ -333,6 +365,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
   private readonly free: LlamaContextSequence[] = [];
   private readonly jobs = new Set<Job>();
   private readonly promptChunkTokens: number;
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private disposing: Promise<void> | undefined;
 
   constructor(parts: EngineParts) {
@@ -359,10 +392,52 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     return this.disposing === undefined ? this.free.length : 0;
   }
 
-  async countPromptTokens(messages: readonly ChatMessage[]): Promise<number> {
+  async countPromptTokens(messages: readonly ChatMessage[], constraints?: ReplyConstraints): Promise<number> {
     this.assertUsable();
     validateMessages(messages);
-    return this.render(messages).tokens.length;
+    return this.render(messages, constraints).tokens.length;
+  }
+
+  /**
+   * The grammar of `schema` ('json' for any JSON object), compiled once and kept. Throws
+   * NJ_BAD_REQUEST when the schema cannot be made a grammar or its compile takes too long.
+   */
+  private grammarFor(schema: JsonSchemaObject | 'json'): Promise<LlamaGrammar> {
+    const key = schema === 'json' ? 'json' : JSON.stringify(schema);
+    let grammar = this.grammars.get(key);
+    if (grammar !== undefined) {
+      this.grammars.delete(key);
+      this.grammars.set(key, grammar);
+      return grammar;
+    }
+    const llama = this.llamaModel.llama;
+    const compile: Promise<LlamaGrammar> =
+      schema === 'json'
+        ? llama.getGrammarFor('json')
+        : llama
+            .createGrammarForJsonSchema(schema as Parameters<typeof llama.createGrammarForJsonSchema>[0])
+            .then((g) => llama.createGrammar({ grammar: integersOnly(g.grammar) }));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`it took longer than ${GRAMMAR_COMPILE_TIMEOUT_MS} ms to compile`)),
+        GRAMMAR_COMPILE_TIMEOUT_MS,
+      );
+    });
+    grammar = Promise.race([compile, timeout])
+      .catch((error: unknown) => {
+        this.grammars.delete(key);
+        throw new NightjarError(
+          'NJ_BAD_REQUEST',
+          `The JSON schema cannot be enforced as a grammar (${messageOf(error)}); ` +
+            'simplify it (types, properties, items, enum, const, oneOf).',
+          { cause: error },
+        );
+      })
+      .finally(() => clearTimeout(timer));
+    this.grammars.set(key, grammar);
+    while (this.grammars.size > GRAMMAR_CACHE_SIZE) this.grammars.delete(this.grammars.keys().next().value!);
+    return grammar;
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
@@ -376,6 +451,12 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
       );
     }
     const started = performance.now();
+    const constraints = constraintsOf(request);
+    const mode = constraintMode(constraints);
+    // Compiled before a slot is taken: a schema that cannot be enforced is refused without one.
+    // (No await without a grammar: a plain job takes its slot in the same turn as the call.)
+    const grammars: ReplyGrammars =
+      mode.kind === 'text' && mode.schema === null ? { mode, text: undefined, call: undefined } : await this.grammarsOf(constraints, mode);
     if (request.signal?.aborted) {
       return {
         text: '',
@@ -394,7 +475,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     request.signal?.addEventListener('abort', onAbort, { once: true });
     const run = (async (): Promise<GenerateResult> => {
       try {
-        return await this.run(sequence, request, parsed.data, job.cancel.signal, started);
+        return await this.run(sequence, request, parsed.data, job.cancel.signal, started, grammars);
       } finally {
         request.signal?.removeEventListener('abort', onAbort);
         await this.release(sequence);
@@ -642,17 +723,22 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     if (this.disposing === undefined) this.free.push(sequence);
   }
 
-  /** Renders `messages` with the model's chat template and tokenises the result. */
-  private render(messages: readonly ChatMessage[]): RenderedPrompt {
+  /** The grammars a reply of `mode` may need: its text's, and its call's. */
+  private async grammarsOf(c: ReplyConstraints, mode: ConstraintMode): Promise<ReplyGrammars> {
+    const text = mode.kind === 'text' && mode.schema !== null ? await this.grammarFor(mode.schema) : undefined;
+    const call =
+      mode.kind === 'call' || mode.kind === 'auto'
+        ? await this.grammarFor(callSchema(c.tools!, mode.kind === 'call' ? mode.name : null))
+        : undefined;
+    return { mode, text, call };
+  }
+
+  /** Renders `messages` (with the tools and format of `constraints`) with the model's chat template and tokenises the result. */
+  private render(messages: readonly ChatMessage[], constraints?: ReplyConstraints): RenderedPrompt {
+    const c = constraints === undefined ? undefined : constraintsOf(constraints);
     const cached = this.rendered.get(messages);
-    if (cached) return cached;
-    const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
-      m.role === 'system'
-        ? { type: 'system', text: m.content }
-        : m.role === 'user'
-          ? { type: 'user', text: m.content }
-          : { type: 'model', response: [m.content] },
-    );
+    if (cached && sameConstraints(cached.constraints, c)) return cached;
+    const history = historyOf(messages, c === undefined ? null : constraintsPrompt(c, constraintMode(c)));
     // A conversation that ends with an assistant message is continued (a prefill); otherwise the
     // model starts a new assistant turn.
     if (messages.at(-1)?.role !== 'assistant') history.push({ type: 'model', response: [] });
@@ -669,7 +755,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     const stopTexts: string[] = [];
     const stopTokens: Token[][] = [];
     for (const trigger of state.stopGenerationTriggers) this.addStopTrigger(trigger, stopTexts, stopTokens);
-    const rendered: RenderedPrompt = { tokens, stopTexts, stopTokens };
+    const rendered: RenderedPrompt = { constraints: c, tokens, stopTexts, stopTokens };
     this.rendered.set(messages, rendered);
     return rendered;
   }
@@ -703,9 +789,10 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     sampling: Sampling,
     cancel: AbortSignal,
     started: number,
+    grammars: ReplyGrammars,
   ): Promise<GenerateResult> {
     if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
-    const prompt = this.render(request.messages);
+    const prompt = this.render(request.messages, constraintsOf(request));
     const promptLength = prompt.tokens.length;
     const contextLength = sequence.contextSize;
     if (promptLength + sampling.maxTokens > contextLength) {
@@ -716,13 +803,35 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
           `(at most ${Math.max(0, contextLength - promptLength)} tokens can be generated for this prompt).`,
       );
     }
-    const reply = new ReplyText(this.llamaModel, [...(sampling.stop ?? []), ...prompt.stopTexts], request.onDelta);
+    const { mode } = grammars;
+    // A call is not streamed (it is delivered whole, in the final chunk) and the request's stop
+    // sequences do not cut it; a grammar's reply ends at the grammar's end text.
+    let calling = mode.kind === 'call';
+    const replyFor = (call: boolean): ReplyText =>
+      call
+        ? new ReplyText(this.llamaModel, [GRAMMAR_END_TEXT, ...prompt.stopTexts], undefined)
+        : new ReplyText(
+            this.llamaModel,
+            [...(sampling.stop ?? []), ...(grammars.text === undefined ? [] : [GRAMMAR_END_TEXT]), ...prompt.stopTexts],
+            request.onDelta,
+          );
+    let reply = replyFor(calling);
     let promptTokens = 0;
     let completionTokens = 0;
     let firstTokenAt: number | undefined;
     let lastTokenAt = 0;
     let finishReason: FinishReason | undefined;
     const generated: Token[] = [];
+    const penalties =
+      (sampling.frequencyPenalty ?? 0) !== 0 || (sampling.presencePenalty ?? 0) !== 0
+        ? {
+            punishTokens: () => generated,
+            maxPunishTokens: sampling.maxTokens,
+            penalty: 1,
+            frequencyPenalty: sampling.frequencyPenalty ?? 0,
+            presencePenalty: sampling.presencePenalty ?? 0,
+          }
+        : undefined;
 
     try {
       // The prompt minus its last token, in pieces: a cancel lands between pieces.
@@ -734,7 +843,8 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
         promptTokens += part.length;
       }
       if (cancel.aborted) finishReason = 'cancelled';
-      else {
+      for (let pass = 0; finishReason === undefined; pass++) {
+        const grammar = calling ? grammars.call : grammars.text;
         const temperature = sampling.temperature ?? DEFAULT_SAMPLING.temperature;
         const tokens = sequence.evaluate(prompt.tokens.slice(-1), {
           temperature,
@@ -744,7 +854,12 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
           seed: sampling.seed ?? randomInt(0, 2 ** 32 - 1),
           contextShift: NO_CONTEXT_SHIFT,
           yieldEogToken: true,
+          ...(grammar === undefined
+            ? {}
+            : { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: this.llamaModel, grammar }) }),
+          ...(penalties === undefined ? {} : { repeatPenalty: penalties }),
         });
+        let switchToCall = false;
         try {
           for (;;) {
             // Pulling the next token is what makes llama.cpp decode it: stop pulling, it stops.
@@ -763,6 +878,12 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
               break;
             }
             const token = next.value;
+            // 'auto': a reply that opens with a JSON object is a call. That first token is taken
+            // back (not counted) and the reply is generated again under the call grammar.
+            if (mode.kind === 'auto' && pass === 0 && completionTokens === 0 && this.opensObject(token)) {
+              switchToCall = true;
+              break;
+            }
             completionTokens += 1;
             lastTokenAt = now;
             generated.push(token);
@@ -787,6 +908,11 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
         } finally {
           await tokens.return();
         }
+        if (!switchToCall) break;
+        // The last prompt token is evaluated again, for its distribution under the call grammar.
+        await sequence.eraseContextTokenRanges([{ start: promptLength - 1, end: sequence.nextTokenIndex }]);
+        calling = true;
+        reply = replyFor(true);
       }
     } catch (error) {
       if (error instanceof NightjarError) throw error;
@@ -801,16 +927,73 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
 
     const ttft = firstTokenAt === undefined ? performance.now() - started : firstTokenAt - started;
     const decodeMs = firstTokenAt === undefined ? 0 : lastTokenAt - firstTokenAt;
-    const stopSequence = finishReason === 'stop' ? reply.matchedStop : undefined;
+    let text = reply.text;
+    let toolCalls: ToolCall[] | undefined;
+    let finish = finishReason ?? 'cancelled';
+    if (calling) {
+      if (finish === 'stop') {
+        // A finished call: its grammar made sure it parses.
+        const name = mode.kind === 'call' ? mode.name : null;
+        toolCalls = [readCall(reply.text, name, `call_${randomBytes(18).toString('base64url')}`)];
+        text = '';
+        finish = 'tool_calls';
+      } else if (text !== '') {
+        // A call cut short (maxTokens, a cancel) is delivered as the text it is, so the client sees
+        // (and counts) every token it pays for.
+        request.onDelta?.(text);
+      }
+    }
+    const stopSequence = finish === 'stop' && reply.matchedStop !== GRAMMAR_END_TEXT ? reply.matchedStop : undefined;
     return {
-      text: reply.text,
-      finishReason: finishReason ?? 'cancelled',
+      text,
+      finishReason: finish,
       ...(stopSequence === undefined ? {} : { stopSequence }),
+      ...(toolCalls === undefined ? {} : { toolCalls }),
       usage: { promptTokens, completionTokens },
       timeToFirstTokenMs: ttft,
       tokensPerSecond: completionTokens >= 2 && decodeMs > 0 ? ((completionTokens - 1) * 1000) / decodeMs : 0,
     };
   }
+
+  /** True if `token` alone, leading spaces aside, opens a JSON object. */
+  private opensObject(token: Token): boolean {
+    return this.llamaModel.detokenize([token], false).trimStart().startsWith('{');
+  }
+}
+
+/**
+ * node-llama-cpp 3.21's integer rule allows an exponent, and so 3e-2: a JSON "integer" that is
+ * not one. Its integers here are plain digits (at most 16, as node-llama-cpp bounds them).
+ */
+function integersOnly(grammar: string): string {
+  return grammar.replace(/^integer-number-rule ::= .*$/m, 'integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15})');
+}
+
+/** The grammars of one reply (see {@link LlamaEngine.grammarsOf}). */
+interface ReplyGrammars {
+  readonly mode: ConstraintMode;
+  /** The grammar of a text reply under a response format. */
+  readonly text: LlamaGrammar | undefined;
+  /** The grammar of a call. */
+  readonly call: LlamaGrammar | undefined;
+}
+
+/** The constraint fields of a request, without the rest (only those that are set). */
+function constraintsOf(r: ReplyConstraints): ReplyConstraints {
+  return {
+    ...(r.tools === undefined ? {} : { tools: r.tools }),
+    ...(r.toolChoice === undefined ? {} : { toolChoice: r.toolChoice }),
+    ...(r.responseFormat === undefined ? {} : { responseFormat: r.responseFormat }),
+  };
+}
+
+function sameConstraints(a: ReplyConstraints | undefined, b: ReplyConstraints | undefined): boolean {
+  const empty = (c: ReplyConstraints | undefined): boolean =>
+    c === undefined || (c.tools === undefined && c.toolChoice === undefined && c.responseFormat === undefined);
+  if (empty(a) || empty(b)) return empty(a) && empty(b);
+  return (
+    a!.tools === b!.tools && JSON.stringify(a!.toolChoice) === JSON.stringify(b!.toolChoice) && a!.responseFormat === b!.responseFormat
+  );
 }
 
 /** Reply positions whose distributions are evaluated in one controlledEvaluate call (bounds the memory of a large vocabulary's maps). */

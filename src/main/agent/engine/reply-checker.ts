@@ -8,6 +8,8 @@
 import {
   allowedRank,
   effectiveSampling,
+  isConstrained,
+  judgeConstrainedCounts,
   judgeReply,
   NightjarError,
   resolveAuditPolicy,
@@ -94,6 +96,20 @@ export function createReplyChecker(options: ReplyCheckerOptions): ReplyCheckerHa
     }
     const engine = await engineFor(sha256);
     const started = performance.now();
+    if (isConstrained({ ...(input.constraints ?? {}), sampling: input.sampling })) {
+      // Drawn under a grammar or penalties: the counts only (docs/honesty.md "Constrained replies").
+      const constraints = input.constraints ?? {};
+      const calls = (input.toolCalls ?? []).map((c) => `{"name": ${JSON.stringify(c.name)}, "arguments": ${c.arguments}}`);
+      const promptTokens = await engine.countPromptTokens(input.messages, constraints);
+      const reply = [input.reply.text, ...calls].filter((t) => t !== '').join('');
+      const inspection = await engine.inspect({
+        messages: input.messages,
+        reply: { text: reply, finishReason: input.reply.finishReason === 'tool_calls' ? 'length' : input.reply.finishReason },
+        topN: 1,
+      });
+      const verdict = judgeConstrainedCounts(input, { promptTokens, replyTokens: inspection.replyTokens }, policy);
+      return { ...verdict, figures: { ...verdict.figures, ms: Math.round(performance.now() - started) } };
+    }
     const sampling = effectiveSampling(input.sampling, policy);
     let referenceText: string | undefined;
     if (checkOptions?.reference === true && sampling.temperature === 0) {

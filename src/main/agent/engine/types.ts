@@ -2,11 +2,24 @@
  * The contract between the agent and its inference engine. The real implementation drives
  * node-llama-cpp (./engine.ts); tests of the agent may hand in a small fake with the same shape.
  */
-import type { ChatMessage, FinishReason, Sampling, Usage } from '../../../shared/index.js';
+import type { ChatMessage, FinishReason, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Usage } from '../../../shared/index.js';
 import type { ReplyInspection } from '../../../shared/index.js';
 
+/**
+ * What shapes a reply besides sampling, as the request sealed it: functions the model may call and
+ * the format of a text reply. Each is enforced by a grammar at the engine.
+ */
+export interface ReplyConstraints {
+  /** Functions the model may call. Defaults to none. */
+  tools?: readonly Tool[];
+  /** Whether it calls one. Defaults to 'auto' when there are tools. */
+  toolChoice?: ToolChoice;
+  /** The shape of a text reply. Defaults to free text. */
+  responseFormat?: ResponseFormat;
+}
+
 /** What one generation needs. */
-export interface GenerateRequest {
+export interface GenerateRequest extends ReplyConstraints {
   /** The conversation, rendered with the model's own chat template. */
   messages: readonly ChatMessage[];
   /** Sampling parameters: maxTokens, temperature, topP, topK, seed, stop sequences. */
@@ -24,6 +37,8 @@ export interface GenerateResult {
   finishReason: FinishReason;
   /** The stop sequence that ended the reply, when one did (finishReason 'stop'). */
   stopSequence?: string;
+  /** The calls of a reply that ended in tool calls (finishReason 'tool_calls'); then `text` is empty. */
+  toolCalls?: ToolCall[];
   /** promptTokens counted from the rendered prompt; completionTokens as generated. */
   usage: Usage;
   /** Milliseconds from the call to the first generated token. */
@@ -60,8 +75,8 @@ export interface InferenceEngine extends AsyncDisposable {
    * cannot render them), NJ_ENGINE_FAILED for anything else (including after dispose()).
    */
   generate(request: GenerateRequest): Promise<GenerateResult>;
-  /** Tokens the rendered prompt of `messages` takes. */
-  countPromptTokens(messages: readonly ChatMessage[]): Promise<number>;
+  /** Tokens the rendered prompt of `messages` takes (with the tools and format of `constraints`, rendered as generate renders them). */
+  countPromptTokens(messages: readonly ChatMessage[], constraints?: ReplyConstraints): Promise<number>;
   /** Stops every generation and frees the model's memory. Idempotent. */
   dispose(): Promise<void>;
 }
