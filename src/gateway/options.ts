@@ -235,6 +235,11 @@ export interface ClusterOptions {
   nats?: string | null;
   /** The token NATS requires of clients (its `authorization { token }`), if it does. Defaults to null (none). */
   natsToken?: string | null;
+  /**
+   * Replicas of the key-value buckets this node creates (presence, limits) on a NATS cluster: 3 for
+   * production, so a NATS server's loss loses no entry. Only a bucket's creator sets it. Defaults to 1.
+   */
+  kvReplicas?: number;
   /** The presence key-value bucket (created if missing). Defaults to 'nightjar_presence'. */
   presenceBucket?: string;
   /** A presence entry not refreshed for this long is gone (the bucket's TTL). Defaults to 15 000 ms. */
@@ -294,6 +299,7 @@ export const CLUSTER_DEFAULTS: Omit<Required<ClusterOptions>, 'nodeId'> = {
   nodeSweepMs: 10_000,
   nats: null,
   natsToken: null,
+  kvReplicas: 1,
   presenceBucket: 'nightjar_presence',
   presenceTtlMs: 15_000,
   presenceRefreshMs: 5000,
@@ -327,6 +333,9 @@ function resolveCluster(cluster: ClusterOptions | null | undefined): Required<Cl
       'NJ_CONFIG_INVALID',
       'cluster: presenceTtlMs must be at least twice presenceRefreshMs, and attemptSilenceMs at least twice attemptKeepaliveMs',
     );
+  }
+  if (!Number.isInteger(c.kvReplicas) || c.kvReplicas < 1 || c.kvReplicas > 5) {
+    throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: kvReplicas must be an integer from 1 to 5');
   }
   if (!(c.lateReceiptWaitMs >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'cluster: lateReceiptWaitMs must be 0 or more');
   if (

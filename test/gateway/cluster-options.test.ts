@@ -57,3 +57,19 @@ describe('the shared rate limits’ options', () => {
     });
   });
 });
+
+describe('the other cluster options', () => {
+  // Fails without the checks in resolveCluster for kvReplicas and lateReceiptWaitMs.
+  it('default kvReplicas to 1 and lateReceiptWaitMs to 15 s; refuse replicas outside 1–5 and a negative wait', () => {
+    const c = resolveGatewayOptions({ cluster: { nodeId: 'gw-1' } }).cluster!;
+    expect({ kvReplicas: c.kvReplicas, lateReceiptWaitMs: c.lateReceiptWaitMs, natsToken: c.natsToken }).toEqual({
+      kvReplicas: 1,
+      lateReceiptWaitMs: 15_000,
+      natsToken: null,
+    });
+    for (const kvReplicas of [0, 6, 2.5]) {
+      expect(refusal({ kvReplicas }).message).toBe('cluster: kvReplicas must be an integer from 1 to 5');
+    }
+    expect(refusal({ lateReceiptWaitMs: -1 }).message).toBe('cluster: lateReceiptWaitMs must be 0 or more');
+  });
+});

@@ -211,6 +211,8 @@ export function defineGatewayCommands(program: Command, launch: Launch): void {
       '--nats <url>',
       'with --postgres: NATS with JetStream (nats://host:4222, comma-separated for several) routes jobs between nodes',
     )
+    .addOption(new Option('--postgres-pool <n>', 'with --postgres: connections in this node’s pool (default 4)').argParser(integer(1, 256)))
+    .option('--secure-cookies', 'mark the dashboard’s session cookie Secure (TLS is terminated in front of the gateway)')
     .option('--nats-token-file <file>', 'the token NATS requires, in FILE (mode 0600) (or set env NIGHTJAR_NATS_TOKEN)')
     .option('--config <file>', 'read these settings from a JSON file (flag names in camelCase; flags given here win)')
     .addHelpText(

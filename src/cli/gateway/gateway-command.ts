@@ -39,6 +39,10 @@ export interface GatewayFlags {
   natsTokenFile?: string;
   /** A JSON file with these settings (gateway-config.ts); flags given win over it. */
   config?: string;
+  /** Mark the dashboard's session cookie Secure (TLS terminated in front of the gateway). */
+  secureCookies?: boolean;
+  /** With --postgres: connections in this node's pool. */
+  postgresPool?: number;
 }
 
 /** The reply checker of --audit-models: the files in `dir` hashed once, a checker on them, and its disposal. */
@@ -111,7 +115,7 @@ export async function gatewayCommand(
   if (checker) ctx.io.stderr.write(`Reveals are re-checked against ${checker.files} model ${checker.files === 1 ? 'file' : 'files'}.\n`);
   const store =
     values.postgres !== undefined
-      ? await openPostgresStore({ connectionString: values.postgres, now: ctx.clock.now() })
+      ? await openPostgresStore({ connectionString: values.postgres, now: ctx.clock.now(), maxConnections: values.postgresPool })
       : dbPath
         ? await openSqliteStore({ path: dbPath, now: ctx.clock.now() })
         : undefined;
@@ -125,6 +129,7 @@ export async function gatewayCommand(
       operatorShareBps: values.operatorShare === undefined ? undefined : shareBps(values.operatorShare),
       pendingEarningsMs: values.pendingHours === undefined ? undefined : pendingMs(values.pendingHours),
       metricsToken,
+      secureCookies: values.secureCookies,
       store,
       ...(checker ? { honesty: { checker: checker.check } } : {}),
       cluster:

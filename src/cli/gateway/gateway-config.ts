@@ -51,6 +51,8 @@ const configSchema = z.strictObject({
   nodeId: z.string().min(1).max(64).optional(),
   nats: text.optional(),
   natsTokenFile: text.optional(),
+  postgresPool: z.int().min(1).max(256).optional(),
+  secureCookies: z.boolean().optional(),
   cluster: clusterSection.optional(),
 });
 

@@ -67,7 +67,12 @@ export async function connectNats(cluster: Required<ClusterOptions>, logger: Log
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot reach NATS: ${withoutCredentials(errorMessage(cause))}`, { cause });
   }
   try {
-    const kv = await new Kvm(nc).create(cluster.presenceBucket, { ttl: cluster.presenceTtlMs, history: 1, maxValueSize: 64 * 1024 });
+    const kv = await new Kvm(nc).create(cluster.presenceBucket, {
+      ttl: cluster.presenceTtlMs,
+      history: 1,
+      maxValueSize: 64 * 1024,
+      replicas: cluster.kvReplicas,
+    });
     void (async () => {
       for await (const s of nc.status()) if (s.type === 'disconnect' || s.type === 'reconnect') logger.warn(`NATS ${s.type}`, {});
     })().catch(() => undefined);
@@ -110,7 +115,13 @@ export async function clusterLimits(
   const refillMs = Math.max(1000, ...[rate, unauth].map((l) => Math.ceil((l.burst / l.perSecond) * 1000)));
   let kv: KV;
   try {
-    kv = await new Kvm(link.nc).create(cluster.limitsBucket, { ttl: refillMs, history: 1, maxValueSize: 256, storage: StorageType.Memory });
+    kv = await new Kvm(link.nc).create(cluster.limitsBucket, {
+      ttl: refillMs,
+      history: 1,
+      maxValueSize: 256,
+      storage: StorageType.Memory,
+      replicas: cluster.kvReplicas,
+    });
   } catch (cause) {
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot open the NATS key-value bucket ${cluster.limitsBucket}: ${errorMessage(cause)}`, {
       cause,

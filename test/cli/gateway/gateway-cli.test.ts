@@ -408,7 +408,10 @@ describe('nightjar gateway', () => {
     const conf = path.join(tmp.dir, 'conf');
     await mkdir(conf);
     const file = path.join(conf, 'gateway.json');
-    await writeFile(file, JSON.stringify({ db: 'ledger.db', port: 1, host: '127.0.0.1', operatorShare: 90, cluster: {} }));
+    await writeFile(
+      file,
+      JSON.stringify({ db: 'ledger.db', port: 1, host: '127.0.0.1', operatorShare: 90, secureCookies: true, cluster: {} }),
+    );
     const stop = new AbortController();
     let listening!: (line: string) => void;
     const started = new Promise<string>((r) => (listening = r));
@@ -416,6 +419,18 @@ describe('nightjar gateway', () => {
     const running = main(['--log-level', 'error', 'gateway', '--config', file, '--port', '0'], cli);
     const out = await started;
     expect(out).toMatch(new RegExp(`^Nightjar gateway on http://127\\.0\\.0\\.1:(?!1 )\\d+ .*; ledger in ${conf}/ledger\\.db;`));
+    // secureCookies from the file: the dashboard's session cookie is marked Secure.
+    const url = /^Nightjar gateway on (\S+) /.exec(out)![1]!;
+    const store = await openSqliteStore({ path: path.join(conf, 'ledger.db') });
+    const { token } = await store.accounts.createOperator({ name: 'Bea', now: Date.now() });
+    await store.dispose();
+    const signIn = await http.fetch(`${url}/v1/operator/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token }),
+    });
+    expect(signIn.status).toBe(200);
+    expect(signIn.headers.get('set-cookie')).toMatch(/; Secure/);
     stop.abort();
     expect(await running).toBe(0);
 
