@@ -313,6 +313,7 @@ function buildContext(
     ceilingMargin: h.ceilingMargin,
     claimGapFactor: h.claimGapFactor,
     claimGapMinSamples: h.claimGapMinSamples,
+    claimGapMinMsPerToken: h.claimGapMinMsPerToken,
     minTimedDecodeMs: h.minTimedDecodeMs,
     score: { halfLifeMs: h.strikeHalfLifeMs, minScore: h.minScore },
     refreshMs: o.catalogRefreshMs,

@@ -371,6 +371,8 @@ export interface HonestyLimits {
   claimGapFactor?: number;
   /** Timed jobs of an agent and model before a claim gap counts. Defaults to 3. */
   claimGapMinSamples?: number;
+  /** How much longer, ms per token, the measured decode must take than the claimed one for a claim gap. Defaults to 5. */
+  claimGapMinMsPerToken?: number;
   /** The shortest decode, ms, the gateway times; shorter jobs are neither measured nor struck. Defaults to 250. */
   minTimedDecodeMs?: number;
   /** Half-life of a strike's weight in the score. Defaults to 86 400 000 ms (a day). */
@@ -395,6 +397,7 @@ export const HONESTY_DEFAULTS: ResolvedHonestyLimits = {
   ceilingMargin: 1.25,
   claimGapFactor: 3,
   claimGapMinSamples: 3,
+  claimGapMinMsPerToken: 5,
   minTimedDecodeMs: 250,
   strikeHalfLifeMs: 86_400_000,
   minScore: 0.25,
@@ -489,6 +492,7 @@ function resolveHonesty(honesty: HonestyLimits | undefined): ResolvedHonestyLimi
   if (!Number.isInteger(h.claimGapMinSamples) || h.claimGapMinSamples < 1) {
     throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.claimGapMinSamples must be a positive integer');
   }
+  if (!(h.claimGapMinMsPerToken >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.claimGapMinMsPerToken must be 0 or more');
   if (!(h.minTimedDecodeMs >= 0)) throw new NightjarError('NJ_CONFIG_INVALID', 'honesty.minTimedDecodeMs must be 0 or more');
   return h;
 }

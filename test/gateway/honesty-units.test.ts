@@ -139,4 +139,23 @@ describe('Honesty on a store', () => {
     await honesty.refresh();
     expect(honesty.score('a')).toBe(1);
   });
+
+  // Fails without claimGapMinMsPerToken: the fast agent's gap (3.3×, but 0.8 ms a token, what a
+  // loaded relay adds to each chunk) is struck like the slow one's (3.3×, 7.8 ms a token).
+  it('strikes a claim gap only when each token takes claimGapMinMsPerToken longer than claimed', async () => {
+    const clock = new FakeClock(1_000_000);
+    const honesty = new Honesty({ store: store.strikes, fileBytes: () => null, clock });
+    await honesty.reload();
+    const run = (agentId: string, claimed: number, measured: number): string[] => {
+      const agent = { agentId, chip: 'test', claimedTokensPerSecond: claimed };
+      const found: string[] = [];
+      // 451 tokens, 452 chunks over 450 / measured seconds (half a second at the fast one's pace: timed).
+      const t = timing({ tokens: 451, chunks: 452, decodeMs: (450 / measured) * 1000 });
+      for (let i = 0; i < 3; i++) found.push(...honesty.observe(agent, t).map((s) => s.reason));
+      return found;
+    };
+    expect(run('slow', 300, 90)).toEqual(['claim-gap']);
+    expect(run('fast', 3000, 900)).toEqual([]);
+    await honesty.whenWritten();
+  });
 });

@@ -37,6 +37,12 @@ export interface HonestyOptions {
   claimGapFactor?: number;
   /** Timed jobs of an (agent, model) before a claim gap counts (persistent, not one slow job). Defaults to 3. */
   claimGapMinSamples?: number;
+  /**
+   * How much longer, ms per token, the measured decode must take than the claimed one before a
+   * claim gap counts: the relay adds its own time to every chunk (more on a loaded gateway), which
+   * next to a very fast decode (a small model, a fast chip) is a large factor of nothing. Defaults to 5.
+   */
+  claimGapMinMsPerToken?: number;
   /** The shortest decode, ms, that is timed at all (shorter jobs are neither measured nor struck). Defaults to 250. */
   minTimedDecodeMs?: number;
   /** How strikes become a score. Defaults to {@link SCORE_DEFAULTS}. */
@@ -68,6 +74,7 @@ export class Honesty {
           ceilingMargin: CEILING_MARGIN,
           claimGapFactor: 3,
           claimGapMinSamples: 3,
+          claimGapMinMsPerToken: 5,
           minTimedDecodeMs: MIN_TIMED_DECODE_MS,
           refreshMs: 2000,
         },
@@ -126,7 +133,8 @@ export class Honesty {
   /**
    * Takes one verified job's timing: updates the measured speed, and strikes the agent if the
    * decode was faster than its chip allows for the file it claims, or if its claimed speed is
-   * claimGapFactor × the measured one over claimGapMinSamples timed jobs. Returns the strikes.
+   * claimGapFactor × the measured one over claimGapMinSamples timed jobs, and each token took at
+   * least claimGapMinMsPerToken longer than claimed. Returns the strikes.
    */
   observe(agent: TimedAgent, timing: JobTiming): NewStrike[] {
     const now = this.#o.clock.now();
@@ -150,7 +158,8 @@ export class Honesty {
       claimed !== null &&
       speed.samples >= this.#o.claimGapMinSamples &&
       speed.tokensPerSecond > 0 &&
-      claimed >= this.#o.claimGapFactor * speed.tokensPerSecond
+      claimed >= this.#o.claimGapFactor * speed.tokensPerSecond &&
+      1000 / speed.tokensPerSecond - 1000 / claimed >= this.#o.claimGapMinMsPerToken
     ) {
       found.push({
         agentId: agent.agentId,
