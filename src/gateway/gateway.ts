@@ -208,7 +208,8 @@ export class Gateway extends Resource {
       const nats = o.cluster?.nats ? owned.add(await connectNats(o.cluster, o.logger)) : null;
       const metrics = new GatewayMetrics({ processMetrics: o.processMetrics });
       // With NATS, request rate limits are the cluster's shared buckets (each falling back to this node's).
-      const limits = nats && o.cluster ? await clusterLimits(o, o.cluster, nats, metrics) : null;
+      const limits =
+        nats && o.cluster ? await clusterLimits(o, o.cluster, nats, metrics, (await store.catalog.gatewayKey(o.clock.now())).seed) : null;
       const ctx = buildContext(o, store, catalog, owned, capacity.event, () => state.closing, metrics, nats, limits);
       await ctx.honesty.reload();
       await ctx.cluster?.start();

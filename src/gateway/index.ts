@@ -96,7 +96,14 @@ export { openPostgresDriver, toPostgresPlaceholders, type PostgresDriverOptions 
 export { MIGRATIONS, migrate, type Migration } from './store/migrations.js';
 export { SqlNodeStore, type NodeStore, type NodeRecord } from './cluster/node.store.js';
 export { clusterLimits, clusterRouting, connectNats, type ClusterLimits, type ClusterRouting, type NatsLink } from './cluster/cluster.js';
-export { SharedLimits, type SharedLimitsOptions, type FallbackReason, type LimitsKv } from './cluster/shared-rate-limit.js';
+export {
+  SharedLimits,
+  rateLimitEntryName,
+  rateLimitKeySecret,
+  type SharedLimitsOptions,
+  type FallbackReason,
+  type LimitsKv,
+} from './cluster/shared-rate-limit.js';
 export { NatsTransport, NetworkDirectory, type CandidateSource, type NatsTransportOptions } from './cluster/nats-transport.js';
 export { Presence, RemoteAgent, presenceOf, type PresenceOptions, type RemoteLink } from './cluster/presence.js';
 export * from './cluster/wire.js';

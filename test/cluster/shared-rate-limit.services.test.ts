@@ -11,7 +11,13 @@ import { StorageType } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RateLimiter } from '../../src/gateway/index.js';
-import { SharedLimits, type FallbackReason, type LimitsKv } from '../../src/gateway/cluster/shared-rate-limit.js';
+import {
+  SharedLimits,
+  rateLimitEntryName,
+  rateLimitKeySecret,
+  type FallbackReason,
+  type LimitsKv,
+} from '../../src/gateway/cluster/shared-rate-limit.js';
 import { sha256, silentLogger, toHex, utf8, type Logger, type LogFields } from '../../src/shared/index.js';
 import { FakeClock } from '../gateway/support/fake-clock.js';
 import { startForwarder, type Forwarder } from './support/forwarder.js';
@@ -63,11 +69,13 @@ function node(kv: LimitsKv, clock: FakeClock, limits = { perSecond: 1, burst: 5 
     casAttempts: 5,
     maxPending: 100,
     onFallback: (r) => fallbacks.push(r),
+    keySecret: SECRET,
   });
   const limiter = shared.limiter('rate', limits, new RateLimiter({ clock, ...limits }));
   return { limits: shared, take: async (id) => limiter.take(id), fallbacks, logged };
 }
 
+const SECRET = rateLimitKeySecret(new Uint8Array(32).fill(7));
 const caller = (): string => `key:${Math.random().toString(36).slice(2)}`;
 
 describe('shared token buckets', () => {
@@ -88,7 +96,9 @@ describe('shared token buckets', () => {
     expect([...a.fallbacks, ...b.fallbacks]).toEqual([]);
   });
 
-  it('never puts the caller id in a key: the entry is named by its hash', async () => {
+  // Fails with a plain hash of the id as the name (anyone who reads the bucket could try every
+  // IPv4 address against it): the name must be keyed with the cluster's secret.
+  it('never puts the caller id in a key: the entry is named by a hash keyed with the cluster secret', async () => {
     const clock = new FakeClock();
     const kv = await bucket();
     const a = node(kv, clock);
@@ -97,7 +107,8 @@ describe('shared token buckets', () => {
     const keys: string[] = [];
     for await (const k of await kv.keys()) keys.push(k);
     expect(keys.some((k) => k.includes('visible'))).toBe(false);
-    expect(keys).toContain(`rate.${toHex(sha256(utf8(id))).slice(0, 32)}`);
+    expect(keys).toContain(rateLimitEntryName('rate', id, SECRET));
+    expect(keys).not.toContain(`rate.${toHex(sha256(utf8(id))).slice(0, 32)}`);
   });
 
   // Fails without the retry on a revision conflict (isConflict in #takeShared): the take would

@@ -20,7 +20,7 @@ import type { GatewayStore } from '../store/gateway-store.js';
 import { NatsTransport, NetworkDirectory, type NatsTransportOptions } from './nats-transport.js';
 import { NodeLiveness } from './node-liveness.js';
 import { Presence, type RemoteAgent } from './presence.js';
-import { SharedLimits } from './shared-rate-limit.js';
+import { SharedLimits, rateLimitKeySecret } from './shared-rate-limit.js';
 
 /** This node's heartbeat and dead-node sweep, not started yet (`start()` registers the node). */
 export function nodeLiveness(o: ResolvedGatewayOptions, cluster: Required<ClusterOptions>, store: GatewayStore): NodeLiveness {
@@ -110,6 +110,7 @@ export async function clusterLimits(
   cluster: Required<ClusterOptions>,
   link: NatsLink,
   metrics: GatewayMetrics,
+  gatewayKeySeed: Uint8Array,
 ): Promise<ClusterLimits> {
   const { rateLimit: rate, unauthenticatedRateLimit: unauth, clock, logger } = o;
   const refillMs = Math.max(1000, ...[rate, unauth].map((l) => Math.ceil((l.burst / l.perSecond) * 1000)));
@@ -136,6 +137,7 @@ export async function clusterLimits(
     casAttempts: cluster.rateLimitCasAttempts,
     maxPending: cluster.rateLimitMaxPending,
     onFallback: (reason) => metrics.rateLimitFallbacks.inc({ reason }),
+    keySecret: rateLimitKeySecret(gatewayKeySeed),
   });
   // The connection's own news of an outage spares the takes their timeout.
   void (async () => {

@@ -25,7 +25,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
-import { errorMessage, raceClock, sha256, toHex, utf8, type Clock, type Logger } from '../../shared/index.js';
+import { concatBytes, errorMessage, raceClock, sha256, toHex, utf8, type Clock, type Logger } from '../../shared/index.js';
 import type { RateLimiter, RateTaken, RequestLimiter } from '../rate-limit.js';
 
 /** Why a take used the node's own bucket instead of the shared one. */
@@ -58,6 +58,22 @@ export interface SharedLimitsOptions {
   maxPending: number;
   /** Told of every take that used the node's own bucket. Defaults to nothing. */
   onFallback?: (reason: FallbackReason) => void;
+  /**
+   * The secret an entry's name is keyed with (the same on every node): a caller id's plain hash
+   * would let whoever reads the bucket try every IPv4 address against it. Required (the gateway
+   * derives it from its signing key's seed, which every node has: {@link rateLimitKeySecret}).
+   */
+  keySecret: Uint8Array;
+}
+
+/** The secret entries' names are keyed with, from the gateway key's seed (the same on every node). */
+export function rateLimitKeySecret(gatewayKeySeed: Uint8Array): Uint8Array {
+  return sha256(concatBytes(utf8('nightjar rate-limit entry names v1\0'), gatewayKeySeed));
+}
+
+/** The entry `id`'s bucket of limit `name` is kept under: the limit and a keyed hash of the id. */
+export function rateLimitEntryName(name: string, id: string, secret: Uint8Array): string {
+  return `${name}.${toHex(sha256(concatBytes(secret, utf8(id)))).slice(0, 32)}`;
 }
 
 /** The bucket's state as one entry holds it. */
@@ -104,6 +120,11 @@ export class SharedLimits {
 
   constructor(options: SharedLimitsOptions) {
     this.#o = options;
+  }
+
+  /** The secret entry names are keyed with. */
+  get keySecret(): Uint8Array {
+    return this.#o.keySecret;
   }
 
   /** True while takes go to the shared buckets (false during an outage). */
@@ -224,7 +245,7 @@ class SharedRateLimiter implements RequestLimiter {
 
   /** Takes for `id` round after round until none waits. */
   async #run(id: string): Promise<void> {
-    const key = `${this.#name}.${toHex(sha256(utf8(id))).slice(0, 32)}`;
+    const key = rateLimitEntryName(this.#name, id, this.#link.keySecret);
     // The first round was cleared to use NATS by take(); later ones ask again.
     let first = true;
     for (;;) {
