@@ -97,7 +97,12 @@ export class FakeAgent {
       });
       const enrollToken = this.#options.enrollToken;
       socket.on('open', () =>
-        this.#send({ v: PROTOCOL_VERSION, type: 'hello', bundle: this.#keys.bundle, ...(enrollToken === undefined ? {} : { enrollToken }) }),
+        this.#send({
+          v: PROTOCOL_VERSION,
+          type: 'hello',
+          bundle: this.#keys.bundle,
+          ...(enrollToken === undefined ? {} : { enrollToken }),
+        }),
       );
       socket.on('close', () => {
         if (this.#heartbeat) clearInterval(this.#heartbeat);

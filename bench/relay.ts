@@ -50,12 +50,7 @@ export interface SessionClients {
  * Opens `n` streams spread over `agents` (stream i to agent i mod the count), each through the
  * URL `clients` picks for it, and waits until each has delivered one chunk.
  */
-export async function openSession(
-  relay: RelayTarget,
-  agents: readonly FakeAgent[],
-  n: number,
-  clients: SessionClients,
-): Promise<Session> {
+export async function openSession(relay: RelayTarget, agents: readonly FakeAgent[], n: number, clients: SessionClients): Promise<Session> {
   const jobs = new Map<string, ProducerJob>();
   for (const a of agents) a.onJob = (job) => jobs.set(job.jobId, job);
   const pool = new http.Agent({ keepAlive: true, maxSockets: Infinity });
