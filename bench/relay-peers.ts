@@ -96,6 +96,7 @@ export class FakeAgent {
         });
       });
       const enrollToken = this.#options.enrollToken;
+      let welcomed = false;
       socket.on('open', () =>
         this.#send({
           v: PROTOCOL_VERSION,
@@ -117,8 +118,17 @@ export class FakeAgent {
             time: Number(frame['time']),
             agentId: this.agentId,
           };
-          void signChallenge(fields, this.#keys.identity).then((signature) => this.#send({ v: PROTOCOL_VERSION, type: 'auth', signature }));
+          // The handshake's challenge is answered with auth; a periodic one (after the welcome) with attest.
+          const periodic = welcomed;
+          void signChallenge(fields, this.#keys.identity).then((signature) =>
+            this.#send(
+              periodic
+                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: fields.nonce, signature }
+                : { v: PROTOCOL_VERSION, type: 'auth', signature },
+            ),
+          );
         } else if (frame.type === 'welcome') {
+          welcomed = true;
           this.#status();
           if (this.#options.heartbeat) this.#heartbeat = setInterval(() => this.#status(), Number(frame['heartbeatMs']));
           resolve();
@@ -247,8 +257,20 @@ export class RelayStream {
       },
       (res) => {
         if (res.statusCode !== 200) {
-          res.resume();
-          this.#end({ done: false, error: `HTTP ${res.statusCode}` });
+          // The refusal's code (its JSON error), so a run can say why jobs failed.
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (text: string) => (body = (body + text).slice(0, 4096)));
+          res.on('end', () => {
+            let code: string;
+            try {
+              code = (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? '';
+            } catch {
+              code = '';
+            }
+            this.#end({ done: false, error: `HTTP ${res.statusCode}${code ? ` ${code}` : ''}` });
+          });
+          res.on('error', () => this.#end({ done: false, error: `HTTP ${res.statusCode}` }));
           return;
         }
         res.setEncoding('utf8');

@@ -44,7 +44,7 @@ export class RelayProcess {
     });
   }
 
-  #ask<T extends 'memory' | 'cpu' | 'sql'>(type: T): Promise<Extract<RelayServerMessage, { type: T }>> {
+  #ask<T extends 'memory' | 'cpu' | 'sql' | 'logged'>(type: T): Promise<Extract<RelayServerMessage, { type: T }>> {
     return new Promise((resolve) => {
       const listener = (m: RelayServerMessage): void => {
         if (m.type !== type) return;
@@ -64,6 +64,11 @@ export class RelayProcess {
   /** The statements a cluster node's driver has run so far (zeros for the other kinds). */
   sql(): Promise<Extract<RelayServerMessage, { type: 'sql' }>> {
     return this.#ask('sql');
+  }
+
+  /** A cluster node's warnings and errors so far, by message (none for the other kinds). */
+  async logged(): Promise<Record<string, number>> {
+    return (await this.#ask('logged')).counts;
   }
 
   /** CPU time the relay process has used so far, in microseconds. */

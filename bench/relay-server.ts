@@ -23,10 +23,11 @@ import {
   type SqlDriver,
   type SqlExecutor,
 } from '../src/gateway/index.js';
+import type { Logger, LogFields } from '../src/shared/index.js';
 import { BENCH_GATEWAY_LIMITS } from './stats.js';
 
 /** Messages from the parent. */
-export type RelayServerRequest = { type: 'memory' } | { type: 'cpu' } | { type: 'sql' } | { type: 'close' };
+export type RelayServerRequest = { type: 'memory' } | { type: 'cpu' } | { type: 'sql' } | { type: 'logged' } | { type: 'close' };
 
 /** What a cluster node is started with. */
 export interface ClusterNodeConfig {
@@ -44,6 +45,8 @@ export interface SqlCounts {
   reads: number;
   /** Serializable transactions committed (each may hold several statements), plus unflushed single-statement commits. */
   commits: number;
+  /** Runs of a serializable transaction's body, retries after a conflict included (statements of every run are counted). */
+  attempts: number;
 }
 
 /** Messages to the parent. */
@@ -52,13 +55,16 @@ export type RelayServerMessage =
   | { type: 'memory'; rss: number; heapUsed: number; external: number; arrayBuffers: number; agents: number }
   /** CPU time this process has used, user + system, in microseconds. */
   | { type: 'cpu'; micros: number }
-  | ({ type: 'sql' } & SqlCounts);
+  | ({ type: 'sql' } & SqlCounts)
+  /** A cluster node's warnings and errors so far, by message. */
+  | { type: 'logged'; counts: Record<string, number> };
 
 interface Relay {
   url: string;
   agentUrl: string;
   agents(): number;
   sql?(): SqlCounts;
+  logged?(): Record<string, number>;
   close(): Promise<void>;
 }
 
@@ -96,7 +102,10 @@ function countingDriver(driver: SqlDriver, counts: SqlCounts): SqlDriver {
     ...wrap(driver),
     dialect: driver.dialect,
     transaction: async (fn) => {
-      const result = await driver.transaction((tx) => fn(wrap(tx)));
+      const result = await driver.transaction((tx) => {
+        counts.attempts++;
+        return fn(wrap(tx));
+      });
       counts.commits++;
       return result;
     },
@@ -112,9 +121,31 @@ function countingDriver(driver: SqlDriver, counts: SqlCounts): SqlDriver {
   };
 }
 
+/** Lines of one message printed before the rest are only counted. */
+const PRINTED_PER_MESSAGE = 2;
+
+/**
+ * Warnings and errors, counted by message into `counts`; the first few of each printed to stderr as
+ * JSON lines, so a failed run says why. Nothing below a warning.
+ */
+function countingLogger(fields: LogFields, counts: Record<string, number>): Logger {
+  const line = (level: string, message: string, more?: LogFields): void => {
+    const n = (counts[`${level}: ${message}`] = (counts[`${level}: ${message}`] ?? 0) + 1);
+    if (n <= PRINTED_PER_MESSAGE) process.stderr.write(JSON.stringify({ level, message, ...fields, ...more }) + '\n');
+  };
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (message, more) => line('warn', message, more),
+    error: (message, more) => line('error', message, more),
+    child: (more) => countingLogger({ ...fields, ...more }, counts),
+  };
+}
+
 /** A cluster node on PostgreSQL and NATS, with the bench's limits, its statements counted. */
 async function clusterNode(config: ClusterNodeConfig): Promise<Relay> {
-  const counts: SqlCounts = { writes: 0, rowsChanged: 0, reads: 0, commits: 0 };
+  const counts: SqlCounts = { writes: 0, rowsChanged: 0, reads: 0, commits: 0, attempts: 0 };
+  const logged: Record<string, number> = {};
   const driver = countingDriver(await openPostgresDriver({ connectionString: config.postgres }), counts);
   await migrate(driver, Date.now());
   const store: GatewayStore = storeOn(driver);
@@ -122,6 +153,7 @@ async function clusterNode(config: ClusterNodeConfig): Promise<Relay> {
     port: 0,
     store,
     cluster: config.cluster,
+    logger: countingLogger({ node: config.cluster.nodeId ?? null }, logged),
     allowSynthetic: true,
     shutdownGraceMs: 0,
     ...BENCH_GATEWAY_LIMITS,
@@ -131,6 +163,7 @@ async function clusterNode(config: ClusterNodeConfig): Promise<Relay> {
     agentUrl: g.agentUrl,
     agents: () => g.directory.size,
     sql: () => ({ ...counts }),
+    logged: () => ({ ...logged }),
     async close() {
       await g.dispose();
       await store.dispose();
@@ -269,7 +302,9 @@ async function main(): Promise<void> {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system });
     } else if (m.type === 'sql') {
-      send({ type: 'sql', ...(relay.sql?.() ?? { writes: 0, rowsChanged: 0, reads: 0, commits: 0 }) });
+      send({ type: 'sql', ...(relay.sql?.() ?? { writes: 0, rowsChanged: 0, reads: 0, commits: 0, attempts: 0 }) });
+    } else if (m.type === 'logged') {
+      send({ type: 'logged', counts: relay.logged?.() ?? {} });
     } else if (m.type === 'close') {
       void relay.close().finally(() => process.exit(0));
     }

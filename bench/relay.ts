@@ -42,8 +42,10 @@ export interface Session {
 export interface SessionClients {
   /** The base URL a stream to `agent` posts to. */
   urlFor(agent: FakeAgent, stream: number): string;
-  /** The clients' API key. Defaults to none. */
-  apiKey?: string;
+  /** The API key stream i's client sends. Defaults to none. */
+  apiKeyFor?(stream: number): string;
+  /** Streams started at once, each wave once the last one's jobs reached their agents. Defaults to all of them. */
+  wave?: number;
 }
 
 /**
@@ -68,8 +70,19 @@ export async function openSession(relay: RelayTarget, agents: readonly FakeAgent
     sealed.push(s);
     streams.push(new RelayStream(s.jobId, agent));
   }
-  streams.forEach((s, i) => s.start(clients.urlFor(s.agent, i), sealed[i]!.envelope, pool, clients.apiKey));
-  await waitUntil(() => jobs.size === n, 30_000, `${n} jobs to reach the fake agents through the ${relay.kind}`);
+  const wave = clients.wave ?? n;
+  for (let from = 0; from < n; from += wave) {
+    const upTo = Math.min(n, from + wave);
+    for (let i = from; i < upTo; i++)
+      streams[i]!.start(clients.urlFor(streams[i]!.agent, i), sealed[i]!.envelope, pool, clients.apiKeyFor?.(i));
+    await Promise.race([
+      waitUntil(() => jobs.size === upTo, 30_000, `${upTo} jobs to reach the fake agents through the ${relay.kind}`),
+      // A stream refused before its job reached an agent fails the session at once, saying why.
+      Promise.race(streams.slice(from, upTo).map((s) => s.ended)).then((e) => {
+        if (jobs.size < upTo) throw new Error(`a stream through the ${relay.kind} ended before its job reached the agent: ${e.error}`);
+      }),
+    ]);
+  }
   for (const s of streams) s.agent.sendChunk(jobs.get(s.jobId)!);
   await waitUntil(() => streams.every((s) => s.received >= 1), 30_000, `the first chunk of ${n} streams through the ${relay.kind}`);
   return { relay, streams, jobs, pool };
