@@ -415,7 +415,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
 
     ctx.log(`memory of ${s.idleConnections} idle agent connections (after ${s.idleWarmup} to warm up)`);
     const idleTokens = tokens.splice(0, s.idleWarmup + s.idleConnections);
-    const idleOptions = { warmup: s.idleWarmup, idleMs: s.idleMs };
+    const idleOptions = { warmup: s.idleWarmup, idleMs: s.idleMs, readings: 5 };
     const presenceBefore = { ...counter.counts };
     const idleStarted = now();
     const clusterMemory = await idleMemory(() => RelayProcess.startClusterNode(nodeConfig('idle')), idleKeys, {
@@ -528,7 +528,8 @@ function report(s: Settings, f: Figures): AreaReport {
         '(`$KV.<bucket>.>`) separately, as a rate: they come from every connected agent, not from jobs.',
       `Memory per idle agent connection: a fresh cluster node (its own process, on the same database and NATS), ${s.idleWarmup} agents ` +
         `connected first to warm it up, then a reading (RSS and V8 heap after two full GCs), then ${s.idleConnections} more enrolled, ` +
-        `heartbeating agents, ${s.idleMs / 1000} s idle, a second reading: the difference ÷ ${s.idleConnections}. The same for the ` +
+        `heartbeating agents, ${s.idleMs / 1000} s idle, five more readings a second apart (the one with the least heap counts: ` +
+        `a round of presence writes in flight holds memory for a moment): the difference ÷ ${s.idleConnections}. The same for the ` +
         "relay area's bare forwarder (a bare ws connection: no handshake crypto, no session, no directory) and for the embedded " +
         'gateway (no store given, no NATS), with the same agents. Presence writes are counted over the idle node’s run.',
       'Everything shares this machine’s 2 cores: three nodes, PostgreSQL, NATS and the measuring process. The figures are what one ' +
