@@ -54,10 +54,10 @@ const FULL: Settings = {
   streams: 240,
   phaseMs: 3000,
   jobClients: [4, 32],
-  jobsMs: 6000,
+  jobsMs: 5000,
   idleConnections: 1000,
   idleWarmup: 100,
-  idleMs: 10_000,
+  idleMs: 6000,
 };
 const QUICK: Settings = {
   agents: 60,
@@ -283,6 +283,8 @@ async function jobsPhase(
 
 interface StreamFigures {
   chunksPerSecond: number;
+  /** Chunks relayed over the closed loop (warm-up and drain included). */
+  chunks: number;
   cpuMicrosPerChunk: number;
   latency: { p50: number; p99: number; samples: number };
   completed: number;
@@ -366,19 +368,26 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
         wave: 4,
       });
     }
+    // What the nodes spend with every agent and stream open and no chunk moving (heartbeats,
+    // pings, presence refreshes): taken out of the CPU per chunk.
+    const idleCpuStart = await cluster.cpuMicros();
+    const idleStart = now();
+    await sleep(s.phaseMs);
+    const backgroundMicrosPerMs = ((await cluster.cpuMicros()) - idleCpuStart) / (now() - idleStart);
     const streams = {} as Record<Topology, StreamFigures>;
     for (const layout of TOPOLOGIES) {
       const before = { ...counter.counts };
       const t = await throughput(sessions[layout], s.phaseMs);
       streams[layout] = {
         chunksPerSecond: t.chunksPerSecond,
-        cpuMicrosPerChunk: t.cpuMicrosPerChunk,
+        chunks: t.chunks,
+        cpuMicrosPerChunk: Math.max(0, t.cpuMicros - backgroundMicrosPerMs * t.ms) / t.chunks,
         latency: { p50: 0, p99: 0, samples: 0 },
         completed: 0,
         errors: [],
         nats: minusNats({ ...counter.counts }, before),
       };
-      ctx.log(`${layout}: ${fmt(t.chunksPerSecond)} chunks/s, ${fmt(t.cpuMicrosPerChunk)} µs of the nodes' CPU per chunk`);
+      ctx.log(`${layout}: ${fmt(t.chunksPerSecond)} chunks/s, ${fmt(streams[layout].cpuMicrosPerChunk)} µs of the nodes' CPU per chunk`);
     }
     const offeredRate = Math.min(s.streams * STREAM_RATE, 0.4 * Math.min(...TOPOLOGIES.map((l) => streams[l].chunksPerSecond)));
     for (const layout of TOPOLOGIES) {
@@ -415,7 +424,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
 
     ctx.log(`memory of ${s.idleConnections} idle agent connections (after ${s.idleWarmup} to warm up)`);
     const idleTokens = tokens.splice(0, s.idleWarmup + s.idleConnections);
-    const idleOptions = { warmup: s.idleWarmup, idleMs: s.idleMs, readings: 5 };
+    const idleOptions = { warmup: s.idleWarmup, idleMs: s.idleMs, readings: 4 };
     const presenceBefore = { ...counter.counts };
     const idleStarted = now();
     const clusterMemory = await idleMemory(() => RelayProcess.startClusterNode(nodeConfig('idle')), idleKeys, {
@@ -433,6 +442,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
     });
 
     return report(s, {
+      backgroundMicrosPerMs,
       streams,
       offeredRate,
       jobs,
@@ -457,9 +467,13 @@ interface Memory {
   rssPerConnection: number;
   heapPerConnection: number;
   connections: number;
+  /** The node's CPU over the idle window ÷ agents ÷ seconds. */
+  cpuMicrosPerAgentSecond: number;
 }
 
 interface Figures {
+  /** The three nodes' CPU with every agent and stream open and idle, µs per ms (thousandths of a core). */
+  backgroundMicrosPerMs: number;
   streams: Record<Topology, StreamFigures>;
   offeredRate: number;
   jobs: JobFigures[];
@@ -515,7 +529,9 @@ function report(s: Settings, f: Figures): AreaReport {
         `node A: the job never leaves it) and **three nodes** (agent i on node i mod 3, each stream's client on one of the two ` +
         `nodes its agent is not on: every job, chunk and receipt crosses NATS).`,
       `Streams: ${s.streams} per layout, opened together. Chunks/s in a closed loop (256 chunks in flight) over ${s.phaseMs / 1000} s, ` +
-        `counted over its last 80%, and the nodes' CPU time (all three processes, user + system) per chunk; then the latency of each ` +
+        `counted over its last 80%, and the nodes' CPU time (all three processes, user + system) per chunk, ` +
+        `less what they spent over ${s.phaseMs / 1000} s with every agent and stream open and nothing sent ` +
+        `(${fmt(f.backgroundMicrosPerMs / 1000, 2)} of a core: heartbeats, pings, presence refreshes); then the latency of each ` +
         `chunk from the agent's send to the client's parse in an open loop at ${fmt(f.offeredRate)} chunks/s over ${s.phaseMs / 1000} s ` +
         `(${STREAM_RATE} chunks/s per stream, at most 40% of the slower layout's closed-loop rate, the same rate for both).`,
       `Jobs: ${s.jobClients.join(' and then ')} clients back to back for ${s.jobsMs / 1000} s, ` +
@@ -528,7 +544,7 @@ function report(s: Settings, f: Figures): AreaReport {
         '(`$KV.<bucket>.>`) separately, as a rate: they come from every connected agent, not from jobs.',
       `Memory per idle agent connection: a fresh cluster node (its own process, on the same database and NATS), ${s.idleWarmup} agents ` +
         `connected first to warm it up, then a reading (RSS and V8 heap after two full GCs), then ${s.idleConnections} more enrolled, ` +
-        `heartbeating agents, ${s.idleMs / 1000} s idle, five more readings a second apart (the one with the least heap counts: ` +
+        `heartbeating agents, ${s.idleMs / 1000} s idle, four more readings a second apart (the one with the least heap counts: ` +
         `a round of presence writes in flight holds memory for a moment): the difference ÷ ${s.idleConnections}. The same for the ` +
         "relay area's bare forwarder (a bare ws connection: no handshake crypto, no session, no directory) and for the embedded " +
         'gateway (no store given, no NATS), with the same agents. Presence writes are counted over the idle node’s run.',
@@ -549,14 +565,13 @@ function report(s: Settings, f: Figures): AreaReport {
         rows: TOPOLOGIES.map((l) => {
           const st = f.streams[l];
           const o = f.streams['one node'];
-          const chunksCounted = (st.chunksPerSecond * s.phaseMs * 0.8) / 1000;
           return [
             l,
             fmt(st.chunksPerSecond),
             fmt(st.cpuMicrosPerChunk),
             `${fmt(st.latency.p50)} / ${fmt(st.latency.p99)}`,
             l === 'one node' ? '' : `${signed(st.latency.p50 - o.latency.p50)} / ${signed(st.latency.p99 - o.latency.p99)}`,
-            fmt(jobMessages(st.nats) / Math.max(1, chunksCounted / 0.8)),
+            fmt(jobMessages(st.nats) / Math.max(1, st.chunks)),
           ];
         }),
       },
@@ -598,7 +613,7 @@ function report(s: Settings, f: Figures): AreaReport {
       },
       {
         title: `Memory per idle agent connection (${f.clusterMemory.connections} connections after ${s.idleWarmup})`,
-        columns: ['', 'RSS per connection', 'V8 heap per connection', 'RSS ÷ bare', 'heap ÷ bare'],
+        columns: ['', 'RSS per connection', 'V8 heap per connection', 'RSS ÷ bare', 'heap ÷ bare', 'CPU µs per idle agent per second'],
         rows: (
           [
             ['cluster node (PostgreSQL, NATS presence; enrolled, heartbeating)', f.clusterMemory],
@@ -611,6 +626,7 @@ function report(s: Settings, f: Figures): AreaReport {
           kb(m.heapPerConnection),
           fmtRatio(m.rssPerConnection / f.bareMemory.rssPerConnection),
           fmtRatio(m.heapPerConnection / f.bareMemory.heapPerConnection),
+          fmt(m.cpuMicrosPerAgentSecond),
         ]),
       },
       {

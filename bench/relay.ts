@@ -104,7 +104,10 @@ export async function closeSession(session: Session): Promise<{ completed: numbe
  * stream), sending the next when one arrives. Counts arrivals over the last 80% of the phase;
  * the relay's CPU time is divided over every chunk of the phase.
  */
-export async function throughput(session: Session, durationMs: number): Promise<{ chunksPerSecond: number; cpuMicrosPerChunk: number }> {
+export async function throughput(
+  session: Session,
+  durationMs: number,
+): Promise<{ chunksPerSecond: number; cpuMicrosPerChunk: number; chunks: number; cpuMicros: number; ms: number }> {
   const n = session.streams.length;
   const window = Math.max(1, Math.ceil(IN_FLIGHT / n));
   let active = true;
@@ -139,7 +142,13 @@ export async function throughput(session: Session, durationMs: number): Promise<
   active = false;
   await waitUntil(() => inFlight === 0, 30_000, `in-flight chunks to drain through the ${session.relay.kind}`);
   const cpu = (await session.relay.cpuMicros()) - cpuBefore;
-  return { chunksPerSecond: (counted * 1000) / (countTo - countFrom), cpuMicrosPerChunk: cpu / total };
+  return {
+    chunksPerSecond: (counted * 1000) / (countTo - countFrom),
+    cpuMicrosPerChunk: cpu / total,
+    chunks: total,
+    cpuMicros: cpu,
+    ms: now() - start,
+  };
 }
 
 /**
@@ -198,7 +207,7 @@ export async function idleMemory(
   start: () => Promise<RelayProcess>,
   keys: readonly BenchAgentKeys[],
   options: IdleMemoryOptions = {},
-): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number }> {
+): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number; cpuMicrosPerAgentSecond: number }> {
   const { warmup = 0, agentOptions = () => ({}), idleMs = 500, readings = 1 } = options;
   const relay = await start();
   const agents: FakeAgent[] = [];
@@ -212,7 +221,10 @@ export async function idleMemory(
       await sleep(100);
       after = await relay.memory();
     }
+    const cpuBefore = await relay.cpuMicros();
+    const idleStart = now();
     await sleep(idleMs);
+    const cpuMicrosPerAgentSecond = ((await relay.cpuMicros()) - cpuBefore) / after.agents / ((now() - idleStart) / 1000);
     after = await relay.memory();
     for (let r = 1; r < readings; r++) {
       await sleep(1000);
@@ -224,6 +236,7 @@ export async function idleMemory(
       rssPerConnection: (after.rss - before.rss) / joined,
       heapPerConnection: (after.heapUsed - before.heapUsed) / joined,
       connections: joined,
+      cpuMicrosPerAgentSecond,
     };
   } finally {
     for (const a of agents) a.close();
