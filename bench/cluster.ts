@@ -7,12 +7,11 @@
 import http from 'node:http';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { openPostgresStore, type GatewayStore } from '../src/gateway/index.js';
-import { LIMITS, sealRequest } from '../src/shared/index.js';
 import { createScratchDatabase, type ScratchDatabase } from '../test/cluster/support/pg.js';
 import { NATS_URL, scratchNats, type ScratchNats } from '../test/cluster/support/nats.js';
 import { BENCH_MODEL, benchAgentKeys, type BenchAgentKeys } from './identities.js';
 import { closeSession, idleMemory, latency, openSession, throughput, type RelayTarget, type Session } from './relay.js';
-import { RelayStream, type FakeAgent, type ProducerJob } from './relay-peers.js';
+import { RelayStream, sealTo, type FakeAgent, type ProducerJob } from './relay-peers.js';
 import { RelayProcess, connectAgents } from './relay-process.js';
 import type { ClusterNodeConfig, SqlCounts } from './relay-server.js';
 import { target, type AreaReport, type BenchContext } from './report.js';
@@ -235,13 +234,7 @@ async function jobsPhase(
     while (now() < end) {
       const n = next++;
       const agent = agents[n % agents.length]!;
-      const sealed = await sealRequest({
-        model: BENCH_MODEL.id,
-        messages: [{ role: 'user', content: 'a short one' }],
-        sampling: { maxTokens: LIMITS.maxTokens },
-        recipients: [agent.keys.verified],
-        now: Date.now(),
-      });
+      const sealed = await sealTo(agent, 'a short one');
       const stream = new RelayStream(sealed.jobId, agent);
       stream.onChunk = (st) => {
         chunks++;

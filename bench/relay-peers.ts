@@ -21,8 +21,10 @@ import {
   sha256,
   toBase64Url,
   randomBytes,
+  sealRequest,
   type AgentFrame,
   type Envelope,
+  type SealedRequest,
 } from '../src/shared/index.js';
 import type { BenchAgentKeys } from './identities.js';
 import { BENCH_MODEL } from './identities.js';
@@ -47,6 +49,17 @@ export interface FakeAgentOptions {
   enrollToken?: string;
   /** Send a status heartbeat every welcome.heartbeatMs, as a real agent does. Defaults to false (one status, then idle). */
   heartbeat?: boolean;
+}
+
+/** A request for {@link BENCH_MODEL} sealed to `agent` alone, asking for the most tokens a request may. */
+export function sealTo(agent: FakeAgent, content: string): Promise<SealedRequest> {
+  return sealRequest({
+    model: BENCH_MODEL.id,
+    messages: [{ role: 'user', content }],
+    sampling: { maxTokens: LIMITS.maxTokens },
+    recipients: [agent.keys.verified],
+    now: Date.now(),
+  });
 }
 
 /** An agent that accepts every job and sends chunks on demand. */

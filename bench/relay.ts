@@ -4,11 +4,11 @@
  * connection.
  */
 import http from 'node:http';
-import { LIMITS, sealRequest, type SealedRequest } from '../src/shared/index.js';
-import { BENCH_MODEL, benchAgentKeys, type BenchAgentKeys } from './identities.js';
-import { RelayStream, type FakeAgent, type ProducerJob } from './relay-peers.js';
+import type { SealedRequest } from '../src/shared/index.js';
+import { benchAgentKeys, type BenchAgentKeys } from './identities.js';
+import { RelayStream, sealTo, type FakeAgent, type FakeAgentOptions, type ProducerJob } from './relay-peers.js';
 import { RelayProcess, connectAgents, type RelayKind } from './relay-process.js';
-import type { FakeAgentOptions } from './relay-peers.js';
+
 import type { AreaReport, BenchContext } from './report.js';
 import { fmt, fmtInt, fmtRatio, now, percentile, sleep, waitUntil } from './stats.js';
 
@@ -60,13 +60,7 @@ export async function openSession(relay: RelayTarget, agents: readonly FakeAgent
   const sealed: SealedRequest[] = [];
   for (let i = 0; i < n; i++) {
     const agent = agents[i % Math.min(agents.length, n)]!;
-    const s = await sealRequest({
-      model: BENCH_MODEL.id,
-      messages: [{ role: 'user', content: 'relay me' }],
-      sampling: { maxTokens: LIMITS.maxTokens },
-      recipients: [agent.keys.verified],
-      now: Date.now(),
-    });
+    const s = await sealTo(agent, 'relay me');
     sealed.push(s);
     streams.push(new RelayStream(s.jobId, agent));
   }
