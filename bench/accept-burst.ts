@@ -9,9 +9,9 @@
  */
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { LIMITS, sealRequest, type SealedRequest } from '../src/shared/index.js';
-import { BENCH_MODEL, benchAgentKeys, type BenchAgentKeys } from './identities.js';
-import { RelayStream, type FakeAgent } from './relay-peers.js';
+import type { SealedRequest } from '../src/shared/index.js';
+import { benchAgentKeys, type BenchAgentKeys } from './identities.js';
+import { RelayStream, sealTo, type FakeAgent } from './relay-peers.js';
 import { RelayProcess, connectAgents } from './relay-process.js';
 import type { AreaReport, BenchContext } from './report.js';
 import { fmt, fmtInt, median, now, percentile, sleep } from './stats.js';
@@ -69,15 +69,7 @@ async function burst(relay: RelayProcess, agents: readonly FakeAgent[], sealed: 
 async function sealAll(agents: readonly FakeAgent[]): Promise<SealedRequest[]> {
   const sealed: SealedRequest[] = [];
   for (let i = 0; i < CLIENTS; i++) {
-    sealed.push(
-      await sealRequest({
-        model: BENCH_MODEL.id,
-        messages: [{ role: 'user', content: 'arrive with everyone else' }],
-        sampling: { maxTokens: LIMITS.maxTokens },
-        recipients: [agents[i % agents.length]!.keys.verified],
-        now: Date.now(),
-      }),
-    );
+    sealed.push(await sealTo(agents[i % agents.length]!, 'arrive with everyone else'));
   }
   return sealed;
 }

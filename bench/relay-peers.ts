@@ -21,8 +21,10 @@ import {
   sha256,
   toBase64Url,
   randomBytes,
+  sealRequest,
   type AgentFrame,
   type Envelope,
+  type SealedRequest,
 } from '../src/shared/index.js';
 import type { BenchAgentKeys } from './identities.js';
 import { BENCH_MODEL } from './identities.js';
@@ -41,17 +43,39 @@ export interface ProducerJob {
   seq: number;
 }
 
+/** Options of {@link FakeAgent}. */
+export interface FakeAgentOptions {
+  /** Sent in the hello, to bind the agent to an operator. Defaults to none (an unbound agent). */
+  enrollToken?: string;
+  /** Send a status heartbeat every welcome.heartbeatMs, as a real agent does. Defaults to false (one status, then idle). */
+  heartbeat?: boolean;
+}
+
+/** A request for {@link BENCH_MODEL} sealed to `agent` alone, asking for the most tokens a request may. */
+export function sealTo(agent: FakeAgent, content: string): Promise<SealedRequest> {
+  return sealRequest({
+    model: BENCH_MODEL.id,
+    messages: [{ role: 'user', content }],
+    sampling: { maxTokens: LIMITS.maxTokens },
+    recipients: [agent.keys.verified],
+    now: Date.now(),
+  });
+}
+
 /** An agent that accepts every job and sends chunks on demand. */
 export class FakeAgent {
   readonly jobs = new Map<string, ProducerJob>();
   onJob: ((job: ProducerJob) => void) | null = null;
   #socket: WebSocket | null = null;
+  #heartbeat: NodeJS.Timeout | null = null;
   readonly #keys: BenchAgentKeys;
   readonly #slots: number;
+  readonly #options: FakeAgentOptions;
 
-  constructor(keys: BenchAgentKeys, slots: number) {
+  constructor(keys: BenchAgentKeys, slots: number, options: FakeAgentOptions = {}) {
     this.#keys = keys;
     this.#slots = slots;
+    this.#options = options;
   }
 
   get agentId(): string {
@@ -84,7 +108,20 @@ export class FakeAgent {
           req.destroy();
         });
       });
-      socket.on('open', () => this.#send({ v: PROTOCOL_VERSION, type: 'hello', bundle: this.#keys.bundle }));
+      const enrollToken = this.#options.enrollToken;
+      let welcomed = false;
+      socket.on('open', () =>
+        this.#send({
+          v: PROTOCOL_VERSION,
+          type: 'hello',
+          bundle: this.#keys.bundle,
+          ...(enrollToken === undefined ? {} : { enrollToken }),
+        }),
+      );
+      socket.on('close', () => {
+        if (this.#heartbeat) clearInterval(this.#heartbeat);
+        this.#heartbeat = null;
+      });
       socket.on('message', (data) => {
         const frame = JSON.parse(String(data)) as { type: string; [k: string]: unknown };
         if (frame.type === 'challenge') {
@@ -94,20 +131,19 @@ export class FakeAgent {
             time: Number(frame['time']),
             agentId: this.agentId,
           };
-          void signChallenge(fields, this.#keys.identity).then((signature) => this.#send({ v: PROTOCOL_VERSION, type: 'auth', signature }));
+          // The handshake's challenge is answered with auth; a periodic one (after the welcome) with attest.
+          const periodic = welcomed;
+          void signChallenge(fields, this.#keys.identity).then((signature) =>
+            this.#send(
+              periodic
+                ? { v: PROTOCOL_VERSION, type: 'attest', nonce: fields.nonce, signature }
+                : { v: PROTOCOL_VERSION, type: 'auth', signature },
+            ),
+          );
         } else if (frame.type === 'welcome') {
-          this.#send({
-            v: PROTOCOL_VERSION,
-            type: 'status',
-            state: 'serving',
-            model: BENCH_MODEL.id,
-            freeSlots: this.#slots,
-            totalSlots: this.#slots,
-            tokensPerSecond: 0,
-            ttftMs: 0,
-            memoryPressure: 'normal',
-            thermal: 'nominal',
-          });
+          welcomed = true;
+          this.#status();
+          if (this.#options.heartbeat) this.#heartbeat = setInterval(() => this.#status(), Number(frame['heartbeatMs']));
           resolve();
         } else if (frame.type === 'job') {
           const envelope = frame['envelope'] as Envelope;
@@ -132,6 +168,22 @@ export class FakeAgent {
           reject(new Error(`the relay rejected the fake agent: ${String(frame['code'])}`));
         }
       });
+    });
+  }
+
+  /** A status frame: serving, every slot free (the gateway counts the jobs it gave since). */
+  #status(): void {
+    this.#send({
+      v: PROTOCOL_VERSION,
+      type: 'status',
+      state: 'serving',
+      model: BENCH_MODEL.id,
+      freeSlots: this.#slots,
+      totalSlots: this.#slots,
+      tokensPerSecond: 0,
+      ttftMs: 0,
+      memoryPressure: 'normal',
+      thermal: 'nominal',
     });
   }
 
@@ -170,6 +222,8 @@ export class FakeAgent {
   }
 
   close(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
     this.#socket?.terminate();
   }
 
@@ -181,6 +235,8 @@ export class FakeAgent {
 /** One client job, read as it streams. */
 export class RelayStream {
   received = 0;
+  /** When {@link RelayStream.start} sent the request (the bench's clock, ms). */
+  startedAt = Number.NaN;
   /** Called with the latency (ms) of each chunk as it arrives. */
   onChunk: ((stream: RelayStream, sentAt: number, latencyMs: number) => void) | null = null;
   readonly ended: Promise<{ done: boolean; error: string | null }>;
@@ -194,10 +250,11 @@ export class RelayStream {
     this.ended = new Promise((resolve) => (this.#end = resolve));
   }
 
-  /** POSTs the envelope to `baseUrl`/v1/jobs and starts reading the reply. */
-  start(baseUrl: string, envelope: Envelope, pool: http.Agent): void {
+  /** POSTs the envelope to `baseUrl`/v1/jobs (with `apiKey` as its bearer, if given) and starts reading the reply. */
+  start(baseUrl: string, envelope: Envelope, pool: http.Agent, apiKey?: string): void {
     const body = JSON.stringify({ v: PROTOCOL_VERSION, envelope });
     const url = new URL('/v1/jobs', baseUrl);
+    this.startedAt = now();
     const req = http.request(
       {
         host: url.hostname,
@@ -205,12 +262,28 @@ export class RelayStream {
         path: url.pathname,
         method: 'POST',
         agent: pool,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
+        },
       },
       (res) => {
         if (res.statusCode !== 200) {
-          res.resume();
-          this.#end({ done: false, error: `HTTP ${res.statusCode}` });
+          // The refusal's code (its JSON error), so a run can say why jobs failed.
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (text: string) => (body = (body + text).slice(0, 4096)));
+          res.on('end', () => {
+            let code: string;
+            try {
+              code = (JSON.parse(body) as { error?: { code?: string } }).error?.code ?? '';
+            } catch {
+              code = '';
+            }
+            this.#end({ done: false, error: `HTTP ${res.statusCode}${code ? ` ${code}` : ''}` });
+          });
+          res.on('error', () => this.#end({ done: false, error: `HTTP ${res.statusCode}` }));
           return;
         }
         res.setEncoding('utf8');

@@ -5,8 +5,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { BenchAgentKeys } from './identities.js';
-import { FakeAgent } from './relay-peers.js';
-import type { RelayServerMessage, RelayServerRequest } from './relay-server.js';
+import { FakeAgent, type FakeAgentOptions } from './relay-peers.js';
+import type { ClusterNodeConfig, RelayServerMessage, RelayServerRequest } from './relay-server.js';
 
 /** What relays the streams: the real gateway, or a bare forwarder as the baseline. */
 export type RelayKind = 'gateway' | 'forwarder';
@@ -14,7 +14,8 @@ export type RelayKind = 'gateway' | 'forwarder';
 /** The relay's process. */
 export class RelayProcess {
   private constructor(
-    readonly kind: RelayKind,
+    /** 'cluster' for a cluster node ({@link RelayProcess.startClusterNode}). */
+    readonly kind: RelayKind | 'cluster',
     private readonly child: ChildProcess,
     readonly url: string,
     readonly agentUrl: string,
@@ -22,7 +23,15 @@ export class RelayProcess {
 
   /** Starts the relay; `listenBacklog` sets the gateway's (its default when absent). */
   static start(kind: RelayKind, listenBacklog?: number): Promise<RelayProcess> {
-    const args = listenBacklog === undefined ? [kind] : [kind, String(listenBacklog)];
+    return RelayProcess.#fork(kind, listenBacklog === undefined ? [kind] : [kind, String(listenBacklog)]);
+  }
+
+  /** Starts a cluster node on PostgreSQL and NATS. */
+  static startClusterNode(config: ClusterNodeConfig): Promise<RelayProcess> {
+    return RelayProcess.#fork('cluster', ['cluster', JSON.stringify(config)]);
+  }
+
+  static #fork(kind: RelayKind | 'cluster', args: string[]): Promise<RelayProcess> {
     const child = fork(fileURLToPath(new URL('./relay-server.js', import.meta.url)), args, {
       execArgv: ['--expose-gc'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -35,7 +44,7 @@ export class RelayProcess {
     });
   }
 
-  #ask<T extends 'memory' | 'cpu'>(type: T): Promise<Extract<RelayServerMessage, { type: T }>> {
+  #ask<T extends 'memory' | 'cpu' | 'sql' | 'logged'>(type: T): Promise<Extract<RelayServerMessage, { type: T }>> {
     return new Promise((resolve) => {
       const listener = (m: RelayServerMessage): void => {
         if (m.type !== type) return;
@@ -50,6 +59,16 @@ export class RelayProcess {
   /** The relay's memory after two full GCs. */
   memory(): Promise<Extract<RelayServerMessage, { type: 'memory' }>> {
     return this.#ask('memory');
+  }
+
+  /** The statements a cluster node's driver has run so far (zeros for the other kinds). */
+  sql(): Promise<Extract<RelayServerMessage, { type: 'sql' }>> {
+    return this.#ask('sql');
+  }
+
+  /** A cluster node's warnings and errors so far, by message (none for the other kinds). */
+  async logged(): Promise<Record<string, number>> {
+    return (await this.#ask('logged')).counts;
   }
 
   /** CPU time the relay process has used so far, in microseconds. */
@@ -67,9 +86,14 @@ export class RelayProcess {
   }
 }
 
-/** Connects one fake agent per key set, 50 at a time, each offering `slots`. */
-export async function connectAgents(relay: RelayProcess, keys: readonly BenchAgentKeys[], slots: number): Promise<FakeAgent[]> {
-  const agents = keys.map((k) => new FakeAgent(k, slots));
+/** Connects one fake agent per key set, 50 at a time, each offering `slots` (`options(i)`: the i-th agent's options). */
+export async function connectAgents(
+  relay: { readonly agentUrl: string },
+  keys: readonly BenchAgentKeys[],
+  slots: number,
+  options: (index: number) => FakeAgentOptions = () => ({}),
+): Promise<FakeAgent[]> {
+  const agents = keys.map((k, i) => new FakeAgent(k, slots, options(i)));
   for (let i = 0; i < agents.length; i += 50) await Promise.all(agents.slice(i, i + 50).map((a) => a.connect(relay.agentUrl)));
   return agents;
 }

@@ -3,7 +3,9 @@
  * gateway; `node relay-server.js forwarder` runs the baseline, a bare forwarder with the very same
  * transports and wire format (agents on a WebSocket, clients on HTTP with an NDJSON reply) and
  * nothing else: no handshake crypto, no validation, no digests, no timers, no receipt checks —
- * parse the frame, find the job, write the line.
+ * parse the frame, find the job, write the line. `node relay-server.js cluster CONFIG_JSON` runs
+ * one cluster node (PostgreSQL and NATS, {@link ClusterNodeConfig}) whose driver counts the
+ * statements it runs.
  *
  * It tells its parent where it listens over IPC and answers memory questions (after two full GCs;
  * start it with --expose-gc).
@@ -11,29 +13,162 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { Gateway } from '../src/gateway/index.js';
+import {
+  Gateway,
+  migrate,
+  openPostgresDriver,
+  storeOn,
+  type ClusterOptions,
+  type GatewayStore,
+  type SqlDriver,
+  type SqlExecutor,
+} from '../src/gateway/index.js';
+import type { Logger, LogFields } from '../src/shared/index.js';
 import { BENCH_GATEWAY_LIMITS } from './stats.js';
 
 /** Messages from the parent. */
-export type RelayServerRequest = { type: 'memory' } | { type: 'cpu' } | { type: 'close' };
+export type RelayServerRequest = { type: 'memory' } | { type: 'cpu' } | { type: 'sql' } | { type: 'logged' } | { type: 'close' };
+
+/** What a cluster node is started with. */
+export interface ClusterNodeConfig {
+  /** The PostgreSQL database (a scratch one per run). */
+  postgres: string;
+  cluster: ClusterOptions;
+}
+
+/** Statements a cluster node's driver ran, by what they do; transactions it committed. */
+export interface SqlCounts {
+  /** INSERT, UPDATE and DELETE statements (an upsert counts once). */
+  writes: number;
+  /** Rows those statements changed. */
+  rowsChanged: number;
+  reads: number;
+  /** Serializable transactions committed (each may hold several statements), plus unflushed single-statement commits. */
+  commits: number;
+  /** Runs of a serializable transaction's body, retries after a conflict included (statements of every run are counted). */
+  attempts: number;
+}
 
 /** Messages to the parent. */
 export type RelayServerMessage =
   | { type: 'ready'; url: string; agentUrl: string }
   | { type: 'memory'; rss: number; heapUsed: number; external: number; arrayBuffers: number; agents: number }
   /** CPU time this process has used, user + system, in microseconds. */
-  | { type: 'cpu'; micros: number };
+  | { type: 'cpu'; micros: number }
+  | ({ type: 'sql' } & SqlCounts)
+  /** A cluster node's warnings and errors so far, by message. */
+  | { type: 'logged'; counts: Record<string, number> };
 
 interface Relay {
   url: string;
   agentUrl: string;
   agents(): number;
+  sql?(): SqlCounts;
+  logged?(): Record<string, number>;
   close(): Promise<void>;
 }
 
 async function gateway(listenBacklog: number | undefined): Promise<Relay> {
   const g = await Gateway.start({ port: 0, allowSynthetic: true, shutdownGraceMs: 0, ...BENCH_GATEWAY_LIMITS, listenBacklog });
   return { url: g.url, agentUrl: g.agentUrl, agents: () => g.directory.size, close: () => g.dispose() };
+}
+
+/** `driver` with every statement counted into `counts`, inside transactions too. */
+function countingDriver(driver: SqlDriver, counts: SqlCounts): SqlDriver {
+  const count = (sql: string, changed: number | null): void => {
+    if (/^\s*(INSERT|UPDATE|DELETE)\b/i.test(sql)) {
+      counts.writes++;
+      counts.rowsChanged += changed ?? 0;
+    } else counts.reads++;
+  };
+  const wrap = (x: SqlExecutor): SqlExecutor => ({
+    all: async (sql, values) => {
+      const rows = await x.all(sql, values);
+      count(sql, /\bRETURNING\b/i.test(sql) ? rows.length : 0);
+      return rows;
+    },
+    get: async (sql, values) => {
+      const row = await x.get(sql, values);
+      count(sql, row === undefined ? 0 : 1);
+      return row;
+    },
+    run: async (sql, values) => {
+      const changed = await x.run(sql, values);
+      count(sql, changed);
+      return changed;
+    },
+  });
+  return {
+    ...wrap(driver),
+    dialect: driver.dialect,
+    transaction: async (fn) => {
+      const result = await driver.transaction((tx) => {
+        counts.attempts++;
+        return fn(wrap(tx));
+      });
+      counts.commits++;
+      return result;
+    },
+    runUnflushed: async (sql, values) => {
+      const changed = await driver.runUnflushed(sql, values);
+      count(sql, changed);
+      counts.commits++;
+      return changed;
+    },
+    script: (sql) => driver.script(sql),
+    dispose: () => driver.dispose(),
+    [Symbol.asyncDispose]: () => driver.dispose(),
+  };
+}
+
+/** Lines of one message printed before the rest are only counted. */
+const PRINTED_PER_MESSAGE = 2;
+
+/**
+ * Warnings and errors, counted by message into `counts`; the first few of each printed to stderr as
+ * JSON lines, so a failed run says why. Nothing below a warning.
+ */
+function countingLogger(fields: LogFields, counts: Record<string, number>): Logger {
+  const line = (level: string, message: string, more?: LogFields): void => {
+    const n = (counts[`${level}: ${message}`] = (counts[`${level}: ${message}`] ?? 0) + 1);
+    if (n <= PRINTED_PER_MESSAGE) process.stderr.write(JSON.stringify({ level, message, ...fields, ...more }) + '\n');
+  };
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (message, more) => line('warn', message, more),
+    error: (message, more) => line('error', message, more),
+    child: (more) => countingLogger({ ...fields, ...more }, counts),
+  };
+}
+
+/** A cluster node on PostgreSQL and NATS, with the bench's limits, its statements counted. */
+async function clusterNode(config: ClusterNodeConfig): Promise<Relay> {
+  const counts: SqlCounts = { writes: 0, rowsChanged: 0, reads: 0, commits: 0, attempts: 0 };
+  const logged: Record<string, number> = {};
+  const driver = countingDriver(await openPostgresDriver({ connectionString: config.postgres }), counts);
+  await migrate(driver, Date.now());
+  const store: GatewayStore = storeOn(driver);
+  const g = await Gateway.start({
+    port: 0,
+    store,
+    cluster: config.cluster,
+    logger: countingLogger({ node: config.cluster.nodeId ?? null }, logged),
+    allowSynthetic: true,
+    shutdownGraceMs: 0,
+    ...BENCH_GATEWAY_LIMITS,
+  });
+  return {
+    url: g.url,
+    agentUrl: g.agentUrl,
+    agents: () => g.directory.size,
+    sql: () => ({ ...counts }),
+    logged: () => ({ ...logged }),
+    async close() {
+      await g.dispose();
+      await store.dispose();
+    },
+  };
 }
 
 interface ForwardedJob {
@@ -137,9 +272,15 @@ async function forwarder(): Promise<Relay> {
 
 async function main(): Promise<void> {
   const kind = process.argv[2];
-  if (kind !== 'gateway' && kind !== 'forwarder') throw new Error('usage: relay-server.js gateway|forwarder [listen backlog]');
-  const backlog = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
-  const relay = kind === 'gateway' ? await gateway(backlog) : await forwarder();
+  if (kind !== 'gateway' && kind !== 'forwarder' && kind !== 'cluster') {
+    throw new Error('usage: relay-server.js gateway|forwarder [listen backlog] | cluster CONFIG_JSON');
+  }
+  const relay =
+    kind === 'cluster'
+      ? await clusterNode(JSON.parse(process.argv[3] ?? 'null') as ClusterNodeConfig)
+      : kind === 'gateway'
+        ? await gateway(process.argv[3] === undefined ? undefined : Number(process.argv[3]))
+        : await forwarder();
   const send = (m: RelayServerMessage): void => {
     process.send!(m);
   };
@@ -160,6 +301,10 @@ async function main(): Promise<void> {
     } else if (m.type === 'cpu') {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system });
+    } else if (m.type === 'sql') {
+      send({ type: 'sql', ...(relay.sql?.() ?? { writes: 0, rowsChanged: 0, reads: 0, commits: 0, attempts: 0 }) });
+    } else if (m.type === 'logged') {
+      send({ type: 'logged', counts: relay.logged?.() ?? {} });
     } else if (m.type === 'close') {
       void relay.close().finally(() => process.exit(0));
     }

@@ -4,10 +4,11 @@
  * connection.
  */
 import http from 'node:http';
-import { LIMITS, sealRequest, type SealedRequest } from '../src/shared/index.js';
-import { BENCH_MODEL, benchAgentKeys, type BenchAgentKeys } from './identities.js';
-import { RelayStream, type FakeAgent, type ProducerJob } from './relay-peers.js';
+import type { SealedRequest } from '../src/shared/index.js';
+import { benchAgentKeys, type BenchAgentKeys } from './identities.js';
+import { RelayStream, sealTo, type FakeAgent, type FakeAgentOptions, type ProducerJob } from './relay-peers.js';
 import { RelayProcess, connectAgents, type RelayKind } from './relay-process.js';
+
 import type { AreaReport, BenchContext } from './report.js';
 import { fmt, fmtInt, fmtRatio, now, percentile, sleep, waitUntil } from './stats.js';
 
@@ -21,15 +22,37 @@ const IN_FLIGHT = 256;
 /** Per-stream chunk rate offered in the latency phase: a 1B model on a Mac, about 100 tokens/s. */
 const STREAM_RATE = 100;
 
+/** What streams run through: a relay process, or several cluster nodes seen as one. */
+export interface RelayTarget {
+  /** Names it in progress and error messages. */
+  readonly kind: string;
+  /** CPU time its processes have used so far, in microseconds. */
+  cpuMicros(): Promise<number>;
+}
+
 /** N streams open through one relay, each with one chunk delivered. */
-interface Session {
-  relay: RelayProcess;
+export interface Session {
+  relay: RelayTarget;
   streams: RelayStream[];
   jobs: Map<string, ProducerJob>;
   pool: http.Agent;
 }
 
-async function openSession(relay: RelayProcess, agents: readonly FakeAgent[], n: number): Promise<Session> {
+/** Where a session's clients send their jobs, and with which key. */
+export interface SessionClients {
+  /** The base URL a stream to `agent` posts to. */
+  urlFor(agent: FakeAgent, stream: number): string;
+  /** The API key stream i's client sends. Defaults to none. */
+  apiKeyFor?(stream: number): string;
+  /** Streams started at once, each wave once the last one's jobs reached their agents. Defaults to all of them. */
+  wave?: number;
+}
+
+/**
+ * Opens `n` streams spread over `agents` (stream i to agent i mod the count), each through the
+ * URL `clients` picks for it, and waits until each has delivered one chunk.
+ */
+export async function openSession(relay: RelayTarget, agents: readonly FakeAgent[], n: number, clients: SessionClients): Promise<Session> {
   const jobs = new Map<string, ProducerJob>();
   for (const a of agents) a.onJob = (job) => jobs.set(job.jobId, job);
   const pool = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -37,24 +60,30 @@ async function openSession(relay: RelayProcess, agents: readonly FakeAgent[], n:
   const sealed: SealedRequest[] = [];
   for (let i = 0; i < n; i++) {
     const agent = agents[i % Math.min(agents.length, n)]!;
-    const s = await sealRequest({
-      model: BENCH_MODEL.id,
-      messages: [{ role: 'user', content: 'relay me' }],
-      sampling: { maxTokens: LIMITS.maxTokens },
-      recipients: [agent.keys.verified],
-      now: Date.now(),
-    });
+    const s = await sealTo(agent, 'relay me');
     sealed.push(s);
     streams.push(new RelayStream(s.jobId, agent));
   }
-  streams.forEach((s, i) => s.start(relay.url, sealed[i]!.envelope, pool));
-  await waitUntil(() => jobs.size === n, 30_000, `${n} jobs to reach the fake agents through the ${relay.kind}`);
+  const wave = clients.wave ?? n;
+  for (let from = 0; from < n; from += wave) {
+    const upTo = Math.min(n, from + wave);
+    for (let i = from; i < upTo; i++)
+      streams[i]!.start(clients.urlFor(streams[i]!.agent, i), sealed[i]!.envelope, pool, clients.apiKeyFor?.(i));
+    await Promise.race([
+      waitUntil(() => jobs.size === upTo, 30_000, `${upTo} jobs to reach the fake agents through the ${relay.kind}`),
+      // A stream refused before its job reached an agent fails the session at once, saying why.
+      Promise.race(streams.slice(from, upTo).map((s) => s.ended)).then((e) => {
+        if (jobs.size < upTo) throw new Error(`a stream through the ${relay.kind} ended before its job reached the agent: ${e.error}`);
+      }),
+    ]);
+  }
   for (const s of streams) s.agent.sendChunk(jobs.get(s.jobId)!);
   await waitUntil(() => streams.every((s) => s.received >= 1), 30_000, `the first chunk of ${n} streams through the ${relay.kind}`);
   return { relay, streams, jobs, pool };
 }
 
-async function closeSession(session: Session): Promise<{ completed: number; errors: string[] }> {
+/** Ends every stream of `session` with a signed receipt; counts those that ended with a verified done. */
+export async function closeSession(session: Session): Promise<{ completed: number; errors: string[] }> {
   for (const s of session.streams) s.onChunk = null;
   for (const s of session.streams) await s.agent.finish(session.jobs.get(s.jobId)!);
   const ends = await Promise.race([Promise.all(session.streams.map((s) => s.ended)), sleep(30_000).then(() => null)]);
@@ -69,7 +98,10 @@ async function closeSession(session: Session): Promise<{ completed: number; erro
  * stream), sending the next when one arrives. Counts arrivals over the last 80% of the phase;
  * the relay's CPU time is divided over every chunk of the phase.
  */
-async function throughput(session: Session, durationMs: number): Promise<{ chunksPerSecond: number; cpuMicrosPerChunk: number }> {
+export async function throughput(
+  session: Session,
+  durationMs: number,
+): Promise<{ chunksPerSecond: number; cpuMicrosPerChunk: number; chunks: number; cpuMicros: number; ms: number }> {
   const n = session.streams.length;
   const window = Math.max(1, Math.ceil(IN_FLIGHT / n));
   let active = true;
@@ -104,14 +136,20 @@ async function throughput(session: Session, durationMs: number): Promise<{ chunk
   active = false;
   await waitUntil(() => inFlight === 0, 30_000, `in-flight chunks to drain through the ${session.relay.kind}`);
   const cpu = (await session.relay.cpuMicros()) - cpuBefore;
-  return { chunksPerSecond: (counted * 1000) / (countTo - countFrom), cpuMicrosPerChunk: cpu / total };
+  return {
+    chunksPerSecond: (counted * 1000) / (countTo - countFrom),
+    cpuMicrosPerChunk: cpu / total,
+    chunks: total,
+    cpuMicros: cpu,
+    ms: now() - start,
+  };
 }
 
 /**
  * Open loop: chunks leave at `rate` per second in all, spread round-robin over the streams,
  * whatever the relay does; returns each chunk's latency (send → client receive, ms).
  */
-async function latency(session: Session, rate: number, durationMs: number): Promise<number[]> {
+export async function latency(session: Session, rate: number, durationMs: number): Promise<number[]> {
   const samples: number[] = [];
   let inFlight = 0;
   const start = now();
@@ -138,30 +176,64 @@ async function latency(session: Session, rate: number, durationMs: number): Prom
   return samples;
 }
 
-/** Memory per idle, authenticated agent connection, from the relay process's own figures. */
-async function idleMemory(
-  kind: RelayKind,
+/** Options of {@link idleMemory}. */
+export interface IdleMemoryOptions {
+  /** Agents connected before the first reading (JIT code and one-time structures then fall outside the difference). Defaults to 0. */
+  warmup?: number;
+  /** The i-th agent's options (of all, warm-up first). Defaults to none. */
+  agentOptions?: (index: number) => FakeAgentOptions;
+  /** How long the agents stay idle before the second reading. Defaults to 500 ms. */
+  idleMs?: number;
+  /**
+   * Second readings taken, a second apart; the lowest counts. Work in flight (a round of presence
+   * writes every 5 s on a cluster node) holds memory for a moment that an idle connection does not.
+   * Defaults to 1.
+   */
+  readings?: number;
+}
+
+/**
+ * Memory per idle, authenticated agent connection, from the relay process's own figures (after two
+ * full GCs): the first `warmup` keys connect, a reading, the rest connect, a reading; the
+ * difference ÷ the agents that joined between the two.
+ */
+export async function idleMemory(
+  start: () => Promise<RelayProcess>,
   keys: readonly BenchAgentKeys[],
-): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number }> {
-  const relay = await RelayProcess.start(kind);
+  options: IdleMemoryOptions = {},
+): Promise<{ rssPerConnection: number; heapPerConnection: number; connections: number; cpuMicrosPerAgentSecond: number }> {
+  const { warmup = 0, agentOptions = () => ({}), idleMs = 500, readings = 1 } = options;
+  const relay = await start();
+  const agents: FakeAgent[] = [];
   try {
+    agents.push(...(await connectAgents(relay, keys.slice(0, warmup), 4, agentOptions)));
     const before = await relay.memory();
-    const agents = await connectAgents(relay, keys, 4);
+    agents.push(...(await connectAgents(relay, keys.slice(warmup), 4, (i) => agentOptions(warmup + i))));
     let after = await relay.memory();
     const deadline = Date.now() + 15_000;
     while (after.agents < keys.length && Date.now() < deadline) {
       await sleep(100);
       after = await relay.memory();
     }
-    await sleep(500);
+    const cpuBefore = await relay.cpuMicros();
+    const idleStart = now();
+    await sleep(idleMs);
+    const cpuMicrosPerAgentSecond = ((await relay.cpuMicros()) - cpuBefore) / after.agents / ((now() - idleStart) / 1000);
     after = await relay.memory();
-    for (const a of agents) a.close();
+    for (let r = 1; r < readings; r++) {
+      await sleep(1000);
+      const m = await relay.memory();
+      if (m.heapUsed < after.heapUsed) after = m;
+    }
+    const joined = after.agents - before.agents;
     return {
-      rssPerConnection: (after.rss - before.rss) / after.agents,
-      heapPerConnection: (after.heapUsed - before.heapUsed) / after.agents,
-      connections: after.agents,
+      rssPerConnection: (after.rss - before.rss) / joined,
+      heapPerConnection: (after.heapUsed - before.heapUsed) / joined,
+      connections: joined,
+      cpuMicrosPerAgentSecond,
     };
   } finally {
+    for (const a of agents) a.close();
     await relay.close();
   }
 }
@@ -198,7 +270,7 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       ctx.log(`${n} stream${n === 1 ? '' : 's'}: opening`);
       const order = i % 2 === 0 ? KINDS : [...KINDS].reverse();
       const sessions = {} as Record<RelayKind, Session>;
-      for (const kind of order) sessions[kind] = await openSession(relays[kind], agents[kind], n);
+      for (const kind of order) sessions[kind] = await openSession(relays[kind], agents[kind], n, { urlFor: () => relays[kind].url });
       const f: StreamFigures = {
         streams: n,
         chunksPerSecond: { gateway: 0, forwarder: 0 },
@@ -243,7 +315,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
   ctx.log(`memory of ${idleConnections} idle agent connections`);
   const idleKeys: BenchAgentKeys[] = [];
   for (let i = 0; i < idleConnections; i++) idleKeys.push(await benchAgentKeys(4));
-  const memory = { gateway: await idleMemory('gateway', idleKeys), forwarder: await idleMemory('forwarder', idleKeys) };
+  const memory = {
+    gateway: await idleMemory(() => RelayProcess.start('gateway'), idleKeys),
+    forwarder: await idleMemory(() => RelayProcess.start('forwarder'), idleKeys),
+  };
 
   const notes: string[] = [];
   for (const f of figures) {

@@ -18,6 +18,7 @@ export const AREA_NAMES = [
   'cli-startup',
   'hostile',
   'honesty',
+  'cluster',
 ] as const;
 
 /** One benchmark area. */

@@ -84,6 +84,7 @@ const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   'cli-startup': () => import('./cli-startup.js'),
   hostile: () => import('./hostile.js'),
   honesty: () => import('./honesty.js'),
+  cluster: () => import('./cluster.js'),
 };
 
 function messageOf(error: unknown): string {

@@ -5,8 +5,9 @@
  * stay opaque.
  */
 import type { WebSocket } from 'ws';
-import type { Emitter } from '../shared/index.js';
 import {
+  Emitter,
+  errorMessage,
   CLOSE_CODES,
   LIMITS,
   NightjarError,
@@ -36,7 +37,6 @@ import {
   type TimerHandle,
   type Trust,
   type VerifiedBundle,
-  loggedEmitter,
 } from '../shared/index.js';
 import { newHealth, type AgentHealth, type AgentStatus, type DirectoryEntry } from './directory.js';
 import type { AgentChannel, AttemptListener, ReceiptAck } from './transport.js';
@@ -161,7 +161,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   readonly #options: Required<AgentSessionOptions>;
   readonly #socket: WebSocket;
   readonly #log: Logger;
-  readonly #jobs = new Map<string, AttemptListener>();
+  /** Open attempts by `jobId:attempt`; made at the first job (an idle agent's session holds no table). */
+  #jobs: Map<string, AttemptListener> | null = null;
   readonly #authenticated: Emitter<AgentSession>;
   readonly #handshakeEnded: Emitter<AgentSession>;
   #handshakeOver = false;
@@ -188,11 +189,15 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     this.#options = o;
     this.#socket = o.socket;
     this.#log = o.logger;
-    this.#authenticated = loggedEmitter(this.#log, 'agent session authenticated');
-    this.#handshakeEnded = loggedEmitter(this.#log, 'agent session handshake ended');
-    this.#capacity = loggedEmitter(this.#log, 'agent session capacity');
-    this.#closed = loggedEmitter(this.#log, 'agent session closed');
-    this.#socketClosed = loggedEmitter(this.#log, 'agent session socket closed');
+    // One error handler for the five events (a gateway holds a session per agent: each closure
+    // and context is paid as many times as there are agents).
+    const onListenerError = (err: unknown): void =>
+      this.#log.error('an event listener failed', { event: 'agent session', err: errorMessage(err) });
+    this.#authenticated = new Emitter({ onListenerError });
+    this.#handshakeEnded = new Emitter({ onListenerError });
+    this.#capacity = new Emitter({ onListenerError });
+    this.#closed = new Emitter({ onListenerError });
+    this.#socketClosed = new Emitter({ onListenerError });
     this.onAuthenticated = this.#authenticated.event;
     this.onHandshakeEnded = this.#handshakeEnded.event;
     this.onCapacity = this.#capacity.event;
@@ -212,7 +217,11 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       if (this.pending) this.#terminateHandshake();
     });
     // Anything the agent says is a sign of life (ws answers the gateway's pings by itself).
-    for (const event of ['ping', 'pong'] as const) this.#socket.on(event, () => (this.lastSeenAt = this.#options.clock.now()));
+    const seen = (): void => {
+      this.lastSeenAt = this.#options.clock.now();
+    };
+    this.#socket.on('ping', seen);
+    this.#socket.on('pong', seen);
   }
 
   /** The heartbeat interval agents are told to use. */
@@ -249,7 +258,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   /** Sends a job to the agent; `listener` hears everything about (jobId, attempt). */
   dispatch(jobId: string, attempt: number, envelope: Envelope, listener: AttemptListener): void {
     if (this.#phase !== 'ready') throw new NightjarError('NJ_AGENT_FAILED', 'the agent is not connected');
-    this.#jobs.set(`${jobId}:${attempt}`, listener);
+    (this.#jobs ??= new Map()).set(`${jobId}:${attempt}`, listener);
     this.inFlight++;
     this.#send({ v: PROTOCOL_VERSION, type: 'job', jobId, attempt, envelope });
   }
@@ -259,7 +268,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
    * with a final chunk and a receipt (or a failure), which the gateway settles on.
    */
   cancel(jobId: string, attempt: number, reason: string): void {
-    if (this.#jobs.has(`${jobId}:${attempt}`) && this.#phase === 'ready') {
+    if (this.#jobs?.has(`${jobId}:${attempt}`) && this.#phase === 'ready') {
       this.#send({ v: PROTOCOL_VERSION, type: 'cancel', jobId, attempt, reason: reason.slice(0, 200) });
     }
   }
@@ -271,7 +280,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
 
   /** Removes a job's listener. Returns false if it was not open. */
   #release(jobId: string, attempt: number): boolean {
-    const existed = this.#jobs.delete(`${jobId}:${attempt}`);
+    const existed = this.#jobs?.delete(`${jobId}:${attempt}`) ?? false;
     if (existed) this.inFlight = Math.max(0, this.inFlight - 1);
     return existed;
   }
@@ -330,6 +339,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     if (this.#handshakeOver) return;
     this.#handshakeOver = true;
     this.#handshakeEnded.fire(this);
+    // It fires once: its listeners (and what they hold, such as the admission's byte counter) go now, not at close.
+    this.#handshakeEnded.dispose();
   }
 
   #onMessage(data: Buffer, isBinary: boolean): void {
@@ -406,6 +417,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
       this.#schedulePing();
       this.#scheduleChallenge();
       this.#authenticated.fire(this);
+      // It fires once: its listeners go now, not at close.
+      this.#authenticated.dispose();
       return;
     }
     if (this.#phase !== 'ready') return;
@@ -425,17 +438,17 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
         this.#capacity.fire(this);
         return;
       case 'accepted':
-        this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.accepted(frame);
+        this.#jobs?.get(`${frame.jobId}:${frame.attempt}`)?.accepted(frame);
         return;
       case 'chunk':
-        this.#jobs.get(`${frame.jobId}:${frame.attempt}`)?.chunk(frame, arrivedAt);
+        this.#jobs?.get(`${frame.jobId}:${frame.attempt}`)?.chunk(frame, arrivedAt);
         return;
       case 'done':
         await this.#done(frame);
         return;
       case 'declined':
       case 'failed': {
-        const listener = this.#jobs.get(`${frame.jobId}:${frame.attempt}`);
+        const listener = this.#jobs?.get(`${frame.jobId}:${frame.attempt}`);
         // A frame about a job this agent was never given (or has finished) moves nothing.
         if (!listener) return;
         this.#release(frame.jobId, frame.attempt);
@@ -489,7 +502,7 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
    * settled as a late receipt: at most once, by the ledger.
    */
   async #done(frame: FrameOf<'done'>): Promise<void> {
-    const listener = this.#jobs.get(`${frame.jobId}:${frame.attempt}`);
+    const listener = this.#jobs?.get(`${frame.jobId}:${frame.attempt}`);
     let billed: Promise<ReceiptAck | null> = Promise.resolve(null);
     if (listener) {
       this.#release(frame.jobId, frame.attempt);
@@ -588,7 +601,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
   #setAttestation(trust: Trust, reasons: AttestationReason[]): void {
     const was = this.trust;
     this.trust = trust;
-    this.attestation = reasons;
+    // A copy of exactly its length: the judged array may have grown by push (17 slots for one reason).
+    this.attestation = reasons.slice();
     const claimed = this.bundle.bundle.attestation !== undefined;
     if (was === 'attested' && trust !== 'attested') {
       this.#log.warn('agent no longer attested; it serves only jobs that do not ask for attestation', {
@@ -670,8 +684,8 @@ export class AgentSession implements DirectoryEntry, AgentChannel, AsyncResource
     const clock = this.#options.clock;
     for (const t of [this.#handshakeTimer, this.#pingTimer, this.#challengeTimer, this.#deadlineTimer]) if (t) clock.clearTimeout(t);
     this.#handshakeTimer = this.#pingTimer = this.#challengeTimer = this.#deadlineTimer = null;
-    const open = [...this.#jobs.values()];
-    this.#jobs.clear();
+    const open = [...(this.#jobs?.values() ?? [])];
+    this.#jobs = null;
     this.inFlight = 0;
     for (const listener of open) listener.lost(this.#cutReason ?? `agent disconnected (${code})`);
     this.#endHandshake();

@@ -273,7 +273,7 @@ export class Presence extends Resource {
   }
 
   async #read(entry: KvWatchEntry): Promise<void> {
-    const { remote, nodeId, clock, logger, limits, link, maxRemoteAgents } = this.#o;
+    const { remote, local, nodeId, clock, logger, limits, link, maxRemoteAgents } = this.#o;
     const current = remote.get(entry.key);
     if (entry.operation !== 'PUT') {
       if (current) {
@@ -287,6 +287,12 @@ export class Presence extends Resource {
     try {
       record = readWire(presenceSchema, entry.value, limits);
       if (record.agentId !== entry.key) throw new Error('an entry under another agent’s key');
+      if (record.nodeId === nodeId && local.get(record.agentId)?.bundle.signed.signature === record.bundle.signature) {
+        // Our own write for an agent connected here, with the bundle its handshake verified: nothing to
+        // check again, and no second verified copy of the bundle kept (a node would hold one per agent).
+        if (current) remote.delete(current);
+        return;
+      }
       bundle = await this.#verify(record);
     } catch (err) {
       this.rejected++;

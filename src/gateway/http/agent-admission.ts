@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CLOSE_CODES, NightjarError, raceClock, toBase64Url } from '../../shared/index.js';
-import { AgentSession } from '../agent-session.js';
+import { AgentSession, type AgentSessionOptions } from '../agent-session.js';
 import type { GatewayContext, GatewayPluginOptions } from './context.js';
 
 /** How long dispose() waits for agents to close their sockets before it cuts them. */
@@ -53,10 +53,18 @@ export class AgentAdmission {
   readonly #pendingDeadlines = new Map<AgentSession, [number, string]>();
   #pendingTotal = 0;
   #disposed: Promise<void> | null = null;
+  /** The sessions' admit and late-receipt hooks: one pair for every session, not a pair each. */
+  readonly #admitHook: Required<AgentSessionOptions>['admit'];
+  readonly #lateReceiptHook: Required<AgentSessionOptions>['lateReceipt'];
 
   constructor(options: AgentAdmissionOptions) {
     this.#ctx = options.ctx;
     this.#onCapacity = options.onCapacity;
+    this.#admitHook = (s, enrollToken) => this.#admit(s, enrollToken);
+    // Only a file the catalog lists for a catalogued model bills, late as on time.
+    const fileListed = (model: string, sha256: string): boolean =>
+      !this.#ctx.catalog.lists(model) || this.#ctx.catalog.catalogued(model, sha256);
+    this.#lateReceiptHook = (s, frame) => this.#ctx.billing.settleLate(s, frame, { fileListed });
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#ctx.options.maxAgentFrameBytes, perMessageDeflate: false });
   }
 
@@ -166,12 +174,8 @@ export class AgentAdmission {
       challengeIntervalMs: options.challengeIntervalMs,
       challengeTimeoutMs: options.challengeTimeoutMs,
       releases: options.releasedApps ?? this.#ctx.catalog,
-      admit: (s, enrollToken) => this.#admit(s, enrollToken),
-      // Only a file the catalog lists for a catalogued model bills, late as on time.
-      lateReceipt: (s, frame) =>
-        this.#ctx.billing.settleLate(s, frame, {
-          fileListed: (model, sha256) => !this.#ctx.catalog.lists(model) || this.#ctx.catalog.catalogued(model, sha256),
-        }),
+      admit: this.#admitHook,
+      lateReceipt: this.#lateReceiptHook,
     });
     this.#sessions.add(session);
     this.#pendingDeadlines.set(session, [clock.now() + options.handshakeTimeoutMs, ip]);
