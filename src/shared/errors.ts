@@ -87,7 +87,10 @@ export const ERROR_CODES = {
     hint: 'Send the token the proxy was given (its --token-file or NIGHTJAR_PROXY_TOKEN) as a bearer token or x-api-key.',
   },
   NJ_PROXY_FORBIDDEN: { status: 403, hint: 'Call the proxy from a program on this machine at a loopback address, not from a web page.' },
-  NJ_UNSUPPORTED_FEATURE: { status: 400, hint: 'Nightjar serves text chat only; leave out the parameter the message names.' },
+  NJ_UNSUPPORTED_FEATURE: {
+    status: 400,
+    hint: 'Leave out the parameter or field the message names; docs/client.md lists what the proxy serves.',
+  },
 
   // Agent
   NJ_KEYCHAIN_UNAVAILABLE: { status: 500, hint: 'Unlock or install the OS keychain, or opt in to a plaintext key file with --key-file.' },

@@ -4,7 +4,7 @@
  * every refusal, every status).
  */
 import { describe, expect, it } from 'vitest';
-import { anthropicEvents, anthropicStopReason, messageBody, parseAnthropicRequest } from '../../src/client/proxy/anthropic.js';
+import { AnthropicEvents, anthropicStopReason, messageBody, parseAnthropicRequest } from '../../src/client/proxy/anthropic.js';
 import { ParamError, errorAnswer, statusFor } from '../../src/client/proxy/api-errors.js';
 import { openAiFinishReason, parseOpenAiRequest, reduceSeed } from '../../src/client/proxy/openai.js';
 import type { ChatResult } from '../../src/client/index.js';
@@ -189,18 +189,102 @@ describe('Anthropic requests', () => {
       topP: undefined,
       topK: 5,
       stop: ['S'],
+      tools: undefined,
+      toolChoice: undefined,
     });
   });
 
-  it('refuses tools, thinking and non-text blocks, and a missing max_tokens', () => {
-    const base = { model: 'm', max_tokens: 5, messages: [user] };
-    expect(() => parseAnthropicRequest({ ...base, tools: [{ name: 't' }] })).toThrow('tools is not supported');
-    expect(() => parseAnthropicRequest({ ...base, thinking: { type: 'enabled', budget_tokens: 10 } })).toThrow(
-      'extended thinking is not supported',
+  const parameters = { type: 'object', properties: { q: { type: 'string' } }, required: ['q'] };
+  const search = { name: 'search', description: 'find', input_schema: parameters };
+
+  it('maps tools, each tool_choice, and tool_use / tool_result blocks into the request', () => {
+    const parsed = parseAnthropicRequest({
+      model: 'm',
+      max_tokens: 5,
+      tools: [search, { type: 'custom', name: 'now', input_schema: { type: 'object' } }],
+      tool_choice: { type: 'tool', name: 'search', disable_parallel_tool_use: true },
+      messages: [
+        user,
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'Looking.' },
+            { type: 'tool_use', id: 'toolu_01', name: 'search', input: { q: 'owls' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_01', content: [{ type: 'text', text: 'found' }] },
+            { type: 'tool_result', tool_use_id: 'toolu_01', content: 'timeout', is_error: true },
+            { type: 'text', text: 'And?' },
+          ],
+        },
+      ],
+    });
+    expect(parsed.tools).toEqual([
+      { name: 'search', description: 'find', parameters },
+      { name: 'now', parameters: { type: 'object' } },
+    ]);
+    expect(parsed.toolChoice).toEqual({ name: 'search' });
+    expect(parsed.messages).toEqual([
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'Looking.', toolCalls: [{ id: 'toolu_01', name: 'search', arguments: '{"q":"owls"}' }] },
+      { role: 'tool', content: 'found', toolCallId: 'toolu_01' },
+      { role: 'tool', content: 'Error: timeout', toolCallId: 'toolu_01' },
+      { role: 'user', content: 'And?' },
+    ]);
+    const choice = (c: unknown) => parseAnthropicRequest({ model: 'm', max_tokens: 5, messages: [user], tools: [search], tool_choice: c });
+    expect([choice({ type: 'auto' }).toolChoice, choice({ type: 'any' }).toolChoice, choice(undefined).toolChoice]).toEqual([
+      'auto',
+      'required',
+      undefined,
+    ]);
+    // tool_choice none: the tools are not sent at all.
+    expect(choice({ type: 'none' })).toMatchObject({ tools: undefined, toolChoice: undefined });
+  });
+
+  it.each([
+    [{ tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, 'tools.0.type: tools of type "web_search_20250305" (only custom'],
+    [{ tools: [{ name: 'search' }] }, 'tools.0.input_schema: a tool needs an input_schema'],
+    [{ tools: [{ name: 'bad name', input_schema: parameters }] }, 'tools.0.name: tool names are 1 to 64'],
+    [{ tools: [search, search] }, 'tools: two tools have the same name'],
+    [{ tools: [search], tool_choice: { type: 'tool', name: 'other' } }, 'tool_choice.name: no tool is named other'],
+    [{ tools: [search], tool_choice: { type: 'tool' } }, 'tool_choice.name: a tool choice of type "tool" names the tool'],
+    [{ tools: [search], tool_choice: { type: 'sometimes' } }, 'tool_choice.type: must be auto, any, tool or none'],
+    [{ tool_choice: { type: 'any' } }, 'tool_choice: a tool choice of type "any" needs tools'],
+    [
+      { messages: [{ role: 'user', content: [{ type: 'tool_result', content: 'x' }] }] },
+      'messages.0.content.0.tool_use_id: a tool_result names the tool_use it answers',
+    ],
+    [
+      { messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'image' }] }] }] },
+      'messages.0.content.0.content.0.type: content of type "image" (only text) is not supported',
+    ],
+    [
+      { messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'search', input: 'q' }] }] },
+      'messages.0.content.0.input: must be an object',
+    ],
+    [
+      { messages: [{ role: 'user', content: [{ type: 'tool_use', id: 'toolu_1', name: 'search', input: {} }] }] },
+      'messages.0.content.0.type: content of type "tool_use" (only text, tool_use and tool_result) is not supported',
+    ],
+    [
+      { messages: [{ role: 'assistant', content: [{ type: 'thinking', thinking: 'hm', signature: 's' }] }] },
+      'messages.0.content.0.type: extended thinking (a "thinking" block) is not supported',
+    ],
+    [
+      { messages: [{ role: 'user', content: [{ type: 'document' }] }] },
+      'messages.0.content.0.type: content of type "document" (only text, tool_use and tool_result) is not supported',
+    ],
+    [{ thinking: { type: 'enabled', budget_tokens: 10 } }, 'thinking: extended thinking is not supported'],
+  ])('refuses %j naming the field', (extra, message) => {
+    expect(() => parseAnthropicRequest({ model: 'm', max_tokens: 5, messages: [user], ...extra })).toThrow(
+      expect.objectContaining({ message: expect.stringContaining(message) }),
     );
-    expect(() => parseAnthropicRequest({ ...base, messages: [{ role: 'user', content: [{ type: 'document' }] }] })).toThrow(
-      'messages[0] content of type "document" (only text) is not supported',
-    );
+  });
+
+  it('refuses a missing max_tokens', () => {
     expect(() => parseAnthropicRequest({ model: 'm', messages: [user] })).toThrow(
       expect.objectContaining({ code: 'NJ_BAD_REQUEST', message: expect.stringContaining('max_tokens') }),
     );
@@ -229,9 +313,43 @@ describe('Anthropic requests', () => {
       stop_sequence: 'END',
       usage: { input_tokens: 3, output_tokens: 1 },
     });
-    expect(anthropicEvents.end(result, 'stop_sequence')[1]!.data).toMatchObject({
+    const events = new AnthropicEvents(result, 'm', false);
+    events.start();
+    expect(events.end(result, 'stop_sequence')[1]!.data).toMatchObject({
       delta: { stop_reason: 'stop_sequence', stop_sequence: 'END' },
     });
+  });
+
+  it("a reply that ends in a tool call is a tool_use block (toolu_ id, input an object), stop_reason 'tool_use'", () => {
+    const result = {
+      jobId: 'J',
+      agentId: 'a'.repeat(32),
+      trust: 'signed',
+      attempt: 0,
+      sends: 1,
+      model: 'm',
+      text: '',
+      finishReason: 'tool_calls',
+      toolCalls: [{ id: 'call_abc', name: 'search', arguments: '{"q": "owls"}' }],
+      usage: { promptTokens: 3, completionTokens: 5 },
+    } as ChatResult;
+    expect(anthropicStopReason('tool_calls', undefined)).toBe('tool_use');
+    const tool = { type: 'tool_use', id: 'toolu_abc', name: 'search', input: { q: 'owls' }, caller: { type: 'direct' } };
+    expect(messageBody(result)).toMatchObject({ stop_reason: 'tool_use', content: [tool] });
+    // Streamed: no text block (none came), the tool_use block opened empty, its input as JSON text.
+    const events = new AnthropicEvents(result, 'm', true);
+    const all = [...events.start(), ...events.end(result, 'tool_use')];
+    expect(all.map((e) => e.event)).toEqual([
+      'message_start',
+      'ping',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    expect(all[2]!.data).toMatchObject({ index: 0, content_block: { ...tool, input: {} } });
+    expect(all[3]!.data).toMatchObject({ index: 0, delta: { type: 'input_json_delta', partial_json: '{"q": "owls"}' } });
   });
 });
 

@@ -1,87 +1,29 @@
 /**
  * Tools and structured output through `nightjar proxy`, with the official `openai` package as the
- * client (Anthropic's tools are not served yet), against a real gateway and the real engine on the
+ * client (proxy-anthropic-tools.test.ts drives the Anthropic side), against a real gateway and the real engine on the
  * synthetic tiny model. Its weights are random, so only the grammar at the agent makes a call's
  * arguments parse and a json_schema reply follow its schema: that is what is pinned here.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CompatProxy, NightjarClient } from '../../src/client/index.js';
-import { loadEngine, sha256File, writeSyntheticModel, type InferenceEngine, type ServedModel } from '../../src/main/agent/index.js';
+import { describe, expect, it } from 'vitest';
 import { perTestFetch } from '../helpers/http-client.js';
-import { startNet, type TestNet } from './support/net.js';
+import { TIME_PARAMS, WEATHER_PARAMS, toolsProxy, validCall, validWeather } from './support/tools-proxy.js';
 
-let dir: string;
-let engine: InferenceEngine;
-let model: ServedModel;
-let net: TestNet;
-let proxy: CompatProxy;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'nightjar-proxy-tools-'));
-  const file = await writeSyntheticModel({ path: path.join(dir, 'synthetic-tiny.gguf'), shape: 'tiny' });
-  engine = await loadEngine({ modelPath: file.path, threads: 1, slots: 2 });
-  model = { id: file.modelId, sha256: await sha256File(file.path), synthetic: true, contextLength: engine.model.contextLength };
-  net = await startNet();
-  await net.addAgent(engine, { model });
-  const client = new NightjarClient({
-    gatewayUrl: net.gateway.url,
-    trust: { allowSynthetic: true },
-    fetch: upstream.fetch,
-    retry: { modelUnknownMs: 0 },
-  });
-  proxy = await CompatProxy.start({ client, port: 0, listSynthetic: true });
-}, 60_000);
-
-afterAll(async () => {
-  await proxy?.dispose();
-  await net?.close();
-  await engine?.dispose();
-  await rm(dir, { recursive: true, force: true });
-});
-
+const net = toolsProxy();
 const http = perTestFetch();
-const upstream = perTestFetch('node');
-const openai = (): OpenAI => new OpenAI({ apiKey: 'unused', baseURL: `${proxy.url}/v1`, fetch: http.fetch, maxRetries: 0 });
-
-/** Bounded fields only: a random model under an unbounded string rule rarely closes the string. */
-const WEATHER_PARAMS = {
-  type: 'object',
-  properties: {
-    city: { type: 'string', maxLength: 6 },
-    days: { type: 'integer' },
-    unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-  },
-  required: ['city', 'days', 'unit'],
-  additionalProperties: false,
-} as const;
-const TIME_PARAMS = { type: 'object', properties: { utc: { type: 'boolean' } }, required: ['utc'] } as const;
+const openai = (): OpenAI => new OpenAI({ apiKey: 'unused', baseURL: `${net.proxy.url}/v1`, fetch: http.fetch, maxRetries: 0 });
 
 const openAiTools: OpenAI.ChatCompletionTool[] = [
   { type: 'function', function: { name: 'get_weather', description: 'The weather in a city', parameters: WEATHER_PARAMS } },
   { type: 'function', function: { name: 'get_time', parameters: TIME_PARAMS } },
 ];
 
-/** Checks `value` against WEATHER_PARAMS by hand (no JSON-schema validator in the tree): keys, types, bounds. */
-function validWeather(value: unknown): void {
-  expect(typeof value).toBe('object');
-  const a = value as Record<string, unknown>;
-  expect(Object.keys(a).sort()).toEqual(['city', 'days', 'unit']);
-  expect(typeof a['city']).toBe('string');
-  expect((a['city'] as string).length).toBeLessThanOrEqual(6);
-  expect(Number.isInteger(a['days'])).toBe(true);
-  expect(['celsius', 'fahrenheit']).toContain(a['unit']);
-}
-
 const question: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Oslo?' }];
 
 describe('OpenAI tools through the proxy (official openai package)', () => {
   it('a forced tool call (tool_choice names a function) parses and validates against its schema', async () => {
     const c = await openai().chat.completions.create({
-      model: model.id,
+      model: net.model.id,
       messages: question,
       tools: openAiTools,
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
@@ -101,7 +43,7 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
 
   it("tool_choice 'required' gives a call of one of the tools", async () => {
     const c = await openai().chat.completions.create({
-      model: model.id,
+      model: net.model.id,
       messages: question,
       tools: openAiTools,
       tool_choice: 'required',
@@ -111,17 +53,12 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
     expect(c.choices[0]!.finish_reason).toBe('tool_calls');
     const call = c.choices[0]!.message.tool_calls![0]!;
     if (call.type !== 'function') throw new Error('not a function call');
-    const args = JSON.parse(call.function.arguments) as Record<string, unknown>;
-    if (call.function.name === 'get_weather') validWeather(args);
-    else {
-      expect(call.function.name).toBe('get_time');
-      expect(typeof args['utc']).toBe('boolean');
-    }
+    validCall(call.function.name, JSON.parse(call.function.arguments));
   });
 
   it('a streamed tool call reassembles (the SDK stream helper) and matches the whole reply', async () => {
     const params = {
-      model: model.id,
+      model: net.model.id,
       messages: question,
       tools: openAiTools,
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
@@ -143,7 +80,7 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
 
   it('a later turn with the assistant tool_calls and the tool result is accepted', async () => {
     const c = await openai().chat.completions.create({
-      model: model.id,
+      model: net.model.id,
       messages: [
         ...question,
         {
@@ -171,7 +108,7 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
 
   it('response_format json_schema (strict): the reply validates against the schema', async () => {
     const c = await openai().chat.completions.create({
-      model: model.id,
+      model: net.model.id,
       messages: question,
       response_format: { type: 'json_schema', json_schema: { name: 'weather', schema: WEATHER_PARAMS, strict: true } },
       max_tokens: 200,
@@ -182,7 +119,7 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
   });
 
   it('frequency and presence penalties are honoured (a greedy reply changes), seed and user accepted', async () => {
-    const base = { model: model.id, messages: question, max_tokens: 48, temperature: 0, seed: 1, user: 'someone' };
+    const base = { model: net.model.id, messages: question, max_tokens: 48, temperature: 0, seed: 1, user: 'someone' };
     const plain = await openai().chat.completions.create(base);
     const penalised = await openai().chat.completions.create({ ...base, frequency_penalty: 2, presence_penalty: 2 });
     expect(penalised.choices[0]!.message.content).not.toBe(plain.choices[0]!.message.content);
@@ -199,7 +136,7 @@ describe('OpenAI tools through the proxy (official openai package)', () => {
   ])('refuses %s with a 400 whose param names it', async (param, extra) => {
     const err = await openai()
       .chat.completions.create({
-        model: model.id,
+        model: net.model.id,
         messages: question,
         max_tokens: 4,
         ...(extra as object),

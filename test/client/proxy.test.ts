@@ -332,7 +332,7 @@ describe('Anthropic Messages through the proxy (official @anthropic-ai/sdk packa
       type: 'error',
       error: {
         type: 'invalid_request_error',
-        message: expect.stringContaining('NJ_UNSUPPORTED_FEATURE: messages[0] content of type "image" (only text) is not supported'),
+        message: expect.stringContaining('NJ_UNSUPPORTED_FEATURE: messages.0.content.0.type: content of type "image"'),
       },
     });
   });

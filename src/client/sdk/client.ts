@@ -362,6 +362,16 @@ export const TRUST_DEFAULTS: Readonly<Required<Omit<TrustPolicy, 'pins' | 'relea
 /** The gateway's word for the app hash (where the client does not check it against a list itself). */
 const GATEWAY_WORD_RELEASES: ReleasedApps = { isRelease: () => true };
 
+/** True if `text` is JSON text. */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A verified released-versions list as the attestation check asks it. */
 function signedReleasesApps(list: VerifiedReleases): ReleasedApps {
   return { isRelease: (appHash) => list.release(appHash) !== undefined };
@@ -1019,12 +1029,15 @@ export class NightjarClient {
       final.finishReason === 'stop' && final.stopSequence !== undefined && request.stop?.includes(final.stopSequence)
         ? final.stopSequence
         : undefined;
-    // Tool calls only end a reply that ended in them, and name a function the request offered.
+    // Tool calls only end a reply that ended in them, name a function the request offered, and
+    // carry arguments that parse (the agent generated them under the function's grammar).
     const offered = new Set(request.toolChoice === 'none' ? [] : (request.tools ?? []).map((t) => t.name));
-    if ((final.finishReason === 'tool_calls') !== (final.toolCalls !== undefined) || final.toolCalls?.some((c) => !offered.has(c.name))) {
+    const fits = (c: ToolCall): boolean => offered.has(c.name) && isJson(c.arguments);
+    if ((final.finishReason === 'tool_calls') !== (final.toolCalls !== undefined) || final.toolCalls?.some((c) => !fits(c))) {
       throw new NightjarError(
         'NJ_FRAME_UNEXPECTED',
-        "the reply's tool calls do not fit the request (a function it did not offer, or calls without finish reason tool_calls)",
+        "the reply's tool calls do not fit the request (a function it did not offer, arguments that are not JSON, " +
+          'or calls without finish reason tool_calls)',
       );
     }
     return {
