@@ -401,3 +401,38 @@ describe('a stream that breaks after its start (FakeEngine agent)', () => {
     }
   });
 });
+
+describe('what the gateway’s signed catalog knows, in the model rows', () => {
+  it('a catalogued model with one file: size, digest, quantization and context length in tags and show', async () => {
+    const catNet = await startNet();
+    const client = new NightjarClient({
+      gatewayUrl: catNet.gateway.url,
+      trust: { allowSynthetic: true },
+      fetch: upstream.fetch,
+      retry: false,
+    });
+    const catProxy = await CompatProxy.start({ client, port: 0, listSynthetic: true });
+    try {
+      const file = {
+        sha256: FAKE_MODEL.sha256,
+        bytes: 123_456,
+        name: 'synthetic-fake-q4_0.gguf',
+        quantization: 'Q4_0',
+        contextLength: 4096,
+      };
+      await catNet.gateway.store.catalog.addFile(FAKE_MODEL.id, file, Date.now());
+      // A catalogued model is on offer only with a price.
+      await catNet.gateway.store.accounts.setPrice(FAKE_MODEL.id, { promptPerMTok: 0n, completionPerMTok: 0n }, Date.now());
+      await catNet.gateway.catalog.reload();
+      await catNet.addAgent(new FakeEngine({ words: ['x'] }));
+      const o = new Ollama({ host: catProxy.url, fetch: http.fetch });
+      const row = (await o.list()).models.find((m) => m.name === FAKE_MODEL.id);
+      expect(row).toMatchObject({ size: 123_456, digest: FAKE_MODEL.sha256, details: { format: 'gguf', quantization_level: 'Q4_0' } });
+      const show = await o.show({ model: FAKE_MODEL.id });
+      expect(show.model_info).toMatchObject({ 'general.architecture': 'unknown', 'unknown.context_length': 4096 });
+    } finally {
+      await catProxy.dispose();
+      await catNet.close();
+    }
+  });
+});
