@@ -4,9 +4,12 @@
  * breaks off, a FakeEngine agent). The tiny model's weights are random: only the grammar at the
  * agent makes a `format` reply follow its schema and a call's arguments parse.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Ollama, type Message, type Tool } from 'ollama';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompatProxy, NightjarClient } from '../../src/client/index.js';
@@ -434,5 +437,24 @@ describe('what the gateway’s signed catalog knows, in the model rows', () => {
       await catProxy.dispose();
       await catNet.close();
     }
+  });
+});
+
+const CURL = '/usr/bin/curl';
+const run = promisify(execFile);
+
+describe.skipIf(!existsSync(CURL))('curl, as the docs show it', () => {
+  it('with the JSON content type: the default NDJSON stream; with -d alone: refused (a form post), in Ollama’s shape', async () => {
+    const body = JSON.stringify({ model: model.id, prompt: 'Hi', options: { num_predict: 3 } });
+    const ok = await run(CURL, ['-sS', '-H', 'content-type: application/json', `${proxy.url}/api/generate`, '-d', body]);
+    const all = ok.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(all.at(-1)).toMatchObject({ done: true, model: model.id });
+    const form = await run(CURL, ['-sS', '-w', '\n%{http_code}', `${proxy.url}/api/generate`, '-d', body]);
+    const [answer, status] = form.stdout.trim().split('\n');
+    expect(status).toBe('403');
+    expect(JSON.parse(answer!)).toEqual({ error: expect.stringMatching(/application\/json/) as string });
   });
 });
