@@ -73,7 +73,13 @@ export function ollamaDialect(kind: OllamaRequest['kind'], clock: Clock): ChatDi
 async function offered(ctx: ProxyContext, signal: AbortSignal): Promise<OllamaModelFacts[]> {
   const { client, listSynthetic } = ctx.options;
   const models = (await client.models(signal)).filter((m) => listSynthetic || !m.synthetic);
-  const catalog = await client.catalog(signal).catch(() => null);
+  const catalog = await client.catalog(signal).catch((err: unknown) => {
+    // The rows still list the models, with placeholders; a forged catalog also fails every chat, which says so.
+    ctx.options.logger.warn('the gateway catalog could not be read; Ollama model rows show placeholders', {
+      code: err instanceof NightjarError ? err.code : 'NJ_INTERNAL',
+    });
+    return null;
+  });
   return models.map((m): OllamaModelFacts => {
     const files = catalog?.catalog.models.find((c) => c.id === m.id)?.files ?? [];
     const one = files.length === 1 ? files[0] : undefined;
