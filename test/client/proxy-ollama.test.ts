@@ -125,6 +125,13 @@ describe('Ollama model endpoints (official ollama package)', () => {
     expect(new Date(row!.modified_at).getUTCFullYear()).toBe(1);
   });
 
+  it('HEAD / and GET / answer 200, the check Ollama’s CLI makes before anything else', async () => {
+    expect((await http.fetch(`${proxy.url}/`, { method: 'HEAD' })).status).toBe(200);
+    const res = await http.fetch(`${proxy.url}/`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('Nightjar proxy is running');
+  });
+
   it('GET /api/version, POST /api/show and GET /api/ps answer', async () => {
     expect((await ollama().version()).version).toMatch(/^\d+\.\d+\.\d+$/);
     const show = await ollama().show({ model: model.id });

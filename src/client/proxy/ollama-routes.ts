@@ -2,7 +2,7 @@
  * Ollama's REST API on the proxy, so tools built for Ollama work unchanged: POST /api/chat and
  * /api/generate (streamed by default as NDJSON lines, `application/x-ndjson`, the last one
  * `done: true` with the figures; or one object with `stream: false`), GET /api/tags, /api/ps and
- * /api/version, POST /api/show. Embeddings and model management are refused with Ollama's
+ * /api/version, POST /api/show, and GET or HEAD / (the "is it up" check). Embeddings and model management are refused with Ollama's
  * `{ "error": … }` (501), as every other failure is answered in that shape (error-replies.ts),
  * unknown /api/* paths included (404).
  */
@@ -165,6 +165,11 @@ export const ollamaRoutes: FastifyPluginCallback<{ ctx: ProxyContext }> = (app, 
       await serveChat(ctx, dialect, request, reply);
     });
   }
+  // Ollama's CLI and some tools check the server is up with HEAD / (or GET /) before anything else.
+  const alive = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+    reply.header('cache-control', 'no-store').type('text/plain; charset=utf-8').send('Nightjar proxy is running');
+  app.get('/', alive);
+  app.head('/', alive);
   app.get('/api/version', async (_request, reply) => reply.header('cache-control', 'no-store').send({ version: OLLAMA_API_VERSION }));
   app.get('/api/tags', async (request, reply) => {
     const models = await offered(ctx, AbortSignal.timeout(30_000));
