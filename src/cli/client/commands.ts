@@ -92,10 +92,11 @@ function defineDispute(program: Command, launch: Launch): void {
 function defineProxy(program: Command, launch: Launch): void {
   const proxy = program
     .command('proxy')
-    .summary('a local OpenAI- and Anthropic-compatible endpoint that encrypts end to end')
+    .summary('a local OpenAI-, Anthropic- and Ollama-compatible endpoint that encrypts end to end')
     .description(
-      'Serves the OpenAI Chat Completions API (/v1/chat/completions, /v1/models) and the Anthropic Messages ' +
-        'API (/v1/messages) on a loopback port, for any unmodified client. Every request is sealed end to end ' +
+      'Serves the OpenAI Chat Completions API (/v1/chat/completions, /v1/models), the Anthropic Messages ' +
+        "API (/v1/messages) and Ollama's API (/api/chat, /api/generate, /api/tags) on a loopback port, for " +
+        'any unmodified client. Every request is sealed end to end ' +
         'here, for agents this machine verified; replies are opened and their receipts checked here. The ' +
         'gateway sees ciphertext only; no prompt or reply is ever logged.',
     )

@@ -1,5 +1,5 @@
 /**
- * `nightjar proxy`: runs the OpenAI/Anthropic-compatible proxy on loopback until stopped.
+ * `nightjar proxy`: runs the OpenAI/Anthropic/Ollama-compatible proxy on loopback until stopped.
  */
 import { CompatProxy } from '../../client/index.js';
 import { untilAborted, type CommandContext } from '../io.js';
@@ -40,6 +40,7 @@ export async function proxyCommand(values: ProxyFlags, ctx: CommandContext): Pro
       `Nightjar proxy on ${proxy.url}, sealing requests for agents behind ${gatewayUrl}\n` +
         `  OpenAI clients:    OPENAI_BASE_URL=${proxy.url}/v1\n` +
         `  Anthropic clients: ANTHROPIC_BASE_URL=${proxy.url}\n` +
+        `  Ollama clients:    OLLAMA_HOST=${proxy.url}\n` +
         (token
           ? '  API key: the token you gave (--token-file, NIGHTJAR_PROXY_TOKEN or --token)\n'
           : '  API key: any (no token given; only programs on this machine can reach it)\n') +

@@ -1,7 +1,7 @@
 /**
- * Nightjar errors in the shapes OpenAI and Anthropic clients understand: an HTTP status their
- * SDKs map to the right error class, a body in each API's own form, and retry headers their
- * SDKs obey (x-should-retry, retry-after-ms).
+ * Nightjar errors in the shapes OpenAI, Anthropic and Ollama clients understand: an HTTP status
+ * their SDKs map to the right error class, a body in each API's own form (Ollama's is
+ * `{ "error": "message" }`), and retry headers the SDKs obey (x-should-retry, retry-after-ms).
  */
 import type { ErrorCode } from '../../shared/index.js';
 import { NightjarError } from '../../shared/index.js';
@@ -21,7 +21,7 @@ export class ParamError extends NightjarError {
 }
 
 /** Which API a request speaks. */
-export type ApiFlavor = 'openai' | 'anthropic';
+export type ApiFlavor = 'openai' | 'anthropic' | 'ollama';
 
 /** An error answer, ready to send. */
 export interface ApiErrorAnswer {
@@ -94,10 +94,14 @@ function anthropicType(status: number): string {
   }
 }
 
-/** The error object of one API, as it appears inside a body or a stream event. */
+/**
+ * The error object of one API, as it appears inside a body or a stream event (Ollama's is the
+ * whole body, and the last line of a stream that broke off).
+ */
 export function errorObject(error: NightjarError, flavor: ApiFlavor, status = statusFor(error, flavor)): Record<string, unknown> {
   // The message carries the stable code and what to do, since generic clients show only the message.
   const message = `${error.code}: ${error.message}. ${error.hint}`;
+  if (flavor === 'ollama') return { error: message };
   return flavor === 'openai'
     ? { message, type: openaiType(status), param: error instanceof ParamError ? error.param : null, code: openaiCode(error.code) }
     : { type: anthropicType(status), message };
@@ -116,9 +120,11 @@ export function errorAnswer(error: NightjarError, flavor: ApiFlavor, requestId: 
     headers['retry-after'] = String(Math.ceil(error.retryAfterMs / 1000));
   }
   const body =
-    flavor === 'openai'
-      ? { error: errorObject(error, flavor, status) }
-      : { type: 'error', error: errorObject(error, flavor, status), request_id: requestId };
+    flavor === 'ollama'
+      ? errorObject(error, flavor, status)
+      : flavor === 'openai'
+        ? { error: errorObject(error, flavor, status) }
+        : { type: 'error', error: errorObject(error, flavor, status), request_id: requestId };
   return { status, headers, body };
 }
 

@@ -1,8 +1,9 @@
 /**
  * Serving one chat request through the SDK, whichever API asked: a slot, the SDK request (that
- * the caller hanging up or the proxy's shutdown cancels), the whole answer or a stream of
- * server-sent events, and one log line without any text. What differs between the APIs — the
- * request's shape, the answer's, the events' — is a {@link ChatDialect}.
+ * the caller hanging up or the proxy's shutdown cancels), the whole answer or a stream
+ * (server-sent events, or NDJSON lines for Ollama), and one log line without any text. What
+ * differs between the APIs — the request's shape, the answer's, the events' — is a
+ * {@link ChatDialect}.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -29,14 +30,24 @@ export interface ParsedChat {
   responseFormat?: ResponseFormat | undefined;
 }
 
-/** The server-sent events of one streamed reply, each method returning ready-to-write text. */
+/**
+ * When a reply's parts happened, in ms on the proxy's clock: the request arriving, the first
+ * chunk (undefined if none came), the end. What the proxy measured, not what the agent says.
+ */
+export interface ReplyTiming {
+  startedMs: number;
+  firstChunkMs: number | undefined;
+  endedMs: number;
+}
+
+/** The events of one streamed reply, each method returning ready-to-write text. */
 export interface DialectStream {
   /** What goes before the first piece of text. */
   start(): string;
   /** A piece of text. */
   delta(text: string): string;
   /** The end of a reply that finished; throws for one the agent cut short. */
-  end(result: ChatResult): string;
+  end(result: ChatResult, timing: ReplyTiming): string;
   /** The event that ends a stream which broke off. */
   error(error: NightjarError): string;
 }
@@ -44,10 +55,12 @@ export interface DialectStream {
 /** How one API's chat endpoint reads requests and writes answers. */
 export interface ChatDialect<P extends ParsedChat> {
   readonly api: ApiFlavor;
+  /** The content type of a streamed reply. Defaults to server-sent events (`text/event-stream; charset=utf-8`). */
+  readonly streamContentType?: string;
   /** Parses and checks a request body; throws NJ_BAD_REQUEST or NJ_UNSUPPORTED_FEATURE. */
   parse(body: unknown): P;
   /** The answer to a request that did not ask to stream. */
-  body(result: ChatResult, created: number): unknown;
+  body(result: ChatResult, created: number, timing: ReplyTiming): unknown;
   /** The events of a streamed reply served by `served`. */
   stream(served: ServedBy, parsed: P, created: number): DialectStream;
 }
@@ -119,6 +132,13 @@ async function answer<P extends ParsedChat>(
     responseFormat: parsed.responseFormat,
     signal: controller.signal,
   });
+  let firstChunkMs: number | undefined;
+  // Settles with the first chunk, whole replies too; its failure is the result's, handled below.
+  void stream.served.then(
+    () => (firstChunkMs ??= clock.now()),
+    () => undefined,
+  );
+  const timing = (): ReplyTiming => ({ startedMs: started, firstChunkMs, endedMs: clock.now() });
   const logEnd = (result: ChatResult | null, error: NightjarError | null): void =>
     logger.info('proxy request', {
       api: dialect.api,
@@ -140,18 +160,23 @@ async function answer<P extends ParsedChat>(
     const result = await stream.result.catch(fail);
     if (result.finishReason === 'cancelled') fail(agentStopped());
     logEnd(result, null);
-    reply.code(200).headers(servedHeaders(result, request.id)).header('cache-control', 'no-store').send(dialect.body(result, created));
+    reply
+      .code(200)
+      .headers(servedHeaders(result, request.id))
+      .header('cache-control', 'no-store')
+      .send(dialect.body(result, created, timing()));
     return null;
   }
 
   // Headers wait for the first chunk, so a failure before it is a proper HTTP error the
   // caller's SDK can classify and retry.
   const served = await stream.served.catch(fail);
+  firstChunkMs ??= clock.now();
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
     ...(reply.getHeaders() as OutgoingHttpHeaders),
-    'content-type': 'text/event-stream; charset=utf-8',
+    'content-type': dialect.streamContentType ?? 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
     'x-accel-buffering': 'no',
     ...servedHeaders(served, request.id),
@@ -161,7 +186,7 @@ async function answer<P extends ParsedChat>(
     await write(res, events.start());
     for await (const delta of stream) await write(res, events.delta(delta));
     const result = await stream.result;
-    await write(res, events.end(result));
+    await write(res, events.end(result, timing()));
     logEnd(result, null);
     return null;
   } catch (err) {

@@ -12,6 +12,7 @@ export function flavorOf(request: FastifyRequest): ApiFlavor {
   const path = request.url;
   if (path.startsWith('/v1/messages')) return 'anthropic';
   if (path.startsWith('/v1/chat/')) return 'openai';
+  if (path.startsWith('/api/')) return 'ollama';
   return request.headers['anthropic-version'] !== undefined ? 'anthropic' : 'openai';
 }
 

@@ -1,13 +1,14 @@
 /**
  * `nightjar proxy`'s server: a loopback HTTP server (fastify) that speaks the OpenAI Chat
- * Completions API and the Anthropic Messages API to unmodified clients, and serves every request
- * through the SDK — sealed end to end for agents the client verified, the reply opened and its
- * receipt checked here, on the caller's machine. Nothing leaves it in the clear.
+ * Completions API, the Anthropic Messages API and Ollama's REST API to unmodified clients, and
+ * serves every request through the SDK — sealed end to end for agents the client verified, the
+ * reply opened and its receipt checked here, on the caller's machine. Nothing leaves it in the
+ * clear.
  *
  * Plugins by concern, in the order they see a request: security headers, CORS for the allowed
  * origins only, the gate (gate.ts), the shutdown refusal, unknown paths and JSON depth refused
- * before a body is parsed (cheapRefusals), errors in each API's shape
- * (error-replies.ts), then the routes (models-routes.ts, openai-routes.ts, anthropic-routes.ts).
+ * before a body is parsed (cheapRefusals), errors in each API's shape (error-replies.ts), then
+ * the routes (models-routes.ts, openai-routes.ts, anthropic-routes.ts, ollama-routes.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +21,7 @@ import { anthropicRoutes } from './anthropic-routes.js';
 import { apiErrorReplies, sendNotFound } from './error-replies.js';
 import { proxyGate } from './gate.js';
 import { modelsRoutes } from './models-routes.js';
+import { ollamaRoutes } from './ollama-routes.js';
 import { openAiRoutes } from './openai-routes.js';
 import {
   isLoopbackHost,
@@ -77,6 +79,7 @@ async function buildApp(ctx: ProxyContext): Promise<FastifyInstance> {
   await app.register(modelsRoutes, { ctx });
   await app.register(openAiRoutes, { ctx });
   await app.register(anthropicRoutes, { ctx });
+  await app.register(ollamaRoutes, { ctx });
   return app;
 }
 
