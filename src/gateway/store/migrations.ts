@@ -358,6 +358,16 @@ CREATE INDEX operator_sessions_expires ON operator_sessions (expires_at);
 CREATE INDEX operator_sessions_created ON operator_sessions (created_at);
 `,
   },
+  {
+    version: 11,
+    name: 'shared balances summed from transfers',
+    // The holds, platform and operator accounts' balances are summed from their transfers when read
+    // (ledger.store.ts, SUMMED_KINDS): their rows, updated by every job's transaction before, stay
+    // at 0 from here on. Every node of a cluster must run a version that reads them so.
+    sql: `
+UPDATE ledger_accounts SET balance = 0 WHERE kind IN ('holds', 'platform', 'operator');
+`,
+  },
 ];
 
 /** Applies every migration not applied yet, each in its own transaction; returns the versions applied. */

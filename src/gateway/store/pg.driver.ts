@@ -5,7 +5,7 @@
  * the same guarantees as SQLite's single writer.
  */
 import pg from 'pg';
-import { NightjarError } from '../../shared/index.js';
+import { NightjarError, backoffDelay, resolveBackoff, type BackoffOptions, type ResolvedBackoff } from '../../shared/index.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './sql.js';
 
 /** Options of {@link openPostgresDriver}. */
@@ -16,9 +16,18 @@ export interface PostgresDriverOptions {
   schema?: string;
   /** Pool size. Defaults to 4. */
   maxConnections?: number;
-  /** Attempts of a transaction that hits serialization conflicts. Defaults to 8. */
+  /** Attempts of a transaction that hits serialization conflicts. Defaults to 16. */
   maxRetries?: number;
+  /**
+   * The wait between those attempts (full jitter, the one schedule of src/shared/backoff.ts): without
+   * it, transactions that conflicted together retry together and conflict again, and a few dozen
+   * jobs at once exhaust their attempts. Defaults to 4 ms growing ×2 up to 200 ms.
+   */
+  retryBackoff?: BackoffOptions;
 }
+
+/** The defaults of {@link PostgresDriverOptions.retryBackoff}. */
+export const PG_RETRY_BACKOFF: ResolvedBackoff = { initialMs: 4, maxMs: 200, factor: 2 };
 
 /** Rewrites `?` placeholders (outside string literals) to `$1`, `$2`, …. */
 export function toPostgresPlaceholders(sql: string): string {
@@ -66,13 +75,16 @@ export async function openPostgresDriver(options: PostgresDriverOptions): Promis
     throw new NightjarError('NJ_CONFIG_INVALID', `cannot reach PostgreSQL: ${(cause as Error).message}`, { cause });
   }
   const direct = executor(pool);
-  const maxRetries = options.maxRetries ?? 8;
+  const maxRetries = options.maxRetries ?? 16;
+  const retryBackoff = resolveBackoff(options.retryBackoff, PG_RETRY_BACKOFF);
 
   const driver: SqlDriver = {
     dialect: 'postgres',
     ...direct,
     async transaction(fn) {
       for (let attempt = 1; ; attempt++) {
+        // After a conflict, off the pool (the connection went back): the others may commit meanwhile.
+        if (attempt > 1) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 2, retryBackoff)));
         const client = await pool.connect();
         try {
           await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
