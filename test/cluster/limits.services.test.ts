@@ -13,19 +13,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { NightjarClient } from '../../src/client/index.js';
-import { Agent } from '../../src/main/agent/index.js';
-import {
-  Gateway,
-  openPostgresStore,
-  type ClusterOptions,
-  type GatewayOptions,
-  type GatewayStore,
-  type RemoteAgent,
-} from '../../src/gateway/index.js';
-import { NightjarError, generateIdentity, nextEvent } from '../../src/shared/index.js';
+import type { Agent } from '../../src/main/agent/index.js';
+import { Gateway, openPostgresStore, type ClusterOptions, type GatewayOptions, type GatewayStore } from '../../src/gateway/index.js';
+import { NightjarError } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { REAL_FILE, REAL_MODEL, REAL_PRICE } from '../gateway/support/net.js';
+import { agentOn as clusterAgentOn } from './support/agents.js';
 import { startForwarder, type Forwarder } from './support/forwarder.js';
 import { createScratchDatabase, type ScratchDatabase } from './support/pg.js';
 import { NATS_URL, scratchNats, type ScratchNats } from './support/nats.js';
@@ -150,28 +144,9 @@ describe('operator sessions', () => {
   });
 });
 
-/** An agent on `gateway`, once `seenFrom` lists it as serving (from the presence bucket). */
+/** An agent on `gateway`, once `seenFrom` lists it as serving and `gateway` has it serving too. */
 async function agentOn(net: Cluster, gateway: Gateway, seenFrom: Gateway, engine: FakeEngine): Promise<Agent> {
-  const agent = await Agent.create({
-    gatewayUrl: gateway.agentUrl,
-    identity: await generateIdentity(),
-    engine,
-    model: REAL_MODEL,
-    backoff: { initialMs: 50, maxMs: 200 },
-    stopGraceMs: 100,
-    enrollToken: await net.enroll(),
-  });
-  net.agents.push(agent);
-  const remote = seenFrom.cluster!.remote;
-  const serving = (r: RemoteAgent | undefined): boolean => r?.status?.state === 'serving' && r.operatorId !== null;
-  const seen = serving(remote.get(agent.agentId))
-    ? Promise.resolve()
-    : Promise.race([
-        nextEvent(remote.onAgentConnected, (r) => r.agentId === agent.agentId && serving(r)),
-        nextEvent(remote.onAgentChanged, (r) => r.agentId === agent.agentId && serving(r)),
-      ]);
-  agent.start();
-  await seen;
+  const agent = await clusterAgentOn(net, gateway, seenFrom, engine);
   await gateway.agentServing(agent.agentId, { timeoutMs: 10_000 });
   return agent;
 }

@@ -10,14 +10,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { NightjarClient } from '../../src/client/index.js';
-import { Agent } from '../../src/main/agent/index.js';
-import { ACCOUNTS, Gateway, openPostgresStore, type ClusterOptions, type GatewayStore, type RemoteAgent } from '../../src/gateway/index.js';
-import { NightjarError, generateIdentity, nextEvent } from '../../src/shared/index.js';
+import type { Agent } from '../../src/main/agent/index.js';
+import { ACCOUNTS, Gateway, openPostgresStore, type ClusterOptions, type GatewayStore } from '../../src/gateway/index.js';
+import { NightjarError, nextEvent } from '../../src/shared/index.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { REAL_FILE, REAL_MODEL, REAL_PRICE } from '../gateway/support/net.js';
 import { createScratchDatabase, type ScratchDatabase } from './support/pg.js';
 import { NATS_URL, scratchNats, type ScratchNats } from './support/nats.js';
+import { agentOn } from './support/agents.js';
 
 const http = perTestFetch();
 let db: ScratchDatabase;
@@ -88,31 +89,6 @@ async function start(extra: Partial<ClusterOptions> = {}): Promise<Cluster> {
     agents: [],
   };
   return cluster;
-}
-
-/** An agent on `gateway`, once `seenFrom` lists it as serving (from the presence bucket). */
-async function agentOn(net: Cluster, gateway: Gateway, seenFrom: Gateway, engine: FakeEngine): Promise<Agent> {
-  const agent = await Agent.create({
-    gatewayUrl: gateway.agentUrl,
-    identity: await generateIdentity(),
-    engine,
-    model: REAL_MODEL,
-    backoff: { initialMs: 50, maxMs: 200 },
-    stopGraceMs: 100,
-    enrollToken: await net.enroll(),
-  });
-  net.agents.push(agent);
-  const remote = seenFrom.cluster!.remote;
-  const serving = (r: RemoteAgent | undefined): boolean => r?.status?.state === 'serving' && r.operatorId !== null;
-  const seen = serving(remote.get(agent.agentId))
-    ? Promise.resolve()
-    : Promise.race([
-        nextEvent(remote.onAgentConnected, (r) => r.agentId === agent.agentId && serving(r)),
-        nextEvent(remote.onAgentChanged, (r) => r.agentId === agent.agentId && serving(r)),
-      ]);
-  agent.start();
-  await seen;
-  return agent;
 }
 
 const client = (net: Cluster, gateway: Gateway): NightjarClient =>
