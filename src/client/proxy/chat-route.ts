@@ -59,8 +59,8 @@ export interface ChatDialect<P extends ParsedChat> {
   readonly streamContentType?: string;
   /** Parses and checks a request body; throws NJ_BAD_REQUEST or NJ_UNSUPPORTED_FEATURE. */
   parse(body: unknown): P;
-  /** The answer to a request that did not ask to stream. */
-  body(result: ChatResult, created: number, timing: ReplyTiming): unknown;
+  /** The answer to a request that did not ask to stream (`parsed` is its request). */
+  body(result: ChatResult, created: number, timing: ReplyTiming, parsed: P): unknown;
   /** The events of a streamed reply served by `served`. */
   stream(served: ServedBy, parsed: P, created: number): DialectStream;
 }
@@ -164,7 +164,7 @@ async function answer<P extends ParsedChat>(
       .code(200)
       .headers(servedHeaders(result, request.id))
       .header('cache-control', 'no-store')
-      .send(dialect.body(result, created, timing()));
+      .send(dialect.body(result, created, timing(), parsed));
     return null;
   }
 

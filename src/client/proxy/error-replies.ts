@@ -11,7 +11,7 @@ import { asNightjarError, errorAnswer, type ApiFlavor } from './api-errors.js';
 export function flavorOf(request: FastifyRequest): ApiFlavor {
   const path = request.url;
   if (path.startsWith('/v1/messages')) return 'anthropic';
-  if (path.startsWith('/v1/chat/')) return 'openai';
+  if (path.startsWith('/v1/chat/') || path.startsWith('/v1/responses')) return 'openai';
   if (path.startsWith('/api/')) return 'ollama';
   return request.headers['anthropic-version'] !== undefined ? 'anthropic' : 'openai';
 }

@@ -98,11 +98,13 @@ const bodySchema = z.looseObject({
   modalities: z.array(z.string()).nullish(),
 });
 
-function unsupported(param: string, what: string): ParamError {
+/** NJ_UNSUPPORTED_FEATURE about `param`: "`what` is not supported (parameter `param`)". */
+export function unsupported(param: string, what: string): ParamError {
   return new ParamError('NJ_UNSUPPORTED_FEATURE', param, `${what} is not supported (parameter ${param})`);
 }
 
-function invalid(param: string, what: string): ParamError {
+/** NJ_BAD_REQUEST about `param`: "`param`: `what`". */
+export function invalid(param: string, what: string): ParamError {
   return new ParamError('NJ_BAD_REQUEST', param, `${param}: ${what}`);
 }
 
@@ -112,7 +114,7 @@ export function paramPath(path: readonly PropertyKey[]): string {
 }
 
 /** Checks `value` with a protocol schema, naming `param` in the error. */
-function checked<T>(schema: z.ZodType<T>, value: unknown, param: string): T {
+export function checked<T>(schema: z.ZodType<T>, value: unknown, param: string): T {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

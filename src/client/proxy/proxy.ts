@@ -8,7 +8,8 @@
  * Plugins by concern, in the order they see a request: security headers, CORS for the allowed
  * origins only, the gate (gate.ts), the shutdown refusal, unknown paths and JSON depth refused
  * before a body is parsed (cheapRefusals), errors in each API's shape (error-replies.ts), then
- * the routes (models-routes.ts, openai-routes.ts, anthropic-routes.ts, ollama-routes.ts).
+ * the routes (models-routes.ts, openai-routes.ts, responses-routes.ts, anthropic-routes.ts,
+ * ollama-routes.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +24,7 @@ import { proxyGate } from './gate.js';
 import { modelsRoutes } from './models-routes.js';
 import { ollamaRoutes } from './ollama-routes.js';
 import { openAiRoutes } from './openai-routes.js';
+import { responsesRoutes } from './responses-routes.js';
 import {
   isLoopbackHost,
   resolveProxyOptions,
@@ -78,6 +80,7 @@ async function buildApp(ctx: ProxyContext): Promise<FastifyInstance> {
   await app.register(apiErrorReplies, { maxBodyBytes: o.maxBodyBytes, logger: o.logger });
   await app.register(modelsRoutes, { ctx });
   await app.register(openAiRoutes, { ctx });
+  await app.register(responsesRoutes, { ctx });
   await app.register(anthropicRoutes, { ctx });
   await app.register(ollamaRoutes, { ctx });
   return app;
