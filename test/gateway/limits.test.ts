@@ -185,7 +185,9 @@ describe('clients', () => {
     const big = Array.from({ length: 1000 }, (_, i) => `${i}`.padEnd(16 * 1024, '.'));
     const hog = new FakeEngine({ slots: 1, tokenDelayMs: 1, words: big });
     agents.push(await startAgent(gw, { engine: hog, model: { ...FAKE_MODEL, id: 'synthetic-big' } }));
-    agents.push(await startAgent(gw, { engine: new FakeEngine({ slots: 2, tokenDelayMs: 40, words: WORDS }), model: FAKE_MODEL }));
+    // The other stream runs 4.5 s (150 ms a token): it must outlast the cut-off even on a loaded
+    // machine, where filling the client's buffer took CI's run past the 1.2 s of 40 ms a token.
+    agents.push(await startAgent(gw, { engine: new FakeEngine({ slots: 2, tokenDelayMs: 150, words: WORDS }), model: FAKE_MODEL }));
     const outcomes = new Map<string, JobOutcome>();
     gw.onJobFinished(({ jobId, outcome }) => outcomes.set(jobId, outcome));
     const isBilled = billed(gw);
