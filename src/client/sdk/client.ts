@@ -229,7 +229,10 @@ export interface ChatRequest {
 export interface EmbeddingsRequest {
   /** A model id the gateway offers, served by agents that can embed. Required. */
   model: string;
-  /** The texts to embed, in order: 1 to LIMITS.maxEmbedInputs non-empty strings of at most LIMITS.maxEmbedInputLength characters. Required. */
+  /**
+   * The texts to embed, in order: 1 to LIMITS.maxEmbedInputs non-empty strings of at most
+   * LIMITS.maxEmbedInputLength characters. Required.
+   */
   input: string[];
   /** The width the caller expects; the agent refuses the job (NJ_BAD_REQUEST) if its model's differs. Defaults to the model's. */
   dimensions?: number;
@@ -722,7 +725,8 @@ export class NightjarClient {
     ) {
       throw new NightjarError(
         'NJ_FRAME_UNEXPECTED',
-        `the agent's reply does not fit the embedding request (${vectors.length} vectors for ${request.input.length} texts, or widths that differ)`,
+        `the agent's reply does not fit the embedding request (${vectors.length} vectors for ${request.input.length} texts, ` +
+          'or widths that differ)',
       );
     }
     return {

@@ -414,7 +414,8 @@ async function checkEmbedJob(engine: InferenceEngine, payload: RequestPayload): 
   if (payload.dimensions !== undefined && payload.dimensions !== engine.embeddingLength) {
     throw new NightjarError(
       'NJ_BAD_REQUEST',
-      `this model's embeddings have ${engine.embeddingLength} dimensions, not ${payload.dimensions}; leave dimensions out or ask for ${engine.embeddingLength}`,
+      `this model's embeddings have ${engine.embeddingLength} dimensions, not ${payload.dimensions}; ` +
+        `leave dimensions out or ask for ${engine.embeddingLength}`,
     );
   }
   if (engine.embeddingLength > LIMITS.maxEmbeddingDimensions) {
