@@ -1036,12 +1036,15 @@ export class NightjarClient {
           jobId: sealed.jobId,
           replyDigest: toBase64Url(replyDigest),
           // A call is generated but delivered as the final chunk's toolCalls: its bytes count too.
-          completionTokens: completionTokensReceived(
-            utf8(state.text).length,
-            sampling.maxTokens,
-            sampling.stop,
-            constrainedReplyBytes(grammarConstrained(request), opener.finished ? (opener.finish().toolCalls ?? []) : []),
-          ),
+          // An embedding job generates nothing: its reply is vectors, and its receipt counts 0.
+          completionTokens: embed
+            ? 0
+            : completionTokensReceived(
+                utf8(state.text).length,
+                sampling.maxTokens,
+                sampling.stop,
+                constrainedReplyBytes(grammarConstrained(request), opener.finished ? (opener.finish().toolCalls ?? []) : []),
+              ),
           chunks,
           received: opener.finished ? 'done' : 'broken',
         });
