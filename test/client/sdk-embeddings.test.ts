@@ -6,8 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { NightjarClient } from '../../src/client/index.js';
-import type { EmbedRequest, EmbedResult, Embedder } from '../../src/main/agent/index.js';
 import { LIMITS } from '../../src/shared/index.js';
+import { EmbeddingEngine } from '../helpers/embedding-engine.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { perTestFetch } from '../helpers/http-client.js';
 import { FAKE_MODEL, startNet, type TestNet } from './support/net.js';
@@ -18,22 +18,6 @@ afterEach(async () => {
   net = undefined;
 });
 const http = perTestFetch();
-
-/** Embeds text i as a vector of `width` values all equal to its length plus i/1000; counts a token per character. */
-class EmbeddingEngine extends FakeEngine implements Embedder {
-  readonly asked: EmbedRequest[] = [];
-  constructor(readonly embeddingLength: number) {
-    super();
-  }
-  countEmbedTokens(input: readonly string[]): Promise<number[]> {
-    return Promise.resolve(input.map((t) => t.length));
-  }
-  embed(request: EmbedRequest): Promise<EmbedResult> {
-    this.asked.push(request);
-    const vectors = request.input.map((t, i) => new Float32Array(this.embeddingLength).fill(t.length + i / 1000));
-    return Promise.resolve({ vectors, promptTokens: request.input.reduce((s, t) => s + t.length, 0) });
-  }
-}
 
 async function clientFor(engine: FakeEngine): Promise<NightjarClient> {
   net = await startNet();
