@@ -280,7 +280,9 @@ export class JobRunner implements Disposable {
     let finalEmbeddings: string[] | undefined;
     try {
       if (opened.payload.task === 'embed') {
-        const embedding = (engine as InferenceEngine & Embedder).embed({ input: opened.payload.input ?? [], signal });
+        // checkEmbedJob refused the job before it was accepted if the engine cannot embed.
+        if (!isEmbedder(engine)) throw new NightjarError('NJ_BAD_REQUEST', 'this agent does not serve embeddings; use a model that does');
+        const embedding = engine.embed({ input: opened.payload.input ?? [], signal });
         this.#jobs.fire();
         const result = await embedding;
         // The vectors travel in as few chunks as hold them; the final chunk carries the last ones.
