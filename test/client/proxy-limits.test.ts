@@ -92,10 +92,10 @@ describe('the body limit and unreadable requests', () => {
     expect(empty.status).toBe(400);
     expect(await empty.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
 
-    const unknown = await http.fetch(`${p.url}/v1/embeddings`, { method: 'POST', headers: json, body: '{}' });
+    const unknown = await http.fetch(`${p.url}/v1/audio/speech`, { method: 'POST', headers: json, body: '{}' });
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toMatchObject({
-      error: { code: 'NJ_BAD_REQUEST', message: expect.stringContaining('no such endpoint: POST /v1/embeddings') },
+      error: { code: 'NJ_BAD_REQUEST', message: expect.stringContaining('no such endpoint: POST /v1/audio/speech') },
     });
     const anthropicUnknown = await http.fetch(`${p.url}/v1/complete`, { headers: { 'anthropic-version': '2023-06-01' } });
     expect(anthropicUnknown.status).toBe(404);
@@ -125,11 +125,11 @@ describe('the body limit and unreadable requests', () => {
     const p = await start({ token: 'local-token-0123456789' });
     const answer = await headOnly(
       p.url,
-      'POST /v1/embeddings HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer local-token-0123456789\n' +
+      'POST /v1/audio/speech HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer local-token-0123456789\n' +
         'Content-Type: application/json\nContent-Length: 1000000',
     );
     expect(answer.status).toBe(404);
-    expect(answer.body).toContain('no such endpoint: POST /v1/embeddings');
+    expect(answer.body).toContain('no such endpoint: POST /v1/audio/speech');
     // Fails with the gate's old trim of the token: "Bearer  <token>" (two spaces) was accepted.
     const spaced = await http.fetch(`${p.url}/v1/nope`, { headers: { authorization: 'Bearer  local-token-0123456789' } });
     expect(spaced.status).toBe(401);

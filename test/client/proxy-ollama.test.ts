@@ -316,17 +316,6 @@ describe('refusals in Ollama’s error shape', () => {
     expect((err as Error).message).toMatch(message);
   });
 
-  it('embeddings are refused with 501 until an agent serves an embedding model', async () => {
-    for (const call of [
-      () => ollama().embed({ model: model.id, input: 'x' }),
-      () => ollama().embeddings({ model: model.id, prompt: 'x' }),
-    ]) {
-      const err = await call().catch((e: unknown) => e);
-      expect(err).toMatchObject({ name: 'ResponseError', status_code: 501 });
-      expect((err as Error).message).toMatch(/embeddings are not served yet/);
-    }
-  });
-
   it('model management (pull) is refused with 501, saying why', async () => {
     const err = await ollama()
       .pull({ model: 'llama3.2' })

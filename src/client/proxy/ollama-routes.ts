@@ -2,7 +2,8 @@
  * Ollama's REST API on the proxy, so tools built for Ollama work unchanged: POST /api/chat and
  * /api/generate (streamed by default as NDJSON lines, `application/x-ndjson`, the last one
  * `done: true` with the figures; or one object with `stream: false`), GET /api/tags, /api/ps and
- * /api/version, POST /api/show, and GET or HEAD / (the "is it up" check). Embeddings and model management are refused with Ollama's
+ * /api/version, POST /api/show, and GET or HEAD / (the "is it up" check); /api/embed and
+ * /api/embeddings are in embeddings-routes.ts. Model management is refused with Ollama's
  * `{ "error": … }` (501), as every other failure is answered in that shape (error-replies.ts),
  * unknown /api/* paths included (404).
  */
@@ -144,8 +145,6 @@ function ignoredOptionsHeader(body: unknown): string | undefined {
   return names.length ? names.join(',') : undefined;
 }
 
-const NO_EMBEDDINGS =
-  'embeddings are not served yet: no Nightjar agent offers an embedding model through the proxy; use a local embedding model meanwhile';
 const NO_MANAGEMENT =
   "models cannot be pulled, pushed, created, copied or deleted through Nightjar's proxy: " +
   "each agent's owner chooses what it serves; /api/tags lists what the gateway offers";
@@ -192,11 +191,6 @@ export const ollamaRoutes: FastifyPluginCallback<{ ctx: ProxyContext }> = (app, 
     if (found === undefined) throw modelNotFound(model);
     return reply.header('request-id', request.id).header('cache-control', 'no-store').send(ollamaShow(found));
   });
-  for (const path of ['/api/embed', '/api/embeddings']) {
-    app.post(path, async (_request, reply) =>
-      sendApiError(reply, new NightjarError('NJ_UNSUPPORTED_FEATURE', NO_EMBEDDINGS), 'ollama', 501),
-    );
-  }
   for (const path of ['/api/pull', '/api/push', '/api/create', '/api/copy']) {
     app.post(path, async (_request, reply) =>
       sendApiError(reply, new NightjarError('NJ_UNSUPPORTED_FEATURE', NO_MANAGEMENT), 'ollama', 501),

@@ -19,6 +19,7 @@ import { cheapRefusals, securityHeaders } from '../../node/index.js';
 import { NightjarError, Resource, raceClock, type Event } from '../../shared/index.js';
 import { ActiveRequests, type ProxyRequestFinished } from './active-requests.js';
 import { anthropicRoutes } from './anthropic-routes.js';
+import { embeddingsRoutes } from './embeddings-routes.js';
 import { apiErrorReplies, sendNotFound } from './error-replies.js';
 import { proxyGate } from './gate.js';
 import { modelsRoutes } from './models-routes.js';
@@ -83,6 +84,7 @@ async function buildApp(ctx: ProxyContext): Promise<FastifyInstance> {
   await app.register(responsesRoutes, { ctx });
   await app.register(anthropicRoutes, { ctx });
   await app.register(ollamaRoutes, { ctx });
+  await app.register(embeddingsRoutes, { ctx });
   return app;
 }
 

@@ -10,6 +10,7 @@ import {
   NightjarError,
   PROTOCOL_VERSION,
   ReplyOpener,
+  decodeEmbedding,
   TRUST_LEVELS,
   bytesEqual,
   prepareEphemeral,
@@ -224,6 +225,53 @@ export interface ChatRequest {
   keepEvidence?: boolean;
 }
 
+/** An embedding request: texts in, one vector per text out, computed by an agent serving the model. */
+export interface EmbeddingsRequest {
+  /** A model id the gateway offers, served by agents that can embed. Required. */
+  model: string;
+  /**
+   * The texts to embed, in order: 1 to LIMITS.maxEmbedInputs non-empty strings of at most
+   * LIMITS.maxEmbedInputLength characters. Required.
+   */
+  input: string[];
+  /** The width the caller expects; the agent refuses the job (NJ_BAD_REQUEST) if its model's differs. Defaults to the model's. */
+  dimensions?: number;
+  /** Aborting cancels the job at the agent. Defaults to none. */
+  signal?: AbortSignal;
+  /** Told before each retry. Defaults to none. */
+  onRetry?: (info: RetryInfo) => void;
+}
+
+/** Verified embeddings: one vector per input, in order, all of the model's width. */
+export interface EmbeddingsResult extends ServedBy {
+  model: string;
+  /** One vector per input text, in input order. */
+  embeddings: Float32Array[];
+  /** promptTokens as the agent counted them over every text; completionTokens is 0. */
+  usage: Usage;
+  /** The agent's receipt, verified against what was sent and received. */
+  receipt: Receipt;
+  /** The receipt as signed. */
+  signedReceipt: SignedReceipt;
+  /** The agent's identity key (base64url) that signed the receipt. */
+  identityKey: string;
+}
+
+/** The embedding part of a job on its way through #run and #send. */
+interface EmbedJob {
+  input: string[];
+  dimensions?: number;
+}
+
+/** What #send gives back: a chat result, and for an embedding job its vectors. */
+type SendResult = ChatResult & { embeddings?: Float32Array[] };
+
+const embedInputSchema = z.strictObject({
+  model: modelIdSchema,
+  input: z.array(z.string().min(1).max(LIMITS.maxEmbedInputLength)).min(1).max(LIMITS.maxEmbedInputs),
+  dimensions: z.int().min(1).max(LIMITS.maxEmbeddingDimensions).optional(),
+});
+
 /** What the gateway's auditor made of a revealed job ({@link NightjarClient.reveal}). */
 export interface RevealResult {
   jobId: string;
@@ -335,6 +383,14 @@ const requestSchema = z
 /** True if the request puts its reply under a grammar (tools it may call, a response format). */
 function grammarConstrained(request: ChatRequest): boolean {
   return (request.tools !== undefined && request.tools.length > 0 && request.toolChoice !== 'none') || request.responseFormat !== undefined;
+}
+
+/** What one send has received so far. */
+interface SendState {
+  served: ServedBy | null;
+  text: string;
+  /** An embedding job's vectors, in order. */
+  vectors: Float32Array[];
 }
 
 interface Sink {
@@ -632,6 +688,63 @@ export class NightjarClient {
   }
 
   /**
+   * Embeds texts: one sealed job whose reply carries a vector per text, checked to be one per
+   * input, all the same width (and `dimensions` wide when asked). Throws NJ_BAD_REQUEST for bad
+   * input (before anything is sent) and when the agent refuses it (a model that does not embed, a
+   * width that differs), NJ_CONTEXT_OVERFLOW for a text longer than the agent's context.
+   */
+  async embeddings(request: EmbeddingsRequest): Promise<EmbeddingsResult> {
+    const checked = embedInputSchema.safeParse({ model: request.model, input: request.input, dimensions: request.dimensions });
+    if (!checked.success) throw new NightjarError('NJ_BAD_REQUEST', `the request is invalid at ${describeIssues(checked.error)}`);
+    const embed: EmbedJob = { input: request.input, ...(request.dimensions === undefined ? {} : { dimensions: request.dimensions }) };
+    const chat: ChatRequest = {
+      model: request.model,
+      messages: [],
+      maxTokens: 1,
+      ...(request.onRetry === undefined ? {} : { onRetry: request.onRetry }),
+    };
+    const controller = new AbortController();
+    const outer = request.signal;
+    const onOuterAbort = (): void => controller.abort(outer?.reason);
+    if (outer?.aborted) controller.abort(outer.reason);
+    else outer?.addEventListener('abort', onOuterAbort, { once: true });
+    let result: SendResult;
+    try {
+      result = await this.#run(chat, controller.signal, { delta: () => undefined, start: () => undefined }, embed);
+    } finally {
+      outer?.removeEventListener('abort', onOuterAbort);
+    }
+    const vectors = result.embeddings ?? [];
+    const width = vectors[0]?.length ?? 0;
+    if (
+      vectors.length !== request.input.length ||
+      vectors.some((v) => v.length !== width) ||
+      (request.dimensions !== undefined && width !== request.dimensions) ||
+      result.text !== '' ||
+      result.usage.completionTokens !== 0
+    ) {
+      throw new NightjarError(
+        'NJ_FRAME_UNEXPECTED',
+        `the agent's reply does not fit the embedding request (${vectors.length} vectors for ${request.input.length} texts, ` +
+          'or widths that differ)',
+      );
+    }
+    return {
+      jobId: result.jobId,
+      agentId: result.agentId,
+      trust: result.trust,
+      attempt: result.attempt,
+      sends: result.sends,
+      model: result.model,
+      embeddings: vectors,
+      usage: result.usage,
+      receipt: result.receipt,
+      signedReceipt: result.signedReceipt,
+      identityKey: result.identityKey,
+    };
+  }
+
+  /**
    * Candidate bundles for `model` that pass the trust policy, verified, best first. The answer must
    * be signed by the gateway key (pinned or given), name the nonce this call sent and its model, k
    * and minTrust, and be fresh (directoryWindowMs); each candidate's trust as the gateway signed it
@@ -803,14 +916,14 @@ export class NightjarClient {
     this.#countersigns.add(done);
   }
 
-  async #run(request: ChatRequest, signal: AbortSignal, sink: Sink): Promise<ChatResult> {
-    const sampling = this.#check(request);
+  async #run(request: ChatRequest, signal: AbortSignal, sink: Sink, embed?: EmbedJob): Promise<SendResult> {
+    const sampling = embed ? { maxTokens: 1 } : this.#check(request);
     const started = this.#o.clock.now();
     let modelUnknown = 0;
     for (let sends = 1; ; sends++) {
-      const state: { served: ServedBy | null; text: string } = { served: null, text: '' };
+      const state: SendState = { served: null, text: '', vectors: [] };
       try {
-        const result = await this.#send(request, sampling, signal, sink, sends, state);
+        const result = await this.#send(request, sampling, signal, sink, sends, state, embed);
         if (this.#o.onReceipt) await Promise.resolve(this.#o.onReceipt(result)).catch(() => undefined);
         return result;
       } catch (err) {
@@ -866,8 +979,9 @@ export class NightjarClient {
     signal: AbortSignal,
     sink: Sink,
     sends: number,
-    state: { served: ServedBy | null; text: string },
-  ): Promise<ChatResult> {
+    state: SendState,
+    embed?: EmbedJob,
+  ): Promise<SendResult> {
     const candidates = await this.#candidatesFor(request.model, signal, sends > 1);
     const recipients = candidates.map((c) => c.verified);
     const prepared = await this.#takeSpare();
@@ -880,6 +994,7 @@ export class NightjarClient {
         ...(request.tools?.length ? { tools: request.tools } : {}),
         ...(request.toolChoice === undefined ? {} : { toolChoice: request.toolChoice }),
         ...(request.responseFormat === undefined ? {} : { responseFormat: request.responseFormat }),
+        ...(embed === undefined ? {} : { embed }),
         recipients,
         now: this.#o.clock.now(),
         prepared,
@@ -921,12 +1036,15 @@ export class NightjarClient {
           jobId: sealed.jobId,
           replyDigest: toBase64Url(replyDigest),
           // A call is generated but delivered as the final chunk's toolCalls: its bytes count too.
-          completionTokens: completionTokensReceived(
-            utf8(state.text).length,
-            sampling.maxTokens,
-            sampling.stop,
-            constrainedReplyBytes(grammarConstrained(request), opener.finished ? (opener.finish().toolCalls ?? []) : []),
-          ),
+          // An embedding job generates nothing: its reply is vectors, and its receipt counts 0.
+          completionTokens: embed
+            ? 0
+            : completionTokensReceived(
+                utf8(state.text).length,
+                sampling.maxTokens,
+                sampling.stop,
+                constrainedReplyBytes(grammarConstrained(request), opener.finished ? (opener.finish().toolCalls ?? []) : []),
+              ),
           chunks,
           received: opener.finished ? 'done' : 'broken',
         });
@@ -956,6 +1074,12 @@ export class NightjarClient {
                   state.text += chunk.delta;
                   sink.delta(chunk.delta);
                 }
+                if (chunk.embeddings !== undefined) {
+                  // Only an embedding job's reply carries vectors, and never more than it has texts.
+                  if (!embed || state.vectors.length + chunk.embeddings.length > embed.input.length)
+                    throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the reply carries embeddings the request did not ask for');
+                  for (const e of chunk.embeddings) state.vectors.push(decodeEmbedding(e));
+                }
                 break;
               }
               case 'done': {
@@ -964,6 +1088,7 @@ export class NightjarClient {
                 replyDigest = opener.digest();
                 const result = await this.#finish(request, sealed, opener, replyDigest, agent, state.served, state.text, event.receipt);
                 this.#prepareSpare(recipients);
+                if (embed) return { ...result, embeddings: state.vectors };
                 if (!kept) return result;
                 // A copy of the key goes into the evidence before the finally below wipes the original.
                 const evidence = jobEvidence({

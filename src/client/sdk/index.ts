@@ -9,6 +9,8 @@ export {
   type NightjarClientOptions,
   type ChatRequest,
   type ChatResult,
+  type EmbeddingsRequest,
+  type EmbeddingsResult,
   type RevealResult,
   type ChatStream,
   type RetryInfo,

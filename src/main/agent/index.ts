@@ -171,6 +171,9 @@ export {
 } from './control/control-server.js';
 /** The engine contract, its node-llama-cpp implementation and its memory estimate. */
 export type {
+  EmbedRequest,
+  EmbedResult,
+  Embedder,
   EngineModelInfo,
   GenerateRequest,
   GenerateResult,

@@ -8,11 +8,13 @@
  * be sent goes to the `undelivered` hook (the agent's outbox delivers it on the next connection).
  */
 import {
+  LIMITS,
   NightjarError,
   PROTOCOL_VERSION,
   ReplayGuard,
   ReplySealer,
   deriveReplyKeys,
+  encodeEmbedding,
   openRequest,
   randomBytes,
   signReceipt,
@@ -38,7 +40,7 @@ import {
   errorMessage,
   loggedEmitter,
 } from '../../shared/index.js';
-import type { InferenceEngine, ReplyConstraints } from './engine/types.js';
+import type { Embedder, InferenceEngine, ReplyConstraints } from './engine/types.js';
 
 /** The model this agent serves, as its bundle names it. */
 export interface ServedModel {
@@ -240,8 +242,10 @@ export class JobRunner implements Disposable {
       if (opened.payload.model !== model.id) {
         throw new NightjarError('NJ_MODEL_NOT_SERVED', `this agent serves ${model.id}, not ${opened.payload.model}`);
       }
-      const promptTokens = await engine.countPromptTokens(opened.payload.messages, constraintsOfPayload(opened.payload));
-      if (promptTokens + opened.payload.sampling.maxTokens > engine.model.contextLength) {
+      if (opened.payload.task === 'embed') await checkEmbedJob(engine, opened.payload);
+      const promptTokens =
+        opened.payload.task === 'embed' ? 0 : await engine.countPromptTokens(opened.payload.messages, constraintsOfPayload(opened.payload));
+      if (opened.payload.task === undefined && promptTokens + opened.payload.sampling.maxTokens > engine.model.contextLength) {
         throw new NightjarError(
           'NJ_CONTEXT_OVERFLOW',
           `the prompt takes ${promptTokens} tokens and ${opened.payload.sampling.maxTokens} more were asked for; ` +
@@ -263,8 +267,8 @@ export class JobRunner implements Disposable {
     this.#o.send({ v: PROTOCOL_VERSION, type: 'accepted', jobId, attempt, replySalt: toBase64Url(replySalt) });
     logger.debug('job accepted', { jobId, attempt, messages: opened.payload.messages.length });
 
-    const sendChunk = (delta: string, final?: ReplyFinal): void => {
-      const { seq, data } = sealer.seal(delta, final);
+    const sendChunk = (delta: string, final?: ReplyFinal, embeddings?: string[]): void => {
+      const { seq, data } = sealer.seal(delta, final, embeddings);
       if (cut()) return;
       this.#o.send({ v: PROTOCOL_VERSION, type: 'chunk', jobId, attempt, seq, data: toBase64Url(data) });
     };
@@ -273,26 +277,42 @@ export class JobRunner implements Disposable {
     let usage: Usage;
     let stopSequence: string | undefined;
     let toolCalls: ToolCall[] | undefined;
+    let finalEmbeddings: string[] | undefined;
     try {
-      const generation = engine.generate({
-        messages: opened.payload.messages,
-        sampling: opened.payload.sampling,
-        ...constraintsOfPayload(opened.payload),
-        signal,
-        onDelta: (text) => {
-          if (text.length > 0) sendChunk(text);
-        },
-      });
-      this.#jobs.fire();
-      const result = await generation;
-      finishReason = result.finishReason;
-      usage = result.usage;
-      stopSequence = result.stopSequence;
-      toolCalls = result.toolCalls;
-      if (result.usage.completionTokens > 0) {
-        const s = this.#stats;
-        s.tokensPerSecond = s.tokensPerSecond ? s.tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
-        s.ttftMs = s.ttftMs ? s.ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
+      if (opened.payload.task === 'embed') {
+        // checkEmbedJob refused the job before it was accepted if the engine cannot embed.
+        if (!isEmbedder(engine)) throw new NightjarError('NJ_BAD_REQUEST', 'this agent does not serve embeddings; use a model that does');
+        const embedding = engine.embed({ input: opened.payload.input ?? [], signal });
+        this.#jobs.fire();
+        const result = await embedding;
+        // The vectors travel in as few chunks as hold them; the final chunk carries the last ones.
+        const encoded = result.vectors.map((v) => encodeEmbedding(v));
+        const batches = embeddingBatches(encoded);
+        for (const batch of batches.slice(0, -1)) sendChunk('', undefined, batch);
+        finalEmbeddings = batches.at(-1);
+        finishReason = 'stop';
+        usage = { promptTokens: result.promptTokens, completionTokens: 0 };
+      } else {
+        const generation = engine.generate({
+          messages: opened.payload.messages,
+          sampling: opened.payload.sampling,
+          ...constraintsOfPayload(opened.payload),
+          signal,
+          onDelta: (text) => {
+            if (text.length > 0) sendChunk(text);
+          },
+        });
+        this.#jobs.fire();
+        const result = await generation;
+        finishReason = result.finishReason;
+        usage = result.usage;
+        stopSequence = result.stopSequence;
+        toolCalls = result.toolCalls;
+        if (result.usage.completionTokens > 0) {
+          const s = this.#stats;
+          s.tokensPerSecond = s.tokensPerSecond ? s.tokensPerSecond * (1 - EMA) + result.tokensPerSecond * EMA : result.tokensPerSecond;
+          s.ttftMs = s.ttftMs ? s.ttftMs * (1 - EMA) + result.timeToFirstTokenMs * EMA : result.timeToFirstTokenMs;
+        }
       }
     } catch (err) {
       const e = err instanceof NightjarError ? err : new NightjarError('NJ_ENGINE_FAILED', 'generation failed');
@@ -301,12 +321,16 @@ export class JobRunner implements Disposable {
       return;
     }
 
-    sendChunk('', {
-      finishReason,
-      usage,
-      ...(stopSequence === undefined ? {} : { stopSequence }),
-      ...(toolCalls === undefined ? {} : { toolCalls }),
-    });
+    sendChunk(
+      '',
+      {
+        finishReason,
+        usage,
+        ...(stopSequence === undefined ? {} : { stopSequence }),
+        ...(toolCalls === undefined ? {} : { toolCalls }),
+      },
+      finalEmbeddings,
+    );
     const receipt = await signReceipt(
       {
         v: PROTOCOL_VERSION,
@@ -360,4 +384,59 @@ function constraintsOfPayload(p: RequestPayload): ReplyConstraints {
     ...(p.toolChoice === undefined ? {} : { toolChoice: p.toolChoice }),
     ...(p.responseFormat === undefined ? {} : { responseFormat: p.responseFormat }),
   };
+}
+
+/** Room for vectors in one reply chunk, as base64url characters: the chunk limit less room for the rest of the chunk and its padding. */
+const EMBEDDINGS_PER_CHUNK_CHARS = LIMITS.maxChunkBytes - 2048;
+
+/** Splits encoded vectors, in order, into the fewest chunks' worth that each fit one chunk. */
+function embeddingBatches(encoded: readonly string[]): string[][] {
+  const batches: string[][] = [];
+  let current: string[] = [];
+  let size = 0;
+  for (const e of encoded) {
+    if (current.length > 0 && size + e.length + 3 > EMBEDDINGS_PER_CHUNK_CHARS) {
+      batches.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(e);
+    size += e.length + 3;
+  }
+  batches.push(current);
+  return batches;
+}
+
+/**
+ * Refuses an embedding job this engine cannot serve, before it is accepted: an engine that cannot
+ * embed, a width other than the client asked for, a text that does not fit the context.
+ */
+async function checkEmbedJob(engine: InferenceEngine, payload: RequestPayload): Promise<void> {
+  if (!isEmbedder(engine)) throw new NightjarError('NJ_BAD_REQUEST', 'this agent does not serve embeddings; use a model that does');
+  if (payload.dimensions !== undefined && payload.dimensions !== engine.embeddingLength) {
+    throw new NightjarError(
+      'NJ_BAD_REQUEST',
+      `this model's embeddings have ${engine.embeddingLength} dimensions, not ${payload.dimensions}; ` +
+        `leave dimensions out or ask for ${engine.embeddingLength}`,
+    );
+  }
+  if (engine.embeddingLength > LIMITS.maxEmbeddingDimensions) {
+    throw new NightjarError(
+      'NJ_BAD_REQUEST',
+      `this model's embeddings are wider than the protocol carries (${LIMITS.maxEmbeddingDimensions})`,
+    );
+  }
+  const counts = await engine.countEmbedTokens(payload.input ?? []);
+  const longest = Math.max(...counts);
+  if (longest >= engine.model.contextLength) {
+    throw new NightjarError(
+      'NJ_CONTEXT_OVERFLOW',
+      `an input takes ${longest} tokens; the context holds ${engine.model.contextLength - 1}. Split it into shorter texts`,
+    );
+  }
+}
+
+function isEmbedder(engine: InferenceEngine): engine is InferenceEngine & Embedder {
+  const e = engine as Partial<Embedder>;
+  return typeof e.embed === 'function' && typeof e.countEmbedTokens === 'function' && typeof e.embeddingLength === 'number';
 }

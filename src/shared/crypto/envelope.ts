@@ -41,6 +41,11 @@ export interface SealRequestOptions {
   toolChoice?: ToolChoice;
   /** The shape of a text reply. Defaults to free text. */
   responseFormat?: ResponseFormat;
+  /**
+   * An embedding job: the texts to embed (then `messages` is empty and sampling.maxTokens is 1)
+   * and, optionally, the width the client expects. Defaults to none (a chat job).
+   */
+  embed?: { input: string[]; dimensions?: number };
   /** Verified bundles of the candidate agents, best first. */
   recipients: readonly VerifiedBundle[];
   /** Milliseconds since the epoch. */
@@ -173,6 +178,13 @@ export async function sealRequest(options: SealRequestOptions): Promise<SealedRe
       ...(options.tools === undefined ? {} : { tools: options.tools }),
       ...(options.toolChoice === undefined ? {} : { toolChoice: options.toolChoice }),
       ...(options.responseFormat === undefined ? {} : { responseFormat: options.responseFormat }),
+      ...(options.embed === undefined
+        ? {}
+        : {
+            task: 'embed' as const,
+            input: options.embed.input,
+            ...(options.embed.dimensions === undefined ? {} : { dimensions: options.embed.dimensions }),
+          }),
     },
     'request',
   );

@@ -5,7 +5,7 @@
  * duplicates, anything after the final chunk and a stream that ends without one.
  */
 import { CryptoError } from '../errors.js';
-import { fromUtf8, u32be, utf8 } from '../encoding.js';
+import { fromBase64Url, fromUtf8, toBase64Url, u32be, utf8 } from '../encoding.js';
 import { validate } from '../protocol/codec.js';
 import { LIMITS } from '../protocol/limits.js';
 import { chunkPayloadSchema, type ChunkPayload, type FinishReason, type ToolCall, type Usage } from '../protocol/schemas.js';
@@ -50,6 +50,25 @@ export class ReplyDigest {
   }
 }
 
+/** One embedding vector as a chunk carries it: its float32 values, little-endian, in base64url. */
+export function encodeEmbedding(vector: ArrayLike<number>): string {
+  const bytes = new Uint8Array(vector.length * 4);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i]!, true);
+  return toBase64Url(bytes);
+}
+
+/** The values of one vector a chunk carries; throws NJ_DECRYPT_FAILED when it is not whole float32 values. */
+export function decodeEmbedding(text: string): Float32Array {
+  const bytes = fromBase64Url(text);
+  if (bytes.length === 0 || bytes.length % 4 !== 0)
+    throw new CryptoError('NJ_DECRYPT_FAILED', 'an embedding in the reply is not float32 values');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(bytes.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
+}
+
 /** The final chunk's content. */
 export interface ReplyFinal {
   finishReason: FinishReason;
@@ -74,14 +93,19 @@ export class ReplySealer {
     this.#padTo = padTo;
   }
 
-  /** Seals the next chunk; pass `final` on the last one. */
-  seal(delta: string, final?: ReplyFinal): { seq: number; data: Uint8Array } {
+  /**
+   * Seals the next chunk; pass `final` on the last one, and an embedding job's next vectors
+   * (base64url float32, see {@link encodeEmbedding}) as `embeddings`.
+   */
+  seal(delta: string, final?: ReplyFinal, embeddings?: string[]): { seq: number; data: Uint8Array } {
     if (this.#finished) throw new CryptoError('NJ_CHUNK_SEQUENCE', 'the reply is already finished');
-    const seq = this.#seq++;
-    const payload: ChunkPayload = final ? { seq, delta, final } : { seq, delta };
+    const payload: ChunkPayload = { seq: this.#seq, delta };
+    if (final) payload.final = final;
+    if (embeddings !== undefined && embeddings.length > 0) payload.embeddings = embeddings;
     const bytes = utf8(JSON.stringify(payload));
     const size = Math.ceil((bytes.length + 4) / this.#padTo) * this.#padTo;
     if (size + 16 > LIMITS.maxChunkBytes) throw new CryptoError('NJ_FRAME_TOO_LARGE', 'a reply chunk is too large');
+    const seq = this.#seq++;
     const data = secretSeal(pad(bytes, size), chunkNonce(this.#keys.noncePrefix, seq), this.#keys.key);
     this.#digest.add(data);
     if (final) this.#finished = true;

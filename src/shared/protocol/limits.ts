@@ -78,6 +78,12 @@ export const LIMITS = {
   maxToolCalls: 8,
   /** Longest arguments string of one tool call, in characters: it travels in the final chunk (at most 64 KiB). */
   maxToolArgumentsLength: 32 * 1024,
+  /** Texts one embedding request may carry (OpenAI allows 2048; each is evaluated in turn at the agent). */
+  maxEmbedInputs: 256,
+  /** Longest text one embedding request may carry, in characters (it must also fit the agent's context in tokens). */
+  maxEmbedInputLength: 64 * 1024,
+  /** Widest embedding vector a reply may carry: 8192 float32 values are 32 KiB, inside one reply chunk. */
+  maxEmbeddingDimensions: 8192,
   /** Largest signed directory answer or released-versions list, as JSON text. */
   maxSignedAnswerBytes: 1024 * 1024,
 } as const;

@@ -304,8 +304,18 @@ export const requestPayloadSchema = z
     created: timeMs,
     /** base64url sha256 of the canonical visible header. */
     headerDigest: b64(32),
-    messages: z.array(chatMessageSchema).min(1).max(LIMITS.maxMessages),
+    /** The conversation: one message or more for a chat job, none for an embedding job. */
+    messages: z.array(chatMessageSchema).max(LIMITS.maxMessages),
     sampling: samplingSchema,
+    /**
+     * What the job is: absent for a chat reply, `embed` for one embedding vector per `input` text
+     * (then `messages` is empty, there are no tools or format, and sampling.maxTokens is 1).
+     */
+    task: z.literal('embed').optional(),
+    /** The texts to embed, in order (embedding jobs only). */
+    input: z.array(z.string().min(1).max(LIMITS.maxEmbedInputLength)).min(1).max(LIMITS.maxEmbedInputs).optional(),
+    /** The vector width the client expects; the agent refuses the job (NJ_BAD_REQUEST) when its model's differs. Optional. */
+    dimensions: z.int().min(1).max(LIMITS.maxEmbeddingDimensions).optional(),
     /** Functions the model may call. Absent: none (and the body is what it was before tools). */
     tools: z.array(toolSchema).min(1).max(LIMITS.maxTools).optional(),
     /** Whether it calls one. Defaults to `auto` with tools. */
@@ -313,7 +323,33 @@ export const requestPayloadSchema = z
     /** The shape of a text reply. Absent: free text. */
     responseFormat: responseFormatSchema.optional(),
   })
-  .superRefine(checkTools);
+  .superRefine(checkTools)
+  .superRefine(checkTask);
+
+/** The checks that tie a request's fields to its task: a chat job has messages, an embedding job has inputs and nothing of chat. */
+function checkTask(
+  p: {
+    task?: 'embed' | undefined;
+    messages: readonly unknown[];
+    input?: readonly string[] | undefined;
+    dimensions?: number | undefined;
+  } & Pick<RequestPayload, 'tools' | 'toolChoice' | 'responseFormat' | 'sampling'>,
+  ctx: z.RefinementCtx,
+): void {
+  if (p.task === undefined) {
+    if (p.messages.length === 0)
+      ctx.addIssue({ code: 'custom', path: ['messages'], message: 'Too small: expected array to have >=1 items' });
+    if (p.input !== undefined || p.dimensions !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['input'], message: 'input and dimensions belong to embedding jobs (task embed)' });
+    return;
+  }
+  if (p.input === undefined) ctx.addIssue({ code: 'custom', path: ['input'], message: 'an embedding job needs input' });
+  if (p.messages.length > 0) ctx.addIssue({ code: 'custom', path: ['messages'], message: 'an embedding job has no messages' });
+  if (p.tools !== undefined || p.toolChoice !== undefined || p.responseFormat !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['task'], message: 'an embedding job has no tools or response format' });
+  if (p.sampling.maxTokens !== 1)
+    ctx.addIssue({ code: 'custom', path: ['sampling', 'maxTokens'], message: 'an embedding job asks for maxTokens 1' });
+}
 
 /**
  * The checks across a request's tool fields: tool names differ, a tool choice other than `none`
@@ -364,6 +400,15 @@ export const chunkPayloadSchema = z.strictObject({
       /** The tool calls of a reply that ended in them (finishReason `tool_calls`). */
       toolCalls: z.array(toolCallSchema).min(1).max(LIMITS.maxToolCalls).optional(),
     })
+    .optional(),
+  /**
+   * Embedding vectors of an embedding job, in input order, continuing the previous chunks' (each
+   * the little-endian float32 values, base64url). Every input has one, across the reply's chunks.
+   */
+  embeddings: z
+    .array(b64Max(LIMITS.maxEmbeddingDimensions * 4))
+    .min(1)
+    .max(LIMITS.maxEmbedInputs)
     .optional(),
 });
 export type ChunkPayload = z.infer<typeof chunkPayloadSchema>;

@@ -55,6 +55,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaEmbeddingContext,
   type LlamaGpuType,
   type LlamaGrammar,
   type LlamaModel,
@@ -84,6 +85,9 @@ import {
   type ConstraintMode,
 } from './constraints.js';
 import type {
+  EmbedRequest,
+  EmbedResult,
+  Embedder,
   EngineModelInfo,
   GenerateRequest,
   GenerateResult,
@@ -237,7 +241,7 @@ function messageOf(error: unknown): string {
  * NJ_MODEL_FILE_INVALID when the file is missing or not GGUF, NJ_MODEL_LOAD_FAILED when llama.cpp
  * cannot load it (or create its context), NJ_CONFIG_INVALID for bad options.
  */
-export async function loadEngine(options: EngineOptions): Promise<InferenceEngine & ReplyInspector> {
+export async function loadEngine(options: EngineOptions): Promise<InferenceEngine & ReplyInspector & Embedder> {
   const logger = options.logger ?? silentLogger;
   const slots = positiveInt('slots', options.slots, 4, 256);
   const threads = positiveInt('threads', options.threads, defaultThreads(), 1024);
@@ -298,6 +302,7 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
       sink,
       modelPath,
       trainContextLength: train,
+      threads,
       promptChunkTokens: Math.min(context.batchSize, promptChunkTokens ?? (llama.gpu === false ? 64 : context.batchSize)),
     });
     logger.info('model loaded', {
@@ -328,6 +333,7 @@ interface EngineParts {
   sink: { readonly logger: Logger };
   modelPath: string;
   trainContextLength: number;
+  threads: number;
   promptChunkTokens: number;
 }
 
@@ -348,9 +354,13 @@ interface RenderedPrompt {
   readonly stopTokens: readonly (readonly Token[])[];
 }
 
-class LlamaEngine implements InferenceEngine, ReplyInspector {
+class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
   readonly model: EngineModelInfo;
   readonly totalSlots: number;
+  readonly embeddingLength: number;
+  private readonly threads: number;
+  /** The embedding context, created on the first embedding job (it is a second llama.cpp context). */
+  private embeddingContext: Promise<LlamaEmbeddingContext> | undefined;
   private readonly llamaModel: LlamaModel;
   private readonly context: LlamaContext;
   private readonly chatWrapper: ChatWrapper;
@@ -370,6 +380,8 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
 
   constructor(parts: EngineParts) {
     this.promptChunkTokens = Math.max(1, parts.promptChunkTokens);
+    this.threads = parts.threads;
+    this.embeddingLength = parts.model.embeddingVectorSize;
     this.llamaModel = parts.model;
     this.context = parts.context;
     this.chatWrapper = parts.chatWrapper;
@@ -680,6 +692,65 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     return undefined;
   }
 
+  async countEmbedTokens(input: readonly string[]): Promise<number[]> {
+    const context = await this.embedding();
+    return input.map((text) => context.calculateInputLength(text));
+  }
+
+  /** The embedding context, created on first use (at the model's context length, with the engine's threads). */
+  private async embedding(): Promise<LlamaEmbeddingContext> {
+    this.assertUsable();
+    this.embeddingContext ??= this.llamaModel.createEmbeddingContext({ contextSize: this.model.contextLength, threads: this.threads });
+    return this.embeddingContext.catch((error: unknown) => {
+      this.embeddingContext = undefined;
+      throw new NightjarError(
+        'NJ_ENGINE_FAILED',
+        `Could not create an embedding context for ${path.basename(this.model.path)}: ${messageOf(error)}`,
+        { cause: error },
+      );
+    });
+  }
+
+  async embed(request: EmbedRequest): Promise<EmbedResult> {
+    const context = await this.embedding();
+    const job: Job = { cancel: new AbortController(), done: Promise.resolve() };
+    const run = async (): Promise<EmbedResult> => {
+      const vectors: Float32Array[] = [];
+      let promptTokens = 0;
+      for (const text of request.input) {
+        if (request.signal?.aborted || job.cancel.signal.aborted)
+          throw new NightjarError('NJ_CANCELLED', 'the embedding job was cancelled');
+        const tokens = context.calculateInputLength(text);
+        if (tokens >= this.model.contextLength) {
+          throw new NightjarError(
+            'NJ_CONTEXT_OVERFLOW',
+            `An input takes ${tokens} tokens; the embedding context holds ${this.model.contextLength - 1}. Split it into shorter texts.`,
+          );
+        }
+        const embedding = await context.getEmbeddingFor(text).catch((error: unknown) => {
+          throw new NightjarError('NJ_ENGINE_FAILED', `Embedding failed: ${messageOf(error)}`, { cause: error });
+        });
+        if (embedding.vector.length !== this.embeddingLength) {
+          throw new NightjarError(
+            'NJ_ENGINE_FAILED',
+            `The model gave a vector of ${embedding.vector.length} values, not ${this.embeddingLength}.`,
+          );
+        }
+        vectors.push(Float32Array.from(embedding.vector));
+        promptTokens += tokens;
+      }
+      return { vectors, promptTokens };
+    };
+    const done = run();
+    job.done = done.catch(() => undefined);
+    this.jobs.add(job);
+    try {
+      return await done;
+    } finally {
+      this.jobs.delete(job);
+    }
+  }
+
   dispose(): Promise<void> {
     this.disposing ??= this.disposeNow();
     return this.disposing;
@@ -694,6 +765,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector {
     await Promise.all([...this.jobs].map((job) => job.done));
     this.free.length = 0;
     try {
+      if (this.embeddingContext !== undefined) await (await this.embeddingContext.catch(() => undefined))?.dispose();
       await this.context.dispose();
       await this.llamaModel.dispose();
     } finally {

@@ -112,3 +112,36 @@ export interface ReplyInspector {
    */
   inspect(request: InspectRequest): Promise<ReplyInspection>;
 }
+
+/** What one embedding run needs. */
+export interface EmbedRequest {
+  /** The texts to embed, in order; each must fit the engine's context in tokens. */
+  input: readonly string[];
+  /** Aborting stops between texts; the run then throws NJ_CANCELLED. */
+  signal?: AbortSignal;
+}
+
+/** What one embedding run produced. */
+export interface EmbedResult {
+  /** One vector per input text, in order, each {@link Embedder.embeddingLength} wide. */
+  vectors: Float32Array[];
+  /** Tokens evaluated, over every text. */
+  promptTokens: number;
+}
+
+/** An engine that can turn texts into embedding vectors with its model. */
+export interface Embedder {
+  /** The width of every vector: the model's embedding length. */
+  readonly embeddingLength: number;
+  /**
+   * Tokens each text takes as {@link Embedder.embed} evaluates it (creating the embedding context
+   * on first use). A text fits when it takes fewer than the context length.
+   */
+  countEmbedTokens(input: readonly string[]): Promise<number[]>;
+  /**
+   * Embeds each text in turn (one text at a time on one embedding context, created on first use).
+   * Throws NJ_CONTEXT_OVERFLOW when a text does not fit the context, NJ_CANCELLED when aborted,
+   * NJ_ENGINE_FAILED otherwise (including after dispose()).
+   */
+  embed(request: EmbedRequest): Promise<EmbedResult>;
+}
