@@ -41,6 +41,11 @@ export interface SealRequestOptions {
   toolChoice?: ToolChoice;
   /** The shape of a text reply. Defaults to free text. */
   responseFormat?: ResponseFormat;
+  /**
+   * The conversation's cache key (see requestPayloadSchema): sealed in the body, never in the
+   * header. Defaults to none (the agent keeps nothing warm).
+   */
+  cacheKey?: string;
   /** Verified bundles of the candidate agents, best first. */
   recipients: readonly VerifiedBundle[];
   /** Milliseconds since the epoch. */
@@ -173,6 +178,7 @@ export async function sealRequest(options: SealRequestOptions): Promise<SealedRe
       ...(options.tools === undefined ? {} : { tools: options.tools }),
       ...(options.toolChoice === undefined ? {} : { toolChoice: options.toolChoice }),
       ...(options.responseFormat === undefined ? {} : { responseFormat: options.responseFormat }),
+      ...(options.cacheKey === undefined ? {} : { cacheKey: options.cacheKey }),
     },
     'request',
   );
