@@ -61,7 +61,10 @@ export async function run(ctx: BenchContext): Promise<AreaReport> {
       for (const cache of r % 2 === 0 ? [true, false] : [false, true]) {
         const c = await conversation(engine, maxTokens, cache ? randomBytes(32).toString('base64url') : undefined);
         runs.push({ cache, ...c });
-        ctx.log(`${cache ? 'cache' : 'no cache'}: turn 1 ${fmt(c.ttft[0]!)} ms, turn ${TURNS} ${fmt(c.ttft[TURNS - 1]!)} ms`);
+        ctx.log(
+          `${cache ? 'cache' : 'no cache'}: TTFT ms by turn ${c.ttft.map((x) => fmt(x)).join(', ')}; ` +
+            `turn ${TURNS}: ${c.promptTokens[TURNS - 1]} prompt tokens, ${c.cached[TURNS - 1]} reused`,
+        );
       }
     }
   } finally {
