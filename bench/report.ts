@@ -11,6 +11,7 @@ export const AREA_NAMES = [
   'relay',
   'accept-burst',
   'engine',
+  'warm-cache',
   'batching',
   'whole-path',
   'preemption',

@@ -74,6 +74,7 @@ type AreaModule = { run(ctx: BenchContext): Promise<AreaReport> };
 
 const AREAS: Record<AreaName, () => Promise<AreaModule>> = {
   engine: () => import('./engine.js'),
+  'warm-cache': () => import('./warm-cache.js'),
   batching: () => import('./batching.js'),
   'whole-path': () => import('./whole-path.js'),
   relay: () => import('./relay.js'),

@@ -101,7 +101,9 @@ export type AttemptReport =
 export interface JobTransport {
   /**
    * The agents among `agentIds` that may take a job with `needs` at all (connected, serving,
-   * eligible), busy or not: those with a free slot first, each group best first.
+   * eligible), busy or not: those with a free slot first, each group best first — except that the
+   * client's first recipient, when free, comes first of all (a client seals a conversation's next
+   * turn first for the agent that holds it warm).
    */
   candidates(agentIds: readonly string[], needs: JobNeeds): JobCandidate[];
   /** True if any connected agent serves `model`, busy or not. */
@@ -145,7 +147,11 @@ export class LocalTransport implements JobTransport {
     }
     const free = eligible
       .filter((s) => directory.freeSlots(s) > 0)
-      .sort((a, b) => directory.compare(a, b, now, needs.maxTokens, needs.model));
+      .sort(
+        (a, b) =>
+          Number(b.agentId === agentIds[0]) - Number(a.agentId === agentIds[0]) ||
+          directory.compare(a, b, now, needs.maxTokens, needs.model),
+      );
     const busy = eligible.filter((s) => directory.freeSlots(s) === 0);
     return [...free.map((channel) => ({ channel, free: true })), ...busy.map((channel) => ({ channel, free: false }))];
   }

@@ -1,12 +1,13 @@
 /**
  * The interactive side of `nightjar chat`: a conversation whose history stays in memory (and
  * nowhere else), line editing and input history on a terminal, and Ctrl-C that stops the reply
- * being written — a second Ctrl-C quits.
+ * being written — a second Ctrl-C quits. Each conversation has its own cache key (a new one on
+ * /reset), so the agent that served a turn keeps it warm for the next.
  */
 import readline from 'node:readline';
 import { Readable, type Writable } from 'node:stream';
 import { NightjarError, type ChatMessage } from '../../shared/index.js';
-import { IncompleteReplyError, type ChatRequest, type ChatStream, type NightjarClient } from '../../client/index.js';
+import { IncompleteReplyError, newCacheKey, type ChatRequest, type ChatStream, type NightjarClient } from '../../client/index.js';
 import { reportReplyError, summaryLine, type ClientCommandIo } from './common.js';
 
 /** Options of {@link runRepl}. */
@@ -53,6 +54,7 @@ export async function runRepl(options: ReplOptions): Promise<number> {
   });
   const head: ChatMessage[] = options.system ? [{ role: 'system', content: options.system }] : [];
   let turns: ChatMessage[] = [];
+  let cacheKey = newCacheKey();
   let current: ChatStream | null = null;
   // A Ctrl-C that stopped a reply, or hit an empty prompt, arms the next one to quit.
   let armed = false;
@@ -107,6 +109,7 @@ export async function runRepl(options: ReplOptions): Promise<number> {
         if (command === '/exit' || command === '/quit') break;
         if (command === '/reset') {
           turns = [];
+          cacheKey = newCacheKey();
           io.stderr.write('[new conversation]\n');
         } else {
           io.stderr.write(REPL_HELP);
@@ -116,7 +119,7 @@ export async function runRepl(options: ReplOptions): Promise<number> {
       }
       turns.push({ role: 'user', content: line });
       while (turns.length > maxMessages) turns.splice(0, turns[1]?.role === 'assistant' ? 2 : 1);
-      const reply = await replyTo(options, [...head, ...turns], (s) => (current = s));
+      const reply = await replyTo(options, [...head, ...turns], cacheKey, (s) => (current = s));
       current = null;
       if (reply === null) turns.pop();
       else turns.push({ role: 'assistant', content: reply });
@@ -132,11 +135,17 @@ export async function runRepl(options: ReplOptions): Promise<number> {
 }
 
 /** Streams one reply; resolves with its text, or null when it did not complete. */
-async function replyTo(options: ReplOptions, messages: ChatMessage[], setCurrent: (s: ChatStream) => void): Promise<string | null> {
+async function replyTo(
+  options: ReplOptions,
+  messages: ChatMessage[],
+  cacheKey: string,
+  setCurrent: (s: ChatStream) => void,
+): Promise<string | null> {
   const { client, model, io } = options;
   const stream = client.chat({
     model,
     messages,
+    cacheKey,
     ...options.request,
     onRetry: ({ error, delayMs }) => {
       if (!options.quiet) io.stderr.write(`[${error.code}; sending again in ${(delayMs / 1000).toFixed(1)} s]\n`);

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   LIMITS,
   NightjarError,
+  cacheKeySchema,
   PROTOCOL_VERSION,
   ReplyOpener,
   decodeEmbedding,
@@ -211,6 +212,14 @@ export interface ChatRequest {
   toolChoice?: ToolChoice;
   /** The shape of a text reply (json_object, or json_schema), enforced by a grammar at the agent. Defaults to free text. */
   responseFormat?: ResponseFormat;
+  /**
+   * The conversation's cache key, the same for every turn of one conversation and secret to this
+   * client ({@link newCacheKey}; 128 to 512 random bits, base64url). It travels only inside the
+   * envelope: the agent keeps the conversation's evaluated prefix warm for a short time, for the
+   * next turn with the same key only, and this client seals that turn for the agent that served
+   * the last one first (the others follow, for failover). Defaults to none.
+   */
+  cacheKey?: string;
   /** Aborting cancels the job at the agent. Defaults to none. */
   signal?: AbortSignal;
   /** Told before each retry. Defaults to none. */
@@ -377,8 +386,26 @@ const requestSchema = z
     tools: z.array(toolSchema).min(1).max(LIMITS.maxTools).optional(),
     toolChoice: toolChoiceSchema.optional(),
     responseFormat: responseFormatSchema.optional(),
+    cacheKey: cacheKeySchema.optional(),
   })
   .superRefine(checkTools);
+
+/** Conversations whose last agent a client remembers (the least recently served forgotten first). */
+const MAX_REMEMBERED_CONVERSATIONS = 1024;
+
+/**
+ * A fresh conversation cache key ({@link ChatRequest.cacheKey}): 256 random bits, base64url. Use
+ * one per conversation, never one across conversations or users.
+ */
+export function newCacheKey(): string {
+  return toBase64Url(randomBytes(32));
+}
+
+/** `candidates` with the one of `agentId` (if among them) moved to the front, the rest in order. */
+function preferring<T extends { verified: VerifiedBundle }>(candidates: readonly T[], agentId: string | undefined): T[] {
+  const at = agentId === undefined ? -1 : candidates.findIndex((c) => c.verified.bundle.agentId === agentId);
+  return at <= 0 ? [...candidates] : [candidates[at]!, ...candidates.slice(0, at), ...candidates.slice(at + 1)];
+}
 
 /** True if the request puts its reply under a grammar (tools it may call, a response format). */
 function grammarConstrained(request: ChatRequest): boolean {
@@ -485,6 +512,8 @@ export class NightjarClient {
   readonly #o: ResolvedClientOptions;
   readonly #base: string;
   readonly #recent = new Map<string, { at: number; candidates: Candidate[] }>();
+  /** The agent that served each conversation's last turn, by cache key, least recent first. */
+  readonly #lastAgent = new Map<string, string>();
   /**
    * An ephemeral key agreed, after a reply, with the agents that sent it: the next request to
    * them (a conversation's next turn) seals without waiting for WebCrypto. Used once.
@@ -968,6 +997,7 @@ export class NightjarClient {
       tools: request.tools?.length ? request.tools : undefined,
       toolChoice: request.toolChoice,
       responseFormat: request.responseFormat,
+      cacheKey: request.cacheKey,
     });
     if (!checked.success) throw new NightjarError('NJ_BAD_REQUEST', `the request is invalid at ${describeIssues(checked.error)}`);
     return sampling;
@@ -982,7 +1012,9 @@ export class NightjarClient {
     state: SendState,
     embed?: EmbedJob,
   ): Promise<SendResult> {
-    const candidates = await this.#candidatesFor(request.model, signal, sends > 1);
+    const listed = await this.#candidatesFor(request.model, signal, sends > 1);
+    // A conversation's next turn goes first to the agent holding it warm, if it is still offered.
+    const candidates = request.cacheKey === undefined ? listed : preferring(listed, this.#lastAgent.get(request.cacheKey));
     const recipients = candidates.map((c) => c.verified);
     const prepared = await this.#takeSpare();
     let sealed: SealedRequest;
@@ -995,6 +1027,7 @@ export class NightjarClient {
         ...(request.toolChoice === undefined ? {} : { toolChoice: request.toolChoice }),
         ...(request.responseFormat === undefined ? {} : { responseFormat: request.responseFormat }),
         ...(embed === undefined ? {} : { embed }),
+        ...(request.cacheKey === undefined ? {} : { cacheKey: request.cacheKey }),
         recipients,
         now: this.#o.clock.now(),
         prepared,
@@ -1087,7 +1120,12 @@ export class NightjarClient {
                   throw new NightjarError('NJ_FRAME_UNEXPECTED', 'the job ended before the reply started');
                 replyDigest = opener.digest();
                 const result = await this.#finish(request, sealed, opener, replyDigest, agent, state.served, state.text, event.receipt);
-                this.#prepareSpare(recipients);
+                if (request.cacheKey === undefined) this.#prepareSpare(recipients);
+                else {
+                  this.#rememberAgent(request.cacheKey, state.served.agentId);
+                  // The spare fits only the next turn's recipients in their order: this agent first.
+                  this.#prepareSpare(preferring(candidates, state.served.agentId).map((c) => c.verified));
+                }
                 if (embed) return { ...result, embeddings: state.vectors };
                 if (!kept) return result;
                 // A copy of the key goes into the evidence before the finally below wipes the original.
@@ -1177,6 +1215,13 @@ export class NightjarClient {
       signedReceipt: signed,
       identityKey: toBase64Url(agent.verified.identityKey),
     };
+  }
+
+  /** Remembers the agent that served a conversation's turn, forgetting the least recent beyond the bound. */
+  #rememberAgent(cacheKey: string, agentId: string): void {
+    this.#lastAgent.delete(cacheKey);
+    this.#lastAgent.set(cacheKey, agentId);
+    while (this.#lastAgent.size > MAX_REMEMBERED_CONVERSATIONS) this.#lastAgent.delete(this.#lastAgent.keys().next().value!);
   }
 
   /** The spare ephemeral key, if one was prepared (it may not fit this request's recipients). */

@@ -4,6 +4,7 @@
 export {
   NightjarClient,
   IncompleteReplyError,
+  newCacheKey,
   CLIENT_DEFAULTS,
   TRUST_DEFAULTS,
   type NightjarClientOptions,

@@ -200,7 +200,15 @@ export class NatsTransport extends Resource implements JobTransport, RemoteLink 
       if (r && remote.eligible(r, e))
         picked.push({ channel: r, free: remote.freeSlots(r) > 0, latency: remote.expectedLatencyMs(r, now, needs.maxTokens, needs.model) });
     }
-    picked.sort((a, b) => Number(b.free) - Number(a.free) || a.latency - b.latency || a.channel.agentId.localeCompare(b.channel.agentId));
+    // The client's first recipient, when free, goes first (JobTransport.candidates).
+    const first = (p: (typeof picked)[number]): number => Number(p.free && p.channel.agentId === agentIds[0]);
+    picked.sort(
+      (a, b) =>
+        first(b) - first(a) ||
+        Number(b.free) - Number(a.free) ||
+        a.latency - b.latency ||
+        a.channel.agentId.localeCompare(b.channel.agentId),
+    );
     return picked.map(({ channel, free }) => ({ channel, free }));
   }
 

@@ -523,9 +523,16 @@ export class Agent extends Resource {
    * Lets running jobs finish for up to `graceMs`, then aborts the rest; each still ends with a
    * final chunk and a receipt, and the engine has stopped generating when this resolves. Set the
    * state away from 'serving' first so no new job starts. Aborting `resume` calls the drain off
-   * (the jobs carry on).
+   * (the jobs carry on). Unless resumed, the engine's warm conversations are cleared too: none
+   * stays in memory past a preemption.
    */
   async drain(graceMs: number, resume?: AbortSignal): Promise<DrainOutcome> {
+    const outcome = await this.#drainJobs(graceMs, resume);
+    if (outcome.outcome !== 'resumed') await this.#engine?.forgetConversations?.();
+    return outcome;
+  }
+
+  async #drainJobs(graceMs: number, resume?: AbortSignal): Promise<DrainOutcome> {
     const jobsAtStart = this.#runner.stats.activeJobs;
     if (jobsAtStart === 0) return { jobsAtStart, aborted: 0, outcome: 'settled' };
     const outcome = await new Promise<DrainOutcome['outcome']>((resolve) => {

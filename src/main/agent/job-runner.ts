@@ -297,6 +297,7 @@ export class JobRunner implements Disposable {
           messages: opened.payload.messages,
           sampling: opened.payload.sampling,
           ...constraintsOfPayload(opened.payload),
+          ...(opened.payload.cacheKey === undefined ? {} : { cacheKey: opened.payload.cacheKey }),
           signal,
           onDelta: (text) => {
             if (text.length > 0) sendChunk(text);

@@ -46,6 +46,11 @@ export interface SealRequestOptions {
    * and, optionally, the width the client expects. Defaults to none (a chat job).
    */
   embed?: { input: string[]; dimensions?: number };
+  /**
+   * The conversation's cache key (see requestPayloadSchema): sealed in the body, never in the
+   * header. Defaults to none (the agent keeps nothing warm).
+   */
+  cacheKey?: string;
   /** Verified bundles of the candidate agents, best first. */
   recipients: readonly VerifiedBundle[];
   /** Milliseconds since the epoch. */
@@ -185,6 +190,7 @@ export async function sealRequest(options: SealRequestOptions): Promise<SealedRe
             input: options.embed.input,
             ...(options.embed.dimensions === undefined ? {} : { dimensions: options.embed.dimensions }),
           }),
+      ...(options.cacheKey === undefined ? {} : { cacheKey: options.cacheKey }),
     },
     'request',
   );

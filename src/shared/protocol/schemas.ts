@@ -294,6 +294,13 @@ export const samplingSchema = z.strictObject({
 });
 export type Sampling = z.infer<typeof samplingSchema>;
 
+/** A conversation's cache key: 128 to 512 random bits in base64url (22 to 86 characters). */
+export const cacheKeySchema = z
+  .string()
+  .min(22)
+  .max(86)
+  .regex(/^[A-Za-z0-9_-]+$/, 'expected base64url');
+
 /** What the body of an envelope decrypts to. */
 export const requestPayloadSchema = z
   .strictObject({
@@ -322,6 +329,12 @@ export const requestPayloadSchema = z
     toolChoice: toolChoiceSchema.optional(),
     /** The shape of a text reply. Absent: free text. */
     responseFormat: responseFormatSchema.optional(),
+    /**
+     * The conversation's cache key: random, 128 to 512 bits, base64url, secret to the client (it
+     * travels only inside the envelope). The agent keeps the conversation's evaluated prefix warm
+     * for the next turn with the same key. Absent: nothing is kept.
+     */
+    cacheKey: cacheKeySchema.optional(),
   })
   .superRefine(checkTools)
   .superRefine(checkTask);

@@ -203,7 +203,7 @@ describe('nightjar chat --keep-evidence and nightjar dispute', () => {
 });
 
 describe('nightjar chat, interactive', () => {
-  it('keeps the conversation across turns; /reset starts over; the system message stays', async () => {
+  it('keeps the conversation (and its cache key) across turns; /reset starts over; the system message stays', async () => {
     net = await startNet();
     const engine = new RecordingEngine({ words: ['Sure', '.'] });
     await net.addAgent(engine);
@@ -218,6 +218,12 @@ describe('nightjar chat, interactive', () => {
       [system, { role: 'user', content: 'first' }, { role: 'assistant', content: 'Sure.' }, { role: 'user', content: 'second' }],
       [system, { role: 'user', content: 'third' }],
     ]);
+    // One cache key per conversation: the same for its turns, a new one after /reset.
+    const [k1, k2, k3] = engine.cacheKeys;
+    expect(k1).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(k2).toBe(k1);
+    expect(k3).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(k3).not.toBe(k1);
   });
 
   it('/exit quits before the remaining input', async () => {

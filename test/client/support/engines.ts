@@ -34,12 +34,15 @@ export class ObservedEngine extends FakeEngine {
   }
 }
 
-/** An ObservedEngine that keeps the conversations it was asked to continue. */
+/** An ObservedEngine that keeps the conversations it was asked to continue (and their cache keys). */
 export class RecordingEngine extends ObservedEngine {
   readonly conversations: ChatMessage[][] = [];
+  /** Each request's cache key, in the same order. */
+  readonly cacheKeys: (string | undefined)[] = [];
 
   override generate(request: GenerateRequest): Promise<GenerateResult> {
     this.conversations.push(request.messages.map((m) => ({ ...m })));
+    this.cacheKeys.push(request.cacheKey);
     return super.generate(request);
   }
 }

@@ -35,9 +35,20 @@
  * protocol's bounds on a schema's size and depth. OpenAI's frequency and presence penalties go to
  * llama.cpp's repeat penalty over the tokens generated so far.
  *
+ * Warm conversations: a job whose request carries a cache key leaves its sequence warm (prompt and
+ * reply still in the KV cache) for {@link EngineOptions.warmTtlMs}, filed under
+ * HMAC-SHA256(engine secret, cache key) — the key itself is never stored, and a lookup is an exact
+ * match of that digest, so two keys never share a sequence. The next job with the same key takes
+ * that sequence, keeps the longest prefix its new prompt shares with what was evaluated, and
+ * evaluates only the rest. At most {@link EngineOptions.warmSequences} are kept, least recently
+ * used evicted first; a job without a warm sequence of its own, when no slot is free of one,
+ * evicts the least recently used. A cancelled or failed job's sequence is cleared, as is every
+ * warm one on {@link LlamaEngine.forgetConversations} (the owner came back) and on dispose (the
+ * secret dies with the engine, so nothing survives a model unload).
+ *
  * Not handled: reasoning segments; a model that thinks aloud in `<think>` tags streams them as text.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,7 +79,9 @@ import {
   NightjarError,
   samplingSchema,
   silentLogger,
+  systemClock,
   type ChatMessage,
+  type Clock,
   type FinishReason,
   type Logger,
   type Sampling,
@@ -135,7 +148,22 @@ export interface EngineOptions {
   promptChunkTokens?: number;
   /** Receives the engine's log lines and llama.cpp's warnings. Defaults to a silent logger. */
   logger?: Logger;
+  /**
+   * Conversation sequences kept warm after their job for the next turn of the same cache key
+   * (each is one of the slots, given back when a job needs it). 0 turns the cache off.
+   * Defaults to the number of slots.
+   */
+  warmSequences?: number;
+  /** How long a warm sequence is kept after its job, in milliseconds. Defaults to 120 000 (2 minutes). */
+  warmTtlMs?: number;
+  /** The clock for warm sequences' expiry. Defaults to the system clock. */
+  clock?: Clock;
 }
+
+/** Default of {@link EngineOptions.warmTtlMs}. */
+export const DEFAULT_WARM_TTL_MS = 120_000;
+/** The longest cache key the engine takes, in characters (512 bits of base64url). */
+const MAX_CACHE_KEY_CHARS = 86;
 
 /**
  * Sampling used when a request leaves a parameter out: llama.cpp's server defaults. A request
@@ -250,6 +278,15 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
   const batchSize = options.batchSize === undefined ? undefined : positiveInt('batchSize', options.batchSize, 512);
   const promptChunkTokens =
     options.promptChunkTokens === undefined ? undefined : positiveInt('promptChunkTokens', options.promptChunkTokens, 64);
+  const warmSequences = options.warmSequences ?? slots;
+  if (!Number.isInteger(warmSequences) || warmSequences < 0 || warmSequences > slots) {
+    throw new NightjarError(
+      'NJ_CONFIG_INVALID',
+      `Engine option warmSequences must be an integer from 0 to slots (${slots}); got ${String(options.warmSequences)}.`,
+    );
+  }
+  const warmTtlMs = positiveInt('warmTtlMs', options.warmTtlMs, DEFAULT_WARM_TTL_MS, 24 * 3_600_000);
+  const clock = options.clock ?? systemClock;
   const modelPath = path.resolve(options.modelPath);
 
   const info = await stat(modelPath).catch((error: unknown) => {
@@ -303,6 +340,9 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
       modelPath,
       trainContextLength: train,
       threads,
+      warmSequences,
+      warmTtlMs,
+      clock,
       promptChunkTokens: Math.min(context.batchSize, promptChunkTokens ?? (llama.gpu === false ? 64 : context.batchSize)),
     });
     logger.info('model loaded', {
@@ -335,6 +375,16 @@ interface EngineParts {
   trainContextLength: number;
   threads: number;
   promptChunkTokens: number;
+  warmSequences: number;
+  warmTtlMs: number;
+  clock: Clock;
+}
+
+/** A sequence kept after its job for the next turn of its conversation. */
+interface WarmSequence {
+  readonly sequence: LlamaContextSequence;
+  /** Clock time after which it is cleared. */
+  readonly expiresAt: number;
 }
 
 /** A running job, as far as dispose() needs to know. */
@@ -377,6 +427,16 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
   private readonly promptChunkTokens: number;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private disposing: Promise<void> | undefined;
+  /** Warm sequences by scope (see {@link scopeOf}), least recently used first. */
+  private readonly warm = new Map<string, WarmSequence>();
+  private readonly warmMax: number;
+  private readonly warmTtlMs: number;
+  private readonly clock: Clock;
+  /** Keys the scopes; never leaves the engine, so a scope is good only for this load of the model. */
+  private readonly scopeSecret = randomBytes(32);
+  private sweepTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** Evicted sequences being cleared (each already back in the free list; a job awaits its clear). */
+  private readonly clearing = new Map<LlamaContextSequence, Promise<void>>();
 
   constructor(parts: EngineParts) {
     this.promptChunkTokens = Math.max(1, parts.promptChunkTokens);
@@ -388,6 +448,9 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
     this.logger = parts.logger;
     this.sink = parts.sink;
     this.totalSlots = parts.slots;
+    this.warmMax = parts.warmSequences;
+    this.warmTtlMs = parts.warmTtlMs;
+    this.clock = parts.clock;
     for (let i = 0; i < parts.slots; i++) this.free.push(parts.context.getSequence({ contextShift: NO_CONTEXT_SHIFT }));
     const metadata = parts.model.fileInfo.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
     const name = metadata['general']?.['name'];
@@ -401,7 +464,118 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
   }
 
   get freeSlots(): number {
-    return this.disposing === undefined ? this.free.length : 0;
+    // A warm sequence is a free slot: a job without one takes it over.
+    return this.disposing === undefined ? this.free.length + this.warm.size : 0;
+  }
+
+  /**
+   * The scope a cache key files its sequence under: a keyed digest, so the key is not kept and
+   * no one without the key can name its scope. Throws NJ_BAD_REQUEST for a malformed key.
+   */
+  private scopeOf(cacheKey: string): string {
+    if (
+      typeof cacheKey !== 'string' ||
+      cacheKey.length < 22 ||
+      cacheKey.length > MAX_CACHE_KEY_CHARS ||
+      !/^[A-Za-z0-9_-]+$/.test(cacheKey)
+    ) {
+      throw new NightjarError(
+        'NJ_BAD_REQUEST',
+        `A cache key is 22 to ${MAX_CACHE_KEY_CHARS} base64url characters (128 to 512 random bits); draw one with randomBytes(32).`,
+      );
+    }
+    return createHmac('sha256', this.scopeSecret).update(cacheKey).digest('base64url');
+  }
+
+  /**
+   * Takes a slot for a job, synchronously: the warm sequence of `scope` if there is one, else a
+   * clear free one, else the least recently used warm one (cleared by the job before use).
+   */
+  private acquire(scope: string | undefined): { sequence: LlamaContextSequence; warm: boolean } | undefined {
+    this.sweep();
+    if (scope !== undefined) {
+      const mine = this.warm.get(scope);
+      if (mine !== undefined) {
+        this.warm.delete(scope);
+        return { sequence: mine.sequence, warm: true };
+      }
+    }
+    const sequence = this.free.pop();
+    if (sequence !== undefined) return { sequence, warm: false };
+    const lru = this.warm.entries().next().value;
+    if (lru === undefined) return undefined;
+    this.warm.delete(lru[0]);
+    return { sequence: lru[1].sequence, warm: false };
+  }
+
+  /**
+   * Gives a warm sequence back as a free slot at once and clears it (so its conversation leaves
+   * memory now, not at its next use); a job that takes it first waits for the clear ({@link ready}).
+   */
+  private evict(sequence: LlamaContextSequence): void {
+    if (this.disposing !== undefined) return;
+    this.free.push(sequence);
+    const cleared = sequence
+      .clearHistory()
+      .catch((error: unknown) => {
+        const at = this.free.indexOf(sequence);
+        if (at >= 0) this.free.splice(at, 1);
+        if (this.disposing === undefined) this.logger.error('could not clear a sequence; slot retired', { error: messageOf(error) });
+      })
+      .finally(() => this.clearing.delete(sequence));
+    this.clearing.set(sequence, cleared);
+  }
+
+  /** Waits until an evicted `sequence` is clear. */
+  private async ready(sequence: LlamaContextSequence): Promise<void> {
+    await this.clearing.get(sequence);
+  }
+
+  /** Clears the warm sequences whose time is up, and sets the timer for the next one. */
+  private sweep(): void {
+    const now = this.clock.now();
+    for (const [scope, entry] of this.warm) {
+      if (entry.expiresAt > now) continue;
+      this.warm.delete(scope);
+      this.evict(entry.sequence);
+    }
+    if (this.sweepTimer !== undefined) this.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    let next = Infinity;
+    for (const entry of this.warm.values()) next = Math.min(next, entry.expiresAt);
+    if (next !== Infinity && this.disposing === undefined) {
+      this.sweepTimer = this.clock.setTimeout(
+        () => {
+          this.sweepTimer = undefined;
+          this.sweep();
+        },
+        Math.max(0, next - now),
+      );
+    }
+  }
+
+  /** Keeps `sequence` warm under `scope` (a sequence already there is cleared), evicting the least recently used beyond the limit. */
+  private keepWarm(scope: string, sequence: LlamaContextSequence): void {
+    const previous = this.warm.get(scope);
+    if (previous !== undefined) {
+      this.warm.delete(scope);
+      this.evict(previous.sequence);
+    }
+    this.warm.set(scope, { sequence, expiresAt: this.clock.now() + this.warmTtlMs });
+    while (this.warm.size > this.warmMax) {
+      const [oldest, entry] = this.warm.entries().next().value!;
+      this.warm.delete(oldest);
+      this.evict(entry.sequence);
+    }
+    this.sweep();
+  }
+
+  async forgetConversations(): Promise<void> {
+    const entries = [...this.warm.values()];
+    this.warm.clear();
+    this.sweep();
+    for (const entry of entries) this.evict(entry.sequence);
+    await Promise.all(entries.map((e) => this.ready(e.sequence)));
   }
 
   async countPromptTokens(messages: readonly ChatMessage[], constraints?: ReplyConstraints): Promise<number> {
@@ -478,19 +652,26 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
         tokensPerSecond: 0,
       };
     }
-    const sequence = this.free.pop();
-    if (sequence === undefined) {
+    const scope = request.cacheKey === undefined || this.warmMax === 0 ? undefined : this.scopeOf(request.cacheKey);
+    const slot = this.acquire(scope);
+    if (slot === undefined) {
       throw new NightjarError('NJ_ENGINE_BUSY', `All ${this.totalSlots} sequences of this engine are generating; no slot is free.`);
     }
+    const { sequence } = slot;
     const job: Job = { cancel: new AbortController(), done: Promise.resolve() };
     const onAbort = (): void => job.cancel.abort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
     const run = (async (): Promise<GenerateResult> => {
+      let keep = false;
       try {
-        return await this.run(sequence, request, parsed.data, job.cancel.signal, started, grammars);
+        const result = await this.run(sequence, request, parsed.data, job.cancel.signal, started, grammars, slot.warm);
+        // Only a whole turn is worth keeping; a cancel may be the owner coming back.
+        keep = scope !== undefined && result.finishReason !== 'cancelled' && this.disposing === undefined;
+        return result;
       } finally {
         request.signal?.removeEventListener('abort', onAbort);
-        await this.release(sequence);
+        if (keep) this.keepWarm(scope!, sequence);
+        else await this.release(sequence);
       }
     })();
     job.done = run.catch(() => undefined);
@@ -531,7 +712,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
           `they do not fit the context of ${contextLength} tokens per sequence.`,
       );
     }
-    const sequence = this.free.pop();
+    const sequence = this.acquire(undefined)?.sequence;
     if (sequence === undefined) {
       throw new NightjarError('NJ_ENGINE_BUSY', `All ${this.totalSlots} sequences of this engine are busy; no slot is free.`);
     }
@@ -568,6 +749,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
     request: InspectRequest,
     cancel: AbortSignal,
   ): Promise<ReplyInspection> {
+    await this.ready(sequence);
     if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
     const { reply, topN } = request;
     const n = canonical.length;
@@ -764,6 +946,10 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
     for (const job of this.jobs) job.cancel.abort();
     await Promise.all([...this.jobs].map((job) => job.done));
     this.free.length = 0;
+    this.warm.clear();
+    if (this.sweepTimer !== undefined) this.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    await Promise.all(this.clearing.values());
     try {
       if (this.embeddingContext !== undefined) await (await this.embeddingContext.catch(() => undefined))?.dispose();
       await this.context.dispose();
@@ -862,10 +1048,21 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
     cancel: AbortSignal,
     started: number,
     grammars: ReplyGrammars,
+    warm: boolean,
   ): Promise<GenerateResult> {
-    if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
+    await this.ready(sequence);
     const prompt = this.render(request.messages, constraintsOf(request));
     const promptLength = prompt.tokens.length;
+    // A warm sequence keeps what its prompt shares with the last turn, less at least the last
+    // prompt token (evaluated again for the distribution of the first reply token); any other
+    // sequence starts empty.
+    let cached = 0;
+    if (warm) cached = Math.min(sequence.compareContextTokens([...prompt.tokens]).firstDifferentIndex, promptLength - 1);
+    if (cached === 0) {
+      if (sequence.nextTokenIndex !== 0) await sequence.clearHistory();
+    } else if (sequence.nextTokenIndex > cached) {
+      await sequence.eraseContextTokenRanges([{ start: cached, end: sequence.nextTokenIndex }]);
+    }
     const contextLength = sequence.contextSize;
     if (promptLength + sampling.maxTokens > contextLength) {
       throw new NightjarError(
@@ -888,7 +1085,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
             request.onDelta,
           );
     let reply = replyFor(calling);
-    let promptTokens = 0;
+    let promptTokens = cached;
     let completionTokens = 0;
     let firstTokenAt: number | undefined;
     let lastTokenAt = 0;
@@ -907,7 +1104,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
 
     try {
       // The prompt minus its last token, in pieces: a cancel lands between pieces.
-      const head = prompt.tokens.slice(0, -1);
+      const head = prompt.tokens.slice(cached, -1);
       const chunk = this.promptChunkTokens;
       for (let i = 0; i < head.length && !cancel.aborted; i += chunk) {
         const part = head.slice(i, i + chunk);
@@ -1024,6 +1221,7 @@ class LlamaEngine implements InferenceEngine, ReplyInspector, Embedder {
       usage: { promptTokens, completionTokens },
       timeToFirstTokenMs: ttft,
       tokensPerSecond: completionTokens >= 2 && decodeMs > 0 ? ((completionTokens - 1) * 1000) / decodeMs : 0,
+      ...(cached === 0 ? {} : { cachedPromptTokens: cached }),
     };
   }
 

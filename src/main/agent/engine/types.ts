@@ -28,6 +28,12 @@ export interface GenerateRequest extends ReplyConstraints {
   signal?: AbortSignal;
   /** Receives each piece of text as it is generated, in order. */
   onDelta?: (text: string) => void;
+  /**
+   * The conversation's cache key, as the client sealed it (secret, random, at least 128 bits).
+   * With one, the engine keeps the sequence warm after the job, for the next turn of the same key
+   * only, so that turn evaluates just its new tokens. Defaults to none (the sequence is cleared).
+   */
+  cacheKey?: string;
 }
 
 /** What one generation produced. */
@@ -45,6 +51,11 @@ export interface GenerateResult {
   timeToFirstTokenMs: number;
   /** Completion tokens per second over the generation phase. */
   tokensPerSecond: number;
+  /**
+   * Prompt tokens that were already in the conversation's warm sequence and so not evaluated
+   * again (they are part of usage.promptTokens). Defaults to 0 (absent) without a warm sequence.
+   */
+  cachedPromptTokens?: number;
 }
 
 /** What the engine knows of the loaded model. */
@@ -77,6 +88,11 @@ export interface InferenceEngine extends AsyncDisposable {
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Tokens the rendered prompt of `messages` takes (with the tools and format of `constraints`, rendered as generate renders them). */
   countPromptTokens(messages: readonly ChatMessage[], constraints?: ReplyConstraints): Promise<number>;
+  /**
+   * Clears every warm conversation sequence (the owner came back, the agent stops serving): no
+   * conversation stays in memory past a preemption. Optional: an engine without a cache has none.
+   */
+  forgetConversations?(): Promise<void>;
   /** Stops every generation and frees the model's memory. Idempotent. */
   dispose(): Promise<void>;
 }
